@@ -1,0 +1,75 @@
+using Paravirt.Hypervisor.Memory;
+
+namespace Paravirt.Hypervisor.Backends;
+
+/// <summary>The control and segment state a hardware backend loads into a vCPU for flat 64-bit long mode.</summary>
+/// <param name="Cr0">CR0: PE, MP, ET, NE, WP, PG.</param>
+/// <param name="Cr3">CR3: the PML4 address.</param>
+/// <param name="Cr4">CR4: PAE, OSFXSR, OSXMMEXCPT (so compiler-emitted SSE works).</param>
+/// <param name="Efer">EFER: LME, LMA.</param>
+/// <param name="GdtBase">Guest-physical address of the GDT.</param>
+/// <param name="GdtLimit">GDT limit (size - 1).</param>
+/// <param name="CodeSelector">64-bit code segment selector.</param>
+/// <param name="DataSelector">Data segment selector (DS, ES, SS, FS, GS).</param>
+/// <param name="TssSelector">Selector of the (unused, present) 64-bit TSS descriptor for TR.</param>
+public readonly record struct LongModeState(
+    ulong Cr0, ulong Cr3, ulong Cr4, ulong Efer, ulong GdtBase, ushort GdtLimit,
+    ushort CodeSelector, ushort DataSelector, ushort TssSelector);
+
+/// <summary>
+/// Writes identity page tables (2 MiB pages covering all guest memory) and a flat GDT into the host-reserved area
+/// described by <see cref="GuestLayout"/>, and returns the register state that enables them. Used by the KVM and
+/// WHP backends; the emulator runs flat long mode without tables.
+/// </summary>
+public static class LongModeSetup
+{
+    private const ulong Present = 1, Writable = 2, PageSize2M = 1UL << 7;
+
+    /// <summary>CR0 bits: PE | MP | ET | NE | WP | PG.</summary>
+    public const ulong Cr0 = 0x1 | 0x2 | 0x10 | 0x20 | 0x1_0000 | 0x8000_0000;
+    /// <summary>CR4 bits: PAE | OSFXSR | OSXMMEXCPT.</summary>
+    public const ulong Cr4 = 0x20 | 0x200 | 0x400;
+    /// <summary>EFER bits: LME | LMA.</summary>
+    public const ulong Efer = 0x100 | 0x400;
+
+    /// <summary>GDT entries: null, 64-bit code (0x08), data (0x10), and a 16-byte TSS descriptor (0x18).</summary>
+    public static ReadOnlySpan<ulong> GdtEntries =>
+    [
+        0x0000_0000_0000_0000, // null
+        0x00AF_9A00_0000_FFFF, // 0x08: code, L=1, P, DPL0, exec/read
+        0x00CF_9200_0000_FFFF, // 0x10: data, P, DPL0, read/write
+        0x0000_8B00_0000_0067, // 0x18: 64-bit TSS (busy), base 0, limit 0x67 (low half)
+        0x0000_0000_0000_0000, //       TSS high half (base 63:32 = 0)
+    ];
+
+    /// <summary>Writes the tables for <paramref name="memory"/> and returns the state to load.</summary>
+    public static LongModeState Write(GuestMemory memory)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        ulong gib = (memory.Size + (1UL << 30) - 1) >> 30;
+        if (gib > GuestLayout.PdCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(memory), "guest memory exceeds what the identity page tables map");
+        }
+        memory.Clear(new GuestAddress(GuestLayout.Pml4), (ulong)(2 + GuestLayout.PdCount) * 0x1000);
+        memory.WriteUInt64(new GuestAddress(GuestLayout.Pml4), GuestLayout.Pdpt | Present | Writable);
+        ulong twoMegPages = (memory.Size + (2UL << 20) - 1) >> 21;
+        for (ulong i = 0; i < gib; i++)
+        {
+            ulong pd = GuestLayout.FirstPd + i * 0x1000;
+            memory.WriteUInt64(new GuestAddress(GuestLayout.Pdpt + i * 8), pd | Present | Writable);
+            for (ulong j = 0; j < 512 && i * 512 + j < twoMegPages; j++)
+            {
+                ulong phys = (i << 30) | (j << 21);
+                memory.WriteUInt64(new GuestAddress(pd + j * 8), phys | Present | Writable | PageSize2M);
+            }
+        }
+        ReadOnlySpan<ulong> gdt = GdtEntries;
+        for (int i = 0; i < gdt.Length; i++)
+        {
+            memory.WriteUInt64(new GuestAddress(GuestLayout.Gdt + (ulong)i * 8), gdt[i]);
+        }
+        return new LongModeState(Cr0, GuestLayout.Pml4, Cr4, Efer, GuestLayout.Gdt, (ushort)(gdt.Length * 8 - 1),
+            CodeSelector: 0x08, DataSelector: 0x10, TssSelector: 0x18);
+    }
+}

@@ -1,0 +1,38 @@
+using Microsoft.Extensions.DependencyInjection;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Hypercalls;
+
+namespace Paravirt.Hypervisor;
+
+/// <summary>Configures Paravirt after <c>AddParavirt</c>: user-defined hypercalls (and, later, devices).</summary>
+public sealed class ParavirtBuilder
+{
+    internal ParavirtBuilder(IServiceCollection services) => Services = services;
+
+    /// <summary>The service collection being configured.</summary>
+    public IServiceCollection Services { get; }
+
+    /// <summary>
+    /// Adds a user-defined hypercall. <paramref name="code"/> must be in
+    /// <see cref="HypercallRanges.UserFirst"/>..<see cref="HypercallRanges.UserLast"/>; a code outside it, or one
+    /// registered twice, fails when the dispatcher is built.
+    /// </summary>
+    public ParavirtBuilder AddHypercall(uint code, string name, HypercallHandler handler)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(handler);
+        if (!HypercallRanges.IsUserDefined(code))
+        {
+            throw new ArgumentOutOfRangeException(nameof(code), code,
+                $"user-defined hypercalls use codes 0x{HypercallRanges.UserFirst:x4}-0x{HypercallRanges.UserLast:x4}");
+        }
+        Services.AddSingleton<IHypercallProvider>(new UserHypercallProvider(new HypercallRegistration(code, name, handler)));
+        return this;
+    }
+
+    private sealed class UserHypercallProvider(HypercallRegistration registration) : IHypercallProvider
+    {
+        public bool IsBuiltIn => false;
+        public IEnumerable<HypercallRegistration> GetHypercalls() => [registration];
+    }
+}

@@ -1,0 +1,69 @@
+using Paravirt.Abi;
+
+namespace Paravirt.Hypervisor.Loading;
+
+/// <summary>One loadable segment of a guest image (an ELF <c>PT_LOAD</c>), already validated.</summary>
+/// <param name="Address">Guest-physical load address (<c>p_paddr</c>, equal to <c>p_vaddr</c>: guests are identity mapped).</param>
+/// <param name="FileOffset">Offset of the segment's bytes in the file.</param>
+/// <param name="FileSize">Bytes copied from the file.</param>
+/// <param name="MemorySize">Bytes occupied in memory (the rest, past <paramref name="FileSize"/>, is zeroed).</param>
+/// <param name="Flags">ELF <c>p_flags</c> (PF_X=1, PF_W=2, PF_R=4).</param>
+public readonly record struct ImageSegment(ulong Address, ulong FileOffset, ulong FileSize, ulong MemorySize, uint Flags);
+
+/// <summary>A device the guest's manifest note asks for.</summary>
+/// <param name="Kind">The device kind.</param>
+/// <param name="Name">The device name (e.g. "disk0").</param>
+/// <param name="Optional">True when the guest runs without it.</param>
+public readonly record struct ManifestDevice(DeviceKind Kind, string Name, bool Optional);
+
+/// <summary>
+/// A parsed and validated guest image: an ELF64 x86-64 executable with the Paravirt ABI note. Produced by
+/// <see cref="ElfLoader"/>; loaded into guest memory by <see cref="ElfLoader.LoadInto"/>.
+/// </summary>
+public sealed class GuestImage
+{
+    private readonly byte[] _file;
+
+    internal GuestImage(byte[] file, ulong entry, IReadOnlyList<ImageSegment> segments, AbiVersion abiVersion, IReadOnlyList<ManifestDevice> manifest)
+    {
+        _file = file;
+        Entry = entry;
+        Segments = segments;
+        AbiVersion = abiVersion;
+        Manifest = manifest;
+        ulong end = 0;
+        foreach (ImageSegment s in segments)
+        {
+            end = Math.Max(end, s.Address + s.MemorySize);
+        }
+        End = end;
+    }
+
+    /// <summary>Entry point (guest-physical).</summary>
+    public ulong Entry { get; }
+    /// <summary>Loadable segments, sorted by address, non-overlapping.</summary>
+    public IReadOnlyList<ImageSegment> Segments { get; }
+    /// <summary>The ABI version the guest was built for (from its ELF note).</summary>
+    public AbiVersion AbiVersion { get; }
+    /// <summary>Devices the guest asks for (from its manifest note; empty when it has none).</summary>
+    public IReadOnlyList<ManifestDevice> Manifest { get; }
+    /// <summary>First address past the highest segment.</summary>
+    public ulong End { get; }
+
+    /// <summary>The bytes of the whole image file.</summary>
+    public ReadOnlySpan<byte> FileBytes => _file;
+}
+
+/// <summary>
+/// A guest image is unusable: not ELF, truncated, wrong architecture, a segment out of range or overlapping, no
+/// Paravirt note, or an ABI this host does not run. The message is one clear line for the user.
+/// </summary>
+public sealed class ImageFormatException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public ImageFormatException(string message) : base(message) { }
+    /// <summary>Creates the exception.</summary>
+    public ImageFormatException() { }
+    /// <summary>Creates the exception.</summary>
+    public ImageFormatException(string message, Exception inner) : base(message, inner) { }
+}

@@ -1,0 +1,60 @@
+using Paravirt.Abi;
+
+namespace Paravirt.Hypervisor.Memory;
+
+/// <summary>
+/// Where the host puts its own structures in guest-physical memory. Guest-physical memory starts at 0; the host
+/// owns everything below <see cref="EntryConvention.ImageMinAddress"/>, the image is loaded at its ELF link address
+/// above that, and the guest owns the rest.
+/// <code>
+///  guest-physical
+///  0x0000_0000 +--------------------------------+
+///              | null page (never mapped to use)|
+///  0x0000_1000 +--------------------------------+ Gdt
+///              | GDT (hardware backends)        |
+///  0x0000_2000 +--------------------------------+ BootInfo      -&gt; rdi at entry
+///              | pv_boot_info                   |
+///  0x0000_3000 +--------------------------------+ HypercallPage -&gt; boot_info.hypercall_page
+///              | hypercall page (stub, magic)   |
+///  0x0000_4000 +--------------------------------+ CommandLine
+///              | command line, NUL-terminated   |
+///  0x0000_5000 +--------------------------------+
+///              | (reserved)                     |
+///  0x0001_0000 +--------------------------------+ Pml4
+///              | PML4 | PDPT | PD x 64 (2 MiB   |   identity map of all guest memory,
+///              |  pages, one PD per GiB)        |   hardware backends only
+///  0x0005_2000 +--------------------------------+
+///              | (reserved)                     |
+///  0x0010_0000 +--------------------------------+ EntryConvention.ImageMinAddress (1 MiB)
+///              | guest image: ELF PT_LOAD       |
+///              |   segments at their addresses  |
+///              +--------------------------------+ boot_info.heap_start (page aligned)
+///              | guest-owned: heap, rings,      |
+///              |   I/O buffers ...              |
+///              |                  stack grows v |
+///  MemorySize  +--------------------------------+ initial rsp
+/// </code>
+/// </summary>
+public static class GuestLayout
+{
+    /// <summary>The GDT used by hardware backends.</summary>
+    public const ulong Gdt = 0x1000;
+    /// <summary>Where the boot info is written.</summary>
+    public const ulong BootInfo = 0x2000;
+    /// <summary>Where the hypercall page is written.</summary>
+    public const ulong HypercallPage = 0x3000;
+    /// <summary>Where the command line is written.</summary>
+    public const ulong CommandLine = 0x4000;
+    /// <summary>Longest command line, NUL included.</summary>
+    public const int CommandLineMax = 0x1000;
+    /// <summary>PML4 of the identity map.</summary>
+    public const ulong Pml4 = 0x1_0000;
+    /// <summary>The single PDPT.</summary>
+    public const ulong Pdpt = 0x1_1000;
+    /// <summary>First page directory; PD i maps GiB i.</summary>
+    public const ulong FirstPd = 0x1_2000;
+    /// <summary>Number of page directories (one per GiB): bounds <see cref="GuestMemory.MaxSize"/>.</summary>
+    public const int PdCount = 64;
+    /// <summary>End of the host-reserved area.</summary>
+    public const ulong ReservedEnd = EntryConvention.ImageMinAddress;
+}

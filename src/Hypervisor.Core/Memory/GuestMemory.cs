@@ -1,0 +1,199 @@
+using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Interop;
+
+namespace Paravirt.Hypervisor.Memory;
+
+/// <summary>
+/// Guest-physical memory: one contiguous, page-aligned host allocation that maps guest-physical
+/// <c>[0, Size)</c>. This is the one checked access path: every access names a guest address and a length, and
+/// the range is checked with overflow-safe arithmetic before any host pointer is formed.
+/// </summary>
+/// <remarks>
+/// On Linux the memory comes from an anonymous <c>mmap</c> (zero-filled, committed lazily, and what
+/// <c>KVM_SET_USER_MEMORY_REGION</c> wants); elsewhere from an aligned native allocation that is zeroed here.
+/// The guest may change this memory at any time while a vCPU runs: code that reads guest-shared structures copies
+/// them out once (<see cref="Read{T}(GuestAddress)"/>, <see cref="TryRead"/>) and validates the copy.
+/// </remarks>
+public sealed unsafe class GuestMemory : IDisposable
+{
+    /// <summary>Smallest guest memory the host accepts (2 MiB: the reserved low megabyte plus room for an image).</summary>
+    public const ulong MinSize = 2UL << 20;
+    /// <summary>Largest guest memory the host accepts (64 GiB, bounded by the identity page tables in <see cref="GuestLayout"/>).</summary>
+    public const ulong MaxSize = 64UL << 30;
+
+    private byte* _base;
+    private readonly ulong _size;
+    private readonly bool _mapped;
+
+    /// <summary>Allocates zeroed guest memory of <paramref name="size"/> bytes (a multiple of 4 KiB within [<see cref="MinSize"/>, <see cref="MaxSize"/>]).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The size is not page aligned or out of range.</exception>
+    /// <exception cref="OutOfMemoryException">The host could not reserve the memory.</exception>
+    public GuestMemory(ulong size)
+    {
+        if (size < MinSize || size > MaxSize || size % EntryConvention.PageSize != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(size), size,
+                $"guest memory must be a multiple of 4 KiB between {MinSize >> 20} MiB and {MaxSize >> 30} GiB");
+        }
+        _size = size;
+        if (OperatingSystem.IsLinux())
+        {
+            // Safe: anonymous private mapping owned by this object, unmapped exactly once in Dispose.
+            nint p = Libc.mmap(0, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE,
+                Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
+            if (p == Libc.MAP_FAILED)
+            {
+                throw new OutOfMemoryException($"mmap of {size} bytes of guest memory failed (errno {Marshal.GetLastPInvokeError()})");
+            }
+            _base = (byte*)p;
+            _mapped = true;
+        }
+        else
+        {
+            // Safe: owned allocation, freed exactly once in Dispose; zeroed before use.
+            _base = (byte*)NativeMemory.AlignedAlloc((nuint)size, (nuint)EntryConvention.PageSize);
+            NativeMemory.Clear(_base, (nuint)size);
+        }
+    }
+
+    /// <summary>Size of guest memory in bytes.</summary>
+    public ulong Size => _size;
+
+    /// <summary>Host address of guest-physical address 0. For backends that hand the memory to a hypervisor; never for guest-controlled arithmetic.</summary>
+    public nint HostAddress
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_base == null, this);
+            return (nint)_base;
+        }
+    }
+
+    /// <summary>True when <c>[address, address + length)</c> lies inside guest memory (overflow-checked).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool Contains(GuestAddress address, ulong length) =>
+        address.Value <= _size && length <= _size - address.Value;
+
+    /// <summary>Gets a span over guest memory, or returns false when the range is outside memory, overflows or exceeds <see cref="int.MaxValue"/>.</summary>
+    /// <remarks>The span aliases live guest memory: the guest can change it concurrently. Copy before validating.</remarks>
+    public bool TryGetSpan(GuestAddress address, ulong length, out Span<byte> span)
+    {
+        if (length > int.MaxValue || !Contains(address, length) || _base == null)
+        {
+            span = default;
+            return false;
+        }
+        // Safe: the range was checked against the allocation above.
+        span = new Span<byte>(_base + address.Value, (int)length);
+        return true;
+    }
+
+    /// <summary>Gets a span over guest memory; throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
+    public Span<byte> GetSpan(GuestAddress address, ulong length)
+    {
+        if (!TryGetSpan(address, length, out Span<byte> span))
+        {
+            ThrowOutOfRange(address, length);
+        }
+        return span;
+    }
+
+    /// <summary>Copies guest memory into <paramref name="destination"/>, or returns false when the range is invalid.</summary>
+    public bool TryRead(GuestAddress address, Span<byte> destination)
+    {
+        if (!TryGetSpan(address, (ulong)destination.Length, out Span<byte> src))
+        {
+            return false;
+        }
+        src.CopyTo(destination);
+        return true;
+    }
+
+    /// <summary>Copies <paramref name="source"/> into guest memory, or returns false when the range is invalid.</summary>
+    public bool TryWrite(GuestAddress address, ReadOnlySpan<byte> source)
+    {
+        if (!TryGetSpan(address, (ulong)source.Length, out Span<byte> dst))
+        {
+            return false;
+        }
+        source.CopyTo(dst);
+        return true;
+    }
+
+    /// <summary>Copies guest memory into <paramref name="destination"/>; throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
+    public void Read(GuestAddress address, Span<byte> destination) => GetSpan(address, (ulong)destination.Length).CopyTo(destination);
+
+    /// <summary>Copies <paramref name="source"/> into guest memory; throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
+    public void Write(GuestAddress address, ReadOnlySpan<byte> source) => source.CopyTo(GetSpan(address, (ulong)source.Length));
+
+    /// <summary>Reads one unmanaged value (a copy: later guest writes do not affect it), or returns false when the range is invalid.</summary>
+    public bool TryRead<T>(GuestAddress address, out T value) where T : unmanaged
+    {
+        if (!TryGetSpan(address, (ulong)sizeof(T), out Span<byte> src))
+        {
+            value = default;
+            return false;
+        }
+        value = MemoryMarshal.Read<T>(src);
+        return true;
+    }
+
+    /// <summary>Reads one unmanaged value (a copy); throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
+    public T Read<T>(GuestAddress address) where T : unmanaged => MemoryMarshal.Read<T>(GetSpan(address, (ulong)sizeof(T)));
+
+    /// <summary>Writes one unmanaged value, or returns false when the range is invalid.</summary>
+    public bool TryWrite<T>(GuestAddress address, in T value) where T : unmanaged
+    {
+        if (!TryGetSpan(address, (ulong)sizeof(T), out Span<byte> dst))
+        {
+            return false;
+        }
+        MemoryMarshal.Write(dst, in value);
+        return true;
+    }
+
+    /// <summary>Writes one unmanaged value; throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
+    public void Write<T>(GuestAddress address, in T value) where T : unmanaged => MemoryMarshal.Write(GetSpan(address, (ulong)sizeof(T)), in value);
+
+    /// <summary>Writes a little-endian u64; throws when the range is invalid.</summary>
+    public void WriteUInt64(GuestAddress address, ulong value) => BinaryPrimitives.WriteUInt64LittleEndian(GetSpan(address, 8), value);
+
+    /// <summary>Fills a range with zeros; throws when the range is invalid.</summary>
+    public void Clear(GuestAddress address, ulong length)
+    {
+        while (length > 0)
+        {
+            ulong chunk = Math.Min(length, 1UL << 30);
+            GetSpan(address, chunk).Clear();
+            address = new GuestAddress(address.Value + chunk);
+            length -= chunk;
+        }
+    }
+
+    /// <summary>Releases the host memory. Any span obtained earlier must no longer be used.</summary>
+    public void Dispose()
+    {
+        byte* p = _base;
+        if (p == null)
+        {
+            return;
+        }
+        _base = null;
+        if (_mapped)
+        {
+            _ = Libc.munmap((nint)p, (nuint)_size);
+        }
+        else
+        {
+            NativeMemory.AlignedFree(p);
+        }
+    }
+
+    [DoesNotReturn]
+    private void ThrowOutOfRange(GuestAddress address, ulong length) =>
+        throw new GuestMemoryException($"guest range {address}+0x{length:x} is outside guest memory [0, 0x{_size:x})");
+}

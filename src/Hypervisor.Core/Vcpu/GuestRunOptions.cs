@@ -1,0 +1,26 @@
+namespace Paravirt.Hypervisor.Vcpu;
+
+/// <summary>Options for one guest run.</summary>
+public sealed record GuestRunOptions
+{
+    /// <summary>Default guest memory: 64 MiB.</summary>
+    public const ulong DefaultMemorySize = 64UL << 20;
+
+    /// <summary>Backend name: <c>auto</c>, <c>kvm</c>, <c>whp</c> or <c>emulator</c>.</summary>
+    public string Backend { get; init; } = Backends.BackendSelector.Auto;
+
+    /// <summary>Guest memory size in bytes (a multiple of 4 KiB).</summary>
+    public ulong MemorySize { get; init; } = DefaultMemorySize;
+
+    /// <summary>Wall-clock limit; null for none.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>Instruction budget (emulator only); null for none.</summary>
+    public ulong? InstructionBudget { get; init; }
+
+    /// <summary>Where console and debug output go; null for <see cref="Stream.Null"/>.</summary>
+    public Stream? ConsoleOutput { get; init; }
+
+    /// <summary>Command line passed to the guest (at most 4095 bytes of UTF-8).</summary>
+    public string CommandLine { get; init; } = "";
+}

@@ -1,0 +1,168 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Loading;
+using Paravirt.Hypervisor.Memory;
+
+namespace Paravirt.Hypervisor.Vcpu;
+
+/// <summary>
+/// Runs one guest image to completion: chooses the backend, builds guest memory (image, boot info, hypercall page,
+/// command line), creates the VM and its vCPU, and loops over VM exits, dispatching hypercalls, until the guest
+/// exits, faults, runs out of budget or time, or is cancelled. The vCPU runs on the calling thread.
+/// </summary>
+public sealed partial class GuestRunner
+{
+    private readonly BackendSelector _selector;
+    private readonly HypercallDispatcher _dispatcher;
+    private readonly ILogger _logger;
+
+    /// <summary>Creates a runner.</summary>
+    public GuestRunner(BackendSelector selector, HypercallDispatcher dispatcher, ILogger<GuestRunner>? logger = null)
+    {
+        _selector = selector ?? throw new ArgumentNullException(nameof(selector));
+        _dispatcher = dispatcher ?? throw new ArgumentNullException(nameof(dispatcher));
+        _logger = logger ?? NullLogger<GuestRunner>.Instance;
+    }
+
+    /// <summary>The backend selector this runner uses.</summary>
+    public BackendSelector Backends => _selector;
+
+    /// <summary>Chooses the backend named in <paramref name="options"/> and runs <paramref name="image"/>.</summary>
+    /// <exception cref="BackendUnavailableException">The backend cannot run here.</exception>
+    /// <exception cref="ImageFormatException">The image does not fit in guest memory.</exception>
+    /// <exception cref="ArgumentException">The options are invalid (memory size, command line).</exception>
+    public RunResult Run(GuestImage image, GuestRunOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return Run(image, options, _selector.Select(options.Backend), cancellationToken);
+    }
+
+    /// <summary>Runs <paramref name="image"/> on an already chosen backend.</summary>
+    public RunResult Run(GuestImage image, GuestRunOptions options, BackendChoice choice, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(choice);
+        if (options.MemorySize < GuestMemory.MinSize || options.MemorySize > GuestMemory.MaxSize || options.MemorySize % EntryConvention.PageSize != 0)
+        {
+            throw new ArgumentException($"guest memory must be a multiple of 4 KiB between {GuestMemory.MinSize >> 20} MiB and {GuestMemory.MaxSize >> 30} GiB (got {options.MemorySize} bytes)", nameof(options));
+        }
+        byte[] commandLine = Encoding.UTF8.GetBytes(options.CommandLine);
+        if (commandLine.Length >= GuestLayout.CommandLineMax || Array.IndexOf(commandLine, (byte)0) >= 0)
+        {
+            throw new ArgumentException($"the guest command line must be at most {GuestLayout.CommandLineMax - 1} bytes of UTF-8 without NUL", nameof(options));
+        }
+
+        var stats = new RunStatistics();
+        long started = Stopwatch.GetTimestamp();
+        using var memory = new GuestMemory(options.MemorySize);
+        ulong imageEnd = ElfLoader.LoadInto(image, memory);
+        PrepareMemory(memory, imageEnd, commandLine);
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (options.Timeout is TimeSpan timeout)
+        {
+            stop.CancelAfter(timeout);
+        }
+        var session = new GuestSession(memory, image, options.ConsoleOutput ?? Stream.Null, stop.Token);
+        string backendName = choice.Backend.Name;
+        LogStarting(_logger, backendName, choice.Reason, image.AbiVersion.ToString(), options.MemorySize >> 20);
+
+        using IVirtualMachine vm = choice.Backend.CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = options.InstructionBudget });
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(image.Entry, memory.Size, GuestLayout.BootInfo));
+        using CancellationTokenRegistration kick = stop.Token.Register(static s => ((IVcpu)s!).Interrupt(), vcpu);
+
+        RunResult Finish(RunOutcome outcome, long status, string message)
+        {
+            stats.Elapsed = Stopwatch.GetElapsedTime(started);
+            stats.InstructionsRetired = (vcpu as IInstructionCounter)?.InstructionsRetired;
+            LogFinished(_logger, outcome, status, message);
+            return new RunResult(outcome, status, backendName, message, stats);
+        }
+
+        while (true)
+        {
+            VcpuExit exit = vcpu.Run();
+            stats.CountExit(exit.Kind);
+            switch (exit.Kind)
+            {
+                case VcpuExitKind.Hypercall:
+                    HypercallArgs args = vcpu.GetHypercallArgs();
+                    stats.CountHypercall(args.Code);
+                    long result = _dispatcher.Dispatch(in args, session);
+                    if (session.ExitRequested)
+                    {
+                        return Finish(RunOutcome.Exited, session.ExitStatus, $"guest exited with status {session.ExitStatus}");
+                    }
+                    vcpu.CompleteHypercall(result);
+                    break;
+                case VcpuExitKind.Interrupted:
+                    if (cancellationToken.IsCancellationRequested)
+                    {
+                        return Finish(RunOutcome.Canceled, 0, "the run was cancelled");
+                    }
+                    if (stop.IsCancellationRequested)
+                    {
+                        return Finish(RunOutcome.TimedOut, 0, $"the guest did not exit within {options.Timeout}");
+                    }
+                    break; // spurious kick: keep running
+                case VcpuExitKind.BudgetExhausted:
+                    return Finish(RunOutcome.BudgetExhausted, 0, $"the guest used its instruction budget of {options.InstructionBudget} without exiting");
+                case VcpuExitKind.Halt:
+                    return Finish(RunOutcome.Faulted, 0, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
+                case VcpuExitKind.PortIo:
+                    return Finish(RunOutcome.Faulted, 0, $"the guest accessed I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
+                case VcpuExitKind.Mmio:
+                    return Finish(RunOutcome.Faulted, 0, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}");
+                case VcpuExitKind.Shutdown:
+                    return Finish(RunOutcome.Faulted, 0, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
+                case VcpuExitKind.Fault:
+                    return Finish(RunOutcome.Faulted, 0, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})");
+                default:
+                    return Finish(RunOutcome.Faulted, 0, $"backend {backendName} stopped the guest: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
+            }
+        }
+    }
+
+    /// <summary>Writes the hypercall page, the command line and the boot info into <paramref name="memory"/>.</summary>
+    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine)
+    {
+        Span<byte> page = memory.GetSpan(new GuestAddress(GuestLayout.HypercallPage), HypercallPage.Size);
+        page.Clear();
+        HypercallStub.Bytes.CopyTo(page[(int)HypercallPage.EntryOffset..]);
+        BinaryPrimitives.WriteUInt32LittleEndian(page[(int)HypercallPage.MagicOffset..], HypercallPage.Magic);
+        BinaryPrimitives.WriteUInt32LittleEndian(page[(int)HypercallPage.VersionOffset..], AbiVersion.Current.Packed);
+
+        Span<byte> cmd = memory.GetSpan(new GuestAddress(GuestLayout.CommandLine), (ulong)GuestLayout.CommandLineMax);
+        cmd.Clear();
+        commandLine.CopyTo(cmd);
+
+        ulong heapStart = (imageEnd + EntryConvention.PageSize - 1) & ~(EntryConvention.PageSize - 1);
+        var bootInfo = new BootInfo
+        {
+            Size = BootInfo.CurrentSize,
+            AbiMajor = AbiVersion.Current.Major,
+            AbiMinor = AbiVersion.Current.Minor,
+            HypercallPage = GuestLayout.HypercallPage,
+            MemorySize = memory.Size,
+            HeapStart = heapStart,
+            CommandLine = commandLine.Length == 0 ? 0 : GuestLayout.CommandLine,
+            CommandLineLength = (uint)commandLine.Length,
+            VcpuCount = 1,
+            Features0 = (ulong)(FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll),
+        };
+        memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "starting guest on backend {Backend} ({Reason}); ABI {Abi}, {MemoryMiB} MiB")]
+    private static partial void LogStarting(ILogger logger, string backend, string reason, string abi, ulong memoryMiB);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "guest finished: {Outcome} status {Status}: {Message}")]
+    private static partial void LogFinished(ILogger logger, RunOutcome outcome, long status, string message);
+}

@@ -1,0 +1,67 @@
+using Paravirt.Hypervisor.Backends;
+
+namespace Paravirt.Hypervisor.Vcpu;
+
+/// <summary>How a guest run ended.</summary>
+public enum RunOutcome
+{
+    /// <summary>The guest called the exit hypercall; <see cref="RunResult.ExitStatus"/> holds its status.</summary>
+    Exited,
+    /// <summary>The wall-clock timeout passed.</summary>
+    TimedOut,
+    /// <summary>The instruction budget ran out (emulator).</summary>
+    BudgetExhausted,
+    /// <summary>The guest crashed: a CPU exception, an unsupported instruction, a triple fault, a stray <c>hlt</c>, port I/O or MMIO.</summary>
+    Faulted,
+    /// <summary>The caller cancelled the run.</summary>
+    Canceled,
+}
+
+/// <summary>The result of <see cref="GuestRunner"/>.</summary>
+/// <param name="Outcome">How the run ended.</param>
+/// <param name="ExitStatus">The guest's exit status when <paramref name="Outcome"/> is <see cref="RunOutcome.Exited"/>.</param>
+/// <param name="Backend">The backend that ran the guest.</param>
+/// <param name="Message">One line describing the end (for faults: what, where).</param>
+/// <param name="Statistics">Exit and hypercall counts.</param>
+public sealed record RunResult(RunOutcome Outcome, long ExitStatus, string Backend, string Message, RunStatistics Statistics);
+
+/// <summary>Counts of VM exits by kind and hypercalls by code, for <c>--stats</c> and metrics.</summary>
+public sealed class RunStatistics
+{
+    private readonly long[] _exits = new long[Enum.GetValues<VcpuExitKind>().Length];
+    private readonly Dictionary<uint, long> _hypercalls = [];
+
+    /// <summary>Exits by kind (kinds never seen are omitted).</summary>
+    public IReadOnlyDictionary<VcpuExitKind, long> Exits
+    {
+        get
+        {
+            var d = new Dictionary<VcpuExitKind, long>();
+            for (int i = 0; i < _exits.Length; i++)
+            {
+                if (_exits[i] != 0)
+                {
+                    d[(VcpuExitKind)i] = _exits[i];
+                }
+            }
+            return d;
+        }
+    }
+
+    /// <summary>Hypercalls by function code.</summary>
+    public IReadOnlyDictionary<uint, long> Hypercalls => _hypercalls;
+
+    /// <summary>Guest instructions executed, where the backend counts them (the emulator); otherwise null.</summary>
+    public ulong? InstructionsRetired { get; internal set; }
+
+    /// <summary>Wall-clock duration of the run.</summary>
+    public TimeSpan Elapsed { get; internal set; }
+
+    internal void CountExit(VcpuExitKind kind) => _exits[(int)kind]++;
+
+    internal void CountHypercall(ulong code)
+    {
+        uint key = code > uint.MaxValue ? uint.MaxValue : (uint)code;
+        _hypercalls[key] = _hypercalls.GetValueOrDefault(key) + 1;
+    }
+}
