@@ -66,7 +66,8 @@ internal static class CliApp
         ParseResult result = root.Parse(args);
         if (result.Errors.Count > 0)
         {
-            ParseError first = result.Errors[0];
+            // Prefer the error that names what the user typed wrong over follow-on errors.
+            ParseError first = result.Errors.FirstOrDefault(e => result.UnmatchedTokens.Any(t => e.Message.Contains(t, StringComparison.Ordinal))) ?? result.Errors[0];
             string helpFor = result.CommandResult.Command == root ? "paravirt --help" : $"paravirt {result.CommandResult.Command.Name} --help";
             stderr.WriteLine($"paravirt: error: {first.Message} (see '{helpFor}')");
             return ExitCodes.Usage;
