@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Paravirt.Hypervisor;
 using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Vcpu;
 
@@ -22,6 +23,7 @@ public static class ParavirtServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypercallProvider, CoreHypercalls>());
         services.TryAddSingleton<BackendSelector>();
         services.TryAddSingleton<HypercallDispatcher>();
+        services.TryAddSingleton<ParavirtMetrics>();
         services.TryAddSingleton<GuestRunner>();
         return new ParavirtBuilder(services);
     }
