@@ -91,6 +91,65 @@ public sealed class GuestRuntimeTests
         Assert.EndsWith("0 failures\n", output, StringComparison.Ordinal);
     }
 
+    [LinuxX64Fact]
+    public void Hello_RunsOnTheHostCpu_GreetsAndExitsWith7()
+    {
+        using var tmp = new Gcc.TempDir();
+        string hello = Path.Combine(RepoPaths.Root, "samples", "hello", "hello.c");
+        var build = Make(tmp.Path, hello);
+        Assert.True(build.ExitCode == 0, $"building samples/hello failed:\n{build.Output}");
+
+        (int exit, string stdout, string stderr) = RunNatively(tmp.Path, Path.Combine(tmp.Path, "guest.elf"));
+
+        Assert.True(exit == 7, $"hello exited with {exit}; stdout:\n{stdout}\nstderr:\n{stderr}");
+        string[] lines = stdout.Split('\n');
+        Assert.Equal("Hello from a Paravirt unikernel!", lines[0]);
+        Assert.Equal("hello: ABI 1.0 (host 1.0)", lines[1]);
+        Assert.StartsWith("hello: wall clock ", lines[2], StringComparison.Ordinal);
+        DateTime wall = DateTime.ParseExact(lines[2]["hello: wall clock ".Length..], "yyyy-MM-dd'T'HH:mm:ss'Z'",
+            System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AdjustToUniversal | System.Globalization.DateTimeStyles.AssumeUniversal);
+        Assert.True(Math.Abs((wall - DateTime.UtcNow).TotalMinutes) < 5, $"guest wall clock {wall:O} is far from the host's {DateTime.UtcNow:O}");
+        Assert.Equal("hello: exiting with status 7", lines[3]);
+        Assert.Equal("", lines[4]);
+        Assert.Equal(5, lines.Length);
+    }
+
+    [LinuxX64Fact]
+    public void RuntimeSelfTest_PassesAndPanicsWith255()
+    {
+        using var tmp = new Gcc.TempDir();
+        string selftest = Path.Combine(AppContext.BaseDirectory, "native", "runtime_selftest.c");
+        var build = Make(tmp.Path, selftest);
+        Assert.True(build.ExitCode == 0, $"building the runtime self-test failed:\n{build.Output}");
+
+        (int exit, string stdout, string stderr) = RunNatively(tmp.Path, Path.Combine(tmp.Path, "guest.elf"));
+
+        Assert.Matches(@"^selftest: \d+ checks, 0 failed\n$", stdout);
+        Assert.Equal("panic: selftest done 42\n", stderr);
+        Assert.Equal(255, exit);
+    }
+
+    /// <summary>Builds native/native_runner.c and runs <paramref name="image"/> with it.</summary>
+    private static (int Exit, string StdOut, string StdErr) RunNatively(string dir, string image)
+    {
+        string runner = Path.Combine(dir, "native_runner");
+        Gcc.Result build = Gcc.Run(dir, "-O2", "-Wall", "-Wextra", "-Werror", "-I", RepoPaths.IncludeDir, "-o", runner,
+            Path.Combine(AppContext.BaseDirectory, "native", "native_runner.c"));
+        Assert.True(build.ExitCode == 0, $"gcc failed to build native_runner:\n{build.StdErr}");
+
+        var psi = new ProcessStartInfo(runner) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(image);
+        using Process p = Process.Start(psi)!;
+        Task<string> stderr = p.StandardError.ReadToEndAsync();
+        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromSeconds(30)))
+        {
+            p.Kill();
+            Assert.Fail("the guest did not exit within 30 seconds");
+        }
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
     private static byte[] BuildGuest(string dir, string source)
     {
         File.WriteAllText(Path.Combine(dir, "guest.c"), source);

@@ -15,7 +15,6 @@
     .globl _start
     .type _start, @function
 _start:
-    cli
     cld
     movq    %rdi, %r12                  /* boot info: r12 is callee-saved, nothing below clobbers it */
     leaq    pv_stack_top(%rip), %rsp    /* 16-byte aligned (see .bss below) */
