@@ -17,10 +17,20 @@ public sealed class WhpWindowsTests
     private static (GuestMemory Memory, IVirtualMachine Vm, IVcpu Vcpu) Start(ReadOnlySpan<byte> code)
     {
         var memory = new GuestMemory(4UL << 20);
-        memory.Write(new GuestAddress(Entry), code);
-        IVirtualMachine vm = new WhpBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
-        IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(Entry, memory.Size, GuestLayout.BootInfo));
-        return (memory, vm, vcpu);
+        IVirtualMachine? vm = null;
+        try
+        {
+            memory.Write(new GuestAddress(Entry), code);
+            vm = new WhpBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
+            IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(Entry, memory.Size, GuestLayout.BootInfo));
+            return (memory, vm, vcpu);
+        }
+        catch
+        {
+            vm?.Dispose(); // frees the process's WHP slot for the next test
+            memory.Dispose();
+            throw;
+        }
     }
 
     [WindowsFact]
