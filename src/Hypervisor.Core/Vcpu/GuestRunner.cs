@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
@@ -21,13 +22,15 @@ public sealed partial class GuestRunner
     private readonly BackendSelector _selector;
     private readonly HypercallDispatcher _dispatcher;
     private readonly ILogger _logger;
+    private readonly ParavirtMetrics? _metrics;
 
     /// <summary>Creates a runner.</summary>
-    public GuestRunner(BackendSelector selector, HypercallDispatcher dispatcher, ILogger<GuestRunner>? logger = null)
+    public GuestRunner(BackendSelector selector, HypercallDispatcher dispatcher, ILogger<GuestRunner>? logger = null, ParavirtMetrics? metrics = null)
     {
         _selector = selector ?? throw new ArgumentNullException(nameof(selector));
         _dispatcher = dispatcher ?? throw new ArgumentNullException(nameof(dispatcher));
         _logger = logger ?? NullLogger<GuestRunner>.Instance;
+        _metrics = metrics;
     }
 
     /// <summary>The backend selector this runner uses.</summary>
@@ -82,6 +85,7 @@ public sealed partial class GuestRunner
         {
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
             stats.InstructionsRetired = (vcpu as IInstructionCounter)?.InstructionsRetired;
+            _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
             LogFinished(_logger, outcome, status, message);
             return new RunResult(outcome, status, backendName, message, stats);
         }
@@ -90,11 +94,13 @@ public sealed partial class GuestRunner
         {
             VcpuExit exit = vcpu.Run();
             stats.CountExit(exit.Kind);
+            _metrics?.RecordExit(backendName, exit.Kind);
             switch (exit.Kind)
             {
                 case VcpuExitKind.Hypercall:
                     HypercallArgs args = vcpu.GetHypercallArgs();
                     stats.CountHypercall(args.Code);
+                    _metrics?.RecordHypercall(args.Code, _dispatcher);
                     long result = _dispatcher.Dispatch(in args, session);
                     if (session.ExitRequested)
                     {

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test: the xunit suites (emulator backend, ABI, loader, CLI; KVM tests skip with a reason where
+# /dev/kvm is missing) and then the KVM scenarios for real inside a Linux guest under QEMU TCG
+# (tests/nested-kvm/run.sh). Prints one closing line: "N passed, N failed, N skipped".
+set -uo pipefail
+config="${1:-Release}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+log="$(mktemp)"
+status=0
+
+dotnet test Paravirt.sln -c "$config" --no-build -nologo -v:q --logger "console;verbosity=normal" 2>&1 | tee "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+bash tests/nested-kvm/run.sh 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+# Sum the per-assembly summaries ("Passed!  - Failed: 0, Passed: 38, Skipped: 1, ...") and the nested scenarios.
+read -r passed failed skipped < <(awk '
+  /(Passed|Failed)! +- +Failed:/ {
+    gsub(",", ""); for (i = 1; i <= NF; i++) {
+      if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) }
+  }
+  /^SCENARIO [^ ]+ PASS/ { p++ } /^SCENARIO [^ ]+ FAIL/ { f++ }
+  END { print p+0, f+0, s+0 }' "$log")
+rm -f "$log"
+if [ "$passed" -eq 0 ]; then status=1; fi
+if [ "$failed" -ne 0 ]; then status=1; fi
+echo "Total: $passed passed, $failed failed, $skipped skipped"
+exit $status

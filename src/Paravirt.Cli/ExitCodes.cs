@@ -1,0 +1,22 @@
+namespace Paravirt.Cli;
+
+/// <summary>
+/// Process exit codes of <c>paravirt</c>. When the guest exits, its status (low 8 bits) is the process exit code;
+/// the host-side failures use the BSD <c>sysexits.h</c> values and the <c>timeout(1)</c> convention so scripts can
+/// tell them apart from the common guest statuses.
+/// </summary>
+internal static class ExitCodes
+{
+    /// <summary>Bad command-line arguments (EX_USAGE).</summary>
+    public const int Usage = 64;
+    /// <summary>The image file is missing, unreadable or not a valid Paravirt guest (EX_DATAERR).</summary>
+    public const int BadImage = 65;
+    /// <summary>The requested backend cannot run here (EX_UNAVAILABLE).</summary>
+    public const int BackendUnavailable = 69;
+    /// <summary>The guest crashed: CPU exception, unsupported instruction, stray hlt/port I/O/MMIO (EX_SOFTWARE).</summary>
+    public const int GuestCrashed = 70;
+    /// <summary>The guest did not exit within its wall-clock timeout or instruction budget (as timeout(1)).</summary>
+    public const int LimitReached = 124;
+    /// <summary>Interrupted by Ctrl+C (128 + SIGINT).</summary>
+    public const int Interrupted = 130;
+}

@@ -1,0 +1,105 @@
+using System.Text;
+using Paravirt.Cli;
+
+namespace Paravirt.Hypervisor.Tests.Cli;
+
+/// <summary>A user's bad input gets exactly one clear line on stderr and the documented exit code.</summary>
+public sealed class CliErrorTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    internal static (int Code, string Stdout, string Stderr, byte[] Guest) Run(params string[] args)
+    {
+        using var guest = new MemoryStream();
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = CliApp.Run(args, guest, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString(), guest.ToArray());
+    }
+
+    private static void AssertOneErrorLine(string stderr, string mustContain)
+    {
+        string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one stderr line, got:\n{stderr}");
+        Assert.StartsWith("paravirt: error: ", lines[0], StringComparison.Ordinal);
+        Assert.Contains(mustContain, lines[0], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Missing_image_is_one_line_and_exit_65()
+    {
+        (int code, _, string err, _) = Run("run", Path.Combine(_dir, "nope.elf"));
+        Assert.Equal(65, code);
+        AssertOneErrorLine(err, "nope.elf");
+    }
+
+    [Fact]
+    public void Image_that_is_not_elf_is_one_line_and_exit_65()
+    {
+        string path = Path.Combine(_dir, "text.elf");
+        File.WriteAllText(path, "this is not an ELF file, just some text that is long enough to have a header's size.");
+        (int code, _, string err, _) = Run("run", path);
+        Assert.Equal(65, code);
+        AssertOneErrorLine(err, "ELF");
+    }
+
+    [Fact]
+    public void Directory_as_image_is_one_line_and_exit_65()
+    {
+        (int code, _, string err, _) = Run("run", _dir);
+        Assert.Equal(65, code);
+        AssertOneErrorLine(err, _dir);
+    }
+
+    [Theory]
+    [InlineData(new[] { "run" }, "Required argument")]
+    [InlineData(new[] { "run", "x.elf", "--bogus" }, "--bogus")]
+    [InlineData(new[] { "frobnicate" }, "frobnicate")]
+    [InlineData(new[] { "run", "x.elf", "--memory", "12Q" }, "--memory")]
+    [InlineData(new[] { "run", "x.elf", "--memory", "1M" }, "out of range")]
+    [InlineData(new[] { "run", "x.elf", "--memory", "100000000G" }, "--memory")]
+    [InlineData(new[] { "run", "x.elf", "--timeout", "soon" }, "--timeout")]
+    [InlineData(new[] { "run", "x.elf", "--timeout", "-5s" }, "--timeout")]
+    [InlineData(new[] { "run", "x.elf", "--budget", "0" }, "--budget")]
+    public void Bad_arguments_are_one_line_and_exit_64(string[] args, string mustContain)
+    {
+        (int code, _, string err, _) = Run(args);
+        Assert.Equal(64, code);
+        AssertOneErrorLine(err, mustContain);
+    }
+
+    [Fact]
+    public void Help_lists_examples_and_exit_codes()
+    {
+        (int code, string stdout, _, _) = Run("--help");
+        Assert.Equal(0, code);
+        Assert.Contains("paravirt run", stdout, StringComparison.Ordinal);
+        Assert.Contains("Exit codes", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Backends_lists_every_backend_with_a_reason()
+    {
+        (int code, string stdout, _, _) = Run("backends");
+        Assert.Equal(0, code);
+        Assert.Contains("emulator", stdout, StringComparison.Ordinal);
+        Assert.Contains("kvm", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Size_and_duration_parsers_accept_the_documented_forms()
+    {
+        Assert.True(SizeParser.TryParseSize("64M", out ulong a) && a == 64UL << 20);
+        Assert.True(SizeParser.TryParseSize("1GiB", out ulong b) && b == 1UL << 30);
+        Assert.True(SizeParser.TryParseSize("4096", out ulong c) && c == 4096);
+        Assert.False(SizeParser.TryParseSize("", out _));
+        Assert.False(SizeParser.TryParseSize("M", out _));
+        Assert.True(SizeParser.TryParseDuration("500ms", out TimeSpan d) && d == TimeSpan.FromMilliseconds(500));
+        Assert.True(SizeParser.TryParseDuration("2m", out TimeSpan e) && e == TimeSpan.FromMinutes(2));
+        Assert.True(SizeParser.TryParseDuration("30", out TimeSpan f) && f == TimeSpan.FromSeconds(30));
+        Assert.False(SizeParser.TryParseDuration("0s", out _));
+        Assert.False(SizeParser.TryParseDuration("NaN", out _));
+    }
+}
