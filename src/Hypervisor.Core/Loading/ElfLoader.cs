@@ -317,7 +317,7 @@ public static class ElfLoader
             {
                 Fail($"segment {i} (PT_LOAD): p_align 0x{align:x} is not a power of two; the file is corrupt");
             }
-            if (((vaddr - offset) & (align - 1)) != 0)
+            if (filesz != 0 && ((vaddr - offset) & (align - 1)) != 0) // p_offset means nothing without file bytes
             {
                 Fail($"segment {i} (PT_LOAD): p_vaddr 0x{vaddr:x} and p_offset 0x{offset:x} disagree modulo p_align 0x{align:x}; the file is corrupt");
             }
