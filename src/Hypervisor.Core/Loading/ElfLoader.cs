@@ -220,11 +220,8 @@ public static class ElfLoader
         {
             ParseNotes(f.Slice((int)offset, (int)size), index, align, ref guestVersion, ref manifest);
         }
-        if (guestVersion is not AbiVersion gv)
-        {
-            Fail("not a Paravirt guest image: it has no Paravirt ABI note (build it with Paravirt.Guest.Sdk)");
-            return null!;
-        }
+        AbiVersion gv = guestVersion
+            ?? throw new ImageFormatException("not a Paravirt guest image: it has no Paravirt ABI note (build it with Paravirt.Guest.Sdk)");
         if (host.TryExplainRefusal(gv, out string? reason))
         {
             Fail(reason);
