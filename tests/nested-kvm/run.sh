@@ -128,26 +128,27 @@ started=$SECONDS
 set +e
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m 1024 -nographic -no-reboot \
     -kernel "$vmlinuz" -initrd "$initrd" -append 'console=ttyS0 quiet panic=-1 loglevel=4' </dev/null \
-    | tr -d '\r' | sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' >"$serial"
+    | tr -d '\r' | sed -E -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' -e 's/([^ ])(SCENARIOS? )/\1\n\2/g' >"$serial"
 qemu_rc=${PIPESTATUS[0]}
 set -e
 cat "$serial"
 log "QEMU exited with $qemu_rc after $((SECONDS - started)) s"
 
-# (terminal escapes from the firmware are stripped above; a result line may still follow other text on its line)
-passed=$(grep -c 'SCENARIO [^ ]* PASS' "$serial" || true)
-failed=$(grep -c 'SCENARIO [^ ]* FAIL' "$serial" || true)
+# (the firmware's terminal escapes are stripped and result lines split from any text before them, above, so every
+# result line starts its line: eng/test.sh counts them the same way)
+passed=$(grep -c '^SCENARIO [^ ]* PASS' "$serial" || true)
+failed=$(grep -c '^SCENARIO [^ ]* FAIL' "$serial" || true)
 if [ "$qemu_rc" = 124 ]; then
     log "FAILED: the VM did not power off within ${timeout_s}s"
     exit 1
 fi
-if ! grep -q 'SCENARIOS DONE ' "$serial"; then
+if ! grep -q '^SCENARIOS DONE ' "$serial"; then
     log "FAILED: no 'SCENARIOS DONE' line (the program crashed or the kernel panicked); see the log above"
     exit 1
 fi
 if [ "$failed" -ne 0 ]; then
     log "FAILED: $failed scenario(s) failed, $passed passed:"
-    grep 'SCENARIO [^ ]* FAIL' "$serial" >&2
+    grep '^SCENARIO [^ ]* FAIL' "$serial" >&2
     exit 1
 fi
 if [ "$passed" -eq 0 ]; then
