@@ -332,6 +332,10 @@ internal sealed unsafe partial class EmulatorVcpu
                         {
                             WriteA(ref op, ea, Shift(op.Kind, a, count, size));
                         }
+                        else if (size == 4 && op.A == Loc.Reg)
+                        {
+                            _r[op.RegA] = (uint)_r[op.RegA]; // a 32-bit destination is written (zero-extended) even for count 0
+                        }
                         break;
                     }
                     case OpKind.Shld:
@@ -343,6 +347,10 @@ internal sealed unsafe partial class EmulatorVcpu
                         if (count != 0)
                         {
                             WriteA(ref op, ea, DoubleShift(op.Kind == OpKind.Shld, a, b, count, size));
+                        }
+                        else if (size == 4 && op.A == Loc.Reg)
+                        {
+                            _r[op.RegA] = (uint)_r[op.RegA];
                         }
                         break;
                     }

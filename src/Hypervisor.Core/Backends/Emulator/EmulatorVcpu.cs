@@ -114,6 +114,24 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         Array.Clear(_fast);
     }
 
+    /// <summary>For tests: forgets all decoded code and state and starts again at <paramref name="start"/> (the host rewrote guest code).</summary>
+    internal void Reset(in VcpuStartState start)
+    {
+        _blocks.Clear();
+        _pageBlocks.Clear();
+        Array.Clear(_fast);
+        Array.Clear(_codePageArray);
+        Array.Clear(_regArray);
+        Array.Clear(_xmmArray);
+        _rip = start.Rip;
+        _r[4] = start.Rsp;
+        _r[7] = start.Rdi;
+        _rf = 2;
+        _icount = 0;
+        _smc = false;
+        _interrupt = false;
+    }
+
     /// <summary>For tests: sets a general-purpose register (0 = rax ... 15 = r15).</summary>
     internal void SetRegister(int index, ulong value) => _r[index & 15] = value;
 
