@@ -71,6 +71,13 @@ public sealed class DifferentialTests : IClassFixture<NativeCpuFixture>
         Mnemonic.Pslldq, Mnemonic.Psrldq, Mnemonic.Pmuludq, Mnemonic.Pmullw, Mnemonic.Pminub, Mnemonic.Pmaxub, Mnemonic.Pminsw, Mnemonic.Pmaxsw,
     ];
 
+    private static readonly HashSet<Mnemonic> Lockable =
+    [
+        Mnemonic.Add, Mnemonic.Adc, Mnemonic.And, Mnemonic.Btc, Mnemonic.Btr, Mnemonic.Bts, Mnemonic.Cmpxchg, Mnemonic.Cmpxchg8b,
+        Mnemonic.Cmpxchg16b, Mnemonic.Dec, Mnemonic.Inc, Mnemonic.Neg, Mnemonic.Not, Mnemonic.Or, Mnemonic.Sbb, Mnemonic.Sub,
+        Mnemonic.Xor, Mnemonic.Xadd, Mnemonic.Xchg,
+    ];
+
     private static readonly ulong[] Edges =
     [
         0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x1_0000, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0x1_0000_0000,
@@ -302,6 +309,10 @@ public sealed class DifferentialTests : IClassFixture<NativeCpuFixture>
         try
         {
             Instruction ins = Create(code, c.Operands, info);
+            if (ins.Op0Kind == Iced.Intel.OpKind.Memory && Lockable.Contains(m) && r.Next(3) == 0)
+            {
+                ins.HasLockPrefix = true;
+            }
             return ins;
         }
         catch (ArgumentException)
@@ -644,6 +655,260 @@ public sealed class DifferentialTests : IClassFixture<NativeCpuFixture>
         int cases = RunForms(Sse, 777, failures, ref emulatorOnly);
         _out.WriteLine($"{cases} SSE cases, {failures.Count} failures");
         Assert.True(cases > 3000, $"only {cases} cases");
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    // ---- sequences: control flow, stack, string instructions ----
+
+    private string? CompareSequence(Action<Assembler> build, CpuState input, ulong undefinedFlags, string what)
+    {
+        var a = new Assembler(64);
+        build(a);
+        a.nop(); // a label may close the sequence
+        using var ms = new MemoryStream();
+        a.Assemble(new StreamCodeWriter(ms), _cpu.CodeAddress);
+        return Compare(ms.ToArray(), input, undefinedFlags, () => $"{what} rflags=0x{input.Rflags:x} rcx=0x{input.Gpr[1]:x}");
+    }
+
+    private static readonly Code[] Jccs =
+    [
+        Code.Jo_rel32_64, Code.Jno_rel32_64, Code.Jb_rel32_64, Code.Jae_rel32_64, Code.Je_rel32_64, Code.Jne_rel32_64, Code.Jbe_rel32_64, Code.Ja_rel32_64,
+        Code.Js_rel32_64, Code.Jns_rel32_64, Code.Jp_rel32_64, Code.Jnp_rel32_64, Code.Jl_rel32_64, Code.Jge_rel32_64, Code.Jle_rel32_64, Code.Jg_rel32_64,
+        Code.Jo_rel8_64, Code.Jno_rel8_64, Code.Jb_rel8_64, Code.Jae_rel8_64, Code.Je_rel8_64, Code.Jne_rel8_64, Code.Jbe_rel8_64, Code.Ja_rel8_64,
+        Code.Js_rel8_64, Code.Jns_rel8_64, Code.Jp_rel8_64, Code.Jnp_rel8_64, Code.Jl_rel8_64, Code.Jge_rel8_64, Code.Jle_rel8_64, Code.Jg_rel8_64,
+    ];
+
+    [Fact]
+    public void ConditionalBranches_MatchTheRealCpu()
+    {
+        var failures = new List<string>();
+        var r = new Random(4242);
+        int cases = 0;
+        foreach (Code jcc in Jccs)
+        {
+            for (int k = 0; k < 64; k++)
+            {
+                CpuState input = RandomState(r);
+                input.Rflags = 0x2 | ((ulong)k & 1) | (((ulong)k >> 1 & 1) << 2) | (((ulong)k >> 2 & 1) << 6) | (((ulong)k >> 3 & 1) << 7) | (((ulong)k >> 4 & 1) << 11) | (((ulong)k >> 5 & 1) << 4);
+                int len = jcc.ToString().Contains("rel8", StringComparison.Ordinal) ? 2 : 6;
+                Instruction[] seq =
+                [
+                    Instruction.CreateBranch(jcc, _cpu.CodeAddress + (ulong)len + 7),
+                    Instruction.Create(Code.Mov_rm64_imm32, Register.R8, 1),
+                    Instruction.Create(Code.Mov_rm64_imm32, Register.R9, 2),
+                ];
+                string? e = Compare(_cpu.EncodeTest(seq), input, 0, () => $"{jcc} rflags=0x{input.Rflags:x}");
+                cases++;
+                if (e is not null && failures.Count < 20)
+                {
+                    failures.Add(e);
+                }
+            }
+        }
+        _out.WriteLine($"{cases} jcc cases");
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    [Fact]
+    public void LoopsCallsReturnsAndStack_MatchTheRealCpu()
+    {
+        var failures = new List<string>();
+        var r = new Random(99);
+        int cases = 0;
+        void Check(string what, Action<Assembler> build, CpuState input, ulong undefined = 0)
+        {
+            string? e = CompareSequence(build, input, undefined, what);
+            cases++;
+            if (e is not null && failures.Count < 20)
+            {
+                failures.Add(e);
+            }
+        }
+        for (int k = 0; k < 200; k++)
+        {
+            CpuState input = RandomState(r);
+            input.Gpr[1] = (ulong)r.Next(1, 20);
+            ulong data = _cpu.DataAddress;
+            Check("loop", a =>
+            {
+                Label top = a.CreateLabel();
+                a.Label(ref top);
+                a.inc(r8);
+                a.add(r9, rcx);
+                a.loop(top);
+            }, input);
+            Check("loope", a =>
+            {
+                Label top = a.CreateLabel();
+                a.Label(ref top);
+                a.inc(r8);
+                a.cmp(r9b, cl);
+                a.loope(top);
+            }, input);
+            Check("loopne", a =>
+            {
+                Label top = a.CreateLabel();
+                a.Label(ref top);
+                a.inc(r8);
+                a.test(r9b, cl);
+                a.loopne(top);
+            }, input);
+            CpuState zero = RandomState(r);
+            zero.Gpr[1] = (ulong)r.Next(0, 2);
+            Check("jrcxz", a =>
+            {
+                Label skip = a.CreateLabel();
+                a.jrcxz(skip);
+                a.mov(r8, 1);
+                a.Label(ref skip);
+                a.mov(r9, 2);
+            }, zero);
+            Check("call/ret", a =>
+            {
+                Label f = a.CreateLabel(), end = a.CreateLabel();
+                a.call(f);
+                a.mov(r8, rax);
+                a.jmp(end);
+                a.Label(ref f);
+                a.lea(rax, __[f]);
+                a.add(rax, rdx);
+                a.ret();
+                a.Label(ref end);
+            }, input);
+            Check("ret imm16", a =>
+            {
+                Label f = a.CreateLabel(), end = a.CreateLabel();
+                a.push(rbx);
+                a.push(rcx);
+                a.call(f);
+                a.jmp(end);
+                a.Label(ref f);
+                a.mov(rax, __qword_ptr[rsp + 8]);
+                a.ret(16);
+                a.Label(ref end);
+            }, input);
+            Check("indirect call/jmp", a =>
+            {
+                Label f = a.CreateLabel(), g = a.CreateLabel(), end = a.CreateLabel();
+                a.lea(rax, __[f]);
+                a.mov(rbx, (long)data + 0x100);
+                a.mov(__qword_ptr[rbx + 8], rax);
+                a.call(__qword_ptr[rbx + 8]);
+                a.lea(rsi, __[g]);
+                a.call(rax);
+                a.jmp(rsi);
+                a.Label(ref f);
+                a.inc(r10);
+                a.ret();
+                a.Label(ref g);
+                a.lea(rdi, __[end]);
+                a.mov(__qword_ptr[rbx], rdi);
+                a.jmp(__qword_ptr[rbx]);
+                a.Label(ref end);
+            }, input);
+            Check("push/pop/enter-leave frame", a =>
+            {
+                a.push(rbp);
+                a.mov(rbp, rsp);
+                a.push(rax);
+                a.push(-5);
+                a.push(0x12345678);
+                a.push(__qword_ptr[rsp + 8]);
+                a.pop(rcx);
+                a.pop(__qword_ptr[rsp + 8]);
+                a.pop(rdx);
+                a.leave();
+            }, input);
+            ulong popf = (Value(r) & 0xCD5) | 0x2;
+            Check("pushfq/popfq", a =>
+            {
+                a.pushfq();
+                a.pop(rax);
+                a.and(rax, 0xCD5);
+                a.mov(rbx, (long)popf);
+                a.push(rbx);
+                a.popfq();
+                a.lahf();
+                a.setc(dl);
+            }, input);
+        }
+        _out.WriteLine($"{cases} control-flow and stack cases");
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    [Fact]
+    public void StringInstructions_MatchTheRealCpu()
+    {
+        var failures = new List<string>();
+        var r = new Random(2024);
+        int cases = 0;
+        string[] ops = ["movs", "stos", "lods", "cmps", "scas"];
+        for (int k = 0; k < 1500; k++)
+        {
+            string op = ops[r.Next(ops.Length)];
+            int size = 1 << r.Next(4);
+            int prefix = r.Next(op is "cmps" or "scas" ? 3 : 2); // 0 none, 1 rep/repe, 2 repne
+            CpuState input = RandomState(r, randomDf: true);
+            bool down = (input.Rflags & DF) != 0;
+            int src = (down ? 0x700 : 0x200) + r.Next(0, 64);
+            int dst = op == "movs" && r.Next(3) == 0 ? src + (down ? -1 : 1) * r.Next(1, 9) : (down ? 0xC00 : 0x800) + r.Next(0, 64);
+            input.Gpr[6] = _cpu.DataAddress + (ulong)src;
+            input.Gpr[7] = _cpu.DataAddress + (ulong)dst;
+            input.Gpr[1] = (ulong)r.Next(0, 40);
+            if (op is "cmps" or "scas")
+            {
+                // Equal runs so that repe/repne stop somewhere inside.
+                int equal = r.Next(0, 300);
+                Span<byte> d = _cpu.Data;
+                for (int i = 0; i < equal; i++)
+                {
+                    int si = down ? src + 7 - i : src + i;
+                    int di = down ? dst + 7 - i : dst + i;
+                    if (si is >= 0 and < 0x1000 && di is >= 0 and < 0x1000)
+                    {
+                        d[di] = d[si];
+                    }
+                }
+                if (r.Next(2) == 0)
+                {
+                    input.Gpr[0] = BitConverter.ToUInt64(d[dst..(dst + 8)]);
+                }
+            }
+            string what = $"{(prefix == 1 ? "rep " : prefix == 2 ? "repne " : "")}{op}{"bwdq"[System.Numerics.BitOperations.Log2((uint)size)]}";
+            string? e = CompareSequence(a =>
+            {
+                Assembler p = prefix switch { 1 => op is "cmps" or "scas" ? a.repe : a.rep, 2 => a.repne, _ => a };
+                switch (op, size)
+                {
+                    case ("movs", 1): p.movsb(); break;
+                    case ("movs", 2): p.movsw(); break;
+                    case ("movs", 4): p.movsd(); break;
+                    case ("movs", 8): p.movsq(); break;
+                    case ("stos", 1): p.stosb(); break;
+                    case ("stos", 2): p.stosw(); break;
+                    case ("stos", 4): p.stosd(); break;
+                    case ("stos", 8): p.stosq(); break;
+                    case ("lods", 1): p.lodsb(); break;
+                    case ("lods", 2): p.lodsw(); break;
+                    case ("lods", 4): p.lodsd(); break;
+                    case ("lods", 8): p.lodsq(); break;
+                    case ("cmps", 1): p.cmpsb(); break;
+                    case ("cmps", 2): p.cmpsw(); break;
+                    case ("cmps", 4): p.cmpsd(); break;
+                    case ("cmps", 8): p.cmpsq(); break;
+                    case ("scas", 1): p.scasb(); break;
+                    case ("scas", 2): p.scasw(); break;
+                    case ("scas", 4): p.scasd(); break;
+                    default: p.scasq(); break;
+                }
+            }, input, 0, what);
+            cases++;
+            if (e is not null && failures.Count < 20)
+            {
+                failures.Add(e);
+            }
+        }
+        _out.WriteLine($"{cases} string cases");
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 }
