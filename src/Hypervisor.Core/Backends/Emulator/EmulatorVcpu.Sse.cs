@@ -190,6 +190,53 @@ internal sealed unsafe partial class EmulatorVcpu
                 dst = Unsafe.As<UInt128, Vector128<byte>>(ref v);
                 break;
             }
+            case OpKind.Packuswb: dst = PackUnsigned(dst.AsInt16(), XmmB(ref op).AsInt16()); break;
+            case OpKind.Packsswb: dst = PackSigned16(dst.AsInt16(), XmmB(ref op).AsInt16()); break;
+            case OpKind.Packssdw: dst = PackSigned32(dst.AsInt32(), XmmB(ref op).AsInt32()); break;
+            case OpKind.Paddusb: dst = Lanes8(dst, XmmB(ref op), static (a, b) => Math.Min(a + b, 255)); break;
+            case OpKind.Psubusb: dst = Lanes8(dst, XmmB(ref op), static (a, b) => Math.Max(a - b, 0)); break;
+            case OpKind.Paddsb: dst = Lanes8(dst, XmmB(ref op), static (a, b) => Math.Clamp((sbyte)a + (sbyte)b, -128, 127)); break;
+            case OpKind.Psubsb: dst = Lanes8(dst, XmmB(ref op), static (a, b) => Math.Clamp((sbyte)a - (sbyte)b, -128, 127)); break;
+            case OpKind.Pavgb: dst = Lanes8(dst, XmmB(ref op), static (a, b) => (a + b + 1) >> 1); break;
+            case OpKind.Paddusw: dst = Lanes16(dst, XmmB(ref op), static (a, b) => Math.Min(a + b, 65535)); break;
+            case OpKind.Psubusw: dst = Lanes16(dst, XmmB(ref op), static (a, b) => Math.Max(a - b, 0)); break;
+            case OpKind.Paddsw: dst = Lanes16(dst, XmmB(ref op), static (a, b) => Math.Clamp((short)a + (short)b, -32768, 32767)); break;
+            case OpKind.Psubsw: dst = Lanes16(dst, XmmB(ref op), static (a, b) => Math.Clamp((short)a - (short)b, -32768, 32767)); break;
+            case OpKind.Pavgw: dst = Lanes16(dst, XmmB(ref op), static (a, b) => (a + b + 1) >> 1); break;
+            case OpKind.Pmulhw: dst = Lanes16(dst, XmmB(ref op), static (a, b) => ((short)a * (short)b) >> 16); break;
+            case OpKind.Pmulhuw: dst = Lanes16(dst, XmmB(ref op), static (a, b) => (a * b) >> 16); break;
+            case OpKind.Pmaddwd:
+            {
+                Vector128<short> a = dst.AsInt16(), b = XmmB(ref op).AsInt16();
+                Vector128<int> r = Vector128<int>.Zero;
+                for (int k = 0; k < 4; k++)
+                {
+                    r = r.WithElement(k, (a.GetElement(2 * k) * b.GetElement(2 * k)) + (a.GetElement((2 * k) + 1) * b.GetElement((2 * k) + 1)));
+                }
+                dst = r.AsByte();
+                break;
+            }
+            case OpKind.Psadbw:
+            {
+                Vector128<byte> a = dst, b = XmmB(ref op);
+                ulong lo = 0, hi = 0;
+                for (int k = 0; k < 8; k++)
+                {
+                    lo += (ulong)Math.Abs(a.GetElement(k) - b.GetElement(k));
+                    hi += (ulong)Math.Abs(a.GetElement(k + 8) - b.GetElement(k + 8));
+                }
+                dst = Vector128.Create(lo, hi).AsByte();
+                break;
+            }
+            case OpKind.Pextrw:
+                SetReg(op.RegA, op.Size, _x[op.RegB].AsUInt16().GetElement((int)op.Imm));
+                break;
+            case OpKind.Pinsrw:
+            {
+                ulong v = op.B == Loc.Reg ? GetReg(op.RegB, 2) : Load(Ea(ref op), 2);
+                dst = dst.AsUInt16().WithElement((int)op.Imm, (ushort)v).AsByte();
+                break;
+            }
             default:
                 GuestFault.Raise($"internal error: op {op.Kind} at 0x{op.Rip:x} has no handler");
                 break;
@@ -250,5 +297,58 @@ internal sealed unsafe partial class EmulatorVcpu
             4 => Vector128.ShiftRightLogical(v.AsUInt32(), c).AsByte(),
             _ => Vector128.ShiftRightLogical(v.AsUInt64(), c).AsByte(),
         };
+    }
+
+    private static Vector128<byte> PackUnsigned(Vector128<short> a, Vector128<short> b)
+    {
+        Vector128<byte> r = Vector128<byte>.Zero;
+        for (int k = 0; k < 8; k++)
+        {
+            r = r.WithElement(k, (byte)Math.Clamp((int)a.GetElement(k), 0, 255));
+            r = r.WithElement(k + 8, (byte)Math.Clamp((int)b.GetElement(k), 0, 255));
+        }
+        return r;
+    }
+
+    private static Vector128<byte> PackSigned16(Vector128<short> a, Vector128<short> b)
+    {
+        Vector128<sbyte> r = Vector128<sbyte>.Zero;
+        for (int k = 0; k < 8; k++)
+        {
+            r = r.WithElement(k, (sbyte)Math.Clamp((int)a.GetElement(k), -128, 127));
+            r = r.WithElement(k + 8, (sbyte)Math.Clamp((int)b.GetElement(k), -128, 127));
+        }
+        return r.AsByte();
+    }
+
+    private static Vector128<byte> PackSigned32(Vector128<int> a, Vector128<int> b)
+    {
+        Vector128<short> r = Vector128<short>.Zero;
+        for (int k = 0; k < 4; k++)
+        {
+            r = r.WithElement(k, (short)Math.Clamp(a.GetElement(k), -32768, 32767));
+            r = r.WithElement(k + 4, (short)Math.Clamp(b.GetElement(k), -32768, 32767));
+        }
+        return r.AsByte();
+    }
+
+    private static Vector128<byte> Lanes8(Vector128<byte> a, Vector128<byte> b, Func<int, int, int> f)
+    {
+        Vector128<byte> r = Vector128<byte>.Zero;
+        for (int k = 0; k < 16; k++)
+        {
+            r = r.WithElement(k, (byte)f(a.GetElement(k), b.GetElement(k)));
+        }
+        return r;
+    }
+
+    private static Vector128<byte> Lanes16(Vector128<byte> a, Vector128<byte> b, Func<int, int, int> f)
+    {
+        Vector128<ushort> x = a.AsUInt16(), y = b.AsUInt16(), r = Vector128<ushort>.Zero;
+        for (int k = 0; k < 8; k++)
+        {
+            r = r.WithElement(k, (ushort)f(x.GetElement(k), y.GetElement(k)));
+        }
+        return r.AsByte();
     }
 }

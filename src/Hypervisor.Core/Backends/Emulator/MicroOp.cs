@@ -35,6 +35,8 @@ internal enum OpKind : ushort
     PsllwI, PslldI, PsllqI, PsrlwI, PsrldI, PsrlqI, PsrawI, PsradI, PslldqI, PsrldqI,
     Psllw, Pslld, Psllq, Psrlw, Psrld, Psrlq, Psraw, Psrad,
     Pmuludq, Pmullw, Pminub, Pmaxub, Pminsw, Pmaxsw,
+    Packuswb, Packsswb, Packssdw, Paddusb, Paddusw, Psubusb, Psubusw, Paddsb, Paddsw, Psubsb, Psubsw,
+    Pavgb, Pavgw, Pmulhw, Pmulhuw, Pmaddwd, Psadbw, Pextrw, Pinsrw, MovntStore,
     Unsupported,
 }
 

@@ -344,6 +344,52 @@ internal static class Translator
             case Mnemonic.Psrad: return SseShift(in ins, ref op, OpKind.PsradI, OpKind.Psrad);
             case Mnemonic.Pslldq: return SseShift(in ins, ref op, OpKind.PslldqI, OpKind.Unsupported);
             case Mnemonic.Psrldq: return SseShift(in ins, ref op, OpKind.PsrldqI, OpKind.Unsupported);
+            case Mnemonic.Packuswb: return Sse(in ins, ref op, OpKind.Packuswb, aligned: true);
+            case Mnemonic.Packsswb: return Sse(in ins, ref op, OpKind.Packsswb, aligned: true);
+            case Mnemonic.Packssdw: return Sse(in ins, ref op, OpKind.Packssdw, aligned: true);
+            case Mnemonic.Paddusb: return Sse(in ins, ref op, OpKind.Paddusb, aligned: true);
+            case Mnemonic.Paddusw: return Sse(in ins, ref op, OpKind.Paddusw, aligned: true);
+            case Mnemonic.Psubusb: return Sse(in ins, ref op, OpKind.Psubusb, aligned: true);
+            case Mnemonic.Psubusw: return Sse(in ins, ref op, OpKind.Psubusw, aligned: true);
+            case Mnemonic.Paddsb: return Sse(in ins, ref op, OpKind.Paddsb, aligned: true);
+            case Mnemonic.Paddsw: return Sse(in ins, ref op, OpKind.Paddsw, aligned: true);
+            case Mnemonic.Psubsb: return Sse(in ins, ref op, OpKind.Psubsb, aligned: true);
+            case Mnemonic.Psubsw: return Sse(in ins, ref op, OpKind.Psubsw, aligned: true);
+            case Mnemonic.Pavgb: return Sse(in ins, ref op, OpKind.Pavgb, aligned: true);
+            case Mnemonic.Pavgw: return Sse(in ins, ref op, OpKind.Pavgw, aligned: true);
+            case Mnemonic.Pmulhw: return Sse(in ins, ref op, OpKind.Pmulhw, aligned: true);
+            case Mnemonic.Pmulhuw: return Sse(in ins, ref op, OpKind.Pmulhuw, aligned: true);
+            case Mnemonic.Pmaddwd: return Sse(in ins, ref op, OpKind.Pmaddwd, aligned: true);
+            case Mnemonic.Psadbw: return Sse(in ins, ref op, OpKind.Psadbw, aligned: true);
+            case Mnemonic.Movntdq: case Mnemonic.Movntps: case Mnemonic.Movntpd:
+                return Sse(in ins, ref op, OpKind.MovX128, aligned: true);
+            case Mnemonic.Movnti:
+                return Binary(in ins, ref op, OpKind.Mov);
+            case Mnemonic.Pextrw:
+                // pextrw r32/r64, xmm, imm8 (the SSE4.1 memory form is not supported)
+                if (ins.OpCount != 3 || ins.Op0Kind != OpKind_Register || ins.Op1Kind != OpKind_Register || ins.Op2Kind != Iced.Intel.OpKind.Immediate8
+                    || !Gpr(ins.Op0Register, out op.RegA, out int ps) || ps < 4 || !Xmm(ins.Op1Register, out op.RegB))
+                {
+                    return false;
+                }
+                op.Kind = OpKind.Pextrw;
+                op.A = Loc.Reg;
+                op.B = Loc.Reg;
+                op.Size = (byte)ps;
+                op.Imm = ins.GetImmediate(2) & 7;
+                return true;
+            case Mnemonic.Pinsrw:
+                // pinsrw xmm, r32/m16, imm8
+                if (ins.OpCount != 3 || ins.Op0Kind != OpKind_Register || !Xmm(ins.Op0Register, out op.RegA) || ins.Op2Kind != Iced.Intel.OpKind.Immediate8
+                    || !Operand(in ins, 1, ref op.B, ref op.RegB, ref op) || op.B == Loc.Imm)
+                {
+                    return false;
+                }
+                op.Kind = OpKind.Pinsrw;
+                op.A = Loc.Reg;
+                op.Size = 2;
+                op.Imm = ins.GetImmediate(2) & 7;
+                return true;
             default:
                 return false;
         }
