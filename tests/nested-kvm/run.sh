@@ -50,23 +50,25 @@ if [ -z "$kpkg" ]; then
 fi
 [ -n "$kpkg" ] || die "cannot resolve the kernel package behind linux-image-amd64 (apt-cache depends)"
 kdir="$cache/kernel/$kpkg"
-if [ ! -f "$kdir/.extracted" ]; then
+modules=(virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko drivers/crypto/ccp/ccp.ko arch/x86/kvm/kvm-amd.ko)
+if [ ! -f "$kdir/.ready" ]; then
     log "downloading $kpkg"
-    rm -rf "$kdir" && mkdir -p "$kdir/deb"
+    rm -rf "$kdir" && mkdir -p "$kdir/deb" "$kdir/modules"
     # (apt warns that it downloads unsandboxed as root into a directory _apt cannot read: harmless)
     (cd "$kdir/deb" && apt-get download "$kpkg" >/dev/null 2>&1) || die "apt-get download $kpkg failed"
     dpkg -x "$kdir"/deb/*.deb "$kdir/root"
-    rm -rf "$kdir/deb"
-    touch "$kdir/.extracted"
+    # Keep only what the VM needs (the package unpacks to about 400 MB).
+    cp "$(ls "$kdir"/root/boot/vmlinuz-* | head -n1)" "$kdir/vmlinuz"
+    moddir="$(ls -d "$kdir"/root/lib/modules/* | head -n1)/kernel"
+    for m in "${modules[@]}"; do
+        [ -f "$moddir/$m" ] || die "$kpkg lacks $m (compressed modules are not supported by busybox insmod)"
+        cp "$moddir/$m" "$kdir/modules/"
+    done
+    rm -rf "$kdir/deb" "$kdir/root"
+    touch "$kdir/.ready"
 fi
 kver="${kpkg#linux-image-}"
-kver="${kver%-unsigned}"
-vmlinuz="$(ls "$kdir"/root/boot/vmlinuz-* | head -n1)"
-moddir="$(ls -d "$kdir"/root/lib/modules/* | head -n1)/kernel"
-modules=(virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko drivers/crypto/ccp/ccp.ko arch/x86/kvm/kvm-amd.ko)
-for m in "${modules[@]}"; do
-    [ -f "$moddir/$m" ] || die "kernel $kver lacks $m (compressed modules are not supported by busybox insmod)"
-done
+vmlinuz="$kdir/vmlinuz"
 
 # --- 3. Guest images and the NativeAOT scenario program -------------------------------------------------------------
 cd "$repo"
@@ -94,7 +96,7 @@ rm -rf "$root"
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,modules,guests,scenarios}
 cp "$busybox" "$root/bin/busybox"
 for a in sh mount insmod poweroff cat echo ls; do ln -s busybox "$root/bin/$a"; done
-for m in "${modules[@]}"; do cp "$moddir/$m" "$root/modules/"; done
+cp "$kdir"/modules/*.ko "$root/modules/"
 cp "$scenarios" "$root/scenarios/"
 cp artifacts/guests/*.elf "$root/guests/" 2>/dev/null || true
 # The glibc pieces the program links against, at the same paths.
