@@ -31,6 +31,7 @@ internal static class KvmScenarios
         ("kvm-probe", Probe),
         ("kvm-longmode-out", LongModeOut),
         ("kvm-hello", () => Hello(guestDir)),
+        ("kvm-interrupt-storm", InterruptStorm),
         ("kvm-timeout", Timeout),
         ("kvm-fault-hlt", FaultHlt),
         ("kvm-fault-mmio", FaultMmio),
@@ -130,6 +131,81 @@ internal static class KvmScenarios
         Check(regs.R12 == 0, $"guest r12 = {regs.R12} after the loop");
         Check(hypercalls == LongModeIterations + 1, $"{hypercalls} hypercalls");
         return $"{hypercalls} hypercall exits, args and results round-tripped, {sw.Elapsed.TotalMicroseconds / hypercalls:F0} us/exit";
+    }
+
+    /// <summary>
+    /// Hypercalls keep their results while another thread kicks the vCPU every millisecond: kicks that land inside
+    /// KVM_RUN, just before it, or between a hypercall exit and its completion all end as Interrupted exits that
+    /// the loop resumes from, and no hypercall result is lost or applied twice.
+    /// </summary>
+    private static string InterruptStorm()
+    {
+        const int Count = 100_000_000; // more than the host lets it do
+        const int WantInterrupted = 50, WantHypercalls = 2000;
+        var a = new Assembler(64);
+        Label loop = a.CreateLabel(), bad = a.CreateLabel();
+        a.mov(r12, Count);
+        a.mov(rbx, GuestLayout.HypercallPage + HypercallPage.EntryOffset);
+        a.Label(ref loop);
+        a.mov(eax, TestCode);
+        a.mov(rdi, r12);
+        a.call(rbx);
+        a.lea(rcx, __[r12 + r12 + 1]);
+        a.cmp(rax, rcx);
+        a.jne(bad);
+        a.dec(r12);
+        a.jnz(loop);
+        a.Label(ref bad);
+        a.mov(rdi, rax);
+        a.mov(eax, MismatchCode);
+        a.call(rbx);
+        a.hlt();
+        byte[] code = Assemble(a);
+
+        using var memory = new GuestMemory(4UL << 20);
+        memory.Write(new GuestAddress(ImageBase), code);
+        GuestRunner.PrepareMemory(memory, ImageBase + (ulong)code.Length, []);
+        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+
+        using var stop = new ManualResetEventSlim();
+        int kicks = 0;
+        var kicker = new Thread(() =>
+        {
+            while (!stop.Wait(1))
+            {
+                vcpu.Interrupt();
+                Interlocked.Increment(ref kicks);
+            }
+        });
+        var sw = Stopwatch.StartNew();
+        kicker.Start();
+        int hypercalls = 0, interrupted = 0;
+        try
+        {
+            while (interrupted < WantInterrupted || hypercalls < WantHypercalls)
+            {
+                Check(sw.Elapsed < TimeSpan.FromSeconds(60), $"only {interrupted} Interrupted exits and {hypercalls} hypercalls in 60 s ({kicks} kicks)");
+                VcpuExit exit = vcpu.Run();
+                if (exit.Kind == VcpuExitKind.Interrupted)
+                {
+                    interrupted++;
+                    continue;
+                }
+                Check(exit.Kind == VcpuExitKind.Hypercall, $"{exit.Kind} at rip 0x{exit.Rip:x} {exit.Detail} after {hypercalls} hypercalls");
+                HypercallArgs h = vcpu.GetHypercallArgs();
+                Check(h.Code != MismatchCode, $"the guest saw a wrong result 0x{h.A1:x} after {hypercalls} hypercalls");
+                Check(h.A1 == (ulong)(Count - hypercalls), $"hypercall {hypercalls + 1}: rdi = {h.A1}, expected {Count - hypercalls} (a hypercall was lost or repeated)");
+                hypercalls++;
+                vcpu.CompleteHypercall((long)(2 * h.A1 + 1));
+            }
+        }
+        finally
+        {
+            stop.Set();
+            kicker.Join();
+        }
+        return $"{hypercalls} hypercalls intact under {Volatile.Read(ref kicks)} kicks ({interrupted} Interrupted exits) in {sw.ElapsedMilliseconds} ms";
     }
 
     /// <summary>The hello sample, built with the guest SDK, prints its greeting and exits with status 7 on KVM.</summary>
