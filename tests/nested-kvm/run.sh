@@ -72,7 +72,7 @@ vmlinuz="$kdir/vmlinuz"
 
 # --- 3. Guest images and the NativeAOT scenario program -------------------------------------------------------------
 cd "$repo"
-if ! ls artifacts/guests/*.elf >/dev/null 2>&1; then
+if [ ! -f artifacts/guests/hello.elf ]; then
     log "building the sample guests"
     for p in samples/*/*.csproj; do dotnet build "$p" -c Release -nologo -v q >/dev/null; done
 fi
