@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Paravirt.Hypervisor;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Backends.Whp;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
@@ -21,6 +22,7 @@ public static class ParavirtServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         // Order matters: BackendSelector's "auto" takes the first available backend.
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypervisorBackend, KvmBackend>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypervisorBackend, WhpBackend>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypervisorBackend, EmulatorBackend>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypercallProvider, CoreHypercalls>());
