@@ -2,7 +2,8 @@
 #   make run    build everything and run samples/hello on the best available backend
 #   make test   build everything and run every test: xunit suites + KVM for real in a nested VM
 #   make pack   the NuGet packages (+ .snupkg symbols) into nuget/, the local feed the packaging tests install from
-.PHONY: run test build pack deps clean
+#   make public-api   rewrite src/*/PublicAPI.Unshipped.txt from the current public API (after RS0016/RS0017 errors)
+.PHONY: run test build pack public-api deps clean
 
 CONFIGURATION ?= Release
 
@@ -17,6 +18,15 @@ run: build
 
 pack: build
 	dotnet pack Paravirt.sln -c $(CONFIGURATION) --no-build -nologo -v:q -clp:ErrorsOnly
+
+# Unshipped = the public API now, minus what PublicAPI.Shipped.txt already lists (RS0016's code fix, from empty).
+PUBLIC_API_PROJECTS := src/Hypercall.Abi/Hypercall.Abi.csproj src/Hypervisor.Core/Hypervisor.Core.csproj
+public-api:
+	@for p in $(PUBLIC_API_PROJECTS); do \
+	  printf '#nullable enable\n' > "$$(dirname $$p)/PublicAPI.Unshipped.txt"; \
+	  dotnet format analyzers "$$p" --diagnostics RS0016 --severity warn -v q || exit 1; \
+	done
+	git diff --stat -- 'src/*/PublicAPI.*.txt'
 
 test: build pack
 	bash eng/test.sh $(CONFIGURATION)
