@@ -100,5 +100,20 @@ public sealed class ReferenceTests
         Assert.Contains(text, Generated.Value, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Every_contents_link_points_at_a_heading()
+    {
+        // GitHub's anchors: lower case, punctuation other than '-' and '_' dropped, spaces to '-'.
+        static string Anchor(string heading) => new(heading.ToLowerInvariant().Where(c => char.IsLetterOrDigit(c) || c is '-' or '_' or ' ').Select(c => c == ' ' ? '-' : c).ToArray());
+        string[] lines = Generated.Value.Split('\n');
+        HashSet<string> anchors = [.. lines.Where(l => l.StartsWith('#')).Select(l => Anchor(l.TrimStart('#').Trim()))];
+        string[] links = [.. System.Text.RegularExpressions.Regex.Matches(Generated.Value, @"\]\(#([^)]+)\)").Select(m => m.Groups[1].Value)];
+        Assert.True(links.Length >= 10, $"only {links.Length} contents links");
+        foreach (string link in links)
+        {
+            Assert.True(anchors.Contains(link), $"contents link #{link} matches no heading (headings: {string.Join(", ", anchors)})");
+        }
+    }
+
     private static IEnumerable<Type> ExportedTypes() => AbiAssembly.GetTypes().Where(t => t.IsDefined(typeof(AbiExportAttribute), false));
 }

@@ -64,7 +64,7 @@ public static class MarkdownGenerator
         w.Append("- [Calling convention](#calling-convention)\n");
         foreach (HeaderGenerator.ExportedEnum e in enums)
         {
-            w.Append("- [").Append(EnumTitle(e)).Append("](#").Append(Anchor(e.CName)).Append(")\n");
+            w.Append("- [").Append(EnumTitle(e)).Append("](#").Append(Anchor(EnumTitle(e))).Append(")\n");
         }
         w.Append("- [Structures](#structures)\n");
         foreach (HeaderGenerator.ExportedStruct s in model.Structs)
@@ -74,7 +74,7 @@ public static class MarkdownGenerator
         w.Append("- [Constants](#constants)\n");
         foreach (HeaderGenerator.ExportedConstants c in model.Constants)
         {
-            w.Append("  - [`").Append(c.Prefix).Append("_*`](#").Append(Anchor(c.Prefix.ToLowerInvariant())).Append(")\n");
+            w.Append("  - [`").Append(c.Prefix).Append("_*`](#").Append(Anchor(c.Prefix + "_*")).Append(")\n");
         }
         w.Append('\n');
 
