@@ -3,7 +3,8 @@
 #   make test   build everything and run every test: xunit suites + KVM for real in a nested VM
 #   make pack   the NuGet packages (+ .snupkg symbols) into nuget/, the local feed the packaging tests install from
 #   make public-api   rewrite src/*/PublicAPI.Unshipped.txt from the current public API (after RS0016/RS0017 errors)
-.PHONY: run test build pack public-api deps clean
+#   make abi          regenerate paravirt/abi.h and docs/abi-reference.md from src/Hypercall.Abi (after ABI changes)
+.PHONY: run test build pack public-api abi deps clean
 
 CONFIGURATION ?= Release
 
@@ -27,6 +28,10 @@ public-api:
 	  dotnet format analyzers "$$p" --diagnostics RS0016 --severity warn -v q || exit 1; \
 	done
 	git diff --stat -- 'src/*/PublicAPI.*.txt'
+
+abi:
+	dotnet run --project tools/Paravirt.AbiGen -- src/Guest.Sdk/native/include/paravirt/abi.h
+	dotnet run --project tools/Paravirt.AbiGen --no-build -- --markdown docs/abi-reference.md
 
 test: build pack
 	bash eng/test.sh $(CONFIGURATION)
