@@ -3,7 +3,8 @@
  * (start.S, runtime.c, note.c, ...) and the object file the NativeAOT compiler (ILC) made from the guest's
  * assemblies.
  *
- *   main()            start.S calls it after pv_runtime_init(); it enters the compiler-generated
+ *   main()            start.S calls it after pv_runtime_init(); it sets up the modules ILC emitted (GC static
+ *                     bases, eager class constructors, module initializers), then enters the compiler-generated
  *                     __managed__Main (which runs the C# Main) and returns its status to start.S -> pv_exit.
  *   pv_cs_hypercall() one hypercall through the hypercall page, for Paravirt.Guest.Hypercall.
  *   __security_cookie the canary value of the compiler's stack-overrun checks.
@@ -49,8 +50,105 @@ void *pv_cs_alloc(size_t size)
     return p;
 }
 
+/* The module headers ILC emits (a pointer per module in section __modules; ld defines the bounds) and the parts
+   of their ReadyToRun layout the start-up code reads. */
+extern void *__start___modules[] __attribute__((weak));
+extern void *__stop___modules[] __attribute__((weak));
+
+#define PV_CS_R2R_SIGNATURE 0x00525452u /* "RTR" */
+#define PV_CS_SECTION_GC_STATIC_REGION 201
+#define PV_CS_SECTION_EAGER_CCTOR 205
+#define PV_CS_SECTION_MODULE_INITIALIZERS 213
+#define PV_CS_GC_STATIC_UNINITIALIZED 1u
+#define PV_CS_GC_STATIC_PREINITIALIZED 2u
+
+typedef struct pv_cs_r2r_header {
+    uint32_t signature;
+    uint16_t major, minor;
+    uint32_t flags;
+    uint16_t section_count;
+    uint8_t entry_size;
+    uint8_t entry_type;
+} pv_cs_r2r_header;
+
+typedef struct pv_cs_r2r_section {
+    int32_t id;
+    int32_t flags;
+    uint8_t *start;
+    uint8_t *end;
+} pv_cs_r2r_section;
+
+static uint8_t *pv_cs_relptr(const void *at)
+{
+    return (uint8_t *)at + *(const int32_t *)at;
+}
+
+/* GC statics: each entry of the region is a relative pointer to a slot whose first word is a relative pointer to
+   the MethodTable of the type's statics object, tagged "uninitialized" (and "preinitialized" when the next word
+   points to the field values ILC computed at build time). The slot becomes a pointer to a fresh object of that
+   type, as NativeAOT's own start-up does (InitializeStatics); compiled code then reads statics through it. */
+static void pv_cs_init_gc_statics(uint8_t *start, uint8_t *end)
+{
+    for (uint8_t *entry = start; entry + sizeof(int32_t) <= end; entry += sizeof(int32_t)) {
+        uint8_t *slot = pv_cs_relptr(entry);
+        uintptr_t tagged = (uintptr_t)pv_cs_relptr(slot);
+        if ((tagged & PV_CS_GC_STATIC_UNINITIALIZED) == 0) {
+            continue;
+        }
+        const uint8_t *mt = (const uint8_t *)(tagged & ~(uintptr_t)3);
+        uint32_t base_size = *(const uint32_t *)(mt + 4);
+        uint8_t *obj = pv_cs_alloc(base_size);
+        *(const uint8_t **)obj = mt;
+        if ((tagged & PV_CS_GC_STATIC_PREINITIALIZED) != 0 && base_size > 2 * sizeof(void *)) {
+            memcpy(obj + sizeof(void *), pv_cs_relptr(slot + sizeof(int32_t)), base_size - 2 * sizeof(void *));
+        }
+        *(uint8_t **)slot = obj;
+    }
+}
+
+static void pv_cs_run_functions(uint8_t *start, uint8_t *end)
+{
+    for (uint8_t *entry = start; entry + sizeof(int32_t) <= end; entry += sizeof(int32_t)) {
+        ((void (*)(void))pv_cs_relptr(entry))();
+    }
+}
+
+static void pv_cs_init_modules(void)
+{
+    if (__start___modules == NULL) {
+        return;
+    }
+    for (void **m = __start___modules; m < __stop___modules; m++) {
+        const pv_cs_r2r_header *h = *m;
+        if (h == NULL) {
+            continue;
+        }
+        if (h->signature != PV_CS_R2R_SIGNATURE || h->entry_size != sizeof(pv_cs_r2r_section)) {
+            pv_panic("C# runtime: unexpected module header (signature %#x, entry size %u)", (unsigned)h->signature,
+                     (unsigned)h->entry_size);
+        }
+        const pv_cs_r2r_section *sections = (const pv_cs_r2r_section *)(h + 1);
+        for (unsigned i = 0; i < h->section_count; i++) {
+            if (sections[i].id == PV_CS_SECTION_GC_STATIC_REGION) {
+                pv_cs_init_gc_statics(sections[i].start, sections[i].end);
+            }
+        }
+        for (unsigned i = 0; i < h->section_count; i++) {
+            if (sections[i].id == PV_CS_SECTION_EAGER_CCTOR) {
+                pv_cs_run_functions(sections[i].start, sections[i].end);
+            }
+        }
+        for (unsigned i = 0; i < h->section_count; i++) {
+            if (sections[i].id == PV_CS_SECTION_MODULE_INITIALIZERS) {
+                pv_cs_run_functions(sections[i].start, sections[i].end);
+            }
+        }
+    }
+}
+
 int main(void)
 {
+    pv_cs_init_modules();
     static char name[] = "guest";
     static char *argv[] = { name, NULL };
     return __managed__Main(1, argv);

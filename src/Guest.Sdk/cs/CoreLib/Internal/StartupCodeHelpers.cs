@@ -1,6 +1,7 @@
 // The runtime helpers the NativeAOT compiler calls from generated code, implemented for a unikernel: no GC (a
 // bump allocator, objects are never freed or moved), one thread (no GC transitions), no exceptions (fail fast).
 using System;
+using Internal.Runtime;
 using System.Runtime;
 using System.Runtime.CompilerServices;
 using Paravirt.Guest;

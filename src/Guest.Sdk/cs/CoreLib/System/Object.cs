@@ -1,6 +1,7 @@
 // The core types of the Paravirt guest core library. Their layouts are a contract with the NativeAOT compiler:
 // an object starts with its MethodTable pointer; a string is { MethodTable*, int length, char data[], '\0' };
 // an array is { MethodTable*, int length, (padding to 8), elements }.
+using Internal.Runtime;
 using System.Runtime;
 using System.Runtime.CompilerServices;
 
@@ -52,31 +53,58 @@ namespace System
     public struct Int16 { }
     /// <summary>ushort.</summary>
     public struct UInt16 { }
-    /// <summary>int.</summary>
-    public struct Int32
+    /// <summary>Ordering of values of one type.</summary>
+    public interface IComparable<in T>
     {
+        /// <summary>Negative, zero or positive as this is less than, equal to or greater than <paramref name="other"/>.</summary>
+        int CompareTo(T other);
+    }
+
+    /// <summary>int.</summary>
+    public struct Int32 : IComparable<int>
+    {
+        private readonly int m_value;
+
+        /// <inheritdoc/>
+        public int CompareTo(int other) => m_value < other ? -1 : m_value > other ? 1 : 0;
+
         /// <summary>Largest int.</summary>
         public const int MaxValue = 0x7fffffff;
         /// <summary>Smallest int.</summary>
         public const int MinValue = unchecked((int)0x80000000);
     }
     /// <summary>uint.</summary>
-    public struct UInt32
+    public struct UInt32 : IComparable<uint>
     {
+        private readonly uint m_value;
+
+        /// <inheritdoc/>
+        public int CompareTo(uint other) => m_value < other ? -1 : m_value > other ? 1 : 0;
+
         /// <summary>Largest uint.</summary>
         public const uint MaxValue = 0xffffffff;
     }
     /// <summary>long.</summary>
-    public struct Int64
+    public struct Int64 : IComparable<long>
     {
+        private readonly long m_value;
+
+        /// <inheritdoc/>
+        public int CompareTo(long other) => m_value < other ? -1 : m_value > other ? 1 : 0;
+
         /// <summary>Largest long.</summary>
         public const long MaxValue = 0x7fffffffffffffff;
         /// <summary>Smallest long.</summary>
         public const long MinValue = unchecked((long)0x8000000000000000);
     }
     /// <summary>ulong.</summary>
-    public struct UInt64
+    public struct UInt64 : IComparable<ulong>
     {
+        private readonly ulong m_value;
+
+        /// <inheritdoc/>
+        public int CompareTo(ulong other) => m_value < other ? -1 : m_value > other ? 1 : 0;
+
         /// <summary>Largest ulong.</summary>
         public const ulong MaxValue = 0xffffffffffffffff;
     }
@@ -216,5 +244,24 @@ namespace System
     {
         /// <summary>Releases the resources.</summary>
         void Dispose();
+    }
+}
+
+namespace System.Collections
+{
+    /// <summary>Present so that the C# compiler accepts <c>foreach</c> over arrays (which it compiles to an indexed loop); guests cannot enumerate through it.</summary>
+    public interface IEnumerable
+    {
+        /// <summary>An enumerator.</summary>
+        IEnumerator GetEnumerator();
+    }
+
+    /// <summary>See <see cref="IEnumerable"/>.</summary>
+    public interface IEnumerator
+    {
+        /// <summary>Advances.</summary>
+        bool MoveNext();
+        /// <summary>The current element.</summary>
+        object Current { get; }
     }
 }

@@ -16,6 +16,10 @@ namespace System.Runtime
         public RuntimeImportAttribute(string lib, string entry) { }
     }
 
+}
+
+namespace Internal.Runtime
+{
     /// <summary>The head of the compiler's type descriptor (NativeAOT's MethodTable): the fields this library reads.</summary>
     internal unsafe struct MethodTable
     {
@@ -163,6 +167,12 @@ namespace System.Runtime.CompilerServices
             return nonGcStaticBase;
         }
 
+        private static object CheckStaticClassConstructionReturnGCStaticBase(ref StaticClassConstructionContext context, object gcStaticBase)
+        {
+            CheckStaticClassConstruction(ref context);
+            return gcStaticBase;
+        }
+
         private static unsafe void CheckStaticClassConstruction(ref StaticClassConstructionContext context)
         {
             // One vCPU, no threads: a flag is enough. Cleared before the call so a cctor cycle does not recurse.
@@ -257,7 +267,7 @@ namespace System.Runtime.InteropServices
     /// <summary>Present because the compiler looks it up; guests cannot use it.</summary>
     public unsafe interface IDynamicInterfaceCastable
     {
-        internal static nint GetDynamicInterfaceImplementation(IDynamicInterfaceCastable instance, System.Runtime.MethodTable* interfaceType, ushort slot)
+        internal static nint GetDynamicInterfaceImplementation(IDynamicInterfaceCastable instance, Internal.Runtime.MethodTable* interfaceType, ushort slot)
         {
             Paravirt.Guest.Guest.FailFast("IDynamicInterfaceCastable is not supported in C# guests");
             return 0;

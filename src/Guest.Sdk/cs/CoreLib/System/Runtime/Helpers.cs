@@ -1,3 +1,4 @@
+using Internal.Runtime;
 // Managed helpers the NativeAOT compiler binds by type and method name (ILCompiler's JitHelper): memory moves,
 // array stores, boxing and casts, checked arithmetic. Implemented for this library's subset: no GC (plain stores),
 // exact-type casts only, every failure is a fail-fast.
