@@ -108,6 +108,13 @@ internal static unsafe class Program
         int? some = 5;
         Check("nullable-abi", !maybe.HasValue && some.Value == 5 && HypercallPage.Magic == 0x43485650 && AbiVersionConstants.Major == 1);
 
+        // Interfaces.
+        IShape[] shapes = { new Square(3), new Rect(2, 5) };
+        int area = 0;
+        for (int i = 0; i < shapes.Length; i++)
+            area += shapes[i].Area();
+        Check("interfaces", area == 19);
+
         // Function pointers (delegates are not supported).
         delegate*<int, int, int> add = &Add;
         Check("function-pointers", add(2, 3) == 5);
@@ -234,4 +241,23 @@ internal sealed class Stack<T>
     }
 
     public T Pop() => _items[--Count];
+}
+
+internal interface IShape
+{
+    int Area();
+}
+
+internal sealed class Square : IShape
+{
+    private readonly int _side;
+    public Square(int side) => _side = side;
+    public int Area() => _side * _side;
+}
+
+internal sealed class Rect : IShape
+{
+    private readonly int _w, _h;
+    public Rect(int w, int h) { _w = w; _h = h; }
+    public int Area() => _w * _h;
 }
