@@ -31,6 +31,8 @@ internal static class KvmScenarios
         ("kvm-probe", Probe),
         ("kvm-longmode-out", LongModeOut),
         ("kvm-hello", () => Hello(guestDir)),
+        ("kvm-hello-cs", () => Sample(guestDir, "hello-cs", "Hello from a C# Paravirt unikernel!", 7)),
+        ("kvm-subset-cs", () => Sample(guestDir, "subset-cs", "subset-cs: 0 failures", 0)),
         ("kvm-interrupt-storm", InterruptStorm),
         ("kvm-timeout", Timeout),
         ("kvm-fault-hlt", FaultHlt),
@@ -233,6 +235,36 @@ internal static class KvmScenarios
         Check(output.Contains("Hello from a Paravirt unikernel!", StringComparison.Ordinal), $"console output lacks the greeting: \"{output.ReplaceLineEndings(" ")}\"");
         Check(r.ExitStatus == 7, $"exit status {r.ExitStatus}, expected 7");
         return $"greeting printed, exit status {r.ExitStatus}, {Sum(r.Statistics.Hypercalls.Values)} hypercalls in {r.Statistics.Elapsed.TotalMilliseconds:F0} ms";
+    }
+
+    /// <summary>
+    /// A C# sample (NativeAOT against the guest core library), built by the normal build, prints <paramref name="expected"/>
+    /// and exits with <paramref name="status"/> on KVM, as it does on the emulator (CSharpGuestTests).
+    /// </summary>
+    private static string Sample(string guestDir, string name, string expected, int status)
+    {
+        string path = Path.Combine(guestDir, name + ".elf");
+        Check(File.Exists(path), $"{path} is missing (build samples/{name} first)");
+        GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
+        using var console = new MemoryStream();
+        RunResult r = NewRunner().Run(image, new GuestRunOptions
+        {
+            Backend = KvmBackend.BackendName,
+            ConsoleOutput = console,
+            Timeout = TimeSpan.FromSeconds(30),
+        });
+        string output = Encoding.UTF8.GetString(console.ToArray());
+        foreach (string line in output.ReplaceLineEndings("\n").TrimEnd('\n').Split('\n'))
+        {
+            Console.WriteLine($"  {name}.elf on kvm | {line}");
+        }
+        Console.WriteLine($"  {name}.elf on kvm | ({r.Outcome}, status {r.ExitStatus}: {r.Message})");
+        Check(r.Backend == KvmBackend.BackendName, $"ran on {r.Backend}");
+        Check(r.Outcome == RunOutcome.Exited, $"{r.Outcome}: {r.Message}");
+        Check(output.Contains(expected, StringComparison.Ordinal), $"console output lacks \"{expected}\": \"{output.ReplaceLineEndings(" ")}\"");
+        Check(!output.Contains("FAIL", StringComparison.Ordinal), "a check failed");
+        Check(r.ExitStatus == status, $"exit status {r.ExitStatus}, expected {status}");
+        return $"\"{expected}\" printed, exit status {r.ExitStatus}, {Sum(r.Statistics.Hypercalls.Values)} hypercalls in {r.Statistics.Elapsed.TotalMilliseconds:F0} ms";
     }
 
     /// <summary>A guest that spins forever is stopped by the 1 s timeout: proves Interrupt kicks a vCPU out of KVM_RUN.</summary>

@@ -72,7 +72,7 @@ vmlinuz="$kdir/vmlinuz"
 
 # --- 3. Guest images and the NativeAOT scenario program -------------------------------------------------------------
 cd "$repo"
-if [ ! -f artifacts/guests/hello.elf ]; then
+if [ ! -f artifacts/guests/hello.elf ] || [ ! -f artifacts/guests/hello-cs.elf ] || [ ! -f artifacts/guests/subset-cs.elf ]; then
     log "building the sample guests"
     for p in samples/*/*.csproj; do dotnet build "$p" -c Release -nologo -v q >/dev/null; done
 fi
