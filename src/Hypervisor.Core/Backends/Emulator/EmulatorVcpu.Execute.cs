@@ -121,7 +121,53 @@ internal sealed unsafe partial class EmulatorVcpu
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void SetArith(ulong f) => _rf = (_rf & ~ArithFlags) | f;
+    private void SetArith(ulong f)
+    {
+        _lk = LazyKind.None;
+        _rf = (_rf & ~ArithFlags) | f;
+    }
+
+    /// <summary>Records the operands of a flag-setting ALU op; the flags are computed only if something reads them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SetLazy(LazyKind kind, ulong a, ulong b, ulong r, int size)
+    {
+        _lk = kind;
+        _la = a;
+        _lb = b;
+        _lr = r;
+        _lsize = size;
+    }
+
+    /// <summary>Computes the arithmetic flags of the last lazily recorded op into <see cref="_rf"/>.</summary>
+    private void Materialize()
+    {
+        if (_lk == LazyKind.None)
+        {
+            return;
+        }
+        ulong a = _la, b = _lb, r = _lr;
+        int size = _lsize;
+        ulong f = _lk switch
+        {
+            LazyKind.Add => AddFlags(a, b, r, size, r < a),
+            LazyKind.Sub => SubFlags(a, b, r, size, a < b),
+            LazyKind.Inc => AddFlags(a, 1, r, size, false) | (_rf & CF),
+            LazyKind.Dec => SubFlags(a, 1, r, size, false) | (_rf & CF),
+            _ => Szp(r, size),
+        };
+        _lk = LazyKind.None;
+        _rf = (_rf & ~ArithFlags) | f;
+    }
+
+    /// <summary>CF without materializing everything.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong Carry() => _lk switch
+    {
+        LazyKind.None or LazyKind.Inc or LazyKind.Dec => _rf & CF,
+        LazyKind.Add => _lr < _la ? CF : 0,
+        LazyKind.Sub => _la < _lb ? CF : 0,
+        _ => 0,
+    };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong AddFlags(ulong a, ulong b, ulong r, int size, bool carry) =>
@@ -134,6 +180,41 @@ internal sealed unsafe partial class EmulatorVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Cond(int cc)
     {
+        if (_lk == LazyKind.Sub)
+        {
+            // cmp/sub: decide from the operands directly.
+            ulong a = _la, b = _lb;
+            bool t;
+            switch (cc >> 1)
+            {
+                case 1: t = a < b; break;
+                case 2: t = a == b; break;
+                case 3: t = a <= b; break;
+                case 4: t = (_lr & SignBit(_lsize)) != 0; break;
+                case 6: t = SignExtend(a, _lsize) < SignExtend(b, _lsize); break;
+                case 7: t = SignExtend(a, _lsize) <= SignExtend(b, _lsize); break;
+                default: goto Slow;
+            }
+            return t ^ ((cc & 1) != 0);
+        }
+        if (_lk == LazyKind.Logic)
+        {
+            // and/or/xor/test: CF = OF = 0.
+            ulong res = _lr;
+            bool neg = (res & SignBit(_lsize)) != 0;
+            bool t;
+            switch (cc >> 1)
+            {
+                case 0: case 1: t = false; break;
+                case 2: case 3: t = res == 0; break;
+                case 4: case 6: t = neg; break;
+                case 7: t = res == 0 || neg; break;
+                default: goto Slow;
+            }
+            return t ^ ((cc & 1) != 0);
+        }
+    Slow:
+        Materialize();
         ulong f = _rf;
         bool r = (cc >> 1) switch
         {
@@ -166,6 +247,53 @@ internal sealed unsafe partial class EmulatorVcpu
                 {
                     case OpKind.Nop:
                         break;
+                    case OpKind.MovRR64: { _r[op.RegA] = _r[op.RegB]; break; }
+                    case OpKind.MovRR32: { _r[op.RegA] = (uint)_r[op.RegB]; break; }
+                    case OpKind.MovRI64: { _r[op.RegA] = op.Imm; break; }
+                    case OpKind.MovRI32: { _r[op.RegA] = op.Imm; break; }
+                    case OpKind.AddRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a + b; _r[op.RegA] = r; SetLazy(LazyKind.Add, a, b, r, 8); break; }
+                    case OpKind.AddRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a + b); _r[op.RegA] = r; SetLazy(LazyKind.Add, a, b, r, 4); break; }
+                    case OpKind.AddRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a + b; _r[op.RegA] = r; SetLazy(LazyKind.Add, a, b, r, 8); break; }
+                    case OpKind.AddRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a + b); _r[op.RegA] = r; SetLazy(LazyKind.Add, a, b, r, 4); break; }
+                    case OpKind.SubRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a - b; _r[op.RegA] = r; SetLazy(LazyKind.Sub, a, b, r, 8); break; }
+                    case OpKind.SubRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a - b); _r[op.RegA] = r; SetLazy(LazyKind.Sub, a, b, r, 4); break; }
+                    case OpKind.SubRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a - b; _r[op.RegA] = r; SetLazy(LazyKind.Sub, a, b, r, 8); break; }
+                    case OpKind.SubRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a - b); _r[op.RegA] = r; SetLazy(LazyKind.Sub, a, b, r, 4); break; }
+                    case OpKind.AndRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a & b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.AndRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a & b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.AndRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a & b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.AndRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a & b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.OrRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a | b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.OrRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a | b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.OrRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a | b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.OrRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a | b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.XorRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a ^ b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.XorRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a ^ b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.XorRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a ^ b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.XorRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a ^ b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.CmpRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a - b; SetLazy(LazyKind.Sub, a, b, r, 8); break; }
+                    case OpKind.CmpRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a - b); SetLazy(LazyKind.Sub, a, b, r, 4); break; }
+                    case OpKind.CmpRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a - b; SetLazy(LazyKind.Sub, a, b, r, 8); break; }
+                    case OpKind.CmpRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a - b); SetLazy(LazyKind.Sub, a, b, r, 4); break; }
+                    case OpKind.TestRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a & b; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.TestRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a & b); SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.TestRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a & b; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.TestRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a & b); SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.LoadRM64: _r[op.RegA] = Load64(Ea(ref op)); break;
+                    case OpKind.LoadRM32: _r[op.RegA] = Load(Ea(ref op), 4); break;
+                    case OpKind.StoreMR64: Store64(Ea(ref op), _r[op.RegB]); break;
+                    case OpKind.StoreMR32: Store(Ea(ref op), 4, (uint)_r[op.RegB]); break;
+                    case OpKind.MovzxLoad8: _r[op.RegA] = Load(Ea(ref op), 1); break;
+                    case OpKind.MovzxRR8: _r[op.RegA] = (byte)_r[op.RegB]; break;
+                    case OpKind.Lea64: _r[op.RegA] = Ea(ref op); break;
+                    case OpKind.Lea32: _r[op.RegA] = (uint)Ea(ref op); break;
+                    case OpKind.ShiftRI:
+                    {
+                        // shift/rotate of a 32/64-bit register by a non-zero immediate (count pre-masked at decode).
+                        ulong a = size == 8 ? _r[op.RegA] : (uint)_r[op.RegA];
+                        _r[op.RegA] = Shift((OpKind)op.Cond, a, (int)op.Imm, size);
+                        break;
+                    }
                     case OpKind.Mov:
                         WriteA(ref op, op.A == Loc.Mem ? Ea(ref op) : 0, ReadB(ref op, size));
                         break;
@@ -198,7 +326,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = (a + b) & Mask(size);
-                        SetArith(AddFlags(a, b, r, size, r < a));
+                        SetLazy(LazyKind.Add, a, b, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -206,7 +334,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
-                        ulong c = _rf & CF;
+                        ulong c = Carry();
                         ulong r = (a + b + c) & Mask(size);
                         SetArith(AddFlags(a, b, r, size, c != 0 ? r <= a : r < a));
                         WriteA(ref op, ea, r);
@@ -218,7 +346,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = (a - b) & Mask(size);
-                        SetArith(SubFlags(a, b, r, size, a < b));
+                        SetLazy(LazyKind.Sub, a, b, r, size);
                         if (op.Kind == OpKind.Sub)
                         {
                             WriteA(ref op, ea, r);
@@ -229,7 +357,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
-                        ulong c = _rf & CF;
+                        ulong c = Carry();
                         ulong r = (a - b - c) & Mask(size);
                         SetArith(SubFlags(a, b, r, size, c != 0 ? a <= b : a < b));
                         WriteA(ref op, ea, r);
@@ -241,7 +369,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = a & b;
-                        SetArith(Szp(r, size));
+                        SetLazy(LazyKind.Logic, a, b, r, size);
                         if (op.Kind == OpKind.And)
                         {
                             WriteA(ref op, ea, r);
@@ -253,7 +381,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = a | b;
-                        SetArith(Szp(r, size));
+                        SetLazy(LazyKind.Logic, a, b, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -262,7 +390,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = a ^ b;
-                        SetArith(Szp(r, size));
+                        SetLazy(LazyKind.Logic, a, b, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -270,7 +398,8 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = (a + 1) & Mask(size);
-                        SetArith(AddFlags(a, 1, r, size, false) | (_rf & CF));
+                        _rf = (_rf & ~CF) | Carry();
+                        SetLazy(LazyKind.Inc, a, 1, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -278,7 +407,8 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = (a - 1) & Mask(size);
-                        SetArith(SubFlags(a, 1, r, size, false) | (_rf & CF));
+                        _rf = (_rf & ~CF) | Carry();
+                        SetLazy(LazyKind.Dec, a, 1, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -286,7 +416,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = (0 - a) & Mask(size);
-                        SetArith(SubFlags(0, a, r, size, a != 0));
+                        SetLazy(LazyKind.Sub, 0, a, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -364,6 +494,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Bsr:
                     {
                         ulong src = ReadB(ref op, size);
+                        Materialize();
                         if (src == 0)
                         {
                             _rf |= ZF;
@@ -379,6 +510,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong src = ReadB(ref op, size);
                         ulong r = src == 0 ? (ulong)(size << 3) : (ulong)BitOperations.TrailingZeroCount(src);
+                        Materialize();
                         _rf = (_rf & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
                         SetReg(op.RegA, size, r);
                         break;
@@ -387,6 +519,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong src = ReadB(ref op, size);
                         ulong r = (ulong)(BitOperations.LeadingZeroCount(src) - (64 - (size << 3)));
+                        Materialize();
                         _rf = (_rf & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
                         SetReg(op.RegA, size, r);
                         break;
@@ -401,6 +534,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Andn:
                     {
                         ulong r = ~GetReg(op.RegC, size) & ReadB(ref op, size) & Mask(size);
+                        Materialize();
                         SetArith(Szp(r, size) & (ZF | SF) | (_rf & (AF | PF)));
                         SetReg(op.RegA, size, r);
                         break;
@@ -418,6 +552,7 @@ internal sealed unsafe partial class EmulatorVcpu
                             _ => (src - 1) ^ src,
                         } & m;
                         bool cf = op.Kind == OpKind.Blsi ? src != 0 : src == 0;
+                        Materialize();
                         SetArith(Szp(r, size) & (ZF | SF) | (cf ? CF : 0) | (_rf & (AF | PF)));
                         SetReg(op.RegA, size, r);
                         break;
@@ -433,6 +568,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         {
                             r &= (1UL << len) - 1;
                         }
+                        Materialize();
                         SetArith((r == 0 ? ZF : 0) | (_rf & (AF | PF | SF)));
                         SetReg(op.RegA, size, r);
                         break;
@@ -496,6 +632,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Loope:
                     case OpKind.Loopne:
                     {
+                        Materialize();
                         ulong c = --_r[1];
                         bool take = c != 0 && (op.Kind == OpKind.Loop || ((_rf & ZF) != 0) == (op.Kind == OpKind.Loope));
                         _rip = take ? op.Imm : op.Next;
@@ -533,7 +670,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong t = ReadA(ref op, out ulong ea);
                         ulong acc = GetReg(0, size);
                         ulong r = (acc - t) & Mask(size);
-                        SetArith(SubFlags(acc, t, r, size, acc < t));
+                        SetLazy(LazyKind.Sub, acc, t, r, size);
                         if (acc == t)
                         {
                             WriteA(ref op, ea, src);
@@ -549,7 +686,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong s = GetReg(op.RegB, size);
                         ulong t = ReadA(ref op, out ulong ea);
                         ulong r = (t + s) & Mask(size);
-                        SetArith(AddFlags(t, s, r, size, r < t));
+                        SetLazy(LazyKind.Add, t, s, r, size);
                         SetReg(op.RegB, size, t);
                         WriteA(ref op, ea, r);
                         break;
@@ -557,6 +694,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Cmpxchg8b:
                     {
                         ulong ea = Ea(ref op);
+                        Materialize();
                         ulong m = Load64(ea);
                         ulong expect = ((ulong)(uint)_r[2] << 32) | (uint)_r[0];
                         if (m == expect)
@@ -579,6 +717,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         {
                             GuestFault.Misaligned(ea);
                         }
+                        Materialize();
                         ulong lo = Load64(ea), hi = Load64(ea + 8);
                         if (lo == _r[0] && hi == _r[2])
                         {
@@ -633,18 +772,21 @@ internal sealed unsafe partial class EmulatorVcpu
                         break;
                     case OpKind.Cld: _rf &= ~DF; break;
                     case OpKind.Std: _rf |= DF; break;
-                    case OpKind.Clc: _rf &= ~CF; break;
-                    case OpKind.Stc: _rf |= CF; break;
-                    case OpKind.Cmc: _rf ^= CF; break;
+                    case OpKind.Clc: Materialize(); _rf &= ~CF; break;
+                    case OpKind.Stc: Materialize(); _rf |= CF; break;
+                    case OpKind.Cmc: Materialize(); _rf ^= CF; break;
                     case OpKind.Lahf:
+                        Materialize();
                         SetReg(16, 1, (_rf & 0xD5) | 2);
                         break;
                     case OpKind.Sahf:
+                        Materialize();
                         _rf = (_rf & ~0xD5UL) | (GetReg(16, 1) & 0xD5);
                         break;
                     case OpKind.Pushf:
                     {
                         ulong sp = _r[4] - 8;
+                        Materialize();
                         Store64(sp, _rf);
                         _r[4] = sp;
                         break;
@@ -653,6 +795,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong v = Load64(_r[4]);
                         _r[4] += 8;
+                        _lk = LazyKind.None;
                         _rf = (v & PopfMask) | 2;
                         break;
                     }
@@ -948,6 +1091,7 @@ internal sealed unsafe partial class EmulatorVcpu
         ulong m = Mask(size);
         ulong msb = SignBit(size);
         ulong r;
+        Materialize();
         ulong f = _rf & ArithFlags;
         switch (kind)
         {
@@ -1078,6 +1222,7 @@ internal sealed unsafe partial class EmulatorVcpu
             a = Load(ea, size);
         }
         ulong mask = 1UL << bit;
+        Materialize();
         _rf = (_rf & ~CF) | ((a >> bit) & 1);
         ulong r;
         switch (op.Kind)

@@ -12,6 +12,17 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// per-page invalidation, the checked memory path and the run loop. Execution lives in
 /// <c>EmulatorVcpu.Execute.cs</c>.
 /// </summary>
+/// <summary>Which ALU op last set the arithmetic flags lazily (<see cref="LazyKind.None"/>: they are in RFLAGS).</summary>
+internal enum LazyKind : byte
+{
+    None,
+    Add,
+    Sub,
+    Logic,
+    Inc,
+    Dec,
+}
+
 internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 {
     internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, DF = 0x400, OF = 0x800;
@@ -34,6 +45,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
     private ulong _rip;
     private ulong _rf = 0x2;
+    // Lazy arithmetic flags: the last flag-setting ALU op's kind, operands, result and size (see Materialize).
+    private LazyKind _lk;
+    private ulong _la, _lb, _lr;
+    private int _lsize;
     private ulong _icount;
     private volatile bool _interrupt;
     private bool _smc;
@@ -101,7 +116,13 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
     public void CompleteHypercall(long result) => _r[0] = (ulong)result;
 
-    public VcpuRegisters GetRegisters() => new(
+    public VcpuRegisters GetRegisters()
+    {
+        Materialize();
+        return Snapshot();
+    }
+
+    private VcpuRegisters Snapshot() => new(
         _r[0], _r[3], _r[1], _r[2], _r[6], _r[7], _r[4], _r[5],
         _r[8], _r[9], _r[10], _r[11], _r[12], _r[13], _r[14], _r[15], _rip, _rf);
 
@@ -127,6 +148,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         _r[4] = start.Rsp;
         _r[7] = start.Rdi;
         _rf = 2;
+        _lk = LazyKind.None;
         _icount = 0;
         _smc = false;
         _interrupt = false;
@@ -136,7 +158,11 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     internal void SetRegister(int index, ulong value) => _r[index & 15] = value;
 
     /// <summary>For tests: sets RFLAGS (bit 1 is forced on).</summary>
-    internal void SetFlags(ulong value) => _rf = (value & PopfMask) | 2;
+    internal void SetFlags(ulong value)
+    {
+        _lk = LazyKind.None;
+        _rf = (value & PopfMask) | 2;
+    }
 
     /// <summary>For tests: an XMM register.</summary>
     internal Vector128<byte> GetXmm(int index) => _x[index & 15];
