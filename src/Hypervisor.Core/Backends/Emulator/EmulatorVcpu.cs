@@ -23,6 +23,7 @@ internal enum LazyKind : byte
     Dec,
 }
 
+[SkipLocalsInit]
 internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 {
     internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, DF = 0x400, OF = 0x800;
