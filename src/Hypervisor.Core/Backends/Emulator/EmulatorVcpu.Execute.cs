@@ -124,6 +124,7 @@ internal sealed unsafe partial class EmulatorVcpu
     private void SetArith(ulong f)
     {
         _lk = LazyKind.None;
+        _ovr = false;
         _rf = (_rf & ~ArithFlags) | f;
     }
 
@@ -132,6 +133,7 @@ internal sealed unsafe partial class EmulatorVcpu
     private void SetLazy(LazyKind kind, ulong a, ulong b, ulong r, int size)
     {
         _lk = kind;
+        _ovr = false;
         _la = a;
         _lb = b;
         _lr = r;
@@ -153,19 +155,40 @@ internal sealed unsafe partial class EmulatorVcpu
             LazyKind.Sub => SubFlags(a, b, r, size, a < b),
             LazyKind.Inc => AddFlags(a, 1, r, size, false) | (_rf & CF),
             LazyKind.Dec => SubFlags(a, 1, r, size, false) | (_rf & CF),
+            LazyKind.Shl => Szp(r, size) | ShiftCarry(LazyKind.Shl, a, (int)b, size) | ((((r & SignBit(size)) != 0) ^ (ShiftCarry(LazyKind.Shl, a, (int)b, size) != 0)) ? OF : 0),
+            LazyKind.Shr => Szp(r, size) | ShiftCarry(LazyKind.Shr, a, (int)b, size) | ((a & SignBit(size)) != 0 ? OF : 0),
+            LazyKind.Sar => Szp(r, size) | ShiftCarry(LazyKind.Sar, a, (int)b, size),
             _ => Szp(r, size),
         };
+        if (_ovr)
+        {
+            f = (f & ~(CF | OF)) | _ovrFlags;
+            _ovr = false;
+        }
         _lk = LazyKind.None;
         _rf = (_rf & ~ArithFlags) | f;
     }
 
+    /// <summary>CF of a shift by a non-zero count.</summary>
+    private static ulong ShiftCarry(LazyKind kind, ulong a, int count, int size)
+    {
+        int bits = size << 3;
+        return kind switch
+        {
+            LazyKind.Shl => count <= bits ? (a >> (bits - count)) & 1 : 0,
+            LazyKind.Shr => (a >> (count - 1)) & 1,
+            _ => (ulong)(SignExtend(a, size) >> (count - 1)) & 1,
+        };
+    }
+
     /// <summary>CF without materializing everything.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong Carry() => _lk switch
+    private ulong Carry() => _ovr ? _ovrFlags & CF : _lk switch
     {
         LazyKind.None or LazyKind.Inc or LazyKind.Dec => _rf & CF,
         LazyKind.Add => _lr < _la ? CF : 0,
         LazyKind.Sub => _la < _lb ? CF : 0,
+        LazyKind.Shl or LazyKind.Shr or LazyKind.Sar => ShiftCarry(_lk, _la, (int)_lb, _lsize),
         _ => 0,
     };
 
@@ -180,6 +203,10 @@ internal sealed unsafe partial class EmulatorVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Cond(int cc)
     {
+        if (_ovr)
+        {
+            goto Slow;
+        }
         if (_lk == LazyKind.Sub)
         {
             // cmp/sub: decide from the operands directly.
@@ -832,20 +859,13 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Unsupported:
                         GuestFault.Raise(block.Texts[op.Text]);
                         break;
+                    case OpKind.SmcExit:
+                        // A store dropped this block (self-modifying code): resume at this instruction, decoded afresh.
+                        _rip = op.Rip;
+                        goto Done;
                     default:
                         ExecuteSse(ref op);
                         break;
-                }
-                if (_smc)
-                {
-                    // A store hit decoded code: the rest of this block may be stale.
-                    _smc = false;
-                    if (!block.Valid)
-                    {
-                        _rip = op.Next;
-                        i++;
-                        goto Done;
-                    }
                 }
             }
             _rip = ops[n - 1].Next;
@@ -855,7 +875,6 @@ internal sealed unsafe partial class EmulatorVcpu
         }
         catch (GuestFault fault)
         {
-            _smc = false;
             _icount += (ulong)i;
             _rip = ops[i].Rip;
             _exit = new VcpuExit(VcpuExitKind.Fault, _rip, Detail: fault.Message);
@@ -1091,48 +1110,43 @@ internal sealed unsafe partial class EmulatorVcpu
         ulong m = Mask(size);
         ulong msb = SignBit(size);
         ulong r;
-        Materialize();
-        ulong f = _rf & ArithFlags;
         switch (kind)
         {
             case OpKind.Shl:
-            {
                 r = count >= 64 ? 0 : (a << count) & m;
-                ulong cf = count <= bits ? (a >> (bits - count)) & 1 : 0;
-                f = Szp(r, size) | cf | (((r & msb) != 0) ^ (cf != 0) ? OF : 0);
-                break;
-            }
+                SetLazy(LazyKind.Shl, a, (ulong)count, r, size);
+                return r;
             case OpKind.Shr:
-            {
                 r = a >> count;
-                ulong cf = (a >> (count - 1)) & 1;
-                f = Szp(r, size) | cf | ((a & msb) != 0 ? OF : 0);
-                break;
-            }
+                SetLazy(LazyKind.Shr, a, (ulong)count, r, size);
+                return r;
             case OpKind.Sar:
-            {
-                long sa = SignExtend(a, size);
-                r = (ulong)(sa >> count) & m;
-                ulong cf = (ulong)(sa >> (count - 1)) & 1;
-                f = Szp(r, size) | cf;
-                break;
-            }
+                r = (ulong)(SignExtend(a, size) >> count) & m;
+                SetLazy(LazyKind.Sar, a, (ulong)count, r, size);
+                return r;
             case OpKind.Rol:
             {
                 int c = count & (bits - 1);
                 r = c == 0 ? a : ((a << c) | (a >> (bits - c))) & m;
                 ulong cf = r & 1;
-                f = (f & ~(CF | OF)) | cf | (((r & msb) != 0) ^ (cf != 0) ? OF : 0);
-                break;
+                SetRotateFlags(cf | (((r & msb) != 0) ^ (cf != 0) ? OF : 0));
+                return r;
             }
             case OpKind.Ror:
             {
                 int c = count & (bits - 1);
                 r = c == 0 ? a : ((a >> c) | (a << (bits - c))) & m;
                 ulong cf = (r & msb) != 0 ? 1UL : 0;
-                f = (f & ~(CF | OF)) | cf | (((r & msb) != 0) ^ ((r & (msb >> 1)) != 0) ? OF : 0);
-                break;
+                SetRotateFlags(cf | (((r & msb) != 0) ^ ((r & (msb >> 1)) != 0) ? OF : 0));
+                return r;
             }
+            default:
+                break;
+        }
+        Materialize();
+        ulong f = _rf & ArithFlags;
+        switch (kind)
+        {
             case OpKind.Rcl:
             {
                 int c = size <= 2 ? count % (bits + 1) : count;
@@ -1165,6 +1179,21 @@ internal sealed unsafe partial class EmulatorVcpu
         }
         SetArith(f);
         return r;
+    }
+
+    /// <summary>Rotates change only CF and OF: keep the other flags lazy and override those two.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SetRotateFlags(ulong cfOf)
+    {
+        if (_lk == LazyKind.None)
+        {
+            _rf = (_rf & ~(CF | OF)) | cfOf;
+        }
+        else
+        {
+            _ovr = true;
+            _ovrFlags = cfOf;
+        }
     }
 
     private ulong DoubleShift(bool left, ulong a, ulong b, int count, int size)

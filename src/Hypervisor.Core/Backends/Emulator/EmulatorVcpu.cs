@@ -21,6 +21,9 @@ internal enum LazyKind : byte
     Logic,
     Inc,
     Dec,
+    Shl,
+    Shr,
+    Sar,
 }
 
 [SkipLocalsInit]
@@ -50,9 +53,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     private LazyKind _lk;
     private ulong _la, _lb, _lr;
     private int _lsize;
+    private bool _ovr;
+    private ulong _ovrFlags;
     private ulong _icount;
     private volatile bool _interrupt;
-    private bool _smc;
 
     private readonly Dictionary<ulong, Block> _blocks = [];
     private readonly Dictionary<ulong, List<Block>> _pageBlocks = [];
@@ -151,7 +155,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         _rf = 2;
         _lk = LazyKind.None;
         _icount = 0;
-        _smc = false;
+        _ovr = false;
         _interrupt = false;
     }
 
@@ -272,6 +276,12 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
                 foreach (Block b in list)
                 {
                     b.Valid = false;
+                    // The block may be running: make every op of it leave the block, so that execution resumes
+                    // at the next instruction decoded from the modified memory. A dropped block never runs again.
+                    foreach (ref MicroOp op in b.Ops.AsSpan())
+                    {
+                        op.Kind = OpKind.SmcExit;
+                    }
                     if (_blocks.TryGetValue(b.Start, out Block? cur) && ReferenceEquals(cur, b))
                     {
                         _blocks.Remove(b.Start);
@@ -279,7 +289,6 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
                 }
             }
         }
-        _smc = true;
     }
 
     // ---- checked memory path ----
