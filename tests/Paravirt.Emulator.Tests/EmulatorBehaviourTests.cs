@@ -372,4 +372,35 @@ public sealed class EmulatorBehaviourTests
             Assert.Equal(4UL, r.Rax); // four instructions retired before rdtsc
         }
     }
+
+    [Fact]
+    public void ManyDistinctBlocks_KeepTheCacheBounded()
+    {
+        // 70000 one-instruction blocks (a ret at every byte of a sled), each called once.
+        const int count = 70_000;
+        const ulong sled = 0x10_0000;
+        byte[] loop = EmuHarness.Assemble(a =>
+        {
+            Label top = a.CreateLabel();
+            a.xor(ecx, ecx);
+            a.Label(ref top);
+            a.mov(rax, (long)sled);
+            a.add(rax, rcx);
+            a.call(rax);
+            a.inc(ecx);
+            a.cmp(ecx, count);
+            a.jb(top);
+            a.hlt();
+        }, 0x18_0000);
+        var (memory, vm, vcpu) = EmuHarness.Create(loop, codeAddress: 0x18_0000);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            memory.GetSpan(new GuestAddress(sled), count).Fill(0xC3);
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+            Assert.True(((EmulatorVcpu)vcpu).CachedBlocks <= EmulatorVcpu.MaxCachedBlocks);
+            Assert.Equal((ulong)count, vcpu.GetRegisters().Rcx);
+        }
+    }
 }

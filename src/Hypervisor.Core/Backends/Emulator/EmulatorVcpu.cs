@@ -35,6 +35,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     internal const ulong PopfMask = 0x247FD5;
     private const int MaxBlockInstructions = 256;
     private const int FastCacheSize = 4096;
+    /// <summary>Most decoded blocks kept; a guest that makes more (hostile code jumping everywhere) gets the cache flushed, bounding host memory.</summary>
+    internal const int MaxCachedBlocks = 65536;
 
     private readonly GuestMemory _memory;
     private readonly byte* _mem;
@@ -64,6 +66,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     private readonly List<MicroOp> _decodeOps = [];
     private readonly List<string> _decodeTexts = [];
     private VcpuExit _exit;
+    private bool _disposed;
 
     public EmulatorVcpu(GuestMemory memory, VirtualMachineOptions options, in VcpuStartState start)
     {
@@ -87,7 +90,12 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
     public VcpuExit Run()
     {
-        ObjectDisposedException.ThrowIf(_memory.Size == 0, this);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_memory.HostAddress != (nint)_mem)
+        {
+            // Throws ObjectDisposedException when the memory was disposed under the vCPU; never run on freed memory.
+            throw new InvalidOperationException("guest memory changed under the vCPU");
+        }
         while (true)
         {
             if (_interrupt)
@@ -135,6 +143,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
     public void Dispose()
     {
+        _disposed = true;
         _blocks.Clear();
         _pageBlocks.Clear();
         Array.Clear(_fast);
@@ -187,6 +196,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         }
         if (!_blocks.TryGetValue(rip, out b))
         {
+            if (_blocks.Count >= MaxCachedBlocks)
+            {
+                FlushBlocks();
+            }
             b = Decode(rip);
             _blocks[rip] = b;
             if (b.End > b.Start)
@@ -205,6 +218,22 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         }
         _fast[slot] = b;
         return b;
+    }
+
+    /// <summary>Number of decoded blocks in the cache (for tests).</summary>
+    internal int CachedBlocks => _blocks.Count;
+
+    /// <summary>Drops every decoded block (between blocks: none is running).</summary>
+    private void FlushBlocks()
+    {
+        foreach (Block old in _blocks.Values)
+        {
+            old.Valid = false;
+        }
+        _blocks.Clear();
+        _pageBlocks.Clear();
+        Array.Clear(_fast);
+        Array.Clear(_codePageArray);
     }
 
     private Block Decode(ulong rip)
