@@ -403,4 +403,32 @@ public sealed class EmulatorBehaviourTests
             Assert.Equal((ulong)count, vcpu.GetRegisters().Rcx);
         }
     }
+
+    [Fact]
+    public void DataStoresIntoACodePage_DoNotDropItsBlocks()
+    {
+        // A counter that lives in the same 4 KiB page as the loop that increments it.
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label top = a.CreateLabel(), counter = a.CreateLabel();
+            a.mov(ecx, 10_000);
+            a.Label(ref top);
+            a.inc(__qword_ptr[counter]);
+            a.dec(ecx);
+            a.jnz(top);
+            a.mov(rax, __qword_ptr[counter]);
+            a.hlt();
+            a.Label(ref counter);
+            a.dq(0);
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+            Assert.Equal(10_000UL, vcpu.GetRegisters().Rax);
+            Assert.True(((EmulatorVcpu)vcpu).BlocksDecoded <= 4, $"{((EmulatorVcpu)vcpu).BlocksDecoded} blocks decoded");
+        }
+    }
 }

@@ -201,6 +201,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
                 FlushBlocks();
             }
             b = Decode(rip);
+            BlocksDecoded++;
             _blocks[rip] = b;
             if (b.End > b.Start)
             {
@@ -252,6 +253,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
                 string text = decoder.LastError == DecoderError.NoMoreBytes
                     ? $"page fault: instruction fetch at 0x{ins.IP:x} outside guest memory"
                     : $"invalid instruction (#UD) at 0x{ins.IP:x}";
+                if (ins.IP < _size)
+                {
+                    end = Math.Min(ins.IP + 15, _size); // cover the bad bytes: rewriting them must drop this block
+                }
                 AddUnsupported(ref op, ins.IP, text);
                 break;
             }
@@ -293,32 +298,55 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         or OpKind.CallInd or OpKind.Ret or OpKind.Loop or OpKind.Loope or OpKind.Loopne or OpKind.Jrcxz
         or OpKind.Hlt or OpKind.Out or OpKind.In or OpKind.Unsupported;
 
-    /// <summary>A guest store touched a page holding decoded code: drop the page's blocks (self-modifying code).</summary>
+    /// <summary>
+    /// A guest store touched a page holding decoded code: drop the blocks whose bytes it overlaps (self-modifying
+    /// code). Stores to data that merely shares a page with code leave the blocks alone.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void InvalidateCode(ulong address, int size)
     {
-        for (ulong page = address >> 12; page <= (address + (ulong)size - 1) >> 12; page++)
+        ulong end = address + (ulong)size;
+        for (ulong page = address >> 12; page <= (end - 1) >> 12; page++)
         {
-            _codePage[page] = 0;
-            if (_pageBlocks.Remove(page, out List<Block>? list))
+            if (!_pageBlocks.TryGetValue(page, out List<Block>? list))
             {
-                foreach (Block b in list)
+                _codePage[page] = 0;
+                continue;
+            }
+            for (int k = list.Count - 1; k >= 0; k--)
+            {
+                Block b = list[k];
+                if (b.Valid && (b.Start >= end || b.End <= address))
                 {
-                    b.Valid = false;
-                    // The block may be running: make every op of it leave the block, so that execution resumes
-                    // at the next instruction decoded from the modified memory. A dropped block never runs again.
-                    foreach (ref MicroOp op in b.Ops.AsSpan())
-                    {
-                        op.Kind = OpKind.SmcExit;
-                    }
-                    if (_blocks.TryGetValue(b.Start, out Block? cur) && ReferenceEquals(cur, b))
-                    {
-                        _blocks.Remove(b.Start);
-                    }
+                    continue; // no overlap
                 }
+                list.RemoveAt(k);
+                if (!b.Valid)
+                {
+                    continue; // dropped earlier through another page
+                }
+                b.Valid = false;
+                // The block may be running: make every op of it leave the block, so that execution resumes at the
+                // next instruction decoded from the modified memory. A dropped block never runs again.
+                foreach (ref MicroOp op in b.Ops.AsSpan())
+                {
+                    op.Kind = OpKind.SmcExit;
+                }
+                if (_blocks.TryGetValue(b.Start, out Block? cur) && ReferenceEquals(cur, b))
+                {
+                    _blocks.Remove(b.Start);
+                }
+            }
+            if (list.Count == 0)
+            {
+                _pageBlocks.Remove(page);
+                _codePage[page] = 0;
             }
         }
     }
+
+    /// <summary>Blocks decoded so far (for tests).</summary>
+    internal int BlocksDecoded { get; private set; }
 
     // ---- checked memory path ----
 
