@@ -431,4 +431,47 @@ public sealed class EmulatorBehaviourTests
             Assert.True(((EmulatorVcpu)vcpu).BlocksDecoded <= 4, $"{((EmulatorVcpu)vcpu).BlocksDecoded} blocks decoded");
         }
     }
+
+    [Fact]
+    public void IdivOfTheMostNegative128BitDividendByMinusOne_IsADivideError()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(rdx, unchecked((long)0x8000_0000_0000_0000UL));
+            a.xor(eax, eax);
+            a.mov(rcx, -1);
+            a.idiv(rcx);
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.Contains("divide error", exit.Detail, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void HugeRepStos_RunsOffTheEndOfMemory_AsAFault()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(rdi, 0x1F_0000);
+            a.mov(rcx, 0x1_0000_0000L); // 4 GiB of bytes from near the end of a 2 MiB guest
+            a.rep.stosb();
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.Equal("page fault: write of 1 bytes at 0x200000 outside guest memory", exit.Detail);
+        }
+    }
 }

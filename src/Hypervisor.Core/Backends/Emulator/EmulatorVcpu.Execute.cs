@@ -880,6 +880,15 @@ internal sealed unsafe partial class EmulatorVcpu
             _exit = new VcpuExit(VcpuExitKind.Fault, _rip, Detail: fault.Message);
             return true;
         }
+#pragma warning disable CA1031 // a bug in the emulator must stop this guest, not the host process
+        catch (Exception bug)
+        {
+            _icount += (ulong)i;
+            _rip = ops[i].Rip;
+            _exit = new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error at 0x{_rip:x} ({ops[i].Kind}): {bug.GetType().Name}: {bug.Message}");
+            return true;
+        }
+#pragma warning restore CA1031
     }
 
     // ---- multiply / divide ----
@@ -1090,6 +1099,10 @@ internal sealed unsafe partial class EmulatorVcpu
             default:
             {
                 Int128 n = (Int128)(((UInt128)_r[2] << 64) | _r[0]);
+                if (d == -1 && n == Int128.MinValue)
+                {
+                    GuestFault.DivideError(); // the quotient overflows (and would overflow Int128 itself)
+                }
                 Int128 q = n / d;
                 if (q > long.MaxValue || q < long.MinValue)
                 {
@@ -1331,15 +1344,15 @@ internal sealed unsafe partial class EmulatorVcpu
         if (!down && count <= _size / (ulong)s)
         {
             ulong total = count * (ulong)s;
-            if (dst <= _size - total && !HasCode(dst, total))
+            if (total <= int.MaxValue && dst <= _size - total && !HasCode(dst, total))
             {
                 byte* p = _mem + dst;
                 switch (s)
                 {
-                    case 1: new Span<byte>(p, checked((int)total)).Fill((byte)v); break;
-                    case 2: new Span<ushort>(p, checked((int)count)).Fill((ushort)v); break;
-                    case 4: new Span<uint>(p, checked((int)count)).Fill((uint)v); break;
-                    default: new Span<ulong>(p, checked((int)count)).Fill(v); break;
+                    case 1: new Span<byte>(p, (int)total).Fill((byte)v); break;
+                    case 2: new Span<ushort>(p, (int)count).Fill((ushort)v); break;
+                    case 4: new Span<uint>(p, (int)count).Fill((uint)v); break;
+                    default: new Span<ulong>(p, (int)count).Fill(v); break;
                 }
                 _r[7] = dst + total;
                 _r[1] = 0;
