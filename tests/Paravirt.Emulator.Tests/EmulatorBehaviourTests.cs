@@ -474,4 +474,38 @@ public sealed class EmulatorBehaviourTests
             Assert.Equal("page fault: write of 1 bytes at 0x200000 outside guest memory", exit.Detail);
         }
     }
+
+    [Fact]
+    public void KernelStyleEntryCode_CliLidtAndControlRegisters_AreAccepted()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label idtr = a.CreateLabel();
+            a.cli();
+            a.lidt(__[idtr]);
+            a.mov(rax, cr0);
+            a.mov(rbx, cr4);
+            a.mov(rdx, 0x5000);
+            a.mov(cr3, rdx);
+            a.mov(rcx, cr3);
+            a.sti();
+            a.hlt();
+            a.Label(ref idtr);
+            a.dw(0xFFF);
+            a.dq(0x7000);
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+            VcpuRegisters r = vcpu.GetRegisters();
+            Assert.Equal(LongModeSetup.Cr0, r.Rax);
+            Assert.Equal(LongModeSetup.Cr4, r.Rbx);
+            Assert.Equal(0x5000UL, r.Rcx);
+            Assert.Equal((0x7000UL, 0xFFFUL), ((EmulatorVcpu)vcpu).Idtr);
+            Assert.NotEqual(0UL, r.Rflags & 0x200);
+        }
+    }
 }

@@ -859,6 +859,31 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Unsupported:
                         GuestFault.Raise(block.Texts[op.Text]);
                         break;
+                    case OpKind.Cli: _rf &= ~IF; break;
+                    case OpKind.Sti: _rf |= IF; break;
+                    case OpKind.Lgdt:
+                    case OpKind.Lidt:
+                    {
+                        // The descriptor is read (and range-checked) and kept; exceptions are never delivered to
+                        // guest handlers (they end the run with a Fault exit), so the table itself is not used.
+                        ulong ea = Ea(ref op);
+                        ulong limit = Load(ea, 2), tableBase = Load64(ea + 2);
+                        if (op.Kind == OpKind.Lgdt)
+                        {
+                            _gdtr = (tableBase, limit);
+                        }
+                        else
+                        {
+                            _idtr = (tableBase, limit);
+                        }
+                        break;
+                    }
+                    case OpKind.MovFromCr:
+                        _r[op.RegA] = _cr[op.RegB];
+                        break;
+                    case OpKind.MovToCr:
+                        _cr[op.RegA] = _r[op.RegB];
+                        break;
                     case OpKind.SmcExit:
                         // A store dropped this block (self-modifying code): resume at this instruction, decoded afresh.
                         _rip = op.Rip;

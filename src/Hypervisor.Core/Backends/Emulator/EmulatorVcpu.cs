@@ -29,7 +29,7 @@ internal enum LazyKind : byte
 [SkipLocalsInit]
 internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 {
-    internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, DF = 0x400, OF = 0x800;
+    internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, IF = 0x200, DF = 0x400, OF = 0x800;
     internal const ulong ArithFlags = CF | PF | AF | ZF | SF | OF;
     /// <summary>RFLAGS bits popfq may change at CPL0 (VM, RF, VIF, VIP stay clear).</summary>
     internal const ulong PopfMask = 0x247FD5;
@@ -66,6 +66,15 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     private readonly List<MicroOp> _decodeOps = [];
     private readonly List<string> _decodeTexts = [];
     private VcpuExit _exit;
+    /// <summary>Control registers as the guest sees them: the long-mode values the hardware backends load; writes are kept but have no effect.</summary>
+    private readonly ulong[] _cr = new ulong[16];
+    private (ulong Base, ulong Limit) _gdtr, _idtr;
+
+    /// <summary>GDTR as last loaded (for tests and diagnostics).</summary>
+    internal (ulong Base, ulong Limit) Gdtr => _gdtr;
+
+    /// <summary>IDTR as last loaded (for tests and diagnostics).</summary>
+    internal (ulong Base, ulong Limit) Idtr => _idtr;
     private bool _disposed;
 
     public EmulatorVcpu(GuestMemory memory, VirtualMachineOptions options, in VcpuStartState start)
@@ -82,6 +91,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         _rip = start.Rip;
         _r[4] = start.Rsp;
         _r[7] = start.Rdi;
+        _cr[0] = LongModeSetup.Cr0;
+        _cr[3] = GuestLayout.Pml4;
+        _cr[4] = LongModeSetup.Cr4;
+        _gdtr = (GuestLayout.Gdt, (ulong)(LongModeSetup.GdtEntries.Length * 8) - 1);
     }
 
     public ulong InstructionsRetired => _icount;

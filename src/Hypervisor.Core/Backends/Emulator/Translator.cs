@@ -107,7 +107,42 @@ internal static class Translator
                 op.Kind = OpKind.Nop;
                 return true;
 
-            case Mnemonic.Mov: return Binary(in ins, ref op, OpKind.Mov);
+            case Mnemonic.Mov:
+                if (ins.OpCount == 2 && ins.Op0Kind == OpKind_Register && ins.Op1Kind == OpKind_Register)
+                {
+                    // mov to/from CR0, CR2, CR3, CR4, CR8: kept as plain state (no paging, no effect).
+                    Register r0 = ins.Op0Register, r1 = ins.Op1Register;
+                    if (r1 >= Register.CR0 && r1 <= Register.CR15 && Gpr(r0, out op.RegA, out int s0) && s0 == 8)
+                    {
+                        op.Kind = OpKind.MovFromCr;
+                        op.RegB = (byte)(r1 - Register.CR0);
+                        op.Size = 8;
+                        return op.RegB is 0 or 2 or 3 or 4 or 8;
+                    }
+                    if (r0 >= Register.CR0 && r0 <= Register.CR15 && Gpr(r1, out op.RegB, out int s1) && s1 == 8)
+                    {
+                        op.Kind = OpKind.MovToCr;
+                        op.RegA = (byte)(r0 - Register.CR0);
+                        op.Size = 8;
+                        return op.RegA is 0 or 2 or 3 or 4 or 8;
+                    }
+                }
+                return Binary(in ins, ref op, OpKind.Mov);
+            case Mnemonic.Cli: return Fixed(ref op, OpKind.Cli, 0);
+            case Mnemonic.Sti: return Fixed(ref op, OpKind.Sti, 0);
+            case Mnemonic.Invlpg: case Mnemonic.Wbinvd: case Mnemonic.Invd: case Mnemonic.Clflush: case Mnemonic.Clflushopt:
+                op.Kind = OpKind.Nop;
+                return true;
+            case Mnemonic.Lgdt:
+            case Mnemonic.Lidt:
+                if (ins.Op0Kind != Iced.Intel.OpKind.Memory || !Memory(in ins, ref op))
+                {
+                    return false;
+                }
+                op.Kind = m == Mnemonic.Lgdt ? OpKind.Lgdt : OpKind.Lidt;
+                op.A = Loc.Mem;
+                op.Size = 10;
+                return true;
             case Mnemonic.Add: return Binary(in ins, ref op, OpKind.Add);
             case Mnemonic.Or: return Binary(in ins, ref op, OpKind.Or);
             case Mnemonic.Adc: return Binary(in ins, ref op, OpKind.Adc);
