@@ -201,7 +201,7 @@ internal sealed unsafe partial class EmulatorVcpu
         Szp(r, size) | (borrow ? CF : 0) | ((a ^ b ^ r) & AF) | ((((a ^ b) & (a ^ r)) & SignBit(size)) != 0 ? OF : 0);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool Cond(int cc)
+    internal bool Cond(int cc)
     {
         if (_ovr)
         {
@@ -260,10 +260,10 @@ internal sealed unsafe partial class EmulatorVcpu
     // ---- the block executor ----
 
     /// <summary>Executes the first <paramref name="n"/> ops of <paramref name="block"/>; returns true when the vCPU must exit (<see cref="_exit"/>).</summary>
-    private bool ExecuteBlock(Block block, int n)
+    private bool ExecuteBlock(Block block, int from, int n)
     {
         MicroOp[] ops = block.Ops;
-        int i = 0;
+        int i = from;
         try
         {
             for (; i < n; i++)
@@ -792,7 +792,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         break;
                     case OpKind.Rdtsc:
                     {
-                        ulong tsc = _icount + (ulong)i;
+                        ulong tsc = _icount + (ulong)(i - from);
                         _r[0] = (uint)tsc;
                         _r[2] = tsc >> 32;
                     }
@@ -830,7 +830,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         _rip = op.Next;
                         i++;
                         _exit = new VcpuExit(VcpuExitKind.Halt, op.Next);
-                        _icount += (ulong)i;
+                        _icount += (ulong)(i - from);
                         return true;
                     case OpKind.Out:
                     {
@@ -840,12 +840,12 @@ internal sealed unsafe partial class EmulatorVcpu
                             _rip = op.Next;
                             i++;
                             _exit = new VcpuExit(VcpuExitKind.Hypercall, op.Next, port);
-                            _icount += (ulong)i;
+                            _icount += (ulong)(i - from);
                             return true;
                         }
                         _rip = op.Rip;
                         _exit = new VcpuExit(VcpuExitKind.PortIo, op.Rip, port, Detail: $"out to port 0x{port:x}");
-                        _icount += (ulong)i;
+                        _icount += (ulong)(i - from);
                         return true;
                     }
                     case OpKind.In:
@@ -853,7 +853,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong port = op.B == Loc.Imm ? op.Imm : (ushort)_r[2];
                         _rip = op.Rip;
                         _exit = new VcpuExit(VcpuExitKind.PortIo, op.Rip, port, Detail: $"in from port 0x{port:x}");
-                        _icount += (ulong)i;
+                        _icount += (ulong)(i - from);
                         return true;
                     }
                     case OpKind.Unsupported:
@@ -895,12 +895,12 @@ internal sealed unsafe partial class EmulatorVcpu
             }
             _rip = ops[n - 1].Next;
         Done:
-            _icount += (ulong)i;
+            _icount += (ulong)(i - from);
             return false;
         }
         catch (GuestFault fault)
         {
-            _icount += (ulong)i;
+            _icount += (ulong)(i - from);
             _rip = ops[i].Rip;
             _exit = new VcpuExit(VcpuExitKind.Fault, _rip, Detail: fault.Message);
             return true;
@@ -908,7 +908,7 @@ internal sealed unsafe partial class EmulatorVcpu
 #pragma warning disable CA1031 // a bug in the emulator must stop this guest, not the host process
         catch (Exception bug)
         {
-            _icount += (ulong)i;
+            _icount += (ulong)(i - from);
             _rip = ops[i].Rip;
             _exit = new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error at 0x{_rip:x} ({ops[i].Kind}): {bug.GetType().Name}: {bug.Message}");
             return true;
@@ -1142,7 +1142,7 @@ internal sealed unsafe partial class EmulatorVcpu
 
     // ---- shifts and rotates (count != 0, already masked to 5 or 6 bits) ----
 
-    private ulong Shift(OpKind kind, ulong a, int count, int size)
+    internal ulong Shift(OpKind kind, ulong a, int count, int size)
     {
         int bits = size << 3;
         ulong m = Mask(size);

@@ -131,7 +131,25 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
             {
                 n = (int)left;
             }
-            if (ExecuteBlock(block, n))
+            int start = 0;
+            if (n == block.Ops.Length)
+            {
+                if (block.Compiled is { } compiled)
+                {
+                    // Safe: the translated block bounds-checks every access against _size itself.
+                    start = compiled(this, _r, _mem);
+                    _icount += (ulong)start;
+                    if (start == n)
+                    {
+                        continue;
+                    }
+                }
+                else if (++block.Hits == BlockCompiler.Threshold && BlockCompiler.Enabled)
+                {
+                    block.Compiled = BlockCompiler.TryCompile(block);
+                }
+            }
+            if (ExecuteBlock(block, start, n))
             {
                 return _exit;
             }

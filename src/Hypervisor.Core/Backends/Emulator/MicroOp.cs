@@ -121,4 +121,10 @@ internal sealed class Block
     public string[] Texts { get; }
     /// <summary>False once a guest store hit one of its pages.</summary>
     public bool Valid { get; set; } = true;
+
+    /// <summary>Times the interpreter ran the whole block (until it is compiled).</summary>
+    public int Hits { get; set; }
+
+    /// <summary>The block translated to IL by <see cref="BlockCompiler"/>, or null.</summary>
+    public unsafe BlockCompiler.CompiledBlock? Compiled { get; set; }
 }
