@@ -76,6 +76,14 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     /// <summary>IDTR as last loaded (for tests and diagnostics).</summary>
     internal (ulong Base, ulong Limit) Idtr => _idtr;
     private bool _disposed;
+    private int _jitThreshold = BlockCompiler.Enabled ? BlockCompiler.Threshold : 0;
+
+    /// <summary>Whole-block runs after which a block is translated to IL; 0 = never (for tests and diagnostics).</summary>
+    internal int JitThreshold
+    {
+        get => _jitThreshold;
+        set => _jitThreshold = BlockCompiler.Enabled ? value : 0;
+    }
 
     public EmulatorVcpu(GuestMemory memory, VirtualMachineOptions options, in VcpuStartState start)
     {
@@ -144,9 +152,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
                         continue;
                     }
                 }
-                else if (++block.Hits == BlockCompiler.Threshold && BlockCompiler.Enabled)
+                else if (++block.Hits == _jitThreshold)
                 {
                     block.Compiled = BlockCompiler.TryCompile(block);
+                    BlocksCompiled += block.Compiled is null ? 0 : 1;
                 }
             }
             if (ExecuteBlock(block, start, n))
@@ -375,6 +384,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
             }
         }
     }
+
+    /// <summary>Blocks translated to IL so far (for tests).</summary>
+    internal int BlocksCompiled { get; private set; }
 
     /// <summary>Blocks decoded so far (for tests).</summary>
     internal int BlocksDecoded { get; private set; }
