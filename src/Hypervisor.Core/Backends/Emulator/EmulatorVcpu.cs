@@ -145,11 +145,14 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
                 if (block.Compiled is { } compiled)
                 {
                     // Safe: the translated block bounds-checks every access against _size itself.
-                    start = compiled(this, _r, _mem);
-                    _icount += (ulong)start;
-                    if (start == n)
+                    start = compiled(this, _r, _mem, block);
+                    if (start == BlockCompiler.Completed)
                     {
                         continue;
+                    }
+                    if (start == BlockCompiler.ExitRequested)
+                    {
+                        return _exit;
                     }
                 }
                 else if (++block.Hits == _jitThreshold)
