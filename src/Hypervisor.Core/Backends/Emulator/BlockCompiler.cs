@@ -52,6 +52,8 @@ internal static unsafe class BlockCompiler
     private static readonly FieldInfo CodePage = typeof(EmulatorVcpu).GetField("_codePage", Private)!;
     private static readonly FieldInfo Icount = typeof(EmulatorVcpu).GetField("_icount", Private)!;
     private static readonly MethodInfo ExecuteMethod = typeof(EmulatorVcpu).GetMethod("ExecuteBlock", Private)!;
+    private static readonly MethodInfo SseMethod = typeof(EmulatorVcpu).GetMethod("ExecuteSse", Private)!;
+    private static readonly MethodInfo OpsGetter = typeof(Block).GetProperty(nameof(Block.Ops))!.GetGetMethod()!;
     private static readonly MethodInfo ValidGetter = typeof(Block).GetProperty(nameof(Block.Valid))!.GetGetMethod()!;
     private static readonly MethodInfo CondMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Cond), Private)!;
     private static readonly MethodInfo ShiftMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Shift), Private)!;
@@ -73,6 +75,9 @@ internal static unsafe class BlockCompiler
                 return op.A == Loc.Reg && op.RegA < 16;
             case OpKind.Jcc: case OpKind.Jmp: case OpKind.Call: case OpKind.Ret:
                 return last;
+            case >= OpKind.MovX128 and <= OpKind.MovntStore:
+                // Register-only SSE ops cannot fault or touch flags: call the SSE executor directly.
+                return op.A != Loc.Mem && op.B != Loc.Mem;
             default:
                 return false;
         }
@@ -586,6 +591,14 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Stfld, Rip);
                     ReturnAfter(Completed);
                     return true;
+                case >= OpKind.MovX128 and <= OpKind.MovntStore:
+                    il.Emit(OpCodes.Ldarg_0);
+                    il.Emit(OpCodes.Ldarg_3);
+                    il.Emit(OpCodes.Callvirt, OpsGetter);
+                    il.Emit(OpCodes.Ldc_I4, k);
+                    il.Emit(OpCodes.Ldelema, typeof(MicroOp));
+                    il.Emit(OpCodes.Call, SseMethod);
+                    return false;
                 default:
                     throw new InvalidOperationException($"{op.Kind} cannot be translated");
             }

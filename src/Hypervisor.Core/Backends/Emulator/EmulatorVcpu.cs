@@ -144,8 +144,17 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
             {
                 if (block.Compiled is { } compiled)
                 {
-                    // Safe: the translated block bounds-checks every access against _size itself.
-                    start = compiled(this, _r, _mem, block);
+                    try
+                    {
+                        // Safe: the translated block bounds-checks every access against _size itself.
+                        start = compiled(this, _r, _mem, block);
+                    }
+#pragma warning disable CA1031 // a bug in translated code must stop this guest, not the host process
+                    catch (Exception bug)
+                    {
+                        return new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error in translated block 0x{block.Start:x}: {bug.GetType().Name}: {bug.Message}");
+                    }
+#pragma warning restore CA1031
                     if (start == BlockCompiler.Completed)
                     {
                         continue;
