@@ -153,14 +153,25 @@ public sealed class ConsoleDevice : VirtualDevice
             ring.Slice(start, first).CopyTo(dst);
             ring[..((int)available - first)].CopyTo(dst[first..]);
             _output.Advance((int)available);
-            ValueTask<FlushResult> flush = _output.FlushAsync();
-            if (flush.IsCompletedSuccessfully)
+            // The flush's completion must not be posted to whatever SynchronizationContext the vCPU thread has
+            // (a pipe created with useSynchronizationContext would never resume while the vCPU thread runs the guest).
+            SynchronizationContext? context = SynchronizationContext.Current;
+            SynchronizationContext.SetSynchronizationContext(null);
+            try
             {
-                _ = flush.Result;
+                ValueTask<FlushResult> flush = _output.FlushAsync();
+                if (flush.IsCompletedSuccessfully)
+                {
+                    _ = flush.Result;
+                }
+                else
+                {
+                    _pendingFlush = flush.AsTask();
+                }
             }
-            else
+            finally
             {
-                _pendingFlush = flush.AsTask();
+                SynchronizationContext.SetSynchronizationContext(context);
             }
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
@@ -298,12 +309,9 @@ public sealed class ConsoleDevice : VirtualDevice
             {
             }
             _input?.Complete();
-            try
+            if (_pendingFlush is { IsCompleted: false })
             {
-                _pendingFlush?.Wait(TimeSpan.FromSeconds(5));
-            }
-            catch (AggregateException)
-            {
+                _output.CancelPendingFlush(); // a stalled reader must not hold up the host
             }
             _output.Complete();
             _stop.Dispose();
