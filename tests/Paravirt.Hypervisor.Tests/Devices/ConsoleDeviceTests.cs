@@ -139,6 +139,21 @@ public sealed class ConsoleDeviceTests
     }
 
     [Fact]
+    public async Task OutputWhoseReaderIsGoneIsDiscardedSoTheGuestNeverStalls()
+    {
+        var output = new Pipe();
+        using var g = new ConsoleGuest(new ConsoleDevice("console0", output.Writer));
+        await output.Reader.CompleteAsync();
+        for (int i = 0; i < 10; i++)
+        {
+            Assert.Equal(2048, g.Write(new byte[2048]));
+            Assert.Equal(0, g.Harness.EventSend(0));
+        }
+        Assert.Equal(20480u, g.OutCons);
+        Assert.False(g.Device.IsBroken);
+    }
+
+    [Fact]
     public void LyingConsoleIndicesBreakTheDevice()
     {
         using (var g = new ConsoleGuest(new ConsoleDevice("console0", new Pipe().Writer)))

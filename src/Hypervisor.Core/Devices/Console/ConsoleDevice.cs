@@ -114,11 +114,7 @@ public sealed class ConsoleDevice : VirtualDevice
     /// <summary>Moves the guest's output to the writer; true when ring space was freed.</summary>
     private bool DrainOutput(GuestSession session)
     {
-        if (_outputFailed)
-        {
-            return false;
-        }
-        if (_pendingFlush is { } pending)
+        if (!_outputFailed && _pendingFlush is { } pending)
         {
             if (!pending.IsCompleted)
             {
@@ -126,10 +122,9 @@ public sealed class ConsoleDevice : VirtualDevice
                 return false;
             }
             _pendingFlush = null;
-            if (!pending.IsCompletedSuccessfully)
+            if (!pending.IsCompletedSuccessfully || pending.Result.IsCompleted)
             {
-                _outputFailed = true;
-                return false;
+                _outputFailed = true; // the reader failed or finished: discard from now on
             }
         }
         uint prod = ReadIndex(session, ConsoleInterface.OutProdOffset);
@@ -144,7 +139,22 @@ public sealed class ConsoleDevice : VirtualDevice
             return false;
         }
         Interlocked.MemoryBarrier(); // read the bytes after out_prod
-        Span<byte> ring = session.Memory.GetSpan(new GuestAddress(_page + ConsoleInterface.OutOffset), ConsoleInterface.OutSize);
+        if (!_outputFailed)
+        {
+            // A failed output discards the guest's bytes: the guest must not stall on a full ring.
+            WriteOutput(session.Memory.GetSpan(new GuestAddress(_page + ConsoleInterface.OutOffset), ConsoleInterface.OutSize), available);
+        }
+        _outCons = prod;
+        Interlocked.Add(ref _bytesOut, available);
+        session.Metrics?.RecordDeviceBytes(Name, "out", available);
+        Interlocked.MemoryBarrier(); // the bytes were consumed before out_cons says so
+        WriteIndex(session, ConsoleInterface.OutConsOffset, _outCons);
+        return true;
+    }
+
+    /// <summary>Copies <paramref name="available"/> bytes from the output ring at <c>_outCons</c> to the writer and starts a flush.</summary>
+    private void WriteOutput(ReadOnlySpan<byte> ring, uint available)
+    {
         try
         {
             Span<byte> dst = _output.GetSpan((int)available)[..(int)available];
@@ -160,13 +170,13 @@ public sealed class ConsoleDevice : VirtualDevice
             try
             {
                 ValueTask<FlushResult> flush = _output.FlushAsync();
-                if (flush.IsCompletedSuccessfully)
-                {
-                    _ = flush.Result;
-                }
-                else
+                if (!flush.IsCompletedSuccessfully)
                 {
                     _pendingFlush = flush.AsTask();
+                }
+                else if (flush.Result.IsCompleted)
+                {
+                    _outputFailed = true; // the reader is done: discard from now on
                 }
             }
             finally
@@ -178,12 +188,6 @@ public sealed class ConsoleDevice : VirtualDevice
         {
             _outputFailed = true; // the output went away: the guest's output is discarded from now on
         }
-        _outCons = prod;
-        Interlocked.Add(ref _bytesOut, available);
-        session.Metrics?.RecordDeviceBytes(Name, "out", available);
-        Interlocked.MemoryBarrier(); // the bytes were consumed before out_cons says so
-        WriteIndex(session, ConsoleInterface.OutConsOffset, _outCons);
-        return true;
     }
 
     /// <summary>Copies queued input into the guest's input ring; true when bytes were added.</summary>
