@@ -1,0 +1,52 @@
+/*
+ * start.S: guest entry point.
+ *
+ * Entry convention (paravirt/abi.h, PV_ENTRY_*): 64-bit long mode, identity-mapped memory, interrupts off,
+ * rip = ELF entry, rdi = guest-physical address of the pv_boot_info, rsp = some stack the host chose.
+ *
+ * _start does not trust the host's stack: it switches to a 64 KiB stack of its own in .bss (so a guest image's
+ * memory needs are fixed at link time), clears .bss (the loader zeroes it too; clearing again keeps the runtime
+ * correct under any loader), then runs pv_runtime_init(boot_info), main(), and the exit hypercall with main's
+ * return value. rsp is 16-byte aligned at every `call` below, as the SysV ABI requires.
+ */
+#define PV_STACK_SIZE 0x10000
+
+    .section .text.start, "ax", @progbits
+    .globl _start
+    .type _start, @function
+_start:
+    cld
+    movq    %rdi, %r12                  /* boot info: r12 is callee-saved, nothing below clobbers it */
+    leaq    pv_stack_top(%rip), %rsp    /* 16-byte aligned (see .bss below) */
+    xorl    %ebp, %ebp                  /* end of frame-pointer chain */
+
+    /* Clear .bss 8 bytes at a time (the linker script aligns __bss_start and __bss_end to 16). The stack is
+       in .bss, but nothing lives on it yet. */
+    leaq    __bss_start(%rip), %rdi
+    leaq    __bss_end(%rip), %rcx
+    xorl    %eax, %eax
+1:  cmpq    %rcx, %rdi
+    jae     2f
+    movq    %rax, (%rdi)
+    addq    $8, %rdi
+    jmp     1b
+2:
+    movq    %r12, %rdi
+    call    pv_runtime_init
+    call    main
+    movl    %eax, %edi
+    call    pv_exit
+    /* pv_exit does not return; if a broken host resumes us anyway, stop here. */
+3:  hlt
+    jmp     3b
+    .size _start, . - _start
+
+    .section .bss.pv_stack, "aw", @nobits
+    .balign 16
+    .globl pv_stack_bottom
+pv_stack_bottom:
+    .skip PV_STACK_SIZE
+    .globl pv_stack_top
+pv_stack_top:
+
+    .section .note.GNU-stack, "", @progbits

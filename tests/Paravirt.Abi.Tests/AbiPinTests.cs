@@ -1,0 +1,272 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Paravirt.Abi.Tests;
+
+/// <summary>
+/// Tripwires: every code, constant, size and offset of the ABI is written here as a literal. Changing any of them
+/// fails a test; adding a member fails too until it is pinned here. Codes are append-only: pin the new value,
+/// never change an old one (bump the ABI major if you truly must).
+/// </summary>
+public sealed class AbiPinTests
+{
+    private static readonly Assembly AbiAssembly = typeof(AbiExportAttribute).Assembly;
+
+    public static TheoryData<Type, (string Name, object Value)[]> EnumPins => new()
+    {
+        {
+            typeof(HypercallCode),
+            [
+                ("Version", 0x0000u), ("Features", 0x0001u), ("Exit", 0x0002u), ("DebugWrite", 0x0003u),
+                ("ClockMonotonic", 0x0004u), ("ClockWall", 0x0005u), ("Poll", 0x0006u), ("AcceptFeatures", 0x0007u),
+                ("Yield", 0x0008u), ("ConsoleWrite", 0x0100u),
+            ]
+        },
+        {
+            typeof(HypercallStatus),
+            [
+                ("Ok", 0L), ("PermissionDenied", -1L), ("NotFound", -2L), ("IoError", -5L), ("TooBig", -7L),
+                ("BadHandle", -9L), ("TryAgain", -11L), ("NoMemory", -12L), ("Fault", -14L), ("Busy", -16L),
+                ("Exists", -17L), ("NoDevice", -19L), ("Invalid", -22L), ("NoSpace", -28L), ("ReadOnly", -30L),
+                ("Broken", -32L), ("OutOfRange", -34L), ("NotImplemented", -38L), ("Protocol", -71L), ("TimedOut", -110L),
+            ]
+        },
+        {
+            typeof(FeatureBits),
+            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL)]
+        },
+        {
+            typeof(DeviceKind),
+            [("None", 0u), ("Console", 1u), ("Block", 2u), ("Net", 3u)]
+        },
+    };
+
+    [Theory]
+    [MemberData(nameof(EnumPins))]
+    public void EnumMembers_ArePinned(Type enumType, (string Name, object Value)[] expected)
+    {
+        var actual = enumType.GetFields(BindingFlags.Public | BindingFlags.Static)
+            .ToDictionary(f => f.Name, f => f.GetRawConstantValue()!);
+        Assert.Equal(expected.Length, actual.Count);
+        foreach ((string name, object value) in expected)
+        {
+            Assert.True(actual.TryGetValue(name, out object? v), $"{enumType.Name}.{name} is missing (codes are never removed)");
+            Assert.True(value.Equals(v), $"{enumType.Name}.{name} is {v}, pinned {value} (codes are never renumbered)");
+        }
+    }
+
+    [Fact]
+    public void EnumUnderlyingTypes_ArePinned()
+    {
+        Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(HypercallCode)));
+        Assert.Equal(typeof(long), Enum.GetUnderlyingType(typeof(HypercallStatus)));
+        Assert.Equal(typeof(ulong), Enum.GetUnderlyingType(typeof(FeatureBits)));
+        Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(DeviceKind)));
+    }
+
+    [Fact]
+    public void ExportedEnums_HaveUniqueValues()
+    {
+        foreach (Type t in AbiAssembly.GetTypes().Where(t => t.IsEnum && t.IsDefined(typeof(AbiExportAttribute))))
+        {
+            var dupes = t.GetFields(BindingFlags.Public | BindingFlags.Static)
+                .GroupBy(f => Convert.ToString(f.GetRawConstantValue(), System.Globalization.CultureInfo.InvariantCulture))
+                .Where(g => g.Count() > 1)
+                .Select(g => $"{string.Join("/", g.Select(f => f.Name))} = {g.Key}")
+                .ToList();
+            Assert.True(dupes.Count == 0, $"{t.Name} reuses values (append-only, never reuse): {string.Join(", ", dupes)}");
+        }
+    }
+
+    [Fact]
+    public void FeatureBits_AreSingleBits()
+    {
+        foreach (FeatureBits f in Enum.GetValues<FeatureBits>().Where(f => f != FeatureBits.None))
+        {
+            Assert.True(ulong.IsPow2((ulong)f), $"FeatureBits.{f} is not a single bit");
+        }
+    }
+
+    [Fact]
+    public void HypercallCodes_AreGroupedOutsideTheUserRange()
+    {
+        foreach (HypercallCode c in Enum.GetValues<HypercallCode>())
+        {
+            Assert.False(HypercallRanges.IsUserDefined((uint)c), $"{c} lies in the user-defined range");
+        }
+    }
+
+    public static TheoryData<Type, (string Name, object Value)[]> ConstantPins => new()
+    {
+        { typeof(AbiVersionConstants), [("Major", (ushort)1), ("Minor", (ushort)0)] },
+        {
+            typeof(HypercallPage),
+            [
+                ("Size", 0x1000u), ("EntryOffset", 0u), ("EntryMaxSize", 0x20u), ("MagicOffset", 0xFF8u),
+                ("VersionOffset", 0xFFCu), ("Magic", 0x43485650u), ("IoPort", 0xE2u),
+            ]
+        },
+        { typeof(HypercallRanges), [("UserFirst", 0x1000u), ("UserLast", 0x1FFFu)] },
+        { typeof(ElfNote), [("Name", "Paravirt"), ("TypeAbi", 1u), ("TypeManifest", 2u), ("ManifestMaxEntries", 64u)] },
+        { typeof(EntryConvention), [("ImageMinAddress", 0x10_0000UL), ("PageSize", 0x1000UL)] },
+        { typeof(HypercallConvention), [("CodeRegister", "rax"), ("ResultRegister", "rax"), ("MaxArguments", 5)] },
+        { typeof(BootInfo), [("CurrentSize", 64)] },
+    };
+
+    [Theory]
+    [MemberData(nameof(ConstantPins))]
+    public void Constants_ArePinned(Type type, (string Name, object Value)[] expected)
+    {
+        var actual = type.GetFields(BindingFlags.Public | BindingFlags.Static)
+            .Where(f => f.IsLiteral)
+            .ToDictionary(f => f.Name, f => f.GetRawConstantValue()!);
+        Assert.Equal(expected.Length, actual.Count);
+        foreach ((string name, object value) in expected)
+        {
+            Assert.True(actual.TryGetValue(name, out object? v), $"{type.Name}.{name} is missing");
+            Assert.True(value.Equals(v), $"{type.Name}.{name} is {v} ({v?.GetType().Name}), pinned {value} ({value.GetType().Name})");
+        }
+    }
+
+    [Fact]
+    public void ArgumentRegisters_ArePinned()
+    {
+        Assert.Equal(["rdi", "rsi", "rdx", "r10", "r8"], HypercallConvention.ArgumentRegisters);
+    }
+
+    [Fact]
+    public void ExportedTypes_ArePinned()
+    {
+        var actual = AbiAssembly.GetTypes()
+            .Select(t => (t.Name, Attr: t.GetCustomAttribute<AbiExportAttribute>()))
+            .Where(x => x.Attr is not null)
+            .ToDictionary(x => x.Name, x => x.Attr!.CName);
+        var expected = new Dictionary<string, string>
+        {
+            ["AbiVersionConstants"] = "PV_ABI_VERSION",
+            ["BootInfo"] = "pv_boot_info",
+            ["FeatureBits"] = "pv_feature0",
+            ["ElfNote"] = "PV_NOTE",
+            ["AbiNote"] = "pv_abi_note",
+            ["ManifestHeader"] = "pv_manifest_header",
+            ["ManifestEntry"] = "pv_manifest_entry",
+            ["DeviceKind"] = "pv_device_kind",
+            ["HypercallCode"] = "pv_hypercall",
+            ["HypercallRanges"] = "PV_HYPERCALL_RANGE",
+            ["EntryConvention"] = "PV_ENTRY",
+            ["HypercallPage"] = "PV_HYPERCALL_PAGE",
+            ["HypercallStatus"] = "pv_status",
+        };
+        Assert.Equal(expected.OrderBy(kv => kv.Key), actual.OrderBy(kv => kv.Key));
+    }
+
+    public static TheoryData<Type, int, (string Field, int Offset)[]> StructPins => new()
+    {
+        {
+            typeof(BootInfo), 64,
+            [
+                ("Size", 0), ("AbiMajor", 4), ("AbiMinor", 6), ("HypercallPage", 8), ("MemorySize", 16),
+                ("HeapStart", 24), ("CommandLine", 32), ("CommandLineLength", 40), ("VcpuCount", 44),
+                ("Features0", 48), ("Reserved0", 56),
+            ]
+        },
+        { typeof(AbiNote), 8, [("AbiMajor", 0), ("AbiMinor", 2), ("Flags", 4)] },
+        { typeof(ManifestHeader), 8, [("Count", 0), ("Reserved", 4)] },
+        { typeof(ManifestEntry), 32, [("Kind", 0), ("Flags", 4), ("Name", 8)] },
+    };
+
+    [Theory]
+    [MemberData(nameof(StructPins))]
+    public void StructLayouts_ArePinned(Type type, int size, (string Field, int Offset)[] fields)
+    {
+        Assert.Equal(size, Marshal.SizeOf(type));
+        Assert.Equal(size, (int)typeof(Unsafe).GetMethod(nameof(Unsafe.SizeOf))!.MakeGenericMethod(type).Invoke(null, null)!);
+        var actual = type.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic).Select(f => f.Name).ToHashSet();
+        Assert.Equal(fields.Select(f => f.Field).ToHashSet(), actual);
+        foreach ((string field, int offset) in fields)
+        {
+            Assert.True(offset == (int)Marshal.OffsetOf(type, field), $"{type.Name}.{field} is at {(int)Marshal.OffsetOf(type, field)}, pinned {offset}");
+        }
+    }
+
+    [Fact]
+    public void StructFieldTypes_ArePinned()
+    {
+        Assert.Equal(typeof(uint), typeof(BootInfo).GetField("Size")!.FieldType);
+        Assert.Equal(typeof(ushort), typeof(BootInfo).GetField("AbiMajor")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(BootInfo).GetField("HypercallPage")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(BootInfo).GetField("CommandLineLength")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(BootInfo).GetField("Features0")!.FieldType);
+        Assert.Equal(typeof(ushort), typeof(AbiNote).GetField("AbiMinor")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(ManifestEntry).GetField("Kind")!.FieldType);
+        FixedBufferAttribute name = typeof(ManifestEntry).GetField("Name")!.GetCustomAttribute<FixedBufferAttribute>()!;
+        Assert.Equal(typeof(byte), name.ElementType);
+        Assert.Equal(24, name.Length);
+    }
+
+    [Fact]
+    public void BootInfoCurrentSize_MatchesLayout()
+    {
+        Assert.Equal(BootInfo.CurrentSize, Unsafe.SizeOf<BootInfo>());
+    }
+
+    [Theory]
+    [InlineData(1, 0, 1, 0)]
+    [InlineData(1, 2, 1, 0)]
+    [InlineData(1, 2, 1, 2)]
+    [InlineData(7, 65535, 7, 65535)]
+    public void AbiVersion_HostRunsSameMajorAndOlderOrEqualMinor(ushort hostMajor, ushort hostMinor, ushort guestMajor, ushort guestMinor)
+    {
+        var host = new AbiVersion(hostMajor, hostMinor);
+        var guest = new AbiVersion(guestMajor, guestMinor);
+        Assert.True(host.CanRun(guest));
+        Assert.False(host.TryExplainRefusal(guest, out string? reason));
+        Assert.Null(reason);
+    }
+
+    [Fact]
+    public void AbiVersion_RefusesNewerMinorAndOtherMajorWithDistinctMessages()
+    {
+        var host = new AbiVersion(1, 2);
+
+        Assert.False(host.CanRun(new AbiVersion(1, 3)));
+        Assert.True(host.TryExplainRefusal(new AbiVersion(1, 3), out string? newerMinor));
+        Assert.Contains("1.3", newerMinor, StringComparison.Ordinal);
+        Assert.Contains("newer", newerMinor, StringComparison.Ordinal);
+
+        Assert.False(host.CanRun(new AbiVersion(2, 0)));
+        Assert.True(host.TryExplainRefusal(new AbiVersion(2, 0), out string? newerMajor));
+        Assert.Contains("major versions must match", newerMajor, StringComparison.Ordinal);
+
+        Assert.False(host.CanRun(new AbiVersion(0, 9)));
+        Assert.True(host.TryExplainRefusal(new AbiVersion(0, 9), out string? olderMajor));
+        Assert.Contains("major versions must match", olderMajor, StringComparison.Ordinal);
+
+        Assert.NotEqual(newerMinor, newerMajor);
+        Assert.DoesNotContain("major versions must match", newerMinor, StringComparison.Ordinal);
+        Assert.DoesNotContain("newer", newerMajor, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AbiVersion_PackingIsPinned()
+    {
+        Assert.Equal(0x0001_0000u, new AbiVersion(1, 0).Packed);
+        Assert.Equal(0x0003_0007u, new AbiVersion(3, 7).Packed);
+        Assert.Equal(new AbiVersion(0xFFFF, 0xFFFE), AbiVersion.FromPacked(0xFFFF_FFFEu));
+        Assert.Equal(new AbiVersion(AbiVersionConstants.Major, AbiVersionConstants.Minor), AbiVersion.Current);
+        Assert.Equal("1.0", AbiVersion.Current.ToString());
+    }
+
+    [Theory]
+    [InlineData(0x0FFFu, false)]
+    [InlineData(0x1000u, true)]
+    [InlineData(0x1FFFu, true)]
+    [InlineData(0x2000u, false)]
+    [InlineData(0u, false)]
+    [InlineData(uint.MaxValue, false)]
+    public void UserRange_Boundaries(uint code, bool user)
+    {
+        Assert.Equal(user, HypercallRanges.IsUserDefined(code));
+    }
+}
