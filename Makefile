@@ -14,8 +14,11 @@ deps:
 build: deps
 	dotnet build Paravirt.sln -c $(CONFIGURATION) -nologo -v:q -clp:ErrorsOnly
 
+# hello exits with status 7 on purpose (so the status is seen travelling back to the host): the target succeeds
+# exactly when the guest ran and returned that status.
 run: build
-	dotnet src/Paravirt.Cli/bin/$(CONFIGURATION)/net10.0/paravirt.dll run artifacts/guests/hello.elf --verbose --stats
+	@status=0; dotnet src/Paravirt.Cli/bin/$(CONFIGURATION)/net10.0/paravirt.dll run artifacts/guests/hello.elf --verbose --stats || status=$$?; \
+	  echo "make run: hello exited with status $$status (7 expected)"; test $$status -eq 7
 
 pack: build
 	dotnet pack Paravirt.sln -c $(CONFIGURATION) --no-build -nologo -v:q -clp:ErrorsOnly

@@ -167,7 +167,7 @@ public static class HeaderGenerator
         {
             throw new InvalidOperationException($"the XML documentation of {abi.GetName().Name} was not found at {path}; build it with GenerateDocumentationFile=true");
         }
-        return XDocument.Load(path);
+        return XDocument.Load(path, LoadOptions.PreserveWhitespace);
     }
 
     private static void AppendVersionHelpers(StringBuilder w, string prefix)
