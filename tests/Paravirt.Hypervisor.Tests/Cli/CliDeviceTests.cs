@@ -3,6 +3,26 @@ using Paravirt.Hypervisor.Devices.Block;
 
 namespace Paravirt.Hypervisor.Tests.Cli;
 
+/// <summary>A fact that runs the CLI as an unprivileged user (nobody): needs Linux, root to drop privileges, and setpriv.</summary>
+internal sealed class UnprivilegedFactAttribute : FactAttribute
+{
+    public UnprivilegedFactAttribute()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.UserName != "root")
+        {
+            Skip = "running the CLI as an unprivileged user needs Linux and a root test run (to drop privileges)";
+        }
+        else if (!File.Exists("/usr/bin/setpriv"))
+        {
+            Skip = "setpriv (util-linux) is not installed";
+        }
+        else if (!File.Exists("/dev/net/tun"))
+        {
+            Skip = "the kernel offers no /dev/net/tun here";
+        }
+    }
+}
+
 /// <summary>The device flags: one clear line and a documented exit code for every user error; devices attach and are released.</summary>
 public sealed class CliDeviceTests : IDisposable
 {
@@ -81,6 +101,38 @@ public sealed class CliDeviceTests : IDisposable
         (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--net", "tap:name-far-too-long-for-linux");
         Assert.Equal(66, code);
         AssertOneErrorLine(err, "TAP interface name");
+    }
+
+    [UnprivilegedFact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public void Tap_without_permission_is_one_line_and_exit_66()
+    {
+        string cli = Path.Combine(AppContext.BaseDirectory, "paravirt.dll");
+        var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/setpriv")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Path.GetTempPath(),
+        };
+        foreach (string arg in new[] { "--reuid=65534", "--regid=65534", "--clear-groups", Environment.ProcessPath!, cli, "run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--net", "tap:pvdenied0" })
+        {
+            psi.ArgumentList.Add(arg);
+        }
+        psi.Environment["HOME"] = Path.GetTempPath();
+        psi.Environment["DOTNET_CLI_HOME"] = Path.GetTempPath();
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        string err = p.StandardError.ReadToEnd();
+        p.StandardOutput.ReadToEnd();
+        Assert.True(p.WaitForExit(60_000));
+        if (File.Exists("/dev/net/tun") && (File.GetUnixFileMode("/dev/net/tun") & UnixFileMode.OtherWrite) == 0)
+        {
+            AssertOneErrorLine(err, "/dev/net/tun", "permission denied");
+        }
+        else
+        {
+            AssertOneErrorLine(err, "pvdenied0", "permission denied", "CAP_NET_ADMIN");
+        }
+        Assert.Equal(66, p.ExitCode);
     }
 
     [Fact]
