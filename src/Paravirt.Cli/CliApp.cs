@@ -26,7 +26,8 @@ internal static class CliApp
           paravirt run hello.elf --backend emulator --memory 128M --timeout 10s
           paravirt run hello.elf --verbose --stats
           paravirt run blk.elf --disk disk.img            (a raw image, 512-byte sectors; add ,ro for read-only)
-          paravirt run ping.elf pong.elf --net switch:lan (two VMs on one in-memory Ethernet switch)
+          paravirt run net.elf net.elf --net switch:lan --cmdline role=ping --cmdline role=pong
+                                                    (two VMs on one in-memory Ethernet switch)
           paravirt run net.elf --net tap:tap0             (a Linux TAP interface)
           paravirt backends
 
@@ -60,7 +61,11 @@ internal static class CliApp
         var memory = new Option<string>("--memory", "-m") { Description = "Guest memory, e.g. 64M, 1G.", DefaultValueFactory = _ => "64M" };
         var timeout = new Option<string?>("--timeout", "-t") { Description = "Stop the guest after this long, e.g. 500ms, 10s, 2m (default: no limit)." };
         var budget = new Option<string?>("--budget") { Description = "Stop the guest after this many instructions (emulator only)." };
-        var cmdline = new Option<string>("--cmdline") { Description = "Command line passed to the guest.", DefaultValueFactory = _ => "" };
+        var cmdline = new Option<string[]>("--cmdline")
+        {
+            Description = "Command line passed to the guest. With several images, give it once (every image gets it) or once per image, in order.",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Say which backend was chosen and why, and log the run to stderr." };
         var stats = new Option<bool>("--stats") { Description = "After the run, print VM exits by kind and hypercalls by code to stderr." };
         var disk = new Option<string[]>("--disk")
@@ -80,7 +85,7 @@ internal static class CliApp
         };
         run.SetAction(parse => RunGuest(new RunArguments(
             parse.GetValue(image)!, parse.GetValue(backend)!, parse.GetValue(memory)!, parse.GetValue(timeout),
-            parse.GetValue(budget), parse.GetValue(cmdline) ?? "", parse.GetValue(verbose), parse.GetValue(stats),
+            parse.GetValue(budget), parse.GetValue(cmdline) ?? [], parse.GetValue(verbose), parse.GetValue(stats),
             parse.GetValue(disk) ?? [], parse.GetValue(net) ?? []),
             guestOutput, stdout, stderr, cancellationToken));
 
@@ -104,7 +109,7 @@ internal static class CliApp
         return result.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
 
-    private sealed record RunArguments(string[] Images, string Backend, string Memory, string? Timeout, string? Budget, string CommandLine, bool Verbose, bool Stats, string[] Disks, string[] Nets);
+    private sealed record RunArguments(string[] Images, string Backend, string Memory, string? Timeout, string? Budget, string[] CommandLines, bool Verbose, bool Stats, string[] Disks, string[] Nets);
 
     private static int RunGuest(RunArguments a, Stream guestOutput, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
@@ -133,6 +138,10 @@ internal static class CliApp
                 return Fail(stderr, ExitCodes.Usage, $"--budget '{a.Budget}' is not a positive whole number of instructions");
             }
             budget = b;
+        }
+        if (a.CommandLines.Length > 1 && a.CommandLines.Length != a.Images.Length)
+        {
+            return Fail(stderr, ExitCodes.Usage, $"--cmdline was given {a.CommandLines.Length} times for {a.Images.Length} image(s); give it once, or once per image");
         }
         var disks = new List<DiskSpec>();
         foreach (string value in a.Disks)
@@ -233,7 +242,7 @@ internal static class CliApp
                         Timeout = timeout,
                         InstructionBudget = budget,
                         ConsoleOutput = output,
-                        CommandLine = a.CommandLine,
+                        CommandLine = a.CommandLines.Length switch { 0 => "", 1 => a.CommandLines[0], _ => a.CommandLines[vm] },
                         Devices = devices[vm],
                     }, choice, interrupt.Token);
                 }

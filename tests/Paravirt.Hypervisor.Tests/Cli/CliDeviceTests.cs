@@ -83,6 +83,15 @@ public sealed class CliDeviceTests : IDisposable
     }
 
     [Fact]
+    public void Command_lines_must_be_one_or_one_per_image()
+    {
+        string hello = TestPaths.GuestImage("hello");
+        (int code, _, string err, _) = CliErrorTests.Run("run", hello, hello, "--backend", "emulator", "--cmdline", "a", "--cmdline", "b", "--cmdline", "c");
+        Assert.Equal(64, code);
+        AssertOneErrorLine(err, "--cmdline was given 3 times for 2 image(s)");
+    }
+
+    [Fact]
     public void Two_devices_with_one_name_are_one_line_and_exit_64()
     {
         (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator",
