@@ -250,6 +250,29 @@ public sealed class NetDeviceTests
     }
 
     [Fact]
+    public void LyingTransmitOrReceiveIndicesBreakTheDeviceNotTheHost()
+    {
+        var sw = new NetSwitch();
+        using var a = new NetGuest(new NetDevice("net0", sw.CreatePort()));
+        using var b = new NetGuest(new NetDevice("net0", sw.CreatePort(), vmIndex: 1));
+        a.Tx.SetReqProd(uint.MaxValue); // "4 billion frames to send"
+        Assert.Equal((long)HypercallStatus.Broken, a.Harness.EventSend(0));
+        Assert.True(a.Device.IsBroken);
+        Assert.Equal(0, a.Device.TxFrames);
+        Assert.Equal((long)HypercallStatus.Broken, a.Harness.Call(HypercallCode.NetAttach, 0, NetGuest.TxRing, NetGuest.RxRing, NetGuest.Order));
+
+        b.Rx.SetReqProd(1000); // more receive buffers than the 16 slots
+        using var c = new NetGuest(new NetDevice("net0", sw.CreatePort(), vmIndex: 2));
+        Assert.Equal([0L], c.Send(NetGuest.Frame(Broadcast, c.Mac, 60, 1)));
+        Assert.Equal(1, b.Device.RxQueued);
+        Assert.Equal(0UL, b.Harness.Poll(1)); // b's pump finds the lying receive index
+        Assert.True(b.Device.IsBroken);
+        Assert.Equal(0, b.Device.RxFrames);
+        Assert.Equal((long)HypercallStatus.Broken, b.Harness.EventSend(0));
+        Assert.False(c.Device.IsBroken);
+    }
+
+    [Fact]
     public void ATransmitRequestRewrittenDuringTheSendIsActedOnAsCopied()
     {
         var backend = new RewritingBackend();
