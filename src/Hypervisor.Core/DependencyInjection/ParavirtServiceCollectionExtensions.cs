@@ -26,6 +26,7 @@ public static class ParavirtServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypervisorBackend, WhpBackend>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypervisorBackend, EmulatorBackend>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypercallProvider, CoreHypercalls>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypercallProvider, Paravirt.Hypervisor.Devices.DeviceHypercalls>());
         services.TryAddSingleton<BackendSelector>();
         services.TryAddSingleton<HypercallDispatcher>();
         services.TryAddSingleton<ParavirtMetrics>();
