@@ -5,8 +5,9 @@
 #   qemu-user                the emulator benchmark's reference (qemu-x86_64)
 #   clang-14 / clang, zlib1g-dev   NativeAOT publish of the nested-KVM scenario runner
 #   linux-libc-dev           /usr/include/linux/kvm.h for the KVM layout tests
+#   gcc-mingw-w64-x86-64-win32  the real WinHvPlatform headers: WHP layouts and signatures are checked against them
 set -euo pipefail
-want=(gcc make qemu-system-x86 busybox-static cpio qemu-user clang linux-libc-dev zlib1g-dev binutils)
+want=(gcc make qemu-system-x86 busybox-static cpio qemu-user clang linux-libc-dev zlib1g-dev binutils gcc-mingw-w64-x86-64-win32)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

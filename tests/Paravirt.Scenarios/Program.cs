@@ -1,1 +1,43 @@
-internal static class Program { private static int Main() => 0; }
+using Paravirt.Scenarios;
+
+// Runs the guest scenarios and prints one line per scenario:
+//   SCENARIO <name> PASS|FAIL <detail>
+// then "SCENARIOS DONE <n> passed, <m> failed". Exit code 0 only when every scenario passed and at least one ran.
+// Usage: Paravirt.Scenarios <guest-image-dir> [scenario-name ...]
+// Built with NativeAOT and run inside a nested-KVM VM by tests/nested-kvm/run.sh.
+
+string guestDir = args.Length > 0 ? args[0] : Path.Combine("artifacts", "guests");
+HashSet<string> only = [.. args.Skip(1)];
+
+if (!OperatingSystem.IsLinux())
+{
+    Console.WriteLine("SCENARIOS DONE 0 passed, 0 failed (the KVM scenarios need Linux)");
+    return 1;
+}
+
+int passed = 0, failed = 0;
+foreach ((string name, Func<string> run) in KvmScenarios.All(guestDir))
+{
+    if (only.Count > 0 && !only.Contains(name))
+    {
+        continue;
+    }
+    string line;
+    try
+    {
+        line = $"SCENARIO {name} PASS {run()}";
+        passed++;
+    }
+#pragma warning disable CA1031 // a scenario's failure of any kind is reported, and the next scenario runs
+    catch (Exception e)
+#pragma warning restore CA1031
+    {
+        line = $"SCENARIO {name} FAIL {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}";
+        failed++;
+    }
+    Console.Out.Flush();
+    Console.WriteLine(line);
+    Console.Out.Flush();
+}
+Console.WriteLine($"SCENARIOS DONE {passed} passed, {failed} failed");
+return failed == 0 && passed > 0 ? 0 : 1;

@@ -1,6 +1,9 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Paravirt.Hypervisor;
 using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Backends.Kvm;
+using Paravirt.Hypervisor.Backends.Whp;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Vcpu;
@@ -19,7 +22,9 @@ public static class ParavirtServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         // Order matters: BackendSelector's "auto" takes the first available backend.
-        // (backends are registered here as they land: kvm, whp, emulator)
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypervisorBackend, KvmBackend>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypervisorBackend, WhpBackend>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypervisorBackend, EmulatorBackend>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypercallProvider, CoreHypercalls>());
         services.TryAddSingleton<BackendSelector>();
         services.TryAddSingleton<HypercallDispatcher>();

@@ -1,0 +1,1286 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
+namespace Paravirt.Hypervisor.Backends.Emulator;
+
+internal sealed unsafe partial class EmulatorVcpu
+{
+    // ---- registers and operands ----
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Mask(int size) => size == 8 ? ulong.MaxValue : (1UL << (size << 3)) - 1;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong SignBit(int size) => 1UL << ((size << 3) - 1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long SignExtend(ulong v, int size) => size switch
+    {
+        1 => (sbyte)v,
+        2 => (short)v,
+        4 => (int)v,
+        _ => (long)v,
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong GetReg(int r, int size) => size switch
+    {
+        8 => _r[r],
+        4 => (uint)_r[r],
+        2 => (ushort)_r[r],
+        _ => r >= 16 ? (byte)(_r[r - 16] >> 8) : (byte)_r[r],
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SetReg(int r, int size, ulong v)
+    {
+        switch (size)
+        {
+            case 8: _r[r] = v; break;
+            case 4: _r[r] = (uint)v; break;
+            case 2: _r[r] = (_r[r] & ~0xFFFFUL) | (ushort)v; break;
+            default:
+                if (r >= 16)
+                {
+                    _r[r - 16] = (_r[r - 16] & ~0xFF00UL) | ((v & 0xFF) << 8);
+                }
+                else
+                {
+                    _r[r] = (_r[r] & ~0xFFUL) | (byte)v;
+                }
+                break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong Ea(ref MicroOp op)
+    {
+        ulong a = op.Disp;
+        if (op.Base != Translator.NoReg)
+        {
+            a += _r[op.Base];
+        }
+        if (op.Index != Translator.NoReg)
+        {
+            a += _r[op.Index] << op.Shift;
+        }
+        return op.Addr32 ? (uint)a : a;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong ReadA(ref MicroOp op, out ulong ea)
+    {
+        if (op.A == Loc.Reg)
+        {
+            ea = 0;
+            return GetReg(op.RegA, op.Size);
+        }
+        ea = Ea(ref op);
+        return Load(ea, op.Size);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void WriteA(ref MicroOp op, ulong ea, ulong v)
+    {
+        if (op.A == Loc.Reg)
+        {
+            SetReg(op.RegA, op.Size, v);
+        }
+        else
+        {
+            Store(ea, op.Size, v);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong ReadB(ref MicroOp op, int size)
+    {
+        if (op.B == Loc.Reg)
+        {
+            return GetReg(op.RegB, size);
+        }
+        if (op.B == Loc.Imm)
+        {
+            return op.Imm & Mask(size);
+        }
+        return Load(Ea(ref op), size);
+    }
+
+    // ---- flags ----
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Szp(ulong r, int size)
+    {
+        ulong f = (ulong)((~BitOperations.PopCount((uint)(r & 0xFF)) & 1) << 2);
+        if (r == 0)
+        {
+            f |= ZF;
+        }
+        return f | (((r >> ((size << 3) - 1)) & 1) << 7);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SetArith(ulong f) => _rf = (_rf & ~ArithFlags) | f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong AddFlags(ulong a, ulong b, ulong r, int size, bool carry) =>
+        Szp(r, size) | (carry ? CF : 0) | ((a ^ b ^ r) & AF) | ((((a ^ r) & (b ^ r)) & SignBit(size)) != 0 ? OF : 0);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong SubFlags(ulong a, ulong b, ulong r, int size, bool borrow) =>
+        Szp(r, size) | (borrow ? CF : 0) | ((a ^ b ^ r) & AF) | ((((a ^ b) & (a ^ r)) & SignBit(size)) != 0 ? OF : 0);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Cond(int cc)
+    {
+        ulong f = _rf;
+        bool r = (cc >> 1) switch
+        {
+            0 => (f & OF) != 0,
+            1 => (f & CF) != 0,
+            2 => (f & ZF) != 0,
+            3 => (f & (CF | ZF)) != 0,
+            4 => (f & SF) != 0,
+            5 => (f & PF) != 0,
+            6 => (((f >> 7) ^ (f >> 11)) & 1) != 0,
+            _ => (f & ZF) != 0 || (((f >> 7) ^ (f >> 11)) & 1) != 0,
+        };
+        return r ^ ((cc & 1) != 0);
+    }
+
+    // ---- the block executor ----
+
+    /// <summary>Executes the first <paramref name="n"/> ops of <paramref name="block"/>; returns true when the vCPU must exit (<see cref="_exit"/>).</summary>
+    private bool ExecuteBlock(Block block, int n)
+    {
+        MicroOp[] ops = block.Ops;
+        int i = 0;
+        try
+        {
+            for (; i < n; i++)
+            {
+                ref MicroOp op = ref ops[i];
+                int size = op.Size;
+                switch (op.Kind)
+                {
+                    case OpKind.Nop:
+                        break;
+                    case OpKind.Mov:
+                        WriteA(ref op, op.A == Loc.Mem ? Ea(ref op) : 0, ReadB(ref op, size));
+                        break;
+                    case OpKind.Movzx:
+                        SetReg(op.RegA, size, ReadB(ref op, op.Size2));
+                        break;
+                    case OpKind.Movsx:
+                        SetReg(op.RegA, size, (ulong)SignExtend(ReadB(ref op, op.Size2), op.Size2));
+                        break;
+                    case OpKind.Lea:
+                        SetReg(op.RegA, size, Ea(ref op));
+                        break;
+                    case OpKind.Push:
+                    {
+                        ulong v = ReadB(ref op, 8);
+                        ulong sp = _r[4] - 8;
+                        Store64(sp, v);
+                        _r[4] = sp;
+                        break;
+                    }
+                    case OpKind.Pop:
+                    {
+                        ulong v = Load64(_r[4]);
+                        _r[4] += 8;
+                        WriteA(ref op, op.A == Loc.Mem ? Ea(ref op) : 0, v);
+                        break;
+                    }
+                    case OpKind.Add:
+                    {
+                        ulong b = ReadB(ref op, size);
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong r = (a + b) & Mask(size);
+                        SetArith(AddFlags(a, b, r, size, r < a));
+                        WriteA(ref op, ea, r);
+                        break;
+                    }
+                    case OpKind.Adc:
+                    {
+                        ulong b = ReadB(ref op, size);
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong c = _rf & CF;
+                        ulong r = (a + b + c) & Mask(size);
+                        SetArith(AddFlags(a, b, r, size, c != 0 ? r <= a : r < a));
+                        WriteA(ref op, ea, r);
+                        break;
+                    }
+                    case OpKind.Sub:
+                    case OpKind.Cmp:
+                    {
+                        ulong b = ReadB(ref op, size);
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong r = (a - b) & Mask(size);
+                        SetArith(SubFlags(a, b, r, size, a < b));
+                        if (op.Kind == OpKind.Sub)
+                        {
+                            WriteA(ref op, ea, r);
+                        }
+                        break;
+                    }
+                    case OpKind.Sbb:
+                    {
+                        ulong b = ReadB(ref op, size);
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong c = _rf & CF;
+                        ulong r = (a - b - c) & Mask(size);
+                        SetArith(SubFlags(a, b, r, size, c != 0 ? a <= b : a < b));
+                        WriteA(ref op, ea, r);
+                        break;
+                    }
+                    case OpKind.And:
+                    case OpKind.Test:
+                    {
+                        ulong b = ReadB(ref op, size);
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong r = a & b;
+                        SetArith(Szp(r, size));
+                        if (op.Kind == OpKind.And)
+                        {
+                            WriteA(ref op, ea, r);
+                        }
+                        break;
+                    }
+                    case OpKind.Or:
+                    {
+                        ulong b = ReadB(ref op, size);
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong r = a | b;
+                        SetArith(Szp(r, size));
+                        WriteA(ref op, ea, r);
+                        break;
+                    }
+                    case OpKind.Xor:
+                    {
+                        ulong b = ReadB(ref op, size);
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong r = a ^ b;
+                        SetArith(Szp(r, size));
+                        WriteA(ref op, ea, r);
+                        break;
+                    }
+                    case OpKind.Inc:
+                    {
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong r = (a + 1) & Mask(size);
+                        SetArith(AddFlags(a, 1, r, size, false) | (_rf & CF));
+                        WriteA(ref op, ea, r);
+                        break;
+                    }
+                    case OpKind.Dec:
+                    {
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong r = (a - 1) & Mask(size);
+                        SetArith(SubFlags(a, 1, r, size, false) | (_rf & CF));
+                        WriteA(ref op, ea, r);
+                        break;
+                    }
+                    case OpKind.Neg:
+                    {
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong r = (0 - a) & Mask(size);
+                        SetArith(SubFlags(0, a, r, size, a != 0));
+                        WriteA(ref op, ea, r);
+                        break;
+                    }
+                    case OpKind.Not:
+                    {
+                        ulong a = ReadA(ref op, out ulong ea);
+                        WriteA(ref op, ea, ~a & Mask(size));
+                        break;
+                    }
+                    case OpKind.Mul1:
+                        Mul1(ReadB(ref op, size), size);
+                        break;
+                    case OpKind.Imul1:
+                        Imul1(ReadB(ref op, size), size);
+                        break;
+                    case OpKind.Imul2:
+                    {
+                        ulong b = ReadB(ref op, size);
+                        ulong a = GetReg(op.RegA, size);
+                        SetReg(op.RegA, size, ImulTrunc(a, b, size));
+                        break;
+                    }
+                    case OpKind.Imul3:
+                        SetReg(op.RegA, size, ImulTrunc(ReadB(ref op, size), op.Imm & Mask(size), size));
+                        break;
+                    case OpKind.Div:
+                        Div(ReadB(ref op, size), size);
+                        break;
+                    case OpKind.Idiv:
+                        Idiv(ReadB(ref op, size), size);
+                        break;
+                    case OpKind.Shl:
+                    case OpKind.Shr:
+                    case OpKind.Sar:
+                    case OpKind.Rol:
+                    case OpKind.Ror:
+                    case OpKind.Rcl:
+                    case OpKind.Rcr:
+                    {
+                        int count = (int)(op.B == Loc.Imm ? op.Imm : _r[1]) & (size == 8 ? 63 : 31);
+                        ulong a = ReadA(ref op, out ulong ea);
+                        if (count != 0)
+                        {
+                            WriteA(ref op, ea, Shift(op.Kind, a, count, size));
+                        }
+                        else if (size == 4 && op.A == Loc.Reg)
+                        {
+                            _r[op.RegA] = (uint)_r[op.RegA]; // a 32-bit destination is written (zero-extended) even for count 0
+                        }
+                        break;
+                    }
+                    case OpKind.Shld:
+                    case OpKind.Shrd:
+                    {
+                        int count = (int)(op.Rep != 0 ? _r[1] : op.Imm) & (size == 8 ? 63 : 31);
+                        ulong b = GetReg(op.RegB, size);
+                        ulong a = ReadA(ref op, out ulong ea);
+                        if (count != 0)
+                        {
+                            WriteA(ref op, ea, DoubleShift(op.Kind == OpKind.Shld, a, b, count, size));
+                        }
+                        else if (size == 4 && op.A == Loc.Reg)
+                        {
+                            _r[op.RegA] = (uint)_r[op.RegA];
+                        }
+                        break;
+                    }
+                    case OpKind.Bt:
+                    case OpKind.Bts:
+                    case OpKind.Btr:
+                    case OpKind.Btc:
+                        BitTest(ref op, size);
+                        break;
+                    case OpKind.Bsf:
+                    case OpKind.Bsr:
+                    {
+                        ulong src = ReadB(ref op, size);
+                        if (src == 0)
+                        {
+                            _rf |= ZF;
+                        }
+                        else
+                        {
+                            _rf &= ~ZF;
+                            SetReg(op.RegA, size, op.Kind == OpKind.Bsf ? (ulong)BitOperations.TrailingZeroCount(src) : (ulong)(63 - BitOperations.LeadingZeroCount(src)));
+                        }
+                        break;
+                    }
+                    case OpKind.Tzcnt:
+                    {
+                        ulong src = ReadB(ref op, size);
+                        ulong r = src == 0 ? (ulong)(size << 3) : (ulong)BitOperations.TrailingZeroCount(src);
+                        _rf = (_rf & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
+                        SetReg(op.RegA, size, r);
+                        break;
+                    }
+                    case OpKind.Lzcnt:
+                    {
+                        ulong src = ReadB(ref op, size);
+                        ulong r = (ulong)(BitOperations.LeadingZeroCount(src) - (64 - (size << 3)));
+                        _rf = (_rf & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
+                        SetReg(op.RegA, size, r);
+                        break;
+                    }
+                    case OpKind.Popcnt:
+                    {
+                        ulong src = ReadB(ref op, size);
+                        SetArith(src == 0 ? ZF : 0);
+                        SetReg(op.RegA, size, (ulong)BitOperations.PopCount(src));
+                        break;
+                    }
+                    case OpKind.Andn:
+                    {
+                        ulong r = ~GetReg(op.RegC, size) & ReadB(ref op, size) & Mask(size);
+                        SetArith(Szp(r, size) & (ZF | SF) | (_rf & (AF | PF)));
+                        SetReg(op.RegA, size, r);
+                        break;
+                    }
+                    case OpKind.Blsi:
+                    case OpKind.Blsr:
+                    case OpKind.Blsmsk:
+                    {
+                        ulong src = ReadB(ref op, size);
+                        ulong m = Mask(size);
+                        ulong r = op.Kind switch
+                        {
+                            OpKind.Blsi => (0 - src) & src,
+                            OpKind.Blsr => (src - 1) & src,
+                            _ => (src - 1) ^ src,
+                        } & m;
+                        bool cf = op.Kind == OpKind.Blsi ? src != 0 : src == 0;
+                        SetArith(Szp(r, size) & (ZF | SF) | (cf ? CF : 0) | (_rf & (AF | PF)));
+                        SetReg(op.RegA, size, r);
+                        break;
+                    }
+                    case OpKind.Bextr:
+                    {
+                        ulong src = ReadB(ref op, size);
+                        ulong ctl = GetReg(op.RegC, size);
+                        int start = (int)(ctl & 0xFF), len = (int)((ctl >> 8) & 0xFF);
+                        int bits = size << 3;
+                        ulong r = start >= bits ? 0 : src >> start;
+                        if (len < 64)
+                        {
+                            r &= (1UL << len) - 1;
+                        }
+                        SetArith((r == 0 ? ZF : 0) | (_rf & (AF | PF | SF)));
+                        SetReg(op.RegA, size, r);
+                        break;
+                    }
+                    case OpKind.Cmovcc:
+                    {
+                        ulong v = ReadB(ref op, size);
+                        if (Cond(op.Cond))
+                        {
+                            SetReg(op.RegA, size, v);
+                        }
+                        else if (size == 4)
+                        {
+                            _r[op.RegA] = (uint)_r[op.RegA];
+                        }
+                        break;
+                    }
+                    case OpKind.Setcc:
+                        WriteA(ref op, op.A == Loc.Mem ? Ea(ref op) : 0, Cond(op.Cond) ? 1UL : 0);
+                        break;
+                    case OpKind.Jcc:
+                        _rip = Cond(op.Cond) ? op.Imm : op.Next;
+                        i++;
+                        goto Done;
+                    case OpKind.Jmp:
+                        _rip = op.Imm;
+                        i++;
+                        goto Done;
+                    case OpKind.JmpInd:
+                        _rip = ReadB(ref op, 8);
+                        i++;
+                        goto Done;
+                    case OpKind.Call:
+                    {
+                        ulong sp = _r[4] - 8;
+                        Store64(sp, op.Next);
+                        _r[4] = sp;
+                        _rip = op.Imm;
+                        i++;
+                        goto Done;
+                    }
+                    case OpKind.CallInd:
+                    {
+                        ulong target = ReadB(ref op, 8);
+                        ulong sp = _r[4] - 8;
+                        Store64(sp, op.Next);
+                        _r[4] = sp;
+                        _rip = target;
+                        i++;
+                        goto Done;
+                    }
+                    case OpKind.Ret:
+                    {
+                        ulong target = Load64(_r[4]);
+                        _r[4] += 8 + op.Imm;
+                        _rip = target;
+                        i++;
+                        goto Done;
+                    }
+                    case OpKind.Loop:
+                    case OpKind.Loope:
+                    case OpKind.Loopne:
+                    {
+                        ulong c = --_r[1];
+                        bool take = c != 0 && (op.Kind == OpKind.Loop || ((_rf & ZF) != 0) == (op.Kind == OpKind.Loope));
+                        _rip = take ? op.Imm : op.Next;
+                        i++;
+                        goto Done;
+                    }
+                    case OpKind.Jrcxz:
+                        _rip = _r[1] == 0 ? op.Imm : op.Next;
+                        i++;
+                        goto Done;
+                    case OpKind.Movs:
+                        Movs(ref op);
+                        break;
+                    case OpKind.Stos:
+                        Stos(ref op);
+                        break;
+                    case OpKind.Lods:
+                        Lods(ref op);
+                        break;
+                    case OpKind.Cmps:
+                    case OpKind.Scas:
+                        CmpsScas(ref op);
+                        break;
+                    case OpKind.Xchg:
+                    {
+                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong b = GetReg(op.RegB, size);
+                        WriteA(ref op, ea, b);
+                        SetReg(op.RegB, size, a);
+                        break;
+                    }
+                    case OpKind.Cmpxchg:
+                    {
+                        ulong src = GetReg(op.RegB, size);
+                        ulong t = ReadA(ref op, out ulong ea);
+                        ulong acc = GetReg(0, size);
+                        ulong r = (acc - t) & Mask(size);
+                        SetArith(SubFlags(acc, t, r, size, acc < t));
+                        if (acc == t)
+                        {
+                            WriteA(ref op, ea, src);
+                        }
+                        else
+                        {
+                            SetReg(0, size, t);
+                        }
+                        break;
+                    }
+                    case OpKind.Xadd:
+                    {
+                        ulong s = GetReg(op.RegB, size);
+                        ulong t = ReadA(ref op, out ulong ea);
+                        ulong r = (t + s) & Mask(size);
+                        SetArith(AddFlags(t, s, r, size, r < t));
+                        SetReg(op.RegB, size, t);
+                        WriteA(ref op, ea, r);
+                        break;
+                    }
+                    case OpKind.Cmpxchg8b:
+                    {
+                        ulong ea = Ea(ref op);
+                        ulong m = Load64(ea);
+                        ulong expect = ((ulong)(uint)_r[2] << 32) | (uint)_r[0];
+                        if (m == expect)
+                        {
+                            Store64(ea, ((ulong)(uint)_r[1] << 32) | (uint)_r[3]);
+                            _rf |= ZF;
+                        }
+                        else
+                        {
+                            _r[0] = (uint)m;
+                            _r[2] = m >> 32;
+                            _rf &= ~ZF;
+                        }
+                        break;
+                    }
+                    case OpKind.Cmpxchg16b:
+                    {
+                        ulong ea = Ea(ref op);
+                        if ((ea & 15) != 0)
+                        {
+                            GuestFault.Misaligned(ea);
+                        }
+                        ulong lo = Load64(ea), hi = Load64(ea + 8);
+                        if (lo == _r[0] && hi == _r[2])
+                        {
+                            Store64(ea, _r[3]);
+                            Store64(ea + 8, _r[1]);
+                            _rf |= ZF;
+                        }
+                        else
+                        {
+                            _r[0] = lo;
+                            _r[2] = hi;
+                            _rf &= ~ZF;
+                        }
+                        break;
+                    }
+                    case OpKind.Bswap:
+                        if (size == 8)
+                        {
+                            _r[op.RegA] = BinaryPrimitives.ReverseEndianness(_r[op.RegA]);
+                        }
+                        else if (size == 4)
+                        {
+                            _r[op.RegA] = BinaryPrimitives.ReverseEndianness((uint)_r[op.RegA]);
+                        }
+                        else
+                        {
+                            SetReg(op.RegA, 2, 0);
+                        }
+                        break;
+                    case OpKind.SignExtendAcc:
+                        SetReg(0, size, (ulong)SignExtend(_r[0], size >> 1));
+                        break;
+                    case OpKind.SignExtendToDx:
+                        SetReg(2, size, (GetReg(0, size) & SignBit(size)) != 0 ? ulong.MaxValue : 0);
+                        break;
+                    case OpKind.Leave:
+                    {
+                        ulong v = Load64(_r[5]);
+                        _r[4] = _r[5] + 8;
+                        _r[5] = v;
+                        break;
+                    }
+                    case OpKind.Cpuid:
+                        Cpuid();
+                        break;
+                    case OpKind.Rdtsc:
+                    {
+                        ulong tsc = _icount + (ulong)i;
+                        _r[0] = (uint)tsc;
+                        _r[2] = tsc >> 32;
+                    }
+                        break;
+                    case OpKind.Cld: _rf &= ~DF; break;
+                    case OpKind.Std: _rf |= DF; break;
+                    case OpKind.Clc: _rf &= ~CF; break;
+                    case OpKind.Stc: _rf |= CF; break;
+                    case OpKind.Cmc: _rf ^= CF; break;
+                    case OpKind.Lahf:
+                        SetReg(16, 1, (_rf & 0xD5) | 2);
+                        break;
+                    case OpKind.Sahf:
+                        _rf = (_rf & ~0xD5UL) | (GetReg(16, 1) & 0xD5);
+                        break;
+                    case OpKind.Pushf:
+                    {
+                        ulong sp = _r[4] - 8;
+                        Store64(sp, _rf);
+                        _r[4] = sp;
+                        break;
+                    }
+                    case OpKind.Popf:
+                    {
+                        ulong v = Load64(_r[4]);
+                        _r[4] += 8;
+                        _rf = (v & PopfMask) | 2;
+                        break;
+                    }
+                    case OpKind.Hlt:
+                        _rip = op.Next;
+                        i++;
+                        _exit = new VcpuExit(VcpuExitKind.Halt, op.Next);
+                        _icount += (ulong)i;
+                        return true;
+                    case OpKind.Out:
+                    {
+                        ulong port = op.B == Loc.Imm ? op.Imm : (ushort)_r[2];
+                        if (IsHypercallPort(port) && size == 1)
+                        {
+                            _rip = op.Next;
+                            i++;
+                            _exit = new VcpuExit(VcpuExitKind.Hypercall, op.Next, port);
+                            _icount += (ulong)i;
+                            return true;
+                        }
+                        _rip = op.Rip;
+                        _exit = new VcpuExit(VcpuExitKind.PortIo, op.Rip, port, Detail: $"out to port 0x{port:x}");
+                        _icount += (ulong)i;
+                        return true;
+                    }
+                    case OpKind.In:
+                    {
+                        ulong port = op.B == Loc.Imm ? op.Imm : (ushort)_r[2];
+                        _rip = op.Rip;
+                        _exit = new VcpuExit(VcpuExitKind.PortIo, op.Rip, port, Detail: $"in from port 0x{port:x}");
+                        _icount += (ulong)i;
+                        return true;
+                    }
+                    case OpKind.Unsupported:
+                        GuestFault.Raise(block.Texts[op.Text]);
+                        break;
+                    default:
+                        ExecuteSse(ref op);
+                        break;
+                }
+                if (_smc)
+                {
+                    // A store hit decoded code: the rest of this block may be stale.
+                    _smc = false;
+                    if (!block.Valid)
+                    {
+                        _rip = op.Next;
+                        i++;
+                        goto Done;
+                    }
+                }
+            }
+            _rip = ops[n - 1].Next;
+        Done:
+            _icount += (ulong)i;
+            return false;
+        }
+        catch (GuestFault fault)
+        {
+            _smc = false;
+            _icount += (ulong)i;
+            _rip = ops[i].Rip;
+            _exit = new VcpuExit(VcpuExitKind.Fault, _rip, Detail: fault.Message);
+            return true;
+        }
+    }
+
+    // ---- multiply / divide ----
+
+    private void Mul1(ulong src, int size)
+    {
+        ulong hi, lo;
+        switch (size)
+        {
+            case 1:
+            {
+                ulong p = (byte)_r[0] * src;
+                SetReg(0, 2, p);
+                hi = p >> 8;
+                lo = p & 0xFF;
+                break;
+            }
+            case 2:
+            {
+                ulong p = (ushort)_r[0] * src;
+                SetReg(0, 2, p);
+                SetReg(2, 2, p >> 16);
+                hi = p >> 16;
+                lo = p & 0xFFFF;
+                break;
+            }
+            case 4:
+            {
+                ulong p = (uint)_r[0] * src;
+                _r[0] = (uint)p;
+                _r[2] = p >> 32;
+                hi = p >> 32;
+                lo = (uint)p;
+                break;
+            }
+            default:
+                hi = Math.BigMul(_r[0], src, out lo);
+                _r[0] = lo;
+                _r[2] = hi;
+                break;
+        }
+        SetArith(Szp(lo, size) | (hi != 0 ? CF | OF : 0));
+    }
+
+    private void Imul1(ulong src, int size)
+    {
+        bool overflow;
+        ulong lo;
+        switch (size)
+        {
+            case 1:
+            {
+                long p = (sbyte)_r[0] * (long)(sbyte)src;
+                SetReg(0, 2, (ulong)p);
+                overflow = p != (sbyte)p;
+                lo = (byte)p;
+                break;
+            }
+            case 2:
+            {
+                long p = (short)_r[0] * (long)(short)src;
+                SetReg(0, 2, (ulong)p);
+                SetReg(2, 2, (ulong)(p >> 16));
+                overflow = p != (short)p;
+                lo = (ushort)p;
+                break;
+            }
+            case 4:
+            {
+                long p = (int)_r[0] * (long)(int)src;
+                _r[0] = (uint)p;
+                _r[2] = (uint)(p >> 32);
+                overflow = p != (int)p;
+                lo = (uint)p;
+                break;
+            }
+            default:
+            {
+                long hi = Math.BigMul((long)_r[0], (long)src, out long l);
+                _r[0] = (ulong)l;
+                _r[2] = (ulong)hi;
+                overflow = hi != (l >> 63);
+                lo = (ulong)l;
+                break;
+            }
+        }
+        SetArith(Szp(lo, size) | (overflow ? CF | OF : 0));
+    }
+
+    private ulong ImulTrunc(ulong a, ulong b, int size)
+    {
+        bool overflow;
+        ulong r;
+        if (size == 8)
+        {
+            long hi = Math.BigMul((long)a, (long)b, out long l);
+            overflow = hi != (l >> 63);
+            r = (ulong)l;
+        }
+        else
+        {
+            long p = SignExtend(a, size) * SignExtend(b, size);
+            r = (ulong)p & Mask(size);
+            overflow = p != SignExtend(r, size);
+        }
+        SetArith(Szp(r, size) | (overflow ? CF | OF : 0));
+        return r;
+    }
+
+    private void Div(ulong d, int size)
+    {
+        if (d == 0)
+        {
+            GuestFault.DivideError();
+        }
+        switch (size)
+        {
+            case 1:
+            {
+                ulong n = (ushort)_r[0];
+                ulong q = n / d;
+                if (q > 0xFF)
+                {
+                    GuestFault.DivideError();
+                }
+                SetReg(0, 1, q);
+                SetReg(16, 1, n % d);
+                break;
+            }
+            case 2:
+            {
+                ulong n = ((ulong)(ushort)_r[2] << 16) | (ushort)_r[0];
+                ulong q = n / d;
+                if (q > 0xFFFF)
+                {
+                    GuestFault.DivideError();
+                }
+                SetReg(0, 2, q);
+                SetReg(2, 2, n % d);
+                break;
+            }
+            case 4:
+            {
+                ulong n = ((ulong)(uint)_r[2] << 32) | (uint)_r[0];
+                ulong q = n / d;
+                if (q > 0xFFFF_FFFF)
+                {
+                    GuestFault.DivideError();
+                }
+                _r[0] = q;
+                _r[2] = n % d;
+                break;
+            }
+            default:
+            {
+                if (_r[2] >= d)
+                {
+                    GuestFault.DivideError();
+                }
+                UInt128 n = ((UInt128)_r[2] << 64) | _r[0];
+                _r[0] = (ulong)(n / d);
+                _r[2] = (ulong)(n % d);
+                break;
+            }
+        }
+    }
+
+    private void Idiv(ulong dRaw, int size)
+    {
+        if (dRaw == 0)
+        {
+            GuestFault.DivideError();
+        }
+        long d = SignExtend(dRaw, size);
+        switch (size)
+        {
+            case 1:
+            case 2:
+            case 4:
+            {
+                long n = size switch
+                {
+                    1 => (short)_r[0],
+                    2 => (int)(((uint)(ushort)_r[2] << 16) | (ushort)_r[0]),
+                    _ => (long)(((ulong)(uint)_r[2] << 32) | (uint)_r[0]),
+                };
+                if (n == long.MinValue && d == -1)
+                {
+                    GuestFault.DivideError();
+                }
+                long q = n / d, rem = n % d;
+                if (q != SignExtend((ulong)q & Mask(size), size))
+                {
+                    GuestFault.DivideError();
+                }
+                if (size == 1)
+                {
+                    SetReg(0, 1, (ulong)q);
+                    SetReg(16, 1, (ulong)rem);
+                }
+                else
+                {
+                    SetReg(0, size, (ulong)q);
+                    SetReg(2, size, (ulong)rem);
+                }
+                break;
+            }
+            default:
+            {
+                Int128 n = (Int128)(((UInt128)_r[2] << 64) | _r[0]);
+                Int128 q = n / d;
+                if (q > long.MaxValue || q < long.MinValue)
+                {
+                    GuestFault.DivideError();
+                }
+                _r[0] = (ulong)(long)q;
+                _r[2] = (ulong)(long)(n % d);
+                break;
+            }
+        }
+    }
+
+    // ---- shifts and rotates (count != 0, already masked to 5 or 6 bits) ----
+
+    private ulong Shift(OpKind kind, ulong a, int count, int size)
+    {
+        int bits = size << 3;
+        ulong m = Mask(size);
+        ulong msb = SignBit(size);
+        ulong r;
+        ulong f = _rf & ArithFlags;
+        switch (kind)
+        {
+            case OpKind.Shl:
+            {
+                r = count >= 64 ? 0 : (a << count) & m;
+                ulong cf = count <= bits ? (a >> (bits - count)) & 1 : 0;
+                f = Szp(r, size) | cf | (((r & msb) != 0) ^ (cf != 0) ? OF : 0);
+                break;
+            }
+            case OpKind.Shr:
+            {
+                r = a >> count;
+                ulong cf = (a >> (count - 1)) & 1;
+                f = Szp(r, size) | cf | ((a & msb) != 0 ? OF : 0);
+                break;
+            }
+            case OpKind.Sar:
+            {
+                long sa = SignExtend(a, size);
+                r = (ulong)(sa >> count) & m;
+                ulong cf = (ulong)(sa >> (count - 1)) & 1;
+                f = Szp(r, size) | cf;
+                break;
+            }
+            case OpKind.Rol:
+            {
+                int c = count & (bits - 1);
+                r = c == 0 ? a : ((a << c) | (a >> (bits - c))) & m;
+                ulong cf = r & 1;
+                f = (f & ~(CF | OF)) | cf | (((r & msb) != 0) ^ (cf != 0) ? OF : 0);
+                break;
+            }
+            case OpKind.Ror:
+            {
+                int c = count & (bits - 1);
+                r = c == 0 ? a : ((a >> c) | (a << (bits - c))) & m;
+                ulong cf = (r & msb) != 0 ? 1UL : 0;
+                f = (f & ~(CF | OF)) | cf | (((r & msb) != 0) ^ ((r & (msb >> 1)) != 0) ? OF : 0);
+                break;
+            }
+            case OpKind.Rcl:
+            {
+                int c = size <= 2 ? count % (bits + 1) : count;
+                ulong cf = _rf & CF;
+                r = a;
+                for (int k = 0; k < c; k++)
+                {
+                    ulong out1 = (r & msb) != 0 ? 1UL : 0;
+                    r = ((r << 1) | cf) & m;
+                    cf = out1;
+                }
+                f = (f & ~(CF | OF)) | cf | (((r & msb) != 0) ^ (cf != 0) ? OF : 0);
+                break;
+            }
+            default: // Rcr
+            {
+                int c = size <= 2 ? count % (bits + 1) : count;
+                ulong cf = _rf & CF;
+                ulong of = ((a & msb) != 0) ^ (cf != 0) ? OF : 0;
+                r = a;
+                for (int k = 0; k < c; k++)
+                {
+                    ulong out1 = r & 1;
+                    r = (r >> 1) | (cf << (bits - 1));
+                    cf = out1;
+                }
+                f = (f & ~(CF | OF)) | cf | of;
+                break;
+            }
+        }
+        SetArith(f);
+        return r;
+    }
+
+    private ulong DoubleShift(bool left, ulong a, ulong b, int count, int size)
+    {
+        int bits = size << 3;
+        ulong m = Mask(size);
+        ulong msb = SignBit(size);
+        ulong r, cf;
+        if (count > bits)
+        {
+            // 16-bit operand with a count of 17-31: the result is undefined; use a 32-bit funnel shift of b:a.
+            ulong wide = left ? (a << 16) | b : (b << 16) | a;
+            r = left ? (wide << count) >> 16 : wide >> (count - 16);
+            r &= m;
+            cf = left ? (wide >> (32 - count)) & 1 : (wide >> (count - 1)) & 1;
+        }
+        else if (left)
+        {
+            r = ((a << count) | (count == 64 ? 0 : b >> (bits - count))) & m;
+            cf = (a >> (bits - count)) & 1;
+        }
+        else
+        {
+            r = ((a >> count) | (b << (bits - count))) & m;
+            cf = (a >> (count - 1)) & 1;
+        }
+        SetArith(Szp(r, size) | cf | ((((r ^ a) & msb) != 0) ? OF : 0));
+        return r;
+    }
+
+    private void BitTest(ref MicroOp op, int size)
+    {
+        int bits = size << 3;
+        ulong offset = op.B == Loc.Imm ? op.Imm : GetReg(op.RegB, size);
+        ulong a, ea = 0;
+        int bit;
+        if (op.A == Loc.Reg)
+        {
+            bit = (int)(offset & (ulong)(bits - 1));
+            a = GetReg(op.RegA, size);
+        }
+        else
+        {
+            ea = Ea(ref op);
+            if (op.B == Loc.Imm)
+            {
+                bit = (int)(offset & (ulong)(bits - 1));
+            }
+            else
+            {
+                long so = SignExtend(offset, size);
+                ea += (ulong)((so >> BitOperations.Log2((uint)bits)) * size);
+                bit = (int)(so & (bits - 1));
+            }
+            a = Load(ea, size);
+        }
+        ulong mask = 1UL << bit;
+        _rf = (_rf & ~CF) | ((a >> bit) & 1);
+        ulong r;
+        switch (op.Kind)
+        {
+            case OpKind.Bts: r = a | mask; break;
+            case OpKind.Btr: r = a & ~mask; break;
+            case OpKind.Btc: r = a ^ mask; break;
+            default: return;
+        }
+        if (op.A == Loc.Reg)
+        {
+            SetReg(op.RegA, size, r);
+        }
+        else
+        {
+            Store(ea, size, r);
+        }
+    }
+
+    // ---- string instructions (64-bit addressing) ----
+
+    private void Movs(ref MicroOp op)
+    {
+        int s = op.Size;
+        bool down = (_rf & DF) != 0;
+        if (op.Rep == 0)
+        {
+            Store(_r[7], s, Load(_r[6], s));
+            Advance(6, s, down);
+            Advance(7, s, down);
+            return;
+        }
+        ulong count = _r[1];
+        if (count == 0)
+        {
+            return;
+        }
+        ulong src = _r[6], dst = _r[7];
+        if (!down && count <= _size / (ulong)s)
+        {
+            ulong total = count * (ulong)s;
+            if (src <= _size - total && dst <= _size - total && (dst <= src || dst >= src + total) && !HasCode(dst, total))
+            {
+                Buffer.MemoryCopy(_mem + src, _mem + dst, total, total);
+                _r[6] = src + total;
+                _r[7] = dst + total;
+                _r[1] = 0;
+                return;
+            }
+        }
+        while (_r[1] != 0)
+        {
+            Store(_r[7], s, Load(_r[6], s));
+            Advance(6, s, down);
+            Advance(7, s, down);
+            _r[1]--;
+        }
+    }
+
+    private void Stos(ref MicroOp op)
+    {
+        int s = op.Size;
+        bool down = (_rf & DF) != 0;
+        ulong v = GetReg(0, s);
+        if (op.Rep == 0)
+        {
+            Store(_r[7], s, v);
+            Advance(7, s, down);
+            return;
+        }
+        ulong count = _r[1];
+        if (count == 0)
+        {
+            return;
+        }
+        ulong dst = _r[7];
+        if (!down && count <= _size / (ulong)s)
+        {
+            ulong total = count * (ulong)s;
+            if (dst <= _size - total && !HasCode(dst, total))
+            {
+                byte* p = _mem + dst;
+                switch (s)
+                {
+                    case 1: new Span<byte>(p, checked((int)total)).Fill((byte)v); break;
+                    case 2: new Span<ushort>(p, checked((int)count)).Fill((ushort)v); break;
+                    case 4: new Span<uint>(p, checked((int)count)).Fill((uint)v); break;
+                    default: new Span<ulong>(p, checked((int)count)).Fill(v); break;
+                }
+                _r[7] = dst + total;
+                _r[1] = 0;
+                return;
+            }
+        }
+        while (_r[1] != 0)
+        {
+            Store(_r[7], s, v);
+            Advance(7, s, down);
+            _r[1]--;
+        }
+    }
+
+    private void Lods(ref MicroOp op)
+    {
+        int s = op.Size;
+        bool down = (_rf & DF) != 0;
+        if (op.Rep == 0)
+        {
+            SetReg(0, s, Load(_r[6], s));
+            Advance(6, s, down);
+            return;
+        }
+        while (_r[1] != 0)
+        {
+            SetReg(0, s, Load(_r[6], s));
+            Advance(6, s, down);
+            _r[1]--;
+        }
+    }
+
+    private void CmpsScas(ref MicroOp op)
+    {
+        int s = op.Size;
+        bool down = (_rf & DF) != 0;
+        bool cmps = op.Kind == OpKind.Cmps;
+        if (op.Rep != 0 && _r[1] == 0)
+        {
+            return;
+        }
+        while (true)
+        {
+            ulong a, b;
+            if (cmps)
+            {
+                a = Load(_r[6], s);
+                b = Load(_r[7], s);
+                Advance(6, s, down);
+            }
+            else
+            {
+                a = GetReg(0, s);
+                b = Load(_r[7], s);
+            }
+            Advance(7, s, down);
+            ulong r = (a - b) & Mask(s);
+            SetArith(SubFlags(a, b, r, s, a < b));
+            if (op.Rep == 0)
+            {
+                return;
+            }
+            if (--_r[1] == 0)
+            {
+                return;
+            }
+            bool zf = (_rf & ZF) != 0;
+            if (op.Rep == 1 ? !zf : zf)
+            {
+                return;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Advance(int reg, int s, bool down) => _r[reg] = down ? _r[reg] - (ulong)s : _r[reg] + (ulong)s;
+
+    private bool HasCode(ulong address, ulong length)
+    {
+        for (ulong page = address >> 12; page <= (address + length - 1) >> 12; page++)
+        {
+            if (_codePage[page] != 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    // ---- cpuid ----
+
+    /// <summary>Vendor string of leaf 0: "ParavirtEmu!" (ebx, edx, ecx).</summary>
+    private const uint VendorEbx = 0x61726150, VendorEdx = 0x74726976, VendorEcx = 0x21756D45;
+
+    /// <summary>
+    /// A fixed leaf set that describes exactly what the emulator implements: leaf 1 EDX = TSC, CX8, CMOV, SSE, SSE2;
+    /// ECX = CX16, POPCNT; leaf 7 EBX = BMI1 (andn, bextr, blsi, blsmsk, blsr, tzcnt); leaf 0x80000001 ECX = LZCNT,
+    /// EDX = LM. No x87, no MMX, no SSE3+, no AVX.
+    /// </summary>
+    private void Cpuid()
+    {
+        uint leaf = (uint)_r[0], sub = (uint)_r[1];
+        uint a = 0, b = 0, c = 0, d = 0;
+        switch (leaf)
+        {
+            case 0: a = 7; b = VendorEbx; d = VendorEdx; c = VendorEcx; break;
+            case 1: a = 0x0000_0600; d = (1u << 4) | (1u << 8) | (1u << 15) | (1u << 25) | (1u << 26); c = (1u << 13) | (1u << 23); break;
+            case 7: b = sub == 0 ? 1u << 3 : 0; break;
+            case 0x8000_0000: a = 0x8000_0001; break;
+            case 0x8000_0001: c = 1u << 5; d = 1u << 29; break;
+            default: break;
+        }
+        _r[0] = a;
+        _r[3] = b;
+        _r[1] = c;
+        _r[2] = d;
+    }
+}

@@ -1,0 +1,35 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
+
+namespace Paravirt.Hypervisor.Backends.Emulator;
+
+/// <summary>
+/// A guest exception (#DE, #GP, page fault outside memory, unsupported or invalid instruction). Thrown inside the
+/// executor only and always caught by <see cref="EmulatorVcpu.Run"/>, which turns it into a
+/// <see cref="VcpuExitKind.Fault"/> exit: it never reaches the host. Faults end the run, so the cost of an exception
+/// is paid once and keeps every check off the hot path.
+/// </summary>
+internal sealed class GuestFault : Exception
+{
+    public GuestFault(string message) : base(message) { }
+    public GuestFault() { }
+    public GuestFault(string message, Exception inner) : base(message, inner) { }
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void PageFault(ulong address, int size, bool write) =>
+        throw new GuestFault($"page fault: {(write ? "write" : "read")} of {size} bytes at 0x{address:x} outside guest memory");
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void DivideError() => throw new GuestFault("divide error (#DE)");
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Misaligned(ulong address) =>
+        throw new GuestFault($"general protection fault (#GP): misaligned 16-byte memory operand at 0x{address:x}");
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Raise(string message) => throw new GuestFault(message);
+}

@@ -1,0 +1,119 @@
+using System.Runtime.InteropServices;
+
+namespace Paravirt.Hypervisor.Backends.Emulator;
+
+/// <summary>What a pre-decoded instruction does; the executor switches on it (a jump table).</summary>
+internal enum OpKind : ushort
+{
+    Nop,
+    Mov, Movzx, Movsx, Lea, Push, Pop,
+    Add, Or, Adc, Sbb, And, Sub, Xor, Cmp, Test,
+    Inc, Dec, Neg, Not,
+    Mul1, Imul1, Imul2, Imul3, Div, Idiv,
+    Shl, Shr, Sar, Rol, Ror, Rcl, Rcr, Shld, Shrd,
+    Bt, Bts, Btr, Btc, Bsf, Bsr, Tzcnt, Lzcnt, Popcnt,
+    Andn, Blsi, Blsr, Blsmsk, Bextr,
+    Cmovcc, Setcc,
+    Jcc, Jmp, JmpInd, Call, CallInd, Ret, Loop, Loope, Loopne, Jrcxz,
+    Movs, Stos, Lods, Cmps, Scas,
+    Xchg, Cmpxchg, Xadd, Cmpxchg8b, Cmpxchg16b, Bswap, SignExtendAcc, SignExtendToDx, Leave,
+    Hlt, Out, In, Cpuid, Rdtsc, Cld, Std, Clc, Stc, Cmc, Pushf, Popf, Lahf, Sahf,
+    // SSE/SSE2 (A = xmm register unless said otherwise)
+    MovX128,      // 128-bit move reg/mem <- reg/mem (movdqa/u, movaps/ups/apd/upd)
+    MovdToX,      // movd/movq xmm <- gpr/mem (zero-extends)
+    MovdFromX,    // movd/movq gpr/mem <- xmm low
+    MovqXX,       // movq xmm <- xmm/m64 (zero upper)
+    MovqStore,    // movq m64 <- xmm low
+    MovssLoad, MovssRR, MovsdLoad, MovsdRR, MovssStore, MovsdStore,
+    MovLowLoad, MovHighLoad, MovLowStore, MovHighStore, Movhlps, Movlhps,
+    Pxor, Pand, Por, Pandn,
+    Pcmpeqb, Pcmpeqw, Pcmpeqd, Pcmpgtb, Pcmpgtw, Pcmpgtd,
+    Pmovmskb, Movmskps, Movmskpd,
+    Punpcklbw, Punpcklwd, Punpckldq, Punpcklqdq, Punpckhbw, Punpckhwd, Punpckhdq, Punpckhqdq,
+    Pshufd, Pshuflw, Pshufhw, Shufps,
+    Paddb, Paddw, Paddd, Paddq, Psubb, Psubw, Psubd, Psubq,
+    PsllwI, PslldI, PsllqI, PsrlwI, PsrldI, PsrlqI, PsrawI, PsradI, PslldqI, PsrldqI,
+    Psllw, Pslld, Psllq, Psrlw, Psrld, Psrlq, Psraw, Psrad,
+    Pmuludq, Pmullw, Pminub, Pmaxub, Pminsw, Pmaxsw,
+    Packuswb, Packsswb, Packssdw, Paddusb, Paddusw, Psubusb, Psubusw, Paddsb, Paddsw, Psubsb, Psubsw,
+    Pavgb, Pavgw, Pmulhw, Pmulhuw, Pmaddwd, Psadbw, Pextrw, Pinsrw, MovntStore,
+    Unsupported,
+}
+
+/// <summary>Where an operand lives.</summary>
+internal enum Loc : byte
+{
+    None,
+    Reg,
+    Mem,
+    Imm,
+}
+
+/// <summary>
+/// One pre-decoded instruction: everything the executor needs, resolved at decode time (register indices,
+/// effective-address parts with RIP-relative addresses made absolute, immediates sign-extended, branch targets),
+/// so executing it allocates nothing and never touches Iced.
+/// </summary>
+[StructLayout(LayoutKind.Auto)]
+internal struct MicroOp
+{
+    public OpKind Kind;
+    /// <summary>Operand size in bytes (1, 2, 4, 8; 16 for XMM).</summary>
+    public byte Size;
+    /// <summary>Second size: the source of movzx/movsx, the element size of string ops.</summary>
+    public byte Size2;
+    /// <summary>Condition code (Iced ConditionCode - 1, i.e. the x86 tttn encoding) for jcc/setcc/cmovcc.</summary>
+    public byte Cond;
+    /// <summary>Destination / first operand location.</summary>
+    public Loc A;
+    /// <summary>Source / second operand location.</summary>
+    public Loc B;
+    /// <summary>Register of A (0-15; 16-19 = AH, CH, DH, BH).</summary>
+    public byte RegA;
+    /// <summary>Register of B.</summary>
+    public byte RegB;
+    /// <summary>Third register (VEX source, or 0xFF).</summary>
+    public byte RegC;
+    /// <summary>Memory base register or 0xFF.</summary>
+    public byte Base;
+    /// <summary>Memory index register or 0xFF.</summary>
+    public byte Index;
+    /// <summary>log2 of the index scale.</summary>
+    public byte Shift;
+    /// <summary>1 = rep/repe, 2 = repne (string ops); 1 = count in CL (shld/shrd); 1 = 32-bit address size.</summary>
+    public byte Rep;
+    /// <summary>True when the address size is 32 bits (0x67 prefix).</summary>
+    public bool Addr32;
+    /// <summary>True when a 16-byte memory operand must be aligned (#GP otherwise).</summary>
+    public bool Aligned;
+    /// <summary>Displacement (absolute address for RIP-relative operands).</summary>
+    public ulong Disp;
+    /// <summary>Immediate, sign-extended to 64 bits; or branch target.</summary>
+    public ulong Imm;
+    /// <summary>Address of this instruction.</summary>
+    public ulong Rip;
+    /// <summary>Address of the next instruction.</summary>
+    public ulong Next;
+    /// <summary>Index into the block's text table for <see cref="OpKind.Unsupported"/>.</summary>
+    public int Text;
+}
+
+/// <summary>A decoded basic block: straight-line code ending at a control transfer, an exit or the size limit.</summary>
+internal sealed class Block
+{
+    public Block(ulong start, ulong end, MicroOp[] ops, string[] texts)
+    {
+        Start = start;
+        End = end;
+        Ops = ops;
+        Texts = texts;
+    }
+
+    public ulong Start { get; }
+    /// <summary>One past the last byte of the last instruction.</summary>
+    public ulong End { get; }
+    public MicroOp[] Ops { get; }
+    public string[] Texts { get; }
+    /// <summary>False once a guest store hit one of its pages.</summary>
+    public bool Valid { get; set; } = true;
+}

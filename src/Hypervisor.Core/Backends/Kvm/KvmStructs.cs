@@ -1,0 +1,136 @@
+using System.Runtime.InteropServices;
+
+// The structures of linux/kvm.h (x86-64) that the KVM backend passes to ioctls or reads from the kvm_run page,
+// with the kernel's names. Sizes and offsets are pinned by tests (tests/Paravirt.Hypervisor.Tests/Kvm).
+#pragma warning disable CA1707 // native names kept verbatim
+
+namespace Paravirt.Hypervisor.Backends.Kvm;
+
+/// <summary><c>struct kvm_regs</c> (144 bytes): general-purpose registers, <c>rip</c>, <c>rflags</c>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_regs
+{
+    public ulong rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
+    public ulong r8, r9, r10, r11, r12, r13, r14, r15;
+    public ulong rip, rflags;
+
+    public readonly VcpuRegisters ToRegisters() =>
+        new(rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp, r8, r9, r10, r11, r12, r13, r14, r15, rip, rflags);
+}
+
+/// <summary><c>struct kvm_segment</c> (24 bytes): a segment register in its cached (descriptor) form.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_segment
+{
+    public ulong @base;
+    public uint limit;
+    public ushort selector;
+    public byte type;
+    public byte present, dpl, db, s, l, g, avl;
+    public byte unusable;
+    public byte padding;
+}
+
+/// <summary><c>struct kvm_dtable</c> (16 bytes): GDTR / IDTR.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_dtable
+{
+    public ulong @base;
+    public ushort limit;
+    public ushort padding0, padding1, padding2;
+}
+
+/// <summary><c>struct kvm_sregs</c> (312 bytes): segment, descriptor-table and control registers.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct kvm_sregs
+{
+    public kvm_segment cs, ds, es, fs, gs, ss;
+    public kvm_segment tr, ldt;
+    public kvm_dtable gdt, idt;
+    public ulong cr0, cr2, cr3, cr4, cr8;
+    public ulong efer;
+    public ulong apic_base;
+    /// <summary><c>interrupt_bitmap[(KVM_NR_INTERRUPTS + 63) / 64]</c> with 256 interrupts.</summary>
+    public fixed ulong interrupt_bitmap[4];
+}
+
+/// <summary><c>struct kvm_userspace_memory_region</c> (32 bytes).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_userspace_memory_region
+{
+    public uint slot;
+    public uint flags;
+    public ulong guest_phys_addr;
+    /// <summary>Bytes.</summary>
+    public ulong memory_size;
+    /// <summary>Host address of the start of the slot.</summary>
+    public ulong userspace_addr;
+}
+
+/// <summary><c>struct kvm_cpuid_entry2</c> (40 bytes).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_cpuid_entry2
+{
+    public uint function, index, flags;
+    public uint eax, ebx, ecx, edx;
+    public uint padding0, padding1, padding2;
+}
+
+/// <summary><c>struct kvm_cpuid2</c> header (8 bytes); <c>nent</c> entries of <see cref="kvm_cpuid_entry2"/> follow it.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_cpuid2
+{
+    public uint nent;
+    public uint padding;
+}
+
+/// <summary>
+/// The parts of <c>struct kvm_run</c> (the page shared with the kernel per vCPU, 2352 bytes of defined layout)
+/// that the backend uses: the header, the exit union members for <c>KVM_EXIT_IO</c>, <c>KVM_EXIT_MMIO</c>,
+/// <c>KVM_EXIT_FAIL_ENTRY</c>, <c>KVM_EXIT_INTERNAL_ERROR</c> (all at offset 0x20), and the sync-register area
+/// <c>s.regs</c> at 0x130, whose first member on x86 is a <see cref="kvm_regs"/>.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = 0x930)]
+internal unsafe struct kvm_run
+{
+    [FieldOffset(0x00)] public byte request_interrupt_window;
+    /// <summary>When nonzero, <c>KVM_RUN</c> returns <c>EINTR</c> at once instead of entering the guest.</summary>
+    [FieldOffset(0x01)] public byte immediate_exit;
+    [FieldOffset(0x08)] public uint exit_reason;
+    [FieldOffset(0x0C)] public byte ready_for_interrupt_injection;
+    [FieldOffset(0x0D)] public byte if_flag;
+    [FieldOffset(0x0E)] public ushort flags;
+    [FieldOffset(0x10)] public ulong cr8;
+    [FieldOffset(0x18)] public ulong apic_base;
+
+    // union, KVM_EXIT_IO
+    [FieldOffset(0x20)] public byte io_direction;
+    [FieldOffset(0x21)] public byte io_size;
+    [FieldOffset(0x22)] public ushort io_port;
+    [FieldOffset(0x24)] public uint io_count;
+    /// <summary>Offset of the data from the start of this page.</summary>
+    [FieldOffset(0x28)] public ulong io_data_offset;
+
+    // union, KVM_EXIT_MMIO
+    [FieldOffset(0x20)] public ulong mmio_phys_addr;
+    [FieldOffset(0x28)] public ulong mmio_data;
+    [FieldOffset(0x30)] public uint mmio_len;
+    [FieldOffset(0x34)] public byte mmio_is_write;
+
+    // union, KVM_EXIT_FAIL_ENTRY
+    [FieldOffset(0x20)] public ulong fail_entry_hardware_entry_failure_reason;
+    [FieldOffset(0x28)] public uint fail_entry_cpu;
+
+    // union, KVM_EXIT_INTERNAL_ERROR
+    [FieldOffset(0x20)] public uint internal_suberror;
+    [FieldOffset(0x24)] public uint internal_ndata;
+    /// <summary><c>internal.data[16]</c> (with <c>KVM_CAP_INTERNAL_ERROR_DATA</c>).</summary>
+    [FieldOffset(0x28)] public fixed ulong internal_data[16];
+
+    /// <summary>Register classes the kernel stores into <see cref="s_regs"/> at every exit (<c>KVM_SYNC_X86_*</c>).</summary>
+    [FieldOffset(0x120)] public ulong kvm_valid_regs;
+    /// <summary>Register classes user space changed in <see cref="s_regs"/>; the kernel loads them on the next <c>KVM_RUN</c>.</summary>
+    [FieldOffset(0x128)] public ulong kvm_dirty_regs;
+    /// <summary><c>s.regs.regs</c>: the synced general-purpose registers.</summary>
+    [FieldOffset(0x130)] public kvm_regs s_regs;
+}

@@ -1,0 +1,249 @@
+using System.Runtime.Versioning;
+using Paravirt.Hypervisor.Interop;
+using Paravirt.Hypervisor.Memory;
+
+namespace Paravirt.Hypervisor.Backends.Whp;
+
+/// <summary>
+/// Virtual processor 0 of a WHP partition. <see cref="Run"/> calls <c>WHvRunVirtualProcessor</c> into a 16-byte
+/// aligned <c>WHV_RUN_VP_EXIT_CONTEXT</c> and decodes it with <see cref="WhpExitDecoder"/>. A hypercall exit
+/// leaves RIP on the <c>out</c>: <see cref="GetHypercallArgs"/> reads <c>rax, rdi, rsi, rdx, r10, r8</c> with one
+/// <c>WHvGetVirtualProcessorRegisters</c>, and <see cref="CompleteHypercall"/> writes <c>rax</c> and RIP + the
+/// instruction length with one <c>WHvSetVirtualProcessorRegisters</c>.
+/// </summary>
+/// <remarks>
+/// <see cref="Interrupt"/> calls <c>WHvCancelRunVirtualProcessor</c> (the run returns
+/// <c>WHvRunVpExitReasonCanceled</c>). The WHP documentation does not say whether a cancel issued while the vCPU is
+/// not inside <c>WHvRunVirtualProcessor</c> is remembered, so an interrupt also sets a flag that <see cref="Run"/>
+/// checks before entering the guest, and re-issues the cancel every few milliseconds until a run has reported it:
+/// a kick that lands between the check and the entry is never lost. A late duplicate cancel can make one later run
+/// return <see cref="VcpuExitKind.Interrupted"/> spuriously, which the runner tolerates.
+/// </remarks>
+[SupportedOSPlatform("windows")]
+internal sealed unsafe class WhpVcpu : IVcpu
+{
+    private const uint VpIndex = 0;
+    private const int MaxRegisters = 32;
+    private const int RekickMilliseconds = 5;
+
+    private readonly WhpPartitionHandle _partition;
+    private readonly AlignedBuffer _exitContext = new(WHV_RUN_VP_EXIT_CONTEXT.Size);
+    private readonly AlignedBuffer _values = new(MaxRegisters * sizeof(WHV_REGISTER_VALUE));
+    private readonly Lock _sync = new();
+    private readonly Timer _rekick;
+    private bool _disposed;
+    private int _interruptPending;
+    private bool _hypercallPending;
+    private ulong _resumeRip;
+    private ulong _lastRip;
+
+    private WhpVcpu(WhpPartitionHandle partition)
+    {
+        _partition = partition;
+        _rekick = new Timer(static s => ((WhpVcpu)s!).Rekick(), this, Timeout.Infinite, Timeout.Infinite);
+    }
+
+    /// <summary>Creates virtual processor 0, writes the long-mode tables into <paramref name="memory"/> and loads the start state.</summary>
+    public static WhpVcpu Create(WhpPartitionHandle partition, GuestMemory memory, in VcpuStartState start)
+    {
+        WhpResult.ThrowIfFailed(WinHvPlatform.WHvCreateVirtualProcessor(partition, VpIndex, 0), "WHvCreateVirtualProcessor");
+        var vcpu = new WhpVcpu(partition);
+        try
+        {
+            LongModeState longMode = LongModeSetup.Write(memory);
+            Span<WHV_REGISTER_NAME> names = stackalloc WHV_REGISTER_NAME[WhpRegisters.LongModeStartCount];
+            Span<WHV_REGISTER_VALUE> values = vcpu._values.AsSpan<WHV_REGISTER_VALUE>(WhpRegisters.LongModeStartCount);
+            int count = WhpRegisters.WriteLongModeStart(in longMode, in start, names, values);
+            vcpu.SetRegisters(names[..count], "WHvSetVirtualProcessorRegisters(long mode)");
+            return vcpu;
+        }
+        catch
+        {
+            vcpu.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    public VcpuExit Run()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _hypercallPending = false;
+        if (Interlocked.Exchange(ref _interruptPending, 0) != 0)
+        {
+            StopRekick();
+            return new VcpuExit(VcpuExitKind.Interrupted, _lastRip, RawReason: (uint)WHV_RUN_VP_EXIT_REASON.WHvRunVpExitReasonCanceled,
+                Detail: "interrupted before entering the guest");
+        }
+        // Safe: the exit buffer is WHV_RUN_VP_EXIT_CONTEXT.Size bytes, 16-byte aligned, owned by this vCPU.
+        int hr = WinHvPlatform.WHvRunVirtualProcessor(_partition, VpIndex, _exitContext.Pointer, WHV_RUN_VP_EXIT_CONTEXT.Size);
+        if (!WhpResult.Succeeded(hr))
+        {
+            return new VcpuExit(VcpuExitKind.InternalError, _lastRip, Detail: WhpResult.Format("WHvRunVirtualProcessor", hr));
+        }
+        // A copy: the decoder reads a stable snapshot.
+        WHV_RUN_VP_EXIT_CONTEXT context = *(WHV_RUN_VP_EXIT_CONTEXT*)_exitContext.Pointer;
+        (VcpuExit exit, ulong resumeRip) = WhpExitDecoder.Decode(in context);
+        _lastRip = exit.Rip;
+        switch (exit.Kind)
+        {
+            case VcpuExitKind.Hypercall:
+                _hypercallPending = true;
+                _resumeRip = resumeRip;
+                break;
+            case VcpuExitKind.Interrupted:
+                Interlocked.Exchange(ref _interruptPending, 0);
+                StopRekick();
+                break;
+        }
+        return exit;
+    }
+
+    /// <inheritdoc/>
+    public HypercallArgs GetHypercallArgs()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_hypercallPending)
+        {
+            throw new InvalidOperationException("no hypercall is pending: call GetHypercallArgs after Run returned Hypercall");
+        }
+        ReadOnlySpan<WHV_REGISTER_NAME> names = WhpRegisters.HypercallNames;
+        Span<WHV_REGISTER_VALUE> v = GetRegisters(names, "WHvGetVirtualProcessorRegisters(hypercall)");
+        return new HypercallArgs(v[0].Reg64, v[1].Reg64, v[2].Reg64, v[3].Reg64, v[4].Reg64, v[5].Reg64);
+    }
+
+    /// <inheritdoc/>
+    public void CompleteHypercall(long result)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_hypercallPending)
+        {
+            throw new InvalidOperationException("no hypercall is pending: call CompleteHypercall after Run returned Hypercall");
+        }
+        Span<WHV_REGISTER_VALUE> values = _values.AsSpan<WHV_REGISTER_VALUE>(2);
+        values[0] = new WHV_REGISTER_VALUE { Reg64 = unchecked((ulong)result) };
+        values[1] = new WHV_REGISTER_VALUE { Reg64 = _resumeRip };
+        SetRegisters(WhpRegisters.CompletionNames, "WHvSetVirtualProcessorRegisters(hypercall result)");
+        _hypercallPending = false;
+        _lastRip = _resumeRip;
+    }
+
+    /// <inheritdoc/>
+    public VcpuRegisters GetRegisters()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Span<WHV_REGISTER_VALUE> v = GetRegisters(WhpRegisters.SnapshotNames, "WHvGetVirtualProcessorRegisters(snapshot)");
+        return new VcpuRegisters(
+            v[0].Reg64, v[1].Reg64, v[2].Reg64, v[3].Reg64, v[4].Reg64, v[5].Reg64, v[6].Reg64, v[7].Reg64,
+            v[8].Reg64, v[9].Reg64, v[10].Reg64, v[11].Reg64, v[12].Reg64, v[13].Reg64, v[14].Reg64, v[15].Reg64,
+            v[16].Reg64, v[17].Reg64);
+    }
+
+    /// <inheritdoc/>
+    public void Interrupt()
+    {
+        Volatile.Write(ref _interruptPending, 1);
+        if (Cancel())
+        {
+            try
+            {
+                _rekick.Change(RekickMilliseconds, RekickMilliseconds);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Disposed concurrently: nothing left to interrupt.
+            }
+        }
+    }
+
+    private void Rekick()
+    {
+        if (Volatile.Read(ref _interruptPending) == 0 || !Cancel())
+        {
+            StopRekick();
+        }
+    }
+
+    /// <summary>Issues <c>WHvCancelRunVirtualProcessor</c> unless disposed; false when there is nothing to cancel any more.</summary>
+    private bool Cancel()
+    {
+        lock (_sync)
+        {
+            if (_disposed)
+            {
+                return false;
+            }
+            try
+            {
+                // A failure leaves the flag set: Run still returns Interrupted before its next entry.
+                _ = WinHvPlatform.WHvCancelRunVirtualProcessor(_partition, VpIndex, 0);
+                return true;
+            }
+            catch (ObjectDisposedException)
+            {
+                return false;
+            }
+        }
+    }
+
+    private void StopRekick()
+    {
+        try
+        {
+            _rekick.Change(Timeout.Infinite, Timeout.Infinite);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Already torn down.
+        }
+    }
+
+    private Span<WHV_REGISTER_VALUE> GetRegisters(ReadOnlySpan<WHV_REGISTER_NAME> names, string what)
+    {
+        Span<WHV_REGISTER_VALUE> values = _values.AsSpan<WHV_REGISTER_VALUE>(names.Length);
+        fixed (WHV_REGISTER_NAME* n = names)
+        {
+            // Safe: names.Length values fit in the 16-byte aligned buffer (AsSpan checked it).
+            WhpResult.ThrowIfFailed(WinHvPlatform.WHvGetVirtualProcessorRegisters(_partition, VpIndex, n, (uint)names.Length,
+                (WHV_REGISTER_VALUE*)_values.Pointer), what);
+        }
+        return values;
+    }
+
+    /// <summary>Writes the first <c>names.Length</c> values of the aligned buffer to the registers <paramref name="names"/>.</summary>
+    private void SetRegisters(ReadOnlySpan<WHV_REGISTER_NAME> names, string what)
+    {
+        _ = _values.AsSpan<WHV_REGISTER_VALUE>(names.Length);
+        fixed (WHV_REGISTER_NAME* n = names)
+        {
+            // Safe: names.Length values were written to the 16-byte aligned buffer by the caller.
+            WhpResult.ThrowIfFailed(WinHvPlatform.WHvSetVirtualProcessorRegisters(_partition, VpIndex, n, (uint)names.Length,
+                (WHV_REGISTER_VALUE*)_values.Pointer), what);
+        }
+    }
+
+    /// <summary>Stops the re-kick timer and deletes the virtual processor (the VM then unmaps memory and deletes the partition).</summary>
+    public void Dispose()
+    {
+        lock (_sync)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+        }
+        _rekick.Dispose();
+        try
+        {
+            // Teardown failures are not actionable; deleting the partition releases the processor anyway.
+            _ = WinHvPlatform.WHvDeleteVirtualProcessor(_partition, VpIndex);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The partition is already gone.
+        }
+        _exitContext.Dispose();
+        _values.Dispose();
+    }
+}

@@ -1,0 +1,31 @@
+using Iced.Intel;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Memory;
+
+namespace Paravirt.Emulator.Tests;
+
+/// <summary>Small helpers to assemble code into guest memory and run it on the emulator.</summary>
+internal static class EmuHarness
+{
+    public const ulong CodeAddress = 0x10_0000;
+    public const ulong MemorySize = 2UL << 20;
+
+    public static byte[] Assemble(Action<Assembler> build, ulong rip = CodeAddress)
+    {
+        var asm = new Assembler(64);
+        build(asm);
+        using var ms = new MemoryStream();
+        asm.Assemble(new StreamCodeWriter(ms), rip);
+        return ms.ToArray();
+    }
+
+    public static (GuestMemory Memory, IVirtualMachine Vm, IVcpu Vcpu) Create(byte[] code, ulong? budget = null, ulong memorySize = MemorySize, ulong codeAddress = CodeAddress)
+    {
+        var memory = new GuestMemory(memorySize);
+        memory.Write(new GuestAddress(codeAddress), code);
+        IVirtualMachine vm = new EmulatorBackend().CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = budget });
+        IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(codeAddress, memorySize, 0x2000));
+        return (memory, vm, vcpu);
+    }
+}

@@ -1,0 +1,375 @@
+using Iced.Intel;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Memory;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Paravirt.Emulator.Tests;
+
+public sealed class EmulatorBehaviourTests
+{
+    [Fact]
+    public void Probe_IsAlwaysAvailable()
+    {
+        var backend = new EmulatorBackend();
+        Assert.Equal("emulator", backend.Name);
+        BackendAvailability a = backend.Probe();
+        Assert.True(a.IsAvailable);
+        Assert.Contains("emulator", a.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Halt_StopsWithHaltExit_AndCountsInstructions()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(eax, 40);
+            a.add(eax, 2);
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+            Assert.Equal(42UL, vcpu.GetRegisters().Rax);
+            Assert.Equal(3UL, ((IInstructionCounter)vcpu).InstructionsRetired);
+        }
+    }
+
+    [Fact]
+    public void Hypercall_RoundTripThroughTheHypercallPage_ReturnsRax()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(eax, 0x101);          // code
+            a.mov(edi, 7);              // a1
+            a.mov(esi, 8);
+            a.mov(edx, 9);
+            a.mov(r10d, 10);
+            a.mov(r8d, 11);
+            a.mov(rbx, 0x3000);
+            a.call(rbx);                // the hypercall page
+            a.mov(rcx, rax);            // the result, after the stub's ret
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            memory.Write(new GuestAddress(GuestLayout.HypercallPage), HypercallStub.Bytes);
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Hypercall, exit.Kind);
+            Assert.Equal((ulong)HypercallPage.IoPort, exit.Address);
+            Assert.Equal(GuestLayout.HypercallPage + HypercallStub.TrapLength, exit.Rip);
+            Assert.Equal(new HypercallArgs(0x101, 7, 8, 9, 10, 11), vcpu.GetHypercallArgs());
+            vcpu.CompleteHypercall(-22);
+            exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+            Assert.Equal(unchecked((ulong)-22L), vcpu.GetRegisters().Rcx);
+        }
+    }
+
+    [Fact]
+    public void UnsupportedInstruction_FaultsNamingItAndItsAddress()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.nop();
+            a.fsin();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.Equal("unsupported instruction 'fsin' at 0x100001", exit.Detail);
+            Assert.Equal(0x100001UL, exit.Rip);
+            Assert.Equal(1UL, ((IInstructionCounter)vcpu).InstructionsRetired);
+        }
+    }
+
+    [Fact]
+    public void AccessOutsideGuestMemory_IsAFaultExit_NotAnException()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(rbx, 0x1FFFFC);
+            a.mov(rax, __qword_ptr[rbx]); // 8 bytes at 2 MiB - 4: crosses the end
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.Equal("page fault: read of 8 bytes at 0x1ffffc outside guest memory", exit.Detail);
+        }
+    }
+
+    [Theory]
+    [InlineData(0xFFFF_FFFF_FFFF_FFF0UL)]
+    [InlineData(0x20_0000UL)]
+    [InlineData(0x8000_0000_0000_0000UL)]
+    public void StoreOutsideGuestMemory_IsAFaultExit(ulong address)
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(rbx, (long)address);
+            a.mov(__dword_ptr[rbx + 8], eax);
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.StartsWith("page fault: write of 4 bytes at 0x", exit.Detail, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void JumpOutsideGuestMemory_IsAFaultExit()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(rax, 0x7000_0000_0000L);
+            a.jmp(rax);
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.Contains("instruction fetch at 0x700000000000 outside guest memory", exit.Detail, StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void DivideByZero_IsADivideErrorFault(bool signed)
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(eax, 5);
+            a.xor(ecx, ecx);
+            if (signed)
+            {
+                a.idiv(ecx);
+            }
+            else
+            {
+                a.div(ecx);
+            }
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.Contains("divide error", exit.Detail, StringComparison.Ordinal);
+            Assert.Equal(EmuHarness.CodeAddress + 7, exit.Rip);
+        }
+    }
+
+    private static byte[] CountingLoop(int iterations) => EmuHarness.Assemble(a =>
+    {
+        Label top = a.CreateLabel();
+        a.mov(ecx, iterations);
+        a.xor(eax, eax);
+        a.Label(ref top);
+        a.add(rax, rcx);
+        a.dec(ecx);
+        a.jnz(top);
+        a.hlt();
+    });
+
+    [Fact]
+    public void InstructionBudget_IsHonouredExactly()
+    {
+        // 2 + 3 * 1000 + 1 instructions in all; stop after exactly 1234.
+        var (memory, vm, vcpu) = EmuHarness.Create(CountingLoop(1000), budget: 1234);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.BudgetExhausted, exit.Kind);
+            Assert.Equal(1234UL, ((IInstructionCounter)vcpu).InstructionsRetired);
+            // 1234 = 2 + 3 * 410 + 2: the next instruction is the jnz (the third of the loop body).
+            Assert.Equal(EmuHarness.CodeAddress + 7 + 3 + 2, vcpu.GetRegisters().Rip);
+        }
+    }
+
+    [Fact]
+    public void BudgetLargeEnough_RunsToHalt_WithTheSameCountEveryRun()
+    {
+        ulong? first = null;
+        for (int run = 0; run < 2; run++)
+        {
+            var (memory, vm, vcpu) = EmuHarness.Create(CountingLoop(1000), budget: 3003);
+            using (memory)
+            using (vm)
+            using (vcpu)
+            {
+                Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+                ulong count = ((IInstructionCounter)vcpu).InstructionsRetired;
+                Assert.Equal(3003UL, count);
+                Assert.Equal(500500UL, vcpu.GetRegisters().Rax);
+                first ??= count;
+                Assert.Equal(first, count);
+            }
+        }
+    }
+
+    [Fact]
+    public void Interrupt_BeforeRun_ReturnsInterrupted_ThenResumes()
+    {
+        var (memory, vm, vcpu) = EmuHarness.Create(CountingLoop(10));
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            vcpu.Interrupt();
+            Assert.Equal(VcpuExitKind.Interrupted, vcpu.Run().Kind);
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        }
+    }
+
+    [Fact]
+    public void Interrupt_FromAnotherThread_StopsAnInfiniteLoop()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label top = a.CreateLabel();
+            a.Label(ref top);
+            a.inc(rax);
+            a.jmp(top);
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            using var timer = new Timer(_ => vcpu.Interrupt(), null, 50, Timeout.Infinite);
+            Assert.Equal(VcpuExitKind.Interrupted, vcpu.Run().Kind);
+            Assert.True(vcpu.GetRegisters().Rax > 0);
+        }
+    }
+
+    [Fact]
+    public void SelfModifyingCode_IsSeenAfterTheStore()
+    {
+        // Runs a function that returns 1, patches its immediate to 2 (a store to a code page), calls it again.
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label func = a.CreateLabel();
+            Label imm = a.CreateLabel();
+            a.call(func);
+            a.mov(rbx, rax);
+            a.lea(rdx, __[imm]);
+            a.mov(__dword_ptr[rdx], 2);
+            a.call(func);
+            a.hlt();
+            a.Label(ref func);
+            a.db(0xB8); // mov eax, imm32
+            a.Label(ref imm);
+            a.dd(1);
+            a.ret();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+            VcpuRegisters r = vcpu.GetRegisters();
+            Assert.Equal(1UL, r.Rbx);
+            Assert.Equal(2UL, r.Rax);
+        }
+    }
+
+    [Fact]
+    public void SelfModifyingCode_InTheRunningBlock_TakesEffectOnTheNextInstruction()
+    {
+        // The store patches the very next instruction of the same straight-line block.
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label imm = a.CreateLabel();
+            a.lea(rdx, __[imm]);
+            a.mov(__dword_ptr[rdx], 7);
+            a.db(0xB8); // mov eax, imm32
+            a.Label(ref imm);
+            a.dd(1);
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+            Assert.Equal(7UL, vcpu.GetRegisters().Rax);
+        }
+    }
+
+    [Fact]
+    public void PortIo_ToAnotherPort_IsAPortIoExit()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(dx, 0x3F8);
+            a.@out(dx, al);
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.PortIo, exit.Kind);
+            Assert.Equal(0x3F8UL, exit.Address);
+        }
+    }
+
+    [Fact]
+    public void Cpuid_And_Rdtsc_AreDeterministic()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(eax, 1);
+            a.cpuid();
+            a.mov(r8, rdx);
+            a.mov(r9, rcx);
+            a.rdtsc();
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+            VcpuRegisters r = vcpu.GetRegisters();
+            Assert.NotEqual(0UL, r.R8 & (1UL << 26)); // SSE2
+            Assert.NotEqual(0UL, r.R9 & (1UL << 23)); // POPCNT
+            Assert.Equal(4UL, r.Rax); // four instructions retired before rdtsc
+        }
+    }
+}

@@ -1,0 +1,55 @@
+using System.Text;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Loading;
+using Paravirt.Hypervisor.Tests.Cli;
+using Paravirt.Hypervisor.Vcpu;
+
+namespace Paravirt.Hypervisor.Tests.Integration;
+
+/// <summary>Boots the real hello unikernel (built from samples/hello by the normal build) on the emulator.</summary>
+public sealed class HelloGuestTests
+{
+    internal static GuestRunner EmulatorRunner() =>
+        new(new BackendSelector([new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls()]));
+
+    [Fact]
+    public void Hello_on_the_emulator_greets_prints_the_wall_clock_and_exits_with_7()
+    {
+        GuestImage image = ElfLoader.LoadFile(TestPaths.GuestImage("hello"), AbiVersion.Current);
+        using var console = new MemoryStream();
+        RunResult result = EmulatorRunner().Run(image, new GuestRunOptions { Backend = "emulator", ConsoleOutput = console, Timeout = TimeSpan.FromSeconds(30) });
+        string output = Encoding.UTF8.GetString(console.ToArray());
+
+        Assert.True(result.Outcome == RunOutcome.Exited, $"{result.Outcome}: {result.Message}\n{output}");
+        Assert.Equal(7, result.ExitStatus);
+        Assert.Contains("Hello from a Paravirt unikernel!", output, StringComparison.Ordinal);
+        Assert.Contains($"ABI {AbiVersion.Current}", output, StringComparison.Ordinal);
+        Assert.Contains($"wall clock {DateTime.UtcNow:yyyy-MM-dd}", output, StringComparison.Ordinal);
+        Assert.Equal("emulator", result.Backend);
+        Assert.True(result.Statistics.Hypercalls.ContainsKey((uint)HypercallCode.Version), "hello checks the ABI version through a hypercall");
+        Assert.True(result.Statistics.InstructionsRetired > 0);
+    }
+
+    [Fact]
+    public void Hello_through_the_cli_streams_its_console_and_exits_with_its_status()
+    {
+        (int code, _, string stderr, byte[] guest) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--stats", "--verbose");
+        string output = Encoding.UTF8.GetString(guest);
+        Assert.True(code == 7, $"exit {code}\n{stderr}\n{output}");
+        Assert.Contains("Hello from a Paravirt unikernel!", output, StringComparison.Ordinal);
+        Assert.Contains("backend emulator", stderr, StringComparison.Ordinal);
+        Assert.Contains("console_write", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Hello_is_refused_when_memory_is_too_small_for_it()
+    {
+        GuestImage image = ElfLoader.LoadFile(TestPaths.GuestImage("hello"), AbiVersion.Current);
+        // 2 MiB is the minimum memory; an image is refused only if it does not fit, so this must run.
+        RunResult result = EmulatorRunner().Run(image, new GuestRunOptions { Backend = "emulator", MemorySize = 2UL << 20, Timeout = TimeSpan.FromSeconds(30) });
+        Assert.Equal(RunOutcome.Exited, result.Outcome);
+    }
+}

@@ -1,0 +1,192 @@
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Backends.Whp;
+using Paravirt.Hypervisor.Interop;
+
+namespace Paravirt.Hypervisor.Tests.Whp;
+
+/// <summary>The WHP exit decoding and RIP advance, on constructed <c>WHV_RUN_VP_EXIT_CONTEXT</c>s.</summary>
+public sealed class WhpExitDecoderTests
+{
+    private const ulong Rip = 0x3000;
+
+    private static WHV_RUN_VP_EXIT_CONTEXT Io(ushort port, bool write, uint size, bool stringOp = false, bool rep = false, byte length = 2, ulong rip = Rip)
+    {
+        uint info = (write ? WHV_X64_IO_PORT_ACCESS_CONTEXT.IsWriteBit : 0)
+            | (size << WHV_X64_IO_PORT_ACCESS_CONTEXT.AccessSizeShift)
+            | (stringOp ? WHV_X64_IO_PORT_ACCESS_CONTEXT.StringOpBit : 0)
+            | (rep ? WHV_X64_IO_PORT_ACCESS_CONTEXT.RepPrefixBit : 0);
+        var ctx = new WHV_RUN_VP_EXIT_CONTEXT { ExitReason = WHV_RUN_VP_EXIT_REASON.WHvRunVpExitReasonX64IoPortAccess };
+        ctx.VpContext.Rip = rip;
+        ctx.VpContext.InstructionLengthCr8 = (byte)(0xA0 | length); // Cr8 = 0xA in the high nibble must not leak into the length
+        ctx.IoPortAccess.AccessInfo = info;
+        ctx.IoPortAccess.PortNumber = port;
+        return ctx;
+    }
+
+    private static WHV_RUN_VP_EXIT_CONTEXT Of(WHV_RUN_VP_EXIT_REASON reason, ulong rip = Rip)
+    {
+        var ctx = new WHV_RUN_VP_EXIT_CONTEXT { ExitReason = reason };
+        ctx.VpContext.Rip = rip;
+        return ctx;
+    }
+
+    [Fact]
+    public void Out_of_one_byte_to_the_hypercall_port_is_a_hypercall_resuming_after_the_instruction()
+    {
+        WHV_RUN_VP_EXIT_CONTEXT ctx = Io((ushort)HypercallPage.IoPort, write: true, size: 1, length: (byte)HypercallStub.TrapLength);
+        Assert.True(WhpExitDecoder.IsHypercall(in ctx.IoPortAccess));
+        (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
+        Assert.Equal(VcpuExitKind.Hypercall, exit.Kind);
+        Assert.Equal(Rip, exit.Rip);
+        Assert.Equal(Rip + 2, next);
+        Assert.Equal((ulong)HypercallPage.IoPort, exit.Address);
+        Assert.Equal(2u, exit.RawReason);
+    }
+
+    [Fact]
+    public void Next_rip_uses_the_reported_instruction_length()
+    {
+        // e.g. a 66-prefixed out (3 bytes) at a high address.
+        WHV_RUN_VP_EXIT_CONTEXT ctx = Io(0xE2, write: true, size: 2, length: 3, rip: 0x7FFF_FFF0);
+        (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
+        Assert.Equal(VcpuExitKind.Hypercall, exit.Kind);
+        Assert.Equal(0x7FFF_FFF3UL, next);
+    }
+
+    [Fact]
+    public void Out_to_another_port_is_port_io_and_not_advanced()
+    {
+        WHV_RUN_VP_EXIT_CONTEXT ctx = Io(0x80, write: true, size: 1);
+        Assert.False(WhpExitDecoder.IsHypercall(in ctx.IoPortAccess));
+        (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
+        Assert.Equal(VcpuExitKind.PortIo, exit.Kind);
+        Assert.Equal(0x80UL, exit.Address);
+        Assert.Equal(Rip, next);
+        Assert.Contains("out of 1 byte(s) to port 0x80", exit.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void In_from_the_hypercall_port_is_port_io_not_a_hypercall()
+    {
+        WHV_RUN_VP_EXIT_CONTEXT ctx = Io(0xE2, write: false, size: 1);
+        Assert.False(WhpExitDecoder.IsHypercall(in ctx.IoPortAccess));
+        (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
+        Assert.Equal(VcpuExitKind.PortIo, exit.Kind);
+        Assert.Equal(0xE2UL, exit.Address);
+        Assert.Equal(Rip, next);
+        Assert.Contains("in of 1 byte(s) from port 0xe2", exit.Detail, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    [InlineData(false, true)]
+    public void String_or_rep_io_to_the_hypercall_port_is_port_io(bool stringOp, bool rep)
+    {
+        WHV_RUN_VP_EXIT_CONTEXT ctx = Io(0xE2, write: true, size: 1, stringOp: stringOp, rep: rep);
+        Assert.False(WhpExitDecoder.IsHypercall(in ctx.IoPortAccess));
+        (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
+        Assert.Equal(VcpuExitKind.PortIo, exit.Kind);
+        Assert.Equal(Rip, next);
+    }
+
+    [Fact]
+    public void Hypercall_with_zero_length_is_an_internal_error_not_an_endless_loop()
+    {
+        WHV_RUN_VP_EXIT_CONTEXT ctx = Io(0xE2, write: true, size: 1, length: 0);
+        (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
+        Assert.Equal(VcpuExitKind.InternalError, exit.Kind);
+        Assert.Equal(Rip, next);
+        Assert.Contains("length 0", exit.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Hlt_is_halt()
+    {
+        WHV_RUN_VP_EXIT_CONTEXT ctx = Of(WHV_RUN_VP_EXIT_REASON.WHvRunVpExitReasonX64Halt, 0x10_0004);
+        (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
+        Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+        Assert.Equal(0x10_0004UL, exit.Rip);
+        Assert.Equal(0x10_0004UL, next);
+        Assert.Equal(8u, exit.RawReason);
+    }
+
+    [Fact]
+    public void Memory_access_is_mmio_with_the_guest_physical_address()
+    {
+        WHV_RUN_VP_EXIT_CONTEXT ctx = Of(WHV_RUN_VP_EXIT_REASON.WHvRunVpExitReasonMemoryAccess, 0x10_0010);
+        ctx.MemoryAccess.Gpa = 0x4000_0000;
+        ctx.MemoryAccess.Gva = 0x4000_0000;
+        ctx.MemoryAccess.AccessInfo = (uint)WHV_MEMORY_ACCESS_TYPE.WHvMemoryAccessWrite | (1u << 2) | (1u << 3);
+        (VcpuExit exit, _) = WhpExitDecoder.Decode(in ctx);
+        Assert.Equal(VcpuExitKind.Mmio, exit.Kind);
+        Assert.Equal(0x4000_0000UL, exit.Address);
+        Assert.Equal(0x10_0010UL, exit.Rip);
+        Assert.StartsWith("write at guest-physical 0x40000000", exit.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Canceled_is_interrupted()
+    {
+        (VcpuExit exit, _) = WhpExitDecoder.Decode(Of(WHV_RUN_VP_EXIT_REASON.WHvRunVpExitReasonCanceled));
+        Assert.Equal(VcpuExitKind.Interrupted, exit.Kind);
+        Assert.Equal(0x2001u, exit.RawReason);
+    }
+
+    [Fact]
+    public void Unrecoverable_exception_is_a_shutdown_with_detail()
+    {
+        (VcpuExit exit, _) = WhpExitDecoder.Decode(Of(WHV_RUN_VP_EXIT_REASON.WHvRunVpExitReasonUnrecoverableException));
+        Assert.Equal(VcpuExitKind.Shutdown, exit.Kind);
+        Assert.Contains("triple fault", exit.Detail, StringComparison.Ordinal);
+        Assert.Equal(4u, exit.RawReason);
+    }
+
+    [Fact]
+    public void Invalid_register_state_is_an_internal_error_with_detail()
+    {
+        (VcpuExit exit, _) = WhpExitDecoder.Decode(Of(WHV_RUN_VP_EXIT_REASON.WHvRunVpExitReasonInvalidVpRegisterValue));
+        Assert.Equal(VcpuExitKind.InternalError, exit.Kind);
+        Assert.Contains("WHvRunVpExitReasonInvalidVpRegisterValue", exit.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Unsupported_feature_is_an_internal_error_naming_the_feature()
+    {
+        WHV_RUN_VP_EXIT_CONTEXT ctx = Of(WHV_RUN_VP_EXIT_REASON.WHvRunVpExitReasonUnsupportedFeature);
+        ctx.UnsupportedFeature.FeatureCode = WHV_X64_UNSUPPORTED_FEATURE_CODE.WHvUnsupportedFeatureTaskSwitchTss;
+        ctx.UnsupportedFeature.FeatureParameter = 0x18;
+        (VcpuExit exit, _) = WhpExitDecoder.Decode(in ctx);
+        Assert.Equal(VcpuExitKind.InternalError, exit.Kind);
+        Assert.Contains("WHvUnsupportedFeatureTaskSwitchTss", exit.Detail, StringComparison.Ordinal);
+        Assert.Contains("0x18", exit.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Exception_exit_is_a_fault_naming_the_vector()
+    {
+        WHV_RUN_VP_EXIT_CONTEXT ctx = Of(WHV_RUN_VP_EXIT_REASON.WHvRunVpExitReasonException);
+        ctx.VpException.ExceptionType = 13;
+        ctx.VpException.ErrorCode = 0x10;
+        (VcpuExit exit, _) = WhpExitDecoder.Decode(in ctx);
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        Assert.Contains("vector 13", exit.Detail, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0x0u)]      // None
+    [InlineData(0x7u)]      // X64InterruptWindow
+    [InlineData(0x1001u)]   // X64Cpuid
+    [InlineData(0x1005u)]   // Hypercall (a real vmcall; Paravirt never uses it)
+    [InlineData(0x3u)]      // not in the enum
+    [InlineData(0xDEADu)]   // not in the enum
+    public void Other_reasons_are_unsupported_with_the_raw_code(uint raw)
+    {
+        (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(Of((WHV_RUN_VP_EXIT_REASON)raw));
+        Assert.Equal(VcpuExitKind.Unsupported, exit.Kind);
+        Assert.Equal(raw, exit.RawReason);
+        Assert.Equal(Rip, next);
+        Assert.Contains($"0x{raw:x}", exit.Detail, StringComparison.Ordinal);
+    }
+}

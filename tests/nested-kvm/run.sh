@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Runs the KVM backend for real on a machine without /dev/kvm: boots a Debian kernel under QEMU's software
+# emulation (TCG) with an emulated AMD CPU that has SVM, loads kvm_amd inside it, and runs the NativeAOT-published
+# scenario program (tests/Paravirt.Scenarios) there against the guest images in artifacts/guests. Prints the serial
+# log and fails when a scenario fails, when none ran, or when the run did not finish (kernel panic, timeout).
+# See /work/shared/KVM-UNDER-TCG.md for the facts behind each step.
+#
+# Usage: tests/nested-kvm/run.sh [scenario-name ...]      (no names: all scenarios)
+# Environment: NESTED_KVM_TIMEOUT (seconds, default 300), NESTED_KVM_SKIP_PUBLISH=1 (reuse the last publish).
+# Caches the kernel under artifacts/nested-kvm/ (ignored by git); a fresh clone builds everything it needs.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cache="$repo/artifacts/nested-kvm"
+timeout_s="${NESTED_KVM_TIMEOUT:-300}"
+mkdir -p "$cache"
+
+log() { printf 'nested-kvm: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+sudo_cmd=()
+if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
+
+# --- 1. Host tools -------------------------------------------------------------------------------------------------
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v cpio >/dev/null || need+=(cpio)
+cc=""
+for c in clang clang-14 clang-15 clang-16; do
+    if command -v "$c" >/dev/null; then cc="$c"; break; fi
+done
+if [ -z "$cc" ]; then need+=(clang); cc=clang; fi
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+busybox=/bin/busybox
+if ldd "$busybox" >/dev/null 2>&1; then die "$busybox is not statically linked (apt-get install busybox-static)"; fi
+
+# --- 2. Kernel (Debian's current linux-image-amd64, extracted, not installed) ---------------------------------------
+resolve_kernel_pkg() {
+    apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+}
+kpkg="$(resolve_kernel_pkg || true)"
+if [ -z "$kpkg" ]; then
+    "${sudo_cmd[@]}" apt-get update -qq
+    kpkg="$(resolve_kernel_pkg)"
+fi
+[ -n "$kpkg" ] || die "cannot resolve the kernel package behind linux-image-amd64 (apt-cache depends)"
+kdir="$cache/kernel/$kpkg"
+modules=(virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko drivers/crypto/ccp/ccp.ko arch/x86/kvm/kvm-amd.ko)
+if [ ! -f "$kdir/.ready" ]; then
+    log "downloading $kpkg"
+    rm -rf "$kdir" && mkdir -p "$kdir/deb" "$kdir/modules"
+    # (apt warns that it downloads unsandboxed as root into a directory _apt cannot read: harmless)
+    (cd "$kdir/deb" && apt-get download "$kpkg" >/dev/null 2>&1) || die "apt-get download $kpkg failed"
+    dpkg -x "$kdir"/deb/*.deb "$kdir/root"
+    # Keep only what the VM needs (the package unpacks to about 400 MB).
+    cp "$(ls "$kdir"/root/boot/vmlinuz-* | head -n1)" "$kdir/vmlinuz"
+    moddir="$(ls -d "$kdir"/root/lib/modules/* | head -n1)/kernel"
+    for m in "${modules[@]}"; do
+        [ -f "$moddir/$m" ] || die "$kpkg lacks $m (compressed modules are not supported by busybox insmod)"
+        cp "$moddir/$m" "$kdir/modules/"
+    done
+    rm -rf "$kdir/deb" "$kdir/root"
+    touch "$kdir/.ready"
+fi
+kver="${kpkg#linux-image-}"
+vmlinuz="$kdir/vmlinuz"
+
+# --- 3. Guest images and the NativeAOT scenario program -------------------------------------------------------------
+cd "$repo"
+if [ ! -f artifacts/guests/hello.elf ]; then
+    log "building the sample guests"
+    for p in samples/*/*.csproj; do dotnet build "$p" -c Release -nologo -v q >/dev/null; done
+fi
+mkdir -p artifacts/guests
+ls artifacts/guests/*.elf >/dev/null 2>&1 || log "warning: no guest images in artifacts/guests; the scenarios that boot them will fail"
+
+publish="$cache/publish"
+if [ "${NESTED_KVM_SKIP_PUBLISH:-0}" != 1 ] || [ ! -x "$publish/Paravirt.Scenarios" ]; then
+    log "publishing tests/Paravirt.Scenarios with NativeAOT ($cc)"
+    rm -rf "$publish"
+    dotnet publish tests/Paravirt.Scenarios/Paravirt.Scenarios.csproj -c Release -r linux-x64 -nologo -v q \
+        -p:PublishAot=true -p:InvariantGlobalization=true -p:CppCompilerAndLinker="$cc" -o "$publish" >"$cache/publish.log" 2>&1 \
+        || { cat "$cache/publish.log" >&2; die "dotnet publish failed"; }
+fi
+scenarios="$publish/Paravirt.Scenarios"
+[ -x "$scenarios" ] || die "the publish produced no $scenarios"
+
+# --- 4. initramfs ---------------------------------------------------------------------------------------------------
+root="$cache/initramfs"
+rm -rf "$root"
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,modules,guests,scenarios}
+cp "$busybox" "$root/bin/busybox"
+for a in sh mount insmod poweroff cat echo ls; do ln -s busybox "$root/bin/$a"; done
+cp "$kdir"/modules/*.ko "$root/modules/"
+cp "$scenarios" "$root/scenarios/"
+cp artifacts/guests/*.elf "$root/guests/" 2>/dev/null || true
+# The glibc pieces the program links against, at the same paths.
+for lib in $(ldd "$scenarios" | grep -o '/[^ ]*'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+done
+filter=""
+if [ $# -gt 0 ]; then filter=" $*"; fi
+cat >"$root/init" <<EOF
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $(for m in "${modules[@]}"; do printf '%s ' "$(basename "$m")"; done); do
+    insmod /modules/\$m || echo "NESTED-KVM insmod \$m failed"
+done
+[ -c /dev/kvm ] || echo "NESTED-KVM /dev/kvm is missing after loading kvm-amd"
+/scenarios/Paravirt.Scenarios /guests$filter
+echo "NESTED-KVM scenarios exited with \$?"
+poweroff -f
+EOF
+chmod +x "$root/init"
+initrd="$cache/initrd.cpio.gz"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1 >"$initrd")
+
+# --- 5. Boot and parse ------------------------------------------------------------------------------------------------
+serial="$cache/serial.log"
+log "booting $kver under QEMU TCG (-cpu max: AMD with SVM), timeout ${timeout_s}s"
+started=$SECONDS
+set +e
+timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m 1024 -nographic -no-reboot \
+    -kernel "$vmlinuz" -initrd "$initrd" -append 'console=ttyS0 quiet panic=-1 loglevel=4' </dev/null \
+    | tr -d '\r' | sed -E -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' -e 's/([^ ])(SCENARIOS? )/\1\n\2/g' >"$serial"
+qemu_rc=${PIPESTATUS[0]}
+set -e
+cat "$serial"
+log "QEMU exited with $qemu_rc after $((SECONDS - started)) s"
+
+# (the firmware's terminal escapes are stripped and result lines split from any text before them, above, so every
+# result line starts its line: eng/test.sh counts them the same way)
+passed=$(grep -c '^SCENARIO [^ ]* PASS' "$serial" || true)
+failed=$(grep -c '^SCENARIO [^ ]* FAIL' "$serial" || true)
+if [ "$qemu_rc" = 124 ]; then
+    log "FAILED: the VM did not power off within ${timeout_s}s"
+    exit 1
+fi
+if ! grep -q '^SCENARIOS DONE ' "$serial"; then
+    log "FAILED: no 'SCENARIOS DONE' line (the program crashed or the kernel panicked); see the log above"
+    exit 1
+fi
+if [ "$failed" -ne 0 ]; then
+    log "FAILED: $failed scenario(s) failed, $passed passed:"
+    grep '^SCENARIO [^ ]* FAIL' "$serial" >&2
+    exit 1
+fi
+if [ "$passed" -eq 0 ]; then
+    log "FAILED: no scenario ran"
+    exit 1
+fi
+log "OK: $passed scenario(s) passed on KVM (nested under TCG)"
