@@ -66,14 +66,19 @@ public sealed partial class GuestRunner
         long started = Stopwatch.GetTimestamp();
         using var memory = new GuestMemory(options.MemorySize);
         ulong imageEnd = ElfLoader.LoadInto(image, memory);
-        PrepareMemory(memory, imageEnd, commandLine);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         if (options.Timeout is TimeSpan timeout)
         {
             stop.CancelAfter(timeout);
         }
-        var session = new GuestSession(memory, image, options.ConsoleOutput ?? Stream.Null, stop.Token);
+        var session = new GuestSession(memory, image, options.ConsoleOutput ?? Stream.Null, stop.Token)
+        {
+            Devices = options.Devices ?? [],
+            Metrics = _metrics,
+            Logger = _logger,
+        };
+        PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures);
         string backendName = choice.Backend.Name;
         LogStarting(_logger, backendName, choice.Reason, image.AbiVersion.ToString(), options.MemorySize >> 20);
 
@@ -137,7 +142,7 @@ public sealed partial class GuestRunner
     }
 
     /// <summary>Writes the hypercall page, the command line and the boot info into <paramref name="memory"/>.</summary>
-    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine)
+    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll)
     {
         Span<byte> page = memory.GetSpan(new GuestAddress(GuestLayout.HypercallPage), HypercallPage.Size);
         page.Clear();
@@ -161,7 +166,7 @@ public sealed partial class GuestRunner
             CommandLine = commandLine.Length == 0 ? 0 : GuestLayout.CommandLine,
             CommandLineLength = (uint)commandLine.Length,
             VcpuCount = 1,
-            Features0 = (ulong)(FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll),
+            Features0 = (ulong)features,
         };
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }
