@@ -9,6 +9,7 @@ using Paravirt.Hypervisor.Devices.Net;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Vcpu;
+using Xunit.Abstractions;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 
@@ -17,7 +18,7 @@ namespace Paravirt.Hypervisor.Tests.Integration;
 /// emulator against the real host devices: temp disk files, an in-memory switch between two VMs on two threads,
 /// console input and output streams.
 /// </summary>
-public sealed class DevicesGuestTests : IDisposable
+public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-devices-").FullName;
 
@@ -63,9 +64,12 @@ public sealed class DevicesGuestTests : IDisposable
         return path;
     }
 
-    private static void AssertExited(GuestRun run, int status = 0) =>
+    private void AssertExited(GuestRun run, int status = 0)
+    {
+        log.WriteLine(run.Output);
         Assert.True(run.Result.Outcome == RunOutcome.Exited && run.Result.ExitStatus == status,
             $"{run.Result.Outcome} status {run.Result.ExitStatus}: {run.Result.Message}\n{run.Output}");
+    }
 
     [Fact]
     public void Blk_writes_flushes_reads_back_and_verifies_a_4_MiB_disk()
@@ -79,6 +83,10 @@ public sealed class DevicesGuestTests : IDisposable
         Assert.Contains("flush ok, discard ok", run.Output, StringComparison.Ordinal);
         Assert.Contains("blk: OK seed=7", run.Output, StringComparison.Ordinal);
         Assert.True(disk.BytesWritten > 0 && disk.BytesRead >= 4 << 20, $"written {disk.BytesWritten}, read {disk.BytesRead}");
+        // Many requests per doorbell: the writes go in batches of up to 32, the read-back 4 MiB (4 requests) at a time.
+        long doorbells = run.Result.Statistics.Hypercalls.GetValueOrDefault((uint)HypercallCode.EventSend);
+        log.WriteLine($"event_send: {doorbells}");
+        Assert.InRange(doorbells, 2, 256 / 4);
     }
 
     [Fact]
