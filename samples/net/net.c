@@ -9,6 +9,9 @@
  * sent before the peer attached are lost), duplicates are answered again and not counted.
  * Both print "net: <role> N rounds, checksum 0x..." (the same checksum on both sides) and exit 0; bench=1
  * makes the pinger print the round-trip rate.
+ * Streaming (for bench/devices.sh): role=sink announces itself with a broadcast, then counts frames until an end
+ * marker and prints "bench: net-stream frames=N ns=T"; role=source waits for the announcement and sends frames=N
+ * frames of size=S bytes (default 1514) back to back, then the end marker.
  * Exit status: 0 success, 1 no device, 2 I/O error, 3 corrupt frame, 4 timeout.
  */
 #include <paravirt/paravirt.h>
@@ -190,6 +193,83 @@ static int pong(uint32_t rounds)
     return 0;
 }
 
+#define END_ROUND 0xFFFFFFFFu
+
+static int source(uint64_t seed)
+{
+    static const uint8_t broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    uint32_t frames = (uint32_t)pv_cmdline_u64("frames", 10000);
+    uint32_t size = (uint32_t)pv_cmdline_u64("size", 1514);
+    uint64_t give_up = pv_clock_monotonic_ns() + 60ull * 1000000000ull;
+    for (;;) { /* wait for the sink's announcement */
+        long n = pv_net_recv(&nic, rxf, sizeof(rxf), give_up);
+        if (n < 0) {
+            return fail(4, "no announcement from the sink", n);
+        }
+        uint32_t sum;
+        if (parse((size_t)n, &sum) == 0) {
+            break;
+        }
+    }
+    size_t len = build(1, broadcast, seed);
+    if (size >= HDR + META + 4 && size <= len) {
+        len = size;
+    }
+    uint64_t t0 = pv_clock_monotonic_ns();
+    for (uint32_t i = 0; i < frames; i++) {
+        put32(txf + HDR + 4, i + 1);
+        long r = pv_net_send(&nic, txf, len);
+        if (r < 0) {
+            return fail(2, "send", r);
+        }
+    }
+    uint64_t ns = pv_clock_monotonic_ns() - t0;
+    put32(txf + HDR + 4, END_ROUND);
+    for (int i = 0; i < 20; i++) {
+        pv_net_send(&nic, txf, len);
+        pv_poll(pv_clock_monotonic_ns() + 5000000u, 0);
+    }
+    pv_printf("net: source sent %u frames of %u bytes in %llu us\n", frames, (unsigned)len, (unsigned long long)(ns / 1000));
+    return 0;
+}
+
+static int sink(void)
+{
+    static const uint8_t broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    size_t len = build(0, broadcast, 1);
+    uint64_t give_up = pv_clock_monotonic_ns() + 60ull * 1000000000ull;
+    uint64_t t0 = 0, t_last = 0;
+    uint32_t count = 0;
+    for (;;) {
+        uint64_t now = pv_clock_monotonic_ns();
+        if (t0 == 0) {
+            pv_net_send(&nic, txf, len); /* announce until the first frame arrives */
+        }
+        long n = pv_net_recv(&nic, rxf, sizeof(rxf), t0 == 0 ? now + 20000000ull : give_up);
+        if (n == PV_STATUS_TIMED_OUT && t0 == 0) {
+            continue;
+        }
+        if (n < 0) {
+            return fail(4, "stream ended without the end marker", n);
+        }
+        if (n < (long)(HDR + META) || get32(rxf + HDR) != MAGIC) {
+            continue;
+        }
+        uint32_t round = get32(rxf + HDR + 4);
+        if (round == END_ROUND) {
+            break;
+        }
+        if (t0 == 0) {
+            t0 = pv_clock_monotonic_ns();
+        }
+        t_last = pv_clock_monotonic_ns();
+        count++;
+    }
+    pv_printf("net: sink received %u frames\n", count);
+    pv_printf("bench: net-stream frames=%u ns=%llu\n", count, (unsigned long long)(t_last - t0));
+    return 0;
+}
+
 int main(void)
 {
     long r = pv_net_open(&nic, "net0");
@@ -204,6 +284,12 @@ int main(void)
               nic.mac[3], nic.mac[4], nic.mac[5], nic.mtu);
     if (nic.mtu < 46 + META + 4) {
         return fail(1, "MTU too small", (long)nic.mtu);
+    }
+    if (strcmp(role, "source") == 0) {
+        return source(seed);
+    }
+    if (strcmp(role, "sink") == 0) {
+        return sink();
     }
     return strcmp(role, "ping") == 0 ? ping(rounds, seed) : pong(rounds);
 }

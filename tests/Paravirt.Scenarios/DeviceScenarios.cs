@@ -1,3 +1,4 @@
+using System.Net.NetworkInformation;
 using System.Text;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Backends;
@@ -124,8 +125,9 @@ internal static class DeviceScenarios
     private static string NetPingPong(string guestDir)
     {
         var sw = new NetSwitch();
-        using var pingNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 0);
-        using var pongNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 1);
+        // Explicit MACs: the derived ones hash with SHA-256, which needs libssl, absent from the nested-KVM initramfs.
+        using var pingNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-01"));
+        using var pongNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-02"));
         (RunResult, string)? pong = null;
         var thread = new Thread(() => pong = Run(guestDir, "net", [pongNic], "role=pong rounds=200 seed=5"));
         thread.Start();
