@@ -494,13 +494,10 @@ public sealed class DifferentialTests : IClassFixture<NativeCpuFixture>
         {
             diff.Append($" rflags: native 0x{native.Rflags & Compared:x} emu 0x{emu.Rflags & Compared:x} (compared 0x{mask:x});");
         }
-        for (int i = 0; i < nativeMem.Length; i++)
+        if (!nativeMem.AsSpan().SequenceEqual(emuMem))
         {
-            if (nativeMem[i] != emuMem[i])
-            {
-                diff.Append($" memory +0x{i + NativeCpu.DataOff:x}: native 0x{nativeMem[i]:x2} emu 0x{emuMem[i]:x2};");
-                break;
-            }
+            int i = nativeMem.AsSpan().CommonPrefixLength(emuMem);
+            diff.Append($" memory +0x{i + NativeCpu.DataOff:x}: native 0x{nativeMem[i]:x2} emu 0x{emuMem[i]:x2};");
         }
         return diff.Length == 0 ? null : $"{describe()}:{diff}";
     }
