@@ -1,3 +1,4 @@
+using System.IO.Pipelines;
 using System.Text;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Backends;
@@ -205,6 +206,41 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
         GuestRun third = RunKv(path, "GET n\nQUIT\n");
         AssertExited(third);
         Assert.StartsWith("READY 2 keys\nVALUE 43\nBYE\n", third.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Kv_answers_interactively_while_the_guest_blocks_in_poll_between_requests()
+    {
+        string path = Disk("kvi.img", 256 << 10);
+        var input = new Pipe();
+        var output = new Pipe();
+        using var console = new ConsoleDevice("console0", output.Writer, input.Reader);
+        using var disk = new BlockDevice("disk0", path);
+        Task<GuestRun> guest = Task.Run(() => Run("kv", [console, disk]));
+        using var reader = new StreamReader(output.Reader.AsStream(), Encoding.ASCII);
+        Stream writer = input.Writer.AsStream();
+
+        async Task<string> Ask(string request)
+        {
+            if (request.Length > 0)
+            {
+                await Task.Delay(50); // the guest is idle in poll when the request arrives
+                await writer.WriteAsync(Encoding.ASCII.GetBytes(request + "\n"));
+                await writer.FlushAsync();
+            }
+            string? line = await reader.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            return line ?? "<eof>";
+        }
+
+        Assert.Equal("READY 0 keys", await Ask(""));
+        Assert.Equal("OK", await Ask("SET colour blue"));
+        Assert.Equal("VALUE blue", await Ask("GET colour"));
+        Assert.Equal("OK", await Ask("SET colour green with spaces"));
+        Assert.Equal("VALUE green with spaces", await Ask("GET colour"));
+        Assert.Equal("OK", await Ask("DEL colour"));
+        Assert.Equal("NOTFOUND", await Ask("GET colour"));
+        Assert.Equal("BYE", await Ask("QUIT"));
+        AssertExited(await guest.WaitAsync(TimeSpan.FromSeconds(60)));
     }
 
     [Fact]
