@@ -1,7 +1,10 @@
 # Paravirt: the two entry points a new machine needs. See README.md.
 #   make run    build everything and run samples/hello on the best available backend
 #   make test   build everything and run every test: xunit suites + KVM for real in a nested VM
-.PHONY: run test build deps clean
+#   make pack   the NuGet packages (+ .snupkg symbols) into nuget/, the local feed the packaging tests install from
+#   make public-api   rewrite src/*/PublicAPI.Unshipped.txt from the current public API (after RS0016/RS0017 errors)
+#   make abi          regenerate paravirt/abi.h and docs/abi-reference.md from src/Hypercall.Abi (after ABI changes)
+.PHONY: run test build pack public-api abi deps clean
 
 CONFIGURATION ?= Release
 
@@ -11,10 +14,29 @@ deps:
 build: deps
 	dotnet build Paravirt.sln -c $(CONFIGURATION) -nologo -v:q -clp:ErrorsOnly
 
+# hello exits with status 7 on purpose (so the status is seen travelling back to the host): the target succeeds
+# exactly when the guest ran and returned that status.
 run: build
-	dotnet src/Paravirt.Cli/bin/$(CONFIGURATION)/net10.0/paravirt.dll run artifacts/guests/hello.elf --verbose --stats
+	@status=0; dotnet src/Paravirt.Cli/bin/$(CONFIGURATION)/net10.0/paravirt.dll run artifacts/guests/hello.elf --verbose --stats || status=$$?; \
+	  echo "make run: hello exited with status $$status (7 expected)"; test $$status -eq 7
 
-test: build
+pack: build
+	dotnet pack Paravirt.sln -c $(CONFIGURATION) --no-build -nologo -v:q -clp:ErrorsOnly
+
+# Unshipped = the public API now, minus what PublicAPI.Shipped.txt already lists (RS0016's code fix, from empty).
+PUBLIC_API_PROJECTS := src/Hypercall.Abi/Hypercall.Abi.csproj src/Hypervisor.Core/Hypervisor.Core.csproj
+public-api:
+	@for p in $(PUBLIC_API_PROJECTS); do \
+	  printf '#nullable enable\n' > "$$(dirname $$p)/PublicAPI.Unshipped.txt"; \
+	  dotnet format analyzers "$$p" --diagnostics RS0016 --severity warn -v q || exit 1; \
+	done
+	git diff --stat -- 'src/*/PublicAPI.*.txt'
+
+abi:
+	dotnet run --project tools/Paravirt.AbiGen -- src/Guest.Sdk/native/include/paravirt/abi.h
+	dotnet run --project tools/Paravirt.AbiGen --no-build -- --markdown docs/abi-reference.md
+
+test: build pack
 	bash eng/test.sh $(CONFIGURATION)
 
 clean:

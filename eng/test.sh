@@ -15,12 +15,10 @@ dotnet test Paravirt.sln -c "$config" --no-build -nologo -v:q --logger "console;
 bash tests/nested-kvm/run.sh 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-# Sum the per-assembly summaries ("Passed!  - Failed: 0, Passed: 38, Skipped: 1, ...") and the nested scenarios.
+# Count the per-test result lines dotnet test prints at normal verbosity ("  Passed Name [1 ms]") and the
+# nested scenarios' result lines ("SCENARIO name PASS ...").
 read -r passed failed skipped < <(awk '
-  /(Passed|Failed)! +- +Failed:/ {
-    gsub(",", ""); for (i = 1; i <= NF; i++) {
-      if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) }
-  }
+  /^  Passed / { p++ } /^  Failed / { f++ } /^  Skipped / { s++ }
   /^SCENARIO [^ ]+ PASS/ { p++ } /^SCENARIO [^ ]+ FAIL/ { f++ }
   END { print p+0, f+0, s+0 }' "$log")
 rm -f "$log"

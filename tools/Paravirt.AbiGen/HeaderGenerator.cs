@@ -167,7 +167,7 @@ public static class HeaderGenerator
         {
             throw new InvalidOperationException($"the XML documentation of {abi.GetName().Name} was not found at {path}; build it with GenerateDocumentationFile=true");
         }
-        return XDocument.Load(path);
+        return XDocument.Load(path, LoadOptions.PreserveWhitespace);
     }
 
     private static void AppendVersionHelpers(StringBuilder w, string prefix)
@@ -312,17 +312,17 @@ public static class HeaderGenerator
         : t == typeof(long) ? "int64_t"
         : throw new InvalidOperationException($"type {t} has no fixed-size C equivalent");
 
-    private sealed record ConstantMember(FieldInfo Field, string MacroName, object Value, string Literal);
+    internal sealed record ConstantMember(FieldInfo Field, string MacroName, object Value, string Literal);
 
-    private sealed record ExportedConstants(Type Type, string Prefix, IReadOnlyList<ConstantMember> Members);
+    internal sealed record ExportedConstants(Type Type, string Prefix, IReadOnlyList<ConstantMember> Members);
 
-    private sealed record ExportedEnum(Type Type, string CName, string CUnderlying, IReadOnlyList<ConstantMember> Members);
+    internal sealed record ExportedEnum(Type Type, string CName, string CUnderlying, IReadOnlyList<ConstantMember> Members);
 
-    private sealed record StructMember(FieldInfo? Field, string CName, string CType, int? ArrayLength, int Offset, int Size, int Align);
+    internal sealed record StructMember(FieldInfo? Field, string CName, string CType, int? ArrayLength, int Offset, int Size, int Align);
 
-    private sealed record ExportedStruct(Type Type, string CName, int Size, int Align, IReadOnlyList<StructMember> Members);
+    internal sealed record ExportedStruct(Type Type, string CName, int Size, int Align, IReadOnlyList<StructMember> Members);
 
-    private sealed class AbiModel
+    internal sealed class AbiModel
     {
         public List<ExportedConstants> Constants { get; } = [];
         public List<ExportedEnum> Enums { get; } = [];

@@ -2,10 +2,13 @@ using System.Text;
 using Paravirt.Abi;
 using Paravirt.AbiGen;
 
-// Usage: Paravirt.AbiGen [--check] [output-path]
-//   Writes paravirt/abi.h (default: <repo>/src/Guest.Sdk/native/include/paravirt/abi.h).
+// Usage: Paravirt.AbiGen [--markdown] [--check] [output-path]
+//   Writes paravirt/abi.h (default: <repo>/src/Guest.Sdk/native/include/paravirt/abi.h), or with --markdown the
+//   ABI reference (default: <repo>/docs/abi-reference.md).
 //   --check: writes nothing; exits 1 when the file differs from what would be generated.
+const string Usage = "usage: Paravirt.AbiGen [--markdown] [--check] [output-path]";
 bool check = false;
+bool markdown = false;
 string? output = null;
 foreach (string arg in args)
 {
@@ -13,9 +16,13 @@ foreach (string arg in args)
     {
         check = true;
     }
+    else if (arg == "--markdown")
+    {
+        markdown = true;
+    }
     else if (arg is "-h" or "--help")
     {
-        Console.WriteLine("usage: Paravirt.AbiGen [--check] [output-path]");
+        Console.WriteLine(Usage);
         return 0;
     }
     else if (output is null && !arg.StartsWith('-'))
@@ -24,7 +31,7 @@ foreach (string arg in args)
     }
     else
     {
-        Console.Error.WriteLine($"Paravirt.AbiGen: unexpected argument '{arg}' (usage: Paravirt.AbiGen [--check] [output-path])");
+        Console.Error.WriteLine($"Paravirt.AbiGen: unexpected argument '{arg}' ({Usage})");
         return 2;
     }
 }
@@ -37,16 +44,19 @@ if (output is null)
         Console.Error.WriteLine("Paravirt.AbiGen: no output path given and no Paravirt.sln found above the current directory");
         return 2;
     }
-    output = Path.Combine(root, HeaderGenerator.RelativeHeaderPath);
+    output = Path.Combine(root, markdown ? MarkdownGenerator.RelativeReferencePath : HeaderGenerator.RelativeHeaderPath);
 }
 
-string text = HeaderGenerator.Generate(typeof(AbiExportAttribute).Assembly);
+string text = markdown
+    ? MarkdownGenerator.Generate(typeof(AbiExportAttribute).Assembly)
+    : HeaderGenerator.Generate(typeof(AbiExportAttribute).Assembly);
+string regenerate = markdown ? MarkdownGenerator.RegenerateCommand : HeaderGenerator.RegenerateCommand;
 if (check)
 {
     string? current = File.Exists(output) ? File.ReadAllText(output) : null;
     if (current != text)
     {
-        Console.Error.WriteLine($"Paravirt.AbiGen: {output} is out of date; regenerate it with: {HeaderGenerator.RegenerateCommand}");
+        Console.Error.WriteLine($"Paravirt.AbiGen: {output} is out of date; regenerate it with: {regenerate}");
         return 1;
     }
     Console.WriteLine($"Paravirt.AbiGen: {output} is up to date");

@@ -23,7 +23,7 @@ public abstract class VirtualDevice : IDisposable
     public const int MaxNameLength = 23;
 
     private volatile bool _broken;
-    private GuestSession? _session;
+    private volatile GuestSession? _session;
 
     private protected VirtualDevice(string name)
     {

@@ -105,7 +105,7 @@ public sealed partial class GuestSession
     /// Asks the vCPU thread to pump the devices (copy work queued by other threads into the guest's rings) the next
     /// time it polls; wakes a guest blocked in <see cref="HypercallCode.Poll"/>. Thread-safe.
     /// </summary>
-    public void RequestPump()
+    internal void RequestPump()
     {
         lock (_eventLock)
         {
@@ -118,7 +118,7 @@ public sealed partial class GuestSession
     /// Delivers the devices' queued host-side work into the guest's rings. Call on the vCPU thread only (poll and
     /// event_send do).
     /// </summary>
-    public void PumpDevices()
+    internal void PumpDevices()
     {
         IReadOnlyList<VirtualDevice> devices = _devices;
         for (int i = 0; i < devices.Count; i++)

@@ -30,6 +30,7 @@ public sealed class BlockDeviceTests : IDisposable
         var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, order, BlockConstants.SlotSize);
         long port = h.Call(HypercallCode.BlockAttach, 0, RingAddress, (ulong)order);
         Assert.Equal(0, port);
+        Assert.Equal(1u, ring.ReqEvent); // the host asked for a doorbell on the first request
         return (h, ring, (int)port);
     }
 
@@ -207,6 +208,42 @@ public sealed class BlockDeviceTests : IDisposable
         File.WriteAllBytes(empty, []);
         Assert.Throws<DeviceConfigurationException>(() => new BlockDevice("disk0", empty));
         Assert.DoesNotContain('\n', missing.Message);
+    }
+
+    [Fact]
+    public void DeviceBytesAreCountedPerDeviceAndDirection()
+    {
+        using var metrics = new Diagnostics.ParavirtMetrics();
+        var seen = new List<(long Value, string Device, string Direction)>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == Diagnostics.ParavirtMetrics.MeterName && instrument.Name == "paravirt.device.bytes")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            string device = "", direction = "";
+            foreach (KeyValuePair<string, object?> t in tags)
+            {
+                if (t.Key == "paravirt.device") { device = (string)t.Value!; }
+                if (t.Key == "paravirt.device.direction") { direction = (string)t.Value!; }
+            }
+            seen.Add((value, device, direction));
+        });
+        listener.Start();
+        using var disk = new BlockDevice("disk9", CreateImage(64, 8));
+        using var h = new DeviceHarness(metrics, disk);
+        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 2, 64);
+        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 2));
+        ring.Put(new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 0, Buffer = BufferArea, Length = 4096 });
+        ring.Put(new BlockRequest { Operation = (uint)BlockOperation.Write, Sector = 8, Buffer = BufferArea, Length = 1024 });
+        ring.Publish();
+        Assert.Equal(0, h.EventSend(0));
+        Assert.Contains((4096L, "disk9", "read"), seen);
+        Assert.Contains((1024L, "disk9", "write"), seen);
     }
 
     [Fact]

@@ -18,10 +18,15 @@ internal sealed class DeviceHarness : IDisposable
     private readonly CancellationTokenSource _stop = new();
 
     public DeviceHarness(params VirtualDevice[] devices)
+        : this(null, devices)
+    {
+    }
+
+    public DeviceHarness(Diagnostics.ParavirtMetrics? metrics, params VirtualDevice[] devices)
     {
         Memory = new GuestMemory(MemorySize);
         var image = new GuestImage([], 0x100000, [], AbiVersion.Current, []);
-        Session = new GuestSession(Memory, image, Stream.Null, _stop.Token) { Devices = devices };
+        Session = new GuestSession(Memory, image, Stream.Null, _stop.Token) { Devices = devices, Metrics = metrics };
         Dispatcher = new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]);
     }
 

@@ -91,6 +91,7 @@ public sealed class NetDeviceTests
         Assert.Equal(NetDevice.DeriveMac("net0", 3), g.Device.MacAddress);
         Assert.NotEqual(NetDevice.DeriveMac("net0", 4), g.Device.MacAddress);
         Assert.Equal(0x02, g.Mac[0]); // locally administered unicast
+        Assert.Equal(PhysicalAddress.Parse("02-CD-59-91-1E-F8"), NetDevice.DeriveMac("net0", 0)); // pinned: FNV-1a of "paravirt/0/net0"
         var given = PhysicalAddress.Parse("02-00-00-00-00-2A");
         using var d = new NetDevice("net1", sw.CreatePort(), given);
         Assert.Equal(given, d.MacAddress);

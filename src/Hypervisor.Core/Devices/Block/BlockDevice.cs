@@ -88,12 +88,9 @@ public sealed class BlockDevice : VirtualDevice
     /// <summary>Bytes the guest wrote to the disk (discards not included).</summary>
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
 
-    /// <summary>Largest ring order this device accepts.</summary>
-    public const uint RingOrderLimit = RingConstants.MaxOrder;
-
     private protected override DeviceFlags Flags => IsReadOnly ? DeviceFlags.ReadOnly : DeviceFlags.None;
 
-    private protected override uint MaxRingOrder => RingOrderLimit;
+    private protected override uint MaxRingOrder => RingConstants.MaxOrder;
 
     private protected override void DescribeInto(ref DeviceInfo info)
     {

@@ -114,11 +114,7 @@ public sealed class ConsoleDevice : VirtualDevice
     /// <summary>Moves the guest's output to the writer; true when ring space was freed.</summary>
     private bool DrainOutput(GuestSession session)
     {
-        if (_outputFailed)
-        {
-            return false;
-        }
-        if (_pendingFlush is { } pending)
+        if (!_outputFailed && _pendingFlush is { } pending)
         {
             if (!pending.IsCompleted)
             {
@@ -126,10 +122,9 @@ public sealed class ConsoleDevice : VirtualDevice
                 return false;
             }
             _pendingFlush = null;
-            if (!pending.IsCompletedSuccessfully)
+            if (!pending.IsCompletedSuccessfully || pending.Result.IsCompleted)
             {
-                _outputFailed = true;
-                return false;
+                _outputFailed = true; // the reader failed or finished: discard from now on
             }
         }
         uint prod = ReadIndex(session, ConsoleInterface.OutProdOffset);
@@ -144,7 +139,22 @@ public sealed class ConsoleDevice : VirtualDevice
             return false;
         }
         Interlocked.MemoryBarrier(); // read the bytes after out_prod
-        Span<byte> ring = session.Memory.GetSpan(new GuestAddress(_page + ConsoleInterface.OutOffset), ConsoleInterface.OutSize);
+        if (!_outputFailed)
+        {
+            // A failed output discards the guest's bytes: the guest must not stall on a full ring.
+            WriteOutput(session.Memory.GetSpan(new GuestAddress(_page + ConsoleInterface.OutOffset), ConsoleInterface.OutSize), available);
+        }
+        _outCons = prod;
+        Interlocked.Add(ref _bytesOut, available);
+        session.Metrics?.RecordDeviceBytes(Name, "out", available);
+        Interlocked.MemoryBarrier(); // the bytes were consumed before out_cons says so
+        WriteIndex(session, ConsoleInterface.OutConsOffset, _outCons);
+        return true;
+    }
+
+    /// <summary>Copies <paramref name="available"/> bytes from the output ring at <c>_outCons</c> to the writer and starts a flush.</summary>
+    private void WriteOutput(ReadOnlySpan<byte> ring, uint available)
+    {
         try
         {
             Span<byte> dst = _output.GetSpan((int)available)[..(int)available];
@@ -153,26 +163,31 @@ public sealed class ConsoleDevice : VirtualDevice
             ring.Slice(start, first).CopyTo(dst);
             ring[..((int)available - first)].CopyTo(dst[first..]);
             _output.Advance((int)available);
-            ValueTask<FlushResult> flush = _output.FlushAsync();
-            if (flush.IsCompletedSuccessfully)
+            // The flush's completion must not be posted to whatever SynchronizationContext the vCPU thread has
+            // (a pipe created with useSynchronizationContext would never resume while the vCPU thread runs the guest).
+            SynchronizationContext? context = SynchronizationContext.Current;
+            SynchronizationContext.SetSynchronizationContext(null);
+            try
             {
-                _ = flush.Result;
+                ValueTask<FlushResult> flush = _output.FlushAsync();
+                if (!flush.IsCompletedSuccessfully)
+                {
+                    _pendingFlush = flush.AsTask();
+                }
+                else if (flush.Result.IsCompleted)
+                {
+                    _outputFailed = true; // the reader is done: discard from now on
+                }
             }
-            else
+            finally
             {
-                _pendingFlush = flush.AsTask();
+                SynchronizationContext.SetSynchronizationContext(context);
             }
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
         {
             _outputFailed = true; // the output went away: the guest's output is discarded from now on
         }
-        _outCons = prod;
-        Interlocked.Add(ref _bytesOut, available);
-        session.Metrics?.RecordDeviceBytes(Name, "out", available);
-        Interlocked.MemoryBarrier(); // the bytes were consumed before out_cons says so
-        WriteIndex(session, ConsoleInterface.OutConsOffset, _outCons);
-        return true;
     }
 
     /// <summary>Copies queued input into the guest's input ring; true when bytes were added.</summary>
@@ -298,12 +313,9 @@ public sealed class ConsoleDevice : VirtualDevice
             {
             }
             _input?.Complete();
-            try
+            if (_pendingFlush is { IsCompleted: false })
             {
-                _pendingFlush?.Wait(TimeSpan.FromSeconds(5));
-            }
-            catch (AggregateException)
-            {
+                _output.CancelPendingFlush(); // a stalled reader must not hold up the host
             }
             _output.Complete();
             _stop.Dispose();

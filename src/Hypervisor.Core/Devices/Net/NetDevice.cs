@@ -1,5 +1,4 @@
 using System.Net.NetworkInformation;
-using System.Security.Cryptography;
 using System.Text;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Rings;
@@ -99,17 +98,24 @@ public sealed class NetDevice : VirtualDevice
     }
 
     /// <summary>
-    /// A locally administered unicast MAC derived from <paramref name="name"/> and <paramref name="vmIndex"/>
-    /// (stable across runs: the first 5 bytes of SHA-256 after the prefix 0x02).
+    /// A locally administered unicast MAC derived from <paramref name="name"/> and <paramref name="vmIndex"/>:
+    /// 0x02 followed by 5 bytes of the 64-bit FNV-1a hash of <c>"paravirt/{vmIndex}/{name}"</c> (UTF-8). Stable
+    /// across runs and hosts, and needs no crypto library (minimal hosts lack OpenSSL).
     /// </summary>
     public static PhysicalAddress DeriveMac(string name, int vmIndex)
     {
         ArgumentNullException.ThrowIfNull(name);
-        Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(Encoding.UTF8.GetBytes($"paravirt/{vmIndex}/{name}"), hash);
+        ulong hash = 0xcbf29ce484222325;
+        foreach (byte b in Encoding.UTF8.GetBytes($"paravirt/{vmIndex.ToString(System.Globalization.CultureInfo.InvariantCulture)}/{name}"))
+        {
+            hash = (hash ^ b) * 0x100000001b3;
+        }
         byte[] mac = new byte[6];
         mac[0] = 0x02; // locally administered, unicast
-        hash[..5].CopyTo(mac.AsSpan(1));
+        for (int i = 1; i < 6; i++)
+        {
+            mac[i] = (byte)(hash >> (8 * (i - 1)));
+        }
         return new PhysicalAddress(mac);
     }
 

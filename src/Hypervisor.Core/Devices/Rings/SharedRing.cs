@@ -21,6 +21,8 @@ internal enum RingError
 /// the guest or the <typeparamref name="TResponse"/> the host wrote over it.
 /// </summary>
 /// <remarks>
+/// The guest initialises the header (zeros, and <c>rsp_event = 1</c> to hear about the first response, as Xen's
+/// <c>SHARED_RING_INIT</c>); the host sets <c>req_event</c> at attach.
 /// The guest is hostile. The ring range is validated once at attach. The consumer and private producer indices
 /// live here, never re-read from shared memory; <c>req_prod</c> is read once per refresh and checked against the
 /// ring size (<c>req_prod - rsp_prod_pvt &gt; slots</c> means a corrupt guest); each request is copied out of its slot
@@ -90,6 +92,9 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
             _rspProdPublished = rspProd,
             _reqProdSeen = rspProd,
         };
+        // req_event is the host's to write: ask for a doorbell on the first request (as Xen's SHARED_RING_INIT
+        // does), so a guest that zeroed the header is woken for its first request too.
+        ring.RequestEventOnNextRequest();
         return RingError.None;
     }
 

@@ -123,7 +123,7 @@
 /*
  * The guest image carries ELF notes (section .note.paravirt, in a PT_NOTE segment) with name PV_NOTE_NAME:
  * one of type PV_NOTE_TYPE_ABI (the ABI version it was built for, an pv_abi_note) and optionally one of type
- * PV_NOTE_TYPE_MANIFEST (the devices it needs: a pv_manifest_header followed by Countpv_manifest_entry). The
+ * PV_NOTE_TYPE_MANIFEST (the devices it needs: a pv_manifest_header followed by Count pv_manifest_entry). The
  * host reads them before running anything.
  */
 /* The note owner name (the ELF note's name field, NUL-terminated in the file). */

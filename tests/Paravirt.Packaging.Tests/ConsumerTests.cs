@@ -1,0 +1,72 @@
+namespace Paravirt.Packaging.Tests;
+
+/// <summary>
+/// The packages as published: projects outside the repository restore them from nuget/ only, build a C guest with
+/// the SDK's build integration, boot it through services.AddParavirt() + GuestRunner, and run it with the
+/// installed paravirt tool (the emulator backend, which runs everywhere).
+/// </summary>
+public sealed class ConsumerTests(ConsumerWorkspace workspace) : IClassFixture<ConsumerWorkspace>
+{
+    private const string Greeting = "Hello from a Paravirt unikernel!";
+
+    [LinuxX64Fact]
+    public void A_C_guest_project_that_references_only_the_guest_sdk_package_builds_an_image()
+    {
+        byte[] elf = File.ReadAllBytes(workspace.GuestImage);
+        Assert.True(elf.Length > 64 && elf[0] == 0x7F && elf[1] == (byte)'E' && elf[2] == (byte)'L' && elf[3] == (byte)'F', "not an ELF file");
+        Assert.Equal(2, elf[4]);     // ELFCLASS64
+        Assert.Equal(0x3E, elf[18]); // EM_X86_64
+        // The ABI note the runtime adds is what the host's loader looks for.
+        Assert.True(elf.AsSpan().IndexOf("Paravirt\0"u8) >= 0, "no Paravirt ABI note in the image");
+    }
+
+    [LinuxX64Fact]
+    public void A_host_program_built_from_the_packages_boots_the_guest_through_AddParavirt_and_GuestRunner()
+    {
+        Command.Result r = workspace.Dotnet(workspace.Root, workspace.HostDll, workspace.GuestImage, "emulator");
+        Assert.True(r.ExitCode == 7, r.Describe("the host program (expected the guest's status 7)"));
+        Assert.Contains(Greeting, r.StdOut, StringComparison.Ordinal);
+        Assert.Contains("hello: exiting with status 7", r.StdOut, StringComparison.Ordinal);
+        Assert.Contains("host: Exited status 7 on emulator", r.StdErr, StringComparison.Ordinal);
+    }
+
+    [LinuxX64Fact]
+    public void The_guest_sdk_package_builds_the_same_guest_with_make()
+    {
+        string sdk = Path.Combine(workspace.PackagesFolder, "paravirt.guest.sdk", LocalFeed.Version.ToLowerInvariant());
+        _ = workspace.GuestImage; // restores the package
+        string dir = Path.Combine(workspace.Root, "make-guest");
+        Directory.CreateDirectory(dir);
+        File.Copy(Path.Combine(LocalFeed.RepoRoot, "samples", "hello", "hello.c"), Path.Combine(dir, "hello.c"), overwrite: true);
+        File.WriteAllText(Path.Combine(dir, "Makefile"), $"PV_GUEST := out/hello.elf\nPV_SRCS := hello.c\ninclude {sdk}/native/paravirt.mk\nall: $(PV_GUEST)\n");
+        Command.Result make = Command.Run("make", dir, workspace.Environment, TimeSpan.FromMinutes(2));
+        Assert.True(make.ExitCode == 0, make.Describe("make with native/paravirt.mk from the restored package"));
+
+        Command.Result r = workspace.Dotnet(workspace.Root, workspace.HostDll, Path.Combine(dir, "out", "hello.elf"), "emulator");
+        Assert.True(r.ExitCode == 7, r.Describe("the host program running the make-built guest"));
+        Assert.Contains(Greeting, r.StdOut, StringComparison.Ordinal);
+    }
+
+    [LinuxX64Fact]
+    public void The_paravirt_tool_installed_from_the_feed_runs_the_guest_with_stats()
+    {
+        Command.Result r = Command.Run(workspace.Tool, workspace.Root, workspace.Environment, TimeSpan.FromMinutes(2),
+            "run", workspace.GuestImage, "--backend", "emulator", "--stats");
+        Assert.True(r.ExitCode == 7, r.Describe("paravirt run --stats (expected the guest's status 7)"));
+        Assert.Contains(Greeting, r.StdOut, StringComparison.Ordinal);
+        // --stats: the backend, the instruction count and per-kind/per-code counts on stderr.
+        Assert.Contains("backend emulator", r.StdErr, StringComparison.Ordinal);
+        Assert.Matches(@"Hypercall\s+[1-9]\d*", r.StdErr);
+        Assert.Matches(@"0x0100 console_write\s+[1-9]\d*", r.StdErr);
+        Assert.Matches(@"[1-9]\d* instructions", r.StdErr);
+    }
+
+    [LinuxX64Fact]
+    public void The_installed_tool_reports_a_missing_image_with_its_exit_code()
+    {
+        Command.Result r = Command.Run(workspace.Tool, workspace.Root, workspace.Environment, TimeSpan.FromMinutes(1),
+            "run", Path.Combine(workspace.Root, "no-such.elf"));
+        Assert.True(r.ExitCode == 65, r.Describe("paravirt run on a missing file (expected 65)"));
+        Assert.Contains("paravirt: error:", r.StdErr, StringComparison.Ordinal);
+    }
+}
