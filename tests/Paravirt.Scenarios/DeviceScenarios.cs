@@ -125,7 +125,7 @@ internal static class DeviceScenarios
     private static string NetPingPong(string guestDir)
     {
         var sw = new NetSwitch();
-        // Explicit MACs: the derived ones hash with SHA-256, which needs libssl, absent from the nested-KVM initramfs.
+        // Explicit MACs: the scenario does not depend on how NetDevice derives them (it once needed libssl).
         using var pingNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-01"));
         using var pongNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-02"));
         (RunResult, string)? pong = null;
