@@ -234,6 +234,10 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
 
         Assert.Equal("READY 0 keys", await Ask(""));
         Assert.Equal("OK", await Ask("SET colour blue"));
+        // kv answers OK only after its write and flush completed: the slot is in the file while the guest still runs
+        // (that the flush is an fsync is the block device's contract; a test cannot observe it without a crash).
+        Assert.Contains("colour\0", ReadWhileOpen(path), StringComparison.Ordinal);
+        Assert.Contains("blue\0", ReadWhileOpen(path), StringComparison.Ordinal);
         Assert.Equal("VALUE blue", await Ask("GET colour"));
         Assert.Equal("OK", await Ask("SET colour green with spaces"));
         Assert.Equal("VALUE green with spaces", await Ask("GET colour"));
@@ -241,6 +245,23 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
         Assert.Equal("NOTFOUND", await Ask("GET colour"));
         Assert.Equal("BYE", await Ask("QUIT"));
         AssertExited(await guest.WaitAsync(TimeSpan.FromSeconds(60)));
+    }
+
+    /// <summary>
+    /// Reads the image while the block device holds it open. .NET's FileShare.None is an advisory flock that every
+    /// FileStream honours, so read it the way another program would: with cat.
+    /// </summary>
+    private static string ReadWhileOpen(string path)
+    {
+        using var cat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("cat", [path])
+        {
+            RedirectStandardOutput = true,
+            StandardOutputEncoding = Encoding.Latin1,
+        })!;
+        string bytes = cat.StandardOutput.ReadToEnd();
+        cat.WaitForExit();
+        Assert.Equal(0, cat.ExitCode);
+        return bytes;
     }
 
     [Fact]
