@@ -66,8 +66,8 @@ uint64_t pv_cmdline_u64(const char *key, uint64_t fallback)
         } else {
             return fallback;
         }
-        if (d >= base) {
-            return fallback;
+        if (d >= base || x > (UINT64_MAX - d) / base) {
+            return fallback; /* not a digit of the base, or overflow */
         }
         x = x * base + d;
     }
