@@ -67,12 +67,16 @@ INSN=$(echo "$EMU_LINE" | sed -E 's/.*instructions=([0-9]+).*/\1/')
 EMU_S=$(grep -oE ' seconds=[0-9.]+' "$OUT/emulator.txt" | cut -d= -f2 | sort -g | head -n 1)
 EMU_CPU_S=$(grep -oE 'cpu_seconds=[0-9.]+' "$OUT/emulator.txt" | cut -d= -f2 | sort -g | head -n 1)
 
+echo "== emulator, interpreter only (PARAVIRT_EMULATOR_JIT=0) ==" >&2
+PARAVIRT_EMULATOR_JIT=0 dotnet "$BENCH_DLL" "$OUT/compute.guest.elf" 2 | tee "$OUT/interpreter.txt" >&2
+INTERP_S=$(grep -oE ' seconds=[0-9.]+' "$OUT/interpreter.txt" | cut -d= -f2 | sort -g | head -n 1)
+
 echo "== native ==" >&2
-NATIVE_S=$(printf "%.3f" "$(best_of 5 "$OUT/compute.linux")")
+NATIVE_S=$(printf "%.3f" "$(best_of 7 "$OUT/compute.linux")")
 NATIVE_SUM=$(sed -E 's/checksum ([0-9a-f]+)/\1/' "$OUT/last.txt")
 
 echo "== qemu-x86_64 ==" >&2
-QEMU_S=$(printf "%.3f" "$(best_of 3 qemu-x86_64 "$OUT/compute.linux")")
+QEMU_S=$(printf "%.3f" "$(best_of 5 qemu-x86_64 "$OUT/compute.linux")")
 QEMU_SUM=$(sed -E 's/checksum ([0-9a-f]+)/\1/' "$OUT/last.txt")
 
 if [ "$EMU_SUM" != "$NATIVE_SUM" ] || [ "$QEMU_SUM" != "$NATIVE_SUM" ]; then
@@ -93,6 +97,7 @@ NATIVE_MIPS=$(rate "$NATIVE_INSN" "$NATIVE_S")
 QEMU_MIPS=$(rate "$NATIVE_INSN" "$QEMU_S")
 EMU_MIPS=$(rate "$INSN" "$EMU_S")
 EMU_CPU_MIPS=$(rate "$INSN" "$EMU_CPU_S")
+INTERP_MIPS=$(rate "$INSN" "$INTERP_S")
 RATIO=$(echo "scale=4; $EMU_MIPS / $QEMU_MIPS" | bc -l)
 RATIO_FMT=$(printf '%.2f' "$RATIO")
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
@@ -116,11 +121,14 @@ Instruction count used for native and QEMU: $COUNT_SOURCE.
 | QEMU user TCG (\`qemu-x86_64\`) | $QEMU_S | $QEMU_MIPS M |
 | Paravirt emulator (wall clock, best of 3 runs in one process) | $EMU_S | $EMU_MIPS M |
 | Paravirt emulator (vCPU thread CPU time) | $EMU_CPU_S | $EMU_CPU_MIPS M |
+| Paravirt emulator, interpreter only (\`PARAVIRT_EMULATOR_JIT=0\`, wall clock) | $INTERP_S | $INTERP_MIPS M |
 
 emulator/QEMU TCG: ${RATIO_FMT}x
 
-Notes: the emulator figure includes JIT warm-up of the first run only in run 1 (the best run is reported); the
-machine is shared (2 cores), so wall-clock figures move with the load; the vCPU thread CPU time is the steadier one.
+Notes: the emulator translates hot blocks to IL (DynamicMethod) after 32 runs; the best of 3 runs in one process is
+reported (run 1 includes .NET and block-translation warm-up). The machine may be shared (other builds on its 2
+cores), so wall-clock figures move with the load (see the load average above); the vCPU thread CPU time is the
+steadier figure. The ratio line uses the wall-clock emulator figure.
 Raw emulator output:
 
 \`\`\`

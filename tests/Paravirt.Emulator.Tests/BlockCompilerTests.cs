@@ -24,7 +24,7 @@ public sealed class BlockCompilerTests
         bool wide = r.Next(2) == 0;
         int imm = r.Next(4) switch { 0 => r.Next(-3, 3), 1 => int.MinValue, 2 => int.MaxValue, _ => r.Next() };
         int disp = r.Next(0, 0x700);
-        switch (r.Next(17))
+        switch (r.Next(19))
         {
             case 0: if (wide) a.mov(R64[x], R64[y]); else a.mov(R32[x], R32[y]); break;
             case 1: if (wide) a.mov(R64[x], (long)imm * 0x1_0001); else a.mov(R32[x], imm); break;
@@ -97,6 +97,31 @@ public sealed class BlockCompilerTests
                 else
                 {
                     a.nop();
+                }
+                break;
+            case 16:
+                // Ops the translator hands to the interpreter one at a time.
+                switch (r.Next(10))
+                {
+                    case 0: a.inc(R64[x]); break;
+                    case 1: a.adc(R64[x], R64[y]); break;
+                    case 2: a.setc(R8Of(x)); break;
+                    case 3: a.imul(R64[x], R64[y]); break;
+                    case 4: a.mov(__byte_ptr[rbx + disp], (byte)imm); break;
+                    case 5: a.add(R64[x], __qword_ptr[rbx + disp]); break;
+                    case 6: a.movq(xmm0, R64[x]); a.pxor(xmm1, xmm0); a.movq(R64[y], xmm1); break;
+                    case 7: a.rdtsc(); break;
+                    case 8: a.dec(R32[x]); a.cmovl(R64[y], R64[x]); break;
+                    default:
+                        if (allowFault && r.Next(4) == 0)
+                        {
+                            a.add(R64[x], __qword_ptr[rbx + 0x7FFF_F000]); // fault inside an interpreted op
+                        }
+                        else
+                        {
+                            a.xchg(R64[x], R64[y]);
+                        }
+                        break;
                 }
                 break;
             default: a.nop(); break;

@@ -12,7 +12,11 @@ public sealed class RequiresCompilerFactAttribute : FactAttribute
 {
     public RequiresCompilerFactAttribute(string compiler)
     {
-        if (CompiledGuestTests.FindTool(compiler) is null)
+        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
+        {
+            Skip = "the native half of this test runs a Linux x86-64 program";
+        }
+        else if (CompiledGuestTests.FindTool(compiler) is null)
         {
             Skip = $"{compiler} is not installed (apt-get install {(compiler.StartsWith("clang", StringComparison.Ordinal) ? "clang-14" : "gcc")})";
         }

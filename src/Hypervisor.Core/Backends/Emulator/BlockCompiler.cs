@@ -20,8 +20,18 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// </remarks>
 internal static unsafe class BlockCompiler
 {
-    /// <summary>A translated block: returns how many of its instructions ran (the block length when it completed).</summary>
-    public delegate int CompiledBlock(EmulatorVcpu cpu, ulong* r, byte* mem);
+    /// <summary>
+    /// A translated block. Adds the instructions it ran to the retired count and returns <see cref="Completed"/> (rip
+    /// set), <see cref="ExitRequested"/> (an op it handed to the interpreter asked for a vCPU exit) or the index of
+    /// the op at which the interpreter must continue.
+    /// </summary>
+    public delegate int CompiledBlock(EmulatorVcpu cpu, ulong* r, byte* mem, Block block);
+
+    /// <summary>The block ran to its end; rip is set.</summary>
+    public const int Completed = -1;
+
+    /// <summary>An op asked for a vCPU exit (fault, hypercall, halt ...); the exit is in the vCPU.</summary>
+    public const int ExitRequested = -2;
 
     /// <summary>Whole-block runs after which a block is translated (0 disables translation).</summary>
     public static int Threshold { get; set; } = 32;
@@ -40,10 +50,16 @@ internal static unsafe class BlockCompiler
     private static readonly FieldInfo Rip = typeof(EmulatorVcpu).GetField("_rip", Private)!;
     private static readonly FieldInfo Size = typeof(EmulatorVcpu).GetField("_size", Private)!;
     private static readonly FieldInfo CodePage = typeof(EmulatorVcpu).GetField("_codePage", Private)!;
+    private static readonly FieldInfo Icount = typeof(EmulatorVcpu).GetField("_icount", Private)!;
+    private static readonly MethodInfo ExecuteMethod = typeof(EmulatorVcpu).GetMethod("ExecuteBlock", Private)!;
+    private static readonly MethodInfo SseMethod = typeof(EmulatorVcpu).GetMethod("ExecuteSse", Private)!;
+    private static readonly MethodInfo OpsGetter = typeof(Block).GetProperty(nameof(Block.Ops))!.GetGetMethod()!;
+    private static readonly MethodInfo ValidGetter = typeof(Block).GetProperty(nameof(Block.Valid))!.GetGetMethod()!;
     private static readonly MethodInfo CondMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Cond), Private)!;
     private static readonly MethodInfo ShiftMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Shift), Private)!;
 
-    private static bool Supported(in MicroOp op, bool last)
+    /// <summary>True when the op is translated to IL; every other op is handed to the interpreter one at a time.</summary>
+    private static bool Native(in MicroOp op, bool last)
     {
         switch (op.Kind)
         {
@@ -59,6 +75,9 @@ internal static unsafe class BlockCompiler
                 return op.A == Loc.Reg && op.RegA < 16;
             case OpKind.Jcc: case OpKind.Jmp: case OpKind.Call: case OpKind.Ret:
                 return last;
+            case >= OpKind.MovX128 and <= OpKind.MovntStore:
+                // Register-only SSE ops cannot fault or touch flags: call the SSE executor directly.
+                return op.A != Loc.Mem && op.B != Loc.Mem;
             default:
                 return false;
         }
@@ -70,12 +89,14 @@ internal static unsafe class BlockCompiler
     {
         MicroOp[] ops = block.Ops;
         int n = ops.Length;
+        int native = 0;
         for (int k = 0; k < n; k++)
         {
-            if (!Supported(in ops[k], k == n - 1))
-            {
-                return null;
-            }
+            native += Native(in ops[k], k == n - 1) ? 1 : 0;
+        }
+        if (native * 2 < n)
+        {
+            return null; // mostly interpreter work: translation would not pay
         }
         try
         {
@@ -96,8 +117,9 @@ internal static unsafe class BlockCompiler
         private readonly DynamicMethod _method;
         private readonly ILGenerator _il;
         private readonly LocalBuilder _la, _lb, _lr, _size, _cp, _addr, _v;
-        private readonly List<(Label Label, int Index, int Pending)> _bails = [];
+        private readonly List<(Label Label, int Index, int Pending, int Unflushed)> _bails = [];
         private int _pending = -1;
+        private int _unflushed; // instructions run by translated code and not yet added to the vCPU's count
 
         [RequiresDynamicCode("Translates guest code to IL at run time.")]
         public Emitter(Block block)
@@ -105,7 +127,7 @@ internal static unsafe class BlockCompiler
             _block = block;
             _ops = block.Ops;
             _method = new DynamicMethod($"emu_block_{block.Start:x}", typeof(int),
-                [typeof(EmulatorVcpu), typeof(ulong*), typeof(byte*)], typeof(EmulatorVcpu), skipVisibility: true);
+                [typeof(EmulatorVcpu), typeof(ulong*), typeof(byte*), typeof(Block)], typeof(EmulatorVcpu), skipVisibility: true);
             _il = _method.GetILGenerator();
             _la = _il.DeclareLocal(typeof(ulong));
             _lb = _il.DeclareLocal(typeof(ulong));
@@ -135,13 +157,13 @@ internal static unsafe class BlockCompiler
             {
                 SetRip(_ops[n - 1].Next);
                 Flush(_pending);
-                il.Emit(OpCodes.Ldc_I4, n);
-                il.Emit(OpCodes.Ret);
+                Return(Completed);
             }
-            foreach ((Label label, int index, int pending) in _bails)
+            foreach ((Label label, int index, int pending, int unflushed) in _bails)
             {
                 il.MarkLabel(label);
                 Flush(pending);
+                AddCount(unflushed);
                 il.Emit(OpCodes.Ldc_I4, index);
                 il.Emit(OpCodes.Ret);
             }
@@ -151,8 +173,74 @@ internal static unsafe class BlockCompiler
         private Label Bail(int index)
         {
             Label l = _il.DefineLabel();
-            _bails.Add((l, index, _pending));
+            _bails.Add((l, index, _pending, _unflushed));
             return l;
+        }
+
+        private void AddCount(int count)
+        {
+            if (count == 0)
+            {
+                return;
+            }
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldarg_0);
+            _il.Emit(OpCodes.Ldfld, Icount);
+            _il.Emit(OpCodes.Ldc_I8, (long)count);
+            _il.Emit(OpCodes.Add);
+            _il.Emit(OpCodes.Stfld, Icount);
+        }
+
+        /// <summary>Returns <paramref name="code"/> after the op being emitted (counts it too).</summary>
+        private void ReturnAfter(int code)
+        {
+            AddCount(_unflushed + 1);
+            _il.Emit(OpCodes.Ldc_I4, code);
+            _il.Emit(OpCodes.Ret);
+        }
+
+        /// <summary>Adds the unflushed count and returns <paramref name="code"/>.</summary>
+        private void Return(int code)
+        {
+            AddCount(_unflushed);
+            _il.Emit(OpCodes.Ldc_I4, code);
+            _il.Emit(OpCodes.Ret);
+        }
+
+        /// <summary>Runs op <paramref name="k"/> in the interpreter (flags and count written back first).</summary>
+        private bool Delegate(int k)
+        {
+            ILGenerator il = _il;
+            Flush(_pending);
+            _pending = -1;
+            AddCount(_unflushed);
+            _unflushed = 0;
+            Label go = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldc_I4, k);
+            il.Emit(OpCodes.Ldc_I4, k + 1);
+            il.Emit(OpCodes.Call, ExecuteMethod);
+            il.Emit(OpCodes.Brfalse, go);
+            il.Emit(OpCodes.Ldc_I4, ExitRequested);
+            il.Emit(OpCodes.Ret);
+            il.MarkLabel(go);
+            if (k == _ops.Length - 1)
+            {
+                // The interpreter set rip (branch target or next instruction).
+                il.Emit(OpCodes.Ldc_I4, Completed);
+                il.Emit(OpCodes.Ret);
+                return true;
+            }
+            // A store into this block's own code: the rest of it is stale; rip is already the next instruction.
+            Label valid = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Callvirt, ValidGetter);
+            il.Emit(OpCodes.Brtrue, valid);
+            il.Emit(OpCodes.Ldc_I4, Completed);
+            il.Emit(OpCodes.Ret);
+            il.MarkLabel(valid);
+            return false;
         }
 
         /// <summary>Writes the pending lazy-flag producer (op <paramref name="producer"/>) back to the vCPU.</summary>
@@ -320,9 +408,20 @@ internal static unsafe class BlockCompiler
         /// <summary>Emits op <paramref name="k"/>; returns true when it ended the block (set rip and returned).</summary>
         private bool EmitOp(int k)
         {
+            if (!Native(in _ops[k], k == _ops.Length - 1))
+            {
+                return Delegate(k);
+            }
+            bool ended = EmitNative(k); // bail-outs inside it record the count without it
+
+            _unflushed++;
+            return ended;
+        }
+
+        private bool EmitNative(int k)
+        {
             ILGenerator il = _il;
             MicroOp op = _ops[k];
-            int n = _ops.Length;
             switch (op.Kind)
             {
                 case OpKind.Nop:
@@ -467,26 +566,22 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Call, CondMethod);
                     il.Emit(OpCodes.Brtrue, taken);
                     SetRip(op.Next);
-                    il.Emit(OpCodes.Ldc_I4, n);
-                    il.Emit(OpCodes.Ret);
+                    ReturnAfter(Completed);
                     il.MarkLabel(taken);
                     SetRip(op.Imm);
-                    il.Emit(OpCodes.Ldc_I4, n);
-                    il.Emit(OpCodes.Ret);
+                    ReturnAfter(Completed);
                     return true;
                 }
                 case OpKind.Jmp:
                     Flush(_pending);
                     SetRip(op.Imm);
-                    il.Emit(OpCodes.Ldc_I4, n);
-                    il.Emit(OpCodes.Ret);
+                    ReturnAfter(Completed);
                     return true;
                 case OpKind.Call:
                     Push(k, () => il.Emit(OpCodes.Ldc_I8, (long)op.Next));
                     Flush(_pending);
                     SetRip(op.Imm);
-                    il.Emit(OpCodes.Ldc_I4, n);
-                    il.Emit(OpCodes.Ret);
+                    ReturnAfter(Completed);
                     return true;
                 case OpKind.Ret:
                     Pop(k, op.Imm);
@@ -494,9 +589,16 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Ldarg_0);
                     il.Emit(OpCodes.Ldloc, _v);
                     il.Emit(OpCodes.Stfld, Rip);
-                    il.Emit(OpCodes.Ldc_I4, n);
-                    il.Emit(OpCodes.Ret);
+                    ReturnAfter(Completed);
                     return true;
+                case >= OpKind.MovX128 and <= OpKind.MovntStore:
+                    il.Emit(OpCodes.Ldarg_0);
+                    il.Emit(OpCodes.Ldarg_3);
+                    il.Emit(OpCodes.Callvirt, OpsGetter);
+                    il.Emit(OpCodes.Ldc_I4, k);
+                    il.Emit(OpCodes.Ldelema, typeof(MicroOp));
+                    il.Emit(OpCodes.Call, SseMethod);
+                    return false;
                 default:
                     throw new InvalidOperationException($"{op.Kind} cannot be translated");
             }

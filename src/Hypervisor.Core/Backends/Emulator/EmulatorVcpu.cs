@@ -144,12 +144,24 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
             {
                 if (block.Compiled is { } compiled)
                 {
-                    // Safe: the translated block bounds-checks every access against _size itself.
-                    start = compiled(this, _r, _mem);
-                    _icount += (ulong)start;
-                    if (start == n)
+                    try
+                    {
+                        // Safe: the translated block bounds-checks every access against _size itself.
+                        start = compiled(this, _r, _mem, block);
+                    }
+#pragma warning disable CA1031 // a bug in translated code must stop this guest, not the host process
+                    catch (Exception bug)
+                    {
+                        return new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error in translated block 0x{block.Start:x}: {bug.GetType().Name}: {bug.Message}");
+                    }
+#pragma warning restore CA1031
+                    if (start == BlockCompiler.Completed)
                     {
                         continue;
+                    }
+                    if (start == BlockCompiler.ExitRequested)
+                    {
+                        return _exit;
                     }
                 }
                 else if (++block.Hits == _jitThreshold)
