@@ -307,7 +307,7 @@ public sealed class ConsoleDevice : VirtualDevice
             _input?.CancelPendingRead();
             try
             {
-                _inputTask.Wait(TimeSpan.FromSeconds(5));
+                _inputTask.Wait(TimeSpan.FromMilliseconds(200)); // a blocking read (a terminal) cannot be cancelled; it is abandoned
             }
             catch (AggregateException)
             {
