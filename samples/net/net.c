@@ -1,7 +1,9 @@
 /*
  * net: two guests on one switch play ping-pong with Ethernet frames over the paravirtual net device "net0".
  *
- * Command line: role=ping or role=pong (default pong), rounds=N (default 100), seed=N (default 1).
+ * Command line: role=ping, role=pong or role=auto (the default), rounds=N (default 100), seed=N (default 1).
+ * auto: both guests broadcast a hello every 20 ms until they hear the other's; the one with the lower MAC
+ * pings (so `paravirt run net.elf net.elf --net switch:s0` works with one command line for both).
  * The pinger broadcasts round 0 (it does not know the ponger's MAC yet), then sends each round to the MAC that
  * answered; every frame carries (magic, round, length, payload, FNV-1a checksum of the payload) with a seeded
  * payload of 46..MTU-16 bytes. The ponger checks the checksum and echoes the frame back with the addresses
@@ -155,13 +157,15 @@ static int ping(uint32_t rounds, uint64_t seed)
     return 0;
 }
 
-static int pong(uint32_t rounds)
+/* pending: the length of a frame already in rxf to handle first (0: none). */
+static int pong(uint32_t rounds, long pending)
 {
     uint32_t total = 0;
     long next = 0;
     uint64_t give_up = pv_clock_monotonic_ns() + 60ull * 1000000000ull;
     while (next < (long)rounds) {
-        long n = pv_net_recv(&nic, rxf, sizeof(rxf), give_up);
+        long n = pending > 0 ? pending : pv_net_recv(&nic, rxf, sizeof(rxf), give_up);
+        pending = 0;
         if (n == PV_STATUS_TIMED_OUT) {
             return fail(4, "no frame from the pinger", n);
         }
@@ -194,6 +198,56 @@ static int pong(uint32_t rounds)
 }
 
 #define END_ROUND 0xFFFFFFFFu
+#define HELLO_MAGIC 0x50564845u /* "PVHE" */
+
+static long send_hello(void)
+{
+    static uint8_t hello[60];
+    memset(hello, 0xff, 6);
+    memcpy(hello + 6, nic.mac, 6);
+    hello[12] = (uint8_t)(ETHERTYPE >> 8);
+    hello[13] = (uint8_t)ETHERTYPE;
+    put32(hello + HDR, HELLO_MAGIC);
+    return pv_net_send(&nic, hello, sizeof(hello));
+}
+
+static int auto_role(uint32_t rounds, uint64_t seed)
+{
+    uint64_t give_up = pv_clock_monotonic_ns() + 60ull * 1000000000ull;
+    uint64_t next_hello = 0;
+    for (;;) {
+        uint64_t now = pv_clock_monotonic_ns();
+        if (now > give_up) {
+            return fail(4, "no peer answered the hellos", PV_STATUS_TIMED_OUT);
+        }
+        if (now >= next_hello) {
+            long r = send_hello();
+            if (r < 0) {
+                return fail(2, "send hello", r);
+            }
+            next_hello = now + 20000000ull;
+        }
+        long n = pv_net_recv(&nic, rxf, sizeof(rxf), next_hello);
+        if (n == PV_STATUS_TIMED_OUT) {
+            continue;
+        }
+        if (n < 0) {
+            return fail(2, "recv", n);
+        }
+        if (n >= (long)(HDR + 4) && rxf[12] == (uint8_t)(ETHERTYPE >> 8) && rxf[13] == (uint8_t)ETHERTYPE &&
+            get32(rxf + HDR) == HELLO_MAGIC && memcmp(rxf + 6, nic.mac, 6) != 0) {
+            send_hello(); /* the peer may have attached after our last hello */
+            int lower = memcmp(nic.mac, rxf + 6, 6) < 0;
+            pv_printf("net: auto role: %s\n", lower ? "ping" : "pong");
+            return lower ? ping(rounds, seed) : pong(rounds, 0);
+        }
+        uint32_t sum;
+        if (parse((size_t)n, &sum) >= 0) {
+            pv_printf("net: auto role: pong\n"); /* the peer already pings */
+            return pong(rounds, n);
+        }
+    }
+}
 
 static int source(uint64_t seed)
 {
@@ -276,7 +330,7 @@ int main(void)
     if (r < 0) {
         return fail(1, "no net device net0", r);
     }
-    char role[8] = "pong";
+    char role[8] = "auto";
     pv_cmdline_get("role", role, sizeof(role));
     uint32_t rounds = (uint32_t)pv_cmdline_u64("rounds", 100);
     uint64_t seed = pv_cmdline_u64("seed", 1);
@@ -291,5 +345,8 @@ int main(void)
     if (strcmp(role, "sink") == 0) {
         return sink();
     }
-    return strcmp(role, "ping") == 0 ? ping(rounds, seed) : pong(rounds);
+    if (strcmp(role, "auto") == 0) {
+        return auto_role(rounds, seed);
+    }
+    return strcmp(role, "ping") == 0 ? ping(rounds, seed) : pong(rounds, 0);
 }

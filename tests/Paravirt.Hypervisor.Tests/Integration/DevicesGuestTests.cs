@@ -169,6 +169,27 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
         Assert.True(sw.FramesForwarded >= 98, $"forwarded {sw.FramesForwarded}");
     }
 
+    [Fact]
+    public void Net_with_one_command_line_for_both_guests_picks_ping_and_pong_by_MAC()
+    {
+        var sw = new NetSwitch();
+        using var a = new NetDevice("net0", sw.CreatePort(), vmIndex: 0);
+        using var b = new NetDevice("net0", sw.CreatePort(), vmIndex: 1);
+        GuestRun? second = null;
+        var thread = new Thread(() => second = Run("net", [b], "rounds=30"));
+        thread.Start();
+        GuestRun first = Run("net", [a], "rounds=30");
+        Assert.True(thread.Join(TimeSpan.FromSeconds(150)), "the second VM did not finish");
+
+        AssertExited(first);
+        AssertExited(second!);
+        bool aPings = a.MacAddress.GetAddressBytes().AsSpan().SequenceCompareTo(b.MacAddress.GetAddressBytes()) < 0;
+        (GuestRun pinger, GuestRun ponger) = aPings ? (first, second!) : (second!, first);
+        Assert.Contains("net: auto role: ping", pinger.Output, StringComparison.Ordinal);
+        Assert.Contains("net: auto role: pong", ponger.Output, StringComparison.Ordinal);
+        Assert.Equal(Checksum(pinger.Output, "net: ping 30 rounds, checksum "), Checksum(ponger.Output, "net: pong 30 rounds, checksum "));
+    }
+
     private static string Checksum(string output, string prefix)
     {
         int at = output.IndexOf(prefix, StringComparison.Ordinal);
