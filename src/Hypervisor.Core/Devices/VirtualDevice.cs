@@ -130,6 +130,21 @@ public abstract class VirtualDevice : IDisposable
         }
     }
 
+    /// <summary>
+    /// The run ended (the guest exited, crashed or was stopped): delivers what the guest produced last, e.g. console
+    /// output written just before the exit hypercall without a doorbell. Runs on the vCPU thread, guest stopped.
+    /// </summary>
+    internal void Stop(GuestSession session)
+    {
+        if (!_broken && ReferenceEquals(session, _session))
+        {
+            OnStop(session);
+        }
+    }
+
+    /// <summary>Final delivery at the end of a run (vCPU thread, attached, not broken); by default one more pump.</summary>
+    private protected virtual void OnStop(GuestSession session) => OnPump(session);
+
     /// <summary>Processes guest requests after a doorbell (vCPU thread, attached, not broken).</summary>
     private protected abstract void OnDoorbell(GuestSession session);
 

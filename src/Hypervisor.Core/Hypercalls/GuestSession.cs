@@ -127,6 +127,16 @@ public sealed partial class GuestSession
         }
     }
 
+    /// <summary>The run ended: each device delivers what the guest produced last. vCPU thread, guest stopped.</summary>
+    internal void StopDevices()
+    {
+        IReadOnlyList<VirtualDevice> devices = _devices;
+        for (int i = 0; i < devices.Count; i++)
+        {
+            devices[i].Stop(this);
+        }
+    }
+
     /// <summary>
     /// Waits until one of <paramref name="mask"/>'s bits is pending, the monotonic clock reaches
     /// <paramref name="deadlineNanoseconds"/>, or the run is stopping. Returns and clears the pending bits in the mask

@@ -88,6 +88,7 @@ public sealed partial class GuestRunner
 
         RunResult Finish(RunOutcome outcome, long status, string message)
         {
+            session.StopDevices();
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
             stats.InstructionsRetired = (vcpu as IInstructionCounter)?.InstructionsRetired;
             _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);

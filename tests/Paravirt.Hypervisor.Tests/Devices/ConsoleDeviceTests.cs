@@ -118,6 +118,39 @@ public sealed class ConsoleDeviceTests
         Assert.Equal(data.Length, g.Device.BytesIn);
     }
 
+    /// <summary>A stream whose writes are slow, so a flush is still in flight when the run ends.</summary>
+    private sealed class SlowStream : MemoryStream
+    {
+        public override async Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        {
+            await Task.Delay(100, CancellationToken.None);
+            await base.WriteAsync(buffer.AsMemory(offset, count), CancellationToken.None);
+        }
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await Task.Delay(100, CancellationToken.None);
+            await base.WriteAsync(buffer, CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public void OutputLeftAtTheEndOfTheRunIsDeliveredExactlyOnceEvenToASlowReader()
+    {
+        // Regression: the guest wrote its last line and exited while a flush to a slow stdout was in flight; the
+        // device completed the writer concurrently with that flush (host crash, the line written twice), and the
+        // bytes still in the ring without a doorbell were never delivered.
+        var output = new SlowStream();
+        using (var g = new ConsoleGuest(new ConsoleDevice("console0", output)))
+        {
+            g.Write("first\n"u8);
+            Assert.Equal(0, g.Harness.EventSend(0));   // flush of "first" now in flight (slow)
+            g.Write("BYE\n"u8);                        // no doorbell: the guest exits right after
+            g.Harness.Session.StopDevices();          // what GuestRunner does at the end of every run
+        }                                             // Dispose must not race the flush
+        Assert.Equal("first\nBYE\n", Encoding.ASCII.GetString(output.ToArray()));
+    }
+
     [Fact]
     public void StreamsWorkAsConsoleEnds()
     {

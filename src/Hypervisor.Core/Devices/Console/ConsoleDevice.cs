@@ -111,6 +111,42 @@ public sealed class ConsoleDevice : VirtualDevice
         }
     }
 
+    /// <summary>How long the end of a run waits for a slow console reader to take the guest's last output.</summary>
+    private static readonly TimeSpan StopFlushTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>End of run: let an in-flight flush finish, move the guest's last output, and wait for that flush too.</summary>
+    private protected override void OnStop(GuestSession session)
+    {
+        WaitForPendingFlush(StopFlushTimeout);
+        DrainOutput(session);
+        WaitForPendingFlush(StopFlushTimeout);
+    }
+
+    /// <summary>Waits (bounded) for the flush in flight; true when none is left in flight.</summary>
+    private bool WaitForPendingFlush(TimeSpan timeout)
+    {
+        if (_pendingFlush is not { } pending)
+        {
+            return true;
+        }
+        try
+        {
+            if (!pending.Wait(timeout))
+            {
+                return false;
+            }
+        }
+        catch (AggregateException)
+        {
+        }
+        _pendingFlush = null;
+        if (!pending.IsCompletedSuccessfully || pending.Result.IsCompleted)
+        {
+            _outputFailed = true;
+        }
+        return true;
+    }
+
     /// <summary>Moves the guest's output to the writer; true when ring space was freed.</summary>
     private bool DrainOutput(GuestSession session)
     {
@@ -313,11 +349,23 @@ public sealed class ConsoleDevice : VirtualDevice
             {
             }
             _input?.Complete();
-            if (_pendingFlush is { IsCompleted: false })
+            // Completing the writer while a flush is still writing to the stream races the pipe's buffers (and can
+            // write the same bytes twice): wait for it, bounded; a reader stalled beyond that is abandoned, not raced.
+            if (WaitForPendingFlush(StopFlushTimeout))
+            {
+                try
+                {
+                    _output.Complete();
+                }
+                catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
+                {
+                    // The output went away; nothing left to deliver.
+                }
+            }
+            else
             {
                 _output.CancelPendingFlush(); // a stalled reader must not hold up the host
             }
-            _output.Complete();
             _stop.Dispose();
             _inSpace.Dispose();
         }
