@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
@@ -14,8 +15,28 @@ namespace Paravirt.Bench;
 /// hypercalls the guest uses (debug_write = 3, exit = 2), so it does not depend on the full GuestRunner.
 /// Usage: Paravirt.Bench GUEST.elf [runs]
 /// </summary>
-internal static class Program
+internal static partial class Program
 {
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Timespec
+    {
+        public long Sec;
+        public long Nsec;
+    }
+
+    [LibraryImport("libc", EntryPoint = "clock_gettime")]
+    private static partial int ClockGettime(int clock, out Timespec ts);
+
+    /// <summary>CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID): stable when other processes share the cores.</summary>
+    private static double ThreadCpuSeconds()
+    {
+        if (!OperatingSystem.IsLinux() || ClockGettime(3, out Timespec ts) != 0)
+        {
+            return double.NaN;
+        }
+        return ts.Sec + (ts.Nsec / 1e9);
+    }
+
     private const ulong MemorySize = 64UL << 20;
     private const ulong HypercallPageAddress = 0x3000;
 
@@ -32,7 +53,7 @@ internal static class Program
         ulong firstCount = 0;
         for (int run = 1; run <= runs; run++)
         {
-            (string output, ulong count, double seconds, int exits) = RunOnce(elf);
+            (string output, ulong count, double seconds, double cpu, int exits) = RunOnce(elf);
             if (firstOutput is null)
             {
                 firstOutput = output;
@@ -44,12 +65,12 @@ internal static class Program
                 return 1;
             }
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"run={run} output=\"{output.Trim()}\" instructions={count} seconds={seconds:F3} exits={exits} mips={count / seconds / 1e6:F1}"));
+                $"run={run} output=\"{output.Trim()}\" instructions={count} seconds={seconds:F3} cpu_seconds={cpu:F3} exits={exits} mips={count / seconds / 1e6:F1} cpu_mips={count / cpu / 1e6:F1}"));
         }
         return 0;
     }
 
-    private static (string Output, ulong Count, double Seconds, int Exits) RunOnce(byte[] elf)
+    private static (string Output, ulong Count, double Seconds, double CpuSeconds, int Exits) RunOnce(byte[] elf)
     {
         using var memory = new GuestMemory(MemorySize);
         ulong entry = LoadElf(elf, memory);
@@ -59,6 +80,7 @@ internal static class Program
         using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(entry, MemorySize, 0x2000));
         var output = new StringBuilder();
         int exits = 0;
+        double cpu0 = ThreadCpuSeconds();
         var sw = Stopwatch.StartNew();
         while (true)
         {
@@ -84,7 +106,8 @@ internal static class Program
             }
         }
         sw.Stop();
-        return (output.ToString(), ((IInstructionCounter)vcpu).InstructionsRetired, sw.Elapsed.TotalSeconds, exits);
+        double cpu = ThreadCpuSeconds() - cpu0;
+        return (output.ToString(), ((IInstructionCounter)vcpu).InstructionsRetired, sw.Elapsed.TotalSeconds, cpu, exits);
     }
 
     /// <summary>Copies the PT_LOAD segments of a little-endian ELF64 into guest memory; returns the entry point.</summary>

@@ -14,7 +14,9 @@
 #ifndef ROUNDS
 #define ROUNDS 200
 #endif
+#ifndef BUF_SIZE
 #define BUF_SIZE (64 * 1024)
+#endif
 
 static uint8_t buf[BUF_SIZE];
 static uint32_t crc_table[256];

@@ -52,4 +52,6 @@ public enum FeatureBits : ulong
     WallClock = 1UL << 1,
     /// <summary><see cref="HypercallCode.Poll"/> is available.</summary>
     Poll = 1UL << 2,
+    /// <summary>Paravirtual devices: <see cref="HypercallCode.DeviceInfo"/>, the attach calls, shared rings and <see cref="HypercallCode.EventSend"/>.</summary>
+    Devices = 1UL << 3,
 }

@@ -31,9 +31,22 @@ public enum HypercallCode : uint
     AcceptFeatures = 0x0007,
     /// <summary><c>yield()</c>: gives the host a chance to run other work. Returns 0.</summary>
     Yield = 0x0008,
+    /// <summary><c>device_info(index, buf, len)</c>: writes the <see cref="DeviceInfo"/> of attached device <c>index</c> (0-based) to <c>buf</c> (<c>len</c> &gt;= its size); returns the bytes written, or <see cref="HypercallStatus.NoDevice"/> past the last device.</summary>
+    DeviceInfo = 0x0009,
 
     /// <summary><c>console_write(buf, len)</c>: writes bytes to the console output stream. Returns bytes written.</summary>
     ConsoleWrite = 0x0100,
+    /// <summary><c>console_attach(device, iface)</c>: shares a <see cref="ConsoleInterface"/> page at <c>iface</c> (page aligned) with console device <c>device</c>; returns the event port the host signals when input arrives or output space frees up.</summary>
+    ConsoleAttach = 0x0101,
+
+    /// <summary><c>block_attach(device, ring, order)</c>: shares a block ring (a <see cref="RingHeader"/> followed by <c>2^order</c> 64-byte <see cref="BlockRequest"/>/<see cref="BlockResponse"/> slots) at <c>ring</c> with block device <c>device</c>; returns the event port the host signals when responses are ready.</summary>
+    BlockAttach = 0x0200,
+
+    /// <summary><c>net_attach(device, tx_ring, rx_ring, order)</c>: shares a transmit ring (<see cref="NetTxRequest"/>/<see cref="NetTxResponse"/>) and a receive ring (<see cref="NetRxRequest"/>/<see cref="NetRxResponse"/>) of <c>2^order</c> 32-byte slots each with net device <c>device</c>; returns the event port the host signals when frames arrive or transmissions complete.</summary>
+    NetAttach = 0x0300,
+
+    /// <summary><c>event_send(port)</c>: the doorbell: tells the host there is new work on the rings bound to <c>port</c>. Returns 0.</summary>
+    EventSend = 0x0400,
 }
 
 /// <summary>Ranges of <see cref="HypercallCode"/> values with a fixed meaning.</summary>

@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Vcpu;
@@ -24,16 +25,34 @@ internal static class CliApp
           paravirt run artifacts/guests/hello.elf
           paravirt run hello.elf --backend emulator --memory 128M --timeout 10s
           paravirt run hello.elf --verbose --stats
+          paravirt run blk.elf --disk disk.img            (a raw image, 512-byte sectors; add ,ro for read-only)
+          paravirt run net.elf net.elf --net switch:lan --cmdline role=ping --cmdline role=pong
+                                                    (two VMs on one in-memory Ethernet switch)
+          paravirt run net.elf --net tap:tap0             (a Linux TAP interface)
           paravirt backends
 
         Exit codes: the guest's exit status (0-255) when it exits; 64 bad arguments; 65 bad image;
-        69 backend unavailable; 70 guest crashed; 124 timeout or instruction budget reached; 130 interrupted.
+        66 a device cannot be set up (disk image missing or of a wrong size, TAP refused); 69 backend unavailable;
+        70 guest crashed; 124 timeout or instruction budget reached; 130 interrupted. With several images the first
+        failure, else the first non-zero exit status.
         """;
 
     /// <summary>Runs the command line. <paramref name="guestOutput"/> receives the guest's console bytes.</summary>
     internal static int Run(string[] args, Stream guestOutput, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
     {
-        var image = new Argument<string>("image") { Description = "Path of the guest image (an ELF built with Paravirt.Guest.Sdk)." };
+        var image = new Argument<string[]>("image")
+        {
+            Description = "Path of the guest image (an ELF built with Paravirt.Guest.Sdk). Several images run as several VMs at once.",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        // With several images allowed, an unknown flag would be taken for an image path: report it as unknown instead.
+        image.Validators.Add(r =>
+        {
+            foreach (string token in r.Tokens.Select(t => t.Value).Where(t => t.StartsWith('-') && t.Length > 1))
+            {
+                r.AddError($"Unrecognized command or argument '{token}'.");
+            }
+        });
         var backend = new Option<string>("--backend", "-b")
         {
             Description = "Backend: auto (KVM or WHP when present, else the emulator), kvm, whp, emulator.",
@@ -42,17 +61,32 @@ internal static class CliApp
         var memory = new Option<string>("--memory", "-m") { Description = "Guest memory, e.g. 64M, 1G.", DefaultValueFactory = _ => "64M" };
         var timeout = new Option<string?>("--timeout", "-t") { Description = "Stop the guest after this long, e.g. 500ms, 10s, 2m (default: no limit)." };
         var budget = new Option<string?>("--budget") { Description = "Stop the guest after this many instructions (emulator only)." };
-        var cmdline = new Option<string>("--cmdline") { Description = "Command line passed to the guest.", DefaultValueFactory = _ => "" };
+        var cmdline = new Option<string[]>("--cmdline")
+        {
+            Description = "Command line passed to the guest. With several images, give it once (every image gets it) or once per image, in order.",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Say which backend was chosen and why, and log the run to stderr." };
         var stats = new Option<bool>("--stats") { Description = "After the run, print VM exits by kind and hypercalls by code to stderr." };
+        var disk = new Option<string[]>("--disk")
+        {
+            Description = $"Attach a block device: {DeviceSpecs.DiskSyntax} (a raw image, a multiple of 512 bytes; ro = read-only; names default to disk0, disk1, ...; vm = which image, default 0). Repeatable.",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var net = new Option<string[]>("--net")
+        {
+            Description = $"Attach a net device: {DeviceSpecs.NetSyntax} (switch: an in-memory Ethernet switch; every image gets a port unless vm= is given; tap: a Linux TAP interface, image 0 by default; names default to net0, net1, ...). Repeatable.",
+            AllowMultipleArgumentsPerToken = false,
+        };
 
         var run = new Command("run", "Run a guest image; its console goes to stdout and its exit status becomes paravirt's.")
         {
-            image, backend, memory, timeout, budget, cmdline, verbose, stats,
+            image, backend, memory, timeout, budget, cmdline, verbose, stats, disk, net,
         };
         run.SetAction(parse => RunGuest(new RunArguments(
             parse.GetValue(image)!, parse.GetValue(backend)!, parse.GetValue(memory)!, parse.GetValue(timeout),
-            parse.GetValue(budget), parse.GetValue(cmdline) ?? "", parse.GetValue(verbose), parse.GetValue(stats)),
+            parse.GetValue(budget), parse.GetValue(cmdline) ?? [], parse.GetValue(verbose), parse.GetValue(stats),
+            parse.GetValue(disk) ?? [], parse.GetValue(net) ?? []),
             guestOutput, stdout, stderr, cancellationToken));
 
         var backends = new Command("backends", "List the backends and whether each can run guests here.");
@@ -75,7 +109,7 @@ internal static class CliApp
         return result.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
 
-    private sealed record RunArguments(string Image, string Backend, string Memory, string? Timeout, string? Budget, string CommandLine, bool Verbose, bool Stats);
+    private sealed record RunArguments(string[] Images, string Backend, string Memory, string? Timeout, string? Budget, string[] CommandLines, bool Verbose, bool Stats, string[] Disks, string[] Nets);
 
     private static int RunGuest(RunArguments a, Stream guestOutput, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
@@ -105,15 +139,40 @@ internal static class CliApp
             }
             budget = b;
         }
-
-        GuestImage guest;
-        try
+        if (a.CommandLines.Length > 1 && a.CommandLines.Length != a.Images.Length)
         {
-            guest = ElfLoader.LoadFile(a.Image, AbiVersion.Current);
+            return Fail(stderr, ExitCodes.Usage, $"--cmdline was given {a.CommandLines.Length} times for {a.Images.Length} image(s); give it once, or once per image");
         }
-        catch (ImageFormatException ex)
+        var disks = new List<DiskSpec>();
+        foreach (string value in a.Disks)
         {
-            return Fail(stderr, ExitCodes.BadImage, ex.Message);
+            if (!DeviceSpecs.TryParseDisk(value, a.Images.Length, out DiskSpec? spec, out string error))
+            {
+                return Fail(stderr, ExitCodes.Usage, error);
+            }
+            disks.Add(spec!);
+        }
+        var nets = new List<NetSpec>();
+        foreach (string value in a.Nets)
+        {
+            if (!DeviceSpecs.TryParseNet(value, a.Images.Length, out NetSpec? spec, out string error))
+            {
+                return Fail(stderr, ExitCodes.Usage, error);
+            }
+            nets.Add(spec!);
+        }
+
+        var guests = new List<GuestImage>();
+        foreach (string path in a.Images)
+        {
+            try
+            {
+                guests.Add(ElfLoader.LoadFile(path, AbiVersion.Current));
+            }
+            catch (ImageFormatException ex)
+            {
+                return Fail(stderr, ExitCodes.BadImage, ex.Message);
+            }
         }
 
         var services = new ServiceCollection();
@@ -145,6 +204,22 @@ internal static class CliApp
             stderr.WriteLine($"paravirt: warning: --budget only applies to the emulator backend; {choice.Backend.Name} uses --timeout");
         }
 
+        // Several VMs write to one output: whole writes stay whole.
+        Stream output = guests.Count > 1 ? Stream.Synchronized(guestOutput) : guestOutput;
+        List<VirtualDevice>[] devices;
+        try
+        {
+            devices = DeviceSpecs.Create(guests, disks, nets, output, guests.Any(g => g.Manifest.Any(m => m.Kind == DeviceKind.Console)) ? Console.OpenStandardInput() : null);
+        }
+        catch (DeviceConfigurationException ex)
+        {
+            return Fail(stderr, ExitCodes.DeviceUnavailable, ex.Message);
+        }
+        catch (ArgumentException ex)
+        {
+            return Fail(stderr, ExitCodes.Usage, ex.Message);
+        }
+
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
@@ -152,48 +227,97 @@ internal static class CliApp
             interrupt.Cancel();
         };
         Console.CancelKeyPress += onCancel;
-        RunResult result;
+        var results = new RunResult?[guests.Count];
+        var failures = new (int Code, string Message)?[guests.Count];
         try
         {
-            result = runner.Run(guest, new GuestRunOptions
+            void RunOne(int vm)
             {
-                Backend = choice.Backend.Name,
-                MemorySize = memorySize,
-                Timeout = timeout,
-                InstructionBudget = budget,
-                ConsoleOutput = guestOutput,
-                CommandLine = a.CommandLine,
-            }, choice, interrupt.Token);
-        }
-        catch (ImageFormatException ex)
-        {
-            return Fail(stderr, ExitCodes.BadImage, ex.Message);
-        }
-        catch (BackendUnavailableException ex)
-        {
-            return Fail(stderr, ExitCodes.BackendUnavailable, ex.Message);
-        }
-        catch (ArgumentException ex)
-        {
-            return Fail(stderr, ExitCodes.Usage, ex.Message);
+                try
+                {
+                    results[vm] = runner.Run(guests[vm], new GuestRunOptions
+                    {
+                        Backend = choice.Backend.Name,
+                        MemorySize = memorySize,
+                        Timeout = timeout,
+                        InstructionBudget = budget,
+                        ConsoleOutput = output,
+                        CommandLine = a.CommandLines.Length switch { 0 => "", 1 => a.CommandLines[0], _ => a.CommandLines[vm] },
+                        Devices = devices[vm],
+                    }, choice, interrupt.Token);
+                }
+                catch (ImageFormatException ex)
+                {
+                    failures[vm] = (ExitCodes.BadImage, ex.Message);
+                }
+                catch (BackendUnavailableException ex)
+                {
+                    failures[vm] = (ExitCodes.BackendUnavailable, ex.Message);
+                }
+                catch (ArgumentException ex)
+                {
+                    failures[vm] = (ExitCodes.Usage, ex.Message);
+                }
+            }
+
+            if (guests.Count == 1)
+            {
+                RunOne(0); // the vCPU runs on this thread
+            }
+            else
+            {
+                Thread[] threads = [.. Enumerable.Range(0, guests.Count).Select(vm => new Thread(() => RunOne(vm)) { Name = $"vcpu {vm}", IsBackground = true })];
+                Array.ForEach(threads, t => t.Start());
+                Array.ForEach(threads, t => t.Join());
+            }
         }
         finally
         {
             Console.CancelKeyPress -= onCancel;
-            guestOutput.Flush();
+            foreach (List<VirtualDevice> list in devices)
+            {
+                list.ForEach(d => d.Dispose());
+            }
+            output.Flush();
         }
 
-        if (a.Stats)
+        // The first failure decides the exit code; without one, the first non-zero guest exit status.
+        HypercallDispatcher dispatcher = provider.GetRequiredService<HypercallDispatcher>();
+        int? firstFailure = null;
+        int firstStatus = 0;
+        for (int vm = 0; vm < guests.Count; vm++)
         {
-            PrintStats(stderr, result, provider.GetRequiredService<HypercallDispatcher>());
+            string prefix = guests.Count > 1 ? $"image {vm} ({a.Images[vm]}): " : "";
+            if (failures[vm] is (int code, string message))
+            {
+                Failed(Fail(stderr, code, prefix + message));
+                continue;
+            }
+            RunResult result = results[vm]!;
+            if (a.Stats)
+            {
+                PrintStats(stderr, result, dispatcher);
+            }
+            switch (result.Outcome)
+            {
+                case RunOutcome.Exited:
+                    int status = (int)(result.ExitStatus & 0xFF);
+                    firstStatus = firstStatus != 0 ? firstStatus : status;
+                    break;
+                case RunOutcome.TimedOut or RunOutcome.BudgetExhausted:
+                    Failed(Fail(stderr, ExitCodes.LimitReached, prefix + result.Message));
+                    break;
+                case RunOutcome.Canceled:
+                    Failed(Fail(stderr, ExitCodes.Interrupted, prefix + result.Message));
+                    break;
+                default:
+                    Failed(Fail(stderr, ExitCodes.GuestCrashed, prefix + result.Message));
+                    break;
+            }
         }
-        return result.Outcome switch
-        {
-            RunOutcome.Exited => (int)(result.ExitStatus & 0xFF),
-            RunOutcome.TimedOut or RunOutcome.BudgetExhausted => Fail(stderr, ExitCodes.LimitReached, result.Message),
-            RunOutcome.Canceled => Fail(stderr, ExitCodes.Interrupted, result.Message),
-            _ => Fail(stderr, ExitCodes.GuestCrashed, result.Message),
-        };
+        return firstFailure ?? firstStatus;
+
+        void Failed(int code) => firstFailure ??= code; // every failure is reported; the first one decides
     }
 
     private static int ListBackends(TextWriter stdout)

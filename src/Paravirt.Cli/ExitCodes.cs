@@ -11,6 +11,8 @@ internal static class ExitCodes
     public const int Usage = 64;
     /// <summary>The image file is missing, unreadable or not a valid Paravirt guest (EX_DATAERR).</summary>
     public const int BadImage = 65;
+    /// <summary>A device cannot be set up: a disk image missing, unreadable, in use or of a wrong size; TAP refused (EX_NOINPUT).</summary>
+    public const int DeviceUnavailable = 66;
     /// <summary>The requested backend cannot run here (EX_UNAVAILABLE).</summary>
     public const int BackendUnavailable = 69;
     /// <summary>The guest crashed: CPU exception, unsupported instruction, stray hlt/port I/O/MMIO (EX_SOFTWARE).</summary>

@@ -20,7 +20,8 @@ public sealed class AbiPinTests
             [
                 ("Version", 0x0000u), ("Features", 0x0001u), ("Exit", 0x0002u), ("DebugWrite", 0x0003u),
                 ("ClockMonotonic", 0x0004u), ("ClockWall", 0x0005u), ("Poll", 0x0006u), ("AcceptFeatures", 0x0007u),
-                ("Yield", 0x0008u), ("ConsoleWrite", 0x0100u),
+                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
+                ("BlockAttach", 0x0200u), ("NetAttach", 0x0300u), ("EventSend", 0x0400u),
             ]
         },
         {
@@ -34,11 +35,19 @@ public sealed class AbiPinTests
         },
         {
             typeof(FeatureBits),
-            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL)]
+            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL)]
         },
         {
             typeof(DeviceKind),
             [("None", 0u), ("Console", 1u), ("Block", 2u), ("Net", 3u)]
+        },
+        {
+            typeof(DeviceFlags),
+            [("None", 0u), ("ReadOnly", 1u), ("Broken", 2u)]
+        },
+        {
+            typeof(BlockOperation),
+            [("Read", 0u), ("Write", 1u), ("Flush", 2u), ("Discard", 3u)]
         },
     };
 
@@ -63,6 +72,8 @@ public sealed class AbiPinTests
         Assert.Equal(typeof(long), Enum.GetUnderlyingType(typeof(HypercallStatus)));
         Assert.Equal(typeof(ulong), Enum.GetUnderlyingType(typeof(FeatureBits)));
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(DeviceKind)));
+        Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(DeviceFlags)));
+        Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(BlockOperation)));
     }
 
     [Fact]
@@ -112,6 +123,16 @@ public sealed class AbiPinTests
         { typeof(EntryConvention), [("ImageMinAddress", 0x10_0000UL), ("PageSize", 0x1000UL)] },
         { typeof(HypercallConvention), [("CodeRegister", "rax"), ("ResultRegister", "rax"), ("MaxArguments", 5)] },
         { typeof(BootInfo), [("CurrentSize", 64)] },
+        { typeof(RingConstants), [("HeaderSize", 64u), ("MaxOrder", 8u), ("EventPorts", 64u)] },
+        { typeof(BlockConstants), [("SectorSize", 512u), ("SlotSize", 64u), ("MaxTransfer", 0x10_0000u)] },
+        { typeof(NetConstants), [("SlotSize", 32u), ("DefaultMtu", 1500u), ("EthernetHeader", 14u), ("MaxFrame", 9014u)] },
+        {
+            typeof(ConsoleInterface),
+            [
+                ("OutProdOffset", 0u), ("OutConsOffset", 4u), ("InProdOffset", 8u), ("InConsOffset", 12u),
+                ("OutOffset", 64u), ("OutSize", 2048u), ("InOffset", 2112u), ("InSize", 1024u), ("Size", 3136u),
+            ]
+        },
     };
 
     [Theory]
@@ -157,6 +178,20 @@ public sealed class AbiPinTests
             ["EntryConvention"] = "PV_ENTRY",
             ["HypercallPage"] = "PV_HYPERCALL_PAGE",
             ["HypercallStatus"] = "pv_status",
+            ["DeviceInfo"] = "pv_device_info",
+            ["DeviceFlags"] = "pv_device_flags",
+            ["RingHeader"] = "pv_ring_header",
+            ["RingConstants"] = "PV_RING",
+            ["BlockConstants"] = "PV_BLOCK",
+            ["BlockOperation"] = "pv_block_op",
+            ["BlockRequest"] = "pv_block_request",
+            ["BlockResponse"] = "pv_block_response",
+            ["NetConstants"] = "PV_NET",
+            ["NetTxRequest"] = "pv_net_tx_request",
+            ["NetTxResponse"] = "pv_net_tx_response",
+            ["NetRxRequest"] = "pv_net_rx_request",
+            ["NetRxResponse"] = "pv_net_rx_response",
+            ["ConsoleInterface"] = "PV_CONSOLE",
         };
         Assert.Equal(expected.OrderBy(kv => kv.Key), actual.OrderBy(kv => kv.Key));
     }
@@ -174,6 +209,26 @@ public sealed class AbiPinTests
         { typeof(AbiNote), 8, [("AbiMajor", 0), ("AbiMinor", 2), ("Flags", 4)] },
         { typeof(ManifestHeader), 8, [("Count", 0), ("Reserved", 4)] },
         { typeof(ManifestEntry), 32, [("Kind", 0), ("Flags", 4), ("Name", 8)] },
+        {
+            typeof(DeviceInfo), 64,
+            [
+                ("Kind", 0), ("Flags", 4), ("Name", 8), ("Sectors", 32), ("SectorSize", 40), ("Mtu", 44), ("Mac", 48),
+                ("MaxRingOrder", 54), ("Reserved", 56),
+            ]
+        },
+        { typeof(RingHeader), 64, [("ReqProd", 0), ("ReqEvent", 4), ("RspProd", 8), ("RspEvent", 12), ("Reserved", 16)] },
+        {
+            typeof(BlockRequest), 64,
+            [
+                ("Id", 0), ("Operation", 8), ("Flags", 12), ("Sector", 16), ("Buffer", 24), ("Length", 32),
+                ("Reserved0", 36), ("Reserved1", 40), ("Reserved2", 48), ("Reserved3", 56),
+            ]
+        },
+        { typeof(BlockResponse), 64, [("Id", 0), ("Status", 8), ("Length", 16), ("Reserved0", 20)] },
+        { typeof(NetTxRequest), 32, [("Id", 0), ("Buffer", 8), ("Length", 16), ("Flags", 20), ("Reserved", 24)] },
+        { typeof(NetTxResponse), 32, [("Id", 0), ("Status", 8)] },
+        { typeof(NetRxRequest), 32, [("Id", 0), ("Buffer", 8), ("Capacity", 16), ("Reserved0", 20), ("Reserved1", 24)] },
+        { typeof(NetRxResponse), 32, [("Id", 0), ("Status", 8), ("Length", 16), ("Reserved", 20)] },
     };
 
     [Theory]
@@ -203,6 +258,37 @@ public sealed class AbiPinTests
         FixedBufferAttribute name = typeof(ManifestEntry).GetField("Name")!.GetCustomAttribute<FixedBufferAttribute>()!;
         Assert.Equal(typeof(byte), name.ElementType);
         Assert.Equal(24, name.Length);
+
+        Assert.Equal(typeof(uint), typeof(DeviceInfo).GetField("Kind")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(DeviceInfo).GetField("Sectors")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(DeviceInfo).GetField("Mtu")!.FieldType);
+        Assert.Equal(typeof(ushort), typeof(DeviceInfo).GetField("MaxRingOrder")!.FieldType);
+        Assert.Equal((typeof(byte), 24), FixedBuffer(typeof(DeviceInfo), "Name"));
+        Assert.Equal((typeof(byte), 6), FixedBuffer(typeof(DeviceInfo), "Mac"));
+        Assert.Equal((typeof(byte), 48), FixedBuffer(typeof(RingHeader), "Reserved"));
+        foreach (string f in new[] { "ReqProd", "ReqEvent", "RspProd", "RspEvent" })
+        {
+            Assert.Equal(typeof(uint), typeof(RingHeader).GetField(f)!.FieldType);
+        }
+        Assert.Equal(typeof(ulong), typeof(BlockRequest).GetField("Id")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(BlockRequest).GetField("Operation")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(BlockRequest).GetField("Sector")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(BlockRequest).GetField("Buffer")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(BlockRequest).GetField("Length")!.FieldType);
+        Assert.Equal(typeof(long), typeof(BlockResponse).GetField("Status")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(BlockResponse).GetField("Length")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(NetTxRequest).GetField("Buffer")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(NetTxRequest).GetField("Length")!.FieldType);
+        Assert.Equal(typeof(long), typeof(NetTxResponse).GetField("Status")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(NetRxRequest).GetField("Capacity")!.FieldType);
+        Assert.Equal(typeof(long), typeof(NetRxResponse).GetField("Status")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(NetRxResponse).GetField("Length")!.FieldType);
+    }
+
+    private static (Type, int) FixedBuffer(Type type, string field)
+    {
+        FixedBufferAttribute a = type.GetField(field)!.GetCustomAttribute<FixedBufferAttribute>()!;
+        return (a.ElementType, a.Length);
     }
 
     [Fact]

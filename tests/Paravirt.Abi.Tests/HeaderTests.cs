@@ -12,23 +12,7 @@ public sealed class HeaderTests
     [Fact]
     public void CheckedInHeader_EqualsGeneratedHeader()
     {
-        string expected = HeaderGenerator.Generate(AbiAssembly);
-        Assert.True(File.Exists(HeaderPath), $"{HeaderPath} is missing; generate it with: {HeaderGenerator.RegenerateCommand}");
-        string actual = File.ReadAllText(HeaderPath);
-        if (actual != expected)
-        {
-            string[] a = actual.Split('\n');
-            string[] e = expected.Split('\n');
-            int line = 0;
-            while (line < a.Length && line < e.Length && a[line] == e[line])
-            {
-                line++;
-            }
-            Assert.Fail(
-                $"{HeaderGenerator.RelativeHeaderPath} is out of date with Paravirt.Hypercall.Abi (first difference at line {line + 1}: " +
-                $"checked in \"{(line < a.Length ? a[line] : "<end>")}\", generated \"{(line < e.Length ? e[line] : "<end>")}\"). " +
-                $"Never edit it by hand; regenerate it from the repository root with: {HeaderGenerator.RegenerateCommand}");
-        }
+        GoldenFile.AssertUpToDate(HeaderPath, HeaderGenerator.RelativeHeaderPath, HeaderGenerator.Generate(AbiAssembly), HeaderGenerator.RegenerateCommand);
     }
 
     [Fact]

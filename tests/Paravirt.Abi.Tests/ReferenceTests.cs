@@ -16,23 +16,7 @@ public sealed class ReferenceTests
     [Fact]
     public void CheckedInReference_EqualsGeneratedReference()
     {
-        Assert.True(File.Exists(ReferencePath), $"{ReferencePath} is missing; generate it with: {MarkdownGenerator.RegenerateCommand}");
-        string actual = File.ReadAllText(ReferencePath);
-        string expected = Generated.Value;
-        if (actual != expected)
-        {
-            string[] a = actual.Split('\n');
-            string[] e = expected.Split('\n');
-            int line = 0;
-            while (line < a.Length && line < e.Length && a[line] == e[line])
-            {
-                line++;
-            }
-            Assert.Fail(
-                $"{MarkdownGenerator.RelativeReferencePath} is out of date with Paravirt.Hypercall.Abi (first difference at line {line + 1}: " +
-                $"checked in \"{(line < a.Length ? a[line] : "<end>")}\", generated \"{(line < e.Length ? e[line] : "<end>")}\"). " +
-                $"Never edit it by hand; regenerate it from the repository root with: {MarkdownGenerator.RegenerateCommand}");
-        }
+        GoldenFile.AssertUpToDate(ReferencePath, MarkdownGenerator.RelativeReferencePath, Generated.Value, MarkdownGenerator.RegenerateCommand);
     }
 
     [Fact]

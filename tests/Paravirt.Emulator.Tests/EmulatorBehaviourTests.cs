@@ -372,4 +372,140 @@ public sealed class EmulatorBehaviourTests
             Assert.Equal(4UL, r.Rax); // four instructions retired before rdtsc
         }
     }
+
+    [Fact]
+    public void ManyDistinctBlocks_KeepTheCacheBounded()
+    {
+        // 70000 one-instruction blocks (a ret at every byte of a sled), each called once.
+        const int count = 70_000;
+        const ulong sled = 0x10_0000;
+        byte[] loop = EmuHarness.Assemble(a =>
+        {
+            Label top = a.CreateLabel();
+            a.xor(ecx, ecx);
+            a.Label(ref top);
+            a.mov(rax, (long)sled);
+            a.add(rax, rcx);
+            a.call(rax);
+            a.inc(ecx);
+            a.cmp(ecx, count);
+            a.jb(top);
+            a.hlt();
+        }, 0x18_0000);
+        var (memory, vm, vcpu) = EmuHarness.Create(loop, codeAddress: 0x18_0000);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            memory.GetSpan(new GuestAddress(sled), count).Fill(0xC3);
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+            Assert.True(((EmulatorVcpu)vcpu).CachedBlocks <= EmulatorVcpu.MaxCachedBlocks);
+            Assert.Equal((ulong)count, vcpu.GetRegisters().Rcx);
+        }
+    }
+
+    [Fact]
+    public void DataStoresIntoACodePage_DoNotDropItsBlocks()
+    {
+        // A counter that lives in the same 4 KiB page as the loop that increments it.
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label top = a.CreateLabel(), counter = a.CreateLabel();
+            a.mov(ecx, 10_000);
+            a.Label(ref top);
+            a.inc(__qword_ptr[counter]);
+            a.dec(ecx);
+            a.jnz(top);
+            a.mov(rax, __qword_ptr[counter]);
+            a.hlt();
+            a.Label(ref counter);
+            a.dq(0);
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+            Assert.Equal(10_000UL, vcpu.GetRegisters().Rax);
+            Assert.True(((EmulatorVcpu)vcpu).BlocksDecoded <= 4, $"{((EmulatorVcpu)vcpu).BlocksDecoded} blocks decoded");
+        }
+    }
+
+    [Fact]
+    public void IdivOfTheMostNegative128BitDividendByMinusOne_IsADivideError()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(rdx, unchecked((long)0x8000_0000_0000_0000UL));
+            a.xor(eax, eax);
+            a.mov(rcx, -1);
+            a.idiv(rcx);
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.Contains("divide error", exit.Detail, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void HugeRepStos_RunsOffTheEndOfMemory_AsAFault()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(rdi, 0x1F_0000);
+            a.mov(rcx, 0x1_0000_0000L); // 4 GiB of bytes from near the end of a 2 MiB guest
+            a.rep.stosb();
+            a.hlt();
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            VcpuExit exit = vcpu.Run();
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.Equal("page fault: write of 1 bytes at 0x200000 outside guest memory", exit.Detail);
+        }
+    }
+
+    [Fact]
+    public void KernelStyleEntryCode_CliLidtAndControlRegisters_AreAccepted()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label idtr = a.CreateLabel();
+            a.cli();
+            a.lidt(__[idtr]);
+            a.mov(rax, cr0);
+            a.mov(rbx, cr4);
+            a.mov(rdx, 0x5000);
+            a.mov(cr3, rdx);
+            a.mov(rcx, cr3);
+            a.sti();
+            a.hlt();
+            a.Label(ref idtr);
+            a.dw(0xFFF);
+            a.dq(0x7000);
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+            VcpuRegisters r = vcpu.GetRegisters();
+            Assert.Equal(LongModeSetup.Cr0, r.Rax);
+            Assert.Equal(LongModeSetup.Cr4, r.Rbx);
+            Assert.Equal(0x5000UL, r.Rcx);
+            Assert.Equal((0x7000UL, 0xFFFUL), ((EmulatorVcpu)vcpu).Idtr);
+            Assert.NotEqual(0UL, r.Rflags & 0x200);
+        }
+    }
 }

@@ -205,7 +205,7 @@ internal sealed unsafe class NativeCpu : IDisposable
     public (VcpuExit Exit, CpuState State, byte[] Memory) RunEmulator()
     {
         Span<byte> g = _guest.GetSpan(new GuestAddress(Address), RegionSize);
-        _snapshot.CopyTo(g);
+        _snapshot.CopyTo(g); // code, input state, data and stack pages; the rest of the region is the emulator's scratch stack
         g[EmuHaltOff] = 0xF4; // hlt
         MemoryMarshal.Write(g[(EmuStackTop - 8)..], Address + EmuHaltOff);
         _vcpu.Reset(new VcpuStartState(Address, Address + EmuStackTop - 8, 0));

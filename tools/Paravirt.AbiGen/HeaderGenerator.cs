@@ -167,6 +167,7 @@ public static class HeaderGenerator
         {
             throw new InvalidOperationException($"the XML documentation of {abi.GetName().Name} was not found at {path}; build it with GenerateDocumentationFile=true");
         }
+        // Whitespace between two elements ("<c>Count</c> <see .../>") is text the reader needs: keep it.
         return XDocument.Load(path, LoadOptions.PreserveWhitespace);
     }
 

@@ -29,11 +29,7 @@ public static class MarkdownGenerator
     public static string Generate(Assembly abi)
     {
         ArgumentNullException.ThrowIfNull(abi);
-        // Whitespace between two elements ("<c>Count</c> <see .../>") is text the reader needs: keep it.
-        string path = Path.ChangeExtension(abi.Location, ".xml");
-        return File.Exists(path)
-            ? Generate(abi, XDocument.Load(path, LoadOptions.PreserveWhitespace))
-            : Generate(abi, HeaderGenerator.LoadDocumentation(abi)); // throws with the explanation
+        return Generate(abi, HeaderGenerator.LoadDocumentation(abi));
     }
 
     /// <summary>Generates the reference for <paramref name="abi"/> with the given XML documentation (null: no descriptions).</summary>

@@ -1,10 +1,11 @@
 using Microsoft.Extensions.DependencyInjection;
 using Paravirt.Abi;
+using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Hypervisor;
 
-/// <summary>Configures Paravirt after <c>AddParavirt</c>: user-defined hypercalls (and, later, devices).</summary>
+/// <summary>Configures Paravirt after <c>AddParavirt</c>: user-defined hypercalls and the devices every run gets.</summary>
 public sealed class ParavirtBuilder
 {
     internal ParavirtBuilder(IServiceCollection services) => Services = services;
@@ -28,6 +29,23 @@ public sealed class ParavirtBuilder
         }
         Services.AddSingleton<IHypercallProvider>(new UserHypercallProvider(new HypercallRegistration(code, name, handler)));
         return this;
+    }
+
+    /// <summary>
+    /// Adds a device that every guest run gets (after the run's own <see cref="Vcpu.GuestRunOptions.Devices"/>): the
+    /// factory is called once per run and the runner disposes the device afterwards. Example:
+    /// <c>AddDevice(_ =&gt; new BlockDevice("disk0", "data.img", readOnly: false))</c>.
+    /// </summary>
+    public ParavirtBuilder AddDevice(Func<IServiceProvider, VirtualDevice> factory)
+    {
+        ArgumentNullException.ThrowIfNull(factory);
+        Services.AddSingleton<IDeviceFactory>(sp => new DelegateDeviceFactory(sp, factory));
+        return this;
+    }
+
+    private sealed class DelegateDeviceFactory(IServiceProvider services, Func<IServiceProvider, VirtualDevice> factory) : IDeviceFactory
+    {
+        public VirtualDevice Create() => factory(services) ?? throw new InvalidOperationException("a device factory registered with AddDevice returned null");
     }
 
     private sealed class UserHypercallProvider(HypercallRegistration registration) : IHypercallProvider

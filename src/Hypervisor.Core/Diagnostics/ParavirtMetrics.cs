@@ -19,6 +19,7 @@ public sealed class ParavirtMetrics : IDisposable
     private readonly Counter<long> _hypercalls;
     private readonly Counter<long> _runs;
     private readonly Histogram<double> _runDuration;
+    private readonly Counter<long> _deviceBytes;
 
     /// <summary>Creates the instruments.</summary>
     public ParavirtMetrics(IMeterFactory? meterFactory = null)
@@ -36,6 +37,7 @@ public sealed class ParavirtMetrics : IDisposable
         _hypercalls = _meter.CreateCounter<long>("paravirt.hypercalls", "{call}", "Hypercalls dispatched, by function code.");
         _runs = _meter.CreateCounter<long>("paravirt.guest.runs", "{run}", "Guest runs finished, by outcome.");
         _runDuration = _meter.CreateHistogram<double>("paravirt.guest.run.duration", "s", "Wall-clock duration of guest runs.");
+        _deviceBytes = _meter.CreateCounter<long>("paravirt.device.bytes", "By", "Bytes moved by paravirtual devices, by device and direction (read, write, tx, rx).");
     }
 
     internal void RecordExit(string backend, VcpuExitKind kind)
@@ -51,6 +53,14 @@ public sealed class ParavirtMetrics : IDisposable
         if (_hypercalls.Enabled)
         {
             _hypercalls.Add(1, new KeyValuePair<string, object?>("paravirt.hypercall.code", code), new KeyValuePair<string, object?>("paravirt.hypercall.name", dispatcher.GetName(code) ?? "unknown"));
+        }
+    }
+
+    internal void RecordDeviceBytes(string device, string direction, long bytes)
+    {
+        if (bytes > 0 && _deviceBytes.Enabled)
+        {
+            _deviceBytes.Add(bytes, new KeyValuePair<string, object?>("paravirt.device", device), new KeyValuePair<string, object?>("paravirt.device.direction", direction));
         }
     }
 

@@ -21,6 +21,13 @@ public sealed record GuestRunOptions
     /// <summary>Where console and debug output go; null for <see cref="Stream.Null"/>.</summary>
     public Stream? ConsoleOutput { get; init; }
 
+    /// <summary>
+    /// The run's paravirtual devices (console, block, net), in the order the guest enumerates them; a device's index
+    /// is its event port (at most 64). The caller creates fresh instances for each run, owns them, and disposes them
+    /// after the run. Empty by default (then <see cref="Abi.FeatureBits.Devices"/> is not offered).
+    /// </summary>
+    public IReadOnlyList<Devices.VirtualDevice> Devices { get; init; } = [];
+
     /// <summary>Command line passed to the guest (at most 4095 bytes of UTF-8).</summary>
     public string CommandLine { get; init; } = "";
 }

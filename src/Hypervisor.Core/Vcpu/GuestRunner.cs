@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
@@ -23,15 +24,35 @@ public sealed partial class GuestRunner
     private readonly HypercallDispatcher _dispatcher;
     private readonly ILogger _logger;
     private readonly ParavirtMetrics? _metrics;
+    private readonly IDeviceFactory[] _deviceFactories;
 
     /// <summary>Creates a runner.</summary>
-    public GuestRunner(BackendSelector selector, HypercallDispatcher dispatcher, ILogger<GuestRunner>? logger = null, ParavirtMetrics? metrics = null)
+    /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException"><paramref name="options"/> are invalid.</exception>
+    public GuestRunner(
+        BackendSelector selector,
+        HypercallDispatcher dispatcher,
+        ILogger<GuestRunner>? logger = null,
+        ParavirtMetrics? metrics = null,
+        Microsoft.Extensions.Options.IOptions<ParavirtOptions>? options = null,
+        IEnumerable<IDeviceFactory>? deviceFactories = null)
     {
         _selector = selector ?? throw new ArgumentNullException(nameof(selector));
         _dispatcher = dispatcher ?? throw new ArgumentNullException(nameof(dispatcher));
         _logger = logger ?? NullLogger<GuestRunner>.Instance;
         _metrics = metrics;
+        _deviceFactories = deviceFactories?.ToArray() ?? [];
+        ParavirtOptions defaults = options?.Value ?? new ParavirtOptions(); // Value validates: bad options fail here, not mid-run
+        DefaultOptions = new GuestRunOptions
+        {
+            Backend = defaults.DefaultBackend,
+            MemorySize = defaults.DefaultMemorySize,
+            Timeout = defaults.DefaultTimeout,
+            InstructionBudget = defaults.DefaultInstructionBudget,
+        };
     }
+
+    /// <summary>Run options carrying the application's <see cref="ParavirtOptions"/>; start from these with <c>with { ... }</c>.</summary>
+    public GuestRunOptions DefaultOptions { get; }
 
     /// <summary>The backend selector this runner uses.</summary>
     public BackendSelector Backends => _selector;
@@ -48,6 +69,28 @@ public sealed partial class GuestRunner
 
     /// <summary>Runs <paramref name="image"/> on an already chosen backend.</summary>
     public RunResult Run(GuestImage image, GuestRunOptions options, BackendChoice choice, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (_deviceFactories.Length == 0)
+        {
+            return RunCore(image, options, choice, cancellationToken);
+        }
+        var created = new List<VirtualDevice>(_deviceFactories.Length);
+        try
+        {
+            foreach (IDeviceFactory factory in _deviceFactories)
+            {
+                created.Add(factory.Create());
+            }
+            return RunCore(image, options with { Devices = [.. options.Devices, .. created] }, choice, cancellationToken);
+        }
+        finally
+        {
+            created.ForEach(static d => d.Dispose());
+        }
+    }
+
+    private RunResult RunCore(GuestImage image, GuestRunOptions options, BackendChoice choice, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(options);
@@ -66,14 +109,19 @@ public sealed partial class GuestRunner
         long started = Stopwatch.GetTimestamp();
         using var memory = new GuestMemory(options.MemorySize);
         ulong imageEnd = ElfLoader.LoadInto(image, memory);
-        PrepareMemory(memory, imageEnd, commandLine);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         if (options.Timeout is TimeSpan timeout)
         {
             stop.CancelAfter(timeout);
         }
-        var session = new GuestSession(memory, image, options.ConsoleOutput ?? Stream.Null, stop.Token);
+        var session = new GuestSession(memory, image, options.ConsoleOutput ?? Stream.Null, stop.Token)
+        {
+            Devices = options.Devices ?? [],
+            Metrics = _metrics,
+            Logger = _logger,
+        };
+        PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures);
         string backendName = choice.Backend.Name;
         LogStarting(_logger, backendName, choice.Reason, image.AbiVersion.ToString(), options.MemorySize >> 20);
 
@@ -83,6 +131,7 @@ public sealed partial class GuestRunner
 
         RunResult Finish(RunOutcome outcome, long status, string message)
         {
+            session.StopDevices();
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
             stats.InstructionsRetired = (vcpu as IInstructionCounter)?.InstructionsRetired;
             _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
@@ -137,7 +186,7 @@ public sealed partial class GuestRunner
     }
 
     /// <summary>Writes the hypercall page, the command line and the boot info into <paramref name="memory"/>.</summary>
-    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine)
+    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll)
     {
         Span<byte> page = memory.GetSpan(new GuestAddress(GuestLayout.HypercallPage), HypercallPage.Size);
         page.Clear();
@@ -161,7 +210,7 @@ public sealed partial class GuestRunner
             CommandLine = commandLine.Length == 0 ? 0 : GuestLayout.CommandLine,
             CommandLineLength = (uint)commandLine.Length,
             VcpuCount = 1,
-            Features0 = (ulong)(FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll),
+            Features0 = (ulong)features,
         };
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }

@@ -38,7 +38,8 @@ public sealed class HypercallDispatcherTests : IDisposable
 
     private static HypercallArgs Call(HypercallCode code, ulong a1 = 0, ulong a2 = 0) => new((ulong)code, a1, a2, 0, 0, 0);
 
-    private static HypercallDispatcher Core(params IHypercallProvider[] more) => new([new CoreHypercalls(), .. more]);
+    // The built-in set: the core calls and the device calls (DeviceInfo, the attach calls, EventSend).
+    private static HypercallDispatcher Core(params IHypercallProvider[] more) => new([new CoreHypercalls(), new Paravirt.Hypervisor.Devices.DeviceHypercalls(), .. more]);
 
     private static HypercallRegistration Reg(uint code, string name, long result = 0) => new(code, name, (in HypercallArgs _, GuestSession _) => result);
 

@@ -5,7 +5,8 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// <summary>
 /// The portable x86-64 emulator backend: runs 64-bit freestanding guest code without hardware virtualization
 /// (CI, containers, machines without VT-x/AMD-V). Flat identity-mapped long mode at CPL0, no interrupts, no paging;
-/// instructions are decoded with Iced once per basic block and executed from a block cache. Deterministic: the same
+/// instructions are decoded with Iced once per basic block and executed from a block cache, and hot blocks are
+/// translated to IL that the .NET JIT compiles (<see cref="System.Reflection.Emit.DynamicMethod"/>). Deterministic: the same
 /// image and inputs give the same instruction count and output on every run, and
 /// <see cref="VirtualMachineOptions.InstructionBudget"/> is honoured exactly. See <c>README.md</c> beside this file for
 /// the design, the supported instruction set and the path to QEMU-like speed.

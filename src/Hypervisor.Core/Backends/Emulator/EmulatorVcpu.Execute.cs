@@ -121,7 +121,76 @@ internal sealed unsafe partial class EmulatorVcpu
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void SetArith(ulong f) => _rf = (_rf & ~ArithFlags) | f;
+    private void SetArith(ulong f)
+    {
+        _lk = LazyKind.None;
+        _ovr = false;
+        _rf = (_rf & ~ArithFlags) | f;
+    }
+
+    /// <summary>Records the operands of a flag-setting ALU op; the flags are computed only if something reads them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SetLazy(LazyKind kind, ulong a, ulong b, ulong r, int size)
+    {
+        _lk = kind;
+        _ovr = false;
+        _la = a;
+        _lb = b;
+        _lr = r;
+        _lsize = size;
+    }
+
+    /// <summary>Computes the arithmetic flags of the last lazily recorded op into <see cref="_rf"/>.</summary>
+    private void Materialize()
+    {
+        if (_lk == LazyKind.None)
+        {
+            return;
+        }
+        ulong a = _la, b = _lb, r = _lr;
+        int size = _lsize;
+        ulong f = _lk switch
+        {
+            LazyKind.Add => AddFlags(a, b, r, size, r < a),
+            LazyKind.Sub => SubFlags(a, b, r, size, a < b),
+            LazyKind.Inc => AddFlags(a, 1, r, size, false) | (_rf & CF),
+            LazyKind.Dec => SubFlags(a, 1, r, size, false) | (_rf & CF),
+            LazyKind.Shl => Szp(r, size) | ShiftCarry(LazyKind.Shl, a, (int)b, size) | ((((r & SignBit(size)) != 0) ^ (ShiftCarry(LazyKind.Shl, a, (int)b, size) != 0)) ? OF : 0),
+            LazyKind.Shr => Szp(r, size) | ShiftCarry(LazyKind.Shr, a, (int)b, size) | ((a & SignBit(size)) != 0 ? OF : 0),
+            LazyKind.Sar => Szp(r, size) | ShiftCarry(LazyKind.Sar, a, (int)b, size),
+            _ => Szp(r, size),
+        };
+        if (_ovr)
+        {
+            f = (f & ~(CF | OF)) | _ovrFlags;
+            _ovr = false;
+        }
+        _lk = LazyKind.None;
+        _rf = (_rf & ~ArithFlags) | f;
+    }
+
+    /// <summary>CF of a shift by a non-zero count.</summary>
+    private static ulong ShiftCarry(LazyKind kind, ulong a, int count, int size)
+    {
+        int bits = size << 3;
+        return kind switch
+        {
+            LazyKind.Shl => count <= bits ? (a >> (bits - count)) & 1 : 0,
+            LazyKind.Shr => (a >> (count - 1)) & 1,
+            _ => (ulong)(SignExtend(a, size) >> (count - 1)) & 1,
+        };
+    }
+
+    /// <summary>CF without materializing everything.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong Carry() => _ovr ? _ovrFlags & CF : _lk switch
+    {
+        LazyKind.None or LazyKind.Inc or LazyKind.Dec => _rf & CF,
+        LazyKind.Add => _lr < _la ? CF : 0,
+        LazyKind.Sub => _la < _lb ? CF : 0,
+        LazyKind.Shl or LazyKind.Shr or LazyKind.Sar => ShiftCarry(_lk, _la, (int)_lb, _lsize),
+        _ => 0,
+    };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong AddFlags(ulong a, ulong b, ulong r, int size, bool carry) =>
@@ -132,8 +201,47 @@ internal sealed unsafe partial class EmulatorVcpu
         Szp(r, size) | (borrow ? CF : 0) | ((a ^ b ^ r) & AF) | ((((a ^ b) & (a ^ r)) & SignBit(size)) != 0 ? OF : 0);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool Cond(int cc)
+    internal bool Cond(int cc)
     {
+        if (_ovr)
+        {
+            goto Slow;
+        }
+        if (_lk == LazyKind.Sub)
+        {
+            // cmp/sub: decide from the operands directly.
+            ulong a = _la, b = _lb;
+            bool t;
+            switch (cc >> 1)
+            {
+                case 1: t = a < b; break;
+                case 2: t = a == b; break;
+                case 3: t = a <= b; break;
+                case 4: t = (_lr & SignBit(_lsize)) != 0; break;
+                case 6: t = SignExtend(a, _lsize) < SignExtend(b, _lsize); break;
+                case 7: t = SignExtend(a, _lsize) <= SignExtend(b, _lsize); break;
+                default: goto Slow;
+            }
+            return t ^ ((cc & 1) != 0);
+        }
+        if (_lk == LazyKind.Logic)
+        {
+            // and/or/xor/test: CF = OF = 0.
+            ulong res = _lr;
+            bool neg = (res & SignBit(_lsize)) != 0;
+            bool t;
+            switch (cc >> 1)
+            {
+                case 0: case 1: t = false; break;
+                case 2: case 3: t = res == 0; break;
+                case 4: case 6: t = neg; break;
+                case 7: t = res == 0 || neg; break;
+                default: goto Slow;
+            }
+            return t ^ ((cc & 1) != 0);
+        }
+    Slow:
+        Materialize();
         ulong f = _rf;
         bool r = (cc >> 1) switch
         {
@@ -152,10 +260,10 @@ internal sealed unsafe partial class EmulatorVcpu
     // ---- the block executor ----
 
     /// <summary>Executes the first <paramref name="n"/> ops of <paramref name="block"/>; returns true when the vCPU must exit (<see cref="_exit"/>).</summary>
-    private bool ExecuteBlock(Block block, int n)
+    private bool ExecuteBlock(Block block, int from, int n)
     {
         MicroOp[] ops = block.Ops;
-        int i = 0;
+        int i = from;
         try
         {
             for (; i < n; i++)
@@ -166,6 +274,53 @@ internal sealed unsafe partial class EmulatorVcpu
                 {
                     case OpKind.Nop:
                         break;
+                    case OpKind.MovRR64: { _r[op.RegA] = _r[op.RegB]; break; }
+                    case OpKind.MovRR32: { _r[op.RegA] = (uint)_r[op.RegB]; break; }
+                    case OpKind.MovRI64: { _r[op.RegA] = op.Imm; break; }
+                    case OpKind.MovRI32: { _r[op.RegA] = op.Imm; break; }
+                    case OpKind.AddRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a + b; _r[op.RegA] = r; SetLazy(LazyKind.Add, a, b, r, 8); break; }
+                    case OpKind.AddRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a + b); _r[op.RegA] = r; SetLazy(LazyKind.Add, a, b, r, 4); break; }
+                    case OpKind.AddRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a + b; _r[op.RegA] = r; SetLazy(LazyKind.Add, a, b, r, 8); break; }
+                    case OpKind.AddRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a + b); _r[op.RegA] = r; SetLazy(LazyKind.Add, a, b, r, 4); break; }
+                    case OpKind.SubRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a - b; _r[op.RegA] = r; SetLazy(LazyKind.Sub, a, b, r, 8); break; }
+                    case OpKind.SubRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a - b); _r[op.RegA] = r; SetLazy(LazyKind.Sub, a, b, r, 4); break; }
+                    case OpKind.SubRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a - b; _r[op.RegA] = r; SetLazy(LazyKind.Sub, a, b, r, 8); break; }
+                    case OpKind.SubRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a - b); _r[op.RegA] = r; SetLazy(LazyKind.Sub, a, b, r, 4); break; }
+                    case OpKind.AndRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a & b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.AndRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a & b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.AndRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a & b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.AndRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a & b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.OrRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a | b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.OrRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a | b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.OrRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a | b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.OrRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a | b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.XorRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a ^ b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.XorRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a ^ b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.XorRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a ^ b; _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.XorRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a ^ b); _r[op.RegA] = r; SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.CmpRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a - b; SetLazy(LazyKind.Sub, a, b, r, 8); break; }
+                    case OpKind.CmpRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a - b); SetLazy(LazyKind.Sub, a, b, r, 4); break; }
+                    case OpKind.CmpRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a - b; SetLazy(LazyKind.Sub, a, b, r, 8); break; }
+                    case OpKind.CmpRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a - b); SetLazy(LazyKind.Sub, a, b, r, 4); break; }
+                    case OpKind.TestRR64: { ulong a = _r[op.RegA], b = _r[op.RegB]; ulong r = a & b; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.TestRR32: { ulong a = (uint)_r[op.RegA], b = (uint)_r[op.RegB]; ulong r = (uint)(a & b); SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.TestRI64: { ulong a = _r[op.RegA], b = op.Imm; ulong r = a & b; SetLazy(LazyKind.Logic, a, b, r, 8); break; }
+                    case OpKind.TestRI32: { ulong a = (uint)_r[op.RegA], b = op.Imm; ulong r = (uint)(a & b); SetLazy(LazyKind.Logic, a, b, r, 4); break; }
+                    case OpKind.LoadRM64: _r[op.RegA] = Load64(Ea(ref op)); break;
+                    case OpKind.LoadRM32: _r[op.RegA] = Load(Ea(ref op), 4); break;
+                    case OpKind.StoreMR64: Store64(Ea(ref op), _r[op.RegB]); break;
+                    case OpKind.StoreMR32: Store(Ea(ref op), 4, (uint)_r[op.RegB]); break;
+                    case OpKind.MovzxLoad8: _r[op.RegA] = Load(Ea(ref op), 1); break;
+                    case OpKind.MovzxRR8: _r[op.RegA] = (byte)_r[op.RegB]; break;
+                    case OpKind.Lea64: _r[op.RegA] = Ea(ref op); break;
+                    case OpKind.Lea32: _r[op.RegA] = (uint)Ea(ref op); break;
+                    case OpKind.ShiftRI:
+                    {
+                        // shift/rotate of a 32/64-bit register by a non-zero immediate (count pre-masked at decode).
+                        ulong a = size == 8 ? _r[op.RegA] : (uint)_r[op.RegA];
+                        _r[op.RegA] = Shift((OpKind)op.Cond, a, (int)op.Imm, size);
+                        break;
+                    }
                     case OpKind.Mov:
                         WriteA(ref op, op.A == Loc.Mem ? Ea(ref op) : 0, ReadB(ref op, size));
                         break;
@@ -198,7 +353,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = (a + b) & Mask(size);
-                        SetArith(AddFlags(a, b, r, size, r < a));
+                        SetLazy(LazyKind.Add, a, b, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -206,7 +361,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
-                        ulong c = _rf & CF;
+                        ulong c = Carry();
                         ulong r = (a + b + c) & Mask(size);
                         SetArith(AddFlags(a, b, r, size, c != 0 ? r <= a : r < a));
                         WriteA(ref op, ea, r);
@@ -218,7 +373,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = (a - b) & Mask(size);
-                        SetArith(SubFlags(a, b, r, size, a < b));
+                        SetLazy(LazyKind.Sub, a, b, r, size);
                         if (op.Kind == OpKind.Sub)
                         {
                             WriteA(ref op, ea, r);
@@ -229,7 +384,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
-                        ulong c = _rf & CF;
+                        ulong c = Carry();
                         ulong r = (a - b - c) & Mask(size);
                         SetArith(SubFlags(a, b, r, size, c != 0 ? a <= b : a < b));
                         WriteA(ref op, ea, r);
@@ -241,7 +396,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = a & b;
-                        SetArith(Szp(r, size));
+                        SetLazy(LazyKind.Logic, a, b, r, size);
                         if (op.Kind == OpKind.And)
                         {
                             WriteA(ref op, ea, r);
@@ -253,7 +408,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = a | b;
-                        SetArith(Szp(r, size));
+                        SetLazy(LazyKind.Logic, a, b, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -262,7 +417,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = a ^ b;
-                        SetArith(Szp(r, size));
+                        SetLazy(LazyKind.Logic, a, b, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -270,7 +425,8 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = (a + 1) & Mask(size);
-                        SetArith(AddFlags(a, 1, r, size, false) | (_rf & CF));
+                        _rf = (_rf & ~CF) | Carry();
+                        SetLazy(LazyKind.Inc, a, 1, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -278,7 +434,8 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = (a - 1) & Mask(size);
-                        SetArith(SubFlags(a, 1, r, size, false) | (_rf & CF));
+                        _rf = (_rf & ~CF) | Carry();
+                        SetLazy(LazyKind.Dec, a, 1, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -286,7 +443,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong a = ReadA(ref op, out ulong ea);
                         ulong r = (0 - a) & Mask(size);
-                        SetArith(SubFlags(0, a, r, size, a != 0));
+                        SetLazy(LazyKind.Sub, 0, a, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -364,6 +521,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Bsr:
                     {
                         ulong src = ReadB(ref op, size);
+                        Materialize();
                         if (src == 0)
                         {
                             _rf |= ZF;
@@ -379,6 +537,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong src = ReadB(ref op, size);
                         ulong r = src == 0 ? (ulong)(size << 3) : (ulong)BitOperations.TrailingZeroCount(src);
+                        Materialize();
                         _rf = (_rf & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
                         SetReg(op.RegA, size, r);
                         break;
@@ -387,6 +546,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong src = ReadB(ref op, size);
                         ulong r = (ulong)(BitOperations.LeadingZeroCount(src) - (64 - (size << 3)));
+                        Materialize();
                         _rf = (_rf & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
                         SetReg(op.RegA, size, r);
                         break;
@@ -401,6 +561,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Andn:
                     {
                         ulong r = ~GetReg(op.RegC, size) & ReadB(ref op, size) & Mask(size);
+                        Materialize();
                         SetArith(Szp(r, size) & (ZF | SF) | (_rf & (AF | PF)));
                         SetReg(op.RegA, size, r);
                         break;
@@ -418,6 +579,7 @@ internal sealed unsafe partial class EmulatorVcpu
                             _ => (src - 1) ^ src,
                         } & m;
                         bool cf = op.Kind == OpKind.Blsi ? src != 0 : src == 0;
+                        Materialize();
                         SetArith(Szp(r, size) & (ZF | SF) | (cf ? CF : 0) | (_rf & (AF | PF)));
                         SetReg(op.RegA, size, r);
                         break;
@@ -433,6 +595,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         {
                             r &= (1UL << len) - 1;
                         }
+                        Materialize();
                         SetArith((r == 0 ? ZF : 0) | (_rf & (AF | PF | SF)));
                         SetReg(op.RegA, size, r);
                         break;
@@ -496,6 +659,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Loope:
                     case OpKind.Loopne:
                     {
+                        Materialize();
                         ulong c = --_r[1];
                         bool take = c != 0 && (op.Kind == OpKind.Loop || ((_rf & ZF) != 0) == (op.Kind == OpKind.Loope));
                         _rip = take ? op.Imm : op.Next;
@@ -533,7 +697,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong t = ReadA(ref op, out ulong ea);
                         ulong acc = GetReg(0, size);
                         ulong r = (acc - t) & Mask(size);
-                        SetArith(SubFlags(acc, t, r, size, acc < t));
+                        SetLazy(LazyKind.Sub, acc, t, r, size);
                         if (acc == t)
                         {
                             WriteA(ref op, ea, src);
@@ -549,7 +713,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong s = GetReg(op.RegB, size);
                         ulong t = ReadA(ref op, out ulong ea);
                         ulong r = (t + s) & Mask(size);
-                        SetArith(AddFlags(t, s, r, size, r < t));
+                        SetLazy(LazyKind.Add, t, s, r, size);
                         SetReg(op.RegB, size, t);
                         WriteA(ref op, ea, r);
                         break;
@@ -557,6 +721,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Cmpxchg8b:
                     {
                         ulong ea = Ea(ref op);
+                        Materialize();
                         ulong m = Load64(ea);
                         ulong expect = ((ulong)(uint)_r[2] << 32) | (uint)_r[0];
                         if (m == expect)
@@ -579,6 +744,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         {
                             GuestFault.Misaligned(ea);
                         }
+                        Materialize();
                         ulong lo = Load64(ea), hi = Load64(ea + 8);
                         if (lo == _r[0] && hi == _r[2])
                         {
@@ -626,25 +792,28 @@ internal sealed unsafe partial class EmulatorVcpu
                         break;
                     case OpKind.Rdtsc:
                     {
-                        ulong tsc = _icount + (ulong)i;
+                        ulong tsc = _icount + (ulong)(i - from);
                         _r[0] = (uint)tsc;
                         _r[2] = tsc >> 32;
                     }
                         break;
                     case OpKind.Cld: _rf &= ~DF; break;
                     case OpKind.Std: _rf |= DF; break;
-                    case OpKind.Clc: _rf &= ~CF; break;
-                    case OpKind.Stc: _rf |= CF; break;
-                    case OpKind.Cmc: _rf ^= CF; break;
+                    case OpKind.Clc: Materialize(); _rf &= ~CF; break;
+                    case OpKind.Stc: Materialize(); _rf |= CF; break;
+                    case OpKind.Cmc: Materialize(); _rf ^= CF; break;
                     case OpKind.Lahf:
+                        Materialize();
                         SetReg(16, 1, (_rf & 0xD5) | 2);
                         break;
                     case OpKind.Sahf:
+                        Materialize();
                         _rf = (_rf & ~0xD5UL) | (GetReg(16, 1) & 0xD5);
                         break;
                     case OpKind.Pushf:
                     {
                         ulong sp = _r[4] - 8;
+                        Materialize();
                         Store64(sp, _rf);
                         _r[4] = sp;
                         break;
@@ -653,6 +822,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong v = Load64(_r[4]);
                         _r[4] += 8;
+                        _lk = LazyKind.None;
                         _rf = (v & PopfMask) | 2;
                         break;
                     }
@@ -660,7 +830,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         _rip = op.Next;
                         i++;
                         _exit = new VcpuExit(VcpuExitKind.Halt, op.Next);
-                        _icount += (ulong)i;
+                        _icount += (ulong)(i - from);
                         return true;
                     case OpKind.Out:
                     {
@@ -670,12 +840,12 @@ internal sealed unsafe partial class EmulatorVcpu
                             _rip = op.Next;
                             i++;
                             _exit = new VcpuExit(VcpuExitKind.Hypercall, op.Next, port);
-                            _icount += (ulong)i;
+                            _icount += (ulong)(i - from);
                             return true;
                         }
                         _rip = op.Rip;
                         _exit = new VcpuExit(VcpuExitKind.PortIo, op.Rip, port, Detail: $"out to port 0x{port:x}");
-                        _icount += (ulong)i;
+                        _icount += (ulong)(i - from);
                         return true;
                     }
                     case OpKind.In:
@@ -683,41 +853,67 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong port = op.B == Loc.Imm ? op.Imm : (ushort)_r[2];
                         _rip = op.Rip;
                         _exit = new VcpuExit(VcpuExitKind.PortIo, op.Rip, port, Detail: $"in from port 0x{port:x}");
-                        _icount += (ulong)i;
+                        _icount += (ulong)(i - from);
                         return true;
                     }
                     case OpKind.Unsupported:
                         GuestFault.Raise(block.Texts[op.Text]);
                         break;
+                    case OpKind.Cli: _rf &= ~IF; break;
+                    case OpKind.Sti: _rf |= IF; break;
+                    case OpKind.Lgdt:
+                    case OpKind.Lidt:
+                    {
+                        // The descriptor is read (and range-checked) and kept; exceptions are never delivered to
+                        // guest handlers (they end the run with a Fault exit), so the table itself is not used.
+                        ulong ea = Ea(ref op);
+                        ulong limit = Load(ea, 2), tableBase = Load64(ea + 2);
+                        if (op.Kind == OpKind.Lgdt)
+                        {
+                            _gdtr = (tableBase, limit);
+                        }
+                        else
+                        {
+                            _idtr = (tableBase, limit);
+                        }
+                        break;
+                    }
+                    case OpKind.MovFromCr:
+                        _r[op.RegA] = _cr[op.RegB];
+                        break;
+                    case OpKind.MovToCr:
+                        _cr[op.RegA] = _r[op.RegB];
+                        break;
+                    case OpKind.SmcExit:
+                        // A store dropped this block (self-modifying code): resume at this instruction, decoded afresh.
+                        _rip = op.Rip;
+                        goto Done;
                     default:
                         ExecuteSse(ref op);
                         break;
                 }
-                if (_smc)
-                {
-                    // A store hit decoded code: the rest of this block may be stale.
-                    _smc = false;
-                    if (!block.Valid)
-                    {
-                        _rip = op.Next;
-                        i++;
-                        goto Done;
-                    }
-                }
             }
             _rip = ops[n - 1].Next;
         Done:
-            _icount += (ulong)i;
+            _icount += (ulong)(i - from);
             return false;
         }
         catch (GuestFault fault)
         {
-            _smc = false;
-            _icount += (ulong)i;
+            _icount += (ulong)(i - from);
             _rip = ops[i].Rip;
             _exit = new VcpuExit(VcpuExitKind.Fault, _rip, Detail: fault.Message);
             return true;
         }
+#pragma warning disable CA1031 // a bug in the emulator must stop this guest, not the host process
+        catch (Exception bug)
+        {
+            _icount += (ulong)(i - from);
+            _rip = ops[i].Rip;
+            _exit = new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error at 0x{_rip:x} ({ops[i].Kind}): {bug.GetType().Name}: {bug.Message}");
+            return true;
+        }
+#pragma warning restore CA1031
     }
 
     // ---- multiply / divide ----
@@ -928,6 +1124,10 @@ internal sealed unsafe partial class EmulatorVcpu
             default:
             {
                 Int128 n = (Int128)(((UInt128)_r[2] << 64) | _r[0]);
+                if (d == -1 && n == Int128.MinValue)
+                {
+                    GuestFault.DivideError(); // the quotient overflows (and would overflow Int128 itself)
+                }
                 Int128 q = n / d;
                 if (q > long.MaxValue || q < long.MinValue)
                 {
@@ -942,53 +1142,49 @@ internal sealed unsafe partial class EmulatorVcpu
 
     // ---- shifts and rotates (count != 0, already masked to 5 or 6 bits) ----
 
-    private ulong Shift(OpKind kind, ulong a, int count, int size)
+    internal ulong Shift(OpKind kind, ulong a, int count, int size)
     {
         int bits = size << 3;
         ulong m = Mask(size);
         ulong msb = SignBit(size);
         ulong r;
-        ulong f = _rf & ArithFlags;
         switch (kind)
         {
             case OpKind.Shl:
-            {
                 r = count >= 64 ? 0 : (a << count) & m;
-                ulong cf = count <= bits ? (a >> (bits - count)) & 1 : 0;
-                f = Szp(r, size) | cf | (((r & msb) != 0) ^ (cf != 0) ? OF : 0);
-                break;
-            }
+                SetLazy(LazyKind.Shl, a, (ulong)count, r, size);
+                return r;
             case OpKind.Shr:
-            {
                 r = a >> count;
-                ulong cf = (a >> (count - 1)) & 1;
-                f = Szp(r, size) | cf | ((a & msb) != 0 ? OF : 0);
-                break;
-            }
+                SetLazy(LazyKind.Shr, a, (ulong)count, r, size);
+                return r;
             case OpKind.Sar:
-            {
-                long sa = SignExtend(a, size);
-                r = (ulong)(sa >> count) & m;
-                ulong cf = (ulong)(sa >> (count - 1)) & 1;
-                f = Szp(r, size) | cf;
-                break;
-            }
+                r = (ulong)(SignExtend(a, size) >> count) & m;
+                SetLazy(LazyKind.Sar, a, (ulong)count, r, size);
+                return r;
             case OpKind.Rol:
             {
                 int c = count & (bits - 1);
                 r = c == 0 ? a : ((a << c) | (a >> (bits - c))) & m;
                 ulong cf = r & 1;
-                f = (f & ~(CF | OF)) | cf | (((r & msb) != 0) ^ (cf != 0) ? OF : 0);
-                break;
+                SetRotateFlags(cf | (((r & msb) != 0) ^ (cf != 0) ? OF : 0));
+                return r;
             }
             case OpKind.Ror:
             {
                 int c = count & (bits - 1);
                 r = c == 0 ? a : ((a >> c) | (a << (bits - c))) & m;
                 ulong cf = (r & msb) != 0 ? 1UL : 0;
-                f = (f & ~(CF | OF)) | cf | (((r & msb) != 0) ^ ((r & (msb >> 1)) != 0) ? OF : 0);
-                break;
+                SetRotateFlags(cf | (((r & msb) != 0) ^ ((r & (msb >> 1)) != 0) ? OF : 0));
+                return r;
             }
+            default:
+                break;
+        }
+        Materialize();
+        ulong f = _rf & ArithFlags;
+        switch (kind)
+        {
             case OpKind.Rcl:
             {
                 int c = size <= 2 ? count % (bits + 1) : count;
@@ -1021,6 +1217,21 @@ internal sealed unsafe partial class EmulatorVcpu
         }
         SetArith(f);
         return r;
+    }
+
+    /// <summary>Rotates change only CF and OF: keep the other flags lazy and override those two.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SetRotateFlags(ulong cfOf)
+    {
+        if (_lk == LazyKind.None)
+        {
+            _rf = (_rf & ~(CF | OF)) | cfOf;
+        }
+        else
+        {
+            _ovr = true;
+            _ovrFlags = cfOf;
+        }
     }
 
     private ulong DoubleShift(bool left, ulong a, ulong b, int count, int size)
@@ -1078,6 +1289,7 @@ internal sealed unsafe partial class EmulatorVcpu
             a = Load(ea, size);
         }
         ulong mask = 1UL << bit;
+        Materialize();
         _rf = (_rf & ~CF) | ((a >> bit) & 1);
         ulong r;
         switch (op.Kind)
@@ -1157,15 +1369,15 @@ internal sealed unsafe partial class EmulatorVcpu
         if (!down && count <= _size / (ulong)s)
         {
             ulong total = count * (ulong)s;
-            if (dst <= _size - total && !HasCode(dst, total))
+            if (total <= int.MaxValue && dst <= _size - total && !HasCode(dst, total))
             {
                 byte* p = _mem + dst;
                 switch (s)
                 {
-                    case 1: new Span<byte>(p, checked((int)total)).Fill((byte)v); break;
-                    case 2: new Span<ushort>(p, checked((int)count)).Fill((ushort)v); break;
-                    case 4: new Span<uint>(p, checked((int)count)).Fill((uint)v); break;
-                    default: new Span<ulong>(p, checked((int)count)).Fill(v); break;
+                    case 1: new Span<byte>(p, (int)total).Fill((byte)v); break;
+                    case 2: new Span<ushort>(p, (int)count).Fill((ushort)v); break;
+                    case 4: new Span<uint>(p, (int)count).Fill((uint)v); break;
+                    default: new Span<ulong>(p, (int)count).Fill(v); break;
                 }
                 _r[7] = dst + total;
                 _r[1] = 0;

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Paravirt.Hypervisor.Backends.Emulator;
 
@@ -94,6 +95,36 @@ internal sealed unsafe partial class EmulatorVcpu
             case OpKind.Pand: dst &= XmmB(ref op); break;
             case OpKind.Por: dst |= XmmB(ref op); break;
             case OpKind.Pandn: dst = Vector128.AndNot(XmmB(ref op), dst); break;
+            case OpKind.Paddd: dst = (dst.AsUInt32() + XmmB(ref op).AsUInt32()).AsByte(); break;
+            case OpKind.Psubd: dst = (dst.AsUInt32() - XmmB(ref op).AsUInt32()).AsByte(); break;
+            case OpKind.Paddq: dst = (dst.AsUInt64() + XmmB(ref op).AsUInt64()).AsByte(); break;
+            case OpKind.PslldI: dst = ShiftLeft(dst, 4, op.Imm); break;
+            case OpKind.PsrldI: dst = ShiftRight(dst, 4, op.Imm, arithmetic: false); break;
+            case OpKind.PsrlwI: dst = ShiftRight(dst, 2, op.Imm, arithmetic: false); break;
+            case OpKind.PsllwI: dst = ShiftLeft(dst, 2, op.Imm); break;
+            case OpKind.Punpcklbw when Sse2.IsSupported: dst = Sse2.UnpackLow(dst, XmmB(ref op)); break;
+            case OpKind.Punpckhbw when Sse2.IsSupported: dst = Sse2.UnpackHigh(dst, XmmB(ref op)); break;
+            case OpKind.Punpcklwd when Sse2.IsSupported: dst = Sse2.UnpackLow(dst.AsUInt16(), XmmB(ref op).AsUInt16()).AsByte(); break;
+            case OpKind.Punpckhwd when Sse2.IsSupported: dst = Sse2.UnpackHigh(dst.AsUInt16(), XmmB(ref op).AsUInt16()).AsByte(); break;
+            case OpKind.Punpckldq when Sse2.IsSupported: dst = Sse2.UnpackLow(dst.AsUInt32(), XmmB(ref op).AsUInt32()).AsByte(); break;
+            case OpKind.Punpckhdq when Sse2.IsSupported: dst = Sse2.UnpackHigh(dst.AsUInt32(), XmmB(ref op).AsUInt32()).AsByte(); break;
+            case OpKind.Punpcklqdq when Sse2.IsSupported: dst = Sse2.UnpackLow(dst.AsUInt64(), XmmB(ref op).AsUInt64()).AsByte(); break;
+            case OpKind.Punpckhqdq when Sse2.IsSupported: dst = Sse2.UnpackHigh(dst.AsUInt64(), XmmB(ref op).AsUInt64()).AsByte(); break;
+            case OpKind.Packuswb when Sse2.IsSupported: dst = Sse2.PackUnsignedSaturate(dst.AsInt16(), XmmB(ref op).AsInt16()); break;
+            case OpKind.Packsswb when Sse2.IsSupported: dst = Sse2.PackSignedSaturate(dst.AsInt16(), XmmB(ref op).AsInt16()).AsByte(); break;
+            case OpKind.Packssdw when Sse2.IsSupported: dst = Sse2.PackSignedSaturate(dst.AsInt32(), XmmB(ref op).AsInt32()).AsByte(); break;
+            case OpKind.Pshufd when Ssse3.IsSupported: dst = Ssse3.Shuffle(XmmB(ref op), PshufdMask((int)op.Imm)); break;
+            default:
+                ExecuteSseRare(ref op, ref dst);
+                break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ExecuteSseRare(ref MicroOp op, ref Vector128<byte> dst)
+    {
+        switch (op.Kind)
+        {
             case OpKind.Pcmpeqb: dst = Vector128.Equals(dst, XmmB(ref op)); break;
             case OpKind.Pcmpeqw: dst = Vector128.Equals(dst.AsUInt16(), XmmB(ref op).AsUInt16()).AsByte(); break;
             case OpKind.Pcmpeqd: dst = Vector128.Equals(dst.AsUInt32(), XmmB(ref op).AsUInt32()).AsByte(); break;
@@ -351,4 +382,27 @@ internal sealed unsafe partial class EmulatorVcpu
         }
         return r.AsByte();
     }
+
+    private static readonly Vector128<byte>[] PshufdMasks = BuildPshufdMasks();
+
+    private static Vector128<byte>[] BuildPshufdMasks()
+    {
+        var masks = new Vector128<byte>[256];
+        Span<byte> m = stackalloc byte[16];
+        for (int imm = 0; imm < 256; imm++)
+        {
+            for (int k = 0; k < 4; k++)
+            {
+                int src = (imm >> (2 * k)) & 3;
+                for (int j = 0; j < 4; j++)
+                {
+                    m[(4 * k) + j] = (byte)((4 * src) + j);
+                }
+            }
+            masks[imm] = Vector128.Create((ReadOnlySpan<byte>)m);
+        }
+        return masks;
+    }
+
+    private static Vector128<byte> PshufdMask(int imm) => PshufdMasks[imm & 0xFF];
 }

@@ -12,14 +12,31 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// per-page invalidation, the checked memory path and the run loop. Execution lives in
 /// <c>EmulatorVcpu.Execute.cs</c>.
 /// </summary>
+/// <summary>Which ALU op last set the arithmetic flags lazily (<see cref="LazyKind.None"/>: they are in RFLAGS).</summary>
+internal enum LazyKind : byte
+{
+    None,
+    Add,
+    Sub,
+    Logic,
+    Inc,
+    Dec,
+    Shl,
+    Shr,
+    Sar,
+}
+
+[SkipLocalsInit]
 internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 {
-    internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, DF = 0x400, OF = 0x800;
+    internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, IF = 0x200, DF = 0x400, OF = 0x800;
     internal const ulong ArithFlags = CF | PF | AF | ZF | SF | OF;
     /// <summary>RFLAGS bits popfq may change at CPL0 (VM, RF, VIF, VIP stay clear).</summary>
     internal const ulong PopfMask = 0x247FD5;
     private const int MaxBlockInstructions = 256;
     private const int FastCacheSize = 4096;
+    /// <summary>Most decoded blocks kept; a guest that makes more (hostile code jumping everywhere) gets the cache flushed, bounding host memory.</summary>
+    internal const int MaxCachedBlocks = 65536;
 
     private readonly GuestMemory _memory;
     private readonly byte* _mem;
@@ -34,9 +51,14 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
     private ulong _rip;
     private ulong _rf = 0x2;
+    // Lazy arithmetic flags: the last flag-setting ALU op's kind, operands, result and size (see Materialize).
+    private LazyKind _lk;
+    private ulong _la, _lb, _lr;
+    private int _lsize;
+    private bool _ovr;
+    private ulong _ovrFlags;
     private ulong _icount;
     private volatile bool _interrupt;
-    private bool _smc;
 
     private readonly Dictionary<ulong, Block> _blocks = [];
     private readonly Dictionary<ulong, List<Block>> _pageBlocks = [];
@@ -44,6 +66,24 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     private readonly List<MicroOp> _decodeOps = [];
     private readonly List<string> _decodeTexts = [];
     private VcpuExit _exit;
+    /// <summary>Control registers as the guest sees them: the long-mode values the hardware backends load; writes are kept but have no effect.</summary>
+    private readonly ulong[] _cr = new ulong[16];
+    private (ulong Base, ulong Limit) _gdtr, _idtr;
+
+    /// <summary>GDTR as last loaded (for tests and diagnostics).</summary>
+    internal (ulong Base, ulong Limit) Gdtr => _gdtr;
+
+    /// <summary>IDTR as last loaded (for tests and diagnostics).</summary>
+    internal (ulong Base, ulong Limit) Idtr => _idtr;
+    private bool _disposed;
+    private int _jitThreshold = BlockCompiler.Enabled ? BlockCompiler.Threshold : 0;
+
+    /// <summary>Whole-block runs after which a block is translated to IL; 0 = never (for tests and diagnostics).</summary>
+    internal int JitThreshold
+    {
+        get => _jitThreshold;
+        set => _jitThreshold = BlockCompiler.Enabled ? value : 0;
+    }
 
     public EmulatorVcpu(GuestMemory memory, VirtualMachineOptions options, in VcpuStartState start)
     {
@@ -59,6 +99,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         _rip = start.Rip;
         _r[4] = start.Rsp;
         _r[7] = start.Rdi;
+        _cr[0] = LongModeSetup.Cr0;
+        _cr[3] = GuestLayout.Pml4;
+        _cr[4] = LongModeSetup.Cr4;
+        _gdtr = (GuestLayout.Gdt, (ulong)(LongModeSetup.GdtEntries.Length * 8) - 1);
     }
 
     public ulong InstructionsRetired => _icount;
@@ -67,7 +111,12 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
     public VcpuExit Run()
     {
-        ObjectDisposedException.ThrowIf(_memory.Size == 0, this);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_memory.HostAddress != (nint)_mem)
+        {
+            // Throws ObjectDisposedException when the memory was disposed under the vCPU; never run on freed memory.
+            throw new InvalidOperationException("guest memory changed under the vCPU");
+        }
         while (true)
         {
             if (_interrupt)
@@ -90,7 +139,38 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
             {
                 n = (int)left;
             }
-            if (ExecuteBlock(block, n))
+            int start = 0;
+            if (n == block.Ops.Length)
+            {
+                if (block.Compiled is { } compiled)
+                {
+                    try
+                    {
+                        // Safe: the translated block bounds-checks every access against _size itself.
+                        start = compiled(this, _r, _mem, block);
+                    }
+#pragma warning disable CA1031 // a bug in translated code must stop this guest, not the host process
+                    catch (Exception bug)
+                    {
+                        return new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error in translated block 0x{block.Start:x}: {bug.GetType().Name}: {bug.Message}");
+                    }
+#pragma warning restore CA1031
+                    if (start == BlockCompiler.Completed)
+                    {
+                        continue;
+                    }
+                    if (start == BlockCompiler.ExitRequested)
+                    {
+                        return _exit;
+                    }
+                }
+                else if (++block.Hits == _jitThreshold)
+                {
+                    block.Compiled = BlockCompiler.TryCompile(block);
+                    BlocksCompiled += block.Compiled is null ? 0 : 1;
+                }
+            }
+            if (ExecuteBlock(block, start, n))
             {
                 return _exit;
             }
@@ -101,7 +181,13 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
     public void CompleteHypercall(long result) => _r[0] = (ulong)result;
 
-    public VcpuRegisters GetRegisters() => new(
+    public VcpuRegisters GetRegisters()
+    {
+        Materialize();
+        return Snapshot();
+    }
+
+    private VcpuRegisters Snapshot() => new(
         _r[0], _r[3], _r[1], _r[2], _r[6], _r[7], _r[4], _r[5],
         _r[8], _r[9], _r[10], _r[11], _r[12], _r[13], _r[14], _r[15], _rip, _rf);
 
@@ -109,6 +195,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
     public void Dispose()
     {
+        _disposed = true;
         _blocks.Clear();
         _pageBlocks.Clear();
         Array.Clear(_fast);
@@ -127,8 +214,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         _r[4] = start.Rsp;
         _r[7] = start.Rdi;
         _rf = 2;
+        _lk = LazyKind.None;
         _icount = 0;
-        _smc = false;
+        _ovr = false;
         _interrupt = false;
     }
 
@@ -136,7 +224,11 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     internal void SetRegister(int index, ulong value) => _r[index & 15] = value;
 
     /// <summary>For tests: sets RFLAGS (bit 1 is forced on).</summary>
-    internal void SetFlags(ulong value) => _rf = (value & PopfMask) | 2;
+    internal void SetFlags(ulong value)
+    {
+        _lk = LazyKind.None;
+        _rf = (value & PopfMask) | 2;
+    }
 
     /// <summary>For tests: an XMM register.</summary>
     internal Vector128<byte> GetXmm(int index) => _x[index & 15];
@@ -156,7 +248,12 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         }
         if (!_blocks.TryGetValue(rip, out b))
         {
+            if (_blocks.Count >= MaxCachedBlocks)
+            {
+                FlushBlocks();
+            }
             b = Decode(rip);
+            BlocksDecoded++;
             _blocks[rip] = b;
             if (b.End > b.Start)
             {
@@ -176,6 +273,22 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         return b;
     }
 
+    /// <summary>Number of decoded blocks in the cache (for tests).</summary>
+    internal int CachedBlocks => _blocks.Count;
+
+    /// <summary>Drops every decoded block (between blocks: none is running).</summary>
+    private void FlushBlocks()
+    {
+        foreach (Block old in _blocks.Values)
+        {
+            old.Valid = false;
+        }
+        _blocks.Clear();
+        _pageBlocks.Clear();
+        Array.Clear(_fast);
+        Array.Clear(_codePageArray);
+    }
+
     private Block Decode(ulong rip)
     {
         _decodeOps.Clear();
@@ -192,6 +305,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
                 string text = decoder.LastError == DecoderError.NoMoreBytes
                     ? $"page fault: instruction fetch at 0x{ins.IP:x} outside guest memory"
                     : $"invalid instruction (#UD) at 0x{ins.IP:x}";
+                if (ins.IP < _size)
+                {
+                    end = Math.Min(ins.IP + 15, _size); // cover the bad bytes: rewriting them must drop this block
+                }
                 AddUnsupported(ref op, ins.IP, text);
                 break;
             }
@@ -233,27 +350,58 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         or OpKind.CallInd or OpKind.Ret or OpKind.Loop or OpKind.Loope or OpKind.Loopne or OpKind.Jrcxz
         or OpKind.Hlt or OpKind.Out or OpKind.In or OpKind.Unsupported;
 
-    /// <summary>A guest store touched a page holding decoded code: drop the page's blocks (self-modifying code).</summary>
+    /// <summary>
+    /// A guest store touched a page holding decoded code: drop the blocks whose bytes it overlaps (self-modifying
+    /// code). Stores to data that merely shares a page with code leave the blocks alone.
+    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void InvalidateCode(ulong address, int size)
     {
-        for (ulong page = address >> 12; page <= (address + (ulong)size - 1) >> 12; page++)
+        ulong end = address + (ulong)size;
+        for (ulong page = address >> 12; page <= (end - 1) >> 12; page++)
         {
-            _codePage[page] = 0;
-            if (_pageBlocks.Remove(page, out List<Block>? list))
+            if (!_pageBlocks.TryGetValue(page, out List<Block>? list))
             {
-                foreach (Block b in list)
+                _codePage[page] = 0;
+                continue;
+            }
+            for (int k = list.Count - 1; k >= 0; k--)
+            {
+                Block b = list[k];
+                if (b.Valid && (b.Start >= end || b.End <= address))
                 {
-                    b.Valid = false;
-                    if (_blocks.TryGetValue(b.Start, out Block? cur) && ReferenceEquals(cur, b))
-                    {
-                        _blocks.Remove(b.Start);
-                    }
+                    continue; // no overlap
+                }
+                list.RemoveAt(k);
+                if (!b.Valid)
+                {
+                    continue; // dropped earlier through another page
+                }
+                b.Valid = false;
+                // The block may be running: make every op of it leave the block, so that execution resumes at the
+                // next instruction decoded from the modified memory. A dropped block never runs again.
+                foreach (ref MicroOp op in b.Ops.AsSpan())
+                {
+                    op.Kind = OpKind.SmcExit;
+                }
+                if (_blocks.TryGetValue(b.Start, out Block? cur) && ReferenceEquals(cur, b))
+                {
+                    _blocks.Remove(b.Start);
                 }
             }
+            if (list.Count == 0)
+            {
+                _pageBlocks.Remove(page);
+                _codePage[page] = 0;
+            }
         }
-        _smc = true;
     }
+
+    /// <summary>Blocks translated to IL so far (for tests).</summary>
+    internal int BlocksCompiled { get; private set; }
+
+    /// <summary>Blocks decoded so far (for tests).</summary>
+    internal int BlocksDecoded { get; private set; }
 
     // ---- checked memory path ----
 

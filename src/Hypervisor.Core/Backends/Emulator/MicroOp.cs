@@ -37,6 +37,11 @@ internal enum OpKind : ushort
     Pmuludq, Pmullw, Pminub, Pmaxub, Pminsw, Pmaxsw,
     Packuswb, Packsswb, Packssdw, Paddusb, Paddusw, Psubusb, Psubusw, Paddsb, Paddsw, Psubsb, Psubsw,
     Pavgb, Pavgw, Pmulhw, Pmulhuw, Pmaddwd, Psadbw, Pextrw, Pinsrw, MovntStore,
+    // Specialized forms (chosen at decode time for the hottest shapes: 32/64-bit register and immediate operands).
+    MovRR64, MovRR32, MovRI64, MovRI32, AddRR64, AddRR32, AddRI64, AddRI32, SubRR64, SubRR32, SubRI64, SubRI32, AndRR64, AndRR32, AndRI64, AndRI32, OrRR64, OrRR32, OrRI64, OrRI32, XorRR64, XorRR32, XorRI64, XorRI32, CmpRR64, CmpRR32, CmpRI64, CmpRI32, TestRR64, TestRR32, TestRI64, TestRI32,
+    LoadRM64, LoadRM32, StoreMR64, StoreMR32, MovzxLoad8, MovzxRR8, Lea64, Lea32, ShiftRI,
+    SmcExit,
+    Cli, Sti, Lgdt, Lidt, MovFromCr, MovToCr,
     Unsupported,
 }
 
@@ -116,4 +121,10 @@ internal sealed class Block
     public string[] Texts { get; }
     /// <summary>False once a guest store hit one of its pages.</summary>
     public bool Valid { get; set; } = true;
+
+    /// <summary>Times the interpreter ran the whole block (until it is compiled).</summary>
+    public int Hits { get; set; }
+
+    /// <summary>The block translated to IL by <see cref="BlockCompiler"/>, or null.</summary>
+    public unsafe BlockCompiler.CompiledBlock? Compiled { get; set; }
 }

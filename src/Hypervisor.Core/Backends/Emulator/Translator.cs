@@ -13,6 +13,77 @@ internal static class Translator
 
     public static bool Translate(in Instruction ins, ref MicroOp op)
     {
+        if (!TranslateGeneric(in ins, ref op))
+        {
+            return false;
+        }
+        Specialize(ref op);
+        return true;
+    }
+
+    /// <summary>Rewrites the hottest shapes to dedicated op kinds with no operand-kind or size switches.</summary>
+    private static void Specialize(ref MicroOp op)
+    {
+        bool wide = op.Size is 4 or 8;
+        bool regA = op.A == Loc.Reg && op.RegA < 16;
+        bool regB = op.B == Loc.Reg && op.RegB < 16;
+        int w = op.Size == 8 ? 0 : 1;
+        if (wide && regA && (regB || op.B == Loc.Imm))
+        {
+            int baseKind = op.Kind switch
+            {
+                OpKind.Mov => (int)OpKind.MovRR64,
+                OpKind.Add => (int)OpKind.AddRR64,
+                OpKind.Sub => (int)OpKind.SubRR64,
+                OpKind.And => (int)OpKind.AndRR64,
+                OpKind.Or => (int)OpKind.OrRR64,
+                OpKind.Xor => (int)OpKind.XorRR64,
+                OpKind.Cmp => (int)OpKind.CmpRR64,
+                OpKind.Test => (int)OpKind.TestRR64,
+                _ => -1,
+            };
+            if (baseKind >= 0)
+            {
+                // Layout per op: RR64, RR32, RI64, RI32.
+                op.Kind = (OpKind)(baseKind + (op.B == Loc.Imm ? 2 : 0) + w);
+                if (op.B == Loc.Imm && op.Size == 4)
+                {
+                    op.Imm = (uint)op.Imm;
+                }
+                return;
+            }
+        }
+        if (op.Kind == OpKind.Mov && wide && regA && op.B == Loc.Mem)
+        {
+            op.Kind = op.Size == 8 ? OpKind.LoadRM64 : OpKind.LoadRM32;
+        }
+        else if (op.Kind == OpKind.Mov && wide && regB && op.A == Loc.Mem)
+        {
+            op.Kind = op.Size == 8 ? OpKind.StoreMR64 : OpKind.StoreMR32;
+        }
+        else if (op.Kind == OpKind.Movzx && wide && regA && op.Size2 == 1 && op.B == Loc.Mem)
+        {
+            op.Kind = OpKind.MovzxLoad8;
+        }
+        else if (op.Kind == OpKind.Movzx && wide && regA && op.Size2 == 1 && regB)
+        {
+            op.Kind = OpKind.MovzxRR8;
+        }
+        else if (op.Kind == OpKind.Lea && wide && regA)
+        {
+            op.Kind = op.Size == 8 ? OpKind.Lea64 : OpKind.Lea32;
+        }
+        else if (op.Kind is OpKind.Shl or OpKind.Shr or OpKind.Sar or OpKind.Rol or OpKind.Ror && wide && regA && op.B == Loc.Imm
+            && (op.Imm & (op.Size == 8 ? 63UL : 31UL)) != 0)
+        {
+            op.Cond = (byte)op.Kind;
+            op.Imm &= op.Size == 8 ? 63UL : 31UL;
+            op.Kind = OpKind.ShiftRI;
+        }
+    }
+
+    private static bool TranslateGeneric(in Instruction ins, ref MicroOp op)
+    {
         op.Rip = ins.IP;
         op.Next = ins.NextIP;
         op.Base = NoReg;
@@ -36,7 +107,42 @@ internal static class Translator
                 op.Kind = OpKind.Nop;
                 return true;
 
-            case Mnemonic.Mov: return Binary(in ins, ref op, OpKind.Mov);
+            case Mnemonic.Mov:
+                if (ins.OpCount == 2 && ins.Op0Kind == OpKind_Register && ins.Op1Kind == OpKind_Register)
+                {
+                    // mov to/from CR0, CR2, CR3, CR4, CR8: kept as plain state (no paging, no effect).
+                    Register r0 = ins.Op0Register, r1 = ins.Op1Register;
+                    if (r1 >= Register.CR0 && r1 <= Register.CR15 && Gpr(r0, out op.RegA, out int s0) && s0 == 8)
+                    {
+                        op.Kind = OpKind.MovFromCr;
+                        op.RegB = (byte)(r1 - Register.CR0);
+                        op.Size = 8;
+                        return op.RegB is 0 or 2 or 3 or 4 or 8;
+                    }
+                    if (r0 >= Register.CR0 && r0 <= Register.CR15 && Gpr(r1, out op.RegB, out int s1) && s1 == 8)
+                    {
+                        op.Kind = OpKind.MovToCr;
+                        op.RegA = (byte)(r0 - Register.CR0);
+                        op.Size = 8;
+                        return op.RegA is 0 or 2 or 3 or 4 or 8;
+                    }
+                }
+                return Binary(in ins, ref op, OpKind.Mov);
+            case Mnemonic.Cli: return Fixed(ref op, OpKind.Cli, 0);
+            case Mnemonic.Sti: return Fixed(ref op, OpKind.Sti, 0);
+            case Mnemonic.Invlpg: case Mnemonic.Wbinvd: case Mnemonic.Invd: case Mnemonic.Clflush: case Mnemonic.Clflushopt:
+                op.Kind = OpKind.Nop;
+                return true;
+            case Mnemonic.Lgdt:
+            case Mnemonic.Lidt:
+                if (ins.Op0Kind != Iced.Intel.OpKind.Memory || !Memory(in ins, ref op))
+                {
+                    return false;
+                }
+                op.Kind = m == Mnemonic.Lgdt ? OpKind.Lgdt : OpKind.Lidt;
+                op.A = Loc.Mem;
+                op.Size = 10;
+                return true;
             case Mnemonic.Add: return Binary(in ins, ref op, OpKind.Add);
             case Mnemonic.Or: return Binary(in ins, ref op, OpKind.Or);
             case Mnemonic.Adc: return Binary(in ins, ref op, OpKind.Adc);

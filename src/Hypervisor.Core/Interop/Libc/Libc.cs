@@ -28,4 +28,9 @@ internal static partial class Libc
     internal const int EACCES = 13;
     internal const int ENOENT = 2;
     internal const int EPERM = 1;
+    internal const int EINVAL = 22;
+    internal const int ENODEV = 19;
+    internal const int EBUSY = 16;
+    internal const int ENOSYS = 38;
+    internal const int EOPNOTSUPP = 95;
 }

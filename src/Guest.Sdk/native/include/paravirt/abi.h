@@ -28,6 +28,41 @@
 #define PV_ABI_VERSION_MINOR_OF(packed) ((packed) & 0xFFFFu)
 #define PV_ABI_VERSION_PACKED PV_ABI_VERSION_PACK(PV_ABI_VERSION_MAJOR, PV_ABI_VERSION_MINOR)
 
+/* ---- BlockConstants ---- */
+/* Block device constants. */
+/* Sector size in bytes. */
+#define PV_BLOCK_SECTOR_SIZE 0x200
+/* Size of one ring slot. */
+#define PV_BLOCK_SLOT_SIZE 64
+/* Largest transfer of one request (1 MiB). */
+#define PV_BLOCK_MAX_TRANSFER 0x100000
+
+/* ---- ConsoleInterface ---- */
+/*
+ * The console page (PV_HYPERCALL_CONSOLE_ATTACH), as Xen's xencons_interface: two byte rings with
+ * free-running u32 indices. The guest produces output (out) and consumes input (in). +0 u32 out_prod (guest)
+ * +4 u32 out_cons (host) +8 u32 in_prod (host) +12 u32 in_cons (guest) +64 u8 out[OutSize] +64+OutSize u8
+ * in[InSize]
+ */
+/* Offset of out_prod. */
+#define PV_CONSOLE_OUT_PROD_OFFSET 0
+/* Offset of out_cons. */
+#define PV_CONSOLE_OUT_CONS_OFFSET 4
+/* Offset of in_prod. */
+#define PV_CONSOLE_IN_PROD_OFFSET 8
+/* Offset of in_cons. */
+#define PV_CONSOLE_IN_CONS_OFFSET 12
+/* Offset of the output ring. */
+#define PV_CONSOLE_OUT_OFFSET 64
+/* Output ring size (power of two). */
+#define PV_CONSOLE_OUT_SIZE 0x800
+/* Offset of the input ring. */
+#define PV_CONSOLE_IN_OFFSET 0x840
+/* Input ring size (power of two). */
+#define PV_CONSOLE_IN_SIZE 0x400
+/* Bytes the interface occupies (fits in one page). */
+#define PV_CONSOLE_SIZE 0xC40
+
 /* ---- EntryConvention ---- */
 /*
  * Guest entry convention: the vCPU starts in 64-bit long mode with flat, identity-mapped memory
@@ -73,6 +108,17 @@
 /* Last user-defined code. */
 #define PV_HYPERCALL_RANGE_USER_LAST 0x1FFF
 
+/* ---- NetConstants ---- */
+/* Net device constants. */
+/* Size of one ring slot. */
+#define PV_NET_SLOT_SIZE 32
+/* Default MTU. */
+#define PV_NET_DEFAULT_MTU 0x5DC
+/* Ethernet header length. */
+#define PV_NET_ETHERNET_HEADER 14
+/* Largest frame (a 9000-byte jumbo MTU plus the header). */
+#define PV_NET_MAX_FRAME 0x2336
+
 /* ---- ElfNote ---- */
 /*
  * The guest image carries ELF notes (section .note.paravirt, in a PT_NOTE segment) with name PV_NOTE_NAME:
@@ -88,6 +134,41 @@
 #define PV_NOTE_TYPE_MANIFEST 2
 /* Most manifest entries a host accepts. */
 #define PV_NOTE_MANIFEST_MAX_ENTRIES 64
+
+/* ---- RingConstants ---- */
+/* Ring constants. */
+/* Size of pv_ring_header; slots start at this offset. */
+#define PV_RING_HEADER_SIZE 64
+/* Largest ring order any host accepts (256 slots). */
+#define PV_RING_MAX_ORDER 8
+/* Number of event ports (bits of the poll mask). */
+#define PV_RING_EVENT_PORTS 64
+
+/* ---- BlockOperation ---- */
+/* Block operations. Append-only. */
+#ifndef __ASSEMBLER__
+typedef uint32_t pv_block_op;
+#endif
+/* Read length bytes from sector into buffer. */
+#define PV_BLOCK_OP_READ 0
+/* Write length bytes from buffer to sector. */
+#define PV_BLOCK_OP_WRITE 1
+/* Make every completed write durable (fsync) before responding; sector/buffer/length ignored. */
+#define PV_BLOCK_OP_FLUSH 2
+/* The guest no longer needs length bytes at sector (reads afterwards return zeros); buffer ignored. */
+#define PV_BLOCK_OP_DISCARD 3
+
+/* ---- DeviceFlags ---- */
+/* Device flags (pv_device_info.flags). Append-only. */
+#ifndef __ASSEMBLER__
+typedef uint32_t pv_device_flags;
+#endif
+/* No flag. */
+#define PV_DEVICE_FLAGS_NONE 0x0000
+/* Block: the disk is read-only; writes and discards answer PV_STATUS_READ_ONLY. */
+#define PV_DEVICE_FLAGS_READ_ONLY 0x0001
+/* The device stopped because the guest corrupted its shared state; every call answers PV_STATUS_BROKEN. */
+#define PV_DEVICE_FLAGS_BROKEN 0x0002
 
 /* ---- DeviceKind ---- */
 /* Kinds of paravirtual device. Append-only. */
@@ -116,6 +197,10 @@ typedef uint64_t pv_feature0;
 #define PV_FEATURE0_WALL_CLOCK 0x0002
 /* PV_HYPERCALL_POLL is available. */
 #define PV_FEATURE0_POLL 0x0004
+/*
+ * Paravirtual devices: PV_HYPERCALL_DEVICE_INFO, the attach calls, shared rings and PV_HYPERCALL_EVENT_SEND.
+ */
+#define PV_FEATURE0_DEVICES 0x0008
 
 /* ---- HypercallCode ---- */
 /*
@@ -159,8 +244,32 @@ typedef uint32_t pv_hypercall;
 #define PV_HYPERCALL_ACCEPT_FEATURES 0x0007
 /* yield(): gives the host a chance to run other work. Returns 0. */
 #define PV_HYPERCALL_YIELD 0x0008
+/*
+ * device_info(index, buf, len): writes the PV_HYPERCALL_DEVICE_INFO of attached device index (0-based) to buf
+ * (len >= its size); returns the bytes written, or PV_STATUS_NO_DEVICE past the last device.
+ */
+#define PV_HYPERCALL_DEVICE_INFO 0x0009
 /* console_write(buf, len): writes bytes to the console output stream. Returns bytes written. */
 #define PV_HYPERCALL_CONSOLE_WRITE 0x0100
+/*
+ * console_attach(device, iface): shares a PV_CONSOLE page at iface (page aligned) with console device device;
+ * returns the event port the host signals when input arrives or output space frees up.
+ */
+#define PV_HYPERCALL_CONSOLE_ATTACH 0x0101
+/*
+ * block_attach(device, ring, order): shares a block ring (a pv_ring_header followed by 2^order 64-byte
+ * pv_block_request/pv_block_response slots) at ring with block device device; returns the event port the host
+ * signals when responses are ready.
+ */
+#define PV_HYPERCALL_BLOCK_ATTACH 0x0200
+/*
+ * net_attach(device, tx_ring, rx_ring, order): shares a transmit ring (pv_net_tx_request/pv_net_tx_response)
+ * and a receive ring (pv_net_rx_request/pv_net_rx_response) of 2^order 32-byte slots each with net device
+ * device; returns the event port the host signals when frames arrive or transmissions complete.
+ */
+#define PV_HYPERCALL_NET_ATTACH 0x0300
+/* event_send(port): the doorbell: tells the host there is new work on the rings bound to port. Returns 0. */
+#define PV_HYPERCALL_EVENT_SEND 0x0400
 
 /* ---- HypercallStatus ---- */
 /*
@@ -225,6 +334,45 @@ typedef struct pv_abi_note {
     uint32_t flags;                             /* +0x04 */
 } pv_abi_note;
 
+/* ---- BlockRequest (64 bytes) ---- */
+/* A block request, written by the guest into a ring slot. */
+typedef struct pv_block_request {
+    /* Guest's cookie, echoed in the response. */
+    uint64_t id;                                /* +0x00 */
+    /* A pv_block_op. */
+    uint32_t operation;                         /* +0x08 */
+    /* Reserved, zero. */
+    uint32_t flags;                             /* +0x0C */
+    /* First sector. */
+    uint64_t sector;                            /* +0x10 */
+    /* Guest-physical address of the data buffer (read and write). */
+    uint64_t buffer;                            /* +0x18 */
+    /* Bytes to transfer: a multiple of PV_BLOCK_SECTOR_SIZE, at most PV_BLOCK_MAX_TRANSFER. */
+    uint32_t length;                            /* +0x20 */
+    /* Reserved, zero. */
+    uint32_t reserved0;                         /* +0x24 */
+    /* Reserved, zero. */
+    uint64_t reserved1;                         /* +0x28 */
+    /* Reserved, zero. */
+    uint64_t reserved2;                         /* +0x30 */
+    /* Reserved, zero. */
+    uint64_t reserved3;                         /* +0x38 */
+} pv_block_request;
+
+/* ---- BlockResponse (64 bytes) ---- */
+/* A block response, written by the host into the slot of the request it answers (in completion order). */
+typedef struct pv_block_response {
+    /* The request's pv_block_request.id. */
+    uint64_t id;                                /* +0x00 */
+    /* 0 or a negative pv_status. */
+    int64_t status;                             /* +0x08 */
+    /* Bytes transferred. */
+    uint32_t length;                            /* +0x10 */
+    /* Reserved, zero. */
+    uint32_t reserved0;                         /* +0x14 */
+    uint8_t _pad0[40];                          /* +0x18 */
+} pv_block_response;
+
 /* ---- BootInfo (64 bytes) ---- */
 /*
  * Boot information the host writes into guest memory before the first instruction; its address arrives in
@@ -260,6 +408,29 @@ typedef struct pv_boot_info {
     uint64_t reserved0;                         /* +0x38 */
 } pv_boot_info;
 
+/* ---- DeviceInfo (64 bytes) ---- */
+/* Describes one attached device (PV_HYPERCALL_DEVICE_INFO). Fields that do not apply to the kind are zero. */
+typedef struct pv_device_info {
+    /* A pv_device_kind. */
+    uint32_t kind;                              /* +0x00 */
+    /* pv_device_flags. */
+    uint32_t flags;                             /* +0x04 */
+    /* Device name, NUL-padded ASCII (the name in the guest's manifest, e.g. "disk0"). */
+    uint8_t name[24];                           /* +0x08 */
+    /* Block: capacity in 512-byte sectors. */
+    uint64_t sectors;                           /* +0x20 */
+    /* Block: sector size in bytes (always PV_BLOCK_SECTOR_SIZE). */
+    uint32_t sector_size;                       /* +0x28 */
+    /* Net: MTU in bytes (payload, without the 14-byte Ethernet header). */
+    uint32_t mtu;                               /* +0x2C */
+    /* Net: MAC address. */
+    uint8_t mac[6];                             /* +0x30 */
+    /* Largest ring order (log2 of slots) the host accepts for this device. */
+    uint16_t max_ring_order;                    /* +0x36 */
+    /* Reserved, zero. */
+    uint64_t reserved;                          /* +0x38 */
+} pv_device_info;
+
 /* ---- ManifestEntry (32 bytes) ---- */
 /* One device the guest needs. */
 typedef struct pv_manifest_entry {
@@ -280,12 +451,103 @@ typedef struct pv_manifest_header {
     uint32_t reserved;                          /* +0x04 */
 } pv_manifest_header;
 
+/* ---- NetRxRequest (32 bytes) ---- */
+/* An empty receive buffer the guest offers (guest → host). */
+typedef struct pv_net_rx_request {
+    /* Guest's cookie, echoed in the response. */
+    uint64_t id;                                /* +0x00 */
+    /* Guest-physical address of the buffer. */
+    uint64_t buffer;                            /* +0x08 */
+    /* Buffer capacity in bytes (at least MTU + 14 to receive every frame). */
+    uint32_t capacity;                          /* +0x10 */
+    /* Reserved, zero. */
+    uint32_t reserved0;                         /* +0x14 */
+    /* Reserved, zero. */
+    uint64_t reserved1;                         /* +0x18 */
+} pv_net_rx_request;
+
+/* ---- NetRxResponse (32 bytes) ---- */
+/* A received frame (host → guest) in the buffer of the request with the same id. */
+typedef struct pv_net_rx_response {
+    /* The request's pv_net_rx_request.id. */
+    uint64_t id;                                /* +0x00 */
+    /* 0 or a negative pv_status. */
+    int64_t status;                             /* +0x08 */
+    /* Frame length in bytes. */
+    uint32_t length;                            /* +0x10 */
+    /* Reserved, zero. */
+    uint32_t reserved;                          /* +0x14 */
+    uint8_t _pad0[8];                           /* +0x18 */
+} pv_net_rx_response;
+
+/* ---- NetTxRequest (32 bytes) ---- */
+/* A frame to transmit (guest → host), in a transmit ring slot. */
+typedef struct pv_net_tx_request {
+    /* Guest's cookie, echoed in the response. */
+    uint64_t id;                                /* +0x00 */
+    /* Guest-physical address of the frame (Ethernet header first). */
+    uint64_t buffer;                            /* +0x08 */
+    /* Frame length: at least 14, at most MTU + 14. */
+    uint32_t length;                            /* +0x10 */
+    /* Reserved, zero. */
+    uint32_t flags;                             /* +0x14 */
+    /* Reserved, zero. */
+    uint64_t reserved;                          /* +0x18 */
+} pv_net_tx_request;
+
+/* ---- NetTxResponse (32 bytes) ---- */
+/* Completion of a transmitted frame. */
+typedef struct pv_net_tx_response {
+    /* The request's pv_net_tx_request.id. */
+    uint64_t id;                                /* +0x00 */
+    /* 0 or a negative pv_status. */
+    int64_t status;                             /* +0x08 */
+    uint8_t _pad0[16];                          /* +0x10 */
+} pv_net_tx_response;
+
+/* ---- RingHeader (64 bytes) ---- */
+/*
+ * Header of a shared request/response ring, Xen io/ring.h style: free-running u32 indices (they wrap; the
+ * slot is index & (slots - 1)), followed directly by the slots. The guest produces requests and the host
+ * responses in the same slots. req_event/rsp_event implement event suppression: after pushing, a producer
+ * notifies the other side only when the new producer index passed the consumer's event index ((new - event) <
+ * (new - old)). A host that sees req_prod - rsp_prod > slots marks the device broken.
+ */
+typedef struct pv_ring_header {
+    /* Requests produced by the guest. */
+    uint32_t req_prod;                          /* +0x00 */
+    /* The host wants an event_send when pv_ring_header.req_prod passes this. */
+    uint32_t req_event;                         /* +0x04 */
+    /* Responses produced by the host. */
+    uint32_t rsp_prod;                          /* +0x08 */
+    /* The guest wants an event when pv_ring_header.rsp_prod passes this. */
+    uint32_t rsp_event;                         /* +0x0C */
+    /* Reserved, zero (pads the header to a cache line). */
+    uint8_t reserved[48];                       /* +0x10 */
+} pv_ring_header;
+
 /* ---- Layout tripwires: the C compiler must agree with the C# definitions. ---- */
 #ifndef __cplusplus
 _Static_assert(sizeof(pv_abi_note) == 8, "sizeof(pv_abi_note) must be 8");
 _Static_assert(offsetof(pv_abi_note, abi_major) == 0, "offsetof(pv_abi_note, abi_major) must be 0");
 _Static_assert(offsetof(pv_abi_note, abi_minor) == 2, "offsetof(pv_abi_note, abi_minor) must be 2");
 _Static_assert(offsetof(pv_abi_note, flags) == 4, "offsetof(pv_abi_note, flags) must be 4");
+_Static_assert(sizeof(pv_block_request) == 64, "sizeof(pv_block_request) must be 64");
+_Static_assert(offsetof(pv_block_request, id) == 0, "offsetof(pv_block_request, id) must be 0");
+_Static_assert(offsetof(pv_block_request, operation) == 8, "offsetof(pv_block_request, operation) must be 8");
+_Static_assert(offsetof(pv_block_request, flags) == 12, "offsetof(pv_block_request, flags) must be 12");
+_Static_assert(offsetof(pv_block_request, sector) == 16, "offsetof(pv_block_request, sector) must be 16");
+_Static_assert(offsetof(pv_block_request, buffer) == 24, "offsetof(pv_block_request, buffer) must be 24");
+_Static_assert(offsetof(pv_block_request, length) == 32, "offsetof(pv_block_request, length) must be 32");
+_Static_assert(offsetof(pv_block_request, reserved0) == 36, "offsetof(pv_block_request, reserved0) must be 36");
+_Static_assert(offsetof(pv_block_request, reserved1) == 40, "offsetof(pv_block_request, reserved1) must be 40");
+_Static_assert(offsetof(pv_block_request, reserved2) == 48, "offsetof(pv_block_request, reserved2) must be 48");
+_Static_assert(offsetof(pv_block_request, reserved3) == 56, "offsetof(pv_block_request, reserved3) must be 56");
+_Static_assert(sizeof(pv_block_response) == 64, "sizeof(pv_block_response) must be 64");
+_Static_assert(offsetof(pv_block_response, id) == 0, "offsetof(pv_block_response, id) must be 0");
+_Static_assert(offsetof(pv_block_response, status) == 8, "offsetof(pv_block_response, status) must be 8");
+_Static_assert(offsetof(pv_block_response, length) == 16, "offsetof(pv_block_response, length) must be 16");
+_Static_assert(offsetof(pv_block_response, reserved0) == 20, "offsetof(pv_block_response, reserved0) must be 20");
 _Static_assert(sizeof(pv_boot_info) == 64, "sizeof(pv_boot_info) must be 64");
 _Static_assert(offsetof(pv_boot_info, size) == 0, "offsetof(pv_boot_info, size) must be 0");
 _Static_assert(offsetof(pv_boot_info, abi_major) == 4, "offsetof(pv_boot_info, abi_major) must be 4");
@@ -298,6 +560,16 @@ _Static_assert(offsetof(pv_boot_info, command_line_length) == 40, "offsetof(pv_b
 _Static_assert(offsetof(pv_boot_info, vcpu_count) == 44, "offsetof(pv_boot_info, vcpu_count) must be 44");
 _Static_assert(offsetof(pv_boot_info, features0) == 48, "offsetof(pv_boot_info, features0) must be 48");
 _Static_assert(offsetof(pv_boot_info, reserved0) == 56, "offsetof(pv_boot_info, reserved0) must be 56");
+_Static_assert(sizeof(pv_device_info) == 64, "sizeof(pv_device_info) must be 64");
+_Static_assert(offsetof(pv_device_info, kind) == 0, "offsetof(pv_device_info, kind) must be 0");
+_Static_assert(offsetof(pv_device_info, flags) == 4, "offsetof(pv_device_info, flags) must be 4");
+_Static_assert(offsetof(pv_device_info, name) == 8, "offsetof(pv_device_info, name) must be 8");
+_Static_assert(offsetof(pv_device_info, sectors) == 32, "offsetof(pv_device_info, sectors) must be 32");
+_Static_assert(offsetof(pv_device_info, sector_size) == 40, "offsetof(pv_device_info, sector_size) must be 40");
+_Static_assert(offsetof(pv_device_info, mtu) == 44, "offsetof(pv_device_info, mtu) must be 44");
+_Static_assert(offsetof(pv_device_info, mac) == 48, "offsetof(pv_device_info, mac) must be 48");
+_Static_assert(offsetof(pv_device_info, max_ring_order) == 54, "offsetof(pv_device_info, max_ring_order) must be 54");
+_Static_assert(offsetof(pv_device_info, reserved) == 56, "offsetof(pv_device_info, reserved) must be 56");
 _Static_assert(sizeof(pv_manifest_entry) == 32, "sizeof(pv_manifest_entry) must be 32");
 _Static_assert(offsetof(pv_manifest_entry, kind) == 0, "offsetof(pv_manifest_entry, kind) must be 0");
 _Static_assert(offsetof(pv_manifest_entry, flags) == 4, "offsetof(pv_manifest_entry, flags) must be 4");
@@ -305,6 +577,32 @@ _Static_assert(offsetof(pv_manifest_entry, name) == 8, "offsetof(pv_manifest_ent
 _Static_assert(sizeof(pv_manifest_header) == 8, "sizeof(pv_manifest_header) must be 8");
 _Static_assert(offsetof(pv_manifest_header, count) == 0, "offsetof(pv_manifest_header, count) must be 0");
 _Static_assert(offsetof(pv_manifest_header, reserved) == 4, "offsetof(pv_manifest_header, reserved) must be 4");
+_Static_assert(sizeof(pv_net_rx_request) == 32, "sizeof(pv_net_rx_request) must be 32");
+_Static_assert(offsetof(pv_net_rx_request, id) == 0, "offsetof(pv_net_rx_request, id) must be 0");
+_Static_assert(offsetof(pv_net_rx_request, buffer) == 8, "offsetof(pv_net_rx_request, buffer) must be 8");
+_Static_assert(offsetof(pv_net_rx_request, capacity) == 16, "offsetof(pv_net_rx_request, capacity) must be 16");
+_Static_assert(offsetof(pv_net_rx_request, reserved0) == 20, "offsetof(pv_net_rx_request, reserved0) must be 20");
+_Static_assert(offsetof(pv_net_rx_request, reserved1) == 24, "offsetof(pv_net_rx_request, reserved1) must be 24");
+_Static_assert(sizeof(pv_net_rx_response) == 32, "sizeof(pv_net_rx_response) must be 32");
+_Static_assert(offsetof(pv_net_rx_response, id) == 0, "offsetof(pv_net_rx_response, id) must be 0");
+_Static_assert(offsetof(pv_net_rx_response, status) == 8, "offsetof(pv_net_rx_response, status) must be 8");
+_Static_assert(offsetof(pv_net_rx_response, length) == 16, "offsetof(pv_net_rx_response, length) must be 16");
+_Static_assert(offsetof(pv_net_rx_response, reserved) == 20, "offsetof(pv_net_rx_response, reserved) must be 20");
+_Static_assert(sizeof(pv_net_tx_request) == 32, "sizeof(pv_net_tx_request) must be 32");
+_Static_assert(offsetof(pv_net_tx_request, id) == 0, "offsetof(pv_net_tx_request, id) must be 0");
+_Static_assert(offsetof(pv_net_tx_request, buffer) == 8, "offsetof(pv_net_tx_request, buffer) must be 8");
+_Static_assert(offsetof(pv_net_tx_request, length) == 16, "offsetof(pv_net_tx_request, length) must be 16");
+_Static_assert(offsetof(pv_net_tx_request, flags) == 20, "offsetof(pv_net_tx_request, flags) must be 20");
+_Static_assert(offsetof(pv_net_tx_request, reserved) == 24, "offsetof(pv_net_tx_request, reserved) must be 24");
+_Static_assert(sizeof(pv_net_tx_response) == 32, "sizeof(pv_net_tx_response) must be 32");
+_Static_assert(offsetof(pv_net_tx_response, id) == 0, "offsetof(pv_net_tx_response, id) must be 0");
+_Static_assert(offsetof(pv_net_tx_response, status) == 8, "offsetof(pv_net_tx_response, status) must be 8");
+_Static_assert(sizeof(pv_ring_header) == 64, "sizeof(pv_ring_header) must be 64");
+_Static_assert(offsetof(pv_ring_header, req_prod) == 0, "offsetof(pv_ring_header, req_prod) must be 0");
+_Static_assert(offsetof(pv_ring_header, req_event) == 4, "offsetof(pv_ring_header, req_event) must be 4");
+_Static_assert(offsetof(pv_ring_header, rsp_prod) == 8, "offsetof(pv_ring_header, rsp_prod) must be 8");
+_Static_assert(offsetof(pv_ring_header, rsp_event) == 12, "offsetof(pv_ring_header, rsp_event) must be 12");
+_Static_assert(offsetof(pv_ring_header, reserved) == 16, "offsetof(pv_ring_header, reserved) must be 16");
 #endif /* __cplusplus */
 #endif /* __ASSEMBLER__ */
 

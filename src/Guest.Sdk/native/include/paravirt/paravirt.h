@@ -140,6 +140,16 @@ long pv_poll(uint64_t deadline_ns, uint64_t events);
 /* Gives the host a chance to run other work. */
 long pv_yield(void);
 
+/* ---- Command line ---------------------------------------------------------------------------------------- */
+/* The command line is space-separated words; "key=value" words are arguments. */
+
+/* Copies the value of `key` (NUL-terminated, truncated to cap - 1) into buf; returns its full length, or
+ * PV_STATUS_NOT_FOUND. A bare word "key" has the empty value. */
+long pv_cmdline_get(const char *key, char *buf, size_t cap);
+
+/* The value of `key` as an unsigned decimal (or 0x hex) number, or `fallback` when absent or malformed. */
+uint64_t pv_cmdline_u64(const char *key, uint64_t fallback);
+
 /* ---- Formatted output -------------------------------------------------------------------------------------- */
 /* Conversions: %s %c %d %i %u %x %X %p %%, length modifiers l ll z, a field width and the 0 flag. */
 
@@ -204,5 +214,8 @@ int strncmp(const char *a, const char *b, size_t n);
 #ifdef __cplusplus
 }
 #endif
+
+/* Device drivers (console, block, net) and the ring helpers. */
+#include "devices.h"
 
 #endif /* PARAVIRT_PARAVIRT_H */

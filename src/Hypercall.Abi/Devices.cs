@@ -1,0 +1,255 @@
+using System.Runtime.InteropServices;
+
+namespace Paravirt.Abi;
+
+/// <summary>
+/// Describes one attached device (<see cref="HypercallCode.DeviceInfo"/>). Fields that do not apply to the kind
+/// are zero.
+/// </summary>
+[AbiExport("pv_device_info")]
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+public unsafe struct DeviceInfo
+{
+    /// <summary>A <see cref="DeviceKind"/>.</summary>
+    [FieldOffset(0)] public uint Kind;
+    /// <summary><see cref="DeviceFlags"/>.</summary>
+    [FieldOffset(4)] public uint Flags;
+    /// <summary>Device name, NUL-padded ASCII (the name in the guest's manifest, e.g. "disk0").</summary>
+    [FieldOffset(8)] public fixed byte Name[24];
+    /// <summary>Block: capacity in 512-byte sectors.</summary>
+    [FieldOffset(32)] public ulong Sectors;
+    /// <summary>Block: sector size in bytes (always <see cref="BlockConstants.SectorSize"/>).</summary>
+    [FieldOffset(40)] public uint SectorSize;
+    /// <summary>Net: MTU in bytes (payload, without the 14-byte Ethernet header).</summary>
+    [FieldOffset(44)] public uint Mtu;
+    /// <summary>Net: MAC address.</summary>
+    [FieldOffset(48)] public fixed byte Mac[6];
+    /// <summary>Largest ring order (log2 of slots) the host accepts for this device.</summary>
+    [FieldOffset(54)] public ushort MaxRingOrder;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(56)] public ulong Reserved;
+}
+
+/// <summary>Device flags (<see cref="DeviceInfo.Flags"/>). Append-only.</summary>
+[AbiExport("pv_device_flags")]
+[Flags]
+public enum DeviceFlags : uint
+{
+    /// <summary>No flag.</summary>
+    None = 0,
+    /// <summary>Block: the disk is read-only; writes and discards answer <see cref="HypercallStatus.ReadOnly"/>.</summary>
+    ReadOnly = 1u << 0,
+    /// <summary>The device stopped because the guest corrupted its shared state; every call answers <see cref="HypercallStatus.Broken"/>.</summary>
+    Broken = 1u << 1,
+}
+
+/// <summary>
+/// Header of a shared request/response ring, Xen <c>io/ring.h</c> style: free-running u32 indices (they wrap; the
+/// slot is <c>index &amp; (slots - 1)</c>), followed directly by the slots. The guest produces requests and the host
+/// responses in the same slots. <c>req_event</c>/<c>rsp_event</c> implement event suppression: after pushing,
+/// a producer notifies the other side only when the new producer index passed the consumer's event index
+/// (<c>(new - event) &lt; (new - old)</c>). A host that sees <c>req_prod - rsp_prod &gt; slots</c> marks the device
+/// broken.
+/// </summary>
+[AbiExport("pv_ring_header")]
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+public unsafe struct RingHeader
+{
+    /// <summary>Requests produced by the guest.</summary>
+    [FieldOffset(0)] public uint ReqProd;
+    /// <summary>The host wants an event_send when <see cref="ReqProd"/> passes this.</summary>
+    [FieldOffset(4)] public uint ReqEvent;
+    /// <summary>Responses produced by the host.</summary>
+    [FieldOffset(8)] public uint RspProd;
+    /// <summary>The guest wants an event when <see cref="RspProd"/> passes this.</summary>
+    [FieldOffset(12)] public uint RspEvent;
+    /// <summary>Reserved, zero (pads the header to a cache line).</summary>
+    [FieldOffset(16)] public fixed byte Reserved[48];
+}
+
+/// <summary>Ring constants.</summary>
+[AbiExport("PV_RING")]
+public static class RingConstants
+{
+    /// <summary>Size of <see cref="RingHeader"/>; slots start at this offset.</summary>
+    public const uint HeaderSize = 64;
+    /// <summary>Largest ring order any host accepts (256 slots).</summary>
+    public const uint MaxOrder = 8;
+    /// <summary>Number of event ports (bits of the poll mask).</summary>
+    public const uint EventPorts = 64;
+}
+
+/// <summary>Block device constants.</summary>
+[AbiExport("PV_BLOCK")]
+public static class BlockConstants
+{
+    /// <summary>Sector size in bytes.</summary>
+    public const uint SectorSize = 512;
+    /// <summary>Size of one ring slot.</summary>
+    public const uint SlotSize = 64;
+    /// <summary>Largest transfer of one request (1 MiB).</summary>
+    public const uint MaxTransfer = 1u << 20;
+}
+
+/// <summary>Block operations. Append-only.</summary>
+[AbiExport("pv_block_op")]
+public enum BlockOperation : uint
+{
+    /// <summary>Read <c>length</c> bytes from <c>sector</c> into <c>buffer</c>.</summary>
+    Read = 0,
+    /// <summary>Write <c>length</c> bytes from <c>buffer</c> to <c>sector</c>.</summary>
+    Write = 1,
+    /// <summary>Make every completed write durable (fsync) before responding; sector/buffer/length ignored.</summary>
+    Flush = 2,
+    /// <summary>The guest no longer needs <c>length</c> bytes at <c>sector</c> (reads afterwards return zeros); buffer ignored.</summary>
+    Discard = 3,
+}
+
+/// <summary>A block request, written by the guest into a ring slot.</summary>
+[AbiExport("pv_block_request")]
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+public struct BlockRequest
+{
+    /// <summary>Guest's cookie, echoed in the response.</summary>
+    [FieldOffset(0)] public ulong Id;
+    /// <summary>A <see cref="BlockOperation"/>.</summary>
+    [FieldOffset(8)] public uint Operation;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(12)] public uint Flags;
+    /// <summary>First sector.</summary>
+    [FieldOffset(16)] public ulong Sector;
+    /// <summary>Guest-physical address of the data buffer (read and write).</summary>
+    [FieldOffset(24)] public ulong Buffer;
+    /// <summary>Bytes to transfer: a multiple of <see cref="BlockConstants.SectorSize"/>, at most <see cref="BlockConstants.MaxTransfer"/>.</summary>
+    [FieldOffset(32)] public uint Length;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(36)] public uint Reserved0;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(40)] public ulong Reserved1;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(48)] public ulong Reserved2;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(56)] public ulong Reserved3;
+}
+
+/// <summary>A block response, written by the host into the slot of the request it answers (in completion order).</summary>
+[AbiExport("pv_block_response")]
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+public struct BlockResponse
+{
+    /// <summary>The request's <see cref="BlockRequest.Id"/>.</summary>
+    [FieldOffset(0)] public ulong Id;
+    /// <summary>0 or a negative <see cref="HypercallStatus"/>.</summary>
+    [FieldOffset(8)] public long Status;
+    /// <summary>Bytes transferred.</summary>
+    [FieldOffset(16)] public uint Length;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(20)] public uint Reserved0;
+}
+
+/// <summary>Net device constants.</summary>
+[AbiExport("PV_NET")]
+public static class NetConstants
+{
+    /// <summary>Size of one ring slot.</summary>
+    public const uint SlotSize = 32;
+    /// <summary>Default MTU.</summary>
+    public const uint DefaultMtu = 1500;
+    /// <summary>Ethernet header length.</summary>
+    public const uint EthernetHeader = 14;
+    /// <summary>Largest frame (a 9000-byte jumbo MTU plus the header).</summary>
+    public const uint MaxFrame = 9014;
+}
+
+/// <summary>A frame to transmit (guest → host), in a transmit ring slot.</summary>
+[AbiExport("pv_net_tx_request")]
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+public struct NetTxRequest
+{
+    /// <summary>Guest's cookie, echoed in the response.</summary>
+    [FieldOffset(0)] public ulong Id;
+    /// <summary>Guest-physical address of the frame (Ethernet header first).</summary>
+    [FieldOffset(8)] public ulong Buffer;
+    /// <summary>Frame length: at least 14, at most MTU + 14.</summary>
+    [FieldOffset(16)] public uint Length;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(20)] public uint Flags;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(24)] public ulong Reserved;
+}
+
+/// <summary>Completion of a transmitted frame.</summary>
+[AbiExport("pv_net_tx_response")]
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+public struct NetTxResponse
+{
+    /// <summary>The request's <see cref="NetTxRequest.Id"/>.</summary>
+    [FieldOffset(0)] public ulong Id;
+    /// <summary>0 or a negative <see cref="HypercallStatus"/>.</summary>
+    [FieldOffset(8)] public long Status;
+}
+
+/// <summary>An empty receive buffer the guest offers (guest → host).</summary>
+[AbiExport("pv_net_rx_request")]
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+public struct NetRxRequest
+{
+    /// <summary>Guest's cookie, echoed in the response.</summary>
+    [FieldOffset(0)] public ulong Id;
+    /// <summary>Guest-physical address of the buffer.</summary>
+    [FieldOffset(8)] public ulong Buffer;
+    /// <summary>Buffer capacity in bytes (at least MTU + 14 to receive every frame).</summary>
+    [FieldOffset(16)] public uint Capacity;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(20)] public uint Reserved0;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(24)] public ulong Reserved1;
+}
+
+/// <summary>A received frame (host → guest) in the buffer of the request with the same id.</summary>
+[AbiExport("pv_net_rx_response")]
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+public struct NetRxResponse
+{
+    /// <summary>The request's <see cref="NetRxRequest.Id"/>.</summary>
+    [FieldOffset(0)] public ulong Id;
+    /// <summary>0 or a negative <see cref="HypercallStatus"/>.</summary>
+    [FieldOffset(8)] public long Status;
+    /// <summary>Frame length in bytes.</summary>
+    [FieldOffset(16)] public uint Length;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(20)] public uint Reserved;
+}
+
+/// <summary>
+/// The console page (<see cref="HypercallCode.ConsoleAttach"/>), as Xen's <c>xencons_interface</c>: two byte
+/// rings with free-running u32 indices. The guest produces output (<c>out</c>) and consumes input (<c>in</c>).
+/// <code>
+/// +0     u32 out_prod (guest)   +4  u32 out_cons (host)
+/// +8     u32 in_prod  (host)    +12 u32 in_cons  (guest)
+/// +64    u8 out[OutSize]
+/// +64+OutSize  u8 in[InSize]
+/// </code>
+/// </summary>
+[AbiExport("PV_CONSOLE")]
+public static class ConsoleInterface
+{
+    /// <summary>Offset of out_prod.</summary>
+    public const uint OutProdOffset = 0;
+    /// <summary>Offset of out_cons.</summary>
+    public const uint OutConsOffset = 4;
+    /// <summary>Offset of in_prod.</summary>
+    public const uint InProdOffset = 8;
+    /// <summary>Offset of in_cons.</summary>
+    public const uint InConsOffset = 12;
+    /// <summary>Offset of the output ring.</summary>
+    public const uint OutOffset = 64;
+    /// <summary>Output ring size (power of two).</summary>
+    public const uint OutSize = 2048;
+    /// <summary>Offset of the input ring.</summary>
+    public const uint InOffset = OutOffset + OutSize;
+    /// <summary>Input ring size (power of two).</summary>
+    public const uint InSize = 1024;
+    /// <summary>Bytes the interface occupies (fits in one page).</summary>
+    public const uint Size = InOffset + InSize;
+}

@@ -1,0 +1,374 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Memory;
+
+namespace Paravirt.Hypervisor.Devices.Console;
+
+/// <summary>
+/// A paravirtual console, as Xen's <c>xencons_interface</c>: the guest shares one <see cref="ConsoleInterface"/> page
+/// (<see cref="HypercallCode.ConsoleAttach"/>) with an output byte ring it produces and an input byte ring the host
+/// produces. Output goes to a <see cref="PipeWriter"/>; input comes from a <see cref="PipeReader"/>, is queued
+/// (at most <see cref="InputQueueLimit"/> bytes; the reader waits while the queue is full) and copied into the input
+/// ring on the vCPU thread when there is room, then the guest's event port is signalled.
+/// </summary>
+/// <remarks>
+/// Indices are validated the hostile way: <c>out_prod - out_cons &gt; OutSize</c> or <c>in_prod - in_cons &gt; InSize</c>
+/// breaks the device. The host's own indices (<c>out_cons</c>, <c>in_prod</c>) are kept privately and only written to
+/// the page. Output is back-pressured: while the previous flush to the writer is incomplete the host leaves the
+/// guest's output in its ring (the guest sees a full ring), so a slow reader never blocks the vCPU thread.
+/// </remarks>
+public sealed class ConsoleDevice : VirtualDevice
+{
+    /// <summary>Input bytes queued on the host before the input reader waits.</summary>
+    public const int InputQueueLimit = 64 * 1024;
+
+    private readonly PipeWriter _output;
+    private readonly PipeReader? _input;
+    private readonly object _inLock = new();
+    private readonly byte[] _inQueue = new byte[InputQueueLimit];
+    private readonly SemaphoreSlim _inSpace = new(0);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _inputTask = Task.CompletedTask;
+    private int _inHead;
+    private int _inCount;
+    private ulong _page;
+    private uint _outCons;
+    private uint _inProd;
+    private Task<FlushResult>? _pendingFlush;
+    private bool _outputFailed;
+    private long _bytesOut;
+    private long _bytesIn;
+
+    /// <summary>Creates a console writing output to <paramref name="output"/> and reading input from <paramref name="input"/>.</summary>
+    /// <param name="name">Device name (e.g. "console0").</param>
+    /// <param name="output">Receives the guest's output; completed when the device is disposed.</param>
+    /// <param name="input">Supplies input, or null for none; completed when the device is disposed.</param>
+    public ConsoleDevice(string name, PipeWriter output, PipeReader? input = null)
+        : base(name)
+    {
+        _output = output ?? throw new ArgumentNullException(nameof(output));
+        _input = input;
+        if (input is not null)
+        {
+            _inputTask = Task.Run(() => ReadInputAsync(input, _stop.Token));
+        }
+    }
+
+    /// <summary>Creates a console on streams (e.g. standard output and input).</summary>
+    /// <param name="name">Device name.</param>
+    /// <param name="output">Receives the guest's output.</param>
+    /// <param name="input">Supplies input, or null for none.</param>
+    public ConsoleDevice(string name, Stream output, Stream? input = null)
+        : this(name, PipeWriter.Create(output ?? throw new ArgumentNullException(nameof(output)), new StreamPipeWriterOptions(leaveOpen: true)),
+              input is null ? null : PipeReader.Create(input, new StreamPipeReaderOptions(leaveOpen: true)))
+    {
+    }
+
+    /// <inheritdoc/>
+    public override DeviceKind Kind => DeviceKind.Console;
+
+    /// <summary>Output bytes taken from the guest.</summary>
+    public long BytesOut => Interlocked.Read(ref _bytesOut);
+
+    /// <summary>Input bytes delivered to the guest.</summary>
+    public long BytesIn => Interlocked.Read(ref _bytesIn);
+
+    /// <summary><c>console_attach(device, iface)</c>: validates and binds the page; returns the event port.</summary>
+    internal long Attach(GuestSession session, ulong page, int port)
+    {
+        if (!CanAttach(session, out long status))
+        {
+            return status;
+        }
+        if (page % EntryConvention.PageSize != 0)
+        {
+            return (long)HypercallStatus.Invalid;
+        }
+        if (!session.Memory.Contains(new GuestAddress(page), ConsoleInterface.Size))
+        {
+            return (long)HypercallStatus.Fault;
+        }
+        _page = page;
+        _outCons = ReadIndex(session, ConsoleInterface.OutConsOffset);
+        _inProd = ReadIndex(session, ConsoleInterface.InProdOffset);
+        return CompleteAttach(session, port);
+    }
+
+    private protected override void OnDoorbell(GuestSession session) => OnPump(session);
+
+    private protected override void OnPump(GuestSession session)
+    {
+        bool notify = DrainOutput(session);
+        if (!IsBroken)
+        {
+            notify |= FillInput(session);
+        }
+        if (notify && !IsBroken)
+        {
+            Notify(session);
+        }
+    }
+
+    /// <summary>How long the end of a run waits for a slow console reader to take the guest's last output.</summary>
+    private static readonly TimeSpan StopFlushTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>End of run: let an in-flight flush finish, move the guest's last output, and wait for that flush too.</summary>
+    private protected override void OnStop(GuestSession session)
+    {
+        WaitForPendingFlush(StopFlushTimeout);
+        DrainOutput(session);
+        WaitForPendingFlush(StopFlushTimeout);
+    }
+
+    /// <summary>Waits (bounded) for the flush in flight; true when none is left in flight.</summary>
+    private bool WaitForPendingFlush(TimeSpan timeout)
+    {
+        if (_pendingFlush is not { } pending)
+        {
+            return true;
+        }
+        try
+        {
+            if (!pending.Wait(timeout))
+            {
+                return false;
+            }
+        }
+        catch (AggregateException)
+        {
+        }
+        _pendingFlush = null;
+        if (!pending.IsCompletedSuccessfully || pending.Result.IsCompleted)
+        {
+            _outputFailed = true;
+        }
+        return true;
+    }
+
+    /// <summary>Moves the guest's output to the writer; true when ring space was freed.</summary>
+    private bool DrainOutput(GuestSession session)
+    {
+        if (!_outputFailed && _pendingFlush is { } pending)
+        {
+            if (!pending.IsCompleted)
+            {
+                session.RequestPump(); // come back when the reader caught up
+                return false;
+            }
+            _pendingFlush = null;
+            if (!pending.IsCompletedSuccessfully || pending.Result.IsCompleted)
+            {
+                _outputFailed = true; // the reader failed or finished: discard from now on
+            }
+        }
+        uint prod = ReadIndex(session, ConsoleInterface.OutProdOffset);
+        uint available = prod - _outCons;
+        if (available > ConsoleInterface.OutSize)
+        {
+            MarkBroken($"the guest's console output index is corrupt (out_prod - out_cons = {available} > {ConsoleInterface.OutSize})");
+            return false;
+        }
+        if (available == 0)
+        {
+            return false;
+        }
+        Interlocked.MemoryBarrier(); // read the bytes after out_prod
+        if (!_outputFailed)
+        {
+            // A failed output discards the guest's bytes: the guest must not stall on a full ring.
+            WriteOutput(session.Memory.GetSpan(new GuestAddress(_page + ConsoleInterface.OutOffset), ConsoleInterface.OutSize), available);
+        }
+        _outCons = prod;
+        Interlocked.Add(ref _bytesOut, available);
+        session.Metrics?.RecordDeviceBytes(Name, "out", available);
+        Interlocked.MemoryBarrier(); // the bytes were consumed before out_cons says so
+        WriteIndex(session, ConsoleInterface.OutConsOffset, _outCons);
+        return true;
+    }
+
+    /// <summary>Copies <paramref name="available"/> bytes from the output ring at <c>_outCons</c> to the writer and starts a flush.</summary>
+    private void WriteOutput(ReadOnlySpan<byte> ring, uint available)
+    {
+        try
+        {
+            Span<byte> dst = _output.GetSpan((int)available)[..(int)available];
+            int start = (int)(_outCons & (ConsoleInterface.OutSize - 1));
+            int first = Math.Min((int)available, (int)ConsoleInterface.OutSize - start);
+            ring.Slice(start, first).CopyTo(dst);
+            ring[..((int)available - first)].CopyTo(dst[first..]);
+            _output.Advance((int)available);
+            // The flush's completion must not be posted to whatever SynchronizationContext the vCPU thread has
+            // (a pipe created with useSynchronizationContext would never resume while the vCPU thread runs the guest).
+            SynchronizationContext? context = SynchronizationContext.Current;
+            SynchronizationContext.SetSynchronizationContext(null);
+            try
+            {
+                ValueTask<FlushResult> flush = _output.FlushAsync();
+                if (!flush.IsCompletedSuccessfully)
+                {
+                    _pendingFlush = flush.AsTask();
+                }
+                else if (flush.Result.IsCompleted)
+                {
+                    _outputFailed = true; // the reader is done: discard from now on
+                }
+            }
+            finally
+            {
+                SynchronizationContext.SetSynchronizationContext(context);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
+        {
+            _outputFailed = true; // the output went away: the guest's output is discarded from now on
+        }
+    }
+
+    /// <summary>Copies queued input into the guest's input ring; true when bytes were added.</summary>
+    private bool FillInput(GuestSession session)
+    {
+        if (Volatile.Read(ref _inCount) == 0)
+        {
+            return false;
+        }
+        uint cons = ReadIndex(session, ConsoleInterface.InConsOffset);
+        uint used = _inProd - cons;
+        if (used > ConsoleInterface.InSize)
+        {
+            MarkBroken($"the guest's console input index is corrupt (in_prod - in_cons = {used} > {ConsoleInterface.InSize})");
+            return false;
+        }
+        uint space = ConsoleInterface.InSize - used;
+        if (space == 0)
+        {
+            return false; // the guest has not consumed yet; the next pump or doorbell retries
+        }
+        Span<byte> ring = session.Memory.GetSpan(new GuestAddress(_page + ConsoleInterface.InOffset), ConsoleInterface.InSize);
+        int n;
+        lock (_inLock)
+        {
+            n = (int)Math.Min(space, (uint)_inCount);
+            for (int i = 0; i < n; i++)
+            {
+                ring[(int)((_inProd + (uint)i) & (ConsoleInterface.InSize - 1))] = _inQueue[(_inHead + i) % InputQueueLimit];
+            }
+            _inHead = (_inHead + n) % InputQueueLimit;
+            _inCount -= n;
+        }
+        _inSpace.Release();
+        Interlocked.MemoryBarrier(); // the bytes are visible before in_prod
+        _inProd += (uint)n;
+        WriteIndex(session, ConsoleInterface.InProdOffset, _inProd);
+        Interlocked.Add(ref _bytesIn, n);
+        session.Metrics?.RecordDeviceBytes(Name, "in", n);
+        return true;
+    }
+
+    private async Task ReadInputAsync(PipeReader reader, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                ReadResult result = await reader.ReadAsync(cancellationToken);
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                long taken = Enqueue(buffer);
+                if (taken > 0)
+                {
+                    RequestPump();
+                }
+                if (taken < buffer.Length)
+                {
+                    reader.AdvanceTo(buffer.GetPosition(taken)); // keep the rest; wait for queue space
+                    await _inSpace.WaitAsync(cancellationToken);
+                    continue;
+                }
+                reader.AdvanceTo(buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+#pragma warning disable CA1031 // The input source failing ends input; it must not take the host down.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+    }
+
+    private long Enqueue(ReadOnlySequence<byte> buffer)
+    {
+        lock (_inLock)
+        {
+            long take = Math.Min(buffer.Length, InputQueueLimit - _inCount);
+            int tail = (_inHead + _inCount) % InputQueueLimit;
+            foreach (ReadOnlyMemory<byte> segment in buffer.Slice(0, take))
+            {
+                foreach (byte b in segment.Span)
+                {
+                    _inQueue[tail] = b;
+                    tail = (tail + 1) % InputQueueLimit;
+                }
+            }
+            _inCount += (int)take;
+            return take;
+        }
+    }
+
+    private uint ReadIndex(GuestSession session, uint offset)
+    {
+        bool ok = session.Memory.TryRead(new GuestAddress(_page + offset), out uint value);
+        System.Diagnostics.Debug.Assert(ok, "the page was validated at attach");
+        return value;
+    }
+
+    private void WriteIndex(GuestSession session, uint offset, uint value)
+    {
+        bool ok = session.Memory.TryWrite(new GuestAddress(_page + offset), in value);
+        System.Diagnostics.Debug.Assert(ok, "the page was validated at attach");
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _stop.Cancel();
+            _input?.CancelPendingRead();
+            try
+            {
+                _inputTask.Wait(TimeSpan.FromMilliseconds(200)); // a blocking read (a terminal) cannot be cancelled; it is abandoned
+            }
+            catch (AggregateException)
+            {
+            }
+            _input?.Complete();
+            // Completing the writer while a flush is still writing to the stream races the pipe's buffers (and can
+            // write the same bytes twice): wait for it, bounded; a reader stalled beyond that is abandoned, not raced.
+            if (WaitForPendingFlush(StopFlushTimeout))
+            {
+                try
+                {
+                    _output.Complete();
+                }
+                catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
+                {
+                    // The output went away; nothing left to deliver.
+                }
+            }
+            else
+            {
+                _output.CancelPendingFlush(); // a stalled reader must not hold up the host
+            }
+            _stop.Dispose();
+            _inSpace.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+}

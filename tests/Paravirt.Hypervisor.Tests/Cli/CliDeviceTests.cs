@@ -1,0 +1,167 @@
+using System.Text;
+using Paravirt.Hypervisor.Devices.Block;
+
+namespace Paravirt.Hypervisor.Tests.Cli;
+
+/// <summary>A fact that runs the CLI as an unprivileged user (nobody): needs Linux, root to drop privileges, and setpriv.</summary>
+internal sealed class UnprivilegedFactAttribute : FactAttribute
+{
+    public UnprivilegedFactAttribute()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.UserName != "root")
+        {
+            Skip = "running the CLI as an unprivileged user needs Linux and a root test run (to drop privileges)";
+        }
+        else if (!File.Exists("/usr/bin/setpriv"))
+        {
+            Skip = "setpriv (util-linux) is not installed";
+        }
+        else if (!File.Exists("/dev/net/tun"))
+        {
+            Skip = "the kernel offers no /dev/net/tun here";
+        }
+    }
+}
+
+/// <summary>The device flags: one clear line and a documented exit code for every user error; devices attach and are released.</summary>
+public sealed class CliDeviceTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-clidev-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Disk(int bytes = 64 * 1024, string name = "disk.img")
+    {
+        string path = Path.Combine(_dir, name);
+        File.WriteAllBytes(path, new byte[bytes]);
+        return path;
+    }
+
+    private static void AssertOneErrorLine(string stderr, params string[] mustContain)
+    {
+        string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one stderr line, got:\n{stderr}");
+        Assert.StartsWith("paravirt: error: ", lines[0], StringComparison.Ordinal);
+        foreach (string s in mustContain)
+        {
+            Assert.Contains(s, lines[0], StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void A_missing_disk_image_is_one_line_and_exit_66()
+    {
+        string missing = Path.Combine(_dir, "nope.img");
+        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--disk", missing);
+        Assert.Equal(66, code);
+        AssertOneErrorLine(err, missing, "does not exist");
+    }
+
+    [Fact]
+    public void A_disk_image_of_a_wrong_size_is_one_line_and_exit_66()
+    {
+        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--disk", Disk(1000));
+        Assert.Equal(66, code);
+        AssertOneErrorLine(err, "multiple of 512");
+    }
+
+    [Theory]
+    [InlineData("--disk", "x.img,bogus", "unknown option 'bogus'")]
+    [InlineData("--disk", ",ro", "names no file")]
+    [InlineData("--disk", "x.img,vm=3", "vm=3")]
+    [InlineData("--net", "bridge:br0", "not a network")]
+    [InlineData("--net", "tap:", "not a network")]
+    [InlineData("--net", "switch:lan,mac=zz", "not a unicast MAC")]
+    [InlineData("--net", "switch:lan,mac=01:00:5e:00:00:01", "not a unicast MAC")]
+    [InlineData("--net", "switch:lan,mtu=20", "MTU")]
+    [InlineData("--net", "switch:lan,speed=fast", "unknown option 'speed=fast'")]
+    public void Bad_device_flag_syntax_is_one_line_and_exit_64(string flag, string value, string message)
+    {
+        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", flag, value);
+        Assert.Equal(64, code);
+        AssertOneErrorLine(err, flag, message);
+    }
+
+    [Fact]
+    public void Command_lines_must_be_one_or_one_per_image()
+    {
+        string hello = TestPaths.GuestImage("hello");
+        (int code, _, string err, _) = CliErrorTests.Run("run", hello, hello, "--backend", "emulator", "--cmdline", "a", "--cmdline", "b", "--cmdline", "c");
+        Assert.Equal(64, code);
+        AssertOneErrorLine(err, "--cmdline was given 3 times for 2 image(s)");
+    }
+
+    [Fact]
+    public void Two_devices_with_one_name_are_one_line_and_exit_64()
+    {
+        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator",
+            "--disk", Disk(name: "a.img") + ",name=d", "--disk", Disk(name: "b.img") + ",name=d");
+        Assert.Equal(64, code);
+        AssertOneErrorLine(err, "'d'");
+    }
+
+    [Fact]
+    public void A_tap_interface_that_cannot_be_opened_is_one_line_and_exit_66()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--net", "tap:name-far-too-long-for-linux");
+        Assert.Equal(66, code);
+        AssertOneErrorLine(err, "TAP interface name");
+    }
+
+    [UnprivilegedFact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public void Tap_without_permission_is_one_line_and_exit_66()
+    {
+        string cli = Path.Combine(AppContext.BaseDirectory, "paravirt.dll");
+        var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/setpriv")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Path.GetTempPath(),
+        };
+        foreach (string arg in new[] { "--reuid=65534", "--regid=65534", "--clear-groups", Environment.ProcessPath!, cli, "run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--net", "tap:pvdenied0" })
+        {
+            psi.ArgumentList.Add(arg);
+        }
+        psi.Environment["HOME"] = Path.GetTempPath();
+        psi.Environment["DOTNET_CLI_HOME"] = Path.GetTempPath();
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        string err = p.StandardError.ReadToEnd();
+        p.StandardOutput.ReadToEnd();
+        Assert.True(p.WaitForExit(60_000));
+        if (File.Exists("/dev/net/tun") && (File.GetUnixFileMode("/dev/net/tun") & UnixFileMode.OtherWrite) == 0)
+        {
+            AssertOneErrorLine(err, "/dev/net/tun", "permission denied");
+        }
+        else
+        {
+            AssertOneErrorLine(err, "pvdenied0", "permission denied", "CAP_NET_ADMIN");
+        }
+        Assert.Equal(66, p.ExitCode);
+    }
+
+    [Fact]
+    public void A_guest_runs_with_devices_attached_and_the_disk_is_released_afterwards()
+    {
+        string disk = Disk();
+        (int code, _, string err, byte[] guest) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator",
+            "--disk", disk, "--disk", Disk(name: "ro.img") + ",ro", "--net", "switch:lan", "--timeout", "60s");
+        Assert.True(code == 7, $"exit {code}: {err}");
+        Assert.Contains("Hello from a Paravirt unikernel!", Encoding.UTF8.GetString(guest), StringComparison.Ordinal);
+        using var reopened = new BlockDevice("disk0", disk); // exclusive open succeeds: the CLI closed the image
+    }
+
+    [Fact]
+    public void Several_images_run_at_once_sharing_a_switch()
+    {
+        string hello = TestPaths.GuestImage("hello");
+        (int code, _, string err, byte[] guest) = CliErrorTests.Run("run", hello, hello, "--backend", "emulator", "--net", "switch:lan", "--timeout", "60s");
+        Assert.True(code == 7, $"exit {code}: {err}");
+        string output = Encoding.UTF8.GetString(guest);
+        Assert.Equal(2, output.Split("Hello from a Paravirt unikernel!").Length - 1);
+    }
+}

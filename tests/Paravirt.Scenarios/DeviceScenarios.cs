@@ -1,0 +1,174 @@
+using System.Net.NetworkInformation;
+using System.Text;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Backends.Kvm;
+using Paravirt.Hypervisor.Devices;
+using Paravirt.Hypervisor.Devices.Block;
+using Paravirt.Hypervisor.Devices.Console;
+using Paravirt.Hypervisor.Devices.Net;
+using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Loading;
+using Paravirt.Hypervisor.Vcpu;
+
+namespace Paravirt.Scenarios;
+
+/// <summary>
+/// The device samples (blk, net, kv) against the real host devices, on KVM (the emulator when
+/// PARAVIRT_SCENARIO_BACKEND=emulator, to check the scenarios themselves without KVM). The same checks as
+/// tests/Paravirt.Hypervisor.Tests/Integration/DevicesGuestTests.cs.
+/// </summary>
+internal static class DeviceScenarios
+{
+    internal static IEnumerable<(string Name, Func<string> Run)> All(string guestDir) =>
+    [
+        ("kvm-blk", () => Blk(guestDir)),
+        ("kvm-blk-readonly", () => BlkReadOnly(guestDir)),
+        ("kvm-net-pingpong", () => NetPingPong(guestDir)),
+        ("kvm-kv-restart", () => KvRestart(guestDir)),
+    ];
+
+    private static bool UseEmulator =>
+        string.Equals(Environment.GetEnvironmentVariable("PARAVIRT_SCENARIO_BACKEND"), "emulator", StringComparison.Ordinal);
+
+    private static void Check(bool condition, string message)
+    {
+        if (!condition)
+        {
+            throw new ScenarioFailedException(message);
+        }
+    }
+
+    private static (RunResult Result, string Output) Run(string guestDir, string sample, IReadOnlyList<VirtualDevice> devices, string commandLine = "")
+    {
+        string path = Path.Combine(guestDir, sample + ".elf");
+        Check(File.Exists(path), $"{path} is missing (build samples/{sample} first)");
+        GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
+        IHypervisorBackend backend = UseEmulator ? new EmulatorBackend() : new KvmBackend();
+        var runner = new GuestRunner(new BackendSelector([backend]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
+        using var console = new MemoryStream();
+        RunResult r = runner.Run(image, new GuestRunOptions
+        {
+            Backend = backend.Name,
+            ConsoleOutput = console,
+            Devices = devices,
+            CommandLine = commandLine,
+            Timeout = TimeSpan.FromSeconds(120),
+        });
+        return (r, Encoding.UTF8.GetString(console.ToArray()));
+    }
+
+    private static void CheckExited((RunResult Result, string Output) run, int status = 0) =>
+        Check(run.Result.Outcome == RunOutcome.Exited && run.Result.ExitStatus == status,
+            $"{run.Result.Outcome} status {run.Result.ExitStatus} ({run.Result.Message}); output: {run.Output.ReplaceLineEndings(" | ")}");
+
+    private static string TempDisk(long bytes, byte fill)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"paravirt-scenario-{Guid.NewGuid():N}.img");
+        byte[] data = new byte[bytes];
+        Array.Fill(data, fill);
+        File.WriteAllBytes(path, data);
+        return path;
+    }
+
+    private static string Line(string output, string prefix)
+    {
+        foreach (string line in output.ReplaceLineEndings("\n").Split('\n'))
+        {
+            if (line.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                return line;
+            }
+        }
+        throw new ScenarioFailedException($"no line starting with '{prefix}' in: {output.ReplaceLineEndings(" | ")}");
+    }
+
+    private static string Blk(string guestDir)
+    {
+        string path = TempDisk(4 << 20, 0xA5);
+        try
+        {
+            using var disk = new BlockDevice("disk0", path);
+            var run = Run(guestDir, "blk", [disk], "seed=7 requests=256");
+            CheckExited(run);
+            Line(run.Output, "blk: OK seed=7");
+            long doorbells = run.Result.Statistics.Hypercalls.GetValueOrDefault((uint)HypercallCode.EventSend);
+            Check(doorbells is >= 2 and <= 64, $"{doorbells} doorbells for 256 requests: requests are not batched");
+            return $"{Line(run.Output, "blk: 256 requests")}; {doorbells} doorbells";
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static string BlkReadOnly(string guestDir)
+    {
+        string path = TempDisk(1 << 20, 0x3C);
+        try
+        {
+            byte[] before = File.ReadAllBytes(path);
+            using var disk = new BlockDevice("disk0", path, readOnly: true);
+            var run = Run(guestDir, "blk", [disk]);
+            CheckExited(run);
+            Check(disk.BytesWritten == 0, $"{disk.BytesWritten} bytes written to a read-only disk");
+            Check(before.AsSpan().SequenceEqual(File.ReadAllBytes(path)), "the read-only image changed");
+            return Line(run.Output, "blk: read-only disk");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static string NetPingPong(string guestDir)
+    {
+        var sw = new NetSwitch();
+        // Explicit MACs: the scenario does not depend on how NetDevice derives them (it once needed libssl).
+        using var pingNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-01"));
+        using var pongNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-02"));
+        (RunResult, string)? pong = null;
+        var thread = new Thread(() => pong = Run(guestDir, "net", [pongNic], "role=pong rounds=200 seed=5"));
+        thread.Start();
+        var ping = Run(guestDir, "net", [pingNic], "role=ping rounds=200 seed=5");
+        Check(thread.Join(TimeSpan.FromSeconds(150)), "the pong VM did not finish");
+        CheckExited(ping);
+        CheckExited(pong!.Value);
+        string a = Line(ping.Output, "net: ping 200 rounds, checksum ");
+        string b = Line(pong.Value.Item2, "net: pong 200 rounds, checksum ");
+        Check(a.Substring(31, 10) == b.Substring(31, 10), $"checksums differ: '{a}' vs '{b}'");
+        return $"{a}; switch forwarded {sw.FramesForwarded}";
+    }
+
+    private static string Kv(string guestDir, string disk, string input)
+    {
+        using var output = new MemoryStream();
+        using var inputStream = new MemoryStream(Encoding.ASCII.GetBytes(input));
+        (RunResult, string) run;
+        using (var console = new ConsoleDevice("console0", output, inputStream))
+        using (var block = new BlockDevice("disk0", disk))
+        {
+            run = Run(guestDir, "kv", [console, block]);
+        }
+        CheckExited(run);
+        return Encoding.ASCII.GetString(output.ToArray());
+    }
+
+    private static string KvRestart(string guestDir)
+    {
+        string path = TempDisk(1 << 20, 0);
+        try
+        {
+            string first = Kv(guestDir, path, "SET greeting hello from kvm\nSET n 42\nQUIT\n");
+            Check(first.StartsWith("READY 0 keys\nOK\nOK\nBYE\n", StringComparison.Ordinal), $"first run: {first.ReplaceLineEndings(" | ")}");
+            string second = Kv(guestDir, path, "GET greeting\nGET n\nQUIT\n");
+            Check(second.StartsWith("READY 2 keys\nVALUE hello from kvm\nVALUE 42\nBYE\n", StringComparison.Ordinal), $"second run: {second.ReplaceLineEndings(" | ")}");
+            return "second run read back both keys the first run set";
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
