@@ -8,13 +8,19 @@
  *                     __managed__Main (which runs the C# Main) and returns its status to start.S -> pv_exit.
  *   pv_cs_hypercall() one hypercall through the hypercall page, for Paravirt.Guest.Hypercall.
  *   __security_cookie the canary value of the compiler's stack-overrun checks.
- *   pv_cs_alloc()     the managed heap: a bump allocator over [boot_info.heap_start, memory_size - 64 KiB)
- *                     (the top 64 KiB stay free, as for the C drivers' page allocator); zeroed memory, 8-byte
- *                     aligned, never freed (no GC). Exhaustion is fatal: pv_panic, exit status 255.
+ *   pv_cs_alloc()     the managed heap: zeroed, 8-byte aligned memory carved from pv_page_alloc's pages (the
+ *                     allocator the drivers use, over [boot_info.heap_start, memory_size - 64 KiB)); never freed
+ *                     (no GC). Exhaustion is fatal: pv_panic, exit status 255.
+ *   pv_cs_barrier()   a full fence for the C# ring code.
  */
 #include <paravirt/paravirt.h>
 
-#define PV_CS_HEAP_RESERVE 0x10000u
+/* The managed heap takes pages from pv_page_alloc (devices.c), the one allocator of guest memory, so C# objects,
+   C drivers and C# drivers' shared rings never overlap. Small objects are carved from 64 KiB chunks; an object of
+   16 KiB or more gets pages of its own. */
+#define PV_CS_PAGE 4096u
+#define PV_CS_CHUNK (64u * 1024u)
+#define PV_CS_LARGE (16u * 1024u)
 
 extern int __managed__Main(int argc, char **argv);
 
@@ -22,32 +28,51 @@ extern int __managed__Main(int argc, char **argv);
    entropy source at boot, and the check is for bugs, not attackers). A mismatch calls RhpFallbackFailFast. */
 uintptr_t __security_cookie = 0x2B992DDFA2320000u;
 
-static uint64_t pv_cs_heap_next;
-static uint64_t pv_cs_heap_end;
+static uint8_t *pv_cs_chunk_next;
+static uint8_t *pv_cs_chunk_end;
 
 long pv_cs_hypercall(uint64_t code, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5)
 {
     return pv_hypercall5(code, a1, a2, a3, a4, a5);
 }
 
+static void __attribute__((noreturn)) pv_cs_out_of_memory(size_t size)
+{
+    pv_panic("out of memory: C# allocation of %lu bytes, %lu left on the heap", (unsigned long)size,
+             (unsigned long)(pv_page_available() + (size_t)(pv_cs_chunk_end - pv_cs_chunk_next)));
+}
+
 void *pv_cs_alloc(size_t size)
 {
-    if (pv_cs_heap_end == 0) {
-        const pv_boot_info *bi = pv_boot_info_get();
-        uint64_t start = (bi->heap_start + 15u) & ~(uint64_t)15u;
-        uint64_t end = bi->memory_size > PV_CS_HEAP_RESERVE ? bi->memory_size - PV_CS_HEAP_RESERVE : 0;
-        pv_cs_heap_next = start;
-        pv_cs_heap_end = end > start ? end : start + 1;
+    size_t rounded = (size + 7u) & ~(size_t)7u;
+    if (rounded < size) {
+        pv_cs_out_of_memory(size);
     }
-    uint64_t rounded = ((uint64_t)size + 7u) & ~(uint64_t)7u;
-    if (rounded < size || rounded > pv_cs_heap_end - pv_cs_heap_next) {
-        pv_panic("out of memory: C# allocation of %lu bytes, %lu left on the heap", (unsigned long)size,
-                 (unsigned long)(pv_cs_heap_end - pv_cs_heap_next));
+    if (rounded <= (size_t)(pv_cs_chunk_end - pv_cs_chunk_next)) {
+        void *p = pv_cs_chunk_next;
+        pv_cs_chunk_next += rounded;
+        return p; /* pv_page_alloc zeroed the chunk */
     }
-    void *p = (void *)(uintptr_t)pv_cs_heap_next;
-    pv_cs_heap_next += rounded;
-    memset(p, 0, (size_t)rounded);
-    return p;
+    if (rounded >= PV_CS_LARGE) {
+        void *p = pv_page_alloc((rounded + PV_CS_PAGE - 1) / PV_CS_PAGE);
+        if (p == NULL) {
+            pv_cs_out_of_memory(size);
+        }
+        return p;
+    }
+    uint8_t *chunk = pv_page_alloc(PV_CS_CHUNK / PV_CS_PAGE);
+    if (chunk == NULL) {
+        pv_cs_out_of_memory(size);
+    }
+    pv_cs_chunk_next = chunk + rounded;
+    pv_cs_chunk_end = chunk + PV_CS_CHUNK;
+    return chunk;
+}
+
+/* A full memory barrier (and, being a call, a compiler barrier) for the C# ring code. */
+void pv_cs_barrier(void)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 /* The module headers ILC emits (a pointer per module in section __modules; ld defines the bounds) and the parts
