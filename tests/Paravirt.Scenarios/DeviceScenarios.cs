@@ -25,6 +25,7 @@ internal static class DeviceScenarios
     [
         ("kvm-blk", () => Blk(guestDir)),
         ("kvm-blk-readonly", () => BlkReadOnly(guestDir)),
+        ("kvm-blk-cs", () => BlkCs(guestDir)),
         ("kvm-net-pingpong", () => NetPingPong(guestDir)),
         ("kvm-kv-restart", () => KvRestart(guestDir)),
     ];
@@ -115,6 +116,39 @@ internal static class DeviceScenarios
             Check(disk.BytesWritten == 0, $"{disk.BytesWritten} bytes written to a read-only disk");
             Check(before.AsSpan().SequenceEqual(File.ReadAllBytes(path)), "the read-only image changed");
             return Line(run.Output, "blk: read-only disk");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>The C# block driver (samples/blk-cs) checksums a disk and writes, flushes and verifies 8 sectors.</summary>
+    private static string BlkCs(string guestDir)
+    {
+        string path = TempDisk(1 << 20, 0x5A);
+        try
+        {
+            ulong expected = 0xcbf29ce484222325;
+            foreach (byte b in File.ReadAllBytes(path))
+            {
+                expected = (expected ^ b) * 0x100000001b3;
+            }
+            (RunResult Result, string Output) run;
+            using (var disk = new BlockDevice("disk0", path))
+            {
+                run = Run(guestDir, "blk-cs", [disk]);
+            }
+            CheckExited(run);
+            string sum = Line(run.Output, "blk-cs: disk0: 2048 sectors");
+            Check(sum.Contains($"fnv1a64 0x{expected:x16}", StringComparison.Ordinal), $"checksum line '{sum}', expected 0x{expected:x16}");
+            Line(run.Output, "blk-cs: wrote, flushed and verified 8 sectors");
+            byte[] head = File.ReadAllBytes(path)[..4096];
+            for (int i = 0; i < head.Length; i++)
+            {
+                Check(head[i] == (byte)(i * 7 + 3), $"byte {i} of the image is 0x{head[i]:x2} after the guest's write");
+            }
+            return sum;
         }
         finally
         {

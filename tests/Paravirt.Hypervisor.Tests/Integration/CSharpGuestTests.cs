@@ -1,5 +1,6 @@
 using System.Text;
 using Paravirt.Abi;
+using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Cli;
 using Paravirt.Hypervisor.Vcpu;
@@ -7,11 +8,34 @@ using Paravirt.Hypervisor.Vcpu;
 namespace Paravirt.Hypervisor.Tests.Integration;
 
 /// <summary>
-/// Boots the C# unikernels (samples/hello-cs, samples/subset-cs: C# compiled by NativeAOT against the guest core
+/// Boots the C# unikernels (samples/hello-cs, samples/subset-cs, samples/blk-cs: C# compiled by NativeAOT against the guest core
 /// library, built by the normal build) on the emulator, with the same expectations as their C counterparts.
 /// </summary>
-public sealed class CSharpGuestTests
+public sealed class CSharpGuestTests : IDisposable
 {
+    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-csguest-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Disk(int bytes, int seed)
+    {
+        string path = Path.Combine(_dir, $"disk{seed}.img");
+        byte[] data = new byte[bytes];
+        new Random(seed).NextBytes(data);
+        File.WriteAllBytes(path, data);
+        return path;
+    }
+
+    private static string Fnv1a64(byte[] data)
+    {
+        ulong h = 0xcbf29ce484222325;
+        foreach (byte b in data)
+        {
+            h = (h ^ b) * 0x100000001b3;
+        }
+        return $"0x{h:x16}";
+    }
+
     private static (RunResult Result, string Output) Run(string guest, string commandLine = "", ulong memory = 64UL << 20)
     {
         GuestImage image = ElfLoader.LoadFile(TestPaths.GuestImage(guest), AbiVersion.Current);
@@ -89,5 +113,50 @@ public sealed class CSharpGuestTests
         string output = Encoding.UTF8.GetString(guest);
         Assert.True(code == 7, $"exit {code}\n{stderr}\n{output}");
         Assert.Contains("Hello from a C# Paravirt unikernel!", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Blk_cs_checksums_the_disk_through_the_csharp_block_driver_and_writes_flushes_and_verifies_8_sectors()
+    {
+        string path = Disk(1 << 20, 11);
+        string expected = Fnv1a64(File.ReadAllBytes(path));
+        DevicesGuestTests.GuestRun run;
+        using (var disk = new BlockDevice("disk0", path))
+        {
+            run = DevicesGuestTests.Run("blk-cs", [disk]);
+        }
+
+        Assert.True(run.Result.Outcome == RunOutcome.Exited && run.Result.ExitStatus == 0, $"{run.Result.Outcome} {run.Result.ExitStatus}: {run.Result.Message}\n{run.Output}");
+        Assert.Contains($"blk-cs: disk0: 2048 sectors, fnv1a64 {expected}", run.Output, StringComparison.Ordinal);
+        Assert.Contains("blk-cs: wrote, flushed and verified 8 sectors", run.Output, StringComparison.Ordinal);
+        byte[] image = File.ReadAllBytes(path);
+        for (int i = 0; i < 4096; i++)
+        {
+            Assert.True(image[i] == (byte)(i * 7 + 3), $"byte {i} is 0x{image[i]:x2}");
+        }
+        long doorbells = run.Result.Statistics.Hypercalls.GetValueOrDefault((uint)HypercallCode.EventSend);
+        Assert.InRange(doorbells, 1, 16); // 1 MiB read = one request; write, flush, read back: a few doorbells in all
+    }
+
+    [Fact]
+    public void Blk_cs_on_a_read_only_disk_checksums_it_and_has_its_write_refused()
+    {
+        string path = Disk(64 * 1024, 12);
+        byte[] before = File.ReadAllBytes(path);
+        using var disk = new BlockDevice("disk0", path, readOnly: true);
+        DevicesGuestTests.GuestRun run = DevicesGuestTests.Run("blk-cs", [disk]);
+
+        Assert.True(run.Result.Outcome == RunOutcome.Exited && run.Result.ExitStatus == 0, $"{run.Result.Outcome} {run.Result.ExitStatus}: {run.Result.Message}\n{run.Output}");
+        Assert.Contains($"blk-cs: disk0: 128 sectors, fnv1a64 {Fnv1a64(before)} (read-only)", run.Output, StringComparison.Ordinal);
+        Assert.Contains("blk-cs: read-only disk: write refused", run.Output, StringComparison.Ordinal);
+        Assert.Equal(before, File.ReadAllBytes(path));
+    }
+
+    [Fact]
+    public void Blk_cs_without_a_disk_exits_1_with_a_reason()
+    {
+        DevicesGuestTests.GuestRun run = DevicesGuestTests.Run("blk-cs", []);
+        Assert.Equal(1, run.Result.ExitStatus);
+        Assert.Contains("blk-cs: FAILED: no block device disk0", run.Output, StringComparison.Ordinal);
     }
 }
