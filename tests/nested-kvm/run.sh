@@ -72,7 +72,9 @@ vmlinuz="$kdir/vmlinuz"
 
 # --- 3. Guest images and the NativeAOT scenario program -------------------------------------------------------------
 cd "$repo"
-if [ ! -f artifacts/guests/hello.elf ] || [ ! -f artifacts/guests/hello-cs.elf ] || [ ! -f artifacts/guests/subset-cs.elf ]; then
+missing=0
+for p in samples/*/*.csproj; do [ -f "artifacts/guests/$(basename "$p" .csproj).elf" ] || missing=1; done
+if [ "$missing" = 1 ]; then
     log "building the sample guests"
     for p in samples/*/*.csproj; do dotnet build "$p" -c Release -nologo -v q >/dev/null; done
 fi
