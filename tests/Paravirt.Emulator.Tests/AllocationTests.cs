@@ -1,0 +1,53 @@
+using Iced.Intel;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Memory;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Paravirt.Emulator.Tests;
+
+/// <summary>The emulator allocates nothing per executed instruction once a guest's blocks are decoded.</summary>
+public sealed class AllocationTests
+{
+    [Fact]
+    public void Steady_state_execution_allocates_nothing_per_instruction()
+    {
+        // A loop of loads, stores, arithmetic, a string copy and an SSE zeroing, then a hypercall; run twice: the first
+        // pass decodes (and translates) the blocks, the second, 4M+ instructions, is measured.
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label again = a.CreateLabel(), loop = a.CreateLabel();
+            a.Label(ref again);
+            a.mov(ecx, 400_000);
+            a.mov(rbx, 0x1F_0000); // data inside the harness's 2 MiB, below the stack
+            a.Label(ref loop);
+            a.mov(rax, __qword_ptr[rbx]);
+            a.add(rax, rcx);
+            a.imul(rax, rax, 3);
+            a.mov(__qword_ptr[rbx + 8], rax);
+            a.pxor(xmm0, xmm0);
+            a.movdqu(__xmmword_ptr[rbx + 16], xmm0);
+            a.dec(ecx);
+            a.jnz(loop);
+            a.mov(eax, 0);
+            a.mov(r11, 0x3000);
+            a.call(r11);
+            a.jmp(again);
+        });
+        var (memory, vm, vcpu) = EmuHarness.Create(code);
+        using (memory)
+        using (vm)
+        using (vcpu)
+        {
+            memory.Write(new GuestAddress(GuestLayout.HypercallPage), HypercallStub.Bytes);
+            Assert.Equal(VcpuExitKind.Hypercall, vcpu.Run().Kind); // warm-up pass
+            vcpu.CompleteHypercall(0);
+            ulong before = ((IInstructionCounter)vcpu).InstructionsRetired;
+            long allocated = GC.GetAllocatedBytesForCurrentThread();
+            Assert.Equal(VcpuExitKind.Hypercall, vcpu.Run().Kind); // measured pass
+            long grown = GC.GetAllocatedBytesForCurrentThread() - allocated;
+            ulong executed = ((IInstructionCounter)vcpu).InstructionsRetired - before;
+            Assert.True(executed > 3_000_000, $"only {executed} instructions ran");
+            Assert.True(grown < 4096, $"{grown} bytes allocated for {executed} instructions");
+        }
+    }
+}
