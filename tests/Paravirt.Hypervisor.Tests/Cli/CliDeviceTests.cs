@@ -116,14 +116,40 @@ public sealed class CliDeviceTests : IDisposable
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public void Tap_without_permission_is_one_line_and_exit_66()
     {
-        string cli = Path.Combine(AppContext.BaseDirectory, "paravirt.dll");
+        // The unprivileged user must be able to reach the CLI and the image wherever the repository was cloned
+        // (a clone under a 0700 directory is not traversable by nobody): stage them in a world-readable folder.
+        string stage = Path.Combine(Path.GetTempPath(), $"paravirt-unprivileged-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(stage, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
+            | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        try
+        {
+            foreach (string file in Directory.EnumerateFiles(AppContext.BaseDirectory))
+            {
+                string copy = Path.Combine(stage, Path.GetFileName(file));
+                File.Copy(file, copy);
+                File.SetUnixFileMode(copy, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            }
+            string image = Path.Combine(stage, "hello.elf");
+            File.Copy(TestPaths.GuestImage("hello"), image);
+            File.SetUnixFileMode(image, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            RunUnprivileged(Path.Combine(stage, "paravirt.dll"), image);
+        }
+        finally
+        {
+            Directory.Delete(stage, recursive: true);
+        }
+    }
+
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    private static void RunUnprivileged(string cli, string image)
+    {
         var psi = new System.Diagnostics.ProcessStartInfo("/usr/bin/setpriv")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = Path.GetTempPath(),
         };
-        foreach (string arg in new[] { "--reuid=65534", "--regid=65534", "--clear-groups", Environment.ProcessPath!, cli, "run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--net", "tap:pvdenied0" })
+        foreach (string arg in new[] { "--reuid=65534", "--regid=65534", "--clear-groups", Environment.ProcessPath!, cli, "run", image, "--backend", "emulator", "--net", "tap:pvdenied0" })
         {
             psi.ArgumentList.Add(arg);
         }
