@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Paravirtual device benchmarks on the emulator backend, appended to bench/RESULTS.md as one section.
+# Paravirtual device benchmarks on the emulator backend, written to bench/RESULTS.md as one section (replacing the previous run's).
 #
 #  - Block: the blk sample in mode=bench (1 MiB sequential writes + flush and reads, 4 requests per doorbell;
 #    random 4 KiB writes and reads, 32 per doorbell) on a MIB MiB image file, against the host doing the same
@@ -52,6 +52,9 @@ EOF
 )"
 printf '%s\n' "$section"
 if [ "${NO_APPEND:-0}" != 1 ]; then
-    printf '%s\n' "$section" >>bench/RESULTS.md
-    echo "devices.sh: appended to bench/RESULTS.md" >&2
+    tmp="$(mktemp)"
+    printf '%s\n' "$section" >"$tmp"
+    bench/replace-section.sh bench/RESULTS.md "$tmp"
+    rm -f "$tmp"
+    echo "devices.sh: wrote its section of bench/RESULTS.md" >&2
 fi

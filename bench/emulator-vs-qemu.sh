@@ -5,7 +5,7 @@
 #   (a) a Paravirt guest (freestanding ELF at 0x100000) run on the emulator backend by bench/Paravirt.Bench, which
 #       reports the exact guest instruction count;
 #   (b) a static Linux program run natively and under qemu-x86_64 (QEMU user-mode TCG).
-# Checks that all three print the same checksum, then writes bench/RESULTS.md (instructions per second for each and
+# Checks that all three print the same checksum, then writes its section of bench/RESULTS.md (instructions per second for each and
 # the emulator/QEMU ratio). Instruction counts for native and QEMU come from `perf stat -e instructions:u` when the
 # machine exposes hardware counters, otherwise from the emulator's exact count for the same kernel (said so in the
 # results).
@@ -103,7 +103,7 @@ RATIO_FMT=$(printf '%.2f' "$RATIO")
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
-cat > "$RESULTS" <<MD
+cat > "$OUT/section.md" <<MD
 # Emulator vs QEMU TCG
 
 Command: \`bench/emulator-vs-qemu.sh\` (ROUNDS=$ROUNDS)
@@ -135,4 +135,5 @@ Raw emulator output:
 $(cat "$OUT/emulator.txt")
 \`\`\`
 MD
+"$ROOT/bench/replace-section.sh" "$RESULTS" "$OUT/section.md"
 echo "wrote $RESULTS: emulator/QEMU TCG: ${RATIO_FMT}x" >&2
