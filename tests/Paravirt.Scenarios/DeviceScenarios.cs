@@ -15,7 +15,7 @@ using Paravirt.Hypervisor.Vcpu;
 namespace Paravirt.Scenarios;
 
 /// <summary>
-/// The device samples (blk, net, kv) against the real host devices, on KVM (the emulator when
+/// The device samples (blk, net, kv and the C# blk-cs, net-cs, echo-cs) against the real host devices, on KVM (the emulator when
 /// PARAVIRT_SCENARIO_BACKEND=emulator, to check the scenarios themselves without KVM). The same checks as
 /// tests/Paravirt.Hypervisor.Tests/Integration/DevicesGuestTests.cs.
 /// </summary>
@@ -27,6 +27,8 @@ internal static class DeviceScenarios
         ("kvm-blk-readonly", () => BlkReadOnly(guestDir)),
         ("kvm-blk-cs", () => BlkCs(guestDir)),
         ("kvm-net-pingpong", () => NetPingPong(guestDir)),
+        ("kvm-net-cs", () => NetCs(guestDir)),
+        ("kvm-echo-cs", () => EchoCs(guestDir)),
         ("kvm-kv-restart", () => KvRestart(guestDir)),
     ];
 
@@ -173,6 +175,42 @@ internal static class DeviceScenarios
         string b = Line(pong.Value.Item2, "net: pong 200 rounds, checksum ");
         Check(a.Substring(31, 10) == b.Substring(31, 10), $"checksums differ: '{a}' vs '{b}'");
         return $"{a}; switch forwarded {sw.FramesForwarded}";
+    }
+
+    /// <summary>The C# net driver (samples/net-cs) pongs the C pinger (samples/net role=ping) over one switch.</summary>
+    private static string NetCs(string guestDir)
+    {
+        var sw = new NetSwitch();
+        using var pingNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-01"));
+        using var pongNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-02"));
+        (RunResult, string)? pong = null;
+        var thread = new Thread(() => pong = Run(guestDir, "net-cs", [pongNic], "rounds=200"));
+        thread.Start();
+        var ping = Run(guestDir, "net", [pingNic], "role=ping rounds=200 seed=3");
+        Check(thread.Join(TimeSpan.FromSeconds(150)), "the net-cs VM did not finish");
+        CheckExited(ping);
+        CheckExited(pong!.Value);
+        Line(pong.Value.Item2, "net-cs: pong on net0 02:00:00:00:00:02 mtu 1500");
+        string a = Line(ping.Output, "net: ping 200 rounds, checksum ");
+        string b = Line(pong.Value.Item2, "net-cs: pong 200 rounds, checksum ");
+        Check(a.Substring(31, 10) == b.Substring(34, 10), $"checksums differ: '{a}' vs '{b}'");
+        return $"{b}; switch forwarded {sw.FramesForwarded}";
+    }
+
+    /// <summary>The C# console ring driver (samples/echo-cs) answers input lines uppercased until QUIT.</summary>
+    private static string EchoCs(string guestDir)
+    {
+        using var output = new MemoryStream();
+        using var input = new MemoryStream(Encoding.ASCII.GetBytes("hello from kvm\nMixed 42\nQUIT\n"));
+        (RunResult, string) run;
+        using (var console = new ConsoleDevice("console0", output, input))
+        {
+            run = Run(guestDir, "echo-cs", [console]);
+        }
+        CheckExited(run);
+        string ring = Encoding.ASCII.GetString(output.ToArray());
+        Check(ring == "READY\nECHO HELLO FROM KVM\nECHO MIXED 42\nBYE\n", $"console ring: {ring.ReplaceLineEndings(" | ")}");
+        return Line(run.Item2, "echo-cs: 2 lines echoed");
     }
 
     private static string Kv(string guestDir, string disk, string input)

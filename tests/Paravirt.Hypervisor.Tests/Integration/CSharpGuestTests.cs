@@ -1,6 +1,8 @@
 using System.Text;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Block;
+using Paravirt.Hypervisor.Devices.Console;
+using Paravirt.Hypervisor.Devices.Net;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Cli;
 using Paravirt.Hypervisor.Vcpu;
@@ -8,7 +10,7 @@ using Paravirt.Hypervisor.Vcpu;
 namespace Paravirt.Hypervisor.Tests.Integration;
 
 /// <summary>
-/// Boots the C# unikernels (samples/hello-cs, samples/subset-cs, samples/blk-cs: C# compiled by NativeAOT against the guest core
+/// Boots the C# unikernels (samples/hello-cs, samples/subset-cs, samples/blk-cs, samples/echo-cs, samples/net-cs: C# compiled by NativeAOT against the guest core
 /// library, built by the normal build) on the emulator, with the same expectations as their C counterparts.
 /// </summary>
 public sealed class CSharpGuestTests : IDisposable
@@ -158,5 +160,68 @@ public sealed class CSharpGuestTests : IDisposable
         DevicesGuestTests.GuestRun run = DevicesGuestTests.Run("blk-cs", []);
         Assert.Equal(1, run.Result.ExitStatus);
         Assert.Contains("blk-cs: FAILED: no block device disk0", run.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Echo_cs_answers_console_ring_lines_uppercased_until_quit()
+    {
+        using var output = new MemoryStream();
+        using var input = new MemoryStream(Encoding.ASCII.GetBytes("hello world\r\nMixed Case 123\n\n" + new string('x', 300) + "\nQUIT\nnot read\n"));
+        DevicesGuestTests.GuestRun run;
+        using (var console = new ConsoleDevice("console0", output, input))
+        {
+            run = DevicesGuestTests.Run("echo-cs", [console]);
+        }
+        string ring = Encoding.ASCII.GetString(output.ToArray());
+
+        Assert.True(run.Result.Outcome == RunOutcome.Exited && run.Result.ExitStatus == 0, $"{run.Result.Outcome} {run.Result.ExitStatus}: {run.Result.Message}\n{run.Output}\n{ring}");
+        Assert.Equal("READY\nECHO HELLO WORLD\nECHO MIXED CASE 123\nECHO \nECHO " + new string('X', 255) + "\nBYE\n", ring);
+        Assert.Contains("echo-cs: 4 lines echoed", run.Output, StringComparison.Ordinal);
+        Assert.True(run.Result.Statistics.Hypercalls.ContainsKey((uint)HypercallCode.ConsoleAttach), "echo-cs attaches the console ring");
+    }
+
+    [Fact]
+    public void Echo_cs_without_a_console_exits_1_with_a_reason()
+    {
+        DevicesGuestTests.GuestRun run = DevicesGuestTests.Run("echo-cs", []);
+        Assert.Equal(1, run.Result.ExitStatus);
+        Assert.Contains("echo-cs: FAILED: no console console0", run.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Net_cs_pongs_the_c_net_pinger_on_one_switch_with_matching_checksums()
+    {
+        var sw = new NetSwitch();
+        using var pingNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 0);
+        using var pongNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 1);
+        DevicesGuestTests.GuestRun? pong = null;
+        var pongThread = new Thread(() => pong = DevicesGuestTests.Run("net-cs", [pongNic], "rounds=40"));
+        pongThread.Start();
+        DevicesGuestTests.GuestRun ping = DevicesGuestTests.Run("net", [pingNic], "role=ping rounds=40 seed=9");
+        Assert.True(pongThread.Join(TimeSpan.FromSeconds(150)), "the net-cs VM did not finish");
+
+        Assert.True(ping.Result.Outcome == RunOutcome.Exited && ping.Result.ExitStatus == 0, $"ping: {ping.Result.Outcome} {ping.Result.ExitStatus}: {ping.Result.Message}\n{ping.Output}");
+        Assert.True(pong!.Result.Outcome == RunOutcome.Exited && pong.Result.ExitStatus == 0, $"net-cs: {pong.Result.Outcome} {pong.Result.ExitStatus}: {pong.Result.Message}\n{pong.Output}");
+        string mac = string.Join(':', pongNic.MacAddress.GetAddressBytes().Select(b => b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Contains($"net-cs: pong on net0 {mac} mtu 1500", pong.Output, StringComparison.Ordinal);
+        string pingSum = After(ping.Output, "net: ping 40 rounds, checksum ");
+        string pongSum = After(pong.Output, "net-cs: pong 40 rounds, checksum ");
+        Assert.Equal(pingSum, pongSum);
+        Assert.True(pongNic.TxFrames >= 40, $"net-cs sent {pongNic.TxFrames} frames");
+    }
+
+    [Fact]
+    public void Net_cs_without_a_net_device_exits_1_with_a_reason()
+    {
+        DevicesGuestTests.GuestRun run = DevicesGuestTests.Run("net-cs", []);
+        Assert.Equal(1, run.Result.ExitStatus);
+        Assert.Contains("net-cs: FAILED: no net device net0", run.Output, StringComparison.Ordinal);
+    }
+
+    private static string After(string output, string prefix)
+    {
+        int at = output.IndexOf(prefix, StringComparison.Ordinal);
+        Assert.True(at >= 0, $"'{prefix}' missing in:\n{output}");
+        return output.Substring(at + prefix.Length, 10);
     }
 }

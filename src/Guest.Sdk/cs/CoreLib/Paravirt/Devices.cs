@@ -106,6 +106,12 @@ namespace Paravirt.Guest
         /// <summary>Free request slots.</summary>
         public readonly uint FreeRequests => _size - (_reqProdPvt - _rspCons);
 
+        /// <summary>Number of slots.</summary>
+        public readonly uint Size => _size;
+
+        /// <summary>The free-running index the next queued request will get (its slot is the index modulo <see cref="Size"/>).</summary>
+        public readonly uint RequestProducer => _reqProdPvt;
+
         /// <summary>Requests queued and not yet answered.</summary>
         public readonly uint Outstanding => _reqProdPvt - _rspCons;
 
