@@ -33,21 +33,17 @@ public sealed class AllocationTests
             a.call(r11);
             a.jmp(again);
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            memory.Write(new GuestAddress(GuestLayout.HypercallPage), HypercallStub.Bytes);
-            Assert.Equal(VcpuExitKind.Hypercall, vcpu.Run().Kind); // warm-up pass
-            vcpu.CompleteHypercall(0);
-            ulong before = ((IInstructionCounter)vcpu).InstructionsRetired;
-            long allocated = GC.GetAllocatedBytesForCurrentThread();
-            Assert.Equal(VcpuExitKind.Hypercall, vcpu.Run().Kind); // measured pass
-            long grown = GC.GetAllocatedBytesForCurrentThread() - allocated;
-            ulong executed = ((IInstructionCounter)vcpu).InstructionsRetired - before;
-            Assert.True(executed > 3_000_000, $"only {executed} instructions ran");
-            Assert.True(grown < 4096, $"{grown} bytes allocated for {executed} instructions");
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        memory.Write(new GuestAddress(GuestLayout.HypercallPage), HypercallStub.Bytes);
+        Assert.Equal(VcpuExitKind.Hypercall, vcpu.Run().Kind); // warm-up pass
+        vcpu.CompleteHypercall(0);
+        ulong before = ((IInstructionCounter)vcpu).InstructionsRetired;
+        long allocated = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Equal(VcpuExitKind.Hypercall, vcpu.Run().Kind); // measured pass
+        long grown = GC.GetAllocatedBytesForCurrentThread() - allocated;
+        ulong executed = ((IInstructionCounter)vcpu).InstructionsRetired - before;
+        Assert.True(executed > 3_000_000, $"only {executed} instructions ran");
+        Assert.True(grown < 4096, $"{grown} bytes allocated for {executed} instructions");
     }
 }

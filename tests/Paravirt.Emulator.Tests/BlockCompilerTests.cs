@@ -134,26 +134,22 @@ public sealed class BlockCompilerTests
 
     private static (VcpuExit Exit, VcpuRegisters Regs, ulong Count, byte[] Data) Run(byte[] code, ulong[] init, int threshold, ulong dataBase)
     {
-        var (memory, vm, vcpu) = EmuHarness.Create(code, budget: 5_000_000);
-        using (memory)
-        using (vm)
-        using (vcpu)
+        using EmuGuest guest = EmuHarness.Create(code, budget: 5_000_000);
+        var (memory, vm, vcpu) = guest;
+        var cpu = (EmulatorVcpu)vcpu;
+        cpu.JitThreshold = threshold;
+        for (int i = 0; i < 16; i++)
         {
-            var cpu = (EmulatorVcpu)vcpu;
-            cpu.JitThreshold = threshold;
-            for (int i = 0; i < 16; i++)
+            if (i is not (3 or 4))
             {
-                if (i is not (3 or 4))
-                {
-                    cpu.SetRegister(i, init[i]);
-                }
+                cpu.SetRegister(i, init[i]);
             }
-            cpu.SetRegister(3, dataBase);
-            cpu.SetRegister(15, 6);
-            VcpuExit exit = vcpu.Run();
-            s_compiled += cpu.BlocksCompiled;
-            return (exit, vcpu.GetRegisters(), cpu.InstructionsRetired, memory.GetSpan(new GuestAddress(EmuHarness.CodeAddress), 0x2000).ToArray());
         }
+        cpu.SetRegister(3, dataBase);
+        cpu.SetRegister(15, 6);
+        VcpuExit exit = vcpu.Run();
+        s_compiled += cpu.BlocksCompiled;
+        return (exit, vcpu.GetRegisters(), cpu.InstructionsRetired, memory.GetSpan(new GuestAddress(EmuHarness.CodeAddress), 0x2000).ToArray());
     }
 
     [Fact]

@@ -20,12 +20,26 @@ internal static class EmuHarness
         return ms.ToArray();
     }
 
-    public static (GuestMemory Memory, IVirtualMachine Vm, IVcpu Vcpu) Create(byte[] code, ulong? budget = null, ulong memorySize = MemorySize, ulong codeAddress = CodeAddress)
+    /// <summary>Memory with <paramref name="code"/> at <paramref name="codeAddress"/>, an emulator VM and its vCPU; dispose to release all three.</summary>
+    public static EmuGuest Create(byte[] code, ulong? budget = null, ulong memorySize = MemorySize, ulong codeAddress = CodeAddress)
     {
         var memory = new GuestMemory(memorySize);
         memory.Write(new GuestAddress(codeAddress), code);
         IVirtualMachine vm = new EmulatorBackend().CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = budget });
         IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(codeAddress, memorySize, 0x2000));
-        return (memory, vm, vcpu);
+        return new EmuGuest(memory, vm, vcpu);
+    }
+}
+
+/// <summary>A guest on the emulator; disposes the vCPU, the VM and the memory, in that order.</summary>
+internal sealed class EmuGuest(GuestMemory memory, IVirtualMachine vm, IVcpu vcpu) : IDisposable
+{
+    public void Deconstruct(out GuestMemory m, out IVirtualMachine v, out IVcpu c) => (m, v, c) = (memory, vm, vcpu);
+
+    public void Dispose()
+    {
+        vcpu.Dispose();
+        vm.Dispose();
+        memory.Dispose();
     }
 }

@@ -28,16 +28,12 @@ public sealed class EmulatorBehaviourTests
             a.add(eax, 2);
             a.hlt();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Halt, exit.Kind);
-            Assert.Equal(42UL, vcpu.GetRegisters().Rax);
-            Assert.Equal(3UL, ((IInstructionCounter)vcpu).InstructionsRetired);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+        Assert.Equal(42UL, vcpu.GetRegisters().Rax);
+        Assert.Equal(3UL, ((IInstructionCounter)vcpu).InstructionsRetired);
     }
 
     [Fact]
@@ -56,22 +52,18 @@ public sealed class EmulatorBehaviourTests
             a.mov(rcx, rax);            // the result, after the stub's ret
             a.hlt();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            memory.Write(new GuestAddress(GuestLayout.HypercallPage), HypercallStub.Bytes);
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Hypercall, exit.Kind);
-            Assert.Equal((ulong)HypercallPage.IoPort, exit.Address);
-            Assert.Equal(GuestLayout.HypercallPage + HypercallStub.TrapLength, exit.Rip);
-            Assert.Equal(new HypercallArgs(0x101, 7, 8, 9, 10, 11), vcpu.GetHypercallArgs());
-            vcpu.CompleteHypercall(-22);
-            exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Halt, exit.Kind);
-            Assert.Equal(unchecked((ulong)-22L), vcpu.GetRegisters().Rcx);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        memory.Write(new GuestAddress(GuestLayout.HypercallPage), HypercallStub.Bytes);
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Hypercall, exit.Kind);
+        Assert.Equal((ulong)HypercallPage.IoPort, exit.Address);
+        Assert.Equal(GuestLayout.HypercallPage + HypercallStub.TrapLength, exit.Rip);
+        Assert.Equal(new HypercallArgs(0x101, 7, 8, 9, 10, 11), vcpu.GetHypercallArgs());
+        vcpu.CompleteHypercall(-22);
+        exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+        Assert.Equal(unchecked((ulong)-22L), vcpu.GetRegisters().Rcx);
     }
 
     [Fact]
@@ -82,17 +74,13 @@ public sealed class EmulatorBehaviourTests
             a.nop();
             a.fsin();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-            Assert.Equal("unsupported instruction 'fsin' at 0x100001", exit.Detail);
-            Assert.Equal(0x100001UL, exit.Rip);
-            Assert.Equal(1UL, ((IInstructionCounter)vcpu).InstructionsRetired);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        Assert.Equal("unsupported instruction 'fsin' at 0x100001", exit.Detail);
+        Assert.Equal(0x100001UL, exit.Rip);
+        Assert.Equal(1UL, ((IInstructionCounter)vcpu).InstructionsRetired);
     }
 
     [Fact]
@@ -104,15 +92,11 @@ public sealed class EmulatorBehaviourTests
             a.mov(rax, __qword_ptr[rbx]); // 8 bytes at 2 MiB - 4: crosses the end
             a.hlt();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-            Assert.Equal("page fault: read of 8 bytes at 0x1ffffc outside guest memory", exit.Detail);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        Assert.Equal("page fault: read of 8 bytes at 0x1ffffc outside guest memory", exit.Detail);
     }
 
     [Theory]
@@ -127,15 +111,11 @@ public sealed class EmulatorBehaviourTests
             a.mov(__dword_ptr[rbx + 8], eax);
             a.hlt();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-            Assert.StartsWith("page fault: write of 4 bytes at 0x", exit.Detail, StringComparison.Ordinal);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        Assert.StartsWith("page fault: write of 4 bytes at 0x", exit.Detail, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -146,15 +126,11 @@ public sealed class EmulatorBehaviourTests
             a.mov(rax, 0x7000_0000_0000L);
             a.jmp(rax);
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-            Assert.Contains("instruction fetch at 0x700000000000 outside guest memory", exit.Detail, StringComparison.Ordinal);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        Assert.Contains("instruction fetch at 0x700000000000 outside guest memory", exit.Detail, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -176,16 +152,12 @@ public sealed class EmulatorBehaviourTests
             }
             a.hlt();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-            Assert.Contains("divide error", exit.Detail, StringComparison.Ordinal);
-            Assert.Equal(EmuHarness.CodeAddress + 7, exit.Rip);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        Assert.Contains("divide error", exit.Detail, StringComparison.Ordinal);
+        Assert.Equal(EmuHarness.CodeAddress + 7, exit.Rip);
     }
 
     private static byte[] CountingLoop(int iterations) => EmuHarness.Assemble(a =>
@@ -204,17 +176,13 @@ public sealed class EmulatorBehaviourTests
     public void InstructionBudget_IsHonouredExactly()
     {
         // 2 + 3 * 1000 + 1 instructions in all; stop after exactly 1234.
-        var (memory, vm, vcpu) = EmuHarness.Create(CountingLoop(1000), budget: 1234);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.BudgetExhausted, exit.Kind);
-            Assert.Equal(1234UL, ((IInstructionCounter)vcpu).InstructionsRetired);
-            // 1234 = 2 + 3 * 410 + 2: the next instruction is the jnz (the third of the loop body).
-            Assert.Equal(EmuHarness.CodeAddress + 7 + 3 + 2, vcpu.GetRegisters().Rip);
-        }
+        using EmuGuest guest = EmuHarness.Create(CountingLoop(1000), budget: 1234);
+        var (memory, vm, vcpu) = guest;
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.BudgetExhausted, exit.Kind);
+        Assert.Equal(1234UL, ((IInstructionCounter)vcpu).InstructionsRetired);
+        // 1234 = 2 + 3 * 410 + 2: the next instruction is the jnz (the third of the loop body).
+        Assert.Equal(EmuHarness.CodeAddress + 7 + 3 + 2, vcpu.GetRegisters().Rip);
     }
 
     [Fact]
@@ -223,33 +191,25 @@ public sealed class EmulatorBehaviourTests
         ulong? first = null;
         for (int run = 0; run < 2; run++)
         {
-            var (memory, vm, vcpu) = EmuHarness.Create(CountingLoop(1000), budget: 3003);
-            using (memory)
-            using (vm)
-            using (vcpu)
-            {
-                Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
-                ulong count = ((IInstructionCounter)vcpu).InstructionsRetired;
-                Assert.Equal(3003UL, count);
-                Assert.Equal(500500UL, vcpu.GetRegisters().Rax);
-                first ??= count;
-                Assert.Equal(first, count);
-            }
+            using EmuGuest guest = EmuHarness.Create(CountingLoop(1000), budget: 3003);
+            var (memory, vm, vcpu) = guest;
+            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+            ulong count = ((IInstructionCounter)vcpu).InstructionsRetired;
+            Assert.Equal(3003UL, count);
+            Assert.Equal(500500UL, vcpu.GetRegisters().Rax);
+            first ??= count;
+            Assert.Equal(first, count);
         }
     }
 
     [Fact]
     public void Interrupt_BeforeRun_ReturnsInterrupted_ThenResumes()
     {
-        var (memory, vm, vcpu) = EmuHarness.Create(CountingLoop(10));
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            vcpu.Interrupt();
-            Assert.Equal(VcpuExitKind.Interrupted, vcpu.Run().Kind);
-            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
-        }
+        using EmuGuest guest = EmuHarness.Create(CountingLoop(10));
+        var (memory, vm, vcpu) = guest;
+        vcpu.Interrupt();
+        Assert.Equal(VcpuExitKind.Interrupted, vcpu.Run().Kind);
+        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
     }
 
     [Fact]
@@ -262,15 +222,11 @@ public sealed class EmulatorBehaviourTests
             a.inc(rax);
             a.jmp(top);
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            using var timer = new Timer(_ => vcpu.Interrupt(), null, 50, Timeout.Infinite);
-            Assert.Equal(VcpuExitKind.Interrupted, vcpu.Run().Kind);
-            Assert.True(vcpu.GetRegisters().Rax > 0);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        using var timer = new Timer(_ => vcpu.Interrupt(), null, 50, Timeout.Infinite);
+        Assert.Equal(VcpuExitKind.Interrupted, vcpu.Run().Kind);
+        Assert.True(vcpu.GetRegisters().Rax > 0);
     }
 
     [Fact]
@@ -293,16 +249,12 @@ public sealed class EmulatorBehaviourTests
             a.dd(1);
             a.ret();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
-            VcpuRegisters r = vcpu.GetRegisters();
-            Assert.Equal(1UL, r.Rbx);
-            Assert.Equal(2UL, r.Rax);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        VcpuRegisters r = vcpu.GetRegisters();
+        Assert.Equal(1UL, r.Rbx);
+        Assert.Equal(2UL, r.Rax);
     }
 
     [Fact]
@@ -319,14 +271,10 @@ public sealed class EmulatorBehaviourTests
             a.dd(1);
             a.hlt();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
-            Assert.Equal(7UL, vcpu.GetRegisters().Rax);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        Assert.Equal(7UL, vcpu.GetRegisters().Rax);
     }
 
     [Fact]
@@ -337,15 +285,11 @@ public sealed class EmulatorBehaviourTests
             a.mov(dx, 0x3F8);
             a.@out(dx, al);
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.PortIo, exit.Kind);
-            Assert.Equal(0x3F8UL, exit.Address);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.PortIo, exit.Kind);
+        Assert.Equal(0x3F8UL, exit.Address);
     }
 
     [Fact]
@@ -360,17 +304,13 @@ public sealed class EmulatorBehaviourTests
             a.rdtsc();
             a.hlt();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
-            VcpuRegisters r = vcpu.GetRegisters();
-            Assert.NotEqual(0UL, r.R8 & (1UL << 26)); // SSE2
-            Assert.NotEqual(0UL, r.R9 & (1UL << 23)); // POPCNT
-            Assert.Equal(4UL, r.Rax); // four instructions retired before rdtsc
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        VcpuRegisters r = vcpu.GetRegisters();
+        Assert.NotEqual(0UL, r.R8 & (1UL << 26)); // SSE2
+        Assert.NotEqual(0UL, r.R9 & (1UL << 23)); // POPCNT
+        Assert.Equal(4UL, r.Rax); // four instructions retired before rdtsc
     }
 
     [Fact]
@@ -392,16 +332,12 @@ public sealed class EmulatorBehaviourTests
             a.jb(top);
             a.hlt();
         }, 0x18_0000);
-        var (memory, vm, vcpu) = EmuHarness.Create(loop, codeAddress: 0x18_0000);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            memory.GetSpan(new GuestAddress(sled), count).Fill(0xC3);
-            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
-            Assert.True(((EmulatorVcpu)vcpu).CachedBlocks <= EmulatorVcpu.MaxCachedBlocks);
-            Assert.Equal((ulong)count, vcpu.GetRegisters().Rcx);
-        }
+        using EmuGuest guest = EmuHarness.Create(loop, codeAddress: 0x18_0000);
+        var (memory, vm, vcpu) = guest;
+        memory.GetSpan(new GuestAddress(sled), count).Fill(0xC3);
+        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        Assert.True(((EmulatorVcpu)vcpu).CachedBlocks <= EmulatorVcpu.MaxCachedBlocks);
+        Assert.Equal((ulong)count, vcpu.GetRegisters().Rcx);
     }
 
     [Fact]
@@ -421,15 +357,11 @@ public sealed class EmulatorBehaviourTests
             a.Label(ref counter);
             a.dq(0);
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
-            Assert.Equal(10_000UL, vcpu.GetRegisters().Rax);
-            Assert.True(((EmulatorVcpu)vcpu).BlocksDecoded <= 4, $"{((EmulatorVcpu)vcpu).BlocksDecoded} blocks decoded");
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        Assert.Equal(10_000UL, vcpu.GetRegisters().Rax);
+        Assert.True(((EmulatorVcpu)vcpu).BlocksDecoded <= 4, $"{((EmulatorVcpu)vcpu).BlocksDecoded} blocks decoded");
     }
 
     [Fact]
@@ -443,15 +375,11 @@ public sealed class EmulatorBehaviourTests
             a.idiv(rcx);
             a.hlt();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-            Assert.Contains("divide error", exit.Detail, StringComparison.Ordinal);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        Assert.Contains("divide error", exit.Detail, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -464,15 +392,11 @@ public sealed class EmulatorBehaviourTests
             a.rep.stosb();
             a.hlt();
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-            Assert.Equal("page fault: write of 1 bytes at 0x200000 outside guest memory", exit.Detail);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        Assert.Equal("page fault: write of 1 bytes at 0x200000 outside guest memory", exit.Detail);
     }
 
     [Fact]
@@ -494,18 +418,14 @@ public sealed class EmulatorBehaviourTests
             a.dw(0xFFF);
             a.dq(0x7000);
         });
-        var (memory, vm, vcpu) = EmuHarness.Create(code);
-        using (memory)
-        using (vm)
-        using (vcpu)
-        {
-            Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
-            VcpuRegisters r = vcpu.GetRegisters();
-            Assert.Equal(LongModeSetup.Cr0, r.Rax);
-            Assert.Equal(LongModeSetup.Cr4, r.Rbx);
-            Assert.Equal(0x5000UL, r.Rcx);
-            Assert.Equal((0x7000UL, 0xFFFUL), ((EmulatorVcpu)vcpu).Idtr);
-            Assert.NotEqual(0UL, r.Rflags & 0x200);
-        }
+        using EmuGuest guest = EmuHarness.Create(code);
+        var (memory, vm, vcpu) = guest;
+        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        VcpuRegisters r = vcpu.GetRegisters();
+        Assert.Equal(LongModeSetup.Cr0, r.Rax);
+        Assert.Equal(LongModeSetup.Cr4, r.Rbx);
+        Assert.Equal(0x5000UL, r.Rcx);
+        Assert.Equal((0x7000UL, 0xFFFUL), ((EmulatorVcpu)vcpu).Idtr);
+        Assert.NotEqual(0UL, r.Rflags & 0x200);
     }
 }
