@@ -62,6 +62,17 @@ public sealed class ConsumerTests(ConsumerWorkspace workspace) : IClassFixture<C
     }
 
     [LinuxX64Fact]
+    public void A_CSharp_guest_project_that_references_only_the_guest_sdk_package_builds_an_image_the_tool_boots()
+    {
+        string elf = workspace.CSharpGuestImage;
+        Command.Result r = Command.Run(workspace.Tool, workspace.Root, workspace.Environment, TimeSpan.FromMinutes(2),
+            "run", elf, "--backend", "emulator");
+        Assert.True(r.ExitCode == 7, r.Describe("paravirt run of the package-built C# guest (expected the guest's status 7)"));
+        Assert.Contains("Hello from a C# Paravirt unikernel!", r.StdOut, StringComparison.Ordinal);
+        Assert.Contains("hello-cs: exiting with status 7", r.StdOut, StringComparison.Ordinal);
+    }
+
+    [LinuxX64Fact]
     public void The_installed_tool_reports_a_missing_image_with_its_exit_code()
     {
         Command.Result r = Command.Run(workspace.Tool, workspace.Root, workspace.Environment, TimeSpan.FromMinutes(1),

@@ -13,6 +13,7 @@ public sealed class ConsumerWorkspace : IDisposable
 {
     private static readonly TimeSpan StepLimit = TimeSpan.FromMinutes(5);
     private readonly Lazy<string> _guest;
+    private readonly Lazy<string> _csGuest;
     private readonly Lazy<string> _host;
     private readonly Lazy<string> _tool;
 
@@ -22,6 +23,7 @@ public sealed class ConsumerWorkspace : IDisposable
         Directory.CreateDirectory(Root);
         PackagesFolder = Path.Combine(Root, "packages");
         _guest = new(BuildGuest);
+        _csGuest = new(BuildCSharpGuest);
         _host = new(BuildHost);
         _tool = new(InstallTool);
     }
@@ -35,6 +37,9 @@ public sealed class ConsumerWorkspace : IDisposable
 
     /// <summary>The C guest (samples/hello/hello.c) built by a project that references only Paravirt.Guest.Sdk.</summary>
     public string GuestImage => _guest.Value;
+
+    /// <summary>The C# guest (samples/hello-cs/Program.cs) built by a project that references only Paravirt.Guest.Sdk (and ILC).</summary>
+    public string CSharpGuestImage => _csGuest.Value;
 
     /// <summary>The host console program (references Paravirt.Hypervisor.Core), as a path to its dll.</summary>
     public string HostDll => _host.Value;
@@ -140,6 +145,34 @@ public sealed class ConsumerWorkspace : IDisposable
         AssertRestoredFromFeed("Paravirt.Guest.Sdk");
         string elf = Path.Combine(dir, "bin", "Release", "net10.0", "guest.elf");
         Assert.True(File.Exists(elf), $"the guest build succeeded but {elf} is missing\n{r.StdOut}");
+        return elf;
+    }
+
+    private string BuildCSharpGuest()
+    {
+        LocalFeed.Require();
+        WriteNuGetConfig();
+        string dir = Path.Combine(Root, "guest-cs");
+        Directory.CreateDirectory(dir);
+        // The ILCompiler reference is the consumer's own: restore does not see the packages' build files.
+        File.WriteAllText(Path.Combine(dir, "guest-cs.csproj"), $"""
+            <Project Sdk="Microsoft.NET.Sdk">
+              <PropertyGroup>
+                <TargetFramework>net10.0</TargetFramework>
+                <ParavirtGuest>true</ParavirtGuest>
+              </PropertyGroup>
+              <ItemGroup>
+                <PackageReference Include="Paravirt.Guest.Sdk" Version="{LocalFeed.Version}" PrivateAssets="all" />
+                <PackageReference Include="runtime.linux-x64.Microsoft.DotNet.ILCompiler" Version="10.0.12" ExcludeAssets="all" PrivateAssets="all" />
+              </ItemGroup>
+            </Project>
+            """);
+        File.Copy(Path.Combine(LocalFeed.RepoRoot, "samples", "hello-cs", "Program.cs"), Path.Combine(dir, "Program.cs"));
+        Command.Result r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        Assert.True(r.ExitCode == 0, r.Describe("dotnet build of a C# guest that references Paravirt.Guest.Sdk"));
+        AssertRestoredFromFeed("Paravirt.Guest.Sdk");
+        string elf = Path.Combine(dir, "bin", "Release", "net10.0", "guest-cs.elf");
+        Assert.True(File.Exists(elf), $"the C# guest build succeeded but {elf} is missing\n{r.StdOut}");
         return elf;
     }
 

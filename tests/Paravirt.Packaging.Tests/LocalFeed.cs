@@ -78,7 +78,8 @@ internal static partial class LocalFeed
     private static bool IsBuildOutput(string projectDir, string file)
     {
         string rel = Path.GetRelativePath(projectDir, file).Replace('\\', '/');
-        return rel.StartsWith("bin/", StringComparison.Ordinal) || rel.StartsWith("obj/", StringComparison.Ordinal);
+        // Nested projects' outputs too (src/Guest.Sdk/cs/CoreLib/bin, obj).
+        return rel.Split('/') is [.. var dirs, _] && (dirs.Contains("bin") || dirs.Contains("obj"));
     }
 
     private static string FindVersion()

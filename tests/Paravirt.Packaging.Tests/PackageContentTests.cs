@@ -72,6 +72,7 @@ public sealed class PackageContentTests
             "native/include/paravirt/abi.h", "native/include/paravirt/paravirt.h",
             "native/paravirt.ld", "native/paravirt.mk", "native/runtime/start.S", "native/runtime/runtime.c",
             "native/runtime/printf.c", "native/runtime/string.c", "native/runtime/note.c", "README.md",
+            "cs/Paravirt.Guest.CoreLib.dll",
         ];
         foreach (string e in expected)
         {
@@ -88,7 +89,7 @@ public sealed class PackageContentTests
                 Assert.Equal(File.ReadAllBytes(file), LocalFeed.ReadEntry(LocalFeed.PackagePath(id), entry));
             }
         }
-        // A build-time package: no assembly, no dependencies, marked as a development dependency.
+        // A build-time package: no lib/ or ref/ assembly (the core library in cs/ is for the C# guest targets), no dependencies, marked as a development dependency.
         Assert.DoesNotContain(entries, e => e.StartsWith("lib/", StringComparison.Ordinal) || e.StartsWith("ref/", StringComparison.Ordinal));
         XElement meta = LocalFeed.Nuspec(id);
         Assert.DoesNotContain(meta.Descendants(), e => e.Name.LocalName == "dependency");
