@@ -122,57 +122,44 @@ public sealed class ConsumerWorkspace : IDisposable
         File.WriteAllText(Path.Combine(Root, "Directory.Packages.props"), "<Project />\n");
     }
 
-    private string BuildGuest()
-    {
-        LocalFeed.Require();
-        WriteNuGetConfig();
-        string dir = Path.Combine(Root, "guest");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "guest.csproj"), $"""
-            <Project Sdk="Microsoft.NET.Sdk">
-              <PropertyGroup>
-                <TargetFramework>net10.0</TargetFramework>
-                <ParavirtGuestLanguage>C</ParavirtGuestLanguage>
-              </PropertyGroup>
-              <ItemGroup>
-                <PackageReference Include="Paravirt.Guest.Sdk" Version="{LocalFeed.Version}" PrivateAssets="all" />
-              </ItemGroup>
-            </Project>
-            """);
-        File.Copy(Path.Combine(LocalFeed.RepoRoot, "samples", "hello", "hello.c"), Path.Combine(dir, "hello.c"));
-        Command.Result r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
-        Assert.True(r.ExitCode == 0, r.Describe("dotnet build of a C guest that references Paravirt.Guest.Sdk"));
-        AssertRestoredFromFeed("Paravirt.Guest.Sdk");
-        string elf = Path.Combine(dir, "bin", "Release", "net10.0", "guest.elf");
-        Assert.True(File.Exists(elf), $"the guest build succeeded but {elf} is missing\n{r.StdOut}");
-        return elf;
-    }
+    private string BuildGuest() => BuildGuestProject(
+        "guest", "<ParavirtGuestLanguage>C</ParavirtGuestLanguage>", extraReference: "",
+        Path.Combine("samples", "hello", "hello.c"), "a C guest");
 
-    private string BuildCSharpGuest()
+    // The ILCompiler reference is the consumer's own: restore does not see the packages' build files.
+    private string BuildCSharpGuest() => BuildGuestProject(
+        "guest-cs", "<ParavirtGuest>true</ParavirtGuest>",
+        extraReference: """<PackageReference Include="runtime.linux-x64.Microsoft.DotNet.ILCompiler" Version="10.0.12" ExcludeAssets="all" PrivateAssets="all" />""",
+        Path.Combine("samples", "hello-cs", "Program.cs"), "a C# guest");
+
+    /// <summary>
+    /// Builds a guest project outside the repository that references only Paravirt.Guest.Sdk from the local feed
+    /// (plus <paramref name="extraReference"/>), with one source file copied from the repository; returns its image.
+    /// </summary>
+    private string BuildGuestProject(string name, string guestProperty, string extraReference, string source, string what)
     {
         LocalFeed.Require();
         WriteNuGetConfig();
-        string dir = Path.Combine(Root, "guest-cs");
+        string dir = Path.Combine(Root, name);
         Directory.CreateDirectory(dir);
-        // The ILCompiler reference is the consumer's own: restore does not see the packages' build files.
-        File.WriteAllText(Path.Combine(dir, "guest-cs.csproj"), $"""
+        File.WriteAllText(Path.Combine(dir, name + ".csproj"), $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup>
                 <TargetFramework>net10.0</TargetFramework>
-                <ParavirtGuest>true</ParavirtGuest>
+                {guestProperty}
               </PropertyGroup>
               <ItemGroup>
                 <PackageReference Include="Paravirt.Guest.Sdk" Version="{LocalFeed.Version}" PrivateAssets="all" />
-                <PackageReference Include="runtime.linux-x64.Microsoft.DotNet.ILCompiler" Version="10.0.12" ExcludeAssets="all" PrivateAssets="all" />
+                {extraReference}
               </ItemGroup>
             </Project>
             """);
-        File.Copy(Path.Combine(LocalFeed.RepoRoot, "samples", "hello-cs", "Program.cs"), Path.Combine(dir, "Program.cs"));
+        File.Copy(Path.Combine(LocalFeed.RepoRoot, source), Path.Combine(dir, Path.GetFileName(source)));
         Command.Result r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
-        Assert.True(r.ExitCode == 0, r.Describe("dotnet build of a C# guest that references Paravirt.Guest.Sdk"));
+        Assert.True(r.ExitCode == 0, r.Describe($"dotnet build of {what} that references Paravirt.Guest.Sdk"));
         AssertRestoredFromFeed("Paravirt.Guest.Sdk");
-        string elf = Path.Combine(dir, "bin", "Release", "net10.0", "guest-cs.elf");
-        Assert.True(File.Exists(elf), $"the C# guest build succeeded but {elf} is missing\n{r.StdOut}");
+        string elf = Path.Combine(dir, "bin", "Release", "net10.0", name + ".elf");
+        Assert.True(File.Exists(elf), $"the build of {what} succeeded but {elf} is missing\n{r.StdOut}");
         return elf;
     }
 
