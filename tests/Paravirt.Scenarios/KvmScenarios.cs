@@ -98,11 +98,8 @@ internal static class KvmScenarios
         a.hlt();
         byte[] code = Assemble(a);
 
-        using var memory = new GuestMemory(4UL << 20);
-        memory.Write(new GuestAddress(ImageBase), code);
-        GuestRunner.PrepareMemory(memory, ImageBase + (ulong)code.Length, []);
-        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        using RawKvmGuest guest = RawKvmGuest.Start(code);
+        IVcpu vcpu = guest.Vcpu;
 
         var sw = Stopwatch.StartNew();
         int hypercalls = 0;
@@ -164,11 +161,8 @@ internal static class KvmScenarios
         a.hlt();
         byte[] code = Assemble(a);
 
-        using var memory = new GuestMemory(4UL << 20);
-        memory.Write(new GuestAddress(ImageBase), code);
-        GuestRunner.PrepareMemory(memory, ImageBase + (ulong)code.Length, []);
-        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        using RawKvmGuest guest = RawKvmGuest.Start(code);
+        IVcpu vcpu = guest.Vcpu;
 
         using var stop = new ManualResetEventSlim();
         int kicks = 0;
@@ -308,6 +302,43 @@ internal static class KvmScenarios
         Check(r.Outcome == RunOutcome.Faulted, $"{r.Outcome}: {r.Message}, expected Faulted");
         Check(r.Message.Contains("0x380000", StringComparison.Ordinal), $"message does not name 0x380000: {r.Message}");
         return r.Message;
+    }
+
+    /// <summary>Raw code at 1 MiB in 4 MiB of memory with boot info and hypercall page, on a KVM vCPU (no loader, no runner).</summary>
+    private sealed class RawKvmGuest : IDisposable
+    {
+        private readonly GuestMemory _memory;
+        private readonly IVirtualMachine _vm;
+
+        private RawKvmGuest(GuestMemory memory, IVirtualMachine vm, IVcpu vcpu) => (_memory, _vm, Vcpu) = (memory, vm, vcpu);
+
+        public IVcpu Vcpu { get; }
+
+        public static RawKvmGuest Start(byte[] code)
+        {
+            var memory = new GuestMemory(4UL << 20);
+            IVirtualMachine? vm = null;
+            try
+            {
+                memory.Write(new GuestAddress(ImageBase), code);
+                GuestRunner.PrepareMemory(memory, ImageBase + (ulong)code.Length, []);
+                vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
+                return new RawKvmGuest(memory, vm, vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo)));
+            }
+            catch
+            {
+                vm?.Dispose();
+                memory.Dispose();
+                throw;
+            }
+        }
+
+        public void Dispose()
+        {
+            Vcpu.Dispose();
+            _vm.Dispose();
+            _memory.Dispose();
+        }
     }
 
     private static GuestRunner NewRunner() =>
