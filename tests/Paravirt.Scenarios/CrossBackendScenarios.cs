@@ -6,8 +6,6 @@ using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Scenarios;
@@ -52,8 +50,6 @@ internal static partial class CrossBackendScenarios
 
     private static (RunResult, string) Run(string guestDir, string sample, string commandLine, bool withDisk, IHypervisorBackend backend)
     {
-        string path = Path.Combine(guestDir, sample + ".elf");
-        GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
         string? diskPath = null;
         var devices = new List<VirtualDevice>();
         try
@@ -64,17 +60,7 @@ internal static partial class CrossBackendScenarios
                 File.WriteAllBytes(diskPath, new byte[4 << 20]);
                 devices.Add(new BlockDevice("disk0", diskPath));
             }
-            var runner = new GuestRunner(new BackendSelector([backend]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
-            using var console = new MemoryStream();
-            RunResult r = runner.Run(image, new GuestRunOptions
-            {
-                Backend = backend.Name,
-                ConsoleOutput = console,
-                Devices = devices,
-                CommandLine = commandLine,
-                Timeout = TimeSpan.FromSeconds(120),
-            });
-            return (r, Encoding.UTF8.GetString(console.ToArray()));
+            return DeviceScenarios.Run(guestDir, sample, devices, commandLine, backend);
         }
         finally
         {

@@ -43,12 +43,15 @@ internal static class DeviceScenarios
         }
     }
 
-    private static (RunResult Result, string Output) Run(string guestDir, string sample, IReadOnlyList<VirtualDevice> devices, string commandLine = "")
+    private static (RunResult Result, string Output) Run(string guestDir, string sample, IReadOnlyList<VirtualDevice> devices, string commandLine = "") =>
+        Run(guestDir, sample, devices, commandLine, UseEmulator ? new EmulatorBackend() : new KvmBackend());
+
+    /// <summary>Runs <c>samples/&lt;sample&gt;</c> on <paramref name="backend"/> with the device hypercalls; returns the result and the console output.</summary>
+    internal static (RunResult Result, string Output) Run(string guestDir, string sample, IReadOnlyList<VirtualDevice> devices, string commandLine, IHypervisorBackend backend)
     {
         string path = Path.Combine(guestDir, sample + ".elf");
         Check(File.Exists(path), $"{path} is missing (build samples/{sample} first)");
         GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
-        IHypervisorBackend backend = UseEmulator ? new EmulatorBackend() : new KvmBackend();
         var runner = new GuestRunner(new BackendSelector([backend]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
         using var console = new MemoryStream();
         RunResult r = runner.Run(image, new GuestRunOptions
