@@ -3,7 +3,7 @@
 # emulation (TCG) with an emulated AMD CPU that has SVM, loads kvm_amd inside it, and runs the NativeAOT-published
 # scenario program (tests/Paravirt.Scenarios) there against the guest images in artifacts/guests. Prints the serial
 # log and fails when a scenario fails, when none ran, or when the run did not finish (kernel panic, timeout).
-# See /work/shared/KVM-UNDER-TCG.md for the facts behind each step.
+# See ../shared/KVM-UNDER-TCG.md (from the repository root) for the facts behind each step.
 #
 # Usage: tests/nested-kvm/run.sh [scenario-name ...]      (no names: all scenarios)
 # Environment: NESTED_KVM_TIMEOUT (seconds, default 300), NESTED_KVM_SKIP_PUBLISH=1 (reuse the last publish).
