@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One long coverage-guided campaign under afl-fuzz (AFL++ from Debian, eng/install-deps.sh) with SharpFuzz:
 #
-#   fuzz/run-campaign.sh HARNESS [EXECUTIONS]      (default 10000000; harnesses: dotnet ... --list)
+#   fuzz/run-campaign.sh HARNESS [EXECUTIONS [SECONDS]]   (default 10000000 executions, no time limit)
 #
 # Builds fuzz/Paravirt.Fuzz into artifacts/fuzz/bin (once per commit: campaigns share it, so a second one does not
 # rebuild under a running one), instruments Paravirt's own assemblies for coverage (sharpfuzz, the local dotnet
@@ -13,6 +13,7 @@
 set -euo pipefail
 harness="${1:?usage: fuzz/run-campaign.sh HARNESS [EXECUTIONS]}"
 executions="${2:-10000000}"
+seconds="${3:-}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$root/artifacts/fuzz/$harness"
 bin="$root/artifacts/fuzz/bin"
@@ -38,7 +39,7 @@ export DOTNET_TieredPGO=0            # steadier timing between executions
 input="$seeds"
 [ -f "$work/findings/default/fuzzer_stats" ] && input="-"   # resume where the last campaign stopped
 cd "$work/cwd"                       # an empty directory: the cli harness can only name files in here
-afl-fuzz -i "$input" -o "$work/findings" -E "$executions" -t 10000 -m none -- dotnet "$bin/Paravirt.Fuzz.dll" "$harness" >"$work/afl.log" 2>&1 || {
+afl-fuzz -i "$input" -o "$work/findings" -E "$executions" ${seconds:+-V "$seconds"} -t 10000 -m none -- dotnet "$bin/Paravirt.Fuzz.dll" "$harness" >"$work/afl.log" 2>&1 || {
   echo "run-campaign: afl-fuzz failed; the end of $work/afl.log:" >&2; tail -20 "$work/afl.log" >&2; exit 70; }
 
 stats="$work/findings/default/fuzzer_stats"
