@@ -191,14 +191,14 @@ public sealed partial class GuestRunner
     /// <summary>
     /// Until when the end of a run waits for slow console readers: after an exit, up to
     /// <see cref="GuestLimits.OutputDrainTimeout"/> but never past the run's timeout; after a timeout, cancellation or
-    /// fault, only <see cref="GuestLimits.StopLatency"/>.
+    /// fault, half of <see cref="GuestLimits.StopLatency"/> (the rest of that bound is for stopping the vCPU).
     /// </summary>
     private static long DrainDeadline(RunOutcome outcome, long started, GuestRunOptions options)
     {
         long now = Stopwatch.GetTimestamp();
         if (outcome != RunOutcome.Exited)
         {
-            return now + Ticks(GuestLimits.StopLatency);
+            return now + Ticks(GuestLimits.StopLatency / 2);
         }
         long deadline = now + Ticks(options.Limits.OutputDrainTimeout);
         if (options.Timeout is TimeSpan timeout)

@@ -18,7 +18,7 @@ namespace Paravirt.Hypervisor.Tests.Hostile;
 /// Hostile guests built from C source (Hostile/guests) try to keep the host past its timeout or to grow host memory;
 /// each one is stopped within the stated bound and stays inside its caps (issue 13). Emulator backend.
 /// </summary>
-public sealed class HostileRunTests : IDisposable
+public sealed class HostileRunTests(Xunit.Abstractions.ITestOutputHelper log) : IDisposable
 {
     /// <summary>
     /// How far past its timeout a run may return in these tests. The host's own reaction is milliseconds
@@ -66,8 +66,9 @@ public sealed class HostileRunTests : IDisposable
         return (result!, elapsed);
     }
 
-    private static void AssertStoppedInTime(string guest, RunResult r, TimeSpan elapsed)
+    private void AssertStoppedInTime(string guest, RunResult r, TimeSpan elapsed)
     {
+        log.WriteLine($"{guest}: returned {(elapsed - Timeout).TotalMilliseconds:F1} ms after its {Timeout.TotalMilliseconds} ms timeout");
         Assert.True(r.Outcome == RunOutcome.TimedOut, $"{guest}: {r.Outcome} {r.ExitStatus}: {r.Message}");
         Assert.True(elapsed - Timeout < Slack, $"{guest}: the run returned {(elapsed - Timeout).TotalMilliseconds:F0} ms after its {Timeout.TotalMilliseconds} ms timeout");
     }
