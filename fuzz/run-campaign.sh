@@ -3,8 +3,8 @@
 #
 #   fuzz/run-campaign.sh HARNESS [EXECUTIONS [SECONDS]]   (default 10000000 executions, no time limit)
 #
-# Builds fuzz/Paravirt.Fuzz into artifacts/fuzz/bin (once per commit: campaigns share it, so a second one does not
-# rebuild under a running one), instruments Paravirt's own assemblies for coverage (sharpfuzz, the local dotnet
+# Builds fuzz/Paravirt.Fuzz into artifacts/fuzz/bin-COMMIT (once per commit: campaigns of one commit share it, and a
+# campaign of a newer commit never rebuilds under a running one), instruments Paravirt's own assemblies for coverage (sharpfuzz, the local dotnet
 # tool in .config/dotnet-tools.json), seeds afl-fuzz with fuzz/corpus/HARNESS and runs
 # it until about EXECUTIONS executions (-E). Findings land in artifacts/fuzz/HARNESS/findings/default/{crashes,hangs};
 # each one becomes a regression: copy it into fuzz/corpus/HARNESS (the smoke run in make test replays the corpus)
@@ -16,21 +16,21 @@ executions="${2:-10000000}"
 seconds="${3:-}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$root/artifacts/fuzz/$harness"
-bin="$root/artifacts/fuzz/bin"
+commit="$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- src fuzz || echo -dirty)"
+bin="$root/artifacts/fuzz/bin-$commit"
 seeds="$root/fuzz/corpus/$harness"
 [ -d "$seeds" ] || { echo "run-campaign: no corpus $seeds (harnesses: $(ls "$root/fuzz/corpus" | tr '\n' ' '))" >&2; exit 64; }
 command -v afl-fuzz >/dev/null || { echo "run-campaign: afl-fuzz is missing: bash eng/install-deps.sh" >&2; exit 69; }
 
 mkdir -p "$work/cwd"
-commit="$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- src fuzz || echo -dirty)"
-if [ "$(cat "$bin/.commit" 2>/dev/null)" != "$commit" ]; then
+if [ ! -f "$bin/.instrumented" ] || [[ "$commit" == *-dirty ]]; then
   rm -rf "$bin"
   dotnet build "$root/fuzz/Paravirt.Fuzz/Paravirt.Fuzz.csproj" -c Release -o "$bin" -nologo -v:q -clp:ErrorsOnly
   (cd "$root" && dotnet tool restore >/dev/null)
   for dll in Paravirt.Hypervisor.Core.dll Paravirt.Hypercall.Abi.dll paravirt.dll; do
     (cd "$root" && dotnet tool run sharpfuzz "$bin/$dll") >/dev/null
   done
-  echo "$commit" > "$bin/.commit"
+  touch "$bin/.instrumented"
 fi
 
 export AFL_SKIP_BIN_CHECK=1          # the target is dotnet; coverage comes from the instrumented assemblies

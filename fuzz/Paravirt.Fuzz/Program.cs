@@ -21,23 +21,29 @@ internal static class Program
             Console.Error.WriteLine($"Paravirt.Fuzz: unknown harness '{args[0]}'; one of: {string.Join(", ", Harness.All.Keys)}");
             return 64;
         }
-        using Harness harness = create();
         if (args.Length > 1)
         {
+            // Replay runs the plain build (fuzz/Paravirt.Fuzz/bin/...): instrumented assemblies only work under afl-fuzz.
+            using Harness replay = create();
             foreach (string file in args.Skip(1))
             {
-                harness.Run(File.ReadAllBytes(file));
+                replay.Run(File.ReadAllBytes(file));
                 Console.WriteLine($"{file}: ok");
             }
             return 0;
         }
+        // Under afl-fuzz the instrumented code may only run inside Fuzzer.Run (the coverage map is set up there),
+        // so the harness is created by the first execution.
+        Harness? harness = null;
         var buffer = new MemoryStream();
         Fuzzer.Run(stream =>
         {
+            harness ??= create();
             buffer.SetLength(0);
             stream.CopyTo(buffer);
             harness.Run(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
         });
+        harness?.Dispose();
         return 0;
     }
 }
