@@ -108,8 +108,7 @@ internal static class CliApp
             // Prefer the error that names what the user typed wrong over follow-on errors.
             ParseError first = result.Errors.FirstOrDefault(e => result.UnmatchedTokens.Any(t => e.Message.Contains(t, StringComparison.Ordinal))) ?? result.Errors[0];
             string helpFor = result.CommandResult.Command == root ? "paravirt --help" : $"paravirt {result.CommandResult.Command.Name} --help";
-            stderr.WriteLine($"paravirt: error: {first.Message} (see '{helpFor}')");
-            return ExitCodes.Usage;
+            return Fail(stderr, ExitCodes.Usage, $"{first.Message} (see '{helpFor}')");
         }
         return result.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
@@ -335,7 +334,7 @@ internal static class CliApp
             }
             if (result.Statistics.ConsoleBytesDiscarded > 0)
             {
-                stderr.WriteLine($"paravirt: warning: {prefix}the guest's console output reached --max-output ({limits.ConsoleOutputLimit} bytes); {result.Statistics.ConsoleBytesDiscarded} more bytes were discarded");
+                stderr.WriteLine($"paravirt: warning: {EscapeControl(prefix)}the guest's console output reached --max-output ({limits.ConsoleOutputLimit} bytes); {result.Statistics.ConsoleBytesDiscarded} more bytes were discarded");
             }
             switch (result.Outcome)
             {
@@ -396,9 +395,35 @@ internal static class CliApp
         }
     }
 
+    /// <summary>
+    /// Writes the one error line. Messages quote what the user typed, which may hold line breaks or terminal escape
+    /// sequences (an argument from <c>"$(cat file)"</c>): control characters are written as <c>\xNN</c> so the error
+    /// stays one line and cannot drive the terminal (found by the cli fuzz harness).
+    /// </summary>
     private static int Fail(TextWriter stderr, int code, string message)
     {
-        stderr.WriteLine($"paravirt: error: {message}");
+        stderr.WriteLine($"paravirt: error: {EscapeControl(message)}");
         return code;
+    }
+
+    internal static string EscapeControl(string text)
+    {
+        if (!text.Any(char.IsControl))
+        {
+            return text;
+        }
+        var b = new System.Text.StringBuilder(text.Length + 16);
+        foreach (char c in text)
+        {
+            if (char.IsControl(c))
+            {
+                b.Append(CultureInfo.InvariantCulture, $"\\x{(int)c:x2}");
+            }
+            else
+            {
+                b.Append(c);
+            }
+        }
+        return b.ToString();
     }
 }
