@@ -66,7 +66,7 @@ public sealed class CliSignalTests : IDisposable
             {
                 stderr.AppendLine(e.Data);
             }
-            if (e.Data.Contains("starting guest", StringComparison.Ordinal))
+            if (e.Data.Contains("of guest memory", StringComparison.Ordinal)) // the run's first log line (--verbose)
             {
                 started.Set();
             }

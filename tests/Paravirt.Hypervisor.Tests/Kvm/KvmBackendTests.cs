@@ -7,6 +7,7 @@ using Paravirt.Hypervisor.Interop;
 using Paravirt.Hypervisor.Memory;
 using Paravirt.Hypervisor.Vcpu;
 using static Iced.Intel.AssemblerRegisters;
+using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Hypervisor.Tests.Kvm;
 
@@ -119,15 +120,15 @@ public sealed class KvmBackendTests
         for (ulong i = 100; i > 0; i--)
         {
             VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Hypercall, exit.Kind);
+            Assert.True(HypercallTrap.IsHypercall(exit), $"{exit.Kind} {exit.Detail} at 0x{exit.Rip:x}");
             Assert.Equal(HypercallPage.IoPort, exit.Address);
-            HypercallArgs h = vcpu.GetHypercallArgs();
+            HypercallArgs h = HypercallTrap.ReadArguments(vcpu.GetRegisters());
             Assert.Equal(new HypercallArgs(0x1234, i, 0x1111_2222_3333_4444, 0x5555_6666_7777_8888, 0x9999_AAAA_BBBB_CCCC, 0xDDDD_EEEE_FFFF_0000), h);
-            vcpu.CompleteHypercall((long)(2 * i + 1));
+            HypercallTrap.Complete(vcpu, (long)(2 * i + 1));
         }
         VcpuExit last = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Hypercall, last.Kind);
-        Assert.Equal(0x4321UL, vcpu.GetHypercallArgs().Code);
+        Assert.True(HypercallTrap.IsHypercall(last), $"{last.Kind} {last.Detail} at 0x{last.Rip:x}");
+        Assert.Equal(0x4321UL, HypercallTrap.ReadArguments(vcpu.GetRegisters()).Code);
         Assert.Equal(0UL, vcpu.GetRegisters().R12);
     }
 
