@@ -3,8 +3,8 @@
 #
 #   fuzz/run-campaign.sh HARNESS [EXECUTIONS [SECONDS]]   (default 10000000 executions, no time limit)
 #
-# Builds fuzz/Paravirt.Fuzz into artifacts/fuzz/bin-COMMIT (once per commit: campaigns of one commit share it, and a
-# campaign of a newer commit never rebuilds under a running one), instruments Paravirt's own assemblies for coverage (sharpfuzz, the local dotnet
+# Builds fuzz/Paravirt.Fuzz into artifacts/fuzz/bin-COMMIT (COMMIT: the last one that changed src or fuzz; campaigns
+# of one commit share it, and a campaign of a newer commit never rebuilds under a running one), instruments Paravirt's own assemblies for coverage (sharpfuzz, the local dotnet
 # tool in .config/dotnet-tools.json), seeds afl-fuzz with fuzz/corpus/HARNESS and runs
 # it until about EXECUTIONS executions (-E). Findings land in artifacts/fuzz/HARNESS/findings/default/{crashes,hangs};
 # each one becomes a regression: copy it into fuzz/corpus/HARNESS (the smoke run in make test replays the corpus)
@@ -16,7 +16,8 @@ executions="${2:-10000000}"
 seconds="${3:-}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$root/artifacts/fuzz/$harness"
-commit="$(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- src fuzz || echo -dirty)"
+# The last commit that changed what is fuzzed (a commit of tests or docs only reuses the instrumented build).
+commit="$(git -C "$root" log -1 --format=%h -- src fuzz)$(git -C "$root" diff --quiet HEAD -- src fuzz || echo -dirty)"
 bin="$root/artifacts/fuzz/bin-$commit"
 seeds="$root/fuzz/corpus/$harness"
 [ -d "$seeds" ] || { echo "run-campaign: no corpus $seeds (harnesses: $(ls "$root/fuzz/corpus" | tr '\n' ' '))" >&2; exit 64; }
