@@ -24,6 +24,9 @@ seeds="$root/fuzz/corpus/$harness"
 command -v afl-fuzz >/dev/null || { echo "run-campaign: afl-fuzz is missing: bash eng/install-deps.sh" >&2; exit 69; }
 
 mkdir -p "$work/cwd"
+mkdir -p "$root/artifacts/fuzz"
+exec 9>"$root/artifacts/fuzz/.build.lock"
+flock 9                              # two campaigns starting together build once
 if [ ! -f "$bin/.instrumented" ] || [[ "$commit" == *-dirty ]]; then
   rm -rf "$bin"
   dotnet build "$root/fuzz/Paravirt.Fuzz/Paravirt.Fuzz.csproj" -c Release -o "$bin" -nologo -v:q -clp:ErrorsOnly
@@ -33,6 +36,7 @@ if [ ! -f "$bin/.instrumented" ] || [[ "$commit" == *-dirty ]]; then
   done
   touch "$bin/.instrumented"
 fi
+flock -u 9
 
 export AFL_SKIP_BIN_CHECK=1          # the target is dotnet; coverage comes from the instrumented assemblies
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_AUTORESUME=1
