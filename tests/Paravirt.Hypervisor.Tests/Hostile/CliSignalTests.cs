@@ -53,7 +53,8 @@ public sealed class CliSignalTests : IDisposable
     [LinuxFact]
     public void Sigterm_cancels_the_run_cleanly_prints_the_stats_and_exits_143()
     {
-        using Process p = StartCli("run", SpinImage(), "--backend", "emulator", "--stats", "--verbose");
+        using Process p = StartCli("run", SpinImage(), "--backend", "emulator", "--stats", "--verbose", "--timeout", "5m");
+        using var reaper = new Reaper(p); // the guest spins: never leave it running when an assertion fails
         var stderr = new StringBuilder();
         using var started = new ManualResetEventSlim();
         p.ErrorDataReceived += (_, e) =>
@@ -92,6 +93,7 @@ public sealed class CliSignalTests : IDisposable
     public void Piped_standard_input_ends_for_the_guest()
     {
         using Process p = StartCli("run", HostileGuests.Path("eof_reader"), "--backend", "emulator", "--timeout", "60s");
+        using var reaper = new Reaper(p);
         Task<string> stdout = p.StandardOutput.ReadToEndAsync();
         Task<string> stderr = p.StandardError.ReadToEndAsync();
         p.StandardInput.Write("first line\nsecond\n");
@@ -119,6 +121,25 @@ public sealed class CliSignalTests : IDisposable
         Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains("is a directory", err, StringComparison.Ordinal);
         Assert.DoesNotContain("permission denied", err, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>Kills a child process that is still running when the test ends (passed or failed).</summary>
+internal sealed class Reaper(Process process) : IDisposable
+{
+    public void Dispose()
+    {
+        try
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // It exited in the meantime.
+        }
     }
 }
 
