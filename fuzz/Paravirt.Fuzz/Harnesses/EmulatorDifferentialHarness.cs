@@ -75,7 +75,9 @@ internal sealed class EmulatorDifferentialHarness : Harness
         }
         if (instructions.Count == 0)
         {
-            return;
+            // An input too short for an instruction still runs (the thunk alone): afl-fuzz refuses a seed that
+            // reaches no instrumented code.
+            instructions.Add(Instruction.Create(Code.Nopd));
         }
         Exercised++;
         byte[] code = _cpu.EncodeTest(instructions);
