@@ -33,6 +33,7 @@ internal sealed class ConsoleHarness : Harness
         Exercised++;
         uint outProd = 0;
         long produced = 0;
+        bool lied = false; // after a lying out_prod the guest's own count means nothing
         for (int step = 0; step < 64 && !r.AtEnd; step++)
         {
             switch (r.U8() % 6)
@@ -55,7 +56,7 @@ internal sealed class ConsoleHarness : Harness
                 case 1: // a lying out_prod
                     outProd = r.U32();
                     _memory.Write(new GuestAddress(page + ConsoleInterface.OutProdOffset), outProd);
-                    produced = long.MaxValue; // from here on the guest's own count means nothing
+                    lied = true;
                     break;
                 case 2: // consume input (maybe lying)
                     _memory.Write(new GuestAddress(page + ConsoleInterface.InConsOffset), (r.U8() & 1) == 0
@@ -82,7 +83,7 @@ internal sealed class ConsoleHarness : Harness
             }
         }
         guest.Stop();
-        if (console.BytesOut > produced)
+        if (!lied && console.BytesOut > produced)
         {
             throw new FuzzFindingException($"the host took {console.BytesOut} output bytes; the guest produced {produced}");
         }
