@@ -25,6 +25,12 @@ internal sealed class ConsoleHarness : Harness
         var console = new ConsoleDevice("console0", output, (r.U8() & 1) == 0 ? new MemoryStream(input) : null);
         using var guest = new FuzzGuest(_memory, _dispatcher, console);
         ulong page = (r.U8() & 7) == 0 ? r.Interesting(FuzzGuest.MemorySize) : Page;
+        if (page % 4096 == 0 && page < FuzzGuest.MemorySize)
+        {
+            // A page above the cleared first MiB would still hold the indices of an earlier input (afl-fuzz runs
+            // many inputs in one process), and the host rightly takes what they say: start every input clean.
+            _memory.Clear(new GuestAddress(page), 4096);
+        }
         long port = guest.Call(HypercallCode.ConsoleAttach, (r.U8() & 15) == 0 ? r.U8() : 0UL, page);
         if (port < 0)
         {
