@@ -857,7 +857,13 @@ internal sealed unsafe partial class EmulatorVcpu
                         return true;
                     }
                     case OpKind.Unsupported:
+                        GuestFault.UnsupportedInstruction(block.Texts[op.Text]);
+                        break;
+                    case OpKind.Undefined:
                         GuestFault.Raise(block.Texts[op.Text]);
+                        break;
+                    case >= OpKind.SseArith and <= OpKind.ExtensionLast:
+                        ExecuteIsa(ref op, i - from);
                         break;
                     case OpKind.Cli: _rf &= ~IF; break;
                     case OpKind.Sti: _rf |= IF; break;

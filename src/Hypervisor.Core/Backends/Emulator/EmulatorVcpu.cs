@@ -210,6 +210,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         Array.Clear(_codePageArray);
         Array.Clear(_regArray);
         Array.Clear(_xmmArray);
+        _fpu = Semantics.FpuState.Initial;
         _rip = start.Rip;
         _r[4] = start.Rsp;
         _r[7] = start.Rdi;
@@ -309,14 +310,20 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
                 {
                     end = Math.Min(ins.IP + 15, _size); // cover the bad bytes: rewriting them must drop this block
                 }
-                AddUnsupported(ref op, ins.IP, text);
+                AddFaulting(ref op, decoder.LastError == DecoderError.NoMoreBytes ? OpKind.Unsupported : OpKind.Undefined, ins.IP, text);
                 break;
             }
             end = ins.NextIP;
             if (!Translator.Translate(in ins, ref op))
             {
+                // The one place an instruction the emulator lacks is recognised (see GuestFault.UnsupportedInstruction).
                 op = default;
-                AddUnsupported(ref op, ins.IP, $"unsupported instruction '{Format(in ins)}' at 0x{ins.IP:x}");
+                AddFaulting(ref op, OpKind.Unsupported, ins.IP, $"unsupported instruction '{Format(in ins)}' at 0x{ins.IP:x}");
+                break;
+            }
+            if (op.Kind == OpKind.Undefined)
+            {
+                AddFaulting(ref op, OpKind.Undefined, ins.IP, $"invalid opcode (#UD): '{Format(in ins)}' at 0x{ins.IP:x}");
                 break;
             }
             _decodeOps.Add(op);
@@ -328,9 +335,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         return new Block(rip, end, [.. _decodeOps], [.. _decodeTexts]);
     }
 
-    private void AddUnsupported(ref MicroOp op, ulong ip, string text)
+    /// <summary>Ends the block with an op that faults with <paramref name="text"/> (unsupported, #UD, or a fetch outside memory).</summary>
+    private void AddFaulting(ref MicroOp op, OpKind kind, ulong ip, string text)
     {
-        op.Kind = OpKind.Unsupported;
+        op.Kind = kind;
         op.Rip = ip;
         op.Next = ip;
         op.Text = _decodeTexts.Count;
@@ -348,7 +356,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
     private static bool EndsBlock(OpKind k) => k is OpKind.Jcc or OpKind.Jmp or OpKind.JmpInd or OpKind.Call
         or OpKind.CallInd or OpKind.Ret or OpKind.Loop or OpKind.Loope or OpKind.Loopne or OpKind.Jrcxz
-        or OpKind.Hlt or OpKind.Out or OpKind.In or OpKind.Unsupported;
+        or OpKind.Hlt or OpKind.Out or OpKind.In or OpKind.Unsupported or OpKind.Undefined;
 
     /// <summary>
     /// A guest store touched a page holding decoded code: drop the blocks whose bytes it overlaps (self-modifying

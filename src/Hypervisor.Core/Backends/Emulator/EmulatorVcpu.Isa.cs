@@ -1,0 +1,242 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Paravirt.Hypervisor.Backends.Emulator.Semantics;
+
+namespace Paravirt.Hypervisor.Backends.Emulator;
+
+/// <summary>
+/// Dispatch of the ISA extensions: operands in and out of the register file and memory, MXCSR/x87 exception checks;
+/// the arithmetic itself is in the pure helpers of <c>Semantics/</c>.
+/// </summary>
+internal sealed unsafe partial class EmulatorVcpu
+{
+    /// <summary>x87 registers, control/status/tag words and MXCSR (the XMM registers are <see cref="_x"/>).</summary>
+    private FpuState _fpu = FpuState.Initial;
+
+    /// <summary>For tests and state transfer: the FXSAVE image of the x87/SSE state (512 bytes).</summary>
+    internal void SaveFxsave(Span<byte> image) => _fpu.WriteFxsave(image, new ReadOnlySpan<Vector128<byte>>(_x, 16));
+
+    /// <summary>For tests and state transfer: loads an FXSAVE image; false when its MXCSR is invalid.</summary>
+    internal bool LoadFxrstor(ReadOnlySpan<byte> image) => _fpu.ReadFxrstor(image, new Span<Vector128<byte>>(_x, 16));
+
+    /// <summary>MXCSR (for tests).</summary>
+    internal uint Mxcsr => _fpu.Mxcsr;
+
+    /// <summary>The source operand of an SSE op: an XMM register or <c>Size</c> bytes of memory (zero-extended).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Vector128<byte> XmmSource(ref MicroOp op)
+    {
+        if (op.B == Loc.Reg)
+        {
+            return _x[op.RegB];
+        }
+        ulong ea = Ea(ref op);
+        return op.Size switch
+        {
+            16 => Load128(ea, op.Aligned),
+            8 => Vector128.CreateScalar(Load64(ea)).AsByte(),
+            4 => Vector128.CreateScalar((uint)Load(ea, 4)).AsByte(),
+            2 => Vector128.CreateScalar((ushort)Load(ea, 2)).AsByte(),
+            _ => Vector128.CreateScalar((byte)Load(ea, 1)),
+        };
+    }
+
+    /// <summary>Merges the flags an SSE op raised into MXCSR; #XM (before the destination is written) when one is unmasked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SimdFlags(uint raised)
+    {
+        if (raised != 0)
+        {
+            SimdFlagsSlow(raised);
+        }
+    }
+
+    private void SimdFlagsSlow(uint raised)
+    {
+        uint mx = _fpu.Mxcsr;
+        uint unmasked = raised & ~(mx >> 7) & 0x3F;
+        if (unmasked == 0)
+        {
+            _fpu.Mxcsr = mx | (raised & 0x3F);
+            return;
+        }
+        // An unmasked pre-computation exception (invalid, denormal, divide by zero) stops before any result exists:
+        // only those flags are recorded. Otherwise all raised flags are.
+        const uint pre = SseFloat.IE | SseFloat.DE | SseFloat.ZE;
+        _fpu.Mxcsr = mx | (raised & ((unmasked & pre) != 0 ? pre : 0x3F));
+        GuestFault.SimdException(unmasked);
+    }
+
+    private void ExecuteIsa(ref MicroOp op, int retiredInBlock)
+    {
+        _ = retiredInBlock;
+        ref Vector128<byte> dst = ref _x[op.RegA & 15];
+        switch (op.Kind)
+        {
+            case OpKind.SseArith:
+            {
+                uint flags = 0;
+                Vector128<byte> r = SseFloat.Arith((SseOp)op.Cond, (SseShape)op.Size2, dst, XmmSource(ref op), _fpu.Mxcsr, ref flags);
+                SimdFlags(flags);
+                dst = r;
+                break;
+            }
+            case OpKind.SseCompare:
+            {
+                uint flags = 0;
+                Vector128<byte> r = SseFloat.Compare((SseShape)op.Size2, (int)op.Imm, dst, XmmSource(ref op), _fpu.Mxcsr, ref flags);
+                SimdFlags(flags);
+                dst = r;
+                break;
+            }
+            case OpKind.SseComi:
+            {
+                uint flags = 0;
+                Vector128<byte> b = XmmSource(ref op);
+                ulong f = op.Size2 != 0
+                    ? SseFloat.CompareToFlags(true, dst.AsUInt64()[0], b.AsUInt64()[0], op.Cond != 0, _fpu.Mxcsr, ref flags)
+                    : SseFloat.CompareToFlags(false, dst.AsUInt32()[0], b.AsUInt32()[0], op.Cond != 0, _fpu.Mxcsr, ref flags);
+                SimdFlags(flags);
+                SetArith(f); // ZF, PF, CF from the comparison; OF, SF, AF cleared
+                break;
+            }
+            case OpKind.CvtIntToFp:
+            {
+                ulong v = ReadB(ref op, op.Size);
+                long sv = op.Size == 8 ? (long)v : (int)v;
+                uint flags = 0;
+                Vector128<byte> r = op.Size2 != 0
+                    ? dst.AsUInt64().WithElement(0, SseFloat.IntToDouble(sv, _fpu.Mxcsr, ref flags)).AsByte()
+                    : dst.AsUInt32().WithElement(0, SseFloat.IntToSingle(sv, _fpu.Mxcsr, ref flags)).AsByte();
+                SimdFlags(flags);
+                dst = r;
+                break;
+            }
+            case OpKind.CvtFpToInt:
+            {
+                bool dbl = op.Size2 != 0;
+                ulong src;
+                if (op.B == Loc.Reg)
+                {
+                    src = dbl ? _x[op.RegB].AsUInt64()[0] : _x[op.RegB].AsUInt32()[0];
+                }
+                else
+                {
+                    src = Load(Ea(ref op), dbl ? 8 : 4);
+                }
+                uint flags = 0;
+                ulong r = SseFloat.FloatToInt(dbl, src, op.Size == 8, op.Cond != 0, _fpu.Mxcsr, ref flags);
+                SimdFlags(flags);
+                SetReg(op.RegA, op.Size, r);
+                break;
+            }
+            case OpKind.CvtVector:
+            {
+                uint flags = 0;
+                Vector128<byte> r = SseFloat.Convert((CvtKind)op.Cond, dst, XmmSource(ref op), _fpu.Mxcsr, ref flags);
+                SimdFlags(flags);
+                dst = r;
+                break;
+            }
+            case OpKind.SseHorizontal:
+            {
+                uint flags = 0;
+                Vector128<byte> r = SseFloat.Horizontal(op.Cond, op.Size2 != 0, dst, XmmSource(ref op), _fpu.Mxcsr, ref flags);
+                SimdFlags(flags);
+                dst = r;
+                break;
+            }
+            case OpKind.SseRound:
+            {
+                uint flags = 0;
+                Vector128<byte> r = SseFloat.RoundIntegral((SseShape)op.Size2, dst, XmmSource(ref op), (int)op.Imm, _fpu.Mxcsr, ref flags);
+                SimdFlags(flags);
+                dst = r;
+                break;
+            }
+            case OpKind.SseDot:
+            {
+                uint flags = 0;
+                Vector128<byte> b = XmmSource(ref op);
+                Vector128<byte> r = op.Size2 == (byte)SseShape.Pd
+                    ? SseFloat.DotProduct64(dst, b, (int)op.Imm, _fpu.Mxcsr, ref flags)
+                    : SseFloat.DotProduct32(dst, b, (int)op.Imm, _fpu.Mxcsr, ref flags);
+                SimdFlags(flags);
+                dst = r;
+                break;
+            }
+            case OpKind.SseApprox:
+                dst = SseFloat.Approximate(op.Cond != 0, (SseShape)op.Size2, dst, XmmSource(ref op));
+                break;
+            case OpKind.Ldmxcsr:
+            {
+                uint v = (uint)Load(Ea(ref op), 4);
+                if ((v & ~SseFloat.MxcsrMask) != 0)
+                {
+                    GuestFault.GeneralProtection($"ldmxcsr sets reserved MXCSR bits (0x{v:x})");
+                }
+                _fpu.Mxcsr = v;
+                break;
+            }
+            case OpKind.Stmxcsr:
+                Store(Ea(ref op), 4, _fpu.Mxcsr);
+                break;
+            case OpKind.Fxsave:
+                Fxsave(Ea(ref op));
+                break;
+            case OpKind.Fxrstor:
+                Fxrstor(Ea(ref op));
+                break;
+            case OpKind.VecBinary:
+                dst = SimdInt.Execute((VecOp)op.Cond, dst, XmmSource(ref op), (int)op.Imm, _x[0]);
+                break;
+            default:
+                GuestFault.Raise($"internal error: op {op.Kind} at 0x{op.Rip:x} has no handler");
+                break;
+        }
+    }
+
+    /// <summary>Checks a 512-byte, 16-byte aligned FXSAVE area inside guest memory.</summary>
+    private void CheckFxArea(ulong ea, bool write)
+    {
+        if ((ea & 15) != 0)
+        {
+            GuestFault.Misaligned(ea);
+        }
+        if (ea > _size - 512)
+        {
+            GuestFault.PageFault(ea, 512, write);
+        }
+    }
+
+    private void Fxsave(ulong ea)
+    {
+        CheckFxArea(ea, write: true);
+        Span<byte> image = stackalloc byte[512];
+        SaveFxsave(image);
+        // Bytes 416-511 are left as they are (reserved/available to software).
+        for (int k = 0; k < 416; k += 8)
+        {
+            Store64(ea + (ulong)k, BitConverter.ToUInt64(image[k..]));
+        }
+    }
+
+    private void Fxrstor(ulong ea)
+    {
+        CheckFxArea(ea, write: false);
+        Span<byte> image = stackalloc byte[512];
+        for (int k = 0; k < 416; k += 8)
+        {
+            BitConverter.TryWriteBytes(image[k..], Load64(ea + (ulong)k));
+        }
+        uint mxcsr = BitConverter.ToUInt32(image[24..]);
+        if ((mxcsr & ~SseFloat.MxcsrMask) != 0)
+        {
+            GuestFault.GeneralProtection($"fxrstor loads reserved MXCSR bits (0x{mxcsr:x})");
+        }
+        // FCW keeps only its defined bits (bit 6 reads as one), as the hardware does.
+        ushort fcw = BitConverter.ToUInt16(image);
+        BitConverter.TryWriteBytes(image, (ushort)((fcw & 0x1F3F) | 0x40));
+        _ = LoadFxrstor(image);
+    }
+}
