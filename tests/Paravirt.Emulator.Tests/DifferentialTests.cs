@@ -263,6 +263,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         {
             c.Used.Add(5);
         }
+        c.Used.UnionWith(ImplicitlyUsed(m));
         for (int i = 0; i < info.OpCount; i++)
         {
             switch (info.GetOpKind(i))

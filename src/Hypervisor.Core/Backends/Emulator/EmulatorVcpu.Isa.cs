@@ -190,6 +190,86 @@ internal sealed unsafe partial class EmulatorVcpu
             case OpKind.VecBinary:
                 dst = SimdInt.Execute((VecOp)op.Cond, dst, XmmSource(ref op), (int)op.Imm, _x[0]);
                 break;
+            case OpKind.VecExtract:
+            {
+                Vector128<byte> v = _x[op.RegB];
+                int k = (int)op.Imm;
+                ulong e = op.Size switch
+                {
+                    1 => v[k],
+                    2 => v.AsUInt16()[k],
+                    4 => v.AsUInt32()[k],
+                    _ => v.AsUInt64()[k],
+                };
+                if (op.A == Loc.Reg)
+                {
+                    SetReg(op.RegA, op.Size2, e); // zero-extended into the whole register
+                }
+                else
+                {
+                    Store(Ea(ref op), op.Size, e);
+                }
+                break;
+            }
+            case OpKind.VecInsert:
+            {
+                ulong e = op.B == Loc.Reg ? GetReg(op.RegB, op.Size == 8 ? 8 : 4) : Load(Ea(ref op), op.Size);
+                int k = (int)op.Imm;
+                dst = op.Size switch
+                {
+                    1 => dst.WithElement(k, (byte)e),
+                    4 => dst.AsUInt32().WithElement(k, (uint)e).AsByte(),
+                    _ => dst.AsUInt64().WithElement(k, e).AsByte(),
+                };
+                break;
+            }
+            case OpKind.Ptest:
+                SetArith(SimdInt.PtestFlags(dst, XmmSource(ref op)));
+                break;
+            case OpKind.PcmpStr:
+            {
+                bool explicitLengths = op.Cond < 2;
+                long la = op.Rep != 0 ? (long)_r[0] : (int)_r[0];
+                long lb = op.Rep != 0 ? (long)_r[2] : (int)_r[2];
+                StringCompare.Result res = StringCompare.Compare(dst, XmmSource(ref op), (int)op.Imm, explicitLengths, la, lb);
+                if ((op.Cond & 1) == 0)
+                {
+                    _r[1] = StringCompare.Index(res.Mask, (int)op.Imm);
+                }
+                else
+                {
+                    _x[0] = StringCompare.MaskVector(res.Mask, (int)op.Imm);
+                }
+                SetArith(res.Flags);
+                break;
+            }
+            case OpKind.Crc32:
+            {
+                uint crc = (uint)_r[op.RegA];
+                ulong v = ReadB(ref op, op.Size2);
+                crc = op.Size2 switch
+                {
+                    1 => System.Numerics.BitOperations.Crc32C(crc, (byte)v),
+                    2 => System.Numerics.BitOperations.Crc32C(crc, (ushort)v),
+                    4 => System.Numerics.BitOperations.Crc32C(crc, (uint)v),
+                    _ => System.Numerics.BitOperations.Crc32C(crc, v),
+                };
+                _r[op.RegA] = crc; // 32 bits, zero-extended (also for the 64-bit destination)
+                break;
+            }
+            case OpKind.Maskmovdqu:
+            {
+                Vector128<byte> data = _x[op.RegA], mask = _x[op.RegB];
+                ulong at = _r[7];
+                for (int k = 0; k < 16; k++)
+                {
+                    if ((mask[k] & 0x80) != 0)
+                    {
+                        Store(at + (ulong)k, 1, data[k]);
+                    }
+                }
+                break;
+            }
             default:
                 GuestFault.Raise($"internal error: op {op.Kind} at 0x{op.Rip:x} has no handler");
                 break;

@@ -51,6 +51,12 @@ internal enum OpKind : ushort
     SseApprox,    // rcp/rsqrt: Cond = 1 rsqrt, Size2 = SseShape
     Ldmxcsr, Stmxcsr, Fxsave, Fxrstor,
     VecBinary,    // integer/shuffle vector ops without flags: Cond = VecOp, Imm = imm8
+    VecExtract,   // pextrb/w/d/q, extractps: Size = element size, Size2 = GPR size, Imm = index
+    VecInsert,    // pinsrb/d/q: Size = element size, Imm = index
+    Ptest,
+    PcmpStr,      // Cond: 0 pcmpestri, 1 pcmpestrm, 2 pcmpistri, 3 pcmpistrm; Rep = 1 for the 64-bit length forms
+    Crc32,        // Size = destination size, Size2 = source size
+    Maskmovdqu,
     Undefined,    // #UD (ud2, opcodes this CPU model does not have)
     ExtensionLast = Undefined,
     // Specialized forms (chosen at decode time for the hottest shapes: 32/64-bit register and immediate operands).

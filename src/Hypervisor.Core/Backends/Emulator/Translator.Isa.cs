@@ -114,6 +114,113 @@ internal static partial class Translator
             case Mnemonic.Movsldup: return Vec(in ins, ref op, VecOp.Movsldup, aligned: true);
             case Mnemonic.Lddqu: return Sse(in ins, ref op, OpKind.MovX128, aligned: false);
 
+            // SSSE3
+            case Mnemonic.Pshufb: return Vec(in ins, ref op, VecOp.Pshufb, aligned: true);
+            case Mnemonic.Palignr: return Vec(in ins, ref op, VecOp.Palignr, aligned: true);
+            case Mnemonic.Phaddw: return Vec(in ins, ref op, VecOp.Phaddw, aligned: true);
+            case Mnemonic.Phaddd: return Vec(in ins, ref op, VecOp.Phaddd, aligned: true);
+            case Mnemonic.Phaddsw: return Vec(in ins, ref op, VecOp.Phaddsw, aligned: true);
+            case Mnemonic.Phsubw: return Vec(in ins, ref op, VecOp.Phsubw, aligned: true);
+            case Mnemonic.Phsubd: return Vec(in ins, ref op, VecOp.Phsubd, aligned: true);
+            case Mnemonic.Phsubsw: return Vec(in ins, ref op, VecOp.Phsubsw, aligned: true);
+            case Mnemonic.Pabsb: return Vec(in ins, ref op, VecOp.Pabsb, aligned: true);
+            case Mnemonic.Pabsw: return Vec(in ins, ref op, VecOp.Pabsw, aligned: true);
+            case Mnemonic.Pabsd: return Vec(in ins, ref op, VecOp.Pabsd, aligned: true);
+            case Mnemonic.Pmaddubsw: return Vec(in ins, ref op, VecOp.Pmaddubsw, aligned: true);
+            case Mnemonic.Pmulhrsw: return Vec(in ins, ref op, VecOp.Pmulhrsw, aligned: true);
+            case Mnemonic.Psignb: return Vec(in ins, ref op, VecOp.Psignb, aligned: true);
+            case Mnemonic.Psignw: return Vec(in ins, ref op, VecOp.Psignw, aligned: true);
+            case Mnemonic.Psignd: return Vec(in ins, ref op, VecOp.Psignd, aligned: true);
+
+            // SSE4.1 / SSE4.2 integer and shuffles
+            case Mnemonic.Blendps: return Vec(in ins, ref op, VecOp.Blendps, aligned: true);
+            case Mnemonic.Blendpd: return Vec(in ins, ref op, VecOp.Blendpd, aligned: true);
+            case Mnemonic.Pblendw: return Vec(in ins, ref op, VecOp.Pblendw, aligned: true);
+            case Mnemonic.Blendvps: return Vec(in ins, ref op, VecOp.Blendvps, aligned: true);
+            case Mnemonic.Blendvpd: return Vec(in ins, ref op, VecOp.Blendvpd, aligned: true);
+            case Mnemonic.Pblendvb: return Vec(in ins, ref op, VecOp.Pblendvb, aligned: true);
+            case Mnemonic.Pminsb: return Vec(in ins, ref op, VecOp.Pminsb, aligned: true);
+            case Mnemonic.Pminsd: return Vec(in ins, ref op, VecOp.Pminsd, aligned: true);
+            case Mnemonic.Pminuw: return Vec(in ins, ref op, VecOp.Pminuw, aligned: true);
+            case Mnemonic.Pminud: return Vec(in ins, ref op, VecOp.Pminud, aligned: true);
+            case Mnemonic.Pmaxsb: return Vec(in ins, ref op, VecOp.Pmaxsb, aligned: true);
+            case Mnemonic.Pmaxsd: return Vec(in ins, ref op, VecOp.Pmaxsd, aligned: true);
+            case Mnemonic.Pmaxuw: return Vec(in ins, ref op, VecOp.Pmaxuw, aligned: true);
+            case Mnemonic.Pmaxud: return Vec(in ins, ref op, VecOp.Pmaxud, aligned: true);
+            case Mnemonic.Pmovsxbw: return Vec(in ins, ref op, VecOp.Pmovsxbw, aligned: false);
+            case Mnemonic.Pmovsxbd: return Vec(in ins, ref op, VecOp.Pmovsxbd, aligned: false);
+            case Mnemonic.Pmovsxbq: return Vec(in ins, ref op, VecOp.Pmovsxbq, aligned: false);
+            case Mnemonic.Pmovsxwd: return Vec(in ins, ref op, VecOp.Pmovsxwd, aligned: false);
+            case Mnemonic.Pmovsxwq: return Vec(in ins, ref op, VecOp.Pmovsxwq, aligned: false);
+            case Mnemonic.Pmovsxdq: return Vec(in ins, ref op, VecOp.Pmovsxdq, aligned: false);
+            case Mnemonic.Pmovzxbw: return Vec(in ins, ref op, VecOp.Pmovzxbw, aligned: false);
+            case Mnemonic.Pmovzxbd: return Vec(in ins, ref op, VecOp.Pmovzxbd, aligned: false);
+            case Mnemonic.Pmovzxbq: return Vec(in ins, ref op, VecOp.Pmovzxbq, aligned: false);
+            case Mnemonic.Pmovzxwd: return Vec(in ins, ref op, VecOp.Pmovzxwd, aligned: false);
+            case Mnemonic.Pmovzxwq: return Vec(in ins, ref op, VecOp.Pmovzxwq, aligned: false);
+            case Mnemonic.Pmovzxdq: return Vec(in ins, ref op, VecOp.Pmovzxdq, aligned: false);
+            case Mnemonic.Insertps:
+                if (!Vec(in ins, ref op, VecOp.Insertps, aligned: false))
+                {
+                    return false;
+                }
+                if (op.B == Loc.Mem)
+                {
+                    op.Imm &= 0x3F; // a memory source is one element, loaded into lane 0
+                }
+                return true;
+            case Mnemonic.Mpsadbw: return Vec(in ins, ref op, VecOp.Mpsadbw, aligned: true);
+            case Mnemonic.Packusdw: return Vec(in ins, ref op, VecOp.Packusdw, aligned: true);
+            case Mnemonic.Pcmpeqq: return Vec(in ins, ref op, VecOp.Pcmpeqq, aligned: true);
+            case Mnemonic.Pcmpgtq: return Vec(in ins, ref op, VecOp.Pcmpgtq, aligned: true);
+            case Mnemonic.Pmuldq: return Vec(in ins, ref op, VecOp.Pmuldq, aligned: true);
+            case Mnemonic.Pmulld: return Vec(in ins, ref op, VecOp.Pmulld, aligned: true);
+            case Mnemonic.Phminposuw: return Vec(in ins, ref op, VecOp.Phminposuw, aligned: true);
+            case Mnemonic.Movntdqa: return Sse(in ins, ref op, OpKind.MovX128, aligned: true) && op.B == Loc.Mem;
+            case Mnemonic.Pextrb: return Extract(in ins, ref op, 1);
+            case Mnemonic.Pextrw: return Extract(in ins, ref op, 2);
+            case Mnemonic.Pextrd: case Mnemonic.Extractps: return Extract(in ins, ref op, 4);
+            case Mnemonic.Pextrq: return Extract(in ins, ref op, 8);
+            case Mnemonic.Pinsrb: return Insert(in ins, ref op, 1);
+            case Mnemonic.Pinsrd: return Insert(in ins, ref op, 4);
+            case Mnemonic.Pinsrq: return Insert(in ins, ref op, 8);
+            case Mnemonic.Ptest:
+                return Sse(in ins, ref op, OpKind.Ptest, aligned: true);
+            case Mnemonic.Pcmpestri: case Mnemonic.Pcmpestri64: case Mnemonic.Pcmpestrm: case Mnemonic.Pcmpestrm64:
+            case Mnemonic.Pcmpistri: case Mnemonic.Pcmpistrm:
+                if (!SseFpImm(in ins, ref op, OpKind.PcmpStr, SseShape.Ps))
+                {
+                    return false;
+                }
+                op.Aligned = false; // the string instructions take unaligned memory operands
+                op.Cond = m switch
+                {
+                    Mnemonic.Pcmpestri or Mnemonic.Pcmpestri64 => 0,
+                    Mnemonic.Pcmpestrm or Mnemonic.Pcmpestrm64 => 1,
+                    Mnemonic.Pcmpistri => 2,
+                    _ => 3,
+                };
+                op.Rep = (byte)(m is Mnemonic.Pcmpestri64 or Mnemonic.Pcmpestrm64 ? 1 : 0);
+                return true;
+            case Mnemonic.Crc32:
+                if (ins.OpCount != 2 || ins.Op0Kind != OpKind_Register || !Gpr(ins.Op0Register, out op.RegA, out int crcSize)
+                    || !Operand(in ins, 1, ref op.B, ref op.RegB, ref op) || op.B == Loc.Imm)
+                {
+                    return false;
+                }
+                op.Kind = OpKind.Crc32;
+                op.A = Loc.Reg;
+                op.Size = (byte)crcSize;
+                op.Size2 = (byte)OperandSize(in ins, 1);
+                return true;
+            case Mnemonic.Maskmovdqu:
+                if (ins.OpCount != 3 || ins.Op0Kind != Iced.Intel.OpKind.MemorySegRDI || !Xmm(ins.Op1Register, out op.RegA) || !Xmm(ins.Op2Register, out op.RegB))
+                {
+                    return false;
+                }
+                op.Kind = OpKind.Maskmovdqu;
+                return true;
+
             // MXCSR and state
             case Mnemonic.Ldmxcsr:
             case Mnemonic.Stmxcsr:
@@ -204,7 +311,7 @@ internal static partial class Translator
         return true;
     }
 
-    /// <summary>A flagless vector op: xmm, xmm/mem (, imm8).</summary>
+    /// <summary>A flagless vector op: xmm, xmm/mem (, imm8 or the implicit XMM0 of blendv*).</summary>
     private static bool Vec(in Instruction ins, ref MicroOp op, VecOp vecOp, bool aligned)
     {
         if (ins.OpCount < 2 || ins.OpCount > 3 || ins.Op0Kind != OpKind_Register || !Xmm(ins.Op0Register, out op.RegA)
@@ -214,17 +321,51 @@ internal static partial class Translator
         }
         if (ins.OpCount == 3)
         {
-            if (ins.Op2Kind != Iced.Intel.OpKind.Immediate8)
+            if (ins.Op2Kind == Iced.Intel.OpKind.Immediate8)
+            {
+                op.Imm = ins.GetImmediate(2) & 0xFF;
+            }
+            else if (ins.Op2Kind != OpKind_Register || ins.Op2Register != Register.XMM0)
             {
                 return false;
             }
-            op.Imm = ins.GetImmediate(2) & 0xFF;
         }
         op.Kind = OpKind.VecBinary;
         op.A = Loc.Reg;
         op.Cond = (byte)vecOp;
         op.Size = (byte)(op.B == Loc.Mem ? ins.MemorySize.GetSize() : 16);
         op.Aligned = aligned && op.Size == 16;
+        return true;
+    }
+
+    /// <summary>pextrb/w/d/q, extractps: r/m, xmm, imm8.</summary>
+    private static bool Extract(in Instruction ins, ref MicroOp op, int elementSize)
+    {
+        if (ins.OpCount != 3 || ins.Op2Kind != Iced.Intel.OpKind.Immediate8 || ins.Op1Kind != OpKind_Register || !Xmm(ins.Op1Register, out op.RegB)
+            || !Operand(in ins, 0, ref op.A, ref op.RegA, ref op) || op.A == Loc.Imm)
+        {
+            return false;
+        }
+        op.Kind = OpKind.VecExtract;
+        op.B = Loc.Reg;
+        op.Size = (byte)elementSize;
+        op.Size2 = (byte)(op.A == Loc.Reg ? ins.Op0Register.GetSize() : elementSize);
+        op.Imm = ins.GetImmediate(2) & (ulong)((16 / elementSize) - 1);
+        return true;
+    }
+
+    /// <summary>pinsrb/d/q: xmm, r/m, imm8.</summary>
+    private static bool Insert(in Instruction ins, ref MicroOp op, int elementSize)
+    {
+        if (ins.OpCount != 3 || ins.Op2Kind != Iced.Intel.OpKind.Immediate8 || ins.Op0Kind != OpKind_Register || !Xmm(ins.Op0Register, out op.RegA)
+            || !Operand(in ins, 1, ref op.B, ref op.RegB, ref op) || op.B == Loc.Imm)
+        {
+            return false;
+        }
+        op.Kind = OpKind.VecInsert;
+        op.A = Loc.Reg;
+        op.Size = (byte)elementSize;
+        op.Imm = ins.GetImmediate(2) & (ulong)((16 / elementSize) - 1);
         return true;
     }
 }

@@ -472,7 +472,11 @@ internal static partial class Translator
             case Mnemonic.Movnti:
                 return Binary(in ins, ref op, OpKind.Mov);
             case Mnemonic.Pextrw:
-                // pextrw r32/r64, xmm, imm8 (the SSE4.1 memory form is not supported)
+                // pextrw r32/r64, xmm, imm8 (the SSE4.1 memory form is an ISA extension)
+                if (ins.Op0Kind == Iced.Intel.OpKind.Memory)
+                {
+                    return TranslateIsa(in ins, ref op);
+                }
                 if (ins.OpCount != 3 || ins.Op0Kind != OpKind_Register || ins.Op1Kind != OpKind_Register || ins.Op2Kind != Iced.Intel.OpKind.Immediate8
                     || !Gpr(ins.Op0Register, out op.RegA, out int ps) || ps < 4 || !Xmm(ins.Op1Register, out op.RegB))
                 {
