@@ -69,6 +69,53 @@ internal static class FpValues
         }
     }
 
+    /// <summary>An 80-bit value (significand, sign+exponent), including the encodings the x87 refuses (unnormals, pseudo-NaNs) and pseudo-denormals.</summary>
+    public static (ulong Mant, ushort SignExp) Extended(Random r)
+    {
+        ushort sign = (ushort)(r.Next(2) << 15);
+        ulong frac = (ulong)r.NextInt64() & 0x7FFF_FFFF_FFFF_FFFF;
+        const ulong J = 0x8000_0000_0000_0000;
+        switch (r.Next(24))
+        {
+            case 0: return (0, sign);
+            case 1: return (r.Next(3) == 0 ? 1UL : frac | 1, sign);                                  // denormal
+            case 2: return (J, (ushort)(sign | 0x7FFF));                                              // infinity
+            case 3: return (J | 0x4000_0000_0000_0000 | (r.Next(2) == 0 ? 0 : frac), (ushort)(sign | 0x7FFF)); // quiet NaN
+            case 4: return (J | (frac & 0x3FFF_FFFF_FFFF_FFFF) | 1, (ushort)(sign | 0x7FFF));        // signaling NaN
+            case 5:
+                return r.Next(4) switch
+                {
+                    0 => (J | frac, sign),                                                             // pseudo-denormal
+                    1 => (frac, (ushort)(sign | r.Next(1, 0x7FFF))),                                  // unnormal
+                    2 => (frac | 1, (ushort)(sign | 0x7FFF)),                                         // pseudo-NaN
+                    _ => (0, (ushort)(sign | 0x7FFF)),                                                // pseudo-infinity
+                };
+            case 6: return (J | frac, (ushort)(sign | r.Next(1, 80)));                                // near the underflow threshold
+            case 7: return (J | frac, (ushort)(sign | r.Next(0x7FFF - 80, 0x7FFF)));                  // near the overflow threshold
+            case 8:
+            {
+                // An integer, or an integer plus a half (rounding ties), up to 2^70.
+                int bits = r.Next(1, 70);
+                ulong m = J | (frac & (ulong.MaxValue << Math.Max(0, 64 - bits)));
+                if (r.Next(3) == 0 && bits < 64)
+                {
+                    m |= 1UL << (63 - bits);
+                }
+                return (m, (ushort)(sign | (16383 + bits - 1)));
+            }
+            case 9:
+            {
+                // Exactly a double or a float (loads and stores round-trip).
+                ulong mask = r.Next(2) == 0 ? ~0x7FFUL : ~0xFF_FFFF_FFFFUL;
+                return (J | (frac & mask), (ushort)(sign | r.Next(16383 - 120, 16383 + 120)));
+            }
+            case 10: return (J | (frac & (ulong.MaxValue << r.Next(30, 63))), (ushort)(sign | r.Next(16383 - 20, 16383 + 20))); // short significand
+            case 11: return (J | frac, (ushort)(sign | r.Next(1, 0x7FFF)));                         // anywhere
+            case 12: return (J | (r.Next(2) == 0 ? frac >> r.Next(50, 64) : ~(frac >> r.Next(50, 64)) & ~J), (ushort)(sign | r.Next(16383 - 2, 16383 + 2))); // near 1 and 2
+            default: return (J | frac, (ushort)(sign | r.Next(16383 - 70, 16383 + 70)));
+        }
+    }
+
     public static int Int32(Random r) => r.Next(6) switch
     {
         0 => int.MinValue + r.Next(0, 3),

@@ -271,7 +271,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 break;
             }
             default:
-                GuestFault.Raise($"internal error: op {op.Kind} at 0x{op.Rip:x} has no handler");
+                ExecuteX87(ref op);
                 break;
         }
     }
@@ -314,9 +314,6 @@ internal sealed unsafe partial class EmulatorVcpu
         {
             GuestFault.GeneralProtection($"fxrstor loads reserved MXCSR bits (0x{mxcsr:x})");
         }
-        // FCW keeps only its defined bits (bit 6 reads as one), as the hardware does.
-        ushort fcw = BitConverter.ToUInt16(image);
-        BitConverter.TryWriteBytes(image, (ushort)((fcw & 0x1F3F) | 0x40));
         _ = LoadFxrstor(image);
     }
 }

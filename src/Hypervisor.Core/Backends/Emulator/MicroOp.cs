@@ -57,6 +57,14 @@ internal enum OpKind : ushort
     PcmpStr,      // Cond: 0 pcmpestri, 1 pcmpestrm, 2 pcmpistri, 3 pcmpistrm; Rep = 1 for the 64-bit length forms
     Crc32,        // Size = destination size, Size2 = source size
     Maskmovdqu,
+    X87Arith,     // Cond = X87ArithOp, RegA = destination ST index, B = ST(RegB) or memory (Size2 = X87Format), Rep = pops
+    X87Compare,   // fcom/fucom/ficom: Cond = 1 quiet, B = ST(RegB) or memory, Rep = pops
+    X87CompareFlags, // fcomi/fucomi(p): Cond = 1 quiet, RegB = ST index, Rep = pop
+    X87Load,      // B = ST(RegB), memory (Size2 = X87Format) or a constant (Loc.Imm, Imm = X87Constant)
+    X87Store,     // A = ST(RegA) or memory (Size2 = X87Format), Cond = 1 truncate (fisttp), Rep = pop
+    X87Unary,     // Cond = X87Unary
+    X87Control,   // Cond = X87Control, Rep = 1 waits (checks for a pending exception first)
+    X87Fcmov,     // Cond = condition (x86 tttn), RegB = ST index
     Undefined,    // #UD (ud2, opcodes this CPU model does not have)
     ExtensionLast = Undefined,
     // Specialized forms (chosen at decode time for the hottest shapes: 32/64-bit register and immediate operands).

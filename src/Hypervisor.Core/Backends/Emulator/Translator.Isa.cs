@@ -247,7 +247,7 @@ internal static partial class Translator
                 op.Kind = OpKind.Undefined;
                 return true;
             default:
-                return false;
+                return TranslateX87(in ins, ref op);
         }
     }
 

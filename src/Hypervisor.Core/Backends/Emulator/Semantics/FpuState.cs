@@ -119,6 +119,61 @@ internal struct FpuState
         Valid = (byte)valid;
     }
 
+    /// <summary>
+    /// Stores the FNSTENV environment: 28 bytes (32/64-bit format: each field in a doubleword, the unused upper words
+    /// 0xFFFF as the hardware writes them) or 14 bytes (16-bit format). Instruction and data pointers are zero.
+    /// </summary>
+    public readonly void WriteEnvironment(Span<byte> env)
+    {
+        if (env.Length == 14)
+        {
+            BinaryPrimitives.WriteUInt16LittleEndian(env, Fcw);
+            BinaryPrimitives.WriteUInt16LittleEndian(env[2..], StatusWord);
+            BinaryPrimitives.WriteUInt16LittleEndian(env[4..], FullTagWord());
+            env[6..14].Clear();
+            return;
+        }
+        BinaryPrimitives.WriteUInt32LittleEndian(env, 0xFFFF_0000u | Fcw);
+        BinaryPrimitives.WriteUInt32LittleEndian(env[4..], 0xFFFF_0000u | StatusWord);
+        BinaryPrimitives.WriteUInt32LittleEndian(env[8..], 0xFFFF_0000u | FullTagWord());
+        env[12..24].Clear(); // FIP, FCS, FOP, FDP
+        BinaryPrimitives.WriteUInt32LittleEndian(env[24..], 0xFFFF_0000u); // FDS
+    }
+
+    /// <summary>Loads an FLDENV environment (28 or 14 bytes): control word (normalized), status word with TOP, tags.</summary>
+    public void ReadEnvironment(ReadOnlySpan<byte> env)
+    {
+        int step = env.Length == 14 ? 2 : 4;
+        Fcw = X87.NormalizeControlWord(BinaryPrimitives.ReadUInt16LittleEndian(env));
+        SetStatusWord(BinaryPrimitives.ReadUInt16LittleEndian(env[step..]));
+        SetFullTagWord(BinaryPrimitives.ReadUInt16LittleEndian(env[(2 * step)..]));
+    }
+
+    /// <summary>FNSAVE: the environment then ST(0)..ST(7), 10 bytes each (108 or 94 bytes).</summary>
+    public readonly void WriteSave(Span<byte> image)
+    {
+        int envSize = image.Length - 80;
+        WriteEnvironment(image[..envSize]);
+        for (int i = 0; i < 8; i++)
+        {
+            Float80 r = Regs[(Top + i) & 7];
+            BinaryPrimitives.WriteUInt64LittleEndian(image[(envSize + (10 * i))..], r.Mant);
+            BinaryPrimitives.WriteUInt16LittleEndian(image[(envSize + (10 * i) + 8)..], r.SignExp);
+        }
+    }
+
+    /// <summary>FRSTOR: the inverse of <see cref="WriteSave"/>.</summary>
+    public void ReadSave(ReadOnlySpan<byte> image)
+    {
+        int envSize = image.Length - 80;
+        ReadEnvironment(image[..envSize]);
+        for (int i = 0; i < 8; i++)
+        {
+            Regs[(Top + i) & 7] = new Float80(BinaryPrimitives.ReadUInt64LittleEndian(image[(envSize + (10 * i))..]),
+                BinaryPrimitives.ReadUInt16LittleEndian(image[(envSize + (10 * i) + 8)..]));
+        }
+    }
+
     /// <summary>Stores the FXSAVE image (512 bytes; bytes 416-511 are not written, as hardware leaves them).</summary>
     public readonly void WriteFxsave(Span<byte> image, ReadOnlySpan<Vector128<byte>> xmm)
     {
@@ -151,7 +206,7 @@ internal struct FpuState
         {
             return false;
         }
-        Fcw = BinaryPrimitives.ReadUInt16LittleEndian(image);
+        Fcw = X87.NormalizeControlWord(BinaryPrimitives.ReadUInt16LittleEndian(image));
         SetStatusWord(BinaryPrimitives.ReadUInt16LittleEndian(image[2..]));
         Valid = image[4];
         Mxcsr = mxcsr;

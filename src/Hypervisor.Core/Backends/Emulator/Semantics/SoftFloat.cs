@@ -121,9 +121,12 @@ internal readonly struct RoundParams
     public static RoundParams Double(RoundingMode mode, bool ftz = false, bool uUnmasked = false, bool oUnmasked = false) =>
         new(53, -1022, 1023, 52, mode, ftz, uUnmasked, oUnmasked);
 
-    /// <summary>The x87 extended format, with the precision control's significand width.</summary>
+    /// <summary>
+    /// The x87 extended exponent range with the precision control's significand width: a tiny result keeps that many
+    /// bits below 2^Emin too (with 24 or 53 bits its last bit is not the format's smallest denormal).
+    /// </summary>
     public static RoundParams Extended(int precision, RoundingMode mode, bool uUnmasked = false, bool oUnmasked = false) =>
-        new(precision, -16382, 16383, 63, mode, false, uUnmasked, oUnmasked, 24576);
+        new(precision, -16382, 16383, precision - 1, mode, false, uUnmasked, oUnmasked, 24576);
 }
 
 /// <summary>
@@ -548,6 +551,158 @@ internal static class SoftFloat
         }
         UInt128 lost = v & (((UInt128)1 << n) - 1);
         return (v >> n) | (lost != 0 ? 1u : 0u);
+    }
+
+    // ---- the four operations and square root on non-NaN operands (SSE and x87 differ only in NaN handling) ----
+
+    /// <summary>
+    /// x op y for non-NaN operands (<see cref="SseOp.Add"/>, Sub, Mul, Div), IEEE special cases, one rounding with
+    /// <paramref name="p"/>. A denormal operand is reported only when no invalid or divide-by-zero exception is
+    /// (those take precedence).
+    /// </summary>
+    public static Unpacked Operate(SseOp op, in Unpacked x, in Unpacked y, in RoundParams p, ref FpFlags f)
+    {
+        if (x.Class != FpClass.Denormal && y.Class != FpClass.Denormal)
+        {
+            return OperateCore(op, x, y, p, ref f);
+        }
+        FpFlags g = FpFlags.None;
+        Unpacked r = OperateCore(op, x, y, p, ref g);
+        if ((g & (FpFlags.Invalid | FpFlags.DivideByZero)) == 0)
+        {
+            g |= FpFlags.Denormal;
+        }
+        f |= g;
+        return r;
+    }
+
+    private static Unpacked OperateCore(SseOp op, in Unpacked x, in Unpacked y, in RoundParams p, ref FpFlags f)
+    {
+        switch (op)
+        {
+            case SseOp.Add:
+            case SseOp.Sub:
+            {
+                Unpacked b = y;
+                if (op == SseOp.Sub)
+                {
+                    b.Sign = !b.Sign;
+                }
+                return Add(x, b, p, ref f);
+            }
+            case SseOp.Mul:
+            {
+                bool sign = x.Sign ^ y.Sign;
+                if (x.Class == FpClass.Infinity || y.Class == FpClass.Infinity)
+                {
+                    if (x.Class == FpClass.Zero || y.Class == FpClass.Zero)
+                    {
+                        f |= FpFlags.Invalid;
+                        return Unpacked.DefaultNaN;
+                    }
+                    return Unpacked.Infinity(sign);
+                }
+                if (x.Class == FpClass.Zero || y.Class == FpClass.Zero)
+                {
+                    return Unpacked.Zero(sign);
+                }
+                MulCore(x, y, out bool ms, out int me, out UInt128 msig);
+                return RoundPack(ms, me, msig, p, ref f);
+            }
+            default: // Div
+            {
+                bool sign = x.Sign ^ y.Sign;
+                if (x.Class == FpClass.Infinity)
+                {
+                    if (y.Class == FpClass.Infinity)
+                    {
+                        f |= FpFlags.Invalid;
+                        return Unpacked.DefaultNaN;
+                    }
+                    return Unpacked.Infinity(sign);
+                }
+                if (y.Class == FpClass.Infinity)
+                {
+                    return Unpacked.Zero(sign);
+                }
+                if (y.Class == FpClass.Zero)
+                {
+                    if (x.Class == FpClass.Zero)
+                    {
+                        f |= FpFlags.Invalid;
+                        return Unpacked.DefaultNaN;
+                    }
+                    f |= FpFlags.DivideByZero;
+                    return Unpacked.Infinity(sign);
+                }
+                if (x.Class == FpClass.Zero)
+                {
+                    return Unpacked.Zero(sign);
+                }
+                DivCore(x, y, out bool ds, out int de, out UInt128 dsig);
+                return RoundPack(ds, de, dsig, p, ref f);
+            }
+        }
+    }
+
+    /// <summary>x + y for non-NaN operands (IEEE signed-zero rules; inf - inf is invalid).</summary>
+    public static Unpacked Add(in Unpacked x, in Unpacked y, in RoundParams p, ref FpFlags f)
+    {
+        if (x.Class == FpClass.Infinity || y.Class == FpClass.Infinity)
+        {
+            if (x.Class == FpClass.Infinity && y.Class == FpClass.Infinity && x.Sign != y.Sign)
+            {
+                f |= FpFlags.Invalid;
+                return Unpacked.DefaultNaN;
+            }
+            return x.Class == FpClass.Infinity ? x : y;
+        }
+        if (x.Class == FpClass.Zero && y.Class == FpClass.Zero)
+        {
+            return Unpacked.Zero(x.Sign == y.Sign ? x.Sign : p.Mode == RoundingMode.Down);
+        }
+        if (x.Class == FpClass.Zero || y.Class == FpClass.Zero)
+        {
+            // The other operand, exactly (rounded again for the precision and range: x87 precision control, FTZ).
+            return Round(x.Class == FpClass.Zero ? y : x, p, ref f);
+        }
+        if (!AddCore(x, y, out bool s, out int e, out UInt128 sig))
+        {
+            return Unpacked.Zero(p.Mode == RoundingMode.Down);
+        }
+        return RoundPack(s, e, sig, p, ref f);
+    }
+
+    /// <summary>Square root (NaN quieted, -0 stays, negative operands invalid).</summary>
+    public static Unpacked Sqrt(in Unpacked y, in RoundParams p, ref FpFlags f)
+    {
+        if (y.IsNaN)
+        {
+            if (y.Class == FpClass.SignalingNaN)
+            {
+                f |= FpFlags.Invalid;
+            }
+            return y.Quieted();
+        }
+        if (y.Class == FpClass.Zero)
+        {
+            return y;
+        }
+        if (y.Sign)
+        {
+            f |= FpFlags.Invalid;
+            return Unpacked.DefaultNaN;
+        }
+        if (y.Class == FpClass.Infinity)
+        {
+            return y;
+        }
+        if (y.Class == FpClass.Denormal)
+        {
+            f |= FpFlags.Denormal;
+        }
+        SqrtCore(y, out int se, out UInt128 ss);
+        return RoundPack(false, se, ss, p, ref f);
     }
 
     // ---- integers ----

@@ -225,65 +225,13 @@ internal static class SseFloat
         return op == SseOp.Min ? (c < 0 ? 0 : 1) : (c > 0 ? 0 : 1);
     }
 
-    /// <summary>
-    /// Add, sub, mul, div, sqrt (of <paramref name="y"/>) with SSE NaN rules, rounded with <paramref name="p"/>.
-    /// A denormal operand is reported only when the operation raises no invalid or divide-by-zero exception (those
-    /// take precedence).
-    /// </summary>
+    /// <summary>Add, sub, mul, div, sqrt (of <paramref name="y"/>) with SSE NaN rules (the first source's NaN wins), rounded with <paramref name="p"/>.</summary>
     internal static Unpacked Compute(SseOp op, in Unpacked x, in Unpacked y, in RoundParams p, ref FpFlags f)
     {
         if (op == SseOp.Sqrt)
         {
-            return Sqrt(y, p, ref f);
+            return SoftFloat.Sqrt(y, p, ref f);
         }
-        if (x.IsNaN || y.IsNaN || (x.Class != FpClass.Denormal && y.Class != FpClass.Denormal))
-        {
-            return ComputeCore(op, x, y, p, ref f);
-        }
-        FpFlags g = FpFlags.None;
-        Unpacked r = ComputeCore(op, x, y, p, ref g);
-        if ((g & (FpFlags.Invalid | FpFlags.DivideByZero)) == 0)
-        {
-            g |= FpFlags.Denormal;
-        }
-        f |= g;
-        return r;
-    }
-
-    /// <summary>Square root (SSE and x87 share the rules: NaN quieted, -0 stays, negative operands invalid).</summary>
-    internal static Unpacked Sqrt(in Unpacked y, in RoundParams p, ref FpFlags f)
-    {
-        if (y.IsNaN)
-        {
-            if (y.Class == FpClass.SignalingNaN)
-            {
-                f |= FpFlags.Invalid;
-            }
-            return y.Quieted();
-        }
-        if (y.Class == FpClass.Zero)
-        {
-            return y;
-        }
-        if (y.Sign)
-        {
-            f |= FpFlags.Invalid;
-            return Unpacked.DefaultNaN;
-        }
-        if (y.Class == FpClass.Infinity)
-        {
-            return y;
-        }
-        if (y.Class == FpClass.Denormal)
-        {
-            f |= FpFlags.Denormal;
-        }
-        SoftFloat.SqrtCore(y, out int se, out UInt128 ss);
-        return SoftFloat.RoundPack(false, se, ss, p, ref f);
-    }
-
-    private static Unpacked ComputeCore(SseOp op, in Unpacked x, in Unpacked y, in RoundParams p, ref FpFlags f)
-    {
         if (x.IsNaN || y.IsNaN)
         {
             if (x.Class == FpClass.SignalingNaN || y.Class == FpClass.SignalingNaN)
@@ -292,99 +240,7 @@ internal static class SseFloat
             }
             return x.IsNaN ? x.Quieted() : y.Quieted();
         }
-        switch (op)
-        {
-            case SseOp.Add:
-            case SseOp.Sub:
-            {
-                Unpacked b = y;
-                if (op == SseOp.Sub)
-                {
-                    b.Sign = !b.Sign;
-                }
-                return AddSpecial(x, b, p, ref f);
-            }
-            case SseOp.Mul:
-            {
-                bool sign = x.Sign ^ y.Sign;
-                if (x.Class == FpClass.Infinity || y.Class == FpClass.Infinity)
-                {
-                    if (x.Class == FpClass.Zero || y.Class == FpClass.Zero)
-                    {
-                        f |= FpFlags.Invalid;
-                        return Unpacked.DefaultNaN;
-                    }
-                    return Unpacked.Infinity(sign);
-                }
-                if (x.Class == FpClass.Zero || y.Class == FpClass.Zero)
-                {
-                    return Unpacked.Zero(sign);
-                }
-                SoftFloat.MulCore(x, y, out bool ms, out int me, out UInt128 msig);
-                return SoftFloat.RoundPack(ms, me, msig, p, ref f);
-            }
-            default: // Div
-            {
-                bool sign = x.Sign ^ y.Sign;
-                if (x.Class == FpClass.Infinity)
-                {
-                    if (y.Class == FpClass.Infinity)
-                    {
-                        f |= FpFlags.Invalid;
-                        return Unpacked.DefaultNaN;
-                    }
-                    return Unpacked.Infinity(sign);
-                }
-                if (y.Class == FpClass.Infinity)
-                {
-                    return Unpacked.Zero(sign);
-                }
-                if (y.Class == FpClass.Zero)
-                {
-                    if (x.Class == FpClass.Zero)
-                    {
-                        f |= FpFlags.Invalid;
-                        return Unpacked.DefaultNaN;
-                    }
-                    f |= FpFlags.DivideByZero;
-                    return Unpacked.Infinity(sign);
-                }
-                if (x.Class == FpClass.Zero)
-                {
-                    return Unpacked.Zero(sign);
-                }
-                SoftFloat.DivCore(x, y, out bool ds, out int de, out UInt128 dsig);
-                return SoftFloat.RoundPack(ds, de, dsig, p, ref f);
-            }
-        }
-    }
-
-    /// <summary>x + y for non-NaN operands (IEEE signed-zero rules; inf - inf is invalid).</summary>
-    internal static Unpacked AddSpecial(in Unpacked x, in Unpacked y, in RoundParams p, ref FpFlags f)
-    {
-        if (x.Class == FpClass.Infinity || y.Class == FpClass.Infinity)
-        {
-            if (x.Class == FpClass.Infinity && y.Class == FpClass.Infinity && x.Sign != y.Sign)
-            {
-                f |= FpFlags.Invalid;
-                return Unpacked.DefaultNaN;
-            }
-            return x.Class == FpClass.Infinity ? x : y;
-        }
-        if (x.Class == FpClass.Zero && y.Class == FpClass.Zero)
-        {
-            return Unpacked.Zero(x.Sign == y.Sign ? x.Sign : p.Mode == RoundingMode.Down);
-        }
-        if (x.Class == FpClass.Zero || y.Class == FpClass.Zero)
-        {
-            // The other operand, exactly (rounded again only for the range: a denormal result meets FTZ).
-            return SoftFloat.Round(x.Class == FpClass.Zero ? y : x, p, ref f);
-        }
-        if (!SoftFloat.AddCore(x, y, out bool s, out int e, out UInt128 sig))
-        {
-            return Unpacked.Zero(p.Mode == RoundingMode.Down);
-        }
-        return SoftFloat.RoundPack(s, e, sig, p, ref f);
+        return SoftFloat.Operate(op, x, y, p, ref f);
     }
 
     // ---- SSE3 horizontal and alternating forms, SSE4.1 dot products ----
