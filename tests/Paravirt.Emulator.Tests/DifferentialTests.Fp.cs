@@ -103,6 +103,7 @@ public sealed partial class DifferentialTests
     private static int[] ImplicitlyUsed(Mnemonic m) => m switch
     {
         Mnemonic.Pcmpestri or Mnemonic.Pcmpestri64 or Mnemonic.Pcmpestrm or Mnemonic.Pcmpestrm64 or Mnemonic.Pcmpistri or Mnemonic.Pcmpistrm => [0, 1, 2],
+        Mnemonic.Mulx => [2],
         _ => [],
     };
 
@@ -159,6 +160,30 @@ public sealed partial class DifferentialTests
             int b = ins.Op1Register - Register.XMM0;
             input.Xmm[b] = input.Xmm[b] & Vector128.Create((byte)r.Next(256), 0xFF, 0, 0xFF, (byte)r.Next(256), 0, 0xFF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF);
         }
+    }
+
+    private static readonly HashSet<Mnemonic> GprExtensions =
+    [
+        Mnemonic.Bzhi, Mnemonic.Pdep, Mnemonic.Pext, Mnemonic.Mulx, Mnemonic.Rorx, Mnemonic.Sarx, Mnemonic.Shlx, Mnemonic.Shrx,
+        Mnemonic.Adcx, Mnemonic.Adox, Mnemonic.Movbe,
+    ];
+
+    [NativeX64WithFact("bmi2", "adx", "movbe")]
+    public void Bmi2AdxAndMovbeForms_MatchTheRealCpu()
+    {
+        var failures = new List<string>();
+        int emulatorOnly = 0;
+        int cases = RunForms(GprExtensions, 2013, failures, ref emulatorOnly, 300, (in Instruction ins, CpuState input, Random r, Case c) =>
+        {
+            if (ins.Mnemonic == Mnemonic.Bzhi && r.Next(2) == 0 && ins.Op2Kind == OpKind.Register)
+            {
+                int n = ins.Op2Register.GetFullRegister() - Register.RAX;
+                input.Gpr[n] = (input.Gpr[n] & ~0xFFUL) | (uint)r.Next(0, 70); // indexes around the operand size
+            }
+        });
+        _out.WriteLine($"{cases} BMI2/ADX/MOVBE cases, {failures.Count} failures");
+        Assert.True(cases > 6000, $"only {cases} cases");
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
     [NativeX64WithFact("ssse3", "sse4_1", "sse4_2")]

@@ -183,7 +183,8 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         return new MemoryOperand(b, disp, disp is >= -128 and < 128 ? 1 : 4);
     }
 
-    private static bool IsBmi(Mnemonic m) => m is Mnemonic.Andn or Mnemonic.Bextr or Mnemonic.Blsi or Mnemonic.Blsr or Mnemonic.Blsmsk;
+    private static bool IsBmi(Mnemonic m) => m is Mnemonic.Andn or Mnemonic.Bextr or Mnemonic.Blsi or Mnemonic.Blsr or Mnemonic.Blsmsk
+        or Mnemonic.Bzhi or Mnemonic.Pdep or Mnemonic.Pext or Mnemonic.Mulx or Mnemonic.Rorx or Mnemonic.Sarx or Mnemonic.Shlx or Mnemonic.Shrx;
 
     /// <summary>All Iced codes the differential suite covers: legacy (or VEX for BMI1) 64-bit forms of the supported mnemonics with operand kinds the harness can generate.</summary>
     private static IEnumerable<Code> Forms(HashSet<Mnemonic> set)

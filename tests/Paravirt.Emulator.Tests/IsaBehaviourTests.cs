@@ -138,4 +138,125 @@ public sealed class IsaBehaviourTests
             Assert.StartsWith("general protection fault (#GP)", exit.Detail, StringComparison.Ordinal);
         }
     }
+
+    [Fact]
+    public void Rdtscp_ReturnsTheInstructionCountAndTscAux()
+    {
+        (VcpuExit exit, EmulatorVcpu vcpu, EmuGuest guest) = Run(a =>
+        {
+            a.nop();
+            a.nop();
+            a.rdtscp();
+            a.hlt();
+        });
+        using (guest)
+        {
+            Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+            VcpuRegisters r = vcpu.GetRegisters();
+            Assert.Equal(2UL, r.Rax);
+            Assert.Equal(0UL, r.Rdx);
+            Assert.Equal(0UL, r.Rcx); // TSC_AUX
+        }
+    }
+
+    [Fact]
+    public void Cpuid_AdvertisesExactlyTheImplementedExtensions()
+    {
+        (VcpuExit exit, EmulatorVcpu vcpu, EmuGuest guest) = Run(a =>
+        {
+            a.mov(eax, 1);
+            a.cpuid();
+            a.mov(r8, rcx);
+            a.mov(r9, rdx);
+            a.mov(eax, 7);
+            a.xor(ecx, ecx);
+            a.cpuid();
+            a.mov(r10, rbx);
+            a.mov(eax, 0x8000_0001);
+            a.cpuid();
+            a.mov(r11, rcx);
+            a.mov(r12, rdx);
+            a.hlt();
+        });
+        using (guest)
+        {
+            Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+            VcpuRegisters r = vcpu.GetRegisters();
+            // ECX: SSE3, SSSE3, CX16, SSE4.1, SSE4.2, MOVBE, POPCNT; no XSAVE/OSXSAVE/AVX/RDRAND/AES/PCLMULQDQ.
+            Assert.Equal((1UL << 0) | (1UL << 9) | (1UL << 13) | (1UL << 19) | (1UL << 20) | (1UL << 22) | (1UL << 23), r.R8);
+            // EDX: FPU, TSC, CX8, CMOV, FXSR, SSE, SSE2 (no MMX: not emulated).
+            Assert.Equal((1UL << 0) | (1UL << 4) | (1UL << 8) | (1UL << 15) | (1UL << 24) | (1UL << 25) | (1UL << 26), r.R9);
+            Assert.Equal((1UL << 3) | (1UL << 8) | (1UL << 19), r.R10); // BMI1, BMI2, ADX
+            Assert.Equal((1UL << 0) | (1UL << 5), r.R11); // LAHF/SAHF, LZCNT
+            Assert.Equal((1UL << 27) | (1UL << 29), r.R12); // RDTSCP, LM
+        }
+    }
+
+    [Theory]
+    [InlineData("xgetbv")]
+    [InlineData("rdrand")]
+    [InlineData("vaddps")]
+    [InlineData("aesenc")]
+    public void InstructionsOfAbsentFeatures_AreInvalidOpcodes(string which)
+    {
+        (VcpuExit exit, _, EmuGuest guest) = Run(a =>
+        {
+            switch (which)
+            {
+                case "xgetbv": a.xgetbv(); break;
+                case "rdrand": a.rdrand(rax); break;
+                case "vaddps": a.vaddps(ymm0, ymm1, ymm2); break;
+                default: a.aesenc(xmm0, xmm1); break;
+            }
+            a.hlt();
+        });
+        using (guest)
+        {
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.StartsWith("invalid opcode (#UD): '" + which, exit.Detail, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void MmxInstruction_IsUnsupported_NotAGuestError()
+    {
+        (VcpuExit exit, _, EmuGuest guest) = Run(a =>
+        {
+            a.paddb(mm0, mm1);
+            a.hlt();
+        });
+        using (guest)
+        {
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.Equal("unsupported instruction 'paddb mm0,mm1' at 0x100000", exit.Detail);
+        }
+    }
+
+    [Fact]
+    public void UnmaskedX87Exception_IsPending_UntilTheNextWaitingInstruction()
+    {
+        (VcpuExit exit, EmulatorVcpu vcpu, EmuGuest guest) = Run(a =>
+        {
+            a.mov(__word_ptr[0x8000], 0x037F & ~0x04); // unmask divide-by-zero
+            a.fldcw(__word_ptr[0x8000]);
+            a.fld1();
+            a.fldz();
+            a.fdivp(st1, st0);   // 1/0: ZE set, ES pending, destination unchanged
+            a.fnstsw(ax);        // no-wait: runs
+            a.mov(rbx, rax);
+            a.fnclex();          // clears it
+            a.fld1();            // waiting: fine now
+            a.fldz();
+            a.fdivp(st1, st0);
+            a.wait();            // #MF here
+            a.hlt();
+        });
+        using (guest)
+        {
+            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+            Assert.Equal("x87 floating-point exception (#MF): unmasked divide by zero pending", exit.Detail);
+            VcpuRegisters r = vcpu.GetRegisters();
+            Assert.Equal(0x8084UL, r.Rbx & 0x80FF); // B, ES, ZE
+        }
+    }
 }

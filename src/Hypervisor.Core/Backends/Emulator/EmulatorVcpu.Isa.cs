@@ -67,9 +67,11 @@ internal sealed unsafe partial class EmulatorVcpu
         GuestFault.SimdException(unmasked);
     }
 
+    /// <summary>TSC_AUX, which rdtscp returns in ECX (the IA32_TSC_AUX MSR; 0 until something sets it).</summary>
+    internal uint TscAux { get; set; }
+
     private void ExecuteIsa(ref MicroOp op, int retiredInBlock)
     {
-        _ = retiredInBlock;
         ref Vector128<byte> dst = ref _x[op.RegA & 15];
         switch (op.Kind)
         {
@@ -270,8 +272,114 @@ internal sealed unsafe partial class EmulatorVcpu
                 }
                 break;
             }
+            case OpKind.Bmi2:
+                ExecuteBmi2(ref op);
+                break;
+            case OpKind.AddCarryX:
+            {
+                // adcx: CF is the carry in and out; adox: OF. No other flag changes.
+                int size = op.Size;
+                ulong b = ReadB(ref op, size);
+                ulong a = GetReg(op.RegA, size);
+                Materialize();
+                ulong flag = op.Cond == 0 ? CF : OF;
+                ulong carry = (_rf & flag) != 0 ? 1UL : 0;
+                ulong r;
+                bool carryOut;
+                if (size == 8)
+                {
+                    UInt128 sum = (UInt128)a + b + carry;
+                    r = (ulong)sum;
+                    carryOut = (sum >> 64) != 0;
+                }
+                else
+                {
+                    ulong sum = a + b + carry;
+                    r = (uint)sum;
+                    carryOut = (sum >> 32) != 0;
+                }
+                _rf = carryOut ? _rf | flag : _rf & ~flag;
+                SetReg(op.RegA, size, r);
+                break;
+            }
+            case OpKind.Movbe:
+            {
+                int size = op.Size;
+                if (op.A == Loc.Reg)
+                {
+                    SetReg(op.RegA, size, ByteSwap(Load(Ea(ref op), size), size));
+                }
+                else
+                {
+                    Store(Ea(ref op), size, ByteSwap(GetReg(op.RegB, size), size));
+                }
+                break;
+            }
+            case OpKind.Rdtscp:
+            {
+                ulong tsc = _icount + (ulong)retiredInBlock;
+                _r[0] = (uint)tsc;
+                _r[2] = tsc >> 32;
+                _r[1] = TscAux;
+                break;
+            }
             default:
                 ExecuteX87(ref op);
+                break;
+        }
+    }
+
+    private static ulong ByteSwap(ulong v, int size) => size switch
+    {
+        2 => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((ushort)v),
+        4 => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness((uint)v),
+        _ => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v),
+    };
+
+    private void ExecuteBmi2(ref MicroOp op)
+    {
+        int size = op.Size;
+        ulong src = ReadB(ref op, size);
+        switch ((Bmi2Op)op.Cond)
+        {
+            case Bmi2Op.Bzhi:
+            {
+                ulong r = BitManip.ZeroHighBits(src, GetReg(op.RegC, size), size, out bool carry);
+                // ZF, SF from the result, CF = index beyond the operand, OF = 0 (AF, PF undefined: left as they were).
+                Materialize();
+                SetArith((Szp(r, size) & (ZF | SF)) | (carry ? CF : 0) | (_rf & (AF | PF)));
+                SetReg(op.RegA, size, r);
+                break;
+            }
+            case Bmi2Op.Pdep:
+                SetReg(op.RegA, size, BitManip.Deposit(GetReg(op.RegC, size), src));
+                break;
+            case Bmi2Op.Pext:
+                SetReg(op.RegA, size, BitManip.Extract(GetReg(op.RegC, size), src));
+                break;
+            case Bmi2Op.Mulx:
+            {
+                ulong d = GetReg(2, size);
+                ulong hi, lo;
+                if (size == 8)
+                {
+                    hi = Math.BigMul(d, src, out lo);
+                }
+                else
+                {
+                    ulong p = d * src;
+                    hi = p >> 32;
+                    lo = (uint)p;
+                }
+                SetReg(op.RegC, size, lo);
+                SetReg(op.RegA, size, hi); // the high half wins when both name the same register
+                break;
+            }
+            case Bmi2Op.Rorx:
+                SetReg(op.RegA, size, BitManip.RotateRight(src, (int)op.Imm, size));
+                break;
+            default:
+                SetReg(op.RegA, size, BitManip.Shift((Bmi2Op)op.Cond, src, GetReg(op.RegC, size), size));
                 break;
         }
     }

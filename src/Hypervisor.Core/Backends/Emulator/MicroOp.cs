@@ -65,6 +65,10 @@ internal enum OpKind : ushort
     X87Unary,     // Cond = X87Unary
     X87Control,   // Cond = X87Control, Rep = 1 waits (checks for a pending exception first)
     X87Fcmov,     // Cond = condition (x86 tttn), RegB = ST index
+    Bmi2,         // Cond = Bmi2Op: RegA = destination (mulx: high half), B = r/m, RegC = the VEX.vvvv register, Imm (rorx)
+    AddCarryX,    // adcx (Cond 0, carry in CF) / adox (Cond 1, carry in OF)
+    Movbe,        // A = register or memory, B = memory or register
+    Rdtscp,
     Undefined,    // #UD (ud2, opcodes this CPU model does not have)
     ExtensionLast = Undefined,
     // Specialized forms (chosen at decode time for the hottest shapes: 32/64-bit register and immediate operands).

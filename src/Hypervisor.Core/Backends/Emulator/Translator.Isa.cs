@@ -242,12 +242,51 @@ internal static partial class Translator
                 op.Aligned = true;
                 return true;
 
+            // BMI2, ADX, MOVBE, RDTSCP
+            case Mnemonic.Bzhi: return Bmi2(in ins, ref op, Bmi2Op.Bzhi, vvvvOperand: 2, rmOperand: 1);
+            case Mnemonic.Pdep: return Bmi2(in ins, ref op, Bmi2Op.Pdep, vvvvOperand: 1, rmOperand: 2);
+            case Mnemonic.Pext: return Bmi2(in ins, ref op, Bmi2Op.Pext, vvvvOperand: 1, rmOperand: 2);
+            case Mnemonic.Mulx: return Bmi2(in ins, ref op, Bmi2Op.Mulx, vvvvOperand: 1, rmOperand: 2);
+            case Mnemonic.Sarx: return Bmi2(in ins, ref op, Bmi2Op.Sarx, vvvvOperand: 2, rmOperand: 1);
+            case Mnemonic.Shlx: return Bmi2(in ins, ref op, Bmi2Op.Shlx, vvvvOperand: 2, rmOperand: 1);
+            case Mnemonic.Shrx: return Bmi2(in ins, ref op, Bmi2Op.Shrx, vvvvOperand: 2, rmOperand: 1);
+            case Mnemonic.Rorx:
+                if (!Bmi2(in ins, ref op, Bmi2Op.Rorx, vvvvOperand: -1, rmOperand: 1))
+                {
+                    return false;
+                }
+                op.Imm = ins.GetImmediate(2) & 0xFF;
+                return true;
+            case Mnemonic.Adcx:
+            case Mnemonic.Adox:
+                if (!Binary(in ins, ref op, OpKind.AddCarryX) || op.A != Loc.Reg || op.Size < 4)
+                {
+                    return false;
+                }
+                op.Cond = (byte)(m == Mnemonic.Adox ? 1 : 0);
+                return true;
+            case Mnemonic.Movbe:
+                return Binary(in ins, ref op, OpKind.Movbe) && op.Size >= 2 && op.B != Loc.Imm;
+            case Mnemonic.Rdtscp:
+                op.Kind = OpKind.Rdtscp;
+                return true;
+
             // #UD: undefined opcodes, and instructions of features this CPU model does not have (CPUID says so).
             case Mnemonic.Ud0: case Mnemonic.Ud1: case Mnemonic.Ud2:
                 op.Kind = OpKind.Undefined;
                 return true;
             default:
-                return TranslateX87(in ins, ref op);
+                if (TranslateX87(in ins, ref op))
+                {
+                    return true;
+                }
+                if (IsAbsentFeature(in ins))
+                {
+                    op = default;
+                    op.Kind = OpKind.Undefined;
+                    return true;
+                }
+                return false;
         }
     }
 
@@ -367,5 +406,53 @@ internal static partial class Translator
         op.Size = (byte)elementSize;
         op.Imm = ins.GetImmediate(2) & (ulong)((16 / elementSize) - 1);
         return true;
+    }
+
+    /// <summary>bzhi/pdep/pext/mulx/sarx/shlx/shrx/rorx: destination, the VEX.vvvv register and the r/m operand.</summary>
+    private static bool Bmi2(in Instruction ins, ref MicroOp op, Bmi2Op bmi, int vvvvOperand, int rmOperand)
+    {
+        if (ins.OpCount != 3 || ins.Op0Kind != OpKind_Register || !Gpr(ins.Op0Register, out op.RegA, out int size) || size < 4
+            || !Operand(in ins, rmOperand, ref op.B, ref op.RegB, ref op) || op.B == Loc.Imm)
+        {
+            return false;
+        }
+        if (vvvvOperand >= 0 && !Gpr(ins.GetOpRegister(vvvvOperand), out op.RegC, out _))
+        {
+            return false;
+        }
+        op.Kind = OpKind.Bmi2;
+        op.A = Loc.Reg;
+        op.Cond = (byte)bmi;
+        op.Size = (byte)size;
+        return true;
+    }
+
+    /// <summary>
+    /// Instructions of ISA extensions this CPU model does not have (its CPUID does not advertise them): they raise #UD
+    /// as on such a processor. AVX and its successors also require OS-enabled XSAVE state, which is absent too.
+    /// MMX is not among them: it is part of x86-64, so an MMX instruction is an emulator gap (unsupported), not a guest error.
+    /// </summary>
+    private static bool IsAbsentFeature(in Instruction ins)
+    {
+        if (ins.Encoding is EncodingKind.VEX or EncodingKind.EVEX or EncodingKind.XOP or EncodingKind.D3NOW or EncodingKind.MVEX)
+        {
+            return true; // BMI1/BMI2 (the only VEX forms this model has) are decoded before this
+        }
+        foreach (CpuidFeature f in ins.Code.CpuidFeatures())
+        {
+            switch (f)
+            {
+                case CpuidFeature.XSAVE: case CpuidFeature.XSAVEC: case CpuidFeature.XSAVEOPT: case CpuidFeature.XSAVES:
+                case CpuidFeature.RDRAND: case CpuidFeature.RDSEED: case CpuidFeature.PCLMULQDQ: case CpuidFeature.AES:
+                case CpuidFeature.SHA: case CpuidFeature.SSE4A: case CpuidFeature.D3NOW: case CpuidFeature.D3NOWEXT:
+                case CpuidFeature.GFNI: case CpuidFeature.CLWB: case CpuidFeature.CLZERO: case CpuidFeature.RDPID:
+                case CpuidFeature.MONITOR: case CpuidFeature.MONITORX: case CpuidFeature.WAITPKG: case CpuidFeature.SERIALIZE:
+                case CpuidFeature.MOVDIRI: case CpuidFeature.MOVDIR64B:
+                    return true;
+                default:
+                    break;
+            }
+        }
+        return false;
     }
 }
