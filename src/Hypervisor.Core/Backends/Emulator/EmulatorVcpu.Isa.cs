@@ -75,6 +75,16 @@ internal sealed unsafe partial class EmulatorVcpu
         ref Vector128<byte> dst = ref _x[op.RegA & 15];
         switch (op.Kind)
         {
+            case OpKind.SseArith when op.Size2 == (byte)SseShape.Sd:
+            {
+                // The hottest FP form (scalar double): no vector shuffling, only the low lane is written.
+                ulong b = op.B == Loc.Reg ? _x[op.RegB].AsUInt64().ToScalar() : Load64(Ea(ref op));
+                uint flags = 0;
+                ulong r = SseFloat.Arith64((SseOp)op.Cond, dst.AsUInt64().ToScalar(), b, _fpu.Mxcsr, ref flags);
+                SimdFlags(flags);
+                Unsafe.As<Vector128<byte>, ulong>(ref dst) = r;
+                break;
+            }
             case OpKind.SseArith:
             {
                 uint flags = 0;
