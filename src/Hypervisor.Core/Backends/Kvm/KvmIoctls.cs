@@ -50,6 +50,10 @@ internal static class KvmIoctls
     internal const ulong KVM_GET_SREGS = 0x8138_AE83;
     /// <summary><c>_IOW(KVMIO, 0x84, struct kvm_sregs)</c>.</summary>
     internal const ulong KVM_SET_SREGS = 0x4138_AE84;
+    /// <summary><c>_IOWR(KVMIO, 0x88, struct kvm_msrs)</c>.</summary>
+    internal const ulong KVM_GET_MSRS = 0xC008_AE88;
+    /// <summary><c>_IOW(KVMIO, 0x89, struct kvm_msrs)</c>.</summary>
+    internal const ulong KVM_SET_MSRS = 0x4008_AE89;
     /// <summary><c>_IOW(KVMIO, 0x90, struct kvm_cpuid2)</c>.</summary>
     internal const ulong KVM_SET_CPUID2 = 0x4008_AE90;
 

@@ -84,6 +84,31 @@ internal struct kvm_cpuid2
     public uint padding;
 }
 
+/// <summary><c>struct kvm_msrs</c> header (8 bytes); <c>nmsrs</c> entries of <see cref="kvm_msr_entry"/> follow it.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_msrs
+{
+    public uint nmsrs;
+    public uint pad;
+}
+
+/// <summary><c>struct kvm_msr_entry</c> (16 bytes).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_msr_entry
+{
+    public uint index;
+    public uint reserved;
+    public ulong data;
+}
+
+/// <summary>A <see cref="kvm_msrs"/> block with one entry, for <c>KVM_GET_MSRS</c> / <c>KVM_SET_MSRS</c> of a single MSR.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_msrs_one
+{
+    public kvm_msrs header;
+    public kvm_msr_entry entry;
+}
+
 /// <summary>
 /// The parts of <c>struct kvm_run</c> (the page shared with the kernel per vCPU, 2352 bytes of defined layout)
 /// that the backend uses: the header, the exit union members for <c>KVM_EXIT_IO</c>, <c>KVM_EXIT_MMIO</c>,

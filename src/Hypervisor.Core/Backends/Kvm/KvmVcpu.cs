@@ -44,8 +44,12 @@ internal sealed unsafe class KvmVcpu : IVcpu
         _kickSignal = kickSignal;
     }
 
-    /// <summary>Maps the vCPU's <c>kvm_run</c>, sets CPUID, long-mode control and segment state, and the start registers; takes ownership of <paramref name="fd"/>.</summary>
-    internal static KvmVcpu Create(KvmFd fd, int mmapSize, byte[] cpuid, GuestMemory memory, in VcpuStartState start)
+    /// <summary>
+    /// Maps the vCPU's <c>kvm_run</c>, sets CPUID, long-mode control and segment state (under PVM: user-accessible
+    /// page tables and the PVM bootstrap, see <see cref="KvmPvm"/>), and the start registers; takes ownership of
+    /// <paramref name="fd"/>.
+    /// </summary>
+    internal static KvmVcpu Create(KvmFd fd, int mmapSize, byte[] cpuid, GuestMemory memory, in VcpuStartState start, KvmFlavor flavor, int id)
     {
         KvmRunMapping? mapping = null;
         try
@@ -54,12 +58,16 @@ internal sealed unsafe class KvmVcpu : IVcpu
             mapping = KvmRunMapping.Map(fd, mmapSize);
             var vcpu = new KvmVcpu(fd, mapping, kick);
             vcpu.SetCpuid(cpuid);
-            vcpu.SetLongMode(LongModeSetup.Write(memory));
-            vcpu.SetRegisters(start);
+            vcpu.SetLongMode(LongModeSetup.Write(memory, userPages: flavor == KvmFlavor.Pvm));
             // Ask the kernel to store the general-purpose registers into kvm_run.s.regs at every exit.
             vcpu._run->kvm_valid_regs = KVM_SYNC_X86_REGS;
             vcpu._run->kvm_dirty_regs = 0;
             vcpu._run->immediate_exit = 0;
+            if (flavor == KvmFlavor.Pvm)
+            {
+                vcpu.BootstrapPvm(memory, id, start);
+            }
+            vcpu.SetRegisters(start);
             return vcpu;
         }
         catch
@@ -116,6 +124,50 @@ internal sealed unsafe class KvmVcpu : IVcpu
         if (_fd.Ioctl(KVM_SET_SREGS, &sregs, out errno) < 0)
         {
             throw KvmError.Unavailable("KVM_SET_SREGS (flat 64-bit long mode)", errno);
+        }
+    }
+
+    /// <summary>
+    /// Runs the PVM bootstrap stub (<see cref="KvmPvm.WriteBootstrap"/>) to its <c>hlt</c>: afterwards the vCPU
+    /// runs natively, and <see cref="SetRegisters"/> loads the real start state. Throws
+    /// <see cref="BackendUnavailableException"/> with what happened instead.
+    /// </summary>
+    private void BootstrapPvm(GuestMemory memory, int id, in VcpuStartState start)
+    {
+        ulong stub = GuestLayout.PvmBootstrap + (ulong)id * GuestLayout.PvmBootstrapStride;
+        ulong vcpuStruct = GuestLayout.PvmVcpuStructs + (ulong)id * EntryConvention.PageSize;
+        memory.Clear(new GuestAddress(vcpuStruct), EntryConvention.PageSize);
+        int length = KvmPvm.WriteBootstrap(memory.GetSpan(new GuestAddress(stub), KvmPvm.BootstrapLength), vcpuStruct);
+        SetRegisters(new VcpuStartState(stub, start.Rsp, 0));
+
+        VcpuExit exit;
+        var watchdog = new Timer(static v => ((KvmVcpu)v!).Interrupt(), this, KvmPvm.BootstrapTimeout, Timeout.InfiniteTimeSpan);
+        try
+        {
+            exit = Run();
+        }
+        finally
+        {
+            // Wait for a callback that may be running, then forget any kick it made.
+            using var stopped = new ManualResetEvent(false);
+            if (watchdog.Dispose(stopped))
+            {
+                stopped.WaitOne();
+            }
+            _run->immediate_exit = 0;
+            Volatile.Write(ref _interruptPending, 0);
+        }
+        _ranOnce = false;
+
+        ulong halt = stub + (ulong)length;
+        if (exit.Kind != VcpuExitKind.Halt || exit.Rip != halt)
+        {
+            string what = exit.Kind == VcpuExitKind.Interrupted ? $"did not finish within {KvmPvm.BootstrapTimeout.TotalSeconds:0} s" : $"ended with {exit.Kind} at 0x{exit.Rip:x}{(exit.Detail is null ? "" : $" ({exit.Detail})")}";
+            throw new BackendUnavailableException($"KVM under PVM: the bootstrap that registers the PVM vCPU struct {what}, not with a halt at 0x{halt:x}");
+        }
+        if (!KvmPvm.TryGetMsr(_fd, KvmPvm.MsrVcpuStruct, out ulong registered) || (registered & ~(EntryConvention.PageSize - 1)) != vcpuStruct)
+        {
+            throw new BackendUnavailableException($"KVM under PVM: after the bootstrap, MSR 0x{KvmPvm.MsrVcpuStruct:x} reads 0x{registered:x}, not the vCPU struct at 0x{vcpuStruct:x}");
         }
     }
 
