@@ -131,6 +131,71 @@ public sealed class KvmBackendTests
         Assert.Equal(0UL, vcpu.GetRegisters().R12);
     }
 
+    /// <summary>
+    /// The entry convention's registers reach the guest's first instruction untouched, whatever ran before it (under
+    /// PVM a host bootstrap stub uses rax, rcx and rdx): rip = entry, rdi = boot info, rsp as given, the other
+    /// general-purpose registers 0, RFLAGS = 0x2. One difference is PVM's own: it runs the guest at hardware CPL 3
+    /// with the hardware IF always set and keeps the guest's IF in the PVM vCPU struct, so <c>pushf</c> shows IF=1
+    /// there (PVM spec, "Underlying RFLAGS: IOPL=VM=VIF=VIP=0, IF=1").
+    /// </summary>
+    [KvmFact]
+    public void Guest_starts_with_the_entry_convention_registers()
+    {
+        var a = new Assembler(64);
+        a.pushfq();
+        a.pop(r9);
+        a.mov(r8, rax);
+        a.mov(r10, rcx);
+        a.mov(rsi, r9);
+        a.mov(eax, 0x77);
+        a.mov(rbx, GuestLayout.HypercallPage);
+        a.call(rbx); // rdi (boot info) and rdx travel unchanged
+        a.hlt();
+        using var memory = NewMemory(Assemble(a), 4UL << 20);
+        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        VcpuRegisters before = vcpu.GetRegisters();
+        Assert.Equal(ImageBase, before.Rip);
+        Assert.Equal(memory.Size, before.Rsp);
+        Assert.Equal(GuestLayout.BootInfo, before.Rdi);
+        Assert.Equal(0UL, before.Rax | before.Rcx | before.Rdx);
+
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Hypercall, exit.Kind);
+        HypercallArgs h = vcpu.GetHypercallArgs();
+        const ulong InterruptFlag = 0x200;
+        Assert.Equal(new HypercallArgs(0x77, GuestLayout.BootInfo, 0x2, 0, 0, 0), h with { A2 = h.A2 & ~InterruptFlag });
+        Assert.Equal(KvmPvm.ServesDevKvm() ? InterruptFlag : 0, h.A2 & InterruptFlag);
+    }
+
+    /// <summary>Compilers emit SSE in every guest; under kvm_pvm it failed until the backend bootstrapped PVM mode.</summary>
+    [KvmFact]
+    public void Sse_runs()
+    {
+        var a = new Assembler(64);
+        a.mov(ecx, 20);
+        a.cvtsi2sd(xmm0, rcx);
+        a.mulsd(xmm0, xmm0);
+        a.sqrtsd(xmm1, xmm0);
+        a.addsd(xmm1, xmm0);
+        a.cvttsd2si(rdi, xmm1);
+        a.pxor(xmm2, xmm2);
+        a.movdqu(__xmmword_ptr[rsp - 32], xmm1);
+        a.mov(rsi, __qword_ptr[rsp - 32]);
+        a.mov(eax, 0x78);
+        a.mov(rbx, GuestLayout.HypercallPage);
+        a.call(rbx);
+        a.hlt();
+        using var memory = NewMemory(Assemble(a), 4UL << 20);
+        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        VcpuExit exit = vcpu.Run();
+        Assert.True(exit.Kind == VcpuExitKind.Hypercall, $"{exit.Kind} at 0x{exit.Rip:x}: {exit.Detail}");
+        HypercallArgs h = vcpu.GetHypercallArgs();
+        Assert.Equal(420UL, h.A1); // sqrt(400) + 400
+        Assert.Equal(BitConverter.DoubleToUInt64Bits(420.0), h.A2);
+    }
+
     [KvmFact]
     public void Interrupt_from_another_thread_stops_a_spinning_guest()
     {

@@ -28,7 +28,6 @@ internal enum KvmFlavor
 /// first runs a host-written bootstrap stub in host-reserved memory (WRMSR, HLT) and only then starts at the
 /// guest's entry with the registers the entry convention promises: guests see nothing of it.
 /// </summary>
-[SupportedOSPlatform("linux")]
 internal static class KvmPvm
 {
     /// <summary>The kernel module whose <c>/dev/kvm</c> this is about.</summary>
@@ -77,6 +76,7 @@ internal static class KvmPvm
     /// Checks that this <c>kvm_pvm</c> has the MSR interface the bootstrap relies on: a scratch vCPU's
     /// <see cref="MsrSignature"/> reads <see cref="Signature"/>. Null when it does, otherwise why not.
     /// </summary>
+    [SupportedOSPlatform("linux")]
     internal static string? CheckInterface(Kvm kvm)
     {
         try
@@ -101,6 +101,7 @@ internal static class KvmPvm
     }
 
     /// <summary><c>KVM_GET_MSRS</c> of one MSR; false when the kernel does not know it.</summary>
+    [SupportedOSPlatform("linux")]
     internal static unsafe bool TryGetMsr(KvmFd vcpu, uint index, out ulong value)
     {
         var msrs = new kvm_msrs_one { header = new kvm_msrs { nmsrs = 1 }, entry = new kvm_msr_entry { index = index } };
