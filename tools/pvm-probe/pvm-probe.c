@@ -157,7 +157,7 @@ struct variant {
     uint64_t hval;
 };
 
-enum { PROG_SSE, PROG_SYSCALL, PROG_CPUID, PROG_LOOP_SSE, PROG_UD2, PROG_MMIO, PROG_HLT, PROG_PF, PROG_MMIO_GPA, PROG_EXITS };
+enum { PROG_SSE, PROG_SYSCALL, PROG_CPUID, PROG_LOOP_SSE, PROG_UD2, PROG_MMIO, PROG_HLT, PROG_PF, PROG_MMIO_GPA, PROG_EXITS, PROG_PUSHF };
 
 static const uint64_t OUR_CR0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
 static const uint64_t OUR_CR4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
@@ -252,6 +252,10 @@ static void write_guest(uint8_t *mem, int prog, uint32_t gmsr, uint64_t gval)
         o += emit(c + o, "\xb8\x07\x00\x00\x00", 5); /* 1: mov eax, 7 */
         o += emit(c + o, "\xe6\xe2", 2);                 /* out 0xE2, al */
         o += emit(c + o, "\xff\xcb\x75\xf5", 4);         /* dec ebx; jnz 1b */
+        break;
+    case PROG_PUSHF:
+        o += emit(c + o, "\x9c\x5f", 2); /* pushfq; pop rdi */
+        o += emit_stage(c + o, 2);
         break;
     case PROG_CPUID:
         o += emit(c + o, "\xb8\x00\x00\x00\x40", 5); /* mov eax, 0x40000000 */
@@ -574,30 +578,117 @@ static void dump_page(const uint8_t *mem, uint64_t gpa)
     printf("\n");
 }
 
+static int parse_variant(struct variant *v, int argc, char **argv)
+{
+    for (int a = 0; a < argc; a++) {
+        char key[16];
+        unsigned long long val;
+        if (sscanf(argv[a], "%15[^=]=%lli", key, &val) != 2) { fprintf(stderr, "bad %s\n", argv[a]); return -1; }
+        if (!strcmp(key, "cs")) v->cs = val;
+        else if (!strcmp(key, "ds")) v->ds = val;
+        else if (!strcmp(key, "cr0")) v->cr0 = val;
+        else if (!strcmp(key, "cr4")) v->cr4 = val;
+        else if (!strcmp(key, "efer")) v->efer = val;
+        else if (!strcmp(key, "rflags")) v->rflags = val;
+        else if (!strcmp(key, "star")) v->star = val;
+        else if (!strcmp(key, "prog")) v->code = val;
+        else if (!strcmp(key, "trnull")) v->tr_null = val;
+        else if (!strcmp(key, "cpuid")) v->cpuid_add = val;
+        else if (!strcmp(key, "gmsr")) v->gmsr = val;
+        else if (!strcmp(key, "gval")) v->gval = val;
+        else if (!strcmp(key, "user")) v->user_pages = val;
+        else if (!strcmp(key, "hmsr")) v->hmsr = val;
+        else if (!strcmp(key, "hval")) v->hval = val;
+        else { fprintf(stderr, "unknown key %s\n", key); return -1; }
+    }
+    return 0;
+}
+
+/* Runs fn(arg) in a child process killed after `seconds` (a vCPU that never exits must not hang the probe). */
+static void isolated(unsigned seconds, void (*fn)(const void *), const void *arg)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(seconds);
+        fn(arg);
+        fflush(stdout);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status))
+        printf("  (no exit: the child was killed by signal %d after at most %u s)\n", WTERMSIG(status), seconds);
+}
+
+static void run_variant_isolated(const void *v) { run_variant(v, 0); }
+static void boot_isolated(const void *prog) { boot(*(const int *)prog); }
+
+#define OURS .cs = 0x08, .ds = 0x10, .cr0 = OUR_CR0, .cr4 = OUR_CR4, .efer = OUR_EFER, .rflags = 0x2
+#define NATIVE OURS, .user_pages = 1, .gmsr = MSR_PVM_VCPU_STRUCT_FORK, .gval = 0x30000
+
+/*
+ * The experiments, in the order the README tells them. Each runs one tiny guest (see write_guest) in a child
+ * process; "stage" exits are `out 0xE2, al` with rax = the stage number (5: after the guest's WRMSR, 1: start of
+ * the program, 2: after the program's work, 3: before its final hlt).
+ */
+static const struct variant experiments[] = {
+    { .name = "emulated", OURS, .code = PROG_SSE,
+      .why = "the backend's vCPU state before this work (flat long mode, CS 0x08, CR0 PE|MP|ET|NE|WP|PG, CR4 "
+             "PAE|OSFXSR|OSXMMEXCPT, EFER LME|LMA): PVM keeps it in non-PVM mode, run by KVM's instruction "
+             "emulator; the first SSE instruction (pxor, 66 0f ef c0) ends the run with KVM_EXIT_INTERNAL_ERROR, "
+             "suberror 1 (emulation failed) and the instruction bytes" },
+    { .name = "emulated-spec-state", .cs = 0x10, .ds = 0x18, .cr0 = OUR_CR0 | CR0_AM,
+      .cr4 = OUR_CR4 | CR4_FSGSBASE | CR4_OSXSAVE, .efer = OUR_EFER | EFER_SCE | EFER_NXE, .rflags = 0x202,
+      .star = (0x10ull << 32) | (0x23ull << 48), .cpuid_add = 1, .code = PROG_SSE,
+      .why = "the state the upstream PVM spec asks for, as far as KVM_SET_SREGS accepts it (CR0 +AM; CR4 "
+             "+FSGSBASE +OSXSAVE, which needed the CPUID bits added; EFER +SCE +NXE; the host's kernel selectors "
+             "0x10/0x18; MSR_STAR with kernel CS 0x10, user32 CS 0x23; IF=1): still emulated. CR4.PCIDE is refused "
+             "(KVM_SET_SREGS: EINVAL) even with PCID in the vCPU's CPUID" },
+    { .name = "emulated-loop", OURS, .code = PROG_LOOP_SSE,
+      .why = "100,000 iterations of dec/jnz: about a microsecond per instruction, i.e. emulated" },
+    { .name = "native-without-user-pages", OURS, .gmsr = MSR_PVM_VCPU_STRUCT_FORK, .gval = 0x30000,
+      .code = PROG_SSE,
+      .why = "the guest WRMSRs its vCPU struct (0x30000) to MSR 0x4b564d10 with the page tables' U/S bit clear: "
+             "the vCPU leaves emulation and never exits again (a fault loop on supervisor-only pages at CPL 3)" },
+    { .name = "native", NATIVE, .code = PROG_SSE,
+      .why = "the same with U/S set in every page-table entry: SSE runs (rbx = 5 from cvtsd2si), port I/O exits "
+             "with KVM_EXIT_IO, hlt with KVM_EXIT_HLT" },
+    { .name = "native-loop", NATIVE, .code = PROG_LOOP_SSE,
+      .why = "the 100,000-iteration loop now takes microseconds: native execution" },
+    { .name = "native-mmio", NATIVE, .code = PROG_MMIO_GPA,
+      .why = "a store and a load to a mapped guest-physical address without a memory slot: KVM_EXIT_MMIO, the "
+             "load completed with the VMM's data (rbx)" },
+    { .name = "native-ud2", NATIVE, .code = PROG_UD2,
+      .why = "an exception with no handler (ud2): KVM_EXIT_SHUTDOWN, as on hardware KVM with an empty IDT" },
+    { .name = "native-page-fault", NATIVE, .code = PROG_PF,
+      .why = "a load from an unmapped linear address: KVM_EXIT_SHUTDOWN" },
+    { .name = "native-cpuid", NATIVE, .code = PROG_CPUID,
+      .why = "CPUID 0x40000000 at hardware CPL 3 is still intercepted: the vCPU's KVM signature, not the host's" },
+    { .name = "native-pushf", NATIVE, .code = PROG_PUSHF,
+      .why = "pushf shows IF=1 (rdi = 0x202) though the vCPU was started with RFLAGS 0x2: PVM runs the guest "
+             "with the hardware IF set and keeps the guest's IF in the vCPU struct" },
+    { .name = "vcpu-struct-on-page-table", OURS, .user_pages = 1, .gmsr = MSR_PVM_VCPU_STRUCT_FORK, .gval = 0x10000,
+      .code = PROG_SSE,
+      .why = "the MSR value is a guest-physical page that PVM writes to: pointed at the PML4, the guest dies "
+             "(KVM_EXIT_SHUTDOWN)" },
+    { .name = "vcpu-struct-outside-memory", OURS, .user_pages = 1, .gmsr = MSR_PVM_VCPU_STRUCT_FORK,
+      .gval = 0x800000, .code = PROG_SSE, .why = "pointed outside guest memory: KVM_EXIT_SHUTDOWN" },
+    { .name = "vcpu-struct-page-zero", OURS, .user_pages = 1, .gmsr = MSR_PVM_VCPU_STRUCT_FORK, .gval = 0x1,
+      .code = PROG_SSE, .why = "values below 0x1000 (page 0) leave the vCPU emulated" },
+    { .name = "host-set-msr", OURS, .user_pages = 1, .hmsr = MSR_PVM_VCPU_STRUCT_FORK, .hval = 0x30001,
+      .code = PROG_SSE,
+      .why = "the VMM sets the MSR itself with KVM_SET_MSRS (accepted only with bit 0 set; reads back with bit 10 "
+             "added): SSE runs natively, but after a few exits the final hlt goes astray (rip 0x3fffff, "
+             "KVM_EXIT_INTERNAL_ERROR); hence the backend's guest-side bootstrap" },
+    { .name = "exit-cost-emulated", OURS, .code = PROG_EXITS,
+      .why = "10,000 `out` round trips in emulated mode" },
+    { .name = "exit-cost-native", NATIVE, .code = PROG_EXITS,
+      .why = "10,000 `out` round trips in native mode: slower than emulated, every one is a trap at CPL 3" },
+};
+
 int main(int argc, char **argv)
 {
-    const uint64_t full_cr0 = OUR_CR0 | CR0_AM;
-    const uint64_t pvm_cr4 = OUR_CR4 | CR4_FSGSBASE | CR4_PCIDE | CR4_OSXSAVE;
-    const uint64_t pvm_efer = OUR_EFER | EFER_SCE | EFER_NXE;
-    /* host __KERNEL_CS = 0x10, __KERNEL_DS = 0x18, __USER32_CS = 0x23 (so user CS 0x33, user DS 0x2b) */
-    const uint64_t host_star = (0x10ull << 32) | (0x23ull << 48);
-    const struct variant variants[] = {
-        { "ours", "the backend's state today: CS 0x08, CR0 without AM, CR4 PAE|OSFXSR|OSXMMEXCPT, EFER LME|LMA",
-          0x08, 0x10, OUR_CR0, OUR_CR4, OUR_EFER, 0x2, 0, 0, PROG_SSE },
-        { "ours-if", "ours with RFLAGS.IF=1", 0x08, 0x10, OUR_CR0, OUR_CR4, OUR_EFER, 0x202, 0, 0, PROG_SSE },
-        { "cr-pvm", "ours with PVM's CR0 (AM), CR4 (FSGSBASE|PCIDE|OSXSAVE) and EFER (SCE|NXE)",
-          0x08, 0x10, full_cr0, pvm_cr4, pvm_efer, 0x202, 0, 0, PROG_SSE },
-        { "host-sel", "cr-pvm with the host's kernel selectors (CS 0x10, DS 0x18)",
-          0x10, 0x18, full_cr0, pvm_cr4, pvm_efer, 0x202, 0, 0, PROG_SSE },
-        { "host-sel-star", "host-sel with MSR_STAR = host's (kernel CS 0x10, user32 CS 0x23)",
-          0x10, 0x18, full_cr0, pvm_cr4, pvm_efer, 0x202, host_star, 0, PROG_SSE },
-        { "ours-star", "ours (CS 0x08) with MSR_STAR kernel CS 0x08, user32 CS 0x23",
-          0x08, 0x10, OUR_CR0, OUR_CR4, OUR_EFER, 0x2, (0x08ull << 32) | (0x23ull << 48), 0, PROG_SSE },
-        { "syscall", "host-sel-star guest issuing SYSCALL (a PVM hypercall from supervisor mode)",
-          0x10, 0x18, full_cr0, pvm_cr4, pvm_efer, 0x202, host_star, 0, PROG_SYSCALL },
-        { "cpuid", "host-sel-star guest reading CPUID 0x40000000", 0x10, 0x18, full_cr0, pvm_cr4, pvm_efer, 0x202,
-          host_star, 0, PROG_CPUID },
-    };
     setvbuf(stdout, NULL, _IOLBF, 0);
     kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (kvm < 0) die("open /dev/kvm");
@@ -611,57 +702,44 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc > 1 && !strcmp(argv[1], "try")) {
-        /* try key=value...: one variant from the command line, for exploring (cs ds cr0 cr4 efer rflags star prog) */
-        struct variant v = variants[0];
-        v.name = "try", v.why = "from the command line";
-        for (int a = 2; a < argc; a++) {
-            char key[16];
-            unsigned long long val;
-            if (sscanf(argv[a], "%15[^=]=%lli", key, &val) != 2) { fprintf(stderr, "bad %s\n", argv[a]); return 64; }
-            if (!strcmp(key, "cs")) v.cs = val;
-            else if (!strcmp(key, "ds")) v.ds = val;
-            else if (!strcmp(key, "cr0")) v.cr0 = val;
-            else if (!strcmp(key, "cr4")) v.cr4 = val;
-            else if (!strcmp(key, "efer")) v.efer = val;
-            else if (!strcmp(key, "rflags")) v.rflags = val;
-            else if (!strcmp(key, "star")) v.star = val;
-            else if (!strcmp(key, "prog")) v.code = val;
-            else if (!strcmp(key, "trnull")) v.tr_null = val;
-            else if (!strcmp(key, "cpuid")) v.cpuid_add = val;
-            else if (!strcmp(key, "gmsr")) v.gmsr = val;
-            else if (!strcmp(key, "gval")) v.gval = val;
-            else if (!strcmp(key, "user")) v.user_pages = val;
-            else if (!strcmp(key, "hmsr")) v.hmsr = val;
-            else if (!strcmp(key, "hval")) v.hval = val;
-            else { fprintf(stderr, "unknown key %s\n", key); return 64; }
-        }
+        struct variant v = { OURS, .name = "try", .why = "from the command line" };
+        if (parse_variant(&v, argc - 2, argv + 2) < 0) return 64;
         alarm(5);
         run_variant(&v, 1);
         if (v.gmsr && v.gval < MEM_SIZE) dump_page(guest_mem, v.gval & ~0xfffull);
         return 0;
     }
     int all = argc < 2;
-    if (all || !strcmp(argv[1], "system"))
+    for (int a = 1; a < argc; a++) all |= !strcmp(argv[a], "all");
+    int want_system = all;
+    for (int a = 1; a < argc; a++) want_system |= !strcmp(argv[a], "system");
+    if (want_system) {
         report_system();
-    int first = 1;
-    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        printf("== reset state and MSRs of a fresh vCPU\n");
+        struct variant fresh = { OURS, .name = "fresh", .why = "", .code = PROG_HLT };
+        run_variant(&fresh, 1);
+        printf("== guest RDMSR of 0x4b564d00..0x4b564dff (KVM_CAP_X86_USER_SPACE_MSR: unknown indexes come to the VMM)\n");
+        scan_msrs(0x4b564d00, 0x4b564e00, 0, 0);
+        printf("== guest WRMSR 0x4b564d10 = 0x1f, RDMSR back\n");
+        scan_msrs(0x4b564d10, 0x4b564d11, 1, 0x1f);
+        printf("== guest WRMSR 0x4b564d10 = 0x7e0 (bits 5..10 are dropped), RDMSR back\n");
+        scan_msrs(0x4b564d10, 0x4b564d11, 1, 0x7e0);
+    }
+    for (size_t i = 0; i < sizeof experiments / sizeof experiments[0]; i++) {
         int wanted = all;
-        for (int a = 1; a < argc; a++)
-            wanted |= !strcmp(argv[a], variants[i].name) || !strcmp(argv[a], "cases");
+        for (int a = 1; a < argc; a++) wanted |= !strcmp(argv[a], experiments[i].name);
         if (!wanted) continue;
-        printf("== case %s: %s\n", variants[i].name, variants[i].why);
-        fflush(stdout);
-        pid_t pid = fork();
-        if (pid == 0) {
-            alarm(5);
-            run_variant(&variants[i], first);
-            fflush(stdout);
-            _exit(0);
+        printf("== %s: %s\n", experiments[i].name, experiments[i].why);
+        isolated(strstr(experiments[i].name, "without-user") ? 2 : 5, run_variant_isolated, &experiments[i]);
+    }
+    if (all || (argc > 1 && !strcmp(argv[1], "backend"))) {
+        static const int progs[] = { PROG_SSE, PROG_MMIO_GPA };
+        for (size_t i = 0; i < 2; i++) {
+            printf("== backend-bootstrap (program %d): what the KVM backend does: the vCPU starts at a stub at 0x%x "
+                   "(mov ecx, 0x4b564d10; mov eax, 0x%x; mov edx, 0; wrmsr; hlt), then KVM_SET_REGS loads the "
+                   "entry state\n", progs[i], STUB, PVCS);
+            isolated(5, boot_isolated, &progs[i]);
         }
-        int status;
-        waitpid(pid, &status, 0);
-        if (WIFSIGNALED(status)) printf("  (child killed by signal %d)\n", WTERMSIG(status));
-        first = 0;
     }
     return 0;
 }
