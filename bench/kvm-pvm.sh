@@ -66,13 +66,12 @@ net_emu="$("${devbench[@]}" net artifacts/guests "$NET_ROUNDS" "$RUNS" emulator)
 net_kvm="$("${devbench[@]}" net artifacts/guests "$NET_ROUNDS" "$RUNS" kvm)"
 
 section="$(cat <<EOF
-
 # KVM under PVM (kvm_pvm) vs the emulator
 
 Command: \`COUNT=$COUNT ROUNDS=$ROUNDS MIB=$MIB RAND=$RAND NET_ROUNDS=$NET_ROUNDS RUNS=$RUNS bench/kvm-pvm.sh\`
 Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores, Linux $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)
-KVM: ${probe#kvm*available }
+KVM: $(sed -E 's/^kvm +available +//' <<<"$probe")
 Best of $RUNS runs per row; both backends and the reference in the same run.
 
 Hypercall round trip (guest loop through the hypercall page, $COUNT calls; host completes each on the bare vCPU):
@@ -105,7 +104,8 @@ Notes: under PVM the guest runs natively at hardware CPL 3 (so compute is at nat
 VMM (a hypercall's \`out\`, an MMIO access, \`hlt\`) is a trap into kvm_pvm, its instruction emulator, a return from
 KVM_RUN and a new KVM_RUN; on this machine (itself a VM) that round trip costs tens of microseconds, against a
 fraction of a microsecond for the emulator, which never leaves the process. Device rings batch requests (one
-doorbell per batch, event suppression), so they pay that price per batch, not per request. The machine is shared
+doorbell per batch, event suppression), so they pay that price per batch, not per request; the one-way stream
+is where it shows (the receiving VM drains its queue more slowly than the sender fills it). The machine is shared
 (see the load average); rerun on a quiet machine before comparing with other sections.
 EOF
 )"
