@@ -7,6 +7,7 @@ using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Memory;
+using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Bench;
 
@@ -88,11 +89,11 @@ internal static partial class Program
         {
             VcpuExit exit = vcpu.Run();
             exits++;
-            if (exit.Kind != VcpuExitKind.Hypercall)
+            if (!HypercallTrap.IsHypercall(exit))
             {
                 throw new InvalidOperationException($"guest stopped: {exit.Kind} {exit.Detail} at 0x{exit.Rip:x}");
             }
-            HypercallArgs a = vcpu.GetHypercallArgs();
+            HypercallArgs a = HypercallTrap.ReadArguments(vcpu.GetRegisters());
             if (a.Code == 2)
             {
                 break;
@@ -100,16 +101,16 @@ internal static partial class Program
             if (a.Code == 3 && a.A2 <= 4096 && memory.TryGetSpan(new GuestAddress(a.A1), a.A2, out Span<byte> text))
             {
                 output.Append(Encoding.UTF8.GetString(text));
-                vcpu.CompleteHypercall((long)a.A2);
+                HypercallTrap.Complete(vcpu, (long)a.A2);
             }
             else
             {
-                vcpu.CompleteHypercall(-38);
+                HypercallTrap.Complete(vcpu, -38);
             }
         }
         sw.Stop();
         double cpu = ThreadCpuSeconds() - cpu0;
-        return (output.ToString(), vcpu is IInstructionCounter counter ? counter.InstructionsRetired : 0, sw.Elapsed.TotalSeconds, cpu, exits);
+        return (output.ToString(), vcpu.InstructionsRetired ?? 0, sw.Elapsed.TotalSeconds, cpu, exits);
     }
 
     /// <summary>Copies the PT_LOAD segments of a little-endian ELF64 into guest memory; returns the entry point.</summary>

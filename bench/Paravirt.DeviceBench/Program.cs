@@ -25,7 +25,7 @@ namespace Paravirt.DeviceBench;
 ///                                         the calls the block device makes); prints one markdown row per phase.
 ///   net GUEST_DIR ROUNDS RUNS [BACKEND]   two net sample VMs ping-pong over one NetSwitch; prints frames/s.
 ///   hypercall BACKEND COUNT RUNS          COUNT hypercall round trips through the hypercall page on the bare vCPU
-///                                         (Run, GetHypercallArgs, CompleteHypercall); prints the best run's
+///                                         (Run, then HypercallTrap's read and complete); prints the best run's
 ///                                         microseconds per round trip.
 /// </summary>
 internal static partial class Program
@@ -54,7 +54,7 @@ internal static partial class Program
 
     private static IHypervisorBackend[] Backends() => [new KvmBackend(), new EmulatorBackend()];
 
-    /// <summary>COUNT round trips of a guest loop that calls the hypercall page; the host completes each at once.</summary>
+    /// <summary>COUNT round trips of a guest loop that calls the hypercall page; the host completes each at once (HypercallTrap: GetRegisters, SetRegisters).</summary>
     private static int Hypercall(string backendName, int count, int runs)
     {
         const ulong ImageBase = 0x10_0000, Code = 0x1000, Done = 0x1001;
@@ -88,15 +88,15 @@ internal static partial class Program
             while (true)
             {
                 VcpuExit exit = vcpu.Run();
-                if (exit.Kind != VcpuExitKind.Hypercall)
+                if (!HypercallTrap.TryRead(vcpu, exit, out HypercallArgs args))
                 {
                     throw new InvalidOperationException($"{backendName}: {exit.Kind} at 0x{exit.Rip:x} {exit.Detail} after {trips} hypercalls");
                 }
-                if (vcpu.GetHypercallArgs().Code == Done)
+                if (args.Code == Done)
                 {
                     break;
                 }
-                vcpu.CompleteHypercall(0);
+                HypercallTrap.Complete(vcpu, 0);
                 trips++;
             }
             sw.Stop();

@@ -37,6 +37,23 @@ public sealed class KvmPvmTests
         Assert.Equal(["mov ecx,0x4b564d10", "mov eax,0x23456000", "mov edx,1", "wrmsr", "hlt"], text);
     }
 
+    [Theory]
+    [InlineData(new byte[] { 0x90, 0xE6, 0xE2 }, 0xE2, 1, 2)]            // out 0xE2, al (the hypercall stub)
+    [InlineData(new byte[] { 0x90, 0xE7, 0x80 }, 0x80, 4, 2)]            // out 0x80, eax
+    [InlineData(new byte[] { 0x66, 0xE7, 0x80 }, 0x80, 2, 3)]            // out 0x80, ax
+    [InlineData(new byte[] { 0x90, 0x90, 0xEE }, 0x1234, 1, 1)]          // out dx, al
+    [InlineData(new byte[] { 0x90, 0x90, 0xEF }, 0x1234, 4, 1)]          // out dx, eax
+    [InlineData(new byte[] { 0x90, 0x66, 0xEF }, 0x1234, 2, 2)]          // out dx, ax
+    [InlineData(new byte[] { 0x90, 0xE6, 0xE2 }, 0xE3, 1, 0)]            // imm8 names another port
+    [InlineData(new byte[] { 0x90, 0xE6, 0xE2 }, 0xE2, 4, 0)]            // width does not match the opcode
+    [InlineData(new byte[] { 0x90, 0x90, 0xEF }, 0x1234, 2, 0)]          // 16-bit needs the 66 prefix
+    [InlineData(new byte[] { 0x90, 0x90, 0x6E }, 0x1234, 1, 0)]          // outsb: left alone
+    [InlineData(new byte[] { 0xE2 }, 0xE2, 1, 0)]                         // too few bytes
+    public void Completed_out_length_is_found_from_the_bytes_before_rip(byte[] before, int port, int size, int expected)
+    {
+        Assert.Equal(expected, KvmPvm.CompletedOutLength(before, (ushort)port, (byte)size));
+    }
+
     [Fact]
     public void Pvm_pages_fit_in_the_reserved_area_between_the_command_line_and_the_page_tables()
     {

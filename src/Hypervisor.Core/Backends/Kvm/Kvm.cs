@@ -124,7 +124,7 @@ internal sealed class Kvm : IDisposable
     internal KvmFd CreateVmFd()
     {
         int fd = _fd.Ioctl(KVM_CREATE_VM, 0UL, out int errno);
-        return fd >= 0 ? new KvmFd(fd) : throw KvmError.Unavailable("KVM_CREATE_VM", errno);
+        return fd >= 0 ? new KvmFd(fd) : throw KvmError.Failed("KVM_CREATE_VM", errno);
     }
 
     /// <inheritdoc/>
@@ -134,7 +134,11 @@ internal sealed class Kvm : IDisposable
 /// <summary>Builds the one-line errors of the KVM backend.</summary>
 internal static class KvmError
 {
-    /// <summary>A setup ioctl failed.</summary>
+    /// <summary>An ioctl that tells whether KVM can be used here failed: the backend is unavailable.</summary>
     internal static BackendUnavailableException Unavailable(string what, int errno) =>
         new($"KVM {what} failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
+
+    /// <summary>An ioctl on a VM or vCPU failed: KVM is there, but this operation did not work.</summary>
+    internal static BackendOperationException Failed(string what, int errno) =>
+        new(what, $"KVM {what} failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})", errno);
 }

@@ -73,6 +73,32 @@ internal static class KvmPvm
     }
 
     /// <summary>
+    /// The length of the <c>out</c> that PVM has already executed when it reports a port write: it emulates the
+    /// trapping instruction and commits it (rip past it) before <c>KVM_EXIT_IO</c>, where hardware KVM stops at the
+    /// instruction and finishes it on the next <c>KVM_RUN</c>. Found from the bytes just before rip
+    /// (<paramref name="before"/>, ending at rip) and the exit's port and width: <c>out imm8</c> (E6/E7, 66 E7) or
+    /// <c>out dx</c> (EE/EF, 66 EF). 0 when the bytes are no such instruction (prefixed or string forms): the exit then
+    /// keeps PVM's rip. Only the reported rip depends on it; execution does not.
+    /// </summary>
+    internal static int CompletedOutLength(ReadOnlySpan<byte> before, ushort port, byte size)
+    {
+        byte b1 = At(before, 1), b2 = At(before, 2), b3 = At(before, 3);
+        bool immediate = port <= 0xFF && b1 == port;
+        return size switch
+        {
+            1 when immediate && b2 == 0xE6 => 2,
+            1 when b1 == 0xEE => 1,
+            4 when immediate && b2 == 0xE7 => 2,
+            4 when b1 == 0xEF => 1,
+            2 when immediate && b2 == 0xE7 && b3 == 0x66 => 3,
+            2 when b1 == 0xEF && b2 == 0x66 => 2,
+            _ => 0,
+        };
+
+        static byte At(ReadOnlySpan<byte> bytes, int back) => bytes.Length >= back ? bytes[^back] : (byte)0;
+    }
+
+    /// <summary>
     /// Checks that this <c>kvm_pvm</c> has the MSR interface the bootstrap relies on: a scratch vCPU's
     /// <see cref="MsrSignature"/> reads <see cref="Signature"/>. Null when it does, otherwise why not.
     /// </summary>
