@@ -43,8 +43,11 @@ internal static class KvmPvm
     /// <summary>Bytes of the bootstrap stub <see cref="WriteBootstrap"/> writes.</summary>
     internal const int BootstrapLength = 18;
 
-    /// <summary>How long the bootstrap (five instructions, emulated) may take before the vCPU is kicked out of it.</summary>
-    internal static readonly TimeSpan BootstrapTimeout = TimeSpan.FromSeconds(2);
+    /// <summary>
+    /// How long the bootstrap (five instructions, emulated: about 0.1 ms) may take before the vCPU is kicked out of
+    /// it: only a guard against a kvm_pvm that never halts there, generous for a loaded machine.
+    /// </summary>
+    internal static readonly TimeSpan BootstrapTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>Whether <c>/dev/kvm</c> comes from <c>kvm_pvm</c> alone (no hardware-virtualization module is loaded).</summary>
     internal static bool ServesDevKvm()
