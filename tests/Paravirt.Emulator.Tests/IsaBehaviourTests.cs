@@ -84,22 +84,6 @@ public sealed class IsaBehaviourTests
     }
 
     [Fact]
-    public void Ud2_IsAnInvalidOpcodeFault_NotAnUnsupportedInstruction()
-    {
-        (VcpuExit exit, _, EmuGuest guest) = Run(a =>
-        {
-            a.nop();
-            a.ud2();
-        });
-        using (guest)
-        {
-            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-            Assert.Equal("invalid opcode (#UD): 'ud2' at 0x100001", exit.Detail);
-            Assert.Equal(0x100001UL, exit.Rip);
-        }
-    }
-
-    [Fact]
     public void FxsaveImage_HasTheArchitecturalLayout()
     {
         (VcpuExit exit, EmulatorVcpu vcpu, EmuGuest guest) = Run(a =>
@@ -218,7 +202,7 @@ public sealed class IsaBehaviourTests
     }
 
     [Fact]
-    public void MmxInstruction_IsUnsupported_NotAGuestError()
+    public void MmxInstruction_IsUnimplemented_NotAGuestError()
     {
         (VcpuExit exit, _, EmuGuest guest) = Run(a =>
         {
@@ -227,8 +211,8 @@ public sealed class IsaBehaviourTests
         });
         using (guest)
         {
-            Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-            Assert.Equal("unsupported instruction 'paddb mm0,mm1' at 0x100000", exit.Detail);
+            Assert.Equal(VcpuExitKind.Unimplemented, exit.Kind);
+            Assert.Equal("the emulator does not implement 'paddb mm0,mm1' at 0x100000", exit.Detail);
         }
     }
 
@@ -258,5 +242,58 @@ public sealed class IsaBehaviourTests
             VcpuRegisters r = vcpu.GetRegisters();
             Assert.Equal(0x8084UL, r.Rbx & 0x80FF); // B, ES, ZE
         }
+    }
+
+    [Fact]
+    public void FpuState_TravelsThroughVcpuState_ToAnotherVcpu()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(__dword_ptr[0x8000], 0x3F80);  // MXCSR: round down
+            a.ldmxcsr(__dword_ptr[0x8000]);
+            a.mov(__word_ptr[0x8004], 0x0B7F);   // FCW: round up, 64-bit precision
+            a.fldcw(__word_ptr[0x8004]);
+            a.fldpi();
+            a.fld1();
+            a.fdiv(st0, st1);                     // st0 = 1/pi rounded up, st1 = pi
+            a.mov(eax, 1);
+            a.cvtsi2sd(xmm1, eax);
+            a.mov(eax, 3);
+            a.cvtsi2sd(xmm2, eax);
+            a.@out(0x80, al);
+            a.divsd(xmm1, xmm2);                  // 1/3 rounded down (MXCSR from the state)
+            a.fmul(st0, st1);                     // (1/pi) * pi rounded up (FCW and both registers from the state)
+            a.fstp(__tword_ptr[0x8010]);
+            a.movq(__qword_ptr[0x8020], xmm1);
+            a.fnstsw(__word_ptr[0x8028]);
+            a.hlt();
+        });
+        using EmuGuest first = EmuHarness.Create(code);
+        Assert.Equal(VcpuExitKind.IoOut, first.Vcpu.Run().Kind);
+        VcpuState state = first.Vcpu.GetState();
+        Assert.Equal(0x3F80u, state.Mxcsr);
+        Assert.Equal((ushort)0x0B7F, state.FpuControlWord);
+        Assert.Equal(3UL, BitConverter.ToUInt64(state.ExtendedState, 512)); // XSTATE_BV: x87 and SSE
+        Assert.Equal(6, (state.FpuStatusWord >> 11) & 7);                    // two values pushed
+
+        using EmuGuest second = EmuHarness.Create(code);
+        second.Vcpu.SetState(state);
+        Assert.Equal(VcpuExitKind.Halt, second.Vcpu.Run().Kind);
+        Assert.Equal(VcpuExitKind.Halt, first.Vcpu.Run().Kind);
+        var (m1, _, _) = first;
+        var (m2, _, _) = second;
+        byte[] r1 = m1.GetSpan(new Paravirt.Hypervisor.Memory.GuestAddress(0x8010), 32).ToArray();
+        byte[] r2 = m2.GetSpan(new Paravirt.Hypervisor.Memory.GuestAddress(0x8010), 32).ToArray();
+        Assert.Equal(r1, r2);
+        Assert.Equal(0x3FD5_5555_5555_5555UL, BitConverter.ToUInt64(r2, 16)); // 1/3 rounded down
+    }
+
+    [Fact]
+    public void SetState_WithAReservedMxcsrBit_IsRejected()
+    {
+        using EmuGuest guest = EmuHarness.Create(EmuHarness.Assemble(a => a.hlt()));
+        VcpuState state = guest.Vcpu.GetState();
+        state.Mxcsr = 0x1F80 | 0x10000;
+        Assert.Throws<ArgumentException>(() => guest.Vcpu.SetState(state));
     }
 }

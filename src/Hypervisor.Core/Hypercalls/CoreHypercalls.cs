@@ -1,5 +1,4 @@
 using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Hypercalls;

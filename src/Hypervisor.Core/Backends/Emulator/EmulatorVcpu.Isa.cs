@@ -67,9 +67,6 @@ internal sealed unsafe partial class EmulatorVcpu
         GuestFault.SimdException(unmasked);
     }
 
-    /// <summary>TSC_AUX, which rdtscp returns in ECX (the IA32_TSC_AUX MSR; 0 until something sets it).</summary>
-    internal uint TscAux { get; set; }
-
     private void ExecuteIsa(ref MicroOp op, int retiredInBlock)
     {
         ref Vector128<byte> dst = ref _x[op.RegA & 15];
@@ -330,7 +327,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 ulong tsc = _icount + (ulong)retiredInBlock;
                 _r[0] = (uint)tsc;
                 _r[2] = tsc >> 32;
-                _r[1] = TscAux;
+                _r[1] = (uint)_msrs.TscAux; // IA32_TSC_AUX
                 break;
             }
             default:

@@ -4,7 +4,7 @@ using System.Runtime.CompilerServices;
 namespace Paravirt.Hypervisor.Backends.Emulator;
 
 /// <summary>
-/// A guest exception (#DE, #GP, page fault outside memory, unsupported or invalid instruction). Thrown inside the
+/// A guest exception (#DE, #GP, page fault outside memory, invalid opcode). Thrown inside the
 /// executor only and always caught by <see cref="EmulatorVcpu.Run"/>, which turns it into a
 /// <see cref="VcpuExitKind.Fault"/> exit: it never reaches the host. Faults end the run, so the cost of an exception
 /// is paid once and keeps every check off the hot path.
@@ -32,14 +32,6 @@ internal sealed class GuestFault : Exception
     [DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static void Raise(string message) => throw new GuestFault(message);
-
-    /// <summary>
-    /// An instruction the emulator does not implement (not a guest error: the same code runs on a real CPU). Every
-    /// such case goes through here, so a dedicated exit kind can replace the <see cref="VcpuExitKind.Fault"/> in one place.
-    /// </summary>
-    [DoesNotReturn]
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    public static void UnsupportedInstruction(string message) => throw new GuestFault(message);
 
     /// <summary>#XM: an SSE floating-point exception that MXCSR leaves unmasked.</summary>
     [DoesNotReturn]

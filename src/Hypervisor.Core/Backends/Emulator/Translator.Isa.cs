@@ -271,10 +271,7 @@ internal static partial class Translator
                 op.Kind = OpKind.Rdtscp;
                 return true;
 
-            // #UD: undefined opcodes, and instructions of features this CPU model does not have (CPUID says so).
-            case Mnemonic.Ud0: case Mnemonic.Ud1: case Mnemonic.Ud2:
-                op.Kind = OpKind.Undefined;
-                return true;
+            // Instructions of features this CPU model does not have (CPUID says so) are #UD (ud0/ud1/ud2 are caught by Decode).
             default:
                 if (TranslateX87(in ins, ref op))
                 {
