@@ -197,6 +197,108 @@ public sealed partial class DifferentialTests
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
+    /// <summary>Doubles at the thresholds: products and quotients that round to (or just miss) the smallest normal, tiny sums, the overflow edge.</summary>
+    private static ulong[] DoubleEdges()
+    {
+        var v = new List<ulong>();
+        foreach (int e in new[] { 1023 - 511, 1023 - 512, 1023 - 1, 1023, 1023 + 511, 1 })
+        {
+            ulong b = (ulong)e << 52;
+            v.AddRange([b, b + 1, b + 2, b - 1, b - 2]); // 2^k, just above, just below (the last ulps of the binade below)
+        }
+        v.AddRange([0x000F_FFFF_FFFF_FFFF, 0x0008_0000_0000_0000, 1, 3, 0x7FEF_FFFF_FFFF_FFFF, 0x7FE0_0000_0000_0001, 0x4008_0000_0000_0000]);
+        int n = v.Count;
+        for (int i = 0; i < n; i++)
+        {
+            v.Add(v[i] ^ (1UL << 63));
+        }
+        return [.. v];
+    }
+
+    private static uint[] SingleEdges()
+    {
+        var v = new List<uint>();
+        foreach (int e in new[] { 127 - 63, 127 - 64, 127 - 1, 127, 127 + 63, 1 })
+        {
+            uint b = (uint)e << 23;
+            v.AddRange([b, b + 1, b + 2, b - 1, b - 2]);
+        }
+        v.AddRange([0x007F_FFFF, 0x0040_0000, 1, 3, 0x7F7F_FFFF, 0x7F00_0001, 0x4040_0000]);
+        int n = v.Count;
+        for (int i = 0; i < n; i++)
+        {
+            v.Add(v[i] ^ 0x8000_0000u);
+        }
+        return [.. v];
+    }
+
+    /// <summary>
+    /// Directed cases at the underflow and overflow thresholds (random operands rarely land there): every pair of
+    /// edge values through mul/div/add/sub and sqrt in single and double, and conversions to single around its
+    /// smallest normal and largest finite value, under each rounding mode with FTZ and DAZ off and on. This is where
+    /// tininess after rounding, FTZ, denormal rounding and overflow to infinity or to the largest finite value show.
+    /// </summary>
+    [NativeX64Fact]
+    public void SseFloatingPointThresholds_MatchTheRealCpu()
+    {
+        var failures = new List<string>();
+        int cases = 0;
+        uint[] modes = [.. from rc in new uint[] { 0, 1, 2, 3 } from extra in new uint[] { 0, 0x8000, 0x8040 } select 0x1F80 | (rc << 13) | extra];
+        // (FTZ alone and FTZ with DAZ: DAZ alone only changes the inputs, which the random forms cover.)
+        void Check(Code code, Vector128<byte> a, Vector128<byte> b, uint mxcsr)
+        {
+            var r = new Random(cases);
+            CpuState input = RandomState(r);
+            input.Xmm[0] = a;
+            input.Xmm[1] = b;
+            input.Mxcsr = mxcsr;
+            Instruction ins = Instruction.Create(code, Register.XMM0, Register.XMM1);
+            string? e = Compare(_cpu.EncodeTest([ins]), input, 0, () => $"{ins} a={a.AsUInt64()} b={b.AsUInt64()} mxcsr=0x{mxcsr:x}");
+            cases++;
+            if (e is not null && failures.Count < 40)
+            {
+                failures.Add(e);
+            }
+        }
+        ulong[] d = DoubleEdges();
+        uint[] f = SingleEdges();
+        Code[] dops = [Code.Mulsd_xmm_xmmm64, Code.Divsd_xmm_xmmm64, Code.Addsd_xmm_xmmm64, Code.Subsd_xmm_xmmm64];
+        Code[] fops = [Code.Mulss_xmm_xmmm32, Code.Divss_xmm_xmmm32, Code.Addss_xmm_xmmm32];
+        foreach (uint mx in modes)
+        {
+            for (int i = 0; i < d.Length; i += 3)
+            {
+                for (int j = 1; j < d.Length; j += 5)
+                {
+                    foreach (Code c in dops)
+                    {
+                        Check(c, Vector128.CreateScalar(d[i]).AsByte(), Vector128.CreateScalar(d[j]).AsByte(), mx);
+                    }
+                }
+                Check(Code.Sqrtsd_xmm_xmmm64, default, Vector128.CreateScalar(d[i]).AsByte(), mx);
+                Check(Code.Cvtsd2ss_xmm_xmmm64, default, Vector128.CreateScalar(d[i] >> 0).AsByte(), mx);
+            }
+            for (int i = 0; i < f.Length; i += 3)
+            {
+                for (int j = 1; j < f.Length; j += 5)
+                {
+                    foreach (Code c in fops)
+                    {
+                        Check(c, Vector128.CreateScalar(f[i]).AsByte(), Vector128.CreateScalar(f[j]).AsByte(), mx);
+                    }
+                }
+                // Doubles just around single's smallest normal and largest finite value.
+                foreach (long k in new long[] { -3, -1, 0, 1, 3 })
+                {
+                    Check(Code.Cvtsd2ss_xmm_xmmm64, default, Vector128.CreateScalar((ulong)((long)(0x3810_0000_0000_0000UL) + (k << 28))).AsByte(), mx);
+                    Check(Code.Cvtsd2ss_xmm_xmmm64, default, Vector128.CreateScalar((ulong)((long)(0x47EF_FFFF_E000_0000UL) + (k << 27))).AsByte(), mx);
+                }
+            }
+        }
+        _out.WriteLine($"{cases} SSE threshold cases, {failures.Count} failures");
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
     [NativeX64WithFact("sse3", "sse4_1")]
     public void SseFloatingPointForms_MatchTheRealCpu()
     {
