@@ -296,4 +296,34 @@ public sealed class IsaBehaviourTests
         state.Mxcsr = 0x1F80 | 0x10000;
         Assert.Throws<ArgumentException>(() => guest.Vcpu.SetState(state));
     }
+
+    [Fact]
+    public void F2xm1_FarOutsideItsDomain_OverflowsOrGivesMinusOne()
+    {
+        // The hardware leaves |x| > 1 undefined; a hostile guest must still get a bounded, deterministic answer.
+        (VcpuExit exit, EmulatorVcpu vcpu, EmuGuest guest) = Run(a =>
+        {
+            a.mov(rax, 0x8000_0000_0000_0000);
+            a.mov(__qword_ptr[0x8000], rax);
+            a.mov(__word_ptr[0x8008], 16383 + 16000);           // 2^16000
+            a.mov(__qword_ptr[0x8010], rax);
+            a.mov(__word_ptr[0x8018], 0x8000 | (16383 + 16000)); // -2^16000
+            a.fld(__tword_ptr[0x8000]);
+            a.f2xm1();
+            a.fstp(__tword_ptr[0x8020]);
+            a.fld(__tword_ptr[0x8010]);
+            a.f2xm1();
+            a.fstp(__tword_ptr[0x8030]);
+            a.hlt();
+        });
+        using (guest)
+        {
+            var (memory, _, _) = guest;
+            Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+            byte[] r = memory.GetSpan(new Paravirt.Hypervisor.Memory.GuestAddress(0x8020), 32).ToArray();
+            Assert.Equal((0x8000_0000_0000_0000UL, (ushort)0x7FFF), (BitConverter.ToUInt64(r, 0), BitConverter.ToUInt16(r, 8)));   // +infinity
+            Assert.Equal((0x8000_0000_0000_0000UL, (ushort)0xBFFF), (BitConverter.ToUInt64(r, 16), BitConverter.ToUInt16(r, 24))); // -1
+            _ = vcpu;
+        }
+    }
 }

@@ -753,6 +753,14 @@ internal static class X87
                 {
                     f |= FpFlags.Denormal;
                 }
+                if (a.Exp >= 15)
+                {
+                    // Far outside the defined domain (|x| <= 1): 2^x - 1 overflows, or is -1 rounded.
+                    // (-1 + a tiny positive amount: just above -1; or beyond the largest finite value.)
+                    return a.Sign
+                        ? SoftFloat.RoundPack(true, -1, UInt128.MaxValue, FullParams(s), ref f)
+                        : SoftFloat.RoundPack(false, 20000, (UInt128)1 << 127, FullParams(s), ref f);
+                }
                 if (a.Exp == 0 && a.Sig == 0x8000_0000_0000_0000)
                 {
                     // x = +-1: exactly 1 or -1/2 (the hardware still reports the precision exception).
