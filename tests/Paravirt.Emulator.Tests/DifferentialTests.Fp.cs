@@ -369,6 +369,29 @@ public sealed partial class DifferentialTests
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
+    /// <summary>maskmovdqu (implicit [rdi] destination, so not among the generated forms): the selected bytes only.</summary>
+    [NativeX64Fact]
+    public void Maskmovdqu_StoresTheSelectedBytes_AsTheRealCpu()
+    {
+        var failures = new List<string>();
+        var r = new Random(777);
+        for (int k = 0; k < 300; k++)
+        {
+            CpuState input = RandomState(r);
+            input.Gpr[7] = _cpu.DataAddress + 0x100 + (ulong)r.Next(0, 256);
+            int data = r.Next(16), mask = r.Next(16);
+            string? e = CompareSequence(a =>
+            {
+                a.maskmovdqu(new AssemblerRegisterXMM(Register.XMM0 + data), new AssemblerRegisterXMM(Register.XMM0 + mask));
+            }, input, 0, $"maskmovdqu xmm{data},xmm{mask} rdi=0x{input.Gpr[7]:x}");
+            if (e is not null && failures.Count < 10)
+            {
+                failures.Add(e);
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
     [NativeX64WithFact("sse3", "sse4_1")]
     public void SseFloatingPointForms_MatchTheRealCpu()
     {
