@@ -1,6 +1,6 @@
 # Paravirt: the two entry points a new machine needs. See README.md.
 #   make run    build everything and run samples/hello on the best available backend
-#   make test   build everything and run every test: xunit suites + KVM for real in a nested VM
+#   make test   build everything and run every test: xunit suites + KVM for real on this machine and in a nested VM
 #   make pack   the NuGet packages (+ .snupkg symbols) into nuget/, the local feed the packaging tests install from
 #   make public-api   rewrite src/*/PublicAPI.Unshipped.txt from the current public API (after RS0016/RS0017 errors)
 #   make abi          regenerate paravirt/abi.h and docs/abi-reference.md from src/Hypercall.Abi (after ABI changes)

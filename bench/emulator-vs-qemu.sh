@@ -34,11 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-COMMON=(-O2 -DROUNDS="$ROUNDS" -fno-pie -no-pie -static -fno-builtin -fno-stack-protector -fcf-protection=none -fno-asynchronous-unwind-tables)
-SRC=bench/guests/compute.c
-gcc "${COMMON[@]}" -DPARAVIRT_GUEST -ffreestanding -nostdlib -Wl,-Ttext-segment=0x100000 -Wl,--build-id=none -Wl,-e,_start \
-    -o "$OUT/compute.guest.elf" "$SRC"
-gcc "${COMMON[@]}" -o "$OUT/compute.linux" "$SRC"
+bench/guests/build-compute.sh "$OUT" "$ROUNDS"
 
 dotnet build -c Release -nologo -v quiet bench/Paravirt.Bench/Paravirt.Bench.csproj >/dev/null
 BENCH_DLL=bench/Paravirt.Bench/bin/Release/net10.0/Paravirt.Bench.dll
@@ -111,7 +107,8 @@ Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 Machine: $CPU_MODEL, $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"); load average at the end: $LOAD
 Toolchain: $(gcc --version | head -n 1); $(qemu-x86_64 --version | head -n 1); .NET $(dotnet --version)
 
-Workload: \`bench/guests/compute.c\` (CRC32 bitwise + table, SHA-256 over 64 KiB, integer mix; $ROUNDS rounds),
+Workload: \`bench/guests/compute.c\` (CRC32 bitwise + table, SHA-256 over 64 KiB, integer mix, SSE2 floating point:
+n-body steps and a Mandelbrot row; $ROUNDS rounds),
 checksum \`$NATIVE_SUM\` on all three. Guest instructions: $INSN (emulator, exact).
 Instruction count used for native and QEMU: $COUNT_SOURCE.
 
