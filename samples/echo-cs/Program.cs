@@ -2,8 +2,9 @@
 // protocol as the C driver pv_cons_* in native/runtime/devices.c).
 //
 // Attaches console0, answers "READY", then reads lines from the console's input ring and writes each back
-// uppercased ("ECHO <LINE>") into the output ring, until the line QUIT (answered "BYE", exit 0). Lines longer than
-// 255 bytes are cut. Exit status: 0 after QUIT, 1 no console, 2 I/O error (or input ended / no line for 60 s).
+// uppercased ("ECHO <LINE>") into the output ring, until the line QUIT (answered "BYE", exit 0) or the end of the
+// input (exit 0, no BYE). Lines longer than 255 bytes are cut. Exit status: 0 after QUIT or at the end of input,
+// 1 no console, 2 I/O error (or no line for 60 s).
 using Paravirt.Abi;
 using Paravirt.Guest;
 
@@ -22,9 +23,15 @@ internal static unsafe class Program
         byte* line = stackalloc byte[(int)LineCapacity];
         byte* answer = stackalloc byte[(int)LineCapacity + 8];
         long lines = 0;
+        bool ended = false;
         for (;;)
         {
             long n = con.ReadLine(line, LineCapacity, Guest.MonotonicNs() + IdleNs);
+            if (n == ConsoleRing.EndOfInput)
+            {
+                ended = true; // the host's input ended: as QUIT, without the BYE
+                break;
+            }
             if (n < 0)
                 return Fail(2, "read line", n);
             if (n == 4 && line[0] == 'Q' && line[1] == 'U' && line[2] == 'I' && line[3] == 'T')
@@ -44,7 +51,7 @@ internal static unsafe class Program
                 return Fail(2, "write", r);
             lines++;
         }
-        if ((r = con.Write("BYE\n")) < 0)
+        if (!ended && (r = con.Write("BYE\n")) < 0)
             return Fail(2, "write", r);
         Console.Write("echo-cs: ");
         Console.Write(lines);

@@ -8,7 +8,8 @@
  *     DEL key         -> OK | NOTFOUND
  *     COUNT           -> COUNT n
  *     QUIT            -> BYE, and the guest exits 0
- * Errors answer "ERR <reason>". At start the service prints "READY <n> keys".
+ * Errors answer "ERR <reason>". At start the service prints "READY <n> keys". When the console's input ends
+ * (PV_CONS_EOF) the guest exits 0, as after QUIT.
  *
  * Disk format (fixed slots, open addressing): sector 0 is the header {magic "PVKV0001", slot count, FNV-1a of
  * the header}; slot i is sector 1 + i {magic, state (0 empty, 1 used, 2 deleted), key length, value length,
@@ -300,6 +301,9 @@ int main(void)
     for (;;) {
         char line[512];
         r = pv_cons_read_line(&con, line, sizeof(line), PV_DEADLINE_NEVER);
+        if (r == PV_CONS_EOF) {
+            return 0; /* the input ended: as QUIT, without the BYE */
+        }
         if (r < 0) {
             pv_printf("kv: console read failed (status %ld)\n", r);
             return 2;

@@ -54,4 +54,9 @@ public enum FeatureBits : ulong
     Poll = 1UL << 2,
     /// <summary>Paravirtual devices: <see cref="HypercallCode.DeviceInfo"/>, the attach calls, shared rings and <see cref="HypercallCode.EventSend"/>.</summary>
     Devices = 1UL << 3,
+    /// <summary>
+    /// The host signals the end of a console's input: <see cref="ConsoleInputFlags.EndOfInput"/> in the console
+    /// page's <see cref="ConsoleInterface.InFlagsOffset"/> word (ABI 1.1). Offered only; nothing to accept.
+    /// </summary>
+    ConsoleEndOfInput = 1UL << 4,
 }

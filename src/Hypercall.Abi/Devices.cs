@@ -227,6 +227,7 @@ public struct NetRxResponse
 /// <code>
 /// +0     u32 out_prod (guest)   +4  u32 out_cons (host)
 /// +8     u32 in_prod  (host)    +12 u32 in_cons  (guest)
+/// +16    u32 in_flags (host, <see cref="ConsoleInputFlags"/>; ABI 1.1)   +20..+63 reserved, zero
 /// +64    u8 out[OutSize]
 /// +64+OutSize  u8 in[InSize]
 /// </code>
@@ -242,6 +243,11 @@ public static class ConsoleInterface
     public const uint InProdOffset = 8;
     /// <summary>Offset of in_cons.</summary>
     public const uint InConsOffset = 12;
+    /// <summary>
+    /// Offset of in_flags (ABI 1.1, <see cref="FeatureBits.ConsoleEndOfInput"/>): <see cref="ConsoleInputFlags"/> the
+    /// host sets; the guest only reads it (an older host leaves it zero).
+    /// </summary>
+    public const uint InFlagsOffset = 16;
     /// <summary>Offset of the output ring.</summary>
     public const uint OutOffset = 64;
     /// <summary>Output ring size (power of two).</summary>
@@ -252,4 +258,22 @@ public static class ConsoleInterface
     public const uint InSize = 1024;
     /// <summary>Bytes the interface occupies (fits in one page).</summary>
     public const uint Size = InOffset + InSize;
+}
+
+/// <summary>
+/// Flags of the console page's <c>in_flags</c> word (<see cref="ConsoleInterface.InFlagsOffset"/>), written by the
+/// host. Append-only.
+/// </summary>
+[AbiExport("pv_console_in_flags")]
+[Flags]
+public enum ConsoleInputFlags : uint
+{
+    /// <summary>No flag.</summary>
+    None = 0,
+    /// <summary>
+    /// The console's input ended (the host's input source reached its end or failed) and every input byte is in the
+    /// ring: once <c>in_cons == in_prod</c>, no more input will come. Set after the final <c>in_prod</c> is
+    /// published, so a guest reads in_flags, then (after a read barrier) in_prod.
+    /// </summary>
+    EndOfInput = 1u << 0,
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Paravirt.Abi;
@@ -34,8 +35,8 @@ internal static class CliApp
         Exit codes: the guest's exit status (0-255) when it exits; 64 bad arguments; 65 bad image;
         66 a device cannot be set up (disk image missing or of a wrong size, TAP refused); 69 backend unavailable;
         70 guest crashed; 71 the backend failed (an instruction the emulator lacks, a KVM error: not the guest's fault);
-        124 timeout or instruction budget reached; 130 interrupted. With several images the first
-        failure, else the first non-zero exit status.
+        124 timeout or instruction budget reached; 130 interrupted (SIGINT, Ctrl+C); 143 terminated (SIGTERM).
+        With several images the first failure, else the first non-zero exit status.
         """;
 
     /// <summary>Runs the command line. <paramref name="guestOutput"/> receives the guest's console bytes.</summary>
@@ -69,6 +70,10 @@ internal static class CliApp
         };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Say which backend was chosen and why, and log the run to stderr." };
         var stats = new Option<bool>("--stats") { Description = "After the run, print VM exits by kind and hypercalls by code to stderr." };
+        var maxOutput = new Option<string?>("--max-output")
+        {
+            Description = $"Most console output one guest may produce, e.g. 256M, or 'unlimited' (default {GuestLimits.DefaultConsoleOutputLimit >> 20}M); the rest is discarded with a warning.",
+        };
         var disk = new Option<string[]>("--disk")
         {
             Description = $"Attach a block device: {DeviceSpecs.DiskSyntax} (a raw image, a multiple of 512 bytes; ro = read-only; names default to disk0, disk1, ...; vm = which image, default 0). Repeatable.",
@@ -82,12 +87,12 @@ internal static class CliApp
 
         var run = new Command("run", "Run a guest image; its console goes to stdout and its exit status becomes paravirt's.")
         {
-            image, backend, memory, timeout, budget, cmdline, verbose, stats, disk, net,
+            image, backend, memory, timeout, budget, cmdline, verbose, stats, maxOutput, disk, net,
         };
         run.SetAction(parse => RunGuest(new RunArguments(
             parse.GetValue(image)!, parse.GetValue(backend)!, parse.GetValue(memory)!, parse.GetValue(timeout),
             parse.GetValue(budget), parse.GetValue(cmdline) ?? [], parse.GetValue(verbose), parse.GetValue(stats),
-            parse.GetValue(disk) ?? [], parse.GetValue(net) ?? []),
+            parse.GetValue(disk) ?? [], parse.GetValue(net) ?? [], parse.GetValue(maxOutput)),
             guestOutput, stdout, stderr, cancellationToken));
 
         var backends = new Command("backends", "List the backends and whether each can run guests here.");
@@ -104,13 +109,12 @@ internal static class CliApp
             // Prefer the error that names what the user typed wrong over follow-on errors.
             ParseError first = result.Errors.FirstOrDefault(e => result.UnmatchedTokens.Any(t => e.Message.Contains(t, StringComparison.Ordinal))) ?? result.Errors[0];
             string helpFor = result.CommandResult.Command == root ? "paravirt --help" : $"paravirt {result.CommandResult.Command.Name} --help";
-            stderr.WriteLine($"paravirt: error: {first.Message} (see '{helpFor}')");
-            return ExitCodes.Usage;
+            return Fail(stderr, ExitCodes.Usage, $"{first.Message} (see '{helpFor}')");
         }
         return result.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
 
-    private sealed record RunArguments(string[] Images, string Backend, string Memory, string? Timeout, string? Budget, string[] CommandLines, bool Verbose, bool Stats, string[] Disks, string[] Nets);
+    private sealed record RunArguments(string[] Images, string Backend, string Memory, string? Timeout, string? Budget, string[] CommandLines, bool Verbose, bool Stats, string[] Disks, string[] Nets, string? MaxOutput);
 
     private static int RunGuest(RunArguments a, Stream guestOutput, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
@@ -140,6 +144,22 @@ internal static class CliApp
             }
             budget = b;
         }
+        GuestLimits limits = GuestLimits.Default;
+        if (a.MaxOutput is not null)
+        {
+            if (a.MaxOutput.Equals("unlimited", StringComparison.OrdinalIgnoreCase))
+            {
+                limits = limits with { ConsoleOutputLimit = null };
+            }
+            else if (SizeParser.TryParseSize(a.MaxOutput, out ulong max) && max <= long.MaxValue)
+            {
+                limits = limits with { ConsoleOutputLimit = (long)max };
+            }
+            else
+            {
+                return Fail(stderr, ExitCodes.Usage, $"--max-output '{a.MaxOutput}' is not a size; use e.g. 64M, 1G or unlimited");
+            }
+        }
         if (a.CommandLines.Length > 1 && a.CommandLines.Length != a.Images.Length)
         {
             return Fail(stderr, ExitCodes.Usage, $"--cmdline was given {a.CommandLines.Length} times for {a.Images.Length} image(s); give it once, or once per image");
@@ -163,6 +183,21 @@ internal static class CliApp
             nets.Add(spec!);
         }
 
+        var services = new ServiceCollection();
+        services.AddLogging(logging =>
+        {
+            logging.SetMinimumLevel(a.Verbose ? LogLevel.Information : LogLevel.Warning);
+            logging.AddProvider(new StderrLoggerProvider(stderr, a.Verbose ? LogLevel.Information : LogLevel.Warning));
+        });
+        services.AddParavirt();
+        using ServiceProvider provider = services.BuildServiceProvider();
+        GuestRunner runner = provider.GetRequiredService<GuestRunner>();
+        string[] backendNames = [BackendSelector.Auto, .. runner.Backends.Names];
+        if (!backendNames.Contains(a.Backend, StringComparer.OrdinalIgnoreCase))
+        {
+            return Fail(stderr, ExitCodes.Usage, $"--backend '{a.Backend}' is not a backend; use one of: {string.Join(", ", backendNames)}");
+        }
+
         var guests = new List<GuestImage>();
         foreach (string path in a.Images)
         {
@@ -175,16 +210,6 @@ internal static class CliApp
                 return Fail(stderr, ExitCodes.BadImage, ex.Message);
             }
         }
-
-        var services = new ServiceCollection();
-        services.AddLogging(logging =>
-        {
-            logging.SetMinimumLevel(a.Verbose ? LogLevel.Information : LogLevel.Warning);
-            logging.AddProvider(new StderrLoggerProvider(stderr, a.Verbose ? LogLevel.Information : LogLevel.Warning));
-        });
-        services.AddParavirt();
-        using ServiceProvider provider = services.BuildServiceProvider();
-        GuestRunner runner = provider.GetRequiredService<GuestRunner>();
 
         BackendChoice choice;
         try
@@ -216,13 +241,22 @@ internal static class CliApp
             return Fail(stderr, ExitCodes.Usage, ex.Message);
         }
 
+        // SIGINT (Ctrl+C) and SIGTERM both cancel the runs cleanly: the guests stop, devices flush and close, the
+        // statistics print, and the exit code says which signal it was. A second signal is not intercepted, so it
+        // ends a host that is stuck for another reason the usual way.
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        ConsoleCancelEventHandler onCancel = (_, e) =>
+        int signalled = 0; // 0, or the signal number that cancelled the runs
+        void OnSignal(PosixSignalContext context)
         {
-            e.Cancel = true;
-            interrupt.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
+            int number = context.Signal == PosixSignal.SIGTERM ? 15 : 2;
+            if (Interlocked.CompareExchange(ref signalled, number, 0) == 0)
+            {
+                context.Cancel = true;
+                interrupt.Cancel();
+            }
+        }
+        using PosixSignalRegistration onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using PosixSignalRegistration onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         var results = new RunResult?[guests.Count];
         var failures = new (int Code, string Message)?[guests.Count];
         try
@@ -237,6 +271,7 @@ internal static class CliApp
                         MemorySize = memorySize,
                         Timeout = timeout,
                         InstructionBudget = budget,
+                        Limits = limits,
                         ConsoleOutput = output,
                         CommandLine = a.CommandLines.Length switch { 0 => "", 1 => a.CommandLines[0], _ => a.CommandLines[vm] },
                         Devices = devices[vm],
@@ -273,7 +308,6 @@ internal static class CliApp
         }
         finally
         {
-            Console.CancelKeyPress -= onCancel;
             foreach (List<VirtualDevice> list in devices)
             {
                 list.ForEach(d => d.Dispose());
@@ -298,6 +332,10 @@ internal static class CliApp
             {
                 PrintStats(stderr, result, dispatcher);
             }
+            if (result.Statistics.ConsoleBytesDiscarded > 0)
+            {
+                stderr.WriteLine($"paravirt: warning: {EscapeControl(prefix)}the guest's console output reached --max-output ({limits.ConsoleOutputLimit} bytes); {result.Statistics.ConsoleBytesDiscarded} more bytes were discarded");
+            }
             switch (result.Outcome)
             {
                 case RunOutcome.Exited:
@@ -307,8 +345,11 @@ internal static class CliApp
                 case RunOutcome.TimedOut or RunOutcome.BudgetExhausted:
                     Failed(Fail(stderr, ExitCodes.LimitReached, prefix + result.Message));
                     break;
+                case RunOutcome.Canceled when signalled == 15:
+                    Failed(Fail(stderr, ExitCodes.Terminated, prefix + "the run was stopped by SIGTERM"));
+                    break;
                 case RunOutcome.Canceled:
-                    Failed(Fail(stderr, ExitCodes.Interrupted, prefix + result.Message));
+                    Failed(Fail(stderr, ExitCodes.Interrupted, prefix + (signalled == 2 ? "the run was interrupted (SIGINT)" : result.Message)));
                     break;
                 case RunOutcome.BackendFailed:
                     Failed(Fail(stderr, ExitCodes.BackendFailed, prefix + result.Message));
@@ -351,11 +392,41 @@ internal static class CliApp
         {
             w.WriteLine($"    0x{code:x4} {dispatcher.GetName(code) ?? "(unknown)",-16} {count,12}");
         }
+        if (s.OtherHypercalls > 0)
+        {
+            w.WriteLine($"    other  {"(unregistered)",-16} {s.OtherHypercalls,12}");
+        }
     }
 
+    /// <summary>
+    /// Writes the one error line. Messages quote what the user typed, which may hold line breaks or terminal escape
+    /// sequences (an argument from <c>"$(cat file)"</c>): control characters are written as <c>\xNN</c> so the error
+    /// stays one line and cannot drive the terminal (found by the cli fuzz harness).
+    /// </summary>
     private static int Fail(TextWriter stderr, int code, string message)
     {
-        stderr.WriteLine($"paravirt: error: {message}");
+        stderr.WriteLine($"paravirt: error: {EscapeControl(message)}");
         return code;
+    }
+
+    internal static string EscapeControl(string text)
+    {
+        if (!text.Any(char.IsControl))
+        {
+            return text;
+        }
+        var b = new System.Text.StringBuilder(text.Length + 16);
+        foreach (char c in text)
+        {
+            if (char.IsControl(c))
+            {
+                b.Append(CultureInfo.InvariantCulture, $"\\x{(int)c:x2}");
+            }
+            else
+            {
+                b.Append(c);
+            }
+        }
+        return b.ToString();
     }
 }

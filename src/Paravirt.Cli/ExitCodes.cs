@@ -23,4 +23,6 @@ internal static class ExitCodes
     public const int LimitReached = 124;
     /// <summary>Interrupted by Ctrl+C (128 + SIGINT).</summary>
     public const int Interrupted = 130;
+    /// <summary>Stopped by SIGTERM (128 + SIGTERM), after the same clean cancellation as Ctrl+C.</summary>
+    public const int Terminated = 143;
 }

@@ -35,7 +35,7 @@ public sealed class AbiPinTests
         },
         {
             typeof(FeatureBits),
-            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL)]
+            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("ConsoleEndOfInput", 16UL)]
         },
         {
             typeof(DeviceKind),
@@ -48,6 +48,10 @@ public sealed class AbiPinTests
         {
             typeof(BlockOperation),
             [("Read", 0u), ("Write", 1u), ("Flush", 2u), ("Discard", 3u)]
+        },
+        {
+            typeof(ConsoleInputFlags),
+            [("None", 0u), ("EndOfInput", 1u)]
         },
     };
 
@@ -74,6 +78,7 @@ public sealed class AbiPinTests
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(DeviceKind)));
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(DeviceFlags)));
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(BlockOperation)));
+        Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(ConsoleInputFlags)));
     }
 
     [Fact]
@@ -110,7 +115,7 @@ public sealed class AbiPinTests
 
     public static TheoryData<Type, (string Name, object Value)[]> ConstantPins => new()
     {
-        { typeof(AbiVersionConstants), [("Major", (ushort)1), ("Minor", (ushort)0)] },
+        { typeof(AbiVersionConstants), [("Major", (ushort)1), ("Minor", (ushort)1)] },
         {
             typeof(HypercallPage),
             [
@@ -130,7 +135,7 @@ public sealed class AbiPinTests
             typeof(ConsoleInterface),
             [
                 ("OutProdOffset", 0u), ("OutConsOffset", 4u), ("InProdOffset", 8u), ("InConsOffset", 12u),
-                ("OutOffset", 64u), ("OutSize", 2048u), ("InOffset", 2112u), ("InSize", 1024u), ("Size", 3136u),
+                ("InFlagsOffset", 16u), ("OutOffset", 64u), ("OutSize", 2048u), ("InOffset", 2112u), ("InSize", 1024u), ("Size", 3136u),
             ]
         },
     };
@@ -167,6 +172,7 @@ public sealed class AbiPinTests
         {
             ["AbiVersionConstants"] = "PV_ABI_VERSION",
             ["BootInfo"] = "pv_boot_info",
+            ["ConsoleInputFlags"] = "pv_console_in_flags",
             ["FeatureBits"] = "pv_feature0",
             ["ElfNote"] = "PV_NOTE",
             ["AbiNote"] = "pv_abi_note",
@@ -341,7 +347,7 @@ public sealed class AbiPinTests
         Assert.Equal(0x0003_0007u, new AbiVersion(3, 7).Packed);
         Assert.Equal(new AbiVersion(0xFFFF, 0xFFFE), AbiVersion.FromPacked(0xFFFF_FFFEu));
         Assert.Equal(new AbiVersion(AbiVersionConstants.Major, AbiVersionConstants.Minor), AbiVersion.Current);
-        Assert.Equal("1.0", AbiVersion.Current.ToString());
+        Assert.Equal("1.1", AbiVersion.Current.ToString());
     }
 
     [Theory]

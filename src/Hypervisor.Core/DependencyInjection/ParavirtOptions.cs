@@ -24,6 +24,9 @@ public sealed class ParavirtOptions
 
     /// <summary>Instruction budget per run (emulator); null for none.</summary>
     public ulong? DefaultInstructionBudget { get; set; }
+
+    /// <summary>Caps per run on host resources (console buffering and output size); see docs/security.md.</summary>
+    public Vcpu.GuestLimits DefaultLimits { get; set; } = Vcpu.GuestLimits.Default;
 }
 
 /// <summary>Checks <see cref="ParavirtOptions"/> against the registered backends and the memory rules.</summary>
@@ -48,6 +51,14 @@ internal sealed class ParavirtOptionsValidator(IEnumerable<IHypervisorBackend> b
         if (options.DefaultInstructionBudget == 0)
         {
             failures.Add("ParavirtOptions.DefaultInstructionBudget must be positive (or null for no limit)");
+        }
+        try
+        {
+            (options.DefaultLimits ?? throw new ArgumentException("ParavirtOptions.DefaultLimits must not be null")).Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            failures.Add(ex.Message);
         }
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }

@@ -132,18 +132,20 @@ public abstract class VirtualDevice : IDisposable
 
     /// <summary>
     /// The run ended (the guest exited, crashed or was stopped): delivers what the guest produced last, e.g. console
-    /// output written just before the exit hypercall without a doorbell. Runs on the vCPU thread, guest stopped.
+    /// output written just before the exit hypercall without a doorbell. Waits for slow readers at most until
+    /// <paramref name="drainDeadline"/> (a <see cref="System.Diagnostics.Stopwatch"/> timestamp). Runs on the vCPU
+    /// thread, guest stopped.
     /// </summary>
-    internal void Stop(GuestSession session)
+    internal void Stop(GuestSession session, long drainDeadline)
     {
         if (!_broken && ReferenceEquals(session, _session))
         {
-            OnStop(session);
+            OnStop(session, drainDeadline);
         }
     }
 
     /// <summary>Final delivery at the end of a run (vCPU thread, attached, not broken); by default one more pump.</summary>
-    private protected virtual void OnStop(GuestSession session) => OnPump(session);
+    private protected virtual void OnStop(GuestSession session, long drainDeadline) => OnPump(session);
 
     /// <summary>Processes guest requests after a doorbell (vCPU thread, attached, not broken).</summary>
     private protected abstract void OnDoorbell(GuestSession session);

@@ -34,7 +34,7 @@ public sealed class ParavirtMetrics : IDisposable
             _meter = meterFactory.Create(MeterName);
         }
         _exits = _meter.CreateCounter<long>("paravirt.vm.exits", "{exit}", "VM exits handled by the host, by kind.");
-        _hypercalls = _meter.CreateCounter<long>("paravirt.hypercalls", "{call}", "Hypercalls dispatched, by function code.");
+        _hypercalls = _meter.CreateCounter<long>("paravirt.hypercalls", "{call}", "Hypercalls dispatched, by function code (codes nobody registered: name \"other\", no code).");
         _runs = _meter.CreateCounter<long>("paravirt.guest.runs", "{run}", "Guest runs finished, by outcome.");
         _runDuration = _meter.CreateHistogram<double>("paravirt.guest.run.duration", "s", "Wall-clock duration of guest runs.");
         _deviceBytes = _meter.CreateCounter<long>("paravirt.device.bytes", "By", "Bytes moved by paravirtual devices, by device and direction (read, write, tx, rx).");
@@ -48,11 +48,22 @@ public sealed class ParavirtMetrics : IDisposable
         }
     }
 
-    internal void RecordHypercall(ulong code, Hypercalls.HypercallDispatcher dispatcher)
+    /// <summary>
+    /// Counts one hypercall. Registered codes are tagged with their code and name; every unregistered code shares
+    /// the one tag set <c>paravirt.hypercall.name = "other"</c>, so a guest cannot grow the number of time series.
+    /// </summary>
+    internal void RecordHypercall(ulong code, string? name)
     {
         if (_hypercalls.Enabled)
         {
-            _hypercalls.Add(1, new KeyValuePair<string, object?>("paravirt.hypercall.code", code), new KeyValuePair<string, object?>("paravirt.hypercall.name", dispatcher.GetName(code) ?? "unknown"));
+            if (name is null)
+            {
+                _hypercalls.Add(1, new KeyValuePair<string, object?>("paravirt.hypercall.name", "other"));
+            }
+            else
+            {
+                _hypercalls.Add(1, new KeyValuePair<string, object?>("paravirt.hypercall.code", code), new KeyValuePair<string, object?>("paravirt.hypercall.name", name));
+            }
         }
     }
 

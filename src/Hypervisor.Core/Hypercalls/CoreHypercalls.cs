@@ -44,6 +44,13 @@ internal sealed class CoreHypercalls : IHypercallProvider
         return 0;
     }
 
+    /// <summary>
+    /// <c>console_write</c>/<c>debug_write</c>: copies what fits into the run's bounded console queue and returns that
+    /// count (a short write when the queue is nearly full). A full queue waits up to
+    /// <see cref="GuestSession.ConsoleWriteWait"/> (woken at once when the run stops) and then answers
+    /// <see cref="HypercallStatus.TryAgain"/>; past the run's output limit the answer is <see cref="HypercallStatus.NoSpace"/>;
+    /// a stream that failed answers <see cref="HypercallStatus.IoError"/>. The vCPU thread never writes to the stream.
+    /// </summary>
     private static long Write(in HypercallArgs args, GuestSession session)
     {
         ulong length = Math.Min(args.A2, MaxWriteChunk);
@@ -51,16 +58,36 @@ internal sealed class CoreHypercalls : IHypercallProvider
         {
             return (long)HypercallStatus.Fault;
         }
-        try
+        if (length == 0)
         {
-            session.ConsoleOutput.Write(span);
-            session.ConsoleOutput.Flush();
+            return 0;
         }
-        catch (IOException)
+        ConsoleOutputQueue queue = session.ConsoleQueue;
+        if (queue.Failed)
         {
             return (long)HypercallStatus.IoError;
         }
-        return (long)length;
+        int space = queue.Space;
+        if (space == 0)
+        {
+            space = queue.WaitForSpace(GuestSession.ConsoleWriteWait, session.Stopping);
+            if (queue.Failed)
+            {
+                return (long)HypercallStatus.IoError;
+            }
+            if (space == 0)
+            {
+                return (long)HypercallStatus.TryAgain;
+            }
+        }
+        long allowed = session.TakeConsoleAllowance((long)Math.Min((ulong)space, length));
+        if (allowed == 0)
+        {
+            session.CountConsoleDiscarded((long)length);
+            return (long)HypercallStatus.NoSpace;
+        }
+        queue.Write(span[..(int)allowed]);
+        return allowed;
     }
 
     private static long Poll(in HypercallArgs args, GuestSession session)

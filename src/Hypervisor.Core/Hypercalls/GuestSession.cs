@@ -5,21 +5,30 @@ using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
+using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Hypercalls;
 
 /// <summary>
 /// The state of one guest run that hypercall handlers and devices see: its memory, its console, its clocks,
 /// negotiated features, pending events and whether it asked to exit. One per run, used from the vCPU thread
-/// (event signalling is thread-safe).
+/// (event signalling is thread-safe). Disposing it ends the run's console output (what a stalled reader did not
+/// take is discarded).
 /// </summary>
-public sealed partial class GuestSession
+public sealed partial class GuestSession : IDisposable
 {
+    /// <summary>How long one <c>console_write</c> waits for a full output queue before it answers <c>TryAgain</c>.</summary>
+    internal static readonly TimeSpan ConsoleWriteWait = TimeSpan.FromMilliseconds(50);
+
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
     private readonly object _eventLock = new();
+    private readonly CancellationTokenRegistration _stoppingRegistration;
     private ulong _pendingEvents;
     private bool _pumpRequested;
     private IReadOnlyList<VirtualDevice> _devices = [];
+    private ConsoleOutputQueue? _consoleQueue;
+    private long _consoleBytes;
+    private long _consoleBytesDiscarded;
 
     /// <summary>Creates a session.</summary>
     public GuestSession(GuestMemory memory, GuestImage image, Stream consoleOutput, CancellationToken stopping)
@@ -28,6 +37,8 @@ public sealed partial class GuestSession
         Image = image ?? throw new ArgumentNullException(nameof(image));
         ConsoleOutput = consoleOutput ?? throw new ArgumentNullException(nameof(consoleOutput));
         Stopping = stopping;
+        // A vCPU thread waiting in poll or in a full console queue wakes the moment the run is stopped.
+        _stoppingRegistration = stopping.UnsafeRegister(static s => ((GuestSession)s!).Wake(), this);
     }
 
     /// <summary>Guest memory: the one checked access path for every guest-supplied address.</summary>
@@ -36,8 +47,21 @@ public sealed partial class GuestSession
     /// <summary>The running image.</summary>
     public GuestImage Image { get; }
 
-    /// <summary>Where console and debug output go.</summary>
+    /// <summary>
+    /// Where console and debug output go. The built-in <c>console_write</c> and <c>debug_write</c> reach it through a
+    /// bounded queue written by a background thread (<see cref="GuestLimits.ConsoleBufferSize"/>); a handler of your
+    /// own that writes here directly runs on the vCPU thread and blocks it while the stream does.
+    /// </summary>
     public Stream ConsoleOutput { get; }
+
+    /// <summary>The run's caps (<see cref="GuestRunOptions.Limits"/>).</summary>
+    internal GuestLimits Limits { get; init; } = GuestLimits.Default;
+
+    /// <summary>Console bytes discarded because the run reached <see cref="GuestLimits.ConsoleOutputLimit"/>.</summary>
+    internal long ConsoleBytesDiscarded => _consoleBytesDiscarded;
+
+    /// <summary>The bounded queue in front of <see cref="ConsoleOutput"/> (created on first use, vCPU thread).</summary>
+    internal ConsoleOutputQueue ConsoleQueue => _consoleQueue ??= new ConsoleOutputQueue(ConsoleOutput, Limits.ConsoleBufferSize);
 
     /// <summary>Signalled when the run is being stopped (timeout, cancellation): blocking handlers must return.</summary>
     public CancellationToken Stopping { get; }
@@ -51,7 +75,8 @@ public sealed partial class GuestSession
     /// <summary>
     /// The run's paravirtual devices, in the order the guest enumerates them (<see cref="HypercallCode.DeviceInfo"/>);
     /// a device's index is also its event port, so at most <see cref="RingConstants.EventPorts"/>. Set before the run
-    /// starts; setting a non-empty list offers <see cref="FeatureBits.Devices"/>.
+    /// starts; setting a non-empty list offers <see cref="FeatureBits.Devices"/> (and, with a console,
+    /// <see cref="FeatureBits.ConsoleEndOfInput"/>).
     /// </summary>
     /// <exception cref="ArgumentException">More than 64 devices, or two with the same name.</exception>
     public IReadOnlyList<VirtualDevice> Devices
@@ -65,6 +90,10 @@ public sealed partial class GuestSession
             if (value.Count > 0)
             {
                 OfferedFeatures |= FeatureBits.Devices;
+            }
+            if (value.Any(d => d.Kind == DeviceKind.Console))
+            {
+                OfferedFeatures |= FeatureBits.ConsoleEndOfInput;
             }
         }
     }
@@ -127,26 +156,21 @@ public sealed partial class GuestSession
         }
     }
 
-    /// <summary>The run ended: each device delivers what the guest produced last. vCPU thread, guest stopped.</summary>
-    internal void StopDevices()
-    {
-        IReadOnlyList<VirtualDevice> devices = _devices;
-        for (int i = 0; i < devices.Count; i++)
-        {
-            devices[i].Stop(this);
-        }
-    }
-
     /// <summary>
     /// Waits until one of <paramref name="mask"/>'s bits is pending, the monotonic clock reaches
     /// <paramref name="deadlineNanoseconds"/>, or the run is stopping. Returns and clears the pending bits in the mask
-    /// (0 on timeout). Pumps the devices first, and again whenever a device asks (<see cref="RequestPump"/>), on the
-    /// calling (vCPU) thread.
+    /// (0 on timeout or stop). Pumps the devices first, and again whenever a device asks (<see cref="RequestPump"/>),
+    /// on the calling (vCPU) thread; the deadline and <see cref="Stopping"/> are checked before every pump, so a device
+    /// that keeps asking cannot hold the caller past either.
     /// </summary>
     public ulong WaitForEvents(ulong mask, long deadlineNanoseconds)
     {
         while (true)
         {
+            if (Stopping.IsCancellationRequested)
+            {
+                return 0;
+            }
             PumpDevices();
             lock (_eventLock)
             {
@@ -158,22 +182,67 @@ public sealed partial class GuestSession
                         _pendingEvents &= ~hit;
                         return hit;
                     }
-                    if (_pumpRequested)
-                    {
-                        _pumpRequested = false;
-                        break; // pump outside the lock, then look again
-                    }
                     long remainingNs = deadlineNanoseconds - MonotonicNanoseconds;
                     if (remainingNs <= 0 || Stopping.IsCancellationRequested)
                     {
                         return 0;
                     }
-                    // Wake at least every 50 ms to notice Stopping without registering a callback per wait.
-                    int waitMs = (int)Math.Clamp((remainingNs + 999_999) / 1_000_000, 1, 50);
+                    if (_pumpRequested)
+                    {
+                        _pumpRequested = false;
+                        break; // pump outside the lock, then look again
+                    }
+                    // Stopping pulses the lock (the registration in the constructor); the cap only bounds one wait.
+                    int waitMs = (int)Math.Clamp((remainingNs + 999_999) / 1_000_000, 1, 1000);
                     Monitor.Wait(_eventLock, waitMs);
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Takes up to <paramref name="wanted"/> bytes of the run's console output allowance
+    /// (<see cref="GuestLimits.ConsoleOutputLimit"/>) and returns how many were granted. vCPU thread.
+    /// </summary>
+    internal long TakeConsoleAllowance(long wanted)
+    {
+        long granted = Limits.ConsoleOutputLimit is long limit ? Math.Clamp(limit - _consoleBytes, 0, wanted) : wanted;
+        _consoleBytes += granted;
+        return granted;
+    }
+
+    /// <summary>Counts console bytes discarded because the run reached its output limit. vCPU thread.</summary>
+    internal void CountConsoleDiscarded(long bytes) => _consoleBytesDiscarded += bytes;
+
+    /// <summary>
+    /// The end of the run: each device delivers what the guest produced last, and the console queue drains, waiting
+    /// at most until <paramref name="drainDeadline"/> (a <see cref="Stopwatch"/> timestamp) for slow readers.
+    /// vCPU thread, guest stopped.
+    /// </summary>
+    internal void Stop(long drainDeadline)
+    {
+        IReadOnlyList<VirtualDevice> devices = _devices;
+        for (int i = 0; i < devices.Count; i++)
+        {
+            devices[i].Stop(this, drainDeadline);
+        }
+        _consoleQueue?.Drain(Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), drainDeadline));
+    }
+
+    private void Wake()
+    {
+        lock (_eventLock)
+        {
+            Monitor.PulseAll(_eventLock);
+        }
+        _consoleQueue?.Wake();
+    }
+
+    /// <summary>Ends the run's console output and the stop registration; devices are the caller's to dispose.</summary>
+    public void Dispose()
+    {
+        _stoppingRegistration.Dispose();
+        _consoleQueue?.Dispose();
     }
 
     /// <summary>Takes and clears a pending pump request (vCPU thread; the doorbell path pumps when one is pending).</summary>

@@ -28,6 +28,9 @@ public sealed record GuestRunOptions
     /// </summary>
     public IReadOnlyList<Devices.VirtualDevice> Devices { get; init; } = [];
 
+    /// <summary>Caps on the host resources the guest can make the host spend (defaults safe for untrusted guests).</summary>
+    public GuestLimits Limits { get; init; } = GuestLimits.Default;
+
     /// <summary>Command line passed to the guest (at most 4095 bytes of UTF-8).</summary>
     public string CommandLine { get; init; } = "";
 }

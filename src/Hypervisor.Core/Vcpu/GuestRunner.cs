@@ -48,6 +48,7 @@ public sealed partial class GuestRunner
             MemorySize = defaults.DefaultMemorySize,
             Timeout = defaults.DefaultTimeout,
             InstructionBudget = defaults.DefaultInstructionBudget,
+            Limits = defaults.DefaultLimits,
         };
     }
 
@@ -99,6 +100,8 @@ public sealed partial class GuestRunner
         {
             throw new ArgumentException($"guest memory must be a multiple of 4 KiB between {GuestMemory.MinSize >> 20} MiB and {GuestMemory.MaxSize >> 30} GiB (got {options.MemorySize} bytes)", nameof(options));
         }
+        ArgumentNullException.ThrowIfNull(options.Limits);
+        options.Limits.Validate();
         byte[] commandLine = Encoding.UTF8.GetBytes(options.CommandLine);
         if (commandLine.Length >= GuestLayout.CommandLineMax || Array.IndexOf(commandLine, (byte)0) >= 0)
         {
@@ -111,15 +114,13 @@ public sealed partial class GuestRunner
         ulong imageEnd = ElfLoader.LoadInto(image, memory);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        if (options.Timeout is TimeSpan timeout)
-        {
-            stop.CancelAfter(timeout);
-        }
-        var session = new GuestSession(memory, image, options.ConsoleOutput ?? Stream.Null, stop.Token)
+        using IDisposable? deadline = options.Timeout is TimeSpan timeout ? RunDeadlines.Schedule(stop, timeout) : null;
+        using var session = new GuestSession(memory, image, options.ConsoleOutput ?? Stream.Null, stop.Token)
         {
             Devices = options.Devices ?? [],
             Metrics = _metrics,
             Logger = _logger,
+            Limits = options.Limits,
         };
         PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures);
         string backendName = choice.Backend.Name;
@@ -135,7 +136,8 @@ public sealed partial class GuestRunner
 
         RunResult Finish(RunOutcome outcome, long status, string message)
         {
-            session.StopDevices();
+            session.Stop(DrainDeadline(outcome, started, options));
+            stats.ConsoleBytesDiscarded = session.ConsoleBytesDiscarded;
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
             stats.InstructionsRetired = vcpu.InstructionsRetired;
             _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
@@ -152,8 +154,9 @@ public sealed partial class GuestRunner
             {
                 VcpuRegisters registers = vcpu.GetRegisters();
                 HypercallArgs args = HypercallTrap.ReadArguments(in registers);
-                stats.CountHypercall(args.Code);
-                _metrics?.RecordHypercall(args.Code, _dispatcher);
+                string? name = _dispatcher.GetName(args.Code);
+                stats.CountHypercall(args.Code, registered: name is not null);
+                _metrics?.RecordHypercall(args.Code, name);
                 long result = _dispatcher.Dispatch(in args, session);
                 if (session.ExitRequested)
                 {
@@ -192,6 +195,28 @@ public sealed partial class GuestRunner
                     return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} failed: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
             }
         }
+    }
+
+    /// <summary>
+    /// Until when the end of a run waits for slow console readers: after an exit, up to
+    /// <see cref="GuestLimits.OutputDrainTimeout"/> but never past the run's timeout; after a timeout, cancellation or
+    /// fault, half of <see cref="GuestLimits.StopLatency"/> (the rest of that bound is for stopping the vCPU).
+    /// </summary>
+    private static long DrainDeadline(RunOutcome outcome, long started, GuestRunOptions options)
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (outcome != RunOutcome.Exited)
+        {
+            return now + Ticks(GuestLimits.StopLatency / 2);
+        }
+        long deadline = now + Ticks(options.Limits.OutputDrainTimeout);
+        if (options.Timeout is TimeSpan timeout)
+        {
+            deadline = Math.Min(deadline, Math.Max(now, started + Ticks(timeout)));
+        }
+        return deadline;
+
+        static long Ticks(TimeSpan t) => (long)Math.Min(t.TotalSeconds * Stopwatch.Frequency, long.MaxValue / 4);
     }
 
     /// <summary>A timeout as people write it (<c>2s</c>, <c>1.5s</c>, <c>250ms</c>, <c>2m</c>), not <c>00:00:02</c>.</summary>

@@ -50,8 +50,17 @@ public sealed class RunStatistics
         }
     }
 
-    /// <summary>Hypercalls by function code.</summary>
+    /// <summary>
+    /// Hypercalls by function code, for the codes the dispatcher knows; calls to codes nobody registered are counted
+    /// together in <see cref="OtherHypercalls"/> (a guest cycling through codes must not grow this table).
+    /// </summary>
     public IReadOnlyDictionary<uint, long> Hypercalls => _hypercalls;
+
+    /// <summary>Hypercalls to codes nobody registered (answered <c>NotImplemented</c>), all codes together.</summary>
+    public long OtherHypercalls { get; private set; }
+
+    /// <summary>Console bytes the guest produced past <see cref="GuestLimits.ConsoleOutputLimit"/>, discarded.</summary>
+    public long ConsoleBytesDiscarded { get; internal set; }
 
     /// <summary>Guest instructions executed, where the backend counts them (the emulator); otherwise null.</summary>
     public ulong? InstructionsRetired { get; internal set; }
@@ -61,9 +70,14 @@ public sealed class RunStatistics
 
     internal void CountExit(VcpuExitKind kind) => _exits[(int)kind]++;
 
-    internal void CountHypercall(ulong code)
+    internal void CountHypercall(ulong code, bool registered)
     {
-        uint key = code > uint.MaxValue ? uint.MaxValue : (uint)code;
+        if (!registered)
+        {
+            OtherHypercalls++;
+            return;
+        }
+        uint key = (uint)code; // registered codes are 32-bit
         _hypercalls[key] = _hypercalls.GetValueOrDefault(key) + 1;
     }
 }

@@ -27,6 +27,20 @@ public sealed class CliErrorTests : IDisposable
         Assert.Contains(mustContain, lines[0], StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("--memory", "64\nM")]
+    [InlineData("--timeout", "1\u001b[2J")]
+    [InlineData("--disk", "a.img,b\nad")]
+    [InlineData("--bogus\nline", null)]
+    public void A_value_with_control_characters_is_quoted_on_one_line(string flag, string? value)
+    {
+        // Found by the cli fuzz harness (fuzz/corpus/cli/finding-control-chars-*): the error quoted the value raw.
+        (int code, _, string err, _) = value is null ? Run("run", "x.elf", flag) : Run("run", "x.elf", flag, value);
+        Assert.Equal(64, code);
+        AssertOneErrorLine(err, "\\x");
+        Assert.DoesNotContain('\u001b', err);
+    }
+
     [Fact]
     public void Missing_image_is_one_line_and_exit_65()
     {

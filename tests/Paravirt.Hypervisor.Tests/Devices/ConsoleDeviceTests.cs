@@ -146,7 +146,7 @@ public sealed class ConsoleDeviceTests
             g.Write("first\n"u8);
             Assert.Equal(0, g.Harness.EventSend(0));   // flush of "first" now in flight (slow)
             g.Write("BYE\n"u8);                        // no doorbell: the guest exits right after
-            g.Harness.Session.StopDevices();          // what GuestRunner does at the end of every run
+            g.Harness.Session.Stop(System.Diagnostics.Stopwatch.GetTimestamp() + System.Diagnostics.Stopwatch.Frequency * 5); // what GuestRunner does at the end of every run
         }                                             // Dispose must not race the flush
         Assert.Equal("first\nBYE\n", Encoding.ASCII.GetString(output.ToArray()));
     }

@@ -45,6 +45,7 @@ internal sealed class DeviceHarness : IDisposable
 
     public void Dispose()
     {
+        Session.Dispose();
         foreach (VirtualDevice d in Session.Devices)
         {
             d.Dispose();

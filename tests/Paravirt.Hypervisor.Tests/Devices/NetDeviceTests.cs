@@ -100,7 +100,7 @@ public sealed class NetDeviceTests
     }
 
     [Fact]
-    public void TwoVmsOnOneSwitchExchangeFramesAndTheSwitchLearns()
+    public void TwoVmsOnOneSwitchExchangeBroadcastAndUnicastFrames()
     {
         var sw = new NetSwitch("lan");
         using var a = new NetGuest(new NetDevice("net0", sw.CreatePort(), vmIndex: 0));
@@ -109,7 +109,7 @@ public sealed class NetDeviceTests
         a.PostRx(8);
         b.PostRx(8);
 
-        // Broadcast from A floods to B (and teaches the switch A's port).
+        // Broadcast from A floods to B.
         byte[] hello = NetGuest.Frame(Broadcast, a.Mac, 60, 0xA1);
         Assert.Equal([0L], a.Send(hello));
         Assert.Equal(1UL, b.Harness.Poll(1)); // delivered by the pump, event on port 0
@@ -117,7 +117,7 @@ public sealed class NetDeviceTests
         Assert.Equal(hello, Assert.Single(got).Frame);
         Assert.Empty(a.Receive()); // never back to the sender
 
-        // Unicast B -> A goes to the learned port.
+        // Unicast B -> A goes to the port that owns A's MAC.
         byte[] reply = NetGuest.Frame(a.Mac, b.Mac, 1514, 0xB2);
         long forwarded = sw.FramesForwarded;
         Assert.Equal([0L], b.Send(reply));
@@ -125,7 +125,7 @@ public sealed class NetDeviceTests
         Assert.Equal(1UL, a.Harness.Poll(1));
         Assert.Equal(reply, Assert.Single(a.Receive()).Frame);
 
-        // Now A -> B unicast is forwarded as well (B was learned from its reply).
+        // A -> B unicast is forwarded to B's port.
         byte[] again = NetGuest.Frame(b.Mac, a.Mac, 100, 0xC3);
         Assert.Equal([0L], a.Send(again));
         Assert.Equal(forwarded + 2, sw.FramesForwarded);
@@ -136,8 +136,9 @@ public sealed class NetDeviceTests
     }
 
     [Fact]
-    public void UnknownUnicastAndMulticastFloodToEveryOtherPort()
+    public void UnknownUnicastIsDroppedAndMulticastFloodsToEveryOtherPort()
     {
+        // Port security (issue 13): unicast to a MAC no port owns is never flooded; multicast and broadcast are.
         var sw = new NetSwitch();
         using var a = new NetGuest(new NetDevice("net0", sw.CreatePort(), vmIndex: 0));
         using var b = new NetGuest(new NetDevice("net0", sw.CreatePort(), vmIndex: 1));
@@ -152,11 +153,12 @@ public sealed class NetDeviceTests
         foreach (NetGuest g in new[] { b, c })
         {
             g.Harness.Poll(1);
-            Assert.Equal([unknown, multicast], g.Receive().Select(r => r.Frame).ToArray());
+            Assert.Equal([multicast], g.Receive().Select(r => r.Frame).ToArray());
         }
         a.Harness.Poll(1);
         Assert.Empty(a.Receive());
-        Assert.Equal(2, sw.FramesFlooded);
+        Assert.Equal(1, sw.FramesFlooded);
+        Assert.Equal(1, sw.FramesUnknown);
     }
 
     [Fact]
@@ -294,7 +296,7 @@ public sealed class NetDeviceTests
         public NetGuest? Guest { get; set; }
         public byte[]? Sent { get; private set; }
 
-        public void Start(NetFrameReceiver receiver)
+        public void Start(NetFrameReceiver receiver, PhysicalAddress mac)
         {
         }
 

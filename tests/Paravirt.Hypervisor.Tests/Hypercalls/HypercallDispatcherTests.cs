@@ -36,6 +36,9 @@ public sealed class HypercallDispatcherTests : IDisposable
 
     private GuestSession Session(CancellationToken stopping = default) => new(_memory, EmptyImage(), _console, stopping);
 
+    /// <summary>Waits until the session's console queue reached the stream (the end of a run does the same).</summary>
+    private static void Drain(GuestSession session) => session.Stop(Stopwatch.GetTimestamp() + Stopwatch.Frequency * 10);
+
     private static HypercallArgs Call(HypercallCode code, ulong a1 = 0, ulong a2 = 0) => new((ulong)code, a1, a2, 0, 0, 0);
 
     // The built-in set: the core calls and the device calls (DeviceInfo, the attach calls, EventSend).
@@ -172,7 +175,9 @@ public sealed class HypercallDispatcherTests : IDisposable
         byte[] text = Encoding.ASCII.GetBytes("hello, host\n");
         _memory.Write(new GuestAddress(0x10_0000), text);
 
-        long result = Core().Dispatch(Call(code, 0x10_0000, (ulong)text.Length), Session());
+        using GuestSession session = Session();
+        long result = Core().Dispatch(Call(code, 0x10_0000, (ulong)text.Length), session);
+        Drain(session);
 
         Assert.Equal(text.Length, result);
         Assert.Equal(text, _console.ToArray());
@@ -193,19 +198,25 @@ public sealed class HypercallDispatcherTests : IDisposable
     }
 
     [Fact]
-    public void LongWriteIsShortenedToTheChunkLimit()
+    public void LongWriteIsShortenedToWhatTheConsoleQueueHolds()
     {
-        long result = Core().Dispatch(Call(HypercallCode.ConsoleWrite, 0, GuestMemory.MinSize), Session());
-        Assert.Equal(CoreHypercalls.MaxWriteChunk, result);
-        Assert.Equal(CoreHypercalls.MaxWriteChunk, _console.Length);
+        // The write is cut to the chunk limit (1 MiB) and then to the free space of the run's console queue.
+        using GuestSession session = Session();
+        long result = Core().Dispatch(Call(HypercallCode.ConsoleWrite, 0, GuestMemory.MinSize), session);
+        Drain(session);
+        Assert.Equal(Math.Min(CoreHypercalls.MaxWriteChunk, Vcpu.GuestLimits.DefaultConsoleBufferSize), result);
+        Assert.Equal(result, _console.Length);
     }
 
     [Fact]
     public void HugeLengthIsAShortWriteNotAnOverflow()
     {
         // The length is capped to MaxWriteChunk before the range check, so 0x10 + ulong.MaxValue never wraps.
-        Assert.Equal(CoreHypercalls.MaxWriteChunk, Core().Dispatch(Call(HypercallCode.DebugWrite, 0x10, ulong.MaxValue), Session()));
-        Assert.Equal(CoreHypercalls.MaxWriteChunk, _console.Length);
+        using GuestSession session = Session();
+        long result = Core().Dispatch(Call(HypercallCode.DebugWrite, 0x10, ulong.MaxValue), session);
+        Drain(session);
+        Assert.Equal(Math.Min(CoreHypercalls.MaxWriteChunk, Vcpu.GuestLimits.DefaultConsoleBufferSize), result);
+        Assert.Equal(result, _console.Length);
     }
 
     [Fact]
@@ -233,7 +244,10 @@ public sealed class HypercallDispatcherTests : IDisposable
     [Fact]
     public void WriteToAFailingConsoleAnswersIoError()
     {
-        var session = new GuestSession(_memory, EmptyImage(), new FailingStream(), default);
+        // The first write is queued; the background writer finds the stream broken; later writes answer IoError.
+        using var session = new GuestSession(_memory, EmptyImage(), new FailingStream(), default);
+        Assert.Equal(4, Core().Dispatch(Call(HypercallCode.ConsoleWrite, 0x10_0000, 4), session));
+        Drain(session);
         Assert.Equal((long)HypercallStatus.IoError, Core().Dispatch(Call(HypercallCode.ConsoleWrite, 0x10_0000, 4), session));
     }
 

@@ -178,12 +178,18 @@ long pv_cons_write(pv_cons *c, const void *buf, size_t len)
 
 long pv_cons_read(pv_cons *c, void *buf, size_t cap)
 {
+    /* in_flags before in_prod: the host publishes the final in_prod before it sets END_OF_INPUT. */
+    uint32_t flags = CONS_U32(c, PV_CONSOLE_IN_FLAGS_OFFSET);
+    pv_rmb();
     uint32_t cons = CONS_U32(c, PV_CONSOLE_IN_CONS_OFFSET);
     uint32_t prod = CONS_U32(c, PV_CONSOLE_IN_PROD_OFFSET);
     pv_rmb(); /* the index before the bytes */
     uint32_t avail = prod - cons;
     if (avail > PV_CONSOLE_IN_SIZE) {
         return PV_STATUS_BROKEN;
+    }
+    if (avail == 0 && (flags & PV_CONSOLE_IN_FLAGS_END_OF_INPUT) != 0) {
+        return PV_CONS_EOF;
     }
     if (avail == 0 || cap == 0) {
         return 0;
@@ -225,12 +231,17 @@ long pv_cons_read_wait(pv_cons *c, void *buf, size_t cap, uint64_t deadline_ns)
 long pv_cons_read_line(pv_cons *c, char *line, size_t cap, uint64_t deadline_ns)
 {
     size_t len = 0;
+    size_t seen = 0;
     for (;;) {
         char ch;
         long r = pv_cons_read_wait(c, &ch, 1, deadline_ns);
+        if (r == PV_CONS_EOF && seen > 0) {
+            break; /* the last line had no '\n' */
+        }
         if (r < 0) {
             return r;
         }
+        seen++;
         if (ch == '\n') {
             break;
         }

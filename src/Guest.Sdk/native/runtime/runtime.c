@@ -72,6 +72,9 @@ static long pv_write_all(uint64_t code, const void *buf, size_t len)
     size_t done = 0;
     while (done < len) {
         long n = pv_hypercall2(code, (uint64_t)(uintptr_t)(p + done), len - done);
+        if (n == PV_STATUS_TRY_AGAIN) {
+            continue; /* the host's output queue is full (a slow reader); the host already waited a little */
+        }
         if (n < 0) {
             return done > 0 ? (long)done : n;
         }

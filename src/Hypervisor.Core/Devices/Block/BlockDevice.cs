@@ -43,6 +43,11 @@ public sealed class BlockDevice : VirtualDevice
         ArgumentException.ThrowIfNullOrEmpty(path);
         Path = path;
         IsReadOnly = readOnly;
+        if (Directory.Exists(path))
+        {
+            // Opening a directory fails with EISDIR, which .NET reports as access denied: say what it is.
+            throw new DeviceConfigurationException($"disk image '{path}' for device {name} is a directory; give the path of a raw image file");
+        }
         try
         {
             _file = File.OpenHandle(path, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite,
@@ -130,7 +135,7 @@ public sealed class BlockDevice : VirtualDevice
     {
         SharedRing<BlockRequest, BlockResponse> ring = _ring!;
         long readBefore = _bytesRead, writtenBefore = _bytesWritten;
-        RingRun run = ring.Process(_handler);
+        RingRun run = ring.Process(_handler, session.Stopping);
         if (run.Corrupt)
         {
             MarkBroken($"the guest's block ring indices are corrupt (req_prod more than {ring.Slots} ahead of the responses)");

@@ -11,13 +11,18 @@ namespace Paravirt.Hypervisor.Devices.Console;
 /// (<see cref="HypercallCode.ConsoleAttach"/>) with an output byte ring it produces and an input byte ring the host
 /// produces. Output goes to a <see cref="PipeWriter"/>; input comes from a <see cref="PipeReader"/>, is queued
 /// (at most <see cref="InputQueueLimit"/> bytes; the reader waits while the queue is full) and copied into the input
-/// ring on the vCPU thread when there is room, then the guest's event port is signalled.
+/// ring on the vCPU thread when there is room, then the guest's event port is signalled. When the input source ends
+/// (and every byte of it is in the ring) the host sets <see cref="ConsoleInputFlags.EndOfInput"/> in the page's
+/// <c>in_flags</c> (<see cref="FeatureBits.ConsoleEndOfInput"/>); a console without an input source reads as ended.
 /// </summary>
 /// <remarks>
 /// Indices are validated the hostile way: <c>out_prod - out_cons &gt; OutSize</c> or <c>in_prod - in_cons &gt; InSize</c>
 /// breaks the device. The host's own indices (<c>out_cons</c>, <c>in_prod</c>) are kept privately and only written to
 /// the page. Output is back-pressured: while the previous flush to the writer is incomplete the host leaves the
-/// guest's output in its ring (the guest sees a full ring), so a slow reader never blocks the vCPU thread.
+/// guest's output in its ring (the guest sees a full ring) and pumps again only when that flush completes, so a slow
+/// reader neither blocks nor busies the vCPU thread. The writer's <c>FlushAsync</c> must not block its caller (the
+/// pipes of <see cref="PipeWriter.Create(Stream, StreamPipeWriterOptions?)"/> over files, pipes, sockets and the
+/// console do not). Output counts against the run's <see cref="Vcpu.GuestLimits.ConsoleOutputLimit"/>.
 /// </remarks>
 public sealed class ConsoleDevice : VirtualDevice
 {
@@ -38,6 +43,8 @@ public sealed class ConsoleDevice : VirtualDevice
     private uint _inProd;
     private Task<FlushResult>? _pendingFlush;
     private bool _outputFailed;
+    private volatile bool _inputEnded;
+    private bool _endSignalled;
     private long _bytesOut;
     private long _bytesIn;
 
@@ -53,6 +60,10 @@ public sealed class ConsoleDevice : VirtualDevice
         if (input is not null)
         {
             _inputTask = Task.Run(() => ReadInputAsync(input, _stop.Token));
+        }
+        else
+        {
+            _inputEnded = true; // nothing will ever arrive: the guest reads end of input
         }
     }
 
@@ -93,6 +104,7 @@ public sealed class ConsoleDevice : VirtualDevice
         _page = page;
         _outCons = ReadIndex(session, ConsoleInterface.OutConsOffset);
         _inProd = ReadIndex(session, ConsoleInterface.InProdOffset);
+        WriteIndex(session, ConsoleInterface.InFlagsOffset, 0);
         return CompleteAttach(session, port);
     }
 
@@ -111,15 +123,23 @@ public sealed class ConsoleDevice : VirtualDevice
         }
     }
 
-    /// <summary>How long the end of a run waits for a slow console reader to take the guest's last output.</summary>
-    private static readonly TimeSpan StopFlushTimeout = TimeSpan.FromSeconds(5);
-
-    /// <summary>End of run: let an in-flight flush finish, move the guest's last output, and wait for that flush too.</summary>
-    private protected override void OnStop(GuestSession session)
+    /// <summary>
+    /// End of run: let an in-flight flush finish, move the guest's last output, and wait for that flush too, each wait
+    /// ending at <paramref name="drainDeadline"/> (what a stalled reader did not take by then stays behind).
+    /// </summary>
+    private protected override void OnStop(GuestSession session, long drainDeadline)
     {
-        WaitForPendingFlush(StopFlushTimeout);
-        DrainOutput(session);
-        WaitForPendingFlush(StopFlushTimeout);
+        if (WaitForPendingFlush(Remaining(drainDeadline)))
+        {
+            DrainOutput(session);
+            WaitForPendingFlush(Remaining(drainDeadline));
+        }
+    }
+
+    private static TimeSpan Remaining(long deadline)
+    {
+        TimeSpan left = System.Diagnostics.Stopwatch.GetElapsedTime(System.Diagnostics.Stopwatch.GetTimestamp(), deadline);
+        return left > TimeSpan.Zero ? left : TimeSpan.Zero;
     }
 
     /// <summary>Waits (bounded) for the flush in flight; true when none is left in flight.</summary>
@@ -154,8 +174,7 @@ public sealed class ConsoleDevice : VirtualDevice
         {
             if (!pending.IsCompleted)
             {
-                session.RequestPump(); // come back when the reader caught up
-                return false;
+                return false; // the flush's continuation asks for a pump when the reader caught up
             }
             _pendingFlush = null;
             if (!pending.IsCompletedSuccessfully || pending.Result.IsCompleted)
@@ -175,10 +194,13 @@ public sealed class ConsoleDevice : VirtualDevice
             return false;
         }
         Interlocked.MemoryBarrier(); // read the bytes after out_prod
-        if (!_outputFailed)
+        uint allowed = (uint)session.TakeConsoleAllowance(available);
+        session.CountConsoleDiscarded(available - allowed);
+        if (!_outputFailed && allowed > 0)
         {
-            // A failed output discards the guest's bytes: the guest must not stall on a full ring.
-            WriteOutput(session.Memory.GetSpan(new GuestAddress(_page + ConsoleInterface.OutOffset), ConsoleInterface.OutSize), available);
+            // A failed output, or one past the run's output limit, discards the guest's bytes: the guest must not
+            // stall on a full ring.
+            WriteOutput(session.Memory.GetSpan(new GuestAddress(_page + ConsoleInterface.OutOffset), ConsoleInterface.OutSize), allowed);
         }
         _outCons = prod;
         Interlocked.Add(ref _bytesOut, available);
@@ -209,6 +231,9 @@ public sealed class ConsoleDevice : VirtualDevice
                 if (!flush.IsCompletedSuccessfully)
                 {
                     _pendingFlush = flush.AsTask();
+                    // One pump when the reader caught up (not one per poll while it has not: that spun the vCPU).
+                    _pendingFlush.ContinueWith(static (_, s) => ((ConsoleDevice)s!).RequestPump(), this,
+                        CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 }
                 else if (flush.Result.IsCompleted)
                 {
@@ -226,12 +251,13 @@ public sealed class ConsoleDevice : VirtualDevice
         }
     }
 
-    /// <summary>Copies queued input into the guest's input ring; true when bytes were added.</summary>
+    /// <summary>Copies queued input into the guest's input ring, then signals the end of input once it is all there; true when the guest should be told.</summary>
     private bool FillInput(GuestSession session)
     {
+        bool ended = _inputEnded; // read first: every byte of an ended input was queued before the flag was set
         if (Volatile.Read(ref _inCount) == 0)
         {
-            return false;
+            return ended && SignalEndOfInput(session);
         }
         uint cons = ReadIndex(session, ConsoleInterface.InConsOffset);
         uint used = _inProd - cons;
@@ -263,6 +289,23 @@ public sealed class ConsoleDevice : VirtualDevice
         WriteIndex(session, ConsoleInterface.InProdOffset, _inProd);
         Interlocked.Add(ref _bytesIn, n);
         session.Metrics?.RecordDeviceBytes(Name, "in", n);
+        if (ended && Volatile.Read(ref _inCount) == 0)
+        {
+            SignalEndOfInput(session);
+        }
+        return true;
+    }
+
+    /// <summary>Sets <see cref="ConsoleInputFlags.EndOfInput"/> after the final in_prod (once); true when it was set now.</summary>
+    private bool SignalEndOfInput(GuestSession session)
+    {
+        if (_endSignalled)
+        {
+            return false;
+        }
+        _endSignalled = true;
+        Interlocked.MemoryBarrier(); // the final in_prod is visible before the flag
+        WriteIndex(session, ConsoleInterface.InFlagsOffset, (uint)ConsoleInputFlags.EndOfInput);
         return true;
     }
 
@@ -294,12 +337,15 @@ public sealed class ConsoleDevice : VirtualDevice
         }
         catch (OperationCanceledException)
         {
+            return; // the device is being disposed: not an end of input the guest should see
         }
 #pragma warning disable CA1031 // The input source failing ends input; it must not take the host down.
         catch (Exception)
 #pragma warning restore CA1031
         {
         }
+        _inputEnded = true;
+        RequestPump();
     }
 
     private long Enqueue(ReadOnlySequence<byte> buffer)
@@ -350,8 +396,9 @@ public sealed class ConsoleDevice : VirtualDevice
             }
             _input?.Complete();
             // Completing the writer while a flush is still writing to the stream races the pipe's buffers (and can
-            // write the same bytes twice): wait for it, bounded; a reader stalled beyond that is abandoned, not raced.
-            if (WaitForPendingFlush(StopFlushTimeout))
+            // write the same bytes twice): wait for it, briefly (the end of the run already waited for slow readers);
+            // a reader stalled beyond that is abandoned, not raced.
+            if (WaitForPendingFlush(Vcpu.GuestLimits.StopLatency))
             {
                 try
                 {

@@ -14,9 +14,12 @@ public interface INetBackend : IDisposable
 {
     /// <summary>
     /// Starts delivering received frames to <paramref name="receiver"/> (on any thread). Called once, when the
-    /// device is created.
+    /// device is created, with the MAC address the host assigned to the device: a backend that switches frames binds
+    /// its port to it (a <see cref="NetSwitch"/> port accepts only frames from that source MAC and delivers to it
+    /// only frames for it or for everyone).
     /// </summary>
-    void Start(NetFrameReceiver receiver);
+    /// <exception cref="DeviceConfigurationException">The backend cannot take this MAC (another port has it).</exception>
+    void Start(NetFrameReceiver receiver, System.Net.NetworkInformation.PhysicalAddress mac);
 
     /// <summary>
     /// Sends one Ethernet frame (header first). Called on the vCPU thread; must not block for long. Returns false

@@ -16,7 +16,9 @@ namespace Paravirt.Hypervisor.Devices.Net;
 /// Frames from the backend arrive on other threads and wait in a bounded queue (<see cref="ReceiveQueueLimit"/>
 /// frames; further frames are dropped and counted in <see cref="RxDropped"/>) until the vCPU thread pumps them into
 /// posted receive buffers. Transmitted frames are validated (<c>14 &lt;= length &lt;= MTU + 14</c>, buffer inside guest
-/// memory) and copied once before the backend sees them.
+/// memory, source MAC = the device's MAC) and copied once before the backend sees them; a frame with another source
+/// MAC is answered <see cref="HypercallStatus.PermissionDenied"/> and counted in <see cref="TxSpoofed"/> (as
+/// Firecracker counts <c>tx_spoofed_mac_count</c>), so no backend ever carries a spoofed frame.
 /// </remarks>
 public sealed class NetDevice : VirtualDevice
 {
@@ -35,6 +37,7 @@ public sealed class NetDevice : VirtualDevice
     private SharedRing<NetTxRequest, NetTxResponse>? _tx;
     private SharedRing<NetRxRequest, NetRxResponse>? _rx;
     private long _rxDropped;
+    private long _txSpoofed;
     private long _txFrames;
     private long _rxFrames;
     private long _txBytes;
@@ -47,6 +50,7 @@ public sealed class NetDevice : VirtualDevice
     /// <param name="mtu">MTU in bytes (payload without the Ethernet header), <see cref="MinMtu"/>..<see cref="MaxMtu"/>.</param>
     /// <param name="vmIndex">Distinguishes the derived MACs of same-named devices of several VMs.</param>
     /// <exception cref="ArgumentException">The MAC is not 6 bytes or is multicast, or the MTU is out of range.</exception>
+    /// <exception cref="DeviceConfigurationException">The backend refused the MAC (another port of the switch has it).</exception>
     public NetDevice(string name, INetBackend backend, PhysicalAddress? mac = null, uint mtu = NetConstants.DefaultMtu, int vmIndex = 0)
         : base(name)
     {
@@ -64,7 +68,15 @@ public sealed class NetDevice : VirtualDevice
         _txBuffer = new byte[mtu + NetConstants.EthernetHeader];
         _txHandler = new TxHandler(this);
         _backend = backend;
-        _backend.Start(OnFrameReceived);
+        try
+        {
+            _backend.Start(OnFrameReceived, new PhysicalAddress(_mac));
+        }
+        catch
+        {
+            _backend.Dispose(); // the device owns it, and there will be no device
+            throw;
+        }
     }
 
     /// <inheritdoc/>
@@ -78,6 +90,9 @@ public sealed class NetDevice : VirtualDevice
 
     /// <summary>Frames dropped because the guest had no receive buffer (queue full) or its buffer was too small.</summary>
     public long RxDropped => Interlocked.Read(ref _rxDropped);
+
+    /// <summary>Frames the guest tried to transmit with a source MAC other than the device's (dropped).</summary>
+    public long TxSpoofed => Interlocked.Read(ref _txSpoofed);
 
     /// <summary>Frames the guest transmitted successfully.</summary>
     public long TxFrames => Interlocked.Read(ref _txFrames);
@@ -165,7 +180,7 @@ public sealed class NetDevice : VirtualDevice
     {
         bool notify = false;
         long txBytes = _txBytes;
-        RingRun run = _tx!.Process(_txHandler);
+        RingRun run = _tx!.Process(_txHandler, session.Stopping);
         if (run.Corrupt)
         {
             MarkBroken($"the guest's transmit ring indices are corrupt (req_prod more than {_tx.Slots} ahead)");
@@ -286,6 +301,11 @@ public sealed class NetDevice : VirtualDevice
             if (!Session!.Memory.TryRead(new GuestAddress(request.Buffer), frame))
             {
                 response.Status = (long)HypercallStatus.Fault;
+            }
+            else if (!frame.Slice(6, 6).SequenceEqual(_mac))
+            {
+                response.Status = (long)HypercallStatus.PermissionDenied;
+                Interlocked.Increment(ref _txSpoofed);
             }
             else
             {

@@ -1,3 +1,4 @@
+using System.Net.NetworkInformation;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text;
@@ -84,7 +85,7 @@ public sealed class TapBackend : INetBackend
     public long ReadErrors => Interlocked.Read(ref _readErrors);
 
     /// <inheritdoc/>
-    public void Start(NetFrameReceiver receiver)
+    public void Start(NetFrameReceiver receiver, PhysicalAddress mac)
     {
         ArgumentNullException.ThrowIfNull(receiver);
         if (_reader is not null)

@@ -193,9 +193,11 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
     /// The standard back-end loop for rings whose requests are answered at once (block, net transmit): refreshes,
     /// takes, handles and answers at most <see cref="Slots"/> requests, publishes the responses, and before going
     /// idle arms <c>req_event</c> and re-checks. Returns the outcome; the caller signals the guest when
-    /// <see cref="RingRun.Notify"/> and marks the device broken when <see cref="RingRun.Corrupt"/>.
+    /// <see cref="RingRun.Notify"/> and marks the device broken when <see cref="RingRun.Corrupt"/>. Once
+    /// <paramref name="stopping"/> is signalled no further request is started (a ring of slow requests, e.g. 256 block
+    /// flushes, must not hold a stopping run for more than the one in progress).
     /// </summary>
-    public RingRun Process<THandler>(THandler handler)
+    public RingRun Process<THandler>(THandler handler, CancellationToken stopping = default)
         where THandler : IRingRequestHandler<TRequest, TResponse>
     {
         uint budget = Slots;
@@ -206,13 +208,17 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
         }
         while (true)
         {
-            while (budget > 0 && TryTakeRequest(out TRequest request))
+            while (budget > 0 && !stopping.IsCancellationRequested && TryTakeRequest(out TRequest request))
             {
                 TResponse response = handler.Handle(in request);
                 PutResponse(in response);
                 budget--;
             }
             notify |= PushResponses();
+            if (stopping.IsCancellationRequested)
+            {
+                return new RingRun(Corrupt: false, Notify: notify, MoreWork: false);
+            }
             bool more = FinalCheckForRequests(out bool corrupt);
             if (!more || budget == 0)
             {

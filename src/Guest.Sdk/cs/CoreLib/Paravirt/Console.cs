@@ -125,6 +125,8 @@ namespace Paravirt.Guest
             while (done < length)
             {
                 long n = Hypercall.Call(code, (ulong)(data + done), (ulong)(length - done));
+                if (n == (long)HypercallStatus.TryAgain)
+                    continue; // the host's output queue is full (a slow reader); the host already waited a little
                 if (n < 0)
                     return done > 0 ? done : n;
                 if (n == 0 || n > length - done)

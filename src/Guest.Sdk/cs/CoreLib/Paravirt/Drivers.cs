@@ -11,6 +11,13 @@ namespace Paravirt.Guest
     /// </summary>
     public sealed unsafe class ConsoleRing
     {
+        /// <summary>
+        /// The console's input ended and every byte was read (the host set <see cref="ConsoleInputFlags.EndOfInput"/>):
+        /// the C driver's <c>PV_CONS_EOF</c>. Below every <see cref="HypercallStatus"/> (negated errno values, at most
+        /// 4095), so it never collides with one.
+        /// </summary>
+        public const long EndOfInput = -4096;
+
         private byte* _page;
 
         private ConsoleRing() { }
@@ -104,15 +111,20 @@ namespace Paravirt.Guest
             return total;
         }
 
-        /// <summary>Reads up to <paramref name="capacity"/> bytes of input without waiting; returns the count (0: none) or a negative status.</summary>
+        /// <summary>Reads up to <paramref name="capacity"/> bytes of input without waiting; returns the count (0: none now), <see cref="EndOfInput"/>, or a negative status.</summary>
         public long Read(byte* buffer, ulong capacity)
         {
+            // in_flags before in_prod: the host publishes the final in_prod before it sets EndOfInput.
+            uint flags = *U32(ConsoleInterface.InFlagsOffset);
+            Devices.Barrier();
             uint cons = *U32(ConsoleInterface.InConsOffset);
             uint prod = *U32(ConsoleInterface.InProdOffset);
             Devices.Barrier(); // the index before the bytes
             uint avail = prod - cons;
             if (avail > ConsoleInterface.InSize)
                 return (long)HypercallStatus.Broken;
+            if (avail == 0 && (flags & (uint)ConsoleInputFlags.EndOfInput) != 0)
+                return EndOfInput;
             if (avail == 0 || capacity == 0)
                 return 0;
             uint n = capacity < avail ? (uint)capacity : avail;
@@ -126,7 +138,7 @@ namespace Paravirt.Guest
             return n;
         }
 
-        /// <summary>Reads at least one byte, waiting until the deadline (TimedOut); returns the count or a negative status.</summary>
+        /// <summary>Reads at least one byte, waiting until the deadline (TimedOut); returns the count, <see cref="EndOfInput"/>, or a negative status.</summary>
         public long ReadWait(byte* buffer, ulong capacity, ulong deadlineNs)
         {
             for (;;)
@@ -148,17 +160,22 @@ namespace Paravirt.Guest
 
         /// <summary>
         /// Reads one line (without its '\n'; '\r' dropped; bytes past <paramref name="capacity"/> - 1 dropped) into
-        /// <paramref name="line"/>, NUL-terminated; returns its length or a negative status (TimedOut, or an error at end of input).
+        /// <paramref name="line"/>, NUL-terminated; returns its length, TimedOut, or <see cref="EndOfInput"/> when the input
+        /// ended with no line left (a last line without '\n' is returned as a line first).
         /// </summary>
         public long ReadLine(byte* line, ulong capacity, ulong deadlineNs)
         {
             ulong len = 0;
+            ulong seen = 0;
             for (;;)
             {
                 byte ch;
                 long r = ReadWait(&ch, 1, deadlineNs);
+                if (r == EndOfInput && seen > 0)
+                    break; // the last line had no '\n'
                 if (r < 0)
                     return r;
+                seen++;
                 if (ch == (byte)'\n')
                     break;
                 if (ch == (byte)'\r')

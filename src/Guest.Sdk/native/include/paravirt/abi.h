@@ -21,7 +21,7 @@
 /* Major version: changes only with an incompatible change. */
 #define PV_ABI_VERSION_MAJOR 1
 /* Minor version: bumped for every append-only addition. */
-#define PV_ABI_VERSION_MINOR 0
+#define PV_ABI_VERSION_MINOR 1
 /* Packed ABI version, as returned by the version hypercall: (major << 16) | minor. */
 #define PV_ABI_VERSION_PACK(major, minor) ((((major) & 0xFFFFu) << 16) | ((minor) & 0xFFFFu))
 #define PV_ABI_VERSION_MAJOR_OF(packed) (((packed) >> 16) & 0xFFFFu)
@@ -41,8 +41,8 @@
 /*
  * The console page (PV_HYPERCALL_CONSOLE_ATTACH), as Xen's xencons_interface: two byte rings with
  * free-running u32 indices. The guest produces output (out) and consumes input (in). +0 u32 out_prod (guest)
- * +4 u32 out_cons (host) +8 u32 in_prod (host) +12 u32 in_cons (guest) +64 u8 out[OutSize] +64+OutSize u8
- * in[InSize]
+ * +4 u32 out_cons (host) +8 u32 in_prod (host) +12 u32 in_cons (guest) +16 u32 in_flags (host,
+ * pv_console_in_flags; ABI 1.1) +20..+63 reserved, zero +64 u8 out[OutSize] +64+OutSize u8 in[InSize]
  */
 /* Offset of out_prod. */
 #define PV_CONSOLE_OUT_PROD_OFFSET 0
@@ -52,6 +52,11 @@
 #define PV_CONSOLE_IN_PROD_OFFSET 8
 /* Offset of in_cons. */
 #define PV_CONSOLE_IN_CONS_OFFSET 12
+/*
+ * Offset of in_flags (ABI 1.1, PV_FEATURE0_CONSOLE_END_OF_INPUT): pv_console_in_flags the host sets; the
+ * guest only reads it (an older host leaves it zero).
+ */
+#define PV_CONSOLE_IN_FLAGS_OFFSET 16
 /* Offset of the output ring. */
 #define PV_CONSOLE_OUT_OFFSET 64
 /* Output ring size (power of two). */
@@ -158,6 +163,22 @@ typedef uint32_t pv_block_op;
 /* The guest no longer needs length bytes at sector (reads afterwards return zeros); buffer ignored. */
 #define PV_BLOCK_OP_DISCARD 3
 
+/* ---- ConsoleInputFlags ---- */
+/*
+ * Flags of the console page's in_flags word (PV_CONSOLE_IN_FLAGS_OFFSET), written by the host. Append-only.
+ */
+#ifndef __ASSEMBLER__
+typedef uint32_t pv_console_in_flags;
+#endif
+/* No flag. */
+#define PV_CONSOLE_IN_FLAGS_NONE 0x0000
+/*
+ * The console's input ended (the host's input source reached its end or failed) and every input byte is in
+ * the ring: once in_cons == in_prod, no more input will come. Set after the final in_prod is published, so a
+ * guest reads in_flags, then (after a read barrier) in_prod.
+ */
+#define PV_CONSOLE_IN_FLAGS_END_OF_INPUT 0x0001
+
 /* ---- DeviceFlags ---- */
 /* Device flags (pv_device_info.flags). Append-only. */
 #ifndef __ASSEMBLER__
@@ -201,6 +222,11 @@ typedef uint64_t pv_feature0;
  * Paravirtual devices: PV_HYPERCALL_DEVICE_INFO, the attach calls, shared rings and PV_HYPERCALL_EVENT_SEND.
  */
 #define PV_FEATURE0_DEVICES 0x0008
+/*
+ * The host signals the end of a console's input: PV_CONSOLE_IN_FLAGS_END_OF_INPUT in the console page's
+ * PV_CONSOLE_IN_FLAGS_OFFSET word (ABI 1.1). Offered only; nothing to accept.
+ */
+#define PV_FEATURE0_CONSOLE_END_OF_INPUT 0x0010
 
 /* ---- HypercallCode ---- */
 /*

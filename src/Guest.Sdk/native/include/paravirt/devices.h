@@ -54,6 +54,11 @@ typedef struct pv_cons {
     uint32_t port;          /* event port */
 } pv_cons;
 
+/* The console's input ended and every byte of it was read (the host set PV_CONSOLE_IN_FLAGS_END_OF_INPUT; hosts of
+ * ABI 1.1 with PV_FEATURE0_CONSOLE_END_OF_INPUT do). Below every PV_STATUS_* (those are negated errno values, at
+ * most 4095), so it never collides with one. */
+#define PV_CONS_EOF (-4096L)
+
 /* Attaches console `name` (the first console when NULL). */
 long pv_cons_attach(pv_cons *c, const char *name);
 
@@ -61,15 +66,17 @@ long pv_cons_attach(pv_cons *c, const char *name);
  * once at the end; returns len. */
 long pv_cons_write(pv_cons *c, const void *buf, size_t len);
 
-/* Takes up to `cap` available input bytes without blocking; returns the count (0 when none). */
+/* Takes up to `cap` available input bytes without blocking; returns the count (0 when none now), or PV_CONS_EOF
+ * when the input ended and everything was read. */
 long pv_cons_read(pv_cons *c, void *buf, size_t cap);
 
-/* Like pv_cons_read, but waits (poll) until at least one byte arrived or the deadline passed
- * (PV_STATUS_TIMED_OUT). */
+/* Like pv_cons_read, but waits (poll) until at least one byte arrived, the input ended (PV_CONS_EOF) or the
+ * deadline passed (PV_STATUS_TIMED_OUT). */
 long pv_cons_read_wait(pv_cons *c, void *buf, size_t cap, uint64_t deadline_ns);
 
 /* Reads one line (without the '\n' or '\r'; NUL-terminated; the excess of a line longer than cap - 1 is
- * dropped) waiting up to the deadline; returns its length or PV_STATUS_TIMED_OUT. */
+ * dropped) waiting up to the deadline; returns its length, PV_STATUS_TIMED_OUT, or PV_CONS_EOF when the input
+ * ended with no line left (a last line without '\n' is returned as a line first). */
 long pv_cons_read_line(pv_cons *c, char *line, size_t cap, uint64_t deadline_ns);
 
 /* ---- Block ----------------------------------------------------------------------------------------------- */

@@ -1,0 +1,194 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+
+namespace Paravirt.Hypervisor.Hypercalls;
+
+/// <summary>
+/// The bounded queue between the vCPU thread (<c>console_write</c>, <c>debug_write</c>) and the run's console output
+/// stream. The vCPU thread only copies into a <see cref="Pipe"/> (at most <c>capacity</c> bytes held); a dedicated
+/// background thread, started on the first write, writes to the stream. A stream that stalls therefore holds that
+/// thread, never the vCPU thread: the guest sees a full queue (back-pressure) and the run's timeout still works.
+/// </summary>
+/// <remarks>
+/// Write, WaitForSpace and Drain are called on the vCPU thread; <see cref="Wake"/> from any thread. After
+/// <see cref="Dispose"/> whatever is still queued is discarded: the stream is not written after the run returned,
+/// except for the one write that may be in progress when the reader stalled.
+/// </remarks>
+internal sealed class ConsoleOutputQueue : IDisposable
+{
+    private readonly Stream _target;
+    private readonly int _capacity;
+    private readonly Pipe? _pipe;
+    private readonly object _lock = new();
+    private long _queued; // bytes in the pipe that the writer thread has not yet written; guarded by _lock
+    private Thread? _writer;
+    private volatile bool _failed;
+    private volatile bool _abandoned;
+
+    public ConsoleOutputQueue(Stream target, int capacity)
+    {
+        _target = target;
+        _capacity = capacity;
+        if (!ReferenceEquals(target, Stream.Null))
+        {
+            // The pipe never pauses the writer itself: _queued is the bound.
+            _pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false));
+        }
+    }
+
+    /// <summary>True once the stream failed (closed, I/O error): output is discarded from then on.</summary>
+    public bool Failed => _failed;
+
+    /// <summary>Bytes that may be queued now without waiting.</summary>
+    public int Space
+    {
+        get
+        {
+            if (_pipe is null)
+            {
+                return int.MaxValue;
+            }
+            lock (_lock)
+            {
+                return (int)Math.Max(0, _capacity - _queued);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Waits until there is space, the stream failed, <paramref name="stopping"/> is signalled or
+    /// <paramref name="maxWait"/> passed; returns the free space (0 when still full).
+    /// </summary>
+    public int WaitForSpace(TimeSpan maxWait, CancellationToken stopping)
+    {
+        if (_pipe is null)
+        {
+            return int.MaxValue;
+        }
+        long deadline = Stopwatch.GetTimestamp() + (long)(maxWait.TotalSeconds * Stopwatch.Frequency);
+        lock (_lock)
+        {
+            while (_queued >= _capacity && !_failed && !stopping.IsCancellationRequested)
+            {
+                long left = deadline - Stopwatch.GetTimestamp();
+                if (left <= 0)
+                {
+                    return 0;
+                }
+                Monitor.Wait(_lock, (int)Math.Clamp(left * 1000 / Stopwatch.Frequency + 1, 1, int.MaxValue));
+            }
+            return (int)Math.Max(0, _capacity - _queued);
+        }
+    }
+
+    /// <summary>Queues <paramref name="data"/> (the caller checked <see cref="Space"/>); never blocks.</summary>
+    public void Write(ReadOnlySpan<byte> data)
+    {
+        if (_pipe is null || _failed || data.IsEmpty)
+        {
+            return;
+        }
+        Debug.Assert(data.Length <= Space, "the caller checked the space");
+        PipeWriter writer = _pipe.Writer;
+        writer.Write(data);
+        lock (_lock)
+        {
+            _queued += data.Length;
+        }
+        ValueTask<FlushResult> flush = writer.FlushAsync();
+        Debug.Assert(flush.IsCompleted, "a pipe without a pause threshold completes its flushes at once");
+        _ = flush.Result;
+        if (_writer is null)
+        {
+            _writer = new Thread(WriteLoop) { IsBackground = true, Name = "paravirt console output" };
+            _writer.Start();
+        }
+    }
+
+    /// <summary>Waits until everything queued reached the stream, the stream failed, or <paramref name="timeout"/> passed; true when drained.</summary>
+    public bool Drain(TimeSpan timeout)
+    {
+        long deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        lock (_lock)
+        {
+            while (_queued > 0 && !_failed)
+            {
+                long left = deadline - Stopwatch.GetTimestamp();
+                if (left <= 0)
+                {
+                    return false;
+                }
+                Monitor.Wait(_lock, (int)Math.Clamp(left * 1000 / Stopwatch.Frequency + 1, 1, int.MaxValue));
+            }
+            return true;
+        }
+    }
+
+    /// <summary>Wakes a vCPU thread waiting in <see cref="WaitForSpace"/> (the run is stopping). Thread-safe.</summary>
+    public void Wake()
+    {
+        lock (_lock)
+        {
+            Monitor.PulseAll(_lock);
+        }
+    }
+
+    private void WriteLoop()
+    {
+        PipeReader reader = _pipe!.Reader;
+        try
+        {
+            while (true)
+            {
+                // A dedicated thread: blocking on the pipe here is what keeps the stream's stalls off the vCPU thread.
+                ReadResult result = reader.ReadAsync().AsTask().GetAwaiter().GetResult();
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                if (!_failed && !_abandoned && !buffer.IsEmpty)
+                {
+                    try
+                    {
+                        foreach (ReadOnlyMemory<byte> segment in buffer)
+                        {
+                            _target.Write(segment.Span);
+                        }
+                        _target.Flush();
+                    }
+                    catch (Exception ex) when (ex is IOException or ObjectDisposedException or NotSupportedException or InvalidOperationException)
+                    {
+                        _failed = true; // the reader went away: the guest's output is discarded from now on
+                    }
+                }
+                reader.AdvanceTo(buffer.End);
+                lock (_lock)
+                {
+                    _queued -= buffer.Length;
+                    Monitor.PulseAll(_lock);
+                }
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            reader.Complete();
+        }
+    }
+
+    /// <summary>Stops writing: what is still queued is discarded. Does not wait for a stalled stream.</summary>
+    public void Dispose()
+    {
+        if (_pipe is null)
+        {
+            return;
+        }
+        _abandoned = true;
+        _pipe.Writer.Complete();
+        if (_writer is null)
+        {
+            _pipe.Reader.Complete();
+        }
+    }
+}
