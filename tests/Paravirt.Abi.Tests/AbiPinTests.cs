@@ -20,7 +20,7 @@ public sealed class AbiPinTests
             [
                 ("Version", 0x0000u), ("Features", 0x0001u), ("Exit", 0x0002u), ("DebugWrite", 0x0003u),
                 ("ClockMonotonic", 0x0004u), ("ClockWall", 0x0005u), ("Poll", 0x0006u), ("AcceptFeatures", 0x0007u),
-                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
+                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("Random", 0x000Au), ("SyscallUnimplemented", 0x000Bu), ("ExitSignal", 0x000Cu), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
                 ("BlockAttach", 0x0200u), ("NetAttach", 0x0300u), ("EventSend", 0x0400u),
             ]
         },
@@ -35,7 +35,7 @@ public sealed class AbiPinTests
         },
         {
             typeof(FeatureBits),
-            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL)]
+            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("Entropy", 32UL)]
         },
         {
             typeof(DeviceKind),
@@ -48,6 +48,10 @@ public sealed class AbiPinTests
         {
             typeof(BlockOperation),
             [("Read", 0u), ("Write", 1u), ("Flush", 2u), ("Discard", 3u)]
+        },
+        {
+            typeof(BootModuleKind),
+            [("None", 0u), ("LinuxExecutable", 1u), ("LinuxArguments", 2u)]
         },
     };
 
@@ -74,6 +78,7 @@ public sealed class AbiPinTests
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(DeviceKind)));
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(DeviceFlags)));
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(BlockOperation)));
+        Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(BootModuleKind)));
     }
 
     [Fact]
@@ -110,7 +115,7 @@ public sealed class AbiPinTests
 
     public static TheoryData<Type, (string Name, object Value)[]> ConstantPins => new()
     {
-        { typeof(AbiVersionConstants), [("Major", (ushort)1), ("Minor", (ushort)0)] },
+        { typeof(AbiVersionConstants), [("Major", (ushort)1), ("Minor", (ushort)1)] },
         {
             typeof(HypercallPage),
             [
@@ -122,7 +127,8 @@ public sealed class AbiPinTests
         { typeof(ElfNote), [("Name", "Paravirt"), ("TypeAbi", 1u), ("TypeManifest", 2u), ("ManifestMaxEntries", 64u)] },
         { typeof(EntryConvention), [("ImageMinAddress", 0x10_0000UL), ("PageSize", 0x1000UL)] },
         { typeof(HypercallConvention), [("CodeRegister", "rax"), ("ResultRegister", "rax"), ("MaxArguments", 5)] },
-        { typeof(BootInfo), [("CurrentSize", 64)] },
+        { typeof(BootInfo), [("CurrentSize", 80)] },
+        { typeof(LinuxConstants), [("HypercallSyscall", 0x5056u), ("HypercallBufferSyscall", 0x5057u), ("MaxHypercallBuffer", 0x1_0000u), ("MaxArgumentsSize", 0x2_0000u)] },
         { typeof(RingConstants), [("HeaderSize", 64u), ("MaxOrder", 8u), ("EventPorts", 64u)] },
         { typeof(BlockConstants), [("SectorSize", 512u), ("SlotSize", 64u), ("MaxTransfer", 0x10_0000u)] },
         { typeof(NetConstants), [("SlotSize", 32u), ("DefaultMtu", 1500u), ("EthernetHeader", 14u), ("MaxFrame", 9014u)] },
@@ -192,6 +198,10 @@ public sealed class AbiPinTests
             ["NetRxRequest"] = "pv_net_rx_request",
             ["NetRxResponse"] = "pv_net_rx_response",
             ["ConsoleInterface"] = "PV_CONSOLE",
+            ["BootModule"] = "pv_boot_module",
+            ["BootModuleKind"] = "pv_boot_module_kind",
+            ["LinuxArgumentsHeader"] = "pv_linux_args",
+            ["LinuxConstants"] = "PV_LINUX",
         };
         Assert.Equal(expected.OrderBy(kv => kv.Key), actual.OrderBy(kv => kv.Key));
     }
@@ -199,13 +209,15 @@ public sealed class AbiPinTests
     public static TheoryData<Type, int, (string Field, int Offset)[]> StructPins => new()
     {
         {
-            typeof(BootInfo), 64,
+            typeof(BootInfo), 80,
             [
                 ("Size", 0), ("AbiMajor", 4), ("AbiMinor", 6), ("HypercallPage", 8), ("MemorySize", 16),
                 ("HeapStart", 24), ("CommandLine", 32), ("CommandLineLength", 40), ("VcpuCount", 44),
-                ("Features0", 48), ("Reserved0", 56),
+                ("Features0", 48), ("Reserved0", 56), ("BootModules", 64), ("BootModuleCount", 72), ("Reserved1", 76),
             ]
         },
+        { typeof(BootModule), 32, [("Kind", 0), ("Flags", 4), ("Address", 8), ("Size", 16), ("Reserved", 24)] },
+        { typeof(LinuxArgumentsHeader), 8, [("Argc", 0), ("Envc", 4)] },
         { typeof(AbiNote), 8, [("AbiMajor", 0), ("AbiMinor", 2), ("Flags", 4)] },
         { typeof(ManifestHeader), 8, [("Count", 0), ("Reserved", 4)] },
         { typeof(ManifestEntry), 32, [("Kind", 0), ("Flags", 4), ("Name", 8)] },
@@ -253,6 +265,13 @@ public sealed class AbiPinTests
         Assert.Equal(typeof(ulong), typeof(BootInfo).GetField("HypercallPage")!.FieldType);
         Assert.Equal(typeof(uint), typeof(BootInfo).GetField("CommandLineLength")!.FieldType);
         Assert.Equal(typeof(ulong), typeof(BootInfo).GetField("Features0")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(BootInfo).GetField("BootModules")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(BootInfo).GetField("BootModuleCount")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(BootModule).GetField("Kind")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(BootModule).GetField("Address")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(BootModule).GetField("Size")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(LinuxArgumentsHeader).GetField("Argc")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(LinuxArgumentsHeader).GetField("Envc")!.FieldType);
         Assert.Equal(typeof(ushort), typeof(AbiNote).GetField("AbiMinor")!.FieldType);
         Assert.Equal(typeof(uint), typeof(ManifestEntry).GetField("Kind")!.FieldType);
         FixedBufferAttribute name = typeof(ManifestEntry).GetField("Name")!.GetCustomAttribute<FixedBufferAttribute>()!;
@@ -341,7 +360,7 @@ public sealed class AbiPinTests
         Assert.Equal(0x0003_0007u, new AbiVersion(3, 7).Packed);
         Assert.Equal(new AbiVersion(0xFFFF, 0xFFFE), AbiVersion.FromPacked(0xFFFF_FFFEu));
         Assert.Equal(new AbiVersion(AbiVersionConstants.Major, AbiVersionConstants.Minor), AbiVersion.Current);
-        Assert.Equal("1.0", AbiVersion.Current.ToString());
+        Assert.Equal("1.1", AbiVersion.Current.ToString());
     }
 
     [Theory]

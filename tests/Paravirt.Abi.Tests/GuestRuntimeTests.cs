@@ -104,7 +104,7 @@ public sealed class GuestRuntimeTests
         Assert.True(exit == 7, $"hello exited with {exit}; stdout:\n{stdout}\nstderr:\n{stderr}");
         string[] lines = stdout.Split('\n');
         Assert.Equal("Hello from a Paravirt unikernel!", lines[0]);
-        Assert.Equal("hello: ABI 1.0 (host 1.0)", lines[1]);
+        Assert.Equal("hello: ABI 1.1 (host 1.1)", lines[1]);
         Assert.StartsWith("hello: wall clock ", lines[2], StringComparison.Ordinal);
         DateTime wall = DateTime.ParseExact(lines[2]["hello: wall clock ".Length..], "yyyy-MM-dd'T'HH:mm:ss'Z'",
             System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AdjustToUniversal | System.Globalization.DateTimeStyles.AssumeUniversal);

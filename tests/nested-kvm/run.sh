@@ -101,6 +101,11 @@ for a in sh mount insmod poweroff cat echo ls; do ln -s busybox "$root/bin/$a"; 
 cp "$kdir"/modules/*.ko "$root/modules/"
 cp "$scenarios" "$root/scenarios/"
 cp artifacts/guests/*.elf "$root/guests/" 2>/dev/null || true
+# static Linux executables (samples/linux-*): run natively and on the Linux personality by LinuxScenarios
+if [ -d artifacts/guests/linux ]; then
+    mkdir -p "$root/guests/linux"
+    cp artifacts/guests/linux/* "$root/guests/linux/" 2>/dev/null || true
+fi
 # The glibc pieces the program links against, at the same paths.
 for lib in $(ldd "$scenarios" | grep -o '/[^ ]*'); do
     mkdir -p "$root$(dirname "$lib")"

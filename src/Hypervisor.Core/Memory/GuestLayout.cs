@@ -18,7 +18,10 @@ namespace Paravirt.Hypervisor.Memory;
 ///              | hypercall page (stub, magic)   |
 ///  0x0000_4000 +--------------------------------+ CommandLine
 ///              | command line, NUL-terminated   |
-///  0x0000_5000 +--------------------------------+
+///  0x0000_5000 +--------------------------------+ BootModules   -&gt; boot_info.boot_modules
+///              | boot module table (Linux       |
+///              |   personality: app, argv/envp) |
+///  0x0000_6000 +--------------------------------+
 ///              | (reserved)                     |
 ///  0x0001_0000 +--------------------------------+ Pml4
 ///              | PML4 | PDPT | PD x 64 (2 MiB   |   identity map of all guest memory,
@@ -47,6 +50,10 @@ public static class GuestLayout
     public const ulong CommandLine = 0x4000;
     /// <summary>Longest command line, NUL included.</summary>
     public const int CommandLineMax = 0x1000;
+    /// <summary>Where the boot module table is written (<see cref="Abi.BootModule"/> entries; used for Linux executables).</summary>
+    public const ulong BootModules = 0x5000;
+    /// <summary>Bytes reserved for the boot module table.</summary>
+    public const ulong BootModulesSize = 0x1000;
     /// <summary>PML4 of the identity map.</summary>
     public const ulong Pml4 = 0x1_0000;
     /// <summary>The single PDPT.</summary>

@@ -8,6 +8,7 @@ using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Linux;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
 
@@ -16,7 +17,9 @@ namespace Paravirt.Hypervisor.Vcpu;
 /// <summary>
 /// Runs one guest image to completion: chooses the backend, builds guest memory (image, boot info, hypercall page,
 /// command line), creates the VM and its vCPU, and loops over VM exits, dispatching hypercalls, until the guest
-/// exits, faults, runs out of budget or time, or is cancelled. The vCPU runs on the calling thread.
+/// exits, faults, runs out of budget or time, or is cancelled. The vCPU runs on the calling thread. A static Linux
+/// executable (<see cref="GuestImageKind.LinuxExecutable"/>) runs on the Linux personality, which the runner loads
+/// with it (see <see cref="GuestRunOptions.Arguments"/> and <see cref="GuestRunOptions.Environment"/>).
 /// </summary>
 public sealed partial class GuestRunner
 {
@@ -108,7 +111,20 @@ public sealed partial class GuestRunner
         var stats = new RunStatistics();
         long started = Stopwatch.GetTimestamp();
         using var memory = new GuestMemory(options.MemorySize);
-        ulong imageEnd = ElfLoader.LoadInto(image, memory);
+        ulong entry = image.Entry;
+        ulong imageEnd;
+        LinuxLayout? linux = null;
+        if (image.Kind == GuestImageKind.LinuxExecutable)
+        {
+            IReadOnlyList<string> argv = options.Arguments.Count > 0 ? options.Arguments : [image.SourcePath is { } p ? Path.GetFileName(p) : "app"];
+            linux = LinuxPersonality.Load(image, memory, LinuxPersonality.EncodeArguments(argv, options.Environment));
+            entry = linux.Value.Entry;
+            imageEnd = linux.Value.HeapStart;
+        }
+        else
+        {
+            imageEnd = ElfLoader.LoadInto(image, memory);
+        }
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         if (options.Timeout is TimeSpan timeout)
@@ -121,12 +137,12 @@ public sealed partial class GuestRunner
             Metrics = _metrics,
             Logger = _logger,
         };
-        PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures);
+        PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures, linux?.BootModules ?? 0, linux?.BootModuleCount ?? 0);
         string backendName = choice.Backend.Name;
         LogStarting(_logger, backendName, choice.Reason, image.AbiVersion.ToString(), options.MemorySize >> 20);
 
         using IVirtualMachine vm = choice.Backend.CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = options.InstructionBudget });
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(image.Entry, memory.Size, GuestLayout.BootInfo));
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(entry, memory.Size, GuestLayout.BootInfo));
         using CancellationTokenRegistration kick = stop.Token.Register(static s => ((IVcpu)s!).Interrupt(), vcpu);
 
         RunResult Finish(RunOutcome outcome, long status, string message)
@@ -134,9 +150,14 @@ public sealed partial class GuestRunner
             session.StopDevices();
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
             stats.InstructionsRetired = (vcpu as IInstructionCounter)?.InstructionsRetired;
+            stats.UnimplementedSyscalls = session.UnimplementedSyscalls;
+            if (outcome == RunOutcome.Exited && session.FatalSignal is { } killed)
+            {
+                message = killed.Describe();
+            }
             _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
             LogFinished(_logger, outcome, status, message);
-            return new RunResult(outcome, status, backendName, message, stats);
+            return new RunResult(outcome, status, backendName, message, stats) { TerminatingSignal = outcome == RunOutcome.Exited ? session.FatalSignal?.Signal : null };
         }
 
         while (true)
@@ -186,7 +207,7 @@ public sealed partial class GuestRunner
     }
 
     /// <summary>Writes the hypercall page, the command line and the boot info into <paramref name="memory"/>.</summary>
-    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll)
+    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll, ulong bootModules = 0, uint bootModuleCount = 0)
     {
         Span<byte> page = memory.GetSpan(new GuestAddress(GuestLayout.HypercallPage), HypercallPage.Size);
         page.Clear();
@@ -211,6 +232,8 @@ public sealed partial class GuestRunner
             CommandLineLength = (uint)commandLine.Length,
             VcpuCount = 1,
             Features0 = (ulong)features,
+            BootModules = bootModules,
+            BootModuleCount = bootModuleCount,
         };
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }

@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Text;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Backends.Kvm;
+using Paravirt.Hypervisor.Devices;
+using Paravirt.Hypervisor.Devices.Block;
+using Paravirt.Hypervisor.Devices.Console;
+using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Loading;
+using Paravirt.Hypervisor.Vcpu;
+
+namespace Paravirt.Scenarios;
+
+/// <summary>
+/// Static Linux executables (samples/linux-*, built into artifacts/guests/linux/) on the Linux personality: each runs
+/// natively inside the nested VM and as a guest on KVM, with the same arguments, environment and standard input, and
+/// the two runs must print the same bytes and end with the same status.
+/// </summary>
+internal static class LinuxScenarios
+{
+    internal const string StandardInput = "first line of input\nsecond line\nthe end\n";
+
+    internal static IEnumerable<(string Name, Func<string> Run)> All(string guestDir)
+    {
+        string dir = Path.Combine(guestDir, "linux");
+        if (!Directory.Exists(dir))
+        {
+            return [];
+        }
+        return Directory.GetFiles(dir).Order(StringComparer.Ordinal)
+            .Select(path => ($"kvm-{Path.GetFileName(path)}", (Func<string>)(() => CompareWithNative(path))))
+            .ToList();
+    }
+
+    private static bool UseEmulator =>
+        string.Equals(Environment.GetEnvironmentVariable("PARAVIRT_SCENARIO_BACKEND"), "emulator", StringComparison.Ordinal);
+
+    private static string CompareWithNative(string path)
+    {
+        string[] args = ["alpha", "beta gamma"];
+        string[] env = ["PARAVIRT_SAMPLE=1", "LANG=C"];
+        (int nativeStatus, string nativeOut) = RunNative(path, args, env);
+        (RunResult result, string guestOut) = RunGuest(path, args, env, UseEmulator ? new EmulatorBackend() : new KvmBackend());
+        if (result.Outcome != RunOutcome.Exited)
+        {
+            throw new ScenarioFailedException($"{result.Outcome}: {result.Message}; output: {guestOut.ReplaceLineEndings(" | ")}");
+        }
+        if (result.ExitStatus != nativeStatus)
+        {
+            throw new ScenarioFailedException($"exit status {result.ExitStatus} ({result.Message}), natively {nativeStatus}; output: {guestOut.ReplaceLineEndings(" | ")}");
+        }
+        if (guestOut != nativeOut)
+        {
+            throw new ScenarioFailedException($"output differs: guest \"{guestOut.ReplaceLineEndings(" | ")}\" vs native \"{nativeOut.ReplaceLineEndings(" | ")}\"");
+        }
+        string unimplemented = result.Statistics.UnimplementedSyscalls.Count == 0 ? "none"
+            : string.Join(",", result.Statistics.UnimplementedSyscalls.Keys.Order().Select(Hypervisor.Linux.LinuxSyscallNames.Describe));
+        return $"{Path.GetFileName(path)}: same output ({Encoding.UTF8.GetByteCount(guestOut)} bytes) and status {nativeStatus} as natively; {result.Statistics.Hypercalls.Values.Sum()} hypercalls in {result.Statistics.Elapsed.TotalMilliseconds:F0} ms; -ENOSYS: {unimplemented}";
+    }
+
+    internal static (int Status, string Output) RunNative(string path, string[] args, string[] env)
+    {
+        var psi = new ProcessStartInfo(path)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (string a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment.Clear();
+        foreach (string e in env)
+        {
+            int eq = e.IndexOf('=', StringComparison.Ordinal);
+            psi.Environment[e[..eq]] = e[(eq + 1)..];
+        }
+        using Process p = Process.Start(psi)!;
+        try
+        {
+            p.StandardInput.Write(StandardInput);
+            p.StandardInput.Close();
+        }
+        catch (IOException)
+        {
+            // the program exited (or closed its input) without reading it all
+        }
+        string output = p.StandardOutput.ReadToEnd();
+        if (!p.WaitForExit(120_000))
+        {
+            p.Kill();
+            throw new ScenarioFailedException($"{path} did not exit natively within 120 s");
+        }
+        return (p.ExitCode, output);
+    }
+
+    internal static (RunResult Result, string Output) RunGuest(string path, string[] args, string[] env, IHypervisorBackend backend)
+    {
+        GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
+        if (image.Kind != GuestImageKind.LinuxExecutable)
+        {
+            throw new ScenarioFailedException($"{path} was not recognised as a Linux executable");
+        }
+        var runner = new GuestRunner(new BackendSelector([backend]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
+        using var console = new MemoryStream();
+        using var input = new MemoryStream(Encoding.UTF8.GetBytes(StandardInput));
+        string disk = Path.Combine(Path.GetTempPath(), $"paravirt-linux-{Guid.NewGuid():N}.img");
+        File.WriteAllBytes(disk, new byte[1 << 20]);
+        try
+        {
+            using var consoleDevice = new ConsoleDevice("console0", console, input);
+            using var block = new BlockDevice("disk0", disk);
+            RunResult r = runner.Run(image, new GuestRunOptions
+            {
+                Backend = backend.Name,
+                ConsoleOutput = console,
+                Devices = [consoleDevice, block],
+                MemorySize = 256UL << 20,
+                Arguments = [path, .. args],
+                Environment = env,
+                Timeout = TimeSpan.FromSeconds(120),
+            });
+            return (r, Encoding.UTF8.GetString(console.ToArray()));
+        }
+        finally
+        {
+            File.Delete(disk);
+        }
+    }
+}
