@@ -166,6 +166,9 @@ void trap_handler(struct regs *r)
     switch (vec) {
     case 14: {
         u64 addr = read_cr2();
+        if (kpftrace) {
+            kprintf("[%d] page fault at 0x%lx error 0x%lx rip 0x%lx\n", current->tid, addr, r->error, r->rip);
+        }
         if (vm_handle_fault(addr, r->error)) {
             return;
         }

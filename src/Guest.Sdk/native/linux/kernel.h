@@ -146,6 +146,8 @@ extern u64 isr_stubs[256];
 void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void panic(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 extern bool kverbose;
+extern bool kstrace;
+extern bool kpftrace;
 
 /* ---- Physical memory and the kernel heap (mm.c) ------------------------------------------------------------------ */
 

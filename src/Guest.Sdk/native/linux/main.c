@@ -4,6 +4,8 @@
 #include "kernel.h"
 
 bool kverbose;
+bool kstrace;   /* "strace" on the command line: every system call and its result on the debug output */
+bool kpftrace;  /* "pftrace": every page fault */
 
 void kmain(u64 boot_info_phys);
 
@@ -16,6 +18,8 @@ void kmain(u64 boot_info_phys)
               (unsigned)sizeof(pv_boot_info));
     }
     kverbose = pv_cmdline_get("verbose", NULL, 0) >= 0;
+    kstrace = pv_cmdline_get("strace", NULL, 0) >= 0;
+    kpftrace = pv_cmdline_get("pftrace", NULL, 0) >= 0;
     pv_accept_features(0, PV_FEATURE0_CONSOLE | PV_FEATURE0_WALL_CLOCK | PV_FEATURE0_POLL | PV_FEATURE0_DEVICES |
                               PV_FEATURE0_ENTROPY);
     cpu_init();

@@ -980,5 +980,12 @@ static long dispatch(struct regs *r)
 void syscall_handler(struct regs *r)
 {
     current->in_syscall = true;
+    if (kstrace) {
+        kprintf("[%d] syscall %lu(0x%lx, 0x%lx, 0x%lx, 0x%lx, 0x%lx, 0x%lx) rip 0x%lx\n", current->tid, r->orig_rax, r->rdi,
+                r->rsi, r->rdx, r->r10, r->r8, r->r9, r->rip);
+    }
     r->rax = (u64)dispatch(r);
+    if (kstrace) {
+        kprintf("[%d]   = 0x%lx (%ld)\n", current->tid, r->rax, (long)r->rax);
+    }
 }
