@@ -47,7 +47,7 @@ public sealed class GuestRuntimeTests
         Assert.True(loads >= 2, "expected text and data PT_LOAD segments");
 
         var abi = Assert.Single(notes, n => n.Name == ElfNote.Name && n.Type == ElfNote.TypeAbi);
-        Assert.Equal([1, 0, 0, 0, 0, 0, 0, 0], abi.Desc);   // pv_abi_note { major 1, minor 0, flags 0 }
+        Assert.Equal([1, 0, 1, 0, 0, 0, 0, 0], abi.Desc);   // pv_abi_note { major 1, minor 1, flags 0 }
         Assert.Equal(AbiVersionConstants.Major, BinaryPrimitives.ReadUInt16LittleEndian(abi.Desc));
         Assert.Equal(AbiVersionConstants.Minor, BinaryPrimitives.ReadUInt16LittleEndian(abi.Desc.AsSpan(2)));
 

@@ -45,7 +45,7 @@ public sealed class HeaderTests
     [InlineData("#define PV_NOTE_TYPE_ABI 1")]
     [InlineData("#define PV_ENTRY_IMAGE_MIN_ADDRESS 0x100000")]
     [InlineData("#define PV_ABI_VERSION_MAJOR 1")]
-    [InlineData("#define PV_ABI_VERSION_MINOR 0")]
+    [InlineData("#define PV_ABI_VERSION_MINOR 1")]
     [InlineData("typedef uint32_t pv_hypercall;")]
     [InlineData("typedef int64_t pv_status;")]
     [InlineData("typedef uint64_t pv_feature0;")]
@@ -61,7 +61,7 @@ public sealed class HeaderTests
     public void Gcc_CompilesHeaderWithStaticAsserts()
     {
         string asserts = HeaderGenerator.GenerateStaticAsserts(AbiAssembly);
-        Assert.Contains("_Static_assert(sizeof(pv_boot_info) == 64", asserts, StringComparison.Ordinal);
+        Assert.Contains("_Static_assert(sizeof(pv_boot_info) == 80", asserts, StringComparison.Ordinal);
         Assert.Contains("_Static_assert(offsetof(pv_manifest_entry, name) == 8", asserts, StringComparison.Ordinal);
         Gcc.Result r = CompileAgainst(File.ReadAllText(HeaderPath), asserts);
         Assert.True(r.ExitCode == 0, $"gcc rejected paravirt/abi.h with the generated _Static_asserts:\n{r.StdErr}");
