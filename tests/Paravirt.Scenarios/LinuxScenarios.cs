@@ -33,9 +33,32 @@ internal static class LinuxScenarios
         {
             return [];
         }
-        return Directory.GetFiles(dir).Order(StringComparer.Ordinal)
+        var all = Directory.GetFiles(dir).Order(StringComparer.Ordinal)
             .Select(path => ($"kvm-{Path.GetFileName(path)}", (Func<string>)(() => CompareWithNative(path))))
             .ToList();
+        string edge = Path.Combine(dir, "linux-edge");
+        if (File.Exists(edge))
+        {
+            all.Add(("kvm-linux-edge-refused", () => Refused(edge)));
+        }
+        return all;
+    }
+
+    /// <summary>fork and execve answer -ENOSYS (one process), and the host hears of each unimplemented call.</summary>
+    private static string Refused(string path)
+    {
+        (RunResult result, string output) = RunGuest(path, ["refused"], [], UseEmulator ? new EmulatorBackend() : new KvmBackend());
+        const string expected = "fork: -1 ENOSYS\nexecve: -1 ENOSYS\nsyscall(1000): -1 ENOSYS\nrefused: 0 failure(s)\n";
+        if (result.Outcome != RunOutcome.Exited || result.ExitStatus != 0 || output != expected)
+        {
+            throw new ScenarioFailedException($"{result.Outcome} {result.ExitStatus} ({result.Message}): {output.ReplaceLineEndings(" | ")}");
+        }
+        ulong[] reported = [.. result.Statistics.UnimplementedSyscalls.Keys.Order()];
+        if (!reported.Contains(57UL) || !reported.Contains(59UL) || !reported.Contains(1000UL))
+        {
+            throw new ScenarioFailedException($"the host heard of {string.Join(",", reported)}, expected fork (57), execve (59) and 1000 among them");
+        }
+        return $"fork, execve and syscall 1000 got -ENOSYS; the host was told of {string.Join(", ", reported.Select(Hypervisor.Linux.LinuxSyscallNames.Describe))}";
     }
 
     private static bool UseEmulator =>
@@ -71,9 +94,14 @@ internal static class LinuxScenarios
         {
             throw new ScenarioFailedException($"output differs: guest \"{guestOut.ReplaceLineEndings(" | ")}\" vs native \"{nativeOut.ReplaceLineEndings(" | ")}\"");
         }
+        if (nativeStatus > 128 && (result.TerminatingSignal != nativeStatus - 128 || !result.Message.Contains("killed by", StringComparison.Ordinal)))
+        {
+            throw new ScenarioFailedException($"natively killed by signal {nativeStatus - 128}; the guest's result says signal {result.TerminatingSignal}: {result.Message}");
+        }
         string unimplemented = result.Statistics.UnimplementedSyscalls.Count == 0 ? "none"
             : string.Join(",", result.Statistics.UnimplementedSyscalls.Keys.Order().Select(Hypervisor.Linux.LinuxSyscallNames.Describe));
-        return $"{Path.GetFileName(path)}: same output ({Encoding.UTF8.GetByteCount(guestOut)} bytes) and status {nativeStatus} as natively; {result.Statistics.Hypercalls.Values.Sum()} hypercalls in {result.Statistics.Elapsed.TotalMilliseconds:F0} ms; -ENOSYS: {unimplemented}";
+        string killed = result.TerminatingSignal is not null ? $" ({result.Message})" : "";
+        return $"{Path.GetFileName(path)}: same output ({Encoding.UTF8.GetByteCount(guestOut)} bytes) and status {nativeStatus}{killed} as natively; {result.Statistics.Hypercalls.Values.Sum()} hypercalls in {result.Statistics.Elapsed.TotalMilliseconds:F0} ms; -ENOSYS: {unimplemented}";
     }
 
     internal static (int Status, string Output) RunNative(string path, string[] args, string[] env)

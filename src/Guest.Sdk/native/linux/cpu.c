@@ -172,7 +172,8 @@ void trap_handler(struct regs *r)
         if (vm_handle_fault(addr, r->error)) {
             return;
         }
-        signal_force_fault(r, SIGSEGV, (r->error & 1) ? SEGV_ACCERR : SEGV_MAPERR, addr);
+        /* as Linux: a mapping that forbids the access is SEGV_ACCERR, no mapping at all SEGV_MAPERR */
+        signal_force_fault(r, SIGSEGV, vm_find(addr) != NULL ? SEGV_ACCERR : SEGV_MAPERR, addr);
         return;
     }
     case 0:

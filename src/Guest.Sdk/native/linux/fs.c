@@ -839,9 +839,6 @@ long sys_read(int fd, u64 buf, u64 len)
     if ((f->flags & O_ACCMODE) == O_WRONLY) {
         return -EBADF;
     }
-    if ((i64)len < 0) {
-        return -EINVAL;
-    }
     if (!user_range_ok(buf, len)) {
         return -EFAULT;
     }
@@ -856,9 +853,6 @@ long sys_write(int fd, u64 buf, u64 len)
     }
     if ((f->flags & O_ACCMODE) == O_RDONLY && f->ops != &console_ops) {
         return -EBADF;
-    }
-    if ((i64)len < 0) {
-        return -EINVAL;
     }
     if (!user_range_ok(buf, len)) {
         return -EFAULT;
@@ -878,7 +872,7 @@ long sys_pread(int fd, u64 buf, u64 len, i64 off, bool write)
     if (!f->ops->seekable) {
         return -ESPIPE;
     }
-    if (off < 0 || (i64)len < 0) {
+    if (off < 0) {
         return -EINVAL;
     }
     if (!user_range_ok(buf, len)) {

@@ -1,0 +1,195 @@
+/*
+ * linux-edge: corner cases of the Linux ABI that a library OS must get right, as a static program that prints the
+ * same natively and on the Linux personality (tests/Paravirt.Scenarios compares the two runs):
+ *   an unknown system call (-ENOSYS), wild pointers (-EFAULT), paths that do not exist (-ENOENT), /proc/self/exe and
+ *   /proc/self/maps, mmap/mprotect/mremap/munmap, signals (a SIGSEGV handler that sees the fault address and jumps
+ *   out, a handler on a sigaltstack, a blocked signal left pending then delivered), and at the end a null
+ *   dereference without a handler: killed by SIGSEGV, exit status 139.
+ *
+ *   linux-edge refused     fork and execve (-ENOSYS on the Linux personality: one process), then exit 0; only for the
+ *                          guest (natively they work)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static int failures;
+
+static const char *errno_name(int e)
+{
+    switch (e) {
+    case ENOSYS: return "ENOSYS";
+    case EFAULT: return "EFAULT";
+    case ENOENT: return "ENOENT";
+    case EINVAL: return "EINVAL";
+    case EBADF: return "EBADF";
+    case ENOTDIR: return "ENOTDIR";
+    case ENOMEM: return "ENOMEM";
+    default: return "other";
+    }
+}
+
+static void expect_errno(const char *what, long r, int want)
+{
+    int e = errno;
+    if (r == -1 && e == want) {
+        printf("%s: -1 %s\n", what, errno_name(want));
+    } else {
+        printf("%s: UNEXPECTED %ld (errno %d %s), wanted %s\n", what, r, e, errno_name(e), errno_name(want));
+        failures++;
+    }
+}
+
+static void expect(const char *what, int ok)
+{
+    printf("%s: %s\n", what, ok ? "ok" : "FAILED");
+    failures += !ok;
+}
+
+static sigjmp_buf jump;
+static volatile uintptr_t fault_addr;
+static volatile int fault_code;
+static volatile int usr1_on_altstack;
+static volatile int usr2_count;
+static char altstack[64 * 1024];
+static volatile int *volatile nowhere = (volatile int *)0x40;
+
+static void on_segv(int sig, siginfo_t *info, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    fault_addr = (uintptr_t)info->si_addr;
+    fault_code = info->si_code;
+    siglongjmp(jump, 1);
+}
+
+static void on_usr1(int sig)
+{
+    int local;
+    (void)sig;
+    usr1_on_altstack = (char *)&local >= altstack && (char *)&local < altstack + sizeof(altstack);
+}
+
+static void on_usr2(int sig)
+{
+    (void)sig;
+    usr2_count++;
+}
+
+static int refused(void)
+{
+    expect_errno("fork", syscall(SYS_fork), ENOSYS);
+    char *argv[] = { "/bin/true", NULL };
+    expect_errno("execve", syscall(SYS_execve, "/bin/true", argv, environ), ENOSYS);
+    expect_errno("syscall(1000)", syscall(1000, 1, 2, 3), ENOSYS);
+    printf("refused: %d failure(s)\n", failures);
+    return failures != 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IONBF, 0); /* unbuffered: every line is out before the final crash */
+    if (argc > 1 && strcmp(argv[1], "refused") == 0) {
+        return refused();
+    }
+
+    /* system calls that do not exist and pointers that point nowhere */
+    expect_errno("syscall(1000)", syscall(1000, 1, 2, 3), ENOSYS);
+    expect_errno("write from 0xdead0000", syscall(SYS_write, 1, (void *)0xdead0000, 10), EFAULT);
+    expect_errno("write from a kernel address", syscall(SYS_write, 1, (void *)0xffff800000100000ull, 16), EFAULT);
+    expect_errno("write with a length that wraps", syscall(SYS_write, 1, "x", (size_t)-2), EFAULT);
+    int zero = open("/dev/zero", O_RDONLY);
+    expect_errno("read /dev/zero into 0x10", syscall(SYS_read, zero, (void *)0x10, 4), EFAULT);
+    close(zero);
+    expect_errno("clock_gettime into 0x1", syscall(SYS_clock_gettime, CLOCK_MONOTONIC, (void *)1), EFAULT);
+    expect_errno("openat with a wild path", syscall(SYS_openat, AT_FDCWD, (void *)0xdead0000, O_RDONLY), EFAULT);
+    expect_errno("uname into read-only memory", syscall(SYS_uname, (void *)main), EFAULT);
+    expect_errno("close(77)", close(77), EBADF);
+
+    /* files: what exists, what does not */
+    expect_errno("open /etc/definitely-not-here", open("/etc/definitely-not-here", O_RDONLY), ENOENT);
+    struct stat st;
+    expect_errno("stat /nonexistent/dir/file", stat("/nonexistent/dir/file", &st), ENOENT);
+    char exe[512];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    expect("readlink /proc/self/exe", n > 0);
+    int maps = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    char buf[4096];
+    ssize_t m = maps >= 0 ? read(maps, buf, sizeof(buf) - 1) : -1;
+    if (m > 0) {
+        buf[m] = 0;
+    }
+    expect("/proc/self/maps lists the stack", m > 0 && strstr(buf, "[stack]") != NULL);
+    if (maps >= 0) {
+        expect_errno("getdents64 on a file", syscall(SYS_getdents64, maps, buf, sizeof(buf)), ENOTDIR);
+        close(maps);
+    }
+
+    /* address space */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, 16 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    expect("mmap 16 pages PROT_NONE", p != MAP_FAILED);
+    expect("mprotect 4 pages read-write", mprotect(p + 4 * page, 4 * page, PROT_READ | PROT_WRITE) == 0);
+    memset(p + 4 * page, 0x5a, 4 * page);
+    struct sigaction sa = { 0 };
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGSEGV, &sa, NULL);
+    if (sigsetjmp(jump, 1) == 0) {
+        p[0] = 1; /* PROT_NONE */
+        printf("PROT_NONE write: NO FAULT\n");
+        failures++;
+    } else {
+        expect("SIGSEGV handler sees the address and SEGV_ACCERR", fault_addr == (uintptr_t)p && fault_code == SEGV_ACCERR);
+    }
+    if (sigsetjmp(jump, 1) == 0) {
+        *nowhere = 1; /* nothing mapped */
+        printf("null page write: NO FAULT\n");
+        failures++;
+    } else {
+        expect("SIGSEGV handler sees 0x40 and SEGV_MAPERR", fault_addr == 0x40 && fault_code == SEGV_MAPERR);
+    }
+    expect("munmap the middle", munmap(p + 2 * page, page) == 0);
+    char *q = mremap(p + 4 * page, 4 * page, 64 * page, MREMAP_MAYMOVE);
+    expect("mremap grows and keeps the contents", q != MAP_FAILED && q[0] == 0x5a && q[4 * page - 1] == 0x5a);
+    q[63 * page] = 7;
+    expect("the grown part is usable", q[63 * page] == 7);
+
+    /* signals: an alternate stack, a blocked signal */
+    stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack), .ss_flags = 0 };
+    expect("sigaltstack", sigaltstack(&ss, NULL) == 0);
+    struct sigaction su = { 0 };
+    su.sa_handler = on_usr1;
+    su.sa_flags = SA_ONSTACK;
+    sigaction(SIGUSR1, &su, NULL);
+    raise(SIGUSR1);
+    expect("SIGUSR1 handler ran on the alternate stack", usr1_on_altstack);
+    signal(SIGUSR2, on_usr2);
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    raise(SIGUSR2);
+    sigset_t pending;
+    sigpending(&pending);
+    expect("a blocked SIGUSR2 stays pending", usr2_count == 0 && sigismember(&pending, SIGUSR2));
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    expect("unblocking delivers it", usr2_count == 1);
+
+    printf("edge: %d failure(s); now a null dereference without a handler\n", failures);
+    signal(SIGSEGV, SIG_DFL);
+    nowhere = NULL;
+    *nowhere = 1;
+    return 99; /* not reached */
+}
