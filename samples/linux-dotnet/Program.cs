@@ -4,9 +4,21 @@
 // the disk file, so the tests compare the two runs byte for byte.
 //
 // The disk: the path in DISK (the guest: /dev/disk0, a 1 MiB block device; natively: a 1 MiB file).
+// `linux-dotnet hypercall` instead calls the host's user-defined hypercalls 0x1000 and 0x1001 (Paravirt.Guest.Linux).
 
 using System.Runtime.CompilerServices;
 using System.Text;
+using Paravirt.Guest.Linux;
+
+if (args is ["hypercall"])
+{
+    Console.WriteLine($"on paravirt: {(Hypercall.IsAvailable ? "yes" : "no")}");
+    Console.WriteLine($"hypercall 0x1000(20, 2) = {Hypercall.Call(0x1000, 20, 2)}");
+    byte[] text = Encoding.ASCII.GetBytes("from .NET to the host");
+    long n = Hypercall.Call(0x1001, text);
+    Console.WriteLine($"hypercall 0x1001 = {n} \"{Encoding.ASCII.GetString(text)}\"");
+    return 0;
+}
 
 Console.WriteLine($"linux-dotnet: {args.Length} argument(s): {string.Join(' ', args.Select(a => $"[{a}]"))}");
 Console.WriteLine($"environment: PARAVIRT_SAMPLE={Environment.GetEnvironmentVariable("PARAVIRT_SAMPLE") ?? "(unset)"}");

@@ -40,8 +40,68 @@ internal static class LinuxScenarios
         if (File.Exists(edge))
         {
             all.Add(("kvm-linux-edge-refused", () => Refused(edge)));
+            all.Add(("kvm-linux-hypercall", () => UserHypercalls(edge)));
+        }
+        string dotnet = Path.Combine(dir, "linux-dotnet");
+        if (File.Exists(dotnet))
+        {
+            all.Add(("kvm-linux-dotnet-hypercall", () => DotnetHypercalls(dotnet)));
         }
         return all;
+    }
+
+    /// <summary>A Linux application reaches the host application's user-defined hypercalls through the library OS.</summary>
+    private static string UserHypercalls(string path)
+    {
+        (RunResult result, string output) = RunGuest(path, ["hypercall"], [], UseEmulator ? new EmulatorBackend() : new KvmBackend(), new TestHypercalls());
+        const string expected =
+            "on paravirt: yes\n" +
+            "hypercall 0x1000(20, 2) = 42\n" +
+            "hypercall 0x1001 = 27 \"BUFFER TO THE HOST AND BACK\"\n" +
+            "unregistered 0x1fff = -38\n" +
+            "core code 0x0100 (console_write) = -22\n" +
+            "oversized buffer = -7\n" +
+            "wild buffer = -14\n";
+        if (result.Outcome != RunOutcome.Exited || result.ExitStatus != 0 || output != expected)
+        {
+            throw new ScenarioFailedException($"{result.Outcome} {result.ExitStatus} ({result.Message}): {output.ReplaceLineEndings(" | ")}");
+        }
+        return "values and a buffer reached the host's user hypercalls and came back; core codes, oversized and wild buffers refused";
+    }
+
+    /// <summary>The same from .NET, through Paravirt.Guest.Linux's Hypercall.Call.</summary>
+    private static string DotnetHypercalls(string path)
+    {
+        (RunResult result, string output) = RunGuest(path, ["hypercall"], [], UseEmulator ? new EmulatorBackend() : new KvmBackend(), new TestHypercalls());
+        const string expected = "on paravirt: yes\nhypercall 0x1000(20, 2) = 42\nhypercall 0x1001 = 21 \"FROM .NET TO THE HOST\"\n";
+        if (result.Outcome != RunOutcome.Exited || result.ExitStatus != 0 || output != expected)
+        {
+            throw new ScenarioFailedException($"{result.Outcome} {result.ExitStatus} ({result.Message}): {output.ReplaceLineEndings(" | ")}");
+        }
+        return "Hypercall.Call reached the host's user hypercalls with values and a buffer";
+    }
+
+    /// <summary>0x1000: 2 * a1 + a2. 0x1001: upper-cases the buffer (a1 = guest-physical address, a2 = length).</summary>
+    private sealed class TestHypercalls : IHypercallProvider
+    {
+        public bool IsBuiltIn => false;
+
+        public IEnumerable<HypercallRegistration> GetHypercalls() =>
+        [
+            new(0x1000, "double", static (in HypercallArgs a, GuestSession _) => (long)(2 * a.A1 + a.A2)),
+            new(0x1001, "upper", static (in HypercallArgs a, GuestSession s) =>
+            {
+                if (a.A2 > 4096 || !s.Memory.TryGetSpan(new Hypervisor.Memory.GuestAddress(a.A1), a.A2, out Span<byte> text))
+                {
+                    return (long)HypercallStatus.Fault;
+                }
+                for (int i = 0; i < text.Length; i++)
+                {
+                    text[i] = (byte)char.ToUpperInvariant((char)text[i]);
+                }
+                return text.Length;
+            }),
+        ];
     }
 
     /// <summary>fork and execve answer -ENOSYS (one process), and the host hears of each unimplemented call.</summary>
@@ -141,14 +201,14 @@ internal static class LinuxScenarios
         return (p.ExitCode, output);
     }
 
-    internal static (RunResult Result, string Output) RunGuest(string path, string[] args, string[] env, IHypervisorBackend backend)
+    internal static (RunResult Result, string Output) RunGuest(string path, string[] args, string[] env, IHypervisorBackend backend, params IHypercallProvider[] extra)
     {
         GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
         if (image.Kind != GuestImageKind.LinuxExecutable)
         {
             throw new ScenarioFailedException($"{path} was not recognised as a Linux executable");
         }
-        var runner = new GuestRunner(new BackendSelector([backend]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
+        var runner = new GuestRunner(new BackendSelector([backend]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls(), .. extra]));
         using var console = new MemoryStream();
         string disk = Path.Combine(Path.GetTempPath(), $"paravirt-linux-{Guid.NewGuid():N}.img");
         File.WriteAllBytes(disk, new byte[DiskSize]);

@@ -8,6 +8,8 @@
  *
  *   linux-edge refused     fork and execve (-ENOSYS on the Linux personality: one process), then exit 0; only for the
  *                          guest (natively they work)
+ *   linux-edge hypercall   user-defined hypercalls through <paravirt/linux.h>: the host of the test registers 0x1000
+ *                          (returns 2 * a1 + a2) and 0x1001 (upper-cases the buffer, returns its length)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,6 +25,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <paravirt/linux.h>
 
 static int failures;
 
@@ -97,11 +101,29 @@ static int refused(void)
     return failures != 0;
 }
 
+static int hypercalls(void)
+{
+    printf("on paravirt: %s\n", pv_linux_on_paravirt() ? "yes" : "no");
+    printf("hypercall 0x1000(20, 2) = %ld\n", pv_linux_hypercall(0x1000, 20, 2, 0, 0, 0));
+    char text[] = "buffer to the host and back";
+    long n = pv_linux_hypercall_buffer(0x1001, text, strlen(text), 0, 0, 0);
+    printf("hypercall 0x1001 = %ld \"%s\"\n", n, text);
+    printf("unregistered 0x1fff = %ld\n", pv_linux_hypercall(0x1fff, 0, 0, 0, 0, 0));
+    printf("core code 0x0100 (console_write) = %ld\n", pv_linux_hypercall(0x0100, 0, 0, 0, 0, 0));
+    static char big[PV_LINUX_MAX_HYPERCALL_BUFFER + 1];
+    printf("oversized buffer = %ld\n", pv_linux_hypercall_buffer(0x1001, big, sizeof(big), 0, 0, 0));
+    printf("wild buffer = %ld\n", pv_linux_hypercall_buffer(0x1001, (void *)0xdead0000, 16, 0, 0, 0));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0); /* unbuffered: every line is out before the final crash */
     if (argc > 1 && strcmp(argv[1], "refused") == 0) {
         return refused();
+    }
+    if (argc > 1 && strcmp(argv[1], "hypercall") == 0) {
+        return hypercalls();
     }
 
     /* system calls that do not exist and pointers that point nowhere */
