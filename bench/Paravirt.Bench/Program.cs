@@ -5,15 +5,18 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Memory;
+using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Bench;
 
 /// <summary>
 /// Runs a guest ELF (bench/guests/compute.c built with -DPARAVIRT_GUEST) on the emulator backend and reports its
-/// exact instruction count and the emulator's speed. Self-contained: a minimal PT_LOAD loader and the two
-/// hypercalls the guest uses (debug_write = 3, exit = 2), so it does not depend on the full GuestRunner.
-/// Usage: Paravirt.Bench GUEST.elf [runs]
+/// exact instruction count and the emulator's speed, or on another backend (kvm) its time only (instructions=0).
+/// Self-contained: a minimal PT_LOAD loader and the two hypercalls the guest uses (debug_write = 3, exit = 2), so
+/// it does not depend on the full GuestRunner.
+/// Usage: Paravirt.Bench GUEST.elf [runs] [emulator|kvm]
 /// </summary>
 internal static partial class Program
 {
@@ -49,11 +52,12 @@ internal static partial class Program
         }
         byte[] elf = File.ReadAllBytes(args[0]);
         int runs = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 2;
+        IHypervisorBackend backend = args.Length > 2 && args[2] == KvmBackend.BackendName ? new KvmBackend() : new EmulatorBackend();
         string? firstOutput = null;
         ulong firstCount = 0;
         for (int run = 1; run <= runs; run++)
         {
-            (string output, ulong count, double seconds, double cpu, int exits) = RunOnce(elf);
+            (string output, ulong count, double seconds, double cpu, int exits) = RunOnce(elf, backend);
             if (firstOutput is null)
             {
                 firstOutput = output;
@@ -70,12 +74,11 @@ internal static partial class Program
         return 0;
     }
 
-    private static (string Output, ulong Count, double Seconds, double CpuSeconds, int Exits) RunOnce(byte[] elf)
+    private static (string Output, ulong Count, double Seconds, double CpuSeconds, int Exits) RunOnce(byte[] elf, IHypervisorBackend backend)
     {
         using var memory = new GuestMemory(MemorySize);
         ulong entry = LoadElf(elf, memory);
         memory.Write(new GuestAddress(HypercallPageAddress), HypercallStub.Bytes);
-        var backend = new EmulatorBackend();
         using IVirtualMachine vm = backend.CreateVirtualMachine(memory, new VirtualMachineOptions());
         using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(entry, MemorySize, 0x2000));
         var output = new StringBuilder();
@@ -86,11 +89,11 @@ internal static partial class Program
         {
             VcpuExit exit = vcpu.Run();
             exits++;
-            if (exit.Kind != VcpuExitKind.Hypercall)
+            if (!HypercallTrap.IsHypercall(exit))
             {
                 throw new InvalidOperationException($"guest stopped: {exit.Kind} {exit.Detail} at 0x{exit.Rip:x}");
             }
-            HypercallArgs a = vcpu.GetHypercallArgs();
+            HypercallArgs a = HypercallTrap.ReadArguments(vcpu.GetRegisters());
             if (a.Code == 2)
             {
                 break;
@@ -98,16 +101,16 @@ internal static partial class Program
             if (a.Code == 3 && a.A2 <= 4096 && memory.TryGetSpan(new GuestAddress(a.A1), a.A2, out Span<byte> text))
             {
                 output.Append(Encoding.UTF8.GetString(text));
-                vcpu.CompleteHypercall((long)a.A2);
+                HypercallTrap.Complete(vcpu, (long)a.A2);
             }
             else
             {
-                vcpu.CompleteHypercall(-38);
+                HypercallTrap.Complete(vcpu, -38);
             }
         }
         sw.Stop();
         double cpu = ThreadCpuSeconds() - cpu0;
-        return (output.ToString(), ((IInstructionCounter)vcpu).InstructionsRetired, sw.Elapsed.TotalSeconds, cpu, exits);
+        return (output.ToString(), vcpu.InstructionsRetired ?? 0, sw.Elapsed.TotalSeconds, cpu, exits);
     }
 
     /// <summary>Copies the PT_LOAD segments of a little-endian ELF64 into guest memory; returns the entry point.</summary>

@@ -34,7 +34,8 @@ internal static class CliApp
 
         Exit codes: the guest's exit status (0-255) when it exits; 64 bad arguments; 65 bad image;
         66 a device cannot be set up (disk image missing or of a wrong size, TAP refused); 69 backend unavailable;
-        70 guest crashed; 124 timeout or instruction budget reached; 130 interrupted. With several images the first
+        70 guest crashed; 71 the backend failed (an instruction the emulator lacks, a KVM error: not the guest's fault);
+        124 timeout or instruction budget reached; 130 interrupted. With several images the first
         failure, else the first non-zero exit status.
         """;
 
@@ -216,8 +217,7 @@ internal static class CliApp
         services.AddLogging(logging =>
         {
             logging.SetMinimumLevel(a.Verbose ? LogLevel.Information : LogLevel.Warning);
-            logging.AddSimpleConsole(o => o.SingleLine = true);
-            logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+            logging.AddProvider(new StderrLoggerProvider(stderr, a.Verbose ? LogLevel.Information : LogLevel.Warning));
         });
         services.AddParavirt();
         using ServiceProvider provider = services.BuildServiceProvider();
@@ -226,19 +226,15 @@ internal static class CliApp
         BackendChoice choice;
         try
         {
-            choice = runner.Backends.Select(a.Backend);
+            choice = runner.Backends.Select(a.Backend, guests.Aggregate(BackendCapabilities.None, (c, g) => c | GuestRunner.RequiredCapabilities(g)));
         }
         catch (BackendUnavailableException ex)
         {
             return Fail(stderr, ExitCodes.BackendUnavailable, ex.Message);
         }
-        if (a.Verbose)
+        if (budget is not null && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.InstructionBudget))
         {
-            stderr.WriteLine($"paravirt: backend {choice.Backend.Name}: {choice.Reason}");
-        }
-        if (budget is not null && choice.Backend.Name != "emulator")
-        {
-            stderr.WriteLine($"paravirt: warning: --budget only applies to the emulator backend; {choice.Backend.Name} uses --timeout");
+            stderr.WriteLine($"paravirt: warning: backend {choice.Backend.Name} does not count instructions, so --budget does not apply; use --timeout");
         }
 
         // Several VMs write to one output: whole writes stay whole.
@@ -293,6 +289,10 @@ internal static class CliApp
                 catch (BackendUnavailableException ex)
                 {
                     failures[vm] = (ExitCodes.BackendUnavailable, ex.Message);
+                }
+                catch (BackendOperationException ex)
+                {
+                    failures[vm] = (ExitCodes.BackendFailed, ex.Message);
                 }
                 catch (ArgumentException ex)
                 {
@@ -353,6 +353,9 @@ internal static class CliApp
                     break;
                 case RunOutcome.Canceled:
                     Failed(Fail(stderr, ExitCodes.Interrupted, prefix + result.Message));
+                    break;
+                case RunOutcome.BackendFailed:
+                    Failed(Fail(stderr, ExitCodes.BackendFailed, prefix + result.Message));
                     break;
                 default:
                     Failed(Fail(stderr, ExitCodes.GuestCrashed, prefix + result.Message));

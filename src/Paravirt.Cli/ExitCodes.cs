@@ -15,8 +15,10 @@ internal static class ExitCodes
     public const int DeviceUnavailable = 66;
     /// <summary>The requested backend cannot run here (EX_UNAVAILABLE).</summary>
     public const int BackendUnavailable = 69;
-    /// <summary>The guest crashed: CPU exception, unsupported instruction, stray hlt/port I/O/MMIO (EX_SOFTWARE).</summary>
+    /// <summary>The guest crashed: CPU exception, triple fault, stray hlt/port I/O/MMIO (EX_SOFTWARE).</summary>
     public const int GuestCrashed = 70;
+    /// <summary>The backend failed although the guest did nothing wrong: an instruction the emulator does not implement, a KVM/WHP error (EX_OSERR).</summary>
+    public const int BackendFailed = 71;
     /// <summary>The guest did not exit within its wall-clock timeout or instruction budget (as timeout(1)).</summary>
     public const int LimitReached = 124;
     /// <summary>Interrupted by Ctrl+C (128 + SIGINT).</summary>

@@ -149,7 +149,7 @@ public sealed class BlockCompilerTests
         cpu.SetRegister(15, 6);
         VcpuExit exit = vcpu.Run();
         s_compiled += cpu.BlocksCompiled;
-        return (exit, vcpu.GetRegisters(), cpu.InstructionsRetired, memory.GetSpan(new GuestAddress(EmuHarness.CodeAddress), 0x2000).ToArray());
+        return (exit, vcpu.GetRegisters(), cpu.Retired, memory.GetSpan(new GuestAddress(EmuHarness.CodeAddress), 0x2000).ToArray());
     }
 
     [Fact]

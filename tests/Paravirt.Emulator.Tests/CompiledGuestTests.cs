@@ -4,6 +4,7 @@ using System.Text;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Memory;
+using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Emulator.Tests;
 
@@ -128,15 +129,15 @@ public sealed class CompiledGuestTests
         while (true)
         {
             VcpuExit exit = vcpu.Run();
-            Assert.True(exit.Kind == VcpuExitKind.Hypercall, $"guest stopped: {exit.Kind} {exit.Detail} at 0x{exit.Rip:x}");
-            HypercallArgs a = vcpu.GetHypercallArgs();
+            Assert.True(HypercallTrap.IsHypercall(exit), $"guest stopped: {exit.Kind} {exit.Detail} at 0x{exit.Rip:x}");
+            HypercallArgs a = HypercallTrap.ReadArguments(vcpu.GetRegisters());
             if (a.Code == 2)
             {
-                return (output.ToString(), ((IInstructionCounter)vcpu).InstructionsRetired);
+                return (output.ToString(), vcpu.InstructionsRetired!.Value);
             }
             Assert.Equal(3UL, a.Code);
             output.Append(Encoding.UTF8.GetString(memory.GetSpan(new GuestAddress(a.A1), a.A2)));
-            vcpu.CompleteHypercall((long)a.A2);
+            HypercallTrap.Complete(vcpu, (long)a.A2);
         }
     }
 }

@@ -36,6 +36,8 @@ internal sealed class EmuGuest(GuestMemory memory, IVirtualMachine vm, IVcpu vcp
 {
     public void Deconstruct(out GuestMemory m, out IVirtualMachine v, out IVcpu c) => (m, v, c) = (memory, vm, vcpu);
 
+    public IVcpu Vcpu => vcpu;
+
     public void Dispose()
     {
         vcpu.Dispose();

@@ -16,6 +16,9 @@ namespace Paravirt.Scenarios;
 /// <summary>A scenario's check failed; the message says what was expected and what happened.</summary>
 internal sealed class ScenarioFailedException(string message) : Exception(message);
 
+/// <summary>The scenario cannot run on this backend (the message says why); it is reported as SKIP, not as a failure.</summary>
+internal sealed class ScenarioSkippedException(string message) : Exception(message);
+
 /// <summary>Scenarios that run guests on the real KVM backend. Each returns a short detail line or throws.</summary>
 [SupportedOSPlatform("linux")]
 internal static class KvmScenarios
@@ -30,6 +33,7 @@ internal static class KvmScenarios
     [
         ("kvm-probe", Probe),
         ("kvm-longmode-out", LongModeOut),
+        ("kvm-state-roundtrip", StateRoundTrip),
         ("kvm-hello", () => Hello(guestDir)),
         ("kvm-hello-cs", () => Sample(guestDir, "hello-cs", "Hello from a C# Paravirt unikernel!", 7)),
         ("kvm-subset-cs", () => Sample(guestDir, "subset-cs", "subset-cs: 0 failures", 0)),
@@ -107,10 +111,10 @@ internal static class KvmScenarios
         while (true)
         {
             VcpuExit exit = vcpu.Run();
-            Check(exit.Kind == VcpuExitKind.Hypercall, $"exit {hypercalls + 1}: {exit.Kind} at rip 0x{exit.Rip:x} {exit.Detail}, expected a hypercall");
+            Check(HypercallTrap.IsHypercall(exit), $"exit {hypercalls + 1}: {exit.Kind} at rip 0x{exit.Rip:x} {exit.Detail}, expected a hypercall");
             Check(exit.Address == HypercallPage.IoPort, $"hypercall exit on port 0x{exit.Address:x}");
             hypercalls++;
-            HypercallArgs h = vcpu.GetHypercallArgs();
+            HypercallArgs h = HypercallTrap.ReadArguments(vcpu.GetRegisters());
             if (h.Code == DoneCode)
             {
                 Check(h.A1 == LongModeIterations, $"done hypercall rdi = {h.A1}");
@@ -122,7 +126,7 @@ internal static class KvmScenarios
             Check(h.A2 == A2 && h.A3 == A3 && h.A4 == A4 && h.A5 == A5,
                 $"hypercall {hypercalls}: rsi, rdx, r10, r8 = {h.A2:x}, {h.A3:x}, {h.A4:x}, {h.A5:x}");
             Check(exit.Rip - GuestLayout.HypercallPage <= HypercallStub.TrapLength, $"hypercall exit rip 0x{exit.Rip:x}, expected the stub at 0x{GuestLayout.HypercallPage:x}");
-            vcpu.CompleteHypercall((long)(h.A1 ^ Xor));
+            HypercallTrap.Complete(vcpu, (long)(h.A1 ^ Xor));
             expected--;
         }
         sw.Stop();
@@ -130,6 +134,54 @@ internal static class KvmScenarios
         Check(regs.R12 == 0, $"guest r12 = {regs.R12} after the loop");
         Check(hypercalls == LongModeIterations + 1, $"{hypercalls} hypercalls");
         return $"{hypercalls} hypercall exits, args and results round-tripped, {sw.Elapsed.TotalMicroseconds / hypercalls:F0} us/exit";
+    }
+
+    /// <summary>
+    /// The full vCPU state (GPRs, segments, control registers, system MSRs, XSAVE) taken at a hypercall exit moves to
+    /// a vCPU of another VM (with a copy of the memory) and the guest continues there exactly once past the out.
+    /// </summary>
+    private static string StateRoundTrip()
+    {
+        var a = new Assembler(64);
+        a.mov(rax, 0x0102_0304_0506_0708);
+        a.movq(xmm3, rax);
+        a.mov(eax, TestCode);
+        a.mov(rbx, GuestLayout.HypercallPage + HypercallPage.EntryOffset);
+        a.call(rbx);                // the host answers 41
+        a.add(rax, 1);
+        a.mov(rdi, rax);
+        a.movq(rsi, xmm3);
+        a.mov(eax, DoneCode);
+        a.call(rbx);
+        a.hlt();
+        byte[] code = Assemble(a);
+
+        using RawKvmGuest first = RawKvmGuest.Start(code);
+        VcpuExit exit = first.Vcpu.Run();
+        Check(HypercallTrap.IsHypercall(exit), $"first exit {exit.Kind} {exit.Detail}");
+        HypercallTrap.Complete(first.Vcpu, 41);
+        VcpuState state = first.Vcpu.GetState();
+        Check(state.Registers.Rax == 41, $"state rax = {state.Registers.Rax}, expected the hypercall result 41");
+        Check(state.Registers.Rip == exit.Rip + HypercallStub.TrapLength, $"state rip 0x{state.Registers.Rip:x}: the out at 0x{exit.Rip:x} is not complete");
+        Check(state.Cs.Long && state.Cs.Present && (state.Efer & 0x400) != 0, $"CS {state.Cs}, EFER 0x{state.Efer:x}: not long mode");
+        Check(BitConverter.ToUInt64(state.Xmm(3)) == 0x0102_0304_0506_0708, $"xmm3 = {Convert.ToHexString(state.Xmm(3))}");
+        state.Lstar = 0xFFFF_8000_1234_5000;
+        state.KernelGsBase = 0x5000;
+
+        using RawKvmGuest second = RawKvmGuest.Start(code);
+        first.Memory.GetSpan(new GuestAddress(0), first.Memory.Size).CopyTo(second.Memory.GetSpan(new GuestAddress(0), second.Memory.Size));
+        second.Vcpu.SetState(state);
+        VcpuState reread = second.Vcpu.GetState();
+        Check(reread.Lstar == state.Lstar && reread.KernelGsBase == 0x5000, $"MSRs after SetState: LSTAR 0x{reread.Lstar:x}, KERNEL_GS_BASE 0x{reread.KernelGsBase:x}");
+        foreach (RawKvmGuest g in new[] { first, second })
+        {
+            exit = g.Vcpu.Run();
+            Check(HypercallTrap.IsHypercall(exit), $"second exit {exit.Kind} {exit.Detail}");
+            HypercallArgs done = HypercallTrap.ReadArguments(g.Vcpu.GetRegisters());
+            Check(done.Code == DoneCode && done.A1 == 42 && done.A2 == 0x0102_0304_0506_0708,
+                $"{(g == first ? "original" : "restored")} vCPU: code 0x{done.Code:x}, rdi {done.A1} (expected 42), rsi 0x{done.A2:x}");
+        }
+        return $"state moved at a hypercall exit (rip 0x{state.Registers.Rip:x}, {state.ExtendedState.Length}-byte XSAVE image); both vCPUs continued once past the out";
     }
 
     /// <summary>
@@ -188,12 +240,12 @@ internal static class KvmScenarios
                     interrupted++;
                     continue;
                 }
-                Check(exit.Kind == VcpuExitKind.Hypercall, $"{exit.Kind} at rip 0x{exit.Rip:x} {exit.Detail} after {hypercalls} hypercalls");
-                HypercallArgs h = vcpu.GetHypercallArgs();
+                Check(HypercallTrap.IsHypercall(exit), $"{exit.Kind} at rip 0x{exit.Rip:x} {exit.Detail} after {hypercalls} hypercalls");
+                HypercallArgs h = HypercallTrap.ReadArguments(vcpu.GetRegisters());
                 Check(h.Code != MismatchCode, $"the guest saw a wrong result 0x{h.A1:x} after {hypercalls} hypercalls");
                 Check(h.A1 == (ulong)(Count - hypercalls), $"hypercall {hypercalls + 1}: rdi = {h.A1}, expected {Count - hypercalls} (a hypercall was lost or repeated)");
                 hypercalls++;
-                vcpu.CompleteHypercall((long)(2 * h.A1 + 1));
+                HypercallTrap.Complete(vcpu, (long)(2 * h.A1 + 1));
             }
         }
         finally
@@ -313,6 +365,8 @@ internal static class KvmScenarios
         private RawKvmGuest(GuestMemory memory, IVirtualMachine vm, IVcpu vcpu) => (_memory, _vm, Vcpu) = (memory, vm, vcpu);
 
         public IVcpu Vcpu { get; }
+
+        public GuestMemory Memory => _memory;
 
         public static RawKvmGuest Start(byte[] code)
         {

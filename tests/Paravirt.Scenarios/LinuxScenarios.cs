@@ -126,6 +126,11 @@ internal static class LinuxScenarios
 
     private static string CompareWithNative(string path)
     {
+        IHypervisorBackend backend = UseEmulator ? new EmulatorBackend() : new KvmBackend();
+        if (!backend.Capabilities.HasFlag(BackendCapabilities.SupervisorMode))
+        {
+            throw new ScenarioSkippedException($"{backend.Name}: {BackendSelector.Lacks(backend, BackendCapabilities.SupervisorMode)}");
+        }
         string[] args = ["alpha", "beta gamma"];
         string[] env = ["PARAVIRT_SAMPLE=1", "LANG=C"];
         // The samples that use a disk find it in DISK: natively a file, in the guest the block device (same size, zeros).
@@ -141,7 +146,7 @@ internal static class LinuxScenarios
         {
             File.Delete(disk);
         }
-        (RunResult result, string guestOut) = RunGuest(path, args, [.. env, "DISK=/dev/disk0"], UseEmulator ? new EmulatorBackend() : new KvmBackend());
+        (RunResult result, string guestOut) = RunGuest(path, args, [.. env, "DISK=/dev/disk0"], backend);
         if (result.Outcome != RunOutcome.Exited)
         {
             throw new ScenarioFailedException($"{result.Outcome}: {result.Message}; output: {guestOut.ReplaceLineEndings(" | ")}");
@@ -203,6 +208,10 @@ internal static class LinuxScenarios
 
     internal static (RunResult Result, string Output) RunGuest(string path, string[] args, string[] env, IHypervisorBackend backend, params IHypercallProvider[] extra)
     {
+        if (!backend.Capabilities.HasFlag(BackendCapabilities.SupervisorMode))
+        {
+            throw new ScenarioSkippedException($"{backend.Name}: {BackendSelector.Lacks(backend, BackendCapabilities.SupervisorMode)}");
+        }
         GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
         if (image.Kind != GuestImageKind.LinuxExecutable)
         {

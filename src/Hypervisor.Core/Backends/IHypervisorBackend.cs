@@ -15,6 +15,9 @@ public interface IHypervisorBackend
     /// <summary>Checks at run time whether this backend can run guests here, and if not, why and what to do.</summary>
     BackendAvailability Probe();
 
+    /// <summary>What this backend can do beyond running guests (instruction budgets and counts, ...); the VMM asks this instead of testing names or types.</summary>
+    BackendCapabilities Capabilities { get; }
+
     /// <summary>Creates a VM over <paramref name="memory"/> (which the caller keeps owning and disposes after the VM).</summary>
     /// <exception cref="BackendUnavailableException">The backend cannot run here; the message says why and what to do.</exception>
     IVirtualMachine CreateVirtualMachine(GuestMemory memory, VirtualMachineOptions options);
@@ -23,7 +26,7 @@ public interface IHypervisorBackend
 /// <summary>Options a backend needs to create a VM.</summary>
 public sealed record VirtualMachineOptions
 {
-    /// <summary>Most guest instructions to execute before stopping with <see cref="VcpuExitKind.BudgetExhausted"/>; null for no limit. Honoured exactly by the emulator; hardware backends ignore it (they use the wall-clock timeout).</summary>
+    /// <summary>Most guest instructions to execute before stopping with <see cref="VcpuExitKind.BudgetExhausted"/>; null for no limit. Honoured exactly by backends that declare <see cref="BackendCapabilities.InstructionBudget"/>; others ignore it (the VMM warns and relies on the wall-clock timeout).</summary>
     public ulong? InstructionBudget { get; init; }
 }
 
@@ -49,6 +52,35 @@ public sealed class BackendUnavailableException : Exception
     public BackendUnavailableException(string message, Exception inner) : base(message, inner) { }
 }
 
+/// <summary>
+/// A backend operation failed after the backend was found available (creating a VM or vCPU, loading or reading its
+/// state): one typed error that names the operation, mapped to one exit code by the CLI. The message says what failed.
+/// </summary>
+public sealed class BackendOperationException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public BackendOperationException(string operation, string message, int? errorCode = null) : base(message)
+    {
+        Operation = operation;
+        ErrorCode = errorCode;
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public BackendOperationException() : this("unknown", "a backend operation failed") { }
+
+    /// <summary>Creates the exception.</summary>
+    public BackendOperationException(string message) : this("unknown", message) { }
+
+    /// <summary>Creates the exception.</summary>
+    public BackendOperationException(string message, Exception inner) : base(message, inner) => Operation = "unknown";
+
+    /// <summary>The backend operation (an ioctl or API name, e.g. <c>KVM_SET_SREGS</c>).</summary>
+    public string Operation { get; }
+
+    /// <summary>The operating system's error code (errno, HRESULT), where there is one.</summary>
+    public int? ErrorCode { get; }
+}
+
 /// <summary>A virtual machine: guest memory registered with the backend, and its vCPUs.</summary>
 public interface IVirtualMachine : IDisposable
 {
@@ -66,66 +98,23 @@ public interface IVirtualMachine : IDisposable
 public readonly record struct VcpuStartState(ulong Rip, ulong Rsp, ulong Rdi);
 
 /// <summary>
-/// One virtual CPU. Not thread-safe: <see cref="Run"/>, <see cref="GetHypercallArgs"/> and
-/// <see cref="CompleteHypercall"/> are called from one thread (the vCPU thread); only <see cref="Interrupt"/> may be
-/// called from any thread.
+/// Optional abilities a backend declares (Cloud Hypervisor's and Hyperlight's approach): the VMM checks these flags,
+/// never the backend's name or the vCPU's type.
 /// </summary>
-public interface IVcpu : IDisposable
+[Flags]
+public enum BackendCapabilities
 {
-    /// <summary>Runs the guest until the next exit the host must handle.</summary>
-    VcpuExit Run();
-
-    /// <summary>The hypercall registers (<c>rax</c> and <c>rdi, rsi, rdx, r10, r8</c>); valid after a <see cref="VcpuExitKind.Hypercall"/> exit.</summary>
-    HypercallArgs GetHypercallArgs();
-
-    /// <summary>Completes the pending hypercall: <c>rax</c> = <paramref name="result"/>; the next <see cref="Run"/> resumes after the trapping instruction.</summary>
-    void CompleteHypercall(long result);
-
-    /// <summary>A register snapshot for diagnostics (crash reports, tests).</summary>
-    VcpuRegisters GetRegisters();
-
-    /// <summary>Makes a running (or the next) <see cref="Run"/> return <see cref="VcpuExitKind.Interrupted"/> soon. Thread-safe.</summary>
-    void Interrupt();
+    /// <summary>Nothing beyond running guests.</summary>
+    None = 0,
+    /// <summary>Honours <see cref="VirtualMachineOptions.InstructionBudget"/> exactly (<see cref="VcpuExitKind.BudgetExhausted"/>).</summary>
+    InstructionBudget = 1 << 0,
+    /// <summary><see cref="IVcpu.InstructionsRetired"/> counts the guest instructions executed.</summary>
+    InstructionCount = 1 << 1,
+    /// <summary>
+    /// The guest's CPL 0 code owns the CPU's system state: its own page tables (CR3, U/S, NX), GDT, IDT and TSS, the
+    /// SYSCALL MSRs, exceptions delivered through its IDT, and code of its own at CPL 3. The Linux personality (a
+    /// library OS under a Linux executable) needs it. KVM with hardware virtualization and WHP have it; KVM under
+    /// <c>kvm_pvm</c> does not (PVM runs the guest at hardware CPL 3 on shadow page tables and delivers events its own way).
+    /// </summary>
+    SupervisorMode = 1 << 2,
 }
-
-/// <summary>The registers of a hypercall: code in <c>rax</c>, arguments in <c>rdi, rsi, rdx, r10, r8</c>.</summary>
-public readonly record struct HypercallArgs(ulong Code, ulong A1, ulong A2, ulong A3, ulong A4, ulong A5);
-
-/// <summary>General-purpose register snapshot.</summary>
-public readonly record struct VcpuRegisters(
-    ulong Rax, ulong Rbx, ulong Rcx, ulong Rdx, ulong Rsi, ulong Rdi, ulong Rsp, ulong Rbp,
-    ulong R8, ulong R9, ulong R10, ulong R11, ulong R12, ulong R13, ulong R14, ulong R15,
-    ulong Rip, ulong Rflags);
-
-/// <summary>Why <see cref="IVcpu.Run"/> returned.</summary>
-public enum VcpuExitKind
-{
-    /// <summary>The guest called the hypercall page: read <see cref="IVcpu.GetHypercallArgs"/>, then <see cref="IVcpu.CompleteHypercall"/>.</summary>
-    Hypercall,
-    /// <summary>The guest executed <c>hlt</c>.</summary>
-    Halt,
-    /// <summary>Port I/O to a port that is not the hypercall port. <see cref="VcpuExit.Address"/> is the port.</summary>
-    PortIo,
-    /// <summary>Access to guest-physical memory that is not backed (MMIO). <see cref="VcpuExit.Address"/> is the address.</summary>
-    Mmio,
-    /// <summary>The guest shut down (triple fault) or the CPU stopped.</summary>
-    Shutdown,
-    /// <summary>The guest raised an exception the host does not handle (emulator: #UD, #DE, #GP, page fault outside memory; or an unsupported instruction). <see cref="VcpuExit.Detail"/> names it.</summary>
-    Fault,
-    /// <summary>The instruction budget ran out.</summary>
-    BudgetExhausted,
-    /// <summary><see cref="IVcpu.Interrupt"/> was called.</summary>
-    Interrupted,
-    /// <summary>The backend failed (e.g. <c>KVM_EXIT_INTERNAL_ERROR</c>, <c>KVM_EXIT_FAIL_ENTRY</c>). <see cref="VcpuExit.Detail"/> says what.</summary>
-    InternalError,
-    /// <summary>An exit the backend does not know; <see cref="VcpuExit.RawReason"/> holds the backend's code ("let the consumer decide").</summary>
-    Unsupported,
-}
-
-/// <summary>The small value <see cref="IVcpu.Run"/> returns.</summary>
-/// <param name="Kind">Why the vCPU stopped.</param>
-/// <param name="Rip">Guest instruction pointer at the exit, where known.</param>
-/// <param name="Address">Port or guest-physical address, for <see cref="VcpuExitKind.PortIo"/> and <see cref="VcpuExitKind.Mmio"/>.</param>
-/// <param name="RawReason">The backend's own exit code.</param>
-/// <param name="Detail">Human-readable detail for faults and errors.</param>
-public readonly record struct VcpuExit(VcpuExitKind Kind, ulong Rip = 0, ulong Address = 0, uint RawReason = 0, string? Detail = null);

@@ -14,7 +14,30 @@ namespace Paravirt.Hypervisor.Backends;
 /// <param name="TssSelector">Selector of the (unused, present) 64-bit TSS descriptor for TR.</param>
 public readonly record struct LongModeState(
     ulong Cr0, ulong Cr3, ulong Cr4, ulong Efer, ulong GdtBase, ushort GdtLimit,
-    ushort CodeSelector, ushort DataSelector, ushort TssSelector);
+    ushort CodeSelector, ushort DataSelector, ushort TssSelector)
+{
+    /// <summary>CS as loaded: flat 64-bit code, DPL 0, execute/read, accessed.</summary>
+    public SegmentRegister Code => new(CodeSelector, 0, 0xFFFF_FFFF, SegmentRegister.MakeAttributes(11, codeOrData: true, dpl: 0, present: true, @long: true, granularity: true));
+
+    /// <summary>DS, ES, SS, FS and GS as loaded: flat data, DPL 0, read/write, accessed.</summary>
+    public SegmentRegister Data => new(DataSelector, 0, 0xFFFF_FFFF, SegmentRegister.MakeAttributes(3, codeOrData: true, dpl: 0, present: true, defaultBig: true, granularity: true));
+
+    /// <summary>TR as loaded: the busy 64-bit TSS descriptor.</summary>
+    public SegmentRegister Task => new(TssSelector, 0, 0x67, SegmentRegister.MakeAttributes(11, codeOrData: false, dpl: 0, present: true));
+
+    /// <summary>The start state as a <see cref="VcpuState"/> (registers from <paramref name="start"/>, RFLAGS 0x2, x87/SSE reset).</summary>
+    public VcpuState ToVcpuState(in VcpuStartState start)
+    {
+        SegmentRegister data = Data;
+        return new VcpuState
+        {
+            Registers = new VcpuRegisters(0, 0, 0, 0, 0, start.Rdi, start.Rsp, 0, 0, 0, 0, 0, 0, 0, 0, 0, start.Rip, 0x2),
+            Cs = Code, Ds = data, Es = data, Ss = data, Fs = data, Gs = data, Tr = Task,
+            Gdtr = new DescriptorTableRegister(GdtBase, GdtLimit),
+            Cr0 = Cr0, Cr3 = Cr3, Cr4 = Cr4, Efer = Efer,
+        };
+    }
+}
 
 /// <summary>
 /// Writes identity page tables (2 MiB pages covering all guest memory) and a flat GDT into the host-reserved area
@@ -23,7 +46,7 @@ public readonly record struct LongModeState(
 /// </summary>
 public static class LongModeSetup
 {
-    private const ulong Present = 1, Writable = 2, PageSize2M = 1UL << 7;
+    private const ulong Present = 1, Writable = 2, User = 4, PageSize2M = 1UL << 7;
 
     /// <summary>CR0 bits: PE | MP | ET | NE | WP | PG.</summary>
     public const ulong Cr0 = 0x1 | 0x2 | 0x10 | 0x20 | 0x1_0000 | 0x8000_0000;
@@ -42,26 +65,38 @@ public static class LongModeSetup
         0x0000_0000_0000_0000, //       TSS high half (base 63:32 = 0)
     ];
 
+    /// <summary>The state <see cref="Write(GuestMemory)"/> returns, without writing anything (the emulator reports it as its architectural state).</summary>
+    public static LongModeState State => new(Cr0, GuestLayout.Pml4, Cr4, Efer, GuestLayout.Gdt, (ushort)(GdtEntries.Length * 8 - 1),
+        CodeSelector: 0x08, DataSelector: 0x10, TssSelector: 0x18);
+
     /// <summary>Writes the tables for <paramref name="memory"/> and returns the state to load.</summary>
-    public static LongModeState Write(GuestMemory memory)
+    public static LongModeState Write(GuestMemory memory) => Write(memory, userPages: false);
+
+    /// <summary>
+    /// Writes the tables with the user/supervisor bit set in every entry when <paramref name="userPages"/>: PVM runs
+    /// the guest's supervisor mode at hardware CPL 3 through shadow page tables and faults on supervisor-only pages
+    /// (see Kvm/README.md). Without SMEP and SMAP (CR4 has neither) the bit changes nothing for CPL 0 code.
+    /// </summary>
+    internal static LongModeState Write(GuestMemory memory, bool userPages)
     {
         ArgumentNullException.ThrowIfNull(memory);
+        ulong table = Present | Writable | (userPages ? User : 0);
         ulong gib = (memory.Size + (1UL << 30) - 1) >> 30;
         if (gib > GuestLayout.PdCount)
         {
             throw new ArgumentOutOfRangeException(nameof(memory), "guest memory exceeds what the identity page tables map");
         }
         memory.Clear(new GuestAddress(GuestLayout.Pml4), (ulong)(2 + GuestLayout.PdCount) * 0x1000);
-        memory.WriteUInt64(new GuestAddress(GuestLayout.Pml4), GuestLayout.Pdpt | Present | Writable);
+        memory.WriteUInt64(new GuestAddress(GuestLayout.Pml4), GuestLayout.Pdpt | table);
         ulong twoMegPages = (memory.Size + (2UL << 20) - 1) >> 21;
         for (ulong i = 0; i < gib; i++)
         {
             ulong pd = GuestLayout.FirstPd + i * 0x1000;
-            memory.WriteUInt64(new GuestAddress(GuestLayout.Pdpt + i * 8), pd | Present | Writable);
+            memory.WriteUInt64(new GuestAddress(GuestLayout.Pdpt + i * 8), pd | table);
             for (ulong j = 0; j < 512 && i * 512 + j < twoMegPages; j++)
             {
                 ulong phys = (i << 30) | (j << 21);
-                memory.WriteUInt64(new GuestAddress(pd + j * 8), phys | Present | Writable | PageSize2M);
+                memory.WriteUInt64(new GuestAddress(pd + j * 8), phys | table | PageSize2M);
             }
         }
         ReadOnlySpan<ulong> gdt = GdtEntries;
@@ -69,7 +104,6 @@ public static class LongModeSetup
         {
             memory.WriteUInt64(new GuestAddress(GuestLayout.Gdt + (ulong)i * 8), gdt[i]);
         }
-        return new LongModeState(Cr0, GuestLayout.Pml4, Cr4, Efer, GuestLayout.Gdt, (ushort)(gdt.Length * 8 - 1),
-            CodeSelector: 0x08, DataSelector: 0x10, TssSelector: 0x18);
+        return State;
     }
 }

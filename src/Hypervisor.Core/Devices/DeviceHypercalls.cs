@@ -1,5 +1,4 @@
 using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Devices.Net;

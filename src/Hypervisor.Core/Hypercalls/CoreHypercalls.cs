@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Hypercalls;

@@ -2,7 +2,6 @@ using System.Collections.Frozen;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 
 namespace Paravirt.Hypervisor.Hypercalls;
 

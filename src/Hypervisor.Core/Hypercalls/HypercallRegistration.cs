@@ -1,4 +1,3 @@
-using Paravirt.Hypervisor.Backends;
 
 namespace Paravirt.Hypervisor.Hypercalls;
 

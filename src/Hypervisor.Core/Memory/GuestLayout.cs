@@ -18,15 +18,19 @@ namespace Paravirt.Hypervisor.Memory;
 ///              | hypercall page (stub, magic)   |
 ///  0x0000_4000 +--------------------------------+ CommandLine
 ///              | command line, NUL-terminated   |
-///  0x0000_5000 +--------------------------------+ BootModules   -&gt; boot_info.boot_modules
-///              | boot module table (Linux       |
-///              |   personality: app, argv/envp) |
-///  0x0000_6000 +--------------------------------+
-///              | (reserved)                     |
+///  0x0000_5000 +--------------------------------+ PvmBootstrap
+///              | KVM under PVM only: bootstrap  |   one 64-byte stub per vCPU, run once before
+///              |   stubs                        |   the entry (Backends/Kvm/README.md)
+///  0x0000_6000 +--------------------------------+ PvmVcpuStructs
+///              | KVM under PVM only: one PVM    |
+///              |   vCPU struct page per vCPU    |
 ///  0x0001_0000 +--------------------------------+ Pml4
 ///              | PML4 | PDPT | PD x 64 (2 MiB   |   identity map of all guest memory,
 ///              |  pages, one PD per GiB)        |   hardware backends only
-///  0x0005_2000 +--------------------------------+
+///  0x0005_2000 +--------------------------------+ BootModules   -&gt; boot_info.boot_modules
+///              | boot module table (Linux       |
+///              |   personality: app, argv/envp) |
+///  0x0005_3000 +--------------------------------+
 ///              | (reserved)                     |
 ///  0x0010_0000 +--------------------------------+ EntryConvention.ImageMinAddress (1 MiB)
 ///              | guest image: ELF PT_LOAD       |
@@ -50,8 +54,16 @@ public static class GuestLayout
     public const ulong CommandLine = 0x4000;
     /// <summary>Longest command line, NUL included.</summary>
     public const int CommandLineMax = 0x1000;
-    /// <summary>Where the boot module table is written (<see cref="Abi.BootModule"/> entries; used for Linux executables).</summary>
-    public const ulong BootModules = 0x5000;
+    /// <summary>KVM under PVM: the bootstrap stubs, <see cref="PvmBootstrapStride"/> bytes per vCPU.</summary>
+    internal const ulong PvmBootstrap = 0x5000;
+    /// <summary>Bytes per vCPU at <see cref="PvmBootstrap"/>.</summary>
+    internal const ulong PvmBootstrapStride = 0x40;
+    /// <summary>KVM under PVM: the PVM vCPU structs, one page per vCPU, up to <see cref="Pml4"/>.</summary>
+    internal const ulong PvmVcpuStructs = 0x6000;
+    /// <summary>How many vCPUs the PVM pages have room for.</summary>
+    internal const int PvmMaxVcpus = (int)((Pml4 - PvmVcpuStructs) / EntryConvention.PageSize);
+    /// <summary>Where the boot module table is written (<see cref="Abi.BootModule"/> entries; used for Linux executables), just past the page tables.</summary>
+    public const ulong BootModules = 0x5_2000;
     /// <summary>Bytes reserved for the boot module table.</summary>
     public const ulong BootModulesSize = 0x1000;
     /// <summary>PML4 of the identity map.</summary>

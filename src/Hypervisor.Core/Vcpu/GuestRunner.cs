@@ -67,7 +67,15 @@ public sealed partial class GuestRunner
     public RunResult Run(GuestImage image, GuestRunOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return Run(image, options, _selector.Select(options.Backend), cancellationToken);
+        ArgumentNullException.ThrowIfNull(image);
+        return Run(image, options, _selector.Select(options.Backend, RequiredCapabilities(image)), cancellationToken);
+    }
+
+    /// <summary>What a backend must be able to do to run <paramref name="image"/>: a Linux executable needs <see cref="BackendCapabilities.SupervisorMode"/> (the Linux personality is a kernel).</summary>
+    public static BackendCapabilities RequiredCapabilities(GuestImage image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        return image.Kind == GuestImageKind.LinuxExecutable ? BackendCapabilities.SupervisorMode : BackendCapabilities.None;
     }
 
     /// <summary>Runs <paramref name="image"/> on an already chosen backend.</summary>
@@ -116,6 +124,10 @@ public sealed partial class GuestRunner
         LinuxLayout? linux = null;
         if (image.Kind == GuestImageKind.LinuxExecutable)
         {
+            if (!choice.Backend.Capabilities.HasFlag(BackendCapabilities.SupervisorMode))
+            {
+                throw new BackendUnavailableException($"backend '{choice.Backend.Name}' cannot run a Linux executable: {BackendSelector.Lacks(choice.Backend, BackendCapabilities.SupervisorMode)}");
+            }
             IReadOnlyList<string> argv = options.Arguments.Count > 0 ? options.Arguments : [image.SourcePath is { } p ? Path.GetFileName(p) : "app"];
             linux = LinuxPersonality.Load(image, memory, LinuxPersonality.EncodeArguments(argv, options.Environment));
             entry = linux.Value.Entry;
@@ -140,6 +152,10 @@ public sealed partial class GuestRunner
         PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures, linux?.BootModules ?? 0, linux?.BootModuleCount ?? 0);
         string backendName = choice.Backend.Name;
         LogStarting(_logger, backendName, choice.Reason, image.AbiVersion.ToString(), options.MemorySize >> 20);
+        if (options.InstructionBudget is ulong requested && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.InstructionBudget))
+        {
+            LogBudgetIgnored(_logger, backendName, requested);
+        }
 
         using IVirtualMachine vm = choice.Backend.CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = options.InstructionBudget });
         using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(entry, memory.Size, GuestLayout.BootInfo));
@@ -149,14 +165,14 @@ public sealed partial class GuestRunner
         {
             session.StopDevices();
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
-            stats.InstructionsRetired = (vcpu as IInstructionCounter)?.InstructionsRetired;
+            stats.InstructionsRetired = vcpu.InstructionsRetired;
             stats.UnimplementedSyscalls = session.UnimplementedSyscalls;
             if (outcome == RunOutcome.Exited && session.FatalSignal is { } killed)
             {
                 message = killed.Describe();
             }
             _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
-            LogFinished(_logger, outcome, status, message);
+            LogFinished(_logger, outcome, message);
             return new RunResult(outcome, status, backendName, message, stats) { TerminatingSignal = outcome == RunOutcome.Exited ? session.FatalSignal?.Signal : null };
         }
 
@@ -165,19 +181,22 @@ public sealed partial class GuestRunner
             VcpuExit exit = vcpu.Run();
             stats.CountExit(exit.Kind);
             _metrics?.RecordExit(backendName, exit.Kind);
+            if (HypercallTrap.IsHypercall(in exit))
+            {
+                VcpuRegisters registers = vcpu.GetRegisters();
+                HypercallArgs args = HypercallTrap.ReadArguments(in registers);
+                stats.CountHypercall(args.Code);
+                _metrics?.RecordHypercall(args.Code, _dispatcher);
+                long result = _dispatcher.Dispatch(in args, session);
+                if (session.ExitRequested)
+                {
+                    return Finish(RunOutcome.Exited, session.ExitStatus, $"guest exited with status {session.ExitStatus}");
+                }
+                vcpu.SetRegisters(registers with { Rax = unchecked((ulong)result) });
+                continue;
+            }
             switch (exit.Kind)
             {
-                case VcpuExitKind.Hypercall:
-                    HypercallArgs args = vcpu.GetHypercallArgs();
-                    stats.CountHypercall(args.Code);
-                    _metrics?.RecordHypercall(args.Code, _dispatcher);
-                    long result = _dispatcher.Dispatch(in args, session);
-                    if (session.ExitRequested)
-                    {
-                        return Finish(RunOutcome.Exited, session.ExitStatus, $"guest exited with status {session.ExitStatus}");
-                    }
-                    vcpu.CompleteHypercall(result);
-                    break;
                 case VcpuExitKind.Interrupted:
                     if (cancellationToken.IsCancellationRequested)
                     {
@@ -185,26 +204,39 @@ public sealed partial class GuestRunner
                     }
                     if (stop.IsCancellationRequested)
                     {
-                        return Finish(RunOutcome.TimedOut, 0, $"the guest did not exit within {options.Timeout}");
+                        return Finish(RunOutcome.TimedOut, 0, $"the guest did not exit within {FormatDuration(options.Timeout)}");
                     }
                     break; // spurious kick: keep running
                 case VcpuExitKind.BudgetExhausted:
                     return Finish(RunOutcome.BudgetExhausted, 0, $"the guest used its instruction budget of {options.InstructionBudget} without exiting");
                 case VcpuExitKind.Halt:
                     return Finish(RunOutcome.Faulted, 0, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
-                case VcpuExitKind.PortIo:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest accessed I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
+                case VcpuExitKind.IoOut or VcpuExitKind.IoIn:
+                    return Finish(RunOutcome.Faulted, 0, $"the guest {(exit.Kind == VcpuExitKind.IoOut ? "wrote to" : "read from")} I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
                 case VcpuExitKind.Mmio:
                     return Finish(RunOutcome.Faulted, 0, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}");
                 case VcpuExitKind.Shutdown:
                     return Finish(RunOutcome.Faulted, 0, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
                 case VcpuExitKind.Fault:
                     return Finish(RunOutcome.Faulted, 0, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})");
+                case VcpuExitKind.Unimplemented:
+                    return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} cannot run this guest: {exit.Detail} (rip 0x{exit.Rip:x}); the guest did nothing wrong");
                 default:
-                    return Finish(RunOutcome.Faulted, 0, $"backend {backendName} stopped the guest: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
+                    return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} failed: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
             }
         }
     }
+
+    /// <summary>A timeout as people write it (<c>2s</c>, <c>1.5s</c>, <c>250ms</c>, <c>2m</c>), not <c>00:00:02</c>.</summary>
+    internal static string FormatDuration(TimeSpan? duration) => duration switch
+    {
+        null => "no limit",
+        { TotalMilliseconds: < 1000 } d => $"{d.TotalMilliseconds:0.###}ms",
+        { TotalSeconds: < 60 } d => $"{d.TotalSeconds:0.###}s",
+        { TotalMinutes: < 60 } d when d.Seconds == 0 && d.Milliseconds == 0 => $"{d.TotalMinutes:0}m",
+        { } d when d.Minutes == 0 && d.Seconds == 0 && d.Milliseconds == 0 => $"{d.TotalHours:0}h",
+        { } d => $"{d.TotalSeconds:0.###}s",
+    };
 
     /// <summary>Writes the hypercall page, the command line and the boot info into <paramref name="memory"/>.</summary>
     internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll, ulong bootModules = 0, uint bootModuleCount = 0)
@@ -238,9 +270,12 @@ public sealed partial class GuestRunner
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "starting guest on backend {Backend} ({Reason}); ABI {Abi}, {MemoryMiB} MiB")]
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "backend {Backend}: {Reason}; guest ABI {Abi}, {MemoryMiB} MiB of guest memory")]
     private static partial void LogStarting(ILogger logger, string backend, string reason, string abi, ulong memoryMiB);
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "guest finished: {Outcome} status {Status}: {Message}")]
-    private static partial void LogFinished(ILogger logger, RunOutcome outcome, long status, string message);
+    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "backend {Backend} does not count instructions: the instruction budget of {Budget} is ignored; the wall-clock timeout applies")]
+    private static partial void LogBudgetIgnored(ILogger logger, string backend, ulong budget);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Outcome}: {Message}")]
+    private static partial void LogFinished(ILogger logger, RunOutcome outcome, string message);
 }

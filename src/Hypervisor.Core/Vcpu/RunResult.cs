@@ -11,10 +11,12 @@ public enum RunOutcome
     TimedOut,
     /// <summary>The instruction budget ran out (emulator).</summary>
     BudgetExhausted,
-    /// <summary>The guest crashed: a CPU exception, an unsupported instruction, a triple fault, a stray <c>hlt</c>, port I/O or MMIO.</summary>
+    /// <summary>The guest crashed: a CPU exception, a triple fault, a stray <c>hlt</c>, port I/O or MMIO.</summary>
     Faulted,
     /// <summary>The caller cancelled the run.</summary>
     Canceled,
+    /// <summary>The backend could not go on although the guest did nothing wrong: an instruction the emulator does not implement, a KVM internal error, an exit the backend does not know.</summary>
+    BackendFailed,
 }
 
 /// <summary>The result of <see cref="GuestRunner"/>.</summary>

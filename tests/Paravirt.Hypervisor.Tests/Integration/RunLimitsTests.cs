@@ -60,7 +60,7 @@ public sealed class RunLimitsTests : IDisposable
     [InlineData(new byte[] { 0x31, 0xC9, 0xF7, 0xF1 }, "divide")]              // xor ecx,ecx; div ecx
     [InlineData(new byte[] { 0x48, 0xA1, 0, 0, 0, 0, 0, 0, 0, 0x40 }, "0x40")] // mov rax, [0x4000000000000000]
     [InlineData(new byte[] { 0xE4, 0x60 }, "port 0x60")]                       // in al, 0x60
-    [InlineData(new byte[] { 0x0F, 0x0B }, "0x100000")]                        // ud2
+    [InlineData(new byte[] { 0x0F, 0x0B }, "#UD")]                             // ud2
     public void A_crashing_guest_is_a_fault_with_a_message_naming_what_and_where(byte[] code, string mustContain)
     {
         RunResult r = Run(CodeImage(code), new GuestRunOptions { Timeout = TimeSpan.FromSeconds(10) });
@@ -76,7 +76,7 @@ public sealed class RunLimitsTests : IDisposable
         (int code, _, string err, _) = CliErrorTests.Run("run", path, "--backend", "emulator", "--timeout", "200ms");
         Assert.Equal(124, code);
         Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Contains("did not exit within", err, StringComparison.Ordinal);
+        Assert.Contains("did not exit within 200ms", err, StringComparison.Ordinal); // as the user wrote it, not 00:00:00.2
     }
 
     [Fact]
@@ -88,6 +88,21 @@ public sealed class RunLimitsTests : IDisposable
         Assert.Equal(70, code);
         Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains("hlt", err, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_instruction_the_emulator_lacks_is_a_backend_failure_not_a_guest_crash_with_exit_71()
+    {
+        string path = Path.Combine(_dir, "avx.elf");
+        File.WriteAllBytes(path, CodeImage(0xC5, 0xF4, 0x58, 0xC2)); // vaddps ymm0, ymm1, ymm2 (AVX: not emulated)
+        RunResult r = Run(File.ReadAllBytes(path), new GuestRunOptions { Timeout = TimeSpan.FromSeconds(10) });
+        Assert.Equal(RunOutcome.BackendFailed, r.Outcome);
+        Assert.Contains("does not implement 'vaddps ymm0,ymm1,ymm2'", r.Message, StringComparison.Ordinal);
+        Assert.Contains("the guest did nothing wrong", r.Message, StringComparison.Ordinal);
+
+        (int code, _, string err, _) = CliErrorTests.Run("run", path, "--backend", "emulator");
+        Assert.Equal(71, code);
+        Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
     }
 
     [Fact]

@@ -27,7 +27,7 @@ public sealed class UserHypercallTests
     public void A_user_hypercall_registered_through_AddParavirt_is_called_by_the_guest()
     {
         var services = new ServiceCollection();
-        services.AddParavirt().AddHypercall(HypercallRanges.UserFirst, "double_plus_one", static (in Backends.HypercallArgs a, GuestSession _) => (long)a.A1 * 2 + 1);
+        services.AddParavirt().AddHypercall(HypercallRanges.UserFirst, "double_plus_one", static (in Paravirt.Hypervisor.Hypercalls.HypercallArgs a, GuestSession _) => (long)a.A1 * 2 + 1);
         using ServiceProvider provider = services.BuildServiceProvider();
 
         GuestImage image = ElfLoader.Parse(RunLimitsTests.CodeImage(CallUserThenExit), AbiVersion.Current);
@@ -55,7 +55,7 @@ public sealed class UserHypercallTests
     {
         var services = new ServiceCollection();
         ParavirtBuilder builder = services.AddParavirt();
-        Assert.Throws<ArgumentOutOfRangeException>(() => builder.AddHypercall((uint)HypercallCode.ConsoleWrite, "steal", static (in Backends.HypercallArgs _, GuestSession _) => 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => builder.AddHypercall((uint)HypercallCode.ConsoleWrite, "steal", static (in Paravirt.Hypervisor.Hypercalls.HypercallArgs _, GuestSession _) => 0));
     }
 
     [Fact]
@@ -63,8 +63,8 @@ public sealed class UserHypercallTests
     {
         var services = new ServiceCollection();
         services.AddParavirt()
-            .AddHypercall(0x1234, "a", static (in Backends.HypercallArgs _, GuestSession _) => 0)
-            .AddHypercall(0x1234, "b", static (in Backends.HypercallArgs _, GuestSession _) => 0);
+            .AddHypercall(0x1234, "a", static (in Paravirt.Hypervisor.Hypercalls.HypercallArgs _, GuestSession _) => 0)
+            .AddHypercall(0x1234, "b", static (in Paravirt.Hypervisor.Hypercalls.HypercallArgs _, GuestSession _) => 0);
         using ServiceProvider provider = services.BuildServiceProvider();
         InvalidOperationException ex = Assert.Throws<InvalidOperationException>(() => provider.GetRequiredService<HypercallDispatcher>());
         Assert.Contains("0x1234", ex.Message, StringComparison.Ordinal);

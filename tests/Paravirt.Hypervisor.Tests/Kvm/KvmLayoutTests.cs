@@ -27,7 +27,13 @@ public sealed class KvmLayoutTests
         Assert.Equal(0x20, Unsafe.SizeOf<kvm_userspace_memory_region>());
         Assert.Equal(0x28, Unsafe.SizeOf<kvm_cpuid_entry2>());
         Assert.Equal(0x8, Unsafe.SizeOf<kvm_cpuid2>());
+        Assert.Equal(0x18, Unsafe.SizeOf<kvm_msrs_one>());
         Assert.Equal(0x930, Unsafe.SizeOf<kvm_run>());
+        Assert.Equal(0x8, Unsafe.SizeOf<kvm_msrs>());
+        Assert.Equal(0x10, Unsafe.SizeOf<kvm_msr_entry>());
+        Assert.Equal(0x1000, Unsafe.SizeOf<kvm_xsave>());
+        Assert.Equal(0x10, Unsafe.SizeOf<kvm_xcr>());
+        Assert.Equal(0x188, Unsafe.SizeOf<kvm_xcrs>());
         Assert.Equal(0x98, Unsafe.SizeOf<Libc.SigAction>());
     }
 
@@ -110,6 +116,12 @@ public sealed class KvmLayoutTests
         Assert.Equal(KVM_GET_SREGS, Encode(IocRead, 0x83, (ulong)sizeof(kvm_sregs)));
         Assert.Equal(KVM_SET_SREGS, Encode(IocWrite, 0x84, (ulong)sizeof(kvm_sregs)));
         Assert.Equal(KVM_SET_CPUID2, Encode(IocWrite, 0x90, (ulong)sizeof(kvm_cpuid2)));
+        Assert.Equal(KVM_GET_MSRS, Encode(IocRead | IocWrite, 0x88, (ulong)sizeof(kvm_msrs)));
+        Assert.Equal(KVM_SET_MSRS, Encode(IocWrite, 0x89, (ulong)sizeof(kvm_msrs)));
+        Assert.Equal(KVM_GET_XSAVE, Encode(IocRead, 0xA4, (ulong)sizeof(kvm_xsave)));
+        Assert.Equal(KVM_SET_XSAVE, Encode(IocWrite, 0xA5, (ulong)sizeof(kvm_xsave)));
+        Assert.Equal(KVM_GET_XCRS, Encode(IocRead, 0xA6, (ulong)sizeof(kvm_xcrs)));
+        Assert.Equal(KVM_SET_XCRS, Encode(IocWrite, 0xA7, (ulong)sizeof(kvm_xcrs)));
         Assert.Equal(0x4138_AE84UL, KVM_SET_SREGS);
     }
 
@@ -145,6 +157,12 @@ public sealed class KvmLayoutTests
             ("KVM_SET_USER_MEMORY_REGION", KVM_SET_USER_MEMORY_REGION), ("KVM_SET_TSS_ADDR", KVM_SET_TSS_ADDR),
             ("KVM_RUN", KVM_RUN), ("KVM_GET_REGS", KVM_GET_REGS), ("KVM_SET_REGS", KVM_SET_REGS),
             ("KVM_GET_SREGS", KVM_GET_SREGS), ("KVM_SET_SREGS", KVM_SET_SREGS), ("KVM_SET_CPUID2", KVM_SET_CPUID2),
+            ("KVM_GET_MSRS", KVM_GET_MSRS), ("KVM_SET_MSRS", KVM_SET_MSRS), ("KVM_GET_XSAVE", KVM_GET_XSAVE),
+            ("KVM_SET_XSAVE", KVM_SET_XSAVE), ("KVM_GET_XCRS", KVM_GET_XCRS), ("KVM_SET_XCRS", KVM_SET_XCRS),
+            ("KVM_CAP_XSAVE", KVM_CAP_XSAVE), ("KVM_CAP_XCRS", KVM_CAP_XCRS),
+            ("sizeof(struct kvm_xcrs)", (ulong)sizeof(kvm_xcrs)), ("sizeof(struct kvm_msr_entry)", (ulong)sizeof(kvm_msr_entry)),
+            ("sizeof(struct kvm_msrs)", (ulong)sizeof(kvm_msrs)),
+            ("offsetof(struct kvm_msr_entry, data)", (ulong)Off<kvm_msr_entry>(nameof(kvm_msr_entry.data))),
             ("KVM_API_VERSION", (ulong)ApiVersion),
             ("KVM_CAP_USER_MEMORY", KVM_CAP_USER_MEMORY), ("KVM_CAP_SET_TSS_ADDR", KVM_CAP_SET_TSS_ADDR),
             ("KVM_CAP_EXT_CPUID", KVM_CAP_EXT_CPUID), ("KVM_CAP_SYNC_REGS", KVM_CAP_SYNC_REGS),

@@ -2,6 +2,7 @@ using Paravirt.Abi;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Whp;
 using Paravirt.Hypervisor.Interop;
+using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
 
@@ -32,15 +33,18 @@ public sealed class WhpExitDecoderTests
     }
 
     [Fact]
-    public void Out_of_one_byte_to_the_hypercall_port_is_a_hypercall_resuming_after_the_instruction()
+    public void Out_of_one_byte_is_a_completed_io_out_resuming_after_the_instruction()
     {
         WHV_RUN_VP_EXIT_CONTEXT ctx = Io((ushort)HypercallPage.IoPort, write: true, size: 1, length: (byte)HypercallStub.TrapLength);
-        Assert.True(WhpExitDecoder.IsHypercall(in ctx.IoPortAccess));
+        ctx.IoPortAccess.Rax = 0x1234_5678_9ABC_DE42;
         (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
-        Assert.Equal(VcpuExitKind.Hypercall, exit.Kind);
+        Assert.Equal(VcpuExitKind.IoOut, exit.Kind);
+        Assert.True(HypercallTrap.IsHypercall(exit)); // the VMM, not the decoder, knows the port
         Assert.Equal(Rip, exit.Rip);
         Assert.Equal(Rip + 2, next);
         Assert.Equal((ulong)HypercallPage.IoPort, exit.Address);
+        Assert.Equal(1, exit.Size);
+        Assert.Equal(0x42UL, exit.Data);
         Assert.Equal(2u, exit.RawReason);
     }
 
@@ -49,30 +53,31 @@ public sealed class WhpExitDecoderTests
     {
         // e.g. a 66-prefixed out (3 bytes) at a high address.
         WHV_RUN_VP_EXIT_CONTEXT ctx = Io(0xE2, write: true, size: 2, length: 3, rip: 0x7FFF_FFF0);
+        ctx.IoPortAccess.Rax = 0xABCD_1234;
         (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
-        Assert.Equal(VcpuExitKind.Hypercall, exit.Kind);
+        Assert.Equal(VcpuExitKind.IoOut, exit.Kind);
+        Assert.Equal(0x1234UL, exit.Data);
         Assert.Equal(0x7FFF_FFF3UL, next);
     }
 
     [Fact]
-    public void Out_to_another_port_is_port_io_and_not_advanced()
+    public void Out_to_another_port_is_an_io_out_too()
     {
         WHV_RUN_VP_EXIT_CONTEXT ctx = Io(0x80, write: true, size: 1);
-        Assert.False(WhpExitDecoder.IsHypercall(in ctx.IoPortAccess));
         (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
-        Assert.Equal(VcpuExitKind.PortIo, exit.Kind);
+        Assert.Equal(VcpuExitKind.IoOut, exit.Kind);
+        Assert.False(HypercallTrap.IsHypercall(exit));
         Assert.Equal(0x80UL, exit.Address);
-        Assert.Equal(Rip, next);
-        Assert.Contains("out of 1 byte(s) to port 0x80", exit.Detail, StringComparison.Ordinal);
+        Assert.Equal(Rip + 2, next);
     }
 
     [Fact]
-    public void In_from_the_hypercall_port_is_port_io_not_a_hypercall()
+    public void In_is_an_io_in_and_not_advanced()
     {
         WHV_RUN_VP_EXIT_CONTEXT ctx = Io(0xE2, write: false, size: 1);
-        Assert.False(WhpExitDecoder.IsHypercall(in ctx.IoPortAccess));
         (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
-        Assert.Equal(VcpuExitKind.PortIo, exit.Kind);
+        Assert.Equal(VcpuExitKind.IoIn, exit.Kind);
+        Assert.False(HypercallTrap.IsHypercall(exit));
         Assert.Equal(0xE2UL, exit.Address);
         Assert.Equal(Rip, next);
         Assert.Contains("in of 1 byte(s) from port 0xe2", exit.Detail, StringComparison.Ordinal);
@@ -82,17 +87,18 @@ public sealed class WhpExitDecoderTests
     [InlineData(true, false)]
     [InlineData(true, true)]
     [InlineData(false, true)]
-    public void String_or_rep_io_to_the_hypercall_port_is_port_io(bool stringOp, bool rep)
+    public void String_or_rep_io_is_reported_without_data_and_not_advanced(bool stringOp, bool rep)
     {
         WHV_RUN_VP_EXIT_CONTEXT ctx = Io(0xE2, write: true, size: 1, stringOp: stringOp, rep: rep);
-        Assert.False(WhpExitDecoder.IsHypercall(in ctx.IoPortAccess));
         (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);
-        Assert.Equal(VcpuExitKind.PortIo, exit.Kind);
+        Assert.Equal(VcpuExitKind.IoOut, exit.Kind);
+        Assert.Equal(0UL, exit.Data);
+        Assert.NotNull(exit.Detail);
         Assert.Equal(Rip, next);
     }
 
     [Fact]
-    public void Hypercall_with_zero_length_is_an_internal_error_not_an_endless_loop()
+    public void Out_with_zero_length_is_an_internal_error_not_an_endless_loop()
     {
         WHV_RUN_VP_EXIT_CONTEXT ctx = Io(0xE2, write: true, size: 1, length: 0);
         (VcpuExit exit, ulong next) = WhpExitDecoder.Decode(in ctx);

@@ -149,15 +149,35 @@ public sealed class WhpRegistersTests
     }
 
     [Fact]
-    public void Hypercall_registers_are_rax_then_the_xen_argument_order()
+    public void State_round_trips_through_the_register_values()
     {
-        Assert.Equal(
-            new[] { WHV_REGISTER_NAME.WHvX64RegisterRax, WHV_REGISTER_NAME.WHvX64RegisterRdi, WHV_REGISTER_NAME.WHvX64RegisterRsi,
-                    WHV_REGISTER_NAME.WHvX64RegisterRdx, WHV_REGISTER_NAME.WHvX64RegisterR10, WHV_REGISTER_NAME.WHvX64RegisterR8 },
-            WhpRegisters.HypercallNames.ToArray());
-        Assert.Equal(
-            new[] { WHV_REGISTER_NAME.WHvX64RegisterRax, WHV_REGISTER_NAME.WHvX64RegisterRip },
-            WhpRegisters.CompletionNames.ToArray());
+        var state = new VcpuState
+        {
+            Registers = new VcpuRegisters(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 0x10_0000, 0x202),
+            Cs = new SegmentRegister(0x33, 0, 0xFFFF_FFFF, SegmentRegister.MakeAttributes(11, true, 3, true, @long: true, granularity: true)),
+            Fs = new SegmentRegister(0, 0x7000_1000, 0, 0),
+            Gdtr = new DescriptorTableRegister(0x1000, 0x3F),
+            Idtr = new DescriptorTableRegister(0x2000, 0xFFF),
+            Cr0 = 0x8005_0033, Cr2 = 0xDEAD_0000, Cr3 = 0x3000, Cr4 = 0x6A0, Cr8 = 0, Efer = 0xD01, Xcr0 = 3,
+            Tsc = 99, Star = 0x0023_0010_0000_0000, Lstar = 0x10_2000, Cstar = 0, Sfmask = 0x4700, KernelGsBase = 0x8000, TscAux = 7,
+        };
+        state.Mxcsr = 0x1FA0;
+        state.FpuControlWord = 0x27F;
+        state.Xmm(15).Fill(0xAB);
+        state.FpuRegister(7)[9] = 0x40;
+        var values = new WHV_REGISTER_VALUE[WhpRegisters.StateNames.Length];
+        WhpRegisters.WriteState(state, values);
+        VcpuState back = WhpRegisters.ReadState(values);
+        Assert.Equal(state.Registers, back.Registers);
+        Assert.Equal(state.Cs, back.Cs);
+        Assert.Equal(state.Fs, back.Fs);
+        Assert.Equal((state.Gdtr, state.Idtr), (back.Gdtr, back.Idtr));
+        Assert.Equal((state.Cr0, state.Cr2, state.Cr3, state.Cr4, state.Efer, state.Xcr0), (back.Cr0, back.Cr2, back.Cr3, back.Cr4, back.Efer, back.Xcr0));
+        Assert.Equal((state.Tsc, state.Star, state.Lstar, state.Sfmask, state.KernelGsBase, state.TscAux), (back.Tsc, back.Star, back.Lstar, back.Sfmask, back.KernelGsBase, back.TscAux));
+        Assert.Equal(state.ExtendedState.AsSpan(0, 512).ToArray(), back.ExtendedState.AsSpan(0, 512).ToArray());
+        // WHP's FP/XMM control registers are the FXSAVE image's first 32 bytes: MXCSR sits in XmmControlStatus bits 64-95.
+        int xmmControl = Array.IndexOf(WhpRegisters.StateNames, WHV_REGISTER_NAME.WHvX64RegisterXmmControlStatus);
+        Assert.Equal(0x1FA0UL, values[xmmControl].Reg128.High64 & 0xFFFF_FFFF);
     }
 
     [Fact]

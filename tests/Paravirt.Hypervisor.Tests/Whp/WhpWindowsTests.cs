@@ -1,6 +1,7 @@
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Whp;
 using Paravirt.Hypervisor.Memory;
+using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
 
@@ -50,13 +51,13 @@ public sealed class WhpWindowsTests
         using (vm)
         {
             VcpuExit exit = vcpu.Run();
-            Assert.Equal(VcpuExitKind.Hypercall, exit.Kind);
+            Assert.True(HypercallTrap.IsHypercall(exit), $"{exit.Kind} {exit.Detail} at 0x{exit.Rip:x}");
             Assert.Equal(Entry + 15, exit.Rip);
-            HypercallArgs args = vcpu.GetHypercallArgs();
+            HypercallArgs args = HypercallTrap.ReadArguments(vcpu.GetRegisters());
             Assert.Equal(0x1234UL, args.Code);
             Assert.Equal(0x11UL, args.A1);
             Assert.Equal(0x22UL, args.A2);
-            vcpu.CompleteHypercall(-5);
+            HypercallTrap.Complete(vcpu, -5);
             VcpuRegisters regs = vcpu.GetRegisters();
             Assert.Equal(Entry + 17, regs.Rip);
             Assert.Equal(unchecked((ulong)-5L), regs.Rax);

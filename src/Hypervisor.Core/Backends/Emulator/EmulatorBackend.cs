@@ -19,6 +19,9 @@ public sealed class EmulatorBackend : IHypervisorBackend
     /// <inheritdoc />
     public string Name => BackendName;
 
+    /// <summary>The emulator counts every instruction, so budgets are exact.</summary>
+    public BackendCapabilities Capabilities => BackendCapabilities.InstructionBudget | BackendCapabilities.InstructionCount;
+
     /// <summary>Always available: the emulator needs nothing from the host.</summary>
     public BackendAvailability Probe() =>
         BackendAvailability.Available("portable x86-64 emulator (no hardware virtualization needed)");

@@ -834,17 +834,14 @@ internal sealed unsafe partial class EmulatorVcpu
                         return true;
                     case OpKind.Out:
                     {
+                        // Port writes stop the vCPU; the VMM decides what they mean (the hypercall page's trap among
+                        // them). As on KVM, rip stays on the out until the next Run completes it (CompletePendingOut).
                         ulong port = op.B == Loc.Imm ? op.Imm : (ushort)_r[2];
-                        if (IsHypercallPort(port) && size == 1)
-                        {
-                            _rip = op.Next;
-                            i++;
-                            _exit = new VcpuExit(VcpuExitKind.Hypercall, op.Next, port);
-                            _icount += (ulong)(i - from);
-                            return true;
-                        }
                         _rip = op.Rip;
-                        _exit = new VcpuExit(VcpuExitKind.PortIo, op.Rip, port, Detail: $"out to port 0x{port:x}");
+                        _outResume = op.Next;
+                        i++;
+                        ulong data = size switch { 1 => (byte)_r[0], 2 => (ushort)_r[0], _ => (uint)_r[0] };
+                        _exit = new VcpuExit(VcpuExitKind.IoOut, op.Rip, port, Size: (byte)size, Data: data);
                         _icount += (ulong)(i - from);
                         return true;
                     }
@@ -852,13 +849,18 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong port = op.B == Loc.Imm ? op.Imm : (ushort)_r[2];
                         _rip = op.Rip;
-                        _exit = new VcpuExit(VcpuExitKind.PortIo, op.Rip, port, Detail: $"in from port 0x{port:x}");
+                        _exit = new VcpuExit(VcpuExitKind.IoIn, op.Rip, port, Detail: $"in from port 0x{port:x}", Size: (byte)size);
                         _icount += (ulong)(i - from);
                         return true;
                     }
                     case OpKind.Unsupported:
                         GuestFault.Raise(block.Texts[op.Text]);
                         break;
+                    case OpKind.Unimplemented:
+                        _rip = op.Rip;
+                        _exit = new VcpuExit(VcpuExitKind.Unimplemented, op.Rip, Detail: block.Texts[op.Text]);
+                        _icount += (ulong)(i - from);
+                        return true;
                     case OpKind.Cli: _rf &= ~IF; break;
                     case OpKind.Sti: _rf |= IF; break;
                     case OpKind.Lgdt:

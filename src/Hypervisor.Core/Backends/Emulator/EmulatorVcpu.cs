@@ -27,7 +27,7 @@ internal enum LazyKind : byte
 }
 
 [SkipLocalsInit]
-internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
+internal sealed unsafe partial class EmulatorVcpu : IVcpu
 {
     internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, IF = 0x200, DF = 0x400, OF = 0x800;
     internal const ulong ArithFlags = CF | PF | AF | ZF | SF | OF;
@@ -50,6 +50,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     private readonly ulong? _budget;
 
     private ulong _rip;
+    /// <summary>Where to resume after the out that ended the last run (0: none pending); see <see cref="CompletePendingOut"/>.</summary>
+    private ulong _outResume;
     private ulong _rf = 0x2;
     // Lazy arithmetic flags: the last flag-setting ALU op's kind, operands, result and size (see Materialize).
     private LazyKind _lk;
@@ -69,6 +71,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     /// <summary>Control registers as the guest sees them: the long-mode values the hardware backends load; writes are kept but have no effect.</summary>
     private readonly ulong[] _cr = new ulong[16];
     private (ulong Base, ulong Limit) _gdtr, _idtr;
+    /// <summary>System MSRs as last loaded (kept and reported; the emulator has no SYSCALL yet, so they change nothing).</summary>
+    private (ulong Star, ulong Lstar, ulong Cstar, ulong Sfmask, ulong KernelGsBase, ulong TscAux) _msrs;
+    private ulong _efer = LongModeSetup.Efer;
 
     /// <summary>GDTR as last loaded (for tests and diagnostics).</summary>
     internal (ulong Base, ulong Limit) Gdtr => _gdtr;
@@ -105,7 +110,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         _gdtr = (GuestLayout.Gdt, (ulong)(LongModeSetup.GdtEntries.Length * 8) - 1);
     }
 
-    public ulong InstructionsRetired => _icount;
+    public ulong? InstructionsRetired => _icount;
+
+    /// <summary>The exact count, for the emulator's own tests.</summary>
+    internal ulong Retired => _icount;
 
     // ---- IVcpu ----
 
@@ -117,6 +125,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
             // Throws ObjectDisposedException when the memory was disposed under the vCPU; never run on freed memory.
             throw new InvalidOperationException("guest memory changed under the vCPU");
         }
+        CompletePendingOut();
         while (true)
         {
             if (_interrupt)
@@ -177,9 +186,18 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         }
     }
 
-    public HypercallArgs GetHypercallArgs() => new(_r[0], _r[7], _r[6], _r[2], _r[10], _r[8]);
-
-    public void CompleteHypercall(long result) => _r[0] = (ulong)result;
+    /// <summary>
+    /// Finishes the out instruction the last run stopped at: rip moves past it. Runs at the start of the next run and
+    /// before <see cref="GetState"/>, so a state taken at a port exit never repeats the out (KVM's semantics).
+    /// </summary>
+    private void CompletePendingOut()
+    {
+        if (_outResume != 0)
+        {
+            _rip = _outResume;
+            _outResume = 0;
+        }
+    }
 
     public VcpuRegisters GetRegisters()
     {
@@ -190,6 +208,63 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
     private VcpuRegisters Snapshot() => new(
         _r[0], _r[3], _r[1], _r[2], _r[6], _r[7], _r[4], _r[5],
         _r[8], _r[9], _r[10], _r[11], _r[12], _r[13], _r[14], _r[15], _rip, _rf);
+
+    public void SetRegisters(in VcpuRegisters registers)
+    {
+        _r[0] = registers.Rax; _r[1] = registers.Rcx; _r[2] = registers.Rdx; _r[3] = registers.Rbx;
+        _r[4] = registers.Rsp; _r[5] = registers.Rbp; _r[6] = registers.Rsi; _r[7] = registers.Rdi;
+        _r[8] = registers.R8; _r[9] = registers.R9; _r[10] = registers.R10; _r[11] = registers.R11;
+        _r[12] = registers.R12; _r[13] = registers.R13; _r[14] = registers.R14; _r[15] = registers.R15;
+        if (registers.Rip != _rip)
+        {
+            _outResume = 0; // the VMM moved rip: the out is abandoned, not completed
+        }
+        _rip = registers.Rip;
+        _lk = LazyKind.None;
+        _rf = (registers.Rflags & PopfMask) | 2;
+    }
+
+    public VcpuState GetState()
+    {
+        CompletePendingOut();
+        VcpuState state = LongModeSetup.State.ToVcpuState(default);
+        state.Registers = GetRegisters();
+        state.Cr0 = _cr[0];
+        state.Cr2 = _cr[2];
+        state.Cr3 = _cr[3];
+        state.Cr4 = _cr[4];
+        state.Cr8 = _cr[8];
+        state.Gdtr = new DescriptorTableRegister(_gdtr.Base, (ushort)_gdtr.Limit);
+        state.Idtr = new DescriptorTableRegister(_idtr.Base, (ushort)_idtr.Limit);
+        (state.Star, state.Lstar, state.Cstar, state.Sfmask, state.KernelGsBase, state.TscAux) = _msrs;
+        state.Efer = _efer;
+        state.Tsc = _icount;
+        for (int i = 0; i < 16; i++)
+        {
+            _x[i].CopyTo(state.Xmm(i));
+        }
+        return state;
+    }
+
+    public void SetState(VcpuState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        _outResume = 0;
+        SetRegisters(state.Registers);
+        _cr[0] = state.Cr0;
+        _cr[2] = state.Cr2;
+        _cr[3] = state.Cr3;
+        _cr[4] = state.Cr4;
+        _cr[8] = state.Cr8;
+        _gdtr = (state.Gdtr.Base, state.Gdtr.Limit);
+        _idtr = (state.Idtr.Base, state.Idtr.Limit);
+        _msrs = (state.Star, state.Lstar, state.Cstar, state.Sfmask, state.KernelGsBase, state.TscAux);
+        _efer = state.Efer;
+        for (int i = 0; i < 16; i++)
+        {
+            _x[i] = Vector128.Create(state.Xmm(i));
+        }
+    }
 
     public void Interrupt() => _interrupt = true;
 
@@ -218,6 +293,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         _icount = 0;
         _ovr = false;
         _interrupt = false;
+        _outResume = 0;
     }
 
     /// <summary>For tests: sets a general-purpose register (0 = rax ... 15 = r15).</summary>
@@ -304,7 +380,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
             {
                 string text = decoder.LastError == DecoderError.NoMoreBytes
                     ? $"page fault: instruction fetch at 0x{ins.IP:x} outside guest memory"
-                    : $"invalid instruction (#UD) at 0x{ins.IP:x}";
+                    : $"invalid opcode (#UD) at 0x{ins.IP:x}";
                 if (ins.IP < _size)
                 {
                     end = Math.Min(ins.IP + 15, _size); // cover the bad bytes: rewriting them must drop this block
@@ -313,10 +389,15 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
                 break;
             }
             end = ins.NextIP;
+            if (ins.Mnemonic is Mnemonic.Ud0 or Mnemonic.Ud1 or Mnemonic.Ud2)
+            {
+                AddUnsupported(ref op, ins.IP, $"invalid opcode (#UD): '{Format(in ins)}' at 0x{ins.IP:x}");
+                break;
+            }
             if (!Translator.Translate(in ins, ref op))
             {
                 op = default;
-                AddUnsupported(ref op, ins.IP, $"unsupported instruction '{Format(in ins)}' at 0x{ins.IP:x}");
+                AddUnsupported(ref op, ins.IP, $"the emulator does not implement '{Format(in ins)}' at 0x{ins.IP:x}", OpKind.Unimplemented);
                 break;
             }
             _decodeOps.Add(op);
@@ -328,9 +409,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
         return new Block(rip, end, [.. _decodeOps], [.. _decodeTexts]);
     }
 
-    private void AddUnsupported(ref MicroOp op, ulong ip, string text)
+    private void AddUnsupported(ref MicroOp op, ulong ip, string text, OpKind kind = OpKind.Unsupported)
     {
-        op.Kind = OpKind.Unsupported;
+        op.Kind = kind;
         op.Rip = ip;
         op.Next = ip;
         op.Text = _decodeTexts.Count;
@@ -348,7 +429,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
     private static bool EndsBlock(OpKind k) => k is OpKind.Jcc or OpKind.Jmp or OpKind.JmpInd or OpKind.Call
         or OpKind.CallInd or OpKind.Ret or OpKind.Loop or OpKind.Loope or OpKind.Loopne or OpKind.Jrcxz
-        or OpKind.Hlt or OpKind.Out or OpKind.In or OpKind.Unsupported;
+        or OpKind.Hlt or OpKind.Out or OpKind.In or OpKind.Unsupported or OpKind.Unimplemented;
 
     /// <summary>
     /// A guest store touched a page holding decoded code: drop the blocks whose bytes it overlaps (self-modifying
@@ -513,6 +594,4 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IInstructionCounter
 
         public override int ReadByte() => _pos < _size ? _mem[_pos++] : -1;
     }
-
-    internal static bool IsHypercallPort(ulong port) => port == HypercallPage.IoPort;
 }

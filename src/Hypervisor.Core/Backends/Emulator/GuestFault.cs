@@ -4,7 +4,7 @@ using System.Runtime.CompilerServices;
 namespace Paravirt.Hypervisor.Backends.Emulator;
 
 /// <summary>
-/// A guest exception (#DE, #GP, page fault outside memory, unsupported or invalid instruction). Thrown inside the
+/// A guest exception (#DE, #GP, page fault outside memory, invalid opcode). Thrown inside the
 /// executor only and always caught by <see cref="EmulatorVcpu.Run"/>, which turns it into a
 /// <see cref="VcpuExitKind.Fault"/> exit: it never reaches the host. Faults end the run, so the cost of an exception
 /// is paid once and keeps every check off the hot path.

@@ -43,6 +43,8 @@ internal enum OpKind : ushort
     SmcExit,
     Cli, Sti, Lgdt, Lidt, MovFromCr, MovToCr,
     Unsupported,
+    /// <summary>A valid instruction the emulator does not implement: ends the run with <see cref="VcpuExitKind.Unimplemented"/> (an emulator gap, not a guest fault).</summary>
+    Unimplemented,
 }
 
 /// <summary>Where an operand lives.</summary>

@@ -5,8 +5,8 @@ namespace Paravirt.Hypervisor.Backends.Kvm;
 
 /// <summary>
 /// Runs guests on Linux KVM through <c>/dev/kvm</c>: guest memory registered as one memory slot, a vCPU started in
-/// flat 64-bit long mode, hypercalls as <c>KVM_EXIT_IO</c> on port <see cref="Abi.HypercallPage.IoPort"/> with
-/// registers read and written through the <c>kvm_run</c> sync-register area (no extra ioctl per hypercall).
+/// flat 64-bit long mode, port writes as <c>KVM_EXIT_IO</c> exits, registers read and written through the
+/// <c>kvm_run</c> sync-register area (no extra ioctl per hypercall).
 /// </summary>
 /// <remarks>
 /// Needs Linux on x86-64, read/write access to <c>/dev/kvm</c>, KVM API 12 with <c>KVM_CAP_USER_MEMORY</c>,
@@ -21,6 +21,11 @@ public sealed class KvmBackend : IHypervisorBackend
 
     /// <inheritdoc/>
     public string Name => BackendName;
+
+    /// <inheritdoc/>
+    /// <remarks>Hardware KVM gives the guest the whole CPU (<see cref="BackendCapabilities.SupervisorMode"/>); KVM under <c>kvm_pvm</c> does not.</remarks>
+    public BackendCapabilities Capabilities =>
+        OperatingSystem.IsLinux() && KvmPvm.ServesDevKvm() ? BackendCapabilities.None : BackendCapabilities.SupervisorMode;
 
     /// <summary>Opens <c>/dev/kvm</c> and checks the API version and the capabilities the backend needs.</summary>
     /// <returns>Available with a short description, or unavailable with why and what to do.</returns>

@@ -50,8 +50,20 @@ internal static class KvmIoctls
     internal const ulong KVM_GET_SREGS = 0x8138_AE83;
     /// <summary><c>_IOW(KVMIO, 0x84, struct kvm_sregs)</c>.</summary>
     internal const ulong KVM_SET_SREGS = 0x4138_AE84;
+    /// <summary><c>_IOWR(KVMIO, 0x88, struct kvm_msrs)</c>: reads the MSRs named in the entries that follow the header.</summary>
+    internal const ulong KVM_GET_MSRS = 0xC008_AE88;
+    /// <summary><c>_IOW(KVMIO, 0x89, struct kvm_msrs)</c>.</summary>
+    internal const ulong KVM_SET_MSRS = 0x4008_AE89;
     /// <summary><c>_IOW(KVMIO, 0x90, struct kvm_cpuid2)</c>.</summary>
     internal const ulong KVM_SET_CPUID2 = 0x4008_AE90;
+    /// <summary><c>_IOR(KVMIO, 0xa4, struct kvm_xsave)</c>: the x87/SSE/AVX state as an XSAVE image.</summary>
+    internal const ulong KVM_GET_XSAVE = 0x9000_AEA4;
+    /// <summary><c>_IOW(KVMIO, 0xa5, struct kvm_xsave)</c>.</summary>
+    internal const ulong KVM_SET_XSAVE = 0x5000_AEA5;
+    /// <summary><c>_IOR(KVMIO, 0xa6, struct kvm_xcrs)</c>.</summary>
+    internal const ulong KVM_GET_XCRS = 0x8188_AEA6;
+    /// <summary><c>_IOW(KVMIO, 0xa7, struct kvm_xcrs)</c>.</summary>
+    internal const ulong KVM_SET_XCRS = 0x4188_AEA7;
 
     // Capabilities (KVM_CHECK_EXTENSION).
     /// <summary><c>KVM_CAP_USER_MEMORY</c>: <c>KVM_SET_USER_MEMORY_REGION</c>.</summary>
@@ -60,6 +72,10 @@ internal static class KvmIoctls
     internal const int KVM_CAP_SET_TSS_ADDR = 4;
     /// <summary><c>KVM_CAP_EXT_CPUID</c>: <c>KVM_GET_SUPPORTED_CPUID</c>, <c>KVM_SET_CPUID2</c>.</summary>
     internal const int KVM_CAP_EXT_CPUID = 7;
+    /// <summary><c>KVM_CAP_XSAVE</c>: <c>KVM_GET_XSAVE</c>/<c>KVM_SET_XSAVE</c>.</summary>
+    internal const int KVM_CAP_XSAVE = 55;
+    /// <summary><c>KVM_CAP_XCRS</c>: <c>KVM_GET_XCRS</c>/<c>KVM_SET_XCRS</c>.</summary>
+    internal const int KVM_CAP_XCRS = 56;
     /// <summary><c>KVM_CAP_SYNC_REGS</c>: returns the supported <c>KVM_SYNC_X86_*</c> bits.</summary>
     internal const int KVM_CAP_SYNC_REGS = 74;
     /// <summary><c>KVM_CAP_IMMEDIATE_EXIT</c>: <c>kvm_run.immediate_exit</c>.</summary>
@@ -90,6 +106,10 @@ internal static class KvmIoctls
 
     /// <summary><c>KVM_SYNC_X86_REGS</c>: general-purpose registers in <c>kvm_run.s.regs</c>.</summary>
     internal const ulong KVM_SYNC_X86_REGS = 1;
+
+    /// <summary>The system MSRs a <see cref="VcpuState"/> carries, by number (<c>MSR_STAR</c> ... <c>MSR_TSC_AUX</c>, <c>MSR_IA32_TSC</c>).</summary>
+    internal const uint MSR_IA32_TSC = 0x10, MSR_STAR = 0xC000_0081, MSR_LSTAR = 0xC000_0082, MSR_CSTAR = 0xC000_0083,
+        MSR_SYSCALL_MASK = 0xC000_0084, MSR_KERNEL_GS_BASE = 0xC000_0102, MSR_TSC_AUX = 0xC000_0103;
 
     /// <summary>Most CPUID entries asked of <c>KVM_GET_SUPPORTED_CPUID</c> (the kernel's own limit, <c>KVM_MAX_CPUID_ENTRIES</c>, is 256).</summary>
     internal const int MaxCpuidEntries = 256;

@@ -19,6 +19,9 @@ internal sealed unsafe class KvmRunMapping : SafeHandle
     /// <inheritdoc/>
     public override bool IsInvalid => handle == Libc.MAP_FAILED || handle == 0;
 
+    /// <summary>Bytes mapped (<c>KVM_GET_VCPU_MMAP_SIZE</c>): <c>kvm_run</c> and the pages after it (port I/O data).</summary>
+    public ulong Size => _size;
+
     /// <summary>The mapped <c>kvm_run</c>. Valid while this object is undisposed.</summary>
     public kvm_run* Run => (kvm_run*)handle;
 
@@ -32,7 +35,7 @@ internal sealed unsafe class KvmRunMapping : SafeHandle
         nint p = Libc.mmap(0, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED, vcpu.Fd, 0);
         if (p == Libc.MAP_FAILED)
         {
-            throw KvmError.Unavailable("mmap of the vCPU's kvm_run area", Marshal.GetLastPInvokeError());
+            throw KvmError.Failed("mmap of the vCPU's kvm_run area", Marshal.GetLastPInvokeError());
         }
         return new KvmRunMapping(p, (nuint)size);
     }

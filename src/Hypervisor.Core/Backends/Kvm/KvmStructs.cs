@@ -16,6 +16,13 @@ internal struct kvm_regs
 
     public readonly VcpuRegisters ToRegisters() =>
         new(rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp, r8, r9, r10, r11, r12, r13, r14, r15, rip, rflags);
+
+    public static kvm_regs From(in VcpuRegisters r) => new()
+    {
+        rax = r.Rax, rbx = r.Rbx, rcx = r.Rcx, rdx = r.Rdx, rsi = r.Rsi, rdi = r.Rdi, rsp = r.Rsp, rbp = r.Rbp,
+        r8 = r.R8, r9 = r.R9, r10 = r.R10, r11 = r.R11, r12 = r.R12, r13 = r.R13, r14 = r.R14, r15 = r.R15,
+        rip = r.Rip, rflags = r.Rflags,
+    };
 }
 
 /// <summary><c>struct kvm_segment</c> (24 bytes): a segment register in its cached (descriptor) form.</summary>
@@ -29,6 +36,18 @@ internal struct kvm_segment
     public byte present, dpl, db, s, l, g, avl;
     public byte unusable;
     public byte padding;
+
+    public readonly SegmentRegister ToSegment() => unusable != 0
+        ? new SegmentRegister(selector, @base, limit, 0)
+        : new SegmentRegister(selector, @base, limit, SegmentRegister.MakeAttributes(type, s != 0, dpl, present != 0, avl != 0, l != 0, db != 0, g != 0));
+
+    public static kvm_segment From(in SegmentRegister r) => new()
+    {
+        @base = r.Base, limit = r.Limit, selector = r.Selector, type = (byte)r.Type,
+        present = (byte)(r.Present ? 1 : 0), dpl = (byte)r.Dpl, db = (byte)(r.DefaultBig ? 1 : 0),
+        s = (byte)(r.IsCodeOrData ? 1 : 0), l = (byte)(r.Long ? 1 : 0), g = (byte)(r.Granularity ? 1 : 0),
+        avl = (byte)((r.Attributes >> 12) & 1), unusable = (byte)(r.Attributes == 0 ? 1 : 0),
+    };
 }
 
 /// <summary><c>struct kvm_dtable</c> (16 bytes): GDTR / IDTR.</summary>
@@ -52,6 +71,49 @@ internal unsafe struct kvm_sregs
     public ulong apic_base;
     /// <summary><c>interrupt_bitmap[(KVM_NR_INTERRUPTS + 63) / 64]</c> with 256 interrupts.</summary>
     public fixed ulong interrupt_bitmap[4];
+}
+
+/// <summary><c>struct kvm_msrs</c> header (8 bytes); <c>nmsrs</c> entries of <see cref="kvm_msr_entry"/> follow it.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_msrs
+{
+    public uint nmsrs;
+    public uint pad;
+}
+
+/// <summary><c>struct kvm_msr_entry</c> (16 bytes).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_msr_entry
+{
+    public uint index;
+    public uint reserved;
+    public ulong data;
+}
+
+/// <summary><c>struct kvm_xsave</c> (4096 bytes): an XSAVE image in the standard format.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct kvm_xsave
+{
+    public fixed uint region[1024];
+}
+
+/// <summary><c>struct kvm_xcr</c> (16 bytes).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_xcr
+{
+    public uint xcr;
+    public uint reserved;
+    public ulong value;
+}
+
+/// <summary><c>struct kvm_xcrs</c> (392 bytes): up to 16 extended control registers.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct kvm_xcrs
+{
+    public uint nr_xcrs;
+    public uint flags;
+    public fixed byte xcrs[16 * 16];
+    public fixed ulong padding[16];
 }
 
 /// <summary><c>struct kvm_userspace_memory_region</c> (32 bytes).</summary>
@@ -82,6 +144,14 @@ internal struct kvm_cpuid2
 {
     public uint nent;
     public uint padding;
+}
+
+/// <summary>A <see cref="kvm_msrs"/> block with one entry, for <c>KVM_GET_MSRS</c> / <c>KVM_SET_MSRS</c> of a single MSR.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_msrs_one
+{
+    public kvm_msrs header;
+    public kvm_msr_entry entry;
 }
 
 /// <summary>

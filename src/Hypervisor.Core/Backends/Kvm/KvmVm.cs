@@ -48,7 +48,7 @@ internal sealed class KvmVm : IVirtualMachine
             {
                 if (fd.Ioctl(KVM_SET_TSS_ADDR, TssAddress, out int tssErrno) < 0)
                 {
-                    throw KvmError.Unavailable("KVM_SET_TSS_ADDR", tssErrno);
+                    throw KvmError.Failed("KVM_SET_TSS_ADDR", tssErrno);
                 }
             }
             var region = new kvm_userspace_memory_region
@@ -63,7 +63,7 @@ internal sealed class KvmVm : IVirtualMachine
             // caller disposes GuestMemory after the VM, per IHypervisorBackend.CreateVirtualMachine).
             if (fd.Ioctl(KVM_SET_USER_MEMORY_REGION, &region, out int errno) < 0)
             {
-                throw KvmError.Unavailable($"KVM_SET_USER_MEMORY_REGION ({memory.Size >> 20} MiB at guest-physical 0)", errno);
+                throw KvmError.Failed($"KVM_SET_USER_MEMORY_REGION ({memory.Size >> 20} MiB at guest-physical 0)", errno);
             }
             return vm;
         }
@@ -80,13 +80,17 @@ internal sealed class KvmVm : IVirtualMachine
     {
         ObjectDisposedException.ThrowIf(_fd.IsClosed, this);
         int id = _vcpuCount;
+        if (_kvm.Flavor == KvmFlavor.Pvm && id >= GuestLayout.PvmMaxVcpus)
+        {
+            throw new BackendOperationException("KVM_CREATE_VCPU", $"KVM under PVM runs at most {GuestLayout.PvmMaxVcpus} vCPUs per VM (one PVM vCPU struct page each in the host-reserved area)");
+        }
         int fd = _fd.Ioctl(KVM_CREATE_VCPU, (ulong)id, out int errno);
         if (fd < 0)
         {
-            throw KvmError.Unavailable($"KVM_CREATE_VCPU {id}", errno);
+            throw KvmError.Failed($"KVM_CREATE_VCPU {id}", errno);
         }
         _vcpuCount++;
-        return KvmVcpu.Create(new KvmFd(fd), _vcpuMmapSize, _cpuid, Memory, start);
+        return KvmVcpu.Create(new KvmFd(fd), _vcpuMmapSize, _cpuid, Memory, start, _kvm.Flavor, id);
     }
 
     /// <inheritdoc/>

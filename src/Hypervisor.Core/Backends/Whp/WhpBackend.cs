@@ -8,8 +8,8 @@ namespace Paravirt.Hypervisor.Backends.Whp;
 /// <summary>
 /// The Windows Hypervisor Platform backend (<c>WinHvPlatform.dll</c>, Windows 10 1803 or later, x64), named
 /// <c>whp</c>. One partition with one virtual processor per VM; guest memory is mapped with <c>WHvMapGpaRange</c>,
-/// the vCPU starts in flat 64-bit long mode set up by <see cref="LongModeSetup"/>, and hypercalls arrive as I/O-port
-/// exits for <see cref="Abi.HypercallPage.IoPort"/> whose RIP the host advances itself.
+/// the vCPU starts in flat 64-bit long mode set up by <see cref="LongModeSetup"/>, and port writes arrive as I/O-port
+/// exits whose RIP the backend advances itself.
 /// </summary>
 /// <remarks>
 /// One WHP VM per process: a second concurrent <see cref="CreateVirtualMachine"/> throws
@@ -29,6 +29,9 @@ public sealed class WhpBackend : IHypervisorBackend
 
     /// <inheritdoc/>
     public string Name => BackendName;
+
+    /// <inheritdoc/>
+    public BackendCapabilities Capabilities => BackendCapabilities.SupervisorMode;
 
     /// <summary>
     /// Unavailable off Windows ("WHP needs Windows") and on non-x64 hosts; on Windows asks

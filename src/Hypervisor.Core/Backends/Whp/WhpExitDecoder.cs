@@ -1,4 +1,3 @@
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Interop;
 
 namespace Paravirt.Hypervisor.Backends.Whp;
@@ -9,24 +8,15 @@ namespace Paravirt.Hypervisor.Backends.Whp;
 /// WHP calls around it.
 /// </summary>
 /// <remarks>
-/// A hypercall is the stub's <c>out 0xE2, al</c>: an <c>X64IoPortAccess</c> exit to <see cref="HypercallPage.IoPort"/>
-/// that writes (<c>out</c>) and is neither a string instruction nor <c>rep</c>-prefixed. WHP does not complete port
-/// I/O itself: RIP still points at the <c>out</c>, and the host resumes the guest at
-/// <c>VpContext.Rip + VpContext.InstructionLength</c>. Every other port access, an <c>in</c> from 0xE2 included, is
-/// <see cref="VcpuExitKind.PortIo"/> and is not advanced (the runner stops the guest).
+/// A plain <c>out</c> (not a string instruction, not <c>rep</c>-prefixed) is an <see cref="VcpuExitKind.IoOut"/> with
+/// its data from <c>Rax</c>. WHP does not complete port I/O itself: RIP still points at the <c>out</c>, and the guest
+/// resumes at <c>VpContext.Rip + VpContext.InstructionLength</c>, which the vCPU applies. Every other port access
+/// (<c>in</c>, string forms) is reported without completing it. The decoder knows no port numbers: what a port
+/// means is the VMM's business.
 /// </remarks>
 internal static class WhpExitDecoder
 {
-    /// <summary>True when <paramref name="io"/> is the hypercall stub's <c>out</c> to the hypercall port.</summary>
-    public static bool IsHypercall(in WHV_X64_IO_PORT_ACCESS_CONTEXT io)
-    {
-        const uint notPlain = WHV_X64_IO_PORT_ACCESS_CONTEXT.StringOpBit | WHV_X64_IO_PORT_ACCESS_CONTEXT.RepPrefixBit;
-        return io.PortNumber == HypercallPage.IoPort
-            && (io.AccessInfo & WHV_X64_IO_PORT_ACCESS_CONTEXT.IsWriteBit) != 0
-            && (io.AccessInfo & notPlain) == 0;
-    }
-
-    /// <summary>Decodes one exit. <c>NextRip</c> is where the guest resumes after a completed hypercall, otherwise the exit RIP.</summary>
+    /// <summary>Decodes one exit. <c>NextRip</c> is where the guest resumes after a completed <c>out</c>, otherwise the exit RIP.</summary>
     public static (VcpuExit Exit, ulong NextRip) Decode(in WHV_RUN_VP_EXIT_CONTEXT ctx)
     {
         ulong rip = ctx.VpContext.Rip;
@@ -61,17 +51,23 @@ internal static class WhpExitDecoder
 
     private static (VcpuExit Exit, ulong NextRip) DecodeIo(in WHV_X64_IO_PORT_ACCESS_CONTEXT io, byte length, ulong rip, uint raw)
     {
-        if (IsHypercall(in io))
+        uint info = io.AccessInfo;
+        bool write = (info & WHV_X64_IO_PORT_ACCESS_CONTEXT.IsWriteBit) != 0;
+        byte size = (byte)((info >> WHV_X64_IO_PORT_ACCESS_CONTEXT.AccessSizeShift) & WHV_X64_IO_PORT_ACCESS_CONTEXT.AccessSizeMask);
+        const uint notPlain = WHV_X64_IO_PORT_ACCESS_CONTEXT.StringOpBit | WHV_X64_IO_PORT_ACCESS_CONTEXT.RepPrefixBit;
+        if (!write || (info & notPlain) != 0)
         {
-            if (length == 0)
-            {
-                // WHP always reports the length of an intercepted out; 0 would resume on the same out forever.
-                return (new VcpuExit(VcpuExitKind.InternalError, rip, HypercallPage.IoPort, raw,
-                    "WHP reported the hypercall's out instruction with length 0; cannot advance RIP"), rip);
-            }
-            return (new VcpuExit(VcpuExitKind.Hypercall, rip, HypercallPage.IoPort, raw), unchecked(rip + length));
+            // in, and string forms: reported, not completed (the VMM refuses them).
+            return (new VcpuExit(write ? VcpuExitKind.IoOut : VcpuExitKind.IoIn, rip, io.PortNumber, raw, DescribePortAccess(in io), size), rip);
         }
-        return (new VcpuExit(VcpuExitKind.PortIo, rip, io.PortNumber, raw, DescribePortAccess(in io)), rip);
+        if (length == 0)
+        {
+            // WHP always reports the length of an intercepted out; 0 would resume on the same out forever.
+            return (new VcpuExit(VcpuExitKind.InternalError, rip, io.PortNumber, raw,
+                "WHP reported an out instruction with length 0; cannot advance RIP"), rip);
+        }
+        ulong data = size switch { 1 => (byte)io.Rax, 2 => (ushort)io.Rax, _ => (uint)io.Rax };
+        return (new VcpuExit(VcpuExitKind.IoOut, rip, io.PortNumber, raw, Size: size, Data: data), unchecked(rip + length));
     }
 
     private static string DescribePortAccess(in WHV_X64_IO_PORT_ACCESS_CONTEXT io)

@@ -6,10 +6,10 @@ namespace Paravirt.Hypervisor.Backends.Whp;
 
 /// <summary>
 /// Virtual processor 0 of a WHP partition. <see cref="Run"/> calls <c>WHvRunVirtualProcessor</c> into a 16-byte
-/// aligned <c>WHV_RUN_VP_EXIT_CONTEXT</c> and decodes it with <see cref="WhpExitDecoder"/>. A hypercall exit
-/// leaves RIP on the <c>out</c>: <see cref="GetHypercallArgs"/> reads <c>rax, rdi, rsi, rdx, r10, r8</c> with one
-/// <c>WHvGetVirtualProcessorRegisters</c>, and <see cref="CompleteHypercall"/> writes <c>rax</c> and RIP + the
-/// instruction length with one <c>WHvSetVirtualProcessorRegisters</c>.
+/// aligned <c>WHV_RUN_VP_EXIT_CONTEXT</c> and decodes it with <see cref="WhpExitDecoder"/>. WHP leaves RIP on an
+/// intercepted <c>out</c>; the interface promises that an <see cref="VcpuExitKind.IoOut"/> exit is complete, so the
+/// vCPU moves RIP past it itself: in <see cref="SetRegisters(in VcpuRegisters)"/> when the VMM writes registers back (one
+/// <c>WHvSetVirtualProcessorRegisters</c> for the result and RIP together), else just before the next run.
 /// </summary>
 /// <remarks>
 /// <see cref="Interrupt"/> calls <c>WHvCancelRunVirtualProcessor</c> (the run returns
@@ -23,7 +23,7 @@ namespace Paravirt.Hypervisor.Backends.Whp;
 internal sealed unsafe class WhpVcpu : IVcpu
 {
     private const uint VpIndex = 0;
-    private const int MaxRegisters = 32;
+    private static readonly int MaxRegisters = WhpRegisters.StateNames.Length;
     private const int RekickMilliseconds = 5;
 
     private readonly WhpPartitionHandle _partition;
@@ -33,7 +33,8 @@ internal sealed unsafe class WhpVcpu : IVcpu
     private readonly Timer _rekick;
     private bool _disposed;
     private int _interruptPending;
-    private bool _hypercallPending;
+    private bool _outPending;
+    private ulong _outRip;
     private ulong _resumeRip;
     private ulong _lastRip;
 
@@ -68,7 +69,15 @@ internal sealed unsafe class WhpVcpu : IVcpu
     public VcpuExit Run()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        _hypercallPending = false;
+        if (_outPending)
+        {
+            // The VMM did not write registers after the out: complete it by moving RIP past the instruction.
+            Span<WHV_REGISTER_VALUE> rip = _values.AsSpan<WHV_REGISTER_VALUE>(1);
+            rip[0] = new WHV_REGISTER_VALUE { Reg64 = _resumeRip };
+            SetRegisters([WHV_REGISTER_NAME.WHvX64RegisterRip], "WHvSetVirtualProcessorRegisters(rip past out)");
+            _outPending = false;
+            _lastRip = _resumeRip;
+        }
         if (Interlocked.Exchange(ref _interruptPending, 0) != 0)
         {
             StopRekick();
@@ -87,8 +96,9 @@ internal sealed unsafe class WhpVcpu : IVcpu
         _lastRip = exit.Rip;
         switch (exit.Kind)
         {
-            case VcpuExitKind.Hypercall:
-                _hypercallPending = true;
+            case VcpuExitKind.IoOut when resumeRip != exit.Rip:
+                _outPending = true;
+                _outRip = exit.Rip;
                 _resumeRip = resumeRip;
                 break;
             case VcpuExitKind.Interrupted:
@@ -100,35 +110,6 @@ internal sealed unsafe class WhpVcpu : IVcpu
     }
 
     /// <inheritdoc/>
-    public HypercallArgs GetHypercallArgs()
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (!_hypercallPending)
-        {
-            throw new InvalidOperationException("no hypercall is pending: call GetHypercallArgs after Run returned Hypercall");
-        }
-        ReadOnlySpan<WHV_REGISTER_NAME> names = WhpRegisters.HypercallNames;
-        Span<WHV_REGISTER_VALUE> v = GetRegisters(names, "WHvGetVirtualProcessorRegisters(hypercall)");
-        return new HypercallArgs(v[0].Reg64, v[1].Reg64, v[2].Reg64, v[3].Reg64, v[4].Reg64, v[5].Reg64);
-    }
-
-    /// <inheritdoc/>
-    public void CompleteHypercall(long result)
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (!_hypercallPending)
-        {
-            throw new InvalidOperationException("no hypercall is pending: call CompleteHypercall after Run returned Hypercall");
-        }
-        Span<WHV_REGISTER_VALUE> values = _values.AsSpan<WHV_REGISTER_VALUE>(2);
-        values[0] = new WHV_REGISTER_VALUE { Reg64 = unchecked((ulong)result) };
-        values[1] = new WHV_REGISTER_VALUE { Reg64 = _resumeRip };
-        SetRegisters(WhpRegisters.CompletionNames, "WHvSetVirtualProcessorRegisters(hypercall result)");
-        _hypercallPending = false;
-        _lastRip = _resumeRip;
-    }
-
-    /// <inheritdoc/>
     public VcpuRegisters GetRegisters()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -137,6 +118,53 @@ internal sealed unsafe class WhpVcpu : IVcpu
             v[0].Reg64, v[1].Reg64, v[2].Reg64, v[3].Reg64, v[4].Reg64, v[5].Reg64, v[6].Reg64, v[7].Reg64,
             v[8].Reg64, v[9].Reg64, v[10].Reg64, v[11].Reg64, v[12].Reg64, v[13].Reg64, v[14].Reg64, v[15].Reg64,
             v[16].Reg64, v[17].Reg64);
+    }
+
+    /// <inheritdoc/>
+    public void SetRegisters(in VcpuRegisters registers)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ReadOnlySpan<ulong> all = [registers.Rax, registers.Rbx, registers.Rcx, registers.Rdx, registers.Rsi, registers.Rdi,
+            registers.Rsp, registers.Rbp, registers.R8, registers.R9, registers.R10, registers.R11, registers.R12,
+            registers.R13, registers.R14, registers.R15, registers.Rip, registers.Rflags];
+        Span<WHV_REGISTER_VALUE> values = _values.AsSpan<WHV_REGISTER_VALUE>(all.Length);
+        for (int i = 0; i < all.Length; i++)
+        {
+            values[i] = new WHV_REGISTER_VALUE { Reg64 = all[i] };
+        }
+        if (_outPending && registers.Rip == _outRip)
+        {
+            values[16] = new WHV_REGISTER_VALUE { Reg64 = _resumeRip }; // complete the out in the same call
+        }
+        SetRegisters(WhpRegisters.SnapshotNames, "WHvSetVirtualProcessorRegisters(registers)");
+        _outPending = false;
+        _lastRip = values[16].Reg64;
+    }
+
+    /// <inheritdoc/>
+    public ulong? InstructionsRetired => null;
+
+    /// <inheritdoc/>
+    public VcpuState GetState()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        VcpuState state = WhpRegisters.ReadState(GetRegisters(WhpRegisters.StateNames, "WHvGetVirtualProcessorRegisters(state)"));
+        if (_outPending)
+        {
+            state.Registers = state.Registers with { Rip = _resumeRip }; // the out is complete, as far as callers know
+        }
+        return state;
+    }
+
+    /// <inheritdoc/>
+    public void SetState(VcpuState state)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(state);
+        WhpRegisters.WriteState(state, _values.AsSpan<WHV_REGISTER_VALUE>(WhpRegisters.StateNames.Length));
+        SetRegisters(WhpRegisters.StateNames, "WHvSetVirtualProcessorRegisters(state)");
+        _outPending = false;
+        _lastRip = state.Registers.Rip;
     }
 
     /// <inheritdoc/>

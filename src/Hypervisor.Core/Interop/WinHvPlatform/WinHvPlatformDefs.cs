@@ -108,7 +108,19 @@ internal enum WHV_REGISTER_NAME : uint
     WHvX64RegisterCr3 = 0x0000001E,
     WHvX64RegisterCr4 = 0x0000001F,
     WHvX64RegisterCr8 = 0x00000020,
+    WHvX64RegisterXCr0 = 0x00000027,
+    WHvX64RegisterXmm0 = 0x00001000,
+    WHvX64RegisterFpMmx0 = 0x00001010,
+    WHvX64RegisterFpControlStatus = 0x00001018,
+    WHvX64RegisterXmmControlStatus = 0x00001019,
+    WHvX64RegisterTsc = 0x00002000,
     WHvX64RegisterEfer = 0x00002001,
+    WHvX64RegisterKernelGsBase = 0x00002002,
+    WHvX64RegisterStar = 0x00002008,
+    WHvX64RegisterLstar = 0x00002009,
+    WHvX64RegisterCstar = 0x0000200A,
+    WHvX64RegisterSfmask = 0x0000200B,
+    WHvX64RegisterTscAux = 0x0000207B,
 }
 
 /// <summary><c>WHV_UINT128</c>: 16 bytes, <c>DECLSPEC_ALIGN(16)</c> in C (C# cannot express that alignment; see <see cref="WHV_REGISTER_VALUE"/>).</summary>
