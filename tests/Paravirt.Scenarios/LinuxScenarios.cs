@@ -6,6 +6,7 @@ using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
+using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Vcpu;
@@ -41,6 +42,8 @@ internal static class LinuxScenarios
         {
             all.Add(("kvm-linux-edge-refused", () => Refused(edge)));
             all.Add(("kvm-linux-hypercall", () => UserHypercalls(edge)));
+            all.Add(("kvm-linux-oom", () => OutOfMemory(edge)));
+            all.Add(("kvm-linux-stdin", () => Stdin(edge)));
         }
         string dotnet = Path.Combine(dir, "linux-dotnet");
         if (File.Exists(dotnet))
@@ -48,6 +51,28 @@ internal static class LinuxScenarios
             all.Add(("kvm-linux-dotnet-hypercall", () => DotnetHypercalls(dotnet)));
         }
         return all;
+    }
+
+    /// <summary>An application that touches more memory than the guest has is killed as by the OOM killer (137), with the advice.</summary>
+    private static string OutOfMemory(string path)
+    {
+        (RunResult result, string output) = RunGuest(path, ["oom"], [], UseEmulator ? new EmulatorBackend() : new KvmBackend(), memory: 32UL << 20);
+        if (result.Outcome != RunOutcome.Exited || result.ExitStatus != 137 || result.TerminatingSignal != 9 || !output.Contains("--memory", StringComparison.Ordinal))
+        {
+            throw new ScenarioFailedException($"{result.Outcome} {result.ExitStatus} ({result.Message}): {output.ReplaceLineEndings(" | ")}");
+        }
+        return $"status 137; {output.Trim()}; {result.Message}";
+    }
+
+    /// <summary>Standard input comes from the console device: a line written by the host reaches fd 0.</summary>
+    private static string Stdin(string path)
+    {
+        (RunResult result, string output) = RunGuest(path, ["stdin"], [], UseEmulator ? new EmulatorBackend() : new KvmBackend(), input: "typed on the host\n");
+        if (result.Outcome != RunOutcome.Exited || result.ExitStatus != 0 || output != "stdin: typed on the host\n")
+        {
+            throw new ScenarioFailedException($"{result.Outcome} {result.ExitStatus} ({result.Message}): {output.ReplaceLineEndings(" | ")}");
+        }
+        return "a line from the host's console input reached the application's fd 0";
     }
 
     /// <summary>A Linux application reaches the host application's user-defined hypercalls through the library OS.</summary>
@@ -206,7 +231,7 @@ internal static class LinuxScenarios
         return (p.ExitCode, output);
     }
 
-    internal static (RunResult Result, string Output) RunGuest(string path, string[] args, string[] env, IHypervisorBackend backend, params IHypercallProvider[] extra)
+    internal static (RunResult Result, string Output) RunGuest(string path, string[] args, string[] env, IHypervisorBackend backend, IHypercallProvider? extra = null, ulong memory = 256UL << 20, string? input = null)
     {
         if (!backend.Capabilities.HasFlag(BackendCapabilities.SupervisorMode))
         {
@@ -217,19 +242,20 @@ internal static class LinuxScenarios
         {
             throw new ScenarioFailedException($"{path} was not recognised as a Linux executable");
         }
-        var runner = new GuestRunner(new BackendSelector([backend]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls(), .. extra]));
+        var runner = new GuestRunner(new BackendSelector([backend]), new HypercallDispatcher(extra is null ? [new CoreHypercalls(), new DeviceHypercalls()] : [new CoreHypercalls(), new DeviceHypercalls(), extra]));
         using var console = new MemoryStream();
         string disk = Path.Combine(Path.GetTempPath(), $"paravirt-linux-{Guid.NewGuid():N}.img");
         File.WriteAllBytes(disk, new byte[DiskSize]);
         try
         {
             using var block = new BlockDevice("disk0", disk);
+            using var stdin = input is null ? null : new ConsoleDevice("console0", console, new MemoryStream(Encoding.UTF8.GetBytes(input)));
             RunResult r = runner.Run(image, new GuestRunOptions
             {
                 Backend = backend.Name,
                 ConsoleOutput = console,
-                Devices = [block],
-                MemorySize = 256UL << 20,
+                Devices = stdin is null ? [block] : [stdin, block],
+                MemorySize = memory,
                 Arguments = [path, .. args],
                 Environment = env,
                 Timeout = TimeSpan.FromSeconds(30),

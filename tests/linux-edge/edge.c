@@ -8,6 +8,8 @@
  *
  *   linux-edge refused     fork and execve (-ENOSYS on the Linux personality: one process), then exit 0; only for the
  *                          guest (natively they work)
+ *   linux-edge oom         touches anonymous memory until the library OS runs out: killed like by the OOM killer
+ *   linux-edge stdin       reads one line from standard input (the console device) and echoes it
  *   linux-edge hypercall   user-defined hypercalls through <paravirt/linux.h>: the host of the test registers 0x1000
  *                          (returns 2 * a1 + a2) and 0x1001 (upper-cases the buffer, returns its length)
  */
@@ -124,6 +126,25 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "hypercall") == 0) {
         return hypercalls();
+    }
+    if (argc > 1 && strcmp(argv[1], "oom") == 0) {
+        for (size_t total = 0;; total += 1 << 20) {
+            char *block = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (block == MAP_FAILED) {
+                printf("mmap failed after %zu MiB\n", total >> 20);
+                return 1;
+            }
+            memset(block, 1, 1 << 20);
+        }
+    }
+    if (argc > 1 && strcmp(argv[1], "stdin") == 0) {
+        char line[128];
+        if (fgets(line, sizeof(line), stdin) == NULL) {
+            printf("stdin: nothing\n");
+            return 1;
+        }
+        printf("stdin: %s", line);
+        return 0;
     }
 
     /* system calls that do not exist and pointers that point nowhere */
