@@ -375,7 +375,9 @@ internal static class CliApp
         foreach (IHypervisorBackend b in provider.GetServices<IHypervisorBackend>())
         {
             BackendAvailability a = b.Probe();
-            stdout.WriteLine($"{b.Name,-9} {(a.IsAvailable ? "available  " : "unavailable")} {a.Reason}");
+            // the Linux personality is a kernel: it needs a backend that gives the guest its own CPL 0
+            string linux = !a.IsAvailable ? "" : b.Capabilities.HasFlag(BackendCapabilities.SupervisorMode) ? " [Linux executables: yes]" : " [Linux executables: no]";
+            stdout.WriteLine($"{b.Name,-9} {(a.IsAvailable ? "available  " : "unavailable")} {a.Reason}{linux}");
         }
         return 0;
     }

@@ -3,8 +3,9 @@
 # application's FPU state stays untouched across system calls), position-independent code (-fpie) linked to run at
 # PHYS_OFFSET + its load address (linux.ld). Called by src/Hypervisor.Core's build, which embeds the result.
 #
-#   make OUT=<dir>        writes <dir>/paravirt-linux.elf
-#   make OUT=<dir> CC=gcc-12
+#   make -f linux.mk OUT=<dir>        writes <dir>/paravirt-linux.elf
+#   make -f linux.mk OUT=<dir> CC=gcc-12
+# (linux.mk, not Makefile: NuGet packs a file without an extension as a folder.)
 
 OUT ?= build
 CC ?= gcc
@@ -24,18 +25,18 @@ LDFLAGS := -nostdlib -static -no-pie -Wl,-T,linux.ld -Wl,--build-id=none -Wl,-z,
 OBJS := $(patsubst %.S,$(OUT)/obj/%.o,$(patsubst %.c,$(OUT)/obj/%.o,$(SRCS))) \
 	$(patsubst $(SDK)/runtime/%.c,$(OUT)/obj/rt-%.o,$(RUNTIME))
 
-$(OUT)/paravirt-linux.elf: $(OBJS) linux.ld
+$(OUT)/paravirt-linux.elf: $(OBJS) linux.ld linux.mk
 	$(CC) $(LDFLAGS) -o $@ $(OBJS) -lgcc
 
-$(OUT)/obj/%.o: %.c $(HEADERS) Makefile
+$(OUT)/obj/%.o: %.c $(HEADERS) linux.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(OUT)/obj/%.o: %.S Makefile
+$(OUT)/obj/%.o: %.S linux.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(OUT)/obj/rt-%.o: $(SDK)/runtime/%.c $(HEADERS) Makefile
+$(OUT)/obj/rt-%.o: $(SDK)/runtime/%.c $(HEADERS) linux.mk
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
