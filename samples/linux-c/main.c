@@ -68,6 +68,7 @@ int main(int argc, char **argv)
         printf(" [%s]", argv[i]);
     }
     printf("\n");
+    fflush(stdout); /* the first line leaves at once: bench/linux.sh times the start-up to main by it */
     const char *sample = getenv("PARAVIRT_SAMPLE");
     printf("environment: PARAVIRT_SAMPLE=%s HOME=%s\n", sample ? sample : "(unset)", getenv("HOME") ? "set" : "(unset)");
 

@@ -4,10 +4,16 @@ using Paravirt.Scenarios;
 //   SCENARIO <name> PASS|FAIL|SKIP <detail>
 // then "SCENARIOS DONE <n> passed, <m> failed". Exit code 0 only when every scenario passed and at least one ran.
 // Usage: Paravirt.Scenarios <guest-image-dir> [scenario-name ...]
+//        Paravirt.Scenarios <guest-image-dir> --bench-linux [runs]     (bench/linux.sh)
 // Run directly on this machine's /dev/kvm by tests/kvm-direct/run.sh (kvm_pvm on this project's machines), and
 // built with NativeAOT and run inside a nested-KVM VM by tests/nested-kvm/run.sh.
 
 string guestDir = args.Length > 0 ? args[0] : Path.Combine("artifacts", "guests");
+if (args.Length > 1 && args[1] == "--bench-linux")
+{
+    // bench/linux.sh: start-up and system call round trip of the Linux samples, guest against native (BENCH lines)
+    return LinuxBench.Run(guestDir, args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 3);
+}
 HashSet<string> only = [.. args.Skip(1)];
 
 if (!OperatingSystem.IsLinux())

@@ -10,6 +10,7 @@
  *                          guest (natively they work)
  *   linux-edge oom         touches anonymous memory until the library OS runs out: killed like by the OOM killer
  *   linux-edge stdin       reads one line from standard input (the console device) and echoes it
+ *   linux-edge syscalls N  N getppid system calls in a loop: the round trip in nanoseconds (bench/linux.sh)
  *   linux-edge hypercall   user-defined hypercalls through <paravirt/linux.h>: the host of the test registers 0x1000
  *                          (returns 2 * a1 + a2) and 0x1001 (upper-cases the buffer, returns its length)
  */
@@ -126,6 +127,18 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "hypercall") == 0) {
         return hypercalls();
+    }
+    if (argc > 2 && strcmp(argv[1], "syscalls") == 0) {
+        long n = atol(argv[2]);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (long i = 0; i < n; i++) {
+            syscall(SYS_getppid);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / (double)(n > 0 ? n : 1);
+        printf("syscalls %ld %.1f\n", n, ns);
+        return 0;
     }
     if (argc > 1 && strcmp(argv[1], "oom") == 0) {
         for (size_t total = 0;; total += 1 << 20) {
