@@ -243,6 +243,7 @@ struct thread {
     struct thread *next_run; /* run queue */
     struct thread *next_all; /* all threads */
     u64 cpu_ns;              /* time spent running */
+    u32 entries_since_check; /* kernel entries since the time slice was last looked at */
     u64 run_started;
     char name[16];
 };

@@ -121,10 +121,9 @@ static void reap_zombies(void)
     }
 }
 
-static void switch_to(struct thread *next)
+static void switch_to(struct thread *next, u64 now)
 {
     struct thread *prev = current;
-    u64 now = now_ns();
     prev->cpu_ns += now - prev->run_started;
     next->run_started = now;
     __asm__ volatile("fxsave64 %0" : "=m"(prev->fpu));
@@ -192,14 +191,15 @@ void schedule(void)
             idle();
             continue;
         }
-        /* timeouts of sleeping threads count even while others run */
-        wake_expired(now_ns());
+        /* timeouts of sleeping threads count even while others run; one clock read per switch */
+        u64 now = now_ns();
+        wake_expired(now);
         struct thread *next = run_dequeue();
         if (next == prev) {
-            prev->run_started = now_ns();
+            prev->run_started = now;
             return;
         }
-        switch_to(next);
+        switch_to(next, now);
         return;
     }
 }
@@ -212,11 +212,16 @@ void sched_yield_now(void)
     schedule();
 }
 
+/* Reading the clock is a hypercall (a VM exit): look at it only every PREEMPT_CHECK_ENTRIES entries into the
+ * library OS, and only while another thread is waiting to run. */
+#define PREEMPT_CHECK_ENTRIES 32
+
 void sched_check_preempt(void)
 {
-    if (run_head == NULL) {
+    if (run_head == NULL || ++current->entries_since_check < PREEMPT_CHECK_ENTRIES) {
         return;
     }
+    current->entries_since_check = 0;
     if (now_ns() - current->run_started >= TIME_SLICE_NS) {
         schedule();
     }
