@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <paravirt/linux.h>
 
 static int failures;
@@ -92,6 +94,115 @@ static void on_usr2(int sig)
 {
     (void)sig;
     usr2_count++;
+}
+
+/* ---- threads and signals between them ---- */
+
+static pthread_mutex_t counter_lock = PTHREAD_MUTEX_INITIALIZER;
+static long counter;
+static pthread_mutex_t cv_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int cv_go;
+static volatile int cv_waiting;
+static volatile int usr1_seen_by_waiter;
+static volatile int sleeper_ready;
+static int sleeper_result;
+static int sleeper_errno;
+
+static void *count_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20000; i++) {
+        pthread_mutex_lock(&counter_lock);
+        counter++;
+        pthread_mutex_unlock(&counter_lock);
+        if ((i & 1023) == 0) {
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+static void on_usr1_waiter(int sig)
+{
+    (void)sig;
+    usr1_seen_by_waiter = 1;
+}
+
+static void *cv_waiter(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&cv_lock);
+    cv_waiting = 1;
+    while (!cv_go) {
+        pthread_cond_wait(&cv, &cv_lock);
+    }
+    pthread_mutex_unlock(&cv_lock);
+    return NULL;
+}
+
+static void on_usr2_sleeper(int sig)
+{
+    (void)sig;
+}
+
+static void *sleeper(void *arg)
+{
+    (void)arg;
+    struct timespec t = { 30, 0 };
+    sleeper_ready = 1;
+    sleeper_result = nanosleep(&t, NULL);
+    sleeper_errno = errno;
+    return NULL;
+}
+
+static void threads(void)
+{
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) {
+        pthread_create(&t[i], NULL, count_worker, NULL);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+    }
+    expect("8 threads x 20000 increments under a mutex", counter == 160000);
+
+    /* a signal to a thread blocked in pthread_cond_wait runs its handler; the wait goes on until signalled */
+    struct sigaction sa = { 0 };
+    sa.sa_handler = on_usr1_waiter;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    pthread_t w;
+    pthread_create(&w, NULL, cv_waiter, NULL);
+    while (!cv_waiting) {
+        sched_yield();
+    }
+    struct timespec pause = { 0, 20 * 1000 * 1000 };
+    nanosleep(&pause, NULL); /* let it block in the futex */
+    pthread_kill(w, SIGUSR1);
+    nanosleep(&pause, NULL);
+    pthread_mutex_lock(&cv_lock);
+    cv_go = 1;
+    pthread_cond_signal(&cv);
+    pthread_mutex_unlock(&cv_lock);
+    pthread_join(w, NULL);
+    expect("a signal to a thread in pthread_cond_wait: handled, then the wait ends on the condition", usr1_seen_by_waiter);
+
+    /* a handler without SA_RESTART interrupts a sleeping thread's nanosleep: EINTR */
+    struct sigaction s2 = { 0 };
+    s2.sa_handler = on_usr2_sleeper;
+    sigaction(SIGUSR2, &s2, NULL);
+    pthread_t sl;
+    pthread_create(&sl, NULL, sleeper, NULL);
+    while (!sleeper_ready) {
+        sched_yield();
+    }
+    nanosleep(&pause, NULL);
+    pthread_kill(sl, SIGUSR2);
+    pthread_join(sl, NULL);
+    expect("pthread_kill interrupts a 30 s nanosleep with EINTR", sleeper_result == -1 && sleeper_errno == EINTR);
+    signal(SIGUSR1, SIG_DFL);
+    signal(SIGUSR2, SIG_DFL);
 }
 
 static int refused(void)
@@ -221,6 +332,8 @@ int main(int argc, char **argv)
     expect("mremap grows and keeps the contents", q != MAP_FAILED && q[0] == 0x5a && q[4 * page - 1] == 0x5a);
     q[63 * page] = 7;
     expect("the grown part is usable", q[63 * page] == 7);
+
+    threads();
 
     /* signals: an alternate stack, a blocked signal */
     stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack), .ss_flags = 0 };
