@@ -92,8 +92,6 @@ void fs_poll_console(void)
     }
 }
 
-bool fs_console_waiting(void) { return console_readers > 0; }
-
 u64 fs_wait_events(void)
 {
     if (console_attached && console_readers > 0) {
@@ -1298,8 +1296,6 @@ long sys_pipe2(u64 ufds, int flags)
 }
 
 /* poll/ppoll: readiness of every fd; waits (interruptibly) until one is ready or the deadline. */
-static char poll_channel;
-
 long sys_poll(u64 ufds, u64 nfds, u64 deadline)
 {
     if (nfds > MAX_FDS) {
@@ -1345,6 +1341,5 @@ long sys_poll(u64 ufds, u64 nfds, u64 deadline)
         if (why == WAKE_SIGNAL) {
             return -EINTR;
         }
-        UNUSED(poll_channel);
     }
 }

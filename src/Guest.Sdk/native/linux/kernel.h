@@ -194,8 +194,6 @@ long vm_brk(u64 want);
 void vm_set_brk_base(u64 base);
 int vm_count(void);
 const struct vma *vm_at(int i);
-u64 vm_lookup_phys(u64 va);
-extern u64 vm_brk_start, vm_brk_end;
 
 /* User memory access: every user pointer goes through these (range, overflow and permission checked against the
  * mappings; pages are faulted in first). They return 0 or -EFAULT. */
@@ -255,7 +253,6 @@ struct thread {
 
 extern struct thread *current;
 extern int thread_count;
-void sched_init(void);
 struct thread *thread_create(void);
 void thread_exit(int status) __attribute__((noreturn));
 void schedule(void);
@@ -291,7 +288,6 @@ long sys_rt_sigreturn(struct regs *r);
 
 void fs_init(void);
 void fs_poll_console(void);
-bool fs_console_waiting(void);
 u64 fs_wait_events(void);
 void fs_events(u64 pending);
 

@@ -40,7 +40,6 @@ void kmain(u64 boot_info_phys)
     }
     vm_init(app_phys, app_size);
     vm_activate();
-    sched_init();
     fs_init();
     exec_start(bi);
 }

@@ -24,8 +24,6 @@ static int next_tid = 1;
 u64 now_ns(void) { return pv_clock_monotonic_ns(); }
 u64 realtime_ns(void) { return pv_clock_wall_ns(); }
 
-void sched_init(void) {}
-
 struct thread *thread_first(void) { return all_threads; }
 
 struct thread *thread_by_tid(int tid)

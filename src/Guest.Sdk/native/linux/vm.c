@@ -38,7 +38,7 @@ static int vma_count;
 static int vma_cap;
 #define VMA_MAX 65530
 
-u64 vm_brk_start, vm_brk_end;
+static u64 vm_brk_start, vm_brk_end;
 static u64 brk_mapped;      /* page-aligned end of the brk mapping */
 
 /* ---- page tables ------------------------------------------------------------------------------------------------ */
@@ -113,16 +113,6 @@ static u64 *pte_walk(u64 va, bool create)
         table = phys_to_virt(e & PTE_ADDR);
     }
     return &table[(va >> 12) & 511];
-}
-
-/* The user virtual address's guest-physical address, or 0 when it has no frame. */
-u64 vm_lookup_phys(u64 va)
-{
-    u64 *pte = pte_walk(va, false);
-    if (pte == NULL || (*pte & PTE_FRAME) == 0) {
-        return 0;
-    }
-    return (*pte & PTE_ADDR) | (va & (PAGE_SIZE - 1));
 }
 
 static u64 leaf_flags(u32 vflags, bool owned)
