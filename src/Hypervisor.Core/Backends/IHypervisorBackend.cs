@@ -116,5 +116,5 @@ public enum BackendCapabilities
     /// library OS under a Linux executable) needs it. KVM with hardware virtualization and WHP have it; KVM under
     /// <c>kvm_pvm</c> does not (PVM runs the guest at hardware CPL 3 on shadow page tables and delivers events its own way).
     /// </summary>
-    SupervisorMode = 1 << 2,
+    SupervisorMode = 1 << 3,
 }

@@ -130,11 +130,19 @@ void cpu_init(void)
     wrmsr(MSR_GS_BASE, 0);
     wrmsr(MSR_KERNEL_GS_BASE, 0);
 
-    /* The application's initial FPU state: x87 control word 0x37f, MXCSR 0x1f80 (all exceptions masked). */
+    /* The application's initial FPU state, as after FNINIT and LDMXCSR 0x1f80: x87 control word 0x37f, every
+     * register empty (abridged tag word 0), MXCSR 0x1f80 (all SSE exceptions masked). Built as an FXSAVE image and
+     * loaded with FXRSTOR, so the library OS itself runs no x87 instruction; FXSAVE then reports the CPU's MXCSR mask. */
+    memset(&fpu_initial, 0, sizeof(fpu_initial));
+    u16 fcw = 0x37f;
     u32 mxcsr = 0x1f80;
-    __asm__ volatile("fninit\n\tldmxcsr %0\n\tfxsave64 %1" : : "m"(mxcsr), "m"(fpu_initial) : "memory");
+    memcpy(&fpu_initial.bytes[0], &fcw, 2);
+    memcpy(&fpu_initial.bytes[24], &mxcsr, 4);
+    __asm__ volatile("fxrstor64 %0" ::"m"(fpu_initial));
+    static struct fxsave_area probe;
+    __asm__ volatile("fxsave64 %0" : "=m"(probe));
     u32 mask;
-    memcpy(&mask, &fpu_initial.bytes[28], 4);
+    memcpy(&mask, &probe.bytes[28], 4);
     cpu_mxcsr_mask = mask != 0 ? mask : 0xffbf;
 }
 
