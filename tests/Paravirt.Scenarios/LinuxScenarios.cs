@@ -44,6 +44,7 @@ internal static class LinuxScenarios
             all.Add(("kvm-linux-hypercall", () => UserHypercalls(edge)));
             all.Add(("kvm-linux-oom", () => OutOfMemory(edge)));
             all.Add(("kvm-linux-stdin", () => Stdin(edge)));
+            all.Add(("kvm-linux-fuzz", () => Fuzz(edge)));
         }
         string dotnet = Path.Combine(dir, "linux-dotnet");
         if (File.Exists(dotnet))
@@ -62,6 +63,23 @@ internal static class LinuxScenarios
             throw new ScenarioFailedException($"{result.Outcome} {result.ExitStatus} ({result.Message}): {output.ReplaceLineEndings(" | ")}");
         }
         return $"status 137; {output.Trim()}; {result.Message}";
+    }
+
+    /// <summary>Thousands of system calls with hostile arguments: the library OS answers every one and never panics.</summary>
+    private static string Fuzz(string path)
+    {
+        long total = 0;
+        foreach (int seed in new[] { 1, 2, 3 })
+        {
+            (RunResult result, string output) = RunGuest(path, ["fuzz", seed.ToString(System.Globalization.CultureInfo.InvariantCulture), "20000"], [], UseEmulator ? new EmulatorBackend() : new KvmBackend());
+            string last = output.TrimEnd('\n').Split('\n')[^1];
+            if (result.Outcome != RunOutcome.Exited || result.ExitStatus != 0 || !last.EndsWith("the library OS stayed up", StringComparison.Ordinal) || output.Contains("panic", StringComparison.Ordinal))
+            {
+                throw new ScenarioFailedException($"seed {seed}: {result.Outcome} {result.ExitStatus} ({result.Message}): {output[Math.Max(0, output.Length - 600)..].ReplaceLineEndings(" | ")}");
+            }
+            total += long.Parse(last.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return $"{total} hostile system calls over 3 seeds answered; no panic";
     }
 
     /// <summary>Standard input comes from the console device: a line written by the host reaches fd 0.</summary>

@@ -11,6 +11,9 @@
  *   linux-edge oom         touches anonymous memory until the library OS runs out: killed like by the OOM killer
  *   linux-edge stdin       reads one line from standard input (the console device) and echoes it
  *   linux-edge syscalls N  N getppid system calls in a loop: the round trip in nanoseconds (bench/linux.sh)
+ *   linux-edge fuzz SEED N N random system calls with hostile arguments (wild, kernel, non-canonical, unaligned and
+ *                          wrapping pointers and lengths, random flags) from a set that cannot end or block the
+ *                          program; the library OS must answer every one (tests/Paravirt.Scenarios: guest only)
  *   linux-edge hypercall   user-defined hypercalls through <paravirt/linux.h>: the host of the test registers 0x1000
  *                          (returns 2 * a1 + a2) and 0x1001 (upper-cases the buffer, returns its length)
  */
@@ -205,6 +208,123 @@ static void threads(void)
     signal(SIGUSR2, SIG_DFL);
 }
 
+/* ---- hostile arguments ---- */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static char scratch[64 * 1024] __attribute__((aligned(4096)));
+int main(int argc, char **argv);
+
+static uint64_t hostile_value(void)
+{
+    static const uint64_t fixed[] = {
+        0, 1, 2, 3, 7, 0x10, 0xff, 0x1000, 0xffff, 0x7fffffff, 0x80000000ull, 0xffffffffull, 0x100000000ull,
+        (uint64_t)-1, (uint64_t)-2, (uint64_t)-4096, 0x7ffffffff000ull, 0x7fffffffffffull, 0x800000000000ull,
+        0xffff800000000000ull, 0xffff800000100000ull, 0xffffffff80000000ull, 0xdead0000ull, 0x400000ull,
+    };
+    switch (rnd() % 8) {
+    case 0:
+    case 1:
+        return fixed[rnd() % (sizeof(fixed) / sizeof(fixed[0]))];
+    case 2:
+        return (uint64_t)(uintptr_t)scratch + rnd() % sizeof(scratch);            /* inside the scratch buffer */
+    case 3:
+        return (uint64_t)(uintptr_t)scratch + sizeof(scratch) - rnd() % 64;        /* running off its end */
+    case 4:
+        return (uint64_t)(uintptr_t)main + rnd() % 4096;                            /* read-only text */
+    case 5:
+        return rnd() % 4096;                                                         /* small counts, fds, flags */
+    case 6:
+        return rnd() % 64;
+    default:
+        return rnd();                                                                /* anything at all */
+    }
+}
+
+/* Calls that would end, block or rewrite the program itself whatever their arguments; skipped when drawn at random. */
+static int untamable(long nr)
+{
+    switch (nr) {
+    case SYS_rt_sigreturn: case SYS_rt_sigaction: case SYS_rt_sigprocmask: case SYS_sigaltstack:
+    case SYS_mprotect: case SYS_munmap: case SYS_brk: case SYS_mremap: case SYS_madvise:
+    case SYS_clone: case SYS_clone3: case SYS_exit: case SYS_exit_group: case SYS_kill: case SYS_tkill: case SYS_tgkill:
+    case SYS_pause: case SYS_nanosleep: case SYS_clock_nanosleep: case SYS_ppoll: case SYS_select: case SYS_pselect6:
+    case SYS_arch_prctl: case SYS_set_tid_address: case SYS_wait4: case SYS_waitid: case SYS_dup2:
+    case SYS_rt_sigsuspend: case SYS_rt_sigtimedwait:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int fuzz(uint64_t seed, long n)
+{
+    if (!pv_linux_on_paravirt()) {
+        /* natively these calls would be real: random opens with O_CREAT|O_TRUNC, writes to random descriptors */
+        printf("fuzz: refused, it runs only on the Paravirt Linux personality\n");
+        return 2;
+    }
+    static const long calls[] = {
+        SYS_read, SYS_write, SYS_openat, SYS_close, SYS_fstat, SYS_newfstatat, SYS_statx, SYS_lseek, SYS_pread64,
+        SYS_pwrite64, SYS_readv, SYS_writev, SYS_access, SYS_faccessat, SYS_pipe2, SYS_dup, SYS_dup3, SYS_fcntl,
+        SYS_ioctl, SYS_getdents64, SYS_readlinkat, SYS_getcwd, SYS_uname, SYS_sysinfo, SYS_prlimit64, SYS_getrusage,
+        SYS_getrandom, SYS_clock_gettime, SYS_clock_getres, SYS_gettimeofday, SYS_time, SYS_sched_getaffinity,
+        SYS_sched_yield, SYS_getpid, SYS_gettid, SYS_rt_sigpending, SYS_membarrier, SYS_mmap, SYS_set_robust_list,
+        SYS_get_robust_list, SYS_futex, SYS_poll, SYS_times, SYS_getcpu, SYS_umask, SYS_prctl, 0x5056, 0x5057,
+    };
+    rng_state = seed * 0x9e3779b97f4a7c15ull + 1;
+    long answered = 0;
+    for (long i = 0; i < n; i++) {
+        long nr = (rnd() % 8 == 0) ? (long)(rnd() % 1024) : calls[rnd() % (sizeof(calls) / sizeof(calls[0]))];
+        if (untamable(nr)) {
+            continue;
+        }
+        uint64_t a[6];
+        for (int k = 0; k < 6; k++) {
+            a[k] = hostile_value();
+        }
+        /* tame what would touch the console, block, or map over the program; everything else stays hostile */
+        switch (nr) {
+        case SYS_read: case SYS_readv: case SYS_write: case SYS_writev: case SYS_close: case SYS_ioctl:
+        case SYS_pread64: case SYS_pwrite64: case SYS_fcntl: case SYS_dup3:
+            if (a[0] <= 2) {
+                a[0] = 77;
+            }
+            if ((nr == SYS_dup3 || nr == SYS_fcntl) && a[1] <= 2) {
+                a[1] = 50;
+            }
+            break;
+        case SYS_mmap:
+            a[3] &= ~(uint64_t)(MAP_FIXED | MAP_FIXED_NOREPLACE);
+            a[1] &= (1ull << 30) - 1;
+            break;
+        case SYS_futex:
+            a[1] = (a[1] & 0x180) | (rnd() % 2 ? 1 /* FUTEX_WAKE */ : 10 /* FUTEX_WAKE_BITSET */);
+            break;
+        case SYS_poll:
+            a[2] = 0;
+            break;
+        case SYS_prctl:
+            a[0] = rnd() % 2 ? 15 : 16; /* PR_SET_NAME / PR_GET_NAME */
+            break;
+        default:
+            break;
+        }
+        syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+        answered++;
+    }
+    printf("fuzz: %ld hostile system calls answered, the library OS stayed up\n", answered);
+    return 0;
+}
+
 static int refused(void)
 {
     expect_errno("fork", syscall(SYS_fork), ENOSYS);
@@ -238,6 +358,9 @@ int main(int argc, char **argv)
     }
     if (argc > 1 && strcmp(argv[1], "hypercall") == 0) {
         return hypercalls();
+    }
+    if (argc > 3 && strcmp(argv[1], "fuzz") == 0) {
+        return fuzz(strtoull(argv[2], NULL, 10), atol(argv[3]));
     }
     if (argc > 2 && strcmp(argv[1], "syscalls") == 0) {
         long n = atol(argv[2]);
