@@ -25,7 +25,7 @@ internal static class CliApp
           paravirt run artifacts/guests/hello.elf
           paravirt run hello.elf --backend emulator --memory 128M --timeout 10s
           paravirt run hello.elf --verbose --stats
-          paravirt run ./app -- arg1 arg2 --env HOME=/   (a static Linux executable, on the Linux personality)
+          paravirt run ./app --env HOME=/ -- arg1 arg2   (a static Linux executable, on the Linux personality)
           paravirt run blk.elf --disk disk.img            (a raw image, 512-byte sectors; add ,ro for read-only)
           paravirt run net.elf net.elf --net switch:lan --cmdline role=ping --cmdline role=pong
                                                     (two VMs on one in-memory Ethernet switch)
