@@ -27,7 +27,7 @@ pack: build
 	dotnet pack Paravirt.sln -c $(CONFIGURATION) --no-build -nologo -v:q -clp:ErrorsOnly
 
 # Unshipped = the public API now, minus what PublicAPI.Shipped.txt already lists (RS0016's code fix, from empty).
-PUBLIC_API_PROJECTS := src/Hypercall.Abi/Hypercall.Abi.csproj src/Hypervisor.Core/Hypervisor.Core.csproj
+PUBLIC_API_PROJECTS := src/Hypercall.Abi/Hypercall.Abi.csproj src/Hypervisor.Core/Hypervisor.Core.csproj src/Guest.Linux/Guest.Linux.csproj
 public-api:
 	@for p in $(PUBLIC_API_PROJECTS); do \
 	  printf '#nullable enable\n' > "$$(dirname $$p)/PublicAPI.Unshipped.txt"; \

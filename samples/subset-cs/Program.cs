@@ -78,7 +78,7 @@ internal static unsafe class Program
         }
         ManifestEntry entry = default;
         entry.Name[0] = (byte)'x';
-        Check("unsafe", buf[15] == 15 && *(uint*)buf == 0x03020100 && sum == 285 && sizeof(BootInfo) == 64 && entry.Name[0] == 'x');
+        Check("unsafe", buf[15] == 15 && *(uint*)buf == 0x03020100 && sum == 285 && sizeof(BootInfo) == 80 && entry.Name[0] == 'x');
 
         // Generics: methods and types over value and reference types.
         var ints = new Stack<int>(4);

@@ -9,7 +9,7 @@ namespace Paravirt.Abi;
 /// new guest can detect an old host).
 /// </summary>
 [AbiExport("pv_boot_info")]
-[StructLayout(LayoutKind.Explicit, Size = 64)]
+[StructLayout(LayoutKind.Explicit, Size = 80)]
 public struct BootInfo
 {
     /// <summary>Size of this structure as written by the host, in bytes.</summary>
@@ -34,9 +34,15 @@ public struct BootInfo
     [FieldOffset(48)] public ulong Features0;
     /// <summary>Reserved, zero.</summary>
     [FieldOffset(56)] public ulong Reserved0;
+    /// <summary>ABI 1.1: guest-physical address of <see cref="BootModuleCount"/> <see cref="BootModule"/> entries (the Linux personality's application image and arguments), or 0 when none.</summary>
+    [FieldOffset(64)] public ulong BootModules;
+    /// <summary>ABI 1.1: number of entries at <see cref="BootModules"/>.</summary>
+    [FieldOffset(72)] public uint BootModuleCount;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(76)] public uint Reserved1;
 
     /// <summary>The size of this structure in ABI version <see cref="AbiVersion.Current"/>.</summary>
-    public const int CurrentSize = 64;
+    public const int CurrentSize = 80;
 }
 
 /// <summary>Feature bits of feature word 0 (see <see cref="HypercallCode.Features"/>). Append-only.</summary>
@@ -59,4 +65,6 @@ public enum FeatureBits : ulong
     /// page's <see cref="ConsoleInterface.InFlagsOffset"/> word (ABI 1.1). Offered only; nothing to accept.
     /// </summary>
     ConsoleEndOfInput = 1UL << 4,
+    /// <summary>ABI 1.1: <see cref="HypercallCode.Random"/> returns bytes from the host's cryptographic random number generator.</summary>
+    Entropy = 1UL << 5,
 }

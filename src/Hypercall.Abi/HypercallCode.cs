@@ -33,6 +33,12 @@ public enum HypercallCode : uint
     Yield = 0x0008,
     /// <summary><c>device_info(index, buf, len)</c>: writes the <see cref="DeviceInfo"/> of attached device <c>index</c> (0-based) to <c>buf</c> (<c>len</c> &gt;= its size); returns the bytes written, or <see cref="HypercallStatus.NoDevice"/> past the last device.</summary>
     DeviceInfo = 0x0009,
+    /// <summary>ABI 1.1: <c>random(buf, len)</c>: fills <c>buf</c> with up to <c>len</c> bytes from the host's cryptographic random number generator (at most 4096 per call); returns the bytes written. Offered with <see cref="FeatureBits.Entropy"/>.</summary>
+    Random = 0x000A,
+    /// <summary>ABI 1.1: <c>syscall_unimplemented(number, rip)</c>: the guest's Linux personality answered Linux system call <c>number</c> (issued at user <c>rip</c>) with <c>-ENOSYS</c>; the host counts it and names it once when verbose. Returns 0.</summary>
+    SyscallUnimplemented = 0x000B,
+    /// <summary>ABI 1.1: <c>exit_signal(signo, address, rip)</c>: the guest's Linux personality ends the run because its application was killed by signal <c>signo</c> (for a fault: at data <c>address</c>, instruction <c>rip</c>); the exit status is <c>128 + signo</c>, as a shell reports it. Does not return.</summary>
+    ExitSignal = 0x000C,
 
     /// <summary><c>console_write(buf, len)</c>: writes bytes to the console output stream. Returns bytes written.</summary>
     ConsoleWrite = 0x0100,

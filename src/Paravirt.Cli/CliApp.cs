@@ -26,6 +26,7 @@ internal static class CliApp
           paravirt run artifacts/guests/hello.elf
           paravirt run hello.elf --backend emulator --memory 128M --timeout 10s
           paravirt run hello.elf --verbose --stats
+          paravirt run ./app --env HOME=/ -- arg1 arg2   (a static Linux executable, on the Linux personality)
           paravirt run blk.elf --disk disk.img            (a raw image, 512-byte sectors; add ,ro for read-only)
           paravirt run net.elf net.elf --net switch:lan --cmdline role=ping --cmdline role=pong
                                                     (two VMs on one in-memory Ethernet switch)
@@ -42,9 +43,17 @@ internal static class CliApp
     /// <summary>Runs the command line. <paramref name="guestOutput"/> receives the guest's console bytes.</summary>
     internal static int Run(string[] args, Stream guestOutput, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
     {
+        // Everything after the first "--" is the Linux application's argv[1..]: split it off before parsing, so that
+        // the application's own flags never meet paravirt's.
+        int separator = Array.IndexOf(args, "--");
+        string[] appArguments = separator < 0 ? [] : args[(separator + 1)..];
+        if (separator >= 0)
+        {
+            args = args[..separator];
+        }
         var image = new Argument<string[]>("image")
         {
-            Description = "Path of the guest image (an ELF built with Paravirt.Guest.Sdk). Several images run as several VMs at once.",
+            Description = "Path of the guest image: an ELF built with Paravirt.Guest.Sdk, or a static Linux x86-64 executable (run on the Linux personality). Several images run as several VMs at once.",
             Arity = ArgumentArity.OneOrMore,
         };
         // With several images allowed, an unknown flag would be taken for an image path: report it as unknown instead.
@@ -60,7 +69,7 @@ internal static class CliApp
             Description = "Backend: auto (KVM or WHP when present, else the emulator), kvm, whp, emulator.",
             DefaultValueFactory = _ => BackendSelector.Auto,
         };
-        var memory = new Option<string>("--memory", "-m") { Description = "Guest memory, e.g. 64M, 1G.", DefaultValueFactory = _ => "64M" };
+        var memory = new Option<string?>("--memory", "-m") { Description = $"Guest memory, e.g. 64M, 1G (default {DefaultMemory} for Paravirt images, {DefaultLinuxMemory} for Linux executables)." };
         var timeout = new Option<string?>("--timeout", "-t") { Description = "Stop the guest after this long, e.g. 500ms, 10s, 2m (default: no limit)." };
         var budget = new Option<string?>("--budget") { Description = "Stop the guest after this many instructions (emulator only)." };
         var cmdline = new Option<string[]>("--cmdline")
@@ -79,6 +88,11 @@ internal static class CliApp
             Description = $"Attach a block device: {DeviceSpecs.DiskSyntax} (a raw image, a multiple of 512 bytes; ro = read-only; names default to disk0, disk1, ...; vm = which image, default 0). Repeatable.",
             AllowMultipleArgumentsPerToken = false,
         };
+        var env = new Option<string[]>("--env", "-e")
+        {
+            Description = "For a Linux executable: an environment variable KEY=VALUE (nothing is inherited from paravirt's own environment). Repeatable. Its arguments follow '--'.",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var net = new Option<string[]>("--net")
         {
             Description = $"Attach a net device: {DeviceSpecs.NetSyntax} (switch: an in-memory Ethernet switch; every image gets a port unless vm= is given; tap: a Linux TAP interface, image 0 by default; names default to net0, net1, ...). Repeatable.",
@@ -87,12 +101,12 @@ internal static class CliApp
 
         var run = new Command("run", "Run a guest image; its console goes to stdout and its exit status becomes paravirt's.")
         {
-            image, backend, memory, timeout, budget, cmdline, verbose, stats, maxOutput, disk, net,
+            image, backend, memory, timeout, budget, cmdline, verbose, stats, maxOutput, disk, net, env,
         };
         run.SetAction(parse => RunGuest(new RunArguments(
-            parse.GetValue(image)!, parse.GetValue(backend)!, parse.GetValue(memory)!, parse.GetValue(timeout),
+            parse.GetValue(image)!, parse.GetValue(backend)!, parse.GetValue(memory), parse.GetValue(timeout),
             parse.GetValue(budget), parse.GetValue(cmdline) ?? [], parse.GetValue(verbose), parse.GetValue(stats),
-            parse.GetValue(disk) ?? [], parse.GetValue(net) ?? [], parse.GetValue(maxOutput)),
+            parse.GetValue(disk) ?? [], parse.GetValue(net) ?? [], parse.GetValue(maxOutput), parse.GetValue(env) ?? [], appArguments, separator >= 0),
             guestOutput, stdout, stderr, cancellationToken));
 
         var backends = new Command("backends", "List the backends and whether each can run guests here.");
@@ -114,17 +128,35 @@ internal static class CliApp
         return result.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
 
-    private sealed record RunArguments(string[] Images, string Backend, string Memory, string? Timeout, string? Budget, string[] CommandLines, bool Verbose, bool Stats, string[] Disks, string[] Nets, string? MaxOutput);
+    private sealed record RunArguments(string[] Images, string Backend, string? Memory, string? Timeout, string? Budget, string[] CommandLines, bool Verbose, bool Stats, string[] Disks, string[] Nets, string? MaxOutput, string[] Environment, string[] AppArguments, bool HasSeparator);
+
+    private const string DefaultMemory = "64M";
+    private const string DefaultLinuxMemory = "256M";
 
     private static int RunGuest(RunArguments a, Stream guestOutput, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
-        if (!SizeParser.TryParseSize(a.Memory, out ulong memorySize))
+        ulong memorySize = 0;
+        if (a.Memory is not null)
         {
-            return Fail(stderr, ExitCodes.Usage, $"--memory '{a.Memory}' is not a size; use a number with K, M or G, e.g. 64M");
+            if (!SizeParser.TryParseSize(a.Memory, out memorySize))
+            {
+                return Fail(stderr, ExitCodes.Usage, $"--memory '{a.Memory}' is not a size; use a number with K, M or G, e.g. 64M");
+            }
+            if (memorySize < Hypervisor.Memory.GuestMemory.MinSize || memorySize > Hypervisor.Memory.GuestMemory.MaxSize || memorySize % EntryConvention.PageSize != 0)
+            {
+                return Fail(stderr, ExitCodes.Usage, $"--memory {a.Memory} is out of range; use a multiple of 4K between 2M and 64G");
+            }
         }
-        if (memorySize < Hypervisor.Memory.GuestMemory.MinSize || memorySize > Hypervisor.Memory.GuestMemory.MaxSize || memorySize % EntryConvention.PageSize != 0)
+        if (a.HasSeparator && a.Images.Length != 1)
         {
-            return Fail(stderr, ExitCodes.Usage, $"--memory {a.Memory} is out of range; use a multiple of 4K between 2M and 64G");
+            return Fail(stderr, ExitCodes.Usage, "arguments after '--' go to one Linux executable; give exactly one image with them");
+        }
+        foreach (string e in a.Environment)
+        {
+            if (e.IndexOf('=', StringComparison.Ordinal) <= 0 || e.Contains('\0', StringComparison.Ordinal))
+            {
+                return Fail(stderr, ExitCodes.Usage, $"--env '{e}' is not KEY=VALUE");
+            }
         }
         TimeSpan? timeout = null;
         if (a.Timeout is not null)
@@ -210,11 +242,16 @@ internal static class CliApp
                 return Fail(stderr, ExitCodes.BadImage, ex.Message);
             }
         }
+        bool anyLinux = guests.Any(g => g.Kind == GuestImageKind.LinuxExecutable);
+        if ((a.HasSeparator || a.Environment.Length > 0) && !anyLinux)
+        {
+            return Fail(stderr, ExitCodes.Usage, "arguments after '--' and --env are for Linux executables; a Paravirt image takes --cmdline");
+        }
 
         BackendChoice choice;
         try
         {
-            choice = runner.Backends.Select(a.Backend);
+            choice = runner.Backends.Select(a.Backend, guests.Aggregate(BackendCapabilities.None, (c, g) => c | GuestRunner.RequiredCapabilities(g)));
         }
         catch (BackendUnavailableException ex)
         {
@@ -230,7 +267,7 @@ internal static class CliApp
         List<VirtualDevice>[] devices;
         try
         {
-            devices = DeviceSpecs.Create(guests, disks, nets, output, guests.Any(g => g.Manifest.Any(m => m.Kind == DeviceKind.Console)) ? Console.OpenStandardInput() : null);
+            devices = DeviceSpecs.Create(guests, disks, nets, output, guests.Any(g => g.Kind == GuestImageKind.LinuxExecutable || g.Manifest.Any(m => m.Kind == DeviceKind.Console)) ? Console.OpenStandardInput() : null);
         }
         catch (DeviceConfigurationException ex)
         {
@@ -265,10 +302,13 @@ internal static class CliApp
             {
                 try
                 {
+                    bool linux = guests[vm].Kind == GuestImageKind.LinuxExecutable;
                     results[vm] = runner.Run(guests[vm], new GuestRunOptions
                     {
                         Backend = choice.Backend.Name,
-                        MemorySize = memorySize,
+                        MemorySize = memorySize != 0 ? memorySize : SizeParser.TryParseSize(linux ? DefaultLinuxMemory : DefaultMemory, out ulong d) ? d : GuestRunOptions.DefaultMemorySize,
+                        Arguments = linux ? [a.Images[vm], .. a.AppArguments] : [],
+                        Environment = linux ? a.Environment : [],
                         Timeout = timeout,
                         InstructionBudget = budget,
                         Limits = limits,
@@ -340,6 +380,10 @@ internal static class CliApp
             {
                 case RunOutcome.Exited:
                     int status = (int)(result.ExitStatus & 0xFF);
+                    if (result.TerminatingSignal is not null)
+                    {
+                        stderr.WriteLine($"paravirt: {prefix}{result.Message}");
+                    }
                     firstStatus = firstStatus != 0 ? firstStatus : status;
                     break;
                 case RunOutcome.TimedOut or RunOutcome.BudgetExhausted:
@@ -372,7 +416,9 @@ internal static class CliApp
         foreach (IHypervisorBackend b in provider.GetServices<IHypervisorBackend>())
         {
             BackendAvailability a = b.Probe();
-            stdout.WriteLine($"{b.Name,-9} {(a.IsAvailable ? "available  " : "unavailable")} {a.Reason}");
+            // the Linux personality is a kernel: it needs a backend that gives the guest its own CPL 0
+            string linux = !a.IsAvailable ? "" : b.Capabilities.HasFlag(BackendCapabilities.SupervisorMode) ? " [Linux executables: yes]" : " [Linux executables: no]";
+            stdout.WriteLine($"{b.Name,-9} {(a.IsAvailable ? "available  " : "unavailable")} {a.Reason}{linux}");
         }
         return 0;
     }
@@ -395,6 +441,11 @@ internal static class CliApp
         if (s.OtherHypercalls > 0)
         {
             w.WriteLine($"    other  {"(unregistered)",-16} {s.OtherHypercalls,12}");
+        }
+        if (s.UnimplementedSyscalls.Count > 0)
+        {
+            w.WriteLine("  Linux system calls the Linux personality answered -ENOSYS:");
+            w.WriteLine($"    {string.Join(", ", s.UnimplementedSyscalls.Keys.Order().Select(Hypervisor.Linux.LinuxSyscallNames.Describe))}");
         }
     }
 

@@ -122,7 +122,7 @@ internal static class DeviceSpecs
     }
 
     /// <summary>
-    /// Creates every VM's devices: a console when the image's manifest asks for one (output to
+    /// Creates every VM's devices: a console when the image's manifest asks for one or the image is a Linux executable (output to
     /// <paramref name="output"/>, input from <paramref name="input"/> for VM 0 only), the disks, and the nets (a switch
     /// net without <c>vm=</c> gives every VM a port on the same switch). On error, disposes what it created and
     /// throws <see cref="DeviceConfigurationException"/> or <see cref="ArgumentException"/> with one line.
@@ -139,6 +139,11 @@ internal static class DeviceSpecs
                 foreach (ManifestDevice m in images[vm].Manifest.Where(m => m.Kind == DeviceKind.Console))
                 {
                     devices.Add(new ConsoleDevice(m.Name, output, vm == 0 ? input : null));
+                }
+                if (images[vm].Kind == GuestImageKind.LinuxExecutable)
+                {
+                    // the Linux application's standard input (fd 0); its output goes through the console_write hypercall
+                    devices.Add(new ConsoleDevice("console0", output, vm == 0 ? input : null));
                 }
                 int diskIndex = 0;
                 foreach (DiskSpec d in disks.Where(d => d.Vm == vm))

@@ -20,7 +20,7 @@ public sealed class AbiPinTests
             [
                 ("Version", 0x0000u), ("Features", 0x0001u), ("Exit", 0x0002u), ("DebugWrite", 0x0003u),
                 ("ClockMonotonic", 0x0004u), ("ClockWall", 0x0005u), ("Poll", 0x0006u), ("AcceptFeatures", 0x0007u),
-                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
+                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("Random", 0x000Au), ("SyscallUnimplemented", 0x000Bu), ("ExitSignal", 0x000Cu), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
                 ("BlockAttach", 0x0200u), ("NetAttach", 0x0300u), ("EventSend", 0x0400u),
             ]
         },
@@ -35,7 +35,7 @@ public sealed class AbiPinTests
         },
         {
             typeof(FeatureBits),
-            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("ConsoleEndOfInput", 16UL)]
+            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("ConsoleEndOfInput", 16UL), ("Entropy", 32UL)]
         },
         {
             typeof(DeviceKind),
@@ -52,6 +52,10 @@ public sealed class AbiPinTests
         {
             typeof(ConsoleInputFlags),
             [("None", 0u), ("EndOfInput", 1u)]
+        },
+        {
+            typeof(BootModuleKind),
+            [("None", 0u), ("LinuxExecutable", 1u), ("LinuxArguments", 2u)]
         },
     };
 
@@ -79,6 +83,7 @@ public sealed class AbiPinTests
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(DeviceFlags)));
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(BlockOperation)));
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(ConsoleInputFlags)));
+        Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(BootModuleKind)));
     }
 
     [Fact]
@@ -127,7 +132,8 @@ public sealed class AbiPinTests
         { typeof(ElfNote), [("Name", "Paravirt"), ("TypeAbi", 1u), ("TypeManifest", 2u), ("ManifestMaxEntries", 64u)] },
         { typeof(EntryConvention), [("ImageMinAddress", 0x10_0000UL), ("PageSize", 0x1000UL)] },
         { typeof(HypercallConvention), [("CodeRegister", "rax"), ("ResultRegister", "rax"), ("MaxArguments", 5)] },
-        { typeof(BootInfo), [("CurrentSize", 64)] },
+        { typeof(BootInfo), [("CurrentSize", 80)] },
+        { typeof(LinuxConstants), [("HypercallSyscall", 0x5056u), ("HypercallBufferSyscall", 0x5057u), ("MaxHypercallBuffer", 0x1_0000u), ("MaxArgumentsSize", 0x2_0000u)] },
         { typeof(RingConstants), [("HeaderSize", 64u), ("MaxOrder", 8u), ("EventPorts", 64u)] },
         { typeof(BlockConstants), [("SectorSize", 512u), ("SlotSize", 64u), ("MaxTransfer", 0x10_0000u)] },
         { typeof(NetConstants), [("SlotSize", 32u), ("DefaultMtu", 1500u), ("EthernetHeader", 14u), ("MaxFrame", 9014u)] },
@@ -198,6 +204,10 @@ public sealed class AbiPinTests
             ["NetRxRequest"] = "pv_net_rx_request",
             ["NetRxResponse"] = "pv_net_rx_response",
             ["ConsoleInterface"] = "PV_CONSOLE",
+            ["BootModule"] = "pv_boot_module",
+            ["BootModuleKind"] = "pv_boot_module_kind",
+            ["LinuxArgumentsHeader"] = "pv_linux_args",
+            ["LinuxConstants"] = "PV_LINUX",
         };
         Assert.Equal(expected.OrderBy(kv => kv.Key), actual.OrderBy(kv => kv.Key));
     }
@@ -205,13 +215,15 @@ public sealed class AbiPinTests
     public static TheoryData<Type, int, (string Field, int Offset)[]> StructPins => new()
     {
         {
-            typeof(BootInfo), 64,
+            typeof(BootInfo), 80,
             [
                 ("Size", 0), ("AbiMajor", 4), ("AbiMinor", 6), ("HypercallPage", 8), ("MemorySize", 16),
                 ("HeapStart", 24), ("CommandLine", 32), ("CommandLineLength", 40), ("VcpuCount", 44),
-                ("Features0", 48), ("Reserved0", 56),
+                ("Features0", 48), ("Reserved0", 56), ("BootModules", 64), ("BootModuleCount", 72), ("Reserved1", 76),
             ]
         },
+        { typeof(BootModule), 32, [("Kind", 0), ("Flags", 4), ("Address", 8), ("Size", 16), ("Reserved", 24)] },
+        { typeof(LinuxArgumentsHeader), 8, [("Argc", 0), ("Envc", 4)] },
         { typeof(AbiNote), 8, [("AbiMajor", 0), ("AbiMinor", 2), ("Flags", 4)] },
         { typeof(ManifestHeader), 8, [("Count", 0), ("Reserved", 4)] },
         { typeof(ManifestEntry), 32, [("Kind", 0), ("Flags", 4), ("Name", 8)] },
@@ -259,6 +271,13 @@ public sealed class AbiPinTests
         Assert.Equal(typeof(ulong), typeof(BootInfo).GetField("HypercallPage")!.FieldType);
         Assert.Equal(typeof(uint), typeof(BootInfo).GetField("CommandLineLength")!.FieldType);
         Assert.Equal(typeof(ulong), typeof(BootInfo).GetField("Features0")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(BootInfo).GetField("BootModules")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(BootInfo).GetField("BootModuleCount")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(BootModule).GetField("Kind")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(BootModule).GetField("Address")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(BootModule).GetField("Size")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(LinuxArgumentsHeader).GetField("Argc")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(LinuxArgumentsHeader).GetField("Envc")!.FieldType);
         Assert.Equal(typeof(ushort), typeof(AbiNote).GetField("AbiMinor")!.FieldType);
         Assert.Equal(typeof(uint), typeof(ManifestEntry).GetField("Kind")!.FieldType);
         FixedBufferAttribute name = typeof(ManifestEntry).GetField("Name")!.GetCustomAttribute<FixedBufferAttribute>()!;

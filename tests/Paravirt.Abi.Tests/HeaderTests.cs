@@ -61,7 +61,7 @@ public sealed class HeaderTests
     public void Gcc_CompilesHeaderWithStaticAsserts()
     {
         string asserts = HeaderGenerator.GenerateStaticAsserts(AbiAssembly);
-        Assert.Contains("_Static_assert(sizeof(pv_boot_info) == 64", asserts, StringComparison.Ordinal);
+        Assert.Contains("_Static_assert(sizeof(pv_boot_info) == 80", asserts, StringComparison.Ordinal);
         Assert.Contains("_Static_assert(offsetof(pv_manifest_entry, name) == 8", asserts, StringComparison.Ordinal);
         Gcc.Result r = CompileAgainst(File.ReadAllText(HeaderPath), asserts);
         Assert.True(r.ExitCode == 0, $"gcc rejected paravirt/abi.h with the generated _Static_asserts:\n{r.StdErr}");

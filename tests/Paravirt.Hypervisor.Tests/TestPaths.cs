@@ -25,4 +25,12 @@ internal static class TestPaths
         Assert.True(File.Exists(path), $"guest image {path} is missing: build the solution first (dotnet build Paravirt.sln)");
         return path;
     }
+
+    /// <summary>Path of a static Linux executable built from samples/linux-* by the normal build.</summary>
+    public static string LinuxExecutable(string name)
+    {
+        string path = Path.Combine(RepoRoot, "artifacts", "guests", "linux", name);
+        Assert.True(File.Exists(path), $"Linux executable {path} is missing: build the solution first (dotnet build Paravirt.sln)");
+        return path;
+    }
 }

@@ -16,6 +16,7 @@ public sealed class ConsumerWorkspace : IDisposable
     private readonly Lazy<string> _csGuest;
     private readonly Lazy<string> _host;
     private readonly Lazy<string> _tool;
+    private readonly Lazy<string> _linuxApp;
 
     public ConsumerWorkspace()
     {
@@ -26,6 +27,7 @@ public sealed class ConsumerWorkspace : IDisposable
         _csGuest = new(BuildCSharpGuest);
         _host = new(BuildHost);
         _tool = new(InstallTool);
+        _linuxApp = new(PublishLinuxApp);
     }
 
     /// <summary>Where third-party packages come from (override with PARAVIRT_PACKAGING_UPSTREAM, e.g. a mirror).</summary>
@@ -43,6 +45,13 @@ public sealed class ConsumerWorkspace : IDisposable
 
     /// <summary>The host console program (references Paravirt.Hypervisor.Core), as a path to its dll.</summary>
     public string HostDll => _host.Value;
+
+    /// <summary>
+    /// A fresh <c>dotnet new console</c> app turned into a Linux guest as docs/linux-guests.md says (PublishAot,
+    /// RuntimeIdentifier linux-x64, ParavirtLinuxGuest, a reference to Paravirt.Guest.Sdk) and published: the path
+    /// of the static executable in its publish folder.
+    /// </summary>
+    public string LinuxDotnetApp => _linuxApp.Value;
 
     /// <summary>The paravirt command installed from the feed with dotnet tool install --tool-path.</summary>
     public string Tool => _tool.Value;
@@ -213,6 +222,34 @@ public sealed class ConsumerWorkspace : IDisposable
         string dll = Path.Combine(dir, "bin", "Release", "net10.0", "host.dll");
         Assert.True(File.Exists(dll), $"the host build succeeded but {dll} is missing");
         return dll;
+    }
+
+    private string PublishLinuxApp()
+    {
+        LocalFeed.Require();
+        WriteNuGetConfig();
+        const string name = "hello-linux";
+        string dir = Path.Combine(Root, name);
+        Command.Result created = Dotnet(Root, "new", "console", "-o", name, "--framework", "net10.0");
+        Assert.True(created.ExitCode == 0, created.Describe("dotnet new console"));
+        string csproj = Path.Combine(dir, name + ".csproj");
+        string project = File.ReadAllText(csproj);
+        Assert.Contains("</PropertyGroup>", project, StringComparison.Ordinal);
+        File.WriteAllText(csproj, project.Replace("</PropertyGroup>", $"""
+                <PublishAot>true</PublishAot>
+                <RuntimeIdentifier>linux-x64</RuntimeIdentifier>
+                <ParavirtLinuxGuest>true</ParavirtLinuxGuest>
+              </PropertyGroup>
+              <ItemGroup>
+                <PackageReference Include="Paravirt.Guest.Sdk" Version="{LocalFeed.Version}" PrivateAssets="all" />
+              </ItemGroup>
+            """, StringComparison.Ordinal));
+        Command.Result r = Dotnet(dir, "publish", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        Assert.True(r.ExitCode == 0, r.Describe("dotnet publish of a console app with ParavirtLinuxGuest"));
+        AssertRestoredFromFeed("Paravirt.Guest.Sdk");
+        string exe = Path.Combine(dir, "bin", "Release", "net10.0", "linux-x64", "publish", name);
+        Assert.True(File.Exists(exe), $"the publish succeeded but {exe} is missing\n{r.StdOut}");
+        return exe;
     }
 
     private string InstallTool()

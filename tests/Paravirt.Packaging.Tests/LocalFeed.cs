@@ -16,6 +16,7 @@ internal static partial class LocalFeed
         ("Paravirt.Hypercall.Abi", "src/Hypercall.Abi"),
         ("Paravirt.Hypervisor.Core", "src/Hypervisor.Core"),
         ("Paravirt.Guest.Sdk", "src/Guest.Sdk"),
+        ("Paravirt.Guest.Linux", "src/Guest.Linux"),
         ("Paravirt.Cli", "src/Paravirt.Cli"),
     ];
 

@@ -33,9 +33,10 @@ public sealed class PackageContentTests
     }
 
     [Theory]
-    [InlineData("Paravirt.Hypercall.Abi")]
-    [InlineData("Paravirt.Hypervisor.Core")]
-    public void Library_packages_ship_the_assembly_with_xml_docs_and_symbols_with_embedded_sources(string id)
+    [InlineData("Paravirt.Hypercall.Abi", 6)]
+    [InlineData("Paravirt.Hypervisor.Core", 6)]
+    [InlineData("Paravirt.Guest.Linux", 2)]
+    public void Library_packages_ship_the_assembly_with_xml_docs_and_symbols_with_embedded_sources(string id, int minDocuments)
     {
         string[] entries = LocalFeed.Entries(LocalFeed.PackagePath(id));
         Assert.Contains($"lib/net10.0/{id}.dll", entries);
@@ -48,7 +49,7 @@ public sealed class PackageContentTests
         Assert.True(File.Exists(LocalFeed.SymbolsPath(id)), $"{LocalFeed.SymbolsPath(id)} is missing (IncludeSymbols/SymbolPackageFormat)");
         byte[] dll = LocalFeed.ReadEntry(LocalFeed.PackagePath(id), $"lib/net10.0/{id}.dll");
         byte[] pdb = LocalFeed.ReadEntry(LocalFeed.SymbolsPath(id), $"lib/net10.0/{id}.pdb");
-        AssertPdbMatchesAndEmbedsSources(id, dll, pdb);
+        AssertPdbMatchesAndEmbedsSources(id, dll, pdb, minDocuments);
     }
 
     [Fact]
@@ -97,6 +98,26 @@ public sealed class PackageContentTests
     }
 
     [Fact]
+    public void Core_carries_the_linux_personality_built_from_source()
+    {
+        // The library OS is an embedded resource of the assembly: a library user needs nothing else.
+        byte[] dll = LocalFeed.ReadEntry(LocalFeed.PackagePath("Paravirt.Hypervisor.Core"), "lib/net10.0/Paravirt.Hypervisor.Core.dll");
+        using var pe = new PEReader(new MemoryStream(dll));
+        MetadataReader md = pe.GetMetadataReader();
+        Assert.Contains(md.ManifestResources.Select(h => md.GetString(md.GetManifestResource(h).Name)), n => n == "Paravirt.Hypervisor.Linux.paravirt-linux.elf");
+    }
+
+    [Fact]
+    public void Guest_linux_package_binds_libc_at_link_time_and_depends_on_the_abi()
+    {
+        const string id = "Paravirt.Guest.Linux";
+        string targets = System.Text.Encoding.UTF8.GetString(LocalFeed.ReadEntry(LocalFeed.PackagePath(id), $"build/{id}.targets"));
+        Assert.Contains("<DirectPInvoke Include=\"libc\" />", targets, StringComparison.Ordinal);
+        XElement abi = Assert.Single(LocalFeed.Nuspec(id).Descendants(), e => e.Name.LocalName == "dependency" && (string?)e.Attribute("id") == "Paravirt.Hypercall.Abi");
+        Assert.Equal(LocalFeed.Version, (string?)abi.Attribute("version"));
+    }
+
+    [Fact]
     public void Cli_package_is_a_dotnet_tool_named_paravirt_with_symbols()
     {
         const string id = "Paravirt.Cli";
@@ -124,7 +145,7 @@ public sealed class PackageContentTests
         Assert.True(strays.Length == 0, $"unexpected packages in {LocalFeed.Directory}: {string.Join(", ", strays)} (tests, tools, bench and samples set IsPackable=false)");
     }
 
-    private static void AssertPdbMatchesAndEmbedsSources(string id, byte[] dll, byte[] pdb)
+    private static void AssertPdbMatchesAndEmbedsSources(string id, byte[] dll, byte[] pdb, int minDocuments)
     {
         using var pe = new PEReader(new MemoryStream(dll));
         DebugDirectoryEntry codeView = Assert.Single(pe.ReadDebugDirectory(), e => e.Type == DebugDirectoryEntryType.CodeView);
@@ -146,7 +167,7 @@ public sealed class PackageContentTests
             }
         }
         string[] missing = [.. reader.Documents.Where(d => !embedded.Contains(d)).Select(d => reader.GetString(reader.GetDocument(d).Name))];
-        Assert.True(reader.Documents.Count > 5, $"{id}.pdb lists only {reader.Documents.Count} documents");
+        Assert.True(reader.Documents.Count >= minDocuments, $"{id}.pdb lists only {reader.Documents.Count} documents");
         Assert.True(missing.Length == 0, $"{id}.pdb does not embed: {string.Join(", ", missing)} (EmbedAllSources)");
     }
 }

@@ -16,6 +16,9 @@ namespace Paravirt.Scenarios;
 /// <summary>A scenario's check failed; the message says what was expected and what happened.</summary>
 internal sealed class ScenarioFailedException(string message) : Exception(message);
 
+/// <summary>The scenario cannot run on this backend (the message says why); it is reported as SKIP, not as a failure.</summary>
+internal sealed class ScenarioSkippedException(string message) : Exception(message);
+
 /// <summary>Scenarios that run guests on the real KVM backend. Each returns a short detail line or throws.</summary>
 [SupportedOSPlatform("linux")]
 internal static class KvmScenarios

@@ -6,7 +6,8 @@
 # See ../shared/KVM-UNDER-TCG.md (from the repository root) for the facts behind each step.
 #
 # Usage: tests/nested-kvm/run.sh [scenario-name ...]      (no names: all scenarios)
-# Environment: NESTED_KVM_TIMEOUT (seconds, default 300), NESTED_KVM_SKIP_PUBLISH=1 (reuse the last publish).
+# Environment: NESTED_KVM_TIMEOUT (seconds, default 300), NESTED_KVM_SKIP_PUBLISH=1 (reuse the last publish),
+#              NESTED_KVM_ARGS (other arguments for the scenario program instead of scenario names: bench/linux.sh).
 # Caches the kernel under artifacts/nested-kvm/ (ignored by git); a fresh clone builds everything it needs.
 set -euo pipefail
 
@@ -93,6 +94,11 @@ for a in sh mount insmod poweroff cat echo ls; do ln -s busybox "$root/bin/$a"; 
 cp "$kdir"/modules/*.ko "$root/modules/"
 cp "$scenarios" "$root/scenarios/"
 cp artifacts/guests/*.elf "$root/guests/" 2>/dev/null || true
+# static Linux executables (samples/linux-*): run natively and on the Linux personality by LinuxScenarios
+if [ -d artifacts/guests/linux ]; then
+    mkdir -p "$root/guests/linux"
+    cp artifacts/guests/linux/* "$root/guests/linux/" 2>/dev/null || true
+fi
 # The glibc pieces the program links against, at the same paths.
 for lib in $(ldd "$scenarios" | grep -o '/[^ ]*'); do
     mkdir -p "$root$(dirname "$lib")"
@@ -100,6 +106,9 @@ for lib in $(ldd "$scenarios" | grep -o '/[^ ]*'); do
 done
 filter=""
 if [ $# -gt 0 ]; then filter=" $*"; fi
+# NESTED_KVM_ARGS replaces the scenario names with other arguments for the scenario program (bench/linux.sh:
+# "--bench-linux 3"); the run is then a measurement, not a test: its output is printed, nothing is counted.
+if [ -n "${NESTED_KVM_ARGS:-}" ]; then filter=" $NESTED_KVM_ARGS"; fi
 cat >"$root/init" <<EOF
 #!/bin/sh
 mount -t proc proc /proc
@@ -129,6 +138,11 @@ qemu_rc=${PIPESTATUS[0]}
 set -e
 cat "$serial"
 log "QEMU exited with $qemu_rc after $((SECONDS - started)) s"
+
+if [ -n "${NESTED_KVM_ARGS:-}" ]; then
+    log "ran the scenario program with '$NESTED_KVM_ARGS' (a measurement: nothing counted)"
+    exit "$qemu_rc"
+fi
 
 # (the firmware's terminal escapes are stripped and result lines split from any text before them, above, so every
 # result line starts its line: eng/test.sh counts them the same way)

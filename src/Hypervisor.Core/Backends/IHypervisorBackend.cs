@@ -110,4 +110,11 @@ public enum BackendCapabilities
     InstructionBudget = 1 << 0,
     /// <summary><see cref="IVcpu.InstructionsRetired"/> counts the guest instructions executed.</summary>
     InstructionCount = 1 << 1,
+    /// <summary>
+    /// The guest's CPL 0 code owns the CPU's system state: its own page tables (CR3, U/S, NX), GDT, IDT and TSS, the
+    /// SYSCALL MSRs, exceptions delivered through its IDT, and code of its own at CPL 3. The Linux personality (a
+    /// library OS under a Linux executable) needs it. KVM with hardware virtualization and WHP have it; KVM under
+    /// <c>kvm_pvm</c> does not (PVM runs the guest at hardware CPL 3 on shadow page tables and delivers events its own way).
+    /// </summary>
+    SupervisorMode = 1 << 3,
 }

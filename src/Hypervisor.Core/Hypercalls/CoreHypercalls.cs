@@ -1,10 +1,12 @@
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Hypercalls;
 
 /// <summary>The built-in core (<c>0x00xx</c>) and console-write hypercalls.</summary>
-internal sealed class CoreHypercalls : IHypercallProvider
+internal sealed partial class CoreHypercalls : IHypercallProvider
 {
     /// <summary>Largest buffer one write hypercall copies (1 MiB); longer writes return a short count.</summary>
     internal const int MaxWriteChunk = 1 << 20;
@@ -22,8 +24,88 @@ internal sealed class CoreHypercalls : IHypercallProvider
         new((uint)HypercallCode.Poll, "poll", Poll),
         new((uint)HypercallCode.AcceptFeatures, "accept_features", AcceptFeatures),
         new((uint)HypercallCode.Yield, "yield", static (in HypercallArgs _, GuestSession _) => { Thread.Yield(); return 0; }),
+        new((uint)HypercallCode.Random, "random", Random),
+        new((uint)HypercallCode.SyscallUnimplemented, "syscall_unimplemented", SyscallUnimplemented),
+        new((uint)HypercallCode.ExitSignal, "exit_signal", ExitSignal),
         new((uint)HypercallCode.ConsoleWrite, "console_write", Write),
     ];
+
+    /// <summary>Most bytes one random hypercall returns.</summary>
+    internal const int MaxRandomChunk = 4096;
+
+    private static long Random(in HypercallArgs args, GuestSession session)
+    {
+        ulong length = Math.Min(args.A2, MaxRandomChunk);
+        if (!session.Memory.TryGetSpan(new GuestAddress(args.A1), length, out Span<byte> span))
+        {
+            return (long)HypercallStatus.Fault;
+        }
+        return FillRandom(span) ? (long)length : (long)HypercallStatus.IoError;
+    }
+
+    /// <summary>
+    /// Cryptographic random bytes. On Linux straight from the kernel (getrandom): .NET's RandomNumberGenerator goes
+    /// through OpenSSL there, which a host need not have (the nested-KVM initramfs does not).
+    /// </summary>
+    private static unsafe bool FillRandom(Span<byte> span)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            System.Security.Cryptography.RandomNumberGenerator.Fill(span);
+            return true;
+        }
+        int done = 0;
+        while (done < span.Length)
+        {
+            fixed (byte* p = span[done..])
+            {
+                // Safe: p points at span.Length - done writable bytes, pinned for the call.
+                nint n = Interop.Libc.getrandom(p, (nuint)(span.Length - done), 0);
+                if (n <= 0)
+                {
+                    if (n < 0 && Marshal.GetLastPInvokeError() == Interop.Libc.EINTR)
+                    {
+                        continue;
+                    }
+                    return false;
+                }
+                done += (int)n;
+            }
+        }
+        return true;
+    }
+
+    private static long SyscallUnimplemented(in HypercallArgs args, GuestSession session)
+    {
+        Dictionary<ulong, long> counts = session.UnimplementedSyscalls;
+        long seen = counts.GetValueOrDefault(args.A1);
+        if (seen == 0 && counts.Count >= 1024)
+        {
+            return 0; // a hostile guest cannot grow the table without bound
+        }
+        counts[args.A1] = seen + 1;
+        if (seen == 0 && session.Logger is { } logger)
+        {
+            LogUnimplementedSyscall(logger, Linux.LinuxSyscallNames.Describe(args.A1), args.A2);
+        }
+        return 0;
+    }
+
+    private static long ExitSignal(in HypercallArgs args, GuestSession session)
+    {
+        int signal = args.A1 is >= 1 and <= 64 ? (int)args.A1 : 0;
+        if (signal == 0)
+        {
+            session.RequestExit(255);
+            return 0;
+        }
+        session.FatalSignal = new Linux.LinuxFatalSignal(signal, args.A2, args.A3);
+        session.RequestExit(128 + signal);
+        return 0;
+    }
+
+    [LoggerMessage(EventId = 400, Level = LogLevel.Information, Message = "the Linux application made system call {Syscall} (at rip 0x{Rip:x}), which the Linux personality does not implement: it got -ENOSYS")]
+    private static partial void LogUnimplementedSyscall(ILogger logger, string syscall, ulong rip);
 
     private static long Features(in HypercallArgs args, GuestSession session) =>
         args.A1 == 0 ? (long)session.OfferedFeatures : 0;

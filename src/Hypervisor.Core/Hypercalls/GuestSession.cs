@@ -67,7 +67,7 @@ public sealed partial class GuestSession : IDisposable
     public CancellationToken Stopping { get; }
 
     /// <summary>Feature word 0 the host offers.</summary>
-    public FeatureBits OfferedFeatures { get; set; } = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll;
+    public FeatureBits OfferedFeatures { get; set; } = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll | FeatureBits.Entropy;
 
     /// <summary>Feature word 0 the guest accepted (<see cref="HypercallCode.AcceptFeatures"/>).</summary>
     public FeatureBits AcceptedFeatures { get; set; }
@@ -103,6 +103,12 @@ public sealed partial class GuestSession : IDisposable
 
     /// <summary>Logger for device events (a device that broke).</summary>
     internal ILogger? Logger { get; init; }
+
+    /// <summary>Linux system calls the Linux personality answered with -ENOSYS, by number (<see cref="HypercallCode.SyscallUnimplemented"/>).</summary>
+    internal Dictionary<ulong, long> UnimplementedSyscalls { get; } = [];
+
+    /// <summary>The signal that killed a Linux application (<see cref="HypercallCode.ExitSignal"/>), if one did.</summary>
+    internal Linux.LinuxFatalSignal? FatalSignal { get; set; }
 
     /// <summary>True once the guest called <see cref="HypercallCode.Exit"/>.</summary>
     public bool ExitRequested { get; private set; }

@@ -14,11 +14,18 @@ namespace Paravirt.Hypervisor.Loading;
 /// No other exception type escapes <see cref="Parse"/> for any byte content.
 /// </summary>
 /// <remarks>
-/// Accepted images: <c>ELFCLASS64</c>, little-endian, <c>EM_X86_64</c>, <c>ET_EXEC</c> (statically linked, not PIE),
-/// with 1 to <see cref="MaxProgramHeaders"/> program headers, at least one <c>PT_LOAD</c> segment, identity mapped
-/// (<c>p_vaddr == p_paddr</c>), loaded at or above <see cref="EntryConvention.ImageMinAddress"/> and below
-/// <see cref="GuestMemory.MaxSize"/>, segments not overlapping, the entry point inside an executable segment, and a
-/// <see cref="ElfNote.Name"/> ABI note in a <c>PT_NOTE</c> segment that this host's ABI version accepts.
+/// Two kinds of image are accepted, both <c>ELFCLASS64</c>, little-endian, <c>EM_X86_64</c>, OS ABI System V or GNU,
+/// with 1 to <see cref="MaxProgramHeaders"/> program headers, at least one <c>PT_LOAD</c> segment, segments not
+/// overlapping and the entry point inside an executable segment:
+/// <list type="bullet">
+/// <item>A Paravirt guest image (<see cref="GuestImageKind.Paravirt"/>): it has a <see cref="ElfNote.Name"/> ABI note in a
+/// <c>PT_NOTE</c> segment that this host's ABI version accepts; <c>ET_EXEC</c> (statically linked, not PIE), identity
+/// mapped (<c>p_vaddr == p_paddr</c>), loaded at or above <see cref="EntryConvention.ImageMinAddress"/> and below
+/// <see cref="GuestMemory.MaxSize"/>.</item>
+/// <item>A static Linux executable (<see cref="GuestImageKind.LinuxExecutable"/>): no Paravirt ABI note; <c>ET_EXEC</c> or
+/// static-pie <c>ET_DYN</c>, its segments in the user half of the x86-64 address space. It runs on the Linux
+/// personality (a library OS the host loads with it).</item>
+/// </list>
 /// Program headers of other types (<c>PT_GNU_STACK</c>, <c>PT_GNU_PROPERTY</c>, <c>PT_TLS</c>, ...) are ignored,
 /// except <c>PT_INTERP</c> (a dynamically linked image), which is refused.
 /// </remarks>
@@ -37,19 +44,32 @@ public static class ElfLoader
     private const ushort ET_REL = 1, ET_EXEC = 2, ET_DYN = 3, ET_CORE = 4;
     private const ushort EM_X86_64 = 62;
     private const int Elf64HeaderSize = 64, Elf64PhdrSize = 56, Elf64ShdrSize = 64;
-    private const uint PT_LOAD = 1, PT_INTERP = 3, PT_NOTE = 4;
+    private const uint PT_LOAD = 1, PT_DYNAMIC = 2, PT_INTERP = 3, PT_NOTE = 4;
     private const uint PF_X = 1;
     private const int NoteHeaderSize = 12;
     private const uint ManifestFlagOptional = 1;
     private const int ManifestNameSize = 24;
     private const int AbiNoteSize = 8, ManifestHeaderSize = 8, ManifestEntrySize = 32;
 
+    /// <summary>First address past the user half of the x86-64 address space a Linux executable may occupy (Linux's TASK_SIZE).</summary>
+    internal const ulong LinuxUserTop = 0x0000_7FFF_FFFF_F000;
+    /// <summary>Lowest address a Linux executable may map (Linux's default vm.mmap_min_addr).</summary>
+    internal const ulong LinuxMinAddress = 0x1_0000;
+
     private static ReadOnlySpan<byte> Magic => [0x7F, (byte)'E', (byte)'L', (byte)'F'];
     private static ReadOnlySpan<byte> NoteOwner => "Paravirt\0"u8;
 
     /// <summary>Parses <paramref name="file"/> and checks it against the host ABI <paramref name="host"/>.</summary>
     /// <exception cref="ImageFormatException">The image is unusable; the message says why, in one line.</exception>
-    public static GuestImage Parse(byte[] file, AbiVersion host)
+    public static GuestImage Parse(byte[] file, AbiVersion host) => ParseCore(file, host, physicalLoad: false);
+
+    /// <summary>
+    /// Parses the Linux personality's library OS: a Paravirt guest image linked to run above the identity map (its
+    /// <c>p_vaddr</c> is where its own page tables put it), loaded at <c>p_paddr</c>, entered at a physical entry point.
+    /// </summary>
+    internal static GuestImage ParsePhysical(byte[] file, AbiVersion host) => ParseCore(file, host, physicalLoad: true);
+
+    private static GuestImage ParseCore(byte[] file, AbiVersion host, bool physicalLoad)
     {
         ArgumentNullException.ThrowIfNull(file);
         ReadOnlySpan<byte> f = file;
@@ -104,11 +124,10 @@ public static class ElfLoader
         {
             Fail($"not an x86-64 image (e_machine is {machine}{MachineName(machine)}, expected 62 = EM_X86_64)");
         }
-        if (type != ET_EXEC)
+        if (type is not (ET_EXEC or ET_DYN))
         {
             Fail(type switch
             {
-                ET_DYN => "the image is a position-independent executable or shared object (e_type ET_DYN), not a plain executable (ET_EXEC): PIE and shared objects are not supported; link with -static -no-pie and the Paravirt linker script",
                 ET_REL => "the image is a relocatable object file (e_type ET_REL), not an executable (ET_EXEC): link it with the Paravirt linker script",
                 ET_CORE => "the file is a core dump (e_type ET_CORE), not an executable (ET_EXEC)",
                 _ => $"unsupported e_type {type}: a guest image must be an executable (ET_EXEC); link it with the Paravirt linker script",
@@ -157,9 +176,11 @@ public static class ElfLoader
             }
         }
 
-        // --- Program headers --------------------------------------------------------------------------------
-        var loads = new List<(int Index, ImageSegment Segment)>();
+        // --- Program headers: what every kind needs (file ranges), then the notes that say which kind it is ----------
+        var loads = new List<(int Index, ImageSegment Segment, ulong PhysicalAddress)>();
         var notes = new List<(int Index, ulong Offset, ulong Size, ulong Align)>();
+        int interp = -1;
+        bool dynamic = false;
         for (int i = 0; i < phnum; i++)
         {
             ReadOnlySpan<byte> ph = f.Slice((int)phoff + i * Elf64PhdrSize, Elf64PhdrSize);
@@ -174,7 +195,10 @@ public static class ElfLoader
             switch (pType)
             {
                 case PT_INTERP:
-                    Fail("the image is dynamically linked (it has a PT_INTERP program header); link it statically (-static -nostdlib) with the Paravirt linker script");
+                    interp = interp < 0 ? i : interp;
+                    break;
+                case PT_DYNAMIC:
+                    dynamic = true;
                     break;
                 case PT_NOTE:
                     if (!FitsIn(pOffset, pFilesz, fileLength))
@@ -184,42 +208,57 @@ public static class ElfLoader
                     notes.Add((i, pOffset, pFilesz, pAlign));
                     break;
                 case PT_LOAD:
-                    ValidateLoad(i, pOffset, pVaddr, pPaddr, pFilesz, pMemsz, pAlign, fileLength);
+                    ValidateLoadFileBytes(i, pOffset, pVaddr, pFilesz, pMemsz, fileLength);
                     if (pMemsz != 0)
                     {
-                        loads.Add((i, new ImageSegment(pVaddr, pOffset, pFilesz, pMemsz, pFlags)));
+                        loads.Add((i, new ImageSegment(pVaddr, pOffset, pFilesz, pMemsz, pFlags), pPaddr));
+                        ValidateLoadAlignment(i, pOffset, pVaddr, pFilesz, pAlign);
                     }
                     break;
                 default:
                     break; // PT_GNU_STACK, PT_GNU_PROPERTY, PT_TLS, PT_PHDR ...: not needed to load a guest.
             }
         }
-        if (loads.Count == 0)
-        {
-            Fail("the image has no loadable (PT_LOAD) segment with contents; link it with the Paravirt linker script");
-        }
 
-        loads.Sort(static (a, b) => a.Segment.Address.CompareTo(b.Segment.Address));
-        for (int k = 1; k < loads.Count; k++)
-        {
-            (int pi, ImageSegment p) = loads[k - 1];
-            (int ci, ImageSegment c) = loads[k];
-            if (p.Address + p.MemorySize > c.Address) // no overflow: checked in ValidateLoad
-            {
-                Fail($"segments {pi} (0x{p.Address:x}-0x{p.Address + p.MemorySize:x}) and {ci} (0x{c.Address:x}-0x{c.Address + c.MemorySize:x}) overlap in memory; the file is corrupt or badly linked");
-            }
-        }
-
-        // --- Entry point --------------------------------------------------------------------------------------
-        ValidateEntry(entry, loads);
-
-        // --- Notes ----------------------------------------------------------------------------------------------
         AbiVersion? guestVersion = null;
         List<ManifestDevice>? manifest = null;
         foreach ((int index, ulong offset, ulong size, ulong align) in notes)
         {
             ParseNotes(f.Slice((int)offset, (int)size), index, align, ref guestVersion, ref manifest);
         }
+
+        if (guestVersion is null && !physicalLoad)
+        {
+            return ParseLinux(file, type, entry, loads.ConvertAll(l => (l.Index, l.Segment)), interp, dynamic);
+        }
+
+        // --- A Paravirt guest image -------------------------------------------------------------------------
+        if (type != ET_EXEC)
+        {
+            Fail("the image is a position-independent executable or shared object (e_type ET_DYN), not a plain executable (ET_EXEC): PIE and shared objects are not supported; link with -static -no-pie and the Paravirt linker script");
+        }
+        if (interp >= 0)
+        {
+            Fail("the image is dynamically linked (it has a PT_INTERP program header); link it statically (-static -nostdlib) with the Paravirt linker script");
+        }
+        var placed = new List<(int Index, ImageSegment Segment)>(loads.Count);
+        foreach ((int i, ImageSegment seg, ulong paddr) in loads)
+        {
+            ulong at = physicalLoad ? paddr : seg.Address;
+            if (!physicalLoad && seg.Address != paddr)
+            {
+                Fail($"segment {i} (PT_LOAD): p_vaddr 0x{seg.Address:x} differs from p_paddr 0x{paddr:x}; Paravirt guests are identity mapped (link with the Paravirt linker script)");
+            }
+            ValidateParavirtPlacement(i, at, seg.MemorySize);
+            placed.Add((i, seg with { Address = at }));
+        }
+        if (placed.Count == 0)
+        {
+            Fail("the image has no loadable (PT_LOAD) segment with contents; link it with the Paravirt linker script");
+        }
+        CheckOverlaps(placed);
+        ValidateEntry(entry, placed);
+
         AbiVersion gv = guestVersion
             ?? throw new ImageFormatException("not a Paravirt guest image: it has no Paravirt ABI note (build it with Paravirt.Guest.Sdk)");
         if (host.TryExplainRefusal(gv, out string? reason))
@@ -227,12 +266,67 @@ public static class ElfLoader
             Fail(reason);
         }
 
-        var segments = new ImageSegment[loads.Count];
-        for (int k = 0; k < segments.Length; k++)
+        return new GuestImage(file, entry, placed.ConvertAll(static l => l.Segment), gv, (IReadOnlyList<ManifestDevice>?)manifest ?? [], GuestImageKind.Paravirt);
+    }
+
+    /// <summary>The rules for an image without a Paravirt note: a static Linux executable for the Linux personality.</summary>
+    private static GuestImage ParseLinux(byte[] file, ushort type, ulong entry, List<(int Index, ImageSegment Segment)> loads, int interp, bool dynamic)
+    {
+        if (interp >= 0)
         {
-            segments[k] = loads[k].Segment;
+            Fail("the image is a dynamically linked Linux executable (it has a PT_INTERP program header); Paravirt runs static executables: link it with -static (for a .NET app: dotnet publish -p:PublishAot=true -p:StaticExecutable=true -p:PositionIndependentExecutable=false)");
         }
-        return new GuestImage(file, entry, segments, gv, (IReadOnlyList<ManifestDevice>?)manifest ?? []);
+        if (type == ET_DYN && !dynamic)
+        {
+            Fail("the image is a shared object or a position-independent executable without a PT_DYNAMIC segment (e_type ET_DYN): a Linux executable must be static (ET_EXEC, or static-pie ET_DYN)");
+        }
+        if (loads.Count == 0)
+        {
+            Fail("the Linux executable has no loadable (PT_LOAD) segment with contents");
+        }
+        ulong low = ulong.MaxValue, high = 0;
+        foreach ((int i, ImageSegment s) in loads)
+        {
+            if (s.Address + s.MemorySize < s.Address)
+            {
+                Fail($"segment {i} (PT_LOAD): address 0x{s.Address:x} + size 0x{s.MemorySize:x} overflows 64 bits; the file is corrupt");
+            }
+            low = Math.Min(low, s.Address);
+            high = Math.Max(high, s.Address + s.MemorySize);
+        }
+        // ET_EXEC runs at its addresses; static-pie is moved to the library OS's load base, so only its span counts.
+        ulong span = high - (low & ~(EntryConvention.PageSize - 1));
+        if (type == ET_EXEC)
+        {
+            foreach ((int i, ImageSegment s) in loads)
+            {
+                if (s.Address < LinuxMinAddress || s.Address + s.MemorySize > LinuxUserTop)
+                {
+                    Fail($"segment {i} (PT_LOAD) at 0x{s.Address:x}-0x{s.Address + s.MemorySize:x} lies outside the Linux user address space (0x{LinuxMinAddress:x}-0x{LinuxUserTop:x})");
+                }
+            }
+        }
+        else if (span > 1UL << 40)
+        {
+            Fail($"the static-pie executable spans 0x{span:x} bytes of address space, more than the 1 TiB the Linux personality maps it into");
+        }
+        CheckOverlaps(loads);
+        ValidateEntry(entry, loads);
+        return new GuestImage(file, entry, loads.ConvertAll(static l => l.Segment), AbiVersion.Current, [], GuestImageKind.LinuxExecutable);
+    }
+
+    private static void CheckOverlaps(List<(int Index, ImageSegment Segment)> loads)
+    {
+        loads.Sort(static (a, b) => a.Segment.Address.CompareTo(b.Segment.Address));
+        for (int k = 1; k < loads.Count; k++)
+        {
+            (int pi, ImageSegment p) = loads[k - 1];
+            (int ci, ImageSegment c) = loads[k];
+            if (p.Address + p.MemorySize > c.Address) // no overflow: checked by the placement rules
+            {
+                Fail($"segments {pi} (0x{p.Address:x}-0x{p.Address + p.MemorySize:x}) and {ci} (0x{c.Address:x}-0x{c.Address + c.MemorySize:x}) overlap in memory; the file is corrupt or badly linked");
+            }
+        }
     }
 
     /// <summary>Reads and parses the image at <paramref name="path"/>.</summary>
@@ -242,7 +336,9 @@ public static class ElfLoader
         byte[] bytes = ReadImageFile(path);
         try
         {
-            return Parse(bytes, host);
+            GuestImage image = Parse(bytes, host);
+            image.SourcePath = path;
+            return image;
         }
         catch (ImageFormatException ex)
         {
@@ -256,6 +352,10 @@ public static class ElfLoader
     {
         ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(memory);
+        if (image.Kind != GuestImageKind.Paravirt)
+        {
+            throw new ImageFormatException("a Linux executable is not loaded directly: GuestRunner runs it on the Linux personality");
+        }
         ReadOnlySpan<byte> file = image.FileBytes;
         foreach (ImageSegment s in image.Segments)
         {
@@ -278,7 +378,7 @@ public static class ElfLoader
         return image.End;
     }
 
-    private static void ValidateLoad(int i, ulong offset, ulong vaddr, ulong paddr, ulong filesz, ulong memsz, ulong align, ulong fileLength)
+    private static void ValidateLoadFileBytes(int i, ulong offset, ulong vaddr, ulong filesz, ulong memsz, ulong fileLength)
     {
         if (filesz > memsz)
         {
@@ -288,26 +388,10 @@ public static class ElfLoader
         {
             Fail($"segment {i} (PT_LOAD at 0x{vaddr:x}): its file bytes 0x{offset:x}+0x{filesz:x} lie outside the {fileLength}-byte file; the file is truncated or corrupt");
         }
-        if (memsz == 0)
-        {
-            return; // an empty segment occupies nothing
-        }
-        if (vaddr != paddr)
-        {
-            Fail($"segment {i} (PT_LOAD): p_vaddr 0x{vaddr:x} differs from p_paddr 0x{paddr:x}; Paravirt guests are identity mapped (link with the Paravirt linker script)");
-        }
-        if (vaddr < EntryConvention.ImageMinAddress)
-        {
-            Fail($"segment {i} (PT_LOAD) starts at 0x{vaddr:x}, below 0x{EntryConvention.ImageMinAddress:x}: the low 1 MiB of guest memory is reserved for the host; link the guest at 1 MiB or above (the Paravirt linker script does)");
-        }
-        if (vaddr + memsz < vaddr)
-        {
-            Fail($"segment {i} (PT_LOAD): address 0x{vaddr:x} + size 0x{memsz:x} overflows 64 bits; the file is corrupt");
-        }
-        if (vaddr + memsz > GuestMemory.MaxSize)
-        {
-            Fail($"segment {i} (PT_LOAD) ends at 0x{vaddr + memsz:x}, beyond the largest guest memory this host supports ({GuestMemory.MaxSize >> 30} GiB)");
-        }
+    }
+
+    private static void ValidateLoadAlignment(int i, ulong offset, ulong vaddr, ulong filesz, ulong align)
+    {
         if (align > 1)
         {
             if ((align & (align - 1)) != 0)
@@ -318,6 +402,22 @@ public static class ElfLoader
             {
                 Fail($"segment {i} (PT_LOAD): p_vaddr 0x{vaddr:x} and p_offset 0x{offset:x} disagree modulo p_align 0x{align:x}; the file is corrupt");
             }
+        }
+    }
+
+    private static void ValidateParavirtPlacement(int i, ulong address, ulong memsz)
+    {
+        if (address < EntryConvention.ImageMinAddress)
+        {
+            Fail($"segment {i} (PT_LOAD) starts at 0x{address:x}, below 0x{EntryConvention.ImageMinAddress:x}: the low 1 MiB of guest memory is reserved for the host; link the guest at 1 MiB or above (the Paravirt linker script does)");
+        }
+        if (address + memsz < address)
+        {
+            Fail($"segment {i} (PT_LOAD): address 0x{address:x} + size 0x{memsz:x} overflows 64 bits; the file is corrupt");
+        }
+        if (address + memsz > GuestMemory.MaxSize)
+        {
+            Fail($"segment {i} (PT_LOAD) ends at 0x{address + memsz:x}, beyond the largest guest memory this host supports ({GuestMemory.MaxSize >> 30} GiB)");
         }
     }
 

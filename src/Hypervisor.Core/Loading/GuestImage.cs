@@ -16,17 +16,28 @@ public readonly record struct ImageSegment(ulong Address, ulong FileOffset, ulon
 /// <param name="Optional">True when the guest runs without it.</param>
 public readonly record struct ManifestDevice(DeviceKind Kind, string Name, bool Optional);
 
+/// <summary>What a <see cref="GuestImage"/> is, and so how <see cref="Vcpu.GuestRunner"/> runs it.</summary>
+public enum GuestImageKind
+{
+    /// <summary>A Paravirt guest image (built with Paravirt.Guest.Sdk): it runs on the hypercall ABI, loaded as its segments say.</summary>
+    Paravirt,
+    /// <summary>A static Linux x86-64 executable: it runs on the Linux personality, a library OS the host loads with it.</summary>
+    LinuxExecutable,
+}
+
 /// <summary>
-/// A parsed and validated guest image: an ELF64 x86-64 executable with the Paravirt ABI note. Produced by
-/// <see cref="ElfLoader"/>; loaded into guest memory by <see cref="ElfLoader.LoadInto"/>.
+/// A parsed and validated guest image: an ELF64 x86-64 executable, either a Paravirt guest image (with the Paravirt ABI
+/// note) or a static Linux executable (see <see cref="Kind"/>). Produced by <see cref="ElfLoader"/>; a Paravirt image
+/// is loaded into guest memory by <see cref="ElfLoader.LoadInto"/>, a Linux executable by the runner's Linux personality.
 /// </summary>
 public sealed class GuestImage
 {
     private readonly byte[] _file;
 
-    internal GuestImage(byte[] file, ulong entry, IReadOnlyList<ImageSegment> segments, AbiVersion abiVersion, IReadOnlyList<ManifestDevice> manifest)
+    internal GuestImage(byte[] file, ulong entry, IReadOnlyList<ImageSegment> segments, AbiVersion abiVersion, IReadOnlyList<ManifestDevice> manifest, GuestImageKind kind = GuestImageKind.Paravirt)
     {
         _file = file;
+        Kind = kind;
         Entry = entry;
         Segments = segments;
         AbiVersion = abiVersion;
@@ -39,16 +50,21 @@ public sealed class GuestImage
         End = end;
     }
 
-    /// <summary>Entry point (guest-physical).</summary>
+    /// <summary>Whether this is a Paravirt guest image or a static Linux executable.</summary>
+    public GuestImageKind Kind { get; }
+    /// <summary>Entry point (guest-physical for a Paravirt image; the executable's own virtual address for a Linux executable).</summary>
     public ulong Entry { get; }
-    /// <summary>Loadable segments, sorted by address, non-overlapping.</summary>
+    /// <summary>Loadable segments, sorted by address, non-overlapping (for a Linux executable: at its virtual addresses, before any static-pie relocation).</summary>
     public IReadOnlyList<ImageSegment> Segments { get; }
-    /// <summary>The ABI version the guest was built for (from its ELF note).</summary>
+    /// <summary>The ABI version the guest was built for (from its ELF note; for a Linux executable, the version of the Linux personality that runs it).</summary>
     public AbiVersion AbiVersion { get; }
     /// <summary>Devices the guest asks for (from its manifest note; empty when it has none).</summary>
     public IReadOnlyList<ManifestDevice> Manifest { get; }
     /// <summary>First address past the highest segment.</summary>
     public ulong End { get; }
+
+    /// <summary>The file the image was read from (<see cref="ElfLoader.LoadFile"/>), or null.</summary>
+    public string? SourcePath { get; internal set; }
 
     /// <summary>The bytes of the whole image file.</summary>
     public ReadOnlySpan<byte> FileBytes => _file;

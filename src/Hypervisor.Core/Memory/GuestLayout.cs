@@ -27,7 +27,10 @@ namespace Paravirt.Hypervisor.Memory;
 ///  0x0001_0000 +--------------------------------+ Pml4
 ///              | PML4 | PDPT | PD x 64 (2 MiB   |   identity map of all guest memory,
 ///              |  pages, one PD per GiB)        |   hardware backends only
-///  0x0005_2000 +--------------------------------+
+///  0x0005_2000 +--------------------------------+ BootModules   -&gt; boot_info.boot_modules
+///              | boot module table (Linux       |
+///              |   personality: app, argv/envp) |
+///  0x0005_3000 +--------------------------------+
 ///              | (reserved)                     |
 ///  0x0010_0000 +--------------------------------+ EntryConvention.ImageMinAddress (1 MiB)
 ///              | guest image: ELF PT_LOAD       |
@@ -59,6 +62,10 @@ public static class GuestLayout
     internal const ulong PvmVcpuStructs = 0x6000;
     /// <summary>How many vCPUs the PVM pages have room for.</summary>
     internal const int PvmMaxVcpus = (int)((Pml4 - PvmVcpuStructs) / EntryConvention.PageSize);
+    /// <summary>Where the boot module table is written (<see cref="Abi.BootModule"/> entries; used for Linux executables), just past the page tables.</summary>
+    public const ulong BootModules = 0x5_2000;
+    /// <summary>Bytes reserved for the boot module table.</summary>
+    public const ulong BootModulesSize = 0x1000;
     /// <summary>PML4 of the identity map.</summary>
     public const ulong Pml4 = 0x1_0000;
     /// <summary>The single PDPT.</summary>

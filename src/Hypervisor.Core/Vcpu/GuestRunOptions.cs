@@ -31,6 +31,18 @@ public sealed record GuestRunOptions
     /// <summary>Caps on the host resources the guest can make the host spend (defaults safe for untrusted guests).</summary>
     public GuestLimits Limits { get; init; } = GuestLimits.Default;
 
-    /// <summary>Command line passed to the guest (at most 4095 bytes of UTF-8).</summary>
+    /// <summary>Command line passed to the guest (at most 4095 bytes of UTF-8). For a Linux executable it goes to the Linux personality (e.g. <c>verbose</c>), not to the application.</summary>
     public string CommandLine { get; init; } = "";
+
+    /// <summary>
+    /// For a Linux executable (<see cref="Loading.GuestImageKind.LinuxExecutable"/>): its <c>argv</c>, program name first;
+    /// empty means just the image's file name. Ignored for Paravirt images.
+    /// </summary>
+    public IReadOnlyList<string> Arguments { get; init; } = [];
+
+    /// <summary>
+    /// For a Linux executable: its environment, as <c>KEY=VALUE</c> strings (nothing is inherited from the host
+    /// process). Ignored for Paravirt images.
+    /// </summary>
+    public IReadOnlyList<string> Environment { get; init; } = [];
 }

@@ -8,6 +8,7 @@ using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Linux;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
 
@@ -16,7 +17,9 @@ namespace Paravirt.Hypervisor.Vcpu;
 /// <summary>
 /// Runs one guest image to completion: chooses the backend, builds guest memory (image, boot info, hypercall page,
 /// command line), creates the VM and its vCPU, and loops over VM exits, dispatching hypercalls, until the guest
-/// exits, faults, runs out of budget or time, or is cancelled. The vCPU runs on the calling thread.
+/// exits, faults, runs out of budget or time, or is cancelled. The vCPU runs on the calling thread. A static Linux
+/// executable (<see cref="GuestImageKind.LinuxExecutable"/>) runs on the Linux personality, which the runner loads
+/// with it (see <see cref="GuestRunOptions.Arguments"/> and <see cref="GuestRunOptions.Environment"/>).
 /// </summary>
 public sealed partial class GuestRunner
 {
@@ -65,7 +68,15 @@ public sealed partial class GuestRunner
     public RunResult Run(GuestImage image, GuestRunOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return Run(image, options, _selector.Select(options.Backend), cancellationToken);
+        ArgumentNullException.ThrowIfNull(image);
+        return Run(image, options, _selector.Select(options.Backend, RequiredCapabilities(image)), cancellationToken);
+    }
+
+    /// <summary>What a backend must be able to do to run <paramref name="image"/>: a Linux executable needs <see cref="BackendCapabilities.SupervisorMode"/> (the Linux personality is a kernel).</summary>
+    public static BackendCapabilities RequiredCapabilities(GuestImage image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        return image.Kind == GuestImageKind.LinuxExecutable ? BackendCapabilities.SupervisorMode : BackendCapabilities.None;
     }
 
     /// <summary>Runs <paramref name="image"/> on an already chosen backend.</summary>
@@ -111,7 +122,24 @@ public sealed partial class GuestRunner
         var stats = new RunStatistics();
         long started = Stopwatch.GetTimestamp();
         using var memory = new GuestMemory(options.MemorySize);
-        ulong imageEnd = ElfLoader.LoadInto(image, memory);
+        ulong entry = image.Entry;
+        ulong imageEnd;
+        LinuxLayout? linux = null;
+        if (image.Kind == GuestImageKind.LinuxExecutable)
+        {
+            if (!choice.Backend.Capabilities.HasFlag(BackendCapabilities.SupervisorMode))
+            {
+                throw new BackendUnavailableException($"backend '{choice.Backend.Name}' cannot run a Linux executable: {BackendSelector.Lacks(choice.Backend, BackendCapabilities.SupervisorMode)}");
+            }
+            IReadOnlyList<string> argv = options.Arguments.Count > 0 ? options.Arguments : [image.SourcePath is { } p ? Path.GetFileName(p) : "app"];
+            linux = LinuxPersonality.Load(image, memory, LinuxPersonality.EncodeArguments(argv, options.Environment));
+            entry = linux.Value.Entry;
+            imageEnd = linux.Value.HeapStart;
+        }
+        else
+        {
+            imageEnd = ElfLoader.LoadInto(image, memory);
+        }
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using IDisposable? deadline = options.Timeout is TimeSpan timeout ? RunDeadlines.Schedule(stop, timeout) : null;
@@ -122,7 +150,7 @@ public sealed partial class GuestRunner
             Logger = _logger,
             Limits = options.Limits,
         };
-        PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures);
+        PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures, linux?.BootModules ?? 0, linux?.BootModuleCount ?? 0);
         string backendName = choice.Backend.Name;
         LogStarting(_logger, backendName, choice.Reason, image.AbiVersion.ToString(), options.MemorySize >> 20);
         if (options.InstructionBudget is ulong requested && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.InstructionBudget))
@@ -131,7 +159,7 @@ public sealed partial class GuestRunner
         }
 
         using IVirtualMachine vm = choice.Backend.CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = options.InstructionBudget });
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(image.Entry, memory.Size, GuestLayout.BootInfo));
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(entry, memory.Size, GuestLayout.BootInfo));
         using CancellationTokenRegistration kick = stop.Token.Register(static s => ((IVcpu)s!).Interrupt(), vcpu);
 
         RunResult Finish(RunOutcome outcome, long status, string message)
@@ -140,9 +168,14 @@ public sealed partial class GuestRunner
             stats.ConsoleBytesDiscarded = session.ConsoleBytesDiscarded;
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
             stats.InstructionsRetired = vcpu.InstructionsRetired;
+            stats.UnimplementedSyscalls = session.UnimplementedSyscalls;
+            if (outcome == RunOutcome.Exited && session.FatalSignal is { } killed)
+            {
+                message = killed.Describe();
+            }
             _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
             LogFinished(_logger, outcome, message);
-            return new RunResult(outcome, status, backendName, message, stats);
+            return new RunResult(outcome, status, backendName, message, stats) { TerminatingSignal = outcome == RunOutcome.Exited ? session.FatalSignal?.Signal : null };
         }
 
         while (true)
@@ -231,7 +264,7 @@ public sealed partial class GuestRunner
     };
 
     /// <summary>Writes the hypercall page, the command line and the boot info into <paramref name="memory"/>.</summary>
-    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll)
+    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll, ulong bootModules = 0, uint bootModuleCount = 0)
     {
         Span<byte> page = memory.GetSpan(new GuestAddress(GuestLayout.HypercallPage), HypercallPage.Size);
         page.Clear();
@@ -256,6 +289,8 @@ public sealed partial class GuestRunner
             CommandLineLength = (uint)commandLine.Length,
             VcpuCount = 1,
             Features0 = (ulong)features,
+            BootModules = bootModules,
+            BootModuleCount = bootModuleCount,
         };
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }

@@ -25,7 +25,11 @@ public enum RunOutcome
 /// <param name="Backend">The backend that ran the guest.</param>
 /// <param name="Message">One line describing the end (for faults: what, where).</param>
 /// <param name="Statistics">Exit and hypercall counts.</param>
-public sealed record RunResult(RunOutcome Outcome, long ExitStatus, string Backend, string Message, RunStatistics Statistics);
+public sealed record RunResult(RunOutcome Outcome, long ExitStatus, string Backend, string Message, RunStatistics Statistics)
+{
+    /// <summary>For a Linux executable killed by a signal: the signal number (the exit status is then 128 + it, as a shell reports it); otherwise null.</summary>
+    public int? TerminatingSignal { get; init; }
+}
 
 /// <summary>Counts of VM exits by kind and hypercalls by code, for <c>--stats</c> and metrics.</summary>
 public sealed class RunStatistics
@@ -67,6 +71,9 @@ public sealed class RunStatistics
 
     /// <summary>Wall-clock duration of the run.</summary>
     public TimeSpan Elapsed { get; internal set; }
+
+    /// <summary>For a Linux executable: the system calls the Linux personality does not implement (it answered -ENOSYS), by number, with how often each was made.</summary>
+    public IReadOnlyDictionary<ulong, long> UnimplementedSyscalls { get; internal set; } = new Dictionary<ulong, long>();
 
     internal void CountExit(VcpuExitKind kind) => _exits[(int)kind]++;
 

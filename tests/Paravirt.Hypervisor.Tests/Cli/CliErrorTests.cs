@@ -100,6 +100,8 @@ public sealed class CliErrorTests : IDisposable
         Assert.Equal(0, code);
         Assert.Contains("emulator", stdout, StringComparison.Ordinal);
         Assert.Contains("kvm", stdout, StringComparison.Ordinal);
+        // an available backend says whether it runs the Linux personality
+        Assert.Matches(@"(?m)^emulator +available .*\[Linux executables: (yes|no)\]$", stdout);
     }
 
     [Fact]

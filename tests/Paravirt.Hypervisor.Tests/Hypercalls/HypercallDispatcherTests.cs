@@ -257,7 +257,7 @@ public sealed class HypercallDispatcherTests : IDisposable
         GuestSession s = Session();
         HypercallDispatcher d = Core();
         Assert.Equal((long)s.OfferedFeatures, d.Dispatch(Call(HypercallCode.Features, 0), s));
-        Assert.Equal((long)(FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll), d.Dispatch(Call(HypercallCode.Features, 0), s));
+        Assert.Equal((long)(FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll | FeatureBits.Entropy), d.Dispatch(Call(HypercallCode.Features, 0), s));
         Assert.Equal(0, d.Dispatch(Call(HypercallCode.Features, 1), s));
         Assert.Equal(0, d.Dispatch(Call(HypercallCode.Features, ulong.MaxValue), s));
     }

@@ -334,20 +334,98 @@ public sealed class ElfLoaderTests
     public void StrayBytesAfterTheLastNoteAreRefused() =>
         Refused(With(b => { b.RemoveNotes(); b.AddNotes(AbiNote(1, 0), [0, 0, 0, 0]); }).Build(), "malformed", "stray bytes");
 
+    // ---- static Linux executables (no Paravirt note) --------------------------------------------------------
+
     [Fact]
-    public void ImageWithoutAbiNoteIsRefused()
+    public void ImageWithoutAbiNoteIsALinuxExecutable()
     {
-        var ex = Refused(With(b => b.RemoveNotes()).Build());
-        Assert.Equal("not a Paravirt guest image: it has no Paravirt ABI note (build it with Paravirt.Guest.Sdk)", ex.Message);
+        GuestImage image = ElfLoader.Parse(With(b => b.RemoveNotes()).Build(), Host);
+        Assert.Equal(GuestImageKind.LinuxExecutable, image.Kind);
+        Assert.Equal(TextAddress, image.Entry);
+        Assert.Equal(2, image.Segments.Count);
+        Assert.Empty(image.Manifest);
+        Assert.Equal(AbiVersion.Current, image.AbiVersion); // the Linux personality's
+        Assert.Equal(GuestImageKind.Paravirt, ElfLoader.Parse(Valid().Build(), Host).Kind);
     }
 
     [Fact]
-    public void ImageWithOnlyForeignNotesIsRefusedAsNotParavirt() =>
-        Refused(With(b => { b.RemoveNotes(); b.AddNotes(Note("GNU", 1, AbiDesc(1, 0))); }).Build(), "no Paravirt ABI note");
+    public void ImageWithOnlyForeignNotesIsALinuxExecutable() =>
+        Assert.Equal(GuestImageKind.LinuxExecutable, ElfLoader.Parse(With(b => { b.RemoveNotes(); b.AddNotes(Note("GNU", 1, AbiDesc(1, 0))); }).Build(), Host).Kind);
 
     [Fact]
     public void OwnerWithoutTerminatingNulIsNotParavirt() =>
-        Refused(With(b => { b.RemoveNotes(); b.AddNotes(Note("", ElfNote.TypeAbi, AbiDesc(1, 0), nameBytes: "Paravirt"u8.ToArray())); }).Build(), "no Paravirt ABI note");
+        Assert.Equal(GuestImageKind.LinuxExecutable, ElfLoader.Parse(With(b => { b.RemoveNotes(); b.AddNotes(Note("", ElfNote.TypeAbi, AbiDesc(1, 0), nameBytes: "Paravirt"u8.ToArray())); }).Build(), Host).Kind);
+
+    [Fact]
+    public void LinuxExecutableAtTheUsualAddressParses()
+    {
+        ElfBuilder b = Linux();
+        b.Segments.ForEach(s => s.VAddr += 0x30_0000); // 0x400000, where static executables are linked
+        b.Entry += 0x30_0000;
+        GuestImage image = ElfLoader.Parse(b.Build(), Host);
+        Assert.Equal(0x40_0000UL, image.Segments[0].Address);
+    }
+
+    [Fact]
+    public void DynamicallyLinkedLinuxExecutableIsRefusedWithTheStaticLinkAdvice() =>
+        Refused(With(b => { b.RemoveNotes(); b.Segments.Add(new Segment { Type = PtInterp, Flags = PfR, Bytes = "/lib64/ld-linux-x86-64.so.2\0"u8.ToArray() }); }).Build(),
+            "dynamically linked Linux executable", "PT_INTERP", "-static");
+
+    [Fact]
+    public void ThirtyTwoBitLinuxExecutableIsRefused() =>
+        Refused(With(b => { b.RemoveNotes(); b.Class = 1; }).Build(), "not a 64-bit ELF file", "ELFCLASS32");
+
+    [Fact]
+    public void StaticPieLinuxExecutableParses()
+    {
+        ElfBuilder b = Linux();
+        b.Type = 3;
+        b.Segments.Add(new Segment { Type = 2 /* PT_DYNAMIC */, Flags = PfR | PfW, Bytes = new byte[16] });
+        Assert.Equal(GuestImageKind.LinuxExecutable, ElfLoader.Parse(b.Build(), Host).Kind);
+    }
+
+    [Fact]
+    public void SharedObjectWithoutDynamicSegmentIsRefused() =>
+        Refused(With(b => { b.RemoveNotes(); b.Type = 3; }).Build(), "ET_DYN", "static");
+
+    [Fact]
+    public void LinuxSegmentBelowTheLowestUserAddressIsRefused() =>
+        Refused(With(b => { b.RemoveNotes(); b.Segments[0].VAddr = 0x1000; b.Segments[0].PAddr = 0x1000; b.Entry = 0x1000; }).Build(), "outside the Linux user address space");
+
+    [Fact]
+    public void LinuxSegmentInTheKernelHalfIsRefused() =>
+        Refused(With(b => { b.RemoveNotes(); b.Segments[1].VAddr = 0xffff_8000_0000_0000; b.Segments[1].PAddr = 0xffff_8000_0000_0000; }).Build(), "outside the Linux user address space");
+
+    [Fact]
+    public void LinuxExecutableNeedsNoIdentityMapping()
+    {
+        ElfBuilder b = Linux();
+        b.Segments[1].PAddr = 0x5000; // physical addresses mean nothing to a Linux executable
+        Assert.Equal(GuestImageKind.LinuxExecutable, ElfLoader.Parse(b.Build(), Host).Kind);
+    }
+
+    [Fact]
+    public void LinuxEntryOutsideAnExecutableSegmentIsRefused() =>
+        Refused(With(b => { b.RemoveNotes(); b.Entry = DataAddress; }).Build(), "entry point", "not executable");
+
+    [Fact]
+    public void LinuxExecutableIsNotLoadedDirectly()
+    {
+        GuestImage image = ElfLoader.Parse(Linux().Build(), Host);
+        using var memory = new Paravirt.Hypervisor.Memory.GuestMemory(4UL << 20);
+        Refused(() => ElfLoader.LoadInto(image, memory), "Linux personality");
+    }
+
+    private static ElfBuilder Linux() => With(b => b.RemoveNotes());
+
+    private static void Refused(Action action, params string[] words)
+    {
+        var ex = Assert.Throws<ImageFormatException>(action);
+        foreach (string w in words)
+        {
+            Assert.Contains(w, ex.Message, StringComparison.Ordinal);
+        }
+    }
 
     [Fact]
     public void AbiNoteOfTheWrongSizeIsRefused() =>

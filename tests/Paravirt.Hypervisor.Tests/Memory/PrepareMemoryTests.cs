@@ -38,7 +38,7 @@ public sealed class PrepareMemoryTests : IDisposable
 
         // Raw offsets, as the guest's C header sees them.
         ReadOnlySpan<byte> b = Bytes(GuestLayout.BootInfo, BootInfo.CurrentSize);
-        Assert.Equal(64u, BinaryPrimitives.ReadUInt32LittleEndian(b));
+        Assert.Equal(80u, BinaryPrimitives.ReadUInt32LittleEndian(b));
         Assert.Equal(AbiVersion.Current.Major, BinaryPrimitives.ReadUInt16LittleEndian(b[4..]));
         Assert.Equal(AbiVersion.Current.Minor, BinaryPrimitives.ReadUInt16LittleEndian(b[6..]));
         Assert.Equal(GuestLayout.HypercallPage, BinaryPrimitives.ReadUInt64LittleEndian(b[8..]));
@@ -49,6 +49,8 @@ public sealed class PrepareMemoryTests : IDisposable
         Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(b[44..]));
         Assert.Equal((ulong)(FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll), BinaryPrimitives.ReadUInt64LittleEndian(b[48..]));
         Assert.Equal(0UL, BinaryPrimitives.ReadUInt64LittleEndian(b[56..]));
+        Assert.Equal(0UL, BinaryPrimitives.ReadUInt64LittleEndian(b[64..])); // no boot modules for a Paravirt image
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(b[72..]));
     }
 
     [Theory]

@@ -9,7 +9,7 @@ long pv_cmdline_get(const char *key, char *buf, size_t cap)
     if (bi->command_line == 0 || bi->command_line_length == 0) {
         return PV_STATUS_NOT_FOUND;
     }
-    const char *s = (const char *)(uintptr_t)bi->command_line;
+    const char *s = (const char *)pv_virt(bi->command_line);
     size_t len = bi->command_line_length;
     size_t klen = strlen(key);
     size_t i = 0;

@@ -24,19 +24,20 @@ static void pv_heap_init(void)
     pv_heap_end = end > start ? end : start;
 }
 
-void *pv_page_alloc(size_t count)
+/* Weak: a guest with its own memory manager (the Linux personality) provides pv_page_alloc itself. */
+__attribute__((weak)) void *pv_page_alloc(size_t count)
 {
     pv_heap_init();
     if (count == 0 || count > (pv_heap_end - pv_heap_next) / PV_PAGE) {
         return NULL;
     }
-    void *p = (void *)(uintptr_t)pv_heap_next;
+    void *p = pv_virt(pv_heap_next);
     pv_heap_next += (uint64_t)count * PV_PAGE;
     memset(p, 0, count * PV_PAGE); /* the host zeroes memory, but a restarted driver may reuse nothing: be sure */
     return p;
 }
 
-size_t pv_page_available(void)
+__attribute__((weak)) size_t pv_page_available(void)
 {
     pv_heap_init();
     return (size_t)(pv_heap_end - pv_heap_next);
@@ -49,7 +50,7 @@ long pv_event_send(uint32_t port)
 
 long pv_device_info_get(uint32_t index, pv_device_info *info)
 {
-    long r = pv_hypercall3(PV_HYPERCALL_DEVICE_INFO, index, (uint64_t)(uintptr_t)info, sizeof(*info));
+    long r = pv_hypercall3(PV_HYPERCALL_DEVICE_INFO, index, pv_phys(info), sizeof(*info));
     return r < 0 ? r : (long)index;
 }
 
@@ -127,7 +128,7 @@ long pv_cons_attach(pv_cons *c, const char *name)
     }
     c->page = page;
     c->index = (uint32_t)index;
-    long port = pv_hypercall2(PV_HYPERCALL_CONSOLE_ATTACH, (uint64_t)index, (uint64_t)(uintptr_t)page);
+    long port = pv_hypercall2(PV_HYPERCALL_CONSOLE_ATTACH, (uint64_t)index, pv_phys(page));
     if (port < 0) {
         return port;
     }
@@ -281,7 +282,7 @@ long pv_blk_open(pv_blk *d, const char *name)
     d->flags = info.flags;
     d->read_only = (info.flags & PV_DEVICE_FLAGS_READ_ONLY) != 0;
     pv_ring_init(&d->ring, mem, order, PV_BLOCK_SLOT_SIZE);
-    long port = pv_hypercall3(PV_HYPERCALL_BLOCK_ATTACH, (uint64_t)index, (uint64_t)(uintptr_t)mem, order);
+    long port = pv_hypercall3(PV_HYPERCALL_BLOCK_ATTACH, (uint64_t)index, pv_phys(mem), order);
     if (port < 0) {
         return port;
     }
@@ -303,7 +304,7 @@ long pv_blk_submit(pv_blk *d, uint32_t op, uint64_t sector, void *buf, uint32_t 
     req->id = cookie;
     req->operation = op;
     req->sector = sector;
-    req->buffer = (uint64_t)(uintptr_t)buf;
+    req->buffer = pv_phys(buf);
     req->length = len;
     pv_ring_queue_request(&d->ring);
     return 0;
@@ -435,7 +436,7 @@ static void pv_net_post_rx(pv_net *n, uint64_t buffer_index)
     pv_net_rx_request *req = pv_ring_next_request(&n->rx);
     memset(req, 0, sizeof(*req));
     req->id = buffer_index;
-    req->buffer = (uint64_t)(uintptr_t)(n->rx_bufs + buffer_index * n->buf_size);
+    req->buffer = pv_phys(n->rx_bufs + buffer_index * n->buf_size);
     req->capacity = n->buf_size;
     pv_ring_queue_request(&n->rx);
 }
@@ -472,8 +473,8 @@ long pv_net_open(pv_net *n, const char *name)
     }
     /* Publish before attaching: the host reads the ring indices at attach. No doorbell needed yet. */
     pv_ring_push_requests(&n->rx);
-    long port = pv_hypercall4(PV_HYPERCALL_NET_ATTACH, (uint64_t)index, (uint64_t)(uintptr_t)tx,
-                              (uint64_t)(uintptr_t)rx, order);
+    long port = pv_hypercall4(PV_HYPERCALL_NET_ATTACH, (uint64_t)index, pv_phys(tx),
+                              pv_phys(rx), order);
     if (port < 0) {
         return port;
     }
@@ -526,7 +527,7 @@ long pv_net_send(pv_net *n, const void *frame, size_t len)
     pv_net_tx_request *req = pv_ring_next_request(&n->tx);
     memset(req, 0, sizeof(*req));
     req->id = slot;
-    req->buffer = (uint64_t)(uintptr_t)buf;
+    req->buffer = pv_phys(buf);
     req->length = (uint32_t)len;
     pv_ring_queue_request(&n->tx);
     if (pv_ring_push_requests(&n->tx)) {

@@ -26,10 +26,10 @@ void pv_runtime_init(const pv_boot_info *boot_info)
     }
     uint64_t page = boot_info->hypercall_page;
     if (page == 0 || (page & (PV_HYPERCALL_PAGE_SIZE - 1)) != 0 ||
-        *(const volatile uint32_t *)(uintptr_t)(page + PV_HYPERCALL_PAGE_MAGIC_OFFSET) != PV_HYPERCALL_PAGE_MAGIC) {
+        *(const volatile uint32_t *)pv_virt(page + PV_HYPERCALL_PAGE_MAGIC_OFFSET) != PV_HYPERCALL_PAGE_MAGIC) {
         pv_halt_forever();
     }
-    pv_hypercall_entry = (uintptr_t)(page + PV_HYPERCALL_PAGE_ENTRY_OFFSET);
+    pv_hypercall_entry = (uintptr_t)pv_virt(page + PV_HYPERCALL_PAGE_ENTRY_OFFSET);
     pv_boot = boot_info;
     if (boot_info->size < PV_BOOT_INFO_MIN_SIZE) {
         pv_panic("boot info is %u bytes, the runtime needs at least %u (host too old?)",
@@ -71,7 +71,7 @@ static long pv_write_all(uint64_t code, const void *buf, size_t len)
     const char *p = buf;
     size_t done = 0;
     while (done < len) {
-        long n = pv_hypercall2(code, (uint64_t)(uintptr_t)(p + done), len - done);
+        long n = pv_hypercall2(code, pv_phys(p + done), len - done);
         if (n == PV_STATUS_TRY_AGAIN) {
             continue; /* the host's output queue is full (a slow reader); the host already waited a little */
         }

@@ -23,7 +23,9 @@ public sealed class KvmBackend : IHypervisorBackend
     public string Name => BackendName;
 
     /// <inheritdoc/>
-    public BackendCapabilities Capabilities => BackendCapabilities.None;
+    /// <remarks>Hardware KVM gives the guest the whole CPU (<see cref="BackendCapabilities.SupervisorMode"/>); KVM under <c>kvm_pvm</c> does not.</remarks>
+    public BackendCapabilities Capabilities =>
+        OperatingSystem.IsLinux() && KvmPvm.ServesDevKvm() ? BackendCapabilities.None : BackendCapabilities.SupervisorMode;
 
     /// <summary>Opens <c>/dev/kvm</c> and checks the API version and the capabilities the backend needs.</summary>
     /// <returns>Available with a short description, or unavailable with why and what to do.</returns>

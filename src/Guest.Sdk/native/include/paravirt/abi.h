@@ -113,6 +113,31 @@
 /* Last user-defined code. */
 #define PV_HYPERCALL_RANGE_USER_LAST 0x1FFF
 
+/* ---- LinuxConstants ---- */
+/*
+ * ABI 1.1: constants of the Linux personality (a guest-side library OS that runs static Linux executables).
+ */
+/*
+ * The system call number a Linux application uses to reach a user-defined hypercall through the library OS:
+ * syscall(HypercallSyscall, code, a1, a2, a3, a4, a5) (code in rdi, arguments in rsi, rdx, r10, r8, r9)
+ * returns the hypercall's result. The arguments travel as values; the library OS forwards codes of the
+ * user-defined range only (others get -EINVAL). Linux does not use the number (its system calls are numbered
+ * below 1024).
+ */
+#define PV_LINUX_HYPERCALL_SYSCALL 0x5056
+/*
+ * The system call number for a user-defined hypercall with a buffer: syscall(HypercallBufferSyscall, code,
+ * buf, len, a3, a4, a5). The library OS copies len bytes (at most PV_LINUX_MAX_HYPERCALL_BUFFER) from the
+ * application's buf into guest-physically contiguous memory, makes the hypercall with that memory's
+ * guest-physical address and len as its first two arguments, and copies the bytes back into buf afterwards
+ * (the host may write results there).
+ */
+#define PV_LINUX_HYPERCALL_BUFFER_SYSCALL 0x5057
+/* Largest buffer of a PV_LINUX_HYPERCALL_BUFFER_SYSCALL, in bytes. */
+#define PV_LINUX_MAX_HYPERCALL_BUFFER 0x10000
+/* Largest PV_BOOT_MODULE_KIND_LINUX_ARGUMENTS module (argv and envp strings with their header), in bytes. */
+#define PV_LINUX_MAX_ARGUMENTS_SIZE 0x20000
+
 /* ---- NetConstants ---- */
 /* Net device constants. */
 /* Size of one ring slot. */
@@ -162,6 +187,21 @@ typedef uint32_t pv_block_op;
 #define PV_BLOCK_OP_FLUSH 2
 /* The guest no longer needs length bytes at sector (reads afterwards return zeros); buffer ignored. */
 #define PV_BLOCK_OP_DISCARD 3
+
+/* ---- BootModuleKind ---- */
+/* ABI 1.1: what a pv_boot_module holds. Append-only. */
+#ifndef __ASSEMBLER__
+typedef uint32_t pv_boot_module_kind;
+#endif
+/* Not a module. */
+#define PV_BOOT_MODULE_KIND_NONE 0
+/* A static Linux x86-64 executable (the ELF file's bytes, unchanged) for the Linux personality to run. */
+#define PV_BOOT_MODULE_KIND_LINUX_EXECUTABLE 1
+/*
+ * The Linux application's arguments and environment: a pv_linux_args followed by Argc + Envc NUL-terminated
+ * strings (argv, then envp).
+ */
+#define PV_BOOT_MODULE_KIND_LINUX_ARGUMENTS 2
 
 /* ---- ConsoleInputFlags ---- */
 /*
@@ -227,6 +267,8 @@ typedef uint64_t pv_feature0;
  * PV_CONSOLE_IN_FLAGS_OFFSET word (ABI 1.1). Offered only; nothing to accept.
  */
 #define PV_FEATURE0_CONSOLE_END_OF_INPUT 0x0010
+/* ABI 1.1: PV_HYPERCALL_RANDOM returns bytes from the host's cryptographic random number generator. */
+#define PV_FEATURE0_ENTROPY 0x0020
 
 /* ---- HypercallCode ---- */
 /*
@@ -275,6 +317,22 @@ typedef uint32_t pv_hypercall;
  * (len >= its size); returns the bytes written, or PV_STATUS_NO_DEVICE past the last device.
  */
 #define PV_HYPERCALL_DEVICE_INFO 0x0009
+/*
+ * ABI 1.1: random(buf, len): fills buf with up to len bytes from the host's cryptographic random number
+ * generator (at most 4096 per call); returns the bytes written. Offered with PV_FEATURE0_ENTROPY.
+ */
+#define PV_HYPERCALL_RANDOM 0x000A
+/*
+ * ABI 1.1: syscall_unimplemented(number, rip): the guest's Linux personality answered Linux system call
+ * number (issued at user rip) with -ENOSYS; the host counts it and names it once when verbose. Returns 0.
+ */
+#define PV_HYPERCALL_SYSCALL_UNIMPLEMENTED 0x000B
+/*
+ * ABI 1.1: exit_signal(signo, address, rip): the guest's Linux personality ends the run because its
+ * application was killed by signal signo (for a fault: at data address, instruction rip); the exit status is
+ * 128 + signo, as a shell reports it. Does not return.
+ */
+#define PV_HYPERCALL_EXIT_SIGNAL 0x000C
 /* console_write(buf, len): writes bytes to the console output stream. Returns bytes written. */
 #define PV_HYPERCALL_CONSOLE_WRITE 0x0100
 /*
@@ -399,7 +457,7 @@ typedef struct pv_block_response {
     uint8_t _pad0[40];                          /* +0x18 */
 } pv_block_response;
 
-/* ---- BootInfo (64 bytes) ---- */
+/* ---- BootInfo (80 bytes) ---- */
 /*
  * Boot information the host writes into guest memory before the first instruction; its address arrives in
  * rdi. Append-only: it starts with its own size, new fields go at the end and bump the minor version, and a
@@ -432,7 +490,36 @@ typedef struct pv_boot_info {
     uint64_t features0;                         /* +0x30 */
     /* Reserved, zero. */
     uint64_t reserved0;                         /* +0x38 */
+    /*
+     * ABI 1.1: guest-physical address of pv_boot_info.boot_module_count pv_boot_module entries (the Linux
+     * personality's application image and arguments), or 0 when none.
+     */
+    uint64_t boot_modules;                      /* +0x40 */
+    /* ABI 1.1: number of entries at pv_boot_info.boot_modules. */
+    uint32_t boot_module_count;                 /* +0x48 */
+    /* Reserved, zero. */
+    uint32_t reserved1;                         /* +0x4C */
 } pv_boot_info;
+
+/* ---- BootModule (32 bytes) ---- */
+/*
+ * ABI 1.1: one boot module, an extra blob the host places in guest memory for the guest's own loader (as
+ * multiboot modules): pv_boot_info.boot_modules points at an array of these. The Linux personality receives
+ * the application image and its arguments this way. Modules are page aligned and lie in guest memory below
+ * pv_boot_info.heap_start.
+ */
+typedef struct pv_boot_module {
+    /* A pv_boot_module_kind. */
+    uint32_t kind;                              /* +0x00 */
+    /* Reserved, zero. */
+    uint32_t flags;                             /* +0x04 */
+    /* Guest-physical address of the module (page aligned). */
+    uint64_t address;                           /* +0x08 */
+    /* Size of the module in bytes. */
+    uint64_t size;                              /* +0x10 */
+    /* Reserved, zero. */
+    uint64_t reserved;                          /* +0x18 */
+} pv_boot_module;
 
 /* ---- DeviceInfo (64 bytes) ---- */
 /* Describes one attached device (PV_HYPERCALL_DEVICE_INFO). Fields that do not apply to the kind are zero. */
@@ -456,6 +543,15 @@ typedef struct pv_device_info {
     /* Reserved, zero. */
     uint64_t reserved;                          /* +0x38 */
 } pv_device_info;
+
+/* ---- LinuxArgumentsHeader (8 bytes) ---- */
+/* ABI 1.1: header of a PV_BOOT_MODULE_KIND_LINUX_ARGUMENTS module. */
+typedef struct pv_linux_args {
+    /* Number of argument strings (argv; argv[0] is the program name). */
+    uint32_t argc;                              /* +0x00 */
+    /* Number of environment strings (envp, each KEY=VALUE). */
+    uint32_t envc;                              /* +0x04 */
+} pv_linux_args;
 
 /* ---- ManifestEntry (32 bytes) ---- */
 /* One device the guest needs. */
@@ -574,7 +670,7 @@ _Static_assert(offsetof(pv_block_response, id) == 0, "offsetof(pv_block_response
 _Static_assert(offsetof(pv_block_response, status) == 8, "offsetof(pv_block_response, status) must be 8");
 _Static_assert(offsetof(pv_block_response, length) == 16, "offsetof(pv_block_response, length) must be 16");
 _Static_assert(offsetof(pv_block_response, reserved0) == 20, "offsetof(pv_block_response, reserved0) must be 20");
-_Static_assert(sizeof(pv_boot_info) == 64, "sizeof(pv_boot_info) must be 64");
+_Static_assert(sizeof(pv_boot_info) == 80, "sizeof(pv_boot_info) must be 80");
 _Static_assert(offsetof(pv_boot_info, size) == 0, "offsetof(pv_boot_info, size) must be 0");
 _Static_assert(offsetof(pv_boot_info, abi_major) == 4, "offsetof(pv_boot_info, abi_major) must be 4");
 _Static_assert(offsetof(pv_boot_info, abi_minor) == 6, "offsetof(pv_boot_info, abi_minor) must be 6");
@@ -586,6 +682,15 @@ _Static_assert(offsetof(pv_boot_info, command_line_length) == 40, "offsetof(pv_b
 _Static_assert(offsetof(pv_boot_info, vcpu_count) == 44, "offsetof(pv_boot_info, vcpu_count) must be 44");
 _Static_assert(offsetof(pv_boot_info, features0) == 48, "offsetof(pv_boot_info, features0) must be 48");
 _Static_assert(offsetof(pv_boot_info, reserved0) == 56, "offsetof(pv_boot_info, reserved0) must be 56");
+_Static_assert(offsetof(pv_boot_info, boot_modules) == 64, "offsetof(pv_boot_info, boot_modules) must be 64");
+_Static_assert(offsetof(pv_boot_info, boot_module_count) == 72, "offsetof(pv_boot_info, boot_module_count) must be 72");
+_Static_assert(offsetof(pv_boot_info, reserved1) == 76, "offsetof(pv_boot_info, reserved1) must be 76");
+_Static_assert(sizeof(pv_boot_module) == 32, "sizeof(pv_boot_module) must be 32");
+_Static_assert(offsetof(pv_boot_module, kind) == 0, "offsetof(pv_boot_module, kind) must be 0");
+_Static_assert(offsetof(pv_boot_module, flags) == 4, "offsetof(pv_boot_module, flags) must be 4");
+_Static_assert(offsetof(pv_boot_module, address) == 8, "offsetof(pv_boot_module, address) must be 8");
+_Static_assert(offsetof(pv_boot_module, size) == 16, "offsetof(pv_boot_module, size) must be 16");
+_Static_assert(offsetof(pv_boot_module, reserved) == 24, "offsetof(pv_boot_module, reserved) must be 24");
 _Static_assert(sizeof(pv_device_info) == 64, "sizeof(pv_device_info) must be 64");
 _Static_assert(offsetof(pv_device_info, kind) == 0, "offsetof(pv_device_info, kind) must be 0");
 _Static_assert(offsetof(pv_device_info, flags) == 4, "offsetof(pv_device_info, flags) must be 4");
@@ -596,6 +701,9 @@ _Static_assert(offsetof(pv_device_info, mtu) == 44, "offsetof(pv_device_info, mt
 _Static_assert(offsetof(pv_device_info, mac) == 48, "offsetof(pv_device_info, mac) must be 48");
 _Static_assert(offsetof(pv_device_info, max_ring_order) == 54, "offsetof(pv_device_info, max_ring_order) must be 54");
 _Static_assert(offsetof(pv_device_info, reserved) == 56, "offsetof(pv_device_info, reserved) must be 56");
+_Static_assert(sizeof(pv_linux_args) == 8, "sizeof(pv_linux_args) must be 8");
+_Static_assert(offsetof(pv_linux_args, argc) == 0, "offsetof(pv_linux_args, argc) must be 0");
+_Static_assert(offsetof(pv_linux_args, envc) == 4, "offsetof(pv_linux_args, envc) must be 4");
 _Static_assert(sizeof(pv_manifest_entry) == 32, "sizeof(pv_manifest_entry) must be 32");
 _Static_assert(offsetof(pv_manifest_entry, kind) == 0, "offsetof(pv_manifest_entry, kind) must be 0");
 _Static_assert(offsetof(pv_manifest_entry, flags) == 4, "offsetof(pv_manifest_entry, flags) must be 4");

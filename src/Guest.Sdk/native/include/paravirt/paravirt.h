@@ -99,6 +99,28 @@ static inline long pv_hypercall5(uint64_t code, uint64_t a1, uint64_t a2, uint64
     return ret;
 }
 
+/* ---- Guest-physical addresses ------------------------------------------------------------------------------- */
+
+/*
+ * Hypercalls, rings and device requests carry guest-physical addresses. A guest image starts identity mapped
+ * (PV_ENTRY_*), so for it a pointer is its guest-physical address. A guest that builds its own page tables with all
+ * of guest memory mapped at a fixed virtual offset (the Linux personality maps it at 0xffff800000000000) compiles
+ * the runtime with -DPV_PHYS_OFFSET=<offset>; the runtime and drivers convert every address with these two.
+ */
+#ifndef PV_PHYS_OFFSET
+#define PV_PHYS_OFFSET 0
+#endif
+
+static inline uint64_t pv_phys(const volatile void *p)
+{
+    return (uint64_t)(uintptr_t)p - (uint64_t)PV_PHYS_OFFSET;
+}
+
+static inline void *pv_virt(uint64_t phys)
+{
+    return (void *)(uintptr_t)(phys + (uint64_t)PV_PHYS_OFFSET);
+}
+
 /* ---- Runtime ----------------------------------------------------------------------------------------------- */
 
 /* Called by _start before main. Validates the boot info (size covers the fields the runtime reads) and the

@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using System.Text;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Devices;
+using Paravirt.Hypervisor.Devices.Block;
+using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Loading;
+using Paravirt.Hypervisor.Tests.Cli;
+using Paravirt.Hypervisor.Vcpu;
+
+namespace Paravirt.Hypervisor.Tests.Integration;
+
+/// <summary>
+/// Runs where the emulator runs the Linux personality (it declares <see cref="BackendCapabilities.SupervisorMode"/>:
+/// paging, CPL 3, SYSCALL and exceptions through the guest's IDT); skips with that reason until then. The nested-KVM
+/// harness runs the same comparisons on KVM (tests/Paravirt.Scenarios, LinuxScenarios).
+/// </summary>
+internal sealed class LinuxOnEmulatorFactAttribute : FactAttribute
+{
+    public LinuxOnEmulatorFactAttribute()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            Skip = "the native half of the comparison needs Linux";
+        }
+        else if (!new EmulatorBackend().Capabilities.HasFlag(BackendCapabilities.SupervisorMode))
+        {
+            Skip = "the emulator cannot run the Linux personality yet (no paging, CPL 3 or IDT delivery: BackendCapabilities.SupervisorMode); tests/nested-kvm/run.sh runs these samples on KVM";
+        }
+    }
+}
+
+/// <summary>The static Linux samples on the emulator, each compared with the same binary run natively.</summary>
+public sealed class LinuxGuestTests
+{
+    private static readonly string[] Args = ["alpha", "beta gamma"];
+    private static readonly string[] Env = ["PARAVIRT_SAMPLE=1", "LANG=C"];
+    private const int DiskSize = 1 << 20;
+
+    private static (int Status, string Output) RunNative(string path, string[] env)
+    {
+        var psi = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
+        foreach (string a in Args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment.Clear();
+        foreach (string e in env)
+        {
+            int eq = e.IndexOf('=', StringComparison.Ordinal);
+            psi.Environment[e[..eq]] = e[(eq + 1)..];
+        }
+        using Process p = Process.Start(psi)!;
+        p.StandardInput.Close();
+        string output = p.StandardOutput.ReadToEnd();
+        Assert.True(p.WaitForExit(60_000), $"{path} did not exit natively");
+        return (p.ExitCode, output);
+    }
+
+    private static (RunResult Result, string Output) RunGuest(string path, IReadOnlyList<string> env)
+    {
+        GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
+        Assert.Equal(GuestImageKind.LinuxExecutable, image.Kind);
+        var runner = new GuestRunner(new BackendSelector([new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
+        string disk = Path.Combine(Path.GetTempPath(), $"paravirt-linux-emu-{Guid.NewGuid():N}.img");
+        File.WriteAllBytes(disk, new byte[DiskSize]);
+        try
+        {
+            using var console = new MemoryStream();
+            using var block = new BlockDevice("disk0", disk);
+            RunResult r = runner.Run(image, new GuestRunOptions
+            {
+                Backend = "emulator",
+                ConsoleOutput = console,
+                Devices = [block],
+                MemorySize = 256UL << 20,
+                Arguments = [path, .. Args],
+                Environment = env,
+                Timeout = TimeSpan.FromMinutes(3),
+            });
+            return (r, Encoding.UTF8.GetString(console.ToArray()));
+        }
+        finally
+        {
+            File.Delete(disk);
+        }
+    }
+
+    private static void SameAsNative(string sample)
+    {
+        string path = TestPaths.LinuxExecutable(sample);
+        string nativeDisk = Path.Combine(Path.GetTempPath(), $"paravirt-linux-native-{Guid.NewGuid():N}.img");
+        File.WriteAllBytes(nativeDisk, new byte[DiskSize]);
+        (int status, string expected) = (0, "");
+        try
+        {
+            (status, expected) = RunNative(path, [.. Env, $"DISK={nativeDisk}"]);
+        }
+        finally
+        {
+            File.Delete(nativeDisk);
+        }
+        (RunResult result, string output) = RunGuest(path, [.. Env, "DISK=/dev/disk0"]);
+        Assert.True(result.Outcome == RunOutcome.Exited, $"{result.Outcome}: {result.Message}\n{output}");
+        Assert.Equal(expected, output);
+        Assert.Equal(status, result.ExitStatus);
+        if (status > 128)
+        {
+            Assert.Equal(status - 128, result.TerminatingSignal);
+        }
+    }
+
+    [LinuxOnEmulatorFact]
+    public void Glibc_sample_prints_and_exits_as_natively() => SameAsNative("linux-c");
+
+    [LinuxOnEmulatorFact]
+    public void Musl_sample_prints_and_exits_as_natively() => SameAsNative("linux-musl");
+
+    [LinuxOnEmulatorFact]
+    public void DotNet_sample_prints_and_exits_as_natively() => SameAsNative("linux-dotnet");
+
+    [LinuxOnEmulatorFact]
+    public void Edge_cases_and_death_by_SIGSEGV_match_the_native_run() => SameAsNative("linux-edge");
+
+    [LinuxOnEmulatorFact]
+    public void The_cli_runs_a_Linux_executable_with_its_arguments_and_environment()
+    {
+        (int code, _, string stderr, byte[] guest) = CliErrorTests.Run(
+            "run", TestPaths.LinuxExecutable("linux-c"), "--backend", "emulator", "--env", "PARAVIRT_SAMPLE=cli", "--", "x", "--y");
+        string output = Encoding.UTF8.GetString(guest);
+        Assert.True(code == 3, $"exit {code}\n{stderr}\n{output}");
+        Assert.StartsWith("linux-c: 2 argument(s): [x] [--y]\nenvironment: PARAVIRT_SAMPLE=cli", output, StringComparison.Ordinal);
+    }
+
+    [LinuxOnEmulatorFact]
+    public void The_cli_reports_death_by_signal_in_one_line_with_128_plus_the_signal()
+    {
+        (int code, _, string stderr, _) = CliErrorTests.Run("run", TestPaths.LinuxExecutable("linux-edge"), "--backend", "emulator");
+        Assert.Equal(139, code);
+        string line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("paravirt: the Linux application was killed by SIGSEGV (signal 11): a fault at address 0x0, rip 0x", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_backend_without_supervisor_mode_is_refused_in_one_line_before_anything_runs()
+    {
+        var noKernel = new FakeBackend();
+        var runner = new GuestRunner(new BackendSelector([noKernel]), new HypercallDispatcher([new CoreHypercalls()]));
+        GuestImage image = ElfLoader.LoadFile(TestPaths.LinuxExecutable("linux-c"), AbiVersion.Current);
+        var ex = Assert.Throws<BackendUnavailableException>(() => runner.Run(image, new GuestRunOptions { Backend = "auto" }));
+        Assert.Contains("CPL 0", ex.Message, StringComparison.Ordinal);
+        ex = Assert.Throws<BackendUnavailableException>(() => runner.Run(image, new GuestRunOptions { Backend = "fake" }, new BackendChoice(noKernel, "test")));
+        Assert.Contains("cannot run a Linux executable", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(0, noKernel.VmsCreated);
+    }
+
+    private sealed class FakeBackend : IHypervisorBackend
+    {
+        public int VmsCreated { get; private set; }
+        public string Name => "fake";
+        public BackendCapabilities Capabilities => BackendCapabilities.None;
+        public BackendAvailability Probe() => BackendAvailability.Available("always");
+        public IVirtualMachine CreateVirtualMachine(Paravirt.Hypervisor.Memory.GuestMemory memory, VirtualMachineOptions options)
+        {
+            VmsCreated++;
+            throw new InvalidOperationException("a VM must not be created for a guest the backend cannot run");
+        }
+    }
+}
