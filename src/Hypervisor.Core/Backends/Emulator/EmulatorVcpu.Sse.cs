@@ -13,6 +13,10 @@ internal sealed unsafe partial class EmulatorVcpu
 
     private void ExecuteSse(ref MicroOp op)
     {
+        if (_sseFault != 0)
+        {
+            SseUnavailable();
+        }
         ref Vector128<byte> dst = ref _x[op.RegA & 15];
         switch (op.Kind)
         {
