@@ -1,7 +1,13 @@
 using Iced.Intel;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Devices;
+using Paravirt.Hypervisor.Devices.Block;
+using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
+using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Scenarios;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Emulator.Tests;
@@ -126,6 +132,29 @@ public sealed class HostileGuestTests
         guest.Memory.GetSpan(new GuestAddress(function), 16)[0] = 0xC3; // a span handed out for writing counts too
         exit = guest.Vcpu.Run();
         Assert.Equal((VcpuExitKind.IoOut, function), (exit.Kind, exit.Data)); // a bare ret: eax still holds the call target
+    }
+
+    [Fact]
+    public void CodeReadFromDiskOverCodeTheGuestRan_RunsTheNewCode()
+    {
+        // The real device path: the block device writes the sector into guest memory through GuestMemory.
+        string disk = Path.Combine(Path.GetTempPath(), $"paravirt-code-{Guid.NewGuid():N}.img");
+        try
+        {
+            byte[] contents = new byte[1 << 20];
+            CodeFromDiskGuest.Sector().CopyTo(contents, 0);
+            File.WriteAllBytes(disk, contents);
+            using var device = new BlockDevice("disk0", disk);
+            var runner = new GuestRunner(new BackendSelector([new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
+            GuestImage image = ElfLoader.Parse(CodeFromDiskGuest.Build(), Paravirt.Abi.AbiVersion.Current);
+            RunResult result = runner.Run(image, runner.DefaultOptions with { Backend = "emulator", Devices = [device], Timeout = TimeSpan.FromSeconds(30) });
+            Assert.True(result.Outcome == RunOutcome.Exited, result.Message);
+            Assert.Equal(12, result.ExitStatus); // 1 from the code the guest wrote, then 2 from the code the disk wrote
+        }
+        finally
+        {
+            File.Delete(disk);
+        }
     }
 
     [Fact]

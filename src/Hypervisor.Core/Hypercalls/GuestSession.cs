@@ -126,15 +126,14 @@ public sealed partial class GuestSession
             long dueNs = deadlineNanoseconds > long.MaxValue ? long.MaxValue : (long)deadlineNanoseconds - MonotonicNanoseconds;
             // Host timers have millisecond granularity: round up, so the interrupt never comes before the deadline.
             long dueMs = dueNs <= 0 ? 0 : Math.Min((dueNs + 999_999) / 1_000_000, uint.MaxValue - 1L);
-            var arm = new TimerArm(this, _timerGeneration, (int)vector);
-            _timer ??= new Timer(static s => ((TimerArm)s!).Session.FireTimer(), null, Timeout.Infinite, Timeout.Infinite);
-            _pendingArm = arm;
+            _timer ??= new Timer(static s => ((GuestSession)s!).FireTimer(), this, Timeout.Infinite, Timeout.Infinite);
+            _pendingArm = new TimerArm(_timerGeneration, (int)vector);
             _timer.Change(dueMs, Timeout.Infinite);
             return 0;
         }
     }
 
-    private sealed record TimerArm(GuestSession Session, long Generation, int Vector);
+    private sealed record TimerArm(long Generation, int Vector);
 
     private TimerArm? _pendingArm;
 
@@ -151,7 +150,19 @@ public sealed partial class GuestSession
             _pendingArm = null;
             vector = arm.Vector;
         }
-        InterruptSink?.Invoke(vector);
+        try
+        {
+            InterruptSink?.Invoke(vector);
+        }
+#pragma warning disable CA1031 // a timer callback must never take the host process down
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            if (Logger is { } logger)
+            {
+                LogTimerFailed(logger, vector, e.Message);
+            }
+        }
         lock (_eventLock)
         {
             _timerWake = true;
@@ -304,6 +315,9 @@ public sealed partial class GuestSession
             }
         }
     }
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message = "the paravirtual timer could not raise vector {Vector}: {Reason}")]
+    private static partial void LogTimerFailed(ILogger logger, int vector, string reason);
 
     [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "device {Device} stopped: {Reason}; it answers Broken from now on, the host keeps running")]
     private static partial void LogDeviceBroken(ILogger logger, string device, string reason);

@@ -15,10 +15,14 @@ internal sealed unsafe partial class EmulatorVcpu
     /// <summary>DR0-DR3: kept (no hardware breakpoints are implemented).</summary>
     private readonly ulong[] _dr = new ulong[4];
 
-    /// <summary>Which of the system ops end a block: control transfers, privilege changes, and writes that change the mapping of code (CR writes, INVLPG, WRMSR) or allow interrupts (STI, MOV SS).</summary>
+    /// <summary>
+    /// Which of the system ops end a block: control transfers, privilege changes, writes that change the mapping of
+    /// code (CR writes, INVLPG, WRMSR), and writes of RFLAGS.IF/TF (STI, POPF, MOV SS), which the dispatcher looks at
+    /// between blocks (an interrupt that became deliverable, a single-step trap after the next instruction).
+    /// </summary>
     private static bool EndsBlockSystem(OpKind k) => k is OpKind.Syscall or OpKind.Sysret or OpKind.Iretq or OpKind.IntN
         or OpKind.Int3 or OpKind.Int1 or OpKind.Lretq or OpKind.FetchFault or OpKind.Invlpg or OpKind.Wrmsr or OpKind.MovToCr
-        or OpKind.Sti or OpKind.Lmsw or OpKind.MovToSreg or OpKind.PopSreg;
+        or OpKind.Sti or OpKind.Popf or OpKind.Lmsw or OpKind.MovToSreg or OpKind.PopSreg;
 
     private int Iopl => (int)((_rf >> 12) & 3);
 
@@ -55,9 +59,11 @@ internal sealed unsafe partial class EmulatorVcpu
     /// <summary>
     /// Delivers <paramref name="ev"/> through the IDT with return address <paramref name="returnRip"/>, applying the
     /// double-fault rules to faults raised on the way (a fault while delivering a #DF is a triple fault: a
-    /// <see cref="VcpuExitKind.Shutdown"/> exit). With no IDT loaded the run ends with a <see cref="VcpuExitKind.Fault"/>
-    /// exit at <paramref name="reportRip"/> naming the event (<paramref name="message"/>), as before the emulator
-    /// delivered events. Returns true when <see cref="Run"/> must return the exit set.
+    /// <see cref="VcpuExitKind.Shutdown"/> exit). A fault raised while delivering INT n returns to the INT itself
+    /// (<paramref name="reportRip"/>: the instruction did not complete). With no IDT loaded the run ends with a
+    /// <see cref="VcpuExitKind.Fault"/> exit at <paramref name="reportRip"/> naming the event
+    /// (<paramref name="message"/>), as before the emulator delivered events. Returns true when <see cref="Run"/>
+    /// must return the exit set.
     /// </summary>
     private bool RaiseEvent(GuestEvent ev, ulong returnRip, ulong? reportRip = null, string? message = null)
     {
@@ -93,6 +99,10 @@ internal sealed unsafe partial class EmulatorVcpu
             }
             catch (GuestFault nested)
             {
+                if (nested.Vector == Vectors.PF)
+                {
+                    _sys.Cr2 = nested.Address; // a page fault loads CR2 even when it turns into a double fault
+                }
                 if (nested.Vector == GuestFault.Gap)
                 {
                     SetExit(new VcpuExit(VcpuExitKind.Unimplemented, at, Detail: nested.Message));
@@ -107,6 +117,10 @@ internal sealed unsafe partial class EmulatorVcpu
                 {
                     SetExit(new VcpuExit(VcpuExitKind.Shutdown, at, Detail: $"triple fault: {nested.Message} while delivering a double fault"));
                     return true;
+                }
+                if (current.Source is EventSource.Software or EventSource.Privileged)
+                {
+                    returnRip = at; // INT n faulted: it did not complete
                 }
                 current = ExceptionDelivery.IsDoubleFault(in current, nested.Vector)
                     ? new GuestEvent(Vectors.DF, 0, EventSource.Exception)

@@ -131,7 +131,7 @@ internal sealed class ExceptionDelivery
         values[k++] = rflags;
         values[k++] = rsp;
         values[k++] = _sys.Ss.Selector;
-        _mmu.WriteLinear(frame, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values[..count]), user: newCpl == 3);
+        _mmu.WriteStackFrame(frame, values[..count], user: newCpl == 3);
 
         _sys.Cs = cs;
         if (newCpl < cpl)

@@ -208,6 +208,25 @@ internal sealed unsafe class Mmu
         }
     }
 
+    /// <summary>
+    /// Writes an interrupt frame of 8-byte slots at <paramref name="frame"/> (8-byte aligned) as the CPU pushes it:
+    /// the slots are translated from the highest address down, so a fault names the first push that fails (CR2), and
+    /// nothing is written unless every slot translates.
+    /// </summary>
+    public void WriteStackFrame(ulong frame, ReadOnlySpan<ulong> values, bool user)
+    {
+        Span<nint> slots = stackalloc nint[values.Length];
+        for (int k = values.Length - 1; k >= 0; k--)
+        {
+            slots[k] = (nint)Translate(frame + (ulong)(8 * k), MemoryAccess.Write, user, 8);
+        }
+        for (int k = values.Length - 1; k >= 0; k--)
+        {
+            _code.OnPhysicalWrite((ulong)((byte*)slots[k] - _mem), 8);
+            *(ulong*)slots[k] = values[k];
+        }
+    }
+
     public ulong ReadLinear64(ulong linear, bool user)
     {
         ulong v;
