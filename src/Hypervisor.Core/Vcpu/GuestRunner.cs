@@ -149,7 +149,7 @@ public sealed partial class GuestRunner
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
             stats.InstructionsRetired = vcpu.InstructionsRetired;
             _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
-            LogFinished(_logger, outcome, status, message);
+            LogFinished(_logger, outcome, message);
             return new RunResult(outcome, status, backendName, message, stats);
         }
 
@@ -252,12 +252,12 @@ public sealed partial class GuestRunner
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "starting guest on backend {Backend} ({Reason}); ABI {Abi}, {MemoryMiB} MiB")]
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "backend {Backend}: {Reason}; guest ABI {Abi}, {MemoryMiB} MiB of guest memory")]
     private static partial void LogStarting(ILogger logger, string backend, string reason, string abi, ulong memoryMiB);
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "backend {Backend} does not count instructions: the instruction budget of {Budget} is ignored; the wall-clock timeout applies")]
     private static partial void LogBudgetIgnored(ILogger logger, string backend, ulong budget);
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "guest finished: {Outcome} status {Status}: {Message}")]
-    private static partial void LogFinished(ILogger logger, RunOutcome outcome, long status, string message);
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Outcome}: {Message}")]
+    private static partial void LogFinished(ILogger logger, RunOutcome outcome, string message);
 }
