@@ -163,6 +163,34 @@ public sealed class SystemTests
         Assert.Equal("device not available (#NM): SSE instruction with CR0.TS set", exit.Detail);
     }
 
+    [Fact]
+    public void A_translated_SSE_block_run_after_CR0_TS_is_set_raises_device_not_available_not_an_internal_error()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label loop = a.CreateLabel(), block = a.CreateLabel();
+            a.mov(ecx, 100);
+            a.Label(ref loop);
+            a.call(block);                                    // translated after 32 runs
+            a.dec(ecx);
+            a.jnz(loop);
+            a.mov(rax, cr0);
+            a.or(rax, 8);                                     // CR0.TS
+            a.mov(cr0, rax);
+            a.call(block);
+            a.hlt();
+            a.Label(ref block);
+            a.pxor(xmm0, xmm1);
+            a.paddd(xmm2, xmm0);
+            a.ret();
+        });
+        using EmuGuest guest = EmuHarness.Create(code);
+        VcpuExit exit = guest.Vcpu.Run();
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        Assert.Equal("device not available (#NM): SSE instruction with CR0.TS set", exit.Detail);
+        Assert.True(BlockCompiler.Enabled == (((EmulatorVcpu)guest.Vcpu).BlocksCompiled > 0));
+    }
+
     [Theory]
     [InlineData(17, "CR4 value")]        // PCIDE: not implemented, not advertised
     [InlineData(20, "CR4 value")]        // SMEP

@@ -50,6 +50,7 @@ internal static unsafe class BlockCompiler
     private static readonly FieldInfo Ovr = typeof(EmulatorVcpu).GetField("_ovr", Private)!;
     private static readonly FieldInfo Rip = typeof(EmulatorVcpu).GetField("_rip", Private)!;
     private static readonly FieldInfo Icount = typeof(EmulatorVcpu).GetField("_icount", Private)!;
+    private static readonly FieldInfo SseFault = typeof(EmulatorVcpu).GetField("_sseFault", Private)!;
     private static readonly MethodInfo ExecuteMethod = typeof(EmulatorVcpu).GetMethod("ExecuteBlock", Private)!;
     private static readonly MethodInfo SseMethod = typeof(EmulatorVcpu).GetMethod("ExecuteSse", Private)!;
     private static readonly MethodInfo OpsGetter = typeof(Block).GetProperty(nameof(Block.Ops))!.GetGetMethod()!;
@@ -610,6 +611,10 @@ internal static unsafe class BlockCompiler
                     ReturnAfter(Completed);
                     return true;
                 case >= OpKind.MovX128 and <= OpKind.MovntStore:
+                    // CR0.TS/EM or CR4.OSFXSR may forbid SSE now: the interpreter then raises #NM/#UD at this op.
+                    il.Emit(OpCodes.Ldarg_0);
+                    il.Emit(OpCodes.Ldfld, SseFault);
+                    il.Emit(OpCodes.Brtrue, Bail(k));
                     il.Emit(OpCodes.Ldarg_0);
                     il.Emit(OpCodes.Ldarg_3);
                     il.Emit(OpCodes.Callvirt, OpsGetter);
