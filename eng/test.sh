@@ -24,7 +24,7 @@ bash tests/nested-kvm/run.sh 2>&1 | tee -a "$log"
 # nested scenarios' result lines ("SCENARIO name PASS ...").
 read -r passed failed skipped < <(awk '
   /^  Passed / { p++ } /^  Failed / { f++ } /^  Skipped / { s++ }
-  /^SCENARIO [^ ]+ PASS/ { p++ } /^SCENARIO [^ ]+ FAIL/ { f++ }
+  /^SCENARIO [^ ]+ PASS/ { p++ } /^SCENARIO [^ ]+ FAIL/ { f++ } /^SCENARIO [^ ]+ SKIP/ { s++ }
   END { print p+0, f+0, s+0 }' "$log")
 rm -f "$log"
 if [ "$passed" -eq 0 ]; then status=1; fi

@@ -54,4 +54,6 @@ public enum FeatureBits : ulong
     Poll = 1UL << 2,
     /// <summary>Paravirtual devices: <see cref="HypercallCode.DeviceInfo"/>, the attach calls, shared rings and <see cref="HypercallCode.EventSend"/>.</summary>
     Devices = 1UL << 3,
+    /// <summary><see cref="HypercallCode.TimerSet"/> is available: the backend delivers the paravirtual timer as an external interrupt through the guest's IDT (ABI 1.1).</summary>
+    Timer = 1UL << 9,
 }

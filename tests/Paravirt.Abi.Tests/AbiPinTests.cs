@@ -20,7 +20,7 @@ public sealed class AbiPinTests
             [
                 ("Version", 0x0000u), ("Features", 0x0001u), ("Exit", 0x0002u), ("DebugWrite", 0x0003u),
                 ("ClockMonotonic", 0x0004u), ("ClockWall", 0x0005u), ("Poll", 0x0006u), ("AcceptFeatures", 0x0007u),
-                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
+                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("TimerSet", 0x0011u), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
                 ("BlockAttach", 0x0200u), ("NetAttach", 0x0300u), ("EventSend", 0x0400u),
             ]
         },
@@ -35,7 +35,7 @@ public sealed class AbiPinTests
         },
         {
             typeof(FeatureBits),
-            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL)]
+            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("Timer", 0x200UL)]
         },
         {
             typeof(DeviceKind),
@@ -110,7 +110,7 @@ public sealed class AbiPinTests
 
     public static TheoryData<Type, (string Name, object Value)[]> ConstantPins => new()
     {
-        { typeof(AbiVersionConstants), [("Major", (ushort)1), ("Minor", (ushort)0)] },
+        { typeof(AbiVersionConstants), [("Major", (ushort)1), ("Minor", (ushort)1)] },
         {
             typeof(HypercallPage),
             [
@@ -341,7 +341,7 @@ public sealed class AbiPinTests
         Assert.Equal(0x0003_0007u, new AbiVersion(3, 7).Packed);
         Assert.Equal(new AbiVersion(0xFFFF, 0xFFFE), AbiVersion.FromPacked(0xFFFF_FFFEu));
         Assert.Equal(new AbiVersion(AbiVersionConstants.Major, AbiVersionConstants.Minor), AbiVersion.Current);
-        Assert.Equal("1.0", AbiVersion.Current.ToString());
+        Assert.Equal("1.1", AbiVersion.Current.ToString());
     }
 
     [Theory]

@@ -168,11 +168,12 @@ public sealed class IsaBehaviourTests
             VcpuRegisters r = vcpu.GetRegisters();
             // ECX: SSE3, SSSE3, CX16, SSE4.1, SSE4.2, MOVBE, POPCNT; no XSAVE/OSXSAVE/AVX/RDRAND/AES/PCLMULQDQ.
             Assert.Equal((1UL << 0) | (1UL << 9) | (1UL << 13) | (1UL << 19) | (1UL << 20) | (1UL << 22) | (1UL << 23), r.R8);
-            // EDX: FPU, TSC, CX8, CMOV, FXSR, SSE, SSE2 (no MMX: not emulated).
-            Assert.Equal((1UL << 0) | (1UL << 4) | (1UL << 8) | (1UL << 15) | (1UL << 24) | (1UL << 25) | (1UL << 26), r.R9);
-            Assert.Equal((1UL << 3) | (1UL << 8) | (1UL << 19), r.R10); // BMI1, BMI2, ADX
+            // EDX: FPU, TSC, CX8, CMOV, FXSR, SSE, SSE2 (no MMX: not emulated), and the system side's DE, PSE, MSR, PAE, PGE.
+            Assert.Equal((1UL << 0) | (1UL << 4) | (1UL << 8) | (1UL << 15) | (1UL << 24) | (1UL << 25) | (1UL << 26)
+                | (1UL << 2) | (1UL << 3) | (1UL << 5) | (1UL << 6) | (1UL << 13), r.R9);
+            Assert.Equal((1UL << 3) | (1UL << 8) | (1UL << 19) | (1UL << 0), r.R10); // BMI1, BMI2, ADX; FSGSBASE
             Assert.Equal((1UL << 0) | (1UL << 5), r.R11); // LAHF/SAHF, LZCNT
-            Assert.Equal((1UL << 27) | (1UL << 29), r.R12); // RDTSCP, LM
+            Assert.Equal((1UL << 27) | (1UL << 29) | (1UL << 11) | (1UL << 20) | (1UL << 26), r.R12); // RDTSCP, LM; SYSCALL, NX, 1 GiB pages
         }
     }
 

@@ -16,6 +16,9 @@ namespace Paravirt.Scenarios;
 /// <summary>A scenario's check failed; the message says what was expected and what happened.</summary>
 internal sealed class ScenarioFailedException(string message) : Exception(message);
 
+/// <summary>A scenario cannot run on this machine's KVM; the message says why and where it does run.</summary>
+internal sealed class ScenarioSkippedException(string message) : Exception(message);
+
 /// <summary>Scenarios that run guests on the real KVM backend. Each returns a short detail line or throws.</summary>
 [SupportedOSPlatform("linux")]
 internal static class KvmScenarios

@@ -110,4 +110,6 @@ public enum BackendCapabilities
     InstructionBudget = 1 << 0,
     /// <summary><see cref="IVcpu.InstructionsRetired"/> counts the guest instructions executed.</summary>
     InstructionCount = 1 << 1,
+    /// <summary><see cref="IVcpu.RequestInterrupt"/> delivers external interrupts through the guest's IDT.</summary>
+    InterruptInjection = 1 << 2,
 }

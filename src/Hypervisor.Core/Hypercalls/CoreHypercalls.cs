@@ -23,6 +23,7 @@ internal sealed class CoreHypercalls : IHypercallProvider
         new((uint)HypercallCode.AcceptFeatures, "accept_features", AcceptFeatures),
         new((uint)HypercallCode.Yield, "yield", static (in HypercallArgs _, GuestSession _) => { Thread.Yield(); return 0; }),
         new((uint)HypercallCode.ConsoleWrite, "console_write", Write),
+        new((uint)HypercallCode.TimerSet, "timer_set", static (in HypercallArgs a, GuestSession s) => s.SetTimer(a.A1, a.A2)),
     ];
 
     private static long Features(in HypercallArgs args, GuestSession session) =>

@@ -22,8 +22,12 @@ public sealed class KvmBackend : IHypervisorBackend
     /// <inheritdoc/>
     public string Name => BackendName;
 
-    /// <inheritdoc/>
-    public BackendCapabilities Capabilities => BackendCapabilities.None;
+    /// <summary>
+    /// Interrupt injection (the user-space irqchip protocol, <c>KVM_INTERRUPT</c>) with hardware virtualization.
+    /// Not under kvm_pvm: PVM delivers events only to PVM-aware guest kernels, never through a guest's own IDT.
+    /// </summary>
+    public BackendCapabilities Capabilities =>
+        OperatingSystem.IsLinux() && KvmPvm.ServesDevKvm() ? BackendCapabilities.None : BackendCapabilities.InterruptInjection;
 
     /// <summary>Opens <c>/dev/kvm</c> and checks the API version and the capabilities the backend needs.</summary>
     /// <returns>Available with a short description, or unavailable with why and what to do.</returns>

@@ -21,7 +21,7 @@
 /* Major version: changes only with an incompatible change. */
 #define PV_ABI_VERSION_MAJOR 1
 /* Minor version: bumped for every append-only addition. */
-#define PV_ABI_VERSION_MINOR 0
+#define PV_ABI_VERSION_MINOR 1
 /* Packed ABI version, as returned by the version hypercall: (major << 16) | minor. */
 #define PV_ABI_VERSION_PACK(major, minor) ((((major) & 0xFFFFu) << 16) | ((minor) & 0xFFFFu))
 #define PV_ABI_VERSION_MAJOR_OF(packed) (((packed) >> 16) & 0xFFFFu)
@@ -201,6 +201,11 @@ typedef uint64_t pv_feature0;
  * Paravirtual devices: PV_HYPERCALL_DEVICE_INFO, the attach calls, shared rings and PV_HYPERCALL_EVENT_SEND.
  */
 #define PV_FEATURE0_DEVICES 0x0008
+/*
+ * PV_HYPERCALL_TIMER_SET is available: the backend delivers the paravirtual timer as an external interrupt
+ * through the guest's IDT (ABI 1.1).
+ */
+#define PV_FEATURE0_TIMER 0x0200
 
 /* ---- HypercallCode ---- */
 /*
@@ -249,6 +254,16 @@ typedef uint32_t pv_hypercall;
  * (len >= its size); returns the bytes written, or PV_STATUS_NO_DEVICE past the last device.
  */
 #define PV_HYPERCALL_DEVICE_INFO 0x0009
+/*
+ * timer_set(deadline_ns, vector): arms the one-shot paravirtual timer (ABI 1.1, feature PV_FEATURE0_TIMER):
+ * when the monotonic clock (PV_HYPERCALL_CLOCK_MONOTONIC) reaches deadline_ns, external interrupt vector
+ * (32-255) is raised; the guest takes it through its IDT once RFLAGS.IF is set (it stays pending while IF is
+ * clear, as a level-triggered line without an APIC), and a guest blocked in PV_HYPERCALL_POLL wakes up (poll
+ * returns 0). A deadline already passed fires at once; arming again replaces the previous deadline;
+ * deadline_ns 0 cancels. Returns 0, PV_STATUS_INVALID for a vector outside 32-255, or
+ * PV_STATUS_NOT_IMPLEMENTED when the backend cannot inject interrupts (the feature is not offered).
+ */
+#define PV_HYPERCALL_TIMER_SET 0x0011
 /* console_write(buf, len): writes bytes to the console output stream. Returns bytes written. */
 #define PV_HYPERCALL_CONSOLE_WRITE 0x0100
 /*
