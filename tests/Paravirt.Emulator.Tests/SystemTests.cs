@@ -9,8 +9,9 @@ namespace Paravirt.Emulator.Tests;
 /// <summary>
 /// The emulator's system side against the architecture, one behaviour at a time: paging (remapping with INVLPG,
 /// 1 GiB pages, accessed/dirty bits), FS/GS bases, SWAPGS, RDTSCP, CR0.TS, CR4 and MSR checks, user mode from a
-/// loaded state, interrupts held while IF=0, CPUID. The kernel-style guest (KernelGuestTests) covers exception
-/// delivery end to end.
+/// loaded state, interrupts held while IF=0. CPUID, one table for the whole machine, is checked by IsaBehaviourTests;
+/// the floating-point units under paging and CR0/CR4 by FpSystemTests. The kernel-style guest (KernelGuestTests)
+/// covers exception delivery end to end.
 /// </summary>
 public sealed class SystemTests
 {
@@ -288,44 +289,5 @@ public sealed class SystemTests
         Assert.Equal(movRsi, r.Rdi);                                 // after the nop in the shadow
         Assert.Equal(0x200UL, r.Rflags & 0x200);
         Assert.Throws<ArgumentOutOfRangeException>(() => guest.Vcpu.RequestInterrupt(31));
-    }
-
-    [Fact]
-    public void Cpuid_advertises_the_system_features_implemented()
-    {
-        byte[] code = EmuHarness.Assemble(a =>
-        {
-            a.mov(eax, 1);
-            a.cpuid();
-            a.mov(r8, rdx);
-            a.mov(eax, 7);
-            a.xor(ecx, ecx);
-            a.cpuid();
-            a.mov(r9, rbx);
-            a.mov(eax, 0x8000_0001);
-            a.cpuid();
-            a.mov(r10, rdx);
-            a.mov(eax, 0x8000_0008);
-            a.cpuid();
-            a.mov(r11, rax);
-            a.mov(eax, 0x8000_0000);
-            a.cpuid();
-            a.hlt();
-        });
-        using EmuGuest guest = EmuHarness.Create(code);
-        Assert.Equal(VcpuExitKind.Halt, guest.Vcpu.Run().Kind);
-        VcpuRegisters r = guest.Vcpu.GetRegisters();
-        foreach (int bit in new[] { 3, 5, 6, 13 })
-        {
-            Assert.True((r.R8 & (1UL << bit)) != 0, $"leaf 1 EDX bit {bit}"); // PSE MSR PAE PGE
-        }
-        Assert.Equal(0UL, r.R8 & ((1UL << 9) | (1UL << 11) | (1UL << 12) | (1UL << 16))); // no APIC, SEP, MTRR, PAT
-        Assert.NotEqual(0UL, r.R9 & 1);                                  // FSGSBASE
-        foreach (int bit in new[] { 11, 20, 26, 27, 29 })
-        {
-            Assert.True((r.R10 & (1UL << bit)) != 0, $"0x80000001 EDX bit {bit}"); // SYSCALL NX 1GB RDTSCP LM
-        }
-        Assert.Equal(0x3028UL, r.R11);
-        Assert.Equal(0x8000_0008UL, r.Rax);
     }
 }
