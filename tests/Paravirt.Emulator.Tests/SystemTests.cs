@@ -132,6 +132,24 @@ public sealed class SystemTests
     }
 
     [Fact]
+    public void A_string_op_reading_through_an_FS_override_is_an_emulator_gap_not_a_silent_read_of_DS()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(edi, 0x20_0000 - 0x100);
+            a.db(0x64, 0xAA);                                 // fs stosb: ES:rDI cannot be overridden, the prefix is ignored
+            a.mov(esi, 0x10);
+            a.db(0x64, 0x48, 0xAD);                           // fs lodsq: reads FS:rSI
+            a.hlt();
+        });
+        using EmuGuest guest = EmuHarness.Create(code);
+        VcpuExit exit = guest.Vcpu.Run();
+        Assert.Equal(VcpuExitKind.Unimplemented, exit.Kind);
+        Assert.Contains("lodsq", exit.Detail, StringComparison.Ordinal);
+        Assert.Equal(0x20_0000UL - 0xFF, guest.Vcpu.GetRegisters().Rdi); // the stosb ran
+    }
+
+    [Fact]
     public void Rdfsbase_without_CR4_FSGSBASE_is_invalid()
     {
         byte[] code = EmuHarness.Assemble(a =>

@@ -660,6 +660,10 @@ internal static partial class Translator
                 return false; // 32/16-bit address size
             }
         }
+        if (kind is (OpKind.Movs or OpKind.Lods or OpKind.Cmps) && ins.SegmentPrefix is (Register.FS or Register.GS))
+        {
+            return false; // an FS/GS source (fs lodsb): an emulator gap, never a silent read of DS:rSI
+        }
         op.Kind = kind;
         op.Size = (byte)ins.MemorySize.GetSize();
         if (ins.HasRepnePrefix)
