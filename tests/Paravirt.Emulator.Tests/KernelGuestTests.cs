@@ -49,6 +49,11 @@ public sealed class KernelGuestTests(ITestOutputHelper output)
             new(14, 0x11, NxPage, kcs, kss, NxPage),                            // #PF P|I: fetch from an NX page
             new(0x80, NoError, k["k_int80_after"], kcs, kss, 0),                // INT 0x80
             new(13, KernelCs, k["k_ltr"], kcs, kss, 0),                         // #GP(selector): LTR of a code segment
+            new(7, NoError, k["k_nm_x87"], kcs, kss, 0),                        // #NM: x87 with CR0.TS set
+            new(7, NoError, k["k_nm_sse"], kcs, kss, 0),                        // #NM: SSE with CR0.TS set
+            new(16, NoError, k["k_mf"], kcs, kss, 0),                           // #MF: at the fwait after the unmasked fdiv by zero
+            new(14, 0, k["k_pf_fld"], kcs, kss, Unmapped),                      // #PF: fld m80 crossing into the unmapped page
+            new(14, 2, k["k_pf_fxsave"], kcs, kss, Unmapped),                   // #PF W: fxsave's 512 bytes cross into it
             new(TimerVector, NoError, 0, kcs, kss, 0),                          // the timer, held while IF=0
             new(8, 0, 0, kcs, kss, Unmapped + 0x7F8),                           // #DF on IST1 (#PF while delivering #PF)
             new(SyscallEvent, 7, u["u_syscall"] + 2, kcs, kss, 0x202),          // SYSCALL: rcx, r11, CS/SS from STAR

@@ -51,7 +51,7 @@ internal static partial class CrossBackendScenarios
             int first = Enumerable.Range(0, Math.Min(a.Length, b.Length)).FirstOrDefault(i => a[i] != b[i], Math.Min(a.Length, b.Length));
             throw new InvalidOperationException($"event logs differ at record {first}: kvm \"{(first < a.Length ? a[first] : "(end)")}\" vs emulator \"{(first < b.Length ? b[first] : "(end)")}\"; kvm log | {kvmOut.ReplaceLineEndings(" | ")}");
         }
-        return $"identical event logs ({KernelGuest.ParseLog(kvmOut).Count} records: exceptions, syscalls, user-mode faults, timer interrupts, a double fault) on kvm and emulator";
+        return $"identical event logs ({KernelGuest.ParseLog(kvmOut).Count} records: exceptions, FPU faults (#NM, #MF, #PF), syscalls, user-mode faults, timer interrupts, a double fault) on kvm and emulator";
     }
 
     /// <summary>A guest reads code from disk over code it already ran and runs it: both backends run the new code (exit status 12).</summary>

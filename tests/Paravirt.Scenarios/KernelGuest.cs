@@ -11,7 +11,9 @@ namespace Paravirt.Scenarios;
 /// (so it runs through the full VMM on any backend): it loads its own GDT (kernel and user segments, a TSS with
 /// RSP0 and an IST stack), IDT (a stub per vector) and 4-level page tables (user, read-only, no-execute and
 /// unmapped pages), enables NX and SYSCALL, then takes #DE, #UD, #BP, #GP (non-canonical address, LTR of a code
-/// segment), #PF (not present, write protect, NX fetch), INT n, a timer interrupt held pending while IF=0 (woken out of poll), a double fault on an IST stack;
+/// segment), #PF (not present, write protect, NX fetch), INT n, #NM for x87 and SSE with CR0.TS set, #MF for a
+/// pending x87 exception, #PF for x87/FXSAVE operands crossing into an unmapped page, a timer interrupt held pending
+/// while IF=0 (woken out of poll), a double fault on an IST stack;
 /// enters user mode with IRETQ and there makes SYSCALLs (SWAPGS, GS-relative per-CPU data, SYSRETQ), INT 0x80, INT3,
 /// and takes #PF (supervisor page, read-only page, NX page), #GP (hlt, out, cli, mov from CR0, rdmsr; optionally int
 /// of a DPL-0 gate), a single-step #DB and a timer interrupt at CPL 3. Every event is logged (vector, error code, saved RIP,
@@ -35,6 +37,7 @@ internal static class KernelGuest
 
     // Kernel data layout.
     private const ulong LogCount = KernelData, SyscallCount = KernelData + 0x10, Ticks = KernelData + 0x20, SavedRsp = KernelData + 0x28;
+    private const ulong FpuScratch = KernelData + 0x30;
     private const ulong LogStart = KernelData + 0x100, ResumeTable = KernelData + 0xC00, PerCpu = KernelData + 0xE00;
     private const int RecordBytes = 40, MaxRecords = (int)(ResumeTable - LogStart) / RecordBytes;
     // User data layout.
@@ -90,7 +93,7 @@ internal static class KernelGuest
         {
             addresses.Kernel[name] = at;
         }
-        foreach (string f in new[] { "k_de", "k_ud", "k_gp", "k_pf_read", "k_pf_write", "k_ltr" })
+        foreach (string f in new[] { "k_de", "k_ud", "k_gp", "k_pf_read", "k_pf_write", "k_ltr", "k_nm_x87", "k_nm_sse", "k_mf", "k_pf_fld", "k_pf_fxsave" })
         {
             resume.Add((kernelLabels[f], kernelLabels[f + "_done"]));
         }
@@ -241,6 +244,36 @@ internal static class KernelGuest
         Here("k_ltr");
         a.ltr(ax);                                  // a code segment is no TSS: #GP(selector)
         Here("k_ltr_done");
+
+        // --- the FPU under CR0 and the page tables: lazy FPU switching (CR0.TS: #NM for x87 and SSE), an unmasked
+        // x87 exception left pending until the next waiting instruction (#MF), FP operands that cross into an
+        // unmapped page (#PF with CR2 at that page, W for the FXSAVE store)
+        a.mov(rax, cr0);
+        a.or(rax, 8);
+        a.mov(cr0, rax);
+        Here("k_nm_x87");
+        a.fld1();
+        Here("k_nm_x87_done");
+        Here("k_nm_sse");
+        a.addsd(xmm0, xmm1);
+        Here("k_nm_sse_done");
+        a.clts();
+        a.fninit();
+        a.mov(__word_ptr[(long)FpuScratch], 0x37B);                 // unmask divide by zero
+        a.fldcw(__word_ptr[(long)FpuScratch]);
+        a.fld1();
+        a.fldz();
+        a.fdivp(st1, st0);                                          // pending, no fault yet
+        Here("k_mf");
+        a.wait();
+        Here("k_mf_done");
+        a.fninit();
+        Here("k_pf_fld");
+        a.fld(__tword_ptr[(long)(Unmapped - 4)]);
+        Here("k_pf_fld_done");
+        Here("k_pf_fxsave");
+        a.fxsave64(__[(long)(Unmapped - 0x100)]);
+        Here("k_pf_fxsave_done");
 
         // --- a timer interrupt held pending while IF=0: poll wakes up, STI delivers it after the next instruction
         Hypercall(a, HypercallCode.ClockMonotonic);
