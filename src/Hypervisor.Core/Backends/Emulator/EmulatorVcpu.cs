@@ -25,8 +25,9 @@ internal enum LazyKind : byte
 /// The emulated vCPU: the general-purpose and XMM registers, RIP and RFLAGS, the run loop (dispatch, budget,
 /// interrupts, single step), the memory access path through the software TLB, and instruction fetch through the
 /// code cache. The system state lives in <see cref="SystemRegisters"/>, paging in <see cref="Mmu"/>, decoded code in
-/// <see cref="CodeCache"/>, IDT delivery in <see cref="ExceptionDelivery"/>. Execution lives in
-/// <c>EmulatorVcpu.Execute.cs</c>, <c>EmulatorVcpu.Sse.cs</c> and <c>EmulatorVcpu.System.cs</c>.
+/// <see cref="CodeCache"/>, IDT delivery in <see cref="ExceptionDelivery"/>, the x87/MXCSR state in
+/// <see cref="Semantics.FpuState"/>. Execution lives in <c>EmulatorVcpu.Execute.cs</c>, <c>EmulatorVcpu.Strings.cs</c>,
+/// <c>EmulatorVcpu.Sse.cs</c>, <c>EmulatorVcpu.Isa.cs</c>, <c>EmulatorVcpu.X87.cs</c> and <c>EmulatorVcpu.System.cs</c>.
 /// </summary>
 [SkipLocalsInit]
 internal sealed unsafe partial class EmulatorVcpu : IVcpu
