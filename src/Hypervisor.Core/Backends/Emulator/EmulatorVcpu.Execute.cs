@@ -1384,14 +1384,7 @@ internal sealed unsafe partial class EmulatorVcpu
         {
             return LoadForWriteSlow(a, size);
         }
-        byte* p = (byte*)(e->Addend + (long)a);
-        return size switch
-        {
-            1 => *p,
-            2 => Unsafe.ReadUnaligned<ushort>(p),
-            4 => Unsafe.ReadUnaligned<uint>(p),
-            _ => Unsafe.ReadUnaligned<ulong>(p),
-        };
+        return ReadHost((byte*)(e->Addend + (long)a), size);
     }
 
     /// <summary>Translates [a, a+size) for write (both pages, before anything happens), then reads it.</summary>

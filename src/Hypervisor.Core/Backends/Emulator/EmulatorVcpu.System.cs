@@ -43,19 +43,22 @@ internal sealed unsafe partial class EmulatorVcpu
     /// An instruction at <paramref name="rip"/> raised <paramref name="fault"/>: deliver it, or end the run (no IDT,
     /// a terminal fault, an emulator gap). Returns true when <see cref="Run"/> must return the exit set.
     /// </summary>
-    private bool RaiseFault(GuestFault fault, ulong rip)
+    private bool RaiseFault(GuestFault fault, ulong rip) =>
+        EndsRun(fault, rip) || RaiseEvent(new GuestEvent(fault.Vector, fault.ErrorCode, EventSource.Exception, fault.Address), rip, rip, fault.Message);
+
+    /// <summary>
+    /// A fault no guest handler can see ends the run at <paramref name="rip"/>: an emulator gap (an
+    /// <see cref="VcpuExitKind.Unimplemented"/> exit) or a terminal fault (a <see cref="VcpuExitKind.Fault"/> exit).
+    /// Returns true when it set that exit.
+    /// </summary>
+    private bool EndsRun(GuestFault fault, ulong rip)
     {
-        if (fault.Vector == GuestFault.Gap)
+        if (fault.Vector != GuestFault.Gap && !fault.Terminal)
         {
-            SetExit(new VcpuExit(VcpuExitKind.Unimplemented, rip, Detail: fault.Message));
-            return true;
+            return false;
         }
-        if (fault.Terminal)
-        {
-            SetExit(new VcpuExit(VcpuExitKind.Fault, rip, Detail: fault.Message));
-            return true;
-        }
-        return RaiseEvent(new GuestEvent(fault.Vector, fault.ErrorCode, EventSource.Exception, fault.Address), rip, rip, fault.Message);
+        SetExit(new VcpuExit(fault.Vector == GuestFault.Gap ? VcpuExitKind.Unimplemented : VcpuExitKind.Fault, rip, Detail: fault.Message));
+        return true;
     }
 
     /// <summary>
@@ -105,14 +108,8 @@ internal sealed unsafe partial class EmulatorVcpu
                 {
                     _sys.Cr2 = nested.Address; // a page fault loads CR2 even when it turns into a double fault
                 }
-                if (nested.Vector == GuestFault.Gap)
+                if (EndsRun(nested, at))
                 {
-                    SetExit(new VcpuExit(VcpuExitKind.Unimplemented, at, Detail: nested.Message));
-                    return true;
-                }
-                if (nested.Terminal)
-                {
-                    SetExit(new VcpuExit(VcpuExitKind.Fault, at, Detail: nested.Message));
                     return true;
                 }
                 if (current.Vector == Vectors.DF && current.Source == EventSource.Exception)

@@ -674,15 +674,18 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         {
             return LoadSlow(a, size);
         }
-        byte* p = (byte*)(e->Addend + (long)a);
-        return size switch
-        {
-            1 => *p,
-            2 => Unsafe.ReadUnaligned<ushort>(p),
-            4 => Unsafe.ReadUnaligned<uint>(p),
-            _ => Unsafe.ReadUnaligned<ulong>(p),
-        };
+        return ReadHost((byte*)(e->Addend + (long)a), size);
     }
+
+    /// <summary>Reads 1, 2, 4 or 8 bytes at a host address the TLB gave.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong ReadHost(byte* p, int size) => size switch
+    {
+        1 => *p,
+        2 => Unsafe.ReadUnaligned<ushort>(p),
+        4 => Unsafe.ReadUnaligned<uint>(p),
+        _ => Unsafe.ReadUnaligned<ulong>(p),
+    };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong Load64(ulong a)
