@@ -39,6 +39,16 @@ public enum HypercallCode : uint
     SyscallUnimplemented = 0x000B,
     /// <summary>ABI 1.1: <c>exit_signal(signo, address, rip)</c>: the guest's Linux personality ends the run because its application was killed by signal <c>signo</c> (for a fault: at data <c>address</c>, instruction <c>rip</c>); the exit status is <c>128 + signo</c>, as a shell reports it. Does not return.</summary>
     ExitSignal = 0x000C,
+    /// <summary>
+    /// <c>timer_set(deadline_ns, vector)</c>: arms the one-shot paravirtual timer (ABI 1.1, feature <see cref="FeatureBits.Timer"/>):
+    /// when the monotonic clock (<see cref="ClockMonotonic"/>) reaches <c>deadline_ns</c>, external interrupt
+    /// <c>vector</c> (32-255) is raised; the guest takes it through its IDT once RFLAGS.IF is set (it stays pending
+    /// while IF is clear, as a level-triggered line without an APIC), and a guest blocked in <see cref="Poll"/> wakes
+    /// up (poll returns 0). A deadline already passed fires at once; arming again replaces the previous deadline;
+    /// <c>deadline_ns</c> 0 cancels. Returns 0, <see cref="HypercallStatus.Invalid"/> for a vector outside 32-255, or
+    /// <see cref="HypercallStatus.NotImplemented"/> when the backend cannot inject interrupts (the feature is not offered).
+    /// </summary>
+    TimerSet = 0x0011,
 
     /// <summary><c>console_write(buf, len)</c>: writes bytes to the console output stream. Returns bytes written.</summary>
     ConsoleWrite = 0x0100,

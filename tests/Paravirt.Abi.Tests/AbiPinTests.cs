@@ -20,7 +20,7 @@ public sealed class AbiPinTests
             [
                 ("Version", 0x0000u), ("Features", 0x0001u), ("Exit", 0x0002u), ("DebugWrite", 0x0003u),
                 ("ClockMonotonic", 0x0004u), ("ClockWall", 0x0005u), ("Poll", 0x0006u), ("AcceptFeatures", 0x0007u),
-                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("Random", 0x000Au), ("SyscallUnimplemented", 0x000Bu), ("ExitSignal", 0x000Cu), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
+                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("Random", 0x000Au), ("SyscallUnimplemented", 0x000Bu), ("ExitSignal", 0x000Cu), ("TimerSet", 0x0011u), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
                 ("BlockAttach", 0x0200u), ("NetAttach", 0x0300u), ("EventSend", 0x0400u),
             ]
         },
@@ -35,7 +35,7 @@ public sealed class AbiPinTests
         },
         {
             typeof(FeatureBits),
-            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("ConsoleEndOfInput", 16UL), ("Entropy", 32UL)]
+            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("ConsoleEndOfInput", 16UL), ("Entropy", 32UL), ("Timer", 0x200UL)]
         },
         {
             typeof(DeviceKind),

@@ -12,8 +12,9 @@ public sealed class AllocationTests
     [Fact]
     public void Steady_state_execution_allocates_nothing_per_instruction()
     {
-        // A loop of loads, stores, arithmetic, SSE, SSE and x87 floating point, then a hypercall; run twice: the first
-        // pass decodes (and translates) the blocks, the second, 2M+ instructions, is measured.
+        // A loop of loads, stores, arithmetic, SSE, SSE and x87 floating point (every access through the software
+        // TLB), then a hypercall; run twice: the first pass decodes (and translates) the blocks, the second, 2M+
+        // instructions, is measured.
         byte[] code = EmuHarness.Assemble(a =>
         {
             Label again = a.CreateLabel(), loop = a.CreateLabel();
@@ -37,6 +38,8 @@ public sealed class AllocationTests
             a.fsqrt();
             a.fsin();
             a.fstp(__qword_ptr[rbx + 32]);
+            a.fld(__tword_ptr[rbx + 48]);  // m80 through LoadBytes/StoreBytes (the TLB, or a walk of both pages)
+            a.fstp(__tword_ptr[rbx + 48]);
             a.pcmpistrm(xmm3, xmm2, 0x0C); // (writes xmm0; pcmpistri would clobber the loop counter)
             a.dec(ecx);
             a.jnz(loop);

@@ -38,6 +38,8 @@ internal sealed class EmuGuest(GuestMemory memory, IVirtualMachine vm, IVcpu vcp
 
     public IVcpu Vcpu => vcpu;
 
+    public GuestMemory Memory => memory;
+
     public void Dispose()
     {
         vcpu.Dispose();

@@ -138,10 +138,24 @@ public sealed class EmulatorBehaviourTests
         Assert.Equal("page fault: read of 8 bytes at 0x1ffffc outside guest memory", exit.Detail);
     }
 
+    [Fact]
+    public void StoreToANonCanonicalAddress_IsAGeneralProtectionFault()
+    {
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            a.mov(rbx, unchecked((long)0x8000_0000_0000_0000UL));
+            a.mov(__dword_ptr[rbx + 8], eax);
+            a.hlt();
+        });
+        using EmuGuest guest = EmuHarness.Create(code);
+        VcpuExit exit = guest.Vcpu.Run();
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        Assert.Equal("general protection fault (#GP): write of 4 bytes at non-canonical address 0x8000000000000008", exit.Detail);
+    }
+
     [Theory]
     [InlineData(0xFFFF_FFFF_FFFF_FFF0UL)]
     [InlineData(0x20_0000UL)]
-    [InlineData(0x8000_0000_0000_0000UL)]
     public void StoreOutsideGuestMemory_IsAFaultExit(ulong address)
     {
         byte[] code = EmuHarness.Assemble(a =>
@@ -377,7 +391,7 @@ public sealed class EmulatorBehaviourTests
         var (memory, vm, vcpu) = guest;
         memory.GetSpan(new GuestAddress(sled), count).Fill(0xC3);
         Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
-        Assert.True(((EmulatorVcpu)vcpu).CachedBlocks <= EmulatorVcpu.MaxCachedBlocks);
+        Assert.True(((EmulatorVcpu)vcpu).Code.Bytes <= CodeCache.DefaultByteLimit);
         Assert.Equal((ulong)count, vcpu.GetRegisters().Rcx);
     }
 
@@ -450,8 +464,8 @@ public sealed class EmulatorBehaviourTests
             a.lidt(__[idtr]);
             a.mov(rax, cr0);
             a.mov(rbx, cr4);
-            a.mov(rdx, 0x5000);
-            a.mov(cr3, rdx);
+            a.mov(rdx, cr3);
+            a.mov(cr3, rdx);    // the same tables again: flushes the TLB, changes no mapping
             a.mov(rcx, cr3);
             a.sti();
             a.hlt();
@@ -465,8 +479,30 @@ public sealed class EmulatorBehaviourTests
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.Equal(LongModeSetup.Cr0, r.Rax);
         Assert.Equal(LongModeSetup.Cr4, r.Rbx);
-        Assert.Equal(0x5000UL, r.Rcx);
+        Assert.Equal(GuestLayout.Pml4, r.Rcx);
         Assert.Equal((0x7000UL, 0xFFFUL), ((EmulatorVcpu)vcpu).Idtr);
         Assert.NotEqual(0UL, r.Rflags & 0x200);
+    }
+
+    [Fact]
+    public void Cr3PointingAtEmptyTables_WithAnEmptyIdt_IsATripleFault()
+    {
+        // As on hardware: the next fetch page-faults, the IDT's gates are not present (#NP, contributory after #PF:
+        // a double fault), and the #DF gate is not present either: the CPU shuts down.
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label idtr = a.CreateLabel();
+            a.lidt(__[idtr]);
+            a.mov(rdx, 0x5000);
+            a.mov(cr3, rdx);
+            a.nop();
+            a.Label(ref idtr);
+            a.dw(0xFFF);
+            a.dq(0x7000);
+        });
+        using EmuGuest guest = EmuHarness.Create(code);
+        VcpuExit exit = guest.Vcpu.Run();
+        Assert.Equal(VcpuExitKind.Shutdown, exit.Kind);
+        Assert.Contains("triple fault", exit.Detail, StringComparison.Ordinal);
     }
 }

@@ -144,8 +144,9 @@ public sealed class IsaBehaviourTests
     }
 
     [Fact]
-    public void Cpuid_AdvertisesExactlyTheImplementedExtensions()
+    public void Cpuid_AdvertisesExactlyTheImplementedFeatures()
     {
+        // One table for the whole machine: the user-level ISA and the system side, nothing more.
         (VcpuExit exit, EmulatorVcpu vcpu, EmuGuest guest) = Run(a =>
         {
             a.mov(eax, 1);
@@ -160,6 +161,14 @@ public sealed class IsaBehaviourTests
             a.cpuid();
             a.mov(r11, rcx);
             a.mov(r12, rdx);
+            a.mov(eax, 0x8000_0008);
+            a.cpuid();
+            a.mov(r13, rax);
+            a.mov(eax, 0x8000_0000);
+            a.cpuid();
+            a.mov(r14, rax);
+            a.xor(eax, eax);
+            a.cpuid();
             a.hlt();
         });
         using (guest)
@@ -168,11 +177,16 @@ public sealed class IsaBehaviourTests
             VcpuRegisters r = vcpu.GetRegisters();
             // ECX: SSE3, SSSE3, CX16, SSE4.1, SSE4.2, MOVBE, POPCNT; no XSAVE/OSXSAVE/AVX/RDRAND/AES/PCLMULQDQ.
             Assert.Equal((1UL << 0) | (1UL << 9) | (1UL << 13) | (1UL << 19) | (1UL << 20) | (1UL << 22) | (1UL << 23), r.R8);
-            // EDX: FPU, TSC, CX8, CMOV, FXSR, SSE, SSE2 (no MMX: not emulated).
-            Assert.Equal((1UL << 0) | (1UL << 4) | (1UL << 8) | (1UL << 15) | (1UL << 24) | (1UL << 25) | (1UL << 26), r.R9);
-            Assert.Equal((1UL << 3) | (1UL << 8) | (1UL << 19), r.R10); // BMI1, BMI2, ADX
+            // EDX: FPU, TSC, CX8, CMOV, FXSR, SSE, SSE2 (no MMX: not emulated), and the system side's DE, PSE, MSR, PAE,
+            // PGE; no APIC, SEP, MTRR, PAT.
+            Assert.Equal((1UL << 0) | (1UL << 4) | (1UL << 8) | (1UL << 15) | (1UL << 24) | (1UL << 25) | (1UL << 26)
+                | (1UL << 2) | (1UL << 3) | (1UL << 5) | (1UL << 6) | (1UL << 13), r.R9);
+            Assert.Equal((1UL << 3) | (1UL << 8) | (1UL << 19) | (1UL << 0), r.R10); // BMI1, BMI2, ADX; FSGSBASE
             Assert.Equal((1UL << 0) | (1UL << 5), r.R11); // LAHF/SAHF, LZCNT
-            Assert.Equal((1UL << 27) | (1UL << 29), r.R12); // RDTSCP, LM
+            Assert.Equal((1UL << 27) | (1UL << 29) | (1UL << 11) | (1UL << 20) | (1UL << 26), r.R12); // RDTSCP, LM; SYSCALL, NX, 1 GiB pages
+            Assert.Equal(0x3028UL, r.R13);                // 48 linear, 40 physical address bits
+            Assert.Equal(0x8000_0008UL, r.R14);           // highest extended leaf
+            Assert.Equal((7UL, 0x61726150UL, 0x74726976UL, 0x21756D45UL), (r.Rax, r.Rbx, r.Rdx, r.Rcx)); // "ParavirtEmu!"
         }
     }
 

@@ -6,6 +6,8 @@ using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
+using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Scenarios;
@@ -21,7 +23,78 @@ internal static partial class CrossBackendScenarios
     [
         ("same-output-hello", () => Compare(guestDir, "hello", "", withDisk: false)),
         ("same-output-blk", () => Compare(guestDir, "blk", "seed=11 requests=128", withDisk: true)),
+        ("same-output-kernel", CompareKernel),
+        ("same-output-code-from-disk", CompareCodeFromDisk),
     ];
+
+    /// <summary>
+    /// The kernel-style guest (<see cref="KernelGuest"/>: own GDT/IDT/TSS/page tables, exceptions, SYSCALL/SYSRET,
+    /// user-mode faults, IRETQ, the paravirtual timer at CPL 0 and 3, a double fault) prints the same event log on
+    /// KVM and on the emulator: the emulator's system side against real hardware virtualization.
+    /// </summary>
+    private static string CompareKernel()
+    {
+        if (KvmPvm.ServesDevKvm())
+        {
+            throw new ScenarioSkippedException("kvm_pvm runs only PVM-aware guest kernels, and this guest loads its own GDT, IDT and page tables; tests/nested-kvm/run.sh runs it on kvm_amd");
+        }
+        byte[] elf = KernelGuest.Build(out _);
+        (RunResult kvm, string kvmOut) = RunImage(elf, new KvmBackend(), []);
+        (RunResult emu, string emuOut) = RunImage(elf, new EmulatorBackend(), []);
+        if (kvm.Outcome != RunOutcome.Exited || emu.Outcome != RunOutcome.Exited || kvm.ExitStatus != 0 || emu.ExitStatus != 0)
+        {
+            throw new InvalidOperationException($"kvm: {kvm.Outcome} {kvm.ExitStatus} ({kvm.Message}); emulator: {emu.Outcome} {emu.ExitStatus} ({emu.Message}); kvm log | {kvmOut.ReplaceLineEndings(" | ")}");
+        }
+        if (kvmOut != emuOut)
+        {
+            string[] a = kvmOut.Split('\n'), b = emuOut.Split('\n');
+            int first = Enumerable.Range(0, Math.Min(a.Length, b.Length)).FirstOrDefault(i => a[i] != b[i], Math.Min(a.Length, b.Length));
+            throw new InvalidOperationException($"event logs differ at record {first}: kvm \"{(first < a.Length ? a[first] : "(end)")}\" vs emulator \"{(first < b.Length ? b[first] : "(end)")}\"; kvm log | {kvmOut.ReplaceLineEndings(" | ")}");
+        }
+        return $"identical event logs ({KernelGuest.ParseLog(kvmOut).Count} records: exceptions, FPU faults (#NM, #MF, #PF), syscalls, user-mode faults, timer interrupts, a double fault) on kvm and emulator";
+    }
+
+    /// <summary>A guest reads code from disk over code it already ran and runs it: both backends run the new code (exit status 12).</summary>
+    private static string CompareCodeFromDisk()
+    {
+        byte[] elf = CodeFromDiskGuest.Build();
+        var statuses = new List<long>();
+        foreach (IHypervisorBackend backend in new IHypervisorBackend[] { new KvmBackend(), new EmulatorBackend() })
+        {
+            string disk = Path.Combine(Path.GetTempPath(), $"paravirt-code-{Guid.NewGuid():N}.img");
+            try
+            {
+                byte[] contents = new byte[1 << 20];
+                CodeFromDiskGuest.Sector().CopyTo(contents, 0);
+                File.WriteAllBytes(disk, contents);
+                using var device = new BlockDevice("disk0", disk);
+                (RunResult r, _) = RunImage(elf, backend, [device]);
+                if (r.Outcome != RunOutcome.Exited)
+                {
+                    throw new InvalidOperationException($"{backend.Name}: {r.Outcome} ({r.Message})");
+                }
+                statuses.Add(r.ExitStatus);
+            }
+            finally
+            {
+                File.Delete(disk);
+            }
+        }
+        if (statuses[0] != 12 || statuses[1] != 12)
+        {
+            throw new InvalidOperationException($"exit status kvm {statuses[0]}, emulator {statuses[1]}; 12 means the new code ran");
+        }
+        return "both backends ran the code the block device wrote over code the guest had run (exit status 12)";
+    }
+
+    private static (RunResult Result, string Output) RunImage(byte[] elf, IHypervisorBackend backend, IReadOnlyList<VirtualDevice> devices)
+    {
+        var runner = new GuestRunner(new BackendSelector([backend]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
+        GuestImage image = ElfLoader.Parse(elf, Paravirt.Abi.AbiVersion.Current);
+        using var console = new MemoryStream();
+        RunResult result = runner.Run(image, runner.DefaultOptions with { Backend = backend.Name, ConsoleOutput = console, Devices = devices, Timeout = TimeSpan.FromSeconds(120) });
+        return (result, Encoding.ASCII.GetString(console.ToArray()));
+    }
 
     private static string Compare(string guestDir, string sample, string commandLine, bool withDisk)
     {

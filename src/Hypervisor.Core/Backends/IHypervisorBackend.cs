@@ -110,6 +110,8 @@ public enum BackendCapabilities
     InstructionBudget = 1 << 0,
     /// <summary><see cref="IVcpu.InstructionsRetired"/> counts the guest instructions executed.</summary>
     InstructionCount = 1 << 1,
+    /// <summary><see cref="IVcpu.RequestInterrupt"/> delivers external interrupts through the guest's IDT.</summary>
+    InterruptInjection = 1 << 2,
     /// <summary>
     /// The guest's CPL 0 code owns the CPU's system state: its own page tables (CR3, U/S, NX), GDT, IDT and TSS, the
     /// SYSCALL MSRs, exceptions delivered through its IDT, and code of its own at CPL 3. The Linux personality (a

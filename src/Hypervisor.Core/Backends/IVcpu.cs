@@ -39,6 +39,16 @@ public interface IVcpu : IDisposable
 
     /// <summary>Makes a running (or the next) <see cref="Run"/> return <see cref="VcpuExitKind.Interrupted"/> soon. Thread-safe.</summary>
     void Interrupt();
+
+    /// <summary>
+    /// Raises external interrupt <paramref name="vector"/> (32-255), as a level-triggered line without an APIC: the
+    /// guest takes it through its IDT as soon as RFLAGS.IF allows (it stays pending while IF is clear), and a
+    /// running <see cref="Run"/> keeps running. Requests of the same vector before delivery merge. Thread-safe.
+    /// Available where the backend declares <see cref="BackendCapabilities.InterruptInjection"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="vector"/> is below 32 or above 255.</exception>
+    /// <exception cref="NotSupportedException">The backend cannot inject interrupts.</exception>
+    void RequestInterrupt(int vector);
 }
 
 /// <summary>General-purpose registers, <c>rip</c> and <c>rflags</c>.</summary>

@@ -73,6 +73,10 @@ public sealed class VcpuState
     public ulong TscAux { get; set; }
     /// <summary>The time-stamp counter (<c>IA32_TIME_STAMP_COUNTER</c>, MSR 0x10).</summary>
     public ulong Tsc { get; set; }
+    /// <summary>DR6, the debug status (BS set by a single-step trap). Reset value 0xFFFF0FF0.</summary>
+    public ulong Dr6 { get; set; } = 0xFFFF_0FF0;
+    /// <summary>DR7, the debug control. Reset value 0x400.</summary>
+    public ulong Dr7 { get; set; } = 0x400;
 
     /// <summary>
     /// x87, MMX and SSE state as an XSAVE image (see the remarks): at least <see cref="MinExtendedStateSize"/> bytes.

@@ -28,6 +28,7 @@ internal sealed partial class CoreHypercalls : IHypercallProvider
         new((uint)HypercallCode.SyscallUnimplemented, "syscall_unimplemented", SyscallUnimplemented),
         new((uint)HypercallCode.ExitSignal, "exit_signal", ExitSignal),
         new((uint)HypercallCode.ConsoleWrite, "console_write", Write),
+        new((uint)HypercallCode.TimerSet, "timer_set", static (in HypercallArgs a, GuestSession s) => s.SetTimer(a.A1, a.A2)),
     ];
 
     /// <summary>Most bytes one random hypercall returns.</summary>

@@ -25,6 +25,12 @@ public sealed partial class GuestSession : IDisposable
     private readonly CancellationTokenRegistration _stoppingRegistration;
     private ulong _pendingEvents;
     private bool _pumpRequested;
+    /// <summary>The timer fired since a poll last returned for it: the next (or current) poll returns at once.</summary>
+    private bool _timerWake;
+    private readonly Lock _timerLock = new();
+    private Timer? _timer;
+    private long _timerGeneration;
+    private bool _timerStopped;
     private IReadOnlyList<VirtualDevice> _devices = [];
     private ConsoleOutputQueue? _consoleQueue;
     private long _consoleBytes;
@@ -119,6 +125,98 @@ public sealed partial class GuestSession : IDisposable
     /// <summary>Nanoseconds since the run started; never goes backwards.</summary>
     public long MonotonicNanoseconds => (long)Stopwatch.GetElapsedTime(_startTimestamp).Ticks * 100;
 
+    /// <summary>
+    /// Raises an external interrupt on the guest's vCPU (<see cref="Backends.IVcpu.RequestInterrupt"/>); set by the
+    /// runner when the backend declares <see cref="Backends.BackendCapabilities.InterruptInjection"/>, null otherwise
+    /// (then <see cref="HypercallCode.TimerSet"/> answers <see cref="HypercallStatus.NotImplemented"/>).
+    /// </summary>
+    internal Action<int>? InterruptSink { get; set; }
+
+    /// <summary>
+    /// <see cref="HypercallCode.TimerSet"/>: arms the one-shot timer for monotonic time <paramref name="deadlineNanoseconds"/>
+    /// (0 cancels) to raise <paramref name="vector"/>. Returns a <see cref="HypercallStatus"/> (0 on success).
+    /// </summary>
+    internal long SetTimer(ulong deadlineNanoseconds, ulong vector)
+    {
+        if (InterruptSink is null)
+        {
+            return (long)HypercallStatus.NotImplemented;
+        }
+        lock (_timerLock)
+        {
+            if (_timerStopped)
+            {
+                return (long)HypercallStatus.Broken;
+            }
+            _timerGeneration++;
+            if (deadlineNanoseconds == 0)
+            {
+                _timer?.Change(Timeout.Infinite, Timeout.Infinite);
+                return 0;
+            }
+            if (vector is < 32 or > 255)
+            {
+                return (long)HypercallStatus.Invalid;
+            }
+            long dueNs = deadlineNanoseconds > long.MaxValue ? long.MaxValue : (long)deadlineNanoseconds - MonotonicNanoseconds;
+            // Host timers have millisecond granularity: round up, so the interrupt never comes before the deadline.
+            long dueMs = dueNs <= 0 ? 0 : Math.Min((dueNs + 999_999) / 1_000_000, uint.MaxValue - 1L);
+            _timer ??= new Timer(static s => ((GuestSession)s!).FireTimer(), this, Timeout.Infinite, Timeout.Infinite);
+            _pendingArm = new TimerArm(_timerGeneration, (int)vector);
+            _timer.Change(dueMs, Timeout.Infinite);
+            return 0;
+        }
+    }
+
+    private sealed record TimerArm(long Generation, int Vector);
+
+    private TimerArm? _pendingArm;
+
+    /// <summary>The timer's deadline passed (thread pool): raise the interrupt and wake a guest blocked in poll.</summary>
+    private void FireTimer()
+    {
+        int vector;
+        lock (_timerLock)
+        {
+            if (_timerStopped || _pendingArm is not { } arm || arm.Generation != _timerGeneration)
+            {
+                return; // cancelled or re-armed since
+            }
+            _pendingArm = null;
+            vector = arm.Vector;
+        }
+        try
+        {
+            InterruptSink?.Invoke(vector);
+        }
+#pragma warning disable CA1031 // a timer callback must never take the host process down
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            if (Logger is { } logger)
+            {
+                LogTimerFailed(logger, vector, e.Message);
+            }
+        }
+        lock (_eventLock)
+        {
+            _timerWake = true;
+            Monitor.PulseAll(_eventLock);
+        }
+    }
+
+    /// <summary>The run ended: the timer never fires again.</summary>
+    internal void StopTimer()
+    {
+        lock (_timerLock)
+        {
+            _timerStopped = true;
+            _pendingArm = null;
+            _timer?.Dispose();
+            _timer = null;
+        }
+    }
+
     /// <summary>Records the guest's exit; the vCPU loop stops after the current hypercall.</summary>
     public void RequestExit(long status)
     {
@@ -187,6 +285,11 @@ public sealed partial class GuestSession : IDisposable
                     {
                         _pendingEvents &= ~hit;
                         return hit;
+                    }
+                    if (_timerWake)
+                    {
+                        _timerWake = false;
+                        return 0; // the timer fired: its interrupt is taken when the guest runs with IF set
                     }
                     long remainingNs = deadlineNanoseconds - MonotonicNanoseconds;
                     if (remainingNs <= 0 || Stopping.IsCancellationRequested)
@@ -287,6 +390,9 @@ public sealed partial class GuestSession : IDisposable
             }
         }
     }
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message = "the paravirtual timer could not raise vector {Vector}: {Reason}")]
+    private static partial void LogTimerFailed(ILogger logger, int vector, string reason);
 
     [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "device {Device} stopped: {Reason}; it answers Broken from now on, the host keeps running")]
     private static partial void LogDeviceBroken(ILogger logger, string device, string reason);

@@ -28,6 +28,8 @@ public sealed unsafe class GuestMemory : IDisposable
     private byte* _base;
     private readonly ulong _size;
     private readonly bool _mapped;
+    private readonly Lock _observersLock = new();
+    private IGuestMemoryWriteObserver[] _observers = [];
 
     /// <summary>Allocates zeroed guest memory of <paramref name="size"/> bytes (a multiple of 4 KiB within [<see cref="MinSize"/>, <see cref="MaxSize"/>]).</summary>
     /// <exception cref="ArgumentOutOfRangeException">The size is not page aligned or out of range.</exception>
@@ -79,8 +81,21 @@ public sealed unsafe class GuestMemory : IDisposable
         address.Value <= _size && length <= _size - address.Value;
 
     /// <summary>Gets a span over guest memory, or returns false when the range is outside memory, overflows or exceeds <see cref="int.MaxValue"/>.</summary>
-    /// <remarks>The span aliases live guest memory: the guest can change it concurrently. Copy before validating.</remarks>
+    /// <remarks>
+    /// The span aliases live guest memory: the guest can change it concurrently. Copy before validating. The caller
+    /// may write through it: backends that cache decoded guest code hear of the range (as for every write method).
+    /// </remarks>
     public bool TryGetSpan(GuestAddress address, ulong length, out Span<byte> span)
+    {
+        if (!TryGetSpanCore(address, length, out span))
+        {
+            return false;
+        }
+        NotifyWrite(address.Value, length);
+        return true;
+    }
+
+    private bool TryGetSpanCore(GuestAddress address, ulong length, out Span<byte> span)
     {
         if (length > int.MaxValue || !Contains(address, length) || _base == null)
         {
@@ -90,6 +105,33 @@ public sealed unsafe class GuestMemory : IDisposable
         // Safe: the range was checked against the allocation above.
         span = new Span<byte>(_base + address.Value, (int)length);
         return true;
+    }
+
+    /// <summary>Registers an observer of host writes (the emulator's code cache); see <see cref="IGuestMemoryWriteObserver"/>.</summary>
+    internal void AddWriteObserver(IGuestMemoryWriteObserver observer)
+    {
+        lock (_observersLock)
+        {
+            _observers = [.. _observers, observer];
+        }
+    }
+
+    /// <summary>Unregisters an observer added by <see cref="AddWriteObserver"/>.</summary>
+    internal void RemoveWriteObserver(IGuestMemoryWriteObserver observer)
+    {
+        lock (_observersLock)
+        {
+            _observers = [.. _observers.Where(o => !ReferenceEquals(o, observer))];
+        }
+    }
+
+    private void NotifyWrite(ulong address, ulong length)
+    {
+        IGuestMemoryWriteObserver[] observers = Volatile.Read(ref _observers);
+        for (int i = 0; i < observers.Length; i++)
+        {
+            observers[i].OnHostWrite(address, length);
+        }
     }
 
     /// <summary>Gets a span over guest memory; throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
@@ -105,7 +147,7 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Copies guest memory into <paramref name="destination"/>, or returns false when the range is invalid.</summary>
     public bool TryRead(GuestAddress address, Span<byte> destination)
     {
-        if (!TryGetSpan(address, (ulong)destination.Length, out Span<byte> src))
+        if (!TryGetSpanCore(address, (ulong)destination.Length, out Span<byte> src))
         {
             return false;
         }
@@ -125,7 +167,14 @@ public sealed unsafe class GuestMemory : IDisposable
     }
 
     /// <summary>Copies guest memory into <paramref name="destination"/>; throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
-    public void Read(GuestAddress address, Span<byte> destination) => GetSpan(address, (ulong)destination.Length).CopyTo(destination);
+    public void Read(GuestAddress address, Span<byte> destination)
+    {
+        if (!TryGetSpanCore(address, (ulong)destination.Length, out Span<byte> src))
+        {
+            ThrowOutOfRange(address, (ulong)destination.Length);
+        }
+        src.CopyTo(destination);
+    }
 
     /// <summary>Copies <paramref name="source"/> into guest memory; throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
     public void Write(GuestAddress address, ReadOnlySpan<byte> source) => source.CopyTo(GetSpan(address, (ulong)source.Length));
@@ -133,7 +182,7 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Reads one unmanaged value (a copy: later guest writes do not affect it), or returns false when the range is invalid.</summary>
     public bool TryRead<T>(GuestAddress address, out T value) where T : unmanaged
     {
-        if (!TryGetSpan(address, (ulong)sizeof(T), out Span<byte> src))
+        if (!TryGetSpanCore(address, (ulong)sizeof(T), out Span<byte> src))
         {
             value = default;
             return false;
@@ -143,7 +192,14 @@ public sealed unsafe class GuestMemory : IDisposable
     }
 
     /// <summary>Reads one unmanaged value (a copy); throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
-    public T Read<T>(GuestAddress address) where T : unmanaged => MemoryMarshal.Read<T>(GetSpan(address, (ulong)sizeof(T)));
+    public T Read<T>(GuestAddress address) where T : unmanaged
+    {
+        if (!TryGetSpanCore(address, (ulong)sizeof(T), out Span<byte> src))
+        {
+            ThrowOutOfRange(address, (ulong)sizeof(T));
+        }
+        return MemoryMarshal.Read<T>(src);
+    }
 
     /// <summary>Writes one unmanaged value, or returns false when the range is invalid.</summary>
     public bool TryWrite<T>(GuestAddress address, in T value) where T : unmanaged

@@ -150,6 +150,11 @@ public sealed partial class GuestRunner
             Logger = _logger,
             Limits = options.Limits,
         };
+        bool injection = choice.Backend.Capabilities.HasFlag(BackendCapabilities.InterruptInjection);
+        if (injection)
+        {
+            session.OfferedFeatures |= FeatureBits.Timer;
+        }
         PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures, linux?.BootModules ?? 0, linux?.BootModuleCount ?? 0);
         string backendName = choice.Backend.Name;
         LogStarting(_logger, backendName, choice.Reason, image.AbiVersion.ToString(), options.MemorySize >> 20);
@@ -161,9 +166,14 @@ public sealed partial class GuestRunner
         using IVirtualMachine vm = choice.Backend.CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = options.InstructionBudget });
         using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(entry, memory.Size, GuestLayout.BootInfo));
         using CancellationTokenRegistration kick = stop.Token.Register(static s => ((IVcpu)s!).Interrupt(), vcpu);
+        if (injection)
+        {
+            session.InterruptSink = vcpu.RequestInterrupt;
+        }
 
         RunResult Finish(RunOutcome outcome, long status, string message)
         {
+            session.StopTimer();
             session.Stop(DrainDeadline(outcome, started, options));
             stats.ConsoleBytesDiscarded = session.ConsoleBytesDiscarded;
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
@@ -178,55 +188,62 @@ public sealed partial class GuestRunner
             return new RunResult(outcome, status, backendName, message, stats) { TerminatingSignal = outcome == RunOutcome.Exited ? session.FatalSignal?.Signal : null };
         }
 
-        while (true)
+        try
         {
-            VcpuExit exit = vcpu.Run();
-            stats.CountExit(exit.Kind);
-            _metrics?.RecordExit(backendName, exit.Kind);
-            if (HypercallTrap.IsHypercall(in exit))
+            while (true)
             {
-                VcpuRegisters registers = vcpu.GetRegisters();
-                HypercallArgs args = HypercallTrap.ReadArguments(in registers);
-                string? name = _dispatcher.GetName(args.Code);
-                stats.CountHypercall(args.Code, registered: name is not null);
-                _metrics?.RecordHypercall(args.Code, name);
-                long result = _dispatcher.Dispatch(in args, session);
-                if (session.ExitRequested)
+                VcpuExit exit = vcpu.Run();
+                stats.CountExit(exit.Kind);
+                _metrics?.RecordExit(backendName, exit.Kind);
+                if (HypercallTrap.IsHypercall(in exit))
                 {
-                    return Finish(RunOutcome.Exited, session.ExitStatus, $"guest exited with status {session.ExitStatus}");
+                    VcpuRegisters registers = vcpu.GetRegisters();
+                    HypercallArgs args = HypercallTrap.ReadArguments(in registers);
+                    string? name = _dispatcher.GetName(args.Code);
+                    stats.CountHypercall(args.Code, registered: name is not null);
+                    _metrics?.RecordHypercall(args.Code, name);
+                    long result = _dispatcher.Dispatch(in args, session);
+                    if (session.ExitRequested)
+                    {
+                        return Finish(RunOutcome.Exited, session.ExitStatus, $"guest exited with status {session.ExitStatus}");
+                    }
+                    vcpu.SetRegisters(registers with { Rax = unchecked((ulong)result) });
+                    continue;
                 }
-                vcpu.SetRegisters(registers with { Rax = unchecked((ulong)result) });
-                continue;
+                switch (exit.Kind)
+                {
+                    case VcpuExitKind.Interrupted:
+                        if (cancellationToken.IsCancellationRequested)
+                        {
+                            return Finish(RunOutcome.Canceled, 0, "the run was cancelled");
+                        }
+                        if (stop.IsCancellationRequested)
+                        {
+                            return Finish(RunOutcome.TimedOut, 0, $"the guest did not exit within {FormatDuration(options.Timeout)}");
+                        }
+                        break; // spurious kick: keep running
+                    case VcpuExitKind.BudgetExhausted:
+                        return Finish(RunOutcome.BudgetExhausted, 0, $"the guest used its instruction budget of {options.InstructionBudget} without exiting");
+                    case VcpuExitKind.Halt:
+                        return Finish(RunOutcome.Faulted, 0, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
+                    case VcpuExitKind.IoOut or VcpuExitKind.IoIn:
+                        return Finish(RunOutcome.Faulted, 0, $"the guest {(exit.Kind == VcpuExitKind.IoOut ? "wrote to" : "read from")} I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
+                    case VcpuExitKind.Mmio:
+                        return Finish(RunOutcome.Faulted, 0, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}");
+                    case VcpuExitKind.Shutdown:
+                        return Finish(RunOutcome.Faulted, 0, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
+                    case VcpuExitKind.Fault:
+                        return Finish(RunOutcome.Faulted, 0, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})");
+                    case VcpuExitKind.Unimplemented:
+                        return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} cannot run this guest: {exit.Detail} (rip 0x{exit.Rip:x}); the guest did nothing wrong");
+                    default:
+                        return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} failed: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
+                }
             }
-            switch (exit.Kind)
-            {
-                case VcpuExitKind.Interrupted:
-                    if (cancellationToken.IsCancellationRequested)
-                    {
-                        return Finish(RunOutcome.Canceled, 0, "the run was cancelled");
-                    }
-                    if (stop.IsCancellationRequested)
-                    {
-                        return Finish(RunOutcome.TimedOut, 0, $"the guest did not exit within {FormatDuration(options.Timeout)}");
-                    }
-                    break; // spurious kick: keep running
-                case VcpuExitKind.BudgetExhausted:
-                    return Finish(RunOutcome.BudgetExhausted, 0, $"the guest used its instruction budget of {options.InstructionBudget} without exiting");
-                case VcpuExitKind.Halt:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
-                case VcpuExitKind.IoOut or VcpuExitKind.IoIn:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest {(exit.Kind == VcpuExitKind.IoOut ? "wrote to" : "read from")} I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
-                case VcpuExitKind.Mmio:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}");
-                case VcpuExitKind.Shutdown:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
-                case VcpuExitKind.Fault:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})");
-                case VcpuExitKind.Unimplemented:
-                    return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} cannot run this guest: {exit.Detail} (rip 0x{exit.Rip:x}); the guest did nothing wrong");
-                default:
-                    return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} failed: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
-            }
+        }
+        finally
+        {
+            session.StopTimer(); // also when a backend throws: no interrupt is raised on a disposed vCPU
         }
     }
 

@@ -34,6 +34,8 @@ public sealed class KvmLayoutTests
         Assert.Equal(0x1000, Unsafe.SizeOf<kvm_xsave>());
         Assert.Equal(0x10, Unsafe.SizeOf<kvm_xcr>());
         Assert.Equal(0x188, Unsafe.SizeOf<kvm_xcrs>());
+        Assert.Equal(0x4, Unsafe.SizeOf<kvm_interrupt>());
+        Assert.Equal(0x80, Unsafe.SizeOf<kvm_debugregs>());
         Assert.Equal(0x98, Unsafe.SizeOf<Libc.SigAction>());
     }
 
@@ -122,6 +124,9 @@ public sealed class KvmLayoutTests
         Assert.Equal(KVM_SET_XSAVE, Encode(IocWrite, 0xA5, (ulong)sizeof(kvm_xsave)));
         Assert.Equal(KVM_GET_XCRS, Encode(IocRead, 0xA6, (ulong)sizeof(kvm_xcrs)));
         Assert.Equal(KVM_SET_XCRS, Encode(IocWrite, 0xA7, (ulong)sizeof(kvm_xcrs)));
+        Assert.Equal(KVM_INTERRUPT, Encode(IocWrite, 0x86, (ulong)sizeof(kvm_interrupt)));
+        Assert.Equal(KVM_GET_DEBUGREGS, Encode(IocRead, 0xA1, (ulong)sizeof(kvm_debugregs)));
+        Assert.Equal(KVM_SET_DEBUGREGS, Encode(IocWrite, 0xA2, (ulong)sizeof(kvm_debugregs)));
         Assert.Equal(0x4138_AE84UL, KVM_SET_SREGS);
     }
 
@@ -141,6 +146,7 @@ public sealed class KvmLayoutTests
         Assert.Equal(9u, KVM_EXIT_FAIL_ENTRY);
         Assert.Equal(10u, KVM_EXIT_INTR);
         Assert.Equal(17u, KVM_EXIT_INTERNAL_ERROR);
+        Assert.Equal(7u, KVM_EXIT_IRQ_WINDOW_OPEN);
         Assert.Equal(1, KVM_EXIT_IO_OUT);
         Assert.Equal(1UL, KVM_SYNC_X86_REGS);
     }
@@ -159,6 +165,11 @@ public sealed class KvmLayoutTests
             ("KVM_GET_SREGS", KVM_GET_SREGS), ("KVM_SET_SREGS", KVM_SET_SREGS), ("KVM_SET_CPUID2", KVM_SET_CPUID2),
             ("KVM_GET_MSRS", KVM_GET_MSRS), ("KVM_SET_MSRS", KVM_SET_MSRS), ("KVM_GET_XSAVE", KVM_GET_XSAVE),
             ("KVM_SET_XSAVE", KVM_SET_XSAVE), ("KVM_GET_XCRS", KVM_GET_XCRS), ("KVM_SET_XCRS", KVM_SET_XCRS),
+            ("KVM_INTERRUPT", KVM_INTERRUPT), ("KVM_GET_DEBUGREGS", KVM_GET_DEBUGREGS), ("KVM_SET_DEBUGREGS", KVM_SET_DEBUGREGS),
+            ("KVM_EXIT_IRQ_WINDOW_OPEN", KVM_EXIT_IRQ_WINDOW_OPEN), ("sizeof(struct kvm_debugregs)", (ulong)sizeof(kvm_debugregs)),
+            ("offsetof(struct kvm_run, request_interrupt_window)", (ulong)Off<kvm_run>(nameof(kvm_run.request_interrupt_window))),
+            ("offsetof(struct kvm_run, ready_for_interrupt_injection)", (ulong)Off<kvm_run>(nameof(kvm_run.ready_for_interrupt_injection))),
+            ("offsetof(struct kvm_run, if_flag)", (ulong)Off<kvm_run>(nameof(kvm_run.if_flag))),
             ("KVM_CAP_XSAVE", KVM_CAP_XSAVE), ("KVM_CAP_XCRS", KVM_CAP_XCRS),
             ("sizeof(struct kvm_xcrs)", (ulong)sizeof(kvm_xcrs)), ("sizeof(struct kvm_msr_entry)", (ulong)sizeof(kvm_msr_entry)),
             ("sizeof(struct kvm_msrs)", (ulong)sizeof(kvm_msrs)),

@@ -68,6 +68,7 @@ static pv_cons console;
 static bool console_attached;
 static u8 cons_buf[4096];
 static u32 cons_head, cons_count;
+static bool cons_eof;     /* the host flagged the end of its input and the driver has handed over every byte */
 static char console_channel;
 static int console_readers;
 
@@ -81,6 +82,13 @@ void fs_poll_console(void)
         u32 tail = (cons_head + cons_count) % sizeof(cons_buf);
         u32 room = MIN((u32)sizeof(cons_buf) - cons_count, (u32)sizeof(cons_buf) - tail);
         long n = pv_cons_read(&console, cons_buf + tail, room);
+        if (n == PV_CONS_EOF) {
+            if (!cons_eof) {
+                cons_eof = true;
+                got = true; /* wake readers: they return end-of-file once the buffer is empty */
+            }
+            break;
+        }
         if (n <= 0) {
             break;
         }
@@ -132,7 +140,9 @@ static long console_read(struct file *f, u64 buf, u64 len, u64 *pos)
         if (f->flags & O_NONBLOCK) {
             return -EAGAIN;
         }
-        /* TODO(console-eof): return 0 once the host flags the end of its input (console end-of-input ABI). */
+        if (cons_eof) {
+            return 0; /* end of file: the host's input ended (ConsoleInputFlags.EndOfInput) and all of it was read */
+        }
         console_readers++;
         int why = block_current(&console_channel, UINT64_MAX);
         console_readers--;
@@ -175,7 +185,7 @@ static short console_poll(struct file *f)
     short ev = POLLOUT;
     if ((f->flags & O_ACCMODE) != O_WRONLY) {
         fs_poll_console();
-        if (cons_count > 0 || !console_attached) {
+        if (cons_count > 0 || cons_eof || !console_attached) {
             ev |= POLLIN;
         }
     }

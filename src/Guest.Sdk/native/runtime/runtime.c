@@ -117,6 +117,11 @@ long pv_yield(void)
     return pv_hypercall0(PV_HYPERCALL_YIELD);
 }
 
+long pv_timer_set(uint64_t deadline_ns, unsigned vector)
+{
+    return pv_hypercall2(PV_HYPERCALL_TIMER_SET, deadline_ns, vector);
+}
+
 void pv_panic(const char *fmt, ...)
 {
     char buf[256];

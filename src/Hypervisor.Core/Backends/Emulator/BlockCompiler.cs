@@ -13,10 +13,11 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// </summary>
 /// <remarks>
 /// Translated code keeps the interpreter's exact semantics: registers live in the vCPU's register file, flags stay
-/// lazy (kept in IL locals and written back only at exits), and every memory access is bounds-checked inline. Anything
-/// that needs the interpreter (an access outside guest memory, a store into a page holding code) makes the translated
-/// code stop before that instruction and return its index; the interpreter then continues from there, so faults,
-/// self-modifying code and instruction counts are exactly the same.
+/// lazy (kept in IL locals and written back only at exits), and every memory access goes through the software TLB
+/// inline (index, tag compare, add: <see cref="TlbEntry"/>). Anything that needs the interpreter (a TLB miss, which
+/// covers page faults, accesses outside guest memory, first writes that set a dirty bit and stores into a page
+/// holding code) makes the translated code stop before that instruction and return its index; the interpreter then
+/// continues from there, so faults, self-modifying code and instruction counts are exactly the same.
 /// </remarks>
 internal static unsafe class BlockCompiler
 {
@@ -25,7 +26,7 @@ internal static unsafe class BlockCompiler
     /// set), <see cref="ExitRequested"/> (an op it handed to the interpreter asked for a vCPU exit) or the index of
     /// the op at which the interpreter must continue.
     /// </summary>
-    public delegate int CompiledBlock(EmulatorVcpu cpu, ulong* r, byte* mem, Block block);
+    public delegate int CompiledBlock(EmulatorVcpu cpu, ulong* r, TlbEntry* tlb, Block block);
 
     /// <summary>The block ran to its end; rip is set.</summary>
     public const int Completed = -1;
@@ -48,15 +49,15 @@ internal static unsafe class BlockCompiler
     private static readonly FieldInfo Lsize = typeof(EmulatorVcpu).GetField("_lsize", Private)!;
     private static readonly FieldInfo Ovr = typeof(EmulatorVcpu).GetField("_ovr", Private)!;
     private static readonly FieldInfo Rip = typeof(EmulatorVcpu).GetField("_rip", Private)!;
-    private static readonly FieldInfo Size = typeof(EmulatorVcpu).GetField("_size", Private)!;
-    private static readonly FieldInfo CodePage = typeof(EmulatorVcpu).GetField("_codePage", Private)!;
     private static readonly FieldInfo Icount = typeof(EmulatorVcpu).GetField("_icount", Private)!;
+    private static readonly FieldInfo SseFault = typeof(EmulatorVcpu).GetField("_sseFault", Private)!;
     private static readonly MethodInfo ExecuteMethod = typeof(EmulatorVcpu).GetMethod("ExecuteBlock", Private)!;
     private static readonly MethodInfo SseMethod = typeof(EmulatorVcpu).GetMethod("ExecuteSse", Private)!;
     private static readonly MethodInfo OpsGetter = typeof(Block).GetProperty(nameof(Block.Ops))!.GetGetMethod()!;
     private static readonly MethodInfo ValidGetter = typeof(Block).GetProperty(nameof(Block.Valid))!.GetGetMethod()!;
     private static readonly MethodInfo CondMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Cond), Private)!;
     private static readonly MethodInfo ShiftMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Shift), Private)!;
+    private static readonly MethodInfo SegmentBaseMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.SegmentBase), Private)!;
 
     /// <summary>True when the op is translated to IL; every other op is handed to the interpreter one at a time.</summary>
     private static bool Native(in MicroOp op, bool last)
@@ -83,10 +84,15 @@ internal static unsafe class BlockCompiler
         }
     }
 
-    /// <summary>Translates <paramref name="block"/>, or returns null when it holds anything the translator does not handle.</summary>
+    /// <summary>
+    /// Translates <paramref name="block"/>, or returns null when it holds anything the translator does not handle;
+    /// <paramref name="hostBytes"/> estimates the host memory the translation holds (IL, native code, method
+    /// objects), which the code cache counts against its cap.
+    /// </summary>
     [UnconditionalSuppressMessage("AOT", "IL3050", Justification = "Only called when Enabled, i.e. RuntimeFeature.IsDynamicCodeCompiled; NativeAOT keeps interpreting.")]
-    public static CompiledBlock? TryCompile(Block block)
+    public static CompiledBlock? TryCompile(Block block, out int hostBytes)
     {
+        hostBytes = 0;
         MicroOp[] ops = block.Ops;
         int n = ops.Length;
         int native = 0;
@@ -100,7 +106,10 @@ internal static unsafe class BlockCompiler
         }
         try
         {
-            return new Emitter(block).Emit();
+            var emitter = new Emitter(block);
+            CompiledBlock compiled = emitter.Emit();
+            hostBytes = TranslationOverhead + (NativeBytesPerIlByte * emitter.IlSize);
+            return compiled;
         }
 #pragma warning disable CA1031 // translation is an optimization: any failure leaves the block interpreted
         catch (Exception)
@@ -110,13 +119,18 @@ internal static unsafe class BlockCompiler
 #pragma warning restore CA1031
     }
 
+    /// <summary>Estimated fixed host cost of one translated block (DynamicMethod, resolver, delegate, code header).</summary>
+    private const int TranslationOverhead = 4096;
+    /// <summary>Estimated host bytes per IL byte (the IL itself, its token table and the native code RyuJIT makes of it).</summary>
+    private const int NativeBytesPerIlByte = 6;
+
     private sealed class Emitter
     {
         private readonly Block _block;
         private readonly MicroOp[] _ops;
         private readonly DynamicMethod _method;
         private readonly ILGenerator _il;
-        private readonly LocalBuilder _la, _lb, _lr, _size, _cp, _addr, _v;
+        private readonly LocalBuilder _la, _lb, _lr, _addr, _v, _entry, _host;
         private readonly List<(Label Label, int Index, int Pending, int Unflushed)> _bails = [];
         private int _pending = -1;
         private int _unflushed; // instructions run by translated code and not yet added to the vCPU's count
@@ -127,26 +141,23 @@ internal static unsafe class BlockCompiler
             _block = block;
             _ops = block.Ops;
             _method = new DynamicMethod($"emu_block_{block.Start:x}", typeof(int),
-                [typeof(EmulatorVcpu), typeof(ulong*), typeof(byte*), typeof(Block)], typeof(EmulatorVcpu), skipVisibility: true);
+                [typeof(EmulatorVcpu), typeof(ulong*), typeof(TlbEntry*), typeof(Block)], typeof(EmulatorVcpu), skipVisibility: true);
             _il = _method.GetILGenerator();
             _la = _il.DeclareLocal(typeof(ulong));
             _lb = _il.DeclareLocal(typeof(ulong));
             _lr = _il.DeclareLocal(typeof(ulong));
-            _size = _il.DeclareLocal(typeof(ulong));
-            _cp = _il.DeclareLocal(typeof(byte*));
             _addr = _il.DeclareLocal(typeof(ulong));
             _v = _il.DeclareLocal(typeof(ulong));
+            _entry = _il.DeclareLocal(typeof(byte*));
+            _host = _il.DeclareLocal(typeof(byte*));
         }
+
+        /// <summary>Bytes of IL emitted (valid after <see cref="Emit"/>).</summary>
+        public int IlSize => _il.ILOffset;
 
         public CompiledBlock Emit()
         {
             ILGenerator il = _il;
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldfld, Size);
-            il.Emit(OpCodes.Stloc, _size);
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldfld, CodePage);
-            il.Emit(OpCodes.Stloc, _cp);
             int n = _ops.Length;
             bool terminated = false;
             for (int k = 0; k < n; k++)
@@ -326,48 +337,56 @@ internal static unsafe class BlockCompiler
                 il.Emit(OpCodes.Conv_U4);
                 il.Emit(OpCodes.Conv_U8);
             }
+            if (op.Seg != 0)
+            {
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Ldc_I4, (int)op.Seg);
+                il.Emit(OpCodes.Call, SegmentBaseMethod);
+                il.Emit(OpCodes.Add);
+            }
         }
 
-        /// <summary>Bails out to the interpreter at op <paramref name="k"/> unless [_addr, _addr + length) is inside guest memory (and, for stores, outside decoded code).</summary>
+        /// <summary>
+        /// The software TLB, inline: bails out to the interpreter at op <paramref name="k"/> unless the TLB entry of
+        /// _addr's page allows this access for all of [_addr, _addr + length) (the tag is compared with the page of the
+        /// last byte, so an access that crosses a page misses); on a hit, _host holds the host address.
+        /// </summary>
         private void CheckAccess(int k, int length, bool store)
         {
             ILGenerator il = _il;
             Label bail = Bail(k);
+            il.Emit(OpCodes.Ldarg_2);
             il.Emit(OpCodes.Ldloc, _addr);
-            il.Emit(OpCodes.Ldloc, _size);
-            il.Emit(OpCodes.Ldc_I8, (long)length);
-            il.Emit(OpCodes.Sub);
-            il.Emit(OpCodes.Bgt_Un, bail);
-            if (store)
-            {
-                il.Emit(OpCodes.Ldloc, _cp);
-                il.Emit(OpCodes.Ldloc, _addr);
-                il.Emit(OpCodes.Ldc_I4, 12);
-                il.Emit(OpCodes.Shr_Un);
-                il.Emit(OpCodes.Conv_U);
-                il.Emit(OpCodes.Add);
-                il.Emit(OpCodes.Ldind_U1);
-                il.Emit(OpCodes.Ldloc, _cp);
-                il.Emit(OpCodes.Ldloc, _addr);
-                il.Emit(OpCodes.Ldc_I8, (long)(length - 1));
-                il.Emit(OpCodes.Add);
-                il.Emit(OpCodes.Ldc_I4, 12);
-                il.Emit(OpCodes.Shr_Un);
-                il.Emit(OpCodes.Conv_U);
-                il.Emit(OpCodes.Add);
-                il.Emit(OpCodes.Ldind_U1);
-                il.Emit(OpCodes.Or);
-                il.Emit(OpCodes.Brtrue, bail);
-            }
+            il.Emit(OpCodes.Ldc_I4, 12);
+            il.Emit(OpCodes.Shr_Un);
+            il.Emit(OpCodes.Ldc_I8, (long)Tlb.IndexMask);
+            il.Emit(OpCodes.And);
+            il.Emit(OpCodes.Ldc_I4, 5); // sizeof(TlbEntry) == 32
+            il.Emit(OpCodes.Shl);
+            il.Emit(OpCodes.Conv_U);
+            il.Emit(OpCodes.Add);
+            il.Emit(OpCodes.Stloc, _entry);
+            il.Emit(OpCodes.Ldloc, _entry);
+            il.Emit(OpCodes.Ldc_I4, store ? TlbEntry.WriteTagOffset : TlbEntry.ReadTagOffset);
+            il.Emit(OpCodes.Add);
+            il.Emit(OpCodes.Ldind_I8);
+            il.Emit(OpCodes.Ldloc, _addr);
+            il.Emit(OpCodes.Ldc_I8, (long)(length - 1));
+            il.Emit(OpCodes.Add);
+            il.Emit(OpCodes.Ldc_I8, ~0xFFFL);
+            il.Emit(OpCodes.And);
+            il.Emit(OpCodes.Bne_Un, bail);
+            il.Emit(OpCodes.Ldloc, _entry);
+            il.Emit(OpCodes.Ldc_I4, TlbEntry.AddendOffset);
+            il.Emit(OpCodes.Add);
+            il.Emit(OpCodes.Ldind_I8);
+            il.Emit(OpCodes.Ldloc, _addr);
+            il.Emit(OpCodes.Add);
+            il.Emit(OpCodes.Conv_U);
+            il.Emit(OpCodes.Stloc, _host);
         }
 
-        private void HostPointer()
-        {
-            _il.Emit(OpCodes.Ldarg_2);
-            _il.Emit(OpCodes.Ldloc, _addr);
-            _il.Emit(OpCodes.Conv_U);
-            _il.Emit(OpCodes.Add);
-        }
+        private void HostPointer() => _il.Emit(OpCodes.Ldloc, _host);
 
         private void Push(int k, Action value)
         {
@@ -592,6 +611,10 @@ internal static unsafe class BlockCompiler
                     ReturnAfter(Completed);
                     return true;
                 case >= OpKind.MovX128 and <= OpKind.MovntStore:
+                    // CR0.TS/EM or CR4.OSFXSR may forbid SSE now: the interpreter then raises #NM/#UD at this op.
+                    il.Emit(OpCodes.Ldarg_0);
+                    il.Emit(OpCodes.Ldfld, SseFault);
+                    il.Emit(OpCodes.Brtrue, Bail(k));
                     il.Emit(OpCodes.Ldarg_0);
                     il.Emit(OpCodes.Ldarg_3);
                     il.Emit(OpCodes.Callvirt, OpsGetter);

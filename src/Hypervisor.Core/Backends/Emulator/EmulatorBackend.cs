@@ -4,8 +4,10 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 
 /// <summary>
 /// The portable x86-64 emulator backend: runs 64-bit freestanding guest code without hardware virtualization
-/// (CI, containers, machines without VT-x/AMD-V). Flat identity-mapped long mode at CPL0, no interrupts, no paging;
-/// instructions are decoded with Iced once per basic block and executed from a block cache, and hot blocks are
+/// (CI, containers, machines without VT-x/AMD-V). A 64-bit long-mode CPU with 4-level paging, CPL 0 and 3, SYSCALL,
+/// exceptions and interrupts delivered through the guest's IDT, and a software TLB; it starts from the same identity
+/// page tables and long-mode state as the hardware backends. Instructions are decoded with Iced once per basic block
+/// and executed from a block cache, and hot blocks are
 /// translated to IL that the .NET JIT compiles (<see cref="System.Reflection.Emit.DynamicMethod"/>). Deterministic: the same
 /// image and inputs give the same instruction count and output on every run, and
 /// <see cref="VirtualMachineOptions.InstructionBudget"/> is honoured exactly. See <c>README.md</c> beside this file for
@@ -19,8 +21,10 @@ public sealed class EmulatorBackend : IHypervisorBackend
     /// <inheritdoc />
     public string Name => BackendName;
 
-    /// <summary>The emulator counts every instruction, so budgets are exact.</summary>
-    public BackendCapabilities Capabilities => BackendCapabilities.InstructionBudget | BackendCapabilities.InstructionCount;
+    /// <summary>The emulator counts every instruction, so budgets are exact; it delivers external interrupts through the guest's IDT.</summary>
+    public BackendCapabilities Capabilities =>
+        BackendCapabilities.InstructionBudget | BackendCapabilities.InstructionCount | BackendCapabilities.InterruptInjection
+        | BackendCapabilities.SupervisorMode;
 
     /// <summary>Always available: the emulator needs nothing from the host.</summary>
     public BackendAvailability Probe() =>
@@ -48,7 +52,8 @@ internal sealed class EmulatorVirtualMachine : IVirtualMachine
 
     public GuestMemory Memory { get; }
 
-    public IVcpu CreateVcpu(in VcpuStartState start) => new EmulatorVcpu(Memory, _options, start);
+    /// <summary>Writes the identity page tables and GDT and starts the vCPU in the state they enable, as KVM and WHP do.</summary>
+    public IVcpu CreateVcpu(in VcpuStartState start) => new EmulatorVcpu(Memory, _options, LongModeSetup.Write(Memory).ToVcpuState(in start));
 
     public void Dispose()
     {

@@ -65,7 +65,42 @@ internal sealed unsafe partial class EmulatorVcpu
         {
             a += _r[op.Index] << op.Shift;
         }
-        return op.Addr32 ? (uint)a : a;
+        if (op.Addr32 || op.Seg != 0)
+        {
+            return EaAdjust(ref op, a);
+        }
+        return a;
+    }
+
+    /// <summary>32-bit address size truncates; an FS/GS override adds the segment base (the only segment bases 64-bit mode uses).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ulong EaAdjust(ref MicroOp op, ulong a)
+    {
+        if (op.Addr32)
+        {
+            a = (uint)a;
+        }
+        return op.Seg == 0 ? a : a + SegmentBase(op.Seg);
+    }
+
+    /// <summary>The base an FS (<see cref="MicroOp.SegFs"/>) or GS override adds.</summary>
+    internal ulong SegmentBase(int seg) => seg == MicroOp.SegFs ? _sys.Fs.Base : _sys.Gs.Base;
+
+    /// <summary>
+    /// Reads the destination of a read-modify-write instruction. A memory operand is translated for WRITE before it
+    /// is read (as the CPU checks it: a read-only page faults with W set), so the write that follows cannot fault
+    /// and the instruction never leaves flags or registers changed behind a fault.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong ReadModify(ref MicroOp op, out ulong ea)
+    {
+        if (op.A == Loc.Reg)
+        {
+            ea = 0;
+            return GetReg(op.RegA, op.Size);
+        }
+        ea = Ea(ref op);
+        return LoadForWrite(ea, op.Size);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -259,7 +294,11 @@ internal sealed unsafe partial class EmulatorVcpu
 
     // ---- the block executor ----
 
-    /// <summary>Executes the first <paramref name="n"/> ops of <paramref name="block"/>; returns true when the vCPU must exit (<see cref="_exit"/>).</summary>
+    /// <summary>
+    /// Executes ops [<paramref name="from"/>, <paramref name="n"/>) of <paramref name="block"/>. Returns true when the
+    /// block was left early by an event (a fault delivered, an exit): the caller (the dispatcher, or translated code
+    /// that handed it one op) goes back to dispatch and returns <see cref="_exit"/> when <see cref="_exitPending"/>.
+    /// </summary>
     private bool ExecuteBlock(Block block, int from, int n)
     {
         MicroOp[] ops = block.Ops;
@@ -344,14 +383,19 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Pop:
                     {
                         ulong v = Load64(_r[4]);
+                        if (op.A == Loc.Mem)
+                        {
+                            PopToMemory(ref op, v);
+                            break;
+                        }
                         _r[4] += 8;
-                        WriteA(ref op, op.A == Loc.Mem ? Ea(ref op) : 0, v);
+                        WriteA(ref op, 0, v);
                         break;
                     }
                     case OpKind.Add:
                     {
                         ulong b = ReadB(ref op, size);
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         ulong r = (a + b) & Mask(size);
                         SetLazy(LazyKind.Add, a, b, r, size);
                         WriteA(ref op, ea, r);
@@ -360,7 +404,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Adc:
                     {
                         ulong b = ReadB(ref op, size);
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         ulong c = Carry();
                         ulong r = (a + b + c) & Mask(size);
                         SetArith(AddFlags(a, b, r, size, c != 0 ? r <= a : r < a));
@@ -371,7 +415,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Cmp:
                     {
                         ulong b = ReadB(ref op, size);
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = op.Kind == OpKind.Sub ? ReadModify(ref op, out ulong ea) : ReadA(ref op, out ea);
                         ulong r = (a - b) & Mask(size);
                         SetLazy(LazyKind.Sub, a, b, r, size);
                         if (op.Kind == OpKind.Sub)
@@ -383,7 +427,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Sbb:
                     {
                         ulong b = ReadB(ref op, size);
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         ulong c = Carry();
                         ulong r = (a - b - c) & Mask(size);
                         SetArith(SubFlags(a, b, r, size, c != 0 ? a <= b : a < b));
@@ -394,7 +438,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Test:
                     {
                         ulong b = ReadB(ref op, size);
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = op.Kind == OpKind.And ? ReadModify(ref op, out ulong ea) : ReadA(ref op, out ea);
                         ulong r = a & b;
                         SetLazy(LazyKind.Logic, a, b, r, size);
                         if (op.Kind == OpKind.And)
@@ -406,7 +450,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Or:
                     {
                         ulong b = ReadB(ref op, size);
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         ulong r = a | b;
                         SetLazy(LazyKind.Logic, a, b, r, size);
                         WriteA(ref op, ea, r);
@@ -415,7 +459,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Xor:
                     {
                         ulong b = ReadB(ref op, size);
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         ulong r = a ^ b;
                         SetLazy(LazyKind.Logic, a, b, r, size);
                         WriteA(ref op, ea, r);
@@ -423,7 +467,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     }
                     case OpKind.Inc:
                     {
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         ulong r = (a + 1) & Mask(size);
                         _rf = (_rf & ~CF) | Carry();
                         SetLazy(LazyKind.Inc, a, 1, r, size);
@@ -432,7 +476,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     }
                     case OpKind.Dec:
                     {
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         ulong r = (a - 1) & Mask(size);
                         _rf = (_rf & ~CF) | Carry();
                         SetLazy(LazyKind.Dec, a, 1, r, size);
@@ -441,7 +485,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     }
                     case OpKind.Neg:
                     {
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         ulong r = (0 - a) & Mask(size);
                         SetLazy(LazyKind.Sub, 0, a, r, size);
                         WriteA(ref op, ea, r);
@@ -449,7 +493,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     }
                     case OpKind.Not:
                     {
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         WriteA(ref op, ea, ~a & Mask(size));
                         break;
                     }
@@ -484,7 +528,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Rcr:
                     {
                         int count = (int)(op.B == Loc.Imm ? op.Imm : _r[1]) & (size == 8 ? 63 : 31);
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         if (count != 0)
                         {
                             WriteA(ref op, ea, Shift(op.Kind, a, count, size));
@@ -500,7 +544,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         int count = (int)(op.Rep != 0 ? _r[1] : op.Imm) & (size == 8 ? 63 : 31);
                         ulong b = GetReg(op.RegB, size);
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         if (count != 0)
                         {
                             WriteA(ref op, ea, DoubleShift(op.Kind == OpKind.Shld, a, b, count, size));
@@ -671,21 +715,21 @@ internal sealed unsafe partial class EmulatorVcpu
                         i++;
                         goto Done;
                     case OpKind.Movs:
-                        Movs(ref op);
-                        break;
                     case OpKind.Stos:
-                        Stos(ref op);
-                        break;
                     case OpKind.Lods:
-                        Lods(ref op);
-                        break;
                     case OpKind.Cmps:
                     case OpKind.Scas:
-                        CmpsScas(ref op);
-                        break;
+                        if (op.Rep == 0)
+                        {
+                            StringOnce(ref op);
+                            break;
+                        }
+                        // A rep op ends its block and counts its own iterations (see EmulatorVcpu.Strings.cs).
+                        _rip = RepString(ref op, _budgetLimit - _icount - (ulong)(i - from)) ? op.Next : op.Rip;
+                        goto Done;
                     case OpKind.Xchg:
                     {
-                        ulong a = ReadA(ref op, out ulong ea);
+                        ulong a = ReadModify(ref op, out ulong ea);
                         ulong b = GetReg(op.RegB, size);
                         WriteA(ref op, ea, b);
                         SetReg(op.RegB, size, a);
@@ -694,7 +738,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Cmpxchg:
                     {
                         ulong src = GetReg(op.RegB, size);
-                        ulong t = ReadA(ref op, out ulong ea);
+                        ulong t = ReadModify(ref op, out ulong ea);
                         ulong acc = GetReg(0, size);
                         ulong r = (acc - t) & Mask(size);
                         SetLazy(LazyKind.Sub, acc, t, r, size);
@@ -711,7 +755,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Xadd:
                     {
                         ulong s = GetReg(op.RegB, size);
-                        ulong t = ReadA(ref op, out ulong ea);
+                        ulong t = ReadModify(ref op, out ulong ea);
                         ulong r = (t + s) & Mask(size);
                         SetLazy(LazyKind.Add, t, s, r, size);
                         SetReg(op.RegB, size, t);
@@ -721,8 +765,8 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Cmpxchg8b:
                     {
                         ulong ea = Ea(ref op);
+                        ulong m = LoadForWrite(ea, 8);
                         Materialize();
-                        ulong m = Load64(ea);
                         ulong expect = ((ulong)(uint)_r[2] << 32) | (uint)_r[0];
                         if (m == expect)
                         {
@@ -744,8 +788,8 @@ internal sealed unsafe partial class EmulatorVcpu
                         {
                             GuestFault.Misaligned(ea);
                         }
+                        ulong lo = LoadForWrite(ea, 8), hi = LoadForWrite(ea + 8, 8);
                         Materialize();
-                        ulong lo = Load64(ea), hi = Load64(ea + 8);
                         if (lo == _r[0] && hi == _r[2])
                         {
                             Store64(ea, _r[3]);
@@ -791,10 +835,16 @@ internal sealed unsafe partial class EmulatorVcpu
                         Cpuid();
                         break;
                     case OpKind.Rdtsc:
+                    case OpKind.Rdtscp:
                     {
-                        ulong tsc = _icount + (ulong)(i - from);
+                        RequireTsc();
+                        ulong tsc = Tsc + (ulong)(i - from); // counts the instructions retired earlier in this block
                         _r[0] = (uint)tsc;
                         _r[2] = tsc >> 32;
+                        if (op.Kind == OpKind.Rdtscp)
+                        {
+                            _r[1] = (uint)_sys.TscAux; // IA32_TSC_AUX
+                        }
                     }
                         break;
                     case OpKind.Cld: _rf &= ~DF; break;
@@ -823,33 +873,36 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong v = Load64(_r[4]);
                         _r[4] += 8;
                         _lk = LazyKind.None;
-                        _rf = (v & PopfMask) | 2;
+                        ulong writable = FlagsWritable(_sys.Cpl);
+                        _rf = (_rf & ~writable) | (v & writable) | 2;
                         break;
                     }
                     case OpKind.Hlt:
+                        RequireCpl0("hlt");
                         _rip = op.Next;
                         i++;
-                        _exit = new VcpuExit(VcpuExitKind.Halt, op.Next);
-                        _icount += (ulong)(i - from);
-                        return true;
+                        SetExit(new VcpuExit(VcpuExitKind.Halt, op.Next));
+                        goto Done;
                     case OpKind.Out:
                     {
                         // Port writes stop the vCPU; the VMM decides what they mean (the hypercall page's trap among
                         // them). As on KVM, rip stays on the out until the next Run completes it (CompletePendingOut).
                         ulong port = op.B == Loc.Imm ? op.Imm : (ushort)_r[2];
+                        CheckIo(port, size);
                         _rip = op.Rip;
                         _outResume = op.Next;
                         i++;
                         ulong data = size switch { 1 => (byte)_r[0], 2 => (ushort)_r[0], _ => (uint)_r[0] };
-                        _exit = new VcpuExit(VcpuExitKind.IoOut, op.Rip, port, Size: (byte)size, Data: data);
+                        SetExit(new VcpuExit(VcpuExitKind.IoOut, op.Rip, port, Size: (byte)size, Data: data));
                         _icount += (ulong)(i - from);
                         return true;
                     }
                     case OpKind.In:
                     {
                         ulong port = op.B == Loc.Imm ? op.Imm : (ushort)_r[2];
+                        CheckIo(port, size);
                         _rip = op.Rip;
-                        _exit = new VcpuExit(VcpuExitKind.IoIn, op.Rip, port, Detail: $"in from port 0x{port:x}", Size: (byte)size);
+                        SetExit(new VcpuExit(VcpuExitKind.IoIn, op.Rip, port, Detail: $"in from port 0x{port:x}", Size: (byte)size));
                         _icount += (ulong)(i - from);
                         return true;
                     }
@@ -858,36 +911,28 @@ internal sealed unsafe partial class EmulatorVcpu
                         break;
                     case OpKind.Unimplemented:
                         _rip = op.Rip;
-                        _exit = new VcpuExit(VcpuExitKind.Unimplemented, op.Rip, Detail: block.Texts[op.Text]);
+                        SetExit(new VcpuExit(VcpuExitKind.Unimplemented, op.Rip, Detail: block.Texts[op.Text]));
                         _icount += (ulong)(i - from);
                         return true;
                     case >= OpKind.SseArith and <= OpKind.ExtensionLast:
-                        ExecuteIsa(ref op, i - from);
+                        ExecuteIsa(ref op);
                         break;
-                    case OpKind.Cli: _rf &= ~IF; break;
-                    case OpKind.Sti: _rf |= IF; break;
-                    case OpKind.Lgdt:
-                    case OpKind.Lidt:
-                    {
-                        // The descriptor is read (and range-checked) and kept; exceptions are never delivered to
-                        // guest handlers (they end the run with a Fault exit), so the table itself is not used.
-                        ulong ea = Ea(ref op);
-                        ulong limit = Load(ea, 2), tableBase = Load64(ea + 2);
-                        if (op.Kind == OpKind.Lgdt)
-                        {
-                            _gdtr = (tableBase, limit);
-                        }
-                        else
-                        {
-                            _idtr = (tableBase, limit);
-                        }
-                        break;
-                    }
+                    case OpKind.Cli: Cli(); break;
+                    case OpKind.Sti: Sti(); break;
+                    case OpKind.Lgdt: Lgdt(ref op, idt: false); break;
+                    case OpKind.Lidt: Lgdt(ref op, idt: true); break;
                     case OpKind.MovFromCr:
-                        _r[op.RegA] = _cr[op.RegB];
+                        _r[op.RegA] = ReadControlRegister(op.RegB);
                         break;
                     case OpKind.MovToCr:
-                        _cr[op.RegA] = _r[op.RegB];
+                        WriteControlRegister(op.RegA, _r[op.RegB]);
+                        break;
+                    case >= OpKind.Syscall and <= OpKind.FetchFault:
+                        if (ExecuteSystem(ref op, block))
+                        {
+                            i++;
+                            goto Done;
+                        }
                         break;
                     case OpKind.SmcExit:
                         // A store dropped this block (self-modifying code): resume at this instruction, decoded afresh.
@@ -901,13 +946,14 @@ internal sealed unsafe partial class EmulatorVcpu
             _rip = ops[n - 1].Next;
         Done:
             _icount += (ulong)(i - from);
-            return false;
+            return _exitPending;
         }
         catch (GuestFault fault)
         {
+            // A fault: the instruction did not complete (rip stays on it); deliver it or end the run.
             _icount += (ulong)(i - from);
             _rip = ops[i].Rip;
-            _exit = new VcpuExit(VcpuExitKind.Fault, _rip, Detail: fault.Message);
+            RaiseFault(fault, _rip);
             return true;
         }
 #pragma warning disable CA1031 // a bug in the emulator must stop this guest, not the host process
@@ -915,7 +961,7 @@ internal sealed unsafe partial class EmulatorVcpu
         {
             _icount += (ulong)(i - from);
             _rip = ops[i].Rip;
-            _exit = new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error at 0x{_rip:x} ({ops[i].Kind}): {bug.GetType().Name}: {bug.Message}");
+            SetExit(new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error at 0x{_rip:x} ({ops[i].Kind}): {bug.GetType().Name}: {bug.Message}"));
             return true;
         }
 #pragma warning restore CA1031
@@ -1291,7 +1337,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 ea += (ulong)((so >> BitOperations.Log2((uint)bits)) * size);
                 bit = (int)(so & (bits - 1));
             }
-            a = Load(ea, size);
+            a = op.Kind == OpKind.Bt ? Load(ea, size) : LoadForWrite(ea, size);
         }
         ulong mask = 1UL << bit;
         Materialize();
@@ -1314,162 +1360,46 @@ internal sealed unsafe partial class EmulatorVcpu
         }
     }
 
-    // ---- string instructions (64-bit addressing) ----
-
-    private void Movs(ref MicroOp op)
+    /// <summary>POP to memory: the address uses the incremented rsp, and a faulting store leaves rsp as it was.</summary>
+    private void PopToMemory(ref MicroOp op, ulong v)
     {
-        int s = op.Size;
-        bool down = (_rf & DF) != 0;
-        if (op.Rep == 0)
+        ulong old = _r[4];
+        _r[4] = old + 8;
+        try
         {
-            Store(_r[7], s, Load(_r[6], s));
-            Advance(6, s, down);
-            Advance(7, s, down);
-            return;
+            Store(Ea(ref op), 8, v);
         }
-        ulong count = _r[1];
-        if (count == 0)
+        catch (GuestFault)
         {
-            return;
-        }
-        ulong src = _r[6], dst = _r[7];
-        if (!down && count <= _size / (ulong)s)
-        {
-            ulong total = count * (ulong)s;
-            if (src <= _size - total && dst <= _size - total && (dst <= src || dst >= src + total) && !HasCode(dst, total))
-            {
-                Buffer.MemoryCopy(_mem + src, _mem + dst, total, total);
-                _r[6] = src + total;
-                _r[7] = dst + total;
-                _r[1] = 0;
-                return;
-            }
-        }
-        while (_r[1] != 0)
-        {
-            Store(_r[7], s, Load(_r[6], s));
-            Advance(6, s, down);
-            Advance(7, s, down);
-            _r[1]--;
-        }
-    }
-
-    private void Stos(ref MicroOp op)
-    {
-        int s = op.Size;
-        bool down = (_rf & DF) != 0;
-        ulong v = GetReg(0, s);
-        if (op.Rep == 0)
-        {
-            Store(_r[7], s, v);
-            Advance(7, s, down);
-            return;
-        }
-        ulong count = _r[1];
-        if (count == 0)
-        {
-            return;
-        }
-        ulong dst = _r[7];
-        if (!down && count <= _size / (ulong)s)
-        {
-            ulong total = count * (ulong)s;
-            if (total <= int.MaxValue && dst <= _size - total && !HasCode(dst, total))
-            {
-                byte* p = _mem + dst;
-                switch (s)
-                {
-                    case 1: new Span<byte>(p, (int)total).Fill((byte)v); break;
-                    case 2: new Span<ushort>(p, (int)count).Fill((ushort)v); break;
-                    case 4: new Span<uint>(p, (int)count).Fill((uint)v); break;
-                    default: new Span<ulong>(p, (int)count).Fill(v); break;
-                }
-                _r[7] = dst + total;
-                _r[1] = 0;
-                return;
-            }
-        }
-        while (_r[1] != 0)
-        {
-            Store(_r[7], s, v);
-            Advance(7, s, down);
-            _r[1]--;
-        }
-    }
-
-    private void Lods(ref MicroOp op)
-    {
-        int s = op.Size;
-        bool down = (_rf & DF) != 0;
-        if (op.Rep == 0)
-        {
-            SetReg(0, s, Load(_r[6], s));
-            Advance(6, s, down);
-            return;
-        }
-        while (_r[1] != 0)
-        {
-            SetReg(0, s, Load(_r[6], s));
-            Advance(6, s, down);
-            _r[1]--;
-        }
-    }
-
-    private void CmpsScas(ref MicroOp op)
-    {
-        int s = op.Size;
-        bool down = (_rf & DF) != 0;
-        bool cmps = op.Kind == OpKind.Cmps;
-        if (op.Rep != 0 && _r[1] == 0)
-        {
-            return;
-        }
-        while (true)
-        {
-            ulong a, b;
-            if (cmps)
-            {
-                a = Load(_r[6], s);
-                b = Load(_r[7], s);
-                Advance(6, s, down);
-            }
-            else
-            {
-                a = GetReg(0, s);
-                b = Load(_r[7], s);
-            }
-            Advance(7, s, down);
-            ulong r = (a - b) & Mask(s);
-            SetArith(SubFlags(a, b, r, s, a < b));
-            if (op.Rep == 0)
-            {
-                return;
-            }
-            if (--_r[1] == 0)
-            {
-                return;
-            }
-            bool zf = (_rf & ZF) != 0;
-            if (op.Rep == 1 ? !zf : zf)
-            {
-                return;
-            }
+            _r[4] = old;
+            throw;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Advance(int reg, int s, bool down) => _r[reg] = down ? _r[reg] - (ulong)s : _r[reg] + (ulong)s;
-
-    private bool HasCode(ulong address, ulong length)
+    private ulong LoadForWrite(ulong a, int size)
     {
-        for (ulong page = address >> 12; page <= (address + length - 1) >> 12; page++)
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        if (e->WriteTag != ((a + (ulong)size - 1) & ~0xFFFUL))
         {
-            if (_codePage[page] != 0)
-            {
-                return true;
-            }
+            return LoadForWriteSlow(a, size);
         }
-        return false;
+        return ReadHost((byte*)(e->Addend + (long)a), size);
+    }
+
+    /// <summary>Translates [a, a+size) for write (both pages, before anything happens), then reads it.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ulong LoadForWriteSlow(ulong a, int size)
+    {
+        byte* lo = TranslateForWrite(a, size, out byte* hi, out int first);
+        ulong v = 0;
+        var bytes = new Span<byte>(&v, size);
+        new ReadOnlySpan<byte>(lo, first).CopyTo(bytes);
+        if (hi != null)
+        {
+            new ReadOnlySpan<byte>(hi, size - first).CopyTo(bytes[first..]);
+        }
+        return v;
     }
 
     // ---- cpuid ----

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Paravirt.Hypervisor.Backends.Emulator.Semantics;
@@ -64,11 +65,65 @@ internal sealed unsafe partial class EmulatorVcpu
         // only those flags are recorded. Otherwise all raised flags are.
         const uint pre = SseFloat.IE | SseFloat.DE | SseFloat.ZE;
         _fpu.Mxcsr = mx | (raised & ((unmasked & pre) != 0 ? pre : 0x3F));
+        if ((_sys.Cr4 & SystemRegisters.Cr4OsXmmExcpt) == 0)
+        {
+            GuestFault.SimdExceptionWithoutOsSupport(unmasked); // the OS has no #XM handler: #UD (SDM 13.1.4)
+        }
         GuestFault.SimdException(unmasked);
     }
 
-    private void ExecuteIsa(ref MicroOp op, int retiredInBlock)
+    /// <summary>
+    /// CR0/CR4 forbid some FPU or SSE use (<see cref="_sseFault"/> or <see cref="_x87Fault"/> is set): raises what
+    /// <paramref name="op"/> raises. SSE ops (and LDMXCSR/STMXCSR): #UD with CR0.EM set or CR4.OSFXSR clear, #NM with
+    /// CR0.TS set; x87 ops and FXSAVE/FXRSTOR: #NM with CR0.EM or CR0.TS set; WAIT/FWAIT: #NM only with CR0.TS and
+    /// CR0.MP both set. The general-purpose extensions (crc32, BMI2, ADX, MOVBE) touch no FPU state and always run.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FpuUnavailable(ref MicroOp op)
     {
+        switch (op.Kind)
+        {
+            case OpKind.Crc32:
+            case OpKind.Bmi2:
+            case OpKind.AddCarryX:
+            case OpKind.Movbe:
+                return;
+            case OpKind.Fxsave:
+            case OpKind.Fxrstor:
+                if (_x87Fault != 0)
+                {
+                    GuestFault.Raise(Vectors.NM, -1, $"'{(op.Kind == OpKind.Fxsave ? "fxsave" : "fxrstor")}' with CR0.TS or CR0.EM set");
+                }
+                return;
+            case >= OpKind.X87Arith and <= OpKind.X87Fcmov:
+                if (op.Kind == OpKind.X87Control && (X87Control)op.Cond == X87Control.Fwait)
+                {
+                    if ((_sys.Cr0 & (SystemRegisters.Cr0Ts | SystemRegisters.Cr0Mp)) == (SystemRegisters.Cr0Ts | SystemRegisters.Cr0Mp))
+                    {
+                        GuestFault.Raise(Vectors.NM, -1, "'fwait' with CR0.TS and CR0.MP set");
+                    }
+                    return;
+                }
+                if (_x87Fault != 0)
+                {
+                    GuestFault.Raise(Vectors.NM, -1, "x87 instruction with CR0.TS or CR0.EM set");
+                }
+                return;
+            default:
+                if (_sseFault != 0)
+                {
+                    SseUnavailable();
+                }
+                return;
+        }
+    }
+
+    private void ExecuteIsa(ref MicroOp op)
+    {
+        if ((_sseFault | _x87Fault) != 0)
+        {
+            FpuUnavailable(ref op);
+        }
         ref Vector128<byte> dst = ref _x[op.RegA & 15];
         switch (op.Kind)
         {
@@ -182,7 +237,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 uint v = (uint)Load(Ea(ref op), 4);
                 if ((v & ~SseFloat.MxcsrMask) != 0)
                 {
-                    GuestFault.GeneralProtection($"ldmxcsr sets reserved MXCSR bits (0x{v:x})");
+                    GuestFault.GeneralProtection(0, $"ldmxcsr sets reserved MXCSR bits (0x{v:x})");
                 }
                 _fpu.Mxcsr = v;
                 break;
@@ -268,11 +323,25 @@ internal sealed unsafe partial class EmulatorVcpu
             }
             case OpKind.Maskmovdqu:
             {
+                // The implicit destination is DS:rDI (an FS/GS override adds its base; 0x67 makes it edi).
                 Vector128<byte> data = _x[op.RegA], mask = _x[op.RegB];
-                ulong at = _r[7];
-                for (int k = 0; k < 16; k++)
+                uint selected = mask.ExtractMostSignificantBits();
+                if (selected == 0)
                 {
-                    if ((mask[k] & 0x80) != 0)
+                    break;
+                }
+                ulong at = op.Addr32 ? (uint)_r[7] : _r[7];
+                if (op.Seg != 0)
+                {
+                    at += SegmentBase(op.Seg);
+                }
+                // The bytes written are checked first (from the first selected to the last), so a fault writes none.
+                int first = System.Numerics.BitOperations.TrailingZeroCount(selected);
+                int last = 31 - System.Numerics.BitOperations.LeadingZeroCount(selected);
+                ProbeWrite(at + (ulong)first, last - first + 1);
+                for (int k = first; k <= last; k++)
+                {
+                    if ((selected & (1u << k)) != 0)
                     {
                         Store(at + (ulong)k, 1, data[k]);
                     }
@@ -320,14 +389,6 @@ internal sealed unsafe partial class EmulatorVcpu
                 {
                     Store(Ea(ref op), size, ByteSwap(GetReg(op.RegB, size), size));
                 }
-                break;
-            }
-            case OpKind.Rdtscp:
-            {
-                ulong tsc = _icount + (ulong)retiredInBlock;
-                _r[0] = (uint)tsc;
-                _r[2] = tsc >> 32;
-                _r[1] = (uint)_msrs.TscAux; // IA32_TSC_AUX
                 break;
             }
             default:
@@ -391,43 +452,35 @@ internal sealed unsafe partial class EmulatorVcpu
         }
     }
 
-    /// <summary>Checks a 512-byte, 16-byte aligned FXSAVE area inside guest memory.</summary>
-    private void CheckFxArea(ulong ea, bool write)
+    /// <summary>
+    /// FXSAVE: the 512-byte area must be 16-byte aligned (#GP) and writable as a whole (#PF) before any byte is
+    /// written; bytes 416-511 are left as they are (reserved/available to software).
+    /// </summary>
+    private void Fxsave(ulong ea)
     {
         if ((ea & 15) != 0)
         {
             GuestFault.Misaligned(ea);
         }
-        if (ea > _size - 512)
-        {
-            GuestFault.PageFault(ea, 512, write);
-        }
-    }
-
-    private void Fxsave(ulong ea)
-    {
-        CheckFxArea(ea, write: true);
+        ProbeWrite(ea, 512);
         Span<byte> image = stackalloc byte[512];
         SaveFxsave(image);
-        // Bytes 416-511 are left as they are (reserved/available to software).
-        for (int k = 0; k < 416; k += 8)
-        {
-            Store64(ea + (ulong)k, BitConverter.ToUInt64(image[k..]));
-        }
+        StoreBytes(ea, image[..416]);
     }
 
+    /// <summary>FXRSTOR: the aligned 512-byte area is read whole and its MXCSR checked (#GP) before any state changes.</summary>
     private void Fxrstor(ulong ea)
     {
-        CheckFxArea(ea, write: false);
-        Span<byte> image = stackalloc byte[512];
-        for (int k = 0; k < 416; k += 8)
+        if ((ea & 15) != 0)
         {
-            BitConverter.TryWriteBytes(image[k..], Load64(ea + (ulong)k));
+            GuestFault.Misaligned(ea);
         }
-        uint mxcsr = BitConverter.ToUInt32(image[24..]);
+        Span<byte> image = stackalloc byte[512];
+        LoadBytes(ea, image);
+        uint mxcsr = BinaryPrimitives.ReadUInt32LittleEndian(image[24..]);
         if ((mxcsr & ~SseFloat.MxcsrMask) != 0)
         {
-            GuestFault.GeneralProtection($"fxrstor loads reserved MXCSR bits (0x{mxcsr:x})");
+            GuestFault.GeneralProtection(0, $"fxrstor loads reserved MXCSR bits (0x{mxcsr:x})");
         }
         _ = LoadFxrstor(image);
     }

@@ -13,6 +13,10 @@ internal sealed unsafe partial class EmulatorVcpu
 
     private void ExecuteSse(ref MicroOp op)
     {
+        if (_sseFault != 0)
+        {
+            SseUnavailable();
+        }
         ref Vector128<byte> dst = ref _x[op.RegA & 15];
         switch (op.Kind)
         {
@@ -269,8 +273,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 break;
             }
             default:
-                GuestFault.Raise($"internal error: op {op.Kind} at 0x{op.Rip:x} has no handler");
-                break;
+                throw new InvalidOperationException($"op {op.Kind} at 0x{op.Rip:x} has no handler");
         }
     }
 

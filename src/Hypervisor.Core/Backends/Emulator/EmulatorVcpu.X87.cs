@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Paravirt.Hypervisor.Backends.Emulator.Semantics;
 
 namespace Paravirt.Hypervisor.Backends.Emulator;
@@ -50,9 +51,9 @@ internal sealed unsafe partial class EmulatorVcpu
                 }
                 else if ((X87Format)op.Size2 == X87Format.F80)
                 {
-                    ulong ea = Ea(ref op);
-                    CheckRange(ea, 10, write: false);
-                    X87.LoadRaw(ref _fpu, new Float80(Load64(ea), (ushort)Load(ea + 8, 2)));
+                    Span<byte> m80 = stackalloc byte[10];
+                    LoadBytes(Ea(ref op), m80); // both pages translated before anything is read
+                    X87.LoadRaw(ref _fpu, new Float80(BinaryPrimitives.ReadUInt64LittleEndian(m80), BinaryPrimitives.ReadUInt16LittleEndian(m80[8..])));
                 }
                 else
                 {
@@ -72,8 +73,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 X87ControlOp(ref op);
                 break;
             default:
-                GuestFault.Raise($"internal error: op {op.Kind} at 0x{op.Rip:x} has no handler");
-                break;
+                throw new InvalidOperationException($"op {op.Kind} at 0x{op.Rip:x} has no handler");
         }
     }
 
@@ -85,6 +85,8 @@ internal sealed unsafe partial class EmulatorVcpu
             X87.StoreStack(ref _fpu, op.RegA, pop, noEmptyCheck: op.Cond == 2);
             return;
         }
+        // The destination is translated for write first (#PF/#GP before the stack, C1 or the flags change); the store
+        // itself then cannot fault.
         ulong ea = Ea(ref op);
         bool stored;
         switch ((X87Format)op.Size2)
@@ -92,7 +94,7 @@ internal sealed unsafe partial class EmulatorVcpu
             case X87Format.F32:
             case X87Format.F64:
             {
-                CheckRange(ea, op.Size, write: true);
+                ProbeWrite(ea, op.Size);
                 stored = X87.StoreFloat(ref _fpu, (X87Format)op.Size2, out ulong bits);
                 if (stored)
                 {
@@ -102,18 +104,20 @@ internal sealed unsafe partial class EmulatorVcpu
             }
             case X87Format.F80:
             {
-                CheckRange(ea, 10, write: true);
+                ProbeWrite(ea, 10);
                 stored = X87.StoreExtended(ref _fpu, out Float80 v);
                 if (stored)
                 {
-                    Store64(ea, v.Mant);
-                    Store(ea + 8, 2, v.SignExp);
+                    Span<byte> m80 = stackalloc byte[10];
+                    BinaryPrimitives.WriteUInt64LittleEndian(m80, v.Mant);
+                    BinaryPrimitives.WriteUInt16LittleEndian(m80[8..], v.SignExp);
+                    StoreBytes(ea, m80);
                 }
                 break;
             }
             default:
             {
-                CheckRange(ea, op.Size, write: true);
+                ProbeWrite(ea, op.Size);
                 stored = X87.StoreInteger(ref _fpu, op.Size, op.Cond != 0, out ulong bits);
                 if (stored)
                 {
@@ -154,32 +158,34 @@ internal sealed unsafe partial class EmulatorVcpu
             case X87Control.Fnsave:
             {
                 ulong ea = Ea(ref op);
-                int size = op.Size;
-                CheckRange(ea, size, write: true);
                 Span<byte> image = stackalloc byte[108];
-                image = image[..size];
-                if ((X87Control)op.Cond == X87Control.Fnstenv)
+                image = image[..op.Size];
+                bool save = (X87Control)op.Cond == X87Control.Fnsave;
+                if (save)
                 {
-                    _fpu.WriteEnvironment(image);
-                    _fpu.Fcw |= 0x3F; // FNSTENV then masks all exceptions
+                    _fpu.WriteSave(image);
                 }
                 else
                 {
-                    _fpu.WriteSave(image);
+                    _fpu.WriteEnvironment(image);
+                }
+                StoreBytes(ea, image); // all or nothing: a fault leaves the image unwritten and the FPU unchanged
+                if (save)
+                {
                     X87.Init(ref _fpu); // FNSAVE then initializes the FPU
                 }
-                StoreBytes(ea, image);
+                else
+                {
+                    _fpu.Fcw |= 0x3F; // FNSTENV then masks all exceptions
+                }
                 break;
             }
             case X87Control.Fldenv:
             case X87Control.Frstor:
             {
-                ulong ea = Ea(ref op);
-                int size = op.Size;
-                CheckRange(ea, size, write: false);
                 Span<byte> image = stackalloc byte[108];
-                image = image[..size];
-                LoadBytes(ea, image);
+                image = image[..op.Size];
+                LoadBytes(Ea(ref op), image); // read whole before the FPU changes
                 if ((X87Control)op.Cond == X87Control.Fldenv)
                 {
                     _fpu.ReadEnvironment(image);
@@ -204,41 +210,6 @@ internal sealed unsafe partial class EmulatorVcpu
                 break;
             default: // fwait, fnop: the pending-exception check was all
                 break;
-        }
-    }
-
-    /// <summary>Faults (before anything is written) unless [ea, ea + size) is inside guest memory.</summary>
-    private void CheckRange(ulong ea, int size, bool write)
-    {
-        if (ea > _size - (ulong)size)
-        {
-            GuestFault.PageFault(ea, size, write);
-        }
-    }
-
-    private void StoreBytes(ulong ea, ReadOnlySpan<byte> data)
-    {
-        int k = 0;
-        for (; k + 8 <= data.Length; k += 8)
-        {
-            Store64(ea + (ulong)k, BitConverter.ToUInt64(data[k..]));
-        }
-        for (; k < data.Length; k++)
-        {
-            Store(ea + (ulong)k, 1, data[k]);
-        }
-    }
-
-    private void LoadBytes(ulong ea, Span<byte> data)
-    {
-        int k = 0;
-        for (; k + 8 <= data.Length; k += 8)
-        {
-            BitConverter.TryWriteBytes(data[k..], Load64(ea + (ulong)k));
-        }
-        for (; k < data.Length; k++)
-        {
-            data[k] = (byte)Load(ea + (ulong)k, 1);
         }
     }
 }

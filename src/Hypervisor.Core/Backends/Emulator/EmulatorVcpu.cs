@@ -3,16 +3,10 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using Iced.Intel;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Backends.Emulator;
 
-/// <summary>
-/// The emulated vCPU: architectural state (16 GPRs, RIP, RFLAGS, 16 XMM registers), the decoded-block cache with
-/// per-page invalidation, the checked memory path and the run loop. Execution lives in
-/// <c>EmulatorVcpu.Execute.cs</c>.
-/// </summary>
 /// <summary>Which ALU op last set the arithmetic flags lazily (<see cref="LazyKind.None"/>: they are in RFLAGS).</summary>
 internal enum LazyKind : byte
 {
@@ -27,17 +21,32 @@ internal enum LazyKind : byte
     Sar,
 }
 
+/// <summary>
+/// The emulated vCPU: the general-purpose and XMM registers, RIP and RFLAGS, the run loop (dispatch, budget,
+/// interrupts, single step), the memory access path through the software TLB, and instruction fetch through the
+/// code cache. The system state lives in <see cref="SystemRegisters"/>, paging in <see cref="Mmu"/>, decoded code in
+/// <see cref="CodeCache"/>, IDT delivery in <see cref="ExceptionDelivery"/>, the x87/MXCSR state in
+/// <see cref="Semantics.FpuState"/>. Execution lives in <c>EmulatorVcpu.Execute.cs</c>, <c>EmulatorVcpu.Strings.cs</c>,
+/// <c>EmulatorVcpu.Sse.cs</c>, <c>EmulatorVcpu.Isa.cs</c>, <c>EmulatorVcpu.X87.cs</c> and <c>EmulatorVcpu.System.cs</c>.
+/// </summary>
 [SkipLocalsInit]
 internal sealed unsafe partial class EmulatorVcpu : IVcpu
 {
-    internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, IF = 0x200, DF = 0x400, OF = 0x800;
+    internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, IF = 0x200, DF = 0x400, OF = 0x800,
+        IOPL = 0x3000, NT = 0x4000, RF = 0x1_0000, VM = 0x2_0000, AC = 0x4_0000, VIF = 0x8_0000, VIP = 0x10_0000, ID = 0x20_0000;
     internal const ulong ArithFlags = CF | PF | AF | ZF | SF | OF;
     /// <summary>RFLAGS bits popfq may change at CPL0 (VM, RF, VIF, VIP stay clear).</summary>
     internal const ulong PopfMask = 0x247FD5;
     private const int MaxBlockInstructions = 256;
-    private const int FastCacheSize = 4096;
-    /// <summary>Most decoded blocks kept; a guest that makes more (hostile code jumping everywhere) gets the cache flushed, bounding host memory.</summary>
-    internal const int MaxCachedBlocks = 65536;
+
+    /// <summary>
+    /// Most iterations a <c>rep</c> string instruction runs before it yields to the dispatcher, which then checks for
+    /// interrupts, timeouts and the budget and resumes it (rcx, rsi, rdi hold its progress, as after a hardware
+    /// interrupt): bounds the time an interrupt waits to one chunk (well under a millisecond).
+    /// </summary>
+    internal const ulong RepChunk = 65536;
+
+    private const int AttentionKick = 1, AttentionHostWrite = 2, AttentionIrq = 4;
 
     private readonly GuestMemory _memory;
     private readonly byte* _mem;
@@ -46,9 +55,15 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     private readonly ulong* _r;
     private readonly Vector128<byte>[] _xmmArray = GC.AllocateArray<Vector128<byte>>(16, pinned: true);
     private readonly Vector128<byte>* _x;
-    private readonly byte[] _codePageArray;
-    private readonly byte* _codePage;
+    private readonly ulong _budgetLimit;
     private readonly ulong? _budget;
+
+    private readonly SystemRegisters _sys = new();
+    private readonly CodeCache _code;
+    private readonly Mmu _mmu;
+    private readonly ExceptionDelivery _delivery;
+    /// <summary>The TLB of the current privilege level (mirrors <see cref="Mmu.Current"/>; read by translated code).</summary>
+    private TlbEntry* _tlb;
 
     private ulong _rip;
     /// <summary>Where to resume after the out that ended the last run (0: none pending); see <see cref="CompletePendingOut"/>.</summary>
@@ -61,26 +76,23 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     private bool _ovr;
     private ulong _ovrFlags;
     private ulong _icount;
-    private volatile bool _interrupt;
+    private long _tscOffset;
 
-    private readonly Dictionary<ulong, Block> _blocks = [];
-    private readonly Dictionary<ulong, List<Block>> _pageBlocks = [];
-    private readonly Block?[] _fast = new Block?[FastCacheSize];
+    /// <summary>Work for the dispatcher: a kick (<see cref="Interrupt"/>), host writes to code, a requested interrupt. Set from any thread.</summary>
+    private int _attention;
+    /// <summary>External interrupts requested and not yet delivered, one bit per vector.</summary>
+    private readonly ulong[] _pendingIrq = new ulong[4];
+    /// <summary>The next instruction runs with interrupts inhibited (after STI, MOV SS, POP SS).</summary>
+    private bool _shadow;
+    /// <summary>Events (exceptions, interrupts) delivered so far: tells the single-step logic whether an instruction completed normally.</summary>
+    private ulong _deliveries;
+
     private readonly List<MicroOp> _decodeOps = [];
     private readonly List<string> _decodeTexts = [];
     private VcpuExit _exit;
-    /// <summary>Control registers as the guest sees them: the long-mode values the hardware backends load; writes are kept but have no effect.</summary>
-    private readonly ulong[] _cr = new ulong[16];
-    private (ulong Base, ulong Limit) _gdtr, _idtr;
-    /// <summary>System MSRs as last loaded (kept and reported; the emulator has no SYSCALL yet, so they change nothing).</summary>
-    private (ulong Star, ulong Lstar, ulong Cstar, ulong Sfmask, ulong KernelGsBase, ulong TscAux) _msrs;
-    private ulong _efer = LongModeSetup.Efer;
+    /// <summary>True when <see cref="_exit"/> holds an exit <see cref="Run"/> must return.</summary>
+    private bool _exitPending;
 
-    /// <summary>GDTR as last loaded (for tests and diagnostics).</summary>
-    internal (ulong Base, ulong Limit) Gdtr => _gdtr;
-
-    /// <summary>IDTR as last loaded (for tests and diagnostics).</summary>
-    internal (ulong Base, ulong Limit) Idtr => _idtr;
     private bool _disposed;
     private int _jitThreshold = BlockCompiler.Enabled ? BlockCompiler.Threshold : 0;
 
@@ -91,30 +103,40 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         set => _jitThreshold = BlockCompiler.Enabled ? value : 0;
     }
 
-    public EmulatorVcpu(GuestMemory memory, VirtualMachineOptions options, in VcpuStartState start)
+    /// <summary>Creates a vCPU in <paramref name="initial"/> (the state every backend starts from: <c>LongModeSetup.Write(memory).ToVcpuState(start)</c>).</summary>
+    public EmulatorVcpu(GuestMemory memory, VirtualMachineOptions options, VcpuState initial)
     {
         _memory = memory;
         _mem = (byte*)memory.HostAddress;
         _size = memory.Size;
         _budget = options.InstructionBudget;
-        // Safe: the arrays are pinned for the lifetime of this object (GC.AllocateArray pinned: true).
+        _budgetLimit = options.InstructionBudget ?? ulong.MaxValue;
+        // Safe: the arrays are pinned for the lifetime of this object.
         _r = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_regArray));
         _x = (Vector128<byte>*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_xmmArray));
-        _codePageArray = GC.AllocateArray<byte>((int)((_size + 0xFFF) >> 12) + 1, pinned: true);
-        _codePage = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_codePageArray));
-        _rip = start.Rip;
-        _r[4] = start.Rsp;
-        _r[7] = start.Rdi;
-        _cr[0] = LongModeSetup.Cr0;
-        _cr[3] = GuestLayout.Pml4;
-        _cr[4] = LongModeSetup.Cr4;
-        _gdtr = (GuestLayout.Gdt, (ulong)(LongModeSetup.GdtEntries.Length * 8) - 1);
+        _code = new CodeCache(_size, page => _mmu!.RevokeWrite(page), () => Interlocked.Or(ref _attention, AttentionHostWrite));
+        _mmu = new Mmu(_mem, _size, _sys, _code);
+        _delivery = new ExceptionDelivery(_sys, _mmu);
+        SetState(initial);
+        memory.AddWriteObserver(_code);
     }
 
     public ulong? InstructionsRetired => _icount;
 
     /// <summary>The exact count, for the emulator's own tests.</summary>
     internal ulong Retired => _icount;
+
+    /// <summary>The system registers (for tests and diagnostics).</summary>
+    internal SystemRegisters SystemState => _sys;
+
+    /// <summary>GDTR as last loaded (for tests and diagnostics).</summary>
+    internal (ulong Base, ulong Limit) Gdtr => (_sys.Gdtr.Base, _sys.Gdtr.Limit);
+
+    /// <summary>IDTR as last loaded (for tests and diagnostics).</summary>
+    internal (ulong Base, ulong Limit) Idtr => (_sys.Idtr.Base, _sys.Idtr.Limit);
+
+    /// <summary>The decoded-block cache (for tests and diagnostics).</summary>
+    internal CodeCache Code => _code;
 
     // ---- IVcpu ----
 
@@ -129,25 +151,45 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         CompletePendingOut();
         while (true)
         {
-            if (_interrupt)
+            bool step = false;
+            if ((Volatile.Read(ref _attention) | (int)(_rf & TF) | (_shadow ? 1 : 0)) != 0)
             {
-                _interrupt = false;
-                return new VcpuExit(VcpuExitKind.Interrupted, _rip);
-            }
-            ulong left = ulong.MaxValue;
-            if (_budget is ulong budget)
-            {
-                if (_icount >= budget)
+                if (Service())
                 {
-                    return new VcpuExit(VcpuExitKind.BudgetExhausted, _rip, Detail: $"instruction budget of {budget} used");
+                    return TakeExit();
                 }
-                left = budget - _icount;
+                step = _shadow || (_rf & TF) != 0;
             }
-            Block block = GetBlock(_rip);
+            if (_icount >= _budgetLimit)
+            {
+                return new VcpuExit(VcpuExitKind.BudgetExhausted, _rip, Detail: $"instruction budget of {_budget} used");
+            }
+            ulong left = _budgetLimit - _icount;
+            Block block;
+            try
+            {
+                block = GetBlock(_rip);
+            }
+            catch (GuestFault fault)
+            {
+                if (RaiseFault(fault, _rip))
+                {
+                    return TakeExit();
+                }
+                continue;
+            }
             int n = block.Ops.Length;
             if ((ulong)n > left)
             {
                 n = (int)left;
+            }
+            if (step)
+            {
+                if (StepOne(block))
+                {
+                    return TakeExit();
+                }
+                continue;
             }
             int start = 0;
             if (n == block.Ops.Length)
@@ -156,8 +198,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
                 {
                     try
                     {
-                        // Safe: the translated block bounds-checks every access against _size itself.
-                        start = compiled(this, _r, _mem, block);
+                        // Safe: the translated block reaches guest memory only through TLB entries, as the interpreter does.
+                        start = compiled(this, _r, _tlb, block);
                     }
 #pragma warning disable CA1031 // a bug in translated code must stop this guest, not the host process
                     catch (Exception bug)
@@ -171,20 +213,125 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
                     }
                     if (start == BlockCompiler.ExitRequested)
                     {
-                        return _exit;
+                        if (_exitPending)
+                        {
+                            return TakeExit();
+                        }
+                        continue;
                     }
                 }
                 else if (++block.Hits == _jitThreshold)
                 {
-                    block.Compiled = BlockCompiler.TryCompile(block);
-                    BlocksCompiled += block.Compiled is null ? 0 : 1;
+                    block.Compiled = BlockCompiler.TryCompile(block, out int translatedBytes);
+                    if (block.Compiled is not null)
+                    {
+                        BlocksCompiled++;
+                        block.HostBytes += translatedBytes;
+                        _code.AddTranslated(translatedBytes);
+                    }
                 }
             }
-            if (ExecuteBlock(block, start, n))
+            if (ExecuteBlock(block, start, n) && _exitPending)
             {
-                return _exit;
+                return TakeExit();
             }
         }
+    }
+
+    private VcpuExit TakeExit()
+    {
+        _exitPending = false;
+        return _exit;
+    }
+
+    /// <summary>Sets the exit <see cref="Run"/> returns next.</summary>
+    private void SetExit(in VcpuExit exit)
+    {
+        _exit = exit;
+        _exitPending = true;
+    }
+
+    /// <summary>
+    /// The dispatcher's slow path, taken when <see cref="_attention"/> is set, TF is set or an interrupt shadow is
+    /// active: a kick, queued host writes to code, a pending external interrupt (delivered when RFLAGS.IF allows).
+    /// Returns true when <see cref="Run"/> must return <see cref="_exit"/>.
+    /// </summary>
+    private bool Service()
+    {
+        int attention = Volatile.Read(ref _attention);
+        if ((attention & AttentionKick) != 0)
+        {
+            Interlocked.And(ref _attention, ~AttentionKick);
+            SetExit(new VcpuExit(VcpuExitKind.Interrupted, _rip));
+            return true;
+        }
+        if ((attention & AttentionHostWrite) != 0)
+        {
+            Interlocked.And(ref _attention, ~AttentionHostWrite);
+            _code.ApplyHostWrites();
+        }
+        if ((attention & AttentionIrq) != 0 && (_rf & IF) != 0 && !_shadow)
+        {
+            int vector = TakePendingInterrupt();
+            if (vector >= 0)
+            {
+                return RaiseEvent(new GuestEvent(vector, -1, EventSource.External), _rip);
+            }
+        }
+        return false;
+    }
+
+    /// <summary>Takes the highest pending vector (a fixed-priority controller), or -1; clears the attention bit when none is left.</summary>
+    private int TakePendingInterrupt()
+    {
+        for (int w = 3; w >= 0; w--)
+        {
+            ulong bits = Volatile.Read(ref _pendingIrq[w]);
+            while (bits != 0)
+            {
+                int bit = 63 - System.Numerics.BitOperations.LeadingZeroCount(bits);
+                ulong mask = 1UL << bit;
+                if ((Interlocked.And(ref _pendingIrq[w], ~mask) & mask) != 0)
+                {
+                    RefreshIrqAttention();
+                    return (w * 64) + bit;
+                }
+                bits = Volatile.Read(ref _pendingIrq[w]);
+            }
+        }
+        RefreshIrqAttention();
+        return -1;
+    }
+
+    private void RefreshIrqAttention()
+    {
+        Interlocked.And(ref _attention, ~AttentionIrq);
+        if ((Volatile.Read(ref _pendingIrq[0]) | Volatile.Read(ref _pendingIrq[1]) | Volatile.Read(ref _pendingIrq[2]) | Volatile.Read(ref _pendingIrq[3])) != 0)
+        {
+            Interlocked.Or(ref _attention, AttentionIrq); // raced with a new request: keep looking
+        }
+    }
+
+    /// <summary>
+    /// Runs one instruction under TF (then a single-step #DB trap unless it raised an event itself) or in an
+    /// interrupt shadow (then interrupts are allowed again). Returns true when the run must stop.
+    /// </summary>
+    private bool StepOne(Block block)
+    {
+        bool trap = (_rf & TF) != 0;
+        ulong delivered = _deliveries;
+        bool stop = ExecuteBlock(block, 0, 1);
+        _shadow = false;
+        if (stop && _exitPending)
+        {
+            return true;
+        }
+        if (trap && _deliveries == delivered)
+        {
+            _sys.Dr6 |= 1UL << 14; // BS: single step
+            return RaiseEvent(new GuestEvent(Vectors.DB, -1, EventSource.Trap), _rip);
+        }
+        return false;
     }
 
     /// <summary>
@@ -228,62 +375,70 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     public VcpuState GetState()
     {
         CompletePendingOut();
-        VcpuState state = LongModeSetup.State.ToVcpuState(default);
-        state.Registers = GetRegisters();
-        state.Cr0 = _cr[0];
-        state.Cr2 = _cr[2];
-        state.Cr3 = _cr[3];
-        state.Cr4 = _cr[4];
-        state.Cr8 = _cr[8];
-        state.Gdtr = new DescriptorTableRegister(_gdtr.Base, (ushort)_gdtr.Limit);
-        state.Idtr = new DescriptorTableRegister(_idtr.Base, (ushort)_idtr.Limit);
-        (state.Star, state.Lstar, state.Cstar, state.Sfmask, state.KernelGsBase, state.TscAux) = _msrs;
-        state.Efer = _efer;
-        state.Tsc = _icount;
+        var state = new VcpuState { Registers = GetRegisters() };
+        _sys.CopyTo(state);
+        state.Tsc = Tsc;
         // x87, MXCSR and XMM: the FXSAVE layout of the legacy region, both components in use (XSTATE_BV = x87 | SSE).
         SaveFxsave(state.ExtendedState.AsSpan(0, 512));
         BinaryPrimitives.WriteUInt64LittleEndian(state.ExtendedState.AsSpan(512), 0x3);
         return state;
     }
 
+    /// <exception cref="ArgumentException">The state is not 64-bit long mode (the only mode the emulator runs).</exception>
     public void SetState(VcpuState state)
     {
         ArgumentNullException.ThrowIfNull(state);
-        _outResume = 0;
-        SetRegisters(state.Registers);
-        _cr[0] = state.Cr0;
-        _cr[2] = state.Cr2;
-        _cr[3] = state.Cr3;
-        _cr[4] = state.Cr4;
-        _cr[8] = state.Cr8;
-        _gdtr = (state.Gdtr.Base, state.Gdtr.Limit);
-        _idtr = (state.Idtr.Base, state.Idtr.Limit);
-        _msrs = (state.Star, state.Lstar, state.Cstar, state.Sfmask, state.KernelGsBase, state.TscAux);
-        _efer = state.Efer;
-        // The legacy region as FXRSTOR loads it (as the WHP backend does; components are not re-initialized from XSTATE_BV).
-        if (!LoadFxrstor(state.ExtendedState.AsSpan(0, 512)))
+        var check = new SystemRegisters();
+        check.Load(state);
+        if (check.Unsupported() is string why)
+        {
+            throw new ArgumentException(why, nameof(state));
+        }
+        if ((state.Mxcsr & ~Semantics.SseFloat.MxcsrMask) != 0)
         {
             throw new ArgumentException($"the state's MXCSR 0x{state.Mxcsr:x} sets reserved bits", nameof(state));
         }
+        _outResume = 0;
+        SetRegisters(state.Registers);
+        _sys.Load(state);
+        _tscOffset = (long)(state.Tsc - _icount);
+        // The legacy region as FXRSTOR loads it (as the WHP backend does; components are not re-initialized from
+        // XSTATE_BV); its MXCSR was checked above, so nothing is loaded from a state that is refused.
+        _ = LoadFxrstor(state.ExtendedState.AsSpan(0, 512));
+        _shadow = false;
+        SystemStateChanged(flushTlb: true);
     }
 
-    public void Interrupt() => _interrupt = true;
+    /// <summary>The time-stamp counter: the retired-instruction count plus the offset a loaded state or WRMSR set (deterministic).</summary>
+    private ulong Tsc => _icount + (ulong)_tscOffset;
+
+    public void Interrupt() => Interlocked.Or(ref _attention, AttentionKick);
+
+    /// <summary>Requests external interrupt <paramref name="vector"/> (32-255): delivered through the IDT once RFLAGS.IF allows. Thread-safe.</summary>
+    public void RequestInterrupt(int vector)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(vector, 32);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(vector, 255);
+        Interlocked.Or(ref _pendingIrq[vector >> 6], 1UL << (vector & 63));
+        Interlocked.Or(ref _attention, AttentionIrq);
+    }
 
     public void Dispose()
     {
+        if (_disposed)
+        {
+            return;
+        }
         _disposed = true;
-        _blocks.Clear();
-        _pageBlocks.Clear();
-        Array.Clear(_fast);
+        _memory.RemoveWriteObserver(_code);
+        _code.Flush();
     }
 
-    /// <summary>For tests: forgets all decoded code and state and starts again at <paramref name="start"/> (the host rewrote guest code).</summary>
+    /// <summary>For tests: forgets all decoded code and the run state and starts again at <paramref name="start"/> (the host rewrote guest code).</summary>
     internal void Reset(in VcpuStartState start)
     {
-        _blocks.Clear();
-        _pageBlocks.Clear();
-        Array.Clear(_fast);
-        Array.Clear(_codePageArray);
+        _code.Flush();
+        _mmu.FlushAll();
         Array.Clear(_regArray);
         Array.Clear(_xmmArray);
         _fpu = Semantics.FpuState.Initial;
@@ -294,7 +449,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _lk = LazyKind.None;
         _icount = 0;
         _ovr = false;
-        _interrupt = false;
+        _attention = 0;
+        Array.Clear(_pendingIrq);
+        _shadow = false;
+        _exitPending = false;
         _outResume = 0;
     }
 
@@ -314,79 +472,116 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     /// <summary>For tests: sets an XMM register.</summary>
     internal void SetXmm(int index, Vector128<byte> value) => _x[index & 15] = value;
 
+    /// <summary>
+    /// The privilege level, paging mode or TLB contents may have changed (a far transfer, a CR write, a loaded
+    /// state): selects the TLB and direct-mapped block cache of the current CPL, and when <paramref name="flushTlb"/>,
+    /// drops every translation and every block reached through one.
+    /// </summary>
+    private void SystemStateChanged(bool flushTlb)
+    {
+        if (flushTlb)
+        {
+            _mmu.FlushAll();
+            _code.FlushFast();
+        }
+        PrivilegeChanged();
+        UpdateFpuAvailability();
+    }
+
+    /// <summary>CS changed: switch the TLB and the direct-mapped block cache to the new CPL.</summary>
+    private void PrivilegeChanged()
+    {
+        int cpl = _sys.Cpl;
+        _mmu.SetPrivilege(cpl);
+        _tlb = _mmu.Current;
+        _code.SetPrivilege(cpl);
+    }
+
     // ---- block cache ----
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Block GetBlock(ulong rip)
     {
-        int slot = (int)((rip ^ (rip >> 12)) & (FastCacheSize - 1));
-        Block? b = _fast[slot];
+        Block? b = _code.Fast[CodeCache.FastSlot(rip)];
         if (b is not null && b.Start == rip && b.Valid)
         {
             return b;
         }
-        if (!_blocks.TryGetValue(rip, out b))
+        return GetBlockSlow(rip);
+    }
+
+    /// <summary>Translates rip for execution (may raise #PF/#GP), finds or decodes the block, enters it in the direct-mapped cache.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private Block GetBlockSlow(ulong rip)
+    {
+        byte* host = TranslateFetch(rip);
+        ulong phys = (ulong)(host - _mem);
+        Block? b = _code.Find(rip, phys);
+        if (b is not null && b.PhysicalSecond != Block.NoPage)
         {
-            if (_blocks.Count >= MaxCachedBlocks)
+            // The last instruction runs into the next page: that page must still map where it did when decoded.
+            ulong next = (rip | 0xFFF) + 1;
+            if (!_mmu.TryProbe(next, out ulong second) || (second & ~0xFFFUL) != b.PhysicalSecond)
             {
-                FlushBlocks();
-            }
-            b = Decode(rip);
-            BlocksDecoded++;
-            _blocks[rip] = b;
-            if (b.End > b.Start)
-            {
-                for (ulong page = b.Start >> 12; page <= (b.End - 1) >> 12 && page < (_size >> 12); page++)
-                {
-                    _codePage[page] = 1;
-                    if (!_pageBlocks.TryGetValue(page, out List<Block>? list))
-                    {
-                        list = [];
-                        _pageBlocks[page] = list;
-                    }
-                    list.Add(b);
-                }
+                _code.Drop(b);
+                b = null;
             }
         }
-        _fast[slot] = b;
+        if (b is null)
+        {
+            b = Decode(rip, host, phys);
+            BlocksDecoded++;
+            _code.Add(b);
+        }
+        _code.Fast[CodeCache.FastSlot(rip)] = b;
         return b;
     }
 
     /// <summary>Number of decoded blocks in the cache (for tests).</summary>
-    internal int CachedBlocks => _blocks.Count;
+    internal int CachedBlocks => _code.Count;
 
-    /// <summary>Drops every decoded block (between blocks: none is running).</summary>
-    private void FlushBlocks()
+    /// <summary>The host address of the instruction byte at <paramref name="rip"/> (instruction TLB, or a walk for execute).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private byte* TranslateFetch(ulong rip)
     {
-        foreach (Block old in _blocks.Values)
+        TlbEntry* e = _tlb + Tlb.Index(rip);
+        if (e->ExecTag == (rip & ~0xFFFUL))
         {
-            old.Valid = false;
+            return (byte*)(e->Addend + (long)rip);
         }
-        _blocks.Clear();
-        _pageBlocks.Clear();
-        Array.Clear(_fast);
-        Array.Clear(_codePageArray);
+        return _mmu.Translate(rip, MemoryAccess.Execute, _mmu.UserMode, 1);
     }
 
-    private Block Decode(ulong rip)
+    /// <summary>
+    /// Decodes the block at <paramref name="rip"/> (host address <paramref name="host"/>, guest-physical
+    /// <paramref name="phys"/>): straight-line code ending at a control transfer, an exit instruction, an unsupported
+    /// instruction, 256 instructions or the end of the page (an instruction that straddles into the next page ends the
+    /// block, which then depends on both pages' mappings).
+    /// </summary>
+    private Block Decode(ulong rip, byte* host, ulong phys)
     {
         _decodeOps.Clear();
         _decodeTexts.Clear();
-        var reader = new GuestCodeReader(_mem, _size, rip);
+        var reader = new GuestCodeReader(this, rip, host);
         var decoder = Decoder.Create(64, reader, rip, DecoderOptions.None);
         ulong end = rip;
+        ulong pageEnd = (rip | 0xFFF) + 1;
         while (_decodeOps.Count < MaxBlockInstructions)
         {
             decoder.Decode(out Instruction ins);
             var op = default(MicroOp);
             if (ins.IsInvalid)
             {
-                string text = decoder.LastError == DecoderError.NoMoreBytes
-                    ? $"page fault: instruction fetch at 0x{ins.IP:x} outside guest memory"
-                    : $"invalid opcode (#UD) at 0x{ins.IP:x}";
-                if (ins.IP < _size)
+                if (reader.FetchFailed)
                 {
-                    end = Math.Min(ins.IP + 15, _size); // cover the bad bytes: rewriting them must drop this block
+                    AddFetchFault(ref op, in ins, reader);
+                    end = reader.FailAddress;
+                    break;
                 }
+                string text = decoder.LastError == DecoderError.NoMoreBytes
+                    ? $"invalid opcode (#UD) at 0x{ins.IP:x}: the instruction is longer than 15 bytes"
+                    : $"invalid opcode (#UD) at 0x{ins.IP:x}";
+                end = Math.Min(ins.IP + 15, reader.Crossed ? pageEnd + 0x1000 : pageEnd); // cover the bad bytes: rewriting them must drop this block
                 AddUnsupported(ref op, ins.IP, text);
                 break;
             }
@@ -400,7 +595,14 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             {
                 // The one place an instruction the emulator lacks is recognised: a VcpuExitKind.Unimplemented exit.
                 op = default;
-                AddUnsupported(ref op, ins.IP, $"the emulator does not implement '{Format(in ins)}' at 0x{ins.IP:x}", OpKind.Unimplemented);
+                if (Translator.InvalidInLongMode(in ins))
+                {
+                    AddUnsupported(ref op, ins.IP, $"invalid opcode (#UD): '{Format(in ins)}' is invalid in 64-bit mode at 0x{ins.IP:x}");
+                }
+                else
+                {
+                    AddUnsupported(ref op, ins.IP, $"the emulator does not implement '{Format(in ins)}' at 0x{ins.IP:x}", OpKind.Unimplemented);
+                }
                 break;
             }
             if (op.Kind == OpKind.Undefined)
@@ -411,12 +613,13 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
                 break;
             }
             _decodeOps.Add(op);
-            if (EndsBlock(op.Kind))
+            if (EndsBlock(op.Kind) || (op.Rep != 0 && op.Kind is OpKind.Movs or OpKind.Stos or OpKind.Lods or OpKind.Cmps or OpKind.Scas)
+                || reader.Crossed || ins.NextIP >= pageEnd)
             {
                 break;
             }
         }
-        return new Block(rip, end, [.. _decodeOps], [.. _decodeTexts]);
+        return new Block(rip, end, [.. _decodeOps], [.. _decodeTexts], phys, reader.SecondPhysical);
     }
 
     private void AddUnsupported(ref MicroOp op, ulong ip, string text, OpKind kind = OpKind.Unsupported)
@@ -429,6 +632,16 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _decodeOps.Add(op);
     }
 
+    /// <summary>An instruction whose bytes run into a page that cannot be fetched: the fault is raised when (if) the instruction is reached.</summary>
+    private void AddFetchFault(ref MicroOp op, in Instruction ins, GuestCodeReader reader)
+    {
+        AddUnsupported(ref op, ins.IP, reader.FailReason ?? "instruction fetch fault", OpKind.FetchFault);
+        ref MicroOp added = ref CollectionsMarshal.AsSpan(_decodeOps)[^1];
+        added.Imm = reader.FailAddress;
+        added.Disp = (ulong)(long)reader.FailErrorCode;
+        added.Size = (byte)reader.FailVector;
+    }
+
     private static string Format(in Instruction ins)
     {
         var formatter = new NasmFormatter();
@@ -439,54 +652,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
 
     private static bool EndsBlock(OpKind k) => k is OpKind.Jcc or OpKind.Jmp or OpKind.JmpInd or OpKind.Call
         or OpKind.CallInd or OpKind.Ret or OpKind.Loop or OpKind.Loope or OpKind.Loopne or OpKind.Jrcxz
-        or OpKind.Hlt or OpKind.Out or OpKind.In or OpKind.Unsupported or OpKind.Unimplemented;
-
-    /// <summary>
-    /// A guest store touched a page holding decoded code: drop the blocks whose bytes it overlaps (self-modifying
-    /// code). Stores to data that merely shares a page with code leave the blocks alone.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void InvalidateCode(ulong address, int size)
-    {
-        ulong end = address + (ulong)size;
-        for (ulong page = address >> 12; page <= (end - 1) >> 12; page++)
-        {
-            if (!_pageBlocks.TryGetValue(page, out List<Block>? list))
-            {
-                _codePage[page] = 0;
-                continue;
-            }
-            for (int k = list.Count - 1; k >= 0; k--)
-            {
-                Block b = list[k];
-                if (b.Valid && (b.Start >= end || b.End <= address))
-                {
-                    continue; // no overlap
-                }
-                list.RemoveAt(k);
-                if (!b.Valid)
-                {
-                    continue; // dropped earlier through another page
-                }
-                b.Valid = false;
-                // The block may be running: make every op of it leave the block, so that execution resumes at the
-                // next instruction decoded from the modified memory. A dropped block never runs again.
-                foreach (ref MicroOp op in b.Ops.AsSpan())
-                {
-                    op.Kind = OpKind.SmcExit;
-                }
-                if (_blocks.TryGetValue(b.Start, out Block? cur) && ReferenceEquals(cur, b))
-                {
-                    _blocks.Remove(b.Start);
-                }
-            }
-            if (list.Count == 0)
-            {
-                _pageBlocks.Remove(page);
-                _codePage[page] = 0;
-            }
-        }
-    }
+        or OpKind.Hlt or OpKind.Out or OpKind.In or OpKind.Unsupported or OpKind.Unimplemented
+        || EndsBlockSystem(k);
 
     /// <summary>Blocks translated to IL so far (for tests).</summary>
     internal int BlocksCompiled { get; private set; }
@@ -494,47 +661,53 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     /// <summary>Blocks decoded so far (for tests).</summary>
     internal int BlocksDecoded { get; private set; }
 
-    // ---- checked memory path ----
+    // ---- the memory access path: software TLB inline, Mmu on a miss ----
+
+    /// <summary>True at CPL 3: accesses are user accesses.</summary>
+    private bool UserMode => _mmu.UserMode;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong Load(ulong a, int size)
     {
-        if (a > _size - (ulong)size)
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        if (e->ReadTag != ((a + (ulong)size - 1) & ~0xFFFUL))
         {
-            GuestFault.PageFault(a, size, write: false);
+            return LoadSlow(a, size);
         }
-        byte* p = _mem + a;
-        return size switch
-        {
-            1 => *p,
-            2 => Unsafe.ReadUnaligned<ushort>(p),
-            4 => Unsafe.ReadUnaligned<uint>(p),
-            _ => Unsafe.ReadUnaligned<ulong>(p),
-        };
+        return ReadHost((byte*)(e->Addend + (long)a), size);
     }
+
+    /// <summary>Reads 1, 2, 4 or 8 bytes at a host address the TLB gave.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong ReadHost(byte* p, int size) => size switch
+    {
+        1 => *p,
+        2 => Unsafe.ReadUnaligned<ushort>(p),
+        4 => Unsafe.ReadUnaligned<uint>(p),
+        _ => Unsafe.ReadUnaligned<ulong>(p),
+    };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong Load64(ulong a)
     {
-        if (a > _size - 8)
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        if (e->ReadTag != ((a + 7) & ~0xFFFUL))
         {
-            GuestFault.PageFault(a, 8, write: false);
+            return LoadSlow(a, 8);
         }
-        return Unsafe.ReadUnaligned<ulong>(_mem + a);
+        return Unsafe.ReadUnaligned<ulong>((byte*)(e->Addend + (long)a));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Store(ulong a, int size, ulong v)
     {
-        if (a > _size - (ulong)size)
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        if (e->WriteTag != ((a + (ulong)size - 1) & ~0xFFFUL))
         {
-            GuestFault.PageFault(a, size, write: true);
+            StoreSlow(a, size, v);
+            return;
         }
-        if ((_codePage[a >> 12] | _codePage[(a + (ulong)size - 1) >> 12]) != 0)
-        {
-            InvalidateCode(a, size);
-        }
-        byte* p = _mem + a;
+        byte* p = (byte*)(e->Addend + (long)a);
         switch (size)
         {
             case 1: *p = (byte)v; break;
@@ -547,15 +720,13 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Store64(ulong a, ulong v)
     {
-        if (a > _size - 8)
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        if (e->WriteTag != ((a + 7) & ~0xFFFUL))
         {
-            GuestFault.PageFault(a, 8, write: true);
+            StoreSlow(a, 8, v);
+            return;
         }
-        if ((_codePage[a >> 12] | _codePage[(a + 7) >> 12]) != 0)
-        {
-            InvalidateCode(a, 8);
-        }
-        Unsafe.WriteUnaligned(_mem + a, v);
+        Unsafe.WriteUnaligned((byte*)(e->Addend + (long)a), v);
     }
 
     private Vector128<byte> Load128(ulong a, bool aligned)
@@ -564,11 +735,14 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         {
             GuestFault.Misaligned(a);
         }
-        if (a > _size - 16)
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        if (e->ReadTag == ((a + 15) & ~0xFFFUL))
         {
-            GuestFault.PageFault(a, 16, write: false);
+            return Unsafe.ReadUnaligned<Vector128<byte>>((byte*)(e->Addend + (long)a));
         }
-        return Unsafe.ReadUnaligned<Vector128<byte>>(_mem + a);
+        Vector128<byte> v = default;
+        ReadSlow(a, new Span<byte>(&v, 16));
+        return v;
     }
 
     private void Store128(ulong a, Vector128<byte> v, bool aligned)
@@ -577,31 +751,173 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         {
             GuestFault.Misaligned(a);
         }
-        if (a > _size - 16)
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        if (e->WriteTag == ((a + 15) & ~0xFFFUL))
         {
-            GuestFault.PageFault(a, 16, write: true);
+            Unsafe.WriteUnaligned((byte*)(e->Addend + (long)a), v);
+            return;
         }
-        if ((_codePage[a >> 12] | _codePage[(a + 15) >> 12]) != 0)
-        {
-            InvalidateCode(a, 16);
-        }
-        Unsafe.WriteUnaligned(_mem + a, v);
+        WriteSlow(a, new ReadOnlySpan<byte>(&v, 16));
     }
 
-    /// <summary>Reads guest code for Iced; returns -1 past the end of guest memory.</summary>
+    /// <summary>
+    /// Reads a memory operand of any size up to a page (x87 m80, FLDENV/FRSTOR and FXRSTOR images): the TLB inline
+    /// when it lies in one page, else a walk that translates both pages before anything is read.
+    /// </summary>
+    private void LoadBytes(ulong a, Span<byte> data)
+    {
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        if (e->ReadTag == ((a + (ulong)data.Length - 1) & ~0xFFFUL))
+        {
+            new ReadOnlySpan<byte>((byte*)(e->Addend + (long)a), data.Length).CopyTo(data);
+            return;
+        }
+        ReadSlow(a, data);
+    }
+
+    /// <summary>
+    /// Writes a memory operand of any size up to a page (x87 m80, FNSTENV/FNSAVE and FXSAVE images): the TLB inline
+    /// when it lies in one page that may be written without the slow path, else a walk that translates both pages
+    /// (and faults) before any byte is written, so a faulting store writes nothing.
+    /// </summary>
+    private void StoreBytes(ulong a, ReadOnlySpan<byte> data)
+    {
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        if (e->WriteTag == ((a + (ulong)data.Length - 1) & ~0xFFFUL))
+        {
+            data.CopyTo(new Span<byte>((byte*)(e->Addend + (long)a), data.Length));
+            return;
+        }
+        WriteSlow(a, data);
+    }
+
+    /// <summary>
+    /// Checks that [a, a+size) may be written, raising its #PF/#GP now: for instructions that change other state
+    /// (the x87 stack, status word) before their store, so that a store that faults leaves that state unchanged.
+    /// The store that follows cannot fault.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ProbeWrite(ulong a, int size)
+    {
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        if (e->WriteTag != ((a + (ulong)size - 1) & ~0xFFFUL))
+        {
+            ProbeWriteSlow(a, size);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ProbeWriteSlow(ulong a, int size) => TranslateForWrite(a, size, out _, out _);
+
+    /// <summary>
+    /// Translates [a, a+size) for write through a walk, both pages (A/D set, faults raised) before anything happens;
+    /// returns the host address of the first byte, <paramref name="hi"/> that of the second page (null when the
+    /// access stays in one) and <paramref name="first"/> the bytes in the first page.
+    /// </summary>
+    private byte* TranslateForWrite(ulong a, int size, out byte* hi, out int first)
+    {
+        byte* lo = _mmu.Translate(a, MemoryAccess.Write, UserMode, size);
+        first = (int)Math.Min((ulong)size, 0x1000 - (a & 0xFFF));
+        hi = first < size ? _mmu.Translate((a | 0xFFF) + 1, MemoryAccess.Write, UserMode, size, a) : null;
+        return lo;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ulong LoadSlow(ulong a, int size)
+    {
+        ulong v = 0;
+        ReadSlow(a, new Span<byte>(&v, size));
+        return v;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void StoreSlow(ulong a, int size, ulong v) => WriteSlow(a, new ReadOnlySpan<byte>(&v, size));
+
+    /// <summary>Reads guest bytes at linear <paramref name="a"/> at the current privilege through a walk.</summary>
+    private void ReadSlow(ulong a, Span<byte> destination) => _mmu.ReadLinear(a, destination, UserMode);
+
+    /// <summary>Writes guest bytes at linear <paramref name="a"/> at the current privilege through a walk (decoded code there is dropped).</summary>
+    private void WriteSlow(ulong a, ReadOnlySpan<byte> source) => _mmu.WriteLinear(a, source, UserMode);
+
+    /// <summary>
+    /// Host address of a run of at most <paramref name="length"/> bytes at <paramref name="a"/> that stays within one
+    /// page, for bulk string operations; for writes, decoded code in that run is dropped first.
+    /// </summary>
+    private byte* TranslateRun(ulong a, ulong length, MemoryAccess access)
+    {
+        TlbEntry* e = _tlb + Tlb.Index(a);
+        ulong page = a & ~0xFFFUL;
+        if ((access == MemoryAccess.Write ? e->WriteTag : e->ReadTag) == page)
+        {
+            return (byte*)(e->Addend + (long)a);
+        }
+        byte* p = _mmu.Translate(a, access, UserMode, 1);
+        if (access == MemoryAccess.Write)
+        {
+            _code.OnPhysicalWrite((ulong)(p - _mem), (int)length);
+        }
+        return p;
+    }
+
+    /// <summary>
+    /// Reads guest code for Iced through the instruction TLB: the block's first page from its host address, the next
+    /// page (only for an instruction that straddles the boundary) translated for execute when first reached; a fetch
+    /// that cannot be translated ends the stream and records why.
+    /// </summary>
     private sealed class GuestCodeReader : CodeReader
     {
-        private readonly byte* _mem;
-        private readonly ulong _size;
+        private readonly EmulatorVcpu _cpu;
+        private byte* _pageHost;
+        private ulong _page;
         private ulong _pos;
 
-        public GuestCodeReader(byte* mem, ulong size, ulong pos)
+        public GuestCodeReader(EmulatorVcpu cpu, ulong pos, byte* host)
         {
-            _mem = mem;
-            _size = size;
+            _cpu = cpu;
             _pos = pos;
+            _page = pos & ~0xFFFUL;
+            _pageHost = host - (pos & 0xFFF);
         }
 
-        public override int ReadByte() => _pos < _size ? _mem[_pos++] : -1;
+        /// <summary>True once the stream entered the second page.</summary>
+        public bool Crossed { get; private set; }
+
+        /// <summary>Physical address of the second page, or <see cref="Block.NoPage"/>.</summary>
+        public ulong SecondPhysical { get; private set; } = Block.NoPage;
+
+        public bool FetchFailed { get; private set; }
+        public ulong FailAddress { get; private set; }
+        public int FailErrorCode { get; private set; }
+        public int FailVector { get; private set; }
+        public string? FailReason { get; private set; }
+
+        public override int ReadByte()
+        {
+            if ((_pos & ~0xFFFUL) != _page)
+            {
+                if (Crossed || FetchFailed)
+                {
+                    return -1;
+                }
+                try
+                {
+                    byte* host = _cpu._mmu.Translate(_pos, MemoryAccess.Execute, _cpu.UserMode, 1);
+                    _page = _pos & ~0xFFFUL;
+                    _pageHost = host - (_pos & 0xFFF);
+                    SecondPhysical = (ulong)(host - _cpu._mem) & ~0xFFFUL;
+                    Crossed = true;
+                }
+                catch (GuestFault fault)
+                {
+                    FetchFailed = true;
+                    FailAddress = _pos;
+                    FailErrorCode = fault.ErrorCode;
+                    FailVector = fault.Vector < 0 ? 0xFF : fault.Vector;
+                    FailReason = fault.Message;
+                    return -1;
+                }
+            }
+            return _pageHost[_pos++ & 0xFFF];
+        }
     }
 }

@@ -37,7 +37,7 @@ internal enum OpKind : ushort
     Pmuludq, Pmullw, Pminub, Pmaxub, Pminsw, Pmaxsw,
     Packuswb, Packsswb, Packssdw, Paddusb, Paddusw, Psubusb, Psubusw, Paddsb, Paddsw, Psubsb, Psubsw,
     Pavgb, Pavgw, Pmulhw, Pmulhuw, Pmaddwd, Psadbw, Pextrw, Pinsrw, MovntStore,
-    // ISA extensions: SSE/SSE2 floating point and MXCSR, SSE3..SSE4.2, x87, BMI2, ADX, MOVBE, RDTSCP.
+    // ISA extensions: SSE/SSE2 floating point and MXCSR, SSE3..SSE4.2, x87, BMI2, ADX, MOVBE.
     // Semantics live in Semantics/ (pure helpers); dispatch is EmulatorVcpu.Isa.cs, decode Translator.Isa.cs.
     SseArith,     // Cond = SseOp, Size2 = SseShape
     SseCompare,   // cmpps/pd/ss/sd: Cond = SseShape, Imm = predicate
@@ -68,7 +68,6 @@ internal enum OpKind : ushort
     Bmi2,         // Cond = Bmi2Op: RegA = destination (mulx: high half), B = r/m, RegC = the VEX.vvvv register, Imm (rorx)
     AddCarryX,    // adcx (Cond 0, carry in CF) / adox (Cond 1, carry in OF)
     Movbe,        // A = register or memory, B = memory or register
-    Rdtscp,
     Undefined,    // decoder marker: an instruction of a feature this CPU model lacks; Decode makes it a #UD (Unsupported) op
     ExtensionLast = Undefined,
     // Specialized forms (chosen at decode time for the hottest shapes: 32/64-bit register and immediate operands).
@@ -79,6 +78,12 @@ internal enum OpKind : ushort
     Unsupported,
     /// <summary>A valid instruction the emulator does not implement: ends the run with <see cref="VcpuExitKind.Unimplemented"/> (an emulator gap, not a guest fault).</summary>
     Unimplemented,
+    // System side (EmulatorVcpu.System.cs, Translator.System.cs): privilege, segments, MSRs, interrupts.
+    Syscall, Sysret, Swapgs, Iretq, IntN, Int3, Int1, Rdmsr, Wrmsr, Invlpg, Wbinvd, Clts,
+    MovToSreg, MovFromSreg, PushSreg, PopSreg, Ltr, Str, Lldt, Sldt, Sgdt, Sidt, Smsw, Lmsw, Lretq,
+    Rdfsbase, Rdgsbase, Wrfsbase, Wrgsbase, Rdtscp, MovFromDr, MovToDr,
+    /// <summary>An instruction whose bytes run into a page that cannot be fetched: raises the #PF (or the fetch fault) when reached.</summary>
+    FetchFault,
 }
 
 /// <summary>Where an operand lives.</summary>
@@ -98,6 +103,9 @@ internal enum Loc : byte
 [StructLayout(LayoutKind.Auto)]
 internal struct MicroOp
 {
+    /// <summary><see cref="Seg"/> values.</summary>
+    public const byte SegFs = 1, SegGs = 2;
+
     public OpKind Kind;
     /// <summary>Operand size in bytes (1, 2, 4, 8; 16 for XMM).</summary>
     public byte Size;
@@ -127,6 +135,8 @@ internal struct MicroOp
     public bool Addr32;
     /// <summary>True when a 16-byte memory operand must be aligned (#GP otherwise).</summary>
     public bool Aligned;
+    /// <summary>Segment override whose base the address adds: 0 none (DS/ES/SS/CS have base 0 in 64-bit mode), <see cref="SegFs"/>, <see cref="SegGs"/>.</summary>
+    public byte Seg;
     /// <summary>Displacement (absolute address for RIP-relative operands).</summary>
     public ulong Disp;
     /// <summary>Immediate, sign-extended to 64 bits; or branch target.</summary>
@@ -142,15 +152,49 @@ internal struct MicroOp
 /// <summary>A decoded basic block: straight-line code ending at a control transfer, an exit or the size limit.</summary>
 internal sealed class Block
 {
-    public Block(ulong start, ulong end, MicroOp[] ops, string[] texts)
+    /// <summary><see cref="PhysicalSecond"/> when the block lies within one page.</summary>
+    public const ulong NoPage = ulong.MaxValue;
+
+    public Block(ulong start, ulong end, MicroOp[] ops, string[] texts, ulong physicalStart = 0, ulong physicalSecond = NoPage)
     {
         Start = start;
         End = end;
         Ops = ops;
         Texts = texts;
+        PhysicalStart = physicalStart;
+        PhysicalSecond = physicalSecond;
+        long text = 0;
+        foreach (string t in texts)
+        {
+            text += 32 + (2L * t.Length);
+        }
+        // Block object, op array, dictionary entry, page-list slots (estimated; see CodeCache.ByteLimit).
+        HostBytes = 256 + ((long)ops.Length * System.Runtime.CompilerServices.Unsafe.SizeOf<MicroOp>()) + text;
     }
 
+    /// <summary>Linear address of the first instruction.</summary>
     public ulong Start { get; }
+
+    /// <summary>Guest-physical address of the first instruction.</summary>
+    public ulong PhysicalStart { get; }
+
+    /// <summary>Guest-physical address of the second page when the last instruction straddles a page boundary, else <see cref="NoPage"/>.</summary>
+    public ulong PhysicalSecond { get; }
+
+    /// <summary>Estimated host bytes the block holds (decoded ops, texts, bookkeeping; translated code is added when made).</summary>
+    public long HostBytes { get; set; }
+
+    /// <summary>True when guest-physical bytes [<paramref name="address"/>, <paramref name="end"/>) overlap this block's code.</summary>
+    public bool Overlaps(ulong address, ulong end)
+    {
+        ulong firstPageEnd = (Start | 0xFFF) + 1;
+        ulong firstLength = Math.Min(End, firstPageEnd) - Start;
+        if (address < PhysicalStart + firstLength && end > PhysicalStart)
+        {
+            return true;
+        }
+        return PhysicalSecond != NoPage && End > firstPageEnd && address < PhysicalSecond + (End - firstPageEnd) && end > PhysicalSecond;
+    }
     /// <summary>One past the last byte of the last instruction.</summary>
     public ulong End { get; }
     public MicroOp[] Ops { get; }

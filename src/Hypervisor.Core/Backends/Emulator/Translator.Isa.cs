@@ -214,11 +214,15 @@ internal static partial class Translator
                 op.Size2 = (byte)OperandSize(in ins, 1);
                 return true;
             case Mnemonic.Maskmovdqu:
-                if (ins.OpCount != 3 || ins.Op0Kind != Iced.Intel.OpKind.MemorySegRDI || !Xmm(ins.Op1Register, out op.RegA) || !Xmm(ins.Op2Register, out op.RegB))
+                // The implicit destination DS:rDI: 0x67 selects edi, an FS/GS override adds that segment's base.
+                if (ins.OpCount != 3 || ins.Op0Kind is not (Iced.Intel.OpKind.MemorySegRDI or Iced.Intel.OpKind.MemorySegEDI)
+                    || !Xmm(ins.Op1Register, out op.RegA) || !Xmm(ins.Op2Register, out op.RegB))
                 {
                     return false;
                 }
                 op.Kind = OpKind.Maskmovdqu;
+                op.Addr32 = ins.Op0Kind == Iced.Intel.OpKind.MemorySegEDI;
+                op.Seg = ins.MemorySegment == Register.FS ? MicroOp.SegFs : ins.MemorySegment == Register.GS ? MicroOp.SegGs : (byte)0;
                 return true;
 
             // MXCSR and state
@@ -242,7 +246,7 @@ internal static partial class Translator
                 op.Aligned = true;
                 return true;
 
-            // BMI2, ADX, MOVBE, RDTSCP
+            // BMI2, ADX, MOVBE (RDTSCP is a system op: Translator.System.cs)
             case Mnemonic.Bzhi: return Bmi2(in ins, ref op, Bmi2Op.Bzhi, vvvvOperand: 2, rmOperand: 1);
             case Mnemonic.Pdep: return Bmi2(in ins, ref op, Bmi2Op.Pdep, vvvvOperand: 1, rmOperand: 2);
             case Mnemonic.Pext: return Bmi2(in ins, ref op, Bmi2Op.Pext, vvvvOperand: 1, rmOperand: 2);
@@ -267,9 +271,6 @@ internal static partial class Translator
                 return true;
             case Mnemonic.Movbe:
                 return Binary(in ins, ref op, OpKind.Movbe) && op.Size >= 2 && op.B != Loc.Imm;
-            case Mnemonic.Rdtscp:
-                op.Kind = OpKind.Rdtscp;
-                return true;
 
             // Instructions of features this CPU model does not have (CPUID says so) are #UD (ud0/ud1/ud2 are caught by Decode).
             default:

@@ -108,29 +108,14 @@ internal static partial class Translator
                 return true;
 
             case Mnemonic.Mov:
-                if (ins.OpCount == 2 && ins.Op0Kind == OpKind_Register && ins.Op1Kind == OpKind_Register)
+                if (TrySystemMov(in ins, ref op, out bool systemMov))
                 {
-                    // mov to/from CR0, CR2, CR3, CR4, CR8: kept as plain state (no paging, no effect).
-                    Register r0 = ins.Op0Register, r1 = ins.Op1Register;
-                    if (r1 >= Register.CR0 && r1 <= Register.CR15 && Gpr(r0, out op.RegA, out int s0) && s0 == 8)
-                    {
-                        op.Kind = OpKind.MovFromCr;
-                        op.RegB = (byte)(r1 - Register.CR0);
-                        op.Size = 8;
-                        return op.RegB is 0 or 2 or 3 or 4 or 8;
-                    }
-                    if (r0 >= Register.CR0 && r0 <= Register.CR15 && Gpr(r1, out op.RegB, out int s1) && s1 == 8)
-                    {
-                        op.Kind = OpKind.MovToCr;
-                        op.RegA = (byte)(r0 - Register.CR0);
-                        op.Size = 8;
-                        return op.RegA is 0 or 2 or 3 or 4 or 8;
-                    }
+                    return systemMov; // control, debug or segment register
                 }
                 return Binary(in ins, ref op, OpKind.Mov);
             case Mnemonic.Cli: return Fixed(ref op, OpKind.Cli, 0);
             case Mnemonic.Sti: return Fixed(ref op, OpKind.Sti, 0);
-            case Mnemonic.Invlpg: case Mnemonic.Wbinvd: case Mnemonic.Invd: case Mnemonic.Clflush: case Mnemonic.Clflushopt:
+            case Mnemonic.Clflush: case Mnemonic.Clflushopt:
                 op.Kind = OpKind.Nop;
                 return true;
             case Mnemonic.Lgdt:
@@ -203,6 +188,10 @@ internal static partial class Translator
                 return Binary(in ins, ref op, OpKind.Lea);
 
             case Mnemonic.Push:
+                if (ins.OpCount == 1 && ins.Op0Kind == OpKind_Register && ins.Op0Register.IsSegmentRegister())
+                {
+                    return SegmentPushPop(in ins, ref op, push: true);
+                }
                 if (ins.OpCount != 1 || !Operand(in ins, 0, ref op.B, ref op.RegB, ref op) || OperandSize(in ins, 0) == 2)
                 {
                     return false;
@@ -211,6 +200,10 @@ internal static partial class Translator
                 op.Size = 8;
                 return true;
             case Mnemonic.Pop:
+                if (ins.OpCount == 1 && ins.Op0Kind == OpKind_Register && ins.Op0Register.IsSegmentRegister())
+                {
+                    return SegmentPushPop(in ins, ref op, push: false);
+                }
                 if (ins.OpCount != 1 || !Operand(in ins, 0, ref op.A, ref op.RegA, ref op) || OperandSize(in ins, 0) != 8)
                 {
                     return false;
@@ -501,7 +494,7 @@ internal static partial class Translator
                 op.Imm = ins.GetImmediate(2) & 7;
                 return true;
             default:
-                return TranslateIsa(in ins, ref op);
+                return TranslateSystem(in ins, ref op) || TranslateIsa(in ins, ref op);
         }
     }
 
@@ -564,6 +557,7 @@ internal static partial class Translator
         {
             return false;
         }
+        op.Seg = seg == Register.FS ? MicroOp.SegFs : seg == Register.GS ? MicroOp.SegGs : (byte)0;
         if (b == Register.RIP)
         {
             op.Base = NoReg;
@@ -665,6 +659,10 @@ internal static partial class Translator
             {
                 return false; // 32/16-bit address size
             }
+        }
+        if (kind is (OpKind.Movs or OpKind.Lods or OpKind.Cmps) && ins.SegmentPrefix is (Register.FS or Register.GS))
+        {
+            return false; // an FS/GS source (fs lodsb): an emulator gap, never a silent read of DS:rSI
         }
         op.Kind = kind;
         op.Size = (byte)ins.MemorySize.GetSize();

@@ -23,9 +23,13 @@ public sealed class KvmBackend : IHypervisorBackend
     public string Name => BackendName;
 
     /// <inheritdoc/>
-    /// <remarks>Hardware KVM gives the guest the whole CPU (<see cref="BackendCapabilities.SupervisorMode"/>); KVM under <c>kvm_pvm</c> does not.</remarks>
+    /// <remarks>
+    /// With hardware virtualization the guest owns the whole CPU (<see cref="BackendCapabilities.SupervisorMode"/>) and
+    /// takes injected interrupts through its own IDT (the user-space irqchip protocol, <c>KVM_INTERRUPT</c>). Not under
+    /// kvm_pvm: PVM runs the guest at hardware CPL 3 and delivers events only to PVM-aware guest kernels.
+    /// </remarks>
     public BackendCapabilities Capabilities =>
-        OperatingSystem.IsLinux() && KvmPvm.ServesDevKvm() ? BackendCapabilities.None : BackendCapabilities.SupervisorMode;
+        OperatingSystem.IsLinux() && KvmPvm.ServesDevKvm() ? BackendCapabilities.None : BackendCapabilities.SupervisorMode | BackendCapabilities.InterruptInjection;
 
     /// <summary>Opens <c>/dev/kvm</c> and checks the API version and the capabilities the backend needs.</summary>
     /// <returns>Available with a short description, or unavailable with why and what to do.</returns>

@@ -54,6 +54,12 @@ internal static class KvmIoctls
     internal const ulong KVM_GET_MSRS = 0xC008_AE88;
     /// <summary><c>_IOW(KVMIO, 0x89, struct kvm_msrs)</c>.</summary>
     internal const ulong KVM_SET_MSRS = 0x4008_AE89;
+    /// <summary><c>_IOW(KVMIO, 0x86, struct kvm_interrupt)</c>: queues an external interrupt vector (no in-kernel irqchip).</summary>
+    internal const ulong KVM_INTERRUPT = 0x4004_AE86;
+    /// <summary><c>_IOR(KVMIO, 0xa1, struct kvm_debugregs)</c>.</summary>
+    internal const ulong KVM_GET_DEBUGREGS = 0x8080_AEA1;
+    /// <summary><c>_IOW(KVMIO, 0xa2, struct kvm_debugregs)</c>.</summary>
+    internal const ulong KVM_SET_DEBUGREGS = 0x4080_AEA2;
     /// <summary><c>_IOW(KVMIO, 0x90, struct kvm_cpuid2)</c>.</summary>
     internal const ulong KVM_SET_CPUID2 = 0x4008_AE90;
     /// <summary><c>_IOR(KVMIO, 0xa4, struct kvm_xsave)</c>: the x87/SSE/AVX state as an XSAVE image.</summary>
@@ -86,6 +92,8 @@ internal static class KvmIoctls
     internal const uint KVM_EXIT_UNKNOWN = 0;
     /// <summary><c>KVM_EXIT_IO</c>.</summary>
     internal const uint KVM_EXIT_IO = 2;
+    /// <summary><c>KVM_EXIT_IRQ_WINDOW_OPEN</c>: the guest can take an interrupt now (after <c>request_interrupt_window</c>).</summary>
+    internal const uint KVM_EXIT_IRQ_WINDOW_OPEN = 7;
     /// <summary><c>KVM_EXIT_HLT</c>.</summary>
     internal const uint KVM_EXIT_HLT = 5;
     /// <summary><c>KVM_EXIT_MMIO</c>.</summary>

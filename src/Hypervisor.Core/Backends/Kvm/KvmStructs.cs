@@ -116,6 +116,24 @@ internal unsafe struct kvm_xcrs
     public fixed ulong padding[16];
 }
 
+/// <summary><c>struct kvm_interrupt</c> (4 bytes): the vector <c>KVM_INTERRUPT</c> injects.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_interrupt
+{
+    public uint irq;
+}
+
+/// <summary><c>struct kvm_debugregs</c> (128 bytes).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct kvm_debugregs
+{
+    public fixed ulong db[4];
+    public ulong dr6;
+    public ulong dr7;
+    public ulong flags;
+    public fixed ulong reserved[9];
+}
+
 /// <summary><c>struct kvm_userspace_memory_region</c> (32 bytes).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct kvm_userspace_memory_region

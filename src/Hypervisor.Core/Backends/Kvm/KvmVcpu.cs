@@ -13,9 +13,14 @@ namespace Paravirt.Hypervisor.Backends.Kvm;
 /// (<c>KVM_SYNC_X86_REGS</c>), so a hypercall exit costs no ioctl beyond <c>KVM_RUN</c> itself.
 /// </summary>
 /// <remarks>
-/// <see cref="Interrupt"/> works with <c>kvm_run.immediate_exit</c> plus a signal to the vCPU thread
+/// <para><see cref="Interrupt"/> works with <c>kvm_run.immediate_exit</c> plus a signal to the vCPU thread
 /// (<see cref="KvmKickSignal"/>): if the thread is inside <c>KVM_RUN</c> the signal makes the ioctl fail with
-/// <c>EINTR</c>; if it is about to enter, <c>immediate_exit</c> makes it return at once.
+/// <c>EINTR</c>; if it is about to enter, <c>immediate_exit</c> makes it return at once.</para>
+/// <para><see cref="RequestInterrupt"/> uses the user-space interrupt controller protocol (the VM has no in-kernel
+/// irqchip): the vector is queued here and the vCPU thread is kicked the same way; before each <c>KVM_RUN</c>, when
+/// <c>kvm_run.ready_for_interrupt_injection</c> and <c>if_flag</c> say the guest can take it, <c>KVM_INTERRUPT</c>
+/// injects it, otherwise <c>request_interrupt_window</c> asks KVM to exit with <c>KVM_EXIT_IRQ_WINDOW_OPEN</c> as
+/// soon as it can. Such kicks and window exits never reach the caller of <see cref="Run"/>.</para>
 /// </remarks>
 [SupportedOSPlatform("linux")]
 internal sealed unsafe class KvmVcpu : IVcpu
@@ -31,6 +36,8 @@ internal sealed unsafe class KvmVcpu : IVcpu
     private int _interruptPending;
     private readonly Lock _threadLock = new();
     private nuint _thread;
+    /// <summary>External interrupts requested and not yet injected, one bit per vector.</summary>
+    private readonly ulong[] _pendingIrq = new ulong[4];
 
     private bool _ranOnce;
     /// <summary>Under PVM, the length of the <c>out</c> the last exit's rip was moved back over (0: none); see <see cref="HidePvmOutCompletion"/>.</summary>
@@ -151,64 +158,144 @@ internal sealed unsafe class KvmVcpu : IVcpu
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         kvm_run* run = _run;
-        if (Volatile.Read(ref _interruptPending) != 0)
+        while (true)
         {
-            return ConsumeInterrupt();
-        }
+            if (Volatile.Read(ref _interruptPending) != 0)
+            {
+                return ConsumeInterrupt();
+            }
+            InjectPendingInterrupt();
 
-        lock (_threadLock)
-        {
-            _thread = Libc.pthread_self();
-        }
-        _ioPending = false;
-        FinishPvmOut();
-        int r;
-        int errno;
-        try
-        {
-            r = _fd.Ioctl(KVM_RUN, out errno);
-        }
-        finally
-        {
             lock (_threadLock)
             {
-                _thread = 0;
+                _thread = Libc.pthread_self();
+            }
+            _ioPending = false;
+            FinishPvmOut();
+            int r;
+            int errno;
+            try
+            {
+                r = _fd.Ioctl(KVM_RUN, out errno);
+            }
+            finally
+            {
+                lock (_threadLock)
+                {
+                    _thread = 0;
+                }
+            }
+            _ranOnce = true;
+
+            if (r < 0)
+            {
+                if (errno is not (Libc.EINTR or Libc.EAGAIN))
+                {
+                    return new VcpuExit(VcpuExitKind.InternalError, run->s_regs.rip, Detail: $"KVM_RUN failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
+                }
+                if (Volatile.Read(ref _interruptPending) != 0)
+                {
+                    return ConsumeInterrupt();
+                }
+                // A kick from RequestInterrupt: inject (or ask for a window) and go on.
+                run->immediate_exit = 0;
+                continue;
+            }
+
+            uint reason = run->exit_reason;
+            ulong rip = run->s_regs.rip;
+            switch (reason)
+            {
+                case KVM_EXIT_IO:
+                    VcpuExit io = DecodeIo(run, _mapping.Size, rip, reason);
+                    _ioPending = io.Kind == VcpuExitKind.IoOut;
+                    return _pvm && _ioPending ? HidePvmOutCompletion(io) : io;
+                case KVM_EXIT_IRQ_WINDOW_OPEN:
+                    continue; // the guest can take the pending interrupt now
+                case KVM_EXIT_HLT:
+                    return new VcpuExit(VcpuExitKind.Halt, rip, RawReason: reason);
+                case KVM_EXIT_MMIO:
+                    return new VcpuExit(VcpuExitKind.Mmio, rip, run->mmio_phys_addr, reason,
+                        $"{(run->mmio_is_write != 0 ? "write" : "read")} of {run->mmio_len} byte(s)");
+                case KVM_EXIT_SHUTDOWN:
+                    return new VcpuExit(VcpuExitKind.Shutdown, rip, RawReason: reason);
+                case KVM_EXIT_FAIL_ENTRY:
+                    return new VcpuExit(VcpuExitKind.InternalError, rip, RawReason: reason,
+                        Detail: $"KVM_EXIT_FAIL_ENTRY: hardware entry failure reason 0x{run->fail_entry_hardware_entry_failure_reason:x}");
+                case KVM_EXIT_INTERNAL_ERROR:
+                    return new VcpuExit(VcpuExitKind.InternalError, rip, RawReason: reason,
+                        Detail: $"KVM_EXIT_INTERNAL_ERROR: suberror {run->internal_suberror}{InternalErrorName(run->internal_suberror)}{InternalErrorData(run)}");
+                case KVM_EXIT_INTR:
+                    if (Volatile.Read(ref _interruptPending) != 0)
+                    {
+                        return ConsumeInterrupt();
+                    }
+                    continue;
+                default:
+                    return new VcpuExit(VcpuExitKind.Unsupported, rip, RawReason: reason, Detail: $"KVM exit reason {reason}");
             }
         }
-        _ranOnce = true;
+    }
 
-        if (r < 0)
+    /// <summary>
+    /// Before entering the guest: injects the highest pending vector with <c>KVM_INTERRUPT</c> when the last exit
+    /// said the guest can take one, and asks for an interrupt-window exit while vectors remain pending.
+    /// </summary>
+    private void InjectPendingInterrupt()
+    {
+        kvm_run* run = _run;
+        int vector = HighestPending();
+        if (vector < 0)
         {
-            return errno is Libc.EINTR or Libc.EAGAIN
-                ? ConsumeInterrupt()
-                : new VcpuExit(VcpuExitKind.InternalError, run->s_regs.rip, Detail: $"KVM_RUN failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
+            run->request_interrupt_window = 0;
+            return;
         }
-
-        uint reason = run->exit_reason;
-        ulong rip = run->s_regs.rip;
-        switch (reason)
+        if (run->ready_for_interrupt_injection != 0 && run->if_flag != 0)
         {
-            case KVM_EXIT_IO:
-                VcpuExit io = DecodeIo(run, _mapping.Size, rip, reason);
-                _ioPending = io.Kind == VcpuExitKind.IoOut;
-                return _pvm && _ioPending ? HidePvmOutCompletion(io) : io;
-            case KVM_EXIT_HLT:
-                return new VcpuExit(VcpuExitKind.Halt, rip, RawReason: reason);
-            case KVM_EXIT_MMIO:
-                return new VcpuExit(VcpuExitKind.Mmio, rip, run->mmio_phys_addr, reason,
-                    $"{(run->mmio_is_write != 0 ? "write" : "read")} of {run->mmio_len} byte(s)");
-            case KVM_EXIT_SHUTDOWN:
-                return new VcpuExit(VcpuExitKind.Shutdown, rip, RawReason: reason);
-            case KVM_EXIT_FAIL_ENTRY:
-                return new VcpuExit(VcpuExitKind.InternalError, rip, RawReason: reason,
-                    Detail: $"KVM_EXIT_FAIL_ENTRY: hardware entry failure reason 0x{run->fail_entry_hardware_entry_failure_reason:x}");
-            case KVM_EXIT_INTERNAL_ERROR:
-                return new VcpuExit(VcpuExitKind.InternalError, rip, RawReason: reason,
-                    Detail: $"KVM_EXIT_INTERNAL_ERROR: suberror {run->internal_suberror}{InternalErrorName(run->internal_suberror)}{InternalErrorData(run)}");
-            case KVM_EXIT_INTR:
-                return ConsumeInterrupt();
-            default:
-                return new VcpuExit(VcpuExitKind.Unsupported, rip, RawReason: reason, Detail: $"KVM exit reason {reason}");
+            ulong mask = 1UL << (vector & 63);
+            Interlocked.And(ref _pendingIrq[vector >> 6], ~mask);
+            var irq = new kvm_interrupt { irq = (uint)vector };
+            // Safe: irq is a local of the exact size the ioctl reads.
+            if (_fd.Ioctl(KVM_INTERRUPT, &irq, out int errno) < 0)
+            {
+                throw KvmError.Failed($"KVM_INTERRUPT (vector {vector})", errno);
+            }
+            vector = HighestPending();
+        }
+        run->request_interrupt_window = (byte)(vector >= 0 ? 1 : 0);
+    }
+
+    private int HighestPending()
+    {
+        for (int w = 3; w >= 0; w--)
+        {
+            ulong bits = Volatile.Read(ref _pendingIrq[w]);
+            if (bits != 0)
+            {
+                return (w * 64) + 63 - System.Numerics.BitOperations.LeadingZeroCount(bits);
+            }
+        }
+        return -1;
+    }
+
+    /// <inheritdoc/>
+    public void RequestInterrupt(int vector)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(vector, 32);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(vector, 255);
+        lock (_threadLock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            Interlocked.Or(ref _pendingIrq[vector >> 6], 1UL << (vector & 63));
+            // Safe: the mapping is alive while not disposed (Dispose takes this lock).
+            Volatile.Write(ref _run->immediate_exit, 1);
+            if (_thread != 0)
+            {
+                _ = Libc.pthread_kill(_thread, _kickSignal);
+            }
         }
     }
 
@@ -401,6 +488,13 @@ internal sealed unsafe class KvmVcpu : IVcpu
             throw KvmError.Failed("KVM_GET_XSAVE", errno);
         }
         state.ExtendedState = new ReadOnlySpan<byte>(xsave.region, sizeof(kvm_xsave)).ToArray();
+        kvm_debugregs debug;
+        // Safe: debug is a local of the exact size the ioctl writes.
+        if (_fd.Ioctl(KVM_GET_DEBUGREGS, &debug, out errno) < 0)
+        {
+            throw KvmError.Failed("KVM_GET_DEBUGREGS", errno);
+        }
+        (state.Dr6, state.Dr7) = (debug.dr6, debug.dr7);
         kvm_xcrs xcrs;
         // Safe: xcrs is a local of the exact size the ioctl writes; at most 16 entries are read.
         if (_fd.Ioctl(KVM_GET_XCRS, &xcrs, out errno) == 0)
@@ -448,6 +542,17 @@ internal sealed unsafe class KvmVcpu : IVcpu
         msrs[5].data = state.KernelGsBase;
         msrs[6].data = state.TscAux;
         AccessMsrs(msrs, KVM_SET_MSRS, "KVM_SET_MSRS");
+        kvm_debugregs debug;
+        // Safe: debug is a local of the exact size the ioctls read and write; DR0-DR3 keep their values.
+        if (_fd.Ioctl(KVM_GET_DEBUGREGS, &debug, out errno) < 0)
+        {
+            throw KvmError.Failed("KVM_GET_DEBUGREGS", errno);
+        }
+        (debug.dr6, debug.dr7, debug.flags) = (state.Dr6, state.Dr7, 0);
+        if (_fd.Ioctl(KVM_SET_DEBUGREGS, &debug, out errno) < 0)
+        {
+            throw KvmError.Failed("KVM_SET_DEBUGREGS", errno);
+        }
         SetSpecialRegisters(state);
         SetGeneralRegisters(state.Registers);
         if (_ranOnce)

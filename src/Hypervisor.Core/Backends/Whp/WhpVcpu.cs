@@ -167,6 +167,14 @@ internal sealed unsafe class WhpVcpu : IVcpu
         _lastRip = state.Registers.Rip;
     }
 
+    /// <summary>
+    /// Not implemented on WHP (the backend does not declare <see cref="BackendCapabilities.InterruptInjection"/>):
+    /// it would need <c>WHvRegisterPendingInterruption</c> and interrupt-window deliverability notifications, which
+    /// cannot be verified without Windows here.
+    /// </summary>
+    public void RequestInterrupt(int vector) =>
+        throw new NotSupportedException("the WHP backend does not inject interrupts (BackendCapabilities.InterruptInjection is not declared)");
+
     /// <inheritdoc/>
     public void Interrupt()
     {

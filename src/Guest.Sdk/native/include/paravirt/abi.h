@@ -269,6 +269,11 @@ typedef uint64_t pv_feature0;
 #define PV_FEATURE0_CONSOLE_END_OF_INPUT 0x0010
 /* ABI 1.1: PV_HYPERCALL_RANDOM returns bytes from the host's cryptographic random number generator. */
 #define PV_FEATURE0_ENTROPY 0x0020
+/*
+ * PV_HYPERCALL_TIMER_SET is available: the backend delivers the paravirtual timer as an external interrupt
+ * through the guest's IDT (ABI 1.1).
+ */
+#define PV_FEATURE0_TIMER 0x0200
 
 /* ---- HypercallCode ---- */
 /*
@@ -333,6 +338,16 @@ typedef uint32_t pv_hypercall;
  * 128 + signo, as a shell reports it. Does not return.
  */
 #define PV_HYPERCALL_EXIT_SIGNAL 0x000C
+/*
+ * timer_set(deadline_ns, vector): arms the one-shot paravirtual timer (ABI 1.1, feature PV_FEATURE0_TIMER):
+ * when the monotonic clock (PV_HYPERCALL_CLOCK_MONOTONIC) reaches deadline_ns, external interrupt vector
+ * (32-255) is raised; the guest takes it through its IDT once RFLAGS.IF is set (it stays pending while IF is
+ * clear, as a level-triggered line without an APIC), and a guest blocked in PV_HYPERCALL_POLL wakes up (poll
+ * returns 0). A deadline already passed fires at once; arming again replaces the previous deadline;
+ * deadline_ns 0 cancels. Returns 0, PV_STATUS_INVALID for a vector outside 32-255, or
+ * PV_STATUS_NOT_IMPLEMENTED when the backend cannot inject interrupts (the feature is not offered).
+ */
+#define PV_HYPERCALL_TIMER_SET 0x0011
 /* console_write(buf, len): writes bytes to the console output stream. Returns bytes written. */
 #define PV_HYPERCALL_CONSOLE_WRITE 0x0100
 /*

@@ -162,6 +162,12 @@ long pv_poll(uint64_t deadline_ns, uint64_t events);
 /* Gives the host a chance to run other work. */
 long pv_yield(void);
 
+/* Arms the one-shot paravirtual timer (ABI 1.1, host feature PV_FEATURE0_TIMER): external interrupt `vector`
+ * (32-255) is raised through the guest's IDT when pv_clock_monotonic_ns() reaches `deadline_ns`, and held pending
+ * while interrupts are disabled; a pv_poll in progress returns. `deadline_ns` 0 cancels. Returns 0 or a negative
+ * PV_STATUS_* (PV_STATUS_NOT_IMPLEMENTED when the backend cannot inject interrupts). The guest needs an IDT. */
+long pv_timer_set(uint64_t deadline_ns, unsigned vector);
+
 /* ---- Command line ---------------------------------------------------------------------------------------- */
 /* The command line is space-separated words; "key=value" words are arguments. */
 

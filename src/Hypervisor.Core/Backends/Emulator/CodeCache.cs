@@ -1,0 +1,279 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Paravirt.Hypervisor.Memory;
+
+namespace Paravirt.Hypervisor.Backends.Emulator;
+
+/// <summary>
+/// The decoded-block cache. A block is keyed by its linear start address AND the physical address it was decoded
+/// from, so the same code seen through another mapping is found again and a changed mapping never runs stale code:
+/// the linear address is translated (through the instruction TLB) before a block is looked up by key. In front of
+/// the dictionary sit two direct-mapped caches by linear address (supervisor and user); an entry there is valid while
+/// no TLB flush happened since it was entered (CR3 write, INVLPG, paging-mode change), which is exactly as long as the
+/// architecture lets a CPU use a cached translation, so a hit needs no translation at all.
+/// </summary>
+/// <remarks>
+/// <para>Self-modifying code: a per-physical-page "has code" byte map. A page with code never has write permission in
+/// the TLB, so every store into it reaches <see cref="InvalidateRange"/>, which drops the blocks whose bytes it
+/// overlaps (data sharing a page with code keeps them). Host writes (devices writing guest memory) arrive through
+/// <see cref="IGuestMemoryWriteObserver"/>, possibly from another thread: they are queued and applied by the vCPU
+/// thread before it runs guest code again.</para>
+/// <para>Memory cap: every block's host memory (decoded ops, translated IL and native code) is estimated and the
+/// total kept under <see cref="ByteLimit"/>; when a new block would pass it, the whole cache is flushed (QEMU's
+/// policy), so a guest that makes code faster than it runs it costs at most the cap.</para>
+/// </remarks>
+internal sealed unsafe class CodeCache : IGuestMemoryWriteObserver
+{
+    /// <summary>Entries of each direct-mapped cache.</summary>
+    public const int FastSize = 4096;
+
+    /// <summary>The default cap on the estimated host memory of decoded and translated code: 64 MiB.</summary>
+    public const long DefaultByteLimit = 64L << 20;
+
+    /// <summary>Host writes queued before the vCPU flushes the whole cache instead of tracking ranges.</summary>
+    private const int MaxPendingHostWrites = 64;
+
+    private readonly Dictionary<(ulong Linear, ulong Physical), Block> _blocks = [];
+    private readonly Dictionary<ulong, List<Block>> _pageBlocks = [];
+    private readonly byte[] _codePageArray;
+    private readonly ulong _pages;
+    private readonly Block?[] _fastSupervisor = new Block?[FastSize];
+    private readonly Block?[] _fastUser = new Block?[FastSize];
+    private readonly Action<ulong> _pageBecameCode;
+    private readonly Action _hostWrite;
+    private readonly Lock _pendingLock = new();
+    private readonly List<(ulong Address, ulong Length)> _pending = [];
+    private bool _pendingFlush;
+    private long _bytes;
+
+    /// <param name="memorySize">Bytes of guest-physical memory.</param>
+    /// <param name="pageBecameCode">Called with a physical page address the first time a block is decoded from it (revoke TLB write permission).</param>
+    /// <param name="hostWrite">Called (from any thread) when the host wrote code pages: the vCPU must call <see cref="ApplyHostWrites"/> before it runs on.</param>
+    public CodeCache(ulong memorySize, Action<ulong> pageBecameCode, Action hostWrite)
+    {
+        _pages = (memorySize + 0xFFF) >> 12;
+        _codePageArray = GC.AllocateArray<byte>((int)_pages + 1, pinned: true);
+        // Safe: the array is pinned for the lifetime of this object.
+        CodePages = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_codePageArray));
+        _pageBecameCode = pageBecameCode;
+        _hostWrite = hostWrite;
+        Fast = _fastSupervisor;
+    }
+
+    /// <summary>Per physical page: nonzero when a cached block was decoded from it.</summary>
+    public byte* CodePages { get; }
+
+    /// <summary>The direct-mapped cache of the current privilege, indexed by <see cref="FastSlot"/>.</summary>
+    public Block?[] Fast { get; private set; }
+
+    /// <summary>The most estimated host bytes the cache holds before it is flushed.</summary>
+    public long ByteLimit { get; set; } = DefaultByteLimit;
+
+    /// <summary>Estimated host bytes held now.</summary>
+    public long Bytes => _bytes;
+
+    /// <summary>Blocks held now.</summary>
+    public int Count => _blocks.Count;
+
+    /// <summary>Times the whole cache was flushed because it reached <see cref="ByteLimit"/>.</summary>
+    public int CapacityFlushes { get; private set; }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int FastSlot(ulong rip) => (int)((rip ^ (rip >> 12)) & (FastSize - 1));
+
+    /// <summary>Selects the direct-mapped cache of <paramref name="cpl"/>.</summary>
+    public void SetPrivilege(int cpl) => Fast = cpl == 3 ? _fastUser : _fastSupervisor;
+
+    /// <summary>Forgets every direct-mapped entry (a TLB flush happened: the mappings they stand for may have changed).</summary>
+    public void FlushFast()
+    {
+        Array.Clear(_fastSupervisor);
+        Array.Clear(_fastUser);
+    }
+
+    public Block? Find(ulong linear, ulong physical) => _blocks.GetValueOrDefault((linear, physical));
+
+    /// <summary>Adds a decoded block (flushing everything first when it would pass the cap).</summary>
+    public void Add(Block block)
+    {
+        long cost = block.HostBytes;
+        if (_bytes + cost > ByteLimit && _blocks.Count > 0)
+        {
+            CapacityFlushes++;
+            Flush();
+        }
+        _blocks[(block.Start, block.PhysicalStart)] = block;
+        _bytes += cost;
+        if (block.End <= block.Start)
+        {
+            return;
+        }
+        Register(block, block.PhysicalStart >> 12);
+        if (block.PhysicalSecond != Block.NoPage)
+        {
+            Register(block, block.PhysicalSecond >> 12);
+        }
+    }
+
+    /// <summary>A block was translated to IL: its host cost grows by <paramref name="bytes"/>.</summary>
+    public void AddTranslated(int bytes) => _bytes += bytes;
+
+    private void Register(Block block, ulong page)
+    {
+        if (page >= _pages)
+        {
+            return;
+        }
+        if (!_pageBlocks.TryGetValue(page, out List<Block>? list))
+        {
+            list = [];
+            _pageBlocks[page] = list;
+        }
+        list.Add(block);
+        if (CodePages[page] == 0)
+        {
+            CodePages[page] = 1;
+            _pageBecameCode(page << 12);
+        }
+    }
+
+    /// <summary>Drops every block (between blocks: none is running).</summary>
+    public void Flush()
+    {
+        foreach (Block old in _blocks.Values)
+        {
+            old.Valid = false;
+        }
+        _blocks.Clear();
+        _pageBlocks.Clear();
+        FlushFast();
+        Array.Clear(_codePageArray);
+        _bytes = 0;
+    }
+
+    /// <summary>
+    /// Guest-physical bytes [<paramref name="address"/>, +<paramref name="length"/>) were written (by a guest store,
+    /// a page-table A/D update, or the host): drop the blocks whose bytes overlap them. Blocks that may be running are
+    /// turned into <see cref="OpKind.SmcExit"/> ops, so the running one stops right after the write and the next
+    /// instruction is decoded again from memory.
+    /// </summary>
+    public void InvalidateRange(ulong address, ulong length)
+    {
+        if (length == 0)
+        {
+            return;
+        }
+        ulong end = address + length;
+        for (ulong page = address >> 12; page <= (end - 1) >> 12 && page < _pages; page++)
+        {
+            if (!_pageBlocks.TryGetValue(page, out List<Block>? list))
+            {
+                CodePages[page] = 0;
+                continue;
+            }
+            for (int k = list.Count - 1; k >= 0; k--)
+            {
+                Block b = list[k];
+                if (b.Valid && !b.Overlaps(address, end))
+                {
+                    continue;
+                }
+                list.RemoveAt(k);
+                if (b.Valid)
+                {
+                    Drop(b);
+                }
+            }
+            if (list.Count == 0)
+            {
+                _pageBlocks.Remove(page);
+                CodePages[page] = 0;
+            }
+        }
+    }
+
+    /// <summary>Drops one block (e.g. one whose last instruction could not be fetched: it must be decoded again once mapped).</summary>
+    public void Drop(Block b)
+    {
+        b.Valid = false;
+        // The block may be running: make every op of it leave the block. A dropped block never runs again.
+        foreach (ref MicroOp op in b.Ops.AsSpan())
+        {
+            op.Kind = OpKind.SmcExit;
+        }
+        if (_blocks.TryGetValue((b.Start, b.PhysicalStart), out Block? cur) && ReferenceEquals(cur, b))
+        {
+            _blocks.Remove((b.Start, b.PhysicalStart));
+            _bytes -= b.HostBytes;
+        }
+    }
+
+    /// <summary>A guest store or A/D update hit physical memory: invalidates when the bytes may hold decoded code.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void OnPhysicalWrite(ulong address, int length)
+    {
+        if ((CodePages[address >> 12] | CodePages[(address + (ulong)length - 1) >> 12]) != 0)
+        {
+            InvalidateRange(address, (ulong)length);
+        }
+    }
+
+    /// <summary>The host wrote guest memory (any thread): queue the range when it touches decoded code.</summary>
+    void IGuestMemoryWriteObserver.OnHostWrite(ulong address, ulong length)
+    {
+        if (length == 0)
+        {
+            return;
+        }
+        ulong last = Math.Min((address + length - 1) >> 12, _pages - 1);
+        bool code = false;
+        for (ulong page = address >> 12; page <= last; page++)
+        {
+            if (Volatile.Read(ref _codePageArray[page]) != 0)
+            {
+                code = true;
+                break;
+            }
+        }
+        if (!code)
+        {
+            return;
+        }
+        lock (_pendingLock)
+        {
+            if (_pending.Count >= MaxPendingHostWrites)
+            {
+                _pendingFlush = true;
+            }
+            else
+            {
+                _pending.Add((address, length));
+            }
+        }
+        _hostWrite();
+    }
+
+    /// <summary>Applies the host writes queued by <see cref="IGuestMemoryWriteObserver.OnHostWrite"/> (vCPU thread, between blocks).</summary>
+    public void ApplyHostWrites()
+    {
+        (ulong, ulong)[] ranges;
+        bool flush;
+        lock (_pendingLock)
+        {
+            ranges = [.. _pending];
+            _pending.Clear();
+            flush = _pendingFlush;
+            _pendingFlush = false;
+        }
+        if (flush)
+        {
+            Flush();
+            return;
+        }
+        foreach ((ulong address, ulong length) in ranges)
+        {
+            InvalidateRange(address, length);
+        }
+        FlushFast();
+    }
+}

@@ -1,0 +1,234 @@
+using System.Runtime.CompilerServices;
+
+namespace Paravirt.Hypervisor.Backends.Emulator;
+
+/// <summary>
+/// String instructions (movs, stos, lods, cmps, scas; 64-bit addressing). A <c>rep</c> form counts one instruction
+/// per iteration (one for a zero count), runs at most <see cref="RepChunk"/> iterations (and never past the budget)
+/// per dispatch, then yields with rip still on it and rcx/rsi/rdi holding its progress, exactly as a hardware rep
+/// is interrupted; the dispatcher checks for kicks, interrupts and the budget and resumes it. Forward copies and
+/// fills move whole page runs at a time through host pointers (after translation and code invalidation).
+/// </summary>
+internal sealed unsafe partial class EmulatorVcpu
+{
+    /// <summary>Executes a string instruction without a rep prefix (counted as one instruction by the caller).</summary>
+    private void StringOnce(ref MicroOp op)
+    {
+        int s = op.Size;
+        bool down = (_rf & DF) != 0;
+        switch (op.Kind)
+        {
+            case OpKind.Movs:
+                Store(_r[7], s, Load(_r[6], s));
+                Advance(6, s, down);
+                Advance(7, s, down);
+                break;
+            case OpKind.Stos:
+                Store(_r[7], s, GetReg(0, s));
+                Advance(7, s, down);
+                break;
+            case OpKind.Lods:
+                SetReg(0, s, Load(_r[6], s));
+                Advance(6, s, down);
+                break;
+            default:
+                CompareOnce(op.Kind == OpKind.Cmps, s, down);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// Runs a rep string instruction for at most <paramref name="allowed"/> iterations (capped at
+    /// <see cref="RepChunk"/>; one under TF, which traps after each iteration), adding each to the retired count.
+    /// Returns true when it finished (rcx reached 0, or the repe/repne condition ended it), false when it yielded.
+    /// </summary>
+    private bool RepString(ref MicroOp op, ulong allowed)
+    {
+        if (_r[1] == 0)
+        {
+            _icount++;
+            return true;
+        }
+        allowed = (_rf & TF) != 0 ? 1 : Math.Min(allowed, RepChunk);
+        int s = op.Size;
+        bool down = (_rf & DF) != 0;
+        return op.Kind switch
+        {
+            OpKind.Movs => RepMovs(s, down, allowed),
+            OpKind.Stos => RepStos(s, down, allowed),
+            OpKind.Lods => RepLods(s, down, allowed),
+            _ => RepCompare(op.Kind == OpKind.Cmps, op.Rep == 1, s, down, allowed),
+        };
+    }
+
+    private bool RepMovs(int s, bool down, ulong allowed)
+    {
+        ulong done = 0;
+        while (done < allowed && _r[1] != 0)
+        {
+            ulong n = Math.Min(allowed - done, _r[1]);
+            ulong src = _r[6], dst = _r[7];
+            ulong room = down ? 0 : Math.Min(0x1000 - (src & 0xFFF), 0x1000 - (dst & 0xFFF)) / (ulong)s;
+            if (room > 0)
+            {
+                ulong k = Math.Min(n, room);
+                ulong bytes = k * (ulong)s;
+                byte* ps = TranslateRun(src, bytes, MemoryAccess.Read);
+                byte* pd = TranslateRun(dst, bytes, MemoryAccess.Write);
+                if (pd > ps && pd < ps + bytes)
+                {
+                    // The destination overlaps the source ahead of it: copy element by element, as the CPU does.
+                    for (ulong j = 0; j < bytes; j += (ulong)s)
+                    {
+                        CopyElement(ps + j, pd + j, s);
+                    }
+                }
+                else
+                {
+                    Buffer.MemoryCopy(ps, pd, bytes, bytes);
+                }
+                _r[6] = src + bytes;
+                _r[7] = dst + bytes;
+                _r[1] -= k;
+                _icount += k;
+                done += k;
+                continue;
+            }
+            Store(dst, s, Load(src, s)); // an element that straddles a page, or a backward copy
+            Advance(6, s, down);
+            Advance(7, s, down);
+            _r[1]--;
+            _icount++;
+            done++;
+        }
+        return _r[1] == 0;
+    }
+
+    private bool RepStos(int s, bool down, ulong allowed)
+    {
+        ulong v = GetReg(0, s);
+        ulong done = 0;
+        while (done < allowed && _r[1] != 0)
+        {
+            ulong n = Math.Min(allowed - done, _r[1]);
+            ulong dst = _r[7];
+            ulong room = down ? 0 : (0x1000 - (dst & 0xFFF)) / (ulong)s;
+            if (room > 0)
+            {
+                ulong k = Math.Min(n, room);
+                byte* pd = TranslateRun(dst, k * (ulong)s, MemoryAccess.Write);
+                switch (s)
+                {
+                    case 1: new Span<byte>(pd, (int)k).Fill((byte)v); break;
+                    case 2: new Span<ushort>(pd, (int)k).Fill((ushort)v); break;
+                    case 4: new Span<uint>(pd, (int)k).Fill((uint)v); break;
+                    default: new Span<ulong>(pd, (int)k).Fill(v); break;
+                }
+                _r[7] = dst + (k * (ulong)s);
+                _r[1] -= k;
+                _icount += k;
+                done += k;
+                continue;
+            }
+            Store(dst, s, v);
+            Advance(7, s, down);
+            _r[1]--;
+            _icount++;
+            done++;
+        }
+        return _r[1] == 0;
+    }
+
+    private bool RepLods(int s, bool down, ulong allowed)
+    {
+        ulong done = 0;
+        while (done < allowed && _r[1] != 0)
+        {
+            ulong n = Math.Min(allowed - done, _r[1]);
+            ulong src = _r[6];
+            ulong room = down ? 0 : (0x1000 - (src & 0xFFF)) / (ulong)s;
+            if (room > 0)
+            {
+                ulong k = Math.Min(n, room);
+                byte* ps = TranslateRun(src, k * (ulong)s, MemoryAccess.Read);
+                SetReg(0, s, ReadElement(ps + ((k - 1) * (ulong)s), s)); // only the last element stays in the accumulator
+                _r[6] = src + (k * (ulong)s);
+                _r[1] -= k;
+                _icount += k;
+                done += k;
+                continue;
+            }
+            SetReg(0, s, Load(src, s));
+            Advance(6, s, down);
+            _r[1]--;
+            _icount++;
+            done++;
+        }
+        return _r[1] == 0;
+    }
+
+    private bool RepCompare(bool cmps, bool repe, int s, bool down, ulong allowed)
+    {
+        for (ulong done = 0; done < allowed; done++)
+        {
+            CompareOnce(cmps, s, down);
+            _icount++;
+            if (--_r[1] == 0)
+            {
+                return true;
+            }
+            bool zf = (_rf & ZF) != 0;
+            if (repe ? !zf : zf)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private void CompareOnce(bool cmps, int s, bool down)
+    {
+        ulong a, b;
+        if (cmps)
+        {
+            a = Load(_r[6], s);
+            b = Load(_r[7], s);
+        }
+        else
+        {
+            a = GetReg(0, s);
+            b = Load(_r[7], s);
+        }
+        if (cmps)
+        {
+            Advance(6, s, down);
+        }
+        Advance(7, s, down);
+        ulong r = (a - b) & Mask(s);
+        SetArith(SubFlags(a, b, r, s, a < b));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong ReadElement(byte* p, int s) => s switch
+    {
+        1 => *p,
+        2 => Unsafe.ReadUnaligned<ushort>(p),
+        4 => Unsafe.ReadUnaligned<uint>(p),
+        _ => Unsafe.ReadUnaligned<ulong>(p),
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyElement(byte* from, byte* to, int s)
+    {
+        switch (s)
+        {
+            case 1: *to = *from; break;
+            case 2: Unsafe.WriteUnaligned(to, Unsafe.ReadUnaligned<ushort>(from)); break;
+            case 4: Unsafe.WriteUnaligned(to, Unsafe.ReadUnaligned<uint>(from)); break;
+            default: Unsafe.WriteUnaligned(to, Unsafe.ReadUnaligned<ulong>(from)); break;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Advance(int reg, int s, bool down) => _r[reg] = down ? _r[reg] - (ulong)s : _r[reg] + (ulong)s;
+}
