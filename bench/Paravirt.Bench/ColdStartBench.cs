@@ -6,6 +6,7 @@ using Paravirt.Abi;
 using Paravirt.Bench.Interop;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Loading;
+using Paravirt.Hypervisor.Memory;
 using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Bench;
@@ -18,6 +19,8 @@ namespace Paravirt.Bench;
 ///                  own start-up is not included);
 ///   second_vm_ms   the next VM of the same parsed image (memory, VM and vCPU created, image loaded, run to exit);
 ///   vm_best_ms, vm_median_ms  over COUNT further VMs; vm_allocated_bytes: bytes this thread allocated per VM (median);
+///   empty_vm_median_ms  guest memory, VM and vCPU created and disposed without loading or running anything;
+///   instructions   the guest's instruction count (emulator; 0 elsewhere);
 ///   process_start_* and posix_spawn_*: spawning /bin/true and waiting for it, COUNT times, with .NET's
 ///                  Process.Start and with posix_spawn + waitpid (after one untimed warm-up each).
 /// Every VM must exit with the first one's status and print the same first line.
@@ -67,6 +70,14 @@ internal static class ColdStartBench
         times.RemoveAt(0);
         allocated.RemoveAt(0);
 
+        // The fixed part: guest memory, the VM and its vCPU created and destroyed, nothing loaded or run.
+        List<double> emptyVm = Repeat(count, () =>
+        {
+            using var memory = new GuestMemory(runner.DefaultOptions.MemorySize);
+            using IVirtualMachine vm = choice.Backend.CreateVirtualMachine(memory, new VirtualMachineOptions());
+            using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(image.Entry, memory.Size, GuestLayout.BootInfo));
+        });
+
         List<double> processStart = Repeat(count, static () =>
         {
             using Process p = Process.Start(new ProcessStartInfo("/bin/true") { UseShellExecute = false })!;
@@ -79,6 +90,7 @@ internal static class ColdStartBench
         Console.WriteLine(string.Create(c, $"first_vm_ms={firstMs:F3}"));
         Console.WriteLine(string.Create(c, $"second_vm_ms={second:F4}"));
         Console.WriteLine(string.Create(c, $"vm_best_ms={times.Min():F4} vm_median_ms={Median(times):F4} vm_allocated_bytes={Median(allocated):F0} vms={times.Count}"));
+        Console.WriteLine(string.Create(c, $"empty_vm_median_ms={Median(emptyVm):F4} instructions={first.Statistics.InstructionsRetired ?? 0}"));
         Console.WriteLine(string.Create(c, $"process_start_best_ms={processStart.Min():F4} process_start_median_ms={Median(processStart):F4}"));
         Console.WriteLine(string.Create(c, $"posix_spawn_best_ms={posixSpawn.Min():F4} posix_spawn_median_ms={Median(posixSpawn):F4}"));
         return 0;
