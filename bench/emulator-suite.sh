@@ -59,6 +59,7 @@ done
 
 command_line="bench/emulator-suite.sh${*:+ $*}"
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench/RESULTS.md' 2>/dev/null || echo ' (with uncommitted changes)')"
 echo "== build (load average $load_start)" >&2
 mapfile -t kernels < <(bench/guests/build-suite.sh "$out" "${kernels[@]}")
 dotnet build bench/Paravirt.Bench/Paravirt.Bench.csproj -c Release -nologo -v q -clp:ErrorsOnly >/dev/null
@@ -200,7 +201,6 @@ hc_row() { # LABEL TEXT
     call="$(kv "$2" interface_call_ns)"
     echo "| $1 | $(kv "$2" count) | $trip | $call | $(ratio "$trip" "$call") | $(kv "$2" allocated_bytes_per_round_trip) |"
 }
-commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench/RESULTS.md' 2>/dev/null || echo ' (with uncommitted changes)')"
 cpu_model="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 instructions_note="the emulator's exact count; the same ELF retires the same instruction stream on every runner (the kernels are deterministic)"
 if [ $perf_ok = 1 ]; then
@@ -230,7 +230,11 @@ user-mode TCG) and on the emulator backend through GuestRunner; times are the be
 $RUNS_EMU emulator runs (the emulator's in one process, each run a new VM that decodes and translates the guest afresh; run 1
 also pays .NET's own warm-up), plus $INTERP_RUNS run(s) with the block compiler off (\`PARAVIRT_EMULATOR_JIT=0\`). CPU
 is user+sys of the native and QEMU processes, and the vCPU thread's and the whole process's CPU time for the
-emulator. Guest instructions: $instructions_note.
+emulator. QEMU's and native times include their process start-up (a few ms for a static ELF); the emulator's
+include creating the VM but not the dotnet host's start-up. Guest instructions: $instructions_note.
+Bytes allocated per run are the vCPU thread's during one run: decoded and translated blocks (a new VM decodes
+afresh), so they follow the code's size, not the instructions executed (the steady state allocates nothing per
+instruction: tests/Paravirt.Emulator.Tests/AllocationTests.cs).
 
 $(compute_table)
 
