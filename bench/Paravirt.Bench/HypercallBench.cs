@@ -32,10 +32,9 @@ internal sealed class EchoHandler : IHypercallHandler
 /// and sums the answers; the host loop is the bare vCPU's: <see cref="IVcpu.Run"/>, <see cref="HypercallTrap.TryRead"/>,
 /// the handler through <see cref="IHypercallHandler"/>, <see cref="HypercallTrap.Complete"/>. The reference calls
 /// the same handler through the same interface 10 million times (after a warm-up, so tiered compilation has
-/// settled). Timed with Stopwatch over the whole loop (not
-/// BenchmarkDotNet: both sides must be measured in the same process within the same second on a shared machine,
-/// and one round trip only exists inside a running guest loop). Prints key=value lines: ns per round trip, ns per
-/// interface call, and the bytes allocated per round trip.
+/// settled). Timed with Stopwatch over the whole loop, not BenchmarkDotNet: both sides must be measured in the same
+/// process within the same second on a shared machine, and one round trip only exists inside a running guest loop.
+/// Prints key=value lines: ns per round trip, ns per interface call, and the bytes allocated per round trip.
 /// </summary>
 internal static class HypercallBench
 {
