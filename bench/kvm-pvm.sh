@@ -5,7 +5,8 @@
 #
 #  - Hypercall round trip: a guest loop calling the hypercall page COUNT times; the host completes each at once on
 #    the bare vCPU (Run, GetHypercallArgs, CompleteHypercall). Microseconds per round trip, best of RUNS.
-#  - Compute: bench/guests/compute.c (the emulator-vs-qemu workload) on both backends and natively.
+#  - Compute: bench/guests/compute.c (a mixed workload; the emulator-vs-QEMU kernels are bench/emulator-suite.sh's)
+#    on both backends and natively.
 #  - Block and net rings: bench/Paravirt.DeviceBench (the bench/devices.sh workloads) on both backends.
 #
 # Usage: bench/kvm-pvm.sh     Environment: COUNT (20000), ROUNDS (200), MIB (64), RAND (2048), NET_ROUNDS (2000),

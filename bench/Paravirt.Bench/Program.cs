@@ -1,58 +1,54 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Text;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Memory;
 using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Bench;
 
 /// <summary>
-/// Runs a guest ELF (bench/guests/compute.c built with -DPARAVIRT_GUEST) on the emulator backend and reports its
-/// exact instruction count and the emulator's speed, or on another backend (kvm) its time only (instructions=0).
-/// Self-contained: a minimal PT_LOAD loader and the two hypercalls the guest uses (debug_write = 3, exit = 2), so
-/// it does not depend on the full GuestRunner.
-/// Usage: Paravirt.Bench GUEST.elf [runs] [emulator|kvm]
+/// The host side of bench/emulator-suite.sh (and of bench/kvm-pvm.sh's compute row):
+///   kernel IMAGE RUNS [BACKEND] [SCALE]   a kernel of the benchmark suite (bench/guests/suite), see <see cref="KernelBench"/>
+///   coldstart IMAGE COUNT [BACKEND]       first and next VM of an image vs spawning /bin/true, see <see cref="ColdStartBench"/>
+///   hypercall COUNT RUNS [BACKEND]        hypercall round trip vs a .NET interface call, see <see cref="HypercallBench"/>
+///   GUEST.elf [RUNS] [BACKEND]            bench/guests/compute.c's guest build (no ABI note, so a minimal PT_LOAD
+///                                         loader below and only the debug_write and exit hypercalls); prints the
+///                                         exact instruction count (emulator; 0 on kvm) and times.
+/// BACKEND is emulator (the default) or kvm.
 /// </summary>
-internal static partial class Program
+internal static class Program
 {
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Timespec
-    {
-        public long Sec;
-        public long Nsec;
-    }
-
-    [LibraryImport("libc", EntryPoint = "clock_gettime")]
-    private static partial int ClockGettime(int clock, out Timespec ts);
-
-    /// <summary>CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID): stable when other processes share the cores.</summary>
-    private static double ThreadCpuSeconds()
-    {
-        if (!OperatingSystem.IsLinux() || ClockGettime(3, out Timespec ts) != 0)
-        {
-            return double.NaN;
-        }
-        return ts.Sec + (ts.Nsec / 1e9);
-    }
-
     private const ulong MemorySize = 64UL << 20;
     private const ulong HypercallPageAddress = 0x3000;
 
     private static int Main(string[] args)
     {
-        if (args.Length < 1)
+        string Arg(int i, string fallback) => args.Length > i ? args[i] : fallback;
+        int Int(int i, int fallback) => args.Length > i ? int.Parse(args[i], CultureInfo.InvariantCulture) : fallback;
+        switch (args.Length > 0 ? args[0] : "")
         {
-            Console.Error.WriteLine("usage: Paravirt.Bench GUEST.elf [runs]");
-            return 2;
+            case "kernel" when args.Length >= 3:
+                return KernelBench.Run(args[1], Int(2, 3), Arg(3, EmulatorBackend.BackendName), Arg(4, ""));
+            case "coldstart" when args.Length >= 3:
+                return ColdStartBench.Run(args[1], Int(2, 100), Arg(3, EmulatorBackend.BackendName));
+            case "hypercall" when args.Length >= 3:
+                return HypercallBench.Run(Int(1, 1_000_000), Int(2, 5), Arg(3, EmulatorBackend.BackendName));
+            case "" or "kernel" or "coldstart" or "hypercall":
+                Console.Error.WriteLine("usage: Paravirt.Bench kernel IMAGE RUNS [BACKEND] [SCALE] | coldstart IMAGE COUNT [BACKEND] | hypercall COUNT RUNS [BACKEND] | GUEST.elf [RUNS] [BACKEND]");
+                return 2;
+            default:
+                return RunComputeGuest(args[0], Int(1, 2), Arg(2, EmulatorBackend.BackendName));
         }
-        byte[] elf = File.ReadAllBytes(args[0]);
-        int runs = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 2;
-        IHypervisorBackend backend = args.Length > 2 && args[2] == KvmBackend.BackendName ? new KvmBackend() : new EmulatorBackend();
+    }
+
+    private static int RunComputeGuest(string path, int runs, string backendName)
+    {
+        byte[] elf = File.ReadAllBytes(path);
+        IHypervisorBackend backend = backendName == KvmBackend.BackendName ? new KvmBackend() : new EmulatorBackend();
         string? firstOutput = null;
         ulong firstCount = 0;
         for (int run = 1; run <= runs; run++)
@@ -83,7 +79,7 @@ internal static partial class Program
         using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(entry, MemorySize, 0x2000));
         var output = new StringBuilder();
         int exits = 0;
-        double cpu0 = ThreadCpuSeconds();
+        double cpu0 = CpuClock.ThreadSeconds();
         var sw = Stopwatch.StartNew();
         while (true)
         {
@@ -109,7 +105,7 @@ internal static partial class Program
             }
         }
         sw.Stop();
-        double cpu = ThreadCpuSeconds() - cpu0;
+        double cpu = CpuClock.ThreadSeconds() - cpu0;
         return (output.ToString(), vcpu.InstructionsRetired ?? 0, sw.Elapsed.TotalSeconds, cpu, exits);
     }
 

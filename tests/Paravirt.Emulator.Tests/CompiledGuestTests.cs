@@ -46,7 +46,7 @@ public sealed class CompiledGuestTests
         return null;
     }
 
-    private static string RepoFile(string relative)
+    internal static string RepoFile(string relative)
     {
         for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
         {
