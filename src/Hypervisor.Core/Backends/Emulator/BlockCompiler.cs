@@ -42,15 +42,6 @@ internal static unsafe class BlockCompiler
         && Environment.GetEnvironmentVariable("PARAVIRT_EMULATOR_JIT") != "0";
 
     private const BindingFlags Private = BindingFlags.NonPublic | BindingFlags.Instance;
-    private static readonly FieldInfo Lk = typeof(EmulatorVcpu).GetField("_lk", Private)!;
-    private static readonly FieldInfo La = typeof(EmulatorVcpu).GetField("_la", Private)!;
-    private static readonly FieldInfo Lb = typeof(EmulatorVcpu).GetField("_lb", Private)!;
-    private static readonly FieldInfo Lr = typeof(EmulatorVcpu).GetField("_lr", Private)!;
-    private static readonly FieldInfo Lsize = typeof(EmulatorVcpu).GetField("_lsize", Private)!;
-    private static readonly FieldInfo Ovr = typeof(EmulatorVcpu).GetField("_ovr", Private)!;
-    private static readonly FieldInfo Rip = typeof(EmulatorVcpu).GetField("_rip", Private)!;
-    private static readonly FieldInfo Icount = typeof(EmulatorVcpu).GetField("_icount", Private)!;
-    private static readonly FieldInfo SseFault = typeof(EmulatorVcpu).GetField("_sseFault", Private)!;
     private static readonly MethodInfo ExecuteMethod = typeof(EmulatorVcpu).GetMethod("ExecuteBlock", Private)!;
     private static readonly MethodInfo SseMethod = typeof(EmulatorVcpu).GetMethod("ExecuteSse", Private)!;
     private static readonly MethodInfo OpsGetter = typeof(Block).GetProperty(nameof(Block.Ops))!.GetGetMethod()!;
@@ -194,12 +185,12 @@ internal static unsafe class BlockCompiler
             {
                 return;
             }
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldfld, Icount);
+            StateAddress(CpuState.IcountOffset);
+            StateAddress(CpuState.IcountOffset);
+            _il.Emit(OpCodes.Ldind_I8);
             _il.Emit(OpCodes.Ldc_I8, (long)count);
             _il.Emit(OpCodes.Add);
-            _il.Emit(OpCodes.Stfld, Icount);
+            _il.Emit(OpCodes.Stind_I8);
         }
 
         /// <summary>Returns <paramref name="code"/> after the op being emitted (counts it too).</summary>
@@ -270,12 +261,19 @@ internal static unsafe class BlockCompiler
             };
             int size = p.Kind == OpKind.Neg ? p.Size : (((int)p.Kind - (int)OpKind.MovRR64) & 1) == 0 ? 8 : 4;
             ILGenerator il = _il;
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldc_I4, (int)kind); il.Emit(OpCodes.Stfld, Lk);
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldloc, _la); il.Emit(OpCodes.Stfld, La);
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldloc, _lb); il.Emit(OpCodes.Stfld, Lb);
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldloc, _lr); il.Emit(OpCodes.Stfld, Lr);
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldc_I4, size); il.Emit(OpCodes.Stfld, Lsize);
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldc_I4_0); il.Emit(OpCodes.Stfld, Ovr);
+            StateAddress(CpuState.LazyKindOffset); il.Emit(OpCodes.Ldc_I4, (int)kind); il.Emit(OpCodes.Stind_I4);
+            StateAddress(CpuState.LazyAOffset); il.Emit(OpCodes.Ldloc, _la); il.Emit(OpCodes.Stind_I8);
+            StateAddress(CpuState.LazyBOffset); il.Emit(OpCodes.Ldloc, _lb); il.Emit(OpCodes.Stind_I8);
+            StateAddress(CpuState.LazyResultOffset); il.Emit(OpCodes.Ldloc, _lr); il.Emit(OpCodes.Stind_I8);
+            StateAddress(CpuState.LazySizeOffset); il.Emit(OpCodes.Ldc_I4, size); il.Emit(OpCodes.Stind_I4);
+            StateAddress(CpuState.FlagOverrideOffset); il.Emit(OpCodes.Ldc_I4_0); il.Emit(OpCodes.Stind_I1);
+        }
+
+        private void StateAddress(int offset)
+        {
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldc_I4, offset);
+            _il.Emit(OpCodes.Add);
         }
 
         private void RegAddress(int reg)
@@ -311,9 +309,9 @@ internal static unsafe class BlockCompiler
 
         private void SetRip(ulong value)
         {
-            _il.Emit(OpCodes.Ldarg_0);
+            StateAddress(CpuState.RipOffset);
             _il.Emit(OpCodes.Ldc_I8, (long)value);
-            _il.Emit(OpCodes.Stfld, Rip);
+            _il.Emit(OpCodes.Stind_I8);
         }
 
         private void EffectiveAddress(in MicroOp op)
@@ -605,15 +603,15 @@ internal static unsafe class BlockCompiler
                 case OpKind.Ret:
                     Pop(k, op.Imm);
                     Flush(_pending);
-                    il.Emit(OpCodes.Ldarg_0);
+                    StateAddress(CpuState.RipOffset);
                     il.Emit(OpCodes.Ldloc, _v);
-                    il.Emit(OpCodes.Stfld, Rip);
+                    il.Emit(OpCodes.Stind_I8);
                     ReturnAfter(Completed);
                     return true;
                 case >= OpKind.MovX128 and <= OpKind.MovntStore:
                     // CR0.TS/EM or CR4.OSFXSR may forbid SSE now: the interpreter then raises #NM/#UD at this op.
-                    il.Emit(OpCodes.Ldarg_0);
-                    il.Emit(OpCodes.Ldfld, SseFault);
+                    StateAddress(CpuState.SseFaultOffset);
+                    il.Emit(OpCodes.Ldind_I4);
                     il.Emit(OpCodes.Brtrue, Bail(k));
                     il.Emit(OpCodes.Ldarg_0);
                     il.Emit(OpCodes.Ldarg_3);

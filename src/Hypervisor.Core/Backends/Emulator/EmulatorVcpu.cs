@@ -8,7 +8,7 @@ using Paravirt.Hypervisor.Memory;
 namespace Paravirt.Hypervisor.Backends.Emulator;
 
 /// <summary>Which ALU op last set the arithmetic flags lazily (<see cref="LazyKind.None"/>: they are in RFLAGS).</summary>
-internal enum LazyKind : byte
+internal enum LazyKind
 {
     None,
     Add,
@@ -51,35 +51,23 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     private readonly GuestMemory _memory;
     private readonly byte* _mem;
     private readonly ulong _size;
-    private readonly ulong[] _regArray = GC.AllocateArray<ulong>(20, pinned: true);
+    /// <summary>The run state (registers, RIP, RFLAGS and lazy flags, count, budget, attention, TLB): one pinned struct that translated code addresses by offset.</summary>
+    private readonly CpuState[] _stateArray = GC.AllocateArray<CpuState>(1, pinned: true);
+    private readonly CpuState* _s;
+    /// <summary>The general-purpose registers (<c>_s-&gt;R</c>).</summary>
     private readonly ulong* _r;
-    private readonly Vector128<byte>[] _xmmArray = GC.AllocateArray<Vector128<byte>>(16, pinned: true);
+    /// <summary>The XMM registers (<c>_s-&gt;Xmm</c>).</summary>
     private readonly Vector128<byte>* _x;
-    private readonly ulong _budgetLimit;
     private readonly ulong? _budget;
 
     private readonly SystemRegisters _sys = new();
     private readonly CodeCache _code;
     private readonly Mmu _mmu;
     private readonly ExceptionDelivery _delivery;
-    /// <summary>The TLB of the current privilege level (mirrors <see cref="Mmu.Current"/>; read by translated code).</summary>
-    private TlbEntry* _tlb;
-
-    private ulong _rip;
     /// <summary>Where to resume after the out that ended the last run (0: none pending); see <see cref="CompletePendingOut"/>.</summary>
     private ulong _outResume;
-    private ulong _rf = 0x2;
-    // Lazy arithmetic flags: the last flag-setting ALU op's kind, operands, result and size (see Materialize).
-    private LazyKind _lk;
-    private ulong _la, _lb, _lr;
-    private int _lsize;
-    private bool _ovr;
-    private ulong _ovrFlags;
-    private ulong _icount;
     private long _tscOffset;
 
-    /// <summary>Work for the dispatcher: a kick (<see cref="Interrupt"/>), host writes to code, a requested interrupt. Set from any thread.</summary>
-    private int _attention;
     /// <summary>External interrupts requested and not yet delivered, one bit per vector.</summary>
     private readonly ulong[] _pendingIrq = new ulong[4];
     /// <summary>The next instruction runs with interrupts inhibited (after STI, MOV SS, POP SS).</summary>
@@ -110,21 +98,23 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _mem = (byte*)memory.HostAddress;
         _size = memory.Size;
         _budget = options.InstructionBudget;
-        _budgetLimit = options.InstructionBudget ?? ulong.MaxValue;
-        // Safe: the arrays are pinned for the lifetime of this object.
-        _r = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_regArray));
-        _x = (Vector128<byte>*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_xmmArray));
-        _code = new CodeCache(_size, page => _mmu!.RevokeWrite(page), () => Interlocked.Or(ref _attention, AttentionHostWrite));
+        // Safe: the array is pinned for the lifetime of this object.
+        _s = (CpuState*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_stateArray));
+        _r = _s->R;
+        _x = (Vector128<byte>*)Unsafe.AsPointer(ref _s->Xmm[0]);
+        _s->Rflags = 0x2;
+        _s->BudgetLimit = options.InstructionBudget ?? ulong.MaxValue;
+        _code = new CodeCache(_size, page => _mmu!.RevokeWrite(page), () => Interlocked.Or(ref _s->Attention, AttentionHostWrite));
         _mmu = new Mmu(_mem, _size, _sys, _code);
         _delivery = new ExceptionDelivery(_sys, _mmu);
         SetState(initial);
         memory.AddWriteObserver(_code);
     }
 
-    public ulong? InstructionsRetired => _icount;
+    public ulong? InstructionsRetired => _s->Icount;
 
     /// <summary>The exact count, for the emulator's own tests.</summary>
-    internal ulong Retired => _icount;
+    internal ulong Retired => _s->Icount;
 
     /// <summary>The system registers (for tests and diagnostics).</summary>
     internal SystemRegisters SystemState => _sys;
@@ -152,27 +142,27 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         while (true)
         {
             bool step = false;
-            if ((Volatile.Read(ref _attention) | (int)(_rf & TF) | (_shadow ? 1 : 0)) != 0)
+            if ((Volatile.Read(ref _s->Attention) | (int)(_s->Rflags & TF) | (_shadow ? 1 : 0)) != 0)
             {
                 if (Service())
                 {
                     return TakeExit();
                 }
-                step = _shadow || (_rf & TF) != 0;
+                step = _shadow || (_s->Rflags & TF) != 0;
             }
-            if (_icount >= _budgetLimit)
+            if (_s->Icount >= _s->BudgetLimit)
             {
-                return new VcpuExit(VcpuExitKind.BudgetExhausted, _rip, Detail: $"instruction budget of {_budget} used");
+                return new VcpuExit(VcpuExitKind.BudgetExhausted, _s->Rip, Detail: $"instruction budget of {_budget} used");
             }
-            ulong left = _budgetLimit - _icount;
+            ulong left = _s->BudgetLimit - _s->Icount;
             Block block;
             try
             {
-                block = GetBlock(_rip);
+                block = GetBlock(_s->Rip);
             }
             catch (GuestFault fault)
             {
-                if (RaiseFault(fault, _rip))
+                if (RaiseFault(fault, _s->Rip))
                 {
                     return TakeExit();
                 }
@@ -199,12 +189,12 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
                     try
                     {
                         // Safe: the translated block reaches guest memory only through TLB entries, as the interpreter does.
-                        start = compiled(this, _r, _tlb, block);
+                        start = compiled(this, _r, _s->Tlb, block);
                     }
 #pragma warning disable CA1031 // a bug in translated code must stop this guest, not the host process
                     catch (Exception bug)
                     {
-                        return new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error in translated block 0x{block.Start:x}: {bug.GetType().Name}: {bug.Message}");
+                        return new VcpuExit(VcpuExitKind.InternalError, _s->Rip, Detail: $"emulator internal error in translated block 0x{block.Start:x}: {bug.GetType().Name}: {bug.Message}");
                     }
 #pragma warning restore CA1031
                     if (start == BlockCompiler.Completed)
@@ -252,30 +242,30 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     }
 
     /// <summary>
-    /// The dispatcher's slow path, taken when <see cref="_attention"/> is set, TF is set or an interrupt shadow is
+    /// The dispatcher's slow path, taken when <see cref="CpuState.Attention"/> is set, TF is set or an interrupt shadow is
     /// active: a kick, queued host writes to code, a pending external interrupt (delivered when RFLAGS.IF allows).
     /// Returns true when <see cref="Run"/> must return <see cref="_exit"/>.
     /// </summary>
     private bool Service()
     {
-        int attention = Volatile.Read(ref _attention);
+        int attention = Volatile.Read(ref _s->Attention);
         if ((attention & AttentionKick) != 0)
         {
-            Interlocked.And(ref _attention, ~AttentionKick);
-            SetExit(new VcpuExit(VcpuExitKind.Interrupted, _rip));
+            Interlocked.And(ref _s->Attention, ~AttentionKick);
+            SetExit(new VcpuExit(VcpuExitKind.Interrupted, _s->Rip));
             return true;
         }
         if ((attention & AttentionHostWrite) != 0)
         {
-            Interlocked.And(ref _attention, ~AttentionHostWrite);
+            Interlocked.And(ref _s->Attention, ~AttentionHostWrite);
             _code.ApplyHostWrites();
         }
-        if ((attention & AttentionIrq) != 0 && (_rf & IF) != 0 && !_shadow)
+        if ((attention & AttentionIrq) != 0 && (_s->Rflags & IF) != 0 && !_shadow)
         {
             int vector = TakePendingInterrupt();
             if (vector >= 0)
             {
-                return RaiseEvent(new GuestEvent(vector, -1, EventSource.External), _rip);
+                return RaiseEvent(new GuestEvent(vector, -1, EventSource.External), _s->Rip);
             }
         }
         return false;
@@ -305,10 +295,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
 
     private void RefreshIrqAttention()
     {
-        Interlocked.And(ref _attention, ~AttentionIrq);
+        Interlocked.And(ref _s->Attention, ~AttentionIrq);
         if ((Volatile.Read(ref _pendingIrq[0]) | Volatile.Read(ref _pendingIrq[1]) | Volatile.Read(ref _pendingIrq[2]) | Volatile.Read(ref _pendingIrq[3])) != 0)
         {
-            Interlocked.Or(ref _attention, AttentionIrq); // raced with a new request: keep looking
+            Interlocked.Or(ref _s->Attention, AttentionIrq); // raced with a new request: keep looking
         }
     }
 
@@ -318,7 +308,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     /// </summary>
     private bool StepOne(Block block)
     {
-        bool trap = (_rf & TF) != 0;
+        bool trap = (_s->Rflags & TF) != 0;
         ulong delivered = _deliveries;
         bool stop = ExecuteBlock(block, 0, 1);
         _shadow = false;
@@ -329,7 +319,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         if (trap && _deliveries == delivered)
         {
             _sys.Dr6 |= 1UL << 14; // BS: single step
-            return RaiseEvent(new GuestEvent(Vectors.DB, -1, EventSource.Trap), _rip);
+            return RaiseEvent(new GuestEvent(Vectors.DB, -1, EventSource.Trap), _s->Rip);
         }
         return false;
     }
@@ -342,7 +332,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     {
         if (_outResume != 0)
         {
-            _rip = _outResume;
+            _s->Rip = _outResume;
             _outResume = 0;
         }
     }
@@ -355,7 +345,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
 
     private VcpuRegisters Snapshot() => new(
         _r[0], _r[3], _r[1], _r[2], _r[6], _r[7], _r[4], _r[5],
-        _r[8], _r[9], _r[10], _r[11], _r[12], _r[13], _r[14], _r[15], _rip, _rf);
+        _r[8], _r[9], _r[10], _r[11], _r[12], _r[13], _r[14], _r[15], _s->Rip, _s->Rflags);
 
     public void SetRegisters(in VcpuRegisters registers)
     {
@@ -363,13 +353,13 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _r[4] = registers.Rsp; _r[5] = registers.Rbp; _r[6] = registers.Rsi; _r[7] = registers.Rdi;
         _r[8] = registers.R8; _r[9] = registers.R9; _r[10] = registers.R10; _r[11] = registers.R11;
         _r[12] = registers.R12; _r[13] = registers.R13; _r[14] = registers.R14; _r[15] = registers.R15;
-        if (registers.Rip != _rip)
+        if (registers.Rip != _s->Rip)
         {
             _outResume = 0; // the VMM moved rip: the out is abandoned, not completed
         }
-        _rip = registers.Rip;
-        _lk = LazyKind.None;
-        _rf = (registers.Rflags & PopfMask) | 2;
+        _s->Rip = registers.Rip;
+        _s->LazyKind = LazyKind.None;
+        _s->Rflags = (registers.Rflags & PopfMask) | 2;
     }
 
     public VcpuState GetState()
@@ -401,7 +391,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _outResume = 0;
         SetRegisters(state.Registers);
         _sys.Load(state);
-        _tscOffset = (long)(state.Tsc - _icount);
+        _tscOffset = (long)(state.Tsc - _s->Icount);
         // The legacy region as FXRSTOR loads it (as the WHP backend does; components are not re-initialized from
         // XSTATE_BV); its MXCSR was checked above, so nothing is loaded from a state that is refused.
         _ = LoadFxrstor(state.ExtendedState.AsSpan(0, 512));
@@ -410,9 +400,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     }
 
     /// <summary>The time-stamp counter: the retired-instruction count plus the offset a loaded state or WRMSR set (deterministic).</summary>
-    private ulong Tsc => _icount + (ulong)_tscOffset;
+    private ulong Tsc => _s->Icount + (ulong)_tscOffset;
 
-    public void Interrupt() => Interlocked.Or(ref _attention, AttentionKick);
+    public void Interrupt() => Interlocked.Or(ref _s->Attention, AttentionKick);
 
     /// <summary>Requests external interrupt <paramref name="vector"/> (32-255): delivered through the IDT once RFLAGS.IF allows. Thread-safe.</summary>
     public void RequestInterrupt(int vector)
@@ -420,7 +410,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         ArgumentOutOfRangeException.ThrowIfLessThan(vector, 32);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(vector, 255);
         Interlocked.Or(ref _pendingIrq[vector >> 6], 1UL << (vector & 63));
-        Interlocked.Or(ref _attention, AttentionIrq);
+        Interlocked.Or(ref _s->Attention, AttentionIrq);
     }
 
     public void Dispose()
@@ -439,17 +429,17 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     {
         _code.Flush();
         _mmu.FlushAll();
-        Array.Clear(_regArray);
-        Array.Clear(_xmmArray);
+        new Span<ulong>(_r, 20).Clear();
+        new Span<Vector128<byte>>(_x, 16).Clear();
         _fpu = Semantics.FpuState.Initial;
-        _rip = start.Rip;
+        _s->Rip = start.Rip;
         _r[4] = start.Rsp;
         _r[7] = start.Rdi;
-        _rf = 2;
-        _lk = LazyKind.None;
-        _icount = 0;
-        _ovr = false;
-        _attention = 0;
+        _s->Rflags = 2;
+        _s->LazyKind = LazyKind.None;
+        _s->Icount = 0;
+        _s->FlagOverride = false;
+        _s->Attention = 0;
         Array.Clear(_pendingIrq);
         _shadow = false;
         _exitPending = false;
@@ -462,8 +452,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     /// <summary>For tests: sets RFLAGS (bit 1 is forced on).</summary>
     internal void SetFlags(ulong value)
     {
-        _lk = LazyKind.None;
-        _rf = (value & PopfMask) | 2;
+        _s->LazyKind = LazyKind.None;
+        _s->Rflags = (value & PopfMask) | 2;
     }
 
     /// <summary>For tests: an XMM register.</summary>
@@ -493,7 +483,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     {
         int cpl = _sys.Cpl;
         _mmu.SetPrivilege(cpl);
-        _tlb = _mmu.Current;
+        _s->Tlb = _mmu.Current;
         _code.SetPrivilege(cpl);
     }
 
@@ -544,7 +534,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private byte* TranslateFetch(ulong rip)
     {
-        TlbEntry* e = _tlb + Tlb.Index(rip);
+        TlbEntry* e = _s->Tlb + Tlb.Index(rip);
         if (e->ExecTag == (rip & ~0xFFFUL))
         {
             return (byte*)(e->Addend + (long)rip);
@@ -669,7 +659,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong Load(ulong a, int size)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->ReadTag != ((a + (ulong)size - 1) & ~0xFFFUL))
         {
             return LoadSlow(a, size);
@@ -690,7 +680,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong Load64(ulong a)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->ReadTag != ((a + 7) & ~0xFFFUL))
         {
             return LoadSlow(a, 8);
@@ -701,7 +691,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Store(ulong a, int size, ulong v)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag != ((a + (ulong)size - 1) & ~0xFFFUL))
         {
             StoreSlow(a, size, v);
@@ -720,7 +710,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Store64(ulong a, ulong v)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag != ((a + 7) & ~0xFFFUL))
         {
             StoreSlow(a, 8, v);
@@ -735,7 +725,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         {
             GuestFault.Misaligned(a);
         }
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->ReadTag == ((a + 15) & ~0xFFFUL))
         {
             return Unsafe.ReadUnaligned<Vector128<byte>>((byte*)(e->Addend + (long)a));
@@ -751,7 +741,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         {
             GuestFault.Misaligned(a);
         }
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag == ((a + 15) & ~0xFFFUL))
         {
             Unsafe.WriteUnaligned((byte*)(e->Addend + (long)a), v);
@@ -766,7 +756,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     /// </summary>
     private void LoadBytes(ulong a, Span<byte> data)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->ReadTag == ((a + (ulong)data.Length - 1) & ~0xFFFUL))
         {
             new ReadOnlySpan<byte>((byte*)(e->Addend + (long)a), data.Length).CopyTo(data);
@@ -782,7 +772,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     /// </summary>
     private void StoreBytes(ulong a, ReadOnlySpan<byte> data)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag == ((a + (ulong)data.Length - 1) & ~0xFFFUL))
         {
             data.CopyTo(new Span<byte>((byte*)(e->Addend + (long)a), data.Length));
@@ -799,7 +789,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void ProbeWrite(ulong a, int size)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag != ((a + (ulong)size - 1) & ~0xFFFUL))
         {
             ProbeWriteSlow(a, size);
@@ -845,7 +835,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     /// </summary>
     private byte* TranslateRun(ulong a, ulong length, MemoryAccess access)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         ulong page = a & ~0xFFFUL;
         if ((access == MemoryAccess.Write ? e->WriteTag : e->ReadTag) == page)
         {
