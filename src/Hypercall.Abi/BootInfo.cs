@@ -54,4 +54,6 @@ public enum FeatureBits : ulong
     Poll = 1UL << 2,
     /// <summary>Paravirtual devices: <see cref="HypercallCode.DeviceInfo"/>, the attach calls, shared rings and <see cref="HypercallCode.EventSend"/>.</summary>
     Devices = 1UL << 3,
+    /// <summary>The guest runs in a sandbox: <see cref="HypercallCode.SandboxReady"/>, <see cref="HypercallCode.SandboxReturn"/> and <see cref="HypercallCode.HostCall"/> serve typed calls (see <see cref="SandboxConstants"/>).</summary>
+    Sandbox = 1UL << 6,
 }
