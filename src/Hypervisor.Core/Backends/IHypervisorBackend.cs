@@ -28,6 +28,17 @@ public sealed record VirtualMachineOptions
 {
     /// <summary>Most guest instructions to execute before stopping with <see cref="VcpuExitKind.BudgetExhausted"/>; null for no limit. Honoured exactly by backends that declare <see cref="BackendCapabilities.InstructionBudget"/>; others ignore it (the VMM warns and relies on the wall-clock timeout).</summary>
     public ulong? InstructionBudget { get; init; }
+
+    /// <summary>
+    /// Guest-physical addresses of guard pages (4 KiB, page aligned): pages the guest must never touch, e.g. below its
+    /// stack. KVM leaves them out of the memory slots (any access exits as <see cref="VcpuExitKind.Mmio"/> with the
+    /// address); the emulator traps stores into them (<see cref="VcpuExitKind.Fault"/> with the address; loads are not
+    /// trapped); WHP maps around them (unverified). The VMM reports either as a stack overflow.
+    /// </summary>
+    public IReadOnlyList<ulong> GuardPages { get; init; } = [];
+
+    /// <summary>Record the pages the guest writes (<see cref="IVirtualMachine.CollectDirtyPages"/>), for snapshots; honoured by backends that declare <see cref="BackendCapabilities.DirtyPageTracking"/>.</summary>
+    public bool TrackDirtyPages { get; init; }
 }
 
 /// <summary>Result of <see cref="IHypervisorBackend.Probe"/>.</summary>
@@ -89,6 +100,25 @@ public interface IVirtualMachine : IDisposable
 
     /// <summary>Creates a vCPU that will start at <paramref name="start"/> in flat 64-bit long mode.</summary>
     IVcpu CreateVcpu(in VcpuStartState start);
+
+    /// <summary>
+    /// Adds the pages the guest wrote since the last call to <see cref="Memory"/>'s dirty page map and starts a new
+    /// round. Backends that declare <see cref="BackendCapabilities.DirtyPageTracking"/> and were created with
+    /// <see cref="VirtualMachineOptions.TrackDirtyPages"/> implement it (KVM: <c>KVM_GET_DIRTY_LOG</c>; the emulator marks
+    /// the map as the guest stores, so it has nothing to do); others do nothing. vCPUs stopped.
+    /// </summary>
+    void CollectDirtyPages()
+    {
+    }
+
+    /// <summary>
+    /// The host rewrote guest memory (a snapshot restore): the pages whose byte in <paramref name="pages"/> is non-zero,
+    /// or all of memory when it is empty. Backends that keep anything derived from guest memory (the emulator's decoded
+    /// and translated code) drop it. vCPUs stopped.
+    /// </summary>
+    void InvalidateGuestCode(ReadOnlySpan<byte> pages)
+    {
+    }
 }
 
 /// <summary>Initial register state of the boot vCPU (see <see cref="Abi.EntryConvention"/>).</summary>
@@ -110,4 +140,6 @@ public enum BackendCapabilities
     InstructionBudget = 1 << 0,
     /// <summary><see cref="IVcpu.InstructionsRetired"/> counts the guest instructions executed.</summary>
     InstructionCount = 1 << 1,
+    /// <summary><see cref="IVirtualMachine.CollectDirtyPages"/> names the pages the guest wrote (with <see cref="VirtualMachineOptions.TrackDirtyPages"/>), so a snapshot restore copies only those.</summary>
+    DirtyPageTracking = 1 << 2,
 }

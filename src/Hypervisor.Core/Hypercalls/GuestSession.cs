@@ -40,7 +40,7 @@ public sealed partial class GuestSession
     public Stream ConsoleOutput { get; }
 
     /// <summary>Signalled when the run is being stopped (timeout, cancellation): blocking handlers must return.</summary>
-    public CancellationToken Stopping { get; }
+    public CancellationToken Stopping { get; internal set; }
 
     /// <summary>Feature word 0 the host offers.</summary>
     public FeatureBits OfferedFeatures { get; set; } = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll;
@@ -83,6 +83,35 @@ public sealed partial class GuestSession
 
     /// <summary>Nanoseconds since the run started; never goes backwards.</summary>
     public long MonotonicNanoseconds => (long)Stopwatch.GetElapsedTime(_startTimestamp).Ticks * 100;
+
+    /// <summary>The sandbox this session serves calls for (the sandbox hypercalls answer <see cref="HypercallStatus.NotImplemented"/> without one).</summary>
+    internal Sandboxes.ISandboxChannel? Sandbox { get; init; }
+
+    /// <summary>A handler asked the vCPU loop to stop after the current hypercall without completing it (the sandbox's ready and return points); the host resumes the guest later with the hypercall's result.</summary>
+    internal bool PauseRequested { get; set; }
+
+    /// <summary>Pending event bits and the negotiated features, for snapshots.</summary>
+    internal (ulong PendingEvents, FeatureBits Accepted, bool ExitRequested, long ExitStatus) SaveState()
+    {
+        lock (_eventLock)
+        {
+            return (_pendingEvents, AcceptedFeatures, ExitRequested, ExitStatus);
+        }
+    }
+
+    /// <summary>Restores what <see cref="SaveState"/> returned.</summary>
+    internal void LoadState((ulong PendingEvents, FeatureBits Accepted, bool ExitRequested, long ExitStatus) state)
+    {
+        lock (_eventLock)
+        {
+            _pendingEvents = state.PendingEvents;
+            _pumpRequested = false;
+        }
+        AcceptedFeatures = state.Accepted;
+        ExitRequested = state.ExitRequested;
+        ExitStatus = state.ExitStatus;
+        PauseRequested = false;
+    }
 
     /// <summary>Records the guest's exit; the vCPU loop stops after the current hypercall.</summary>
     public void RequestExit(long status)

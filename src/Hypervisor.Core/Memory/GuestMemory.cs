@@ -17,6 +17,13 @@ namespace Paravirt.Hypervisor.Memory;
 /// <c>KVM_SET_USER_MEMORY_REGION</c> wants); elsewhere from an aligned native allocation that is zeroed here.
 /// The guest may change this memory at any time while a vCPU runs: code that reads guest-shared structures copies
 /// them out once (<see cref="Read{T}(GuestAddress)"/>, <see cref="TryRead"/>) and validates the copy.
+/// <para>
+/// Dirty pages: one byte per 4 KiB page records that the page may have changed since the last snapshot or restore
+/// (what makes a restore cost what the guest changed, not the memory size). Every host write path marks it
+/// (<see cref="TryGetSpan"/> conservatively, since a span may be written; <see cref="TryGetReadOnlySpan"/> and the
+/// <c>Read</c> forms do not), the emulator marks it as the guest stores, and hardware backends add their dirty log
+/// to it (<see cref="Backends.IVirtualMachine.CollectDirtyPages"/>).
+/// </para>
 /// </remarks>
 public sealed unsafe class GuestMemory : IDisposable
 {
@@ -25,9 +32,14 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Largest guest memory the host accepts (64 GiB, bounded by the identity page tables in <see cref="GuestLayout"/>).</summary>
     public const ulong MaxSize = 64UL << 30;
 
+    /// <summary>Bytes per page of the dirty page map.</summary>
+    internal const int PageSize = (int)EntryConvention.PageSize;
+
     private byte* _base;
     private readonly ulong _size;
     private readonly bool _mapped;
+    private readonly byte[] _dirtyArray;
+    private readonly byte* _dirty;
 
     /// <summary>Allocates zeroed guest memory of <paramref name="size"/> bytes (a multiple of 4 KiB within [<see cref="MinSize"/>, <see cref="MaxSize"/>]).</summary>
     /// <exception cref="ArgumentOutOfRangeException">The size is not page aligned or out of range.</exception>
@@ -58,6 +70,42 @@ public sealed unsafe class GuestMemory : IDisposable
             _base = (byte*)NativeMemory.AlignedAlloc((nuint)size, (nuint)EntryConvention.PageSize);
             NativeMemory.Clear(_base, (nuint)size);
         }
+        _dirtyArray = GC.AllocateArray<byte>(checked((int)(size / EntryConvention.PageSize)), pinned: true);
+        // Safe: the array is pinned for the lifetime of this object.
+        _dirty = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_dirtyArray));
+    }
+
+    /// <summary>Guest memory with the contents of <paramref name="image"/>, shared copy-on-write with it where the platform can (Linux: a private mapping of the image's memory file).</summary>
+    internal GuestMemory(MemoryImage image) : this(image.Size)
+    {
+        image.MapInto(this);
+    }
+
+    /// <summary>Number of 4 KiB pages.</summary>
+    internal int PageCount => _dirtyArray.Length;
+
+    /// <summary>The dirty page map: byte <c>p</c> is non-zero when page <c>p</c> may have changed since the map was last cleared.</summary>
+    internal Span<byte> DirtyPageMap => _dirtyArray;
+
+    /// <summary>The dirty page map's first byte, for the emulator's store path (valid as long as this object lives).</summary>
+    internal byte* DirtyPagePointer => _dirty;
+
+    /// <summary>True when memory is a mapping the platform can replace in place (Linux <c>mmap</c>).</summary>
+    internal bool IsMapped => _mapped;
+
+    /// <summary>Marks the pages of <c>[address, address + length)</c> dirty (the range was checked by the caller).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void MarkDirty(ulong address, ulong length)
+    {
+        if (length == 0)
+        {
+            return;
+        }
+        ulong last = (address + length - 1) >> 12;
+        for (ulong p = address >> 12; p <= last; p++)
+        {
+            _dirty[p] = 1;
+        }
     }
 
     /// <summary>Size of guest memory in bytes.</summary>
@@ -78,9 +126,28 @@ public sealed unsafe class GuestMemory : IDisposable
     public bool Contains(GuestAddress address, ulong length) =>
         address.Value <= _size && length <= _size - address.Value;
 
-    /// <summary>Gets a span over guest memory, or returns false when the range is outside memory, overflows or exceeds <see cref="int.MaxValue"/>.</summary>
+    /// <summary>Gets a writable span over guest memory, or returns false when the range is outside memory, overflows or exceeds <see cref="int.MaxValue"/>. Marks its pages dirty (the caller may write); read through <see cref="TryGetReadOnlySpan"/>.</summary>
     /// <remarks>The span aliases live guest memory: the guest can change it concurrently. Copy before validating.</remarks>
     public bool TryGetSpan(GuestAddress address, ulong length, out Span<byte> span)
+    {
+        if (!TryGetRange(address, length, out span))
+        {
+            return false;
+        }
+        MarkDirty(address.Value, length);
+        return true;
+    }
+
+    /// <summary>Gets a read-only span over guest memory, or returns false when the range is invalid (as <see cref="TryGetSpan"/>, without marking pages dirty).</summary>
+    /// <remarks>The span aliases live guest memory: the guest can change it concurrently. Copy before validating.</remarks>
+    public bool TryGetReadOnlySpan(GuestAddress address, ulong length, out ReadOnlySpan<byte> span)
+    {
+        bool ok = TryGetRange(address, length, out Span<byte> s);
+        span = s;
+        return ok;
+    }
+
+    private bool TryGetRange(GuestAddress address, ulong length, out Span<byte> span)
     {
         if (length > int.MaxValue || !Contains(address, length) || _base == null)
         {
@@ -105,7 +172,7 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Copies guest memory into <paramref name="destination"/>, or returns false when the range is invalid.</summary>
     public bool TryRead(GuestAddress address, Span<byte> destination)
     {
-        if (!TryGetSpan(address, (ulong)destination.Length, out Span<byte> src))
+        if (!TryGetRange(address, (ulong)destination.Length, out Span<byte> src))
         {
             return false;
         }
@@ -125,7 +192,13 @@ public sealed unsafe class GuestMemory : IDisposable
     }
 
     /// <summary>Copies guest memory into <paramref name="destination"/>; throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
-    public void Read(GuestAddress address, Span<byte> destination) => GetSpan(address, (ulong)destination.Length).CopyTo(destination);
+    public void Read(GuestAddress address, Span<byte> destination)
+    {
+        if (!TryRead(address, destination))
+        {
+            ThrowOutOfRange(address, (ulong)destination.Length);
+        }
+    }
 
     /// <summary>Copies <paramref name="source"/> into guest memory; throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
     public void Write(GuestAddress address, ReadOnlySpan<byte> source) => source.CopyTo(GetSpan(address, (ulong)source.Length));
@@ -133,7 +206,7 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Reads one unmanaged value (a copy: later guest writes do not affect it), or returns false when the range is invalid.</summary>
     public bool TryRead<T>(GuestAddress address, out T value) where T : unmanaged
     {
-        if (!TryGetSpan(address, (ulong)sizeof(T), out Span<byte> src))
+        if (!TryGetRange(address, (ulong)sizeof(T), out Span<byte> src))
         {
             value = default;
             return false;
@@ -143,7 +216,14 @@ public sealed unsafe class GuestMemory : IDisposable
     }
 
     /// <summary>Reads one unmanaged value (a copy); throws <see cref="GuestMemoryException"/> when the range is invalid.</summary>
-    public T Read<T>(GuestAddress address) where T : unmanaged => MemoryMarshal.Read<T>(GetSpan(address, (ulong)sizeof(T)));
+    public T Read<T>(GuestAddress address) where T : unmanaged
+    {
+        if (!TryRead(address, out T value))
+        {
+            ThrowOutOfRange(address, (ulong)sizeof(T));
+        }
+        return value;
+    }
 
     /// <summary>Writes one unmanaged value, or returns false when the range is invalid.</summary>
     public bool TryWrite<T>(GuestAddress address, in T value) where T : unmanaged
@@ -172,6 +252,25 @@ public sealed unsafe class GuestMemory : IDisposable
             address = new GuestAddress(address.Value + chunk);
             length -= chunk;
         }
+    }
+
+    /// <summary>
+    /// Replaces every byte of guest memory with the contents of <paramref name="image"/>: on Linux by mapping the
+    /// image's memory file over the same addresses (private, copy-on-write: the host address stays the same, pages are
+    /// shared with the image until written); elsewhere by copying. Clears the dirty page map. No vCPU may run meanwhile.
+    /// </summary>
+    internal void Replace(MemoryImage image)
+    {
+        ObjectDisposedException.ThrowIf(_base == null, this);
+        image.MapInto(this);
+        _dirtyArray.AsSpan().Clear();
+    }
+
+    /// <summary>The host address of page <paramref name="page"/> (in range by the caller's check against <see cref="PageCount"/>).</summary>
+    internal byte* PagePointer(int page)
+    {
+        ObjectDisposedException.ThrowIf(_base == null, this);
+        return _base + ((ulong)(uint)page << 12);
     }
 
     /// <summary>Releases the host memory. Any span obtained earlier must no longer be used.</summary>

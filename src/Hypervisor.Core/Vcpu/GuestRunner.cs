@@ -92,106 +92,21 @@ public sealed partial class GuestRunner
 
     private RunResult RunCore(GuestImage image, GuestRunOptions options, BackendChoice choice, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(image);
-        ArgumentNullException.ThrowIfNull(options);
-        ArgumentNullException.ThrowIfNull(choice);
-        if (options.MemorySize < GuestMemory.MinSize || options.MemorySize > GuestMemory.MaxSize || options.MemorySize % EntryConvention.PageSize != 0)
-        {
-            throw new ArgumentException($"guest memory must be a multiple of 4 KiB between {GuestMemory.MinSize >> 20} MiB and {GuestMemory.MaxSize >> 30} GiB (got {options.MemorySize} bytes)", nameof(options));
-        }
-        byte[] commandLine = Encoding.UTF8.GetBytes(options.CommandLine);
-        if (commandLine.Length >= GuestLayout.CommandLineMax || Array.IndexOf(commandLine, (byte)0) >= 0)
-        {
-            throw new ArgumentException($"the guest command line must be at most {GuestLayout.CommandLineMax - 1} bytes of UTF-8 without NUL", nameof(options));
-        }
-
-        var stats = new RunStatistics();
         long started = Stopwatch.GetTimestamp();
-        using var memory = new GuestMemory(options.MemorySize);
-        ulong imageEnd = ElfLoader.LoadInto(image, memory);
-
+        using GuestMachine machine = GuestMachine.Create(image, options, choice, _dispatcher, _logger, _metrics);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         if (options.Timeout is TimeSpan timeout)
         {
             stop.CancelAfter(timeout);
         }
-        var session = new GuestSession(memory, image, options.ConsoleOutput ?? Stream.Null, stop.Token)
-        {
-            Devices = options.Devices ?? [],
-            Metrics = _metrics,
-            Logger = _logger,
-        };
-        PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures);
-        string backendName = choice.Backend.Name;
-        LogStarting(_logger, backendName, choice.Reason, image.AbiVersion.ToString(), options.MemorySize >> 20);
-        if (options.InstructionBudget is ulong requested && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.InstructionBudget))
-        {
-            LogBudgetIgnored(_logger, backendName, requested);
-        }
-
-        using IVirtualMachine vm = choice.Backend.CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = options.InstructionBudget });
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(image.Entry, memory.Size, GuestLayout.BootInfo));
-        using CancellationTokenRegistration kick = stop.Token.Register(static s => ((IVcpu)s!).Interrupt(), vcpu);
-
-        RunResult Finish(RunOutcome outcome, long status, string message)
-        {
-            session.StopDevices();
-            stats.Elapsed = Stopwatch.GetElapsedTime(started);
-            stats.InstructionsRetired = vcpu.InstructionsRetired;
-            _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
-            LogFinished(_logger, outcome, status, message);
-            return new RunResult(outcome, status, backendName, message, stats);
-        }
-
-        while (true)
-        {
-            VcpuExit exit = vcpu.Run();
-            stats.CountExit(exit.Kind);
-            _metrics?.RecordExit(backendName, exit.Kind);
-            if (HypercallTrap.IsHypercall(in exit))
-            {
-                VcpuRegisters registers = vcpu.GetRegisters();
-                HypercallArgs args = HypercallTrap.ReadArguments(in registers);
-                stats.CountHypercall(args.Code);
-                _metrics?.RecordHypercall(args.Code, _dispatcher);
-                long result = _dispatcher.Dispatch(in args, session);
-                if (session.ExitRequested)
-                {
-                    return Finish(RunOutcome.Exited, session.ExitStatus, $"guest exited with status {session.ExitStatus}");
-                }
-                vcpu.SetRegisters(registers with { Rax = unchecked((ulong)result) });
-                continue;
-            }
-            switch (exit.Kind)
-            {
-                case VcpuExitKind.Interrupted:
-                    if (cancellationToken.IsCancellationRequested)
-                    {
-                        return Finish(RunOutcome.Canceled, 0, "the run was cancelled");
-                    }
-                    if (stop.IsCancellationRequested)
-                    {
-                        return Finish(RunOutcome.TimedOut, 0, $"the guest did not exit within {FormatDuration(options.Timeout)}");
-                    }
-                    break; // spurious kick: keep running
-                case VcpuExitKind.BudgetExhausted:
-                    return Finish(RunOutcome.BudgetExhausted, 0, $"the guest used its instruction budget of {options.InstructionBudget} without exiting");
-                case VcpuExitKind.Halt:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
-                case VcpuExitKind.IoOut or VcpuExitKind.IoIn:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest {(exit.Kind == VcpuExitKind.IoOut ? "wrote to" : "read from")} I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
-                case VcpuExitKind.Mmio:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}");
-                case VcpuExitKind.Shutdown:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
-                case VcpuExitKind.Fault:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})");
-                case VcpuExitKind.Unimplemented:
-                    return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} cannot run this guest: {exit.Detail} (rip 0x{exit.Rip:x}); the guest did nothing wrong");
-                default:
-                    return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} failed: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
-            }
-        }
+        MachineStop end = machine.Run(stop.Token, cancellationToken, options.Timeout, options.InstructionBudget);
+        machine.StopDevices();
+        RunStatistics stats = machine.Statistics;
+        stats.Elapsed = Stopwatch.GetElapsedTime(started);
+        stats.InstructionsRetired = machine.Vcpu.InstructionsRetired;
+        _metrics?.RecordRun(machine.BackendName, end.Outcome.ToString(), stats.Elapsed);
+        LogFinished(_logger, end.Outcome, end.Status, end.Message);
+        return new RunResult(end.Outcome, end.Status, machine.BackendName, end.Message, stats);
     }
 
     /// <summary>A timeout as people write it (<c>2s</c>, <c>1.5s</c>, <c>250ms</c>, <c>2m</c>), not <c>00:00:02</c>.</summary>
@@ -234,12 +149,6 @@ public sealed partial class GuestRunner
         };
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }
-
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "starting guest on backend {Backend} ({Reason}); ABI {Abi}, {MemoryMiB} MiB")]
-    private static partial void LogStarting(ILogger logger, string backend, string reason, string abi, ulong memoryMiB);
-
-    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "backend {Backend} does not count instructions: the instruction budget of {Budget} is ignored; the wall-clock timeout applies")]
-    private static partial void LogBudgetIgnored(ILogger logger, string backend, ulong budget);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "guest finished: {Outcome} status {Status}: {Message}")]
     private static partial void LogFinished(ILogger logger, RunOutcome outcome, long status, string message);

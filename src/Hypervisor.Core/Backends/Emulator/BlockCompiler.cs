@@ -50,6 +50,7 @@ internal static unsafe class BlockCompiler
     private static readonly FieldInfo Rip = typeof(EmulatorVcpu).GetField("_rip", Private)!;
     private static readonly FieldInfo Size = typeof(EmulatorVcpu).GetField("_size", Private)!;
     private static readonly FieldInfo CodePage = typeof(EmulatorVcpu).GetField("_codePage", Private)!;
+    private static readonly FieldInfo DirtyPage = typeof(EmulatorVcpu).GetField("_dirty", Private)!;
     private static readonly FieldInfo Icount = typeof(EmulatorVcpu).GetField("_icount", Private)!;
     private static readonly MethodInfo ExecuteMethod = typeof(EmulatorVcpu).GetMethod("ExecuteBlock", Private)!;
     private static readonly MethodInfo SseMethod = typeof(EmulatorVcpu).GetMethod("ExecuteSse", Private)!;
@@ -116,7 +117,7 @@ internal static unsafe class BlockCompiler
         private readonly MicroOp[] _ops;
         private readonly DynamicMethod _method;
         private readonly ILGenerator _il;
-        private readonly LocalBuilder _la, _lb, _lr, _size, _cp, _addr, _v;
+        private readonly LocalBuilder _la, _lb, _lr, _size, _cp, _dp, _addr, _v;
         private readonly List<(Label Label, int Index, int Pending, int Unflushed)> _bails = [];
         private int _pending = -1;
         private int _unflushed; // instructions run by translated code and not yet added to the vCPU's count
@@ -134,6 +135,7 @@ internal static unsafe class BlockCompiler
             _lr = _il.DeclareLocal(typeof(ulong));
             _size = _il.DeclareLocal(typeof(ulong));
             _cp = _il.DeclareLocal(typeof(byte*));
+            _dp = _il.DeclareLocal(typeof(byte*));
             _addr = _il.DeclareLocal(typeof(ulong));
             _v = _il.DeclareLocal(typeof(ulong));
         }
@@ -147,6 +149,9 @@ internal static unsafe class BlockCompiler
             il.Emit(OpCodes.Ldarg_0);
             il.Emit(OpCodes.Ldfld, CodePage);
             il.Emit(OpCodes.Stloc, _cp);
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldfld, DirtyPage);
+            il.Emit(OpCodes.Stloc, _dp);
             int n = _ops.Length;
             bool terminated = false;
             for (int k = 0; k < n; k++)
@@ -358,7 +363,29 @@ internal static unsafe class BlockCompiler
                 il.Emit(OpCodes.Ldind_U1);
                 il.Emit(OpCodes.Or);
                 il.Emit(OpCodes.Brtrue, bail);
+                // The store happens: mark its first and last page dirty (snapshots restore what changed).
+                MarkDirty(0);
+                MarkDirty(length - 1);
             }
+        }
+
+        /// <summary>Emits <c>dirty[(_addr + offset) &gt;&gt; 12] = 1</c>.</summary>
+        private void MarkDirty(int offset)
+        {
+            ILGenerator il = _il;
+            il.Emit(OpCodes.Ldloc, _dp);
+            il.Emit(OpCodes.Ldloc, _addr);
+            if (offset != 0)
+            {
+                il.Emit(OpCodes.Ldc_I8, (long)offset);
+                il.Emit(OpCodes.Add);
+            }
+            il.Emit(OpCodes.Ldc_I4, 12);
+            il.Emit(OpCodes.Shr_Un);
+            il.Emit(OpCodes.Conv_U);
+            il.Emit(OpCodes.Add);
+            il.Emit(OpCodes.Ldc_I4_1);
+            il.Emit(OpCodes.Stind_I1);
         }
 
         private void HostPointer()

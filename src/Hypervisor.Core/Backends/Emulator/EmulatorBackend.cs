@@ -20,7 +20,7 @@ public sealed class EmulatorBackend : IHypervisorBackend
     public string Name => BackendName;
 
     /// <summary>The emulator counts every instruction, so budgets are exact.</summary>
-    public BackendCapabilities Capabilities => BackendCapabilities.InstructionBudget | BackendCapabilities.InstructionCount;
+    public BackendCapabilities Capabilities => BackendCapabilities.InstructionBudget | BackendCapabilities.InstructionCount | BackendCapabilities.DirtyPageTracking;
 
     /// <summary>Always available: the emulator needs nothing from the host.</summary>
     public BackendAvailability Probe() =>
@@ -39,6 +39,7 @@ public sealed class EmulatorBackend : IHypervisorBackend
 internal sealed class EmulatorVirtualMachine : IVirtualMachine
 {
     private readonly VirtualMachineOptions _options;
+    private readonly List<EmulatorVcpu> _vcpus = [];
 
     public EmulatorVirtualMachine(GuestMemory memory, VirtualMachineOptions options)
     {
@@ -48,9 +49,28 @@ internal sealed class EmulatorVirtualMachine : IVirtualMachine
 
     public GuestMemory Memory { get; }
 
-    public IVcpu CreateVcpu(in VcpuStartState start) => new EmulatorVcpu(Memory, _options, start);
+    public IVcpu CreateVcpu(in VcpuStartState start)
+    {
+        var vcpu = new EmulatorVcpu(Memory, _options, start);
+        _vcpus.Add(vcpu);
+        return vcpu;
+    }
+
+    /// <summary>Nothing to collect: every emulated store marks the memory's dirty page map itself.</summary>
+    public void CollectDirtyPages()
+    {
+    }
+
+    public void InvalidateGuestCode(ReadOnlySpan<byte> pages)
+    {
+        foreach (EmulatorVcpu vcpu in _vcpus)
+        {
+            vcpu.InvalidatePages(pages);
+        }
+    }
 
     public void Dispose()
     {
+        _vcpus.Clear();
     }
 }

@@ -904,7 +904,7 @@ internal sealed unsafe partial class EmulatorVcpu
         {
             _icount += (ulong)(i - from);
             _rip = ops[i].Rip;
-            _exit = new VcpuExit(VcpuExitKind.Fault, _rip, Detail: fault.Message);
+            _exit = new VcpuExit(VcpuExitKind.Fault, _rip, Address: fault.Address, Detail: fault.Message);
             return true;
         }
 #pragma warning disable CA1031 // a bug in the emulator must stop this guest, not the host process
@@ -1336,6 +1336,7 @@ internal sealed unsafe partial class EmulatorVcpu
             if (src <= _size - total && dst <= _size - total && (dst <= src || dst >= src + total) && !HasCode(dst, total))
             {
                 Buffer.MemoryCopy(_mem + src, _mem + dst, total, total);
+                MarkDirty(dst, total);
                 _r[6] = src + total;
                 _r[7] = dst + total;
                 _r[1] = 0;
@@ -1381,6 +1382,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case 4: new Span<uint>(p, (int)count).Fill((uint)v); break;
                     default: new Span<ulong>(p, (int)count).Fill(v); break;
                 }
+                MarkDirty(dst, total);
                 _r[7] = dst + total;
                 _r[1] = 0;
                 return;
@@ -1456,6 +1458,15 @@ internal sealed unsafe partial class EmulatorVcpu
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Advance(int reg, int s, bool down) => _r[reg] = down ? _r[reg] - (ulong)s : _r[reg] + (ulong)s;
+
+    /// <summary>Marks the pages of a bulk store dirty (range checked by the caller).</summary>
+    private void MarkDirty(ulong address, ulong length)
+    {
+        for (ulong page = address >> 12; page <= (address + length - 1) >> 12; page++)
+        {
+            _dirty[page] = 1;
+        }
+    }
 
     private bool HasCode(ulong address, ulong length)
     {

@@ -37,6 +37,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     private const int FastCacheSize = 4096;
     /// <summary>Most decoded blocks kept; a guest that makes more (hostile code jumping everywhere) gets the cache flushed, bounding host memory.</summary>
     internal const int MaxCachedBlocks = 65536;
+    private const byte CodeMark = 1;
+    private const byte GuardMark = 0x80;
 
     private readonly GuestMemory _memory;
     private readonly byte* _mem;
@@ -46,8 +48,12 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     private readonly Vector128<byte>[] _xmmArray = GC.AllocateArray<Vector128<byte>>(16, pinned: true);
     private readonly Vector128<byte>* _x;
     private readonly byte[] _codePageArray;
+    /// <summary>Per page: <see cref="CodeMark"/> when decoded blocks come from it, <see cref="GuardMark"/> for a guard page; any non-zero value sends a store to the slow path (<see cref="InvalidateCode"/>).</summary>
     private readonly byte* _codePage;
-    private readonly ulong? _budget;
+    /// <summary>The guest memory's dirty page map (<see cref="GuestMemory.DirtyPagePointer"/>): every store marks its pages.</summary>
+    private readonly byte* _dirty;
+    private readonly ulong[] _guardPages;
+    private ulong? _budget;
 
     private ulong _rip;
     /// <summary>Where to resume after the out that ended the last run (0: none pending); see <see cref="CompletePendingOut"/>.</summary>
@@ -101,6 +107,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _x = (Vector128<byte>*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_xmmArray));
         _codePageArray = GC.AllocateArray<byte>((int)((_size + 0xFFF) >> 12) + 1, pinned: true);
         _codePage = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_codePageArray));
+        _dirty = memory.DirtyPagePointer;
+        _guardPages = [.. options.GuardPages.Where(g => g < _size && g % 4096 == 0)];
+        MarkGuardPages();
         _rip = start.Rip;
         _r[4] = start.Rsp;
         _r[7] = start.Rdi;
@@ -268,6 +277,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
 
     public void Interrupt() => _interrupt = true;
 
+    public void SetInstructionBudget(ulong? instructions) =>
+        _budget = instructions is ulong n ? (ulong.MaxValue - _icount < n ? ulong.MaxValue : _icount + n) : null;
+
     public void Dispose()
     {
         _disposed = true;
@@ -283,6 +295,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _pageBlocks.Clear();
         Array.Clear(_fast);
         Array.Clear(_codePageArray);
+        MarkGuardPages();
         Array.Clear(_regArray);
         Array.Clear(_xmmArray);
         _rip = start.Rip;
@@ -335,7 +348,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             {
                 for (ulong page = b.Start >> 12; page <= (b.End - 1) >> 12 && page < (_size >> 12); page++)
                 {
-                    _codePage[page] = 1;
+                    _codePage[page] |= CodeMark;
                     if (!_pageBlocks.TryGetValue(page, out List<Block>? list))
                     {
                         list = [];
@@ -363,6 +376,37 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _pageBlocks.Clear();
         Array.Clear(_fast);
         Array.Clear(_codePageArray);
+        MarkGuardPages();
+    }
+
+    /// <summary>Guard pages: a store into one goes to the slow path, which reports a stack overflow (loads are not trapped).</summary>
+    private void MarkGuardPages()
+    {
+        foreach (ulong page in _guardPages)
+        {
+            _codePage[page >> 12] = GuardMark;
+        }
+    }
+
+    /// <summary>
+    /// The host rewrote guest memory (a snapshot restore): drops the blocks decoded from the pages whose byte in
+    /// <paramref name="pages"/> is non-zero, or every block when <paramref name="pages"/> is empty. Between runs only.
+    /// </summary>
+    internal void InvalidatePages(ReadOnlySpan<byte> pages)
+    {
+        if (pages.IsEmpty)
+        {
+            FlushBlocks();
+            return;
+        }
+        int count = Math.Min(pages.Length, (int)(_size >> 12));
+        for (int p = 0; p < count; p++)
+        {
+            if (pages[p] != 0 && (_codePage[p] & CodeMark) != 0)
+            {
+                InvalidateCode((ulong)p << 12, 4096);
+            }
+        }
     }
 
     private Block Decode(ulong rip)
@@ -439,6 +483,13 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     private void InvalidateCode(ulong address, int size)
     {
         ulong end = address + (ulong)size;
+        for (ulong page = address >> 12; page <= (end - 1) >> 12; page++)
+        {
+            if ((_codePage[page] & GuardMark) != 0)
+            {
+                GuestFault.StackOverflow(Math.Max(address, page << 12), page << 12);
+            }
+        }
         for (ulong page = address >> 12; page <= (end - 1) >> 12; page++)
         {
             if (!_pageBlocks.TryGetValue(page, out List<Block>? list))
@@ -524,6 +575,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         {
             InvalidateCode(a, size);
         }
+        _dirty[a >> 12] = 1;
+        _dirty[(a + (ulong)size - 1) >> 12] = 1;
         byte* p = _mem + a;
         switch (size)
         {
@@ -545,6 +598,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         {
             InvalidateCode(a, 8);
         }
+        _dirty[a >> 12] = 1;
+        _dirty[(a + 7) >> 12] = 1;
         Unsafe.WriteUnaligned(_mem + a, v);
     }
 
@@ -575,6 +630,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         {
             InvalidateCode(a, 16);
         }
+        _dirty[a >> 12] = 1;
+        _dirty[(a + 15) >> 12] = 1;
         Unsafe.WriteUnaligned(_mem + a, v);
     }
 

@@ -22,6 +22,17 @@ internal sealed class GuestFault : Exception
 
     [DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void StackOverflow(ulong address, ulong guardPage) =>
+        throw new GuestFault($"stack overflow: write at 0x{address:x} into the guard page 0x{guardPage:x} below the stack") { Address = address, IsStackOverflow = true };
+
+    /// <summary>The faulting guest address, where there is one.</summary>
+    public ulong Address { get; init; }
+
+    /// <summary>True for a write into a guard page.</summary>
+    public bool IsStackOverflow { get; init; }
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
     public static void DivideError() => throw new GuestFault("divide error (#DE)");
 
     [DoesNotReturn]
