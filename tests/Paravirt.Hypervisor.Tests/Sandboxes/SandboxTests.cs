@@ -96,6 +96,7 @@ public sealed class SandboxTests
         GuestFunctionException notAnInt = Assert.Throws<GuestFunctionException>(() => sandbox.Call<long>("Greet", "x"));
         Assert.Equal(HypercallStatus.Protocol, notAnInt.Status); // the result is a string
         Assert.Throws<ArgumentException>(() => sandbox.Call<long>("NoSuchFunction"));
+        Assert.Throws<ArgumentException>(() => sandbox.Call<string>("Echo", new string('x', 300_000))); // larger than the call buffer
         Assert.Equal(SandboxState.Ready, sandbox.State);
     }
 

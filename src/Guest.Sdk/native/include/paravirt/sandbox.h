@@ -38,8 +38,8 @@ extern "C" {
 #endif
 
 /* Bytes of the call buffer the host writes calls into, and of the result buffer (link-time constants). */
-#define PV_SANDBOX_CALL_BUFFER (64u * 1024u)
-#define PV_SANDBOX_RESULT_BUFFER (64u * 1024u)
+#define PV_SANDBOX_CALL_BUFFER (256u * 1024u)
+#define PV_SANDBOX_RESULT_BUFFER (256u * 1024u)
 
 typedef long (*pv_guest_fn)(pv_mp_reader *args, pv_mp_writer *result);
 
