@@ -23,7 +23,7 @@ public sealed class KvmBackend : IHypervisorBackend
     public string Name => BackendName;
 
     /// <inheritdoc/>
-    public BackendCapabilities Capabilities => BackendCapabilities.None;
+    public BackendCapabilities Capabilities => BackendCapabilities.DirtyPageTracking;
 
     /// <summary>Opens <c>/dev/kvm</c> and checks the API version and the capabilities the backend needs.</summary>
     /// <returns>Available with a short description, or unavailable with why and what to do.</returns>
@@ -52,6 +52,6 @@ public sealed class KvmBackend : IHypervisorBackend
         {
             throw new BackendUnavailableException("KVM is not available: KVM needs Linux");
         }
-        return KvmVm.Create(Kvm.Open(), memory);
+        return KvmVm.Create(Kvm.Open(), memory, options);
     }
 }
