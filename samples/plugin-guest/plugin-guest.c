@@ -13,6 +13,7 @@
  *   Echo(value)          -> value, copied as raw bytes
  *   Fail(message)        -> an error (PV_STATUS_INVALID) carrying the message
  *   CallHost(name, arg)  -> the result of host function `name` called with `arg`, or its error message
+ *   HostCalls(name, n)   -> calls host function `name` (no arguments) n times; returns n (for benchmarks)
  *   Dirty(pages)         -> writes one byte into each of `pages` pages of a scratch area (returns how many)
  *   Crash()              -> executes ud2 (invalid opcode)
  *   Overflow(depth)      -> recurses without bound: a stack overflow into the guard page
@@ -187,6 +188,23 @@ PV_GUEST_FUNCTION(CallHost, args, result)
         return pv_sandbox_fail(result, status, "%s", message);
     }
     pv_mp_write_raw(result, reply.pos, (size_t)(reply.end - reply.pos));
+    return 0;
+}
+
+PV_GUEST_FUNCTION(HostCalls, args, result)
+{
+    char name[48];
+    pv_mp_read_cstr(args, name, sizeof name);
+    uint64_t n = pv_mp_read_uint(args);
+    for (uint64_t i = 0; i < n; i++) {
+        pv_host_call_begin(name, 0);
+        pv_mp_reader reply;
+        long status = pv_host_call_end(&reply);
+        if (status < 0) {
+            return pv_sandbox_fail(result, status, "host call %lu of %s failed", (unsigned long)i, name);
+        }
+    }
+    pv_mp_write_uint(result, n);
     return 0;
 }
 

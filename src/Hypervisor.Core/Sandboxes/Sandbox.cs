@@ -199,6 +199,33 @@ public sealed partial class Sandbox : IDisposable
         return Decode<TResult>(function, CallRaw(function, SerializeArguments(args), cancellationToken));
     }
 
+    /// <summary>
+    /// Calls a guest function of one argument with static types: serialization goes through
+    /// <c>MessagePackSerializer.Serialize&lt;T1&gt;</c>, so with an ahead-of-time resolver (MessagePack's <c>mpc</c>)
+    /// it needs no run-time code generation (NativeAOT).
+    /// </summary>
+    public TResult Call<T1, TResult>(string function, T1 arg1, CancellationToken cancellationToken = default)
+    {
+        var buffer = new ArrayBufferWriter<byte>(64);
+        var writer = new MessagePackWriter(buffer);
+        writer.WriteArrayHeader(1);
+        MessagePackSerializer.Serialize(ref writer, arg1, _serializer);
+        writer.Flush();
+        return Decode<TResult>(function, CallRaw(function, buffer.WrittenSpan, cancellationToken));
+    }
+
+    /// <summary>Calls a guest function of two arguments with static types (as <see cref="Call{T1, TResult}"/>).</summary>
+    public TResult Call<T1, T2, TResult>(string function, T1 arg1, T2 arg2, CancellationToken cancellationToken = default)
+    {
+        var buffer = new ArrayBufferWriter<byte>(64);
+        var writer = new MessagePackWriter(buffer);
+        writer.WriteArrayHeader(2);
+        MessagePackSerializer.Serialize(ref writer, arg1, _serializer);
+        MessagePackSerializer.Serialize(ref writer, arg2, _serializer);
+        writer.Flush();
+        return Decode<TResult>(function, CallRaw(function, buffer.WrittenSpan, cancellationToken));
+    }
+
     /// <summary>Runs <see cref="Call{TResult}(string, object?[], CancellationToken)"/> on a thread-pool thread.</summary>
     public Task<TResult> CallAsync<TResult>(string function, object?[] args, CancellationToken cancellationToken = default) =>
         Task.Run(() => Call<TResult>(function, args, cancellationToken), CancellationToken.None);
