@@ -11,6 +11,8 @@
  *   Initialized()        -> the value main computed during initialization
  *   RoundTrip(value)     -> value, decoded with the typed readers and encoded again with the typed writers
  *   Echo(value)          -> value, copied as raw bytes
+ *   Log(text)            -> writes text to the optional console device "console" (its ring: device state that
+ *                           snapshots carry); returns the bytes written, or PV_STATUS_NO_DEVICE without one
  *   Fail(message)        -> an error (PV_STATUS_INVALID) carrying the message
  *   CallHost(name, arg)  -> the result of host function `name` called with `arg`, or its error message
  *   HostCalls(name, n)   -> calls host function `name` (no arguments) n times; returns n (for benchmarks)
@@ -22,6 +24,10 @@
  */
 #include <paravirt/paravirt.h>
 
+PV_DEVICE_MANIFEST(PV_DEVICE_OPTIONAL(PV_DEVICE_KIND_CONSOLE, "console"));
+
+static pv_cons console;
+static bool has_console;
 static uint64_t calls;
 static int64_t initialized;
 static uint8_t *scratch;
@@ -161,6 +167,21 @@ PV_GUEST_FUNCTION(Echo, args, result)
     return 0;
 }
 
+PV_GUEST_FUNCTION(Log, args, result)
+{
+    uint32_t n;
+    const char *text = pv_mp_read_str(args, &n);
+    if (!has_console) {
+        return pv_sandbox_fail(result, PV_STATUS_NO_DEVICE, "no console device");
+    }
+    long written = pv_cons_write(&console, text, n);
+    if (written < 0) {
+        return pv_sandbox_fail(result, written, "console write failed");
+    }
+    pv_mp_write_int(result, written);
+    return 0;
+}
+
 PV_GUEST_FUNCTION(Fail, args, result)
 {
     char message[128];
@@ -268,6 +289,7 @@ int main(void)
     for (int64_t i = 1; i <= 1000; i++) {
         initialized += i;
     }
+    has_console = (pv_boot_info_get()->features0 & PV_FEATURE0_DEVICES) != 0 && pv_cons_attach(&console, "console") >= 0;
     scratch_pages = 256;
     scratch = pv_page_alloc(scratch_pages);
     if (scratch == NULL) {

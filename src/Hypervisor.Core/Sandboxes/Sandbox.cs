@@ -271,7 +271,8 @@ public sealed partial class Sandbox : IDisposable
             _machine.Vm.CollectDirtyPages();
             VcpuState vcpu = _machine.Vcpu.GetState();
             MemorySnapshot memory = _snapshots.Take(_machine.TracksDirtyPages);
-            return new SandboxSnapshot(_machine.Image, _machine.Memory.Size, memory, vcpu, _machine.Session.SaveState(), _channel.CallBuffer, _channel.CallBufferSize);
+            Devices.DeviceState[] devices = [.. _devices.Select(static d => d.SaveState())];
+            return new SandboxSnapshot(_machine.Image, _machine.Memory.Size, memory, vcpu, _machine.Session.SaveState(), _channel.CallBuffer, _channel.CallBufferSize, devices);
         }
         finally
         {
@@ -313,6 +314,14 @@ public sealed partial class Sandbox : IDisposable
 
     private void LoadSnapshotState(SandboxSnapshot snapshot)
     {
+        if (snapshot.Devices.Count != _devices.Length)
+        {
+            throw new ArgumentException($"the snapshot has {snapshot.Devices.Count} device(s), this sandbox {_devices.Length}: give it the same devices", nameof(snapshot));
+        }
+        for (int i = 0; i < _devices.Length; i++)
+        {
+            _devices[i].LoadState(snapshot.Devices[i], _machine.Session);
+        }
         _machine.Vcpu.SetState(snapshot.Vcpu);
         _machine.Session.LoadState(snapshot.Session);
         _channel.Load(snapshot.CallBuffer, snapshot.CallBufferSize);

@@ -8,7 +8,7 @@ namespace Paravirt.Hypervisor.Sandboxes;
 /// <summary>
 /// A sandbox frozen between calls (<see cref="Sandbox.Snapshot"/>): its guest memory (a base shared copy-on-write by
 /// every sandbox made from it, plus the pages that differ), the vCPU's complete state, the session's negotiated
-/// features and pending events, and the call buffer. <see cref="Sandbox.Restore"/> brings a sandbox back to it
+/// features and pending events, the call buffer, and each device's state (attachment, ring positions). <see cref="Sandbox.Restore"/> brings a sandbox back to it
 /// (copying only what changed since); <see cref="Sandbox.Create(SandboxSnapshot, SandboxOptions?)"/> makes new
 /// sandboxes from it without running the guest's initialization again. Immutable and thread-safe; dispose it when
 /// no sandbox needs to restore it any more (sandboxes made from it keep working).
@@ -16,8 +16,10 @@ namespace Paravirt.Hypervisor.Sandboxes;
 public sealed class SandboxSnapshot : IDisposable
 {
     internal SandboxSnapshot(GuestImage image, ulong memorySize, MemorySnapshot memory, VcpuState vcpu,
-        (ulong PendingEvents, FeatureBits Accepted, bool ExitRequested, long ExitStatus) session, ulong callBuffer, uint callBufferSize)
+        (ulong PendingEvents, FeatureBits Accepted, bool ExitRequested, long ExitStatus) session, ulong callBuffer, uint callBufferSize,
+        IReadOnlyList<Devices.DeviceState> devices)
     {
+        Devices = devices;
         Image = image;
         MemorySize = memorySize;
         Memory = memory;
@@ -41,6 +43,7 @@ public sealed class SandboxSnapshot : IDisposable
     internal (ulong PendingEvents, FeatureBits Accepted, bool ExitRequested, long ExitStatus) Session { get; }
     internal ulong CallBuffer { get; }
     internal uint CallBufferSize { get; }
+    internal IReadOnlyList<Devices.DeviceState> Devices { get; }
 
     /// <summary>Releases the snapshot's memory (sandboxes made from it, or restored to it, keep what they use).</summary>
     public void Dispose() => Memory.Dispose();

@@ -154,6 +154,28 @@ public sealed class SandboxTests
     }
 
     [Fact]
+    public void Device_state_is_part_of_the_snapshot_for_restore_and_for_sandboxes_made_from_it()
+    {
+        var parentOutput = new MemoryStream();
+        var forkOutput = new MemoryStream();
+        using Sandbox sandbox = Sandbox.Create(PluginImage, Options() with { Devices = [() => new Paravirt.Hypervisor.Devices.Console.ConsoleDevice("console", parentOutput)] });
+        using SandboxSnapshot clean = sandbox.Snapshot();
+        Assert.Equal(3L, sandbox.Call<long>("Log", "one"));
+        Assert.Equal(3L, sandbox.Call<long>("Log", "two"));
+        sandbox.Restore(clean); // the guest's ring goes back: so must the device's position in it
+        Assert.Equal(5L, sandbox.Call<long>("Log", "three"));
+        Assert.Equal("onetwothree", System.Text.Encoding.ASCII.GetString(parentOutput.ToArray()));
+        Assert.False(sandbox.Devices[0].IsBroken, sandbox.Devices[0].BrokenReason);
+
+        using Sandbox fork = Sandbox.Create(clean, Options() with { Devices = [() => new Paravirt.Hypervisor.Devices.Console.ConsoleDevice("console", forkOutput)] });
+        Assert.Equal(4L, fork.Call<long>("Log", "fork"));
+        Assert.Equal("fork", System.Text.Encoding.ASCII.GetString(forkOutput.ToArray()));
+        Assert.True(fork.Devices[0].IsAttached);
+
+        Assert.Throws<ArgumentException>(() => Sandbox.Create(clean, Options())); // the same devices, or none fits
+    }
+
+    [Fact]
     public void RestoreAfterEachCall_starts_every_call_from_the_initialized_state()
     {
         using Sandbox sandbox = Sandbox.Create(PluginImage, Options() with { RestoreAfterEachCall = true });

@@ -92,6 +92,11 @@ public sealed class BlockDevice : VirtualDevice
 
     private protected override uint MaxRingOrder => RingConstants.MaxOrder;
 
+    private protected override object? SaveKindState() => _ring?.Save();
+
+    private protected override void LoadKindState(object? state, GuestSession session) =>
+        _ring = state is RingState ring ? SharedRing<BlockRequest, BlockResponse>.Load(session.Memory, ring) : null;
+
     private protected override void DescribeInto(ref DeviceInfo info)
     {
         info.Sectors = Sectors;

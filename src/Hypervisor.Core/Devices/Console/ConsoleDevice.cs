@@ -96,6 +96,11 @@ public sealed class ConsoleDevice : VirtualDevice
         return CompleteAttach(session, port);
     }
 
+    private protected override object? SaveKindState() => IsAttached ? (_page, _outCons, _inProd) : null;
+
+    private protected override void LoadKindState(object? state, GuestSession session) =>
+        (_page, _outCons, _inProd) = state is (ulong page, uint outCons, uint inProd) ? (page, outCons, inProd) : (0UL, 0u, 0u);
+
     private protected override void OnDoorbell(GuestSession session) => OnPump(session);
 
     private protected override void OnPump(GuestSession session)
