@@ -302,6 +302,25 @@ public sealed class SandboxTests
     }
 
     [Fact]
+    public void A_CSharp_guest_serves_the_same_calls_through_the_core_library()
+    {
+        using Sandbox sandbox = Sandbox.Create(TestPaths.GuestImage("plugin-cs"), Options(new HostFunctionCollection().Add("GetGreeting", () => "Hej")));
+        Assert.Equal(["Add", "Count", "Fail", "Greet", "Scale"], sandbox.Functions.Order(StringComparer.Ordinal));
+        Assert.Equal(42L, sandbox.Call<long>("Add", 40, 2));
+        Assert.Equal(new Point(-30, 40), sandbox.Call<Point>("Scale", new Point(3, -4), -10));
+        Assert.Equal("Hej, C#!", sandbox.Call<string>("Greet", "C#"));
+        GuestFunctionException ex = Assert.Throws<GuestFunctionException>(() => sandbox.Call<object>("Fail", "no"));
+        Assert.Equal(HypercallStatus.Invalid, ex.Status);
+        Assert.Equal("no", ex.GuestMessage);
+        using SandboxSnapshot clean = sandbox.Snapshot();
+        Assert.Equal(1L, sandbox.Call<long>("Count"));
+        Assert.Equal(2L, sandbox.Call<long>("Count"));
+        sandbox.Restore(clean);
+        Assert.Equal(1L, sandbox.Call<long>("Count"));
+        Assert.Equal(HypercallStatus.Invalid, Assert.Throws<GuestFunctionException>(() => sandbox.Call<long>("Add", "x", 1)).Status);
+    }
+
+    [Fact]
     public void An_image_without_guest_functions_is_not_a_sandbox()
     {
         SandboxInitializationException ex = Assert.Throws<SandboxInitializationException>(() => Sandbox.Create(TestPaths.GuestImage("hello"), Options()));

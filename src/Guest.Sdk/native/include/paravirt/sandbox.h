@@ -49,8 +49,9 @@ typedef struct pv_guest_function {
     pv_guest_fn fn;
 } pv_guest_function;
 
-#define PV_GUEST_FUNCTION(name, args, result)                                                                      \
-    static long pv_gf_##name(pv_mp_reader *args, pv_mp_writer *result);                                           \
+/* Only the note that declares guest function `name` (the C# SDK's build generates these from ParavirtGuestFunction
+ * items; C guests use PV_GUEST_FUNCTION, which includes it). */
+#define PV_GUEST_FUNCTION_NOTE(name)                                                                               \
     _Static_assert(sizeof(#name) <= PV_SANDBOX_NAME_MAX + 1, "guest function name too long: " #name);             \
     __attribute__((used, section(".note.paravirt"), aligned(4))) static const struct {                           \
         uint32_t namesz, descsz, type;                                                                             \
@@ -59,7 +60,11 @@ typedef struct pv_guest_function {
     } pv_gf_note_##name = {                                                                                        \
         sizeof(PV_NOTE_NAME), sizeof(pv_sandbox_decl), PV_NOTE_TYPE_SANDBOX, PV_NOTE_NAME,                         \
         { PV_SANDBOX_DECL_KIND_FUNCTION, 0u, 0u, #name },                                                          \
-    };                                                                                                             \
+    }
+
+#define PV_GUEST_FUNCTION(name, args, result)                                                                      \
+    static long pv_gf_##name(pv_mp_reader *args, pv_mp_writer *result);                                           \
+    PV_GUEST_FUNCTION_NOTE(name);                                                                                  \
     __attribute__((used, section("pv_guest_functions"), aligned(8))) static const pv_guest_function                \
         pv_gf_entry_##name = { #name, pv_gf_##name };                                                              \
     static long pv_gf_##name(pv_mp_reader *args, pv_mp_writer *result)
