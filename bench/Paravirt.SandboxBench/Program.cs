@@ -18,6 +18,25 @@ internal static class Program
 {
     private static int Main(string[] args)
     {
+        if (args.Length == 1 && args[0] == "serialization")
+        {
+            MessagePack.MessagePackSerializerOptions o = SandboxOptions.DefaultSerializerOptions;
+            byte[] packed = MessagePack.MessagePackSerializer.Serialize(new Point(30, -40), o);
+            Console.WriteLine($"serialize Point {PerOp(5, 100_000, () => MessagePack.MessagePackSerializer.Serialize(new Point(3, -4), o)):0.###} us");
+            Console.WriteLine($"serialize (Type) Point {PerOp(5, 100_000, () => MessagePack.MessagePackSerializer.Serialize(typeof(Point), new Point(3, -4), o)):0.###} us");
+            Console.WriteLine($"deserialize Point {PerOp(5, 100_000, () => MessagePack.MessagePackSerializer.Deserialize<Point>(packed, o)):0.###} us");
+            Console.WriteLine($"validate {PerOp(5, 100_000, () => MessagePackValidator.Validate(packed, MessagePackLimits.Default)):0.###} us");
+            using Sandbox sb = Sandbox.Create("artifacts/guests/plugin-guest.elf", new SandboxOptions { Backend = "emulator" });
+            byte[] raw = [0x92, 0x82, 0xa1, (byte)'X', 0x03, 0xa1, (byte)'Y', 0xfc, 0x0a];
+            Warm(() => sb.CallRaw("Scale", raw), 3000);
+            for (int round = 0; round < 2; round++)
+            {
+                Console.WriteLine($"raw {PerOp(5, 5000, () => sb.CallRaw("Scale", raw)):0.###} us");
+                Console.WriteLine($"typed {PerOp(5, 5000, () => sb.Call<Point>("Scale", new Point(3, -4), 10)):0.###} us");
+                Console.WriteLine($"add raw {PerOp(5, 5000, () => sb.CallRaw("Add", [0x92, 1, 2])):0.###} us");
+            }
+            return 0;
+        }
         if (args.Length < 4)
         {
             Console.Error.WriteLine("usage: Paravirt.SandboxBench PLUGIN_IMAGE BACKEND RUNS SANDBOXES");

@@ -37,7 +37,7 @@ long pv_sandbox_fail(pv_mp_writer *result, long status, const char *fmt, ...)
 static const pv_guest_function *pv_sb_find(const char *name, uint32_t length)
 {
     for (const pv_guest_function *f = __start_pv_guest_functions; f < __stop_pv_guest_functions; f++) {
-        if (strlen(f->name) == length && memcmp(f->name, name, length) == 0) {
+        if (f->length == length && f->name[0] == name[0] && memcmp(f->name, name, length) == 0) {
             return f;
         }
     }

@@ -46,6 +46,7 @@ typedef long (*pv_guest_fn)(pv_mp_reader *args, pv_mp_writer *result);
 /* One entry of the guest-function table (section pv_guest_functions). */
 typedef struct pv_guest_function {
     const char *name;
+    size_t length; /* strlen(name) */
     pv_guest_fn fn;
 } pv_guest_function;
 
@@ -66,7 +67,7 @@ typedef struct pv_guest_function {
     static long pv_gf_##name(pv_mp_reader *args, pv_mp_writer *result);                                           \
     PV_GUEST_FUNCTION_NOTE(name);                                                                                  \
     __attribute__((used, section("pv_guest_functions"), aligned(8))) static const pv_guest_function                \
-        pv_gf_entry_##name = { #name, pv_gf_##name };                                                              \
+        pv_gf_entry_##name = { #name, sizeof(#name) - 1, pv_gf_##name };                                                              \
     static long pv_gf_##name(pv_mp_reader *args, pv_mp_writer *result)
 
 /*
