@@ -126,7 +126,7 @@ internal sealed unsafe class SnapshotMemory : IDisposable
             }
         }
         int[] overlayPages = [.. pagesList];
-        byte[] data = new byte[overlayPages.Length * GuestMemory.PageSize];
+        byte[] data = GC.AllocateUninitializedArray<byte>(overlayPages.Length * GuestMemory.PageSize); // every byte is written below
         for (int i = 0; i < overlayPages.Length; i++)
         {
             new ReadOnlySpan<byte>(_memory.PagePointer(overlayPages[i]), GuestMemory.PageSize).CopyTo(data.AsSpan(i * GuestMemory.PageSize));

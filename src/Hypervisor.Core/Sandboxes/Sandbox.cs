@@ -53,6 +53,9 @@ public sealed partial class Sandbox : IDisposable
     private SandboxSnapshot? _initial;
     private bool _ownsInitial;
     private int _busy;
+    private int _callThread;
+    private volatile bool _disposing;
+    private readonly CancellationTokenSource _disposal = new();
     private SandboxState _state = SandboxState.Ready;
     private string? _poisonReason;
 
@@ -180,6 +183,9 @@ public sealed partial class Sandbox : IDisposable
 
     internal GuestMachine Machine => _machine;
 
+    /// <summary>True while a call (or a snapshot or restore) is running (for tests).</summary>
+    internal bool IsBusy => Volatile.Read(ref _busy) != 0;
+
     /// <summary>
     /// Calls guest function <paramref name="function"/> with <paramref name="args"/> (each serialized with
     /// <see cref="SandboxOptions.SerializerOptions"/> by its run-time type) and returns its result as
@@ -245,10 +251,11 @@ public sealed partial class Sandbox : IDisposable
         }
         finally
         {
-            if (restore && _initial is not null && _state != SandboxState.Disposed)
+            if (restore && _initial is not null && !_disposing)
             {
                 RestoreCore(_initial);
             }
+            Volatile.Write(ref _callThread, 0);
             Volatile.Write(ref _busy, 0);
         }
     }
@@ -329,14 +336,33 @@ public sealed partial class Sandbox : IDisposable
         _poisonReason = null;
     }
 
-    /// <summary>Stops the sandbox and releases its memory, vCPU and devices.</summary>
+    /// <summary>
+    /// Stops the sandbox and releases its memory, vCPU and devices. A call running on another thread is interrupted
+    /// (it fails with <see cref="SandboxFailure.Canceled"/>) and waited for first, so nothing runs on freed memory.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Called from inside one of this sandbox's calls (a host function).</exception>
     public void Dispose()
     {
         if (_state == SandboxState.Disposed)
         {
             return;
         }
+        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+        {
+            if (Volatile.Read(ref _callThread) == Environment.CurrentManagedThreadId)
+            {
+                throw new InvalidOperationException("a sandbox cannot be disposed from inside one of its own calls");
+            }
+            _disposing = true;
+            _disposal.Cancel(); // kicks the vCPU: the running call ends as Canceled
+            var wait = new SpinWait();
+            while (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+            {
+                wait.SpinOnce(sleep1Threshold: 20);
+            }
+        }
         _state = SandboxState.Disposed;
+        _disposal.Dispose();
         if (_ownsInitial)
         {
             _initial?.Dispose();
@@ -373,6 +399,7 @@ public sealed partial class Sandbox : IDisposable
         {
             throw new InvalidOperationException("another call is running on this sandbox (one call at a time; use one sandbox per thread)");
         }
+        Volatile.Write(ref _callThread, Environment.CurrentManagedThreadId);
         if (_state == SandboxState.Poisoned)
         {
             Volatile.Write(ref _busy, 0);
@@ -411,16 +438,17 @@ public sealed partial class Sandbox : IDisposable
         MachineStop end;
         if (_options.CallTimeout is null && !cancellationToken.CanBeCanceled)
         {
-            end = _machine.Run(CancellationToken.None, CancellationToken.None, null, null, "finish the call");
+            end = _machine.Run(_disposal.Token, _disposal.Token, null, _options.CallInstructionBudget, "finish the call");
         }
         else
         {
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposal.Token);
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel.Token);
             if (_options.CallTimeout is TimeSpan timeout)
             {
                 stop.CancelAfter(timeout);
             }
-            end = _machine.Run(stop.Token, cancellationToken, _options.CallTimeout, _options.CallInstructionBudget, "finish the call");
+            end = _machine.Run(stop.Token, cancel.Token, _options.CallTimeout, _options.CallInstructionBudget, "finish the call");
         }
 
         if (end.Paused && _channel.TakeProtocolError() is string violation)

@@ -296,6 +296,20 @@ public sealed class SandboxTests
         Assert.Equal(SandboxState.Ready, s.State);
     }
 
+    [Fact]
+    public void Disposing_a_sandbox_during_a_call_on_another_thread_stops_the_call_first()
+    {
+        Sandbox sandbox = Sandbox.Create(PluginImage, Options() with { CallTimeout = null });
+        Task<object> spin = Task.Run(() => sandbox.Call<object>("Spin"));
+        Assert.True(SpinWait.SpinUntil(() => sandbox.IsBusy, TimeSpan.FromSeconds(30)), "the call did not start");
+        Thread.Sleep(50);
+        sandbox.Dispose();
+        AggregateException ex = Assert.Throws<AggregateException>(() => spin.Wait(TimeSpan.FromSeconds(30)));
+        Assert.Equal(SandboxFailure.Canceled, Assert.IsType<SandboxCallFailedException>(ex.InnerException).Failure);
+        Assert.Equal(SandboxState.Disposed, sandbox.State);
+        Assert.Throws<ObjectDisposedException>(() => sandbox.Call<long>("Add", 1, 2));
+    }
+
     private static class Holder
     {
         public static Sandbox? Sandbox { get; set; }
