@@ -34,6 +34,10 @@ internal static class Program
                 Console.WriteLine($"raw {PerOp(5, 5000, () => sb.CallRaw("Scale", raw)):0.###} us");
                 Console.WriteLine($"typed {PerOp(5, 5000, () => sb.Call<Point>("Scale", new Point(3, -4), 10)):0.###} us");
                 Console.WriteLine($"add raw {PerOp(5, 5000, () => sb.CallRaw("Add", [0x92, 1, 2])):0.###} us");
+                Console.WriteLine($"raw+deserialize {PerOp(5, 5000, () => MessagePack.MessagePackSerializer.Deserialize<Point>(sb.CallRaw("Scale", raw), o)):0.###} us");
+                byte[] typedArgs = MessagePack.MessagePackSerializer.Serialize(new object[] { new Point(3, -4), 10 }, o);
+                Console.WriteLine($"args {Convert.ToHexString(typedArgs)} raw {Convert.ToHexString(raw)}");
+                Console.WriteLine($"raw(typed bytes) {PerOp(5, 5000, () => sb.CallRaw("Scale", typedArgs)):0.###} us");
             }
             return 0;
         }

@@ -202,7 +202,21 @@ public sealed partial class Sandbox : IDisposable
     public TResult Call<TResult>(string function, object?[] args, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(args);
-        return Decode<TResult>(function, CallRaw(function, SerializeArguments(args), cancellationToken));
+        return CallTyped<object?[], TResult>(function, args, static (ref MessagePackWriter w, object?[] a, MessagePackSerializerOptions o) =>
+        {
+            w.WriteArrayHeader(a.Length);
+            foreach (object? arg in a)
+            {
+                if (arg is null)
+                {
+                    w.WriteNil();
+                }
+                else
+                {
+                    MessagePackSerializer.Serialize(arg.GetType(), ref w, arg, o);
+                }
+            }
+        }, cancellationToken);
     }
 
     /// <summary>
@@ -210,26 +224,41 @@ public sealed partial class Sandbox : IDisposable
     /// <c>MessagePackSerializer.Serialize&lt;T1&gt;</c>, so with an ahead-of-time resolver (MessagePack's <c>mpc</c>)
     /// it needs no run-time code generation (NativeAOT).
     /// </summary>
-    public TResult Call<T1, TResult>(string function, T1 arg1, CancellationToken cancellationToken = default)
-    {
-        var buffer = new ArrayBufferWriter<byte>(64);
-        var writer = new MessagePackWriter(buffer);
-        writer.WriteArrayHeader(1);
-        MessagePackSerializer.Serialize(ref writer, arg1, _serializer);
-        writer.Flush();
-        return Decode<TResult>(function, CallRaw(function, buffer.WrittenSpan, cancellationToken));
-    }
+    public TResult Call<T1, TResult>(string function, T1 arg1, CancellationToken cancellationToken = default) =>
+        CallTyped<T1, TResult>(function, arg1, static (ref MessagePackWriter w, T1 a, MessagePackSerializerOptions o) =>
+        {
+            w.WriteArrayHeader(1);
+            MessagePackSerializer.Serialize(ref w, a, o);
+        }, cancellationToken);
 
     /// <summary>Calls a guest function of two arguments with static types (as <see cref="Call{T1, TResult}"/>).</summary>
-    public TResult Call<T1, T2, TResult>(string function, T1 arg1, T2 arg2, CancellationToken cancellationToken = default)
+    public TResult Call<T1, T2, TResult>(string function, T1 arg1, T2 arg2, CancellationToken cancellationToken = default) =>
+        CallTyped<(T1, T2), TResult>(function, (arg1, arg2), static (ref MessagePackWriter w, (T1, T2) a, MessagePackSerializerOptions o) =>
+        {
+            w.WriteArrayHeader(2);
+            MessagePackSerializer.Serialize(ref w, a.Item1, o);
+            MessagePackSerializer.Serialize(ref w, a.Item2, o);
+        }, cancellationToken);
+
+    private delegate void ArgumentWriter<TState>(ref MessagePackWriter writer, TState state, MessagePackSerializerOptions options);
+
+    /// <summary>One call whose arguments are serialized straight behind the envelope and whose result is decoded from the sandbox's own result buffer (no intermediate copies).</summary>
+    private TResult CallTyped<TState, TResult>(string function, TState state, ArgumentWriter<TState> write, CancellationToken cancellationToken)
     {
-        var buffer = new ArrayBufferWriter<byte>(64);
-        var writer = new MessagePackWriter(buffer);
-        writer.WriteArrayHeader(2);
-        MessagePackSerializer.Serialize(ref writer, arg1, _serializer);
-        MessagePackSerializer.Serialize(ref writer, arg2, _serializer);
-        writer.Flush();
-        return Decode<TResult>(function, CallRaw(function, buffer.WrittenSpan, cancellationToken));
+        ArgumentNullException.ThrowIfNull(function);
+        EnterCall(function);
+        try
+        {
+            ArrayBufferWriter<byte> request = BeginRequest(function);
+            var writer = new MessagePackWriter(request);
+            write(ref writer, state, _serializer);
+            writer.Flush();
+            return Decode<TResult>(function, Invoke(function, cancellationToken));
+        }
+        finally
+        {
+            ExitCall();
+        }
     }
 
     /// <summary>Runs <see cref="Call{TResult}(string, object?[], CancellationToken)"/> on a thread-pool thread.</summary>
@@ -244,20 +273,38 @@ public sealed partial class Sandbox : IDisposable
     {
         ArgumentNullException.ThrowIfNull(function);
         EnterCall(function);
-        bool restore = _options.RestoreAfterEachCall;
         try
         {
-            return Invoke(function, argumentsArray, cancellationToken);
+            BeginRequest(function).Write(argumentsArray);
+            return Invoke(function, cancellationToken).ToArray();
         }
         finally
         {
-            if (restore && _initial is not null && !_disposing)
-            {
-                RestoreCore(_initial);
-            }
-            Volatile.Write(ref _callThread, 0);
-            Volatile.Write(ref _busy, 0);
+            ExitCall();
         }
+    }
+
+    /// <summary>Ends a call: restores the initial snapshot when asked to, then lets the next call in.</summary>
+    private void ExitCall()
+    {
+        if (_options.RestoreAfterEachCall && _initial is not null && !_disposing)
+        {
+            RestoreCore(_initial);
+        }
+        Volatile.Write(ref _callThread, 0);
+        Volatile.Write(ref _busy, 0);
+    }
+
+    /// <summary>The request buffer, holding the envelope's header <c>[name, </c>; the arguments array follows.</summary>
+    private ArrayBufferWriter<byte> BeginRequest(string function)
+    {
+        ArrayBufferWriter<byte> request = _request;
+        request.ResetWrittenCount();
+        var writer = new MessagePackWriter(request);
+        writer.WriteArrayHeader(2);
+        writer.Write(function);
+        writer.Flush();
+        return request;
     }
 
     /// <summary>Freezes the sandbox between calls (memory, vCPU, session, call buffer). Cost grows with the pages changed since the last snapshot or restore.</summary>
@@ -412,20 +459,13 @@ public sealed partial class Sandbox : IDisposable
         }
     }
 
-    private byte[] Invoke(string function, ReadOnlySpan<byte> argumentsArray, CancellationToken cancellationToken)
+    /// <summary>Runs the call in the request buffer; returns the validated result (valid until the next call).</summary>
+    private ReadOnlyMemory<byte> Invoke(string function, CancellationToken cancellationToken)
     {
-        // The call envelope [name, args] goes straight into the guest's call buffer.
-        ArrayBufferWriter<byte> request = _request;
-        request.ResetWrittenCount();
-        var writer = new MessagePackWriter(request);
-        writer.WriteArrayHeader(2);
-        writer.Write(function);
-        writer.Flush();
-        request.Write(argumentsArray);
-        ReadOnlySpan<byte> call = request.WrittenSpan;
+        ReadOnlySpan<byte> call = _request.WrittenSpan;
         if ((uint)call.Length > _channel.CallBufferSize)
         {
-            throw new ArgumentException($"the call is {call.Length} bytes; the guest's call buffer holds {_channel.CallBufferSize}", nameof(argumentsArray));
+            throw new ArgumentException($"the call to '{function}' is {call.Length} bytes; the guest's call buffer holds {_channel.CallBufferSize}");
         }
         _machine.Memory.Write(new GuestAddress(_channel.CallBuffer), call);
         HypercallTrap.Complete(_machine.Vcpu, call.Length);
@@ -455,13 +495,13 @@ public sealed partial class Sandbox : IDisposable
         {
             throw Poison(function, SandboxFailure.ProtocolViolation, violation, null);
         }
-        if (end.Paused && _channel.TryTakeResult(out long status, out byte[] payload))
+        if (end.Paused && _channel.TryTakeResult(out long status, out ReadOnlyMemory<byte> payload))
         {
             if (status == 0)
             {
                 return payload;
             }
-            throw new GuestFunctionException(function, (HypercallStatus)status, DecodeMessage(payload));
+            throw new GuestFunctionException(function, (HypercallStatus)status, DecodeMessage(payload.Span));
         }
         if (end.Paused)
         {
@@ -489,27 +529,7 @@ public sealed partial class Sandbox : IDisposable
         return new SandboxCallFailedException(function, failure, message, address);
     }
 
-    private byte[] SerializeArguments(object?[] args)
-    {
-        var buffer = new ArrayBufferWriter<byte>(64);
-        var writer = new MessagePackWriter(buffer);
-        writer.WriteArrayHeader(args.Length);
-        foreach (object? arg in args)
-        {
-            if (arg is null)
-            {
-                writer.WriteNil();
-            }
-            else
-            {
-                MessagePackSerializer.Serialize(arg.GetType(), ref writer, arg, _serializer);
-            }
-        }
-        writer.Flush();
-        return buffer.WrittenSpan.ToArray();
-    }
-
-    private TResult Decode<TResult>(string function, byte[] payload)
+    private TResult Decode<TResult>(string function, ReadOnlyMemory<byte> payload)
     {
         try
         {
@@ -522,7 +542,7 @@ public sealed partial class Sandbox : IDisposable
     }
 
     /// <summary>An error message the guest sent: a validated MessagePack str (anything else is shown as such).</summary>
-    private static string DecodeMessage(byte[] payload)
+    private static string DecodeMessage(ReadOnlySpan<byte> payload)
     {
         int pos = 0;
         return MessagePackValidator.TryString(payload, ref pos, out ReadOnlySpan<byte> text) && pos == payload.Length
@@ -548,7 +568,8 @@ public sealed partial class Sandbox : IDisposable
         private bool _inCall;
         private bool _hasResult;
         private long _status;
-        private byte[] _result = [];
+        private byte[] _result = new byte[256];
+        private int _resultLength;
         private string? _protocolError;
 
         public ulong CallBuffer { get; private set; }
@@ -571,10 +592,10 @@ public sealed partial class Sandbox : IDisposable
             _protocolError = null;
         }
 
-        public bool TryTakeResult(out long status, out byte[] payload)
+        public bool TryTakeResult(out long status, out ReadOnlyMemory<byte> payload)
         {
             status = _status;
-            payload = _result;
+            payload = _result.AsMemory(0, _resultLength);
             bool had = _hasResult;
             _hasResult = false;
             return had;
@@ -636,14 +657,18 @@ public sealed partial class Sandbox : IDisposable
             {
                 return Violation($"the guest's result 0x{args.A2:x}+0x{length:x} is outside its memory", session);
             }
-            byte[] copy = shared.ToArray(); // copied once, then validated: the guest cannot change it under us
-            MessagePackCheck check = MessagePackValidator.Validate(copy, limits);
+            if (_result.Length < shared.Length)
+            {
+                _result = new byte[Math.Max(shared.Length, _result.Length * 2)];
+            }
+            shared.CopyTo(_result); // copied once, then validated: the guest cannot change it under us
+            _resultLength = shared.Length;
+            MessagePackCheck check = MessagePackValidator.Validate(_result.AsSpan(0, _resultLength), limits);
             if (!check.IsValid)
             {
                 return Violation($"the guest's {(status == 0 ? "result" : "error message")} is not valid MessagePack: {check.Message}", session);
             }
             _status = status;
-            _result = copy;
             _hasResult = true;
             _inCall = false;
             session.PauseRequested = true;
