@@ -18,8 +18,12 @@ namespace Paravirt.Hypervisor.Memory;
 ///              | hypercall page (stub, magic)   |
 ///  0x0000_4000 +--------------------------------+ CommandLine
 ///              | command line, NUL-terminated   |
-///  0x0000_5000 +--------------------------------+
-///              | (reserved)                     |
+///  0x0000_5000 +--------------------------------+ PvmBootstrap
+///              | KVM under PVM only: bootstrap  |   one 64-byte stub per vCPU, run once before
+///              |   stubs                        |   the entry (Backends/Kvm/README.md)
+///  0x0000_6000 +--------------------------------+ PvmVcpuStructs
+///              | KVM under PVM only: one PVM    |
+///              |   vCPU struct page per vCPU    |
 ///  0x0001_0000 +--------------------------------+ Pml4
 ///              | PML4 | PDPT | PD x 64 (2 MiB   |   identity map of all guest memory,
 ///              |  pages, one PD per GiB)        |   hardware backends only
@@ -47,6 +51,14 @@ public static class GuestLayout
     public const ulong CommandLine = 0x4000;
     /// <summary>Longest command line, NUL included.</summary>
     public const int CommandLineMax = 0x1000;
+    /// <summary>KVM under PVM: the bootstrap stubs, <see cref="PvmBootstrapStride"/> bytes per vCPU.</summary>
+    internal const ulong PvmBootstrap = 0x5000;
+    /// <summary>Bytes per vCPU at <see cref="PvmBootstrap"/>.</summary>
+    internal const ulong PvmBootstrapStride = 0x40;
+    /// <summary>KVM under PVM: the PVM vCPU structs, one page per vCPU, up to <see cref="Pml4"/>.</summary>
+    internal const ulong PvmVcpuStructs = 0x6000;
+    /// <summary>How many vCPUs the PVM pages have room for.</summary>
+    internal const int PvmMaxVcpus = (int)((Pml4 - PvmVcpuStructs) / EntryConvention.PageSize);
     /// <summary>PML4 of the identity map.</summary>
     public const ulong Pml4 = 0x1_0000;
     /// <summary>The single PDPT.</summary>

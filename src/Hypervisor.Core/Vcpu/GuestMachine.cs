@@ -241,7 +241,7 @@ internal sealed partial class GuestMachine : IDisposable
         Memory?.Dispose();
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "starting guest on backend {Backend} ({Reason}); ABI {Abi}, {MemoryMiB} MiB")]
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "backend {Backend}: {Reason}; guest ABI {Abi}, {MemoryMiB} MiB of guest memory")]
     private static partial void LogStarting(ILogger logger, string backend, string reason, string abi, ulong memoryMiB);
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "backend {Backend} does not count instructions: the instruction budget of {Budget} is ignored; the wall-clock timeout applies")]

@@ -105,7 +105,7 @@ public sealed partial class GuestRunner
         stats.Elapsed = Stopwatch.GetElapsedTime(started);
         stats.InstructionsRetired = machine.Vcpu.InstructionsRetired;
         _metrics?.RecordRun(machine.BackendName, end.Outcome.ToString(), stats.Elapsed);
-        LogFinished(_logger, end.Outcome, end.Status, end.Message);
+        LogFinished(_logger, end.Outcome, end.Message);
         return new RunResult(end.Outcome, end.Status, machine.BackendName, end.Message, stats);
     }
 
@@ -150,6 +150,6 @@ public sealed partial class GuestRunner
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "guest finished: {Outcome} status {Status}: {Message}")]
-    private static partial void LogFinished(ILogger logger, RunOutcome outcome, long status, string message);
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Outcome}: {Message}")]
+    private static partial void LogFinished(ILogger logger, RunOutcome outcome, string message);
 }
