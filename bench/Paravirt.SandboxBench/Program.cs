@@ -18,7 +18,7 @@ internal static class Program
 {
     private static int Main(string[] args)
     {
-        if (args.Length == 1 && args[0] == "serialization")
+        if (args.Length >= 1 && args[0] == "serialization")
         {
             MessagePack.MessagePackSerializerOptions o = SandboxOptions.DefaultSerializerOptions;
             byte[] packed = MessagePack.MessagePackSerializer.Serialize(new Point(30, -40), o);
@@ -29,6 +29,7 @@ internal static class Program
             using Sandbox sb = Sandbox.Create("artifacts/guests/plugin-guest.elf", new SandboxOptions { Backend = "emulator" });
             byte[] raw = [0x92, 0x82, 0xa1, (byte)'X', 0x03, 0xa1, (byte)'Y', 0xfc, 0x0a];
             Warm(() => sb.CallRaw("Scale", raw), 3000);
+            using SandboxSnapshot snap = args.Length > 1 ? sb.Snapshot() : null!;
             for (int round = 0; round < 2; round++)
             {
                 Console.WriteLine($"raw {PerOp(5, 5000, () => sb.CallRaw("Scale", raw)):0.###} us");
@@ -65,14 +66,33 @@ internal static class Program
 
         // 1. Call round trip: Scale(Point, int) -> Point, against a direct .NET call of the same function.
         Func<Point, int, Point> direct = ScaleDirect;
-        double directUs = PerOp(runs, 200_000, () => direct(new Point(3, -4), 10));
-        Warm(() => sandbox.Call<Point>("Scale", new Point(3, -4), 10), 2000);
-        double callUs = PerOp(runs, 5_000, () => sandbox.Call<Point>("Scale", new Point(3, -4), 10));
-        Warm(() => sandbox.Call<Point, int, Point>("Scale", new Point(3, -4), 10), 2000);
-        double typedUs = PerOp(runs, 5_000, () => sandbox.Call<Point, int, Point>("Scale", new Point(3, -4), 10));
         byte[] rawArgs = [0x92, 0x82, 0xa1, (byte)'X', 0x03, 0xa1, (byte)'Y', 0xfc, 0x0a];
-        Warm(() => sandbox.CallRaw("Scale", rawArgs), 2000);
-        double rawUs = PerOp(runs, 5_000, () => sandbox.CallRaw("Scale", rawArgs));
+        Action[] variants =
+        [
+            () => direct(new Point(3, -4), 10),
+            () => sandbox.Call<Point>("Scale", new Point(3, -4), 10),
+            () => sandbox.Call<Point, int, Point>("Scale", new Point(3, -4), 10),
+            () => sandbox.CallRaw("Scale", rawArgs),
+        ];
+        // Warm up for a while (tiered JIT, the emulator's block translation), then measure the variants interleaved
+        // so that load changes on the shared machine hit them alike.
+        long warmUntil = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 2;
+        while (Stopwatch.GetTimestamp() < warmUntil)
+        {
+            foreach (Action v in variants)
+            {
+                Warm(v, 200);
+            }
+        }
+        var samples = variants.Select(_ => new List<double>()).ToArray();
+        for (int r = 0; r < Math.Max(runs, 5); r++)
+        {
+            for (int v = 0; v < variants.Length; v++)
+            {
+                samples[v].Add(PerOp(1, v == 0 ? 100_000 : 2_000, variants[v]));
+            }
+        }
+        double directUs = MedianOf(samples[0]), callUs = MedianOf(samples[1]), typedUs = MedianOf(samples[2]), rawUs = MedianOf(samples[3]);
         ulong retiredBefore = sandbox.Machine.Vcpu.InstructionsRetired ?? 0;
         long exitsBefore = sandbox.Statistics.Exits.Values.Sum();
         sandbox.CallRaw("Scale", rawArgs);
@@ -87,7 +107,11 @@ internal static class Program
         Func<int> nop = () => 0;
         double delegateUs = PerOp(runs, 1_000_000, () => nop());
         const int HostCalls = 2000;
-        Warm(() => sandbox.Call<long>("HostCalls", "Nop", 10), 200);
+        long warmHost = Stopwatch.GetTimestamp() + Stopwatch.Frequency;
+        while (Stopwatch.GetTimestamp() < warmHost)
+        {
+            Warm(() => sandbox.Call<long>("HostCalls", "Nop", 10), 50);
+        }
         double emptyUs = PerOp(runs, 200, () => sandbox.Call<long>("HostCalls", "Nop", 0));
         double loopUs = PerOp(runs, 20, () => sandbox.Call<long>("HostCalls", "Nop", HostCalls));
         double hostUs = (loopUs - emptyUs) / HostCalls;
@@ -248,6 +272,12 @@ internal static class Program
     });
 
     private static double PerOp<T>(int runs, int iterations, Func<T> func) => PerOp(runs, iterations, () => { _ = func(); });
+
+    private static double MedianOf(List<double> values)
+    {
+        values.Sort();
+        return values[values.Count / 2];
+    }
 
     private static double Median(int runs, Func<double> measure)
     {

@@ -1,10 +1,13 @@
+using System.Buffers;
 using Paravirt.Hypervisor.Backends;
 
 namespace Paravirt.Hypervisor.Memory;
 
 /// <summary>
 /// Guest memory as it was at a snapshot: a shared <see cref="MemoryImage"/> (the base every sandbox of the lineage
-/// maps copy-on-write) plus the pages that differ from it (the overlay, sorted by page number). Immutable.
+/// maps copy-on-write) plus the pages that differ from it (the overlay, sorted by page number). Immutable. The overlay's
+/// bytes live in an array rented from <see cref="ArrayPool{T}.Shared"/> (returned on dispose), so snapshots taken one
+/// after another do not allocate on the large-object heap each time.
 /// </summary>
 internal sealed class MemorySnapshot : IDisposable
 {
@@ -26,11 +29,15 @@ internal sealed class MemorySnapshot : IDisposable
     public ReadOnlySpan<int> OverlayPages => _overlayPages;
 
     /// <summary>Host bytes this snapshot holds beyond its shared root.</summary>
-    public long OverlayBytes => _overlayData.Length;
+    public long OverlayBytes => (long)_overlayPages.Length * GuestMemory.PageSize;
+
+    /// <summary>True once disposed: its pages can no longer be read.</summary>
+    public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
     /// <summary>The snapshot's contents of page <paramref name="page"/>.</summary>
     public ReadOnlySpan<byte> Page(int page)
     {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         int i = Array.BinarySearch(_overlayPages, page);
         return i >= 0 ? _overlayData.AsSpan(i * GuestMemory.PageSize, GuestMemory.PageSize) : Root.Page(page);
     }
@@ -40,6 +47,10 @@ internal sealed class MemorySnapshot : IDisposable
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             Root.Release();
+            if (_overlayData.Length != 0)
+            {
+                ArrayPool<byte>.Shared.Return(_overlayData);
+            }
         }
     }
 }
@@ -126,7 +137,7 @@ internal sealed unsafe class SnapshotMemory : IDisposable
             }
         }
         int[] overlayPages = [.. pagesList];
-        byte[] data = GC.AllocateUninitializedArray<byte>(overlayPages.Length * GuestMemory.PageSize); // every byte is written below
+        byte[] data = overlayPages.Length == 0 ? [] : ArrayPool<byte>.Shared.Rent(overlayPages.Length * GuestMemory.PageSize);
         for (int i = 0; i < overlayPages.Length; i++)
         {
             new ReadOnlySpan<byte>(_memory.PagePointer(overlayPages[i]), GuestMemory.PageSize).CopyTo(data.AsSpan(i * GuestMemory.PageSize));

@@ -65,6 +65,10 @@ public sealed partial class Sandbox : IDisposable
     {
         ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(options);
+        if (from is not null)
+        {
+            ObjectDisposedException.ThrowIf(from.Memory.IsDisposed, from);
+        }
         _options = options;
         _serializer = options.SerializerOptions ?? SandboxOptions.DefaultSerializerOptions;
         _logger = options.LoggerFactory?.CreateLogger<Sandbox>() ?? NullLogger<Sandbox>.Instance;
@@ -341,6 +345,7 @@ public sealed partial class Sandbox : IDisposable
     {
         ArgumentNullException.ThrowIfNull(snapshot);
         ObjectDisposedException.ThrowIf(_state == SandboxState.Disposed, this);
+        ObjectDisposedException.ThrowIf(snapshot.Memory.IsDisposed, snapshot);
         if (!ReferenceEquals(snapshot.Image, _machine.Image) || snapshot.MemorySize != _machine.Memory.Size)
         {
             throw new ArgumentException("the snapshot is of another image or memory size", nameof(snapshot));

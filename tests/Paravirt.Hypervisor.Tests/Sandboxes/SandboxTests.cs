@@ -151,6 +151,12 @@ public sealed class SandboxTests
         Assert.Equal(3L, sandbox.Call<long>("Count"));
         sandbox.Restore(two);
         Assert.Equal(3L, sandbox.Call<long>("Count"));
+
+        // A disposed snapshot is refused before anything changes.
+        two.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => sandbox.Restore(two));
+        Assert.Throws<ObjectDisposedException>(() => Sandbox.Create(two, Options()));
+        Assert.Equal(4L, sandbox.Call<long>("Count"));
     }
 
     [Fact]
