@@ -18,6 +18,11 @@ command -v gcc >/dev/null || { echo "sandbox.sh: gcc is required (apt-get instal
 dotnet build samples/plugin-guest/plugin-guest.csproj -c Release -nologo -v q >/dev/null
 dotnet build bench/Paravirt.SandboxBench/Paravirt.SandboxBench.csproj -c Release -nologo -v q >/dev/null
 mkdir -p artifacts
+backend_detail=""
+if [ "$BACKEND" = kvm ]; then
+    dotnet build src/Paravirt.Cli/Paravirt.Cli.csproj -c Release -nologo -v q >/dev/null
+    backend_detail="KVM: $(dotnet src/Paravirt.Cli/bin/Release/net10.0/paravirt.dll backends | awk '$1 == "kvm"' | sed -E 's/^kvm +available +//')"
+fi
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 table="$(dotnet bench/Paravirt.SandboxBench/bin/Release/net10.0/Paravirt.SandboxBench.dll artifacts/guests/plugin-guest.elf "$BACKEND" "$RUNS" "$SANDBOXES" 2>artifacts/sandbox-bench.err)"
 detail="$(cat artifacts/sandbox-bench.err)"
@@ -30,6 +35,7 @@ Command: \`RUNS=$RUNS SANDBOXES=$SANDBOXES BACKEND=$BACKEND bench/sandbox.sh\`
 Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; load average before: $load_before, at the end: $(cut -d' ' -f1-3 /proc/loadavg)
 Guest: samples/plugin-guest (C), 16 MiB. Median of $RUNS batches per row. $detail
+$backend_detail
 
 $table
 
@@ -40,6 +46,13 @@ emulator's speed (see "Emulator vs QEMU TCG"). Dirty pages for the Snapshot/Rest
 byte per page spread over the 16 MiB, so the counts are exact (guest stores mark the same dirty page map). The
 memcpy reference copies the same number of 4 KiB pages between two 16 MiB buffers. Private memory is
 Private_Clean + Private_Dirty of /proc/self/smaps_rollup (pages that sandboxes share copy-on-write are not private).
+Where a goal is missed, the reason: on the emulator a call runs the guest's dispatcher and function (the instruction
+count above) through the emulator's block dispatch loop, whose per-block cost dominates short calls (see the
+emulator's README for the path to faster translated code); the machine was shared with other builds (load above),
+which inflates every row, references included. On KVM under kvm_pvm each exit costs tens of microseconds (see "KVM
+under PVM"), a call is at least one exit, and a sandbox from a snapshot creates a whole KVM VM and vCPU (with PVM's
+bootstrap); pooling VMs would remove that and is not done. Snapshot() after 4096 dirty pages (all of a 16 MiB
+sandbox) folds the overlay into a new base file: a full copy, by design (later snapshots are cheap again).
 EOF
 )"
 printf '%s\n' "$section"
