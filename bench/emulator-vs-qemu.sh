@@ -107,7 +107,8 @@ Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 Machine: $CPU_MODEL, $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"); load average at the end: $LOAD
 Toolchain: $(gcc --version | head -n 1); $(qemu-x86_64 --version | head -n 1); .NET $(dotnet --version)
 
-Workload: \`bench/guests/compute.c\` (CRC32 bitwise + table, SHA-256 over 64 KiB, integer mix; $ROUNDS rounds),
+Workload: \`bench/guests/compute.c\` (CRC32 bitwise + table, SHA-256 over 64 KiB, integer mix, SSE2 floating point:
+n-body steps and a Mandelbrot row; $ROUNDS rounds),
 checksum \`$NATIVE_SUM\` on all three. Guest instructions: $INSN (emulator, exact).
 Instruction count used for native and QEMU: $COUNT_SOURCE.
 

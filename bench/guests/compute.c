@@ -1,6 +1,7 @@
 /*
- * compute.c - the emulator-vs-QEMU benchmark kernel: CRC32 (bitwise and table driven), SHA-256 over a buffer and
- * an integer mix (multiply, divide, shifts, rotates, branches, table lookups). Prints a checksum and returns.
+ * compute.c - the emulator-vs-QEMU benchmark kernel: CRC32 (bitwise and table driven), SHA-256 over a buffer, an
+ * integer mix (multiply, divide, shifts, rotates, branches, table lookups) and floating point (an n-body step loop
+ * and a Mandelbrot row, SSE2 double). Prints a checksum and returns.
  *
  * Built two ways by bench/emulator-vs-qemu.sh from this one file:
  *   -DPARAVIRT_GUEST : a freestanding Paravirt guest (flat binary at 0x100000, entry _start, rdi = boot info,
@@ -157,6 +158,66 @@ static uint64_t integer_mix(uint64_t seed, int n)
     return acc;
 }
 
+/* Floating point (SSE2 double, as compilers emit it): an n-body step loop and a Mandelbrot row. */
+struct body { double x, y, z, vx, vy, vz, m; };
+
+static uint64_t bits_of(double d)
+{
+    union { double d; uint64_t u; } v = { d };
+    return v.u;
+}
+
+static double root(double x)
+{
+    __asm__("sqrtsd %1, %0" : "=x"(x) : "x"(x)); /* no libm (and no errno path) in a freestanding guest */
+    return x;
+}
+
+static uint64_t fp_kernel(int round, int steps)
+{
+    struct body b[5] = {
+        { 0, 0, 0, 0, 0, 0, 39.47841760435743 },
+        { 4.84, -1.16, -0.10, 0.606, 2.81, -0.025, 0.0377 },
+        { 8.34, 4.12, -0.40, -1.01, 1.82, 0.0084, 0.0113 },
+        { 12.89, -15.11, -0.22, 1.08, 0.868, -0.0108, 0.00172 },
+        { 15.38, -25.92, 0.18, 0.979, 0.594, -0.0348, 0.00203 },
+    };
+    b[1].x += round * 1e-3;
+    for (int s = 0; s < steps; s++) {
+        for (int i = 0; i < 5; i++)
+            for (int j = i + 1; j < 5; j++) {
+                double dx = b[i].x - b[j].x, dy = b[i].y - b[j].y, dz = b[i].z - b[j].z;
+                double d2 = dx * dx + dy * dy + dz * dz;
+                double mag = 0.01 / (d2 * root(d2));
+                b[i].vx -= dx * b[j].m * mag;
+                b[i].vy -= dy * b[j].m * mag;
+                b[i].vz -= dz * b[j].m * mag;
+                b[j].vx += dx * b[i].m * mag;
+                b[j].vy += dy * b[i].m * mag;
+                b[j].vz += dz * b[i].m * mag;
+            }
+        for (int i = 0; i < 5; i++) {
+            b[i].x += 0.01 * b[i].vx;
+            b[i].y += 0.01 * b[i].vy;
+            b[i].z += 0.01 * b[i].vz;
+        }
+    }
+    uint64_t h = 0;
+    for (int i = 0; i < 5; i++)
+        h = h * 31 + bits_of(b[i].x) + bits_of(b[i].vy);
+    for (int x = 0; x < 256; x++) {
+        double cr = x / 128.0 - 1.5, ci = (round % 64) / 32.0 - 1.0, zr = 0, zi = 0;
+        int it = 0;
+        for (; it < 64 && zr * zr + zi * zi <= 4.0; it++) {
+            double t = zr * zr - zi * zi + cr;
+            zi = 2 * zr * zi + ci;
+            zr = t;
+        }
+        h = h * 33 + (uint64_t)it;
+    }
+    return h;
+}
+
 uint64_t compute_kernel(int rounds)
 {
     uint64_t sum = 0;
@@ -170,6 +231,7 @@ uint64_t compute_kernel(int rounds)
         for (int k = 0; k < 32; k++)
             sum = sum * 131u + digest[k];
         sum ^= integer_mix(sum, 20000);
+        sum = sum * 1000003u + fp_kernel(r, 400);
     }
     return sum;
 }

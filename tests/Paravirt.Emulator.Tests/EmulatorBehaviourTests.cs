@@ -74,13 +74,13 @@ public sealed class EmulatorBehaviourTests
         byte[] code = EmuHarness.Assemble(a =>
         {
             a.nop();
-            a.vaddps(ymm0, ymm1, ymm2); // AVX: valid x86-64, not advertised and not implemented
+            a.paddb(mm0, mm1); // MMX: part of x86-64, not emulated (and not advertised)
         });
         using EmuGuest guest = EmuHarness.Create(code);
         var (memory, vm, vcpu) = guest;
         VcpuExit exit = vcpu.Run();
         Assert.Equal(VcpuExitKind.Unimplemented, exit.Kind);
-        Assert.Equal("the emulator does not implement 'vaddps ymm0,ymm1,ymm2' at 0x100001", exit.Detail);
+        Assert.Equal("the emulator does not implement 'paddb mm0,mm1' at 0x100001", exit.Detail);
         Assert.Equal(0x100001UL, exit.Rip);
         Assert.Equal(1UL, vcpu.InstructionsRetired!.Value);
     }

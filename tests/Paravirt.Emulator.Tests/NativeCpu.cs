@@ -8,12 +8,35 @@ using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Emulator.Tests;
 
-/// <summary>Register, flag and XMM state in or out of a test run.</summary>
+/// <summary>Register, flag, XMM and x87/MXCSR state in or out of a test run.</summary>
 internal sealed class CpuState
 {
     public ulong[] Gpr { get; } = new ulong[16];
     public ulong Rflags { get; set; }
     public Vector128<byte>[] Xmm { get; } = new Vector128<byte>[16];
+
+    /// <summary>
+    /// The x87 and MXCSR state as an FXSAVE image (the XMM part of it is ignored on input: <see cref="Xmm"/> is
+    /// loaded after it). Input: loaded with FXRSTOR before the code under test (every exception must stay masked:
+    /// an unmasked one would trap in the test process). Output: stored with FXSAVE right after it.
+    /// </summary>
+    public byte[] Fx { get; } = NewFx();
+
+    /// <summary>An FXSAVE image of the state after FNINIT with MXCSR's reset value.</summary>
+    public static byte[] NewFx()
+    {
+        var fx = new byte[512];
+        BitConverter.TryWriteBytes(fx.AsSpan(0), (ushort)0x037F);
+        BitConverter.TryWriteBytes(fx.AsSpan(24), 0x1F80u);
+        BitConverter.TryWriteBytes(fx.AsSpan(28), 0xFFFFu);
+        return fx;
+    }
+
+    public uint Mxcsr
+    {
+        get => BitConverter.ToUInt32(Fx, 24);
+        set => BitConverter.TryWriteBytes(Fx.AsSpan(24), value);
+    }
 }
 
 /// <summary>
@@ -29,6 +52,8 @@ internal sealed unsafe class NativeCpu : IDisposable
     public const int RegionSize = 0x10000;
     private const int InOff = 0x800, XInOff = 0x900, OutOff = 0xA00, XOutOff = 0xB00, HostRspOff = 0x888;
     public const int DataOff = 0x1000, DataSize = 0x1000, StackOff = 0x2000, StackSize = 0x1000;
+    // FXSAVE areas: the host's state (saved and restored around the test), the input and the output images.
+    private const int HostFxOff = 0x3000, FxInOff = 0x3200, FxOutOff = 0x3400, SnapshotEnd = 0x3600;
     private const int EmuStackTop = 0x8000, EmuHaltOff = 0x9000;
     private const int CompareStart = DataOff, CompareEnd = StackOff + StackSize;
     private const int MaxTestCode = 0x200;
@@ -47,7 +72,7 @@ internal sealed unsafe class NativeCpu : IDisposable
     private readonly byte[] _epilogue;
     private readonly GuestMemory _guest;
     private readonly EmulatorVcpu _vcpu;
-    private readonly byte[] _snapshot = new byte[CompareEnd];
+    private readonly byte[] _snapshot = new byte[SnapshotEnd];
 
     public NativeCpu()
     {
@@ -101,6 +126,8 @@ internal sealed unsafe class NativeCpu : IDisposable
         var a = new Assembler(64);
         a.push(rbx); a.push(rbp); a.push(r12); a.push(r13); a.push(r14); a.push(r15);
         a.mov(__qword_ptr[(long)Abs(HostRspOff)], rsp);
+        a.fxsave64(__[(long)Abs(HostFxOff)]);
+        a.fxrstor64(__[(long)Abs(FxInOff)]);
         AssemblerRegisterXMM[] x = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
         for (int i = 0; i < 16; i++)
         {
@@ -128,6 +155,7 @@ internal sealed unsafe class NativeCpu : IDisposable
         {
             a.mov(__qword_ptr[(long)Abs(OutOff + (i * 8))], g[i]);
         }
+        a.fxsave64(__[(long)Abs(FxOutOff)]);
         a.mov(rsp, __qword_ptr[(long)Abs(HostRspOff)]);
         a.pushfq();
         a.pop(__qword_ptr[(long)Abs(OutOff + 0x80)]);
@@ -137,6 +165,7 @@ internal sealed unsafe class NativeCpu : IDisposable
         {
             a.movdqu(__xmmword_ptr[(long)Abs(XOutOff + (i * 16))], x[i]);
         }
+        a.fxrstor64(__[(long)Abs(HostFxOff)]);
         a.pop(r15); a.pop(r14); a.pop(r13); a.pop(r12); a.pop(rbp); a.pop(rbx);
         a.ret();
         return Encode(a, 0); // position independent: absolute addresses only
@@ -190,7 +219,9 @@ internal sealed unsafe class NativeCpu : IDisposable
             MemoryMarshal.Write(region[(XInOff + (i * 16))..], input.Xmm[i]);
         }
         MemoryMarshal.Write(region[(InOff + 0x80)..], input.Rflags);
-        region[..CompareEnd].CopyTo(_snapshot);
+        input.Fx.CopyTo(region[FxInOff..]);
+        region[FxOutOff..(FxOutOff + 512)].Fill(0xA5); // bytes FXSAVE leaves alone stay equal in both runs
+        region[..SnapshotEnd].CopyTo(_snapshot);
     }
 
     /// <summary>Runs the prepared code on the real CPU.</summary>
@@ -225,6 +256,7 @@ internal sealed unsafe class NativeCpu : IDisposable
             s.Xmm[i] = MemoryMarshal.Read<Vector128<byte>>(region[(XOutOff + (i * 16))..]);
         }
         s.Rflags = MemoryMarshal.Read<ulong>(region[(OutOff + 0x80)..]);
+        region.Slice(FxOutOff, 512).CopyTo(s.Fx);
         return s;
     }
 

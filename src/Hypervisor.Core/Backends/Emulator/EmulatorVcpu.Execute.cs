@@ -861,6 +861,9 @@ internal sealed unsafe partial class EmulatorVcpu
                         _exit = new VcpuExit(VcpuExitKind.Unimplemented, op.Rip, Detail: block.Texts[op.Text]);
                         _icount += (ulong)(i - from);
                         return true;
+                    case >= OpKind.SseArith and <= OpKind.ExtensionLast:
+                        ExecuteIsa(ref op, i - from);
+                        break;
                     case OpKind.Cli: _rf &= ~IF; break;
                     case OpKind.Sti: _rf |= IF; break;
                     case OpKind.Lgdt:
@@ -1482,27 +1485,10 @@ internal sealed unsafe partial class EmulatorVcpu
 
     // ---- cpuid ----
 
-    /// <summary>Vendor string of leaf 0: "ParavirtEmu!" (ebx, edx, ecx).</summary>
-    private const uint VendorEbx = 0x61726150, VendorEdx = 0x74726976, VendorEcx = 0x21756D45;
-
-    /// <summary>
-    /// A fixed leaf set that describes exactly what the emulator implements: leaf 1 EDX = TSC, CX8, CMOV, SSE, SSE2;
-    /// ECX = CX16, POPCNT; leaf 7 EBX = BMI1 (andn, bextr, blsi, blsmsk, blsr, tzcnt); leaf 0x80000001 ECX = LZCNT,
-    /// EDX = LM. No x87, no MMX, no SSE3+, no AVX.
-    /// </summary>
+    /// <summary>CPUID from the fixed <see cref="CpuidModel"/>: exactly what the emulator implements.</summary>
     private void Cpuid()
     {
-        uint leaf = (uint)_r[0], sub = (uint)_r[1];
-        uint a = 0, b = 0, c = 0, d = 0;
-        switch (leaf)
-        {
-            case 0: a = 7; b = VendorEbx; d = VendorEdx; c = VendorEcx; break;
-            case 1: a = 0x0000_0600; d = (1u << 4) | (1u << 8) | (1u << 15) | (1u << 25) | (1u << 26); c = (1u << 13) | (1u << 23); break;
-            case 7: b = sub == 0 ? 1u << 3 : 0; break;
-            case 0x8000_0000: a = 0x8000_0001; break;
-            case 0x8000_0001: c = 1u << 5; d = 1u << 29; break;
-            default: break;
-        }
+        (uint a, uint b, uint c, uint d) = CpuidModel.Query((uint)_r[0], (uint)_r[1]);
         _r[0] = a;
         _r[3] = b;
         _r[1] = c;

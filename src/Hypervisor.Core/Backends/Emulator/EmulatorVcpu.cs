@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -248,10 +249,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         (state.Star, state.Lstar, state.Cstar, state.Sfmask, state.KernelGsBase, state.TscAux) = _msrs;
         state.Efer = _efer;
         state.Tsc = _icount;
-        for (int i = 0; i < 16; i++)
-        {
-            _x[i].CopyTo(state.Xmm(i));
-        }
+        // x87, MXCSR and XMM: the FXSAVE layout of the legacy region, both components in use (XSTATE_BV = x87 | SSE).
+        SaveFxsave(state.ExtendedState.AsSpan(0, 512));
+        BinaryPrimitives.WriteUInt64LittleEndian(state.ExtendedState.AsSpan(512), 0x3);
         return state;
     }
 
@@ -269,9 +269,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _idtr = (state.Idtr.Base, state.Idtr.Limit);
         _msrs = (state.Star, state.Lstar, state.Cstar, state.Sfmask, state.KernelGsBase, state.TscAux);
         _efer = state.Efer;
-        for (int i = 0; i < 16; i++)
+        // The legacy region as FXRSTOR loads it (as the WHP backend does; components are not re-initialized from XSTATE_BV).
+        if (!LoadFxrstor(state.ExtendedState.AsSpan(0, 512)))
         {
-            _x[i] = Vector128.Create(state.Xmm(i));
+            throw new ArgumentException($"the state's MXCSR 0x{state.Mxcsr:x} sets reserved bits", nameof(state));
         }
     }
 
@@ -298,6 +299,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         MarkGuardPages();
         Array.Clear(_regArray);
         Array.Clear(_xmmArray);
+        _fpu = Semantics.FpuState.Initial;
         _rip = start.Rip;
         _r[4] = start.Rsp;
         _r[7] = start.Rdi;
@@ -440,8 +442,16 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             }
             if (!Translator.Translate(in ins, ref op))
             {
+                // The one place an instruction the emulator lacks is recognised: a VcpuExitKind.Unimplemented exit.
                 op = default;
                 AddUnsupported(ref op, ins.IP, $"the emulator does not implement '{Format(in ins)}' at 0x{ins.IP:x}", OpKind.Unimplemented);
+                break;
+            }
+            if (op.Kind == OpKind.Undefined)
+            {
+                // An instruction of a feature this CPU model does not have (see CpuidModel): #UD, as on such a CPU.
+                op = default;
+                AddUnsupported(ref op, ins.IP, $"invalid opcode (#UD): '{Format(in ins)}' at 0x{ins.IP:x}");
                 break;
             }
             _decodeOps.Add(op);

@@ -43,4 +43,35 @@ internal sealed class GuestFault : Exception
     [DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]
     public static void Raise(string message) => throw new GuestFault(message);
+
+    /// <summary>#XM: an SSE floating-point exception that MXCSR leaves unmasked.</summary>
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void SimdException(uint unmaskedFlags) =>
+        throw new GuestFault($"SIMD floating-point exception (#XM): unmasked {FlagNames(unmaskedFlags)}");
+
+    /// <summary>#MF: a waiting x87 instruction found an unmasked exception pending in the status word.</summary>
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void X87Exception(uint pendingFlags) =>
+        throw new GuestFault($"x87 floating-point exception (#MF): unmasked {FlagNames(pendingFlags)} pending");
+
+    /// <summary>#GP for a reason other than alignment (e.g. a reserved MXCSR bit).</summary>
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void GeneralProtection(string why) => throw new GuestFault($"general protection fault (#GP): {why}");
+
+    private static string FlagNames(uint flags)
+    {
+        string[] names = ["invalid operation", "denormal operand", "divide by zero", "overflow", "underflow", "precision"];
+        var parts = new List<string>();
+        for (int i = 0; i < names.Length; i++)
+        {
+            if ((flags & (1u << i)) != 0)
+            {
+                parts.Add(names[i]);
+            }
+        }
+        return string.Join(", ", parts);
+    }
 }

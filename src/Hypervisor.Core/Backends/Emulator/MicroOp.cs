@@ -37,6 +37,40 @@ internal enum OpKind : ushort
     Pmuludq, Pmullw, Pminub, Pmaxub, Pminsw, Pmaxsw,
     Packuswb, Packsswb, Packssdw, Paddusb, Paddusw, Psubusb, Psubusw, Paddsb, Paddsw, Psubsb, Psubsw,
     Pavgb, Pavgw, Pmulhw, Pmulhuw, Pmaddwd, Psadbw, Pextrw, Pinsrw, MovntStore,
+    // ISA extensions: SSE/SSE2 floating point and MXCSR, SSE3..SSE4.2, x87, BMI2, ADX, MOVBE, RDTSCP.
+    // Semantics live in Semantics/ (pure helpers); dispatch is EmulatorVcpu.Isa.cs, decode Translator.Isa.cs.
+    SseArith,     // Cond = SseOp, Size2 = SseShape
+    SseCompare,   // cmpps/pd/ss/sd: Cond = SseShape, Imm = predicate
+    SseComi,      // comis/ucomis: Cond = 1 signaling, Size2 = 1 double
+    CvtIntToFp,   // cvtsi2ss/sd: Size = integer size, Size2 = 1 double
+    CvtFpToInt,   // cvt(t)ss/sd2si: Size = integer size, Size2 = 1 double, Cond = 1 truncate
+    CvtVector,    // packed and fp<->fp conversions: Cond = CvtKind
+    SseHorizontal,// addsub/hadd/hsub: Cond = 0/1/2, Size2 = 1 double
+    SseRound,     // round*: Size2 = SseShape, Imm
+    SseDot,       // dpps/dppd: Size2 = 1 double, Imm
+    SseApprox,    // rcp/rsqrt: Cond = 1 rsqrt, Size2 = SseShape
+    Ldmxcsr, Stmxcsr, Fxsave, Fxrstor,
+    VecBinary,    // integer/shuffle vector ops without flags: Cond = VecOp, Imm = imm8
+    VecExtract,   // pextrb/w/d/q, extractps: Size = element size, Size2 = GPR size, Imm = index
+    VecInsert,    // pinsrb/d/q: Size = element size, Imm = index
+    Ptest,
+    PcmpStr,      // Cond: 0 pcmpestri, 1 pcmpestrm, 2 pcmpistri, 3 pcmpistrm; Rep = 1 for the 64-bit length forms
+    Crc32,        // Size = destination size, Size2 = source size
+    Maskmovdqu,
+    X87Arith,     // Cond = X87ArithOp, RegA = destination ST index, B = ST(RegB) or memory (Size2 = X87Format), Rep = pops
+    X87Compare,   // fcom/fucom/ficom: Cond = 1 quiet, B = ST(RegB) or memory, Rep = pops
+    X87CompareFlags, // fcomi/fucomi(p): Cond = 1 quiet, RegB = ST index, Rep = pop
+    X87Load,      // B = ST(RegB), memory (Size2 = X87Format) or a constant (Loc.Imm, Imm = X87Constant)
+    X87Store,     // A = ST(RegA) or memory (Size2 = X87Format), Cond = 1 truncate (fisttp), Rep = pop
+    X87Unary,     // Cond = X87Unary
+    X87Control,   // Cond = X87Control, Rep = 1 waits (checks for a pending exception first)
+    X87Fcmov,     // Cond = condition (x86 tttn), RegB = ST index
+    Bmi2,         // Cond = Bmi2Op: RegA = destination (mulx: high half), B = r/m, RegC = the VEX.vvvv register, Imm (rorx)
+    AddCarryX,    // adcx (Cond 0, carry in CF) / adox (Cond 1, carry in OF)
+    Movbe,        // A = register or memory, B = memory or register
+    Rdtscp,
+    Undefined,    // decoder marker: an instruction of a feature this CPU model lacks; Decode makes it a #UD (Unsupported) op
+    ExtensionLast = Undefined,
     // Specialized forms (chosen at decode time for the hottest shapes: 32/64-bit register and immediate operands).
     MovRR64, MovRR32, MovRI64, MovRI32, AddRR64, AddRR32, AddRI64, AddRI32, SubRR64, SubRR32, SubRI64, SubRI32, AndRR64, AndRR32, AndRI64, AndRI32, OrRR64, OrRR32, OrRI64, OrRI32, XorRR64, XorRR32, XorRI64, XorRI32, CmpRR64, CmpRR32, CmpRI64, CmpRI32, TestRR64, TestRR32, TestRI64, TestRI32,
     LoadRM64, LoadRM32, StoreMR64, StoreMR32, MovzxLoad8, MovzxRR8, Lea64, Lea32, ShiftRI,

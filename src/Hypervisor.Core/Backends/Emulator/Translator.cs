@@ -7,7 +7,7 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// does not implement, so that the block ends in an <see cref="OpKind.Unsupported"/> op that faults with the
 /// instruction's text instead of computing a wrong result.
 /// </summary>
-internal static class Translator
+internal static partial class Translator
 {
     public const byte NoReg = 0xFF;
 
@@ -332,7 +332,7 @@ internal static class Translator
             case Mnemonic.Cmpsb: case Mnemonic.Cmpsw: case Mnemonic.Cmpsq:
                 return StringOp(in ins, ref op, OpKind.Cmps);
             case Mnemonic.Cmpsd:
-                return ins.Code == Code.Cmpsd_m32_m32 && StringOp(in ins, ref op, OpKind.Cmps);
+                return ins.Code == Code.Cmpsd_m32_m32 ? StringOp(in ins, ref op, OpKind.Cmps) : TranslateIsa(in ins, ref op);
             case Mnemonic.Scasb: case Mnemonic.Scasw: case Mnemonic.Scasd: case Mnemonic.Scasq:
                 return StringOp(in ins, ref op, OpKind.Scas);
 
@@ -472,7 +472,11 @@ internal static class Translator
             case Mnemonic.Movnti:
                 return Binary(in ins, ref op, OpKind.Mov);
             case Mnemonic.Pextrw:
-                // pextrw r32/r64, xmm, imm8 (the SSE4.1 memory form is not supported)
+                // pextrw r32/r64, xmm, imm8 (the SSE4.1 memory form is an ISA extension)
+                if (ins.Op0Kind == Iced.Intel.OpKind.Memory)
+                {
+                    return TranslateIsa(in ins, ref op);
+                }
                 if (ins.OpCount != 3 || ins.Op0Kind != OpKind_Register || ins.Op1Kind != OpKind_Register || ins.Op2Kind != Iced.Intel.OpKind.Immediate8
                     || !Gpr(ins.Op0Register, out op.RegA, out int ps) || ps < 4 || !Xmm(ins.Op1Register, out op.RegB))
                 {
@@ -497,7 +501,7 @@ internal static class Translator
                 op.Imm = ins.GetImmediate(2) & 7;
                 return true;
             default:
-                return false;
+                return TranslateIsa(in ins, ref op);
         }
     }
 
