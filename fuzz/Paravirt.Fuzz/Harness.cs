@@ -27,6 +27,7 @@ internal abstract class Harness : IDisposable
         ["switch"] = () => new Harnesses.SwitchHarness(),
         ["cli"] = () => new Harnesses.CliHarness(),
         ["emulator"] = () => new Harnesses.EmulatorDifferentialHarness(),
+        ["calls"] = () => new Harnesses.CallsHarness(),
     };
 }
 

@@ -67,6 +67,8 @@ public enum FeatureBits : ulong
     ConsoleEndOfInput = 1UL << 4,
     /// <summary>ABI 1.1: <see cref="HypercallCode.Random"/> returns bytes from the host's cryptographic random number generator.</summary>
     Entropy = 1UL << 5,
+    /// <summary>The guest runs in a sandbox: <see cref="HypercallCode.SandboxReady"/>, <see cref="HypercallCode.SandboxReturn"/> and <see cref="HypercallCode.HostCall"/> serve typed calls (see <see cref="SandboxConstants"/>).</summary>
+    Sandbox = 1UL << 6,
     /// <summary><see cref="HypercallCode.TimerSet"/> is available: the backend delivers the paravirtual timer as an external interrupt through the guest's IDT (ABI 1.1).</summary>
     Timer = 1UL << 9,
 }

@@ -6,7 +6,8 @@ namespace Paravirt.Abi;
 /// The guest image carries ELF notes (section <c>.note.paravirt</c>, in a <c>PT_NOTE</c> segment) with name
 /// <see cref="Name"/>: one of type <see cref="TypeAbi"/> (the ABI version it was built for, an <see cref="AbiNote"/>)
 /// and optionally one of type <see cref="TypeManifest"/> (the devices it needs: a <see cref="ManifestHeader"/>
-/// followed by <c>Count</c> <see cref="ManifestEntry"/>). The host reads them before running anything.
+/// followed by <c>Count</c> <see cref="ManifestEntry"/>), and any number of type <see cref="TypeSandbox"/> (a
+/// <see cref="SandboxDeclaration"/> each: the guest functions a sandbox serves, the guard page below the stack). The host reads them before running anything.
 /// </summary>
 [AbiExport("PV_NOTE")]
 public static class ElfNote
@@ -17,6 +18,8 @@ public static class ElfNote
     public const uint TypeAbi = 1;
     /// <summary>Note type of the device manifest note.</summary>
     public const uint TypeManifest = 2;
+    /// <summary>Note type of a sandbox declaration (a guest function or the stack's guard page): one <see cref="SandboxDeclaration"/> per note.</summary>
+    public const uint TypeSandbox = 3;
     /// <summary>Most manifest entries a host accepts.</summary>
     public const uint ManifestMaxEntries = 64;
 }

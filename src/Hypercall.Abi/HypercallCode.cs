@@ -7,7 +7,7 @@ namespace Paravirt.Abi;
 /// </summary>
 /// <remarks>
 /// Groups: <c>0x00xx</c> core, <c>0x01xx</c> console, <c>0x02xx</c> block, <c>0x03xx</c> net,
-/// <c>0x04xx</c> event channels, <c>0x1000</c>-<c>0x1FFF</c> user-defined (registered by the host application,
+/// <c>0x04xx</c> event channels, <c>0x05xx</c> guest calls (sandboxes), <c>0x1000</c>-<c>0x1FFF</c> user-defined (registered by the host application,
 /// see <see cref="HypercallRanges"/>).
 /// </remarks>
 [AbiExport("pv_hypercall")]
@@ -63,6 +63,13 @@ public enum HypercallCode : uint
 
     /// <summary><c>event_send(port)</c>: the doorbell: tells the host there is new work on the rings bound to <c>port</c>. Returns 0.</summary>
     EventSend = 0x0400,
+
+    /// <summary><c>sandbox_ready(buffer, size)</c>: the guest finished its initialization and serves calls; <c>buffer</c> (<c>size</c> bytes, <see cref="SandboxConstants.MinCallBuffer"/> to <see cref="SandboxConstants.MaxCallBuffer"/>) is its call buffer. The vCPU stops here until the host calls a guest function; then the call returns the length of the call (<c>[name, args]</c>, MessagePack) the host wrote at <c>buffer</c>. Needs <see cref="FeatureBits.Sandbox"/>.</summary>
+    SandboxReady = 0x0500,
+    /// <summary><c>sandbox_return(status, result, length)</c>: the current call is done: <c>status</c> 0 with a MessagePack value at <c>result</c> (<c>length</c> bytes), or a negative <see cref="HypercallStatus"/> with a MessagePack <c>str</c> message there. Returns, like <see cref="SandboxReady"/>, the length of the next call in the call buffer.</summary>
+    SandboxReturn = 0x0501,
+    /// <summary><c>host_call(request, length, response, capacity)</c>: calls a host function: <c>request</c> holds <c>[name, args]</c> (MessagePack, <c>length</c> bytes). Returns the length of the MessagePack result written at <c>response</c>, or a negative <see cref="HypercallStatus"/> with a MessagePack <c>str</c> message written there (when it fits).</summary>
+    HostCall = 0x0502,
 }
 
 /// <summary>Ranges of <see cref="HypercallCode"/> values with a fixed meaning.</summary>

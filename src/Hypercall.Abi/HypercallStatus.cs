@@ -48,4 +48,6 @@ public enum HypercallStatus : long
     Protocol = -71,
     /// <summary>Timed out (ETIMEDOUT).</summary>
     TimedOut = -110,
+    /// <summary>A host function failed (it threw): the message says why (EREMOTEIO).</summary>
+    HostFunctionFailed = -121,
 }

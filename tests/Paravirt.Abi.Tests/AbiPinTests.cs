@@ -22,6 +22,7 @@ public sealed class AbiPinTests
                 ("ClockMonotonic", 0x0004u), ("ClockWall", 0x0005u), ("Poll", 0x0006u), ("AcceptFeatures", 0x0007u),
                 ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("Random", 0x000Au), ("SyscallUnimplemented", 0x000Bu), ("ExitSignal", 0x000Cu), ("TimerSet", 0x0011u), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
                 ("BlockAttach", 0x0200u), ("NetAttach", 0x0300u), ("EventSend", 0x0400u),
+                ("SandboxReady", 0x0500u), ("SandboxReturn", 0x0501u), ("HostCall", 0x0502u),
             ]
         },
         {
@@ -31,11 +32,12 @@ public sealed class AbiPinTests
                 ("BadHandle", -9L), ("TryAgain", -11L), ("NoMemory", -12L), ("Fault", -14L), ("Busy", -16L),
                 ("Exists", -17L), ("NoDevice", -19L), ("Invalid", -22L), ("NoSpace", -28L), ("ReadOnly", -30L),
                 ("Broken", -32L), ("OutOfRange", -34L), ("NotImplemented", -38L), ("Protocol", -71L), ("TimedOut", -110L),
+                ("HostFunctionFailed", -121L),
             ]
         },
         {
             typeof(FeatureBits),
-            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("ConsoleEndOfInput", 16UL), ("Entropy", 32UL), ("Timer", 0x200UL)]
+            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("ConsoleEndOfInput", 16UL), ("Entropy", 32UL), ("Sandbox", 64UL), ("Timer", 0x200UL)]
         },
         {
             typeof(DeviceKind),
@@ -56,6 +58,10 @@ public sealed class AbiPinTests
         {
             typeof(BootModuleKind),
             [("None", 0u), ("LinuxExecutable", 1u), ("LinuxArguments", 2u)]
+        },
+        {
+            typeof(SandboxDeclarationKind),
+            [("None", 0u), ("Function", 1u), ("StackGuard", 2u)]
         },
     };
 
@@ -84,6 +90,7 @@ public sealed class AbiPinTests
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(BlockOperation)));
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(ConsoleInputFlags)));
         Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(BootModuleKind)));
+        Assert.Equal(typeof(uint), Enum.GetUnderlyingType(typeof(SandboxDeclarationKind)));
     }
 
     [Fact]
@@ -129,7 +136,11 @@ public sealed class AbiPinTests
             ]
         },
         { typeof(HypercallRanges), [("UserFirst", 0x1000u), ("UserLast", 0x1FFFu)] },
-        { typeof(ElfNote), [("Name", "Paravirt"), ("TypeAbi", 1u), ("TypeManifest", 2u), ("ManifestMaxEntries", 64u)] },
+        { typeof(ElfNote), [("Name", "Paravirt"), ("TypeAbi", 1u), ("TypeManifest", 2u), ("TypeSandbox", 3u), ("ManifestMaxEntries", 64u)] },
+        {
+            typeof(SandboxConstants),
+            [("NameMax", 47u), ("MaxFunctions", 256u), ("MinCallBuffer", 4096u), ("MaxCallBuffer", 0x100_0000u), ("GuardPageSize", 4096u)]
+        },
         { typeof(EntryConvention), [("ImageMinAddress", 0x10_0000UL), ("PageSize", 0x1000UL)] },
         { typeof(HypercallConvention), [("CodeRegister", "rax"), ("ResultRegister", "rax"), ("MaxArguments", 5)] },
         { typeof(BootInfo), [("CurrentSize", 80)] },
@@ -208,6 +219,9 @@ public sealed class AbiPinTests
             ["BootModuleKind"] = "pv_boot_module_kind",
             ["LinuxArgumentsHeader"] = "pv_linux_args",
             ["LinuxConstants"] = "PV_LINUX",
+            ["SandboxConstants"] = "PV_SANDBOX",
+            ["SandboxDeclarationKind"] = "pv_sandbox_decl_kind",
+            ["SandboxDeclaration"] = "pv_sandbox_decl",
         };
         Assert.Equal(expected.OrderBy(kv => kv.Key), actual.OrderBy(kv => kv.Key));
     }
@@ -247,6 +261,7 @@ public sealed class AbiPinTests
         { typeof(NetTxResponse), 32, [("Id", 0), ("Status", 8)] },
         { typeof(NetRxRequest), 32, [("Id", 0), ("Buffer", 8), ("Capacity", 16), ("Reserved0", 20), ("Reserved1", 24)] },
         { typeof(NetRxResponse), 32, [("Id", 0), ("Status", 8), ("Length", 16), ("Reserved", 20)] },
+        { typeof(SandboxDeclaration), 64, [("Kind", 0), ("Flags", 4), ("Address", 8), ("Name", 16)] },
     };
 
     [Theory]
@@ -308,6 +323,10 @@ public sealed class AbiPinTests
         Assert.Equal(typeof(uint), typeof(NetRxRequest).GetField("Capacity")!.FieldType);
         Assert.Equal(typeof(long), typeof(NetRxResponse).GetField("Status")!.FieldType);
         Assert.Equal(typeof(uint), typeof(NetRxResponse).GetField("Length")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(SandboxDeclaration).GetField("Kind")!.FieldType);
+        Assert.Equal(typeof(uint), typeof(SandboxDeclaration).GetField("Flags")!.FieldType);
+        Assert.Equal(typeof(ulong), typeof(SandboxDeclaration).GetField("Address")!.FieldType);
+        Assert.Equal((typeof(byte), 48), FixedBuffer(typeof(SandboxDeclaration), "Name"));
     }
 
     private static (Type, int) FixedBuffer(Type type, string field)

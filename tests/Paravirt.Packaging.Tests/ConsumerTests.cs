@@ -101,6 +101,16 @@ public sealed class ConsumerTests(ConsumerWorkspace workspace) : IClassFixture<C
     }
 
     [LinuxX64Fact]
+    public void A_host_calls_a_C_guest_function_with_a_record_and_gets_a_record_back_in_under_15_lines()
+    {
+        int lines = ConsumerWorkspace.SandboxHostSource.Split('\n').Count(l => !string.IsNullOrWhiteSpace(l));
+        Assert.True(lines < 15, $"the sandbox host program has {lines} lines of code");
+        Command.Result r = workspace.Dotnet(workspace.Root, workspace.SandboxHostDll, workspace.PluginGuestImage);
+        Assert.True(r.ExitCode == 0, r.Describe("the sandbox host program built from the packages"));
+        Assert.Contains("Scale returned Point { X = 30, Y = -40 }", r.StdOut, StringComparison.Ordinal);
+    }
+
+    [LinuxX64Fact]
     public void The_installed_tool_reports_a_missing_image_with_its_exit_code()
     {
         Command.Result r = Command.Run(workspace.Tool, workspace.Root, workspace.Environment, TimeSpan.FromMinutes(1),

@@ -17,6 +17,8 @@ public sealed class ConsumerWorkspace : IDisposable
     private readonly Lazy<string> _host;
     private readonly Lazy<string> _tool;
     private readonly Lazy<string> _linuxApp;
+    private readonly Lazy<string> _pluginGuest;
+    private readonly Lazy<string> _sandboxHost;
 
     public ConsumerWorkspace()
     {
@@ -26,6 +28,9 @@ public sealed class ConsumerWorkspace : IDisposable
         _guest = new(BuildGuest);
         _csGuest = new(BuildCSharpGuest);
         _host = new(BuildHost);
+        _pluginGuest = new(() => BuildGuestProject("plugin-guest", "<ParavirtGuestLanguage>C</ParavirtGuestLanguage>", extraReference: "",
+            Path.Combine("samples", "plugin-guest", "plugin-guest.c"), "a C sandbox guest"));
+        _sandboxHost = new(BuildSandboxHost);
         _tool = new(InstallTool);
         _linuxApp = new(PublishLinuxApp);
     }
@@ -52,6 +57,26 @@ public sealed class ConsumerWorkspace : IDisposable
     /// of the static executable in its publish folder.
     /// </summary>
     public string LinuxDotnetApp => _linuxApp.Value;
+
+    /// <summary>The C sandbox guest (samples/plugin-guest/plugin-guest.c) built by a project that references only Paravirt.Guest.Sdk.</summary>
+    public string PluginGuestImage => _pluginGuest.Value;
+
+    /// <summary>The sandbox host program (<see cref="SandboxHostSource"/>, references Paravirt.Hypervisor.Core), as a path to its dll.</summary>
+    public string SandboxHostDll => _sandboxHost.Value;
+
+    /// <summary>
+    /// The whole host program of docs/sandboxes.md's quick start: it calls a C guest function with a record and gets a
+    /// record back.
+    /// </summary>
+    public const string SandboxHostSource = """
+        using Paravirt.Hypervisor.Sandboxes;
+
+        using var sandbox = Sandbox.Create(args[0], new SandboxOptions { Backend = "emulator" });
+        Point scaled = sandbox.Call<Point>("Scale", new Point(3, -4), 10);
+        Console.WriteLine($"Scale returned {scaled}");
+
+        public record Point(int X, int Y);
+        """;
 
     /// <summary>The paravirt command installed from the feed with dotnet tool install --tool-path.</summary>
     public string Tool => _tool.Value;
@@ -250,6 +275,35 @@ public sealed class ConsumerWorkspace : IDisposable
         string exe = Path.Combine(dir, "bin", "Release", "net10.0", "linux-x64", "publish", name);
         Assert.True(File.Exists(exe), $"the publish succeeded but {exe} is missing\n{r.StdOut}");
         return exe;
+    }
+
+    private string BuildSandboxHost()
+    {
+        LocalFeed.Require();
+        WriteNuGetConfig();
+        string dir = Path.Combine(Root, "sandbox-host");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "sandbox-host.csproj"), $"""
+            <Project Sdk="Microsoft.NET.Sdk">
+              <PropertyGroup>
+                <OutputType>Exe</OutputType>
+                <TargetFramework>net10.0</TargetFramework>
+                <Nullable>enable</Nullable>
+                <ImplicitUsings>enable</ImplicitUsings>
+                <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
+              </PropertyGroup>
+              <ItemGroup>
+                <PackageReference Include="Paravirt.Hypervisor.Core" Version="{LocalFeed.Version}" />
+              </ItemGroup>
+            </Project>
+            """);
+        File.WriteAllText(Path.Combine(dir, "Program.cs"), SandboxHostSource);
+        Command.Result r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        Assert.True(r.ExitCode == 0, r.Describe("dotnet build of a sandbox host that references Paravirt.Hypervisor.Core"));
+        AssertRestoredFromFeed("Paravirt.Hypervisor.Core");
+        string dll = Path.Combine(dir, "bin", "Release", "net10.0", "sandbox-host.dll");
+        Assert.True(File.Exists(dll), $"the sandbox host build succeeded but {dll} is missing");
+        return dll;
     }
 
     private string InstallTool()

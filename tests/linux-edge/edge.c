@@ -149,6 +149,19 @@ static void on_usr2_sleeper(int sig)
     (void)sig;
 }
 
+static volatile int spin_stop;
+static volatile long spin_laps;
+
+/* Never enters the kernel: on one vCPU only a timer interrupt can take the CPU away from it. */
+static void *spinner(void *arg)
+{
+    (void)arg;
+    while (!spin_stop) {
+        spin_laps++;
+    }
+    return NULL;
+}
+
 static void *sleeper(void *arg)
 {
     (void)arg;
@@ -206,6 +219,15 @@ static void threads(void)
     expect("pthread_kill interrupts a 30 s nanosleep with EINTR", sleeper_result == -1 && sleeper_errno == EINTR);
     signal(SIGUSR1, SIG_DFL);
     signal(SIGUSR2, SIG_DFL);
+
+    /* preemption: a thread that spins without system calls must not starve a sleeper whose time has come */
+    pthread_t sp;
+    pthread_create(&sp, NULL, spinner, NULL);
+    struct timespec nap = { 0, 30 * 1000 * 1000 };
+    nanosleep(&nap, NULL);
+    spin_stop = 1;
+    pthread_join(sp, NULL);
+    expect("a spinning thread that never enters the kernel is preempted for a sleeper", spin_laps > 0);
 }
 
 /* ---- hostile arguments ---- */

@@ -104,6 +104,16 @@ for lib in $(ldd "$scenarios" | grep -o '/[^ ]*'); do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
 done
+# OpenSSL, which ldd does not list: the runtime dlopens it for the cryptographic random numbers that MessagePack's
+# UntrustedData security seeds its collision-resistant hashing with (the sandbox scenario); without it the program
+# aborts with "No usable version of libssl was found".
+for name in libssl.so.3 libcrypto.so.3; do
+    lib="$(ldconfig -p | awk -v n="$name" '$1 == n && /x86-64/ { print $NF; exit }')"
+    if [ -n "$lib" ]; then
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    fi
+done
 filter=""
 if [ $# -gt 0 ]; then filter=" $*"; fi
 # NESTED_KVM_ARGS replaces the scenario names with other arguments for the scenario program (bench/linux.sh:

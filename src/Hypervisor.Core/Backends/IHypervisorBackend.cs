@@ -28,6 +28,18 @@ public sealed record VirtualMachineOptions
 {
     /// <summary>Most guest instructions to execute before stopping with <see cref="VcpuExitKind.BudgetExhausted"/>; null for no limit. Honoured exactly by backends that declare <see cref="BackendCapabilities.InstructionBudget"/>; others ignore it (the VMM warns and relies on the wall-clock timeout).</summary>
     public ulong? InstructionBudget { get; init; }
+
+    /// <summary>
+    /// Guest-physical addresses of guard pages (4 KiB, page aligned): pages the guest must never touch, e.g. below its
+    /// stack. KVM leaves them out of the memory slots (any access exits as <see cref="VcpuExitKind.Mmio"/> with the
+    /// guest-physical address); the emulator's MMU refuses any access whose translation reaches one (loads, stores and
+    /// instruction fetches: a <see cref="VcpuExitKind.Fault"/> exit with the guest-physical address, never delivered to
+    /// the guest's IDT); WHP does not implement them yet (ignored). The VMM reports either as a stack overflow.
+    /// </summary>
+    public IReadOnlyList<ulong> GuardPages { get; init; } = [];
+
+    /// <summary>Record the pages the guest writes (<see cref="IVirtualMachine.CollectDirtyPages"/>), for snapshots; honoured by backends that declare <see cref="BackendCapabilities.DirtyPageTracking"/>.</summary>
+    public bool TrackDirtyPages { get; init; }
 }
 
 /// <summary>Result of <see cref="IHypervisorBackend.Probe"/>.</summary>
@@ -89,6 +101,18 @@ public interface IVirtualMachine : IDisposable
 
     /// <summary>Creates a vCPU that will start at <paramref name="start"/> in flat 64-bit long mode.</summary>
     IVcpu CreateVcpu(in VcpuStartState start);
+
+    /// <summary>
+    /// Adds the pages the guest wrote since the last call to <see cref="Memory"/>'s dirty page map and starts a new
+    /// round. Backends that declare <see cref="BackendCapabilities.DirtyPageTracking"/> and were created with
+    /// <see cref="VirtualMachineOptions.TrackDirtyPages"/> implement it (KVM: <c>KVM_GET_DIRTY_LOG</c>; the emulator marks
+    /// the map as the guest stores, so it has nothing to do); others do nothing. vCPUs stopped. (A host rewrite of guest
+    /// memory, such as a restore, needs no call here: <see cref="GuestMemory"/>'s write path tells the backends that
+    /// cache decoded code.)
+    /// </summary>
+    void CollectDirtyPages()
+    {
+    }
 }
 
 /// <summary>Initial register state of the boot vCPU (see <see cref="Abi.EntryConvention"/>).</summary>
@@ -119,4 +143,6 @@ public enum BackendCapabilities
     /// <c>kvm_pvm</c> does not (PVM runs the guest at hardware CPL 3 on shadow page tables and delivers events its own way).
     /// </summary>
     SupervisorMode = 1 << 3,
+    /// <summary><see cref="IVirtualMachine.CollectDirtyPages"/> names the pages the guest wrote (with <see cref="VirtualMachineOptions.TrackDirtyPages"/>), so a snapshot restore copies only those.</summary>
+    DirtyPageTracking = 1 << 4,
 }

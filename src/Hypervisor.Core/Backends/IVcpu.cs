@@ -37,6 +37,15 @@ public interface IVcpu : IDisposable
     /// <summary>Guest instructions executed so far, where the backend declares <see cref="BackendCapabilities.InstructionCount"/>; otherwise null.</summary>
     ulong? InstructionsRetired { get; }
 
+    /// <summary>
+    /// Replaces the instruction budget: from now the vCPU may execute <paramref name="instructions"/> more guest
+    /// instructions before <see cref="Run"/> returns <see cref="VcpuExitKind.BudgetExhausted"/> (null: no limit). Honoured
+    /// by backends that declare <see cref="BackendCapabilities.InstructionBudget"/>; others ignore it. Between runs.
+    /// </summary>
+    void SetInstructionBudget(ulong? instructions)
+    {
+    }
+
     /// <summary>Makes a running (or the next) <see cref="Run"/> return <see cref="VcpuExitKind.Interrupted"/> soon. Thread-safe.</summary>
     void Interrupt();
 

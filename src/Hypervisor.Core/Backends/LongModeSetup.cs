@@ -86,24 +86,45 @@ public static class LongModeSetup
         {
             throw new ArgumentOutOfRangeException(nameof(memory), "guest memory exceeds what the identity page tables map");
         }
-        memory.Clear(new GuestAddress(GuestLayout.Pml4), (ulong)(2 + GuestLayout.PdCount) * 0x1000);
-        memory.WriteUInt64(new GuestAddress(GuestLayout.Pml4), GuestLayout.Pdpt | table);
+        // Page by page (PML4, PDPT, then one PD per GiB; GuestLayout keeps them contiguous), written only where memory
+        // differs: a VM made from a snapshot already holds these tables, and rewriting them would give every such
+        // sandbox private copies of 66 pages it never changes.
+        Span<byte> page = stackalloc byte[0x1000];
+        Span<ulong> entries = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ulong>(page);
         ulong twoMegPages = (memory.Size + (2UL << 20) - 1) >> 21;
-        for (ulong i = 0; i < gib; i++)
+        for (int p = 0; p < 2 + GuestLayout.PdCount; p++)
         {
-            ulong pd = GuestLayout.FirstPd + i * 0x1000;
-            memory.WriteUInt64(new GuestAddress(GuestLayout.Pdpt + i * 8), pd | table);
-            for (ulong j = 0; j < 512 && i * 512 + j < twoMegPages; j++)
+            page.Clear();
+            if (p == 0)
             {
-                ulong phys = (i << 30) | (j << 21);
-                memory.WriteUInt64(new GuestAddress(pd + j * 8), phys | table | PageSize2M);
+                entries[0] = GuestLayout.Pdpt | table;
             }
+            else if (p == 1)
+            {
+                for (ulong i = 0; i < gib; i++)
+                {
+                    entries[(int)i] = (GuestLayout.FirstPd + i * 0x1000) | table;
+                }
+            }
+            else if ((ulong)(p - 2) < gib)
+            {
+                ulong i = (ulong)(p - 2);
+                for (ulong j = 0; j < 512 && i * 512 + j < twoMegPages; j++)
+                {
+                    entries[(int)j] = (i << 30) | (j << 21) | table | PageSize2M;
+                }
+            }
+            WriteIfDifferent(memory, GuestLayout.Pml4 + (ulong)p * 0x1000, page);
         }
-        ReadOnlySpan<ulong> gdt = GdtEntries;
-        for (int i = 0; i < gdt.Length; i++)
-        {
-            memory.WriteUInt64(new GuestAddress(GuestLayout.Gdt + (ulong)i * 8), gdt[i]);
-        }
+        WriteIfDifferent(memory, GuestLayout.Gdt, System.Runtime.InteropServices.MemoryMarshal.AsBytes(GdtEntries));
         return State;
+    }
+
+    private static void WriteIfDifferent(GuestMemory memory, ulong address, ReadOnlySpan<byte> bytes)
+    {
+        if (!memory.TryGetReadOnlySpan(new GuestAddress(address), (ulong)bytes.Length, out ReadOnlySpan<byte> current) || !current.SequenceEqual(bytes))
+        {
+            memory.Write(new GuestAddress(address), bytes);
+        }
     }
 }

@@ -43,6 +43,23 @@ public sealed class ParavirtBuilder
         return this;
     }
 
+    /// <summary>Adds a host function of no arguments that every sandbox's guest may call (<c>pv_host_call</c>).</summary>
+    public ParavirtBuilder AddHostFunction<TResult>(string name, Func<TResult> handler) => AddHostFunction(Sandboxes.HostFunction.From(name, handler));
+
+    /// <summary>Adds a host function of one argument that every sandbox's guest may call; arguments and result travel as MessagePack.</summary>
+    public ParavirtBuilder AddHostFunction<T1, TResult>(string name, Func<T1, TResult> handler) => AddHostFunction(Sandboxes.HostFunction.From(name, handler));
+
+    /// <summary>Adds a host function of two arguments that every sandbox's guest may call.</summary>
+    public ParavirtBuilder AddHostFunction<T1, T2, TResult>(string name, Func<T1, T2, TResult> handler) => AddHostFunction(Sandboxes.HostFunction.From(name, handler));
+
+    /// <summary>Adds a host function that every sandbox's guest may call; a name registered twice fails when the <see cref="Sandboxes.SandboxFactory"/> is built.</summary>
+    public ParavirtBuilder AddHostFunction(Sandboxes.HostFunction function)
+    {
+        ArgumentNullException.ThrowIfNull(function);
+        Services.AddSingleton(function);
+        return this;
+    }
+
     private sealed class DelegateDeviceFactory(IServiceProvider services, Func<IServiceProvider, VirtualDevice> factory) : IDeviceFactory
     {
         public VirtualDevice Create() => factory(services) ?? throw new InvalidOperationException("a device factory registered with AddDevice returned null");

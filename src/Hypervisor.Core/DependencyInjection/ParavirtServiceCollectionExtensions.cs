@@ -36,10 +36,12 @@ public static class ParavirtServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypervisorBackend, EmulatorBackend>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypercallProvider, CoreHypercalls>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypercallProvider, Paravirt.Hypervisor.Devices.DeviceHypercalls>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHypercallProvider, Paravirt.Hypervisor.Sandboxes.SandboxHypercalls>());
         services.TryAddSingleton<BackendSelector>();
         services.TryAddSingleton<HypercallDispatcher>();
         services.TryAddSingleton<ParavirtMetrics>();
         services.TryAddSingleton<GuestRunner>();
+        services.TryAddSingleton<Paravirt.Hypervisor.Sandboxes.SandboxFactory>();
         return new ParavirtBuilder(services);
     }
 }

@@ -172,6 +172,38 @@ public abstract class VirtualDevice : IDisposable
         }
     }
 
+    /// <summary>
+    /// The device's state as a snapshot needs it: attachment, port, broken state, and what the kind keeps about the
+    /// guest's shared memory (ring positions, the console page). vCPU thread, guest stopped.
+    /// </summary>
+    internal DeviceState SaveState() => new(Kind, Name, _session is not null, Port, _broken, BrokenReason, SaveKindState());
+
+    /// <summary>
+    /// Returns the device to <paramref name="state"/> (taken from this device or one of the same kind and name, e.g. of
+    /// the sandbox a snapshot came from) in <paramref name="session"/>, whose memory already holds the snapshot's
+    /// contents. Work queued on the host side (received frames, console input not yet delivered) is kept.
+    /// </summary>
+    internal void LoadState(DeviceState state, GuestSession session)
+    {
+        if (state.Kind != Kind || state.Name != Name)
+        {
+            throw new ArgumentException($"a snapshot of device {state.Kind} '{state.Name}' cannot be loaded into {Kind} '{Name}'", nameof(state));
+        }
+        _session = state.Attached ? session : null;
+        Port = state.Port;
+        _broken = state.Broken;
+        BrokenReason = state.BrokenReason;
+        LoadKindState(state.KindState, session);
+    }
+
+    /// <summary>What the kind keeps about the guest's shared memory (null when not attached).</summary>
+    private protected virtual object? SaveKindState() => null;
+
+    /// <summary>Restores what <see cref="SaveKindState"/> returned (null: detached).</summary>
+    private protected virtual void LoadKindState(object? state, GuestSession session)
+    {
+    }
+
     /// <summary>Releases the device's host resources (files, backends, input readers).</summary>
     public void Dispose()
     {
@@ -200,6 +232,9 @@ public abstract class VirtualDevice : IDisposable
         }
     }
 }
+
+/// <summary>A device's state in a snapshot (<see cref="VirtualDevice.SaveState"/>).</summary>
+internal sealed record DeviceState(DeviceKind Kind, string Name, bool Attached, int Port, bool Broken, string? BrokenReason, object? KindState);
 
 /// <summary>
 /// A device cannot be created from its configuration: a missing or unreadable disk image, a disk whose size is not a

@@ -137,7 +137,7 @@ internal sealed partial class CoreHypercalls : IHypercallProvider
     private static long Write(in HypercallArgs args, GuestSession session)
     {
         ulong length = Math.Min(args.A2, MaxWriteChunk);
-        if (!session.Memory.TryGetSpan(new GuestAddress(args.A1), length, out Span<byte> span))
+        if (!session.Memory.TryGetReadOnlySpan(new GuestAddress(args.A1), length, out ReadOnlySpan<byte> span))
         {
             return (long)HypercallStatus.Fault;
         }

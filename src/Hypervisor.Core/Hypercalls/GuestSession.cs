@@ -11,9 +11,9 @@ namespace Paravirt.Hypervisor.Hypercalls;
 
 /// <summary>
 /// The state of one guest run that hypercall handlers and devices see: its memory, its console, its clocks,
-/// negotiated features, pending events and whether it asked to exit. One per run, used from the vCPU thread
-/// (event signalling is thread-safe). Disposing it ends the run's console output (what a stalled reader did not
-/// take is discarded).
+/// negotiated features, pending events and whether it asked to exit. One per run (or per sandbox, over all its
+/// calls), used from the vCPU thread (event signalling is thread-safe). Disposing it ends the run's console output
+/// (what a stalled reader did not take is discarded).
 /// </summary>
 public sealed partial class GuestSession : IDisposable
 {
@@ -21,8 +21,11 @@ public sealed partial class GuestSession : IDisposable
     internal static readonly TimeSpan ConsoleWriteWait = TimeSpan.FromMilliseconds(50);
 
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
+    /// <summary>Added to the time since <see cref="_startTimestamp"/>: a session loaded from a snapshot continues the snapshot's clock.</summary>
+    private long _clockOffsetNs;
     private readonly object _eventLock = new();
-    private readonly CancellationTokenRegistration _stoppingRegistration;
+    private CancellationToken _stopping;
+    private CancellationTokenRegistration _stoppingRegistration;
     private ulong _pendingEvents;
     private bool _pumpRequested;
     /// <summary>The timer fired since a poll last returned for it: the next (or current) poll returns at once.</summary>
@@ -43,8 +46,6 @@ public sealed partial class GuestSession : IDisposable
         Image = image ?? throw new ArgumentNullException(nameof(image));
         ConsoleOutput = consoleOutput ?? throw new ArgumentNullException(nameof(consoleOutput));
         Stopping = stopping;
-        // A vCPU thread waiting in poll or in a full console queue wakes the moment the run is stopped.
-        _stoppingRegistration = stopping.UnsafeRegister(static s => ((GuestSession)s!).Wake(), this);
     }
 
     /// <summary>Guest memory: the one checked access path for every guest-supplied address.</summary>
@@ -69,8 +70,25 @@ public sealed partial class GuestSession : IDisposable
     /// <summary>The bounded queue in front of <see cref="ConsoleOutput"/> (created on first use, vCPU thread).</summary>
     internal ConsoleOutputQueue ConsoleQueue => _consoleQueue ??= new ConsoleOutputQueue(ConsoleOutput, Limits.ConsoleBufferSize);
 
-    /// <summary>Signalled when the run is being stopped (timeout, cancellation): blocking handlers must return.</summary>
-    public CancellationToken Stopping { get; }
+    /// <summary>
+    /// Signalled when the run is being stopped (timeout, cancellation): blocking handlers must return. Set for each run
+    /// of the vCPU (a sandbox's calls each have their own); a vCPU thread waiting in poll or in a full console queue
+    /// wakes the moment it is signalled.
+    /// </summary>
+    public CancellationToken Stopping
+    {
+        get => _stopping;
+        internal set
+        {
+            if (value == _stopping && _stoppingRegistration != default)
+            {
+                return;
+            }
+            _stoppingRegistration.Dispose();
+            _stopping = value;
+            _stoppingRegistration = value.UnsafeRegister(static s => ((GuestSession)s!).Wake(), this);
+        }
+    }
 
     /// <summary>Feature word 0 the host offers.</summary>
     public FeatureBits OfferedFeatures { get; set; } = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll | FeatureBits.Entropy;
@@ -122,8 +140,63 @@ public sealed partial class GuestSession : IDisposable
     /// <summary>The status the guest passed to <see cref="HypercallCode.Exit"/>.</summary>
     public long ExitStatus { get; private set; }
 
-    /// <summary>Nanoseconds since the run started; never goes backwards.</summary>
-    public long MonotonicNanoseconds => (long)Stopwatch.GetElapsedTime(_startTimestamp).Ticks * 100;
+    /// <summary>Nanoseconds since the run started (for a session loaded from a snapshot: since the snapshot's run started); never goes backwards.</summary>
+    public long MonotonicNanoseconds => _clockOffsetNs + ((long)Stopwatch.GetElapsedTime(_startTimestamp).Ticks * 100);
+
+    /// <summary>The sandbox this session serves calls for (the sandbox hypercalls answer <see cref="HypercallStatus.NotImplemented"/> without one).</summary>
+    internal Sandboxes.ISandboxChannel? Sandbox { get; init; }
+
+    /// <summary>A handler asked the vCPU loop to stop after the current hypercall without completing it (the sandbox's ready and return points); the host resumes the guest later with the hypercall's result.</summary>
+    internal bool PauseRequested { get; set; }
+
+    /// <summary>What a snapshot keeps of the session: pending events, negotiated features, the exit request, the monotonic clock and the armed timer.</summary>
+    internal readonly record struct State(ulong PendingEvents, FeatureBits Accepted, bool ExitRequested, long ExitStatus, long ClockNanoseconds, long TimerDeadline, int TimerVector);
+
+    /// <summary>The session's state for a snapshot (vCPU stopped).</summary>
+    internal State SaveState()
+    {
+        long deadline = 0;
+        int vector = 0;
+        lock (_timerLock)
+        {
+            if (_pendingArm is { } arm)
+            {
+                (deadline, vector) = (arm.Deadline, arm.Vector);
+            }
+        }
+        lock (_eventLock)
+        {
+            return new State(_pendingEvents, AcceptedFeatures, ExitRequested, ExitStatus, MonotonicNanoseconds, deadline, vector);
+        }
+    }
+
+    /// <summary>
+    /// Returns to what <see cref="SaveState"/> returned (of this session or of the session a snapshot came from): the
+    /// monotonic clock continues from the snapshot's time if it is ahead (it never goes backwards), and the timer is
+    /// armed as it was then, or disarmed.
+    /// </summary>
+    internal void LoadState(in State state)
+    {
+        long now = MonotonicNanoseconds;
+        if (state.ClockNanoseconds > now)
+        {
+            _clockOffsetNs += state.ClockNanoseconds - now;
+        }
+        lock (_eventLock)
+        {
+            _pendingEvents = state.PendingEvents;
+            _pumpRequested = false;
+            _timerWake = false;
+        }
+        AcceptedFeatures = state.Accepted;
+        ExitRequested = state.ExitRequested;
+        ExitStatus = state.ExitStatus;
+        PauseRequested = false;
+        if (InterruptSink is not null)
+        {
+            _ = SetTimer(state.TimerDeadline is > 0 ? (ulong)state.TimerDeadline : 0, (ulong)state.TimerVector);
+        }
+    }
 
     /// <summary>
     /// Raises an external interrupt on the guest's vCPU (<see cref="Backends.IVcpu.RequestInterrupt"/>); set by the
@@ -152,6 +225,7 @@ public sealed partial class GuestSession : IDisposable
             if (deadlineNanoseconds == 0)
             {
                 _timer?.Change(Timeout.Infinite, Timeout.Infinite);
+                _pendingArm = null;
                 return 0;
             }
             if (vector is < 32 or > 255)
@@ -162,13 +236,13 @@ public sealed partial class GuestSession : IDisposable
             // Host timers have millisecond granularity: round up, so the interrupt never comes before the deadline.
             long dueMs = dueNs <= 0 ? 0 : Math.Min((dueNs + 999_999) / 1_000_000, uint.MaxValue - 1L);
             _timer ??= new Timer(static s => ((GuestSession)s!).FireTimer(), this, Timeout.Infinite, Timeout.Infinite);
-            _pendingArm = new TimerArm(_timerGeneration, (int)vector);
+            _pendingArm = new TimerArm(_timerGeneration, (int)vector, deadlineNanoseconds > long.MaxValue ? long.MaxValue : (long)deadlineNanoseconds);
             _timer.Change(dueMs, Timeout.Infinite);
             return 0;
         }
     }
 
-    private sealed record TimerArm(long Generation, int Vector);
+    private sealed record TimerArm(long Generation, int Vector, long Deadline);
 
     private TimerArm? _pendingArm;
 

@@ -45,11 +45,12 @@ public static class ElfLoader
     private const ushort EM_X86_64 = 62;
     private const int Elf64HeaderSize = 64, Elf64PhdrSize = 56, Elf64ShdrSize = 64;
     private const uint PT_LOAD = 1, PT_DYNAMIC = 2, PT_INTERP = 3, PT_NOTE = 4;
-    private const uint PF_X = 1;
+    private const uint PF_X = 1, PF_W = 2;
     private const int NoteHeaderSize = 12;
     private const uint ManifestFlagOptional = 1;
     private const int ManifestNameSize = 24;
     private const int AbiNoteSize = 8, ManifestHeaderSize = 8, ManifestEntrySize = 32;
+    private const int SandboxDeclarationSize = 64, SandboxNameSize = 48;
 
     /// <summary>First address past the user half of the x86-64 address space a Linux executable may occupy (Linux's TASK_SIZE).</summary>
     internal const ulong LinuxUserTop = 0x0000_7FFF_FFFF_F000;
@@ -222,9 +223,10 @@ public static class ElfLoader
 
         AbiVersion? guestVersion = null;
         List<ManifestDevice>? manifest = null;
+        var sandbox = new SandboxNotes();
         foreach ((int index, ulong offset, ulong size, ulong align) in notes)
         {
-            ParseNotes(f.Slice((int)offset, (int)size), index, align, ref guestVersion, ref manifest);
+            ParseNotes(f.Slice((int)offset, (int)size), index, align, ref guestVersion, ref manifest, sandbox);
         }
 
         if (guestVersion is null && !physicalLoad)
@@ -266,7 +268,16 @@ public static class ElfLoader
             Fail(reason);
         }
 
-        return new GuestImage(file, entry, placed.ConvertAll(static l => l.Segment), gv, (IReadOnlyList<ManifestDevice>?)manifest ?? [], GuestImageKind.Paravirt);
+        List<ImageSegment> segments = placed.ConvertAll(static l => l.Segment);
+        if (sandbox.StackGuard is ulong guard && !InsideWritableSegment(guard, SandboxConstants.GuardPageSize, segments))
+        {
+            Fail($"the stack guard page 0x{guard:x} declared in the image's sandbox note is not inside a writable loaded segment; the image is badly linked");
+        }
+        return new GuestImage(file, entry, segments, gv, (IReadOnlyList<ManifestDevice>?)manifest ?? [], GuestImageKind.Paravirt)
+        {
+            Functions = sandbox.Functions,
+            StackGuard = sandbox.StackGuard,
+        };
     }
 
     /// <summary>The rules for an image without a Paravirt note: a static Linux executable for the Linux personality.</summary>
@@ -442,7 +453,7 @@ public static class ElfLoader
         Fail($"the entry point 0x{entry:x} is not inside any loaded segment (it must point into an executable PT_LOAD segment with PF_X)");
     }
 
-    private static void ParseNotes(ReadOnlySpan<byte> segment, int index, ulong align, ref AbiVersion? abi, ref List<ManifestDevice>? manifest)
+    private static void ParseNotes(ReadOnlySpan<byte> segment, int index, ulong align, ref AbiVersion? abi, ref List<ManifestDevice>? manifest, SandboxNotes sandbox)
     {
         // ELF notes are 4-byte aligned in practice; a PT_NOTE with p_align 8 (e.g. GNU property notes) uses 8.
         int a = align == 8 ? 8 : 4;
@@ -483,6 +494,9 @@ public static class ElfLoader
                             Fail("the image has more than one Paravirt device manifest note; the file is corrupt or badly linked");
                         }
                         manifest = ParseManifest(desc);
+                        break;
+                    case ElfNote.TypeSandbox:
+                        ParseSandboxDeclaration(desc, sandbox);
                         break;
                     default:
                         break; // a note type from a newer SDK: ignored (forward compatibility)
@@ -543,6 +557,67 @@ public static class ElfLoader
             devices.Add(new ManifestDevice((DeviceKind)kind, name, (entryFlags & ManifestFlagOptional) != 0));
         }
         return devices;
+    }
+
+    /// <summary>What the image's sandbox notes declare.</summary>
+    private sealed class SandboxNotes
+    {
+        public List<string> Functions { get; } = [];
+        public ulong? StackGuard { get; set; }
+    }
+
+    private static void ParseSandboxDeclaration(ReadOnlySpan<byte> desc, SandboxNotes sandbox)
+    {
+        if (desc.Length != SandboxDeclarationSize)
+        {
+            Fail($"a Paravirt sandbox note has {desc.Length} bytes of data, expected {SandboxDeclarationSize} (a pv_sandbox_decl); the image is corrupt or was built by an incompatible SDK");
+        }
+        uint kind = U32(desc, 0);
+        ulong address = U64(desc, 8);
+        switch (kind)
+        {
+            case (uint)SandboxDeclarationKind.Function:
+                string? name = DecodeName(desc.Slice(16, SandboxNameSize));
+                if (name is null)
+                {
+                    Fail($"a Paravirt sandbox note declares a guest function with an invalid name (1 to {SandboxConstants.NameMax} printable ASCII characters, NUL-padded); the image is corrupt");
+                }
+                if (sandbox.Functions.Contains(name))
+                {
+                    Fail($"the image declares guest function '{name}' twice (PV_GUEST_FUNCTION names must be unique)");
+                }
+                if (sandbox.Functions.Count >= SandboxConstants.MaxFunctions)
+                {
+                    Fail($"the image declares more than {SandboxConstants.MaxFunctions} guest functions");
+                }
+                sandbox.Functions.Add(name);
+                break;
+            case (uint)SandboxDeclarationKind.StackGuard:
+                if (sandbox.StackGuard is not null)
+                {
+                    Fail("the image declares more than one stack guard page; the file is corrupt or badly linked");
+                }
+                if (address % SandboxConstants.GuardPageSize != 0 || address < EntryConvention.ImageMinAddress)
+                {
+                    Fail($"the stack guard page 0x{address:x} declared in the image is not a page-aligned address at or above 1 MiB; the image is corrupt");
+                }
+                sandbox.StackGuard = address;
+                break;
+            default:
+                break; // a declaration kind from a newer SDK: ignored (forward compatibility)
+        }
+    }
+
+    private static bool InsideWritableSegment(ulong address, ulong length, List<ImageSegment> segments)
+    {
+        foreach (ImageSegment s in segments)
+        {
+            if ((s.Flags & PF_W) != 0 && address >= s.Address && address - s.Address <= s.MemorySize && length <= s.MemorySize - (address - s.Address))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>Decodes a NUL-padded ASCII name: printable characters, then only NULs (at least one). Null when invalid.</summary>

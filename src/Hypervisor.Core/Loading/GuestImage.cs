@@ -66,6 +66,12 @@ public sealed class GuestImage
     /// <summary>The file the image was read from (<see cref="ElfLoader.LoadFile"/>), or null.</summary>
     public string? SourcePath { get; internal set; }
 
+    /// <summary>The guest functions the image serves as a sandbox (its <c>PV_GUEST_FUNCTION</c> notes), in note order; empty for a plain guest.</summary>
+    public IReadOnlyList<string> Functions { get; internal init; } = [];
+
+    /// <summary>The page-aligned guest-physical address of the guard page below the image's stack (from its sandbox note), or null when it declares none.</summary>
+    public ulong? StackGuard { get; internal init; }
+
     /// <summary>The bytes of the whole image file.</summary>
     public ReadOnlySpan<byte> FileBytes => _file;
 }

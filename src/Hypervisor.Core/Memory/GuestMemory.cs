@@ -17,6 +17,14 @@ namespace Paravirt.Hypervisor.Memory;
 /// <c>KVM_SET_USER_MEMORY_REGION</c> wants); elsewhere from an aligned native allocation that is zeroed here.
 /// The guest may change this memory at any time while a vCPU runs: code that reads guest-shared structures copies
 /// them out once (<see cref="Read{T}(GuestAddress)"/>, <see cref="TryRead"/>) and validates the copy.
+/// <para>
+/// Dirty pages: one byte per 4 KiB page records that the page may have changed since the map was last cleared
+/// (<see cref="ClearDirtyPages"/>: a snapshot or restore), which makes a restore cost what the guest changed, not the
+/// memory size. Every host write path marks it (<see cref="TryGetSpan"/> conservatively, since a span may be written;
+/// <see cref="TryGetReadOnlySpan"/> and the <c>Read</c> forms do not), the emulator marks the physical page of every
+/// guest store (on its TLB's slow write path), and hardware backends add their dirty log to it
+/// (<see cref="Backends.IVirtualMachine.CollectDirtyPages"/>).
+/// </para>
 /// </remarks>
 public sealed unsafe class GuestMemory : IDisposable
 {
@@ -25,11 +33,16 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Largest guest memory the host accepts (64 GiB, bounded by the identity page tables in <see cref="GuestLayout"/>).</summary>
     public const ulong MaxSize = 64UL << 30;
 
+    /// <summary>Bytes per page of the dirty page map.</summary>
+    internal const int PageSize = (int)EntryConvention.PageSize;
+
     private byte* _base;
     private readonly ulong _size;
     private readonly bool _mapped;
     private readonly Lock _observersLock = new();
     private IGuestMemoryWriteObserver[] _observers = [];
+    private readonly byte[] _dirtyArray;
+    private readonly byte* _dirty;
 
     /// <summary>Allocates zeroed guest memory of <paramref name="size"/> bytes (a multiple of 4 KiB within [<see cref="MinSize"/>, <see cref="MaxSize"/>]).</summary>
     /// <exception cref="ArgumentOutOfRangeException">The size is not page aligned or out of range.</exception>
@@ -60,6 +73,60 @@ public sealed unsafe class GuestMemory : IDisposable
             _base = (byte*)NativeMemory.AlignedAlloc((nuint)size, (nuint)EntryConvention.PageSize);
             NativeMemory.Clear(_base, (nuint)size);
         }
+        _dirtyArray = GC.AllocateArray<byte>(checked((int)(size / EntryConvention.PageSize)), pinned: true);
+        // Safe: the array is pinned for the lifetime of this object.
+        _dirty = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_dirtyArray));
+    }
+
+    /// <summary>Guest memory with the contents of <paramref name="image"/>, shared copy-on-write with it where the platform can (Linux: a private mapping of the image's memory file).</summary>
+    internal GuestMemory(MemoryImage image) : this(image.Size)
+    {
+        image.MapInto(this);
+    }
+
+    /// <summary>Number of 4 KiB pages.</summary>
+    internal int PageCount => _dirtyArray.Length;
+
+    /// <summary>
+    /// The dirty page map: byte <c>p</c> is non-zero when page <c>p</c> may have changed since the map was last
+    /// cleared. Anyone may mark pages in it (a backend's dirty log); only <see cref="ClearDirtyPages"/> clears it.
+    /// </summary>
+    internal Span<byte> DirtyPageMap => _dirtyArray;
+
+    /// <summary>The dirty page map's first byte, for the emulator's store path (valid as long as this object lives).</summary>
+    internal byte* DirtyPagePointer => _dirty;
+
+    /// <summary>True when memory is a mapping the platform can replace in place (Linux <c>mmap</c>).</summary>
+    internal bool IsMapped => _mapped;
+
+    /// <summary>
+    /// Clears the dirty page map and tells the write observers, so that a backend that lets guest stores skip the
+    /// marking for pages already marked (the emulator's TLB write permission) marks them again from the next store.
+    /// No vCPU may run meanwhile.
+    /// </summary>
+    internal void ClearDirtyPages()
+    {
+        _dirtyArray.AsSpan().Clear();
+        IGuestMemoryWriteObserver[] observers = Volatile.Read(ref _observers);
+        for (int i = 0; i < observers.Length; i++)
+        {
+            observers[i].OnDirtyPagesCleared();
+        }
+    }
+
+    /// <summary>Marks the pages of <c>[address, address + length)</c> dirty (the range was checked by the caller).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void MarkDirty(ulong address, ulong length)
+    {
+        if (length == 0)
+        {
+            return;
+        }
+        ulong last = (address + length - 1) >> 12;
+        for (ulong p = address >> 12; p <= last; p++)
+        {
+            _dirty[p] = 1;
+        }
     }
 
     /// <summary>Size of guest memory in bytes.</summary>
@@ -83,7 +150,8 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Gets a span over guest memory, or returns false when the range is outside memory, overflows or exceeds <see cref="int.MaxValue"/>.</summary>
     /// <remarks>
     /// The span aliases live guest memory: the guest can change it concurrently. Copy before validating. The caller
-    /// may write through it: backends that cache decoded guest code hear of the range (as for every write method).
+    /// may write through it: its pages are marked dirty, and backends that cache decoded guest code hear of the range
+    /// (as for every write method). Read through <see cref="TryGetReadOnlySpan"/>.
     /// </remarks>
     public bool TryGetSpan(GuestAddress address, ulong length, out Span<byte> span)
     {
@@ -91,8 +159,18 @@ public sealed unsafe class GuestMemory : IDisposable
         {
             return false;
         }
+        MarkDirty(address.Value, length);
         NotifyWrite(address.Value, length);
         return true;
+    }
+
+    /// <summary>Gets a read-only span over guest memory, or returns false when the range is invalid (as <see cref="TryGetSpan"/>, without marking pages dirty or telling write observers).</summary>
+    /// <remarks>The span aliases live guest memory: the guest can change it concurrently. Copy before validating.</remarks>
+    public bool TryGetReadOnlySpan(GuestAddress address, ulong length, out ReadOnlySpan<byte> span)
+    {
+        bool ok = TryGetSpanCore(address, length, out Span<byte> s);
+        span = s;
+        return ok;
     }
 
     private bool TryGetSpanCore(GuestAddress address, ulong length, out Span<byte> span)
@@ -228,6 +306,31 @@ public sealed unsafe class GuestMemory : IDisposable
             address = new GuestAddress(address.Value + chunk);
             length -= chunk;
         }
+    }
+
+    /// <summary>
+    /// Replaces every byte of guest memory with the contents of <paramref name="image"/>: on Linux by mapping the
+    /// image's memory file over the same addresses (private, copy-on-write: the host address stays the same, pages are
+    /// shared with the image until written); elsewhere by copying. Unless <paramref name="sameContents"/> (the image was
+    /// just made from this memory), write observers hear of all of memory. The dirty page map is cleared. No vCPU may
+    /// run meanwhile.
+    /// </summary>
+    internal void Replace(MemoryImage image, bool sameContents)
+    {
+        ObjectDisposedException.ThrowIf(_base == null, this);
+        image.MapInto(this);
+        if (!sameContents)
+        {
+            NotifyWrite(0, _size);
+        }
+        ClearDirtyPages();
+    }
+
+    /// <summary>The host address of page <paramref name="page"/> (in range by the caller's check against <see cref="PageCount"/>), for reading whole pages into snapshots.</summary>
+    internal byte* PagePointer(int page)
+    {
+        ObjectDisposedException.ThrowIf(_base == null, this);
+        return _base + ((ulong)(uint)page << 12);
     }
 
     /// <summary>Releases the host memory. Any span obtained earlier must no longer be used.</summary>

@@ -11,4 +11,10 @@ internal interface IGuestMemoryWriteObserver
 {
     /// <summary>The host is writing guest-physical bytes [<paramref name="address"/>, +<paramref name="length"/>) (already range-checked).</summary>
     void OnHostWrite(ulong address, ulong length);
+
+    /// <summary>
+    /// <see cref="GuestMemory.ClearDirtyPages"/> cleared the dirty page map (a snapshot or restore, vCPUs stopped):
+    /// a guest store must mark its page again before the guest runs on.
+    /// </summary>
+    void OnDirtyPagesCleared();
 }

@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
-using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Paravirt.Abi;
@@ -8,16 +7,16 @@ using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Linux;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Vcpu;
 
 /// <summary>
-/// Runs one guest image to completion: chooses the backend, builds guest memory (image, boot info, hypercall page,
-/// command line), creates the VM and its vCPU, and loops over VM exits, dispatching hypercalls, until the guest
-/// exits, faults, runs out of budget or time, or is cancelled. The vCPU runs on the calling thread. A static Linux
+/// Runs one guest image to completion: chooses the backend, builds the guest (a <see cref="GuestMachine"/>: guest
+/// memory with the image, boot info, hypercall page and command line, the VM and its vCPU) and runs its exit loop,
+/// dispatching hypercalls, until the guest exits, faults, runs out of budget or time, or is cancelled; then lets the
+/// devices and the console output drain. The vCPU runs on the calling thread. A static Linux
 /// executable (<see cref="GuestImageKind.LinuxExecutable"/>) runs on the Linux personality, which the runner loads
 /// with it (see <see cref="GuestRunOptions.Arguments"/> and <see cref="GuestRunOptions.Environment"/>).
 /// </summary>
@@ -104,169 +103,19 @@ public sealed partial class GuestRunner
 
     private RunResult RunCore(GuestImage image, GuestRunOptions options, BackendChoice choice, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(image);
-        ArgumentNullException.ThrowIfNull(options);
-        ArgumentNullException.ThrowIfNull(choice);
-        if (options.MemorySize < GuestMemory.MinSize || options.MemorySize > GuestMemory.MaxSize || options.MemorySize % EntryConvention.PageSize != 0)
-        {
-            throw new ArgumentException($"guest memory must be a multiple of 4 KiB between {GuestMemory.MinSize >> 20} MiB and {GuestMemory.MaxSize >> 30} GiB (got {options.MemorySize} bytes)", nameof(options));
-        }
-        ArgumentNullException.ThrowIfNull(options.Limits);
-        options.Limits.Validate();
-        byte[] commandLine = Encoding.UTF8.GetBytes(options.CommandLine);
-        if (commandLine.Length >= GuestLayout.CommandLineMax || Array.IndexOf(commandLine, (byte)0) >= 0)
-        {
-            throw new ArgumentException($"the guest command line must be at most {GuestLayout.CommandLineMax - 1} bytes of UTF-8 without NUL", nameof(options));
-        }
-
-        var stats = new RunStatistics();
         long started = Stopwatch.GetTimestamp();
-        using var memory = new GuestMemory(options.MemorySize);
-        ulong entry = image.Entry;
-        ulong imageEnd;
-        LinuxLayout? linux = null;
-        if (image.Kind == GuestImageKind.LinuxExecutable)
+        using GuestMachine machine = GuestMachine.Create(image, options, choice, _dispatcher, _logger, _metrics);
+        MachineStop end = machine.Run(cancellationToken, options.Timeout, options.InstructionBudget);
+        machine.Session.StopTimer();
+        machine.Drain(end.Outcome, started, options.Timeout);
+        RunStatistics stats = machine.Statistics;
+        stats.Elapsed = Stopwatch.GetElapsedTime(started);
+        _metrics?.RecordRun(machine.BackendName, end.Outcome.ToString(), stats.Elapsed);
+        LogFinished(_logger, end.Outcome, end.Message);
+        return new RunResult(end.Outcome, end.Status, machine.BackendName, end.Message, stats)
         {
-            if (!choice.Backend.Capabilities.HasFlag(BackendCapabilities.SupervisorMode))
-            {
-                throw new BackendUnavailableException($"backend '{choice.Backend.Name}' cannot run a Linux executable: {BackendSelector.Lacks(choice.Backend, BackendCapabilities.SupervisorMode)}");
-            }
-            IReadOnlyList<string> argv = options.Arguments.Count > 0 ? options.Arguments : [image.SourcePath is { } p ? Path.GetFileName(p) : "app"];
-            linux = LinuxPersonality.Load(image, memory, LinuxPersonality.EncodeArguments(argv, options.Environment));
-            entry = linux.Value.Entry;
-            imageEnd = linux.Value.HeapStart;
-        }
-        else
-        {
-            imageEnd = ElfLoader.LoadInto(image, memory);
-        }
-
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using IDisposable? deadline = options.Timeout is TimeSpan timeout ? RunDeadlines.Schedule(stop, timeout) : null;
-        using var session = new GuestSession(memory, image, options.ConsoleOutput ?? Stream.Null, stop.Token)
-        {
-            Devices = options.Devices ?? [],
-            Metrics = _metrics,
-            Logger = _logger,
-            Limits = options.Limits,
+            TerminatingSignal = end.Outcome == RunOutcome.Exited ? machine.Session.FatalSignal?.Signal : null,
         };
-        bool injection = choice.Backend.Capabilities.HasFlag(BackendCapabilities.InterruptInjection);
-        if (injection)
-        {
-            session.OfferedFeatures |= FeatureBits.Timer;
-        }
-        PrepareMemory(memory, imageEnd, commandLine, session.OfferedFeatures, linux?.BootModules ?? 0, linux?.BootModuleCount ?? 0);
-        string backendName = choice.Backend.Name;
-        LogStarting(_logger, backendName, choice.Reason, image.AbiVersion.ToString(), options.MemorySize >> 20);
-        if (options.InstructionBudget is ulong requested && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.InstructionBudget))
-        {
-            LogBudgetIgnored(_logger, backendName, requested);
-        }
-
-        using IVirtualMachine vm = choice.Backend.CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = options.InstructionBudget });
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(entry, memory.Size, GuestLayout.BootInfo));
-        using CancellationTokenRegistration kick = stop.Token.Register(static s => ((IVcpu)s!).Interrupt(), vcpu);
-        if (injection)
-        {
-            session.InterruptSink = vcpu.RequestInterrupt;
-        }
-
-        RunResult Finish(RunOutcome outcome, long status, string message)
-        {
-            session.StopTimer();
-            session.Stop(DrainDeadline(outcome, started, options));
-            stats.ConsoleBytesDiscarded = session.ConsoleBytesDiscarded;
-            stats.Elapsed = Stopwatch.GetElapsedTime(started);
-            stats.InstructionsRetired = vcpu.InstructionsRetired;
-            stats.UnimplementedSyscalls = session.UnimplementedSyscalls;
-            if (outcome == RunOutcome.Exited && session.FatalSignal is { } killed)
-            {
-                message = killed.Describe();
-            }
-            _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
-            LogFinished(_logger, outcome, message);
-            return new RunResult(outcome, status, backendName, message, stats) { TerminatingSignal = outcome == RunOutcome.Exited ? session.FatalSignal?.Signal : null };
-        }
-
-        try
-        {
-            while (true)
-            {
-                VcpuExit exit = vcpu.Run();
-                stats.CountExit(exit.Kind);
-                _metrics?.RecordExit(backendName, exit.Kind);
-                if (HypercallTrap.IsHypercall(in exit))
-                {
-                    VcpuRegisters registers = vcpu.GetRegisters();
-                    HypercallArgs args = HypercallTrap.ReadArguments(in registers);
-                    string? name = _dispatcher.GetName(args.Code);
-                    stats.CountHypercall(args.Code, registered: name is not null);
-                    _metrics?.RecordHypercall(args.Code, name);
-                    long result = _dispatcher.Dispatch(in args, session);
-                    if (session.ExitRequested)
-                    {
-                        return Finish(RunOutcome.Exited, session.ExitStatus, $"guest exited with status {session.ExitStatus}");
-                    }
-                    vcpu.SetRegisters(registers with { Rax = unchecked((ulong)result) });
-                    continue;
-                }
-                switch (exit.Kind)
-                {
-                    case VcpuExitKind.Interrupted:
-                        if (cancellationToken.IsCancellationRequested)
-                        {
-                            return Finish(RunOutcome.Canceled, 0, "the run was cancelled");
-                        }
-                        if (stop.IsCancellationRequested)
-                        {
-                            return Finish(RunOutcome.TimedOut, 0, $"the guest did not exit within {FormatDuration(options.Timeout)}");
-                        }
-                        break; // spurious kick: keep running
-                    case VcpuExitKind.BudgetExhausted:
-                        return Finish(RunOutcome.BudgetExhausted, 0, $"the guest used its instruction budget of {options.InstructionBudget} without exiting");
-                    case VcpuExitKind.Halt:
-                        return Finish(RunOutcome.Faulted, 0, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
-                    case VcpuExitKind.IoOut or VcpuExitKind.IoIn:
-                        return Finish(RunOutcome.Faulted, 0, $"the guest {(exit.Kind == VcpuExitKind.IoOut ? "wrote to" : "read from")} I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
-                    case VcpuExitKind.Mmio:
-                        return Finish(RunOutcome.Faulted, 0, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}");
-                    case VcpuExitKind.Shutdown:
-                        return Finish(RunOutcome.Faulted, 0, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
-                    case VcpuExitKind.Fault:
-                        return Finish(RunOutcome.Faulted, 0, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})");
-                    case VcpuExitKind.Unimplemented:
-                        return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} cannot run this guest: {exit.Detail} (rip 0x{exit.Rip:x}); the guest did nothing wrong");
-                    default:
-                        return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} failed: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
-                }
-            }
-        }
-        finally
-        {
-            session.StopTimer(); // also when a backend throws: no interrupt is raised on a disposed vCPU
-        }
-    }
-
-    /// <summary>
-    /// Until when the end of a run waits for slow console readers: after an exit, up to
-    /// <see cref="GuestLimits.OutputDrainTimeout"/> but never past the run's timeout; after a timeout, cancellation or
-    /// fault, half of <see cref="GuestLimits.StopLatency"/> (the rest of that bound is for stopping the vCPU).
-    /// </summary>
-    private static long DrainDeadline(RunOutcome outcome, long started, GuestRunOptions options)
-    {
-        long now = Stopwatch.GetTimestamp();
-        if (outcome != RunOutcome.Exited)
-        {
-            return now + Ticks(GuestLimits.StopLatency / 2);
-        }
-        long deadline = now + Ticks(options.Limits.OutputDrainTimeout);
-        if (options.Timeout is TimeSpan timeout)
-        {
-            deadline = Math.Min(deadline, Math.Max(now, started + Ticks(timeout)));
-        }
-        return deadline;
-
-        static long Ticks(TimeSpan t) => (long)Math.Min(t.TotalSeconds * Stopwatch.Frequency, long.MaxValue / 4);
     }
 
     /// <summary>A timeout as people write it (<c>2s</c>, <c>1.5s</c>, <c>250ms</c>, <c>2m</c>), not <c>00:00:02</c>.</summary>
@@ -311,12 +160,6 @@ public sealed partial class GuestRunner
         };
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }
-
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "backend {Backend}: {Reason}; guest ABI {Abi}, {MemoryMiB} MiB of guest memory")]
-    private static partial void LogStarting(ILogger logger, string backend, string reason, string abi, ulong memoryMiB);
-
-    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "backend {Backend} does not count instructions: the instruction budget of {Budget} is ignored; the wall-clock timeout applies")]
-    private static partial void LogBudgetIgnored(ILogger logger, string backend, ulong budget);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Outcome}: {Message}")]
     private static partial void LogFinished(ILogger logger, RunOutcome outcome, string message);

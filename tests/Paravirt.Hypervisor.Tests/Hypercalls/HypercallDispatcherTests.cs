@@ -41,12 +41,24 @@ public sealed class HypercallDispatcherTests : IDisposable
 
     private static HypercallArgs Call(HypercallCode code, ulong a1 = 0, ulong a2 = 0) => new((ulong)code, a1, a2, 0, 0, 0);
 
-    // The built-in set: the core calls and the device calls (DeviceInfo, the attach calls, EventSend).
-    private static HypercallDispatcher Core(params IHypercallProvider[] more) => new([new CoreHypercalls(), new Paravirt.Hypervisor.Devices.DeviceHypercalls(), .. more]);
+    // The built-in set: the core calls, the device calls (DeviceInfo, the attach calls, EventSend) and the guest calls.
+    private static HypercallDispatcher Core(params IHypercallProvider[] more) => new([new CoreHypercalls(), new Paravirt.Hypervisor.Devices.DeviceHypercalls(), new Paravirt.Hypervisor.Sandboxes.SandboxHypercalls(), .. more]);
 
     private static HypercallRegistration Reg(uint code, string name, long result = 0) => new(code, name, (in HypercallArgs _, GuestSession _) => result);
 
     // ---- table validation -----------------------------------------------------------------------------------
+
+    [Fact]
+    public void GuestCallsAnswerNotImplementedOutsideASandbox()
+    {
+        HypercallDispatcher d = Core();
+        GuestSession s = Session();
+        Assert.False(s.OfferedFeatures.HasFlag(FeatureBits.Sandbox));
+        foreach (HypercallCode code in new[] { HypercallCode.SandboxReady, HypercallCode.SandboxReturn, HypercallCode.HostCall })
+        {
+            Assert.Equal((long)HypercallStatus.NotImplemented, d.Dispatch(Call(code, 0x20_0000, 0x1000), s));
+        }
+    }
 
     [Fact]
     public void CoreRegistersEveryBuiltInCodeWithAName()
@@ -57,6 +69,7 @@ public sealed class HypercallDispatcherTests : IDisposable
             Assert.False(string.IsNullOrEmpty(d.GetName((ulong)code)), $"{code} has no handler");
         }
         Assert.Equal("console_write", d.GetName((ulong)HypercallCode.ConsoleWrite));
+        Assert.Equal("host_call", d.GetName((ulong)HypercallCode.HostCall));
         Assert.Null(d.GetName(0x0999));
         Assert.Null(d.GetName(1UL << 32)); // must not truncate to code 0
         Assert.Equal(Enum.GetValues<HypercallCode>().Length, d.Registrations.Count);

@@ -89,4 +89,55 @@ public sealed class TimerTests : IDisposable
         Assert.Empty(_raised);
         Assert.Equal((long)HypercallStatus.Broken, _session.SetTimer(1, 52));
     }
+
+    [Fact]
+    public void A_snapshot_keeps_the_armed_timer_and_a_session_loaded_from_it_fires_it_and_continues_the_clock()
+    {
+        Attach();
+        Thread.Sleep(30); // the snapshot's clock is ahead of a session started just now
+        long deadline = _session.MonotonicNanoseconds + 50_000_000;
+        Assert.Equal(0L, _session.SetTimer((ulong)deadline, 77));
+        GuestSession.State state = _session.SaveState();
+        Assert.Equal(0L, _session.SetTimer(0, 0)); // the original no longer fires
+        Assert.Equal((deadline, 77), (state.TimerDeadline, state.TimerVector));
+
+        using var memory = new GuestMemory(GuestMemory.MinSize);
+        using var fork = new GuestSession(memory, new GuestImage([], 0x100000, [], AbiVersion.Current, []), Stream.Null, default);
+        var raised = new List<int>();
+        using var fired = new SemaphoreSlim(0);
+        fork.InterruptSink = v =>
+        {
+            lock (raised)
+            {
+                raised.Add(v);
+            }
+            fired.Release();
+        };
+        try
+        {
+            fork.LoadState(state);
+            Assert.True(fork.MonotonicNanoseconds >= state.ClockNanoseconds, "a session loaded from a snapshot went back in time");
+            Assert.True(fired.Wait(TimeSpan.FromSeconds(5)), "the re-armed timer did not fire");
+            Assert.True(fork.MonotonicNanoseconds >= deadline);
+            Assert.Equal([77], raised);
+        }
+        finally
+        {
+            fork.StopTimer();
+        }
+        Assert.False(_fired.Wait(TimeSpan.FromMilliseconds(100)));
+    }
+
+    [Fact]
+    public void Loading_a_snapshot_taken_without_an_armed_timer_disarms_the_timer()
+    {
+        Attach();
+        GuestSession.State idle = _session.SaveState();
+        Assert.Equal(0L, _session.SetTimer((ulong)_session.MonotonicNanoseconds + 30_000_000, 60));
+        long before = _session.MonotonicNanoseconds;
+        _session.LoadState(idle);
+        Assert.True(_session.MonotonicNanoseconds >= before, "the clock went backwards on a restore");
+        Assert.False(_fired.Wait(TimeSpan.FromMilliseconds(200)));
+        Assert.Empty(_raised);
+    }
 }

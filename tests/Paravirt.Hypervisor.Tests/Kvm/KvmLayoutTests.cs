@@ -113,6 +113,8 @@ public sealed class KvmLayoutTests
         Assert.Equal(KVM_RUN, Encode(IocNone, 0x80, 0));
         Assert.Equal(KVM_GET_SUPPORTED_CPUID, Encode(IocRead | IocWrite, 0x05, (ulong)sizeof(kvm_cpuid2)));
         Assert.Equal(KVM_SET_USER_MEMORY_REGION, Encode(IocWrite, 0x46, (ulong)sizeof(kvm_userspace_memory_region)));
+        Assert.Equal(KVM_GET_DIRTY_LOG, Encode(IocWrite, 0x42, (ulong)sizeof(kvm_dirty_log)));
+        Assert.Equal(16, sizeof(kvm_dirty_log));
         Assert.Equal(KVM_GET_REGS, Encode(IocRead, 0x81, (ulong)sizeof(kvm_regs)));
         Assert.Equal(KVM_SET_REGS, Encode(IocWrite, 0x82, (ulong)sizeof(kvm_regs)));
         Assert.Equal(KVM_GET_SREGS, Encode(IocRead, 0x83, (ulong)sizeof(kvm_sregs)));
@@ -128,6 +130,16 @@ public sealed class KvmLayoutTests
         Assert.Equal(KVM_GET_DEBUGREGS, Encode(IocRead, 0xA1, (ulong)sizeof(kvm_debugregs)));
         Assert.Equal(KVM_SET_DEBUGREGS, Encode(IocWrite, 0xA2, (ulong)sizeof(kvm_debugregs)));
         Assert.Equal(0x4138_AE84UL, KVM_SET_SREGS);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")] // pure arithmetic, but it lives in the Linux-only VM class
+    public void Guard_pages_become_holes_between_memory_slots()
+    {
+        Assert.Equal([(0UL, 0x100_0000UL)], Paravirt.Hypervisor.Backends.Kvm.KvmVm.SlotsAround(0x100_0000, []));
+        Assert.Equal([(0UL, 0x10_8000UL), (0x10_9000UL, 0x100_0000UL - 0x10_9000UL)], Paravirt.Hypervisor.Backends.Kvm.KvmVm.SlotsAround(0x100_0000, [0x10_8000]));
+        Assert.Equal([(0x1000UL, 0xFFF000UL)], Paravirt.Hypervisor.Backends.Kvm.KvmVm.SlotsAround(0x100_0000, [0]));
+        Assert.Equal([(0UL, 0xFFF000UL)], Paravirt.Hypervisor.Backends.Kvm.KvmVm.SlotsAround(0x100_0000, [0xFFF000, 0x1_0000_0000]));
     }
 
     [Fact]
@@ -161,6 +173,8 @@ public sealed class KvmLayoutTests
             ("KVM_CHECK_EXTENSION", KVM_CHECK_EXTENSION), ("KVM_GET_VCPU_MMAP_SIZE", KVM_GET_VCPU_MMAP_SIZE),
             ("KVM_GET_SUPPORTED_CPUID", KVM_GET_SUPPORTED_CPUID), ("KVM_CREATE_VCPU", KVM_CREATE_VCPU),
             ("KVM_SET_USER_MEMORY_REGION", KVM_SET_USER_MEMORY_REGION), ("KVM_SET_TSS_ADDR", KVM_SET_TSS_ADDR),
+            ("KVM_GET_DIRTY_LOG", KVM_GET_DIRTY_LOG), ("KVM_MEM_LOG_DIRTY_PAGES", KVM_MEM_LOG_DIRTY_PAGES),
+            ("sizeof(struct kvm_dirty_log)", (ulong)sizeof(kvm_dirty_log)),
             ("KVM_RUN", KVM_RUN), ("KVM_GET_REGS", KVM_GET_REGS), ("KVM_SET_REGS", KVM_SET_REGS),
             ("KVM_GET_SREGS", KVM_GET_SREGS), ("KVM_SET_SREGS", KVM_SET_SREGS), ("KVM_SET_CPUID2", KVM_SET_CPUID2),
             ("KVM_GET_MSRS", KVM_GET_MSRS), ("KVM_SET_MSRS", KVM_SET_MSRS), ("KVM_GET_XSAVE", KVM_GET_XSAVE),

@@ -211,7 +211,11 @@ void trap_handler(struct regs *r)
         return;
     default:
         if (vec >= 32) {
-            /* A device or timer interrupt that arrived in user mode: nothing is wired yet beyond rescheduling. */
+            /* An external interrupt taken in user mode: the slice timer sends the thread through the preemption
+             * check on its way back; any other vector only interrupted it. */
+            if (vec == TIMER_VECTOR) {
+                sched_timer_interrupt();
+            }
             return;
         }
         signal_force_fault(r, SIGSEGV, SI_KERNEL, 0);

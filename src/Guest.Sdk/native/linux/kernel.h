@@ -261,6 +261,10 @@ int block_current(void *channel, u64 deadline_ns);   /* WAKE_EVENT, WAKE_TIMEOUT
 void wake_channel(void *channel, int max);
 void wake_thread(struct thread *t, int reason);
 void sched_check_preempt(void);
+void sched_init(void);                /* reads whether the host offers the slice timer */
+void sched_arm_preemption(void);      /* on every return to user mode: the timer fires when the slice ends */
+void sched_timer_interrupt(void);     /* the slice timer's interrupt arrived in user mode */
+#define TIMER_VECTOR 32
 u64 now_ns(void);
 u64 realtime_ns(void);
 struct thread *thread_by_tid(int tid);

@@ -21,8 +21,9 @@ void kmain(u64 boot_info_phys)
     kstrace = pv_cmdline_get("strace", NULL, 0) >= 0;
     kpftrace = pv_cmdline_get("pftrace", NULL, 0) >= 0;
     pv_accept_features(0, PV_FEATURE0_CONSOLE | PV_FEATURE0_WALL_CLOCK | PV_FEATURE0_POLL | PV_FEATURE0_DEVICES |
-                              PV_FEATURE0_ENTROPY);
+                              PV_FEATURE0_ENTROPY | PV_FEATURE0_TIMER);
     cpu_init();
+    sched_init();
     pmm_init(bi->heap_start, bi->memory_size);
 
     u64 app_phys = 0, app_size = 0;

@@ -3,16 +3,19 @@
  * leaves it until it is woken or its deadline passes. With nothing runnable the vCPU waits in the host (the poll
  * hypercall) until the earliest deadline or a device event.
  *
- * Preemption: kernel code is never preempted. A thread that used up its time slice gives way when it next enters
- * the library OS (a system call or a fault). TODO(timer): preempt threads that never enter the library OS once the
- * paravirtual one-shot timer (hypercall 0x0011 timer_set(deadline, vector), delivered through the IDT) is in the
- * ABI: arm it for the slice on every return to user mode and reschedule from its vector in trap_handler.
+ * Preemption: kernel code is never preempted (it runs with interrupts off). A thread that used up its time slice
+ * gives way when it next enters the library OS (a system call or a fault), and, where the host offers the
+ * paravirtual one-shot timer (PV_FEATURE0_TIMER, hypercall timer_set), also when it never does: every return to user
+ * mode with another thread waiting arms the timer for the end of the running thread's slice, and its interrupt
+ * (TIMER_VECTOR, taken in user mode) sends the thread through the same preemption check.
  */
 #include "kernel.h"
 
 extern struct fxsave_area fpu_initial;
 
 #define TIME_SLICE_NS 10000000ull
+static bool timer_offered;
+static u64 timer_armed; /* the deadline the host's timer is set to, 0 when none */
 
 struct thread *current;
 int thread_count;
@@ -213,6 +216,49 @@ void sched_yield_now(void)
 /* Reading the clock is a hypercall (a VM exit): look at it only every PREEMPT_CHECK_ENTRIES entries into the
  * library OS, and only while another thread is waiting to run. */
 #define PREEMPT_CHECK_ENTRIES 32
+
+void sched_init(void)
+{
+    timer_offered = (pv_boot_info_get()->features0 & PV_FEATURE0_TIMER) != 0;
+}
+
+void sched_timer_interrupt(void)
+{
+    timer_armed = 0;
+    wake_expired(now_ns());                               /* a sleeper whose time came is runnable now */
+    current->entries_since_check = PREEMPT_CHECK_ENTRIES; /* and the next preemption check reads the clock */
+}
+
+/* The earliest deadline of a blocked thread, without waking anyone (no clock read). */
+static u64 earliest_wake(void)
+{
+    u64 earliest = UINT64_MAX;
+    for (struct thread *t = all_threads; t != NULL; t = t->next_all) {
+        if (t->state == T_BLOCKED && t->wake_deadline < earliest) {
+            earliest = t->wake_deadline;
+        }
+    }
+    return earliest;
+}
+
+void sched_arm_preemption(void)
+{
+    if (!timer_offered) {
+        return;
+    }
+    /* The running thread must give way when its slice ends if another thread is waiting, and when a sleeper's time
+     * comes (it may be the only other thread, and the running one may never enter the library OS again). */
+    u64 deadline = earliest_wake();
+    if (run_head != NULL && current->run_started + TIME_SLICE_NS < deadline) {
+        deadline = current->run_started + TIME_SLICE_NS;
+    }
+    if (deadline == UINT64_MAX || deadline == timer_armed) {
+        return; /* nothing to wait for, or already armed: a timer left armed fires into an empty check */
+    }
+    if (pv_timer_set(deadline, TIMER_VECTOR) == 0) {
+        timer_armed = deadline; /* one hypercall when the deadline changes, not per return to user mode */
+    }
+}
 
 void sched_check_preempt(void)
 {

@@ -315,6 +315,7 @@ long sys_rt_sigreturn(struct regs *r)
 int prepare_user_return(struct regs *r)
 {
     sched_check_preempt();
+    sched_arm_preemption();
     if (signal_pending(current)) {
         signal_deliver(r);
     } else {

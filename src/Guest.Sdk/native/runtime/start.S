@@ -4,11 +4,16 @@
  * Entry convention (paravirt/abi.h, PV_ENTRY_*): 64-bit long mode, identity-mapped memory, interrupts off,
  * rip = ELF entry, rdi = guest-physical address of the pv_boot_info, rsp = some stack the host chose.
  *
- * _start does not trust the host's stack: it switches to a 64 KiB stack of its own in .bss (so a guest image's
- * memory needs are fixed at link time), clears .bss (the loader zeroes it too; clearing again keeps the runtime
+ * _start does not trust the host's stack: it switches to a 64 KiB stack of its own (section .pv_stack, after .bss,
+ * so a guest image's memory needs are fixed at link time) with a 4 KiB guard page below it that nothing uses: the
+ * image declares it in a PV_NOTE_TYPE_SANDBOX note (PV_SANDBOX_DECL_KIND_STACK_GUARD), and the host makes it a hole
+ * (KVM: outside the memory slots) or a write trap (emulator), so a stack overflow is reported as one, with the
+ * address, instead of silently overwriting .bss. Then it clears .bss (the loader zeroes it too; clearing again keeps the runtime
  * correct under any loader), then runs pv_runtime_init(boot_info), main(), and the exit hypercall with main's
  * return value. rsp is 16-byte aligned at every `call` below, as the SysV ABI requires.
  */
+#include <paravirt/abi.h>
+
 #define PV_STACK_SIZE 0x10000
 
     .section .text.start, "ax", @progbits
@@ -41,12 +46,30 @@ _start:
     jmp     3b
     .size _start, . - _start
 
-    .section .bss.pv_stack, "aw", @nobits
-    .balign 16
+    /* The stack and its guard page: NOBITS (zeroed by the loader), outside [__bss_start, __bss_end) so the .bss
+       loop above never writes the guard page. The linker script places .pv_stack page aligned after .bss. */
+    .section .pv_stack, "aw", @nobits
+    .balign PV_SANDBOX_GUARD_PAGE_SIZE
+    .globl pv_stack_guard
+pv_stack_guard:
+    .skip PV_SANDBOX_GUARD_PAGE_SIZE
     .globl pv_stack_bottom
 pv_stack_bottom:
     .skip PV_STACK_SIZE
     .globl pv_stack_top
 pv_stack_top:
+
+    /* The note that declares the guard page (a pv_sandbox_decl; its address is resolved at link time). */
+    .section .note.paravirt, "a", @note
+    .balign 4
+    .long 9                                   /* namesz: sizeof(PV_NOTE_NAME) */
+    .long 64                                  /* descsz: sizeof(pv_sandbox_decl) */
+    .long PV_NOTE_TYPE_SANDBOX
+    .asciz "Paravirt"
+    .balign 4
+    .long PV_SANDBOX_DECL_KIND_STACK_GUARD    /* kind */
+    .long 0                                   /* flags */
+    .quad pv_stack_guard                      /* address */
+    .zero 48                                  /* name */
 
     .section .note.GNU-stack, "", @progbits

@@ -15,14 +15,14 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// <remarks>
 /// <para>Self-modifying code: a per-physical-page "has code" byte map. A page with code never has write permission in
 /// the TLB, so every store into it reaches <see cref="InvalidateRange"/>, which drops the blocks whose bytes it
-/// overlaps (data sharing a page with code keeps them). Host writes (devices writing guest memory) arrive through
-/// <see cref="IGuestMemoryWriteObserver"/>, possibly from another thread: they are queued and applied by the vCPU
-/// thread before it runs guest code again.</para>
+/// overlaps (data sharing a page with code keeps them). Host writes (devices writing guest memory, snapshot restores)
+/// arrive through the vCPU's <see cref="IGuestMemoryWriteObserver"/> (<see cref="OnHostWrite"/>), possibly from
+/// another thread: they are queued and applied by the vCPU thread before it runs guest code again.</para>
 /// <para>Memory cap: every block's host memory (decoded ops, translated IL and native code) is estimated and the
 /// total kept under <see cref="ByteLimit"/>; when a new block would pass it, the whole cache is flushed (QEMU's
 /// policy), so a guest that makes code faster than it runs it costs at most the cap.</para>
 /// </remarks>
-internal sealed unsafe class CodeCache : IGuestMemoryWriteObserver
+internal sealed unsafe class CodeCache
 {
     /// <summary>Entries of each direct-mapped cache.</summary>
     public const int FastSize = 4096;
@@ -219,7 +219,7 @@ internal sealed unsafe class CodeCache : IGuestMemoryWriteObserver
     }
 
     /// <summary>The host wrote guest memory (any thread): queue the range when it touches decoded code.</summary>
-    void IGuestMemoryWriteObserver.OnHostWrite(ulong address, ulong length)
+    public void OnHostWrite(ulong address, ulong length)
     {
         if (length == 0)
         {
@@ -253,7 +253,7 @@ internal sealed unsafe class CodeCache : IGuestMemoryWriteObserver
         _hostWrite();
     }
 
-    /// <summary>Applies the host writes queued by <see cref="IGuestMemoryWriteObserver.OnHostWrite"/> (vCPU thread, between blocks).</summary>
+    /// <summary>Applies the host writes queued by <see cref="OnHostWrite"/> (vCPU thread, between blocks).</summary>
     public void ApplyHostWrites()
     {
         (ulong, ulong)[] ranges;

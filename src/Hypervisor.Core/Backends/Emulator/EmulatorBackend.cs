@@ -21,10 +21,13 @@ public sealed class EmulatorBackend : IHypervisorBackend
     /// <inheritdoc />
     public string Name => BackendName;
 
-    /// <summary>The emulator counts every instruction, so budgets are exact; it delivers external interrupts through the guest's IDT.</summary>
+    /// <summary>
+    /// The emulator counts every instruction, so budgets are exact; it delivers external interrupts through the guest's
+    /// IDT; it marks the dirty page map as the guest stores (on its TLB's slow write path), so it has nothing to collect.
+    /// </summary>
     public BackendCapabilities Capabilities =>
         BackendCapabilities.InstructionBudget | BackendCapabilities.InstructionCount | BackendCapabilities.InterruptInjection
-        | BackendCapabilities.SupervisorMode;
+        | BackendCapabilities.SupervisorMode | BackendCapabilities.DirtyPageTracking;
 
     /// <summary>Always available: the emulator needs nothing from the host.</summary>
     public BackendAvailability Probe() =>

@@ -53,7 +53,7 @@ internal sealed unsafe partial class EmulatorVcpu
         {
             return false;
         }
-        SetExit(new VcpuExit(fault.Vector == GuestFault.Gap ? VcpuExitKind.Unimplemented : VcpuExitKind.Fault, rip, Detail: fault.Message));
+        SetExit(new VcpuExit(fault.Vector == GuestFault.Gap ? VcpuExitKind.Unimplemented : VcpuExitKind.Fault, rip, Address: fault.Address, Detail: fault.Message));
         return true;
     }
 
@@ -71,7 +71,7 @@ internal sealed unsafe partial class EmulatorVcpu
         ulong at = reportRip ?? returnRip;
         if (_delivery.NoIdt)
         {
-            SetExit(new VcpuExit(VcpuExitKind.Fault, at, Detail: message ?? $"{Describe(in ev)} at 0x{at:x} with no IDT loaded"));
+            SetExit(new VcpuExit(VcpuExitKind.Fault, at, Address: ev.FaultAddress, Detail: message ?? $"{Describe(in ev)} at 0x{at:x} with no IDT loaded"));
             return true;
         }
         GuestEvent current = ev;

@@ -30,7 +30,7 @@ internal enum LazyKind
 /// <c>EmulatorVcpu.Sse.cs</c>, <c>EmulatorVcpu.Isa.cs</c>, <c>EmulatorVcpu.X87.cs</c> and <c>EmulatorVcpu.System.cs</c>.
 /// </summary>
 [SkipLocalsInit]
-internal sealed unsafe partial class EmulatorVcpu : IVcpu
+internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObserver
 {
     internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, IF = 0x200, DF = 0x400, OF = 0x800,
         IOPL = 0x3000, NT = 0x4000, RF = 0x1_0000, VM = 0x2_0000, AC = 0x4_0000, VIF = 0x8_0000, VIP = 0x10_0000, ID = 0x20_0000;
@@ -46,7 +46,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     /// </summary>
     internal const ulong RepChunk = 65536;
 
-    private const int AttentionKick = 1, AttentionHostWrite = 2, AttentionIrq = 4;
+    private const int AttentionKick = 1, AttentionHostWrite = 2, AttentionIrq = 4, AttentionDirtyCleared = 8;
 
     private readonly GuestMemory _memory;
     private readonly byte* _mem;
@@ -58,7 +58,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
     private readonly ulong* _r;
     /// <summary>The XMM registers (<c>_s-&gt;Xmm</c>).</summary>
     private readonly Vector128<byte>* _x;
-    private readonly ulong? _budget;
+    /// <summary>The budget as last given (for the exit's message).</summary>
+    private ulong? _budget;
 
     private readonly SystemRegisters _sys = new();
     private readonly CodeCache _code;
@@ -105,10 +106,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _s->Rflags = 0x2;
         _s->BudgetLimit = options.InstructionBudget ?? ulong.MaxValue;
         _code = new CodeCache(_size, page => _mmu!.RevokeWrite(page), () => Interlocked.Or(ref _s->Attention, AttentionHostWrite));
-        _mmu = new Mmu(_mem, _size, _sys, _code);
+        _mmu = new Mmu(_mem, _size, _sys, _code, memory.DirtyPagePointer, options.GuardPages);
         _delivery = new ExceptionDelivery(_sys, _mmu);
         SetState(initial);
-        memory.AddWriteObserver(_code);
+        memory.AddWriteObserver(this);
     }
 
     public ulong? InstructionsRetired => _s->Icount;
@@ -259,6 +260,11 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         {
             Interlocked.And(ref _s->Attention, ~AttentionHostWrite);
             _code.ApplyHostWrites();
+        }
+        if ((attention & AttentionDirtyCleared) != 0)
+        {
+            Interlocked.And(ref _s->Attention, ~AttentionDirtyCleared);
+            _mmu.RevokeAllWrites();
         }
         if ((attention & AttentionIrq) != 0 && (_s->Rflags & IF) != 0 && !_shadow)
         {
@@ -413,6 +419,22 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         Interlocked.Or(ref _s->Attention, AttentionIrq);
     }
 
+    /// <summary>From now the vCPU may retire <paramref name="instructions"/> more instructions (null: no limit). Between runs.</summary>
+    public void SetInstructionBudget(ulong? instructions)
+    {
+        _budget = instructions;
+        _s->BudgetLimit = instructions is ulong n ? (ulong.MaxValue - _s->Icount < n ? ulong.MaxValue : _s->Icount + n) : ulong.MaxValue;
+    }
+
+    /// <summary>The host wrote guest memory (any thread): code decoded from it is dropped before the guest runs on.</summary>
+    void IGuestMemoryWriteObserver.OnHostWrite(ulong address, ulong length) => _code.OnHostWrite(address, length);
+
+    /// <summary>
+    /// The dirty page map was cleared (vCPU stopped): the TLB's write permissions stand for pages already marked, so
+    /// they are revoked before the guest runs on, and each page's next store takes the slow path that marks it.
+    /// </summary>
+    void IGuestMemoryWriteObserver.OnDirtyPagesCleared() => Interlocked.Or(ref _s->Attention, AttentionDirtyCleared);
+
     public void Dispose()
     {
         if (_disposed)
@@ -420,7 +442,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             return;
         }
         _disposed = true;
-        _memory.RemoveWriteObserver(_code);
+        _memory.RemoveWriteObserver(this);
         _code.Flush();
     }
 

@@ -102,6 +102,17 @@ internal sealed class GuestFault : Exception
     public static void OutsidePhysicalMemory(ulong address, ulong accessAddress, ulong physical, FaultAccess access, int size) =>
         throw new GuestFault(address, accessAddress, -1, access, size, $"(guest-physical 0x{physical:x}) outside guest memory", terminal: true);
 
+    /// <summary>
+    /// An access whose translation reaches a guard page (<see cref="VirtualMachineOptions.GuardPages"/>, e.g. below the
+    /// stack): ends the run, as KVM's unbacked hole does (an MMIO exit). <see cref="Address"/> is the guest-physical
+    /// address touched, as KVM reports it, so the VMM can name the guard page.
+    /// </summary>
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void GuardPage(ulong accessAddress, ulong physical, FaultAccess access, int size) =>
+        throw new GuestFault(-1, -1, physical,
+            $"{(access == FaultAccess.Fetch ? "instruction fetch" : access == FaultAccess.Write ? $"write of {size} bytes" : $"read of {size} bytes")} at 0x{accessAddress:x} (guest-physical 0x{physical:x}) in the guard page 0x{physical & ~0xFFFUL:x}");
+
     /// <summary>A page-table walk that reads a table outside guest-physical memory: ends the run.</summary>
     [DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -19,9 +19,14 @@ internal enum MemoryAccess : byte
 /// the faulting address for CR2) or #GP (non-canonical address), and on success fills the TLB entry of the page.
 /// </summary>
 /// <remarks>
-/// Write permission is entered in the TLB only for pages whose dirty bit is set and that hold no decoded code, so
-/// every first write (which must set D) and every write into code (which must drop the decoded blocks) takes the
-/// slow path; a page that becomes code has write permission revoked in both TLBs (<see cref="RevokeWrite"/>).
+/// Write permission is entered in the TLB only for pages whose dirty bit is set, that hold no decoded code and whose
+/// physical page is already marked in the guest memory's dirty page map, so every first write (which must set D),
+/// every write into code (which must drop the decoded blocks) and every first write since the dirty page map was
+/// cleared (which must mark it: snapshots copy what changed) takes the slow path; a page that becomes code has write
+/// permission revoked in both TLBs (<see cref="RevokeWrite"/>), and so has every page when the dirty page map is
+/// cleared (<see cref="RevokeAllWrites"/>). Guard pages (<see cref="VirtualMachineOptions.GuardPages"/>) never enter
+/// the TLB: any access whose translation reaches one ends the run (<see cref="GuestFault.GuardPage"/>), as KVM's
+/// unbacked hole does.
 /// Physical addresses have <see cref="PhysicalAddressBits"/> bits (CPUID 0x80000008): paging-structure bits above
 /// them are reserved.
 /// </remarks>
@@ -42,13 +47,19 @@ internal sealed unsafe class Mmu
     private readonly ulong _size;
     private readonly SystemRegisters _sys;
     private readonly CodeCache _code;
+    /// <summary>The guest memory's dirty page map (<see cref="Memory.GuestMemory.DirtyPagePointer"/>), one byte per physical page.</summary>
+    private readonly byte* _dirty;
+    /// <summary>Physical addresses of the guard pages (page aligned, inside memory).</summary>
+    private readonly ulong[] _guards;
 
-    public Mmu(byte* memory, ulong size, SystemRegisters sys, CodeCache code)
+    public Mmu(byte* memory, ulong size, SystemRegisters sys, CodeCache code, byte* dirty, IReadOnlyList<ulong> guardPages)
     {
         _mem = memory;
         _size = size;
         _sys = sys;
         _code = code;
+        _dirty = dirty;
+        _guards = [.. guardPages.Where(g => g % 0x1000 == 0 && g < size).Distinct()];
         Current = Supervisor.Entries;
     }
 
@@ -106,6 +117,13 @@ internal sealed unsafe class Mmu
         User.RevokeWrite(physicalPage);
     }
 
+    /// <summary>The dirty page map was cleared: no TLB entry may let a store skip the slow path that marks it.</summary>
+    public void RevokeAllWrites()
+    {
+        Supervisor.RevokeAllWrites();
+        User.RevokeAllWrites();
+    }
+
     /// <summary>
     /// Translates <paramref name="linear"/> for an access of <paramref name="size"/> bytes that lies within one page,
     /// at user (CPL 3) or supervisor privilege, filling the TLB; returns the host address of its first byte. Throws
@@ -131,8 +149,16 @@ internal sealed unsafe class Mmu
         {
             GuestFault.OutsidePhysicalMemory(linear, accessAddress, phys, Kind(access), size);
         }
+        if (_guards.Length != 0 && Array.IndexOf(_guards, physPage) >= 0)
+        {
+            GuestFault.GuardPage(accessAddress, phys, Kind(access), size);
+        }
+        if (access == MemoryAccess.Write)
+        {
+            _dirty[physPage >> 12] = 1; // the store happens (or faults later in the instruction): snapshots copy this page
+        }
         bool dirty = (leaf & D) != 0;
-        bool write = writable && dirty && _code.CodePages[physPage >> 12] == 0;
+        bool write = writable && dirty && _code.CodePages[physPage >> 12] == 0 && _dirty[physPage >> 12] != 0;
         (user ? User : Supervisor).Fill(linear, _mem + physPage, physPage, read: true, write, executable,
             global: (leaf & G) != 0 && _sys.GlobalPages, largeShift);
         return _mem + phys;
@@ -307,6 +333,7 @@ internal sealed unsafe class Mmu
             if ((old & set) != set)
             {
                 *entry = old | set;
+                _dirty[at[k] >> 12] = 1;
                 _code.OnPhysicalWrite(at[k], 8);
                 if (k == depth - 1)
                 {

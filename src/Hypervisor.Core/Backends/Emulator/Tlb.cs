@@ -16,7 +16,7 @@ internal struct TlbEntry
     public const int ReadTagOffset = 0, WriteTagOffset = 8, ExecTagOffset = 16, AddendOffset = 24;
 
     public ulong ReadTag;
-    /// <summary>Set only when the page is writable at this privilege, its dirty bit is already set and it holds no decoded code: every other store takes the slow path.</summary>
+    /// <summary>Set only when the page is writable at this privilege, its dirty bit is already set, it holds no decoded code and it is marked in the dirty page map: every other store takes the slow path.</summary>
     public ulong WriteTag;
     public ulong ExecTag;
     public long Addend;
@@ -123,6 +123,15 @@ internal sealed unsafe class Tlb
             {
                 Entries[i].WriteTag = Invalid;
             }
+        }
+    }
+
+    /// <summary>Takes write permission away from every entry (the dirty page map was cleared).</summary>
+    public void RevokeAllWrites()
+    {
+        for (int i = 0; i < Size; i++)
+        {
+            Entries[i].WriteTag = Invalid;
         }
     }
 

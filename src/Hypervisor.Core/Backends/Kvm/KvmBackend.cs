@@ -26,10 +26,12 @@ public sealed class KvmBackend : IHypervisorBackend
     /// <remarks>
     /// With hardware virtualization the guest owns the whole CPU (<see cref="BackendCapabilities.SupervisorMode"/>) and
     /// takes injected interrupts through its own IDT (the user-space irqchip protocol, <c>KVM_INTERRUPT</c>). Not under
-    /// kvm_pvm: PVM runs the guest at hardware CPL 3 and delivers events only to PVM-aware guest kernels.
+    /// kvm_pvm: PVM runs the guest at hardware CPL 3 and delivers events only to PVM-aware guest kernels. Both flavours
+    /// keep a dirty log (<c>KVM_GET_DIRTY_LOG</c>, <see cref="BackendCapabilities.DirtyPageTracking"/>).
     /// </remarks>
     public BackendCapabilities Capabilities =>
-        OperatingSystem.IsLinux() && KvmPvm.ServesDevKvm() ? BackendCapabilities.None : BackendCapabilities.SupervisorMode | BackendCapabilities.InterruptInjection;
+        BackendCapabilities.DirtyPageTracking
+        | (OperatingSystem.IsLinux() && KvmPvm.ServesDevKvm() ? BackendCapabilities.None : BackendCapabilities.SupervisorMode | BackendCapabilities.InterruptInjection);
 
     /// <summary>Opens <c>/dev/kvm</c> and checks the API version and the capabilities the backend needs.</summary>
     /// <returns>Available with a short description, or unavailable with why and what to do.</returns>
@@ -58,6 +60,6 @@ public sealed class KvmBackend : IHypervisorBackend
         {
             throw new BackendUnavailableException("KVM is not available: KVM needs Linux");
         }
-        return KvmVm.Create(Kvm.Open(), memory);
+        return KvmVm.Create(Kvm.Open(), memory, options);
     }
 }

@@ -38,6 +38,10 @@ internal static class KvmIoctls
     internal const ulong KVM_SET_USER_MEMORY_REGION = 0x4020_AE46;
     /// <summary><c>_IO(KVMIO, 0x47)</c>.</summary>
     internal const ulong KVM_SET_TSS_ADDR = 0xAE47;
+    /// <summary><c>_IOW(KVMIO, 0x42, struct kvm_dirty_log)</c>: copies and clears a memory slot's dirty bitmap.</summary>
+    internal const ulong KVM_GET_DIRTY_LOG = 0x4010_AE42;
+    /// <summary><c>kvm_userspace_memory_region.flags</c>: record the pages the guest writes (<c>KVM_GET_DIRTY_LOG</c>).</summary>
+    internal const uint KVM_MEM_LOG_DIRTY_PAGES = 1;
 
     // vCPU ioctls.
     /// <summary><c>_IO(KVMIO, 0x80)</c>.</summary>

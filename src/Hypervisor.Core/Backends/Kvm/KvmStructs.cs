@@ -147,6 +147,16 @@ internal struct kvm_userspace_memory_region
     public ulong userspace_addr;
 }
 
+/// <summary><c>struct kvm_dirty_log</c> (16 bytes): a slot and the user buffer its dirty bitmap is copied to.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_dirty_log
+{
+    public uint slot;
+    public uint padding1;
+    /// <summary>Host address of a bitmap of one bit per page of the slot, rounded up to 64 bits.</summary>
+    public ulong dirty_bitmap;
+}
+
 /// <summary><c>struct kvm_cpuid_entry2</c> (40 bytes).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct kvm_cpuid_entry2

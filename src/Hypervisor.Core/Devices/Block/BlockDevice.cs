@@ -97,6 +97,11 @@ public sealed class BlockDevice : VirtualDevice
 
     private protected override uint MaxRingOrder => RingConstants.MaxOrder;
 
+    private protected override object? SaveKindState() => _ring?.Save();
+
+    private protected override void LoadKindState(object? state, GuestSession session) =>
+        _ring = state is RingState ring ? SharedRing<BlockRequest, BlockResponse>.Load(session.Memory, ring) : null;
+
     private protected override void DescribeInto(ref DeviceInfo info)
     {
         info.Sectors = Sectors;
@@ -209,19 +214,24 @@ public sealed class BlockDevice : VirtualDevice
         {
             return status;
         }
-        if (!Session!.Memory.TryGetSpan(new GuestAddress(request.Buffer), request.Length, out Span<byte> buffer))
-        {
-            return (long)HypercallStatus.Fault;
-        }
         try
         {
             if (write)
             {
-                RandomAccess.Write(_file, buffer, offset);
-                Interlocked.Add(ref _bytesWritten, buffer.Length);
+                // A disk write only reads guest memory: the pages are not marked dirty for snapshots.
+                if (!Session!.Memory.TryGetReadOnlySpan(new GuestAddress(request.Buffer), request.Length, out ReadOnlySpan<byte> source))
+                {
+                    return (long)HypercallStatus.Fault;
+                }
+                RandomAccess.Write(_file, source, offset);
+                Interlocked.Add(ref _bytesWritten, source.Length);
             }
             else
             {
+                if (!Session!.Memory.TryGetSpan(new GuestAddress(request.Buffer), request.Length, out Span<byte> buffer))
+                {
+                    return (long)HypercallStatus.Fault;
+                }
                 int total = 0;
                 while (total < buffer.Length)
                 {

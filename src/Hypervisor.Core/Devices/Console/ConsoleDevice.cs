@@ -108,6 +108,12 @@ public sealed class ConsoleDevice : VirtualDevice
         return CompleteAttach(session, port);
     }
 
+    /// <summary>The page, the host's ring indices and whether the end of input was flagged (the flag lives in the page, so a restore brings back its own).</summary>
+    private protected override object? SaveKindState() => IsAttached ? (_page, _outCons, _inProd, _endSignalled) : null;
+
+    private protected override void LoadKindState(object? state, GuestSession session) =>
+        (_page, _outCons, _inProd, _endSignalled) = state is (ulong page, uint outCons, uint inProd, bool ended) ? (page, outCons, inProd, ended) : (0UL, 0u, 0u, false);
+
     private protected override void OnDoorbell(GuestSession session) => OnPump(session);
 
     private protected override void OnPump(GuestSession session)
@@ -200,7 +206,9 @@ public sealed class ConsoleDevice : VirtualDevice
         {
             // A failed output, or one past the run's output limit, discards the guest's bytes: the guest must not
             // stall on a full ring.
-            WriteOutput(session.Memory.GetSpan(new GuestAddress(_page + ConsoleInterface.OutOffset), ConsoleInterface.OutSize), allowed);
+            bool ok = session.Memory.TryGetReadOnlySpan(new GuestAddress(_page + ConsoleInterface.OutOffset), ConsoleInterface.OutSize, out ReadOnlySpan<byte> ring);
+            System.Diagnostics.Debug.Assert(ok, "the page was validated at attach");
+            WriteOutput(ring, allowed);
         }
         _outCons = prod;
         Interlocked.Add(ref _bytesOut, available);

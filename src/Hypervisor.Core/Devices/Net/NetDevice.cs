@@ -136,6 +136,15 @@ public sealed class NetDevice : VirtualDevice
 
     private protected override uint MaxRingOrder => RingConstants.MaxOrder;
 
+    private protected override object? SaveKindState() => _tx is { } tx && _rx is { } rx ? (tx.Save(), rx.Save()) : null;
+
+    private protected override void LoadKindState(object? state, GuestSession session)
+    {
+        (_tx, _rx) = state is (RingState tx, RingState rx)
+            ? (SharedRing<NetTxRequest, NetTxResponse>.Load(session.Memory, tx), SharedRing<NetRxRequest, NetRxResponse>.Load(session.Memory, rx))
+            : (null, null);
+    }
+
     private protected override void DescribeInto(ref DeviceInfo info)
     {
         info.Mtu = Mtu;

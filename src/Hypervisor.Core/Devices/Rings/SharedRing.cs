@@ -62,6 +62,19 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
     /// <summary>Requests seen but not yet consumed, as of the last <see cref="Refresh"/>.</summary>
     public uint Pending => _reqProdSeen - _reqCons;
 
+    /// <summary>The host-side state of the ring (address, size, private indices), for snapshots.</summary>
+    public RingState Save() => new(_base, Slots, _slotSize, _reqCons, _rspProdPvt, _rspProdPublished, _reqProdSeen);
+
+    /// <summary>A ring in <paramref name="memory"/> with the state <see cref="Save"/> took (of this or another memory with the same contents).</summary>
+    public static SharedRing<TRequest, TResponse> Load(GuestMemory memory, RingState state) =>
+        new(memory, state.Address, state.Slots, state.SlotSize)
+        {
+            _reqCons = state.RequestConsumer,
+            _rspProdPvt = state.ResponseProducer,
+            _rspProdPublished = state.ResponsesPublished,
+            _reqProdSeen = state.RequestsSeen,
+        };
+
     /// <summary>Bytes a ring of <paramref name="order"/> with <paramref name="slotSize"/>-byte slots occupies.</summary>
     public static ulong ByteSize(uint order, uint slotSize) => RingConstants.HeaderSize + ((ulong)slotSize << (int)order);
 
@@ -255,6 +268,9 @@ internal interface IRingRequestHandler<TRequest, TResponse>
     /// <summary>Validates the copy, acts on it and returns the response (never throws for bad guest input).</summary>
     TResponse Handle(in TRequest request);
 }
+
+/// <summary>The host-side state of a <see cref="SharedRing{TRequest, TResponse}"/>: where it is and its private indices (a snapshot of it).</summary>
+internal readonly record struct RingState(ulong Address, uint Slots, uint SlotSize, uint RequestConsumer, uint ResponseProducer, uint ResponsesPublished, uint RequestsSeen);
 
 /// <summary>The outcome of <see cref="SharedRing{TRequest, TResponse}.Process"/>.</summary>
 /// <param name="Corrupt">The guest's indices were invalid: mark the device broken.</param>

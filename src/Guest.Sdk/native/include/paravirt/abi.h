@@ -153,8 +153,9 @@
 /*
  * The guest image carries ELF notes (section .note.paravirt, in a PT_NOTE segment) with name PV_NOTE_NAME:
  * one of type PV_NOTE_TYPE_ABI (the ABI version it was built for, an pv_abi_note) and optionally one of type
- * PV_NOTE_TYPE_MANIFEST (the devices it needs: a pv_manifest_header followed by Count pv_manifest_entry). The
- * host reads them before running anything.
+ * PV_NOTE_TYPE_MANIFEST (the devices it needs: a pv_manifest_header followed by Count pv_manifest_entry), and
+ * any number of type PV_NOTE_TYPE_SANDBOX (a pv_sandbox_decl each: the guest functions a sandbox serves, the
+ * guard page below the stack). The host reads them before running anything.
  */
 /* The note owner name (the ELF note's name field, NUL-terminated in the file). */
 #define PV_NOTE_NAME "Paravirt"
@@ -162,6 +163,11 @@
 #define PV_NOTE_TYPE_ABI 1
 /* Note type of the device manifest note. */
 #define PV_NOTE_TYPE_MANIFEST 2
+/*
+ * Note type of a sandbox declaration (a guest function or the stack's guard page): one pv_sandbox_decl per
+ * note.
+ */
+#define PV_NOTE_TYPE_SANDBOX 3
 /* Most manifest entries a host accepts. */
 #define PV_NOTE_MANIFEST_MAX_ENTRIES 64
 
@@ -173,6 +179,29 @@
 #define PV_RING_MAX_ORDER 8
 /* Number of event ports (bits of the poll mask). */
 #define PV_RING_EVENT_PORTS 64
+
+/* ---- SandboxConstants ---- */
+/*
+ * Sandboxes: a guest that serves typed calls. The image declares its guest functions (and the guard page
+ * below its stack) in ELF notes of type PV_NOTE_TYPE_SANDBOX, one pv_sandbox_decl per note, so the host lists
+ * them before running anything. After its initialization the guest calls PV_HYPERCALL_SANDBOX_READY with its
+ * call buffer; the host then delivers calls into that buffer and the guest answers each with
+ * PV_HYPERCALL_SANDBOX_RETURN, calling host functions with PV_HYPERCALL_HOST_CALL meanwhile. Every payload is
+ * MessagePack (the msgpack.org specification): a call (host to guest, in the call buffer): [name: str, args:
+ * array]; a host-function call (guest to host): [name: str, args: array]; a result: one MessagePack value; an
+ * error: a negative pv_status plus a MessagePack str message in the result buffer. The host validates every
+ * payload (size, nesting, well-formedness) before it decodes anything.
+ */
+/* Longest guest-function name in bytes (the 48-byte name field keeps a NUL). */
+#define PV_SANDBOX_NAME_MAX 47
+/* Most guest functions an image may declare. */
+#define PV_SANDBOX_MAX_FUNCTIONS 0x100
+/* Smallest call buffer PV_HYPERCALL_SANDBOX_READY accepts. */
+#define PV_SANDBOX_MIN_CALL_BUFFER 0x1000
+/* Largest call buffer PV_HYPERCALL_SANDBOX_READY accepts (16 MiB). */
+#define PV_SANDBOX_MAX_CALL_BUFFER 0x1000000
+/* Size of the guard page the image declares below its stack. */
+#define PV_SANDBOX_GUARD_PAGE_SIZE 0x1000
 
 /* ---- BlockOperation ---- */
 /* Block operations. Append-only. */
@@ -269,6 +298,11 @@ typedef uint64_t pv_feature0;
 #define PV_FEATURE0_CONSOLE_END_OF_INPUT 0x0010
 /* ABI 1.1: PV_HYPERCALL_RANDOM returns bytes from the host's cryptographic random number generator. */
 #define PV_FEATURE0_ENTROPY 0x0020
+/*
+ * The guest runs in a sandbox: PV_HYPERCALL_SANDBOX_READY, PV_HYPERCALL_SANDBOX_RETURN and
+ * PV_HYPERCALL_HOST_CALL serve typed calls (see PV_SANDBOX).
+ */
+#define PV_FEATURE0_SANDBOX 0x0040
 /*
  * PV_HYPERCALL_TIMER_SET is available: the backend delivers the paravirtual timer as an external interrupt
  * through the guest's IDT (ABI 1.1).
@@ -369,6 +403,40 @@ typedef uint32_t pv_hypercall;
 #define PV_HYPERCALL_NET_ATTACH 0x0300
 /* event_send(port): the doorbell: tells the host there is new work on the rings bound to port. Returns 0. */
 #define PV_HYPERCALL_EVENT_SEND 0x0400
+/*
+ * sandbox_ready(buffer, size): the guest finished its initialization and serves calls; buffer (size bytes,
+ * PV_SANDBOX_MIN_CALL_BUFFER to PV_SANDBOX_MAX_CALL_BUFFER) is its call buffer. The vCPU stops here until the
+ * host calls a guest function; then the call returns the length of the call ([name, args], MessagePack) the
+ * host wrote at buffer. Needs PV_FEATURE0_SANDBOX.
+ */
+#define PV_HYPERCALL_SANDBOX_READY 0x0500
+/*
+ * sandbox_return(status, result, length): the current call is done: status 0 with a MessagePack value at
+ * result (length bytes), or a negative pv_status with a MessagePack str message there. Returns, like
+ * PV_HYPERCALL_SANDBOX_READY, the length of the next call in the call buffer.
+ */
+#define PV_HYPERCALL_SANDBOX_RETURN 0x0501
+/*
+ * host_call(request, length, response, capacity): calls a host function: request holds [name, args]
+ * (MessagePack, length bytes). Returns the length of the MessagePack result written at response, or a
+ * negative pv_status with a MessagePack str message written there (when it fits).
+ */
+#define PV_HYPERCALL_HOST_CALL 0x0502
+
+/* ---- SandboxDeclarationKind ---- */
+/* What a pv_sandbox_decl declares. Append-only. */
+#ifndef __ASSEMBLER__
+typedef uint32_t pv_sandbox_decl_kind;
+#endif
+/* Not a declaration. */
+#define PV_SANDBOX_DECL_KIND_NONE 0
+/* A guest function the host may call: pv_sandbox_decl.name is its name. */
+#define PV_SANDBOX_DECL_KIND_FUNCTION 1
+/*
+ * A guard page: pv_sandbox_decl.address is the page-aligned guest-physical address of a page below the stack
+ * that nothing may touch (a write there is a stack overflow).
+ */
+#define PV_SANDBOX_DECL_KIND_STACK_GUARD 2
 
 /* ---- HypercallStatus ---- */
 /*
@@ -419,6 +487,8 @@ typedef int64_t pv_status;
 #define PV_STATUS_PROTOCOL (-71)
 /* Timed out (ETIMEDOUT). */
 #define PV_STATUS_TIMED_OUT (-110)
+/* A host function failed (it threw): the message says why (EREMOTEIO). */
+#define PV_STATUS_HOST_FUNCTION_FAILED (-121)
 
 #ifndef __ASSEMBLER__
 
@@ -663,6 +733,22 @@ typedef struct pv_ring_header {
     uint8_t reserved[48];                       /* +0x10 */
 } pv_ring_header;
 
+/* ---- SandboxDeclaration (64 bytes) ---- */
+/* The descriptor of one PV_NOTE_TYPE_SANDBOX note. */
+typedef struct pv_sandbox_decl {
+    /* A pv_sandbox_decl_kind. */
+    uint32_t kind;                              /* +0x00 */
+    /* Reserved, zero. */
+    uint32_t flags;                             /* +0x04 */
+    /* PV_SANDBOX_DECL_KIND_STACK_GUARD: the guard page's address; otherwise zero. */
+    uint64_t address;                           /* +0x08 */
+    /*
+     * PV_SANDBOX_DECL_KIND_FUNCTION: the function's name, 1 to 47 printable ASCII characters, NUL-padded;
+     * otherwise zeros.
+     */
+    uint8_t name[48];                           /* +0x10 */
+} pv_sandbox_decl;
+
 /* ---- Layout tripwires: the C compiler must agree with the C# definitions. ---- */
 #ifndef __cplusplus
 _Static_assert(sizeof(pv_abi_note) == 8, "sizeof(pv_abi_note) must be 8");
@@ -752,6 +838,11 @@ _Static_assert(offsetof(pv_ring_header, req_event) == 4, "offsetof(pv_ring_heade
 _Static_assert(offsetof(pv_ring_header, rsp_prod) == 8, "offsetof(pv_ring_header, rsp_prod) must be 8");
 _Static_assert(offsetof(pv_ring_header, rsp_event) == 12, "offsetof(pv_ring_header, rsp_event) must be 12");
 _Static_assert(offsetof(pv_ring_header, reserved) == 16, "offsetof(pv_ring_header, reserved) must be 16");
+_Static_assert(sizeof(pv_sandbox_decl) == 64, "sizeof(pv_sandbox_decl) must be 64");
+_Static_assert(offsetof(pv_sandbox_decl, kind) == 0, "offsetof(pv_sandbox_decl, kind) must be 0");
+_Static_assert(offsetof(pv_sandbox_decl, flags) == 4, "offsetof(pv_sandbox_decl, flags) must be 4");
+_Static_assert(offsetof(pv_sandbox_decl, address) == 8, "offsetof(pv_sandbox_decl, address) must be 8");
+_Static_assert(offsetof(pv_sandbox_decl, name) == 16, "offsetof(pv_sandbox_decl, name) must be 16");
 #endif /* __cplusplus */
 #endif /* __ASSEMBLER__ */
 

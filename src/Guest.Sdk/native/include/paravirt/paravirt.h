@@ -246,4 +246,8 @@ int strncmp(const char *a, const char *b, size_t n);
 /* Device drivers (console, block, net) and the ring helpers. */
 #include "devices.h"
 
+/* MessagePack, guest functions and host functions (sandboxes). */
+#include "msgpack.h"
+#include "sandbox.h"
+
 #endif /* PARAVIRT_PARAVIRT_H */

@@ -1,0 +1,337 @@
+using System.Diagnostics;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Diagnostics;
+using Paravirt.Hypervisor.Hypercalls;
+using Paravirt.Hypervisor.Linux;
+using Paravirt.Hypervisor.Loading;
+using Paravirt.Hypervisor.Memory;
+
+namespace Paravirt.Hypervisor.Vcpu;
+
+/// <summary>How <see cref="GuestMachine.Run"/> stopped.</summary>
+/// <param name="Outcome">The outcome (meaningless when <paramref name="Paused"/>).</param>
+/// <param name="Status">The guest's exit status for <see cref="RunOutcome.Exited"/>.</param>
+/// <param name="Message">One line describing the stop.</param>
+/// <param name="Paused">A hypercall handler paused the guest (a sandbox's ready or return point); the hypercall is still pending.</param>
+/// <param name="StackOverflow">The guest touched the guard page below its stack (KVM: any access; the emulator: any access its MMU translates there).</param>
+/// <param name="FaultAddress">The faulting guest address, for faults that have one.</param>
+internal readonly record struct MachineStop(RunOutcome Outcome, long Status, string Message, bool Paused = false, bool StackOverflow = false, ulong FaultAddress = 0);
+
+/// <summary>
+/// One built guest: its memory (a Paravirt image, or a Linux executable with the Linux personality and its boot
+/// modules; boot info, hypercall page, command line), its session (devices, limits, the paravirtual timer), VM and
+/// vCPU, and the exit loop that runs it. The one place that builds and runs a VM: <see cref="GuestRunner"/> runs a
+/// guest to its exit with it, a <see cref="Sandboxes.Sandbox"/> keeps one and runs it call by call. Not thread-safe:
+/// one thread runs it.
+/// </summary>
+internal sealed partial class GuestMachine : IDisposable
+{
+    private readonly HypercallDispatcher _dispatcher;
+    private readonly ILogger _logger;
+    private readonly ParavirtMetrics? _metrics;
+    private readonly GuestRunOptions _options;
+    private bool _disposed;
+
+    private GuestMachine(GuestImage image, GuestRunOptions options, BackendChoice choice, HypercallDispatcher dispatcher, ILogger logger, ParavirtMetrics? metrics)
+    {
+        Image = image;
+        _options = options;
+        Choice = choice;
+        _dispatcher = dispatcher;
+        _logger = logger;
+        _metrics = metrics;
+        BackendName = choice.Backend.Name;
+        Capabilities = choice.Backend.Capabilities;
+    }
+
+    public GuestImage Image { get; }
+    public BackendChoice Choice { get; }
+    public string BackendName { get; }
+    public BackendCapabilities Capabilities { get; }
+    public GuestMemory Memory { get; private set; } = null!;
+    public GuestSession Session { get; private set; } = null!;
+    public IVirtualMachine Vm { get; private set; } = null!;
+    public IVcpu Vcpu { get; private set; } = null!;
+    public RunStatistics Statistics { get; } = new();
+
+    /// <summary>True when the backend tracks the pages the guest writes (so snapshots copy only those).</summary>
+    public bool TracksDirtyPages => Capabilities.HasFlag(BackendCapabilities.DirtyPageTracking);
+
+    /// <summary>
+    /// Builds a guest: checks the options, creates guest memory (from <paramref name="snapshot"/>'s contents when
+    /// given, otherwise the image — with the Linux personality for a Linux executable — boot info, hypercall page and
+    /// command line), the session, the VM and the vCPU.
+    /// </summary>
+    /// <exception cref="ArgumentException">The options are invalid (memory size, limits, command line).</exception>
+    /// <exception cref="ImageFormatException">The image does not fit in guest memory.</exception>
+    /// <exception cref="BackendUnavailableException">The backend cannot run here, or cannot run this image.</exception>
+    public static GuestMachine Create(
+        GuestImage image,
+        GuestRunOptions options,
+        BackendChoice choice,
+        HypercallDispatcher dispatcher,
+        ILogger logger,
+        ParavirtMetrics? metrics,
+        Sandboxes.ISandboxChannel? sandbox = null,
+        MemorySnapshot? snapshot = null)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(choice);
+        if (options.MemorySize < GuestMemory.MinSize || options.MemorySize > GuestMemory.MaxSize || options.MemorySize % EntryConvention.PageSize != 0)
+        {
+            throw new ArgumentException($"guest memory must be a multiple of 4 KiB between {GuestMemory.MinSize >> 20} MiB and {GuestMemory.MaxSize >> 30} GiB (got {options.MemorySize} bytes)", nameof(options));
+        }
+        ArgumentNullException.ThrowIfNull(options.Limits);
+        options.Limits.Validate();
+        byte[] commandLine = Encoding.UTF8.GetBytes(options.CommandLine);
+        if (commandLine.Length >= GuestLayout.CommandLineMax || Array.IndexOf(commandLine, (byte)0) >= 0)
+        {
+            throw new ArgumentException($"the guest command line must be at most {GuestLayout.CommandLineMax - 1} bytes of UTF-8 without NUL", nameof(options));
+        }
+        if (snapshot is not null && snapshot.Root.Size != options.MemorySize)
+        {
+            throw new ArgumentException($"the snapshot holds {snapshot.Root.Size >> 20} MiB of guest memory, the options ask for {options.MemorySize >> 20} MiB", nameof(options));
+        }
+        if (image.Kind == GuestImageKind.LinuxExecutable && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.SupervisorMode))
+        {
+            throw new BackendUnavailableException($"backend '{choice.Backend.Name}' cannot run a Linux executable: {BackendSelector.Lacks(choice.Backend, BackendCapabilities.SupervisorMode)}");
+        }
+
+        var machine = new GuestMachine(image, options, choice, dispatcher, logger, metrics);
+        try
+        {
+            machine.Build(commandLine, sandbox, snapshot);
+            return machine;
+        }
+        catch
+        {
+            machine.Dispose();
+            throw;
+        }
+    }
+
+    private void Build(byte[] commandLine, Sandboxes.ISandboxChannel? sandbox, MemorySnapshot? snapshot)
+    {
+        GuestRunOptions options = _options;
+        ulong entry = Image.Entry;
+        ulong imageEnd = Image.End;
+        LinuxLayout? linux = null;
+        if (snapshot is not null)
+        {
+            Memory = new GuestMemory(snapshot.Root);
+            foreach (int page in snapshot.OverlayPages)
+            {
+                Memory.Write(new GuestAddress((ulong)page << 12), snapshot.Page(page));
+            }
+            Memory.ClearDirtyPages();
+        }
+        else if (Image.Kind == GuestImageKind.LinuxExecutable)
+        {
+            Memory = new GuestMemory(options.MemorySize);
+            IReadOnlyList<string> argv = options.Arguments.Count > 0 ? options.Arguments : [Image.SourcePath is { } p ? Path.GetFileName(p) : "app"];
+            linux = LinuxPersonality.Load(Image, Memory, LinuxPersonality.EncodeArguments(argv, options.Environment));
+            entry = linux.Value.Entry;
+            imageEnd = linux.Value.HeapStart;
+        }
+        else
+        {
+            Memory = new GuestMemory(options.MemorySize);
+            imageEnd = ElfLoader.LoadInto(Image, Memory);
+        }
+
+        Session = new GuestSession(Memory, Image, options.ConsoleOutput ?? Stream.Null, CancellationToken.None)
+        {
+            Devices = options.Devices ?? [],
+            Metrics = _metrics,
+            Logger = _logger,
+            Limits = options.Limits,
+            Sandbox = sandbox,
+        };
+        if (sandbox is not null)
+        {
+            Session.OfferedFeatures |= FeatureBits.Sandbox;
+        }
+        bool injection = Capabilities.HasFlag(BackendCapabilities.InterruptInjection);
+        if (injection)
+        {
+            Session.OfferedFeatures |= FeatureBits.Timer;
+        }
+        if (snapshot is null)
+        {
+            GuestRunner.PrepareMemory(Memory, imageEnd, commandLine, Session.OfferedFeatures, linux?.BootModules ?? 0, linux?.BootModuleCount ?? 0);
+        }
+        LogStarting(_logger, BackendName, Choice.Reason, Image.AbiVersion.ToString(), options.MemorySize >> 20);
+        if (options.InstructionBudget is ulong requested && !Capabilities.HasFlag(BackendCapabilities.InstructionBudget))
+        {
+            LogBudgetIgnored(_logger, BackendName, requested);
+        }
+        Vm = Choice.Backend.CreateVirtualMachine(Memory, new VirtualMachineOptions
+        {
+            InstructionBudget = options.InstructionBudget,
+            GuardPages = Image.StackGuard is ulong guard ? [guard] : [],
+            TrackDirtyPages = sandbox is not null,
+        });
+        Vcpu = Vm.CreateVcpu(new VcpuStartState(entry, Memory.Size, GuestLayout.BootInfo));
+        if (injection)
+        {
+            Session.InterruptSink = Vcpu.RequestInterrupt;
+        }
+    }
+
+    /// <summary>
+    /// Runs the vCPU until the guest exits, faults, runs out of budget, a hypercall handler pauses it,
+    /// <paramref name="cancellationToken"/> fires (<see cref="RunOutcome.Canceled"/>) or <paramref name="timeout"/>
+    /// passes (<see cref="RunOutcome.TimedOut"/>; timed by <see cref="RunDeadlines"/>' dedicated thread). The vCPU runs
+    /// on the calling thread. <paramref name="budget"/> is named in the budget message; <paramref name="goal"/>
+    /// completes "the guest did not ... within" ("exit", or "finish the call").
+    /// </summary>
+    public MachineStop Run(CancellationToken cancellationToken, TimeSpan? timeout, ulong? budget, string goal = "exit")
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (timeout is not TimeSpan limit)
+        {
+            return RunUntil(cancellationToken, cancellationToken, timeout, budget, goal);
+        }
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        MachineStop end;
+        using (RunDeadlines.Schedule(stop, limit))
+        {
+            end = RunUntil(stop.Token, cancellationToken, timeout, budget, goal);
+        }
+        // What runs after the run (draining the devices) still sees a stopped run as stopping.
+        Session.Stopping = stop.IsCancellationRequested ? new CancellationToken(canceled: true) : cancellationToken;
+        return end;
+    }
+
+    private MachineStop RunUntil(CancellationToken stop, CancellationToken cancellationToken, TimeSpan? timeout, ulong? budget, string goal)
+    {
+        IVcpu vcpu = Vcpu;
+        GuestSession session = Session;
+        session.Stopping = stop;
+        using CancellationTokenRegistration kick = stop.Register(static s => ((IVcpu)s!).Interrupt(), vcpu);
+        RunStatistics stats = Statistics;
+        string backendName = BackendName;
+        while (true)
+        {
+            VcpuExit exit = vcpu.Run();
+            stats.CountExit(exit.Kind);
+            _metrics?.RecordExit(backendName, exit.Kind);
+            if (HypercallTrap.IsHypercall(in exit))
+            {
+                VcpuRegisters registers = vcpu.GetRegisters();
+                HypercallArgs args = HypercallTrap.ReadArguments(in registers);
+                string? name = _dispatcher.GetName(args.Code);
+                stats.CountHypercall(args.Code, registered: name is not null);
+                _metrics?.RecordHypercall(args.Code, name);
+                long result = _dispatcher.Dispatch(in args, session);
+                if (session.ExitRequested)
+                {
+                    return new MachineStop(RunOutcome.Exited, session.ExitStatus,
+                        session.FatalSignal is { } killed ? killed.Describe() : $"guest exited with status {session.ExitStatus}");
+                }
+                if (session.PauseRequested)
+                {
+                    session.PauseRequested = false;
+                    return new MachineStop(RunOutcome.Exited, 0, "paused", Paused: true);
+                }
+                vcpu.SetRegisters(registers with { Rax = unchecked((ulong)result) });
+                continue;
+            }
+            switch (exit.Kind)
+            {
+                case VcpuExitKind.Interrupted:
+                    if (cancellationToken.IsCancellationRequested)
+                    {
+                        return new MachineStop(RunOutcome.Canceled, 0, "the run was cancelled");
+                    }
+                    if (stop.IsCancellationRequested)
+                    {
+                        return new MachineStop(RunOutcome.TimedOut, 0, $"the guest did not {goal} within {GuestRunner.FormatDuration(timeout)}");
+                    }
+                    break; // spurious kick: keep running
+                case VcpuExitKind.BudgetExhausted:
+                    return new MachineStop(RunOutcome.BudgetExhausted, 0, $"the guest used its instruction budget of {budget} without {(goal == "exit" ? "exiting" : "finishing")}");
+                case VcpuExitKind.Halt:
+                    return new MachineStop(RunOutcome.Faulted, 0, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
+                case VcpuExitKind.IoOut or VcpuExitKind.IoIn:
+                    return new MachineStop(RunOutcome.Faulted, 0, $"the guest {(exit.Kind == VcpuExitKind.IoOut ? "wrote to" : "read from")} I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
+                case VcpuExitKind.Mmio or VcpuExitKind.Fault when IsGuardPage(exit.Address):
+                    return new MachineStop(RunOutcome.Faulted, 0, $"stack overflow: the guest touched 0x{exit.Address:x} in the guard page below its stack ({exit.Detail}) at rip 0x{exit.Rip:x}", StackOverflow: true, FaultAddress: exit.Address);
+                case VcpuExitKind.Mmio:
+                    return new MachineStop(RunOutcome.Faulted, 0, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {Memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}", FaultAddress: exit.Address);
+                case VcpuExitKind.Shutdown:
+                    return new MachineStop(RunOutcome.Faulted, 0, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
+                case VcpuExitKind.Fault:
+                    return new MachineStop(RunOutcome.Faulted, 0, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})", FaultAddress: exit.Address);
+                case VcpuExitKind.Unimplemented:
+                    return new MachineStop(RunOutcome.BackendFailed, 0, $"backend {backendName} cannot run this guest: {exit.Detail} (rip 0x{exit.Rip:x}); the guest did nothing wrong");
+                default:
+                    return new MachineStop(RunOutcome.BackendFailed, 0, $"backend {backendName} failed: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
+            }
+        }
+    }
+
+    private bool IsGuardPage(ulong address) =>
+        Image.StackGuard is ulong guard && address >= guard && address - guard < SandboxConstants.GuardPageSize;
+
+    /// <summary>
+    /// The end of a run (or of a sandbox call): each device delivers what the guest produced last and the console
+    /// output queue drains, waiting for slow readers until <see cref="DrainDeadline"/>; then the statistics that are
+    /// read rather than counted are brought up to date. The timer keeps running (<see cref="Dispose"/> stops it).
+    /// </summary>
+    public void Drain(RunOutcome outcome, long started, TimeSpan? timeout)
+    {
+        Session.Stop(DrainDeadline(outcome, started, timeout, _options.Limits));
+        RunStatistics stats = Statistics;
+        stats.ConsoleBytesDiscarded = Session.ConsoleBytesDiscarded;
+        stats.InstructionsRetired = Vcpu.InstructionsRetired;
+        stats.UnimplementedSyscalls = Session.UnimplementedSyscalls;
+    }
+
+    /// <summary>
+    /// Until when the end of a run waits for slow console readers: after an exit, up to
+    /// <see cref="GuestLimits.OutputDrainTimeout"/> but never past the run's timeout; after a timeout, cancellation or
+    /// fault, half of <see cref="GuestLimits.StopLatency"/> (the rest of that bound is for stopping the vCPU).
+    /// </summary>
+    private static long DrainDeadline(RunOutcome outcome, long started, TimeSpan? timeout, GuestLimits limits)
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (outcome != RunOutcome.Exited)
+        {
+            return now + Ticks(GuestLimits.StopLatency / 2);
+        }
+        long deadline = now + Ticks(limits.OutputDrainTimeout);
+        if (timeout is TimeSpan t)
+        {
+            deadline = Math.Min(deadline, Math.Max(now, started + Ticks(t)));
+        }
+        return deadline;
+
+        static long Ticks(TimeSpan t) => (long)Math.Min(t.TotalSeconds * Stopwatch.Frequency, long.MaxValue / 4);
+    }
+
+    /// <summary>Stops the timer (no interrupt is raised on a disposed vCPU), ends the console output, releases the vCPU, VM and memory.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        Session?.StopTimer();
+        Session?.Dispose();
+        Vcpu?.Dispose();
+        Vm?.Dispose();
+        Memory?.Dispose();
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "backend {Backend}: {Reason}; guest ABI {Abi}, {MemoryMiB} MiB of guest memory")]
+    private static partial void LogStarting(ILogger logger, string backend, string reason, string abi, ulong memoryMiB);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "backend {Backend} does not count instructions: the instruction budget of {Budget} is ignored; the wall-clock timeout applies")]
+    private static partial void LogBudgetIgnored(ILogger logger, string backend, ulong budget);
+}
