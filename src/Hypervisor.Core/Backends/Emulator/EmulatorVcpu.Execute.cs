@@ -145,15 +145,7 @@ internal sealed unsafe partial class EmulatorVcpu
     // ---- flags ----
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Szp(ulong r, int size)
-    {
-        ulong f = (ulong)((~BitOperations.PopCount((uint)(r & 0xFF)) & 1) << 2);
-        if (r == 0)
-        {
-            f |= ZF;
-        }
-        return f | (((r >> ((size << 3) - 1)) & 1) << 7);
-    }
+    private static ulong Szp(ulong r, int size) => LazyFlags.Szp(r, size);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void SetArith(ulong f)
@@ -182,115 +174,23 @@ internal sealed unsafe partial class EmulatorVcpu
         {
             return;
         }
-        ulong a = _s->LazyA, b = _s->LazyB, r = _s->LazyResult;
-        int size = _s->LazySize;
-        ulong f = _s->LazyKind switch
-        {
-            LazyKind.Add => AddFlags(a, b, r, size, r < a),
-            LazyKind.Sub => SubFlags(a, b, r, size, a < b),
-            LazyKind.Inc => AddFlags(a, 1, r, size, false) | (_s->Rflags & CF),
-            LazyKind.Dec => SubFlags(a, 1, r, size, false) | (_s->Rflags & CF),
-            LazyKind.Shl => Szp(r, size) | ShiftCarry(LazyKind.Shl, a, (int)b, size) | ((((r & SignBit(size)) != 0) ^ (ShiftCarry(LazyKind.Shl, a, (int)b, size) != 0)) ? OF : 0),
-            LazyKind.Shr => Szp(r, size) | ShiftCarry(LazyKind.Shr, a, (int)b, size) | ((a & SignBit(size)) != 0 ? OF : 0),
-            LazyKind.Sar => Szp(r, size) | ShiftCarry(LazyKind.Sar, a, (int)b, size),
-            _ => Szp(r, size),
-        };
-        if (_s->FlagOverride)
-        {
-            f = (f & ~(CF | OF)) | _s->OverrideFlags;
-            _s->FlagOverride = false;
-        }
+        _s->Rflags = (_s->Rflags & ~ArithFlags) | LazyFlags.Compute(_s->LazyKind, _s->LazyA, _s->LazyB, _s->LazyResult, _s->LazySize, _s->Rflags, _s->FlagOverride, _s->OverrideFlags);
+        _s->FlagOverride = false;
         _s->LazyKind = LazyKind.None;
-        _s->Rflags = (_s->Rflags & ~ArithFlags) | f;
-    }
-
-    /// <summary>CF of a shift by a non-zero count.</summary>
-    private static ulong ShiftCarry(LazyKind kind, ulong a, int count, int size)
-    {
-        int bits = size << 3;
-        return kind switch
-        {
-            LazyKind.Shl => count <= bits ? (a >> (bits - count)) & 1 : 0,
-            LazyKind.Shr => (a >> (count - 1)) & 1,
-            _ => (ulong)(SignExtend(a, size) >> (count - 1)) & 1,
-        };
     }
 
     /// <summary>CF without materializing everything.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong Carry() => _s->FlagOverride ? _s->OverrideFlags & CF : _s->LazyKind switch
-    {
-        LazyKind.None or LazyKind.Inc or LazyKind.Dec => _s->Rflags & CF,
-        LazyKind.Add => _s->LazyResult < _s->LazyA ? CF : 0,
-        LazyKind.Sub => _s->LazyA < _s->LazyB ? CF : 0,
-        LazyKind.Shl or LazyKind.Shr or LazyKind.Sar => ShiftCarry(_s->LazyKind, _s->LazyA, (int)_s->LazyB, _s->LazySize),
-        _ => 0,
-    };
+    private ulong Carry() => LazyFlags.Carry((int)_s->LazyKind, _s->LazyA, _s->LazyB, _s->LazyResult, _s->LazySize, _s->Rflags, _s->FlagOverride, _s->OverrideFlags);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong AddFlags(ulong a, ulong b, ulong r, int size, bool carry) =>
-        Szp(r, size) | (carry ? CF : 0) | ((a ^ b ^ r) & AF) | ((((a ^ r) & (b ^ r)) & SignBit(size)) != 0 ? OF : 0);
+    private static ulong AddFlags(ulong a, ulong b, ulong r, int size, bool carry) => LazyFlags.AddFlags(a, b, r, size, carry);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong SubFlags(ulong a, ulong b, ulong r, int size, bool borrow) =>
-        Szp(r, size) | (borrow ? CF : 0) | ((a ^ b ^ r) & AF) | ((((a ^ b) & (a ^ r)) & SignBit(size)) != 0 ? OF : 0);
+    private static ulong SubFlags(ulong a, ulong b, ulong r, int size, bool borrow) => LazyFlags.SubFlags(a, b, r, size, borrow);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal bool Cond(int cc)
-    {
-        if (_s->FlagOverride)
-        {
-            goto Slow;
-        }
-        if (_s->LazyKind == LazyKind.Sub)
-        {
-            // cmp/sub: decide from the operands directly.
-            ulong a = _s->LazyA, b = _s->LazyB;
-            bool t;
-            switch (cc >> 1)
-            {
-                case 1: t = a < b; break;
-                case 2: t = a == b; break;
-                case 3: t = a <= b; break;
-                case 4: t = (_s->LazyResult & SignBit(_s->LazySize)) != 0; break;
-                case 6: t = SignExtend(a, _s->LazySize) < SignExtend(b, _s->LazySize); break;
-                case 7: t = SignExtend(a, _s->LazySize) <= SignExtend(b, _s->LazySize); break;
-                default: goto Slow;
-            }
-            return t ^ ((cc & 1) != 0);
-        }
-        if (_s->LazyKind == LazyKind.Logic)
-        {
-            // and/or/xor/test: CF = OF = 0.
-            ulong res = _s->LazyResult;
-            bool neg = (res & SignBit(_s->LazySize)) != 0;
-            bool t;
-            switch (cc >> 1)
-            {
-                case 0: case 1: t = false; break;
-                case 2: case 3: t = res == 0; break;
-                case 4: case 6: t = neg; break;
-                case 7: t = res == 0 || neg; break;
-                default: goto Slow;
-            }
-            return t ^ ((cc & 1) != 0);
-        }
-    Slow:
-        Materialize();
-        ulong f = _s->Rflags;
-        bool r = (cc >> 1) switch
-        {
-            0 => (f & OF) != 0,
-            1 => (f & CF) != 0,
-            2 => (f & ZF) != 0,
-            3 => (f & (CF | ZF)) != 0,
-            4 => (f & SF) != 0,
-            5 => (f & PF) != 0,
-            6 => (((f >> 7) ^ (f >> 11)) & 1) != 0,
-            _ => (f & ZF) != 0 || (((f >> 7) ^ (f >> 11)) & 1) != 0,
-        };
-        return r ^ ((cc & 1) != 0);
-    }
+    internal bool Cond(int cc) => LazyFlags.Condition(cc, (int)_s->LazyKind, _s->LazyA, _s->LazyB, _s->LazyResult, _s->LazySize, _s->Rflags, _s->FlagOverride, _s->OverrideFlags);
 
     // ---- the block executor ----
 

@@ -13,15 +13,6 @@ internal sealed unsafe partial class EmulatorVcpu
     /// <summary>DR0-DR3: kept (no hardware breakpoints are implemented).</summary>
     private readonly ulong[] _dr = new ulong[4];
 
-    /// <summary>
-    /// Which of the system ops end a block: control transfers, privilege changes, writes that change the mapping of
-    /// code (CR writes, INVLPG, WRMSR), and writes of RFLAGS.IF/TF (STI, POPF, MOV SS), which the dispatcher looks at
-    /// between blocks (an interrupt that became deliverable, a single-step trap after the next instruction).
-    /// </summary>
-    private static bool EndsBlockSystem(OpKind k) => k is OpKind.Syscall or OpKind.Sysret or OpKind.Iretq or OpKind.IntN
-        or OpKind.Int3 or OpKind.Int1 or OpKind.Lretq or OpKind.FetchFault or OpKind.Invlpg or OpKind.Wrmsr or OpKind.MovToCr
-        or OpKind.Sti or OpKind.Popf or OpKind.Lmsw or OpKind.MovToSreg or OpKind.PopSreg;
-
     private int Iopl => (int)((_s->Rflags >> 12) & 3);
 
     [MethodImpl(MethodImplOptions.NoInlining)]

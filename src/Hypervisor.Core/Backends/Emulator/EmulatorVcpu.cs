@@ -7,20 +7,6 @@ using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Backends.Emulator;
 
-/// <summary>Which ALU op last set the arithmetic flags lazily (<see cref="LazyKind.None"/>: they are in RFLAGS).</summary>
-internal enum LazyKind
-{
-    None,
-    Add,
-    Sub,
-    Logic,
-    Inc,
-    Dec,
-    Shl,
-    Shr,
-    Sar,
-}
-
 /// <summary>
 /// The emulated vCPU: the general-purpose and XMM registers, RIP and RFLAGS, the run loop (dispatch, budget,
 /// interrupts, single step), the memory access path through the software TLB, and instruction fetch through the
@@ -625,8 +611,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
                 break;
             }
             _decodeOps.Add(op);
-            if (EndsBlock(op.Kind) || (op.Rep != 0 && op.Kind is OpKind.Movs or OpKind.Stos or OpKind.Lods or OpKind.Cmps or OpKind.Scas)
-                || reader.Crossed || ins.NextIP >= pageEnd)
+            if (InstructionTable.EndsBlock(in op) || reader.Crossed || ins.NextIP >= pageEnd)
             {
                 break;
             }
@@ -661,11 +646,6 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         formatter.Format(in ins, output);
         return output.ToStringAndReset();
     }
-
-    private static bool EndsBlock(OpKind k) => k is OpKind.Jcc or OpKind.Jmp or OpKind.JmpInd or OpKind.Call
-        or OpKind.CallInd or OpKind.Ret or OpKind.Loop or OpKind.Loope or OpKind.Loopne or OpKind.Jrcxz
-        or OpKind.Hlt or OpKind.Out or OpKind.In or OpKind.Unsupported or OpKind.Unimplemented
-        || EndsBlockSystem(k);
 
     /// <summary>Blocks translated to IL so far (for tests).</summary>
     internal int BlocksCompiled { get; private set; }
