@@ -372,9 +372,13 @@ internal static unsafe class BlockCompiler
             ILGenerator il = _il;
             Label bail = Bail(k);
             il.Emit(OpCodes.Ldarg_2);
-            il.Emit(OpCodes.Ldloc, _addr);
+            il.Emit(OpCodes.Ldloc, _addr); // Tlb.Index
             il.Emit(OpCodes.Ldc_I4, 12);
             il.Emit(OpCodes.Shr_Un);
+            il.Emit(OpCodes.Ldloc, _addr);
+            il.Emit(OpCodes.Ldc_I4, 12 + Tlb.Bits);
+            il.Emit(OpCodes.Shr_Un);
+            il.Emit(OpCodes.Xor);
             il.Emit(OpCodes.Ldc_I8, (long)Tlb.IndexMask);
             il.Emit(OpCodes.And);
             il.Emit(OpCodes.Ldc_I4, 5); // sizeof(TlbEntry) == 32
