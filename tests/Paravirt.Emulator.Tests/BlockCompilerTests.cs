@@ -24,7 +24,7 @@ public sealed class BlockCompilerTests
         bool wide = r.Next(2) == 0;
         int imm = r.Next(4) switch { 0 => r.Next(-3, 3), 1 => int.MinValue, 2 => int.MaxValue, _ => r.Next() };
         int disp = r.Next(0, 0x700);
-        switch (r.Next(26))
+        switch (r.Next(27))
         {
             case 0: if (wide) a.mov(R64[x], R64[y]); else a.mov(R32[x], R32[y]); break;
             case 1: if (wide) a.mov(R64[x], (long)imm * 0x1_0001); else a.mov(R32[x], imm); break;
@@ -201,6 +201,43 @@ public sealed class BlockCompilerTests
                     default: a.mov(__byte_ptr[rbx + disp], new AssemblerRegister8[] { ah, ch, dh, bh }[y & 3]); break;
                 }
                 break;
+            case 24:
+            {
+                // SSE with memory operands and flag-writing FP ops through the vector helper; results come back to
+                // general registers or memory, where the comparison sees them.
+                int d8 = disp & ~7;
+                switch (r.Next(7))
+                {
+                    case 0: a.movdqu(xmm2, __xmmword_ptr[rbx + disp]); a.paddq(xmm3, xmm2); a.movq(R64[x], xmm3); break;
+                    case 1: a.cvtsi2sd(xmm4, R64[x]); a.addsd(xmm5, xmm4); a.movsd(__qword_ptr[rbx + d8], xmm5); break;
+                    case 2: a.movsd(xmm6, __qword_ptr[rbx + d8]); a.mulsd(xmm6, __qword_ptr[rbx + disp]); a.movq(R64[y], xmm6); break;
+                    case 3:
+                    {
+                        Label skip = a.CreateLabel();
+                        a.cvtsi2sd(xmm7, R64[x]);
+                        a.cvtsi2sd(xmm1, R64[y]);
+                        a.comisd(xmm7, xmm1);
+                        Jcc(a, r.Next(16), skip);
+                        a.add(R64[y], 5);
+                        a.Label(ref skip);
+                        a.nop();
+                        break;
+                    }
+                    case 4: a.movdqu(__xmmword_ptr[rbx + disp], xmm3); break;
+                    case 5:
+                        if (allowFault && r.Next(4) == 0)
+                        {
+                            a.movsd(xmm0, __qword_ptr[rbx + 0x7FFF_F000]); // a fault inside the vector helper
+                        }
+                        else
+                        {
+                            a.cmp(R64[x], R64[y]); a.pxor(xmm0, __xmmword_ptr[rbx + disp]); a.setb(R8Of(x)); // flags live across it
+                        }
+                        break;
+                    default: a.crc32(R32[x], R32[y]); break;
+                }
+                break;
+            }
             default: a.nop(); break;
         }
     }

@@ -44,6 +44,7 @@ internal static unsafe class BlockCompiler
     private const BindingFlags Private = BindingFlags.NonPublic | BindingFlags.Instance;
     private static readonly MethodInfo ExecuteMethod = typeof(EmulatorVcpu).GetMethod("ExecuteBlock", Private)!;
     private static readonly MethodInfo SseMethod = typeof(EmulatorVcpu).GetMethod("ExecuteSse", Private)!;
+    private static readonly MethodInfo VectorOpMethod = typeof(EmulatorVcpu).GetMethod("ExecuteVectorOp", Private)!;
     private static readonly MethodInfo OpsGetter = typeof(Block).GetProperty(nameof(Block.Ops))!.GetGetMethod()!;
     private static readonly MethodInfo ValidGetter = typeof(Block).GetProperty(nameof(Block.Valid))!.GetGetMethod()!;
     private static readonly MethodInfo CondMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Cond), Private)!;
@@ -87,13 +88,20 @@ internal static unsafe class BlockCompiler
             case OpKind.Mov:
                 // stores of a register or an immediate, any size
                 return op.A == Loc.Mem && (op.B == Loc.Imm || op.B == Loc.Reg);
-            case >= OpKind.MovX128 and <= OpKind.MovntStore:
+            case >= OpKind.MovX128 and <= OpKind.MovntStore when op.A != Loc.Mem && op.B != Loc.Mem:
                 // Register-only SSE ops cannot fault or touch flags: call the SSE executor directly.
-                return op.A != Loc.Mem && op.B != Loc.Mem;
+                return true;
             default:
-                return false;
+                return VectorHelper(in op);
         }
     }
+
+    /// <summary>
+    /// True for the SSE, x87 and other extension ops (those that touch only their operands, <see cref="OpTraits.OperandsOnly"/>)
+    /// that translated code runs through <c>EmulatorVcpu.ExecuteVectorOp</c>: a direct call with its own fault handling,
+    /// instead of the interpreter's block loop.
+    /// </summary>
+    private static bool VectorHelper(in MicroOp op) => (InstructionTable.Info(op.Kind).Traits & OpTraits.OperandsOnly) != 0;
 
     /// <summary>
     /// Translates <paramref name="block"/>, or returns null when it holds anything the translator does not handle;
@@ -583,10 +591,49 @@ internal static unsafe class BlockCompiler
             {
                 return Delegate(k);
             }
-            bool ended = EmitNative(k); // bail-outs inside it record the count without it
+            ref MicroOp op = ref _ops[k];
+            bool direct = op.Kind is >= OpKind.MovX128 and <= OpKind.MovntStore && op.A != Loc.Mem && op.B != Loc.Mem;
+            bool ended = VectorHelper(in op) && !direct
+                ? EmitVectorOp(k)
+                : EmitNative(k); // bail-outs inside it record the count without it
 
             _unflushed++;
             return ended;
+        }
+
+        /// <summary>
+        /// An SSE/x87/extension op through <c>EmulatorVcpu.ExecuteVectorOp</c>: the lazy record and the count are written
+        /// back first (a fault is delivered from the vCPU's state), and the record stays in the locals afterwards
+        /// unless the op writes flags itself (comis, ptest, pcmpXstrX, fcomi, adcx/adox, bzhi).
+        /// </summary>
+        private bool EmitVectorOp(int k)
+        {
+            ILGenerator il = _il;
+            Flush(_pending);
+            AddCount(_unflushed);
+            _unflushed = 0;
+            Label go = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldc_I4, k);
+            il.Emit(OpCodes.Call, VectorOpMethod);
+            il.Emit(OpCodes.Brfalse, go);
+            il.Emit(OpCodes.Ldc_I4, ExitRequested);
+            il.Emit(OpCodes.Ret);
+            il.MarkLabel(go);
+            if (InstructionTable.Info(_ops[k].Kind).MayWrite != 0)
+            {
+                _pending = default;
+            }
+            // A store into this block's own code: the rest of it is stale; rip is the next instruction.
+            Label valid = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Callvirt, ValidGetter);
+            il.Emit(OpCodes.Brtrue, valid);
+            SetRip(_ops[k].Next);
+            ReturnAfter(Completed);
+            il.MarkLabel(valid);
+            return false;
         }
 
         private bool EmitNative(int k)

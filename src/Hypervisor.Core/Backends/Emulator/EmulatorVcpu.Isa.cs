@@ -118,6 +118,34 @@ internal sealed unsafe partial class EmulatorVcpu
         }
     }
 
+    /// <summary>
+    /// Runs one SSE, x87 or other extension op for translated code (the count and lazy flags are written back): the
+    /// interpreter's semantics without its block loop. Returns true when the op raised an event (delivered, or an exit
+    /// is pending), as <see cref="ExecuteBlock"/> does.
+    /// </summary>
+    private bool ExecuteVectorOp(Block block, int k)
+    {
+        ref MicroOp op = ref block.Ops[k];
+        try
+        {
+            if (op.Kind is >= OpKind.SseArith and <= OpKind.ExtensionLast)
+            {
+                ExecuteIsa(ref op);
+            }
+            else
+            {
+                ExecuteSse(ref op);
+            }
+            return false;
+        }
+        catch (GuestFault fault)
+        {
+            _s->Rip = op.Rip;
+            RaiseFault(fault, _s->Rip);
+            return true;
+        }
+    }
+
     private void ExecuteIsa(ref MicroOp op)
     {
         if ((_s->SseFault | _s->X87Fault) != 0)
