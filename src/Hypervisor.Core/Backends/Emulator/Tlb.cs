@@ -34,8 +34,8 @@ internal struct TlbEntry
 /// </summary>
 internal sealed unsafe class Tlb
 {
-    /// <summary>log2 of the entries per privilege: 4,096 entries map 16 MiB (measured: sort's 4 MiB arrays thrashed 1,024).</summary>
-    public const int Bits = 12;
+    /// <summary>log2 of the entries per privilege: 2,048 entries map 8 MiB (with the folded index; measured: sort's 4 MiB arrays thrashed 1,024 plainly indexed).</summary>
+    public const int Bits = 11;
     public const int Size = 1 << Bits;
     public const ulong IndexMask = Size - 1;
     /// <summary>A tag no access matches (its low bits are set; real tags are page aligned).</summary>
@@ -76,13 +76,7 @@ internal sealed unsafe class Tlb
         _info[i] = physicalPage | ((ulong)largeShift << InfoSizeShift) | (global ? InfoGlobal : 0);
     }
 
-    public void FlushAll()
-    {
-        for (int i = 0; i < Size; i++)
-        {
-            Entries[i] = new TlbEntry { ReadTag = Invalid, WriteTag = Invalid, ExecTag = Invalid };
-        }
-    }
+    public void FlushAll() => new Span<TlbEntry>(Entries, Size).Fill(new TlbEntry { ReadTag = Invalid, WriteTag = Invalid, ExecTag = Invalid });
 
     /// <summary>Drops every entry that is not global (a CR3 write with CR4.PGE set).</summary>
     public void FlushNonGlobal()
