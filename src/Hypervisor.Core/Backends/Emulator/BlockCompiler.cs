@@ -26,7 +26,8 @@ internal static unsafe class BlockCompiler
     /// set), <see cref="ExitRequested"/> (an op it handed to the interpreter asked for a vCPU exit) or the index of
     /// the op at which the interpreter must continue.
     /// </summary>
-    public delegate int CompiledBlock(EmulatorVcpu cpu, ulong* r, TlbEntry* tlb, Block block);
+    /// <remarks>The delegate is closed over the vCPU whose code cache holds the block (a closed delegate is called without the shuffle thunk an open one needs).</remarks>
+    public delegate int CompiledBlock(ulong* r, TlbEntry* tlb, Block block);
 
     /// <summary>The block ran to its end; rip is set.</summary>
     public const int Completed = -1;
@@ -109,7 +110,7 @@ internal static unsafe class BlockCompiler
     /// objects), which the code cache counts against its cap.
     /// </summary>
     [UnconditionalSuppressMessage("AOT", "IL3050", Justification = "Only called when Enabled, i.e. RuntimeFeature.IsDynamicCodeCompiled; NativeAOT keeps interpreting.")]
-    public static CompiledBlock? TryCompile(Block block, out int hostBytes)
+    public static CompiledBlock? TryCompile(Block block, EmulatorVcpu cpu, out int hostBytes)
     {
         hostBytes = 0;
         MicroOp[] ops = block.Ops;
@@ -126,7 +127,7 @@ internal static unsafe class BlockCompiler
         try
         {
             var emitter = new Emitter(block);
-            CompiledBlock compiled = emitter.Emit();
+            CompiledBlock compiled = emitter.Emit(cpu);
             hostBytes = TranslationOverhead + (NativeBytesPerIlByte * emitter.IlSize);
             return compiled;
         }
@@ -179,7 +180,7 @@ internal static unsafe class BlockCompiler
         /// <summary>Bytes of IL emitted (valid after <see cref="Emit"/>).</summary>
         public int IlSize => _il.ILOffset;
 
-        public CompiledBlock Emit()
+        public CompiledBlock Emit(EmulatorVcpu cpu)
         {
             ILGenerator il = _il;
             int n = _ops.Length;
@@ -202,7 +203,7 @@ internal static unsafe class BlockCompiler
                 il.Emit(OpCodes.Ldc_I4, index);
                 il.Emit(OpCodes.Ret);
             }
-            return (CompiledBlock)_method.CreateDelegate(typeof(CompiledBlock));
+            return (CompiledBlock)_method.CreateDelegate(typeof(CompiledBlock), cpu);
         }
 
         private Label Bail(int index)

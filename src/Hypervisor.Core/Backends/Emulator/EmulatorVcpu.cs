@@ -176,7 +176,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
                     try
                     {
                         // Safe: the translated block reaches guest memory only through TLB entries, as the interpreter does.
-                        start = compiled(this, _r, _s->Tlb, block);
+                        start = compiled(_r, _s->Tlb, block);
                     }
 #pragma warning disable CA1031 // a bug in translated code must stop this guest, not the host process
                     catch (Exception bug)
@@ -199,7 +199,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
                 }
                 else if (++block.Hits == _jitThreshold)
                 {
-                    block.Compiled = BlockCompiler.TryCompile(block, out int translatedBytes);
+                    block.Compiled = BlockCompiler.TryCompile(block, this, out int translatedBytes);
                     if (block.Compiled is not null)
                     {
                         BlocksCompiled++;
