@@ -24,7 +24,7 @@ public sealed class BlockCompilerTests
         bool wide = r.Next(2) == 0;
         int imm = r.Next(4) switch { 0 => r.Next(-3, 3), 1 => int.MinValue, 2 => int.MaxValue, _ => r.Next() };
         int disp = r.Next(0, 0x700);
-        switch (r.Next(27))
+        switch (r.Next(28))
         {
             case 0: if (wide) a.mov(R64[x], R64[y]); else a.mov(R32[x], R32[y]); break;
             case 1: if (wide) a.mov(R64[x], (long)imm * 0x1_0001); else a.mov(R32[x], imm); break;
@@ -235,6 +235,43 @@ public sealed class BlockCompilerTests
                         }
                         break;
                     default: a.crc32(R32[x], R32[y]); break;
+                }
+                break;
+            }
+            case 25:
+            {
+                // Inline SSE moves to and from memory (movdqa misaligned when allowFault: #GP), cdqe/cwde, indirect jumps.
+                int d8 = disp & ~7;
+                switch (r.Next(9))
+                {
+                    case 0: a.movdqu(xmm2, __xmmword_ptr[rbx + disp]); a.movdqu(__xmmword_ptr[rbx + (disp ^ 0x40)], xmm2); a.movq(R64[x], xmm2); break;
+                    case 1: a.movdqa(xmm3, __xmmword_ptr[rbx + (allowFault && r.Next(4) == 0 ? disp | 8 : disp & ~15)]); a.movq(R64[y], xmm3); break;
+                    case 2: a.movd(xmm4, __dword_ptr[rbx + disp]); a.movq(R64[x], xmm4); break;
+                    case 3: a.movq(xmm5, __qword_ptr[rbx + disp]); a.movss(xmm6, __dword_ptr[rbx + d8]); a.pxor(xmm5, xmm6); a.movd(__dword_ptr[rbx + disp], xmm5); break;
+                    case 4: a.movq(__qword_ptr[rbx + disp], xmm5); a.movsd(xmm7, __qword_ptr[rbx + d8]); a.movss(__dword_ptr[rbx + (disp ^ 0x20)], xmm7); break;
+                    case 5: a.movq(xmm1, R64[x]); a.movsd(__qword_ptr[rbx + disp], xmm1); a.movaps(__xmmword_ptr[rbx + (disp & ~15)], xmm1); break;
+                    case 6: if (wide) a.cdqe(); else a.cwde(); break;
+                    case 7:
+                    {
+                        Label target = a.CreateLabel();
+                        a.lea(R64[x], __[target]);
+                        a.jmp(R64[x]);
+                        a.int3();
+                        a.Label(ref target);
+                        a.nop();
+                        break;
+                    }
+                    default:
+                    {
+                        Label target = a.CreateLabel();
+                        a.lea(R64[x], __[target]);
+                        a.mov(__qword_ptr[rbx + d8], R64[x]);
+                        a.jmp(__qword_ptr[rbx + d8]);
+                        a.int3();
+                        a.Label(ref target);
+                        a.nop();
+                        break;
+                    }
                 }
                 break;
             }

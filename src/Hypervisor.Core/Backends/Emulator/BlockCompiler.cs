@@ -92,8 +92,12 @@ internal static unsafe class BlockCompiler
             case >= OpKind.MovX128 and <= OpKind.MovntStore when op.A != Loc.Mem && op.B != Loc.Mem:
                 // Register-only SSE ops cannot fault or touch flags: call the SSE executor directly.
                 return true;
+            case OpKind.JmpInd:
+                return last && (op.B == Loc.Mem || (op.B == Loc.Reg && op.RegB < 16));
+            case OpKind.SignExtendAcc:
+                return op.Size is 4 or 8;
             default:
-                return VectorHelper(in op);
+                return VectorHelper(in op) || SseMemoryMove(in op);
         }
     }
 
@@ -102,7 +106,19 @@ internal static unsafe class BlockCompiler
     /// that translated code runs through <c>EmulatorVcpu.ExecuteVectorOp</c>: a direct call with its own fault handling,
     /// instead of the interpreter's block loop.
     /// </summary>
-    private static bool VectorHelper(in MicroOp op) => (InstructionTable.Info(op.Kind).Traits & OpTraits.OperandsOnly) != 0;
+    private static bool VectorHelper(in MicroOp op) => (InstructionTable.Info(op.Kind).Traits & OpTraits.OperandsOnly) != 0 && !SseMemoryMove(in op);
+
+    /// <summary>SSE moves between an XMM register and memory that translated code does inline (TLB check, then a copy).</summary>
+    private static bool SseMemoryMove(in MicroOp op) => op.Kind switch
+    {
+        OpKind.MovX128 => (op.A == Loc.Mem) != (op.B == Loc.Mem),
+        OpKind.MovdToX => op.B == Loc.Mem && op.Size is 4 or 8,
+        OpKind.MovdFromX => op.A == Loc.Mem && op.Size is 4 or 8,
+        OpKind.MovqXX => (op.A == Loc.Mem) != (op.B == Loc.Mem),
+        OpKind.MovsdLoad or OpKind.MovssLoad => op.B == Loc.Mem,
+        OpKind.MovsdStore or OpKind.MovssStore or OpKind.MovqStore or OpKind.MovLowStore => op.A == Loc.Mem,
+        _ => false,
+    };
 
     /// <summary>
     /// Translates <paramref name="block"/>, or returns null when it holds anything the translator does not handle;
@@ -594,7 +610,7 @@ internal static unsafe class BlockCompiler
             }
             ref MicroOp op = ref _ops[k];
             bool direct = op.Kind is >= OpKind.MovX128 and <= OpKind.MovntStore && op.A != Loc.Mem && op.B != Loc.Mem;
-            bool ended = VectorHelper(in op) && !direct
+            bool ended = VectorHelper(in op) && !direct && !SseMemoryMove(in op)
                 ? EmitVectorOp(k)
                 : EmitNative(k); // bail-outs inside it record the count without it
 
@@ -635,6 +651,80 @@ internal static unsafe class BlockCompiler
             ReturnAfter(Completed);
             il.MarkLabel(valid);
             return false;
+        }
+
+        /// <summary>XMM register <paramref name="reg"/>'s address in the vCPU state (arg 1 is the state's base: R is at offset 0).</summary>
+        private void XmmAddress(int reg, int offset = 0)
+        {
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldc_I4, CpuState.XmmOffset + (reg * 16) + offset);
+            _il.Emit(OpCodes.Add);
+        }
+
+        /// <summary>
+        /// movdqa/movdqu/movaps/movups/movapd/movupd, movd/movq, movss/movsd between an XMM register and memory, as
+        /// ExecuteSse does them: the CR0/CR4 check and a misaligned 16-byte operand bail out to the interpreter (which
+        /// raises #NM/#UD/#GP), then the TLB check, then the copy; loads of 4 or 8 bytes zero the rest of the register.
+        /// </summary>
+        private void EmitSseMemoryMove(int k, in MicroOp op)
+        {
+            ILGenerator il = _il;
+            Label bail = Bail(k);
+            StateAddress(CpuState.SseFaultOffset);
+            il.Emit(OpCodes.Ldind_I4);
+            il.Emit(OpCodes.Brtrue, bail);
+            bool store = op.A == Loc.Mem;
+            int length = op.Kind switch
+            {
+                OpKind.MovX128 => 16,
+                OpKind.MovdToX or OpKind.MovdFromX => op.Size,
+                OpKind.MovssLoad or OpKind.MovssStore => 4,
+                _ => 8,
+            };
+            int xmm = store ? op.RegB : op.RegA;
+            EffectiveAddress(in op);
+            il.Emit(OpCodes.Stloc, _addr);
+            if (length == 16 && op.Aligned)
+            {
+                il.Emit(OpCodes.Ldloc, _addr);
+                il.Emit(OpCodes.Ldc_I8, 15L);
+                il.Emit(OpCodes.And);
+                il.Emit(OpCodes.Ldc_I8, 0L);
+                il.Emit(OpCodes.Bne_Un, bail);
+            }
+            CheckAccess(k, length, store);
+            if (length == 16)
+            {
+                if (store)
+                {
+                    HostPointer();
+                    XmmAddress(xmm);
+                }
+                else
+                {
+                    XmmAddress(xmm);
+                    HostPointer();
+                }
+                il.Emit(OpCodes.Ldc_I4, 16);
+                il.Emit(OpCodes.Unaligned, (byte)1);
+                il.Emit(OpCodes.Cpblk);
+                return;
+            }
+            if (store)
+            {
+                HostPointer();
+                XmmAddress(xmm);
+                il.Emit(length == 8 ? OpCodes.Ldind_I8 : OpCodes.Ldind_U4);
+                il.Emit(OpCodes.Unaligned, (byte)1);
+                il.Emit(length == 8 ? OpCodes.Stind_I8 : OpCodes.Stind_I4);
+                return;
+            }
+            XmmAddress(xmm);
+            LoadHost(length);
+            il.Emit(OpCodes.Stind_I8);
+            XmmAddress(xmm, 8);
+            il.Emit(OpCodes.Ldc_I8, 0L);
+            il.Emit(OpCodes.Stind_I8);
         }
 
         private bool EmitNative(int k)
@@ -835,6 +925,27 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Stind_I8);
                     ReturnAfter(Completed);
                     return true;
+                case OpKind.JmpInd:
+                    LoadB(k, in op, 8);
+                    il.Emit(OpCodes.Stloc, _v);
+                    Flush(_pending);
+                    StateAddress(CpuState.RipOffset);
+                    il.Emit(OpCodes.Ldloc, _v);
+                    il.Emit(OpCodes.Stind_I8);
+                    ReturnAfter(Completed);
+                    return true;
+                case OpKind.SignExtendAcc:
+                    // cdqe (rax = sign-extended eax) and cwde (eax = sign-extended ax, zero-extended to 64 bits)
+                    StoreReg(0, op.Size == 4, () =>
+                    {
+                        LoadReg(0, false);
+                        il.Emit(op.Size == 8 ? OpCodes.Conv_I4 : OpCodes.Conv_I2);
+                        il.Emit(OpCodes.Conv_I8);
+                    });
+                    return false;
+                case >= OpKind.MovX128 and <= OpKind.MovntStore when SseMemoryMove(in op):
+                    EmitSseMemoryMove(k, in op);
+                    return false;
                 case >= OpKind.MovX128 and <= OpKind.MovntStore:
                     // CR0.TS/EM or CR4.OSFXSR may forbid SSE now: the interpreter then raises #NM/#UD at this op.
                     StateAddress(CpuState.SseFaultOffset);
