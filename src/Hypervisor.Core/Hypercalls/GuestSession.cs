@@ -99,10 +99,10 @@ public sealed partial class GuestSession : IDisposable
     /// <summary>
     /// The run's paravirtual devices, in the order the guest enumerates them (<see cref="HypercallCode.DeviceInfo"/>);
     /// a device's index is also its event port, so at most <see cref="RingConstants.EventPorts"/>. Set before the run
-    /// starts; setting a non-empty list offers <see cref="FeatureBits.Devices"/> (and, with a console,
+    /// starts; setting a non-empty list offers <see cref="FeatureBits.Devices"/> and <see cref="FeatureBits.DeviceModel"/> (and, with a console,
     /// <see cref="FeatureBits.ConsoleEndOfInput"/>).
     /// </summary>
-    /// <exception cref="ArgumentException">More than 64 devices, or two with the same name.</exception>
+    /// <exception cref="ArgumentException">More than 64 devices, two with the same name, or a device that declares too many queues, too much configuration or a type in the project's reserved range.</exception>
     public IReadOnlyList<VirtualDevice> Devices
     {
         get => _devices;
@@ -113,7 +113,7 @@ public sealed partial class GuestSession : IDisposable
             _devices = value;
             if (value.Count > 0)
             {
-                OfferedFeatures |= FeatureBits.Devices;
+                OfferedFeatures |= FeatureBits.Devices | FeatureBits.DeviceModel;
             }
             if (value.Any(d => d.Kind == DeviceKind.Console))
             {
@@ -462,6 +462,7 @@ public sealed partial class GuestSession : IDisposable
             {
                 throw new ArgumentException($"two devices are named '{d.Name}'; device names must be unique", nameof(devices));
             }
+            d.ValidateDeclaration();
         }
     }
 
