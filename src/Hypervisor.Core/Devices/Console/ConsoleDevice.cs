@@ -286,9 +286,14 @@ public sealed class ConsoleDevice : VirtualDevice
         lock (_inLock)
         {
             n = (int)Math.Min(space, (uint)_inCount);
-            for (int i = 0; i < n; i++)
+            // Two circular buffers: copy in at most three contiguous pieces (each bounded by both wraps), not per byte.
+            for (int done = 0; done < n;)
             {
-                ring[(int)((_inProd + (uint)i) & (ConsoleInterface.InSize - 1))] = _inQueue[(_inHead + i) % InputQueueLimit];
+                int from = (_inHead + done) % InputQueueLimit;
+                int to = (int)((_inProd + (uint)done) & (ConsoleInterface.InSize - 1));
+                int chunk = Math.Min(n - done, Math.Min(InputQueueLimit - from, (int)ConsoleInterface.InSize - to));
+                _inQueue.AsSpan(from, chunk).CopyTo(ring.Slice(to, chunk));
+                done += chunk;
             }
             _inHead = (_inHead + n) % InputQueueLimit;
             _inCount -= n;
@@ -366,10 +371,13 @@ public sealed class ConsoleDevice : VirtualDevice
             int tail = (_inHead + _inCount) % InputQueueLimit;
             foreach (ReadOnlyMemory<byte> segment in buffer.Slice(0, take))
             {
-                foreach (byte b in segment.Span)
+                ReadOnlySpan<byte> rest = segment.Span;
+                while (!rest.IsEmpty)
                 {
-                    _inQueue[tail] = b;
-                    tail = (tail + 1) % InputQueueLimit;
+                    int chunk = Math.Min(rest.Length, InputQueueLimit - tail);
+                    rest[..chunk].CopyTo(_inQueue.AsSpan(tail));
+                    rest = rest[chunk..];
+                    tail = (tail + chunk) % InputQueueLimit;
                 }
             }
             _inCount += (int)take;
