@@ -256,6 +256,14 @@ public sealed partial class GuestSession : IDisposable
             {
                 return; // cancelled or re-armed since
             }
+            long earlyNs = arm.Deadline - MonotonicNanoseconds;
+            if (earlyNs > 0)
+            {
+                // The host timer runs on a coarser clock than the monotonic one and can fire a little early (seen
+                // under load): wait out the rest, so the interrupt never comes before the deadline.
+                _timer?.Change(Math.Max(1, (earlyNs + 999_999) / 1_000_000), Timeout.Infinite);
+                return;
+            }
             _pendingArm = null;
             vector = arm.Vector;
         }
