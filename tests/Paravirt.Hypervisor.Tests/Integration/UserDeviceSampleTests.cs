@@ -10,22 +10,9 @@ public sealed class UserDeviceSampleTests
     [Fact]
     public async Task The_kvstore_sample_drives_a_user_defined_device_on_the_emulator()
     {
-        string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
-        string host = Path.Combine(TestPaths.RepoRoot, "samples", "kvstore-host", "bin", configuration, "net10.0", "kvstore-host.dll");
-        Assert.True(File.Exists(host), $"{host} is missing: build the solution first");
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string arg in new[] { host, TestPaths.GuestImage("kvstore-guest"), "emulator" })
-        {
-            psi.ArgumentList.Add(arg);
-        }
-        using var process = System.Diagnostics.Process.Start(psi)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        await process.WaitForExitAsync(limit.Token);
-        string output = await stdout;
-        string errors = await stderr;
-        Assert.True(process.ExitCode == 0, $"kvstore-host exited with {process.ExitCode}\n{output}\n{errors}");
+        SampleProgram.Result run = await SampleProgram.RunAsync("kvstore-host", TestPaths.GuestImage("kvstore-guest"), "emulator");
+        string output = run.Output;
+        Assert.True(run.ExitCode == 0, run.ToString());
         Assert.Contains("kvstore-guest: read back 20 of 20", output, StringComparison.Ordinal);
         Assert.Contains("kvstore-guest: all checks passed", output, StringComparison.Ordinal);
         Assert.Contains("guest Exited with status 0 on emulator", output, StringComparison.Ordinal);
