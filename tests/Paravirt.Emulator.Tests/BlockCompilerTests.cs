@@ -395,4 +395,58 @@ public sealed class BlockCompilerTests
         Assert.Equal(600, compiledRuns);
         Assert.True(s_compiled > 300, $"only {s_compiled} blocks were translated");
     }
+    [Fact]
+    public void InlineRotates_KeepFlagsWhereTheyAreSeen()
+    {
+        // sha256's shape (rotates whose CF/OF a later xor/and overwrites: translated without their flags) next to
+        // rotates whose flags are read (adc, jc, setcc), cut off by a store or a load (which may fault), or still live
+        // at the block's end.
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label top = a.CreateLabel(), skip = a.CreateLabel();
+            a.Label(ref top);
+            a.mov(r13d, eax);
+            a.ror(r13d, 11);
+            a.ror(eax, 6);
+            a.and(r11d, r14d);
+            a.xor(eax, r13d);
+            a.rol(r13d, 7);
+            a.mov(r12d, r13d);
+            a.lea(r10, __[r12 + r13 * 2 + 5]);
+            a.xor(eax, r13d);
+            a.ror(rdx, 17);
+            a.adc(rsi, 0);
+            a.rol(rcx, 63);
+            a.setc(dil);
+            a.rol(r9d, 1);
+            a.mov(__dword_ptr[rbx + 8], r9d);
+            a.add(r9d, eax);
+            a.ror(r8, 3);
+            a.mov(r10, __qword_ptr[rbx + 16]);
+            a.xor(r8, r10);
+            a.ror(r11d, 5);
+            a.jc(skip);
+            a.add(r14, 3);
+            a.Label(ref skip);
+            a.rol(rax, 13);
+            a.sub(r15, 1);
+            a.jnz(top);
+            a.hlt();
+        });
+        var r = new Random(256);
+        for (int round = 0; round < 20; round++)
+        {
+            ulong[] init = new ulong[16];
+            for (int i = 0; i < 16; i++)
+            {
+                init[i] = (ulong)r.NextInt64() ^ ((ulong)r.Next(2) << 63);
+            }
+            var interpreted = Run(code, init, threshold: 0, EmuHarness.CodeAddress + 0x1000);
+            var translated = Run(code, init, threshold: 1, EmuHarness.CodeAddress + 0x1000);
+            Assert.Equal(interpreted.Exit, translated.Exit);
+            Assert.Equal(interpreted.Regs, translated.Regs);
+            Assert.Equal(interpreted.Count, translated.Count);
+            Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"round {round}: memory differs");
+        }
+    }
 }

@@ -601,6 +601,32 @@ internal static unsafe class BlockCompiler
             });
         }
 
+        /// <summary>
+        /// True when the CF/OF that rotate <paramref name="k"/> writes are dead: a later op of the block writes every
+        /// arithmetic flag, and the ops in between are register-only native forms that neither read flags nor can fault
+        /// or leave translated code (so no exit, fault or interrupt can observe RFLAGS before they are overwritten).
+        /// </summary>
+        private bool RotateFlagsDead(int k)
+        {
+            for (int j = k + 1; j < _ops.Length; j++)
+            {
+                ref MicroOp next = ref _ops[j];
+                switch (next.Kind)
+                {
+                    case >= OpKind.AddRR64 and <= OpKind.TestRI32:
+                        return true;
+                    case OpKind.ShiftRI when (OpKind)next.Cond is OpKind.Shl or OpKind.Shr or OpKind.Sar:
+                        return true; // a non-zero count: all flags written
+                    case OpKind.MovRR64 or OpKind.MovRR32 or OpKind.MovRI64 or OpKind.MovRI32 or OpKind.Lea64 or OpKind.Lea32
+                        or OpKind.MovzxRR8 or OpKind.Nop or OpKind.ShiftRI:
+                        continue;
+                    default:
+                        return false;
+                }
+            }
+            return false;
+        }
+
         /// <summary>Emits op <paramref name="k"/>; returns true when it ended the block (set rip and returned).</summary>
         private bool EmitOp(int k)
         {
@@ -869,6 +895,27 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Stloc, _lr);
                     StoreReg(op.RegA, false, () => il.Emit(OpCodes.Ldloc, _lr));
                     _pending = new(shift == OpKind.Shl ? LazyKind.Shl : shift == OpKind.Shr ? LazyKind.Shr : LazyKind.Sar, op.Size);
+                    return false;
+                }
+                case OpKind.ShiftRI when RotateFlagsDead(k):
+                {
+                    // rol/ror whose CF/OF no one can see (a later op in the block writes every flag first, and nothing
+                    // in between can fault, bail out or read flags): the rotate alone, the lazy record untouched.
+                    bool narrow = op.Size == 4;
+                    int bits = narrow ? 32 : 64;
+                    int left = (OpKind)op.Cond == OpKind.Rol ? (int)op.Imm : bits - (int)op.Imm; // 0 < Imm < bits (decode)
+                    LoadReg(op.RegA, narrow);
+                    il.Emit(OpCodes.Stloc, _v);
+                    StoreReg(op.RegA, narrow, () =>
+                    {
+                        il.Emit(OpCodes.Ldloc, _v);
+                        il.Emit(OpCodes.Ldc_I4, left);
+                        il.Emit(OpCodes.Shl);
+                        il.Emit(OpCodes.Ldloc, _v);
+                        il.Emit(OpCodes.Ldc_I4, bits - left);
+                        il.Emit(OpCodes.Shr_Un);
+                        il.Emit(OpCodes.Or);
+                    });
                     return false;
                 }
                 case OpKind.ShiftRI:
