@@ -449,4 +449,67 @@ public sealed class BlockCompilerTests
             Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"round {round}: memory differs");
         }
     }
+    [Fact]
+    public void IncDecAndIndirectCalls_MatchTheInterpreter()
+    {
+        // inc/dec keep CF from every kind of earlier producer (adc, jc, cmovc and setc read it after them), their
+        // ZF/SF decide jcc/setcc; indirect calls through a register and through memory, and one whose push faults
+        // (rsp pointing outside memory on the last round).
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label top = a.CreateLabel(), func = a.CreateLabel(), skip = a.CreateLabel(), skip2 = a.CreateLabel();
+            a.Label(ref top);
+            a.cmp(rax, rcx);
+            a.inc(rdx);
+            a.adc(rsi, 0);
+            a.add(r8d, r9d);
+            a.dec(r9d);
+            a.setc(dil);
+            a.sete(r10b);
+            a.ror(r11, 7);
+            a.inc(r12d);
+            a.cmovc(r13, r14);
+            a.shl(r14, 3);
+            a.dec(r14);
+            a.js(skip);
+            a.xor(eax, 0x1234);
+            a.Label(ref skip);
+            a.dec(ecx);
+            a.jz(skip2);
+            a.inc(rax);
+            a.jc(skip2);
+            a.sub(rsi, 1);
+            a.Label(ref skip2);
+            a.lea(r10, __[func]);
+            a.mov(__qword_ptr[rbx + 24], r10);
+            a.call(r10);
+            a.call(__qword_ptr[rbx + 24]);
+            a.cmp(r15, 1);
+            a.cmove(rsp, rbp);
+            a.call(r10);
+            a.sub(r15, 1);
+            a.jnz(top);
+            a.hlt();
+            a.Label(ref func);
+            a.add(rax, rcx);
+            a.dec(edx);
+            a.ret();
+        });
+        var r = new Random(4004);
+        for (int round = 0; round < 20; round++)
+        {
+            ulong[] init = new ulong[16];
+            for (int i = 0; i < 16; i++)
+            {
+                init[i] = r.Next(3) switch { 0 => (ulong)r.Next(-2, 2), 1 => (ulong)r.NextInt64() ^ ((ulong)r.Next(2) << 63), _ => 0xFFFF_FFFFUL + (ulong)r.Next(-1, 2) };
+            }
+            init[5] = round % 2 == 0 ? 0x7FFF_FFFF_0000UL : EmuHarness.CodeAddress + 0x1800; // rbp: the last round's rsp
+            var interpreted = Run(code, init, threshold: 0, EmuHarness.CodeAddress + 0x1000);
+            var translated = Run(code, init, threshold: 1, EmuHarness.CodeAddress + 0x1000);
+            Assert.Equal(interpreted.Exit, translated.Exit);
+            Assert.Equal(interpreted.Regs, translated.Regs);
+            Assert.Equal(interpreted.Count, translated.Count);
+            Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"round {round}: memory differs");
+        }
+    }
 }

@@ -49,6 +49,7 @@ internal static unsafe class BlockCompiler
     private static readonly MethodInfo OpsGetter = typeof(Block).GetProperty(nameof(Block.Ops))!.GetGetMethod()!;
     private static readonly MethodInfo ValidGetter = typeof(Block).GetProperty(nameof(Block.Valid))!.GetGetMethod()!;
     private static readonly MethodInfo CondMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Cond), Private)!;
+    private static readonly MethodInfo KeepCarryMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.KeepCarry), Private)!;
     private static readonly MethodInfo ShiftMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Shift), Private)!;
     private static readonly MethodInfo SegmentBaseMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.SegmentBase), Private)!;
     private static readonly MethodInfo TlbMissMethod = typeof(EmulatorVcpu).GetMethod("TlbMiss", Private)!;
@@ -65,7 +66,7 @@ internal static unsafe class BlockCompiler
             case OpKind.Lea64: case OpKind.Lea32: case OpKind.LoadRM64: case OpKind.LoadRM32: case OpKind.MovzxLoad8:
             case OpKind.MovzxRR8: case OpKind.StoreMR64: case OpKind.StoreMR32: case OpKind.ShiftRI: case OpKind.Nop:
                 return true;
-            case OpKind.Neg: case OpKind.Not:
+            case OpKind.Neg: case OpKind.Not: case OpKind.Inc: case OpKind.Dec:
                 return op.A == Loc.Reg && op.RegA < 16 && op.Size is 4 or 8;
             case OpKind.Push:
                 return op.B == Loc.Reg && op.RegB < 16;
@@ -92,7 +93,7 @@ internal static unsafe class BlockCompiler
             case >= OpKind.MovX128 and <= OpKind.MovntStore when op.A != Loc.Mem && op.B != Loc.Mem:
                 // Register-only SSE ops cannot fault or touch flags: call the SSE executor directly.
                 return true;
-            case OpKind.JmpInd:
+            case OpKind.JmpInd: case OpKind.CallInd:
                 return last && (op.B == Loc.Mem || (op.B == Loc.Reg && op.RegB < 16));
             case OpKind.SignExtendAcc:
                 return op.Size is 4 or 8;
@@ -169,7 +170,7 @@ internal static unsafe class BlockCompiler
         private readonly MicroOp[] _ops;
         private readonly DynamicMethod _method;
         private readonly ILGenerator _il;
-        private readonly LocalBuilder _la, _lb, _lr, _addr, _v, _entry, _host, _cond;
+        private readonly LocalBuilder _la, _lb, _lr, _addr, _v, _entry, _host, _cond, _target;
         private readonly List<(Label Label, int Index, Pending Pending, int Unflushed)> _bails = [];
         /// <summary>The lazy-flag record held in the IL locals _la/_lb/_lr and not yet written to the vCPU (kind None: none).</summary>
         private Pending _pending;
@@ -191,6 +192,7 @@ internal static unsafe class BlockCompiler
             _entry = _il.DeclareLocal(typeof(byte*));
             _host = _il.DeclareLocal(typeof(byte*));
             _cond = _il.DeclareLocal(typeof(int));
+            _target = _il.DeclareLocal(typeof(ulong));
         }
 
         /// <summary>Bytes of IL emitted (valid after <see cref="Emit"/>).</summary>
@@ -489,6 +491,18 @@ internal static unsafe class BlockCompiler
                     case 4: Negative(); break;
                     case 6: Signed(_la); Signed(_lb); il.Emit(OpCodes.Clt); break;
                     default: Signed(_la); Signed(_lb); il.Emit(OpCodes.Cgt); il.Emit(OpCodes.Ldc_I4_0); il.Emit(OpCodes.Ceq); break;
+                }
+            }
+            else if (p.Kind is LazyKind.Inc or LazyKind.Dec && test is 2 or 4)
+            {
+                // ZF and SF of inc/dec: the (size-masked) result is zero, or negative.
+                if (test == 2)
+                {
+                    Zero();
+                }
+                else
+                {
+                    Negative();
                 }
             }
             else if (p.Kind == LazyKind.Logic && test is 0 or 1 or 2 or 3 or 4 or 6 or 7)
@@ -931,6 +945,33 @@ internal static unsafe class BlockCompiler
                         il.Emit(OpCodes.Call, ShiftMethod);
                     });
                     return false;
+                case OpKind.Inc:
+                case OpKind.Dec:
+                {
+                    // CF survives inc/dec: the previous record goes to the vCPU, which folds its CF into RFLAGS
+                    // (EmulatorVcpu.KeepCarry, as the interpreter does); the new record (ZF/SF/OF/AF/PF) stays in the locals.
+                    bool narrow = op.Size == 4;
+                    Flush(_pending);
+                    _pending = default;
+                    il.Emit(OpCodes.Ldarg_0);
+                    il.Emit(OpCodes.Call, KeepCarryMethod);
+                    LoadReg(op.RegA, narrow);
+                    il.Emit(OpCodes.Stloc, _la);
+                    il.Emit(OpCodes.Ldc_I8, 1L);
+                    il.Emit(OpCodes.Stloc, _lb);
+                    il.Emit(OpCodes.Ldloc, _la);
+                    il.Emit(OpCodes.Ldc_I8, 1L);
+                    il.Emit(op.Kind == OpKind.Inc ? OpCodes.Add : OpCodes.Sub);
+                    if (narrow)
+                    {
+                        il.Emit(OpCodes.Conv_U4);
+                        il.Emit(OpCodes.Conv_U8);
+                    }
+                    il.Emit(OpCodes.Stloc, _lr);
+                    StoreReg(op.RegA, false, () => il.Emit(OpCodes.Ldloc, _lr));
+                    _pending = new(op.Kind == OpKind.Inc ? LazyKind.Inc : LazyKind.Dec, op.Size);
+                    return false;
+                }
                 case OpKind.Push:
                     Push(k, () => LoadReg(op.RegB, false));
                     return false;
@@ -969,6 +1010,18 @@ internal static unsafe class BlockCompiler
                     Flush(_pending);
                     StateAddress(CpuState.RipOffset);
                     il.Emit(OpCodes.Ldloc, _v);
+                    il.Emit(OpCodes.Stind_I8);
+                    ReturnAfter(Completed);
+                    return true;
+                case OpKind.CallInd:
+                    // The target is read first (a fault there, or in the push, re-runs the call in the interpreter
+                    // with nothing changed), then the return address is pushed, as EmulatorVcpu's CallInd does.
+                    LoadB(k, in op, 8);
+                    il.Emit(OpCodes.Stloc, _target);
+                    Push(k, () => il.Emit(OpCodes.Ldc_I8, (long)op.Next));
+                    Flush(_pending);
+                    StateAddress(CpuState.RipOffset);
+                    il.Emit(OpCodes.Ldloc, _target);
                     il.Emit(OpCodes.Stind_I8);
                     ReturnAfter(Completed);
                     return true;
