@@ -35,8 +35,13 @@ internal static unsafe class BlockCompiler
     /// <summary>An op asked for a vCPU exit (fault, hypercall, halt ...); the exit is in the vCPU.</summary>
     public const int ExitRequested = -2;
 
-    /// <summary>Whole-block runs after which a block is translated (0 disables translation).</summary>
-    public static int Threshold { get; set; } = 32;
+    /// <summary>
+    /// Whole-block runs after which a block is translated (0 disables translation). RyuJIT takes ~0.1 ms per block,
+    /// the cost of some thousands of interpreted runs: at 32 a short-lived VM (hello: 3,853 instructions) spent most of
+    /// its 2-3 ms translating blocks it would never run enough to repay; at 1,024 it runs in ~1 ms and the compute
+    /// kernels (hundreds of millions of instructions) are unchanged (measured, bench/emulator-suite-notes.md).
+    /// </summary>
+    public static int Threshold { get; set; } = 1024;
 
     /// <summary>True when this runtime can compile IL at run time (not NativeAOT) and translation is not switched off with PARAVIRT_EMULATOR_JIT=0.</summary>
     public static bool Enabled { get; } = RuntimeFeature.IsDynamicCodeCompiled
