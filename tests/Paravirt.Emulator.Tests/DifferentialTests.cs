@@ -21,18 +21,6 @@ public sealed class NativeCpuFixture : IDisposable
     }
 }
 
-/// <summary>A fact that needs to run x86-64 machine code natively (Linux x86-64); skipped with the reason elsewhere.</summary>
-public sealed class NativeX64FactAttribute : FactAttribute
-{
-    public NativeX64FactAttribute()
-    {
-        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
-        {
-            Skip = "differential tests run the instructions natively: they need Linux on x86-64";
-        }
-    }
-}
-
 /// <summary>
 /// Differential tests: every supported instruction form (generated from Iced's opcode tables: each operand size,
 /// register/memory/immediate operand) runs natively in this process and in the emulator from the same registers,
@@ -740,7 +728,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         return cases;
     }
 
-    [NativeX64Fact]
+    [LinuxX64Fact]
     public void IntegerInstructionForms_MatchTheRealCpu()
     {
         var failures = new List<string>();
@@ -751,7 +739,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
-    [NativeX64Fact]
+    [LinuxX64Fact]
     public void SseInstructionForms_MatchTheRealCpu()
     {
         var failures = new List<string>();
@@ -782,7 +770,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         Code.Js_rel8_64, Code.Jns_rel8_64, Code.Jp_rel8_64, Code.Jnp_rel8_64, Code.Jl_rel8_64, Code.Jge_rel8_64, Code.Jle_rel8_64, Code.Jg_rel8_64,
     ];
 
-    [NativeX64Fact]
+    [LinuxX64Fact]
     public void ConditionalBranches_MatchTheRealCpu()
     {
         var failures = new List<string>();
@@ -813,7 +801,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
-    [NativeX64Fact]
+    [LinuxX64Fact]
     public void LoopsCallsReturnsAndStack_MatchTheRealCpu()
     {
         var failures = new List<string>();
@@ -940,7 +928,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
-    [NativeX64Fact]
+    [LinuxX64Fact]
     public void StringInstructions_MatchTheRealCpu()
     {
         var failures = new List<string>();

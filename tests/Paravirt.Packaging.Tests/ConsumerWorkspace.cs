@@ -86,7 +86,7 @@ public sealed class ConsumerWorkspace : IDisposable
         ["NUGET_PACKAGES"] = PackagesFolder,
     };
 
-    public Command.Result Dotnet(string workingDirectory, params string[] args) =>
+    public ProcessResult Dotnet(string workingDirectory, params string[] args) =>
         Command.Run(Command.Dotnet, workingDirectory, Environment, StepLimit, args);
 
     /// <summary>
@@ -189,7 +189,7 @@ public sealed class ConsumerWorkspace : IDisposable
             </Project>
             """);
         File.Copy(Path.Combine(LocalFeed.RepoRoot, source), Path.Combine(dir, Path.GetFileName(source)));
-        Command.Result r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        ProcessResult r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
         Assert.True(r.ExitCode == 0, r.Describe($"dotnet build of {what} that references Paravirt.Guest.Sdk"));
         AssertRestoredFromFeed("Paravirt.Guest.Sdk");
         string elf = Path.Combine(dir, "bin", "Release", "net10.0", name + ".elf");
@@ -240,7 +240,7 @@ public sealed class ConsumerWorkspace : IDisposable
                 return result.Outcome == RunOutcome.Exited ? (int)result.ExitStatus : 100 + (int)result.Outcome;
             }
             """);
-        Command.Result r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        ProcessResult r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
         Assert.True(r.ExitCode == 0, r.Describe("dotnet build of a host program that references Paravirt.Hypervisor.Core"));
         AssertRestoredFromFeed("Paravirt.Hypervisor.Core");
         AssertRestoredFromFeed("Paravirt.Hypercall.Abi");
@@ -255,7 +255,7 @@ public sealed class ConsumerWorkspace : IDisposable
         WriteNuGetConfig();
         const string name = "hello-linux";
         string dir = Path.Combine(Root, name);
-        Command.Result created = Dotnet(Root, "new", "console", "-o", name, "--framework", "net10.0");
+        ProcessResult created = Dotnet(Root, "new", "console", "-o", name, "--framework", "net10.0");
         Assert.True(created.ExitCode == 0, created.Describe("dotnet new console"));
         string csproj = Path.Combine(dir, name + ".csproj");
         string project = File.ReadAllText(csproj);
@@ -269,7 +269,7 @@ public sealed class ConsumerWorkspace : IDisposable
                 <PackageReference Include="Paravirt.Guest.Sdk" Version="{LocalFeed.Version}" PrivateAssets="all" />
               </ItemGroup>
             """, StringComparison.Ordinal));
-        Command.Result r = Dotnet(dir, "publish", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        ProcessResult r = Dotnet(dir, "publish", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
         Assert.True(r.ExitCode == 0, r.Describe("dotnet publish of a console app with ParavirtLinuxGuest"));
         AssertRestoredFromFeed("Paravirt.Guest.Sdk");
         string exe = Path.Combine(dir, "bin", "Release", "net10.0", "linux-x64", "publish", name);
@@ -298,7 +298,7 @@ public sealed class ConsumerWorkspace : IDisposable
             </Project>
             """);
         File.WriteAllText(Path.Combine(dir, "Program.cs"), SandboxHostSource);
-        Command.Result r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        ProcessResult r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
         Assert.True(r.ExitCode == 0, r.Describe("dotnet build of a sandbox host that references Paravirt.Hypervisor.Core"));
         AssertRestoredFromFeed("Paravirt.Hypervisor.Core");
         string dll = Path.Combine(dir, "bin", "Release", "net10.0", "sandbox-host.dll");
@@ -311,7 +311,7 @@ public sealed class ConsumerWorkspace : IDisposable
         LocalFeed.Require();
         WriteNuGetConfig();
         string toolPath = Path.Combine(Root, "tools");
-        Command.Result r = Dotnet(Root, "tool", "install", "--tool-path", toolPath, "--configfile", Path.Combine(Root, "NuGet.config"),
+        ProcessResult r = Dotnet(Root, "tool", "install", "--tool-path", toolPath, "--configfile", Path.Combine(Root, "NuGet.config"),
             "Paravirt.Cli", "--version", LocalFeed.Version);
         Assert.True(r.ExitCode == 0, r.Describe("dotnet tool install Paravirt.Cli from the local feed"));
         string exe = Path.Combine(toolPath, OperatingSystem.IsWindows() ? "paravirt.exe" : "paravirt");

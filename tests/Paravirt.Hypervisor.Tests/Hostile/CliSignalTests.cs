@@ -142,15 +142,3 @@ internal sealed class Reaper(Process process) : IDisposable
         }
     }
 }
-
-/// <summary>A fact that needs Linux (signals, kill(1)); skipped elsewhere with the reason.</summary>
-internal sealed class LinuxFactAttribute : FactAttribute
-{
-    public LinuxFactAttribute()
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            Skip = "needs Linux (POSIX signals and kill(1))";
-        }
-    }
-}

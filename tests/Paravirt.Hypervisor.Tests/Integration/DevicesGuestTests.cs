@@ -32,7 +32,7 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
 
     internal static GuestRun Run(string sample, IReadOnlyList<VirtualDevice> devices, string commandLine = "", int timeoutSeconds = 120)
     {
-        GuestImage image = ElfLoader.LoadFile(TestPaths.GuestImage(sample), AbiVersion.Current);
+        GuestImage image = ElfLoader.LoadFile(RepoPaths.GuestImage(sample), AbiVersion.Current);
         using var console = new MemoryStream();
         RunResult result = Runner().Run(image, new GuestRunOptions
         {

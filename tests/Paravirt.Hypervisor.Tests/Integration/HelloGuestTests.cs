@@ -18,7 +18,7 @@ public sealed class HelloGuestTests
     [Fact]
     public void Hello_on_the_emulator_greets_prints_the_wall_clock_and_exits_with_7()
     {
-        GuestImage image = ElfLoader.LoadFile(TestPaths.GuestImage("hello"), AbiVersion.Current);
+        GuestImage image = ElfLoader.LoadFile(RepoPaths.GuestImage("hello"), AbiVersion.Current);
         using var console = new MemoryStream();
         RunResult result = EmulatorRunner().Run(image, new GuestRunOptions { Backend = "emulator", ConsoleOutput = console, Timeout = TimeSpan.FromSeconds(30) });
         string output = Encoding.UTF8.GetString(console.ToArray());
@@ -36,7 +36,7 @@ public sealed class HelloGuestTests
     [Fact]
     public void Hello_through_the_cli_streams_its_console_and_exits_with_its_status()
     {
-        (int code, _, string stderr, byte[] guest) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--stats", "--verbose");
+        (int code, _, string stderr, byte[] guest) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", "--stats", "--verbose");
         string output = Encoding.UTF8.GetString(guest);
         Assert.True(code == 7, $"exit {code}\n{stderr}\n{output}");
         Assert.Contains("Hello from a Paravirt unikernel!", output, StringComparison.Ordinal);
@@ -51,7 +51,7 @@ public sealed class HelloGuestTests
     [Fact]
     public void Hello_is_refused_when_memory_is_too_small_for_it()
     {
-        GuestImage image = ElfLoader.LoadFile(TestPaths.GuestImage("hello"), AbiVersion.Current);
+        GuestImage image = ElfLoader.LoadFile(RepoPaths.GuestImage("hello"), AbiVersion.Current);
         // 2 MiB is the minimum memory; an image is refused only if it does not fit, so this must run.
         RunResult result = EmulatorRunner().Run(image, new GuestRunOptions { Backend = "emulator", MemorySize = 2UL << 20, Timeout = TimeSpan.FromSeconds(30) });
         Assert.Equal(RunOutcome.Exited, result.Outcome);

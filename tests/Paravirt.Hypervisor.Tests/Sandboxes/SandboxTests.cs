@@ -15,7 +15,7 @@ public sealed record KeyedPoint([property: Key(0)] int X, [property: Key(1)] int
 /// <summary>Sandboxes on the emulator with the C guest samples/plugin-guest: typed calls, host functions, snapshots, poisoning.</summary>
 public sealed class SandboxTests
 {
-    internal static string PluginImage => TestPaths.GuestImage("plugin-guest");
+    internal static string PluginImage => RepoPaths.GuestImage("plugin-guest");
 
     internal static SandboxOptions Options(HostFunctionCollection? hostFunctions = null) => new()
     {
@@ -324,7 +324,7 @@ public sealed class SandboxTests
     [Fact]
     public void A_CSharp_guest_serves_the_same_calls_through_the_core_library()
     {
-        using Sandbox sandbox = Sandbox.Create(TestPaths.GuestImage("plugin-cs"), Options(new HostFunctionCollection().Add("GetGreeting", () => "Hej")));
+        using Sandbox sandbox = Sandbox.Create(RepoPaths.GuestImage("plugin-cs"), Options(new HostFunctionCollection().Add("GetGreeting", () => "Hej")));
         Assert.Equal(["Add", "Count", "Fail", "Greet", "Scale"], sandbox.Functions.Order(StringComparer.Ordinal));
         Assert.Equal(42L, sandbox.Call<long>("Add", 40, 2));
         Assert.Equal(new Point(-30, 40), sandbox.Call<Point>("Scale", new Point(3, -4), -10));
@@ -345,7 +345,7 @@ public sealed class SandboxTests
     {
         // The sample's own build output, in the configuration this test project was built in (the solution builds both).
         string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
-        string host = Path.Combine(TestPaths.RepoRoot, "samples", "plugin-host", "bin", configuration, "net10.0", "plugin-host.dll");
+        string host = Path.Combine(RepoPaths.Root, "samples", "plugin-host", "bin", configuration, "net10.0", "plugin-host.dll");
         Assert.True(File.Exists(host), $"{host} is missing: build the solution first");
         var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (string arg in new[] { host, PluginImage, "emulator" })
@@ -367,7 +367,7 @@ public sealed class SandboxTests
     [Fact]
     public void An_image_without_guest_functions_is_not_a_sandbox()
     {
-        SandboxInitializationException ex = Assert.Throws<SandboxInitializationException>(() => Sandbox.Create(TestPaths.GuestImage("hello"), Options()));
+        SandboxInitializationException ex = Assert.Throws<SandboxInitializationException>(() => Sandbox.Create(RepoPaths.GuestImage("hello"), Options()));
         Assert.Contains("no guest functions", ex.Message, StringComparison.Ordinal);
     }
 }
