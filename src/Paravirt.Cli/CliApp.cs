@@ -142,9 +142,9 @@ internal static class CliApp
             {
                 return Fail(stderr, ExitCodes.Usage, $"--memory '{a.Memory}' is not a size; use a number with K, M or G, e.g. 64M");
             }
-            if (memorySize < Hypervisor.Memory.GuestMemory.MinSize || memorySize > Hypervisor.Memory.GuestMemory.MaxSize || memorySize % EntryConvention.PageSize != 0)
+            if (!Hypervisor.Memory.GuestMemory.IsValidSize(memorySize))
             {
-                return Fail(stderr, ExitCodes.Usage, $"--memory {a.Memory} is out of range; use a multiple of 4K between 2M and 64G");
+                return Fail(stderr, ExitCodes.Usage, $"--memory {a.Memory} is out of range; use {Hypervisor.Memory.GuestMemory.SizeRule}");
             }
         }
         if (a.HasSeparator && a.Images.Length != 1)
