@@ -73,6 +73,22 @@ public sealed class ConsumerTests(ConsumerWorkspace workspace) : IClassFixture<C
     }
 
     [LinuxX64Fact]
+    public void Publishing_a_CSharp_guest_to_a_folder_puts_the_image_there_and_nothing_else()
+    {
+        string project = Path.GetDirectoryName(workspace.CSharpGuestImage)!; // built (and restored) once
+        string guestDir = Path.GetFullPath(Path.Combine(project, "..", "..", ".."));
+        string published = Path.Combine(workspace.Root, "published-cs");
+        ProcessResult publish = workspace.Dotnet(guestDir, "publish", "-c", "Release", "-o", published, "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        Assert.True(publish.ExitCode == 0, publish.Describe("dotnet publish -o of the C# guest"));
+        string[] files = [.. Directory.GetFiles(published).Select(Path.GetFileName)!];
+        Assert.True(files is ["guest-cs.elf"], $"the publish folder holds [{string.Join(", ", files)}], expected [guest-cs.elf]");
+
+        ProcessResult r = Command.Run(workspace.Tool, workspace.Root, workspace.Environment, TimeSpan.FromMinutes(2),
+            "run", Path.Combine(published, "guest-cs.elf"), "--backend", "emulator");
+        Assert.True(r.ExitCode == 7, r.Describe("paravirt run of the published C# guest (expected the guest's status 7)"));
+    }
+
+    [LinuxX64Fact]
     public void A_fresh_console_app_published_with_ParavirtLinuxGuest_is_a_static_executable_that_runs_natively_and_on_paravirt()
     {
         string app = workspace.LinuxDotnetApp;

@@ -1,11 +1,5 @@
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Cli;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 
@@ -46,6 +40,10 @@ public sealed class HelloGuestTests
         Assert.Single(lines, l => l.StartsWith("paravirt: backend emulator: ", StringComparison.Ordinal));
         Assert.Contains("paravirt: Exited: guest exited with status 7", lines);
         Assert.DoesNotContain(lines, l => l.StartsWith("info:", StringComparison.Ordinal));
+        // --stats: one block after the run's log lines, its own lines indented, never interleaved with them.
+        int stats = Array.FindIndex(lines, l => l.StartsWith("paravirt: stats: ", StringComparison.Ordinal));
+        Assert.True(stats > 0 && lines.Skip(stats + 1).All(l => l.StartsWith("  ", StringComparison.Ordinal)), $"stats are not one closing block:\n{stderr}");
+        Assert.All(lines.Take(stats), l => Assert.StartsWith("paravirt: ", l, StringComparison.Ordinal));
     }
 
     [Fact]
