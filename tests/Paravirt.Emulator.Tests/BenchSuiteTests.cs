@@ -2,9 +2,6 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
 using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Vcpu;
 

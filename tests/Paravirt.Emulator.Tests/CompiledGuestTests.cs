@@ -1,10 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Emulator.Tests;
 

@@ -1,6 +1,5 @@
 using System.Runtime.Intrinsics;
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
+using OpKind = Iced.Intel.OpKind;
 
 namespace Paravirt.Emulator.Tests;
 

@@ -1,7 +1,5 @@
 using System.Runtime.Intrinsics;
 using System.Text;
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
 using Xunit.Abstractions;
 using static Iced.Intel.AssemblerRegisters;
 

@@ -1,9 +1,5 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Memory;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Emulator.Tests;

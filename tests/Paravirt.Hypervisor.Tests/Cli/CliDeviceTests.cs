@@ -1,4 +1,3 @@
-using System.Text;
 using Paravirt.Hypervisor.Devices.Block;
 
 namespace Paravirt.Hypervisor.Tests.Cli;

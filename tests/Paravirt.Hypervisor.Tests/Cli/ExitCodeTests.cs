@@ -1,10 +1,7 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
 using Paravirt.Cli;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Cli;
 

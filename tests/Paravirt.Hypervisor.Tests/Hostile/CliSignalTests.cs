@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Text;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Tests.Cli;
 using Paravirt.Hypervisor.Tests.Integration;
 

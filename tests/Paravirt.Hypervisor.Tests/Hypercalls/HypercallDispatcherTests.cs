@@ -1,11 +1,5 @@
 using System.Diagnostics;
-using System.Text;
 using Microsoft.Extensions.Logging;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Hypercalls;
 

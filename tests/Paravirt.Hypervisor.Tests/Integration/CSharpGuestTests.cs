@@ -1,11 +1,7 @@
-using System.Text;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Devices.Net;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Cli;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 

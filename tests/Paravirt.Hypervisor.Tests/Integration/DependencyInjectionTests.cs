@@ -1,10 +1,6 @@
-using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 

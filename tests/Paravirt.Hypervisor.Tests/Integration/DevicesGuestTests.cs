@@ -1,15 +1,9 @@
 using System.IO.Pipelines;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Devices.Net;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
 using Xunit.Abstractions;
 
 namespace Paravirt.Hypervisor.Tests.Integration;

@@ -1,14 +1,8 @@
 using System.Diagnostics;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Cli;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 

@@ -1,4 +1,3 @@
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Kvm;
 
 namespace Paravirt.Hypervisor.Tests.Kvm;

@@ -1,6 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
-using Paravirt.Abi;
 
 namespace Paravirt.Hypervisor.Tests.Loading;
 

@@ -1,6 +1,3 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 using static Paravirt.Hypervisor.Tests.Loading.ElfBuilder;
 
 namespace Paravirt.Hypervisor.Tests.Loading;

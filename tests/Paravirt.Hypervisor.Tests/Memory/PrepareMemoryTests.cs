@@ -1,8 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Memory;
 

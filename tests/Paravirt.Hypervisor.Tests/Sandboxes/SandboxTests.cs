@@ -1,6 +1,4 @@
 using MessagePack;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Sandboxes;
 
 namespace Paravirt.Hypervisor.Tests.Sandboxes;

@@ -1,9 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Whp;
 using Paravirt.Hypervisor.Interop;
-using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
 

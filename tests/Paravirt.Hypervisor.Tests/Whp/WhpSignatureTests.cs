@@ -1,6 +1,5 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
-using System.Text;
 using Paravirt.Hypervisor.Interop;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
