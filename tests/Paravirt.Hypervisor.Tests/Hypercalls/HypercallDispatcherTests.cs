@@ -79,6 +79,17 @@ public sealed class HypercallDispatcherTests : IDisposable
     }
 
     [Fact]
+    public void WithBuiltIns_has_the_core_device_and_sandbox_hypercalls_and_the_users()
+    {
+        // What AddParavirt registers, for a host (the benchmarks) that builds its runner by hand.
+        HypercallDispatcher d = HypercallDispatcher.WithBuiltIns([new TestProvider(false, Reg(0x1234, "mine"))]);
+        Assert.Equal("console_write", d.GetName((uint)HypercallCode.ConsoleWrite));
+        Assert.NotNull(d.GetName((uint)HypercallCode.BlockAttach));
+        Assert.NotNull(d.GetName((uint)HypercallCode.SandboxReady));
+        Assert.Equal("mine", d.GetName(0x1234));
+    }
+
+    [Fact]
     public void DuplicateUserRegistrationIsRefused()
     {
         var ex = Assert.Throws<InvalidOperationException>(() =>
