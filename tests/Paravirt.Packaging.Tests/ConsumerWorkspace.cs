@@ -197,57 +197,31 @@ public sealed class ConsumerWorkspace : IDisposable
         return elf;
     }
 
-    private string BuildHost()
-    {
-        LocalFeed.Require();
-        WriteNuGetConfig();
-        string dir = Path.Combine(Root, "host");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "host.csproj"), $"""
-            <Project Sdk="Microsoft.NET.Sdk">
-              <PropertyGroup>
-                <OutputType>Exe</OutputType>
-                <TargetFramework>net10.0</TargetFramework>
-                <Nullable>enable</Nullable>
-                <ImplicitUsings>enable</ImplicitUsings>
-                <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
-              </PropertyGroup>
-              <ItemGroup>
-                <PackageReference Include="Paravirt.Hypervisor.Core" Version="{LocalFeed.Version}" />
-                <PackageReference Include="Microsoft.Extensions.DependencyInjection" Version="10.0.0" />
-              </ItemGroup>
-            </Project>
-            """);
-        // The README's example, nearly verbatim: DI, GuestRunner, a user hypercall, the guest's console on stdout.
-        File.WriteAllText(Path.Combine(dir, "Program.cs"), """
-            using Microsoft.Extensions.DependencyInjection;
-            using Paravirt.Abi;
-            using Paravirt.Hypervisor.Backends;
-            using Paravirt.Hypervisor.Hypercalls;
-            using Paravirt.Hypervisor.Loading;
-            using Paravirt.Hypervisor.Vcpu;
+    // The README's example, nearly verbatim: DI, GuestRunner, a user hypercall, the guest's console on stdout.
+    private const string HostSource = """
+        using Microsoft.Extensions.DependencyInjection;
+        using Paravirt.Abi;
+        using Paravirt.Hypervisor.Backends;
+        using Paravirt.Hypervisor.Hypercalls;
+        using Paravirt.Hypervisor.Loading;
+        using Paravirt.Hypervisor.Vcpu;
 
-            var services = new ServiceCollection();
-            services.AddParavirt().AddHypercall(0x1000, "add", (in HypercallArgs a, GuestSession session) => (long)(a.A1 + a.A2));
-            using ServiceProvider provider = services.BuildServiceProvider();
-            GuestRunner runner = provider.GetRequiredService<GuestRunner>();
+        var services = new ServiceCollection();
+        services.AddParavirt().AddHypercall(0x1000, "add", (in HypercallArgs a, GuestSession session) => (long)(a.A1 + a.A2));
+        using ServiceProvider provider = services.BuildServiceProvider();
+        GuestRunner runner = provider.GetRequiredService<GuestRunner>();
 
-            GuestImage image = ElfLoader.LoadFile(args[0], AbiVersion.Current);
-            using (Stream stdout = Console.OpenStandardOutput())
-            {
-                RunResult result = runner.Run(image, new GuestRunOptions { Backend = args[1], ConsoleOutput = stdout, Timeout = TimeSpan.FromSeconds(60) });
-                Console.Error.WriteLine($"host: {result.Outcome} status {result.ExitStatus} on {result.Backend}, {result.Statistics.Hypercalls.Values.Sum()} hypercalls: {result.Message}");
-                return result.Outcome == RunOutcome.Exited ? (int)result.ExitStatus : 100 + (int)result.Outcome;
-            }
-            """);
-        ProcessResult r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
-        Assert.True(r.ExitCode == 0, r.Describe("dotnet build of a host program that references Paravirt.Hypervisor.Core"));
-        AssertRestoredFromFeed("Paravirt.Hypervisor.Core");
-        AssertRestoredFromFeed("Paravirt.Hypercall.Abi");
-        string dll = Path.Combine(dir, "bin", "Release", "net10.0", "host.dll");
-        Assert.True(File.Exists(dll), $"the host build succeeded but {dll} is missing");
-        return dll;
-    }
+        GuestImage image = ElfLoader.LoadFile(args[0], AbiVersion.Current);
+        using (Stream stdout = Console.OpenStandardOutput())
+        {
+            RunResult result = runner.Run(image, new GuestRunOptions { Backend = args[1], ConsoleOutput = stdout, Timeout = TimeSpan.FromSeconds(60) });
+            Console.Error.WriteLine($"host: {result.Outcome} status {result.ExitStatus} on {result.Backend}, {result.Statistics.Hypercalls.Values.Sum()} hypercalls: {result.Message}");
+            return result.Outcome == RunOutcome.Exited ? (int)result.ExitStatus : 100 + (int)result.Outcome;
+        }
+        """;
+
+    private string BuildHost() => BuildHostProject(
+        "host", """<PackageReference Include="Microsoft.Extensions.DependencyInjection" Version="10.0.0" />""", HostSource, "a host program");
 
     private string PublishLinuxApp()
     {
@@ -277,13 +251,19 @@ public sealed class ConsumerWorkspace : IDisposable
         return exe;
     }
 
-    private string BuildSandboxHost()
+    private string BuildSandboxHost() => BuildHostProject("sandbox-host", extraReference: "", SandboxHostSource, "a sandbox host");
+
+    /// <summary>
+    /// Builds a console program outside the repository that references Paravirt.Hypervisor.Core from the local feed
+    /// (plus <paramref name="extraReference"/>), with warnings as errors; returns its DLL.
+    /// </summary>
+    private string BuildHostProject(string name, string extraReference, string program, string what)
     {
         LocalFeed.Require();
         WriteNuGetConfig();
-        string dir = Path.Combine(Root, "sandbox-host");
+        string dir = Path.Combine(Root, name);
         Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "sandbox-host.csproj"), $"""
+        File.WriteAllText(Path.Combine(dir, name + ".csproj"), $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup>
                 <OutputType>Exe</OutputType>
@@ -294,15 +274,17 @@ public sealed class ConsumerWorkspace : IDisposable
               </PropertyGroup>
               <ItemGroup>
                 <PackageReference Include="Paravirt.Hypervisor.Core" Version="{LocalFeed.Version}" />
+                {extraReference}
               </ItemGroup>
             </Project>
             """);
-        File.WriteAllText(Path.Combine(dir, "Program.cs"), SandboxHostSource);
+        File.WriteAllText(Path.Combine(dir, "Program.cs"), program);
         ProcessResult r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
-        Assert.True(r.ExitCode == 0, r.Describe("dotnet build of a sandbox host that references Paravirt.Hypervisor.Core"));
+        Assert.True(r.ExitCode == 0, r.Describe($"dotnet build of {what} that references Paravirt.Hypervisor.Core"));
         AssertRestoredFromFeed("Paravirt.Hypervisor.Core");
-        string dll = Path.Combine(dir, "bin", "Release", "net10.0", "sandbox-host.dll");
-        Assert.True(File.Exists(dll), $"the sandbox host build succeeded but {dll} is missing");
+        AssertRestoredFromFeed("Paravirt.Hypercall.Abi");
+        string dll = Path.Combine(dir, "bin", "Release", "net10.0", name + ".dll");
+        Assert.True(File.Exists(dll), $"the build of {what} succeeded but {dll} is missing");
         return dll;
     }
 
