@@ -1,5 +1,10 @@
+// Keeps its own imports: fuzz/Paravirt.Fuzz compiles this file too.
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Iced.Intel;
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Memory;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Emulator.Tests;

@@ -1,4 +1,7 @@
+// Keeps its own imports: fuzz/Paravirt.Fuzz compiles this file too.
 using System.Buffers.Binary;
+using System.Text;
+using Paravirt.Abi;
 
 namespace Paravirt.Hypervisor.Tests.Loading;
 

@@ -1,4 +1,8 @@
+// Keeps its own imports: fuzz/Paravirt.Fuzz compiles this file too.
 using System.Buffers.Binary;
+using Paravirt.Abi;
+using Paravirt.Hypervisor.Loading;
+using Paravirt.Hypervisor.Memory;
 using Paravirt.Hypervisor.Sandboxes;
 using Paravirt.Hypervisor.Tests.Loading;
 
