@@ -142,9 +142,9 @@ internal static class CliApp
             {
                 return Fail(stderr, ExitCodes.Usage, $"--memory '{a.Memory}' is not a size; use a number with K, M or G, e.g. 64M");
             }
-            if (memorySize < Hypervisor.Memory.GuestMemory.MinSize || memorySize > Hypervisor.Memory.GuestMemory.MaxSize || memorySize % EntryConvention.PageSize != 0)
+            if (!Hypervisor.Memory.GuestMemory.IsValidSize(memorySize))
             {
-                return Fail(stderr, ExitCodes.Usage, $"--memory {a.Memory} is out of range; use a multiple of 4K between 2M and 64G");
+                return Fail(stderr, ExitCodes.Usage, $"--memory {a.Memory} is out of range; use {Hypervisor.Memory.GuestMemory.SizeRule}");
             }
         }
         if (a.HasSeparator && a.Images.Length != 1)
@@ -237,9 +237,9 @@ internal static class CliApp
             {
                 guests.Add(ElfLoader.LoadFile(path, AbiVersion.Current));
             }
-            catch (ImageFormatException ex)
+            catch (Exception ex) when (ExitCodes.For(ex) is int code)
             {
-                return Fail(stderr, ExitCodes.BadImage, ex.Message);
+                return Fail(stderr, code, ex.Message);
             }
         }
         bool anyLinux = guests.Any(g => g.Kind == GuestImageKind.LinuxExecutable);
@@ -253,9 +253,9 @@ internal static class CliApp
         {
             choice = runner.Backends.Select(a.Backend, guests.Aggregate(BackendCapabilities.None, (c, g) => c | GuestRunner.RequiredCapabilities(g)));
         }
-        catch (BackendUnavailableException ex)
+        catch (Exception ex) when (ExitCodes.For(ex) is int code)
         {
-            return Fail(stderr, ExitCodes.BackendUnavailable, ex.Message);
+            return Fail(stderr, code, ex.Message);
         }
         if (budget is not null && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.InstructionBudget))
         {
@@ -269,13 +269,9 @@ internal static class CliApp
         {
             devices = DeviceSpecs.Create(guests, disks, nets, output, guests.Any(g => g.Kind == GuestImageKind.LinuxExecutable || g.Manifest.Any(m => m.Kind == DeviceKind.Console)) ? Console.OpenStandardInput() : null);
         }
-        catch (DeviceConfigurationException ex)
+        catch (Exception ex) when (ExitCodes.For(ex) is int code)
         {
-            return Fail(stderr, ExitCodes.DeviceUnavailable, ex.Message);
-        }
-        catch (ArgumentException ex)
-        {
-            return Fail(stderr, ExitCodes.Usage, ex.Message);
+            return Fail(stderr, code, ex.Message);
         }
 
         // SIGINT (Ctrl+C) and SIGTERM both cancel the runs cleanly: the guests stop, devices flush and close, the
@@ -317,21 +313,9 @@ internal static class CliApp
                         Devices = devices[vm],
                     }, choice, interrupt.Token);
                 }
-                catch (ImageFormatException ex)
+                catch (Exception ex) when (ExitCodes.For(ex) is int code)
                 {
-                    failures[vm] = (ExitCodes.BadImage, ex.Message);
-                }
-                catch (BackendUnavailableException ex)
-                {
-                    failures[vm] = (ExitCodes.BackendUnavailable, ex.Message);
-                }
-                catch (BackendOperationException ex)
-                {
-                    failures[vm] = (ExitCodes.BackendFailed, ex.Message);
-                }
-                catch (ArgumentException ex)
-                {
-                    failures[vm] = (ExitCodes.Usage, ex.Message);
+                    failures[vm] = (code, ex.Message);
                 }
             }
 
@@ -386,20 +370,14 @@ internal static class CliApp
                     }
                     firstStatus = firstStatus != 0 ? firstStatus : status;
                     break;
-                case RunOutcome.TimedOut or RunOutcome.BudgetExhausted:
-                    Failed(Fail(stderr, ExitCodes.LimitReached, prefix + result.Message));
-                    break;
                 case RunOutcome.Canceled when signalled == 15:
-                    Failed(Fail(stderr, ExitCodes.Terminated, prefix + "the run was stopped by SIGTERM"));
+                    Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + "the run was stopped by SIGTERM"));
                     break;
-                case RunOutcome.Canceled:
-                    Failed(Fail(stderr, ExitCodes.Interrupted, prefix + (signalled == 2 ? "the run was interrupted (SIGINT)" : result.Message)));
-                    break;
-                case RunOutcome.BackendFailed:
-                    Failed(Fail(stderr, ExitCodes.BackendFailed, prefix + result.Message));
+                case RunOutcome.Canceled when signalled == 2:
+                    Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + "the run was interrupted (SIGINT)"));
                     break;
                 default:
-                    Failed(Fail(stderr, ExitCodes.GuestCrashed, prefix + result.Message));
+                    Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + result.Message));
                     break;
             }
         }

@@ -1,4 +1,3 @@
-using System.Text;
 using Paravirt.Cli;
 
 namespace Paravirt.Hypervisor.Tests.Cli;

@@ -186,6 +186,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
 #pragma warning restore CA1031
                     if (start == BlockCompiler.Completed)
                     {
+                        TranslatedBlocksCompleted++;
                         continue;
                     }
                     if (start == BlockCompiler.ExitRequested)
@@ -654,6 +655,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
 
     /// <summary>Blocks translated to IL so far (for tests).</summary>
     internal int BlocksCompiled { get; private set; }
+
+    /// <summary>Runs of translated blocks that completed the whole block in translated code (for tests: proves it ran).</summary>
+    internal long TranslatedBlocksCompleted { get; private set; }
 
     /// <summary>Blocks decoded so far (for tests).</summary>
     internal int BlocksDecoded { get; private set; }
