@@ -396,11 +396,11 @@ public sealed class BlockCompilerTests
         Assert.True(ranTranslated >= Programs * 4 / 5, $"only {ranTranslated} of {Programs} programs completed a block in translated code");
     }
     [Fact]
-    public void InlineRotates_KeepFlagsWhereTheyAreSeen()
+    public void RotatesAndImulsWithDeadFlags_KeepFlagsWhereTheyAreSeen()
     {
-        // sha256's shape (rotates whose CF/OF a later xor/and overwrites: translated without their flags) next to
-        // rotates whose flags are read (adc, jc, setcc), cut off by a store or a load (which may fault), or still live
-        // at the block's end.
+        // sha256's shape (rotates whose CF/OF a later xor/and overwrites: translated without their flags) and jpeg's
+        // (imul then shr/add/lea) next to rotates and imuls whose flags are read (adc, jc, jo, setcc), cut off by a
+        // store or a load (which may fault), or still live at the block's end.
         byte[] code = EmuHarness.Assemble(a =>
         {
             Label top = a.CreateLabel(), skip = a.CreateLabel();
@@ -424,6 +424,20 @@ public sealed class BlockCompilerTests
             a.ror(r8, 3);
             a.mov(r10, __qword_ptr[rbx + 16]);
             a.xor(r8, r10);
+            a.imul(r9, r13);
+            a.shr(r9, 34);
+            a.imul(edx, r12d);
+            a.lea(ecx, __[rdx + rdx * 2]);
+            a.add(edx, edx);
+            a.imul(r12d, r13d, 0x58c);
+            a.mov(r13, r12);
+            a.xor(r13, r9);
+            a.imul(r8, __qword_ptr[rbx + 16]);
+            a.setc(sil);
+            a.mov(r10, rbp);
+            a.imul(r10, r14);                                 // random 64-bit operands: CF/OF set (overflow), read by adc
+            a.adc(esi, 0);
+            a.imul(rdi, rdi, -7);
             a.ror(r11d, 5);
             a.jc(skip);
             a.add(r14, 3);

@@ -621,11 +621,12 @@ internal static unsafe class BlockCompiler
         }
 
         /// <summary>
-        /// True when the CF/OF that rotate <paramref name="k"/> writes are dead: a later op of the block writes every
-        /// arithmetic flag, and the ops in between are register-only native forms that neither read flags nor can fault
-        /// or leave translated code (so no exit, fault or interrupt can observe RFLAGS before they are overwritten).
+        /// True when the flags that op <paramref name="k"/> (a rotate or an imul) writes are dead: a later op of the
+        /// block writes every arithmetic flag, and the ops in between are register-only native forms that neither read
+        /// flags nor can fault or leave translated code (so no exit, fault or interrupt can observe RFLAGS before they
+        /// are overwritten).
         /// </summary>
-        private bool RotateFlagsDead(int k)
+        private bool FlagsDead(int k)
         {
             for (int j = k + 1; j < _ops.Length; j++)
             {
@@ -916,7 +917,7 @@ internal static unsafe class BlockCompiler
                     _pending = new(shift == OpKind.Shl ? LazyKind.Shl : shift == OpKind.Shr ? LazyKind.Shr : LazyKind.Sar, op.Size);
                     return false;
                 }
-                case OpKind.ShiftRI when RotateFlagsDead(k):
+                case OpKind.ShiftRI when FlagsDead(k):
                 {
                     // rol/ror whose CF/OF no one can see (a later op in the block writes every flag first, and nothing
                     // in between can fault, bail out or read flags): the rotate alone, the lazy record untouched.
@@ -1111,6 +1112,27 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Stloc, _v);
                     StoreReg(op.RegA, op.Size == 4, () => il.Emit(OpCodes.Ldloc, _v));
                     return false;
+                case OpKind.Imul2 or OpKind.Imul3 when FlagsDead(k):
+                {
+                    // No one sees CF/OF: the truncated product alone (the low bits are the same signed or unsigned).
+                    bool narrow = op.Size == 4;
+                    LoadB(k, in op, op.Size);
+                    il.Emit(OpCodes.Stloc, _v);
+                    StoreReg(op.RegA, narrow, () =>
+                    {
+                        if (op.Kind == OpKind.Imul2)
+                        {
+                            LoadReg(op.RegA, narrow);
+                        }
+                        else
+                        {
+                            il.Emit(OpCodes.Ldc_I8, (long)op.Imm);
+                        }
+                        il.Emit(OpCodes.Ldloc, _v);
+                        il.Emit(OpCodes.Mul);
+                    });
+                    return false;
+                }
                 case OpKind.Imul2:
                 case OpKind.Imul3:
                     // ImulTrunc sets the flags itself (not lazily): the record in the locals is dead.
