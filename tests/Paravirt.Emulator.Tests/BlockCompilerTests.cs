@@ -395,4 +395,135 @@ public sealed class BlockCompilerTests
         // own code page, first.
         Assert.True(ranTranslated >= Programs * 4 / 5, $"only {ranTranslated} of {Programs} programs completed a block in translated code");
     }
+    [Fact]
+    public void RotatesAndImulsWithDeadFlags_KeepFlagsWhereTheyAreSeen()
+    {
+        // sha256's shape (rotates whose CF/OF a later xor/and overwrites: translated without their flags) and jpeg's
+        // (imul then shr/add/lea) next to rotates and imuls whose flags are read (adc, jc, jo, setcc), cut off by a
+        // store or a load (which may fault), or still live at the block's end.
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label top = a.CreateLabel(), skip = a.CreateLabel();
+            a.Label(ref top);
+            a.mov(r13d, eax);
+            a.ror(r13d, 11);
+            a.ror(eax, 6);
+            a.and(r11d, r14d);
+            a.xor(eax, r13d);
+            a.rol(r13d, 7);
+            a.mov(r12d, r13d);
+            a.lea(r10, __[r12 + r13 * 2 + 5]);
+            a.xor(eax, r13d);
+            a.ror(rdx, 17);
+            a.adc(rsi, 0);
+            a.rol(rcx, 63);
+            a.setc(dil);
+            a.rol(r9d, 1);
+            a.mov(__dword_ptr[rbx + 8], r9d);
+            a.add(r9d, eax);
+            a.ror(r8, 3);
+            a.mov(r10, __qword_ptr[rbx + 16]);
+            a.xor(r8, r10);
+            a.imul(r9, r13);
+            a.shr(r9, 34);
+            a.imul(edx, r12d);
+            a.lea(ecx, __[rdx + rdx * 2]);
+            a.add(edx, edx);
+            a.imul(r12d, r13d, 0x58c);
+            a.mov(r13, r12);
+            a.xor(r13, r9);
+            a.imul(r8, __qword_ptr[rbx + 16]);
+            a.setc(sil);
+            a.mov(r10, rbp);
+            a.imul(r10, r14);                                 // random 64-bit operands: CF/OF set (overflow), read by adc
+            a.adc(esi, 0);
+            a.imul(rdi, rdi, -7);
+            a.ror(r11d, 5);
+            a.jc(skip);
+            a.add(r14, 3);
+            a.Label(ref skip);
+            a.rol(rax, 13);
+            a.sub(r15, 1);
+            a.jnz(top);
+            a.hlt();
+        });
+        var r = new Random(256);
+        for (int round = 0; round < 20; round++)
+        {
+            ulong[] init = new ulong[16];
+            for (int i = 0; i < 16; i++)
+            {
+                init[i] = (ulong)r.NextInt64() ^ ((ulong)r.Next(2) << 63);
+            }
+            var interpreted = Run(code, init, threshold: 0, EmuHarness.CodeAddress + 0x1000);
+            var translated = Run(code, init, threshold: 1, EmuHarness.CodeAddress + 0x1000);
+            Assert.Equal(interpreted.Exit, translated.Exit);
+            Assert.Equal(interpreted.Regs, translated.Regs);
+            Assert.Equal(interpreted.Count, translated.Count);
+            Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"round {round}: memory differs");
+        }
+    }
+    [Fact]
+    public void IncDecAndIndirectCalls_MatchTheInterpreter()
+    {
+        // inc/dec keep CF from every kind of earlier producer (adc, jc, cmovc and setc read it after them), their
+        // ZF/SF decide jcc/setcc; indirect calls through a register and through memory, and one whose push faults
+        // (rsp pointing outside memory on the last round).
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label top = a.CreateLabel(), func = a.CreateLabel(), skip = a.CreateLabel(), skip2 = a.CreateLabel();
+            a.Label(ref top);
+            a.cmp(rax, rcx);
+            a.inc(rdx);
+            a.adc(rsi, 0);
+            a.add(r8d, r9d);
+            a.dec(r9d);
+            a.setc(dil);
+            a.sete(r10b);
+            a.ror(r11, 7);
+            a.inc(r12d);
+            a.cmovc(r13, r14);
+            a.shl(r14, 3);
+            a.dec(r14);
+            a.js(skip);
+            a.xor(eax, 0x1234);
+            a.Label(ref skip);
+            a.dec(ecx);
+            a.jz(skip2);
+            a.inc(rax);
+            a.jc(skip2);
+            a.sub(rsi, 1);
+            a.Label(ref skip2);
+            a.lea(r10, __[func]);
+            a.mov(__qword_ptr[rbx + 24], r10);
+            a.call(r10);
+            a.call(__qword_ptr[rbx + 24]);
+            a.cmp(r15, 1);
+            a.cmove(rsp, rbp);
+            a.call(r10);
+            a.sub(r15, 1);
+            a.jnz(top);
+            a.hlt();
+            a.Label(ref func);
+            a.add(rax, rcx);
+            a.dec(edx);
+            a.ret();
+        });
+        var r = new Random(4004);
+        for (int round = 0; round < 20; round++)
+        {
+            ulong[] init = new ulong[16];
+            for (int i = 0; i < 16; i++)
+            {
+                init[i] = r.Next(3) switch { 0 => (ulong)r.Next(-2, 2), 1 => (ulong)r.NextInt64() ^ ((ulong)r.Next(2) << 63), _ => 0xFFFF_FFFFUL + (ulong)r.Next(-1, 2) };
+            }
+            init[5] = round % 2 == 0 ? 0x7FFF_FFFF_0000UL : EmuHarness.CodeAddress + 0x1800; // rbp: the last round's rsp
+            var interpreted = Run(code, init, threshold: 0, EmuHarness.CodeAddress + 0x1000);
+            var translated = Run(code, init, threshold: 1, EmuHarness.CodeAddress + 0x1000);
+            Assert.Equal(interpreted.Exit, translated.Exit);
+            Assert.Equal(interpreted.Regs, translated.Regs);
+            Assert.Equal(interpreted.Count, translated.Count);
+            Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"round {round}: memory differs");
+        }
+    }
 }

@@ -186,7 +186,7 @@ public sealed class SystemTests
             Label loop = a.CreateLabel(), block = a.CreateLabel();
             a.mov(ecx, 100);
             a.Label(ref loop);
-            a.call(block);                                    // translated after 32 runs
+            a.call(block);                                    // translated after 32 runs (the tests' threshold)
             a.dec(ecx);
             a.jnz(loop);
             a.mov(rax, cr0);

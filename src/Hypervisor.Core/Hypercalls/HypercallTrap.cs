@@ -20,6 +20,33 @@ public static class HypercallTrap
     public static HypercallArgs ReadArguments(in VcpuRegisters registers) =>
         new(registers.Rax, registers.Rdi, registers.Rsi, registers.Rdx, registers.R10, registers.R8);
 
+    // HypercallConvention's registers, numbered as IGeneralRegisters numbers them.
+    private const int Rax = 0, Rdx = 2, Rsi = 6, Rdi = 7, R8 = 8, R10 = 10;
+
+    /// <summary>The function code and arguments, read from <paramref name="vcpu"/> without copying its whole register file where the backend allows.</summary>
+    internal static HypercallArgs ReadArguments(IVcpu vcpu)
+    {
+        if (vcpu is IGeneralRegisters r)
+        {
+            return new(r.GetGeneralRegister(Rax), r.GetGeneralRegister(Rdi), r.GetGeneralRegister(Rsi), r.GetGeneralRegister(Rdx),
+                r.GetGeneralRegister(R10), r.GetGeneralRegister(R8));
+        }
+        VcpuRegisters registers = vcpu.GetRegisters();
+        return ReadArguments(in registers);
+    }
+
+    /// <summary>Writes <paramref name="result"/> to <c>rax</c>, leaving every other register (and the pending <c>out</c>) as it is.</summary>
+    internal static void WriteResult(IVcpu vcpu, long result)
+    {
+        if (vcpu is IGeneralRegisters r)
+        {
+            r.SetGeneralRegister(Rax, unchecked((ulong)result));
+            return;
+        }
+        VcpuRegisters registers = vcpu.GetRegisters();
+        vcpu.SetRegisters(registers with { Rax = unchecked((ulong)result) });
+    }
+
     /// <summary>
     /// For code that drives a vCPU itself (tests, benchmarks): when <paramref name="exit"/> is a hypercall, reads its
     /// arguments and returns true.
@@ -32,8 +59,7 @@ public static class HypercallTrap
             args = default;
             return false;
         }
-        VcpuRegisters registers = vcpu.GetRegisters();
-        args = ReadArguments(in registers);
+        args = ReadArguments(vcpu);
         return true;
     }
 
@@ -41,7 +67,6 @@ public static class HypercallTrap
     public static void Complete(IVcpu vcpu, long result)
     {
         ArgumentNullException.ThrowIfNull(vcpu);
-        VcpuRegisters registers = vcpu.GetRegisters();
-        vcpu.SetRegisters(registers with { Rax = unchecked((ulong)result) });
+        WriteResult(vcpu, result);
     }
 }

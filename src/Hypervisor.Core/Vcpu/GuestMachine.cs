@@ -222,8 +222,7 @@ internal sealed partial class GuestMachine : IDisposable
             _metrics?.RecordExit(backendName, exit.Kind);
             if (HypercallTrap.IsHypercall(in exit))
             {
-                VcpuRegisters registers = vcpu.GetRegisters();
-                HypercallArgs args = HypercallTrap.ReadArguments(in registers);
+                HypercallArgs args = HypercallTrap.ReadArguments(vcpu);
                 string? name = _dispatcher.GetName(args.Code);
                 stats.CountHypercall(args.Code, registered: name is not null);
                 _metrics?.RecordHypercall(args.Code, name);
@@ -238,7 +237,7 @@ internal sealed partial class GuestMachine : IDisposable
                     session.PauseRequested = false;
                     return new MachineStop(RunOutcome.Exited, 0, "paused", Paused: true);
                 }
-                vcpu.SetRegisters(registers with { Rax = unchecked((ulong)result) });
+                HypercallTrap.WriteResult(vcpu, result);
                 continue;
             }
             switch (exit.Kind)

@@ -35,8 +35,13 @@ internal static unsafe class BlockCompiler
     /// <summary>An op asked for a vCPU exit (fault, hypercall, halt ...); the exit is in the vCPU.</summary>
     public const int ExitRequested = -2;
 
-    /// <summary>Whole-block runs after which a block is translated (0 disables translation).</summary>
-    public static int Threshold { get; set; } = 32;
+    /// <summary>
+    /// Whole-block runs after which a block is translated (0 disables translation). RyuJIT takes ~0.1 ms per block,
+    /// the cost of some thousands of interpreted runs: at 32 a short-lived VM (hello: 3,853 instructions) spent most of
+    /// its 2-3 ms translating blocks it would never run enough to repay; at 1,024 it runs in ~1 ms and the compute
+    /// kernels (hundreds of millions of instructions) are unchanged (measured, bench/emulator-suite-notes.md).
+    /// </summary>
+    public static int Threshold { get; set; } = 1024;
 
     /// <summary>True when this runtime can compile IL at run time (not NativeAOT) and translation is not switched off with PARAVIRT_EMULATOR_JIT=0.</summary>
     public static bool Enabled { get; } = RuntimeFeature.IsDynamicCodeCompiled
@@ -49,6 +54,7 @@ internal static unsafe class BlockCompiler
     private static readonly MethodInfo OpsGetter = typeof(Block).GetProperty(nameof(Block.Ops))!.GetGetMethod()!;
     private static readonly MethodInfo ValidGetter = typeof(Block).GetProperty(nameof(Block.Valid))!.GetGetMethod()!;
     private static readonly MethodInfo CondMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Cond), Private)!;
+    private static readonly MethodInfo KeepCarryMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.KeepCarry), Private)!;
     private static readonly MethodInfo ShiftMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Shift), Private)!;
     private static readonly MethodInfo SegmentBaseMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.SegmentBase), Private)!;
     private static readonly MethodInfo TlbMissMethod = typeof(EmulatorVcpu).GetMethod("TlbMiss", Private)!;
@@ -65,7 +71,7 @@ internal static unsafe class BlockCompiler
             case OpKind.Lea64: case OpKind.Lea32: case OpKind.LoadRM64: case OpKind.LoadRM32: case OpKind.MovzxLoad8:
             case OpKind.MovzxRR8: case OpKind.StoreMR64: case OpKind.StoreMR32: case OpKind.ShiftRI: case OpKind.Nop:
                 return true;
-            case OpKind.Neg: case OpKind.Not:
+            case OpKind.Neg: case OpKind.Not: case OpKind.Inc: case OpKind.Dec:
                 return op.A == Loc.Reg && op.RegA < 16 && op.Size is 4 or 8;
             case OpKind.Push:
                 return op.B == Loc.Reg && op.RegB < 16;
@@ -92,7 +98,7 @@ internal static unsafe class BlockCompiler
             case >= OpKind.MovX128 and <= OpKind.MovntStore when op.A != Loc.Mem && op.B != Loc.Mem:
                 // Register-only SSE ops cannot fault or touch flags: call the SSE executor directly.
                 return true;
-            case OpKind.JmpInd:
+            case OpKind.JmpInd: case OpKind.CallInd:
                 return last && (op.B == Loc.Mem || (op.B == Loc.Reg && op.RegB < 16));
             case OpKind.SignExtendAcc:
                 return op.Size is 4 or 8;
@@ -169,7 +175,7 @@ internal static unsafe class BlockCompiler
         private readonly MicroOp[] _ops;
         private readonly DynamicMethod _method;
         private readonly ILGenerator _il;
-        private readonly LocalBuilder _la, _lb, _lr, _addr, _v, _entry, _host, _cond;
+        private readonly LocalBuilder _la, _lb, _lr, _addr, _v, _entry, _host, _cond, _target;
         private readonly List<(Label Label, int Index, Pending Pending, int Unflushed)> _bails = [];
         /// <summary>The lazy-flag record held in the IL locals _la/_lb/_lr and not yet written to the vCPU (kind None: none).</summary>
         private Pending _pending;
@@ -191,6 +197,7 @@ internal static unsafe class BlockCompiler
             _entry = _il.DeclareLocal(typeof(byte*));
             _host = _il.DeclareLocal(typeof(byte*));
             _cond = _il.DeclareLocal(typeof(int));
+            _target = _il.DeclareLocal(typeof(ulong));
         }
 
         /// <summary>Bytes of IL emitted (valid after <see cref="Emit"/>).</summary>
@@ -491,6 +498,18 @@ internal static unsafe class BlockCompiler
                     default: Signed(_la); Signed(_lb); il.Emit(OpCodes.Cgt); il.Emit(OpCodes.Ldc_I4_0); il.Emit(OpCodes.Ceq); break;
                 }
             }
+            else if (p.Kind is LazyKind.Inc or LazyKind.Dec && test is 2 or 4)
+            {
+                // ZF and SF of inc/dec: the (size-masked) result is zero, or negative.
+                if (test == 2)
+                {
+                    Zero();
+                }
+                else
+                {
+                    Negative();
+                }
+            }
             else if (p.Kind == LazyKind.Logic && test is 0 or 1 or 2 or 3 or 4 or 6 or 7)
             {
                 switch (test)
@@ -599,6 +618,33 @@ internal static unsafe class BlockCompiler
                 il.Emit(OpCodes.Ldc_I8, (long)(8 + extra));
                 il.Emit(OpCodes.Add);
             });
+        }
+
+        /// <summary>
+        /// True when the flags that op <paramref name="k"/> (a rotate or an imul) writes are dead: a later op of the
+        /// block writes every arithmetic flag, and the ops in between are register-only native forms that neither read
+        /// flags nor can fault or leave translated code (so no exit, fault or interrupt can observe RFLAGS before they
+        /// are overwritten).
+        /// </summary>
+        private bool FlagsDead(int k)
+        {
+            for (int j = k + 1; j < _ops.Length; j++)
+            {
+                ref MicroOp next = ref _ops[j];
+                switch (next.Kind)
+                {
+                    case >= OpKind.AddRR64 and <= OpKind.TestRI32:
+                        return true;
+                    case OpKind.ShiftRI when (OpKind)next.Cond is OpKind.Shl or OpKind.Shr or OpKind.Sar:
+                        return true; // a non-zero count: all flags written
+                    case OpKind.MovRR64 or OpKind.MovRR32 or OpKind.MovRI64 or OpKind.MovRI32 or OpKind.Lea64 or OpKind.Lea32
+                        or OpKind.MovzxRR8 or OpKind.Nop or OpKind.ShiftRI:
+                        continue;
+                    default:
+                        return false;
+                }
+            }
+            return false;
         }
 
         /// <summary>Emits op <paramref name="k"/>; returns true when it ended the block (set rip and returned).</summary>
@@ -871,6 +917,27 @@ internal static unsafe class BlockCompiler
                     _pending = new(shift == OpKind.Shl ? LazyKind.Shl : shift == OpKind.Shr ? LazyKind.Shr : LazyKind.Sar, op.Size);
                     return false;
                 }
+                case OpKind.ShiftRI when FlagsDead(k):
+                {
+                    // rol/ror whose CF/OF no one can see (a later op in the block writes every flag first, and nothing
+                    // in between can fault, bail out or read flags): the rotate alone, the lazy record untouched.
+                    bool narrow = op.Size == 4;
+                    int bits = narrow ? 32 : 64;
+                    int left = (OpKind)op.Cond == OpKind.Rol ? (int)op.Imm : bits - (int)op.Imm; // 0 < Imm < bits (decode)
+                    LoadReg(op.RegA, narrow);
+                    il.Emit(OpCodes.Stloc, _v);
+                    StoreReg(op.RegA, narrow, () =>
+                    {
+                        il.Emit(OpCodes.Ldloc, _v);
+                        il.Emit(OpCodes.Ldc_I4, left);
+                        il.Emit(OpCodes.Shl);
+                        il.Emit(OpCodes.Ldloc, _v);
+                        il.Emit(OpCodes.Ldc_I4, bits - left);
+                        il.Emit(OpCodes.Shr_Un);
+                        il.Emit(OpCodes.Or);
+                    });
+                    return false;
+                }
                 case OpKind.ShiftRI:
                     Flush(_pending);
                     _pending = default;
@@ -884,6 +951,33 @@ internal static unsafe class BlockCompiler
                         il.Emit(OpCodes.Call, ShiftMethod);
                     });
                     return false;
+                case OpKind.Inc:
+                case OpKind.Dec:
+                {
+                    // CF survives inc/dec: the previous record goes to the vCPU, which folds its CF into RFLAGS
+                    // (EmulatorVcpu.KeepCarry, as the interpreter does); the new record (ZF/SF/OF/AF/PF) stays in the locals.
+                    bool narrow = op.Size == 4;
+                    Flush(_pending);
+                    _pending = default;
+                    il.Emit(OpCodes.Ldarg_0);
+                    il.Emit(OpCodes.Call, KeepCarryMethod);
+                    LoadReg(op.RegA, narrow);
+                    il.Emit(OpCodes.Stloc, _la);
+                    il.Emit(OpCodes.Ldc_I8, 1L);
+                    il.Emit(OpCodes.Stloc, _lb);
+                    il.Emit(OpCodes.Ldloc, _la);
+                    il.Emit(OpCodes.Ldc_I8, 1L);
+                    il.Emit(op.Kind == OpKind.Inc ? OpCodes.Add : OpCodes.Sub);
+                    if (narrow)
+                    {
+                        il.Emit(OpCodes.Conv_U4);
+                        il.Emit(OpCodes.Conv_U8);
+                    }
+                    il.Emit(OpCodes.Stloc, _lr);
+                    StoreReg(op.RegA, false, () => il.Emit(OpCodes.Ldloc, _lr));
+                    _pending = new(op.Kind == OpKind.Inc ? LazyKind.Inc : LazyKind.Dec, op.Size);
+                    return false;
+                }
                 case OpKind.Push:
                     Push(k, () => LoadReg(op.RegB, false));
                     return false;
@@ -922,6 +1016,18 @@ internal static unsafe class BlockCompiler
                     Flush(_pending);
                     StateAddress(CpuState.RipOffset);
                     il.Emit(OpCodes.Ldloc, _v);
+                    il.Emit(OpCodes.Stind_I8);
+                    ReturnAfter(Completed);
+                    return true;
+                case OpKind.CallInd:
+                    // The target is read first (a fault there, or in the push, re-runs the call in the interpreter
+                    // with nothing changed), then the return address is pushed, as EmulatorVcpu's CallInd does.
+                    LoadB(k, in op, 8);
+                    il.Emit(OpCodes.Stloc, _target);
+                    Push(k, () => il.Emit(OpCodes.Ldc_I8, (long)op.Next));
+                    Flush(_pending);
+                    StateAddress(CpuState.RipOffset);
+                    il.Emit(OpCodes.Ldloc, _target);
                     il.Emit(OpCodes.Stind_I8);
                     ReturnAfter(Completed);
                     return true;
@@ -1006,6 +1112,27 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Stloc, _v);
                     StoreReg(op.RegA, op.Size == 4, () => il.Emit(OpCodes.Ldloc, _v));
                     return false;
+                case OpKind.Imul2 or OpKind.Imul3 when FlagsDead(k):
+                {
+                    // No one sees CF/OF: the truncated product alone (the low bits are the same signed or unsigned).
+                    bool narrow = op.Size == 4;
+                    LoadB(k, in op, op.Size);
+                    il.Emit(OpCodes.Stloc, _v);
+                    StoreReg(op.RegA, narrow, () =>
+                    {
+                        if (op.Kind == OpKind.Imul2)
+                        {
+                            LoadReg(op.RegA, narrow);
+                        }
+                        else
+                        {
+                            il.Emit(OpCodes.Ldc_I8, (long)op.Imm);
+                        }
+                        il.Emit(OpCodes.Ldloc, _v);
+                        il.Emit(OpCodes.Mul);
+                    });
+                    return false;
+                }
                 case OpKind.Imul2:
                 case OpKind.Imul3:
                     // ImulTrunc sets the flags itself (not lazily): the record in the locals is dead.

@@ -1170,6 +1170,9 @@ internal sealed unsafe partial class EmulatorVcpu
         return r;
     }
 
+    /// <summary>For translated inc/dec (which keep CF): folds the current record's CF into RFLAGS, as the interpreter's Inc/Dec do before recording theirs.</summary>
+    internal void KeepCarry() => _s->Rflags = (_s->Rflags & ~CF) | Carry();
+
     /// <summary>Rotates change only CF and OF: keep the other flags lazy and override those two.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void SetRotateFlags(ulong cfOf)

@@ -16,7 +16,7 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// <c>EmulatorVcpu.Sse.cs</c>, <c>EmulatorVcpu.Isa.cs</c>, <c>EmulatorVcpu.X87.cs</c> and <c>EmulatorVcpu.System.cs</c>.
 /// </summary>
 [SkipLocalsInit]
-internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObserver
+internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IGuestMemoryWriteObserver
 {
     internal const ulong CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, IF = 0x200, DF = 0x400, OF = 0x800,
         IOPL = 0x3000, NT = 0x4000, RF = 0x1_0000, VM = 0x2_0000, AC = 0x4_0000, VIF = 0x8_0000, VIP = 0x10_0000, ID = 0x20_0000;
@@ -354,6 +354,11 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         _s->LazyKind = LazyKind.None;
         _s->Rflags = (registers.Rflags & PopfMask) | 2;
     }
+
+    /// <summary>No flag materialization and no copy of the file: a hypercall reads its six registers straight from the run state.</summary>
+    public ulong GetGeneralRegister(int index) => _r[index & 15];
+
+    public void SetGeneralRegister(int index, ulong value) => _r[index & 15] = value;
 
     public VcpuState GetState()
     {
