@@ -7,5 +7,5 @@ public static class AbiVersionConstants
     /// <summary>Major version: changes only with an incompatible change.</summary>
     public const ushort Major = 1;
     /// <summary>Minor version: bumped for every append-only addition.</summary>
-    public const ushort Minor = 0;
+    public const ushort Minor = 1;
 }

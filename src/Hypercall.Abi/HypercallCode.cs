@@ -33,6 +33,8 @@ public enum HypercallCode : uint
     Yield = 0x0008,
     /// <summary><c>device_info(index, buf, len)</c>: writes the <see cref="DeviceInfo"/> of attached device <c>index</c> (0-based) to <c>buf</c> (<c>len</c> &gt;= its size); returns the bytes written, or <see cref="HypercallStatus.NoDevice"/> past the last device.</summary>
     DeviceInfo = 0x0009,
+    /// <summary><c>panic(message, length, frame)</c> (ABI 1.1): the guest cannot go on. The host ends the run as a crash and reports it with the registers, the code around rip and a symbolized backtrace: those of the optional <see cref="PanicFrame"/> at guest-physical <c>frame</c>, else those at this call. <c>message</c> is UTF-8 (at most <see cref="PanicConstants.MaxMessageLength"/> bytes are read). Does not return; a 1.0 host answers <see cref="HypercallStatus.NotImplemented"/> (then write the message and exit).</summary>
+    Panic = 0x0010,
 
     /// <summary><c>console_write(buf, len)</c>: writes bytes to the console output stream. Returns bytes written.</summary>
     ConsoleWrite = 0x0100,

@@ -110,4 +110,8 @@ public enum BackendCapabilities
     InstructionBudget = 1 << 0,
     /// <summary><see cref="IVcpu.InstructionsRetired"/> counts the guest instructions executed.</summary>
     InstructionCount = 1 << 1,
+    /// <summary><see cref="IVcpu.Debug"/> offers breakpoints, watchpoints and single-step (a debugger can attach).</summary>
+    GuestDebug = 1 << 2,
+    /// <summary>Linear addresses go through the guest's page tables (CR3), as on hardware; without it the backend maps linear = guest-physical whatever CR3 holds (the emulator, which has no paging yet).</summary>
+    PageTables = 1 << 3,
 }

@@ -39,6 +39,9 @@ public interface IVcpu : IDisposable
 
     /// <summary>Makes a running (or the next) <see cref="Run"/> return <see cref="VcpuExitKind.Interrupted"/> soon. Thread-safe.</summary>
     void Interrupt();
+
+    /// <summary>Breakpoints, watchpoints and single-step, where the backend declares <see cref="BackendCapabilities.GuestDebug"/>; otherwise null.</summary>
+    IVcpuDebug? Debug { get; }
 }
 
 /// <summary>General-purpose registers, <c>rip</c> and <c>rflags</c>.</summary>
@@ -72,6 +75,8 @@ public enum VcpuExitKind
     Unsupported,
     /// <summary>The guest executed a valid instruction the backend cannot execute (an emulator gap, not a guest bug). <see cref="VcpuExit.Detail"/> names it.</summary>
     Unimplemented,
+    /// <summary>The vCPU stopped for a debugger (<see cref="IVcpuDebug"/>): <see cref="VcpuExit.DebugReason"/> says why.</summary>
+    Debug,
 }
 
 /// <summary>The small value <see cref="IVcpu.Run"/> returns.</summary>
@@ -82,4 +87,5 @@ public enum VcpuExitKind
 /// <param name="Detail">Human-readable detail for faults and errors.</param>
 /// <param name="Size">Access width in bytes for port I/O and MMIO.</param>
 /// <param name="Data">The value written, for <see cref="VcpuExitKind.IoOut"/>.</param>
-public readonly record struct VcpuExit(VcpuExitKind Kind, ulong Rip = 0, ulong Address = 0, uint RawReason = 0, string? Detail = null, byte Size = 0, ulong Data = 0);
+/// <param name="DebugReason">Why a <see cref="VcpuExitKind.Debug"/> exit happened.</param>
+public readonly record struct VcpuExit(VcpuExitKind Kind, ulong Rip = 0, ulong Address = 0, uint RawReason = 0, string? Detail = null, byte Size = 0, ulong Data = 0, DebugStopReason DebugReason = DebugStopReason.None);

@@ -242,7 +242,9 @@ public static class ElfLoader
         byte[] bytes = ReadImageFile(path);
         try
         {
-            return Parse(bytes, host);
+            GuestImage image = Parse(bytes, host);
+            image.FileName = Path.GetFileName(path);
+            return image;
         }
         catch (ImageFormatException ex)
         {

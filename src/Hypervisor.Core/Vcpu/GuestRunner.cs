@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
@@ -129,18 +130,96 @@ public sealed partial class GuestRunner
             LogBudgetIgnored(_logger, backendName, requested);
         }
 
+        if (options.Debugger is not null && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.GuestDebug))
+        {
+            throw new BackendUnavailableException($"backend {backendName} cannot debug guests (no breakpoints or single-step); use --backend emulator or kvm");
+        }
+
         using IVirtualMachine vm = choice.Backend.CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = options.InstructionBudget });
         using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(image.Entry, memory.Size, GuestLayout.BootInfo));
         using CancellationTokenRegistration kick = stop.Token.Register(static s => ((IVcpu)s!).Interrupt(), vcpu);
+        bool pageTables = choice.Backend.Capabilities.HasFlag(BackendCapabilities.PageTables);
+        IGuestDebugger? debugger = options.Debugger;
+        GuestDebugTarget? target = debugger is null ? null : new GuestDebugTarget(vcpu, memory, choice.Backend, stop.Token);
 
-        RunResult Finish(RunOutcome outcome, long status, string message)
+        RunResult Finish(RunOutcome outcome, long status, string message, GuestFaultInfo? fault = null, VcpuState? faultState = null)
         {
             session.StopDevices();
+            if (target is not null)
+            {
+                target.ClearAll(); // int3 bytes go back before the report reads the code
+            }
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
             stats.InstructionsRetired = vcpu.InstructionsRetired;
             _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
-            LogFinished(_logger, outcome, status, message);
-            return new RunResult(outcome, status, backendName, message, stats);
+            if (outcome == RunOutcome.Exited)
+            {
+                LogExited(_logger, status);
+            }
+            else
+            {
+                LogFinished(_logger, outcome, message);
+            }
+            var result = new RunResult(outcome, status, backendName, message, stats);
+            if (fault is not null)
+            {
+                result = AddCrashReport(result, fault, faultState ?? vcpu.GetState(), memory, image, pageTables, options.CoreFile, session.PanicMessage);
+            }
+            debugger?.OnRunEnded(result);
+            return result;
+        }
+
+        // Reports a stop to the debugger; returns the run's end when the debugger killed the guest.
+        RunResult? DebugStop(DebugStopKind kind, ulong rip, ulong? watch = null, GuestFaultInfo? fault = null) => DebugStopCore(kind, rip, watch, fault, out _);
+
+        RunResult? DebugStopCore(DebugStopKind kind, ulong rip, ulong? watch, GuestFaultInfo? fault, out bool deliverFault)
+        {
+            deliverFault = true;
+            if (debugger is null || target is null)
+            {
+                return null;
+            }
+            target.BeginStop();
+            DebugResume resume = debugger.OnStop(target, new DebugStop(kind, rip, watch, fault));
+            deliverFault = resume.DeliverFault;
+            switch (resume.Action)
+            {
+                case DebugResumeAction.Kill:
+                    return Finish(RunOutcome.Canceled, 0, "the debugger killed the guest");
+                case DebugResumeAction.Detach:
+                    target.ClearAll();
+                    LogDebuggerDetached(_logger);
+                    debugger = null; // it closed its connection; the run ends without it
+                    break;
+                default:
+                    target.SetStepping(resume.Action == DebugResumeAction.Step);
+                    break;
+            }
+            return null;
+        }
+
+        // A crash: with a debugger, it sees the fault first (and may fix the state and retry); then the run ends.
+        RunResult? Crash(in VcpuExit exit, RunOutcome outcome, string message, string? description = null)
+        {
+            GuestFaultInfo fault = GuestFaultInfo.FromExit(in exit, description ?? message);
+            if (debugger is not null && outcome == RunOutcome.Faulted)
+            {
+                RunResult? killed = DebugStopCore(DebugStopKind.Fault, exit.Rip, null, fault, out bool deliver);
+                if (killed is not null)
+                {
+                    return killed;
+                }
+                if (!deliver)
+                {
+                    return null; // the debugger fixed something: run again
+                }
+            }
+            return Finish(outcome, 0, message, outcome == RunOutcome.Faulted ? fault : null);
+        }
+
+        if (debugger is not null && DebugStop(DebugStopKind.Attach, image.Entry) is RunResult killedAtEntry)
+        {
+            return killedAtEntry;
         }
 
         while (true)
@@ -159,11 +238,42 @@ public sealed partial class GuestRunner
                 {
                     return Finish(RunOutcome.Exited, session.ExitStatus, $"guest exited with status {session.ExitStatus}");
                 }
+                if (session.PanicMessage is string panic)
+                {
+                    (GuestFaultInfo fault, VcpuState panicState) = PanicFault(panic, session.PanicFrame, vcpu.GetState());
+                    if (debugger is not null)
+                    {
+                        // The debugger sees the guest at its panic call; the run ends however it resumes.
+                        RunResult? killed = DebugStop(DebugStopKind.Fault, registers.Rip, fault: fault);
+                        if (killed is not null)
+                        {
+                            return killed;
+                        }
+                    }
+                    return Finish(RunOutcome.Faulted, 0, fault.Description, fault, panicState);
+                }
                 vcpu.SetRegisters(registers with { Rax = unchecked((ulong)result) });
                 continue;
             }
+            RunResult? end;
             switch (exit.Kind)
             {
+                case VcpuExitKind.Debug:
+                    if (debugger is null)
+                    {
+                        break; // a stop asked for before a detach: nothing to report
+                    }
+                    DebugStopKind kind = exit.DebugReason switch
+                    {
+                        DebugStopReason.SingleStep => DebugStopKind.Step,
+                        DebugStopReason.Watchpoint => DebugStopKind.Watchpoint,
+                        _ => DebugStopKind.Breakpoint,
+                    };
+                    if (DebugStop(kind, exit.Rip, exit.DebugReason == DebugStopReason.Watchpoint ? exit.Address : null) is RunResult killed)
+                    {
+                        return killed;
+                    }
+                    break;
                 case VcpuExitKind.Interrupted:
                     if (cancellationToken.IsCancellationRequested)
                     {
@@ -173,25 +283,100 @@ public sealed partial class GuestRunner
                     {
                         return Finish(RunOutcome.TimedOut, 0, $"the guest did not exit within {FormatDuration(options.Timeout)}");
                     }
-                    break; // spurious kick: keep running
+                    if (target is not null && target.TakeStopRequest() && debugger is not null
+                        && DebugStop(DebugStopKind.Interrupted, vcpu.GetRegisters().Rip) is RunResult interruptedKill)
+                    {
+                        return interruptedKill;
+                    }
+                    break; // spurious kick, or the debugger resumed: keep running
                 case VcpuExitKind.BudgetExhausted:
                     return Finish(RunOutcome.BudgetExhausted, 0, $"the guest used its instruction budget of {options.InstructionBudget} without exiting");
                 case VcpuExitKind.Halt:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
+                    end = Crash(in exit, RunOutcome.Faulted, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
+                    if (end is not null)
+                    {
+                        return end;
+                    }
+                    break;
                 case VcpuExitKind.IoOut or VcpuExitKind.IoIn:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest {(exit.Kind == VcpuExitKind.IoOut ? "wrote to" : "read from")} I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
+                    end = Crash(in exit, RunOutcome.Faulted, $"the guest {(exit.Kind == VcpuExitKind.IoOut ? "wrote to" : "read from")} I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
+                    if (end is not null)
+                    {
+                        return end;
+                    }
+                    break;
                 case VcpuExitKind.Mmio:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}");
+                    end = Crash(in exit, RunOutcome.Faulted, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}");
+                    if (end is not null)
+                    {
+                        return end;
+                    }
+                    break;
                 case VcpuExitKind.Shutdown:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
+                    end = Crash(in exit, RunOutcome.Faulted, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
+                    if (end is not null)
+                    {
+                        return end;
+                    }
+                    break;
                 case VcpuExitKind.Fault:
-                    return Finish(RunOutcome.Faulted, 0, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})");
+                    end = Crash(in exit, RunOutcome.Faulted, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})", $"the guest crashed: {exit.Detail?.Replace($" at 0x{exit.Rip:x}", "", StringComparison.Ordinal)}");
+                    if (end is not null)
+                    {
+                        return end;
+                    }
+                    break;
                 case VcpuExitKind.Unimplemented:
                     return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} cannot run this guest: {exit.Detail} (rip 0x{exit.Rip:x}); the guest did nothing wrong");
                 default:
                     return Finish(RunOutcome.BackendFailed, 0, $"backend {backendName} failed: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
             }
         }
+    }
+
+    /// <summary>The fault and the registers of a panic: those the guest passed in its frame, else those at the call.</summary>
+    private static (GuestFaultInfo Fault, VcpuState State) PanicFault(string message, PanicFrame? frame, VcpuState atCall)
+    {
+        string firstLine = message.Split('\n', 2)[0];
+        if (firstLine.Length > 200)
+        {
+            firstLine = firstLine[..200] + "...";
+        }
+        string description = "the guest panicked: " + firstLine;
+        if (frame is not PanicFrame f)
+        {
+            return (new GuestFaultInfo(GuestFaultKind.Panic, description), atCall);
+        }
+        VcpuState state = atCall.Clone();
+        state.Registers = new VcpuRegisters(f.Rax, f.Rbx, f.Rcx, f.Rdx, f.Rsi, f.Rdi, f.Rsp, f.Rbp, f.R8, f.R9, f.R10, f.R11, f.R12, f.R13, f.R14, f.R15, f.Rip, f.Rflags);
+        int? vector = f.Vector == PanicConstants.NoVector ? null : (int)Math.Min(f.Vector, 255u);
+        if (f.FaultAddress != 0)
+        {
+            state.Cr2 = f.FaultAddress;
+        }
+        return (new GuestFaultInfo(GuestFaultKind.Panic, description, vector, f.FaultAddress == 0 ? null : f.FaultAddress, (int)Math.Min(f.Signal, 255u)), state);
+    }
+
+    /// <summary>Builds the crash report (and the core file, when asked) for a faulted run; neither can fail the run.</summary>
+    private RunResult AddCrashReport(RunResult result, GuestFaultInfo fault, VcpuState state, GuestMemory memory, GuestImage image, bool pageTables, string? coreFile, string? panicMessage)
+    {
+        var space = new GuestAddressSpace(memory, state, pageTables);
+        CrashReport report = CrashReporter.Build(fault, state, space, image.Symbols, panicMessage);
+        result = result with { Crash = report };
+        if (coreFile is not null)
+        {
+            try
+            {
+                ElfCoreWriter.Write(coreFile, state, space, fault, image.FileName ?? "guest");
+                result = result with { CoreFile = coreFile };
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+            {
+                LogCoreFileFailed(_logger, coreFile, e.Message);
+                result = result with { CoreFileError = e.Message };
+            }
+        }
+        return result;
     }
 
     /// <summary>A timeout as people write it (<c>2s</c>, <c>1.5s</c>, <c>250ms</c>, <c>2m</c>), not <c>00:00:02</c>.</summary>
@@ -241,6 +426,15 @@ public sealed partial class GuestRunner
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "backend {Backend} does not count instructions: the instruction budget of {Budget} is ignored; the wall-clock timeout applies")]
     private static partial void LogBudgetIgnored(ILogger logger, string backend, ulong budget);
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "guest finished: {Outcome} status {Status}: {Message}")]
-    private static partial void LogFinished(ILogger logger, RunOutcome outcome, long status, string message);
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "the debugger detached; the guest runs on")]
+    private static partial void LogDebuggerDetached(ILogger logger);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "cannot write the core file {Path}: {Reason}")]
+    private static partial void LogCoreFileFailed(ILogger logger, string path, string reason);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "guest finished: {Outcome}: {Message}")]
+    private static partial void LogFinished(ILogger logger, RunOutcome outcome, string message);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "guest exited with status {Status}")]
+    private static partial void LogExited(ILogger logger, long status);
 }

@@ -25,7 +25,17 @@ public enum RunOutcome
 /// <param name="Backend">The backend that ran the guest.</param>
 /// <param name="Message">One line describing the end (for faults: what, where).</param>
 /// <param name="Statistics">Exit and hypercall counts.</param>
-public sealed record RunResult(RunOutcome Outcome, long ExitStatus, string Backend, string Message, RunStatistics Statistics);
+public sealed record RunResult(RunOutcome Outcome, long ExitStatus, string Backend, string Message, RunStatistics Statistics)
+{
+    /// <summary>When the guest crashed (<see cref="RunOutcome.Faulted"/>): the fault, registers, code and backtrace, as data.</summary>
+    public Debugging.CrashReport? Crash { get; init; }
+
+    /// <summary>The core file written for the crash (<see cref="GuestRunOptions.CoreFile"/>), or null.</summary>
+    public string? CoreFile { get; init; }
+
+    /// <summary>Why the core file could not be written, or null.</summary>
+    public string? CoreFileError { get; init; }
+}
 
 /// <summary>Counts of VM exits by kind and hypercalls by code, for <c>--stats</c> and metrics.</summary>
 public sealed class RunStatistics

@@ -33,6 +33,7 @@ public sealed class KvmLayoutTests
         Assert.Equal(0x1000, Unsafe.SizeOf<kvm_xsave>());
         Assert.Equal(0x10, Unsafe.SizeOf<kvm_xcr>());
         Assert.Equal(0x188, Unsafe.SizeOf<kvm_xcrs>());
+        Assert.Equal(0x48, Unsafe.SizeOf<kvm_guest_debug>());
         Assert.Equal(0x98, Unsafe.SizeOf<Libc.SigAction>());
     }
 
@@ -121,6 +122,7 @@ public sealed class KvmLayoutTests
         Assert.Equal(KVM_SET_XSAVE, Encode(IocWrite, 0xA5, (ulong)sizeof(kvm_xsave)));
         Assert.Equal(KVM_GET_XCRS, Encode(IocRead, 0xA6, (ulong)sizeof(kvm_xcrs)));
         Assert.Equal(KVM_SET_XCRS, Encode(IocWrite, 0xA7, (ulong)sizeof(kvm_xcrs)));
+        Assert.Equal(KVM_SET_GUEST_DEBUG, Encode(IocWrite, 0x9B, (ulong)sizeof(kvm_guest_debug)));
         Assert.Equal(0x4138_AE84UL, KVM_SET_SREGS);
     }
 
@@ -140,6 +142,10 @@ public sealed class KvmLayoutTests
         Assert.Equal(9u, KVM_EXIT_FAIL_ENTRY);
         Assert.Equal(10u, KVM_EXIT_INTR);
         Assert.Equal(17u, KVM_EXIT_INTERNAL_ERROR);
+        Assert.Equal(4u, KVM_EXIT_DEBUG);
+        Assert.Equal(0x20, Off<kvm_run>(nameof(kvm_run.debug_exception)));
+        Assert.Equal(0x28, Off<kvm_run>(nameof(kvm_run.debug_pc)));
+        Assert.Equal(0x30, Off<kvm_run>(nameof(kvm_run.debug_dr6)));
         Assert.Equal(1, KVM_EXIT_IO_OUT);
         Assert.Equal(1UL, KVM_SYNC_X86_REGS);
     }
@@ -159,6 +165,13 @@ public sealed class KvmLayoutTests
             ("KVM_GET_MSRS", KVM_GET_MSRS), ("KVM_SET_MSRS", KVM_SET_MSRS), ("KVM_GET_XSAVE", KVM_GET_XSAVE),
             ("KVM_SET_XSAVE", KVM_SET_XSAVE), ("KVM_GET_XCRS", KVM_GET_XCRS), ("KVM_SET_XCRS", KVM_SET_XCRS),
             ("KVM_CAP_XSAVE", KVM_CAP_XSAVE), ("KVM_CAP_XCRS", KVM_CAP_XCRS),
+            ("KVM_SET_GUEST_DEBUG", KVM_SET_GUEST_DEBUG), ("sizeof(struct kvm_guest_debug)", (ulong)sizeof(kvm_guest_debug)),
+            ("KVM_EXIT_DEBUG", KVM_EXIT_DEBUG), ("KVM_GUESTDBG_ENABLE", KVM_GUESTDBG_ENABLE),
+            ("KVM_GUESTDBG_SINGLESTEP", KVM_GUESTDBG_SINGLESTEP), ("KVM_GUESTDBG_USE_SW_BP", KVM_GUESTDBG_USE_SW_BP),
+            ("KVM_GUESTDBG_USE_HW_BP", KVM_GUESTDBG_USE_HW_BP),
+            ("offsetof(struct kvm_run, debug.arch.exception)", (ulong)Off<kvm_run>(nameof(kvm_run.debug_exception))),
+            ("offsetof(struct kvm_run, debug.arch.pc)", (ulong)Off<kvm_run>(nameof(kvm_run.debug_pc))),
+            ("offsetof(struct kvm_run, debug.arch.dr6)", (ulong)Off<kvm_run>(nameof(kvm_run.debug_dr6))),
             ("sizeof(struct kvm_xcrs)", (ulong)sizeof(kvm_xcrs)), ("sizeof(struct kvm_msr_entry)", (ulong)sizeof(kvm_msr_entry)),
             ("KVM_API_VERSION", (ulong)ApiVersion),
             ("KVM_CAP_USER_MEMORY", KVM_CAP_USER_MEMORY), ("KVM_CAP_SET_TSS_ADDR", KVM_CAP_SET_TSS_ADDR),

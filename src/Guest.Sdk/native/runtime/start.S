@@ -15,6 +15,8 @@
     .globl _start
     .type _start, @function
 _start:
+    .cfi_startproc
+    .cfi_undefined rip                  /* the outermost frame: unwinders (crash reports, gdb) stop here */
     cld
     movq    %rdi, %r12                  /* boot info: r12 is callee-saved, nothing below clobbers it */
     leaq    pv_stack_top(%rip), %rsp    /* 16-byte aligned (see .bss below) */
@@ -39,6 +41,7 @@ _start:
     /* pv_exit does not return; if a broken host resumes us anyway, stop here. */
 3:  hlt
     jmp     3b
+    .cfi_endproc
     .size _start, . - _start
 
     .section .bss.pv_stack, "aw", @nobits

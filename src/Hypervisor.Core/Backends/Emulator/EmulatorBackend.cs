@@ -19,8 +19,8 @@ public sealed class EmulatorBackend : IHypervisorBackend
     /// <inheritdoc />
     public string Name => BackendName;
 
-    /// <summary>The emulator counts every instruction, so budgets are exact.</summary>
-    public BackendCapabilities Capabilities => BackendCapabilities.InstructionBudget | BackendCapabilities.InstructionCount;
+    /// <summary>The emulator counts every instruction, so budgets are exact; it takes breakpoints, write watchpoints and single-step; it has no paging (linear = guest-physical).</summary>
+    public BackendCapabilities Capabilities => BackendCapabilities.InstructionBudget | BackendCapabilities.InstructionCount | BackendCapabilities.GuestDebug;
 
     /// <summary>Always available: the emulator needs nothing from the host.</summary>
     public BackendAvailability Probe() =>

@@ -125,7 +125,12 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             // Throws ObjectDisposedException when the memory was disposed under the vCPU; never run on freed memory.
             throw new InvalidOperationException("guest memory changed under the vCPU");
         }
+        bool outCompleted = _outResume != 0;
         CompletePendingOut();
+        if (outCompleted && _singleStep)
+        {
+            return new VcpuExit(VcpuExitKind.Debug, _rip, DebugReason: DebugStopReason.SingleStep); // the stepped out is done
+        }
         while (true)
         {
             if (_interrupt)
@@ -142,11 +147,19 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
                 }
                 left = budget - _icount;
             }
+            if (IsBreakpoint(_rip))
+            {
+                return new VcpuExit(VcpuExitKind.Debug, _rip, DebugReason: DebugStopReason.Breakpoint);
+            }
             Block block = GetBlock(_rip);
             int n = block.Ops.Length;
             if ((ulong)n > left)
             {
                 n = (int)left;
+            }
+            if (DebugOneAtATime)
+            {
+                n = 1;
             }
             int start = 0;
             if (n == block.Ops.Length)
@@ -182,6 +195,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             if (ExecuteBlock(block, start, n))
             {
                 return _exit;
+            }
+            if (DebugOneAtATime && DebugAfterInstruction(out VcpuExit debugExit))
+            {
+                return debugExit;
             }
         }
     }
@@ -335,7 +352,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             {
                 for (ulong page = b.Start >> 12; page <= (b.End - 1) >> 12 && page < (_size >> 12); page++)
                 {
-                    _codePage[page] = 1;
+                    _codePage[page] |= CodePageFlag;
                     if (!_pageBlocks.TryGetValue(page, out List<Block>? list))
                     {
                         list = [];
@@ -363,6 +380,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _pageBlocks.Clear();
         Array.Clear(_fast);
         Array.Clear(_codePageArray);
+        RestoreWatchFlags();
     }
 
     private Block Decode(ulong rip)
@@ -375,6 +393,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         while (_decodeOps.Count < MaxBlockInstructions)
         {
             decoder.Decode(out Instruction ins);
+            if (_decodeOps.Count > 0 && IsBreakpoint(ins.IP))
+            {
+                break; // the block ends before a breakpoint: the run loop stops there
+            }
             var op = default(MicroOp);
             if (ins.IsInvalid)
             {
@@ -443,7 +465,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         {
             if (!_pageBlocks.TryGetValue(page, out List<Block>? list))
             {
-                _codePage[page] = 0;
+                _codePage[page] &= WatchPageFlag; // no code left on the page; a watchpoint stays
                 continue;
             }
             for (int k = list.Count - 1; k >= 0; k--)
@@ -473,7 +495,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             if (list.Count == 0)
             {
                 _pageBlocks.Remove(page);
-                _codePage[page] = 0;
+                _codePage[page] &= WatchPageFlag; // no code left on the page; a watchpoint stays
             }
         }
     }
@@ -522,7 +544,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         }
         if ((_codePage[a >> 12] | _codePage[(a + (ulong)size - 1) >> 12]) != 0)
         {
-            InvalidateCode(a, size);
+            OnFlaggedStore(a, size);
         }
         byte* p = _mem + a;
         switch (size)
@@ -543,7 +565,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         }
         if ((_codePage[a >> 12] | _codePage[(a + 7) >> 12]) != 0)
         {
-            InvalidateCode(a, 8);
+            OnFlaggedStore(a, 8);
         }
         Unsafe.WriteUnaligned(_mem + a, v);
     }
@@ -573,7 +595,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         }
         if ((_codePage[a >> 12] | _codePage[(a + 15) >> 12]) != 0)
         {
-            InvalidateCode(a, 16);
+            OnFlaggedStore(a, 16);
         }
         Unsafe.WriteUnaligned(_mem + a, v);
     }

@@ -22,8 +22,8 @@ public sealed class KvmBackend : IHypervisorBackend
     /// <inheritdoc/>
     public string Name => BackendName;
 
-    /// <inheritdoc/>
-    public BackendCapabilities Capabilities => BackendCapabilities.None;
+    /// <summary>Hardware paging; guest debugging through <c>KVM_SET_GUEST_DEBUG</c> (in every x86 KVM since Linux 2.6.29).</summary>
+    public BackendCapabilities Capabilities => BackendCapabilities.PageTables | BackendCapabilities.GuestDebug;
 
     /// <summary>Opens <c>/dev/kvm</c> and checks the API version and the capabilities the backend needs.</summary>
     /// <returns>Available with a short description, or unavailable with why and what to do.</returns>

@@ -18,7 +18,7 @@ namespace Paravirt.Hypervisor.Backends.Kvm;
 /// <c>EINTR</c>; if it is about to enter, <c>immediate_exit</c> makes it return at once.
 /// </remarks>
 [SupportedOSPlatform("linux")]
-internal sealed unsafe class KvmVcpu : IVcpu
+internal sealed unsafe partial class KvmVcpu : IVcpu
 {
     private readonly KvmFd _fd;
     private readonly KvmRunMapping _mapping;
@@ -37,8 +37,9 @@ internal sealed unsafe class KvmVcpu : IVcpu
     private bool _ioPending;
     private bool _disposed;
 
-    private KvmVcpu(KvmFd fd, KvmRunMapping mapping, int kickSignal)
+    private KvmVcpu(KvmFd fd, KvmRunMapping mapping, int kickSignal, GuestMemory memory)
     {
+        _memory = memory;
         _fd = fd;
         _mapping = mapping;
         _run = mapping.Run;
@@ -53,7 +54,7 @@ internal sealed unsafe class KvmVcpu : IVcpu
         {
             int kick = KvmKickSignal.Signal;
             mapping = KvmRunMapping.Map(fd, mmapSize);
-            var vcpu = new KvmVcpu(fd, mapping, kick);
+            var vcpu = new KvmVcpu(fd, mapping, kick, memory);
             vcpu.SetCpuid(cpuid);
             VcpuState initial = LongModeSetup.Write(memory).ToVcpuState(in start);
             vcpu.SetSpecialRegisters(initial);
@@ -131,6 +132,8 @@ internal sealed unsafe class KvmVcpu : IVcpu
                 return io;
             case KVM_EXIT_HLT:
                 return new VcpuExit(VcpuExitKind.Halt, rip, RawReason: reason);
+            case KVM_EXIT_DEBUG:
+                return DecodeDebugExit(run, rip);
             case KVM_EXIT_MMIO:
                 return new VcpuExit(VcpuExitKind.Mmio, rip, run->mmio_phys_addr, reason,
                     $"{(run->mmio_is_write != 0 ? "write" : "read")} of {run->mmio_len} byte(s)");
