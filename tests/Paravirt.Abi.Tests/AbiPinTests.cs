@@ -353,7 +353,7 @@ public sealed class AbiPinTests
         Assert.Equal(0x0003_0007u, new AbiVersion(3, 7).Packed);
         Assert.Equal(new AbiVersion(0xFFFF, 0xFFFE), AbiVersion.FromPacked(0xFFFF_FFFEu));
         Assert.Equal(new AbiVersion(AbiVersionConstants.Major, AbiVersionConstants.Minor), AbiVersion.Current);
-        Assert.Equal("1.0", AbiVersion.Current.ToString());
+        Assert.Equal("1.1", AbiVersion.Current.ToString());
     }
 
     [Theory]

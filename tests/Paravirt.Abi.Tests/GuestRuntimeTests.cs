@@ -47,7 +47,7 @@ public sealed class GuestRuntimeTests
         Assert.True(loads >= 2, "expected text and data PT_LOAD segments");
 
         var abi = Assert.Single(notes, n => n.Name == ElfNote.Name && n.Type == ElfNote.TypeAbi);
-        Assert.Equal([1, 0, 0, 0, 0, 0, 0, 0], abi.Desc);   // pv_abi_note { major 1, minor 0, flags 0 }
+        Assert.Equal([1, 0, 1, 0, 0, 0, 0, 0], abi.Desc);   // pv_abi_note { major 1, minor 1, flags 0 }
         Assert.Equal(AbiVersionConstants.Major, BinaryPrimitives.ReadUInt16LittleEndian(abi.Desc));
         Assert.Equal(AbiVersionConstants.Minor, BinaryPrimitives.ReadUInt16LittleEndian(abi.Desc.AsSpan(2)));
 
@@ -104,7 +104,7 @@ public sealed class GuestRuntimeTests
         Assert.True(exit == 7, $"hello exited with {exit}; stdout:\n{stdout}\nstderr:\n{stderr}");
         string[] lines = stdout.Split('\n');
         Assert.Equal("Hello from a Paravirt unikernel!", lines[0]);
-        Assert.Equal("hello: ABI 1.0 (host 1.0)", lines[1]);
+        Assert.Equal("hello: ABI 1.1 (host 1.1)", lines[1]);
         Assert.StartsWith("hello: wall clock ", lines[2], StringComparison.Ordinal);
         DateTime wall = DateTime.ParseExact(lines[2]["hello: wall clock ".Length..], "yyyy-MM-dd'T'HH:mm:ss'Z'",
             System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AdjustToUniversal | System.Globalization.DateTimeStyles.AssumeUniversal);

@@ -45,7 +45,7 @@ public sealed class HeaderTests
     [InlineData("#define PV_NOTE_TYPE_ABI 1")]
     [InlineData("#define PV_ENTRY_IMAGE_MIN_ADDRESS 0x100000")]
     [InlineData("#define PV_ABI_VERSION_MAJOR 1")]
-    [InlineData("#define PV_ABI_VERSION_MINOR 0")]
+    [InlineData("#define PV_ABI_VERSION_MINOR 1")]
     [InlineData("typedef uint32_t pv_hypercall;")]
     [InlineData("typedef int64_t pv_status;")]
     [InlineData("typedef uint64_t pv_feature0;")]

@@ -74,7 +74,7 @@ public sealed class ReferenceTests
     [InlineData("| `PV_HYPERCALL_PAGE_MAGIC` | `Magic` | `0x43485650` |")]
     [InlineData("| `PV_NOTE_NAME` | `Name` | `\"Paravirt\"` |")]
     [InlineData("| argument 4 | `r10` |")]
-    [InlineData("# Paravirt ABI reference (ABI 1.0)")]
+    [InlineData("# Paravirt ABI reference (ABI 1.1)")]
     [InlineData("[architecture](architecture.md)")]
     [InlineData("`(major << 16) \\| minor`")] // a pipe inside a table cell's code span is escaped
     [InlineData("a `pv_manifest_header` followed by `Count` `pv_manifest_entry`")] // whitespace between elements kept

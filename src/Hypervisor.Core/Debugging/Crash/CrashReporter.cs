@@ -20,7 +20,8 @@ internal static class CrashReporter
     internal static CrashReport Build(GuestFaultInfo fault, VcpuState state, GuestAddressSpace space, ImageSymbols symbols, string? panicMessage = null)
     {
         IReadOnlyList<CrashFrame> frames = Unwind(state.Registers, space, symbols);
-        IReadOnlyList<CrashInstruction> code = Disassemble(state.Registers.Rip, space, symbols);
+        // hlt reports rip after itself (on every backend): show the hlt too when no symbol gives a start to decode from.
+        IReadOnlyList<CrashInstruction> code = Disassemble(state.Registers.Rip, space, symbols, fault.Kind == GuestFaultKind.Halt ? 1u : 0u);
         CrashFrame? location = frames.Count == 0 ? null : frames[0];
         if (fault.Kind == GuestFaultKind.Panic)
         {
@@ -118,10 +119,10 @@ internal static class CrashReporter
     }
 
     /// <summary>Up to <see cref="InstructionsBefore"/> instructions before rip (decoded from the function's start when known) and a few from rip on.</summary>
-    internal static List<CrashInstruction> Disassemble(ulong rip, GuestAddressSpace space, ImageSymbols symbols)
+    internal static List<CrashInstruction> Disassemble(ulong rip, GuestAddressSpace space, ImageSymbols symbols, uint knownBefore = 0)
     {
         var result = new List<CrashInstruction>();
-        ulong start = rip;
+        ulong start = rip - Math.Min(rip, knownBefore);
         if (symbols.Symbols.TryFind(rip, out ElfSymbol function) && rip - function.Address <= MaxDecodeWindow)
         {
             start = function.Address;
