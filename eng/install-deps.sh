@@ -6,8 +6,9 @@
 #   clang-14 / clang, zlib1g-dev   NativeAOT publish of the nested-KVM scenario runner
 #   linux-libc-dev           /usr/include/linux/kvm.h for the KVM layout tests
 #   gcc-mingw-w64-x86-64-win32  the real WinHvPlatform headers: WHP layouts and signatures are checked against them
+#   gdb                      the GDB stub, crash reports and core files are tested with the real debugger
 set -euo pipefail
-want=(gcc make qemu-system-x86 busybox-static cpio qemu-user clang linux-libc-dev zlib1g-dev binutils gcc-mingw-w64-x86-64-win32)
+want=(gcc make qemu-system-x86 busybox-static cpio qemu-user clang linux-libc-dev zlib1g-dev binutils gcc-mingw-w64-x86-64-win32 gdb)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,8 +8,8 @@ namespace Paravirt.Hypervisor.Debugging;
 /// <summary>
 /// Writes an ELF core file of a stopped guest in the layout Linux gives a process core, so that
 /// <c>gdb IMAGE CORE</c> shows its registers, memory and backtrace: one <c>PT_NOTE</c> with <c>NT_PRSTATUS</c>
-/// (signal and general registers, <c>struct elf_prstatus</c>), <c>NT_PRPSINFO</c> and <c>NT_FPREGSET</c> (the
-/// 512-byte FXSAVE image), then one <c>PT_LOAD</c> per mapped range of the guest's virtual address space
+/// (signal and general registers, <c>struct elf_prstatus</c>), <c>NT_PRPSINFO</c>, <c>NT_FPREGSET</c> (the
+/// 512-byte FXSAVE image) and <c>NT_SIGINFO</c> (gdb's <c>$_siginfo</c>: signal, code, faulting address), then one <c>PT_LOAD</c> per mapped range of the guest's virtual address space
 /// (<see cref="GuestAddressSpace.Mappings"/>), with its bytes. Bounded: at most <see cref="MaxSegments"/> segments and
 /// twice the guest's memory in all, whatever the page tables say.
 /// </summary>
@@ -18,7 +18,8 @@ internal static class ElfCoreWriter
     internal const int MaxSegments = 4096;
     private const int ElfHeaderSize = 64, ProgramHeaderSize = 56;
     private const uint PT_LOAD = 1, PT_NOTE = 4, PF_X = 1, PF_W = 2, PF_R = 4;
-    private const uint NT_PRSTATUS = 1, NT_FPREGSET = 2, NT_PRPSINFO = 3;
+    private const uint NT_PRSTATUS = 1, NT_FPREGSET = 2, NT_PRPSINFO = 3, NT_SIGINFO = 0x5349_4749;
+    private const int SigInfoSize = 128;
     private const int PrStatusSize = 336, PrPsInfoSize = 136, FpRegSetSize = 512;
 
     internal static void Write(string path, VcpuState state, GuestAddressSpace space, GuestFaultInfo fault, string programName)
@@ -138,6 +139,20 @@ internal static class ElfCoreWriter
         Note(notes, NT_PRPSINFO, info);
 
         Note(notes, NT_FPREGSET, state.ExtendedState.AsSpan(0, FpRegSetSize).ToArray());
+
+        // siginfo_t: si_signo, si_errno, si_code, then (SIGSEGV, SIGBUS, SIGFPE, SIGILL) si_addr at offset 16: the
+        // data address of a page fault, else the faulting instruction, as the kernel reports them.
+        byte[] siginfo = new byte[SigInfoSize];
+        BinaryPrimitives.WriteInt32LittleEndian(siginfo, signal);
+        BinaryPrimitives.WriteInt32LittleEndian(siginfo.AsSpan(8), signal switch
+        {
+            8 => 1,  // FPE_INTDIV
+            11 => 1, // SEGV_MAPERR
+            4 => 2,  // ILL_ILLOPN
+            _ => 0,  // SI_USER
+        });
+        BinaryPrimitives.WriteUInt64LittleEndian(siginfo.AsSpan(16), fault.Address ?? r.Rip);
+        Note(notes, NT_SIGINFO, siginfo);
         return notes.ToArray();
     }
 
