@@ -8,6 +8,8 @@
  *   what=wild               sum_at() reads through a pointer past the end of guest memory: a page fault
  *   what=panic              check_config() calls pv_panic(): the panic hypercall
  *   what=trap               __builtin_trap() (ud2): an invalid opcode (#UD)
+ *   what=signal             what a Linux-personality guest does with a fatal signal: pv_panic_at() with the
+ *                           registers of the failing context (here: a SIGSEGV at a made-up address, in report_signal)
  * Every failure happens two calls below main(), so a backtrace has something to show.
  */
 #include <paravirt/paravirt.h>
@@ -41,6 +43,22 @@ __attribute__((noinline)) static void check_config(int count)
     }
 }
 
+/* A Linux-personality guest reports a fatal signal with the registers of the interrupted context; here the context
+   is this function's own, taken with inline assembly, and the fault is made up. */
+__attribute__((noinline)) static void report_signal(void)
+{
+    pv_panic_frame frame = {
+        .size = sizeof(frame),
+        .signal = 11,             /* SIGSEGV */
+        .vector = 14,             /* #PF */
+        .error_code = 4,          /* a user-mode read of a not-present page */
+        .fault_address = 0xdead00000000u,
+    };
+    __asm__ volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2\n\tmovq %%rbx, %3"
+                     : "=r"(frame.rip), "=r"(frame.rsp), "=r"(frame.rbp), "=r"(frame.rbx));
+    pv_panic_at(&frame, "SIGSEGV: segmentation fault at 0xdead00000000");
+}
+
 __attribute__((noinline)) static int compute(const char *what)
 {
     int values[4] = { 3, 1, 4, 1 };
@@ -53,6 +71,9 @@ __attribute__((noinline)) static int compute(const char *what)
     }
     if (strcmp(what, "trap") == 0) {
         __builtin_trap();
+    }
+    if (strcmp(what, "signal") == 0) {
+        report_signal();
     }
     return average(values, g_count);
 }

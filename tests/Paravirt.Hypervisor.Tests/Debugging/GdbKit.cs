@@ -22,6 +22,19 @@ public sealed class GdbFactAttribute : FactAttribute
     }
 }
 
+/// <summary>A test that builds or runs x86-64 code with the host's toolchain (gcc, make): Linux x86-64 only.</summary>
+[AttributeUsage(AttributeTargets.Method)]
+public sealed class LinuxX64FactAttribute : FactAttribute
+{
+    public LinuxX64FactAttribute()
+    {
+        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
+        {
+            Skip = "builds guests with gcc: Linux x86-64 only";
+        }
+    }
+}
+
 /// <summary>Runs gdb in batch mode and the paravirt CLI with its stub, as a user would.</summary>
 internal static partial class GdbKit
 {
