@@ -16,7 +16,7 @@ if (!OperatingSystem.IsLinux())
 }
 
 int passed = 0, failed = 0;
-foreach ((string name, Func<string> run) in KvmScenarios.All(guestDir).Concat(DeviceScenarios.All(guestDir)).Concat(CrossBackendScenarios.All(guestDir)))
+foreach ((string name, Func<string> run) in KvmScenarios.All(guestDir).Concat(DeviceScenarios.All(guestDir)).Concat(CrossBackendScenarios.All(guestDir)).Concat(DebugScenarios.All(guestDir)))
 {
     if (only.Count > 0 && !only.Contains(name))
     {

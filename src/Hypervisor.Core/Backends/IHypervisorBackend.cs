@@ -95,7 +95,8 @@ public interface IVirtualMachine : IDisposable
 /// <param name="Rip">Entry point (ELF <c>e_entry</c>).</param>
 /// <param name="Rsp">Initial stack pointer (16-byte aligned).</param>
 /// <param name="Rdi">First argument: guest-physical address of the boot info.</param>
-public readonly record struct VcpuStartState(ulong Rip, ulong Rsp, ulong Rdi);
+/// <param name="Idt">IDTR to load (the VMM's default exception handlers), or empty for none.</param>
+public readonly record struct VcpuStartState(ulong Rip, ulong Rsp, ulong Rdi, DescriptorTableRegister Idt = default);
 
 /// <summary>
 /// Optional abilities a backend declares (Cloud Hypervisor's and Hyperlight's approach): the VMM checks these flags,

@@ -138,6 +138,12 @@ public sealed class GuestDebugTarget
         _vcpu.Interrupt();
     }
 
+    /// <summary>True when the debugger set a software breakpoint at <paramref name="address"/>.</summary>
+    internal bool HasSoftwareBreakpoint(ulong address) => _software.Contains(address);
+
+    /// <summary>True while the debugger steps.</summary>
+    internal bool Stepping => _step;
+
     /// <summary>Consumes a pending <see cref="RequestStop"/>.</summary>
     internal bool TakeStopRequest() => Interlocked.Exchange(ref _stopRequested, 0) != 0;
 

@@ -18,7 +18,13 @@ namespace Paravirt.Hypervisor.Memory;
 ///              | hypercall page (stub, magic)   |
 ///  0x0000_4000 +--------------------------------+ CommandLine
 ///              | command line, NUL-terminated   |
-///  0x0000_5000 +--------------------------------+
+///  0x0000_5000 +--------------------------------+ Idt
+///              | IDT: 32 exception gates (IST1) |   the VMM's default exception handlers, for guests
+///  0x0000_6000 +--------------------------------+ ExceptionStubs   without an IDT of their own: each stub
+///              | push vector; out ExceptionPort |   reports the fault to the host (crash report, gdb)
+///  0x0000_7000 +--------------------------------+
+///              | exception stack (IST1)         |   the 64-bit TSS is at 0 (GDT 0x18): IST1 at 0x24
+///  0x0000_8000 +--------------------------------+ ExceptionStackTop
 ///              | (reserved)                     |
 ///  0x0001_0000 +--------------------------------+ Pml4
 ///              | PML4 | PDPT | PD x 64 (2 MiB   |   identity map of all guest memory,
@@ -47,6 +53,16 @@ public static class GuestLayout
     public const ulong CommandLine = 0x4000;
     /// <summary>Longest command line, NUL included.</summary>
     public const int CommandLineMax = 0x1000;
+    /// <summary>The IDT of the default exception handlers (32 gates of 16 bytes).</summary>
+    public const ulong Idt = 0x5000;
+    /// <summary>The default exception handlers: one 16-byte stub per vector.</summary>
+    public const ulong ExceptionStubs = 0x6000;
+    /// <summary>Top of the stack the default exception handlers run on (IST1; the page below it).</summary>
+    public const ulong ExceptionStackTop = 0x8000;
+    /// <summary>Where the 64-bit TSS (base 0, see the GDT) keeps IST1.</summary>
+    public const ulong TssIst1 = 0x24;
+    /// <summary>The I/O port the default exception handlers write to report a fault (host-internal: no guest calls it).</summary>
+    public const ushort ExceptionPort = 0xE3;
     /// <summary>PML4 of the identity map.</summary>
     public const ulong Pml4 = 0x1_0000;
     /// <summary>The single PDPT.</summary>

@@ -136,7 +136,7 @@ public sealed partial class GuestRunner
         }
 
         using IVirtualMachine vm = choice.Backend.CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = options.InstructionBudget });
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(image.Entry, memory.Size, GuestLayout.BootInfo));
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(image.Entry, memory.Size, GuestLayout.BootInfo, ExceptionTraps.Idt));
         using CancellationTokenRegistration kick = stop.Token.Register(static s => ((IVcpu)s!).Interrupt(), vcpu);
         bool pageTables = choice.Backend.Capabilities.HasFlag(BackendCapabilities.PageTables);
         IGuestDebugger? debugger = options.Debugger;
@@ -199,12 +199,14 @@ public sealed partial class GuestRunner
         }
 
         // A crash: with a debugger, it sees the fault first (and may fix the state and retry); then the run ends.
-        RunResult? Crash(in VcpuExit exit, RunOutcome outcome, string message, string? description = null)
+        RunResult? Crash(in VcpuExit exit, RunOutcome outcome, string message, string? description = null) =>
+            CrashWith(GuestFaultInfo.FromExit(in exit, description ?? message), exit.Rip, null, message);
+
+        RunResult? CrashWith(GuestFaultInfo fault, ulong rip, VcpuState? state, string message)
         {
-            GuestFaultInfo fault = GuestFaultInfo.FromExit(in exit, description ?? message);
-            if (debugger is not null && outcome == RunOutcome.Faulted)
+            if (debugger is not null)
             {
-                RunResult? killed = DebugStopCore(DebugStopKind.Fault, exit.Rip, null, fault, out bool deliver);
+                RunResult? killed = DebugStopCore(DebugStopKind.Fault, rip, null, fault, out bool deliver);
                 if (killed is not null)
                 {
                     return killed;
@@ -214,7 +216,40 @@ public sealed partial class GuestRunner
                     return null; // the debugger fixed something: run again
                 }
             }
-            return Finish(outcome, 0, message, outcome == RunOutcome.Faulted ? fault : null);
+            return Finish(RunOutcome.Faulted, 0, message, fault, state);
+        }
+
+        // The default exception handlers reported a CPU exception (hardware backends): put the vCPU back on the faulting
+        // instruction with the frame's rip, rsp and rflags (the stub touched no other register), then report it, or
+        // hand a debugger's breakpoint or step that reached the guest (an intercept the backend lacked) to the debugger.
+        RunResult? ExceptionTrap(in ExceptionFrame frame)
+        {
+            const ulong TrapFlag = 0x100;
+            VcpuState state = vcpu.GetState();
+            DebugStopKind? debugStop = null;
+            ulong rip = frame.Rip, rflags = frame.Rflags;
+            if (debugger is not null && target is not null)
+            {
+                if (frame.Vector == 3 && target.HasSoftwareBreakpoint(frame.Rip - 1))
+                {
+                    rip = frame.Rip - 1; // int3 is a trap: rip is past it
+                    debugStop = DebugStopKind.Breakpoint;
+                }
+                else if (frame.Vector == 1)
+                {
+                    rflags &= ~TrapFlag;
+                    debugStop = target.Stepping ? DebugStopKind.Step : DebugStopKind.Breakpoint;
+                }
+            }
+            state.Registers = state.Registers with { Rip = rip, Rsp = frame.Rsp, Rflags = rflags };
+            vcpu.SetState(state);
+            if (debugStop is DebugStopKind kind)
+            {
+                return DebugStop(kind, rip);
+            }
+            string what = ExceptionTraps.Describe(frame.Vector) + (frame.Vector == 14 ? $": {((frame.ErrorCode & 2) != 0 ? "write" : "read")} at 0x{state.Cr2:x}" : "");
+            var fault = new GuestFaultInfo(GuestFaultKind.CpuException, "the guest crashed: " + what, frame.Vector, frame.Vector == 14 ? state.Cr2 : null);
+            return CrashWith(fault, rip, state, $"the guest crashed: {what} (rip 0x{rip:x})");
         }
 
         if (debugger is not null && DebugStop(DebugStopKind.Attach, image.Entry) is RunResult killedAtEntry)
@@ -227,6 +262,14 @@ public sealed partial class GuestRunner
             VcpuExit exit = vcpu.Run();
             stats.CountExit(exit.Kind);
             _metrics?.RecordExit(backendName, exit.Kind);
+            if (ExceptionTraps.IsTrap(in exit) && ExceptionTraps.TryReadFrame(memory, vcpu.GetRegisters(), out ExceptionFrame frame))
+            {
+                if (ExceptionTrap(in frame) is RunResult ended)
+                {
+                    return ended;
+                }
+                continue;
+            }
             if (HypercallTrap.IsHypercall(in exit))
             {
                 VcpuRegisters registers = vcpu.GetRegisters();
@@ -393,6 +436,7 @@ public sealed partial class GuestRunner
     /// <summary>Writes the hypercall page, the command line and the boot info into <paramref name="memory"/>.</summary>
     internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll)
     {
+        ExceptionTraps.Write(memory);
         Span<byte> page = memory.GetSpan(new GuestAddress(GuestLayout.HypercallPage), HypercallPage.Size);
         page.Clear();
         HypercallStub.Bytes.CopyTo(page[(int)HypercallPage.EntryOffset..]);

@@ -108,6 +108,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
         _cr[3] = GuestLayout.Pml4;
         _cr[4] = LongModeSetup.Cr4;
         _gdtr = (GuestLayout.Gdt, (ulong)(LongModeSetup.GdtEntries.Length * 8) - 1);
+        _idtr = (start.Idt.Base, start.Idt.Limit); // kept and reported; exceptions still end the run directly
     }
 
     public ulong? InstructionsRetired => _icount;
