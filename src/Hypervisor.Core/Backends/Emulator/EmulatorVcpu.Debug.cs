@@ -29,6 +29,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpuDebug
     private GuestWatchpoint[]? _watches;
     private bool _watchHit;
     private ulong _watchHitAddress;
+    /// <summary>Any debug setting is on: the one flag the run loop tests per block while nobody debugs.</summary>
+    private bool _debugActive;
 
     public IVcpuDebug? Debug => this;
 
@@ -63,6 +65,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpuDebug
         SetWatchFlags(true);
         _watchHit = false;
         _singleStep = settings.SingleStep;
+        _debugActive = !settings.IsEmpty;
     }
 
     public void CodeWritten(ulong physical, ulong length)

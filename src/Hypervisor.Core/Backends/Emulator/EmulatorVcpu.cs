@@ -148,7 +148,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
                 }
                 left = budget - _icount;
             }
-            if (IsBreakpoint(_rip))
+            if (_debugActive && IsBreakpoint(_rip))
             {
                 return new VcpuExit(VcpuExitKind.Debug, _rip, DebugReason: DebugStopReason.Breakpoint);
             }
@@ -158,7 +158,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             {
                 n = (int)left;
             }
-            if (DebugOneAtATime)
+            if (_debugActive && DebugOneAtATime)
             {
                 n = 1;
             }
@@ -197,7 +197,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             {
                 return _exit;
             }
-            if (DebugOneAtATime && DebugAfterInstruction(out VcpuExit debugExit))
+            if (_debugActive && DebugOneAtATime && DebugAfterInstruction(out VcpuExit debugExit))
             {
                 return debugExit;
             }
