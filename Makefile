@@ -1,6 +1,6 @@
 # Paravirt: the two entry points a new machine needs. See README.md.
 #   make run    build everything and run samples/hello on the best available backend
-#   make test   build everything and run every test: xunit suites + KVM for real in a nested VM
+#   make test   build everything and run every test: xunit suites + KVM for real on this machine and in a nested VM
 #   make pack   the NuGet packages (+ .snupkg symbols) into nuget/, the local feed the packaging tests install from
 #   make public-api   rewrite src/*/PublicAPI.Unshipped.txt from the current public API (after RS0016/RS0017 errors)
 #   make abi          regenerate paravirt/abi.h and docs/abi-reference.md from src/Hypercall.Abi (after ABI changes)
@@ -8,15 +8,18 @@
 
 CONFIGURATION ?= Release
 
+# The one install step: eng/install-deps.sh installs only what is missing (a dpkg query when nothing is). make run and
+# make test ask for it; make build does not, so a build never touches apt.
 deps:
 	@bash eng/install-deps.sh
 
-build: deps
+build:
 	dotnet build Paravirt.sln -c $(CONFIGURATION) -nologo -v:q -clp:ErrorsOnly
 
 # hello exits with status 7 on purpose (so the status is seen travelling back to the host): the target succeeds
 # exactly when the guest ran and returned that status.
-run: build
+run: deps
+	@$(MAKE) --no-print-directory build
 	@status=0; dotnet src/Paravirt.Cli/bin/$(CONFIGURATION)/net10.0/paravirt.dll run artifacts/guests/hello.elf --verbose --stats || status=$$?; \
 	  echo "make run: hello exited with status $$status (7 expected)"; test $$status -eq 7
 
@@ -36,7 +39,8 @@ abi:
 	dotnet run --project tools/Paravirt.AbiGen -- src/Guest.Sdk/native/include/paravirt/abi.h
 	dotnet run --project tools/Paravirt.AbiGen --no-build -- --markdown docs/abi-reference.md
 
-test: build pack
+test: deps
+	@$(MAKE) --no-print-directory build pack
 	bash eng/test.sh $(CONFIGURATION)
 
 clean:

@@ -34,11 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-COMMON=(-O2 -DROUNDS="$ROUNDS" -fno-pie -no-pie -static -fno-builtin -fno-stack-protector -fcf-protection=none -fno-asynchronous-unwind-tables)
-SRC=bench/guests/compute.c
-gcc "${COMMON[@]}" -DPARAVIRT_GUEST -ffreestanding -nostdlib -Wl,-Ttext-segment=0x100000 -Wl,--build-id=none -Wl,-e,_start \
-    -o "$OUT/compute.guest.elf" "$SRC"
-gcc "${COMMON[@]}" -o "$OUT/compute.linux" "$SRC"
+bench/guests/build-compute.sh "$OUT" "$ROUNDS"
 
 dotnet build -c Release -nologo -v quiet bench/Paravirt.Bench/Paravirt.Bench.csproj >/dev/null
 BENCH_DLL=bench/Paravirt.Bench/bin/Release/net10.0/Paravirt.Bench.dll

@@ -6,10 +6,11 @@
 set -euo pipefail
 results="$1"
 section="$2"
-title="$(head -n 1 "$section")"
+# The title is the first non-blank line (a script that starts its section with a blank line must still replace it).
+title="$(grep -m1 -v '^[[:space:]]*$' "$section")"
 touch "$results"
 awk -v sec="$section" -v title="$title" '
-  BEGIN { while ((getline line < sec) > 0) body = body line "\n" }
+  BEGIN { while ((getline line < sec) > 0) { if (body == "" && line ~ /^[[:space:]]*$/) continue; body = body line "\n" } }
   /^# / { skip = 0; if ($0 == title) { printf "%s\n", body; done = 1; skip = 1; next } }
   !skip { print }
   END { if (!done) printf "%s%s", (NR > 0 ? "\n" : ""), body }

@@ -5,6 +5,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Memory;
 using Paravirt.Hypervisor.Hypercalls;
 
@@ -12,9 +13,10 @@ namespace Paravirt.Bench;
 
 /// <summary>
 /// Runs a guest ELF (bench/guests/compute.c built with -DPARAVIRT_GUEST) on the emulator backend and reports its
-/// exact instruction count and the emulator's speed. Self-contained: a minimal PT_LOAD loader and the two
-/// hypercalls the guest uses (debug_write = 3, exit = 2), so it does not depend on the full GuestRunner.
-/// Usage: Paravirt.Bench GUEST.elf [runs]
+/// exact instruction count and the emulator's speed, or on another backend (kvm) its time only (instructions=0).
+/// Self-contained: a minimal PT_LOAD loader and the two hypercalls the guest uses (debug_write = 3, exit = 2), so
+/// it does not depend on the full GuestRunner.
+/// Usage: Paravirt.Bench GUEST.elf [runs] [emulator|kvm]
 /// </summary>
 internal static partial class Program
 {
@@ -50,11 +52,12 @@ internal static partial class Program
         }
         byte[] elf = File.ReadAllBytes(args[0]);
         int runs = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 2;
+        IHypervisorBackend backend = args.Length > 2 && args[2] == KvmBackend.BackendName ? new KvmBackend() : new EmulatorBackend();
         string? firstOutput = null;
         ulong firstCount = 0;
         for (int run = 1; run <= runs; run++)
         {
-            (string output, ulong count, double seconds, double cpu, int exits) = RunOnce(elf);
+            (string output, ulong count, double seconds, double cpu, int exits) = RunOnce(elf, backend);
             if (firstOutput is null)
             {
                 firstOutput = output;
@@ -71,12 +74,11 @@ internal static partial class Program
         return 0;
     }
 
-    private static (string Output, ulong Count, double Seconds, double CpuSeconds, int Exits) RunOnce(byte[] elf)
+    private static (string Output, ulong Count, double Seconds, double CpuSeconds, int Exits) RunOnce(byte[] elf, IHypervisorBackend backend)
     {
         using var memory = new GuestMemory(MemorySize);
         ulong entry = LoadElf(elf, memory);
         memory.Write(new GuestAddress(HypercallPageAddress), HypercallStub.Bytes);
-        var backend = new EmulatorBackend();
         using IVirtualMachine vm = backend.CreateVirtualMachine(memory, new VirtualMachineOptions());
         using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(entry, MemorySize, 0x2000));
         var output = new StringBuilder();
@@ -108,7 +110,7 @@ internal static partial class Program
         }
         sw.Stop();
         double cpu = ThreadCpuSeconds() - cpu0;
-        return (output.ToString(), vcpu.InstructionsRetired!.Value, sw.Elapsed.TotalSeconds, cpu, exits);
+        return (output.ToString(), vcpu.InstructionsRetired ?? 0, sw.Elapsed.TotalSeconds, cpu, exits);
     }
 
     /// <summary>Copies the PT_LOAD segments of a little-endian ELF64 into guest memory; returns the entry point.</summary>

@@ -4,22 +4,29 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Backends;
+using Iced.Intel;
 using Paravirt.Hypervisor.Backends.Emulator;
+using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Net;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
+using Paravirt.Hypervisor.Memory;
 using Paravirt.Hypervisor.Vcpu;
+using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.DeviceBench;
 
 /// <summary>
-/// Device benchmarks on the emulator backend (bench/devices.sh):
-///   blk GUEST_DIR WORK_DIR MIB RAND RUNS  the blk sample in mode=bench on a MIB MiB image file, and the host doing
-///                                         the same reads/writes on the same file directly (RandomAccess, the
-///                                         calls the block device makes); prints one markdown row per phase.
-///   net GUEST_DIR ROUNDS RUNS             two net sample VMs ping-pong over one NetSwitch; prints frames/s.
+/// Device benchmarks (bench/devices.sh, bench/kvm-pvm.sh); BACKEND is emulator (the default) or kvm:
+///   blk GUEST_DIR WORK_DIR MIB RAND RUNS [BACKEND]  the blk sample in mode=bench on a MIB MiB image file, and the
+///                                         host doing the same reads/writes on the same file directly (RandomAccess,
+///                                         the calls the block device makes); prints one markdown row per phase.
+///   net GUEST_DIR ROUNDS RUNS [BACKEND]   two net sample VMs ping-pong over one NetSwitch; prints frames/s.
+///   hypercall BACKEND COUNT RUNS          COUNT hypercall round trips through the hypercall page on the bare vCPU
+///                                         (Run, then HypercallTrap's read and complete); prints the best run's
+///                                         microseconds per round trip.
 /// </summary>
 internal static partial class Program
 {
@@ -27,14 +34,82 @@ internal static partial class Program
     {
         if (args.Length >= 6 && args[0] == "blk")
         {
+            s_backend = args.Length > 6 ? args[6] : EmulatorBackend.BackendName;
             return Blk(args[1], args[2], Int(args[3]), Int(args[4]), Int(args[5]));
         }
         if (args.Length >= 4 && args[0] == "net")
         {
+            s_backend = args.Length > 4 ? args[4] : EmulatorBackend.BackendName;
             return Net(args[1], Int(args[2]), Int(args[3]));
         }
-        Console.Error.WriteLine("usage: Paravirt.DeviceBench blk GUEST_DIR WORK_DIR MIB RAND RUNS | net GUEST_DIR ROUNDS RUNS");
+        if (args.Length >= 4 && args[0] == "hypercall")
+        {
+            return Hypercall(args[1], Int(args[2]), Int(args[3]));
+        }
+        Console.Error.WriteLine("usage: Paravirt.DeviceBench blk GUEST_DIR WORK_DIR MIB RAND RUNS [BACKEND] | net GUEST_DIR ROUNDS RUNS [BACKEND] | hypercall BACKEND COUNT RUNS");
         return 2;
+    }
+
+    private static string s_backend = EmulatorBackend.BackendName;
+
+    private static IHypervisorBackend[] Backends() => [new KvmBackend(), new EmulatorBackend()];
+
+    /// <summary>COUNT round trips of a guest loop that calls the hypercall page; the host completes each at once (HypercallTrap: GetRegisters, SetRegisters).</summary>
+    private static int Hypercall(string backendName, int count, int runs)
+    {
+        const ulong ImageBase = 0x10_0000, Code = 0x1000, Done = 0x1001;
+        var a = new Assembler(64);
+        Label loop = a.CreateLabel();
+        a.mov(r12, count);
+        a.mov(rbx, GuestLayout.HypercallPage);
+        a.Label(ref loop);
+        a.mov(eax, (uint)Code);
+        a.mov(rdi, r12);
+        a.call(rbx);
+        a.dec(r12);
+        a.jnz(loop);
+        a.mov(eax, (uint)Done);
+        a.call(rbx);
+        a.hlt();
+        using var code = new MemoryStream();
+        a.Assemble(new StreamCodeWriter(code), ImageBase);
+
+        IHypervisorBackend backend = Backends().Single(b => b.Name == backendName);
+        double best = double.MaxValue;
+        for (int run = 1; run <= runs; run++)
+        {
+            using var memory = new GuestMemory(16UL << 20);
+            memory.Write(new GuestAddress(ImageBase), code.ToArray());
+            memory.Write(new GuestAddress(GuestLayout.HypercallPage), HypercallStub.Bytes);
+            using IVirtualMachine vm = backend.CreateVirtualMachine(memory, new VirtualMachineOptions());
+            using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+            var sw = Stopwatch.StartNew();
+            int trips = 0;
+            while (true)
+            {
+                VcpuExit exit = vcpu.Run();
+                if (!HypercallTrap.TryRead(vcpu, exit, out HypercallArgs args))
+                {
+                    throw new InvalidOperationException($"{backendName}: {exit.Kind} at 0x{exit.Rip:x} {exit.Detail} after {trips} hypercalls");
+                }
+                if (args.Code == Done)
+                {
+                    break;
+                }
+                HypercallTrap.Complete(vcpu, 0);
+                trips++;
+            }
+            sw.Stop();
+            if (trips != count)
+            {
+                throw new InvalidOperationException($"{backendName}: {trips} hypercalls, expected {count}");
+            }
+            double us = sw.Elapsed.TotalMicroseconds / count;
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{backendName} run {run}: {count} round trips, {us:F2} us each"));
+            best = Math.Min(best, us);
+        }
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{best:F3}"));
+        return 0;
     }
 
     private static int Int(string s) => int.Parse(s, CultureInfo.InvariantCulture);
@@ -42,11 +117,11 @@ internal static partial class Program
     private static (RunResult Result, string Output) Run(string guestDir, string sample, IReadOnlyList<VirtualDevice> devices, string commandLine)
     {
         GuestImage image = ElfLoader.LoadFile(Path.Combine(guestDir, sample + ".elf"), AbiVersion.Current);
-        var runner = new GuestRunner(new BackendSelector([new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
+        var runner = new GuestRunner(new BackendSelector(Backends()), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
         using var console = new MemoryStream();
         RunResult r = runner.Run(image, new GuestRunOptions
         {
-            Backend = "emulator",
+            Backend = s_backend,
             ConsoleOutput = console,
             Devices = devices,
             CommandLine = commandLine,
@@ -100,7 +175,7 @@ internal static partial class Program
             }
         }
         File.Delete(path);
-        Console.WriteLine("| Phase | Bytes | Guest (emulator, via ring) MB/s | Host direct MB/s | Guest/host |");
+        Console.WriteLine($"| Phase | Bytes | Guest ({s_backend}, via ring) MB/s | Host direct MB/s | Guest/host |");
         Console.WriteLine("|---|---|---|---|---|");
         foreach (string p in phases)
         {

@@ -204,8 +204,7 @@ internal static class CliApp
         services.AddLogging(logging =>
         {
             logging.SetMinimumLevel(a.Verbose ? LogLevel.Information : LogLevel.Warning);
-            logging.AddSimpleConsole(o => o.SingleLine = true);
-            logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+            logging.AddProvider(new StderrLoggerProvider(stderr, a.Verbose ? LogLevel.Information : LogLevel.Warning));
         });
         services.AddParavirt();
         using ServiceProvider provider = services.BuildServiceProvider();
@@ -219,10 +218,6 @@ internal static class CliApp
         catch (BackendUnavailableException ex)
         {
             return Fail(stderr, ExitCodes.BackendUnavailable, ex.Message);
-        }
-        if (a.Verbose)
-        {
-            stderr.WriteLine($"paravirt: backend {choice.Backend.Name}: {choice.Reason}");
         }
         if (budget is not null && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.InstructionBudget))
         {

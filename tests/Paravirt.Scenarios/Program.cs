@@ -4,7 +4,8 @@ using Paravirt.Scenarios;
 //   SCENARIO <name> PASS|FAIL <detail>
 // then "SCENARIOS DONE <n> passed, <m> failed". Exit code 0 only when every scenario passed and at least one ran.
 // Usage: Paravirt.Scenarios <guest-image-dir> [scenario-name ...]
-// Built with NativeAOT and run inside a nested-KVM VM by tests/nested-kvm/run.sh.
+// Run directly on this machine's /dev/kvm by tests/kvm-direct/run.sh (kvm_pvm on this project's machines), and
+// built with NativeAOT and run inside a nested-KVM VM by tests/nested-kvm/run.sh.
 
 string guestDir = args.Length > 0 ? args[0] : Path.Combine("artifacts", "guests");
 HashSet<string> only = [.. args.Skip(1)];

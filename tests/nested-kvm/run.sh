@@ -21,21 +21,13 @@ die() { log "error: $*"; exit 2; }
 sudo_cmd=()
 if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
 
-# --- 1. Host tools -------------------------------------------------------------------------------------------------
-need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
-command -v cpio >/dev/null || need+=(cpio)
+# --- 1. Host tools (installed by the project's one install step, eng/install-deps.sh) ------------------------------
+bash "$repo/eng/install-deps.sh"
 cc=""
 for c in clang clang-14 clang-15 clang-16; do
     if command -v "$c" >/dev/null; then cc="$c"; break; fi
 done
-if [ -z "$cc" ]; then need+=(clang); cc=clang; fi
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+[ -n "$cc" ] || die "no clang for the NativeAOT publish (eng/install-deps.sh installs it)"
 busybox=/bin/busybox
 if ldd "$busybox" >/dev/null 2>&1; then die "$busybox is not statically linked (apt-get install busybox-static)"; fi
 

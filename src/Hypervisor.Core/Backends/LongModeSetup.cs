@@ -47,7 +47,7 @@ public readonly record struct LongModeState(
 /// </summary>
 public static class LongModeSetup
 {
-    private const ulong Present = 1, Writable = 2, PageSize2M = 1UL << 7;
+    private const ulong Present = 1, Writable = 2, User = 4, PageSize2M = 1UL << 7;
 
     /// <summary>CR0 bits: PE | MP | ET | NE | WP | PG.</summary>
     public const ulong Cr0 = 0x1 | 0x2 | 0x10 | 0x20 | 0x1_0000 | 0x8000_0000;
@@ -66,30 +66,38 @@ public static class LongModeSetup
         0x0000_0000_0000_0000, //       TSS high half (base 63:32 = 0)
     ];
 
-    /// <summary>The state <see cref="Write"/> returns, without writing anything (the emulator reports it as its architectural state).</summary>
+    /// <summary>The state <see cref="Write(GuestMemory)"/> returns, without writing anything (the emulator reports it as its architectural state).</summary>
     public static LongModeState State => new(Cr0, GuestLayout.Pml4, Cr4, Efer, GuestLayout.Gdt, (ushort)(GdtEntries.Length * 8 - 1),
         CodeSelector: 0x08, DataSelector: 0x10, TssSelector: 0x18);
 
     /// <summary>Writes the tables for <paramref name="memory"/> and returns the state to load.</summary>
-    public static LongModeState Write(GuestMemory memory)
+    public static LongModeState Write(GuestMemory memory) => Write(memory, userPages: false);
+
+    /// <summary>
+    /// Writes the tables with the user/supervisor bit set in every entry when <paramref name="userPages"/>: PVM runs
+    /// the guest's supervisor mode at hardware CPL 3 through shadow page tables and faults on supervisor-only pages
+    /// (see Kvm/README.md). Without SMEP and SMAP (CR4 has neither) the bit changes nothing for CPL 0 code.
+    /// </summary>
+    internal static LongModeState Write(GuestMemory memory, bool userPages)
     {
         ArgumentNullException.ThrowIfNull(memory);
+        ulong table = Present | Writable | (userPages ? User : 0);
         ulong gib = (memory.Size + (1UL << 30) - 1) >> 30;
         if (gib > GuestLayout.PdCount)
         {
             throw new ArgumentOutOfRangeException(nameof(memory), "guest memory exceeds what the identity page tables map");
         }
         memory.Clear(new GuestAddress(GuestLayout.Pml4), (ulong)(2 + GuestLayout.PdCount) * 0x1000);
-        memory.WriteUInt64(new GuestAddress(GuestLayout.Pml4), GuestLayout.Pdpt | Present | Writable);
+        memory.WriteUInt64(new GuestAddress(GuestLayout.Pml4), GuestLayout.Pdpt | table);
         ulong twoMegPages = (memory.Size + (2UL << 20) - 1) >> 21;
         for (ulong i = 0; i < gib; i++)
         {
             ulong pd = GuestLayout.FirstPd + i * 0x1000;
-            memory.WriteUInt64(new GuestAddress(GuestLayout.Pdpt + i * 8), pd | Present | Writable);
+            memory.WriteUInt64(new GuestAddress(GuestLayout.Pdpt + i * 8), pd | table);
             for (ulong j = 0; j < 512 && i * 512 + j < twoMegPages; j++)
             {
                 ulong phys = (i << 30) | (j << 21);
-                memory.WriteUInt64(new GuestAddress(pd + j * 8), phys | Present | Writable | PageSize2M);
+                memory.WriteUInt64(new GuestAddress(pd + j * 8), phys | table | PageSize2M);
             }
         }
         ReadOnlySpan<ulong> gdt = GdtEntries;

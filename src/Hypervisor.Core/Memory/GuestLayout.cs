@@ -18,18 +18,22 @@ namespace Paravirt.Hypervisor.Memory;
 ///              | hypercall page (stub, magic)   |
 ///  0x0000_4000 +--------------------------------+ CommandLine
 ///              | command line, NUL-terminated   |
-///  0x0000_5000 +--------------------------------+ Idt
-///              | IDT: 32 exception gates (IST1) |   the VMM's default exception handlers, for guests
-///  0x0000_6000 +--------------------------------+ ExceptionStubs   without an IDT of their own: each stub
-///              | push vector; out ExceptionPort |   reports the fault to the host (crash report, gdb)
-///  0x0000_7000 +--------------------------------+
-///              | exception stack (IST1)         |   the 64-bit TSS is at 0 (GDT 0x18): IST1 at 0x24
-///  0x0000_8000 +--------------------------------+ ExceptionStackTop
-///              | (reserved)                     |
+///  0x0000_5000 +--------------------------------+ PvmBootstrap
+///              | KVM under PVM only: bootstrap  |   one 64-byte stub per vCPU, run once before
+///              |   stubs                        |   the entry (Backends/Kvm/README.md)
+///  0x0000_6000 +--------------------------------+ PvmVcpuStructs
+///              | KVM under PVM only: one PVM    |
+///              |   vCPU struct page per vCPU    |
 ///  0x0001_0000 +--------------------------------+ Pml4
 ///              | PML4 | PDPT | PD x 64 (2 MiB   |   identity map of all guest memory,
 ///              |  pages, one PD per GiB)        |   hardware backends only
-///  0x0005_2000 +--------------------------------+
+///  0x0005_2000 +--------------------------------+ Idt
+///              | IDT: 32 exception gates (IST1) |   the VMM's default exception handlers, for guests
+///  0x0005_3000 +--------------------------------+ ExceptionStubs   without an IDT of their own: each stub
+///              | push vector; out ExceptionPort |   reports the fault to the host (crash report, gdb)
+///  0x0005_4000 +--------------------------------+
+///              | exception stack (IST1)         |   the 64-bit TSS is at 0 (GDT 0x18): IST1 at 0x24
+///  0x0005_5000 +--------------------------------+ ExceptionStackTop
 ///              | (reserved)                     |
 ///  0x0010_0000 +--------------------------------+ EntryConvention.ImageMinAddress (1 MiB)
 ///              | guest image: ELF PT_LOAD       |
@@ -53,12 +57,20 @@ public static class GuestLayout
     public const ulong CommandLine = 0x4000;
     /// <summary>Longest command line, NUL included.</summary>
     public const int CommandLineMax = 0x1000;
+    /// <summary>KVM under PVM: the bootstrap stubs, <see cref="PvmBootstrapStride"/> bytes per vCPU.</summary>
+    internal const ulong PvmBootstrap = 0x5000;
+    /// <summary>Bytes per vCPU at <see cref="PvmBootstrap"/>.</summary>
+    internal const ulong PvmBootstrapStride = 0x40;
+    /// <summary>KVM under PVM: the PVM vCPU structs, one page per vCPU, up to <see cref="Pml4"/>.</summary>
+    internal const ulong PvmVcpuStructs = 0x6000;
+    /// <summary>How many vCPUs the PVM pages have room for.</summary>
+    internal const int PvmMaxVcpus = (int)((Pml4 - PvmVcpuStructs) / EntryConvention.PageSize);
     /// <summary>The IDT of the default exception handlers (32 gates of 16 bytes).</summary>
-    public const ulong Idt = 0x5000;
+    public const ulong Idt = 0x5_2000;
     /// <summary>The default exception handlers: one 16-byte stub per vector.</summary>
-    public const ulong ExceptionStubs = 0x6000;
+    public const ulong ExceptionStubs = 0x5_3000;
     /// <summary>Top of the stack the default exception handlers run on (IST1; the page below it).</summary>
-    public const ulong ExceptionStackTop = 0x8000;
+    public const ulong ExceptionStackTop = 0x5_5000;
     /// <summary>Where the 64-bit TSS (base 0, see the GDT) keeps IST1.</summary>
     public const ulong TssIst1 = 0x24;
     /// <summary>The I/O port the default exception handlers write to report a fault (host-internal: no guest calls it).</summary>

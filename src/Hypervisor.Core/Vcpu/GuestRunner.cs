@@ -152,14 +152,7 @@ public sealed partial class GuestRunner
             stats.Elapsed = Stopwatch.GetElapsedTime(started);
             stats.InstructionsRetired = vcpu.InstructionsRetired;
             _metrics?.RecordRun(backendName, outcome.ToString(), stats.Elapsed);
-            if (outcome == RunOutcome.Exited)
-            {
-                LogExited(_logger, status);
-            }
-            else
-            {
-                LogFinished(_logger, outcome, message);
-            }
+            LogFinished(_logger, outcome, message);
             var result = new RunResult(outcome, status, backendName, message, stats);
             if (fault is not null)
             {
@@ -464,7 +457,7 @@ public sealed partial class GuestRunner
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "starting guest on backend {Backend} ({Reason}); ABI {Abi}, {MemoryMiB} MiB")]
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "backend {Backend}: {Reason}; guest ABI {Abi}, {MemoryMiB} MiB of guest memory")]
     private static partial void LogStarting(ILogger logger, string backend, string reason, string abi, ulong memoryMiB);
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "backend {Backend} does not count instructions: the instruction budget of {Budget} is ignored; the wall-clock timeout applies")]
@@ -476,9 +469,6 @@ public sealed partial class GuestRunner
     [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "cannot write the core file {Path}: {Reason}")]
     private static partial void LogCoreFileFailed(ILogger logger, string path, string reason);
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "guest finished: {Outcome}: {Message}")]
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Outcome}: {Message}")]
     private static partial void LogFinished(ILogger logger, RunOutcome outcome, string message);
-
-    [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "guest exited with status {Status}")]
-    private static partial void LogExited(ILogger logger, long status);
 }

@@ -40,8 +40,12 @@ public sealed class HelloGuestTests
         string output = Encoding.UTF8.GetString(guest);
         Assert.True(code == 7, $"exit {code}\n{stderr}\n{output}");
         Assert.Contains("Hello from a Paravirt unikernel!", output, StringComparison.Ordinal);
-        Assert.Contains("backend emulator", stderr, StringComparison.Ordinal);
         Assert.Contains("console_write", stderr, StringComparison.Ordinal);
+        // --verbose: paravirt's own one-line format, and the backend choice said once.
+        string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines, l => l.StartsWith("paravirt: backend emulator: ", StringComparison.Ordinal));
+        Assert.Contains("paravirt: Exited: guest exited with status 7", lines);
+        Assert.DoesNotContain(lines, l => l.StartsWith("info:", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -132,6 +132,69 @@ public sealed class KvmBackendTests
         Assert.Equal(0UL, vcpu.GetRegisters().R12);
     }
 
+    /// <summary>
+    /// The entry convention's registers reach the guest's first instruction untouched, whatever ran before it (under
+    /// PVM a host bootstrap stub uses rax, rcx and rdx): rip = entry, rdi = boot info, rsp as given, the other
+    /// general-purpose registers 0, RFLAGS = 0x2. One difference is PVM's own: it runs the guest at hardware CPL 3
+    /// with the hardware IF always set and keeps the guest's IF in the PVM vCPU struct, so <c>pushf</c> shows IF=1
+    /// there (PVM spec, "Underlying RFLAGS: IOPL=VM=VIF=VIP=0, IF=1").
+    /// </summary>
+    [KvmFact]
+    public void Guest_starts_with_the_entry_convention_registers()
+    {
+        var a = new Assembler(64);
+        a.pushfq();
+        a.pop(r9);
+        a.mov(r8, rax);
+        a.mov(r10, rcx);
+        a.mov(rsi, r9);
+        a.mov(eax, 0x77);
+        a.mov(rbx, GuestLayout.HypercallPage);
+        a.call(rbx); // rdi (boot info) and rdx travel unchanged
+        a.hlt();
+        using var memory = NewMemory(Assemble(a), 4UL << 20);
+        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        VcpuRegisters before = vcpu.GetRegisters();
+        Assert.Equal(ImageBase, before.Rip);
+        Assert.Equal(memory.Size, before.Rsp);
+        Assert.Equal(GuestLayout.BootInfo, before.Rdi);
+        Assert.Equal(0UL, before.Rax | before.Rcx | before.Rdx);
+
+        VcpuExit exit = vcpu.Run();
+        Assert.True(HypercallTrap.TryRead(vcpu, exit, out HypercallArgs h), $"{exit.Kind} {exit.Detail} at 0x{exit.Rip:x}");
+        const ulong InterruptFlag = 0x200;
+        Assert.Equal(new HypercallArgs(0x77, GuestLayout.BootInfo, 0x2, 0, 0, 0), h with { A2 = h.A2 & ~InterruptFlag });
+        Assert.Equal(KvmPvm.ServesDevKvm() ? InterruptFlag : 0, h.A2 & InterruptFlag);
+    }
+
+    /// <summary>Compilers emit SSE in every guest; under kvm_pvm it failed until the backend bootstrapped PVM mode.</summary>
+    [KvmFact]
+    public void Sse_runs()
+    {
+        var a = new Assembler(64);
+        a.mov(ecx, 20);
+        a.cvtsi2sd(xmm0, rcx);
+        a.mulsd(xmm0, xmm0);
+        a.sqrtsd(xmm1, xmm0);
+        a.addsd(xmm1, xmm0);
+        a.cvttsd2si(rdi, xmm1);
+        a.pxor(xmm2, xmm2);
+        a.movdqu(__xmmword_ptr[rsp - 32], xmm1);
+        a.mov(rsi, __qword_ptr[rsp - 32]);
+        a.mov(eax, 0x78);
+        a.mov(rbx, GuestLayout.HypercallPage);
+        a.call(rbx);
+        a.hlt();
+        using var memory = NewMemory(Assemble(a), 4UL << 20);
+        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        VcpuExit exit = vcpu.Run();
+        Assert.True(HypercallTrap.TryRead(vcpu, exit, out HypercallArgs h), $"{exit.Kind} at 0x{exit.Rip:x}: {exit.Detail}");
+        Assert.Equal(420UL, h.A1); // sqrt(400) + 400
+        Assert.Equal(BitConverter.DoubleToUInt64Bits(420.0), h.A2);
+    }
+
     [KvmFact]
     public void Interrupt_from_another_thread_stops_a_spinning_guest()
     {
@@ -151,6 +214,77 @@ public sealed class KvmBackendTests
         // A kick that arrives before Run makes the next Run return at once, and is consumed by it.
         vcpu.Interrupt();
         Assert.Equal(VcpuExitKind.Interrupted, vcpu.Run().Kind);
+    }
+
+    /// <summary>
+    /// A guest that takes the user bit out of its page tables (under PVM its code then faults at hardware CPL 3
+    /// for ever, inside the kernel) still stops when the host interrupts it; on hardware KVM the bit means nothing
+    /// here and the guest just spins.
+    /// </summary>
+    [KvmFact]
+    public void Interrupt_stops_a_guest_that_broke_its_own_page_tables()
+    {
+        var a = new Assembler(64);
+        Label spin = a.CreateLabel();
+        a.mov(rax, GuestLayout.Pml4);
+        a.and(__qword_ptr[rax], ~4);
+        a.mov(rax, GuestLayout.Pdpt);
+        a.and(__qword_ptr[rax], ~4);
+        a.Label(ref spin);
+        a.jmp(spin);
+        using var memory = NewMemory(Assemble(a), 4UL << 20);
+        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        using var timer = new Timer(_ => vcpu.Interrupt(), null, 200, Timeout.Infinite);
+        var sw = Stopwatch.StartNew();
+        VcpuExit exit = vcpu.Run();
+        Assert.True(exit.Kind is VcpuExitKind.Interrupted or VcpuExitKind.Shutdown, $"{exit.Kind} at 0x{exit.Rip:x}: {exit.Detail}");
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"took {sw.Elapsed}");
+    }
+
+    /// <summary>
+    /// The <see cref="IVcpu"/> contract for port writes on every KVM flavour: the exit and the registers show rip at
+    /// the <c>out</c>; registers written back with that rip continue after it; a rip moved elsewhere stands. (Under
+    /// PVM the kernel has already executed the <c>out</c> when it exits; the backend hides that.)
+    /// </summary>
+    [KvmFact]
+    public void Port_write_exits_show_rip_at_the_out_and_continue_after_it()
+    {
+        var a = new Assembler(64);
+        Label first = a.CreateLabel(), second = a.CreateLabel(), skipped = a.CreateLabel(), end = a.CreateLabel();
+        a.mov(eax, 5);
+        a.Label(ref first);
+        a.@out(0xE4, al); // not 0x80: KVM lets writes to the POST port go (it is an I/O delay), they never exit
+        a.mov(ebx, 1);
+        a.mov(dx, 0x1234);
+        a.Label(ref second);
+        a.@out(dx, ax);
+        a.Label(ref skipped);
+        a.mov(ecx, 1);
+        a.Label(ref end);
+        a.hlt();
+        using var stream = new MemoryStream();
+        AssemblerResult assembled = a.Assemble(new StreamCodeWriter(stream), ImageBase, BlockEncoderOptions.ReturnNewInstructionOffsets);
+        ulong Address(Label l) => assembled.GetLabelRIP(l);
+        using var memory = NewMemory(stream.ToArray(), 4UL << 20);
+        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
+        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+
+        VcpuExit exit = vcpu.Run();
+        Assert.Equal((VcpuExitKind.IoOut, 0xE4UL, (byte)1, 5UL, Address(first)), (exit.Kind, exit.Address, exit.Size, exit.Data, exit.Rip));
+        VcpuRegisters regs = vcpu.GetRegisters();
+        Assert.Equal(Address(first), regs.Rip);
+        vcpu.SetRegisters(regs with { Rax = 0x7777 });
+
+        exit = vcpu.Run();
+        Assert.Equal((VcpuExitKind.IoOut, 0x1234UL, (byte)2, 0x7777UL, Address(second)), (exit.Kind, exit.Address, exit.Size, exit.Data, exit.Rip));
+        regs = vcpu.GetRegisters();
+        Assert.Equal((Address(second), 1UL), (regs.Rip, regs.Rbx));
+        vcpu.SetRegisters(regs with { Rip = Address(end) });
+
+        exit = vcpu.Run();
+        Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+        Assert.Equal(0UL, vcpu.GetRegisters().Rcx); // the moved rip skipped `mov ecx, 1`
     }
 
     [KvmFact]

@@ -27,6 +27,7 @@ public sealed class KvmLayoutTests
         Assert.Equal(0x20, Unsafe.SizeOf<kvm_userspace_memory_region>());
         Assert.Equal(0x28, Unsafe.SizeOf<kvm_cpuid_entry2>());
         Assert.Equal(0x8, Unsafe.SizeOf<kvm_cpuid2>());
+        Assert.Equal(0x18, Unsafe.SizeOf<kvm_msrs_one>());
         Assert.Equal(0x930, Unsafe.SizeOf<kvm_run>());
         Assert.Equal(0x8, Unsafe.SizeOf<kvm_msrs>());
         Assert.Equal(0x10, Unsafe.SizeOf<kvm_msr_entry>());
@@ -173,6 +174,8 @@ public sealed class KvmLayoutTests
             ("offsetof(struct kvm_run, debug.arch.pc)", (ulong)Off<kvm_run>(nameof(kvm_run.debug_pc))),
             ("offsetof(struct kvm_run, debug.arch.dr6)", (ulong)Off<kvm_run>(nameof(kvm_run.debug_dr6))),
             ("sizeof(struct kvm_xcrs)", (ulong)sizeof(kvm_xcrs)), ("sizeof(struct kvm_msr_entry)", (ulong)sizeof(kvm_msr_entry)),
+            ("sizeof(struct kvm_msrs)", (ulong)sizeof(kvm_msrs)),
+            ("offsetof(struct kvm_msr_entry, data)", (ulong)Off<kvm_msr_entry>(nameof(kvm_msr_entry.data))),
             ("KVM_API_VERSION", (ulong)ApiVersion),
             ("KVM_CAP_USER_MEMORY", KVM_CAP_USER_MEMORY), ("KVM_CAP_SET_TSS_ADDR", KVM_CAP_SET_TSS_ADDR),
             ("KVM_CAP_EXT_CPUID", KVM_CAP_EXT_CPUID), ("KVM_CAP_SYNC_REGS", KVM_CAP_SYNC_REGS),

@@ -71,6 +71,27 @@ public sealed class LongModeSetupTests
         Assert.True(lastPd + 0x1000 <= GuestLayout.ReservedEnd, "the tables fit below the image");
     }
 
+    /// <summary>Under PVM the guest's supervisor mode runs at hardware CPL 3: every entry must allow user access.</summary>
+    [Fact]
+    public void UserPagesSetTheUserBitInEveryEntryAndChangeNothingElse()
+    {
+        using var plain = new GuestMemory(64UL << 20);
+        using var user = new GuestMemory(64UL << 20);
+        LongModeState a = LongModeSetup.Write(plain);
+        LongModeState b = LongModeSetup.Write(user, userPages: true);
+
+        Assert.Equal(a, b);
+        const ulong User = 0x4;
+        Assert.Equal(Entry(plain, GuestLayout.Pml4) | User, Entry(user, GuestLayout.Pml4));
+        Assert.Equal(Entry(plain, GuestLayout.Pdpt) | User, Entry(user, GuestLayout.Pdpt));
+        for (ulong j = 0; j < 512; j++)
+        {
+            ulong p = Entry(plain, GuestLayout.FirstPd + j * 8), u = Entry(user, GuestLayout.FirstPd + j * 8);
+            Assert.Equal(p == 0 ? 0 : p | User, u);
+        }
+        Assert.Equal(0UL, Entry(plain, GuestLayout.Pml4) & User);
+    }
+
     [Fact]
     public void WritesTheFlatGdt()
     {

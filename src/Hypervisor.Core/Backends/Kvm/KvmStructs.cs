@@ -155,6 +155,14 @@ internal struct kvm_cpuid2
     public uint padding;
 }
 
+/// <summary>A <see cref="kvm_msrs"/> block with one entry, for <c>KVM_GET_MSRS</c> / <c>KVM_SET_MSRS</c> of a single MSR.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct kvm_msrs_one
+{
+    public kvm_msrs header;
+    public kvm_msr_entry entry;
+}
+
 /// <summary>
 /// The parts of <c>struct kvm_run</c> (the page shared with the kernel per vCPU, 2352 bytes of defined layout)
 /// that the backend uses: the header, the exit union members for <c>KVM_EXIT_IO</c>, <c>KVM_EXIT_MMIO</c>,

@@ -17,7 +17,6 @@ internal sealed unsafe partial class KvmVcpu : IVcpuDebug
 
     private static readonly WatchpointKind[] SupportedWatchKinds = [WatchpointKind.Write, WatchpointKind.Access];
 
-    private readonly GuestMemory _memory;
     /// <summary>Software breakpoints in place: linear address -&gt; (guest-physical address, the byte the int3 replaced).</summary>
     private readonly Dictionary<ulong, (ulong Physical, byte Original)> _int3 = [];
     /// <summary>What each debug address register DR0-DR3 holds (null: free), to name the event of a #DB.</summary>
@@ -26,9 +25,10 @@ internal sealed unsafe partial class KvmVcpu : IVcpuDebug
 
     public IVcpuDebug? Debug => this;
 
-    public int MaxHardwareSlots => 4;
+    /// <summary>Four debug registers; none under PVM, which never fires them (seen: a DR0 breakpoint gdb set was run past).</summary>
+    public int MaxHardwareSlots => _pvm ? 0 : 4;
 
-    public IReadOnlyList<WatchpointKind> WatchpointKinds => SupportedWatchKinds;
+    public IReadOnlyList<WatchpointKind> WatchpointKinds => _pvm ? [] : SupportedWatchKinds;
 
     public void SetGuestDebug(GuestDebugSettings settings)
     {
@@ -36,7 +36,9 @@ internal sealed unsafe partial class KvmVcpu : IVcpuDebug
         ArgumentNullException.ThrowIfNull(settings);
         if (settings.HardwareBreakpoints.Count + settings.Watchpoints.Count > MaxHardwareSlots)
         {
-            throw new NotSupportedException($"KVM has {MaxHardwareSlots} debug registers for hardware breakpoints and watchpoints together (asked for {settings.HardwareBreakpoints.Count + settings.Watchpoints.Count})");
+            throw new NotSupportedException(_pvm
+                ? "KVM under PVM does not fire debug-register breakpoints or watchpoints; use software breakpoints"
+                : $"KVM has {MaxHardwareSlots} debug registers for hardware breakpoints and watchpoints together (asked for {settings.HardwareBreakpoints.Count + settings.Watchpoints.Count})");
         }
         kvm_guest_debug dbg = default;
         ulong dr7 = 0;

@@ -33,36 +33,52 @@ internal sealed unsafe partial class KvmVcpu : IVcpu
     private nuint _thread;
 
     private bool _ranOnce;
+    /// <summary>Under PVM, the length of the <c>out</c> the last exit's rip was moved back over (0: none); see <see cref="HidePvmOutCompletion"/>.</summary>
+    private ulong _pvmOutLength;
+    private ulong _pvmOutRip;
     /// <summary>The last exit was a port write the kernel completes on the next KVM_RUN (complete_userspace_io).</summary>
     private bool _ioPending;
     private bool _disposed;
 
-    private KvmVcpu(KvmFd fd, KvmRunMapping mapping, int kickSignal, GuestMemory memory)
+    private readonly GuestMemory _memory;
+    private readonly bool _pvm;
+
+    private KvmVcpu(KvmFd fd, KvmRunMapping mapping, int kickSignal, GuestMemory memory, bool pvm)
     {
         _memory = memory;
+        _pvm = pvm;
         _fd = fd;
         _mapping = mapping;
         _run = mapping.Run;
         _kickSignal = kickSignal;
     }
 
-    /// <summary>Maps the vCPU's <c>kvm_run</c>, sets CPUID, long-mode control and segment state, and the start registers; takes ownership of <paramref name="fd"/>.</summary>
-    internal static KvmVcpu Create(KvmFd fd, int mmapSize, byte[] cpuid, GuestMemory memory, in VcpuStartState start)
+    /// <summary>
+    /// Maps the vCPU's <c>kvm_run</c>, sets CPUID, long-mode control and segment state (under PVM: user-accessible
+    /// page tables and the PVM bootstrap, see <see cref="KvmPvm"/>), and the start registers; takes ownership of
+    /// <paramref name="fd"/>.
+    /// </summary>
+    internal static KvmVcpu Create(KvmFd fd, int mmapSize, byte[] cpuid, GuestMemory memory, in VcpuStartState start, KvmFlavor flavor, int id)
     {
         KvmRunMapping? mapping = null;
         try
         {
             int kick = KvmKickSignal.Signal;
             mapping = KvmRunMapping.Map(fd, mmapSize);
-            var vcpu = new KvmVcpu(fd, mapping, kick, memory);
+            bool pvm = flavor == KvmFlavor.Pvm;
+            var vcpu = new KvmVcpu(fd, mapping, kick, memory, pvm);
             vcpu.SetCpuid(cpuid);
-            VcpuState initial = LongModeSetup.Write(memory).ToVcpuState(in start);
+            VcpuState initial = LongModeSetup.Write(memory, userPages: pvm).ToVcpuState(in start);
             vcpu.SetSpecialRegisters(initial);
-            vcpu.SetGeneralRegisters(initial.Registers);
             // Ask the kernel to store the general-purpose registers into kvm_run.s.regs at every exit.
             vcpu._run->kvm_valid_regs = KVM_SYNC_X86_REGS;
             vcpu._run->kvm_dirty_regs = 0;
             vcpu._run->immediate_exit = 0;
+            if (pvm)
+            {
+                vcpu.BootstrapPvm(memory, id, initial.Registers);
+            }
+            vcpu.SetGeneralRegisters(initial.Registers);
             return vcpu;
         }
         catch
@@ -85,6 +101,51 @@ internal sealed unsafe partial class KvmVcpu : IVcpu
         }
     }
 
+    /// <summary>
+    /// Runs the PVM bootstrap stub (<see cref="KvmPvm.WriteBootstrap"/>) to its <c>hlt</c>: afterwards the vCPU
+    /// runs natively, and the caller loads the real start registers. Throws <see cref="BackendOperationException"/>
+    /// with what happened instead.
+    /// </summary>
+    private void BootstrapPvm(GuestMemory memory, int id, in VcpuRegisters start)
+    {
+        ulong stub = GuestLayout.PvmBootstrap + (ulong)id * GuestLayout.PvmBootstrapStride;
+        ulong vcpuStruct = GuestLayout.PvmVcpuStructs + (ulong)id * EntryConvention.PageSize;
+        memory.Clear(new GuestAddress(vcpuStruct), EntryConvention.PageSize);
+        int length = KvmPvm.WriteBootstrap(memory.GetSpan(new GuestAddress(stub), KvmPvm.BootstrapLength), vcpuStruct);
+        SetGeneralRegisters(start with { Rip = stub, Rdi = 0 });
+
+        VcpuExit exit;
+        var watchdog = new Timer(static v => ((KvmVcpu)v!).Interrupt(), this, KvmPvm.BootstrapTimeout, Timeout.InfiniteTimeSpan);
+        try
+        {
+            exit = Run();
+        }
+        finally
+        {
+            // Wait for a callback that may be running, then forget any kick it made.
+            using var stopped = new ManualResetEvent(false);
+            if (watchdog.Dispose(stopped))
+            {
+                stopped.WaitOne();
+            }
+            _run->immediate_exit = 0;
+            Volatile.Write(ref _interruptPending, 0);
+        }
+        _ranOnce = false;
+
+        const string Operation = "PVM bootstrap";
+        ulong halt = stub + (ulong)length;
+        if (exit.Kind != VcpuExitKind.Halt || exit.Rip != halt)
+        {
+            string what = exit.Kind == VcpuExitKind.Interrupted ? $"did not finish within {KvmPvm.BootstrapTimeout.TotalSeconds:0} s" : $"ended with {exit.Kind} at 0x{exit.Rip:x}{(exit.Detail is null ? "" : $" ({exit.Detail})")}";
+            throw new BackendOperationException(Operation, $"KVM under PVM: the bootstrap that registers the PVM vCPU struct {what}, not with a halt at 0x{halt:x}");
+        }
+        if (!KvmPvm.TryGetMsr(_fd, KvmPvm.MsrVcpuStruct, out ulong registered) || (registered & ~(EntryConvention.PageSize - 1)) != vcpuStruct)
+        {
+            throw new BackendOperationException(Operation, $"KVM under PVM: after the bootstrap, MSR 0x{KvmPvm.MsrVcpuStruct:x} reads 0x{registered:x}, not the vCPU struct at 0x{vcpuStruct:x}");
+        }
+    }
+
     /// <inheritdoc/>
     public VcpuExit Run()
     {
@@ -100,6 +161,7 @@ internal sealed unsafe partial class KvmVcpu : IVcpu
             _thread = Libc.pthread_self();
         }
         _ioPending = false;
+        FinishPvmOut();
         int r;
         int errno;
         try
@@ -129,7 +191,7 @@ internal sealed unsafe partial class KvmVcpu : IVcpu
             case KVM_EXIT_IO:
                 VcpuExit io = DecodeIo(run, _mapping.Size, rip, reason);
                 _ioPending = io.Kind == VcpuExitKind.IoOut;
-                return io;
+                return _pvm && _ioPending ? HidePvmOutCompletion(io) : io;
             case KVM_EXIT_HLT:
                 return new VcpuExit(VcpuExitKind.Halt, rip, RawReason: reason);
             case KVM_EXIT_DEBUG:
@@ -173,6 +235,47 @@ internal sealed unsafe partial class KvmVcpu : IVcpu
     }
 
     /// <summary>
+    /// Under PVM the kernel has already executed the <c>out</c> of an <see cref="VcpuExitKind.IoOut"/> exit (see
+    /// <see cref="KvmPvm.CompletedOutLength"/>). To keep the <see cref="IVcpu"/> contract (rip at the <c>out</c> until
+    /// the next run completes it), the exit and the sync-register view report rip at the instruction;
+    /// <see cref="FinishPvmOut"/> gives the length back before the kernel sees the registers again.
+    /// </summary>
+    private VcpuExit HidePvmOutCompletion(VcpuExit io)
+    {
+        ulong rip = io.Rip;
+        if (rip < 3 || !_memory.TryGetSpan(new GuestAddress(rip - 3), 3, out Span<byte> before))
+        {
+            return io; // rip is not an identity-mapped address of guest memory: report PVM's rip as it is
+        }
+        int length = KvmPvm.CompletedOutLength(before, io.Address > ushort.MaxValue ? (ushort)0 : (ushort)io.Address, io.Size);
+        if (length == 0)
+        {
+            return io;
+        }
+        _pvmOutLength = (ulong)length;
+        _pvmOutRip = rip - (ulong)length;
+        _run->s_regs.rip = _pvmOutRip; // the view only: kvm_dirty_regs is untouched, so the kernel keeps its own rip
+        return io with { Rip = _pvmOutRip };
+    }
+
+    /// <summary>
+    /// Before the kernel sees the registers again: when the VMM wrote them back (a hypercall result) with rip still
+    /// at the <c>out</c>, continue after it, as the kernel's own rip does; a rip the VMM moved elsewhere stands.
+    /// </summary>
+    private void FinishPvmOut()
+    {
+        if (_pvmOutLength == 0)
+        {
+            return;
+        }
+        if ((_run->kvm_dirty_regs & KVM_SYNC_X86_REGS) != 0 && _run->s_regs.rip == _pvmOutRip)
+        {
+            _run->s_regs.rip += _pvmOutLength;
+        }
+        _pvmOutLength = 0;
+    }
+
+    /// <summary>
     /// Lets the kernel finish the port write the last run stopped at, without running a guest instruction: KVM_RUN
     /// with <c>immediate_exit</c> completes pending I/O and then returns EINTR (Documentation/virt/kvm/api.rst,
     /// KVM_EXIT_IO: "userspace can re-enter the guest ... with the immediate_exit field set to complete pending
@@ -180,6 +283,7 @@ internal sealed unsafe partial class KvmVcpu : IVcpu
     /// </summary>
     private void CompletePendingIo()
     {
+        FinishPvmOut();
         if (!_ioPending)
         {
             return;

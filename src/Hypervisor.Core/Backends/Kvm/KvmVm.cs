@@ -80,13 +80,17 @@ internal sealed class KvmVm : IVirtualMachine
     {
         ObjectDisposedException.ThrowIf(_fd.IsClosed, this);
         int id = _vcpuCount;
+        if (_kvm.Flavor == KvmFlavor.Pvm && id >= GuestLayout.PvmMaxVcpus)
+        {
+            throw new BackendOperationException("KVM_CREATE_VCPU", $"KVM under PVM runs at most {GuestLayout.PvmMaxVcpus} vCPUs per VM (one PVM vCPU struct page each in the host-reserved area)");
+        }
         int fd = _fd.Ioctl(KVM_CREATE_VCPU, (ulong)id, out int errno);
         if (fd < 0)
         {
             throw KvmError.Failed($"KVM_CREATE_VCPU {id}", errno);
         }
         _vcpuCount++;
-        return KvmVcpu.Create(new KvmFd(fd), _vcpuMmapSize, _cpuid, Memory, start);
+        return KvmVcpu.Create(new KvmFd(fd), _vcpuMmapSize, _cpuid, Memory, start, _kvm.Flavor, id);
     }
 
     /// <inheritdoc/>

@@ -132,7 +132,7 @@ internal static class WhpRegisters
 
     /// <summary>
     /// Fills <paramref name="names"/> and <paramref name="values"/> (same index = same register) with the flat
-    /// 64-bit long-mode state of <paramref name="longMode"/> (from <see cref="LongModeSetup.Write"/>) and the entry
+    /// 64-bit long-mode state of <paramref name="longMode"/> (from <see cref="LongModeSetup.Write(Memory.GuestMemory)"/>) and the entry
     /// registers of <paramref name="start"/>. Returns the count (<see cref="LongModeStartCount"/>).
     /// </summary>
     /// <remarks>

@@ -411,6 +411,10 @@ internal sealed class GdbCommandHandler
         }
         ulong address = ParseHex(parts[1]);
         ulong length = ParseHex(parts[2]);
+        if (k == DebugBreakpointKind.Hardware && _target.MaxHardwareSlots == 0)
+        {
+            return GdbReply.Unsupported; // the backend has no debug registers that fire (KVM under PVM)
+        }
         if (k is DebugBreakpointKind.ReadWatch or DebugBreakpointKind.WriteWatch or DebugBreakpointKind.AccessWatch)
         {
             WatchpointKind wanted = k switch
