@@ -179,4 +179,34 @@ public sealed class GdbCommandHandlerTests : IDisposable
         _handler.Stop = new DebugStop(DebugStopKind.Breakpoint, Entry);
         Assert.Equal("T05swbreak:;thread:01;", _handler.StopReply());
     }
+
+    /// <summary>Seeded random packets (known command letters with random, often broken arguments): never an exception.</summary>
+    [Fact]
+    public void Seeded_random_packets_get_replies_and_never_throw()
+    {
+        var random = new Random(1414);
+        string[] heads = ["g", "G", "p", "P", "m", "M", "X", "Z0,", "z0,", "Z2,", "Z4,", "z1,", "c", "s", "C", "S", "vCont;", "vCont?", "qXfer:features:read:target.xml:", "qSupported:", "H", "T", "q", "Q", "v", "?", "D", "qC", "qAttached"];
+        const string alphabet = "0123456789abcdefABCDEFxyz,:;=-}#$*\0\u00ff ";
+        for (int i = 0; i < 20_000; i++)
+        {
+            var sb = new StringBuilder(heads[random.Next(heads.Length)]);
+            for (int n = random.Next(0, 40); n > 0; n--)
+            {
+                sb.Append(alphabet[random.Next(alphabet.Length)]);
+            }
+            if (random.Next(10) == 0)
+            {
+                sb.Append(new string('f', random.Next(16, 40))); // numbers too long for 64 bits
+            }
+            string packet = sb.ToString();
+            if (packet.StartsWith('D') || packet == "k")
+            {
+                continue; // they end the session; covered elsewhere
+            }
+            GdbReply reply = _handler.Handle(Encoding.Latin1.GetBytes(packet));
+            Assert.True(reply.Payload is not null || reply.Action != GdbAction.None, packet);
+            Assert.True(reply.Payload is null || reply.Payload.Length <= GdbCommandHandler.PacketSize, packet);
+        }
+        Assert.StartsWith("T", Ask("?"), StringComparison.Ordinal);
+    }
 }

@@ -103,6 +103,10 @@ internal sealed class GdbCommandHandler
         {
             return GdbReply.Error(ErrorInvalid);
         }
+        catch (Exception e) when (e is BackendOperationException or NotSupportedException)
+        {
+            return GdbReply.Error(ErrorIo); // the backend refused (an ioctl failed): the session goes on
+        }
     }
 
     private GdbReply HandleCore(byte[] payload)

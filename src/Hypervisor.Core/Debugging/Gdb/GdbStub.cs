@@ -27,6 +27,8 @@ public sealed class GdbStub : IGuestDebugger, IDisposable
     private GdbCommandHandler? _handler;
     private GuestDebugTarget? _target;
     private volatile bool _running;
+    /// <summary>A Ctrl-C that arrived before the resume it was meant for was handled (gdb sends it once it resumed).</summary>
+    private int _interruptEarly;
     private volatile bool _closed;
     private bool _killed;
     private byte[]? _lastSent;
@@ -173,10 +175,10 @@ public sealed class GdbStub : IGuestDebugger, IDisposable
             switch (reply.Action)
             {
                 case GdbAction.Continue:
-                    _running = true;
+                    Resuming();
                     return new DebugResume(DebugResumeAction.Continue, reply.DeliverSignal);
                 case GdbAction.Step:
-                    _running = true;
+                    Resuming();
                     return new DebugResume(DebugResumeAction.Step, reply.DeliverSignal);
                 case GdbAction.Kill:
                     _killed = true;
@@ -185,6 +187,16 @@ public sealed class GdbStub : IGuestDebugger, IDisposable
                     Close();
                     return DebugResume.Detach;
             }
+        }
+    }
+
+    /// <summary>The guest is about to run: from now on Ctrl-C stops it (and one that came early does so at once).</summary>
+    private void Resuming()
+    {
+        _running = true;
+        if (Interlocked.Exchange(ref _interruptEarly, 0) != 0)
+        {
+            _target?.RequestStop();
         }
     }
 
@@ -245,6 +257,10 @@ public sealed class GdbStub : IGuestDebugger, IDisposable
                         if (_running)
                         {
                             _target?.RequestStop();
+                        }
+                        else
+                        {
+                            Volatile.Write(ref _interruptEarly, 1); // for the resume gdb already sent
                         }
                         continue;
                     }
