@@ -148,9 +148,14 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
                 }
                 left = budget - _icount;
             }
-            if (_debugActive && IsBreakpoint(_rip))
+            bool oneAtATime = false;
+            if (_debugActive)
             {
-                return new VcpuExit(VcpuExitKind.Debug, _rip, DebugReason: DebugStopReason.Breakpoint);
+                if (IsBreakpoint(_rip))
+                {
+                    return new VcpuExit(VcpuExitKind.Debug, _rip, DebugReason: DebugStopReason.Breakpoint);
+                }
+                oneAtATime = DebugOneAtATime;
             }
             Block block = GetBlock(_rip);
             int n = block.Ops.Length;
@@ -158,7 +163,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             {
                 n = (int)left;
             }
-            if (_debugActive && DebugOneAtATime)
+            if (oneAtATime)
             {
                 n = 1;
             }
@@ -197,7 +202,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu
             {
                 return _exit;
             }
-            if (_debugActive && DebugOneAtATime && DebugAfterInstruction(out VcpuExit debugExit))
+            if (oneAtATime && DebugAfterInstruction(out VcpuExit debugExit))
             {
                 return debugExit;
             }
