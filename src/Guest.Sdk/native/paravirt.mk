@@ -15,7 +15,7 @@ PARAVIRT_SDK := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 PV_CC ?= gcc
 
 PV_CFLAGS := -std=gnu11 -ffreestanding -nostdlib -static -fno-pic -fno-pie -no-pie -mno-red-zone \
-	-fno-stack-protector -fno-asynchronous-unwind-tables -fno-unwind-tables -mcmodel=small \
+	-fno-stack-protector -fasynchronous-unwind-tables -g -mcmodel=small \
 	-O2 -Wall -Wextra -Werror -I$(PARAVIRT_SDK)/include $(PV_EXTRA_CFLAGS)
 
 PV_LDFLAGS := -Wl,-T,$(PARAVIRT_SDK)/paravirt.ld -Wl,--build-id=none -Wl,-z,noexecstack \

@@ -46,7 +46,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     /// </summary>
     internal const ulong RepChunk = 65536;
 
-    private const int AttentionKick = 1, AttentionHostWrite = 2, AttentionIrq = 4, AttentionDirtyCleared = 8;
+    /// <summary>Bits of <see cref="_attention"/>; <see cref="AttentionDebug"/> is not work to do but a state: a debugger has breakpoints, watchpoints or stepping set.</summary>
+    private const int AttentionKick = 1, AttentionHostWrite = 2, AttentionIrq = 4, AttentionDirtyCleared = 8, AttentionDebug = 16;
 
     private readonly GuestMemory _memory;
     private readonly byte* _mem;
@@ -150,10 +151,15 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
             // Throws ObjectDisposedException when the memory was disposed under the vCPU; never run on freed memory.
             throw new InvalidOperationException("guest memory changed under the vCPU");
         }
+        bool outCompleted = _outResume != 0;
         CompletePendingOut();
+        if (outCompleted && _singleStep)
+        {
+            return new VcpuExit(VcpuExitKind.Debug, _rip, DebugReason: DebugStopReason.SingleStep); // the stepped out is done
+        }
         while (true)
         {
-            bool step = false;
+            bool step = false, debugOne = false;
             if ((Volatile.Read(ref _attention) | (int)(_rf & TF) | (_shadow ? 1 : 0)) != 0)
             {
                 if (Service())
@@ -161,6 +167,15 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
                     return TakeExit();
                 }
                 step = _shadow || (_rf & TF) != 0;
+                if ((Volatile.Read(ref _attention) & AttentionDebug) != 0)
+                {
+                    // A debugger is attached (the bit stays set while it has anything set): this slow path runs before every block.
+                    if (IsBreakpoint(_rip))
+                    {
+                        return new VcpuExit(VcpuExitKind.Debug, _rip, DebugReason: DebugStopReason.Breakpoint);
+                    }
+                    debugOne = DebugOneAtATime;
+                }
             }
             if (_icount >= _budgetLimit)
             {
@@ -185,11 +200,15 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
             {
                 n = (int)left;
             }
-            if (step)
+            if (step || debugOne)
             {
-                if (StepOne(block))
+                if (step ? StepOne(block) : (ExecuteBlock(block, 0, 1) && _exitPending))
                 {
                     return TakeExit();
+                }
+                if (debugOne && DebugAfterInstruction(out VcpuExit debugExit))
+                {
+                    return debugExit;
                 }
                 continue;
             }
@@ -592,6 +611,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         while (_decodeOps.Count < MaxBlockInstructions)
         {
             decoder.Decode(out Instruction ins);
+            if (_decodeOps.Count > 0 && IsBreakpoint(ins.IP))
+            {
+                break; // the block ends before a breakpoint: the run loop stops there
+            }
             var op = default(MicroOp);
             if (ins.IsInvalid)
             {
