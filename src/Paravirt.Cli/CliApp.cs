@@ -453,8 +453,14 @@ internal static class CliApp
                 default:
                     if (result.Crash is { } crash && !a.Quiet)
                     {
-                        // The report's first line names the fault and where; the rest: registers, code, backtrace.
-                        Failed(Fail(stderr, ExitCodes.GuestCrashed, prefix + crash.ToString().TrimEnd('\n')));
+                        // The report's first line names the fault and where; the rest: registers, code, backtrace. Each
+                        // line is escaped on its own (the report quotes the guest's panic message and symbol names).
+                        string[] report = crash.ToString().TrimEnd('\n').Split('\n');
+                        Failed(Fail(stderr, ExitCodes.GuestCrashed, prefix + report[0]));
+                        foreach (string line in report.AsSpan(1))
+                        {
+                            stderr.WriteLine(EscapeControl(line));
+                        }
                     }
                     else
                     {
@@ -462,11 +468,11 @@ internal static class CliApp
                     }
                     if (result.CoreFile is not null)
                     {
-                        stderr.WriteLine($"paravirt: core file written to {result.CoreFile} (gdb {a.Images[vm]} {result.CoreFile})");
+                        stderr.WriteLine($"paravirt: core file written to {EscapeControl(result.CoreFile)} (gdb {EscapeControl(a.Images[vm])} {EscapeControl(result.CoreFile)})");
                     }
                     else if (result.CoreFileError is not null)
                     {
-                        stderr.WriteLine($"paravirt: warning: no core file: {result.CoreFileError}");
+                        stderr.WriteLine($"paravirt: warning: no core file: {EscapeControl(result.CoreFileError)}");
                     }
                     break;
             }
