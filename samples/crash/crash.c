@@ -16,7 +16,7 @@
 
 /* Outside the optimizer's sight, so the failures happen at run time. */
 static volatile int g_count;
-static volatile uintptr_t g_wild = 0xdead00000000u;
+static volatile uintptr_t g_wild = 0x7ead00000000u; /* canonical (bit 47 clear: not a #GP) and far past guest memory */
 
 __attribute__((noinline)) static int average(const int *values, int count)
 {

@@ -72,7 +72,7 @@ public sealed class CrashReportTests
     {
         CrashReport crash = RunCrash("wild").Crash!;
         Assert.Equal(14, crash.Fault.Vector);
-        Assert.Equal(0xdead00000000UL, crash.Fault.Address);
+        Assert.Equal(0x7ead00000000UL, crash.Fault.Address);
         Assert.Equal(11, crash.Fault.UnixSignal);
         AssertAt(crash.Location, "sum_at", "values is wild");
         AssertBacktraceReachesStart(crash);
