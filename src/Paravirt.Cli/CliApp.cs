@@ -434,7 +434,15 @@ internal static class CliApp
                     int status = (int)(result.ExitStatus & 0xFF);
                     if (result.TerminatingSignal is not null)
                     {
-                        stderr.WriteLine($"paravirt: {prefix}{result.Message}");
+                        // With the application's registers (the library OS passed them) the report's first line names the
+                        // function and source line too, and its registers, code and backtrace follow; --quiet: one line.
+                        string[] report = result.Crash is { } signalReport && !a.Quiet ? signalReport.ToString().TrimEnd('\n').Split('\n') : [result.Message];
+                        stderr.WriteLine($"paravirt: {EscapeControl(prefix + report[0])}");
+                        foreach (string line in report.AsSpan(1))
+                        {
+                            stderr.WriteLine(EscapeControl(line));
+                        }
+                        WriteCoreFileLine(stderr, result, a.Images[vm]);
                     }
                     firstStatus = firstStatus != 0 ? firstStatus : status;
                     break;
@@ -466,14 +474,7 @@ internal static class CliApp
                     {
                         Failed(Fail(stderr, ExitCodes.GuestCrashed, prefix + result.Message));
                     }
-                    if (result.CoreFile is not null)
-                    {
-                        stderr.WriteLine($"paravirt: core file written to {EscapeControl(result.CoreFile)} (gdb {EscapeControl(a.Images[vm])} {EscapeControl(result.CoreFile)})");
-                    }
-                    else if (result.CoreFileError is not null)
-                    {
-                        stderr.WriteLine($"paravirt: warning: no core file: {EscapeControl(result.CoreFileError)}");
-                    }
+                    WriteCoreFileLine(stderr, result, a.Images[vm]);
                     break;
             }
         }
@@ -532,6 +533,18 @@ internal static class CliApp
     {
         stderr.WriteLine($"paravirt: error: {EscapeControl(message)}");
         return code;
+    }
+
+    private static void WriteCoreFileLine(TextWriter stderr, RunResult result, string image)
+    {
+        if (result.CoreFile is not null)
+        {
+            stderr.WriteLine($"paravirt: core file written to {EscapeControl(result.CoreFile)} (gdb {EscapeControl(image)} {EscapeControl(result.CoreFile)})");
+        }
+        else if (result.CoreFileError is not null)
+        {
+            stderr.WriteLine($"paravirt: warning: no core file: {EscapeControl(result.CoreFileError)}");
+        }
     }
 
     internal static string EscapeControl(string text)

@@ -101,7 +101,7 @@ internal sealed partial class CoreHypercalls : IHypercallProvider
             session.RequestExit(255);
             return 0;
         }
-        session.FatalSignal = new Linux.LinuxFatalSignal(signal, args.A2, args.A3);
+        session.FatalSignal = new Linux.LinuxFatalSignal(signal, args.A2, args.A3, ReadPanicFrame(session, args.A4));
         session.RequestExit(128 + signal);
         return 0;
     }
@@ -186,12 +186,7 @@ internal sealed partial class CoreHypercalls : IHypercallProvider
         string message = session.Memory.TryGetSpan(new GuestAddress(args.A1), length, out Span<byte> text)
             ? System.Text.Encoding.UTF8.GetString(text).TrimEnd('\n', '\0')
             : $"(the panic message at 0x{args.A1:x} is outside guest memory)";
-        PanicFrame? frame = null;
-        if (args.A3 != 0 && session.Memory.TryRead(new GuestAddress(args.A3), out PanicFrame copy)
-            && copy.Size >= PanicConstants.MinFrameSize && copy.Size <= 4096)
-        {
-            frame = copy;
-        }
+        PanicFrame? frame = ReadPanicFrame(session, args.A3);
         try
         {
             session.ConsoleOutput.Write(System.Text.Encoding.UTF8.GetBytes("panic: " + message + "\n"));
@@ -204,6 +199,11 @@ internal sealed partial class CoreHypercalls : IHypercallProvider
         session.RequestPanic(message, frame);
         return 0;
     }
+
+    /// <summary>The guest's optional register frame at guest-physical <paramref name="address"/> (0: none), copied once; null when absent, outside memory or of a size it cannot be.</summary>
+    private static PanicFrame? ReadPanicFrame(GuestSession session, ulong address) =>
+        address != 0 && session.Memory.TryRead(new GuestAddress(address), out PanicFrame copy)
+            && copy.Size >= PanicConstants.MinFrameSize && copy.Size <= 4096 ? copy : null;
 
     private static long Poll(in HypercallArgs args, GuestSession session)
     {

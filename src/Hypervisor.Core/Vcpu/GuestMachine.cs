@@ -259,14 +259,24 @@ internal sealed partial class GuestMachine : IDisposable
                 long result = _dispatcher.Dispatch(in args, session);
                 if (session.ExitRequested)
                 {
+                    if (session.FatalSignal is { Frame: PanicFrame signalFrame } killed)
+                    {
+                        // A Linux application killed by a signal: the exit status stays 128 + signo, and the report,
+                        // core file and debugger get the application's registers at the failure.
+                        (GuestFaultInfo fault, VcpuState state) = PanicFault(killed.Describe(), signalFrame, vcpu.GetState(), killed.Signal);
+                        if (DebugStopAt(state, fault) is MachineStop killedAtSignal)
+                        {
+                            return killedAtSignal;
+                        }
+                        return Ended(new MachineStop(RunOutcome.Exited, session.ExitStatus, killed.Describe(), Fault: fault, FaultState: state));
+                    }
                     return Ended(new MachineStop(RunOutcome.Exited, session.ExitStatus,
-                        session.FatalSignal is { } killed ? killed.Describe() : $"guest exited with status {session.ExitStatus}"));
+                        session.FatalSignal is { } signalled ? signalled.Describe() : $"guest exited with status {session.ExitStatus}"));
                 }
                 if (session.PanicMessage is string panic)
                 {
-                    (GuestFaultInfo fault, VcpuState panicState) = PanicFault(panic, session.PanicFrame, vcpu.GetState());
-                    // A debugger sees the guest at its panic call; the run ends however it resumes.
-                    if (DebugStop(DebugStopKind.Fault, registers.Rip, fault: fault) is MachineStop killedAtPanic)
+                    (GuestFaultInfo fault, VcpuState panicState) = PanicFault("the guest panicked: " + panic, session.PanicFrame, vcpu.GetState());
+                    if (DebugStopAt(panicState, fault) is MachineStop killedAtPanic)
                     {
                         return killedAtPanic;
                     }
@@ -466,18 +476,31 @@ internal sealed partial class GuestMachine : IDisposable
         return CrashWith(fault, rip, state, $"the guest crashed: {what} (rip 0x{rip:x})", faultAddress: address ?? 0);
     }
 
-    /// <summary>The fault and the registers of a panic: those the guest passed in its frame, else those at the call.</summary>
-    private static (GuestFaultInfo Fault, VcpuState State) PanicFault(string message, PanicFrame? frame, VcpuState atCall)
+    /// <summary>
+    /// A debugger sees a panic or a fatal signal, whose run ends however it resumes, with the registers of the failure
+    /// (<paramref name="state"/>: the guest's frame, or those at the call): the vCPU is loaded with them first.
+    /// </summary>
+    private MachineStop? DebugStopAt(VcpuState state, GuestFaultInfo fault)
     {
-        string firstLine = message.Split('\n', 2)[0];
-        if (firstLine.Length > 200)
+        if (_debugger is null)
         {
-            firstLine = firstLine[..200] + "...";
+            return null;
         }
-        string description = "the guest panicked: " + firstLine;
+        Vcpu.SetState(state);
+        return DebugStop(DebugStopKind.Fault, state.Registers.Rip, fault: fault);
+    }
+
+    /// <summary>The fault and the registers of a panic or a Linux application's fatal signal: those the guest passed in its frame, else those at the call.</summary>
+    private static (GuestFaultInfo Fault, VcpuState State) PanicFault(string what, PanicFrame? frame, VcpuState atCall, int signal = 0)
+    {
+        string description = what.Split('\n', 2)[0];
+        if (description.Length > 220)
+        {
+            description = description[..220] + "...";
+        }
         if (frame is not PanicFrame f)
         {
-            return (new GuestFaultInfo(GuestFaultKind.Panic, description), atCall);
+            return (new GuestFaultInfo(GuestFaultKind.Panic, description, Signal: signal), atCall);
         }
         VcpuState state = atCall.Clone();
         state.Registers = new VcpuRegisters(f.Rax, f.Rbx, f.Rcx, f.Rdx, f.Rsi, f.Rdi, f.Rsp, f.Rbp, f.R8, f.R9, f.R10, f.R11, f.R12, f.R13, f.R14, f.R15, f.Rip, f.Rflags);
@@ -486,7 +509,7 @@ internal sealed partial class GuestMachine : IDisposable
         {
             state.Cr2 = f.FaultAddress;
         }
-        return (new GuestFaultInfo(GuestFaultKind.Panic, description, vector, f.FaultAddress == 0 ? null : f.FaultAddress, (int)Math.Min(f.Signal, 255u)), state);
+        return (new GuestFaultInfo(GuestFaultKind.Panic, description, vector, f.FaultAddress == 0 ? null : f.FaultAddress, signal != 0 ? signal : (int)Math.Min(f.Signal, 255u)), state);
     }
 
     private bool IsGuardPage(ulong address) =>

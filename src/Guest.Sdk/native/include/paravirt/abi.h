@@ -376,9 +376,11 @@ typedef uint32_t pv_hypercall;
  */
 #define PV_HYPERCALL_SYSCALL_UNIMPLEMENTED 0x000B
 /*
- * ABI 1.1: exit_signal(signo, address, rip): the guest's Linux personality ends the run because its
+ * ABI 1.1: exit_signal(signo, address, rip, frame): the guest's Linux personality ends the run because its
  * application was killed by signal signo (for a fault: at data address, instruction rip); the exit status is
- * 128 + signo, as a shell reports it. Does not return.
+ * 128 + signo, as a shell reports it. frame is the guest-physical address of a pv_panic_frame with the
+ * application's registers at the failure (0: none), for the host's crash report, core file and debugger. Does
+ * not return.
  */
 #define PV_HYPERCALL_EXIT_SIGNAL 0x000C
 /*
