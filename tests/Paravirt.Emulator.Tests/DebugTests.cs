@@ -44,6 +44,64 @@ public sealed class DebugTests
         return list;
     }
 
+    /// <summary>A guest with its own IDT whose #DE handler sets rbx and halts; divides by zero after <c>lidt</c>. Returns the addresses of the div and the handler.</summary>
+    private static EmuGuest GuestWithOwnIdt(out ulong div, out ulong handler)
+    {
+        const ulong idt = 0x8000;
+        byte[] code = EmuHarness.Assemble(a =>
+        {
+            Label idtr = a.CreateLabel(), de = a.CreateLabel();
+            a.lidt(__[idtr]);
+            a.xor(ecx, ecx);
+            a.div(ecx);                                   // #DE, delivered through the guest's IDT
+            a.hlt();
+            a.Label(ref de);
+            a.mov(ebx, 0x77);
+            a.hlt();
+            a.Label(ref idtr);
+            a.dw(0xFFF);
+            a.dq(idt);
+        });
+        List<Instruction> ins = Decode(code);
+        div = ins.First(i => i.Mnemonic == Mnemonic.Div).IP;
+        handler = ins.First(i => i.Mnemonic == Mnemonic.Mov && i.Immediate32 == 0x77).IP;
+        EmuGuest guest = EmuHarness.Create(code);
+        ulong low = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16) & 0xFFFF) << 48;
+        guest.Memory.WriteUInt64(new GuestAddress(idt), low);
+        guest.Memory.WriteUInt64(new GuestAddress(idt + 8), handler >> 32);
+        return guest;
+    }
+
+    [Fact]
+    public void With_the_guests_own_IDT_a_breakpoint_in_its_exception_handler_stops_there()
+    {
+        using EmuGuest guest = GuestWithOwnIdt(out _, out ulong handler);
+        guest.Vcpu.Debug!.SetGuestDebug(new GuestDebugSettings { Breakpoints = [handler] });
+        VcpuExit exit = guest.Vcpu.Run();
+        Assert.True(exit.Kind == VcpuExitKind.Debug, $"{exit.Kind} {exit.Detail}");
+        Assert.Equal((DebugStopReason.Breakpoint, handler), (exit.DebugReason, exit.Rip));
+        Assert.NotEqual(0x77UL, guest.Vcpu.GetRegisters().Rbx);
+        guest.Vcpu.Debug.SetGuestDebug(GuestDebugSettings.None);
+        exit = guest.Vcpu.Run();
+        Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+        Assert.Equal(0x77UL, guest.Vcpu.GetRegisters().Rbx); // the guest's handler ran, not the emulator's fault exit
+    }
+
+    [Fact]
+    public void With_the_guests_own_IDT_stepping_a_faulting_instruction_stops_at_the_handlers_first_instruction()
+    {
+        using EmuGuest guest = GuestWithOwnIdt(out ulong div, out ulong handler);
+        guest.Vcpu.Debug!.SetGuestDebug(new GuestDebugSettings { Breakpoints = [div] });
+        VcpuExit exit = guest.Vcpu.Run();
+        Assert.Equal((VcpuExitKind.Debug, div), (exit.Kind, exit.Rip));
+        guest.Vcpu.Debug.SetGuestDebug(new GuestDebugSettings { SingleStep = true });
+        exit = guest.Vcpu.Run();
+        Assert.Equal((VcpuExitKind.Debug, DebugStopReason.SingleStep, handler), (exit.Kind, exit.DebugReason, exit.Rip));
+        exit = guest.Vcpu.Run();
+        Assert.Equal(VcpuExitKind.Debug, exit.Kind);
+        Assert.Equal(0x77UL, guest.Vcpu.GetRegisters().Rbx); // one step: the handler's mov ran
+    }
+
     [Fact]
     public void The_emulator_declares_guest_debug_and_offers_it_on_its_vcpus()
     {

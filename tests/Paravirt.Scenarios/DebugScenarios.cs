@@ -28,6 +28,8 @@ internal static class DebugScenarios
         ("kvm-gdb-hello", () => GdbHello(guestDir)),
         ("kvm-crash-report", () => CrashReport(guestDir)),
         ("kvm-panic-report", () => PanicReport(guestDir)),
+        ("kvm-linux-gdb", () => LinuxGdb(guestDir)),
+        ("kvm-linux-crash-report", () => LinuxCrashReport(guestDir)),
     ];
 
     private static IHypervisorBackend Backend() =>
@@ -57,13 +59,55 @@ internal static class DebugScenarios
             Debugger = debugger,
             ConsoleOutput = console,
             Timeout = TimeSpan.FromSeconds(120),
+            MemorySize = image.Kind == GuestImageKind.LinuxExecutable ? 256UL << 20 : new GuestRunOptions().MemorySize,
         });
+
+    /// <summary>A static Linux executable (artifacts/guests/linux), on a backend that gives the Linux personality its own CPL 0.</summary>
+    private static (GuestImage Image, string Path) LinuxImage(string guestDir, string sample, IHypervisorBackend backend)
+    {
+        if (!backend.Capabilities.HasFlag(BackendCapabilities.SupervisorMode))
+        {
+            throw new ScenarioSkippedException($"{backend.Name}: {BackendSelector.Lacks(backend, BackendCapabilities.SupervisorMode)}");
+        }
+        string path = System.IO.Path.Combine(guestDir, "linux", sample);
+        Check(File.Exists(path), $"{path} is missing (build samples/{sample} first)");
+        GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
+        Check(image.Kind == GuestImageKind.LinuxExecutable, $"{path} was not recognised as a Linux executable");
+        return (image, path);
+    }
+
+    /// <summary>linux-c (static glibc) on the Linux personality under gdb: a breakpoint at the application's main (CPL 3, its own page tables), a local, the exit status.</summary>
+    private static string LinuxGdb(string guestDir)
+    {
+        IHypervisorBackend backend = Backend();
+        (GuestImage image, string path) = LinuxImage(guestDir, "linux-c", backend);
+        // The sample has symbols but no DWARF: argc is rdi at main's first instruction.
+        (RunResult result, string gdb) = UnderGdb(image, path, backend, "break main", "continue", "print $rdi", "info registers rip", "continue");
+        Check(gdb.Contains("Breakpoint 1, ", StringComparison.Ordinal) && gdb.Contains("in main ()", StringComparison.Ordinal),
+            "gdb did not stop in the application's main: " + Flat(gdb));
+        Check(gdb.Contains("$1 = 1", StringComparison.Ordinal), "print $rdi (argc): " + Flat(gdb));
+        Check(gdb.Contains("exited with code 03", StringComparison.Ordinal), "gdb did not see exit status 3: " + Flat(gdb));
+        Check(result.Outcome == RunOutcome.Exited && result.ExitStatus == 3, $"{result.Outcome} {result.ExitStatus}: {result.Message}");
+        return $"{result.Backend}: break in the Linux application's main, argc in rdi, exit 3 seen by gdb";
+    }
+
+    /// <summary>linux-edge ends with a NULL store without a handler: exit status 139, and a report of the application's registers and backtrace.</summary>
+    private static string LinuxCrashReport(string guestDir)
+    {
+        IHypervisorBackend backend = Backend();
+        (GuestImage image, _) = LinuxImage(guestDir, "linux-edge", backend);
+        RunResult r = Run(image, backend, console: Stream.Null);
+        Check(r.Outcome == RunOutcome.Exited && r.ExitStatus == 139 && r.TerminatingSignal == 11, $"{r.Outcome} {r.ExitStatus}: {r.Message}");
+        Check(r.Crash is { } c && c.Location?.Function == "main" && c.Frames.Any(f => f.Function?.StartsWith("__libc_start", StringComparison.Ordinal) == true),
+            "the report is not the application's: " + Flat(r.Crash?.ToString() ?? "(none)"));
+        return $"{r.Backend}: SIGSEGV attributed to {r.Crash!.Location} ({r.Crash.Frames.Count} frames)";
+    }
 
     /// <summary>hello under gdb: break in main, next, print a local, step one instruction, continue to the exit status.</summary>
     private static string GdbHello(string guestDir)
     {
         GuestImage image = Image(guestDir, "hello");
-        (RunResult result, string gdb) = UnderGdb(image, Path.Combine(guestDir, "hello.elf"),
+        (RunResult result, string gdb) = UnderGdb(image, Path.Combine(guestDir, "hello.elf"), Backend(),
             "break main", "continue", "next", "print version", "stepi", "info registers rip", "continue");
         Check(gdb.Contains("Breakpoint 1, main ()", StringComparison.Ordinal), "gdb did not stop in main: " + Flat(gdb));
         Check(gdb.Contains($"$1 = {AbiVersion.Current.Packed}", StringComparison.Ordinal), "print version: " + Flat(gdb));
@@ -99,10 +143,9 @@ internal static class DebugScenarios
     }
 
     /// <summary>Runs <paramref name="image"/> with a GDB stub on loopback and gdb in batch mode against it.</summary>
-    private static (RunResult Result, string Gdb) UnderGdb(GuestImage image, string imagePath, params string[] commands)
+    private static (RunResult Result, string Gdb) UnderGdb(GuestImage image, string imagePath, IHypervisorBackend backend, params string[] commands)
     {
         string gdbPath = File.Exists("/usr/bin/gdb") ? "/usr/bin/gdb" : throw new ScenarioFailedException("gdb is missing (/usr/bin/gdb): the initramfs needs gdb-minimal");
-        IHypervisorBackend backend = Backend();
         using GdbStub stub = GdbStub.Listen(new IPEndPoint(IPAddress.Loopback, 0));
         RunResult? result = null;
         Exception? failure = null;

@@ -94,7 +94,8 @@ internal static partial class GdbKit
     /// </summary>
     public static ParavirtProcess StartParavirt(string image, params string[] extra)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        // Standard input is closed: a guest that reads its console input (a Linux application's fd 0) sees its end.
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "paravirt.dll"));
         psi.ArgumentList.Add("run");
         psi.ArgumentList.Add(image);
@@ -105,6 +106,7 @@ internal static partial class GdbKit
             psi.ArgumentList.Add(e);
         }
         Process p = Process.Start(psi)!;
+        p.StandardInput.Close();
         var stderr = new StringBuilder();
         var stdout = new StringBuilder();
         var ready = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -46,6 +46,41 @@ public sealed class GdbTests
     }
 
     [GdbFact]
+    public void Gdb_breaks_in_main_of_a_Linux_application_on_the_Linux_personality_and_sees_its_exit_status()
+    {
+        // The application runs at CPL 3 on the library OS's page tables: the breakpoint is at its linear address and
+        // gdb reads its memory through those tables. linux-c has symbols but no DWARF: argc is rdi at main's entry.
+        string image = TestPaths.LinuxExecutable("linux-c");
+        using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--backend", "emulator");
+        (int gdbExit, string gdb) = GdbKit.Batch(image, null, paravirt.Target, "break main", "continue", "print $rdi", "x/2i $pc", "continue");
+        (int exit, string stdout, string stderr) = paravirt.WaitForExit();
+
+        Assert.True(gdbExit == 0, gdb);
+        Assert.Contains("Breakpoint 1, ", gdb, StringComparison.Ordinal);
+        Assert.Contains("in main ()", gdb, StringComparison.Ordinal);
+        Assert.Contains("$1 = 1", gdb, StringComparison.Ordinal);
+        Assert.Matches(@"=> 0x[0-9a-f]+ <main(\+\d+)?>:", gdb); // the code at pc, read through the guest's page tables
+        Assert.Contains("exited with code 03", gdb, StringComparison.Ordinal);
+        Assert.True(exit == 3, $"paravirt exited with {exit}\n{stderr}");
+        Assert.Contains("linux-c: 0 argument(s):", stdout, StringComparison.Ordinal);
+    }
+
+    [GdbFact]
+    public void A_Linux_application_killed_by_a_signal_stops_in_gdb_at_its_faulting_instruction()
+    {
+        string image = TestPaths.LinuxExecutable("linux-edge");
+        using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--backend", "emulator");
+        (_, string gdb) = GdbKit.Batch(image, null, paravirt.Target, "continue", "x/i $pc", "backtrace", "continue");
+        (int exit, _, string stderr) = paravirt.WaitForExit();
+
+        Assert.Contains("Program received signal SIGSEGV", gdb, StringComparison.Ordinal);
+        Assert.Matches(@"=> 0x[0-9a-f]+ <main\+\d+>:\s+movl\s+\$0x1,\(%rax\)", gdb); // the NULL store, with the application's registers
+        Assert.Matches(@"#0 .*in main \(\)", gdb);
+        Assert.Equal(139, exit);
+        Assert.Contains("killed by SIGSEGV", stderr, StringComparison.Ordinal);
+    }
+
+    [GdbFact]
     public void A_crash_under_gdb_stops_with_the_signal_in_the_faulting_function_then_ends_the_run()
     {
         string image = TestPaths.GuestImage("crash");
