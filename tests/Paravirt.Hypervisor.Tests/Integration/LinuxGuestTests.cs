@@ -116,6 +116,19 @@ public sealed class LinuxGuestTests
     public void Glibc_sample_prints_and_exits_as_natively() => SameAsNative("linux-c");
 
     [LinuxOnEmulatorFact]
+    public void A_relative_program_name_still_gives_an_absolute_proc_self_exe_so_static_glibc_starts()
+    {
+        // readlink("/proc/self/exe") returned argv[0] as given; static glibc asserts it is absolute at start-up
+        // (_dl_get_origin), so `paravirt run ./app` and a library run without Arguments died with SIGABRT (134).
+        string path = TestPaths.LinuxExecutable("linux-edge");
+        string relative = Path.GetRelativePath(Environment.CurrentDirectory, path);
+        Assert.False(Path.IsPathRooted(relative));
+        (int code, _, string stderr, _) = CliErrorTests.Run("run", relative, "--backend", "emulator", "--quiet");
+        Assert.True(code == 139, $"exit {code}: {stderr}"); // its own end: the NULL store (SIGSEGV), not an abort at start-up
+        Assert.Contains("killed by SIGSEGV", stderr, StringComparison.Ordinal);
+    }
+
+    [LinuxOnEmulatorFact]
     public void Musl_sample_prints_and_exits_as_natively() => SameAsNative("linux-musl");
 
     [LinuxOnEmulatorFact]
