@@ -69,6 +69,13 @@ public enum FeatureBits : ulong
     Entropy = 1UL << 5,
     /// <summary>The guest runs in a sandbox: <see cref="HypercallCode.SandboxReady"/>, <see cref="HypercallCode.SandboxReturn"/> and <see cref="HypercallCode.HostCall"/> serve typed calls (see <see cref="SandboxConstants"/>).</summary>
     Sandbox = 1UL << 6,
+    /// <summary>
+    /// ABI 1.1: the generic device model: <see cref="HypercallCode.DeviceDescribe"/>, <see cref="HypercallCode.DeviceConfig"/>,
+    /// <see cref="HypercallCode.DeviceAttach"/> and <see cref="HypercallCode.DeviceReset"/> work for every device,
+    /// built-in or user-defined (<see cref="DeviceTypes.UserFirst"/>), with an event port per queue. Offered with
+    /// <see cref="Devices"/>.
+    /// </summary>
+    DeviceModel = 1UL << 7,
     /// <summary><see cref="HypercallCode.TimerSet"/> is available: the backend delivers the paravirtual timer as an external interrupt through the guest's IDT (ABI 1.1).</summary>
     Timer = 1UL << 9,
 }

@@ -30,7 +30,95 @@ public unsafe struct DeviceInfo
     [FieldOffset(56)] public ulong Reserved;
 }
 
-/// <summary>Device flags (<see cref="DeviceInfo.Flags"/>). Append-only.</summary>
+/// <summary>
+/// Describes one device in the generic device model (<see cref="HypercallCode.DeviceDescribe"/>, ABI 1.1): its type
+/// and version (what protocol its queues speak), how many queues it has and how large their rings may be, and how
+/// large its configuration is (<see cref="HypercallCode.DeviceConfig"/>).
+/// </summary>
+[AbiExport("pv_device_desc")]
+[StructLayout(LayoutKind.Explicit, Size = 64)]
+public unsafe struct DeviceDescriptor
+{
+    /// <summary>The device type: a <see cref="DeviceKind"/> for the built-in devices, or a user-defined type (at least <see cref="DeviceTypes.UserFirst"/>).</summary>
+    [FieldOffset(0)] public uint Type;
+    /// <summary>The version of the device type's protocol (its queue entries and configuration), chosen by the device's author.</summary>
+    [FieldOffset(4)] public uint Version;
+    /// <summary><see cref="DeviceFlags"/>.</summary>
+    [FieldOffset(8)] public uint Flags;
+    /// <summary>Number of queues <see cref="HypercallCode.DeviceAttach"/> takes (at most <see cref="DeviceTypes.MaxQueues"/>).</summary>
+    [FieldOffset(12)] public ushort QueueCount;
+    /// <summary>Largest ring order (log2 of slots) the host accepts for the device's rings.</summary>
+    [FieldOffset(14)] public ushort MaxRingOrder;
+    /// <summary>Bytes of configuration <see cref="HypercallCode.DeviceConfig"/> returns (at most <see cref="DeviceTypes.MaxConfigSize"/>).</summary>
+    [FieldOffset(16)] public uint ConfigSize;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(20)] public uint Reserved0;
+    /// <summary>Device name, NUL-padded ASCII (e.g. "kv0").</summary>
+    [FieldOffset(24)] public fixed byte Name[24];
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(48)] public ulong Reserved1;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(56)] public ulong Reserved2;
+}
+
+/// <summary>
+/// One queue the guest shares with <see cref="HypercallCode.DeviceAttach"/> (ABI 1.1): a ring (a
+/// <see cref="RingHeader"/> followed by <c>2^order</c> slots) or, for a device whose queue is a fixed region such as
+/// the console page, that region with order 0. The host writes the queue's event port into <see cref="Port"/>.
+/// </summary>
+[AbiExport("pv_queue_desc")]
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+public struct QueueDescriptor
+{
+    /// <summary>Guest-physical address of the ring or region (page aligned).</summary>
+    [FieldOffset(0)] public ulong Address;
+    /// <summary>Ring order (log2 of the slot count); 0 for a region.</summary>
+    [FieldOffset(8)] public uint Order;
+    /// <summary>Written by the host: the event port the host signals for this queue and the guest rings with <see cref="HypercallCode.EventSend"/>.</summary>
+    [FieldOffset(12)] public uint Port;
+}
+
+/// <summary>Constants of the generic device model (ABI 1.1).</summary>
+[AbiExport("PV_DEVICE_TYPE")]
+public static class DeviceTypes
+{
+    /// <summary>The first device type a user may define (types below it are <see cref="DeviceKind"/>s, the project's own).</summary>
+    public const uint UserFirst = 0x10000;
+    /// <summary>Most queues one device may declare.</summary>
+    public const uint MaxQueues = 8;
+    /// <summary>Largest device configuration, in bytes.</summary>
+    public const uint MaxConfigSize = 256;
+}
+
+/// <summary>The configuration of a block device (<see cref="HypercallCode.DeviceConfig"/>, ABI 1.1).</summary>
+[AbiExport("pv_block_config")]
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+public struct BlockConfig
+{
+    /// <summary>Capacity in sectors.</summary>
+    [FieldOffset(0)] public ulong Sectors;
+    /// <summary>Sector size in bytes (<see cref="BlockConstants.SectorSize"/>).</summary>
+    [FieldOffset(8)] public uint SectorSize;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(12)] public uint Reserved;
+}
+
+/// <summary>The configuration of a net device (<see cref="HypercallCode.DeviceConfig"/>, ABI 1.1). Queue 0 transmits, queue 1 receives.</summary>
+[AbiExport("pv_net_config")]
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+public unsafe struct NetConfig
+{
+    /// <summary>MAC address.</summary>
+    [FieldOffset(0)] public fixed byte Mac[6];
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(6)] public ushort Reserved0;
+    /// <summary>MTU in bytes (without the 14-byte Ethernet header).</summary>
+    [FieldOffset(8)] public uint Mtu;
+    /// <summary>Reserved, zero.</summary>
+    [FieldOffset(12)] public uint Reserved1;
+}
+
+/// <summary>Device flags (<see cref="DeviceInfo.Flags"/>, <see cref="DeviceDescriptor.Flags"/>). Append-only.</summary>
 [AbiExport("pv_device_flags")]
 [Flags]
 public enum DeviceFlags : uint

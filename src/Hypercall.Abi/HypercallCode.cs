@@ -7,7 +7,7 @@ namespace Paravirt.Abi;
 /// </summary>
 /// <remarks>
 /// Groups: <c>0x00xx</c> core, <c>0x01xx</c> console, <c>0x02xx</c> block, <c>0x03xx</c> net,
-/// <c>0x04xx</c> event channels, <c>0x05xx</c> guest calls (sandboxes), <c>0x1000</c>-<c>0x1FFF</c> user-defined (registered by the host application,
+/// <c>0x04xx</c> event channels, <c>0x05xx</c> guest calls (sandboxes), <c>0x06xx</c> the generic device model, <c>0x1000</c>-<c>0x1FFF</c> user-defined (registered by the host application,
 /// see <see cref="HypercallRanges"/>).
 /// </remarks>
 [AbiExport("pv_hypercall")]
@@ -72,6 +72,37 @@ public enum HypercallCode : uint
     SandboxReturn = 0x0501,
     /// <summary><c>host_call(request, length, response, capacity)</c>: calls a host function: <c>request</c> holds <c>[name, args]</c> (MessagePack, <c>length</c> bytes). Returns the length of the MessagePack result written at <c>response</c>, or a negative <see cref="HypercallStatus"/> with a MessagePack <c>str</c> message written there (when it fits).</summary>
     HostCall = 0x0502,
+
+    /// <summary>
+    /// ABI 1.1: <c>device_describe(index, buf, len)</c>: writes the <see cref="DeviceDescriptor"/> of device
+    /// <c>index</c> (0-based; any device, built-in or user-defined) to <c>buf</c> (<c>len</c> &gt;= its size); returns
+    /// the bytes written, <see cref="HypercallStatus.NoDevice"/> past the last device. Needs <see cref="FeatureBits.DeviceModel"/>.
+    /// </summary>
+    DeviceDescribe = 0x0600,
+    /// <summary>
+    /// ABI 1.1: <c>device_config(index, buf, len)</c>: copies device <c>index</c>'s configuration
+    /// (<see cref="DeviceDescriptor.ConfigSize"/> bytes, whose layout the device type defines, e.g.
+    /// <see cref="BlockConfig"/>, <see cref="NetConfig"/>) to <c>buf</c>; returns the bytes written, or
+    /// <see cref="HypercallStatus.Invalid"/> when <c>len</c> is smaller than the configuration.
+    /// </summary>
+    DeviceConfig = 0x0601,
+    /// <summary>
+    /// ABI 1.1: <c>device_attach(index, queues, count)</c>: shares the device's queues: <c>queues</c> is an array of
+    /// <c>count</c> <see cref="QueueDescriptor"/>s, one per queue the device declares
+    /// (<see cref="DeviceDescriptor.QueueCount"/>, in its order), each naming a page-aligned ring (a
+    /// <see cref="RingHeader"/> and <c>2^order</c> slots) or region in guest memory. The host validates every queue,
+    /// activates the device and writes each queue's event port into its descriptor's <c>port</c>; returns 0,
+    /// <see cref="HypercallStatus.Busy"/> when already attached, <see cref="HypercallStatus.Invalid"/> for a wrong
+    /// count, alignment, order or overlapping queues, <see cref="HypercallStatus.Fault"/> outside guest memory,
+    /// <see cref="HypercallStatus.NoSpace"/> when no event port is free, or what the device answers.
+    /// </summary>
+    DeviceAttach = 0x0602,
+    /// <summary>
+    /// ABI 1.1: <c>device_reset(index)</c>: detaches device <c>index</c>: the host stops using its queues (the guest
+    /// may free or reuse their memory once the call returns), releases its event ports and returns the device to the
+    /// state before attach; returns 0 (also when it was not attached), or <see cref="HypercallStatus.Broken"/>.
+    /// </summary>
+    DeviceReset = 0x0603,
 }
 
 /// <summary>Ranges of <see cref="HypercallCode"/> values with a fixed meaning.</summary>

@@ -23,6 +23,7 @@ public sealed class AbiPinTests
                 ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("Random", 0x000Au), ("SyscallUnimplemented", 0x000Bu), ("ExitSignal", 0x000Cu), ("Panic", 0x0010u), ("TimerSet", 0x0011u), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
                 ("BlockAttach", 0x0200u), ("NetAttach", 0x0300u), ("EventSend", 0x0400u),
                 ("SandboxReady", 0x0500u), ("SandboxReturn", 0x0501u), ("HostCall", 0x0502u),
+                ("DeviceDescribe", 0x0600u), ("DeviceConfig", 0x0601u), ("DeviceAttach", 0x0602u), ("DeviceReset", 0x0603u),
             ]
         },
         {
@@ -37,7 +38,7 @@ public sealed class AbiPinTests
         },
         {
             typeof(FeatureBits),
-            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("ConsoleEndOfInput", 16UL), ("Entropy", 32UL), ("Sandbox", 64UL), ("Timer", 0x200UL)]
+            [("None", 0UL), ("Console", 1UL), ("WallClock", 2UL), ("Poll", 4UL), ("Devices", 8UL), ("ConsoleEndOfInput", 16UL), ("Entropy", 32UL), ("Sandbox", 64UL), ("DeviceModel", 0x80UL), ("Timer", 0x200UL)]
         },
         {
             typeof(DeviceKind),
@@ -145,6 +146,7 @@ public sealed class AbiPinTests
         { typeof(HypercallConvention), [("CodeRegister", "rax"), ("ResultRegister", "rax"), ("MaxArguments", 5)] },
         { typeof(BootInfo), [("CurrentSize", 80)] },
         { typeof(LinuxConstants), [("HypercallSyscall", 0x5056u), ("HypercallBufferSyscall", 0x5057u), ("MaxHypercallBuffer", 0x1_0000u), ("MaxArgumentsSize", 0x2_0000u)] },
+        { typeof(DeviceTypes), [("UserFirst", 0x10000u), ("MaxQueues", 8u), ("MaxConfigSize", 256u)] },
         { typeof(RingConstants), [("HeaderSize", 64u), ("MaxOrder", 8u), ("EventPorts", 64u)] },
         { typeof(BlockConstants), [("SectorSize", 512u), ("SlotSize", 64u), ("MaxTransfer", 0x10_0000u)] },
         { typeof(NetConstants), [("SlotSize", 32u), ("DefaultMtu", 1500u), ("EthernetHeader", 14u), ("MaxFrame", 9014u)] },
@@ -204,6 +206,11 @@ public sealed class AbiPinTests
             ["HypercallStatus"] = "pv_status",
             ["DeviceInfo"] = "pv_device_info",
             ["DeviceFlags"] = "pv_device_flags",
+            ["DeviceDescriptor"] = "pv_device_desc",
+            ["QueueDescriptor"] = "pv_queue_desc",
+            ["DeviceTypes"] = "PV_DEVICE_TYPE",
+            ["BlockConfig"] = "pv_block_config",
+            ["NetConfig"] = "pv_net_config",
             ["RingHeader"] = "pv_ring_header",
             ["RingConstants"] = "PV_RING",
             ["BlockConstants"] = "PV_BLOCK",
@@ -251,6 +258,16 @@ public sealed class AbiPinTests
                 ("MaxRingOrder", 54), ("Reserved", 56),
             ]
         },
+        {
+            typeof(DeviceDescriptor), 64,
+            [
+                ("Type", 0), ("Version", 4), ("Flags", 8), ("QueueCount", 12), ("MaxRingOrder", 14), ("ConfigSize", 16),
+                ("Reserved0", 20), ("Name", 24), ("Reserved1", 48), ("Reserved2", 56),
+            ]
+        },
+        { typeof(QueueDescriptor), 16, [("Address", 0), ("Order", 8), ("Port", 12)] },
+        { typeof(BlockConfig), 16, [("Sectors", 0), ("SectorSize", 8), ("Reserved", 12)] },
+        { typeof(NetConfig), 16, [("Mac", 0), ("Reserved0", 6), ("Mtu", 8), ("Reserved1", 12)] },
         { typeof(RingHeader), 64, [("ReqProd", 0), ("ReqEvent", 4), ("RspProd", 8), ("RspEvent", 12), ("Reserved", 16)] },
         {
             typeof(BlockRequest), 64,

@@ -30,7 +30,24 @@ internal static class DeviceScenarios
         ("kvm-net-cs", () => NetCs(guestDir)),
         ("kvm-echo-cs", () => EchoCs(guestDir)),
         ("kvm-kv-restart", () => KvRestart(guestDir)),
+        ("kvm-user-device", () => UserDevice(guestDir)),
     ];
+
+    /// <summary>
+    /// The user-defined device sample (samples/kvstore-host's KvStoreDevice, samples/kvstore-guest): the guest finds,
+    /// configures, attaches, drives, resets and re-attaches a device type the application defined.
+    /// </summary>
+    private static string UserDevice(string guestDir)
+    {
+        using var kv = new KvStore.KvStoreDevice("kv0", capacity: 64);
+        kv.Set("greeting", "Hello from the host's key-value device");
+        var run = Run(guestDir, "kvstore-guest", [kv]);
+        CheckExited(run);
+        Line(run.Output, "kvstore-guest: all checks passed");
+        Check(kv.Get("result") == "ok" && kv.Get("key-7") == "value-49" && kv.Get("key-0") is null,
+            $"the store holds result={kv.Get("result")}, key-7={kv.Get("key-7")}, key-0={kv.Get("key-0")}");
+        return $"{Line(run.Output, "kvstore-guest: stored")}; {kv.Requests} requests";
+    }
 
     private static bool UseEmulator =>
         string.Equals(Environment.GetEnvironmentVariable("PARAVIRT_SCENARIO_BACKEND"), "emulator", StringComparison.Ordinal);

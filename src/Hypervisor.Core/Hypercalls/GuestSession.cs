@@ -99,10 +99,10 @@ public sealed partial class GuestSession : IDisposable
     /// <summary>
     /// The run's paravirtual devices, in the order the guest enumerates them (<see cref="HypercallCode.DeviceInfo"/>);
     /// a device's index is also its event port, so at most <see cref="RingConstants.EventPorts"/>. Set before the run
-    /// starts; setting a non-empty list offers <see cref="FeatureBits.Devices"/> (and, with a console,
+    /// starts; setting a non-empty list offers <see cref="FeatureBits.Devices"/> and <see cref="FeatureBits.DeviceModel"/> (and, with a console,
     /// <see cref="FeatureBits.ConsoleEndOfInput"/>).
     /// </summary>
-    /// <exception cref="ArgumentException">More than 64 devices, or two with the same name.</exception>
+    /// <exception cref="ArgumentException">More than 64 devices, two with the same name, or a device that declares too many queues, too much configuration or a type in the project's reserved range.</exception>
     public IReadOnlyList<VirtualDevice> Devices
     {
         get => _devices;
@@ -113,7 +113,7 @@ public sealed partial class GuestSession : IDisposable
             _devices = value;
             if (value.Count > 0)
             {
-                OfferedFeatures |= FeatureBits.Devices;
+                OfferedFeatures |= FeatureBits.Devices | FeatureBits.DeviceModel;
             }
             if (value.Any(d => d.Kind == DeviceKind.Console))
             {
@@ -255,6 +255,14 @@ public sealed partial class GuestSession : IDisposable
             if (_timerStopped || _pendingArm is not { } arm || arm.Generation != _timerGeneration)
             {
                 return; // cancelled or re-armed since
+            }
+            long earlyNs = arm.Deadline - MonotonicNanoseconds;
+            if (earlyNs > 0)
+            {
+                // The host timer runs on a coarser clock than the monotonic one and can fire a little early (seen
+                // under load): wait out the rest, so the interrupt never comes before the deadline.
+                _timer?.Change(Math.Max(1, (earlyNs + 999_999) / 1_000_000), Timeout.Infinite);
+                return;
             }
             _pendingArm = null;
             vector = arm.Vector;
@@ -475,6 +483,7 @@ public sealed partial class GuestSession : IDisposable
             {
                 throw new ArgumentException($"two devices are named '{d.Name}'; device names must be unique", nameof(devices));
             }
+            d.ValidateDeclaration();
         }
     }
 

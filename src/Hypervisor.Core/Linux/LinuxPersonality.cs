@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Loading;
@@ -80,10 +79,8 @@ internal static class LinuxPersonality
     internal static byte[] EncodeArguments(IReadOnlyList<string> argv, IReadOnlyList<string> environment)
     {
         var buffer = new MemoryStream();
-        Span<byte> header = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt32LittleEndian(header, (uint)argv.Count);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[4..], (uint)environment.Count);
-        buffer.Write(header);
+        var header = new LinuxArgumentsHeader { Argc = (uint)argv.Count, Envc = (uint)environment.Count };
+        buffer.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(new ReadOnlySpan<LinuxArgumentsHeader>(in header)));
         foreach (string a in argv)
         {
             Append(a, "an argument");

@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Memory;
@@ -48,9 +50,11 @@ public static class ElfLoader
     private const uint PF_X = 1, PF_W = 2;
     private const int NoteHeaderSize = 12;
     private const uint ManifestFlagOptional = 1;
-    private const int ManifestNameSize = 24;
-    private const int AbiNoteSize = 8, ManifestHeaderSize = 8, ManifestEntrySize = 32;
-    private const int SandboxDeclarationSize = 64, SandboxNameSize = 48;
+    // The notes' layouts are the ABI structs themselves (read with MemoryMarshal), never sizes re-typed here.
+    private static int AbiNoteSize => Unsafe.SizeOf<AbiNote>();
+    private static int ManifestHeaderSize => Unsafe.SizeOf<ManifestHeader>();
+    private static int ManifestEntrySize => Unsafe.SizeOf<ManifestEntry>();
+    private static int SandboxDeclarationSize => Unsafe.SizeOf<SandboxDeclaration>();
 
     /// <summary>First address past the user half of the x86-64 address space a Linux executable may occupy (Linux's TASK_SIZE).</summary>
     internal const ulong LinuxUserTop = 0x0000_7FFF_FFFF_F000;
@@ -514,7 +518,8 @@ public static class ElfLoader
         {
             Fail($"the Paravirt ABI note has {desc.Length} bytes of data, expected {AbiNoteSize} (a pv_abi_note); the image is corrupt or was built by an incompatible SDK");
         }
-        return new AbiVersion(U16(desc, 0), U16(desc, 2));
+        AbiNote note = MemoryMarshal.Read<AbiNote>(desc);
+        return new AbiVersion(note.AbiMajor, note.AbiMinor);
     }
 
     private static List<ManifestDevice> ParseManifest(ReadOnlySpan<byte> desc)
@@ -523,7 +528,7 @@ public static class ElfLoader
         {
             Fail($"the Paravirt device manifest note has {desc.Length} bytes of data, too few for its {ManifestHeaderSize}-byte header; the image is corrupt");
         }
-        uint count = U32(desc, 0);
+        uint count = MemoryMarshal.Read<ManifestHeader>(desc).Count;
         if (count > ElfNote.ManifestMaxEntries)
         {
             Fail($"the Paravirt device manifest lists {count} devices; at most {ElfNote.ManifestMaxEntries} are accepted");
@@ -536,17 +541,22 @@ public static class ElfLoader
         var devices = new List<ManifestDevice>((int)count);
         for (int i = 0; i < (int)count; i++)
         {
-            ReadOnlySpan<byte> e = desc.Slice(ManifestHeaderSize + i * ManifestEntrySize, ManifestEntrySize);
-            uint kind = U32(e, 0);
-            uint entryFlags = U32(e, 4);
-            if (kind is not ((uint)DeviceKind.Console or (uint)DeviceKind.Block or (uint)DeviceKind.Net))
+            ManifestEntry e = MemoryMarshal.Read<ManifestEntry>(desc.Slice(ManifestHeaderSize + i * ManifestEntrySize, ManifestEntrySize));
+            uint kind = e.Kind;
+            uint entryFlags = e.Flags;
+            if (kind is not ((uint)DeviceKind.Console or (uint)DeviceKind.Block or (uint)DeviceKind.Net) && kind < DeviceTypes.UserFirst)
             {
-                Fail($"the Paravirt device manifest entry {i} has unknown device kind {kind}; this host knows console (1), block (2) and net (3): update the host or rebuild the guest");
+                Fail($"the Paravirt device manifest entry {i} has unknown device kind {kind}; this host knows console (1), block (2), net (3) and user-defined types from 0x{DeviceTypes.UserFirst:x}: update the host or rebuild the guest");
             }
-            string? name = DecodeName(e.Slice(8, ManifestNameSize));
+            string? name;
+            unsafe
+            {
+                // Safe: e is a local copy; the fixed buffer is VirtualDevice.MaxNameLength + 1 bytes.
+                name = DecodeName(new ReadOnlySpan<byte>(e.Name, Devices.VirtualDevice.MaxNameLength + 1));
+            }
             if (name is null)
             {
-                Fail($"the Paravirt device manifest entry {i} has an invalid device name (a name is 1 to {ManifestNameSize - 1} printable ASCII characters, NUL-padded); the image is corrupt");
+                Fail($"the Paravirt device manifest entry {i} has an invalid device name (a name is 1 to {Devices.VirtualDevice.MaxNameLength} printable ASCII characters, NUL-padded); the image is corrupt");
             }
             foreach (ManifestDevice d in devices)
             {
@@ -573,12 +583,18 @@ public static class ElfLoader
         {
             Fail($"a Paravirt sandbox note has {desc.Length} bytes of data, expected {SandboxDeclarationSize} (a pv_sandbox_decl); the image is corrupt or was built by an incompatible SDK");
         }
-        uint kind = U32(desc, 0);
-        ulong address = U64(desc, 8);
+        SandboxDeclaration declaration = MemoryMarshal.Read<SandboxDeclaration>(desc);
+        uint kind = declaration.Kind;
+        ulong address = declaration.Address;
         switch (kind)
         {
             case (uint)SandboxDeclarationKind.Function:
-                string? name = DecodeName(desc.Slice(16, SandboxNameSize));
+                string? name;
+                unsafe
+                {
+                    // Safe: declaration is a local copy; the fixed buffer is NameMax + 1 bytes.
+                    name = DecodeName(new ReadOnlySpan<byte>(declaration.Name, (int)SandboxConstants.NameMax + 1));
+                }
                 if (name is null)
                 {
                     Fail($"a Paravirt sandbox note declares a guest function with an invalid name (1 to {SandboxConstants.NameMax} printable ASCII characters, NUL-padded); the image is corrupt");

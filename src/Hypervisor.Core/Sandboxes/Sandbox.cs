@@ -314,6 +314,7 @@ public sealed partial class Sandbox : IDisposable
 
     /// <summary>Freezes the sandbox between calls (memory, vCPU, session, call buffer). Cost grows with the pages changed since the last snapshot or restore.</summary>
     /// <exception cref="InvalidOperationException">A call is running, or the sandbox is poisoned.</exception>
+    /// <exception cref="Devices.DeviceSnapshotException">An attached device does not support snapshots (<see cref="Devices.VirtualDevice.SupportsSnapshots"/>); nothing changed.</exception>
     public SandboxSnapshot Snapshot()
     {
         ObjectDisposedException.ThrowIf(_state == SandboxState.Disposed, this);
@@ -327,10 +328,11 @@ public sealed partial class Sandbox : IDisposable
             {
                 throw new InvalidOperationException($"the sandbox is poisoned ({_poisonReason}): restore a snapshot before taking one");
             }
+            // Devices first: one that cannot be snapshotted refuses before the memory snapshot moves the dirty-page base.
+            Devices.DeviceState[] devices = [.. _devices.Select(static d => d.Save())];
             _machine.Vm.CollectDirtyPages();
             VcpuState vcpu = _machine.Vcpu.GetState();
             MemorySnapshot memory = _snapshots.Take(_machine.TracksDirtyPages);
-            Devices.DeviceState[] devices = [.. _devices.Select(static d => d.SaveState())];
             return new SandboxSnapshot(_machine.Image, _machine.Memory.Size, memory, vcpu, _machine.Session.SaveState(), _channel.CallBuffer, _channel.CallBufferSize, devices);
         }
         finally
@@ -380,7 +382,7 @@ public sealed partial class Sandbox : IDisposable
         }
         for (int i = 0; i < _devices.Length; i++)
         {
-            _devices[i].LoadState(snapshot.Devices[i], _machine.Session);
+            _devices[i].Load(snapshot.Devices[i], _machine.Session);
         }
         _machine.Vcpu.SetState(snapshot.Vcpu);
         _machine.Session.LoadState(snapshot.Session);

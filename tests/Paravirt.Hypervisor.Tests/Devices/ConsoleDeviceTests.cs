@@ -118,6 +118,37 @@ public sealed class ConsoleDeviceTests
         Assert.Equal(data.Length, g.Device.BytesIn);
     }
 
+    [Fact]
+    public async Task InputLargerThanTheHostQueueArrivesInOrderAcrossEveryWrap()
+    {
+        // 200 KiB in odd-sized writes: the 64 KiB host queue and the 1 KiB ring both wrap many times at unaligned
+        // places, and the reader waits whenever the queue is full (bounded back-pressure).
+        var input = new Pipe();
+        using var g = new ConsoleGuest(new ConsoleDevice("console0", PipeWriter.Create(Stream.Null), input.Reader));
+        byte[] data = new byte[200 * 1024];
+        new Random(11).NextBytes(data);
+        Task writer = Task.Run(async () =>
+        {
+            for (int at = 0; at < data.Length;)
+            {
+                int n = Math.Min(7919, data.Length - at);
+                await input.Writer.WriteAsync(data.AsMemory(at, n));
+                at += n;
+            }
+            await input.Writer.CompleteAsync();
+        });
+        var received = new List<byte>(data.Length);
+        for (int round = 0; round < 5000 && received.Count < data.Length; round++)
+        {
+            g.Harness.Poll(1, timeoutMs: 2000);
+            received.AddRange(g.ReadInput());
+            Assert.Equal(0, g.Harness.EventSend(0));
+        }
+        await writer;
+        Assert.Equal(data.Length, received.Count);
+        Assert.True(data.AsSpan().SequenceEqual(received.ToArray()), "input bytes arrived out of order or changed");
+    }
+
     /// <summary>A stream whose writes are slow, so a flush is still in flight when the run ends.</summary>
     private sealed class SlowStream : MemoryStream
     {

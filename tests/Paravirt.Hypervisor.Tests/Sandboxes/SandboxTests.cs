@@ -343,23 +343,9 @@ public sealed class SandboxTests
     [Fact]
     public async Task The_plugin_host_sample_runs_every_step_on_the_emulator()
     {
-        // The sample's own build output, in the configuration this test project was built in (the solution builds both).
-        string configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
-        string host = Path.Combine(TestPaths.RepoRoot, "samples", "plugin-host", "bin", configuration, "net10.0", "plugin-host.dll");
-        Assert.True(File.Exists(host), $"{host} is missing: build the solution first");
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string arg in new[] { host, PluginImage, "emulator" })
-        {
-            psi.ArgumentList.Add(arg);
-        }
-        using var process = System.Diagnostics.Process.Start(psi)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        await process.WaitForExitAsync(limit.Token);
-        string output = await stdout;
-        string errors = await stderr;
-        Assert.True(process.ExitCode == 0, $"plugin-host exited with {process.ExitCode}\n{output}\n{errors}");
+        Integration.SampleProgram.Result run = await Integration.SampleProgram.RunAsync("plugin-host", PluginImage, "emulator");
+        string output = run.Output;
+        Assert.True(run.ExitCode == 0, $"plugin-host: {run}");
         Assert.Contains("plugin-host: all steps behaved as expected", output, StringComparison.Ordinal);
         Assert.Contains("StackOverflow", output, StringComparison.Ordinal);
     }

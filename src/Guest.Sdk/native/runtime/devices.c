@@ -54,13 +54,74 @@ long pv_device_info_get(uint32_t index, pv_device_info *info)
     return r < 0 ? r : (long)index;
 }
 
-static int pv_name_equals(const pv_device_info *info, const char *name)
+static int pv_name_field_equals(const uint8_t field[24], const char *name)
 {
     size_t n = strlen(name);
-    if (n >= sizeof(info->name)) {
+    if (n >= 24) {
         return 0;
     }
-    return memcmp(info->name, name, n) == 0 && info->name[n] == 0;
+    return memcmp(field, name, n) == 0 && field[n] == 0;
+}
+
+static int pv_name_equals(const pv_device_info *info, const char *name)
+{
+    return pv_name_field_equals((const uint8_t *)info->name, name);
+}
+
+long pv_device_describe(uint32_t index, pv_device_desc *desc)
+{
+    long r = pv_hypercall3(PV_HYPERCALL_DEVICE_DESCRIBE, index, pv_phys(desc), sizeof(*desc));
+    return r < 0 ? r : (long)index;
+}
+
+long pv_device_lookup(uint32_t type, const char *name, pv_device_desc *desc)
+{
+    if ((pv_boot_info_get()->features0 & PV_FEATURE0_DEVICE_MODEL) == 0) {
+        return PV_STATUS_NOT_IMPLEMENTED;
+    }
+    pv_device_desc tmp;
+    for (uint32_t i = 0; i < PV_RING_EVENT_PORTS; i++) {
+        long r = pv_device_describe(i, &tmp);
+        if (r < 0) {
+            return r;
+        }
+        if (tmp.type == type && (name == NULL || pv_name_field_equals((const uint8_t *)tmp.name, name))) {
+            if (desc != NULL) {
+                *desc = tmp;
+            }
+            return (long)i;
+        }
+    }
+    return PV_STATUS_NO_DEVICE;
+}
+
+long pv_device_config(uint32_t index, void *buf, size_t cap)
+{
+    return pv_hypercall3(PV_HYPERCALL_DEVICE_CONFIG, index, pv_phys(buf), cap);
+}
+
+long pv_device_attach(uint32_t index, pv_queue_desc *queues, uint32_t count)
+{
+    return pv_hypercall3(PV_HYPERCALL_DEVICE_ATTACH, index, pv_phys(queues), count);
+}
+
+long pv_device_reset(uint32_t index)
+{
+    return pv_hypercall1(PV_HYPERCALL_DEVICE_RESET, index);
+}
+
+long pv_device_ring_alloc(pv_ring *ring, pv_queue_desc *queue, unsigned order, uint32_t slot_size)
+{
+    size_t bytes = pv_ring_bytes(order, slot_size);
+    void *mem = pv_page_alloc((bytes + PV_PAGE - 1) / PV_PAGE);
+    if (mem == NULL) {
+        return PV_STATUS_NO_MEMORY;
+    }
+    pv_ring_init(ring, mem, order, slot_size);
+    queue->address = pv_phys(mem);
+    queue->order = order;
+    queue->port = 0;
+    return 0;
 }
 
 long pv_device_find(uint32_t kind, const char *name, pv_device_info *info)

@@ -10,9 +10,10 @@ namespace Paravirt.Hypervisor.Devices.Block;
 
 /// <summary>
 /// A paravirtual block device backed by a raw disk image file: 512-byte sectors; read, write, flush (fsync before
-/// the response) and discard (a punched hole or zeros). The guest shares one ring of 64-byte
-/// <see cref="BlockRequest"/>/<see cref="BlockResponse"/> slots (<see cref="HypercallCode.BlockAttach"/>); each
-/// doorbell processes every pending request, each answered in its slot.
+/// the response) and discard (a punched hole or zeros). The guest shares one queue, a ring of 64-byte
+/// <see cref="BlockRequest"/>/<see cref="BlockResponse"/> slots (<see cref="HypercallCode.DeviceAttach"/>, or the ABI
+/// 1.0 <see cref="HypercallCode.BlockAttach"/>); each doorbell processes every pending request, each answered in its
+/// slot. Its configuration is a <see cref="BlockConfig"/>.
 /// </summary>
 /// <remarks>
 /// Each request is copied out of the ring once and validated: a known operation; a length that is a non-zero
@@ -93,14 +94,28 @@ public sealed class BlockDevice : VirtualDevice
     /// <summary>Bytes the guest wrote to the disk (discards not included).</summary>
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
 
-    private protected override DeviceFlags Flags => IsReadOnly ? DeviceFlags.ReadOnly : DeviceFlags.None;
+    /// <inheritdoc/>
+    public override IReadOnlyList<DeviceQueue> Queues { get; } = [DeviceQueue.Ring<BlockRequest, BlockResponse>("requests")];
 
-    private protected override uint MaxRingOrder => RingConstants.MaxOrder;
+    /// <inheritdoc/>
+    public override bool SupportsSnapshots => true;
 
-    private protected override object? SaveKindState() => _ring?.Save();
+    /// <inheritdoc/>
+    protected override DeviceFlags Flags => IsReadOnly ? DeviceFlags.ReadOnly : DeviceFlags.None;
 
-    private protected override void LoadKindState(object? state, GuestSession session) =>
-        _ring = state is RingState ring ? SharedRing<BlockRequest, BlockResponse>.Load(session.Memory, ring) : null;
+    /// <inheritdoc/>
+    protected override int ConfigSize => System.Runtime.CompilerServices.Unsafe.SizeOf<BlockConfig>();
+
+    /// <inheritdoc/>
+    protected override void WriteConfig(Span<byte> config) =>
+        MemoryMarshal.Write(config, new BlockConfig { Sectors = Sectors, SectorSize = BlockConstants.SectorSize });
+
+    /// <summary>The ring's private indices (exact, so requests in the ring are neither lost nor repeated).</summary>
+    protected override object? SaveState() => _ring?.Save();
+
+    /// <inheritdoc/>
+    protected override void LoadState(object? state, DeviceActivation? activation) =>
+        _ring = state is RingState ring && activation is not null ? SharedRing<BlockRequest, BlockResponse>.Load(activation.Memory, ring) : null;
 
     private protected override void DescribeInto(ref DeviceInfo info)
     {
@@ -108,27 +123,22 @@ public sealed class BlockDevice : VirtualDevice
         info.SectorSize = BlockConstants.SectorSize;
     }
 
-    /// <summary><c>block_attach(device, ring, order)</c>: validates and binds the ring; returns the event port.</summary>
-    internal long Attach(GuestSession session, ulong ring, ulong order, int port)
+    /// <inheritdoc/>
+    protected override HypercallStatus OnActivate(DeviceActivation activation)
     {
-        if (!CanAttach(session, out long status))
-        {
-            return status;
-        }
-        switch (SharedRing<BlockRequest, BlockResponse>.TryAttach(session.Memory, ring, order, MaxRingOrder, out SharedRing<BlockRequest, BlockResponse>? r))
-        {
-            case RingError.Invalid:
-                return (long)HypercallStatus.Invalid;
-            case RingError.Fault:
-                return (long)HypercallStatus.Fault;
-        }
-        _ring = r;
-        return CompleteAttach(session, port);
+        ArgumentNullException.ThrowIfNull(activation);
+        _ring = activation.OpenRing<BlockRequest, BlockResponse>(0);
+        return HypercallStatus.Ok;
     }
 
-    private protected override void OnDoorbell(GuestSession session) => Process(session);
+    /// <inheritdoc/>
+    protected override void OnReset() => _ring = null;
 
-    private protected override void OnPump(GuestSession session)
+    /// <inheritdoc/>
+    protected override void OnNotify(GuestSession session, int queue) => Process(session);
+
+    /// <inheritdoc/>
+    protected override void OnPump(GuestSession session)
     {
         if (_ring is { } ring && ring.Refresh() && ring.Pending != 0)
         {
@@ -147,7 +157,7 @@ public sealed class BlockDevice : VirtualDevice
         }
         if (run.Notify)
         {
-            Notify(session);
+            Notify(session, 0);
         }
         if (run.MoreWork)
         {

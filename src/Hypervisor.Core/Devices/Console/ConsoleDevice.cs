@@ -8,7 +8,7 @@ namespace Paravirt.Hypervisor.Devices.Console;
 
 /// <summary>
 /// A paravirtual console, as Xen's <c>xencons_interface</c>: the guest shares one <see cref="ConsoleInterface"/> page
-/// (<see cref="HypercallCode.ConsoleAttach"/>) with an output byte ring it produces and an input byte ring the host
+/// (its one queue, a region: <see cref="HypercallCode.DeviceAttach"/> or the ABI 1.0 <see cref="HypercallCode.ConsoleAttach"/>) with an output byte ring it produces and an input byte ring the host
 /// produces. Output goes to a <see cref="PipeWriter"/>; input comes from a <see cref="PipeReader"/>, is queued
 /// (at most <see cref="InputQueueLimit"/> bytes; the reader waits while the queue is full) and copied into the input
 /// ring on the vCPU thread when there is room, then the guest's event port is signalled. When the input source ends
@@ -86,37 +86,39 @@ public sealed class ConsoleDevice : VirtualDevice
     /// <summary>Input bytes delivered to the guest.</summary>
     public long BytesIn => Interlocked.Read(ref _bytesIn);
 
-    /// <summary><c>console_attach(device, iface)</c>: validates and binds the page; returns the event port.</summary>
-    internal long Attach(GuestSession session, ulong page, int port)
+    /// <inheritdoc/>
+    public override IReadOnlyList<DeviceQueue> Queues { get; } = [DeviceQueue.Region("page", ConsoleInterface.Size)];
+
+    /// <inheritdoc/>
+    public override bool SupportsSnapshots => true;
+
+    /// <inheritdoc/>
+    protected override HypercallStatus OnActivate(DeviceActivation activation)
     {
-        if (!CanAttach(session, out long status))
-        {
-            return status;
-        }
-        if (page % EntryConvention.PageSize != 0)
-        {
-            return (long)HypercallStatus.Invalid;
-        }
-        if (!session.Memory.Contains(new GuestAddress(page), ConsoleInterface.Size))
-        {
-            return (long)HypercallStatus.Fault;
-        }
-        _page = page;
-        _outCons = ReadIndex(session, ConsoleInterface.OutConsOffset);
-        _inProd = ReadIndex(session, ConsoleInterface.InProdOffset);
-        WriteIndex(session, ConsoleInterface.InFlagsOffset, 0);
-        return CompleteAttach(session, port);
+        ArgumentNullException.ThrowIfNull(activation);
+        _page = activation.Address(0).Value;
+        _outCons = ReadIndex(activation.Session, ConsoleInterface.OutConsOffset);
+        _inProd = ReadIndex(activation.Session, ConsoleInterface.InProdOffset);
+        _endSignalled = false;
+        WriteIndex(activation.Session, ConsoleInterface.InFlagsOffset, 0);
+        return HypercallStatus.Ok;
     }
 
+    /// <inheritdoc/>
+    protected override void OnReset() => (_page, _outCons, _inProd, _endSignalled) = (0UL, 0u, 0u, false);
+
     /// <summary>The page, the host's ring indices and whether the end of input was flagged (the flag lives in the page, so a restore brings back its own).</summary>
-    private protected override object? SaveKindState() => IsAttached ? (_page, _outCons, _inProd, _endSignalled) : null;
+    protected override object? SaveState() => IsAttached ? (_page, _outCons, _inProd, _endSignalled) : null;
 
-    private protected override void LoadKindState(object? state, GuestSession session) =>
-        (_page, _outCons, _inProd, _endSignalled) = state is (ulong page, uint outCons, uint inProd, bool ended) ? (page, outCons, inProd, ended) : (0UL, 0u, 0u, false);
+    /// <inheritdoc/>
+    protected override void LoadState(object? state, DeviceActivation? activation) =>
+        (_page, _outCons, _inProd, _endSignalled) = state is (ulong page, uint outCons, uint inProd, bool ended) && activation is not null ? (page, outCons, inProd, ended) : (0UL, 0u, 0u, false);
 
-    private protected override void OnDoorbell(GuestSession session) => OnPump(session);
+    /// <inheritdoc/>
+    protected override void OnNotify(GuestSession session, int queue) => OnPump(session);
 
-    private protected override void OnPump(GuestSession session)
+    /// <inheritdoc/>
+    protected override void OnPump(GuestSession session)
     {
         bool notify = DrainOutput(session);
         if (!IsBroken)
@@ -125,7 +127,7 @@ public sealed class ConsoleDevice : VirtualDevice
         }
         if (notify && !IsBroken)
         {
-            Notify(session);
+            Notify(session, 0);
         }
     }
 
@@ -133,7 +135,7 @@ public sealed class ConsoleDevice : VirtualDevice
     /// End of run: let an in-flight flush finish, move the guest's last output, and wait for that flush too, each wait
     /// ending at <paramref name="drainDeadline"/> (what a stalled reader did not take by then stays behind).
     /// </summary>
-    private protected override void OnStop(GuestSession session, long drainDeadline)
+    protected override void OnStop(GuestSession session, long drainDeadline)
     {
         if (WaitForPendingFlush(Remaining(drainDeadline)))
         {
@@ -284,9 +286,14 @@ public sealed class ConsoleDevice : VirtualDevice
         lock (_inLock)
         {
             n = (int)Math.Min(space, (uint)_inCount);
-            for (int i = 0; i < n; i++)
+            // Two circular buffers: copy in at most three contiguous pieces (each bounded by both wraps), not per byte.
+            for (int done = 0; done < n;)
             {
-                ring[(int)((_inProd + (uint)i) & (ConsoleInterface.InSize - 1))] = _inQueue[(_inHead + i) % InputQueueLimit];
+                int from = (_inHead + done) % InputQueueLimit;
+                int to = (int)((_inProd + (uint)done) & (ConsoleInterface.InSize - 1));
+                int chunk = Math.Min(n - done, Math.Min(InputQueueLimit - from, (int)ConsoleInterface.InSize - to));
+                _inQueue.AsSpan(from, chunk).CopyTo(ring.Slice(to, chunk));
+                done += chunk;
             }
             _inHead = (_inHead + n) % InputQueueLimit;
             _inCount -= n;
@@ -364,10 +371,13 @@ public sealed class ConsoleDevice : VirtualDevice
             int tail = (_inHead + _inCount) % InputQueueLimit;
             foreach (ReadOnlyMemory<byte> segment in buffer.Slice(0, take))
             {
-                foreach (byte b in segment.Span)
+                ReadOnlySpan<byte> rest = segment.Span;
+                while (!rest.IsEmpty)
                 {
-                    _inQueue[tail] = b;
-                    tail = (tail + 1) % InputQueueLimit;
+                    int chunk = Math.Min(rest.Length, InputQueueLimit - tail);
+                    rest[..chunk].CopyTo(_inQueue.AsSpan(tail));
+                    rest = rest[chunk..];
+                    tail = (tail + chunk) % InputQueueLimit;
                 }
             }
             _inCount += (int)take;

@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Net.NetworkInformation;
+using System.Runtime.InteropServices;
 using System.Text;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Rings;
@@ -10,12 +12,15 @@ namespace Paravirt.Hypervisor.Devices.Net;
 /// <summary>
 /// A paravirtual Ethernet interface: a transmit ring (<see cref="NetTxRequest"/>/<see cref="NetTxResponse"/>) whose
 /// frames go to the backend, and a receive ring (<see cref="NetRxRequest"/>/<see cref="NetRxResponse"/>) of empty
-/// buffers the guest posts, which the host fills with frames from the backend. Both rings share one event port.
+/// buffers the guest posts, which the host fills with frames from the backend: queue 0 and queue 1 of
+/// <see cref="HypercallCode.DeviceAttach"/>, each with its own event port (the ABI 1.0 <see cref="HypercallCode.NetAttach"/>
+/// binds both to one). Its configuration is a <see cref="NetConfig"/>.
 /// </summary>
 /// <remarks>
 /// Frames from the backend arrive on other threads and wait in a bounded queue (<see cref="ReceiveQueueLimit"/>
-/// frames; further frames are dropped and counted in <see cref="RxDropped"/>) until the vCPU thread pumps them into
-/// posted receive buffers. Transmitted frames are validated (<c>14 &lt;= length &lt;= MTU + 14</c>, buffer inside guest
+/// frames, each in a buffer rented from <see cref="ArrayPool{T}.Shared"/> and returned once the frame is in the guest
+/// or dropped; further frames are dropped and counted in <see cref="RxDropped"/>) until the vCPU thread pumps them
+/// into posted receive buffers. Transmitted frames are validated (<c>14 &lt;= length &lt;= MTU + 14</c>, buffer inside guest
 /// memory, source MAC = the device's MAC) and copied once before the backend sees them; a frame with another source
 /// MAC is answered <see cref="HypercallStatus.PermissionDenied"/> and counted in <see cref="TxSpoofed"/> (as
 /// Firecracker counts <c>tx_spoofed_mac_count</c>), so no backend ever carries a spoofed frame.
@@ -31,7 +36,10 @@ public sealed class NetDevice : VirtualDevice
 
     private readonly INetBackend _backend;
     private readonly byte[] _mac;
-    private readonly Queue<byte[]> _rxQueue = new();
+    private const int TxQueue = 0;
+    private const int RxQueue = 1;
+
+    private readonly Queue<PooledFrame> _rxQueue = new();
     private readonly byte[] _txBuffer;
     private readonly TxHandler _txHandler;
     private SharedRing<NetTxRequest, NetTxResponse>? _tx;
@@ -134,14 +142,32 @@ public sealed class NetDevice : VirtualDevice
         return new PhysicalAddress(mac);
     }
 
-    private protected override uint MaxRingOrder => RingConstants.MaxOrder;
+    /// <inheritdoc/>
+    public override IReadOnlyList<DeviceQueue> Queues { get; } =
+        [DeviceQueue.Ring<NetTxRequest, NetTxResponse>("tx"), DeviceQueue.Ring<NetRxRequest, NetRxResponse>("rx")];
 
-    private protected override object? SaveKindState() => _tx is { } tx && _rx is { } rx ? (tx.Save(), rx.Save()) : null;
+    /// <inheritdoc/>
+    public override bool SupportsSnapshots => true;
 
-    private protected override void LoadKindState(object? state, GuestSession session)
+    /// <inheritdoc/>
+    protected override int ConfigSize => System.Runtime.CompilerServices.Unsafe.SizeOf<NetConfig>();
+
+    /// <inheritdoc/>
+    protected override unsafe void WriteConfig(Span<byte> config)
     {
-        (_tx, _rx) = state is (RingState tx, RingState rx)
-            ? (SharedRing<NetTxRequest, NetTxResponse>.Load(session.Memory, tx), SharedRing<NetRxRequest, NetRxResponse>.Load(session.Memory, rx))
+        var net = new NetConfig { Mtu = Mtu };
+        _mac.CopyTo(new Span<byte>(net.Mac, 6)); // Safe: a local struct (not movable) with a 6-byte field; _mac is 6 bytes
+        MemoryMarshal.Write(config, in net);
+    }
+
+    /// <summary>Both rings' private indices (exact).</summary>
+    protected override object? SaveState() => _tx is { } tx && _rx is { } rx ? (tx.Save(), rx.Save()) : null;
+
+    /// <inheritdoc/>
+    protected override void LoadState(object? state, DeviceActivation? activation)
+    {
+        (_tx, _rx) = state is (RingState tx, RingState rx) && activation is not null
+            ? (SharedRing<NetTxRequest, NetTxResponse>.Load(activation.Memory, tx), SharedRing<NetRxRequest, NetRxResponse>.Load(activation.Memory, rx))
             : (null, null);
     }
 
@@ -158,36 +184,47 @@ public sealed class NetDevice : VirtualDevice
         }
     }
 
-    /// <summary><c>net_attach(device, tx_ring, rx_ring, order)</c>: validates and binds both rings; returns the event port.</summary>
-    internal long Attach(GuestSession session, ulong txRing, ulong rxRing, ulong order, int port)
+    /// <inheritdoc/>
+    protected override HypercallStatus OnActivate(DeviceActivation activation)
     {
-        if (!CanAttach(session, out long status))
-        {
-            return status;
-        }
-        RingError txError = SharedRing<NetTxRequest, NetTxResponse>.TryAttach(session.Memory, txRing, order, MaxRingOrder, out SharedRing<NetTxRequest, NetTxResponse>? tx);
-        RingError rxError = SharedRing<NetRxRequest, NetRxResponse>.TryAttach(session.Memory, rxRing, order, MaxRingOrder, out SharedRing<NetRxRequest, NetRxResponse>? rx);
-        if (txError == RingError.Invalid || rxError == RingError.Invalid)
-        {
-            return (long)HypercallStatus.Invalid;
-        }
-        if (txError == RingError.Fault || rxError == RingError.Fault)
-        {
-            return (long)HypercallStatus.Fault;
-        }
-        ulong size = SharedRing<NetTxRequest, NetTxResponse>.ByteSize((uint)order, NetConstants.SlotSize);
-        if (txRing < rxRing + size && rxRing < txRing + size)
-        {
-            return (long)HypercallStatus.Invalid; // the two rings overlap
-        }
-        _tx = tx;
-        _rx = rx;
-        return CompleteAttach(session, port);
+        ArgumentNullException.ThrowIfNull(activation);
+        _tx = activation.OpenRing<NetTxRequest, NetTxResponse>(TxQueue);
+        _rx = activation.OpenRing<NetRxRequest, NetRxResponse>(RxQueue);
+        return HypercallStatus.Ok;
     }
 
-    private protected override void OnDoorbell(GuestSession session)
+    /// <inheritdoc/>
+    protected override void OnReset() => (_tx, _rx) = (null, null);
+
+    /// <inheritdoc/>
+    protected override void OnNotify(GuestSession session, int queue)
     {
-        bool notify = false;
+        if (queue == TxQueue)
+        {
+            Transmit(session);
+        }
+        else if (DeliverReceived(session) && !IsBroken)
+        {
+            Notify(session, RxQueue);
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override void OnPump(GuestSession session)
+    {
+        if (_tx is { } tx && tx.Refresh() && tx.Pending != 0)
+        {
+            Transmit(session); // transmit work left over from a budget-limited doorbell
+        }
+        if (!IsBroken && DeliverReceived(session) && !IsBroken)
+        {
+            Notify(session, RxQueue);
+        }
+    }
+
+    /// <summary>Processes the transmit ring (at most one ring's worth).</summary>
+    private void Transmit(GuestSession session)
+    {
         long txBytes = _txBytes;
         RingRun run = _tx!.Process(_txHandler, session.Stopping);
         if (run.Corrupt)
@@ -195,29 +232,14 @@ public sealed class NetDevice : VirtualDevice
             MarkBroken($"the guest's transmit ring indices are corrupt (req_prod more than {_tx.Slots} ahead)");
             return;
         }
-        notify |= run.Notify;
         if (run.MoreWork)
         {
             session.RequestPump();
         }
         session.Metrics?.RecordDeviceBytes(Name, "tx", _txBytes - txBytes);
-        notify |= DeliverReceived(session);
-        if (notify && !IsBroken)
+        if (run.Notify)
         {
-            Notify(session);
-        }
-    }
-
-    private protected override void OnPump(GuestSession session)
-    {
-        if (_tx is { } tx && tx.Refresh() && tx.Pending != 0)
-        {
-            OnDoorbell(session); // transmit work left over from a budget-limited doorbell
-            return;
-        }
-        if (DeliverReceived(session) && !IsBroken)
-        {
-            Notify(session);
+            Notify(session, TxQueue);
         }
     }
 
@@ -237,7 +259,7 @@ public sealed class NetDevice : VirtualDevice
         long rxBytes = _rxBytes;
         for (uint budget = rx.Slots; budget > 0; budget--)
         {
-            byte[]? frame;
+            PooledFrame frame;
             lock (_rxQueue)
             {
                 if (!_rxQueue.TryPeek(out frame))
@@ -271,7 +293,7 @@ public sealed class NetDevice : VirtualDevice
                 response.Status = (long)HypercallStatus.TooBig;
                 Interlocked.Increment(ref _rxDropped);
             }
-            else if (!session.Memory.TryWrite(new GuestAddress(request.Buffer), frame))
+            else if (!session.Memory.TryWrite(new GuestAddress(request.Buffer), frame.Span))
             {
                 response.Status = (long)HypercallStatus.Fault;
                 Interlocked.Increment(ref _rxDropped);
@@ -282,6 +304,7 @@ public sealed class NetDevice : VirtualDevice
                 Interlocked.Increment(ref _rxFrames);
                 _rxBytes += frame.Length;
             }
+            frame.Return();
             rx.PutResponse(in response);
         }
         session.Metrics?.RecordDeviceBytes(Name, "rx", _rxBytes - rxBytes);
@@ -293,7 +316,7 @@ public sealed class NetDevice : VirtualDevice
         return notify;
     }
 
-    private NetTxResponse Transmit(in NetTxRequest request)
+    private NetTxResponse TransmitOne(in NetTxRequest request)
     {
         var response = new NetTxResponse { Id = request.Id };
         if (request.Length < NetConstants.EthernetHeader)
@@ -341,7 +364,7 @@ public sealed class NetDevice : VirtualDevice
                 Interlocked.Increment(ref _rxDropped);
                 return false;
             }
-            _rxQueue.Enqueue(frame.ToArray());
+            _rxQueue.Enqueue(PooledFrame.CopyOf(frame));
         }
         RequestPump();
         return true;
@@ -352,13 +375,35 @@ public sealed class NetDevice : VirtualDevice
     {
         if (disposing)
         {
-            _backend.Dispose();
+            _backend.Dispose(); // no more frames arrive after this
+            lock (_rxQueue)
+            {
+                while (_rxQueue.TryDequeue(out PooledFrame frame))
+                {
+                    frame.Return();
+                }
+            }
         }
         base.Dispose(disposing);
     }
 
     private sealed class TxHandler(NetDevice device) : IRingRequestHandler<NetTxRequest, NetTxResponse>
     {
-        public NetTxResponse Handle(in NetTxRequest request) => device.Transmit(in request);
+        public NetTxResponse Handle(in NetTxRequest request) => device.TransmitOne(in request);
+    }
+
+    /// <summary>A received frame waiting in the queue, in a buffer rented from the shared pool (no allocation per frame).</summary>
+    private readonly record struct PooledFrame(byte[] Buffer, int Length)
+    {
+        public ReadOnlySpan<byte> Span => Buffer.AsSpan(0, Length);
+
+        public static PooledFrame CopyOf(ReadOnlySpan<byte> frame)
+        {
+            byte[] buffer = ArrayPool<byte>.Shared.Rent(frame.Length);
+            frame.CopyTo(buffer);
+            return new PooledFrame(buffer, frame.Length);
+        }
+
+        public void Return() => ArrayPool<byte>.Shared.Return(Buffer);
     }
 }

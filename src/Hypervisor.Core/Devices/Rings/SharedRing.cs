@@ -1,18 +1,15 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Devices.Rings;
 
-/// <summary>Why a ring could not be attached or processed.</summary>
-internal enum RingError
+/// <summary>Sizes of shared rings (independent of the slot types).</summary>
+public static class SharedRing
 {
-    /// <summary>No error.</summary>
-    None,
-    /// <summary>The ring address is not page aligned, or the order is too large.</summary>
-    Invalid,
-    /// <summary>The ring does not lie inside guest memory.</summary>
-    Fault,
+    /// <summary>Bytes a ring of <paramref name="order"/> with <paramref name="slotSize"/>-byte slots occupies: the <see cref="RingHeader"/> and the slots.</summary>
+    public static ulong ByteSize(uint order, uint slotSize) => (ulong)Unsafe.SizeOf<RingHeader>() + ((ulong)slotSize << (int)order);
 }
 
 /// <summary>
@@ -28,15 +25,10 @@ internal enum RingError
 /// ring size (<c>req_prod - rsp_prod_pvt &gt; slots</c> means a corrupt guest); each request is copied out of its slot
 /// once and the caller validates the copy; every loop is bounded by the slot count. Used from the vCPU thread only.
 /// </remarks>
-internal sealed unsafe class SharedRing<TRequest, TResponse>
+public sealed unsafe class SharedRing<TRequest, TResponse>
     where TRequest : unmanaged
     where TResponse : unmanaged
 {
-    private const ulong ReqProdOffset = 0;
-    private const ulong ReqEventOffset = 4;
-    private const ulong RspProdOffset = 8;
-    private const ulong RspEventOffset = 12;
-
     private readonly GuestMemory _memory;
     private readonly ulong _base;
     private readonly uint _slotSize;
@@ -63,10 +55,10 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
     public uint Pending => _reqProdSeen - _reqCons;
 
     /// <summary>The host-side state of the ring (address, size, private indices), for snapshots.</summary>
-    public RingState Save() => new(_base, Slots, _slotSize, _reqCons, _rspProdPvt, _rspProdPublished, _reqProdSeen);
+    internal RingState Save() => new(_base, Slots, _slotSize, _reqCons, _rspProdPvt, _rspProdPublished, _reqProdSeen);
 
     /// <summary>A ring in <paramref name="memory"/> with the state <see cref="Save"/> took (of this or another memory with the same contents).</summary>
-    public static SharedRing<TRequest, TResponse> Load(GuestMemory memory, RingState state) =>
+    internal static SharedRing<TRequest, TResponse> Load(GuestMemory memory, RingState state) =>
         new(memory, state.Address, state.Slots, state.SlotSize)
         {
             _reqCons = state.RequestConsumer,
@@ -75,30 +67,18 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
             _reqProdSeen = state.RequestsSeen,
         };
 
-    /// <summary>Bytes a ring of <paramref name="order"/> with <paramref name="slotSize"/>-byte slots occupies.</summary>
-    public static ulong ByteSize(uint order, uint slotSize) => RingConstants.HeaderSize + ((ulong)slotSize << (int)order);
-
     /// <summary>
-    /// Validates and attaches a ring at <paramref name="address"/>: page aligned, <paramref name="order"/> at most
-    /// <c>min(maxOrder, RingConstants.MaxOrder)</c>, the whole ring inside guest memory (overflow-checked). The indices
-    /// start from the guest's <c>rsp_prod</c> (requests it produced before attaching are processed; a corrupt
-    /// <c>req_prod</c> is caught by the first <see cref="Refresh"/>).
+    /// Binds a ring the caller validated (<see cref="DeviceActivation.OpenRing{TRequest, TResponse}"/>: page aligned,
+    /// order within bounds, the whole ring inside guest memory). The indices start from the guest's <c>rsp_prod</c>
+    /// (requests it produced before attaching are processed; a corrupt <c>req_prod</c> is caught by the first
+    /// <see cref="Refresh"/>).
     /// </summary>
-    public static RingError TryAttach(GuestMemory memory, ulong address, ulong order, uint maxOrder, out SharedRing<TRequest, TResponse>? ring)
+    internal static SharedRing<TRequest, TResponse> Open(GuestMemory memory, ulong address, uint order)
     {
-        ring = null;
         uint slotSize = (uint)Math.Max(sizeof(TRequest), sizeof(TResponse));
-        if (address % EntryConvention.PageSize != 0 || order > Math.Min(maxOrder, RingConstants.MaxOrder))
-        {
-            return RingError.Invalid;
-        }
-        ulong size = ByteSize((uint)order, slotSize);
-        if (!memory.Contains(new GuestAddress(address), size))
-        {
-            return RingError.Fault;
-        }
-        uint rspProd = ReadIndex(memory, address + RspProdOffset);
-        ring = new SharedRing<TRequest, TResponse>(memory, address, 1u << (int)order, slotSize)
+        System.Diagnostics.Debug.Assert(memory.Contains(new GuestAddress(address), SharedRing.ByteSize(order, slotSize)), "validated by the caller");
+        uint rspProd = Volatile.Read(in ReadHeader(memory, address).RspProd);
+        var ring = new SharedRing<TRequest, TResponse>(memory, address, 1u << (int)order, slotSize)
         {
             _reqCons = rspProd,
             _rspProdPvt = rspProd,
@@ -108,7 +88,7 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
         // req_event is the host's to write: ask for a doorbell on the first request (as Xen's SHARED_RING_INIT
         // does), so a guest that zeroed the header is woken for its first request too.
         ring.RequestEventOnNextRequest();
-        return RingError.None;
+        return ring;
     }
 
     /// <summary>
@@ -117,7 +97,7 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
     /// </summary>
     public bool Refresh()
     {
-        uint reqProd = ReadIndex(_memory, _base + ReqProdOffset);
+        uint reqProd = Volatile.Read(in ReadHeader(_memory, _base).ReqProd);
         if (reqProd - _rspProdPvt > Slots)
         {
             return false;
@@ -166,10 +146,10 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
             return false;
         }
         Interlocked.MemoryBarrier(); // the guest sees the responses before the index
-        WriteIndex(_base + RspProdOffset, next);
+        Volatile.Write(ref WriteHeader().RspProd, next);
         _rspProdPublished = next;
         Interlocked.MemoryBarrier(); // the index is visible before rsp_event is read
-        uint evt = ReadIndex(_memory, _base + RspEventOffset);
+        uint evt = Volatile.Read(in ReadHeader(_memory, _base).RspEvent);
         return next - evt < next - old;
     }
 
@@ -185,7 +165,7 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
         {
             return true;
         }
-        WriteIndex(_base + ReqEventOffset, _reqCons + 1);
+        Volatile.Write(ref WriteHeader().ReqEvent, _reqCons + 1);
         Interlocked.MemoryBarrier();
         if (!Refresh())
         {
@@ -198,7 +178,7 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
     /// <summary>Asks the guest to ring the doorbell as soon as it produces one more request.</summary>
     public void RequestEventOnNextRequest()
     {
-        WriteIndex(_base + ReqEventOffset, _reqCons + 1);
+        Volatile.Write(ref WriteHeader().ReqEvent, _reqCons + 1);
         Interlocked.MemoryBarrier();
     }
 
@@ -244,24 +224,23 @@ internal sealed unsafe class SharedRing<TRequest, TResponse>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private GuestAddress SlotAddress(uint index) =>
-        new(_base + RingConstants.HeaderSize + (ulong)(index & (Slots - 1)) * _slotSize);
+        new(_base + (ulong)sizeof(RingHeader) + (ulong)(index & (Slots - 1)) * _slotSize);
 
-    private static uint ReadIndex(GuestMemory memory, ulong address)
+    /// <summary>The shared header, read in place (the ABI struct itself, never offsets re-typed here).</summary>
+    private static ref readonly RingHeader ReadHeader(GuestMemory memory, ulong address)
     {
-        bool ok = memory.TryRead(new GuestAddress(address), out uint value);
-        System.Diagnostics.Debug.Assert(ok, "the ring range was validated");
-        return value;
-    }
-
-    private void WriteIndex(ulong address, uint value)
-    {
-        bool ok = _memory.TryWrite(new GuestAddress(address), in value);
+        bool ok = memory.TryGetReadOnlySpan(new GuestAddress(address), (ulong)sizeof(RingHeader), out ReadOnlySpan<byte> span);
         System.Diagnostics.Debug.Assert(ok, "the ring range was validated at attach");
+        return ref MemoryMarshal.AsRef<RingHeader>(span);
     }
+
+    /// <summary>The shared header for a host write (its page is marked dirty for snapshots).</summary>
+    private ref RingHeader WriteHeader() =>
+        ref MemoryMarshal.AsRef<RingHeader>(_memory.GetSpan(new GuestAddress(_base), (ulong)sizeof(RingHeader)));
 }
 
-/// <summary>Handles one request copied out of a ring and returns its response.</summary>
-internal interface IRingRequestHandler<TRequest, TResponse>
+/// <summary>Handles one request copied out of a ring and returns its response (<see cref="SharedRing{TRequest, TResponse}.Process"/>).</summary>
+public interface IRingRequestHandler<TRequest, TResponse>
     where TRequest : unmanaged
     where TResponse : unmanaged
 {
@@ -276,4 +255,4 @@ internal readonly record struct RingState(ulong Address, uint Slots, uint SlotSi
 /// <param name="Corrupt">The guest's indices were invalid: mark the device broken.</param>
 /// <param name="Notify">The guest asked to be notified of the published responses.</param>
 /// <param name="MoreWork">Requests remain after the per-doorbell budget: pump again.</param>
-internal readonly record struct RingRun(bool Corrupt, bool Notify, bool MoreWork);
+public readonly record struct RingRun(bool Corrupt, bool Notify, bool MoreWork);

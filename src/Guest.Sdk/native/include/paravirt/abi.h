@@ -68,6 +68,15 @@
 /* Bytes the interface occupies (fits in one page). */
 #define PV_CONSOLE_SIZE 0xC40
 
+/* ---- DeviceTypes ---- */
+/* Constants of the generic device model (ABI 1.1). */
+/* The first device type a user may define (types below it are pv_device_kinds, the project's own). */
+#define PV_DEVICE_TYPE_USER_FIRST 0x10000
+/* Most queues one device may declare. */
+#define PV_DEVICE_TYPE_MAX_QUEUES 8
+/* Largest device configuration, in bytes. */
+#define PV_DEVICE_TYPE_MAX_CONFIG_SIZE 0x100
+
 /* ---- EntryConvention ---- */
 /*
  * Guest entry convention: the vCPU starts in 64-bit long mode with flat, identity-mapped memory
@@ -258,7 +267,7 @@ typedef uint32_t pv_console_in_flags;
 #define PV_CONSOLE_IN_FLAGS_END_OF_INPUT 0x0001
 
 /* ---- DeviceFlags ---- */
-/* Device flags (pv_device_info.flags). Append-only. */
+/* Device flags (pv_device_info.flags, pv_device_desc.flags). Append-only. */
 #ifndef __ASSEMBLER__
 typedef uint32_t pv_device_flags;
 #endif
@@ -312,6 +321,12 @@ typedef uint64_t pv_feature0;
  * PV_HYPERCALL_HOST_CALL serve typed calls (see PV_SANDBOX).
  */
 #define PV_FEATURE0_SANDBOX 0x0040
+/*
+ * ABI 1.1: the generic device model: PV_HYPERCALL_DEVICE_DESCRIBE, PV_HYPERCALL_DEVICE_CONFIG,
+ * PV_HYPERCALL_DEVICE_ATTACH and PV_HYPERCALL_DEVICE_RESET work for every device, built-in or user-defined
+ * (PV_DEVICE_TYPE_USER_FIRST), with an event port per queue. Offered with PV_FEATURE0_DEVICES.
+ */
+#define PV_FEATURE0_DEVICE_MODEL 0x0080
 /*
  * PV_HYPERCALL_TIMER_SET is available: the backend delivers the paravirtual timer as an external interrupt
  * through the guest's IDT (ABI 1.1).
@@ -441,6 +456,34 @@ typedef uint32_t pv_hypercall;
  * negative pv_status with a MessagePack str message written there (when it fits).
  */
 #define PV_HYPERCALL_HOST_CALL 0x0502
+/*
+ * ABI 1.1: device_describe(index, buf, len): writes the pv_device_desc of device index (0-based; any device,
+ * built-in or user-defined) to buf (len >= its size); returns the bytes written, PV_STATUS_NO_DEVICE past the
+ * last device. Needs PV_FEATURE0_DEVICE_MODEL.
+ */
+#define PV_HYPERCALL_DEVICE_DESCRIBE 0x0600
+/*
+ * ABI 1.1: device_config(index, buf, len): copies device index's configuration (pv_device_desc.config_size
+ * bytes, whose layout the device type defines, e.g. pv_block_config, pv_net_config) to buf; returns the bytes
+ * written, or PV_STATUS_INVALID when len is smaller than the configuration.
+ */
+#define PV_HYPERCALL_DEVICE_CONFIG 0x0601
+/*
+ * ABI 1.1: device_attach(index, queues, count): shares the device's queues: queues is an array of count
+ * pv_queue_descs, one per queue the device declares (pv_device_desc.queue_count, in its order), each naming a
+ * page-aligned ring (a pv_ring_header and 2^order slots) or region in guest memory. The host validates every
+ * queue, activates the device and writes each queue's event port into its descriptor's port; returns 0,
+ * PV_STATUS_BUSY when already attached, PV_STATUS_INVALID for a wrong count, alignment, order or overlapping
+ * queues, PV_STATUS_FAULT outside guest memory, PV_STATUS_NO_SPACE when no event port is free, or what the
+ * device answers.
+ */
+#define PV_HYPERCALL_DEVICE_ATTACH 0x0602
+/*
+ * ABI 1.1: device_reset(index): detaches device index: the host stops using its queues (the guest may free or
+ * reuse their memory once the call returns), releases its event ports and returns the device to the state
+ * before attach; returns 0 (also when it was not attached), or PV_STATUS_BROKEN.
+ */
+#define PV_HYPERCALL_DEVICE_RESET 0x0603
 
 /* ---- SandboxDeclarationKind ---- */
 /* What a pv_sandbox_decl declares. Append-only. */
@@ -521,6 +564,17 @@ typedef struct pv_abi_note {
     /* Reserved, zero. */
     uint32_t flags;                             /* +0x04 */
 } pv_abi_note;
+
+/* ---- BlockConfig (16 bytes) ---- */
+/* The configuration of a block device (PV_HYPERCALL_DEVICE_CONFIG, ABI 1.1). */
+typedef struct pv_block_config {
+    /* Capacity in sectors. */
+    uint64_t sectors;                           /* +0x00 */
+    /* Sector size in bytes (PV_BLOCK_SECTOR_SIZE). */
+    uint32_t sector_size;                       /* +0x08 */
+    /* Reserved, zero. */
+    uint32_t reserved;                          /* +0x0C */
+} pv_block_config;
 
 /* ---- BlockRequest (64 bytes) ---- */
 /* A block request, written by the guest into a ring slot. */
@@ -625,6 +679,41 @@ typedef struct pv_boot_module {
     uint64_t reserved;                          /* +0x18 */
 } pv_boot_module;
 
+/* ---- DeviceDescriptor (64 bytes) ---- */
+/*
+ * Describes one device in the generic device model (PV_HYPERCALL_DEVICE_DESCRIBE, ABI 1.1): its type and
+ * version (what protocol its queues speak), how many queues it has and how large their rings may be, and how
+ * large its configuration is (PV_HYPERCALL_DEVICE_CONFIG).
+ */
+typedef struct pv_device_desc {
+    /*
+     * The device type: a pv_device_kind for the built-in devices, or a user-defined type (at least
+     * PV_DEVICE_TYPE_USER_FIRST).
+     */
+    uint32_t type;                              /* +0x00 */
+    /*
+     * The version of the device type's protocol (its queue entries and configuration), chosen by the device's
+     * author.
+     */
+    uint32_t version;                           /* +0x04 */
+    /* pv_device_flags. */
+    uint32_t flags;                             /* +0x08 */
+    /* Number of queues PV_HYPERCALL_DEVICE_ATTACH takes (at most PV_DEVICE_TYPE_MAX_QUEUES). */
+    uint16_t queue_count;                       /* +0x0C */
+    /* Largest ring order (log2 of slots) the host accepts for the device's rings. */
+    uint16_t max_ring_order;                    /* +0x0E */
+    /* Bytes of configuration PV_HYPERCALL_DEVICE_CONFIG returns (at most PV_DEVICE_TYPE_MAX_CONFIG_SIZE). */
+    uint32_t config_size;                       /* +0x10 */
+    /* Reserved, zero. */
+    uint32_t reserved0;                         /* +0x14 */
+    /* Device name, NUL-padded ASCII (e.g. "kv0"). */
+    uint8_t name[24];                           /* +0x18 */
+    /* Reserved, zero. */
+    uint64_t reserved1;                         /* +0x30 */
+    /* Reserved, zero. */
+    uint64_t reserved2;                         /* +0x38 */
+} pv_device_desc;
+
 /* ---- DeviceInfo (64 bytes) ---- */
 /* Describes one attached device (PV_HYPERCALL_DEVICE_INFO). Fields that do not apply to the kind are zero. */
 typedef struct pv_device_info {
@@ -676,6 +765,22 @@ typedef struct pv_manifest_header {
     /* Reserved, zero. */
     uint32_t reserved;                          /* +0x04 */
 } pv_manifest_header;
+
+/* ---- NetConfig (16 bytes) ---- */
+/*
+ * The configuration of a net device (PV_HYPERCALL_DEVICE_CONFIG, ABI 1.1). Queue 0 transmits, queue 1
+ * receives.
+ */
+typedef struct pv_net_config {
+    /* MAC address. */
+    uint8_t mac[6];                             /* +0x00 */
+    /* Reserved, zero. */
+    uint16_t reserved0;                         /* +0x06 */
+    /* MTU in bytes (without the 14-byte Ethernet header). */
+    uint32_t mtu;                               /* +0x08 */
+    /* Reserved, zero. */
+    uint32_t reserved1;                         /* +0x0C */
+} pv_net_config;
 
 /* ---- NetRxRequest (32 bytes) ---- */
 /* An empty receive buffer the guest offers (guest → host). */
@@ -790,6 +895,24 @@ typedef struct pv_panic_frame {
     uint64_t reserved;                          /* +0xA8 */
 } pv_panic_frame;
 
+/* ---- QueueDescriptor (16 bytes) ---- */
+/*
+ * One queue the guest shares with PV_HYPERCALL_DEVICE_ATTACH (ABI 1.1): a ring (a pv_ring_header followed by
+ * 2^order slots) or, for a device whose queue is a fixed region such as the console page, that region with
+ * order 0. The host writes the queue's event port into pv_queue_desc.port.
+ */
+typedef struct pv_queue_desc {
+    /* Guest-physical address of the ring or region (page aligned). */
+    uint64_t address;                           /* +0x00 */
+    /* Ring order (log2 of the slot count); 0 for a region. */
+    uint32_t order;                             /* +0x08 */
+    /*
+     * Written by the host: the event port the host signals for this queue and the guest rings with
+     * PV_HYPERCALL_EVENT_SEND.
+     */
+    uint32_t port;                              /* +0x0C */
+} pv_queue_desc;
+
 /* ---- RingHeader (64 bytes) ---- */
 /*
  * Header of a shared request/response ring, Xen io/ring.h style: free-running u32 indices (they wrap; the
@@ -833,6 +956,10 @@ _Static_assert(sizeof(pv_abi_note) == 8, "sizeof(pv_abi_note) must be 8");
 _Static_assert(offsetof(pv_abi_note, abi_major) == 0, "offsetof(pv_abi_note, abi_major) must be 0");
 _Static_assert(offsetof(pv_abi_note, abi_minor) == 2, "offsetof(pv_abi_note, abi_minor) must be 2");
 _Static_assert(offsetof(pv_abi_note, flags) == 4, "offsetof(pv_abi_note, flags) must be 4");
+_Static_assert(sizeof(pv_block_config) == 16, "sizeof(pv_block_config) must be 16");
+_Static_assert(offsetof(pv_block_config, sectors) == 0, "offsetof(pv_block_config, sectors) must be 0");
+_Static_assert(offsetof(pv_block_config, sector_size) == 8, "offsetof(pv_block_config, sector_size) must be 8");
+_Static_assert(offsetof(pv_block_config, reserved) == 12, "offsetof(pv_block_config, reserved) must be 12");
 _Static_assert(sizeof(pv_block_request) == 64, "sizeof(pv_block_request) must be 64");
 _Static_assert(offsetof(pv_block_request, id) == 0, "offsetof(pv_block_request, id) must be 0");
 _Static_assert(offsetof(pv_block_request, operation) == 8, "offsetof(pv_block_request, operation) must be 8");
@@ -870,6 +997,17 @@ _Static_assert(offsetof(pv_boot_module, flags) == 4, "offsetof(pv_boot_module, f
 _Static_assert(offsetof(pv_boot_module, address) == 8, "offsetof(pv_boot_module, address) must be 8");
 _Static_assert(offsetof(pv_boot_module, size) == 16, "offsetof(pv_boot_module, size) must be 16");
 _Static_assert(offsetof(pv_boot_module, reserved) == 24, "offsetof(pv_boot_module, reserved) must be 24");
+_Static_assert(sizeof(pv_device_desc) == 64, "sizeof(pv_device_desc) must be 64");
+_Static_assert(offsetof(pv_device_desc, type) == 0, "offsetof(pv_device_desc, type) must be 0");
+_Static_assert(offsetof(pv_device_desc, version) == 4, "offsetof(pv_device_desc, version) must be 4");
+_Static_assert(offsetof(pv_device_desc, flags) == 8, "offsetof(pv_device_desc, flags) must be 8");
+_Static_assert(offsetof(pv_device_desc, queue_count) == 12, "offsetof(pv_device_desc, queue_count) must be 12");
+_Static_assert(offsetof(pv_device_desc, max_ring_order) == 14, "offsetof(pv_device_desc, max_ring_order) must be 14");
+_Static_assert(offsetof(pv_device_desc, config_size) == 16, "offsetof(pv_device_desc, config_size) must be 16");
+_Static_assert(offsetof(pv_device_desc, reserved0) == 20, "offsetof(pv_device_desc, reserved0) must be 20");
+_Static_assert(offsetof(pv_device_desc, name) == 24, "offsetof(pv_device_desc, name) must be 24");
+_Static_assert(offsetof(pv_device_desc, reserved1) == 48, "offsetof(pv_device_desc, reserved1) must be 48");
+_Static_assert(offsetof(pv_device_desc, reserved2) == 56, "offsetof(pv_device_desc, reserved2) must be 56");
 _Static_assert(sizeof(pv_device_info) == 64, "sizeof(pv_device_info) must be 64");
 _Static_assert(offsetof(pv_device_info, kind) == 0, "offsetof(pv_device_info, kind) must be 0");
 _Static_assert(offsetof(pv_device_info, flags) == 4, "offsetof(pv_device_info, flags) must be 4");
@@ -890,6 +1028,11 @@ _Static_assert(offsetof(pv_manifest_entry, name) == 8, "offsetof(pv_manifest_ent
 _Static_assert(sizeof(pv_manifest_header) == 8, "sizeof(pv_manifest_header) must be 8");
 _Static_assert(offsetof(pv_manifest_header, count) == 0, "offsetof(pv_manifest_header, count) must be 0");
 _Static_assert(offsetof(pv_manifest_header, reserved) == 4, "offsetof(pv_manifest_header, reserved) must be 4");
+_Static_assert(sizeof(pv_net_config) == 16, "sizeof(pv_net_config) must be 16");
+_Static_assert(offsetof(pv_net_config, mac) == 0, "offsetof(pv_net_config, mac) must be 0");
+_Static_assert(offsetof(pv_net_config, reserved0) == 6, "offsetof(pv_net_config, reserved0) must be 6");
+_Static_assert(offsetof(pv_net_config, mtu) == 8, "offsetof(pv_net_config, mtu) must be 8");
+_Static_assert(offsetof(pv_net_config, reserved1) == 12, "offsetof(pv_net_config, reserved1) must be 12");
 _Static_assert(sizeof(pv_net_rx_request) == 32, "sizeof(pv_net_rx_request) must be 32");
 _Static_assert(offsetof(pv_net_rx_request, id) == 0, "offsetof(pv_net_rx_request, id) must be 0");
 _Static_assert(offsetof(pv_net_rx_request, buffer) == 8, "offsetof(pv_net_rx_request, buffer) must be 8");
@@ -935,6 +1078,10 @@ _Static_assert(offsetof(pv_panic_frame, r15) == 144, "offsetof(pv_panic_frame, r
 _Static_assert(offsetof(pv_panic_frame, rip) == 152, "offsetof(pv_panic_frame, rip) must be 152");
 _Static_assert(offsetof(pv_panic_frame, rflags) == 160, "offsetof(pv_panic_frame, rflags) must be 160");
 _Static_assert(offsetof(pv_panic_frame, reserved) == 168, "offsetof(pv_panic_frame, reserved) must be 168");
+_Static_assert(sizeof(pv_queue_desc) == 16, "sizeof(pv_queue_desc) must be 16");
+_Static_assert(offsetof(pv_queue_desc, address) == 0, "offsetof(pv_queue_desc, address) must be 0");
+_Static_assert(offsetof(pv_queue_desc, order) == 8, "offsetof(pv_queue_desc, order) must be 8");
+_Static_assert(offsetof(pv_queue_desc, port) == 12, "offsetof(pv_queue_desc, port) must be 12");
 _Static_assert(sizeof(pv_ring_header) == 64, "sizeof(pv_ring_header) must be 64");
 _Static_assert(offsetof(pv_ring_header, req_prod) == 0, "offsetof(pv_ring_header, req_prod) must be 0");
 _Static_assert(offsetof(pv_ring_header, req_event) == 4, "offsetof(pv_ring_header, req_event) must be 4");

@@ -46,6 +46,36 @@ size_t pv_page_available(void);
 /* The doorbell: tells the host there is new work on the rings bound to `port`. */
 long pv_event_send(uint32_t port);
 
+/* ---- Generic device model (ABI 1.1, PV_FEATURE0_DEVICE_MODEL) ---------------------------------------------
+ *
+ * Every device, built-in or user-defined (type >= PV_DEVICE_TYPE_USER_FIRST), is found, configured and attached the
+ * same way: pv_device_lookup finds it by type and name, pv_device_config reads its configuration (a layout its type
+ * defines: pv_block_config, pv_net_config, or the user device's own), and pv_device_attach shares one ring or region
+ * per queue (pv_queue_desc, in the order the device declares them); the host writes each queue's event port into
+ * its descriptor. Rings are driven with paravirt/ring.h; the doorbell of a queue is pv_event_send(queue.port), and
+ * the guest waits for a queue with pv_poll(deadline, 1ull << queue.port). */
+
+/* Copies device `index`'s descriptor into *desc; returns the index or PV_STATUS_NO_DEVICE past the last. */
+long pv_device_describe(uint32_t index, pv_device_desc *desc);
+
+/* Finds the first device of `type` named `name` (any name when NULL); fills *desc (may be NULL) and returns its
+ * index, PV_STATUS_NO_DEVICE, or PV_STATUS_NOT_IMPLEMENTED when the host lacks PV_FEATURE0_DEVICE_MODEL. */
+long pv_device_lookup(uint32_t type, const char *name, pv_device_desc *desc);
+
+/* Copies device `index`'s configuration (desc.config_size bytes) into buf (cap >= that); returns the size. */
+long pv_device_config(uint32_t index, void *buf, size_t cap);
+
+/* Shares `count` queues (count = desc.queue_count) with device `index`; on success (0) queues[i].port holds each
+ * queue's event port. */
+long pv_device_attach(uint32_t index, pv_queue_desc *queues, uint32_t count);
+
+/* Detaches device `index`: the host stops using its queues (their memory is the guest's again) and frees its ports. */
+long pv_device_reset(uint32_t index);
+
+/* Allocates and initializes a ring of 2^order slots of slot_size bytes (pv_page_alloc) and fills *queue for
+ * pv_device_attach; returns 0 or PV_STATUS_NO_MEMORY. */
+long pv_device_ring_alloc(pv_ring *ring, pv_queue_desc *queue, unsigned order, uint32_t slot_size);
+
 /* ---- Console --------------------------------------------------------------------------------------------- */
 
 typedef struct pv_cons {
