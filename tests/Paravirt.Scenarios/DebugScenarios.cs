@@ -76,19 +76,23 @@ internal static class DebugScenarios
         return (image, path);
     }
 
-    /// <summary>linux-c (static glibc) on the Linux personality under gdb: a breakpoint at the application's main (CPL 3, its own page tables), a local, the exit status.</summary>
+    /// <summary>
+    /// linux-edge on the Linux personality under gdb: its SIGSEGV stops gdb at the application's NULL store with the
+    /// application's registers; gdb reads the code and the stack through the library OS's page tables (CPL 3
+    /// code). No breakpoint: on KVM an int3 goes in through the page tables of the moment gdb inserts it, and at the
+    /// first stop the application is not mapped yet (docs/debugging.md); the emulator's tests break in main.
+    /// </summary>
     private static string LinuxGdb(string guestDir)
     {
         IHypervisorBackend backend = Backend();
-        (GuestImage image, string path) = LinuxImage(guestDir, "linux-c", backend);
-        // The sample has symbols but no DWARF: argc is rdi at main's first instruction.
-        (RunResult result, string gdb) = UnderGdb(image, path, backend, "break main", "continue", "print $rdi", "info registers rip", "continue");
-        Check(gdb.Contains("Breakpoint 1, ", StringComparison.Ordinal) && gdb.Contains("in main ()", StringComparison.Ordinal),
-            "gdb did not stop in the application's main: " + Flat(gdb));
-        Check(gdb.Contains("$1 = 1", StringComparison.Ordinal), "print $rdi (argc): " + Flat(gdb));
-        Check(gdb.Contains("exited with code 03", StringComparison.Ordinal), "gdb did not see exit status 3: " + Flat(gdb));
-        Check(result.Outcome == RunOutcome.Exited && result.ExitStatus == 3, $"{result.Outcome} {result.ExitStatus}: {result.Message}");
-        return $"{result.Backend}: break in the Linux application's main, argc in rdi, exit 3 seen by gdb";
+        (GuestImage image, string path) = LinuxImage(guestDir, "linux-edge", backend);
+        (RunResult result, string gdb) = UnderGdb(image, path, backend, "continue", "x/i $pc", "backtrace", "continue");
+        Check(gdb.Contains("Program received signal SIGSEGV", StringComparison.Ordinal), "gdb did not see the SIGSEGV: " + Flat(gdb));
+        Check(System.Text.RegularExpressions.Regex.IsMatch(gdb, @"=> 0x[0-9a-f]+ <main\+\d+>:\s+movl\s+\$0x1,\(%rax\)"), "x/i $pc is not the NULL store in main: " + Flat(gdb));
+        Check(System.Text.RegularExpressions.Regex.IsMatch(gdb, @"#0 +0x[0-9a-f]+ in main \(\)"), "backtrace: " + Flat(gdb));
+        Check(gdb.Contains("exited with code 0213", StringComparison.Ordinal), "gdb did not see exit status 139: " + Flat(gdb));
+        Check(result.Outcome == RunOutcome.Exited && result.ExitStatus == 139, $"{result.Outcome} {result.ExitStatus}: {result.Message}");
+        return $"{result.Backend}: gdb stopped at the Linux application's SIGSEGV in main, read its code and stack, exit 139 seen by gdb";
     }
 
     /// <summary>linux-edge ends with a NULL store without a handler: exit status 139, and a report of the application's registers and backtrace.</summary>
