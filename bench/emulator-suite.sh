@@ -177,6 +177,9 @@ gm_interp="$(if [ "$INTERP_RUNS" -gt 0 ]; then geomean 7 14; else echo n/a; fi)"
 gm_native="$(geomean 6 4)"
 low_wall="$(lowest 6 8)"
 low_cpu="$(lowest 7 10)"
+# The hand-written analysis (where the time goes, what is next: bench/emulator-suite-notes.md) travels with every
+# run's section, so re-running the script keeps it next to the figures it discusses.
+notes() { if [ -f bench/emulator-suite-notes.md ]; then echo; cat bench/emulator-suite-notes.md; fi; }
 verdict() { awk -v g="$1" -v l="${2%% *}" 'BEGIN { print (g >= 0.5 && l >= 0.25) ? "met" : "not met" }'; }
 
 kv() { grep -oE "(^| )$2=[^ ]+" <<<"$1" | cut -d= -f2 | tr -d '"'; } # kv TEXT KEY: every value of KEY
@@ -275,6 +278,7 @@ emulator.
 |---|---|---|---|---|---|
 $(hc_row "emulator" "$hc_emu")
 $(hc_row "KVM (kvm_pvm)" "$hc_kvm")
+$(notes)
 EOF
 )"
 printf '%s\n' "$section" >"$out/section.md"

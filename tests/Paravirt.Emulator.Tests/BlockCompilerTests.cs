@@ -24,7 +24,7 @@ public sealed class BlockCompilerTests
         bool wide = r.Next(2) == 0;
         int imm = r.Next(4) switch { 0 => r.Next(-3, 3), 1 => int.MinValue, 2 => int.MaxValue, _ => r.Next() };
         int disp = r.Next(0, 0x700);
-        switch (r.Next(19))
+        switch (r.Next(28))
         {
             case 0: if (wide) a.mov(R64[x], R64[y]); else a.mov(R32[x], R32[y]); break;
             case 1: if (wide) a.mov(R64[x], (long)imm * 0x1_0001); else a.mov(R32[x], imm); break;
@@ -124,8 +124,205 @@ public sealed class BlockCompilerTests
                         break;
                 }
                 break;
+            case 19:
+                // reg op= [mem] and cmp/test [mem], reg/imm (translated natively since the load-op forms were added).
+                switch (r.Next(9))
+                {
+                    case 0: if (wide) a.add(R64[x], __qword_ptr[rbx + disp]); else a.add(R32[x], __dword_ptr[rbx + disp]); break;
+                    case 1: if (wide) a.sub(R64[x], __qword_ptr[rbx + disp]); else a.sub(R32[x], __dword_ptr[rbx + disp]); break;
+                    case 2: if (wide) a.and(R64[x], __qword_ptr[rbx + disp]); else a.and(R32[x], __dword_ptr[rbx + disp]); break;
+                    case 3: if (wide) a.or(R64[x], __qword_ptr[rbx + disp]); else a.or(R32[x], __dword_ptr[rbx + disp]); break;
+                    case 4: if (wide) a.xor(R64[x], __qword_ptr[rbx + disp]); else a.xor(R32[x], __dword_ptr[rbx + disp]); break;
+                    case 5: if (wide) a.cmp(R64[x], __qword_ptr[rbx + disp]); else a.cmp(R32[x], __dword_ptr[rbx + disp]); break;
+                    case 6: if (wide) a.test(__qword_ptr[rbx + disp], R64[x]); else a.test(__dword_ptr[rbx + disp], R32[x]); break;
+                    case 7: if (wide) a.cmp(__qword_ptr[rbx + disp], imm); else a.cmp(__dword_ptr[rbx + disp], imm); break;
+                    default: if (wide) a.cmp(__qword_ptr[rbx + disp], R64[x]); else a.test(__dword_ptr[rbx + disp], imm); break;
+                }
+                break;
+            case 20:
+                // zero and sign extension from registers (AH..BH included), memory, movsxd
+                switch (r.Next(8))
+                {
+                    case 0: a.movzx(R32[x % 5], new AssemblerRegister8[] { ah, ch, dh, bh }[y & 3]); break; // no REX with AH..BH
+                    case 1: a.movsx(R32[x % 5], new AssemblerRegister8[] { ah, ch, dh, bh }[y & 3]); break;
+                    case 2: if (wide) a.movsx(R64[x], R8Of(y)); else a.movsx(R32[x], R8Of(y)); break;
+                    case 3: if (wide) a.movzx(R64[x], __word_ptr[rbx + disp]); else a.movsx(R32[x], __word_ptr[rbx + disp]); break;
+                    case 4: if (wide) a.movsx(R64[x], __byte_ptr[rbx + disp]); else a.movsx(R32[x], __byte_ptr[rbx + disp]); break;
+                    case 5: a.movsxd(R64[x], R32[y]); break;
+                    case 6: a.movsxd(R64[x], __dword_ptr[rbx + disp]); break;
+                    default: if (wide) a.movzx(R64[x], R16Of(y)); else a.movsx(R32[x], R16Of(y)); break;
+                }
+                break;
+            case 21:
+                switch (r.Next(4))
+                {
+                    case 0: if (wide) a.imul(R64[x], R64[y]); else a.imul(R32[x], R32[y]); break;
+                    case 1: if (wide) a.imul(R64[x], __qword_ptr[rbx + disp]); else a.imul(R32[x], __dword_ptr[rbx + disp]); break;
+                    case 2: if (wide) a.imul(R64[x], R64[y], imm); else a.imul(R32[x], R32[y], imm); break;
+                    default: if (wide) a.bswap(R64[x]); else a.bswap(R32[x]); break;
+                }
+                break;
+            case 22:
+            {
+                // every condition code after every kind of flag producer: cmov, setcc and jcc read it.
+                switch (r.Next(7))
+                {
+                    case 0: if (wide) a.cmp(R64[x], R64[y]); else a.cmp(R32[x], imm); break;
+                    case 1: if (wide) a.sub(R64[x], imm); else a.sub(R32[x], R32[y]); break;
+                    case 2: if (wide) a.test(R64[x], R64[y]); else a.and(R32[x], imm); break;
+                    case 3: if (wide) a.shl(R64[x], (byte)r.Next(1, 64)); else a.sar(R32[x], (byte)r.Next(1, 32)); break;
+                    case 4: if (wide) a.shr(R64[x], (byte)r.Next(1, 64)); else a.shl(R32[x], (byte)r.Next(1, 32)); break;
+                    case 5: if (wide) a.add(R64[x], R64[y]); else a.add(R32[x], __dword_ptr[rbx + disp]); break;
+                    default: if (wide) a.neg(R64[x]); else a.imul(R32[x], R32[y]); break;
+                }
+                int cc = r.Next(16);
+                switch (r.Next(3))
+                {
+                    case 0: Cmov(a, cc, wide, x, y); break;
+                    case 1: Setcc(a, cc, R8Of(y)); break;
+                    default:
+                    {
+                        Label skip = a.CreateLabel();
+                        Jcc(a, cc, skip);
+                        a.add(R64[y], 3);
+                        a.Label(ref skip);
+                        a.nop();
+                        break;
+                    }
+                }
+                break;
+            }
+            case 23:
+                switch (r.Next(4))
+                {
+                    case 0: a.mov(__byte_ptr[rbx + disp], R8Of(x)); break;
+                    case 1: a.mov(__word_ptr[rbx + disp], R16Of(x)); break;
+                    case 2: if (wide) a.mov(__qword_ptr[rbx + disp], imm); else a.mov(__dword_ptr[rbx + disp], imm); break;
+                    default: a.mov(__byte_ptr[rbx + disp], new AssemblerRegister8[] { ah, ch, dh, bh }[y & 3]); break;
+                }
+                break;
+            case 24:
+            {
+                // SSE with memory operands and flag-writing FP ops through the vector helper; results come back to
+                // general registers or memory, where the comparison sees them.
+                int d8 = disp & ~7;
+                switch (r.Next(7))
+                {
+                    case 0: a.movdqu(xmm2, __xmmword_ptr[rbx + disp]); a.paddq(xmm3, xmm2); a.movq(R64[x], xmm3); break;
+                    case 1: a.cvtsi2sd(xmm4, R64[x]); a.addsd(xmm5, xmm4); a.movsd(__qword_ptr[rbx + d8], xmm5); break;
+                    case 2: a.movsd(xmm6, __qword_ptr[rbx + d8]); a.mulsd(xmm6, __qword_ptr[rbx + disp]); a.movq(R64[y], xmm6); break;
+                    case 3:
+                    {
+                        Label skip = a.CreateLabel();
+                        a.cvtsi2sd(xmm7, R64[x]);
+                        a.cvtsi2sd(xmm1, R64[y]);
+                        a.comisd(xmm7, xmm1);
+                        Jcc(a, r.Next(16), skip);
+                        a.add(R64[y], 5);
+                        a.Label(ref skip);
+                        a.nop();
+                        break;
+                    }
+                    case 4: a.movdqu(__xmmword_ptr[rbx + disp], xmm3); break;
+                    case 5:
+                        if (allowFault && r.Next(4) == 0)
+                        {
+                            a.movsd(xmm0, __qword_ptr[rbx + 0x7FFF_F000]); // a fault inside the vector helper
+                        }
+                        else
+                        {
+                            a.cmp(R64[x], R64[y]); a.pxor(xmm0, __xmmword_ptr[rbx + disp]); a.setb(R8Of(x)); // flags live across it
+                        }
+                        break;
+                    default: a.crc32(R32[x], R32[y]); break;
+                }
+                break;
+            }
+            case 25:
+            {
+                // Inline SSE moves to and from memory (movdqa misaligned when allowFault: #GP), cdqe/cwde, indirect jumps.
+                int d8 = disp & ~7;
+                switch (r.Next(9))
+                {
+                    case 0: a.movdqu(xmm2, __xmmword_ptr[rbx + disp]); a.movdqu(__xmmword_ptr[rbx + (disp ^ 0x40)], xmm2); a.movq(R64[x], xmm2); break;
+                    case 1: a.movdqa(xmm3, __xmmword_ptr[rbx + (allowFault && r.Next(4) == 0 ? disp | 8 : disp & ~15)]); a.movq(R64[y], xmm3); break;
+                    case 2: a.movd(xmm4, __dword_ptr[rbx + disp]); a.movq(R64[x], xmm4); break;
+                    case 3: a.movq(xmm5, __qword_ptr[rbx + disp]); a.movss(xmm6, __dword_ptr[rbx + d8]); a.pxor(xmm5, xmm6); a.movd(__dword_ptr[rbx + disp], xmm5); break;
+                    case 4: a.movq(__qword_ptr[rbx + disp], xmm5); a.movsd(xmm7, __qword_ptr[rbx + d8]); a.movss(__dword_ptr[rbx + (disp ^ 0x20)], xmm7); break;
+                    case 5: a.movq(xmm1, R64[x]); a.movsd(__qword_ptr[rbx + disp], xmm1); a.movaps(__xmmword_ptr[rbx + (disp & ~15)], xmm1); break;
+                    case 6: if (wide) a.cdqe(); else a.cwde(); break;
+                    case 7:
+                    {
+                        Label target = a.CreateLabel();
+                        a.lea(R64[x], __[target]);
+                        a.jmp(R64[x]);
+                        a.int3();
+                        a.Label(ref target);
+                        a.nop();
+                        break;
+                    }
+                    default:
+                    {
+                        Label target = a.CreateLabel();
+                        a.lea(R64[x], __[target]);
+                        a.mov(__qword_ptr[rbx + d8], R64[x]);
+                        a.jmp(__qword_ptr[rbx + d8]);
+                        a.int3();
+                        a.Label(ref target);
+                        a.nop();
+                        break;
+                    }
+                }
+                break;
+            }
             default: a.nop(); break;
         }
+    }
+
+    private static AssemblerRegister16 R16Of(int i) => new AssemblerRegister16[] { ax, cx, dx, si, di, r8w, r9w, r10w, r11w, r12w, r13w, r14w }[i];
+
+    private static void Cmov(Assembler a, int cc, bool wide, int x, int y)
+    {
+        if (!wide)
+        {
+            AssemblerRegister32 d = R32[x], s = R32[y];
+            Action[] narrow =
+            [
+                () => a.cmovo(d, s), () => a.cmovno(d, s), () => a.cmovb(d, s), () => a.cmovae(d, s), () => a.cmove(d, s), () => a.cmovne(d, s),
+                () => a.cmovbe(d, s), () => a.cmova(d, s), () => a.cmovs(d, s), () => a.cmovns(d, s), () => a.cmovp(d, s), () => a.cmovnp(d, s),
+                () => a.cmovl(d, s), () => a.cmovge(d, s), () => a.cmovle(d, s), () => a.cmovg(d, s),
+            ];
+            narrow[cc]();
+            return;
+        }
+        AssemblerRegister64 d64 = R64[x], s64 = R64[y];
+        Action[] forms =
+        [
+            () => a.cmovo(d64, s64), () => a.cmovno(d64, s64), () => a.cmovb(d64, s64), () => a.cmovae(d64, s64), () => a.cmove(d64, s64), () => a.cmovne(d64, s64),
+            () => a.cmovbe(d64, s64), () => a.cmova(d64, s64), () => a.cmovs(d64, s64), () => a.cmovns(d64, s64), () => a.cmovp(d64, s64), () => a.cmovnp(d64, s64),
+            () => a.cmovl(d64, s64), () => a.cmovge(d64, s64), () => a.cmovle(d64, s64), () => a.cmovg(d64, s64),
+        ];
+        forms[cc]();
+    }
+
+    private static void Setcc(Assembler a, int cc, AssemblerRegister8 d)
+    {
+        Action[] forms =
+        [
+            () => a.seto(d), () => a.setno(d), () => a.setb(d), () => a.setae(d), () => a.sete(d), () => a.setne(d), () => a.setbe(d), () => a.seta(d),
+            () => a.sets(d), () => a.setns(d), () => a.setp(d), () => a.setnp(d), () => a.setl(d), () => a.setge(d), () => a.setle(d), () => a.setg(d),
+        ];
+        forms[cc]();
+    }
+
+    private static void Jcc(Assembler a, int cc, Label l)
+    {
+        Action[] forms =
+        [
+            () => a.jo(l), () => a.jno(l), () => a.jb(l), () => a.jae(l), () => a.je(l), () => a.jne(l), () => a.jbe(l), () => a.ja(l),
+            () => a.js(l), () => a.jns(l), () => a.jp(l), () => a.jnp(l), () => a.jl(l), () => a.jge(l), () => a.jle(l), () => a.jg(l),
+        ];
+        forms[cc]();
     }
 
     private static AssemblerRegister8 R8Of(int i) => new AssemblerRegister8[] { al, cl, dl, sil, dil, r8b, r9b, r10b, r11b, r12b, r13b, r14b }[i];
@@ -157,7 +354,7 @@ public sealed class BlockCompilerTests
     {
         var r = new Random(8086);
         int compiledRuns = 0;
-        for (int program = 0; program < 300; program++)
+        for (int program = 0; program < 600; program++)
         {
             bool allowFault = r.Next(4) == 0;
             int length = r.Next(1, 40);
@@ -195,7 +392,7 @@ public sealed class BlockCompilerTests
             Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"program {program}: memory differs");
             compiledRuns++;
         }
-        Assert.Equal(300, compiledRuns);
+        Assert.Equal(600, compiledRuns);
         Assert.True(s_compiled > 300, $"only {s_compiled} blocks were translated");
     }
 }

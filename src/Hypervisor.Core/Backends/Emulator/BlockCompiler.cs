@@ -26,7 +26,8 @@ internal static unsafe class BlockCompiler
     /// set), <see cref="ExitRequested"/> (an op it handed to the interpreter asked for a vCPU exit) or the index of
     /// the op at which the interpreter must continue.
     /// </summary>
-    public delegate int CompiledBlock(EmulatorVcpu cpu, ulong* r, TlbEntry* tlb, Block block);
+    /// <remarks>The delegate is closed over the vCPU whose code cache holds the block (a closed delegate is called without the shuffle thunk an open one needs).</remarks>
+    public delegate int CompiledBlock(ulong* r, TlbEntry* tlb, Block block);
 
     /// <summary>The block ran to its end; rip is set.</summary>
     public const int Completed = -1;
@@ -42,22 +43,18 @@ internal static unsafe class BlockCompiler
         && Environment.GetEnvironmentVariable("PARAVIRT_EMULATOR_JIT") != "0";
 
     private const BindingFlags Private = BindingFlags.NonPublic | BindingFlags.Instance;
-    private static readonly FieldInfo Lk = typeof(EmulatorVcpu).GetField("_lk", Private)!;
-    private static readonly FieldInfo La = typeof(EmulatorVcpu).GetField("_la", Private)!;
-    private static readonly FieldInfo Lb = typeof(EmulatorVcpu).GetField("_lb", Private)!;
-    private static readonly FieldInfo Lr = typeof(EmulatorVcpu).GetField("_lr", Private)!;
-    private static readonly FieldInfo Lsize = typeof(EmulatorVcpu).GetField("_lsize", Private)!;
-    private static readonly FieldInfo Ovr = typeof(EmulatorVcpu).GetField("_ovr", Private)!;
-    private static readonly FieldInfo Rip = typeof(EmulatorVcpu).GetField("_rip", Private)!;
-    private static readonly FieldInfo Icount = typeof(EmulatorVcpu).GetField("_icount", Private)!;
-    private static readonly FieldInfo SseFault = typeof(EmulatorVcpu).GetField("_sseFault", Private)!;
     private static readonly MethodInfo ExecuteMethod = typeof(EmulatorVcpu).GetMethod("ExecuteBlock", Private)!;
     private static readonly MethodInfo SseMethod = typeof(EmulatorVcpu).GetMethod("ExecuteSse", Private)!;
+    private static readonly MethodInfo VectorOpMethod = typeof(EmulatorVcpu).GetMethod("ExecuteVectorOp", Private)!;
     private static readonly MethodInfo OpsGetter = typeof(Block).GetProperty(nameof(Block.Ops))!.GetGetMethod()!;
     private static readonly MethodInfo ValidGetter = typeof(Block).GetProperty(nameof(Block.Valid))!.GetGetMethod()!;
     private static readonly MethodInfo CondMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Cond), Private)!;
     private static readonly MethodInfo ShiftMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Shift), Private)!;
     private static readonly MethodInfo SegmentBaseMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.SegmentBase), Private)!;
+    private static readonly MethodInfo TlbMissMethod = typeof(EmulatorVcpu).GetMethod("TlbMiss", Private)!;
+    private static readonly MethodInfo ImulMethod = typeof(EmulatorVcpu).GetMethod("ImulTrunc", Private)!;
+    private static readonly MethodInfo Swap64Method = typeof(System.Buffers.Binary.BinaryPrimitives).GetMethod(nameof(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness), [typeof(ulong)])!;
+    private static readonly MethodInfo Swap32Method = typeof(System.Buffers.Binary.BinaryPrimitives).GetMethod(nameof(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness), [typeof(uint)])!;
 
     /// <summary>True when the op is translated to IL; every other op is handed to the interpreter one at a time.</summary>
     private static bool Native(in MicroOp op, bool last)
@@ -76,13 +73,52 @@ internal static unsafe class BlockCompiler
                 return op.A == Loc.Reg && op.RegA < 16;
             case OpKind.Jcc: case OpKind.Jmp: case OpKind.Call: case OpKind.Ret:
                 return last;
-            case >= OpKind.MovX128 and <= OpKind.MovntStore:
+            case OpKind.Add: case OpKind.Or: case OpKind.And: case OpKind.Sub: case OpKind.Xor: case OpKind.Cmp: case OpKind.Test:
+                // reg op= [mem], and cmp/test [mem], reg/imm (32/64-bit).
+                return op.Size is 4 or 8 && ((op.A == Loc.Reg && op.RegA < 16 && op.B == Loc.Mem)
+                    || (op.Kind is OpKind.Cmp or OpKind.Test && op.A == Loc.Mem && (op.B == Loc.Imm || (op.B == Loc.Reg && op.RegB < 16))));
+            case OpKind.Movzx: case OpKind.Movsx:
+                return op.A == Loc.Reg && op.RegA < 16 && op.Size is 4 or 8
+                    && (op.Size2 is 1 or 2 || (op.Kind == OpKind.Movsx && op.Size2 == 4)) && (op.B == Loc.Mem || op.B == Loc.Reg);
+            case OpKind.Imul2: case OpKind.Imul3: case OpKind.Cmovcc:
+                return op.A == Loc.Reg && op.RegA < 16 && op.Size is 4 or 8 && (op.B == Loc.Mem || (op.B == Loc.Reg && op.RegB < 16));
+            case OpKind.Setcc:
+                return op.A == Loc.Reg && op.RegA < 16;
+            case OpKind.Bswap:
+                return op.Size is 4 or 8;
+            case OpKind.Mov:
+                // stores of a register or an immediate, any size
+                return op.A == Loc.Mem && (op.B == Loc.Imm || op.B == Loc.Reg);
+            case >= OpKind.MovX128 and <= OpKind.MovntStore when op.A != Loc.Mem && op.B != Loc.Mem:
                 // Register-only SSE ops cannot fault or touch flags: call the SSE executor directly.
-                return op.A != Loc.Mem && op.B != Loc.Mem;
+                return true;
+            case OpKind.JmpInd:
+                return last && (op.B == Loc.Mem || (op.B == Loc.Reg && op.RegB < 16));
+            case OpKind.SignExtendAcc:
+                return op.Size is 4 or 8;
             default:
-                return false;
+                return VectorHelper(in op) || SseMemoryMove(in op);
         }
     }
+
+    /// <summary>
+    /// True for the SSE, x87 and other extension ops (those that touch only their operands, <see cref="OpTraits.OperandsOnly"/>)
+    /// that translated code runs through <c>EmulatorVcpu.ExecuteVectorOp</c>: a direct call with its own fault handling,
+    /// instead of the interpreter's block loop.
+    /// </summary>
+    private static bool VectorHelper(in MicroOp op) => (InstructionTable.Info(op.Kind).Traits & OpTraits.OperandsOnly) != 0 && !SseMemoryMove(in op);
+
+    /// <summary>SSE moves between an XMM register and memory that translated code does inline (TLB check, then a copy).</summary>
+    private static bool SseMemoryMove(in MicroOp op) => op.Kind switch
+    {
+        OpKind.MovX128 => (op.A == Loc.Mem) != (op.B == Loc.Mem),
+        OpKind.MovdToX => op.B == Loc.Mem && op.Size is 4 or 8,
+        OpKind.MovdFromX => op.A == Loc.Mem && op.Size is 4 or 8,
+        OpKind.MovqXX => (op.A == Loc.Mem) != (op.B == Loc.Mem),
+        OpKind.MovsdLoad or OpKind.MovssLoad => op.B == Loc.Mem,
+        OpKind.MovsdStore or OpKind.MovssStore or OpKind.MovqStore or OpKind.MovLowStore => op.A == Loc.Mem,
+        _ => false,
+    };
 
     /// <summary>
     /// Translates <paramref name="block"/>, or returns null when it holds anything the translator does not handle;
@@ -90,7 +126,7 @@ internal static unsafe class BlockCompiler
     /// objects), which the code cache counts against its cap.
     /// </summary>
     [UnconditionalSuppressMessage("AOT", "IL3050", Justification = "Only called when Enabled, i.e. RuntimeFeature.IsDynamicCodeCompiled; NativeAOT keeps interpreting.")]
-    public static CompiledBlock? TryCompile(Block block, out int hostBytes)
+    public static CompiledBlock? TryCompile(Block block, EmulatorVcpu cpu, out int hostBytes)
     {
         hostBytes = 0;
         MicroOp[] ops = block.Ops;
@@ -107,7 +143,7 @@ internal static unsafe class BlockCompiler
         try
         {
             var emitter = new Emitter(block);
-            CompiledBlock compiled = emitter.Emit();
+            CompiledBlock compiled = emitter.Emit(cpu);
             hostBytes = TranslationOverhead + (NativeBytesPerIlByte * emitter.IlSize);
             return compiled;
         }
@@ -124,15 +160,19 @@ internal static unsafe class BlockCompiler
     /// <summary>Estimated host bytes per IL byte (the IL itself, its token table and the native code RyuJIT makes of it).</summary>
     private const int NativeBytesPerIlByte = 6;
 
+    /// <summary>A lazy-flag record kept in IL locals: its kind and operand size (the operands and result are the locals).</summary>
+    private readonly record struct Pending(LazyKind Kind, int Size);
+
     private sealed class Emitter
     {
         private readonly Block _block;
         private readonly MicroOp[] _ops;
         private readonly DynamicMethod _method;
         private readonly ILGenerator _il;
-        private readonly LocalBuilder _la, _lb, _lr, _addr, _v, _entry, _host;
-        private readonly List<(Label Label, int Index, int Pending, int Unflushed)> _bails = [];
-        private int _pending = -1;
+        private readonly LocalBuilder _la, _lb, _lr, _addr, _v, _entry, _host, _cond;
+        private readonly List<(Label Label, int Index, Pending Pending, int Unflushed)> _bails = [];
+        /// <summary>The lazy-flag record held in the IL locals _la/_lb/_lr and not yet written to the vCPU (kind None: none).</summary>
+        private Pending _pending;
         private int _unflushed; // instructions run by translated code and not yet added to the vCPU's count
 
         [RequiresDynamicCode("Translates guest code to IL at run time.")]
@@ -150,12 +190,13 @@ internal static unsafe class BlockCompiler
             _v = _il.DeclareLocal(typeof(ulong));
             _entry = _il.DeclareLocal(typeof(byte*));
             _host = _il.DeclareLocal(typeof(byte*));
+            _cond = _il.DeclareLocal(typeof(int));
         }
 
         /// <summary>Bytes of IL emitted (valid after <see cref="Emit"/>).</summary>
         public int IlSize => _il.ILOffset;
 
-        public CompiledBlock Emit()
+        public CompiledBlock Emit(EmulatorVcpu cpu)
         {
             ILGenerator il = _il;
             int n = _ops.Length;
@@ -170,7 +211,7 @@ internal static unsafe class BlockCompiler
                 Flush(_pending);
                 Return(Completed);
             }
-            foreach ((Label label, int index, int pending, int unflushed) in _bails)
+            foreach ((Label label, int index, Pending pending, int unflushed) in _bails)
             {
                 il.MarkLabel(label);
                 Flush(pending);
@@ -178,7 +219,7 @@ internal static unsafe class BlockCompiler
                 il.Emit(OpCodes.Ldc_I4, index);
                 il.Emit(OpCodes.Ret);
             }
-            return (CompiledBlock)_method.CreateDelegate(typeof(CompiledBlock));
+            return (CompiledBlock)_method.CreateDelegate(typeof(CompiledBlock), cpu);
         }
 
         private Label Bail(int index)
@@ -194,12 +235,12 @@ internal static unsafe class BlockCompiler
             {
                 return;
             }
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldarg_0);
-            _il.Emit(OpCodes.Ldfld, Icount);
+            StateAddress(CpuState.IcountOffset);
+            StateAddress(CpuState.IcountOffset);
+            _il.Emit(OpCodes.Ldind_I8);
             _il.Emit(OpCodes.Ldc_I8, (long)count);
             _il.Emit(OpCodes.Add);
-            _il.Emit(OpCodes.Stfld, Icount);
+            _il.Emit(OpCodes.Stind_I8);
         }
 
         /// <summary>Returns <paramref name="code"/> after the op being emitted (counts it too).</summary>
@@ -223,7 +264,7 @@ internal static unsafe class BlockCompiler
         {
             ILGenerator il = _il;
             Flush(_pending);
-            _pending = -1;
+            _pending = default;
             AddCount(_unflushed);
             _unflushed = 0;
             Label go = il.DefineLabel();
@@ -254,28 +295,28 @@ internal static unsafe class BlockCompiler
             return false;
         }
 
-        /// <summary>Writes the pending lazy-flag producer (op <paramref name="producer"/>) back to the vCPU.</summary>
-        private void Flush(int producer)
+        /// <summary>Writes the pending lazy-flag record back to the vCPU.</summary>
+        private void Flush(Pending pending)
         {
-            if (producer < 0)
+            if (pending.Kind == LazyKind.None)
             {
                 return;
             }
-            ref MicroOp p = ref _ops[producer];
-            LazyKind kind = p.Kind switch
-            {
-                >= OpKind.AddRR64 and <= OpKind.AddRI32 => LazyKind.Add,
-                >= OpKind.SubRR64 and <= OpKind.SubRI32 or >= OpKind.CmpRR64 and <= OpKind.CmpRI32 or OpKind.Neg => LazyKind.Sub,
-                _ => LazyKind.Logic,
-            };
-            int size = p.Kind == OpKind.Neg ? p.Size : (((int)p.Kind - (int)OpKind.MovRR64) & 1) == 0 ? 8 : 4;
+            int size = pending.Size;
             ILGenerator il = _il;
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldc_I4, (int)kind); il.Emit(OpCodes.Stfld, Lk);
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldloc, _la); il.Emit(OpCodes.Stfld, La);
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldloc, _lb); il.Emit(OpCodes.Stfld, Lb);
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldloc, _lr); il.Emit(OpCodes.Stfld, Lr);
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldc_I4, size); il.Emit(OpCodes.Stfld, Lsize);
-            il.Emit(OpCodes.Ldarg_0); il.Emit(OpCodes.Ldc_I4_0); il.Emit(OpCodes.Stfld, Ovr);
+            StateAddress(CpuState.LazyKindOffset); il.Emit(OpCodes.Ldc_I4, (int)pending.Kind); il.Emit(OpCodes.Stind_I4);
+            StateAddress(CpuState.LazyAOffset); il.Emit(OpCodes.Ldloc, _la); il.Emit(OpCodes.Stind_I8);
+            StateAddress(CpuState.LazyBOffset); il.Emit(OpCodes.Ldloc, _lb); il.Emit(OpCodes.Stind_I8);
+            StateAddress(CpuState.LazyResultOffset); il.Emit(OpCodes.Ldloc, _lr); il.Emit(OpCodes.Stind_I8);
+            StateAddress(CpuState.LazySizeOffset); il.Emit(OpCodes.Ldc_I4, size); il.Emit(OpCodes.Stind_I4);
+            StateAddress(CpuState.FlagOverrideOffset); il.Emit(OpCodes.Ldc_I4_0); il.Emit(OpCodes.Stind_I1);
+        }
+
+        private void StateAddress(int offset)
+        {
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldc_I4, offset);
+            _il.Emit(OpCodes.Add);
         }
 
         private void RegAddress(int reg)
@@ -311,9 +352,9 @@ internal static unsafe class BlockCompiler
 
         private void SetRip(ulong value)
         {
-            _il.Emit(OpCodes.Ldarg_0);
+            StateAddress(CpuState.RipOffset);
             _il.Emit(OpCodes.Ldc_I8, (long)value);
-            _il.Emit(OpCodes.Stfld, Rip);
+            _il.Emit(OpCodes.Stind_I8);
         }
 
         private void EffectiveAddress(in MicroOp op)
@@ -356,9 +397,13 @@ internal static unsafe class BlockCompiler
             ILGenerator il = _il;
             Label bail = Bail(k);
             il.Emit(OpCodes.Ldarg_2);
-            il.Emit(OpCodes.Ldloc, _addr);
+            il.Emit(OpCodes.Ldloc, _addr); // Tlb.Index
             il.Emit(OpCodes.Ldc_I4, 12);
             il.Emit(OpCodes.Shr_Un);
+            il.Emit(OpCodes.Ldloc, _addr);
+            il.Emit(OpCodes.Ldc_I4, 12 + Tlb.Bits);
+            il.Emit(OpCodes.Shr_Un);
+            il.Emit(OpCodes.Xor);
             il.Emit(OpCodes.Ldc_I8, (long)Tlb.IndexMask);
             il.Emit(OpCodes.And);
             il.Emit(OpCodes.Ldc_I4, 5); // sizeof(TlbEntry) == 32
@@ -375,7 +420,8 @@ internal static unsafe class BlockCompiler
             il.Emit(OpCodes.Add);
             il.Emit(OpCodes.Ldc_I8, ~0xFFFL);
             il.Emit(OpCodes.And);
-            il.Emit(OpCodes.Bne_Un, bail);
+            Label miss = il.DefineLabel(), done = il.DefineLabel();
+            il.Emit(OpCodes.Bne_Un, miss);
             il.Emit(OpCodes.Ldloc, _entry);
             il.Emit(OpCodes.Ldc_I4, TlbEntry.AddendOffset);
             il.Emit(OpCodes.Add);
@@ -384,6 +430,137 @@ internal static unsafe class BlockCompiler
             il.Emit(OpCodes.Add);
             il.Emit(OpCodes.Conv_U);
             il.Emit(OpCodes.Stloc, _host);
+            il.Emit(OpCodes.Br, done);
+            // A miss walks the page tables and fills the TLB (EmulatorVcpu.TlbMiss); only what the interpreter must do
+            // (a fault, a page crossing, a store that needs the slow path) bails out to it.
+            il.MarkLabel(miss);
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldloc, _addr);
+            il.Emit(OpCodes.Ldc_I4, length);
+            il.Emit(store ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
+            il.Emit(OpCodes.Call, TlbMissMethod);
+            il.Emit(OpCodes.Stloc, _host);
+            il.Emit(OpCodes.Ldloc, _host);
+            il.Emit(OpCodes.Brfalse, bail);
+            il.MarkLabel(done);
+        }
+
+        /// <summary>
+        /// Pushes condition <paramref name="cc"/> (0 or 1). After an in-block cmp/sub or logic op it is decided from
+        /// the operands in the IL locals (LazyFlags.Condition's fast paths); otherwise the record is written back and
+        /// the vCPU evaluates it.
+        /// </summary>
+        private void Condition(int cc)
+        {
+            ILGenerator il = _il;
+            int test = cc >> 1;
+            Pending p = _pending;
+            ulong sign = p.Size == 4 ? 0x8000_0000UL : 0x8000_0000_0000_0000UL;
+            void Signed(LocalBuilder l)
+            {
+                il.Emit(OpCodes.Ldloc, l);
+                if (p.Size == 4)
+                {
+                    il.Emit(OpCodes.Conv_I4);
+                    il.Emit(OpCodes.Conv_I8);
+                }
+            }
+            void Negative()
+            {
+                il.Emit(OpCodes.Ldloc, _lr);
+                il.Emit(OpCodes.Ldc_I8, (long)sign);
+                il.Emit(OpCodes.And);
+                il.Emit(OpCodes.Ldc_I8, 0L);
+                il.Emit(OpCodes.Cgt_Un);
+            }
+            void Zero()
+            {
+                il.Emit(OpCodes.Ldloc, _lr);
+                il.Emit(OpCodes.Ldc_I8, 0L);
+                il.Emit(OpCodes.Ceq);
+            }
+            if (p.Kind == LazyKind.Sub && test is 1 or 2 or 3 or 4 or 6 or 7)
+            {
+                switch (test)
+                {
+                    case 1: il.Emit(OpCodes.Ldloc, _la); il.Emit(OpCodes.Ldloc, _lb); il.Emit(OpCodes.Clt_Un); break;
+                    case 2: il.Emit(OpCodes.Ldloc, _la); il.Emit(OpCodes.Ldloc, _lb); il.Emit(OpCodes.Ceq); break;
+                    case 3: il.Emit(OpCodes.Ldloc, _la); il.Emit(OpCodes.Ldloc, _lb); il.Emit(OpCodes.Cgt_Un); il.Emit(OpCodes.Ldc_I4_0); il.Emit(OpCodes.Ceq); break;
+                    case 4: Negative(); break;
+                    case 6: Signed(_la); Signed(_lb); il.Emit(OpCodes.Clt); break;
+                    default: Signed(_la); Signed(_lb); il.Emit(OpCodes.Cgt); il.Emit(OpCodes.Ldc_I4_0); il.Emit(OpCodes.Ceq); break;
+                }
+            }
+            else if (p.Kind == LazyKind.Logic && test is 0 or 1 or 2 or 3 or 4 or 6 or 7)
+            {
+                switch (test)
+                {
+                    case 0: case 1: il.Emit(OpCodes.Ldc_I4_0); break; // CF = OF = 0
+                    case 2: case 3: Zero(); break;
+                    case 4: case 6: Negative(); break;
+                    default: Zero(); Negative(); il.Emit(OpCodes.Or); break;
+                }
+            }
+            else
+            {
+                Flush(_pending);
+                _pending = default;
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Ldc_I4, cc);
+                il.Emit(OpCodes.Call, CondMethod);
+                return;
+            }
+            if ((cc & 1) != 0)
+            {
+                il.Emit(OpCodes.Ldc_I4_0);
+                il.Emit(OpCodes.Ceq);
+            }
+        }
+
+        /// <summary>Loads <paramref name="length"/> bytes at _host (zero-extended to 64 bits).</summary>
+        private void LoadHost(int length)
+        {
+            ILGenerator il = _il;
+            HostPointer();
+            if (length > 1)
+            {
+                il.Emit(OpCodes.Unaligned, (byte)1);
+            }
+            il.Emit(length switch { 8 => OpCodes.Ldind_I8, 4 => OpCodes.Ldind_U4, 2 => OpCodes.Ldind_U2, _ => OpCodes.Ldind_U1 });
+            il.Emit(OpCodes.Conv_U8);
+        }
+
+        /// <summary>Loads source operand B of <paramref name="op"/> at <paramref name="size"/> bytes (register incl. AH..BH, immediate or memory; memory checked for op <paramref name="k"/>), zero-extended.</summary>
+        private void LoadB(int k, in MicroOp op, int size)
+        {
+            ILGenerator il = _il;
+            switch (op.B)
+            {
+                case Loc.Imm:
+                    il.Emit(OpCodes.Ldc_I8, (long)(size == 8 ? op.Imm : op.Imm & ((1UL << (size * 8)) - 1)));
+                    return;
+                case Loc.Reg when op.RegB >= 16:
+                    LoadReg(op.RegB - 16, false);
+                    il.Emit(OpCodes.Ldc_I4_8);
+                    il.Emit(OpCodes.Shr_Un);
+                    il.Emit(OpCodes.Conv_U1);
+                    il.Emit(OpCodes.Conv_U8);
+                    return;
+                case Loc.Reg:
+                    LoadReg(op.RegB, false);
+                    if (size < 8)
+                    {
+                        il.Emit(size == 4 ? OpCodes.Conv_U4 : size == 2 ? OpCodes.Conv_U2 : OpCodes.Conv_U1);
+                        il.Emit(OpCodes.Conv_U8);
+                    }
+                    return;
+                default:
+                    EffectiveAddress(in op);
+                    il.Emit(OpCodes.Stloc, _addr);
+                    CheckAccess(k, size, store: false);
+                    LoadHost(size);
+                    return;
+            }
         }
 
         private void HostPointer() => _il.Emit(OpCodes.Ldloc, _host);
@@ -431,10 +608,123 @@ internal static unsafe class BlockCompiler
             {
                 return Delegate(k);
             }
-            bool ended = EmitNative(k); // bail-outs inside it record the count without it
+            ref MicroOp op = ref _ops[k];
+            bool direct = op.Kind is >= OpKind.MovX128 and <= OpKind.MovntStore && op.A != Loc.Mem && op.B != Loc.Mem;
+            bool ended = VectorHelper(in op) && !direct && !SseMemoryMove(in op)
+                ? EmitVectorOp(k)
+                : EmitNative(k); // bail-outs inside it record the count without it
 
             _unflushed++;
             return ended;
+        }
+
+        /// <summary>
+        /// An SSE/x87/extension op through <c>EmulatorVcpu.ExecuteVectorOp</c>: the lazy record and the count are written
+        /// back first (a fault is delivered from the vCPU's state), and the record stays in the locals afterwards
+        /// unless the op writes flags itself (comis, ptest, pcmpXstrX, fcomi, adcx/adox, bzhi).
+        /// </summary>
+        private bool EmitVectorOp(int k)
+        {
+            ILGenerator il = _il;
+            Flush(_pending);
+            AddCount(_unflushed);
+            _unflushed = 0;
+            Label go = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldc_I4, k);
+            il.Emit(OpCodes.Call, VectorOpMethod);
+            il.Emit(OpCodes.Brfalse, go);
+            il.Emit(OpCodes.Ldc_I4, ExitRequested);
+            il.Emit(OpCodes.Ret);
+            il.MarkLabel(go);
+            if (InstructionTable.Info(_ops[k].Kind).MayWrite != 0)
+            {
+                _pending = default;
+            }
+            // A store into this block's own code: the rest of it is stale; rip is the next instruction.
+            Label valid = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Callvirt, ValidGetter);
+            il.Emit(OpCodes.Brtrue, valid);
+            SetRip(_ops[k].Next);
+            ReturnAfter(Completed);
+            il.MarkLabel(valid);
+            return false;
+        }
+
+        /// <summary>XMM register <paramref name="reg"/>'s address in the vCPU state (arg 1 is the state's base: R is at offset 0).</summary>
+        private void XmmAddress(int reg, int offset = 0)
+        {
+            _il.Emit(OpCodes.Ldarg_1);
+            _il.Emit(OpCodes.Ldc_I4, CpuState.XmmOffset + (reg * 16) + offset);
+            _il.Emit(OpCodes.Add);
+        }
+
+        /// <summary>
+        /// movdqa/movdqu/movaps/movups/movapd/movupd, movd/movq, movss/movsd between an XMM register and memory, as
+        /// ExecuteSse does them: the CR0/CR4 check and a misaligned 16-byte operand bail out to the interpreter (which
+        /// raises #NM/#UD/#GP), then the TLB check, then the copy; loads of 4 or 8 bytes zero the rest of the register.
+        /// </summary>
+        private void EmitSseMemoryMove(int k, in MicroOp op)
+        {
+            ILGenerator il = _il;
+            Label bail = Bail(k);
+            StateAddress(CpuState.SseFaultOffset);
+            il.Emit(OpCodes.Ldind_I4);
+            il.Emit(OpCodes.Brtrue, bail);
+            bool store = op.A == Loc.Mem;
+            int length = op.Kind switch
+            {
+                OpKind.MovX128 => 16,
+                OpKind.MovdToX or OpKind.MovdFromX => op.Size,
+                OpKind.MovssLoad or OpKind.MovssStore => 4,
+                _ => 8,
+            };
+            int xmm = store ? op.RegB : op.RegA;
+            EffectiveAddress(in op);
+            il.Emit(OpCodes.Stloc, _addr);
+            if (length == 16 && op.Aligned)
+            {
+                il.Emit(OpCodes.Ldloc, _addr);
+                il.Emit(OpCodes.Ldc_I8, 15L);
+                il.Emit(OpCodes.And);
+                il.Emit(OpCodes.Ldc_I8, 0L);
+                il.Emit(OpCodes.Bne_Un, bail);
+            }
+            CheckAccess(k, length, store);
+            if (length == 16)
+            {
+                if (store)
+                {
+                    HostPointer();
+                    XmmAddress(xmm);
+                }
+                else
+                {
+                    XmmAddress(xmm);
+                    HostPointer();
+                }
+                il.Emit(OpCodes.Ldc_I4, 16);
+                il.Emit(OpCodes.Unaligned, (byte)1);
+                il.Emit(OpCodes.Cpblk);
+                return;
+            }
+            if (store)
+            {
+                HostPointer();
+                XmmAddress(xmm);
+                il.Emit(length == 8 ? OpCodes.Ldind_I8 : OpCodes.Ldind_U4);
+                il.Emit(OpCodes.Unaligned, (byte)1);
+                il.Emit(length == 8 ? OpCodes.Stind_I8 : OpCodes.Stind_I4);
+                return;
+            }
+            XmmAddress(xmm);
+            LoadHost(length);
+            il.Emit(OpCodes.Stind_I8);
+            XmmAddress(xmm, 8);
+            il.Emit(OpCodes.Ldc_I8, 0L);
+            il.Emit(OpCodes.Stind_I8);
         }
 
         private bool EmitNative(int k)
@@ -479,7 +769,7 @@ internal static unsafe class BlockCompiler
                     {
                         StoreReg(op.RegA, false, () => il.Emit(OpCodes.Ldloc, _lr));
                     }
-                    _pending = k;
+                    _pending = new(group switch { 1 => LazyKind.Add, 2 or 6 => LazyKind.Sub, _ => LazyKind.Logic }, narrow ? 4 : 8);
                     return false;
                 }
                 case OpKind.Neg:
@@ -498,7 +788,7 @@ internal static unsafe class BlockCompiler
                     }
                     il.Emit(OpCodes.Stloc, _lr);
                     StoreReg(op.RegA, false, () => il.Emit(OpCodes.Ldloc, _lr));
-                    _pending = k;
+                    _pending = new(LazyKind.Sub, op.Size);
                     return false;
                 }
                 case OpKind.Not:
@@ -555,9 +845,35 @@ internal static unsafe class BlockCompiler
                         il.Emit(OpCodes.Conv_U8);
                     });
                     return false;
+                case OpKind.ShiftRI when (OpKind)op.Cond is OpKind.Shl or OpKind.Shr or OpKind.Sar:
+                {
+                    // A non-zero count (masked at decode): the flags are the lazy shift record, as in EmulatorVcpu.Shift.
+                    bool narrow = op.Size == 4;
+                    LoadReg(op.RegA, narrow);
+                    il.Emit(OpCodes.Stloc, _la);
+                    il.Emit(OpCodes.Ldc_I8, (long)op.Imm);
+                    il.Emit(OpCodes.Stloc, _lb);
+                    il.Emit(OpCodes.Ldloc, _la);
+                    OpKind shift = (OpKind)op.Cond;
+                    if (shift == OpKind.Sar && narrow)
+                    {
+                        il.Emit(OpCodes.Conv_I4);
+                    }
+                    il.Emit(OpCodes.Ldc_I4, (int)op.Imm);
+                    il.Emit(shift == OpKind.Shl ? OpCodes.Shl : shift == OpKind.Shr ? OpCodes.Shr_Un : OpCodes.Shr);
+                    if (narrow)
+                    {
+                        il.Emit(OpCodes.Conv_U4);
+                        il.Emit(OpCodes.Conv_U8);
+                    }
+                    il.Emit(OpCodes.Stloc, _lr);
+                    StoreReg(op.RegA, false, () => il.Emit(OpCodes.Ldloc, _lr));
+                    _pending = new(shift == OpKind.Shl ? LazyKind.Shl : shift == OpKind.Shr ? LazyKind.Shr : LazyKind.Sar, op.Size);
+                    return false;
+                }
                 case OpKind.ShiftRI:
                     Flush(_pending);
-                    _pending = -1;
+                    _pending = default;
                     StoreReg(op.RegA, false, () =>
                     {
                         il.Emit(OpCodes.Ldarg_0);
@@ -577,12 +893,11 @@ internal static unsafe class BlockCompiler
                     return false;
                 case OpKind.Jcc:
                 {
-                    Flush(_pending);
-                    _pending = -1;
                     Label taken = il.DefineLabel();
-                    il.Emit(OpCodes.Ldarg_0);
-                    il.Emit(OpCodes.Ldc_I4, (int)op.Cond);
-                    il.Emit(OpCodes.Call, CondMethod);
+                    Condition(op.Cond);
+                    il.Emit(OpCodes.Stloc, _cond);
+                    Flush(_pending);
+                    il.Emit(OpCodes.Ldloc, _cond);
                     il.Emit(OpCodes.Brtrue, taken);
                     SetRip(op.Next);
                     ReturnAfter(Completed);
@@ -605,15 +920,36 @@ internal static unsafe class BlockCompiler
                 case OpKind.Ret:
                     Pop(k, op.Imm);
                     Flush(_pending);
-                    il.Emit(OpCodes.Ldarg_0);
+                    StateAddress(CpuState.RipOffset);
                     il.Emit(OpCodes.Ldloc, _v);
-                    il.Emit(OpCodes.Stfld, Rip);
+                    il.Emit(OpCodes.Stind_I8);
                     ReturnAfter(Completed);
                     return true;
+                case OpKind.JmpInd:
+                    LoadB(k, in op, 8);
+                    il.Emit(OpCodes.Stloc, _v);
+                    Flush(_pending);
+                    StateAddress(CpuState.RipOffset);
+                    il.Emit(OpCodes.Ldloc, _v);
+                    il.Emit(OpCodes.Stind_I8);
+                    ReturnAfter(Completed);
+                    return true;
+                case OpKind.SignExtendAcc:
+                    // cdqe (rax = sign-extended eax) and cwde (eax = sign-extended ax, zero-extended to 64 bits)
+                    StoreReg(0, op.Size == 4, () =>
+                    {
+                        LoadReg(0, false);
+                        il.Emit(op.Size == 8 ? OpCodes.Conv_I4 : OpCodes.Conv_I2);
+                        il.Emit(OpCodes.Conv_I8);
+                    });
+                    return false;
+                case >= OpKind.MovX128 and <= OpKind.MovntStore when SseMemoryMove(in op):
+                    EmitSseMemoryMove(k, in op);
+                    return false;
                 case >= OpKind.MovX128 and <= OpKind.MovntStore:
                     // CR0.TS/EM or CR4.OSFXSR may forbid SSE now: the interpreter then raises #NM/#UD at this op.
-                    il.Emit(OpCodes.Ldarg_0);
-                    il.Emit(OpCodes.Ldfld, SseFault);
+                    StateAddress(CpuState.SseFaultOffset);
+                    il.Emit(OpCodes.Ldind_I4);
                     il.Emit(OpCodes.Brtrue, Bail(k));
                     il.Emit(OpCodes.Ldarg_0);
                     il.Emit(OpCodes.Ldarg_3);
@@ -622,6 +958,147 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Ldelema, typeof(MicroOp));
                     il.Emit(OpCodes.Call, SseMethod);
                     return false;
+                case OpKind.Add: case OpKind.Or: case OpKind.And: case OpKind.Sub: case OpKind.Xor: case OpKind.Cmp: case OpKind.Test:
+                {
+                    // reg op= [mem] (memory read first, as the interpreter does), or cmp/test [mem], reg/imm.
+                    bool narrow = op.Size == 4;
+                    if (op.A == Loc.Reg)
+                    {
+                        LoadB(k, in op, op.Size);
+                        il.Emit(OpCodes.Stloc, _lb);
+                        LoadReg(op.RegA, narrow);
+                        il.Emit(OpCodes.Stloc, _la);
+                    }
+                    else
+                    {
+                        EffectiveAddress(in op);
+                        il.Emit(OpCodes.Stloc, _addr);
+                        CheckAccess(k, op.Size, store: false);
+                        LoadHost(op.Size);
+                        il.Emit(OpCodes.Stloc, _la);
+                        LoadB(k, in op, op.Size);
+                        il.Emit(OpCodes.Stloc, _lb);
+                    }
+                    il.Emit(OpCodes.Ldloc, _la);
+                    il.Emit(OpCodes.Ldloc, _lb);
+                    il.Emit(op.Kind switch { OpKind.Add => OpCodes.Add, OpKind.Sub or OpKind.Cmp => OpCodes.Sub, OpKind.And or OpKind.Test => OpCodes.And, OpKind.Or => OpCodes.Or, _ => OpCodes.Xor });
+                    if (narrow)
+                    {
+                        il.Emit(OpCodes.Conv_U4);
+                        il.Emit(OpCodes.Conv_U8);
+                    }
+                    il.Emit(OpCodes.Stloc, _lr);
+                    if (op.Kind is not (OpKind.Cmp or OpKind.Test))
+                    {
+                        StoreReg(op.RegA, false, () => il.Emit(OpCodes.Ldloc, _lr));
+                    }
+                    _pending = new(op.Kind switch { OpKind.Add => LazyKind.Add, OpKind.Sub or OpKind.Cmp => LazyKind.Sub, _ => LazyKind.Logic }, op.Size);
+                    return false;
+                }
+                case OpKind.Movzx:
+                case OpKind.Movsx:
+                    LoadB(k, in op, op.Size2);
+                    if (op.Kind == OpKind.Movsx)
+                    {
+                        il.Emit(op.Size2 == 1 ? OpCodes.Conv_I1 : op.Size2 == 2 ? OpCodes.Conv_I2 : OpCodes.Conv_I4);
+                        il.Emit(OpCodes.Conv_I8);
+                    }
+                    il.Emit(OpCodes.Stloc, _v);
+                    StoreReg(op.RegA, op.Size == 4, () => il.Emit(OpCodes.Ldloc, _v));
+                    return false;
+                case OpKind.Imul2:
+                case OpKind.Imul3:
+                    // ImulTrunc sets the flags itself (not lazily): the record in the locals is dead.
+                    LoadB(k, in op, op.Size);
+                    il.Emit(OpCodes.Stloc, _v);
+                    _pending = default;
+                    StoreReg(op.RegA, false, () =>
+                    {
+                        il.Emit(OpCodes.Ldarg_0);
+                        if (op.Kind == OpKind.Imul2)
+                        {
+                            LoadReg(op.RegA, op.Size == 4);
+                            il.Emit(OpCodes.Ldloc, _v);
+                        }
+                        else
+                        {
+                            il.Emit(OpCodes.Ldloc, _v);
+                            il.Emit(OpCodes.Ldc_I8, (long)(op.Size == 8 ? op.Imm : op.Imm & 0xFFFF_FFFFUL));
+                        }
+                        il.Emit(OpCodes.Ldc_I4, (int)op.Size);
+                        il.Emit(OpCodes.Call, ImulMethod);
+                    });
+                    return false;
+                case OpKind.Cmovcc:
+                {
+                    // The source is read (and may fault) whatever the condition; a 32-bit cmov zero-extends either way.
+                    bool narrow = op.Size == 4;
+                    LoadB(k, in op, op.Size);
+                    il.Emit(OpCodes.Stloc, _v);
+                    Label keep = il.DefineLabel(), done = il.DefineLabel();
+                    Condition(op.Cond);
+                    il.Emit(OpCodes.Brfalse, keep);
+                    StoreReg(op.RegA, false, () => il.Emit(OpCodes.Ldloc, _v));
+                    il.Emit(OpCodes.Br, done);
+                    il.MarkLabel(keep);
+                    if (narrow)
+                    {
+                        StoreReg(op.RegA, true, () => LoadReg(op.RegA, false));
+                    }
+                    il.MarkLabel(done);
+                    return false;
+                }
+                case OpKind.Setcc:
+                    Condition(op.Cond);
+                    il.Emit(OpCodes.Conv_U8);
+                    il.Emit(OpCodes.Stloc, _v);
+                    StoreReg(op.RegA, false, () =>
+                    {
+                        LoadReg(op.RegA, false);
+                        il.Emit(OpCodes.Ldc_I8, ~0xFFL);
+                        il.Emit(OpCodes.And);
+                        il.Emit(OpCodes.Ldloc, _v);
+                        il.Emit(OpCodes.Or);
+                    });
+                    return false;
+                case OpKind.Bswap:
+                    StoreReg(op.RegA, false, () =>
+                    {
+                        LoadReg(op.RegA, false);
+                        if (op.Size == 4)
+                        {
+                            il.Emit(OpCodes.Conv_U4);
+                            il.Emit(OpCodes.Call, Swap32Method);
+                            il.Emit(OpCodes.Conv_U8);
+                        }
+                        else
+                        {
+                            il.Emit(OpCodes.Call, Swap64Method);
+                        }
+                    });
+                    return false;
+                case OpKind.Mov:
+                {
+                    // mov [mem], reg/imm: the value first (no side effects), then the checked store.
+                    int length = op.Size;
+                    LoadB(k, in op, length);
+                    il.Emit(OpCodes.Stloc, _v);
+                    EffectiveAddress(in op);
+                    il.Emit(OpCodes.Stloc, _addr);
+                    CheckAccess(k, length, store: true);
+                    HostPointer();
+                    il.Emit(OpCodes.Ldloc, _v);
+                    if (length < 8)
+                    {
+                        il.Emit(length == 4 ? OpCodes.Conv_U4 : length == 2 ? OpCodes.Conv_U2 : OpCodes.Conv_U1);
+                    }
+                    if (length > 1)
+                    {
+                        il.Emit(OpCodes.Unaligned, (byte)1);
+                    }
+                    il.Emit(length switch { 8 => OpCodes.Stind_I8, 4 => OpCodes.Stind_I4, 2 => OpCodes.Stind_I2, _ => OpCodes.Stind_I1 });
+                    return false;
+                }
                 default:
                     throw new InvalidOperationException($"{op.Kind} cannot be translated");
             }

@@ -60,11 +60,11 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpuDebug
         _singleStep = settings.SingleStep;
         if (settings.IsEmpty)
         {
-            Interlocked.And(ref _attention, ~AttentionDebug);
+            Interlocked.And(ref _s->Attention, ~AttentionDebug);
         }
         else
         {
-            Interlocked.Or(ref _attention, AttentionDebug);
+            Interlocked.Or(ref _s->Attention, AttentionDebug);
         }
     }
 
@@ -90,12 +90,12 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpuDebug
         if (_mmu.WatchHit)
         {
             _mmu.WatchHit = false;
-            exit = new VcpuExit(VcpuExitKind.Debug, _rip, _mmu.WatchHitAddress, DebugReason: DebugStopReason.Watchpoint);
+            exit = new VcpuExit(VcpuExitKind.Debug, _s->Rip, _mmu.WatchHitAddress, DebugReason: DebugStopReason.Watchpoint);
             return true;
         }
         if (_singleStep)
         {
-            exit = new VcpuExit(VcpuExitKind.Debug, _rip, DebugReason: DebugStopReason.SingleStep);
+            exit = new VcpuExit(VcpuExitKind.Debug, _s->Rip, DebugReason: DebugStopReason.SingleStep);
             return true;
         }
         exit = default;

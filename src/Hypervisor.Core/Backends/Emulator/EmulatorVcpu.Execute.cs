@@ -145,152 +145,52 @@ internal sealed unsafe partial class EmulatorVcpu
     // ---- flags ----
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Szp(ulong r, int size)
-    {
-        ulong f = (ulong)((~BitOperations.PopCount((uint)(r & 0xFF)) & 1) << 2);
-        if (r == 0)
-        {
-            f |= ZF;
-        }
-        return f | (((r >> ((size << 3) - 1)) & 1) << 7);
-    }
+    private static ulong Szp(ulong r, int size) => LazyFlags.Szp(r, size);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void SetArith(ulong f)
     {
-        _lk = LazyKind.None;
-        _ovr = false;
-        _rf = (_rf & ~ArithFlags) | f;
+        _s->LazyKind = LazyKind.None;
+        _s->FlagOverride = false;
+        _s->Rflags = (_s->Rflags & ~ArithFlags) | f;
     }
 
     /// <summary>Records the operands of a flag-setting ALU op; the flags are computed only if something reads them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void SetLazy(LazyKind kind, ulong a, ulong b, ulong r, int size)
     {
-        _lk = kind;
-        _ovr = false;
-        _la = a;
-        _lb = b;
-        _lr = r;
-        _lsize = size;
+        _s->LazyKind = kind;
+        _s->FlagOverride = false;
+        _s->LazyA = a;
+        _s->LazyB = b;
+        _s->LazyResult = r;
+        _s->LazySize = size;
     }
 
-    /// <summary>Computes the arithmetic flags of the last lazily recorded op into <see cref="_rf"/>.</summary>
+    /// <summary>Computes the arithmetic flags of the last lazily recorded op into <see cref="CpuState.Rflags"/>.</summary>
     private void Materialize()
     {
-        if (_lk == LazyKind.None)
+        if (_s->LazyKind == LazyKind.None)
         {
             return;
         }
-        ulong a = _la, b = _lb, r = _lr;
-        int size = _lsize;
-        ulong f = _lk switch
-        {
-            LazyKind.Add => AddFlags(a, b, r, size, r < a),
-            LazyKind.Sub => SubFlags(a, b, r, size, a < b),
-            LazyKind.Inc => AddFlags(a, 1, r, size, false) | (_rf & CF),
-            LazyKind.Dec => SubFlags(a, 1, r, size, false) | (_rf & CF),
-            LazyKind.Shl => Szp(r, size) | ShiftCarry(LazyKind.Shl, a, (int)b, size) | ((((r & SignBit(size)) != 0) ^ (ShiftCarry(LazyKind.Shl, a, (int)b, size) != 0)) ? OF : 0),
-            LazyKind.Shr => Szp(r, size) | ShiftCarry(LazyKind.Shr, a, (int)b, size) | ((a & SignBit(size)) != 0 ? OF : 0),
-            LazyKind.Sar => Szp(r, size) | ShiftCarry(LazyKind.Sar, a, (int)b, size),
-            _ => Szp(r, size),
-        };
-        if (_ovr)
-        {
-            f = (f & ~(CF | OF)) | _ovrFlags;
-            _ovr = false;
-        }
-        _lk = LazyKind.None;
-        _rf = (_rf & ~ArithFlags) | f;
-    }
-
-    /// <summary>CF of a shift by a non-zero count.</summary>
-    private static ulong ShiftCarry(LazyKind kind, ulong a, int count, int size)
-    {
-        int bits = size << 3;
-        return kind switch
-        {
-            LazyKind.Shl => count <= bits ? (a >> (bits - count)) & 1 : 0,
-            LazyKind.Shr => (a >> (count - 1)) & 1,
-            _ => (ulong)(SignExtend(a, size) >> (count - 1)) & 1,
-        };
+        _s->Rflags = (_s->Rflags & ~ArithFlags) | LazyFlags.Compute(_s->LazyKind, _s->LazyA, _s->LazyB, _s->LazyResult, _s->LazySize, _s->Rflags, _s->FlagOverride, _s->OverrideFlags);
+        _s->FlagOverride = false;
+        _s->LazyKind = LazyKind.None;
     }
 
     /// <summary>CF without materializing everything.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong Carry() => _ovr ? _ovrFlags & CF : _lk switch
-    {
-        LazyKind.None or LazyKind.Inc or LazyKind.Dec => _rf & CF,
-        LazyKind.Add => _lr < _la ? CF : 0,
-        LazyKind.Sub => _la < _lb ? CF : 0,
-        LazyKind.Shl or LazyKind.Shr or LazyKind.Sar => ShiftCarry(_lk, _la, (int)_lb, _lsize),
-        _ => 0,
-    };
+    private ulong Carry() => LazyFlags.Carry((int)_s->LazyKind, _s->LazyA, _s->LazyB, _s->LazyResult, _s->LazySize, _s->Rflags, _s->FlagOverride, _s->OverrideFlags);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong AddFlags(ulong a, ulong b, ulong r, int size, bool carry) =>
-        Szp(r, size) | (carry ? CF : 0) | ((a ^ b ^ r) & AF) | ((((a ^ r) & (b ^ r)) & SignBit(size)) != 0 ? OF : 0);
+    private static ulong AddFlags(ulong a, ulong b, ulong r, int size, bool carry) => LazyFlags.AddFlags(a, b, r, size, carry);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong SubFlags(ulong a, ulong b, ulong r, int size, bool borrow) =>
-        Szp(r, size) | (borrow ? CF : 0) | ((a ^ b ^ r) & AF) | ((((a ^ b) & (a ^ r)) & SignBit(size)) != 0 ? OF : 0);
+    private static ulong SubFlags(ulong a, ulong b, ulong r, int size, bool borrow) => LazyFlags.SubFlags(a, b, r, size, borrow);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal bool Cond(int cc)
-    {
-        if (_ovr)
-        {
-            goto Slow;
-        }
-        if (_lk == LazyKind.Sub)
-        {
-            // cmp/sub: decide from the operands directly.
-            ulong a = _la, b = _lb;
-            bool t;
-            switch (cc >> 1)
-            {
-                case 1: t = a < b; break;
-                case 2: t = a == b; break;
-                case 3: t = a <= b; break;
-                case 4: t = (_lr & SignBit(_lsize)) != 0; break;
-                case 6: t = SignExtend(a, _lsize) < SignExtend(b, _lsize); break;
-                case 7: t = SignExtend(a, _lsize) <= SignExtend(b, _lsize); break;
-                default: goto Slow;
-            }
-            return t ^ ((cc & 1) != 0);
-        }
-        if (_lk == LazyKind.Logic)
-        {
-            // and/or/xor/test: CF = OF = 0.
-            ulong res = _lr;
-            bool neg = (res & SignBit(_lsize)) != 0;
-            bool t;
-            switch (cc >> 1)
-            {
-                case 0: case 1: t = false; break;
-                case 2: case 3: t = res == 0; break;
-                case 4: case 6: t = neg; break;
-                case 7: t = res == 0 || neg; break;
-                default: goto Slow;
-            }
-            return t ^ ((cc & 1) != 0);
-        }
-    Slow:
-        Materialize();
-        ulong f = _rf;
-        bool r = (cc >> 1) switch
-        {
-            0 => (f & OF) != 0,
-            1 => (f & CF) != 0,
-            2 => (f & ZF) != 0,
-            3 => (f & (CF | ZF)) != 0,
-            4 => (f & SF) != 0,
-            5 => (f & PF) != 0,
-            6 => (((f >> 7) ^ (f >> 11)) & 1) != 0,
-            _ => (f & ZF) != 0 || (((f >> 7) ^ (f >> 11)) & 1) != 0,
-        };
-        return r ^ ((cc & 1) != 0);
-    }
+    internal bool Cond(int cc) => LazyFlags.Condition(cc, (int)_s->LazyKind, _s->LazyA, _s->LazyB, _s->LazyResult, _s->LazySize, _s->Rflags, _s->FlagOverride, _s->OverrideFlags);
 
     // ---- the block executor ----
 
@@ -469,7 +369,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong a = ReadModify(ref op, out ulong ea);
                         ulong r = (a + 1) & Mask(size);
-                        _rf = (_rf & ~CF) | Carry();
+                        _s->Rflags = (_s->Rflags & ~CF) | Carry();
                         SetLazy(LazyKind.Inc, a, 1, r, size);
                         WriteA(ref op, ea, r);
                         break;
@@ -478,7 +378,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong a = ReadModify(ref op, out ulong ea);
                         ulong r = (a - 1) & Mask(size);
-                        _rf = (_rf & ~CF) | Carry();
+                        _s->Rflags = (_s->Rflags & ~CF) | Carry();
                         SetLazy(LazyKind.Dec, a, 1, r, size);
                         WriteA(ref op, ea, r);
                         break;
@@ -568,11 +468,11 @@ internal sealed unsafe partial class EmulatorVcpu
                         Materialize();
                         if (src == 0)
                         {
-                            _rf |= ZF;
+                            _s->Rflags |= ZF;
                         }
                         else
                         {
-                            _rf &= ~ZF;
+                            _s->Rflags &= ~ZF;
                             SetReg(op.RegA, size, op.Kind == OpKind.Bsf ? (ulong)BitOperations.TrailingZeroCount(src) : (ulong)(63 - BitOperations.LeadingZeroCount(src)));
                         }
                         break;
@@ -582,7 +482,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong src = ReadB(ref op, size);
                         ulong r = src == 0 ? (ulong)(size << 3) : (ulong)BitOperations.TrailingZeroCount(src);
                         Materialize();
-                        _rf = (_rf & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
+                        _s->Rflags = (_s->Rflags & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
                         SetReg(op.RegA, size, r);
                         break;
                     }
@@ -591,7 +491,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong src = ReadB(ref op, size);
                         ulong r = (ulong)(BitOperations.LeadingZeroCount(src) - (64 - (size << 3)));
                         Materialize();
-                        _rf = (_rf & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
+                        _s->Rflags = (_s->Rflags & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
                         SetReg(op.RegA, size, r);
                         break;
                     }
@@ -606,7 +506,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong r = ~GetReg(op.RegC, size) & ReadB(ref op, size) & Mask(size);
                         Materialize();
-                        SetArith(Szp(r, size) & (ZF | SF) | (_rf & (AF | PF)));
+                        SetArith(Szp(r, size) & (ZF | SF) | (_s->Rflags & (AF | PF)));
                         SetReg(op.RegA, size, r);
                         break;
                     }
@@ -624,7 +524,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         } & m;
                         bool cf = op.Kind == OpKind.Blsi ? src != 0 : src == 0;
                         Materialize();
-                        SetArith(Szp(r, size) & (ZF | SF) | (cf ? CF : 0) | (_rf & (AF | PF)));
+                        SetArith(Szp(r, size) & (ZF | SF) | (cf ? CF : 0) | (_s->Rflags & (AF | PF)));
                         SetReg(op.RegA, size, r);
                         break;
                     }
@@ -640,7 +540,7 @@ internal sealed unsafe partial class EmulatorVcpu
                             r &= (1UL << len) - 1;
                         }
                         Materialize();
-                        SetArith((r == 0 ? ZF : 0) | (_rf & (AF | PF | SF)));
+                        SetArith((r == 0 ? ZF : 0) | (_s->Rflags & (AF | PF | SF)));
                         SetReg(op.RegA, size, r);
                         break;
                     }
@@ -661,15 +561,15 @@ internal sealed unsafe partial class EmulatorVcpu
                         WriteA(ref op, op.A == Loc.Mem ? Ea(ref op) : 0, Cond(op.Cond) ? 1UL : 0);
                         break;
                     case OpKind.Jcc:
-                        _rip = Cond(op.Cond) ? op.Imm : op.Next;
+                        _s->Rip = Cond(op.Cond) ? op.Imm : op.Next;
                         i++;
                         goto Done;
                     case OpKind.Jmp:
-                        _rip = op.Imm;
+                        _s->Rip = op.Imm;
                         i++;
                         goto Done;
                     case OpKind.JmpInd:
-                        _rip = ReadB(ref op, 8);
+                        _s->Rip = ReadB(ref op, 8);
                         i++;
                         goto Done;
                     case OpKind.Call:
@@ -677,7 +577,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong sp = _r[4] - 8;
                         Store64(sp, op.Next);
                         _r[4] = sp;
-                        _rip = op.Imm;
+                        _s->Rip = op.Imm;
                         i++;
                         goto Done;
                     }
@@ -687,7 +587,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         ulong sp = _r[4] - 8;
                         Store64(sp, op.Next);
                         _r[4] = sp;
-                        _rip = target;
+                        _s->Rip = target;
                         i++;
                         goto Done;
                     }
@@ -695,7 +595,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong target = Load64(_r[4]);
                         _r[4] += 8 + op.Imm;
-                        _rip = target;
+                        _s->Rip = target;
                         i++;
                         goto Done;
                     }
@@ -705,13 +605,13 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         Materialize();
                         ulong c = --_r[1];
-                        bool take = c != 0 && (op.Kind == OpKind.Loop || ((_rf & ZF) != 0) == (op.Kind == OpKind.Loope));
-                        _rip = take ? op.Imm : op.Next;
+                        bool take = c != 0 && (op.Kind == OpKind.Loop || ((_s->Rflags & ZF) != 0) == (op.Kind == OpKind.Loope));
+                        _s->Rip = take ? op.Imm : op.Next;
                         i++;
                         goto Done;
                     }
                     case OpKind.Jrcxz:
-                        _rip = _r[1] == 0 ? op.Imm : op.Next;
+                        _s->Rip = _r[1] == 0 ? op.Imm : op.Next;
                         i++;
                         goto Done;
                     case OpKind.Movs:
@@ -725,7 +625,7 @@ internal sealed unsafe partial class EmulatorVcpu
                             break;
                         }
                         // A rep op ends its block and counts its own iterations (see EmulatorVcpu.Strings.cs).
-                        _rip = RepString(ref op, _budgetLimit - _icount - (ulong)(i - from)) ? op.Next : op.Rip;
+                        _s->Rip = RepString(ref op, _s->BudgetLimit - _s->Icount - (ulong)(i - from)) ? op.Next : op.Rip;
                         goto Done;
                     case OpKind.Xchg:
                     {
@@ -771,13 +671,13 @@ internal sealed unsafe partial class EmulatorVcpu
                         if (m == expect)
                         {
                             Store64(ea, ((ulong)(uint)_r[1] << 32) | (uint)_r[3]);
-                            _rf |= ZF;
+                            _s->Rflags |= ZF;
                         }
                         else
                         {
                             _r[0] = (uint)m;
                             _r[2] = m >> 32;
-                            _rf &= ~ZF;
+                            _s->Rflags &= ~ZF;
                         }
                         break;
                     }
@@ -794,13 +694,13 @@ internal sealed unsafe partial class EmulatorVcpu
                         {
                             Store64(ea, _r[3]);
                             Store64(ea + 8, _r[1]);
-                            _rf |= ZF;
+                            _s->Rflags |= ZF;
                         }
                         else
                         {
                             _r[0] = lo;
                             _r[2] = hi;
-                            _rf &= ~ZF;
+                            _s->Rflags &= ~ZF;
                         }
                         break;
                     }
@@ -847,24 +747,24 @@ internal sealed unsafe partial class EmulatorVcpu
                         }
                     }
                         break;
-                    case OpKind.Cld: _rf &= ~DF; break;
-                    case OpKind.Std: _rf |= DF; break;
-                    case OpKind.Clc: Materialize(); _rf &= ~CF; break;
-                    case OpKind.Stc: Materialize(); _rf |= CF; break;
-                    case OpKind.Cmc: Materialize(); _rf ^= CF; break;
+                    case OpKind.Cld: _s->Rflags &= ~DF; break;
+                    case OpKind.Std: _s->Rflags |= DF; break;
+                    case OpKind.Clc: Materialize(); _s->Rflags &= ~CF; break;
+                    case OpKind.Stc: Materialize(); _s->Rflags |= CF; break;
+                    case OpKind.Cmc: Materialize(); _s->Rflags ^= CF; break;
                     case OpKind.Lahf:
                         Materialize();
-                        SetReg(16, 1, (_rf & 0xD5) | 2);
+                        SetReg(16, 1, (_s->Rflags & 0xD5) | 2);
                         break;
                     case OpKind.Sahf:
                         Materialize();
-                        _rf = (_rf & ~0xD5UL) | (GetReg(16, 1) & 0xD5);
+                        _s->Rflags = (_s->Rflags & ~0xD5UL) | (GetReg(16, 1) & 0xD5);
                         break;
                     case OpKind.Pushf:
                     {
                         ulong sp = _r[4] - 8;
                         Materialize();
-                        Store64(sp, _rf);
+                        Store64(sp, _s->Rflags);
                         _r[4] = sp;
                         break;
                     }
@@ -872,14 +772,14 @@ internal sealed unsafe partial class EmulatorVcpu
                     {
                         ulong v = Load64(_r[4]);
                         _r[4] += 8;
-                        _lk = LazyKind.None;
+                        _s->LazyKind = LazyKind.None;
                         ulong writable = FlagsWritable(_sys.Cpl);
-                        _rf = (_rf & ~writable) | (v & writable) | 2;
+                        _s->Rflags = (_s->Rflags & ~writable) | (v & writable) | 2;
                         break;
                     }
                     case OpKind.Hlt:
                         RequireCpl0("hlt");
-                        _rip = op.Next;
+                        _s->Rip = op.Next;
                         i++;
                         SetExit(new VcpuExit(VcpuExitKind.Halt, op.Next));
                         goto Done;
@@ -889,30 +789,30 @@ internal sealed unsafe partial class EmulatorVcpu
                         // them). As on KVM, rip stays on the out until the next Run completes it (CompletePendingOut).
                         ulong port = op.B == Loc.Imm ? op.Imm : (ushort)_r[2];
                         CheckIo(port, size);
-                        _rip = op.Rip;
+                        _s->Rip = op.Rip;
                         _outResume = op.Next;
                         i++;
                         ulong data = size switch { 1 => (byte)_r[0], 2 => (ushort)_r[0], _ => (uint)_r[0] };
                         SetExit(new VcpuExit(VcpuExitKind.IoOut, op.Rip, port, Size: (byte)size, Data: data));
-                        _icount += (ulong)(i - from);
+                        _s->Icount += (ulong)(i - from);
                         return true;
                     }
                     case OpKind.In:
                     {
                         ulong port = op.B == Loc.Imm ? op.Imm : (ushort)_r[2];
                         CheckIo(port, size);
-                        _rip = op.Rip;
+                        _s->Rip = op.Rip;
                         SetExit(new VcpuExit(VcpuExitKind.IoIn, op.Rip, port, Detail: $"in from port 0x{port:x}", Size: (byte)size));
-                        _icount += (ulong)(i - from);
+                        _s->Icount += (ulong)(i - from);
                         return true;
                     }
                     case OpKind.Unsupported:
                         GuestFault.Raise(block.Texts[op.Text]);
                         break;
                     case OpKind.Unimplemented:
-                        _rip = op.Rip;
+                        _s->Rip = op.Rip;
                         SetExit(new VcpuExit(VcpuExitKind.Unimplemented, op.Rip, Detail: block.Texts[op.Text]));
-                        _icount += (ulong)(i - from);
+                        _s->Icount += (ulong)(i - from);
                         return true;
                     case >= OpKind.SseArith and <= OpKind.ExtensionLast:
                         ExecuteIsa(ref op);
@@ -936,32 +836,32 @@ internal sealed unsafe partial class EmulatorVcpu
                         break;
                     case OpKind.SmcExit:
                         // A store dropped this block (self-modifying code): resume at this instruction, decoded afresh.
-                        _rip = op.Rip;
+                        _s->Rip = op.Rip;
                         goto Done;
                     default:
                         ExecuteSse(ref op);
                         break;
                 }
             }
-            _rip = ops[n - 1].Next;
+            _s->Rip = ops[n - 1].Next;
         Done:
-            _icount += (ulong)(i - from);
+            _s->Icount += (ulong)(i - from);
             return _exitPending;
         }
         catch (GuestFault fault)
         {
             // A fault: the instruction did not complete (rip stays on it); deliver it or end the run.
-            _icount += (ulong)(i - from);
-            _rip = ops[i].Rip;
-            RaiseFault(fault, _rip);
+            _s->Icount += (ulong)(i - from);
+            _s->Rip = ops[i].Rip;
+            RaiseFault(fault, _s->Rip);
             return true;
         }
 #pragma warning disable CA1031 // a bug in the emulator must stop this guest, not the host process
         catch (Exception bug)
         {
-            _icount += (ulong)(i - from);
-            _rip = ops[i].Rip;
-            SetExit(new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error at 0x{_rip:x} ({ops[i].Kind}): {bug.GetType().Name}: {bug.Message}"));
+            _s->Icount += (ulong)(i - from);
+            _s->Rip = ops[i].Rip;
+            SetExit(new VcpuExit(VcpuExitKind.InternalError, _s->Rip, Detail: $"emulator internal error at 0x{_s->Rip:x} ({ops[i].Kind}): {bug.GetType().Name}: {bug.Message}"));
             return true;
         }
 #pragma warning restore CA1031
@@ -1233,13 +1133,13 @@ internal sealed unsafe partial class EmulatorVcpu
                 break;
         }
         Materialize();
-        ulong f = _rf & ArithFlags;
+        ulong f = _s->Rflags & ArithFlags;
         switch (kind)
         {
             case OpKind.Rcl:
             {
                 int c = size <= 2 ? count % (bits + 1) : count;
-                ulong cf = _rf & CF;
+                ulong cf = _s->Rflags & CF;
                 r = a;
                 for (int k = 0; k < c; k++)
                 {
@@ -1253,7 +1153,7 @@ internal sealed unsafe partial class EmulatorVcpu
             default: // Rcr
             {
                 int c = size <= 2 ? count % (bits + 1) : count;
-                ulong cf = _rf & CF;
+                ulong cf = _s->Rflags & CF;
                 ulong of = ((a & msb) != 0) ^ (cf != 0) ? OF : 0;
                 r = a;
                 for (int k = 0; k < c; k++)
@@ -1274,14 +1174,14 @@ internal sealed unsafe partial class EmulatorVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void SetRotateFlags(ulong cfOf)
     {
-        if (_lk == LazyKind.None)
+        if (_s->LazyKind == LazyKind.None)
         {
-            _rf = (_rf & ~(CF | OF)) | cfOf;
+            _s->Rflags = (_s->Rflags & ~(CF | OF)) | cfOf;
         }
         else
         {
-            _ovr = true;
-            _ovrFlags = cfOf;
+            _s->FlagOverride = true;
+            _s->OverrideFlags = cfOf;
         }
     }
 
@@ -1341,7 +1241,7 @@ internal sealed unsafe partial class EmulatorVcpu
         }
         ulong mask = 1UL << bit;
         Materialize();
-        _rf = (_rf & ~CF) | ((a >> bit) & 1);
+        _s->Rflags = (_s->Rflags & ~CF) | ((a >> bit) & 1);
         ulong r;
         switch (op.Kind)
         {
@@ -1379,7 +1279,7 @@ internal sealed unsafe partial class EmulatorVcpu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong LoadForWrite(ulong a, int size)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag != ((a + (ulong)size - 1) & ~0xFFFUL))
         {
             return LoadForWriteSlow(a, size);

@@ -73,7 +73,7 @@ internal sealed unsafe partial class EmulatorVcpu
     }
 
     /// <summary>
-    /// CR0/CR4 forbid some FPU or SSE use (<see cref="_sseFault"/> or <see cref="_x87Fault"/> is set): raises what
+    /// CR0/CR4 forbid some FPU or SSE use (<see cref="CpuState.SseFault"/> or <see cref="CpuState.X87Fault"/> is set): raises what
     /// <paramref name="op"/> raises. SSE ops (and LDMXCSR/STMXCSR): #UD with CR0.EM set or CR4.OSFXSR clear, #NM with
     /// CR0.TS set; x87 ops and FXSAVE/FXRSTOR: #NM with CR0.EM or CR0.TS set; WAIT/FWAIT: #NM only with CR0.TS and
     /// CR0.MP both set. The general-purpose extensions (crc32, BMI2, ADX, MOVBE) touch no FPU state and always run.
@@ -90,7 +90,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 return;
             case OpKind.Fxsave:
             case OpKind.Fxrstor:
-                if (_x87Fault != 0)
+                if (_s->X87Fault != 0)
                 {
                     GuestFault.Raise(Vectors.NM, -1, $"'{(op.Kind == OpKind.Fxsave ? "fxsave" : "fxrstor")}' with CR0.TS or CR0.EM set");
                 }
@@ -104,13 +104,13 @@ internal sealed unsafe partial class EmulatorVcpu
                     }
                     return;
                 }
-                if (_x87Fault != 0)
+                if (_s->X87Fault != 0)
                 {
                     GuestFault.Raise(Vectors.NM, -1, "x87 instruction with CR0.TS or CR0.EM set");
                 }
                 return;
             default:
-                if (_sseFault != 0)
+                if (_s->SseFault != 0)
                 {
                     SseUnavailable();
                 }
@@ -118,9 +118,37 @@ internal sealed unsafe partial class EmulatorVcpu
         }
     }
 
+    /// <summary>
+    /// Runs one SSE, x87 or other extension op for translated code (the count and lazy flags are written back): the
+    /// interpreter's semantics without its block loop. Returns true when the op raised an event (delivered, or an exit
+    /// is pending), as <see cref="ExecuteBlock"/> does.
+    /// </summary>
+    private bool ExecuteVectorOp(Block block, int k)
+    {
+        ref MicroOp op = ref block.Ops[k];
+        try
+        {
+            if (op.Kind is >= OpKind.SseArith and <= OpKind.ExtensionLast)
+            {
+                ExecuteIsa(ref op);
+            }
+            else
+            {
+                ExecuteSse(ref op);
+            }
+            return false;
+        }
+        catch (GuestFault fault)
+        {
+            _s->Rip = op.Rip;
+            RaiseFault(fault, _s->Rip);
+            return true;
+        }
+    }
+
     private void ExecuteIsa(ref MicroOp op)
     {
-        if ((_sseFault | _x87Fault) != 0)
+        if ((_s->SseFault | _s->X87Fault) != 0)
         {
             FpuUnavailable(ref op);
         }
@@ -359,7 +387,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 ulong a = GetReg(op.RegA, size);
                 Materialize();
                 ulong flag = op.Cond == 0 ? CF : OF;
-                ulong carry = (_rf & flag) != 0 ? 1UL : 0;
+                ulong carry = (_s->Rflags & flag) != 0 ? 1UL : 0;
                 ulong r;
                 bool carryOut;
                 if (size == 8)
@@ -374,7 +402,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     r = (uint)sum;
                     carryOut = (sum >> 32) != 0;
                 }
-                _rf = carryOut ? _rf | flag : _rf & ~flag;
+                _s->Rflags = carryOut ? _s->Rflags | flag : _s->Rflags & ~flag;
                 SetReg(op.RegA, size, r);
                 break;
             }
@@ -415,7 +443,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 ulong r = BitManip.ZeroHighBits(src, GetReg(op.RegC, size), size, out bool carry);
                 // ZF, SF from the result, CF = index beyond the operand, OF = 0 (AF, PF undefined: left as they were).
                 Materialize();
-                SetArith((Szp(r, size) & (ZF | SF)) | (carry ? CF : 0) | (_rf & (AF | PF)));
+                SetArith((Szp(r, size) & (ZF | SF)) | (carry ? CF : 0) | (_s->Rflags & (AF | PF)));
                 SetReg(op.RegA, size, r);
                 break;
             }

@@ -13,7 +13,7 @@ internal sealed unsafe partial class EmulatorVcpu
 
     private void ExecuteSse(ref MicroOp op)
     {
-        if (_sseFault != 0)
+        if (_s->SseFault != 0)
         {
             SseUnavailable();
         }

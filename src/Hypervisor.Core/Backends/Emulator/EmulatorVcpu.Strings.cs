@@ -15,7 +15,7 @@ internal sealed unsafe partial class EmulatorVcpu
     private void StringOnce(ref MicroOp op)
     {
         int s = op.Size;
-        bool down = (_rf & DF) != 0;
+        bool down = (_s->Rflags & DF) != 0;
         switch (op.Kind)
         {
             case OpKind.Movs:
@@ -46,12 +46,12 @@ internal sealed unsafe partial class EmulatorVcpu
     {
         if (_r[1] == 0)
         {
-            _icount++;
+            _s->Icount++;
             return true;
         }
-        allowed = (_rf & TF) != 0 ? 1 : Math.Min(allowed, RepChunk);
+        allowed = (_s->Rflags & TF) != 0 ? 1 : Math.Min(allowed, RepChunk);
         int s = op.Size;
-        bool down = (_rf & DF) != 0;
+        bool down = (_s->Rflags & DF) != 0;
         return op.Kind switch
         {
             OpKind.Movs => RepMovs(s, down, allowed),
@@ -90,7 +90,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 _r[6] = src + bytes;
                 _r[7] = dst + bytes;
                 _r[1] -= k;
-                _icount += k;
+                _s->Icount += k;
                 done += k;
                 continue;
             }
@@ -98,7 +98,7 @@ internal sealed unsafe partial class EmulatorVcpu
             Advance(6, s, down);
             Advance(7, s, down);
             _r[1]--;
-            _icount++;
+            _s->Icount++;
             done++;
         }
         return _r[1] == 0;
@@ -126,14 +126,14 @@ internal sealed unsafe partial class EmulatorVcpu
                 }
                 _r[7] = dst + (k * (ulong)s);
                 _r[1] -= k;
-                _icount += k;
+                _s->Icount += k;
                 done += k;
                 continue;
             }
             Store(dst, s, v);
             Advance(7, s, down);
             _r[1]--;
-            _icount++;
+            _s->Icount++;
             done++;
         }
         return _r[1] == 0;
@@ -154,14 +154,14 @@ internal sealed unsafe partial class EmulatorVcpu
                 SetReg(0, s, ReadElement(ps + ((k - 1) * (ulong)s), s)); // only the last element stays in the accumulator
                 _r[6] = src + (k * (ulong)s);
                 _r[1] -= k;
-                _icount += k;
+                _s->Icount += k;
                 done += k;
                 continue;
             }
             SetReg(0, s, Load(src, s));
             Advance(6, s, down);
             _r[1]--;
-            _icount++;
+            _s->Icount++;
             done++;
         }
         return _r[1] == 0;
@@ -172,12 +172,12 @@ internal sealed unsafe partial class EmulatorVcpu
         for (ulong done = 0; done < allowed; done++)
         {
             CompareOnce(cmps, s, down);
-            _icount++;
+            _s->Icount++;
             if (--_r[1] == 0)
             {
                 return true;
             }
-            bool zf = (_rf & ZF) != 0;
+            bool zf = (_s->Rflags & ZF) != 0;
             if (repe ? !zf : zf)
             {
                 return true;

@@ -10,23 +10,10 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// </summary>
 internal sealed unsafe partial class EmulatorVcpu
 {
-    /// <summary>What SSE instructions raise now: 0 (they run), #UD (CR0.EM set or CR4.OSFXSR clear) or #NM (CR0.TS set).</summary>
-    private int _sseFault;
-    /// <summary>What x87 instructions (and FXSAVE/FXRSTOR) raise now: 0 (they run) or #NM (CR0.EM or CR0.TS set).</summary>
-    private int _x87Fault;
     /// <summary>DR0-DR3: kept (no hardware breakpoints are implemented).</summary>
     private readonly ulong[] _dr = new ulong[4];
 
-    /// <summary>
-    /// Which of the system ops end a block: control transfers, privilege changes, writes that change the mapping of
-    /// code (CR writes, INVLPG, WRMSR), and writes of RFLAGS.IF/TF (STI, POPF, MOV SS), which the dispatcher looks at
-    /// between blocks (an interrupt that became deliverable, a single-step trap after the next instruction).
-    /// </summary>
-    private static bool EndsBlockSystem(OpKind k) => k is OpKind.Syscall or OpKind.Sysret or OpKind.Iretq or OpKind.IntN
-        or OpKind.Int3 or OpKind.Int1 or OpKind.Lretq or OpKind.FetchFault or OpKind.Invlpg or OpKind.Wrmsr or OpKind.MovToCr
-        or OpKind.Sti or OpKind.Popf or OpKind.Lmsw or OpKind.MovToSreg or OpKind.PopSreg;
-
-    private int Iopl => (int)((_rf >> 12) & 3);
+    private int Iopl => (int)((_s->Rflags >> 12) & 3);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void RequireCpl0(string what)
@@ -91,10 +78,10 @@ internal sealed unsafe partial class EmulatorVcpu
                     _mmu.FlushPage(current.FaultAddress);
                     _code.FlushFast();
                 }
-                ulong rip = returnRip, rflags = _rf, rsp = _r[4];
+                ulong rip = returnRip, rflags = _s->Rflags, rsp = _r[4];
                 _delivery.Deliver(in current, ref rip, ref rflags, ref rsp);
-                _rip = rip;
-                _rf = rflags;
+                _s->Rip = rip;
+                _s->Rflags = rflags;
                 _r[4] = rsp;
                 _outResume = 0;
                 _shadow = false;
@@ -153,7 +140,7 @@ internal sealed unsafe partial class EmulatorVcpu
             {
                 int vector = op.Kind == OpKind.IntN ? (int)op.Imm : op.Kind == OpKind.Int3 ? Vectors.BP : Vectors.DB;
                 var ev = new GuestEvent(vector, -1, op.Kind == OpKind.Int1 ? EventSource.Privileged : EventSource.Software);
-                _rip = op.Next;
+                _s->Rip = op.Next;
                 RaiseEvent(ev, op.Next, op.Rip, _delivery.NoIdt ? $"{Describe(in ev)} at 0x{op.Rip:x} with no IDT loaded" : null);
                 return true;
             }
@@ -209,14 +196,14 @@ internal sealed unsafe partial class EmulatorVcpu
             case OpKind.Wrmsr:
                 RequireCpl0("wrmsr");
                 WriteMsr((uint)_r[1], ((ulong)(uint)_r[2] << 32) | (uint)_r[0]);
-                _rip = op.Next;
+                _s->Rip = op.Next;
                 return true;
             case OpKind.Invlpg:
             {
                 RequireCpl0("invlpg");
                 _mmu.FlushPage(Ea(ref op));
                 _code.FlushFast();
-                _rip = op.Next;
+                _s->Rip = op.Next;
                 return true;
             }
             case OpKind.Wbinvd:
@@ -234,7 +221,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 // LMSW loads PE, MP, EM, TS and cannot clear PE.
                 _sys.Cr0 = (_sys.Cr0 & ~0xEUL) | (v & 0xF) | SystemRegisters.Cr0Pe;
                 UpdateFpuAvailability();
-                _rip = op.Next;
+                _s->Rip = op.Next;
                 return true;
             }
             case OpKind.Smsw:
@@ -278,7 +265,7 @@ internal sealed unsafe partial class EmulatorVcpu
             }
             case OpKind.MovToSreg:
                 LoadSegmentRegister(op.RegA, (ushort)ReadB(ref op, 2));
-                _rip = op.Next;
+                _s->Rip = op.Next;
                 return true;
             case OpKind.PushSreg:
             {
@@ -292,7 +279,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 ushort sel = (ushort)Load64(_r[4]);
                 LoadSegmentRegister(op.RegA, sel);
                 _r[4] += 8;
-                _rip = op.Next;
+                _s->Rip = op.Next;
                 return true;
             }
             case OpKind.MovFromDr:
@@ -334,7 +321,7 @@ internal sealed unsafe partial class EmulatorVcpu
         {
             GuestFault.GeneralProtection(0, $"'cli' at CPL {_sys.Cpl} with IOPL {Iopl}");
         }
-        _rf &= ~IF;
+        _s->Rflags &= ~IF;
     }
 
     private void Sti()
@@ -343,11 +330,11 @@ internal sealed unsafe partial class EmulatorVcpu
         {
             GuestFault.GeneralProtection(0, $"'sti' at CPL {_sys.Cpl} with IOPL {Iopl}");
         }
-        if ((_rf & IF) == 0)
+        if ((_s->Rflags & IF) == 0)
         {
             _shadow = true; // the instruction after STI runs before any interrupt
         }
-        _rf |= IF;
+        _s->Rflags |= IF;
     }
 
     /// <summary>The RFLAGS bits POPF (and IRET, with the CPL before it) may change at <paramref name="cpl"/>: IOPL only at CPL 0, IF only when CPL &lt;= IOPL.</summary>
@@ -495,12 +482,12 @@ internal sealed unsafe partial class EmulatorVcpu
         }
     }
 
-    /// <summary>Recomputes <see cref="_sseFault"/> and <see cref="_x87Fault"/> after a CR0 or CR4 change.</summary>
+    /// <summary>Recomputes <see cref="CpuState.SseFault"/> and <see cref="CpuState.X87Fault"/> after a CR0 or CR4 change.</summary>
     private void UpdateFpuAvailability()
     {
-        _sseFault = (_sys.Cr0 & SystemRegisters.Cr0Em) != 0 || (_sys.Cr4 & SystemRegisters.Cr4OsFxsr) == 0 ? Vectors.UD
+        _s->SseFault = (_sys.Cr0 & SystemRegisters.Cr0Em) != 0 || (_sys.Cr4 & SystemRegisters.Cr4OsFxsr) == 0 ? Vectors.UD
             : (_sys.Cr0 & SystemRegisters.Cr0Ts) != 0 ? Vectors.NM : 0;
-        _x87Fault = (_sys.Cr0 & (SystemRegisters.Cr0Em | SystemRegisters.Cr0Ts)) != 0 ? Vectors.NM : 0;
+        _s->X87Fault = (_sys.Cr0 & (SystemRegisters.Cr0Em | SystemRegisters.Cr0Ts)) != 0 ? Vectors.NM : 0;
     }
 
     /// <summary>
@@ -510,7 +497,7 @@ internal sealed unsafe partial class EmulatorVcpu
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void SseUnavailable()
     {
-        if (_sseFault == Vectors.NM)
+        if (_s->SseFault == Vectors.NM)
         {
             GuestFault.Raise(Vectors.NM, -1, "SSE instruction with CR0.TS set");
         }
@@ -560,7 +547,7 @@ internal sealed unsafe partial class EmulatorVcpu
             case SystemRegisters.MsrGsBase: _sys.Gs = _sys.Gs with { Base = Canonical(value, msr) }; break;
             case SystemRegisters.MsrKernelGsBase: _sys.KernelGsBase = Canonical(value, msr); break;
             case SystemRegisters.MsrTscAux: _sys.TscAux = Low32(value, msr); break;
-            case SystemRegisters.MsrTsc: _tscOffset = (long)(value - _icount); break;
+            case SystemRegisters.MsrTsc: _tscOffset = (long)(value - _s->Icount); break;
             default: UnknownMsr(msr, "wrmsr"); break;
         }
     }
@@ -687,12 +674,12 @@ internal sealed unsafe partial class EmulatorVcpu
         }
         Materialize();
         _r[1] = op.Next;
-        _r[11] = _rf & ~RF;
-        _rf = (_rf & ~_sys.Sfmask & ~RF) | 2;
+        _r[11] = _s->Rflags & ~RF;
+        _s->Rflags = (_s->Rflags & ~_sys.Sfmask & ~RF) | 2;
         ushort cs = (ushort)((_sys.Star >> 32) & 0xFFFC);
         _sys.Cs = FlatCode(cs, 0);
         _sys.Ss = FlatData((ushort)(cs + 8), 0);
-        _rip = _sys.Lstar;
+        _s->Rip = _sys.Lstar;
         PrivilegeChanged();
     }
 
@@ -715,9 +702,9 @@ internal sealed unsafe partial class EmulatorVcpu
         ushort baseSelector = (ushort)(_sys.Star >> 48);
         _sys.Cs = FlatCode((ushort)((baseSelector + 16) | 3), 3);
         _sys.Ss = FlatData((ushort)((baseSelector + 8) | 3), 3);
-        _lk = LazyKind.None;
-        _rf = (_r[11] & 0x3C_7FD7) | 2;
-        _rip = target;
+        _s->LazyKind = LazyKind.None;
+        _s->Rflags = (_r[11] & 0x3C_7FD7) | 2;
+        _s->Rip = target;
         PrivilegeChanged();
     }
 
@@ -728,7 +715,7 @@ internal sealed unsafe partial class EmulatorVcpu
             GuestFault.NotImplemented($"'{(op.Size == 4 ? "iretd" : "iretw")}' (only iretq in 64-bit code)");
         }
         Materialize();
-        if ((_rf & NT) != 0)
+        if ((_s->Rflags & NT) != 0)
         {
             GuestFault.GeneralProtection(0, "iretq with RFLAGS.NT set (task return)");
         }
@@ -753,11 +740,11 @@ internal sealed unsafe partial class EmulatorVcpu
             GuestFault.GeneralProtection(0, $"iretq to non-canonical rip 0x{newRip:x}");
         }
         ulong writable = FlagsWritable(cpl) | RF | AC | ID | NT;
-        _rf = (_rf & ~writable) | (newFlags & writable) | 2;
+        _s->Rflags = (_s->Rflags & ~writable) | (newFlags & writable) | 2;
         _sys.Cs = cs;
         _sys.Ss = ss;
         _r[4] = newRsp;
-        _rip = newRip;
+        _s->Rip = newRip;
         if (newCpl > cpl)
         {
             NullInaccessibleSegments(newCpl);
@@ -799,7 +786,7 @@ internal sealed unsafe partial class EmulatorVcpu
         _sys.Cs = cs;
         _sys.Ss = ss;
         _r[4] = newRsp;
-        _rip = newRip;
+        _s->Rip = newRip;
         if (newCpl > cpl)
         {
             NullInaccessibleSegments(newCpl);

@@ -7,20 +7,6 @@ using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Backends.Emulator;
 
-/// <summary>Which ALU op last set the arithmetic flags lazily (<see cref="LazyKind.None"/>: they are in RFLAGS).</summary>
-internal enum LazyKind : byte
-{
-    None,
-    Add,
-    Sub,
-    Logic,
-    Inc,
-    Dec,
-    Shl,
-    Shr,
-    Sar,
-}
-
 /// <summary>
 /// The emulated vCPU: the general-purpose and XMM registers, RIP and RFLAGS, the run loop (dispatch, budget,
 /// interrupts, single step), the memory access path through the software TLB, and instruction fetch through the
@@ -46,18 +32,19 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     /// </summary>
     internal const ulong RepChunk = 65536;
 
-    /// <summary>Bits of <see cref="_attention"/>; <see cref="AttentionDebug"/> is not work to do but a state: a debugger has breakpoints, watchpoints or stepping set.</summary>
+    /// <summary>Bits of the attention word (<see cref="CpuState.Attention"/>); <see cref="AttentionDebug"/> is not work to do but a state: a debugger has breakpoints, watchpoints or stepping set.</summary>
     private const int AttentionKick = 1, AttentionHostWrite = 2, AttentionIrq = 4, AttentionDirtyCleared = 8, AttentionDebug = 16;
 
     private readonly GuestMemory _memory;
     private readonly byte* _mem;
     private readonly ulong _size;
-    private readonly ulong[] _regArray = GC.AllocateArray<ulong>(20, pinned: true);
+    /// <summary>The run state (registers, RIP, RFLAGS and lazy flags, count, budget, attention, TLB): one pinned struct that translated code addresses by offset.</summary>
+    private readonly CpuState[] _stateArray = GC.AllocateArray<CpuState>(1, pinned: true);
+    private readonly CpuState* _s;
+    /// <summary>The general-purpose registers (<c>_s-&gt;R</c>).</summary>
     private readonly ulong* _r;
-    private readonly Vector128<byte>[] _xmmArray = GC.AllocateArray<Vector128<byte>>(16, pinned: true);
+    /// <summary>The XMM registers (<c>_s-&gt;Xmm</c>).</summary>
     private readonly Vector128<byte>* _x;
-    /// <summary>The instruction count at which the budget runs out (<see cref="ulong.MaxValue"/>: none).</summary>
-    private ulong _budgetLimit;
     /// <summary>The budget as last given (for the exit's message).</summary>
     private ulong? _budget;
 
@@ -65,24 +52,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     private readonly CodeCache _code;
     private readonly Mmu _mmu;
     private readonly ExceptionDelivery _delivery;
-    /// <summary>The TLB of the current privilege level (mirrors <see cref="Mmu.Current"/>; read by translated code).</summary>
-    private TlbEntry* _tlb;
-
-    private ulong _rip;
     /// <summary>Where to resume after the out that ended the last run (0: none pending); see <see cref="CompletePendingOut"/>.</summary>
     private ulong _outResume;
-    private ulong _rf = 0x2;
-    // Lazy arithmetic flags: the last flag-setting ALU op's kind, operands, result and size (see Materialize).
-    private LazyKind _lk;
-    private ulong _la, _lb, _lr;
-    private int _lsize;
-    private bool _ovr;
-    private ulong _ovrFlags;
-    private ulong _icount;
     private long _tscOffset;
 
-    /// <summary>Work for the dispatcher: a kick (<see cref="Interrupt"/>), host writes to code, a requested interrupt, a cleared dirty page map. Set from any thread.</summary>
-    private int _attention;
     /// <summary>External interrupts requested and not yet delivered, one bit per vector.</summary>
     private readonly ulong[] _pendingIrq = new ulong[4];
     /// <summary>The next instruction runs with interrupts inhibited (after STI, MOV SS, POP SS).</summary>
@@ -113,21 +86,23 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         _mem = (byte*)memory.HostAddress;
         _size = memory.Size;
         _budget = options.InstructionBudget;
-        _budgetLimit = options.InstructionBudget ?? ulong.MaxValue;
-        // Safe: the arrays are pinned for the lifetime of this object.
-        _r = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_regArray));
-        _x = (Vector128<byte>*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_xmmArray));
-        _code = new CodeCache(_size, page => _mmu!.RevokeWrite(page), () => Interlocked.Or(ref _attention, AttentionHostWrite));
+        // Safe: the array is pinned for the lifetime of this object.
+        _s = (CpuState*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_stateArray));
+        _r = _s->R;
+        _x = (Vector128<byte>*)Unsafe.AsPointer(ref _s->Xmm[0]);
+        _s->Rflags = 0x2;
+        _s->BudgetLimit = options.InstructionBudget ?? ulong.MaxValue;
+        _code = new CodeCache(_size, page => _mmu!.RevokeWrite(page), () => Interlocked.Or(ref _s->Attention, AttentionHostWrite));
         _mmu = new Mmu(_mem, _size, _sys, _code, memory.DirtyPagePointer, options.GuardPages);
         _delivery = new ExceptionDelivery(_sys, _mmu);
         SetState(initial);
         memory.AddWriteObserver(this);
     }
 
-    public ulong? InstructionsRetired => _icount;
+    public ulong? InstructionsRetired => _s->Icount;
 
     /// <summary>The exact count, for the emulator's own tests.</summary>
-    internal ulong Retired => _icount;
+    internal ulong Retired => _s->Icount;
 
     /// <summary>The system registers (for tests and diagnostics).</summary>
     internal SystemRegisters SystemState => _sys;
@@ -155,41 +130,41 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         CompletePendingOut();
         if (outCompleted && _singleStep)
         {
-            return new VcpuExit(VcpuExitKind.Debug, _rip, DebugReason: DebugStopReason.SingleStep); // the stepped out is done
+            return new VcpuExit(VcpuExitKind.Debug, _s->Rip, DebugReason: DebugStopReason.SingleStep); // the stepped out is done
         }
         while (true)
         {
             bool step = false, debugOne = false;
-            if ((Volatile.Read(ref _attention) | (int)(_rf & TF) | (_shadow ? 1 : 0)) != 0)
-            {
+            if ((Volatile.Read(ref _s->Attention) | (int)(_s->Rflags & TF) | (_shadow ? 1 : 0)) != 0)
+         {
                 if (Service())
                 {
                     return TakeExit();
                 }
-                step = _shadow || (_rf & TF) != 0;
-                if ((Volatile.Read(ref _attention) & AttentionDebug) != 0)
+                step = _shadow || (_s->Rflags & TF) != 0;
+                if ((Volatile.Read(ref _s->Attention) & AttentionDebug) != 0)
                 {
                     // A debugger is attached (the bit stays set while it has anything set): this slow path runs before every block.
-                    if (IsBreakpoint(_rip))
+                    if (IsBreakpoint(_s->Rip))
                     {
-                        return new VcpuExit(VcpuExitKind.Debug, _rip, DebugReason: DebugStopReason.Breakpoint);
+                        return new VcpuExit(VcpuExitKind.Debug, _s->Rip, DebugReason: DebugStopReason.Breakpoint);
                     }
                     debugOne = DebugOneAtATime;
                 }
-            }
-            if (_icount >= _budgetLimit)
+         }
+            if (_s->Icount >= _s->BudgetLimit)
             {
-                return new VcpuExit(VcpuExitKind.BudgetExhausted, _rip, Detail: $"instruction budget of {_budget} used");
+                return new VcpuExit(VcpuExitKind.BudgetExhausted, _s->Rip, Detail: $"instruction budget of {_budget} used");
             }
-            ulong left = _budgetLimit - _icount;
+            ulong left = _s->BudgetLimit - _s->Icount;
             Block block;
             try
             {
-                block = GetBlock(_rip);
+                block = GetBlock(_s->Rip);
             }
             catch (GuestFault fault)
             {
-                if (RaiseFault(fault, _rip))
+                if (RaiseFault(fault, _s->Rip))
                 {
                     return TakeExit();
                 }
@@ -220,12 +195,12 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
                     try
                     {
                         // Safe: the translated block reaches guest memory only through TLB entries, as the interpreter does.
-                        start = compiled(this, _r, _tlb, block);
+                        start = compiled(_r, _s->Tlb, block);
                     }
 #pragma warning disable CA1031 // a bug in translated code must stop this guest, not the host process
                     catch (Exception bug)
                     {
-                        return new VcpuExit(VcpuExitKind.InternalError, _rip, Detail: $"emulator internal error in translated block 0x{block.Start:x}: {bug.GetType().Name}: {bug.Message}");
+                        return new VcpuExit(VcpuExitKind.InternalError, _s->Rip, Detail: $"emulator internal error in translated block 0x{block.Start:x}: {bug.GetType().Name}: {bug.Message}");
                     }
 #pragma warning restore CA1031
                     if (start == BlockCompiler.Completed)
@@ -243,7 +218,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
                 }
                 else if (++block.Hits == _jitThreshold)
                 {
-                    block.Compiled = BlockCompiler.TryCompile(block, out int translatedBytes);
+                    block.Compiled = BlockCompiler.TryCompile(block, this, out int translatedBytes);
                     if (block.Compiled is not null)
                     {
                         BlocksCompiled++;
@@ -273,35 +248,35 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     }
 
     /// <summary>
-    /// The dispatcher's slow path, taken when <see cref="_attention"/> is set, TF is set or an interrupt shadow is
+    /// The dispatcher's slow path, taken when <see cref="CpuState.Attention"/> is set, TF is set or an interrupt shadow is
     /// active: a kick, queued host writes to code, a pending external interrupt (delivered when RFLAGS.IF allows).
     /// Returns true when <see cref="Run"/> must return <see cref="_exit"/>.
     /// </summary>
     private bool Service()
     {
-        int attention = Volatile.Read(ref _attention);
+        int attention = Volatile.Read(ref _s->Attention);
         if ((attention & AttentionKick) != 0)
         {
-            Interlocked.And(ref _attention, ~AttentionKick);
-            SetExit(new VcpuExit(VcpuExitKind.Interrupted, _rip));
+            Interlocked.And(ref _s->Attention, ~AttentionKick);
+            SetExit(new VcpuExit(VcpuExitKind.Interrupted, _s->Rip));
             return true;
         }
         if ((attention & AttentionHostWrite) != 0)
         {
-            Interlocked.And(ref _attention, ~AttentionHostWrite);
+            Interlocked.And(ref _s->Attention, ~AttentionHostWrite);
             _code.ApplyHostWrites();
         }
         if ((attention & AttentionDirtyCleared) != 0)
         {
-            Interlocked.And(ref _attention, ~AttentionDirtyCleared);
+            Interlocked.And(ref _s->Attention, ~AttentionDirtyCleared);
             _mmu.RevokeAllWrites();
         }
-        if ((attention & AttentionIrq) != 0 && (_rf & IF) != 0 && !_shadow)
+        if ((attention & AttentionIrq) != 0 && (_s->Rflags & IF) != 0 && !_shadow)
         {
             int vector = TakePendingInterrupt();
             if (vector >= 0)
             {
-                return RaiseEvent(new GuestEvent(vector, -1, EventSource.External), _rip);
+                return RaiseEvent(new GuestEvent(vector, -1, EventSource.External), _s->Rip);
             }
         }
         return false;
@@ -331,10 +306,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
 
     private void RefreshIrqAttention()
     {
-        Interlocked.And(ref _attention, ~AttentionIrq);
+        Interlocked.And(ref _s->Attention, ~AttentionIrq);
         if ((Volatile.Read(ref _pendingIrq[0]) | Volatile.Read(ref _pendingIrq[1]) | Volatile.Read(ref _pendingIrq[2]) | Volatile.Read(ref _pendingIrq[3])) != 0)
         {
-            Interlocked.Or(ref _attention, AttentionIrq); // raced with a new request: keep looking
+            Interlocked.Or(ref _s->Attention, AttentionIrq); // raced with a new request: keep looking
         }
     }
 
@@ -344,7 +319,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     /// </summary>
     private bool StepOne(Block block)
     {
-        bool trap = (_rf & TF) != 0;
+        bool trap = (_s->Rflags & TF) != 0;
         ulong delivered = _deliveries;
         bool stop = ExecuteBlock(block, 0, 1);
         _shadow = false;
@@ -355,7 +330,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         if (trap && _deliveries == delivered)
         {
             _sys.Dr6 |= 1UL << 14; // BS: single step
-            return RaiseEvent(new GuestEvent(Vectors.DB, -1, EventSource.Trap), _rip);
+            return RaiseEvent(new GuestEvent(Vectors.DB, -1, EventSource.Trap), _s->Rip);
         }
         return false;
     }
@@ -368,7 +343,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     {
         if (_outResume != 0)
         {
-            _rip = _outResume;
+            _s->Rip = _outResume;
             _outResume = 0;
         }
     }
@@ -381,7 +356,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
 
     private VcpuRegisters Snapshot() => new(
         _r[0], _r[3], _r[1], _r[2], _r[6], _r[7], _r[4], _r[5],
-        _r[8], _r[9], _r[10], _r[11], _r[12], _r[13], _r[14], _r[15], _rip, _rf);
+        _r[8], _r[9], _r[10], _r[11], _r[12], _r[13], _r[14], _r[15], _s->Rip, _s->Rflags);
 
     public void SetRegisters(in VcpuRegisters registers)
     {
@@ -389,13 +364,13 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         _r[4] = registers.Rsp; _r[5] = registers.Rbp; _r[6] = registers.Rsi; _r[7] = registers.Rdi;
         _r[8] = registers.R8; _r[9] = registers.R9; _r[10] = registers.R10; _r[11] = registers.R11;
         _r[12] = registers.R12; _r[13] = registers.R13; _r[14] = registers.R14; _r[15] = registers.R15;
-        if (registers.Rip != _rip)
+        if (registers.Rip != _s->Rip)
         {
             _outResume = 0; // the VMM moved rip: the out is abandoned, not completed
         }
-        _rip = registers.Rip;
-        _lk = LazyKind.None;
-        _rf = (registers.Rflags & PopfMask) | 2;
+        _s->Rip = registers.Rip;
+        _s->LazyKind = LazyKind.None;
+        _s->Rflags = (registers.Rflags & PopfMask) | 2;
     }
 
     public VcpuState GetState()
@@ -427,7 +402,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         _outResume = 0;
         SetRegisters(state.Registers);
         _sys.Load(state);
-        _tscOffset = (long)(state.Tsc - _icount);
+        _tscOffset = (long)(state.Tsc - _s->Icount);
         // The legacy region as FXRSTOR loads it (as the WHP backend does; components are not re-initialized from
         // XSTATE_BV); its MXCSR was checked above, so nothing is loaded from a state that is refused.
         _ = LoadFxrstor(state.ExtendedState.AsSpan(0, 512));
@@ -436,9 +411,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     }
 
     /// <summary>The time-stamp counter: the retired-instruction count plus the offset a loaded state or WRMSR set (deterministic).</summary>
-    private ulong Tsc => _icount + (ulong)_tscOffset;
+    private ulong Tsc => _s->Icount + (ulong)_tscOffset;
 
-    public void Interrupt() => Interlocked.Or(ref _attention, AttentionKick);
+    public void Interrupt() => Interlocked.Or(ref _s->Attention, AttentionKick);
 
     /// <summary>Requests external interrupt <paramref name="vector"/> (32-255): delivered through the IDT once RFLAGS.IF allows. Thread-safe.</summary>
     public void RequestInterrupt(int vector)
@@ -446,14 +421,14 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         ArgumentOutOfRangeException.ThrowIfLessThan(vector, 32);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(vector, 255);
         Interlocked.Or(ref _pendingIrq[vector >> 6], 1UL << (vector & 63));
-        Interlocked.Or(ref _attention, AttentionIrq);
+        Interlocked.Or(ref _s->Attention, AttentionIrq);
     }
 
     /// <summary>From now the vCPU may retire <paramref name="instructions"/> more instructions (null: no limit). Between runs.</summary>
     public void SetInstructionBudget(ulong? instructions)
     {
         _budget = instructions;
-        _budgetLimit = instructions is ulong n ? (ulong.MaxValue - _icount < n ? ulong.MaxValue : _icount + n) : ulong.MaxValue;
+        _s->BudgetLimit = instructions is ulong n ? (ulong.MaxValue - _s->Icount < n ? ulong.MaxValue : _s->Icount + n) : ulong.MaxValue;
     }
 
     /// <summary>The host wrote guest memory (any thread): code decoded from it is dropped before the guest runs on.</summary>
@@ -463,7 +438,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     /// The dirty page map was cleared (vCPU stopped): the TLB's write permissions stand for pages already marked, so
     /// they are revoked before the guest runs on, and each page's next store takes the slow path that marks it.
     /// </summary>
-    void IGuestMemoryWriteObserver.OnDirtyPagesCleared() => Interlocked.Or(ref _attention, AttentionDirtyCleared);
+    void IGuestMemoryWriteObserver.OnDirtyPagesCleared() => Interlocked.Or(ref _s->Attention, AttentionDirtyCleared);
 
     public void Dispose()
     {
@@ -481,17 +456,17 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     {
         _code.Flush();
         _mmu.FlushAll();
-        Array.Clear(_regArray);
-        Array.Clear(_xmmArray);
+        new Span<ulong>(_r, 20).Clear();
+        new Span<Vector128<byte>>(_x, 16).Clear();
         _fpu = Semantics.FpuState.Initial;
-        _rip = start.Rip;
+        _s->Rip = start.Rip;
         _r[4] = start.Rsp;
         _r[7] = start.Rdi;
-        _rf = 2;
-        _lk = LazyKind.None;
-        _icount = 0;
-        _ovr = false;
-        _attention = 0;
+        _s->Rflags = 2;
+        _s->LazyKind = LazyKind.None;
+        _s->Icount = 0;
+        _s->FlagOverride = false;
+        _s->Attention = 0;
         Array.Clear(_pendingIrq);
         _shadow = false;
         _exitPending = false;
@@ -504,8 +479,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     /// <summary>For tests: sets RFLAGS (bit 1 is forced on).</summary>
     internal void SetFlags(ulong value)
     {
-        _lk = LazyKind.None;
-        _rf = (value & PopfMask) | 2;
+        _s->LazyKind = LazyKind.None;
+        _s->Rflags = (value & PopfMask) | 2;
     }
 
     /// <summary>For tests: an XMM register.</summary>
@@ -535,7 +510,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     {
         int cpl = _sys.Cpl;
         _mmu.SetPrivilege(cpl);
-        _tlb = _mmu.Current;
+        _s->Tlb = _mmu.Current;
         _code.SetPrivilege(cpl);
     }
 
@@ -586,7 +561,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private byte* TranslateFetch(ulong rip)
     {
-        TlbEntry* e = _tlb + Tlb.Index(rip);
+        TlbEntry* e = _s->Tlb + Tlb.Index(rip);
         if (e->ExecTag == (rip & ~0xFFFUL))
         {
             return (byte*)(e->Addend + (long)rip);
@@ -659,8 +634,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
                 break;
             }
             _decodeOps.Add(op);
-            if (EndsBlock(op.Kind) || (op.Rep != 0 && op.Kind is OpKind.Movs or OpKind.Stos or OpKind.Lods or OpKind.Cmps or OpKind.Scas)
-                || reader.Crossed || ins.NextIP >= pageEnd)
+            if (InstructionTable.EndsBlock(in op) || reader.Crossed || ins.NextIP >= pageEnd)
             {
                 break;
             }
@@ -696,11 +670,6 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         return output.ToStringAndReset();
     }
 
-    private static bool EndsBlock(OpKind k) => k is OpKind.Jcc or OpKind.Jmp or OpKind.JmpInd or OpKind.Call
-        or OpKind.CallInd or OpKind.Ret or OpKind.Loop or OpKind.Loope or OpKind.Loopne or OpKind.Jrcxz
-        or OpKind.Hlt or OpKind.Out or OpKind.In or OpKind.Unsupported or OpKind.Unimplemented
-        || EndsBlockSystem(k);
-
     /// <summary>Blocks translated to IL so far (for tests).</summary>
     internal int BlocksCompiled { get; private set; }
 
@@ -715,7 +684,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong Load(ulong a, int size)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->ReadTag != ((a + (ulong)size - 1) & ~0xFFFUL))
         {
             return LoadSlow(a, size);
@@ -736,7 +705,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong Load64(ulong a)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->ReadTag != ((a + 7) & ~0xFFFUL))
         {
             return LoadSlow(a, 8);
@@ -747,7 +716,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Store(ulong a, int size, ulong v)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag != ((a + (ulong)size - 1) & ~0xFFFUL))
         {
             StoreSlow(a, size, v);
@@ -766,7 +735,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Store64(ulong a, ulong v)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag != ((a + 7) & ~0xFFFUL))
         {
             StoreSlow(a, 8, v);
@@ -781,7 +750,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         {
             GuestFault.Misaligned(a);
         }
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->ReadTag == ((a + 15) & ~0xFFFUL))
         {
             return Unsafe.ReadUnaligned<Vector128<byte>>((byte*)(e->Addend + (long)a));
@@ -797,7 +766,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         {
             GuestFault.Misaligned(a);
         }
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag == ((a + 15) & ~0xFFFUL))
         {
             Unsafe.WriteUnaligned((byte*)(e->Addend + (long)a), v);
@@ -812,7 +781,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     /// </summary>
     private void LoadBytes(ulong a, Span<byte> data)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->ReadTag == ((a + (ulong)data.Length - 1) & ~0xFFFUL))
         {
             new ReadOnlySpan<byte>((byte*)(e->Addend + (long)a), data.Length).CopyTo(data);
@@ -828,7 +797,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     /// </summary>
     private void StoreBytes(ulong a, ReadOnlySpan<byte> data)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag == ((a + (ulong)data.Length - 1) & ~0xFFFUL))
         {
             data.CopyTo(new Span<byte>((byte*)(e->Addend + (long)a), data.Length));
@@ -845,7 +814,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void ProbeWrite(ulong a, int size)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         if (e->WriteTag != ((a + (ulong)size - 1) & ~0xFFFUL))
         {
             ProbeWriteSlow(a, size);
@@ -866,6 +835,31 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         first = (int)Math.Min((ulong)size, 0x1000 - (a & 0xFFF));
         hi = first < size ? _mmu.Translate((a | 0xFFF) + 1, MemoryAccess.Write, UserMode, size, a) : null;
         return lo;
+    }
+
+    /// <summary>
+    /// A TLB miss in translated code: walks the page tables for an access of <paramref name="size"/> bytes at
+    /// <paramref name="a"/> (a store when <paramref name="write"/> is 1), filling the TLB, and returns the host address
+    /// when the TLB now grants the access as the inline check would; null when the interpreter must perform it (a
+    /// fault, which it raises; an access that crosses a page; a store the TLB does not grant: into code, ...).
+    /// </summary>
+    private byte* TlbMiss(ulong a, int size, int write)
+    {
+        ulong last = a + (ulong)size - 1;
+        if (((a ^ last) & ~0xFFFUL) != 0)
+        {
+            return null;
+        }
+        try
+        {
+            _mmu.Translate(a, write != 0 ? MemoryAccess.Write : MemoryAccess.Read, UserMode, size);
+        }
+        catch (GuestFault)
+        {
+            return null;
+        }
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
+        return (write != 0 ? e->WriteTag : e->ReadTag) == (last & ~0xFFFUL) ? (byte*)(e->Addend + (long)a) : null;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -891,7 +885,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
     /// </summary>
     private byte* TranslateRun(ulong a, ulong length, MemoryAccess access)
     {
-        TlbEntry* e = _tlb + Tlb.Index(a);
+        TlbEntry* e = _s->Tlb + Tlb.Index(a);
         ulong page = a & ~0xFFFUL;
         if ((access == MemoryAccess.Write ? e->WriteTag : e->ReadTag) == page)
         {

@@ -23,7 +23,9 @@ internal struct TlbEntry
 }
 
 /// <summary>
-/// A direct-mapped software TLB (QEMU's softmmu design): <see cref="Size"/> entries indexed by linear page number,
+/// A direct-mapped software TLB (QEMU's softmmu design): <see cref="Size"/> entries indexed by the linear page number
+/// folded with the bits above the index (so arrays a power of two apart, as a merge's source and destination often
+/// are, do not evict each other on every access),
 /// one per privilege class (supervisor, user), so a privilege change switches tables instead of flushing. A hit
 /// costs an index, one compare and an add. The tag compared is the page of the access's LAST byte, so an access that
 /// crosses into the next page misses (that page indexes a different entry) and takes the slow path, which splits it.
@@ -32,7 +34,8 @@ internal struct TlbEntry
 /// </summary>
 internal sealed unsafe class Tlb
 {
-    public const int Bits = 10;
+    /// <summary>log2 of the entries per privilege: 2,048 entries map 8 MiB (with the folded index; measured: sort's 4 MiB arrays thrashed 1,024 plainly indexed).</summary>
+    public const int Bits = 11;
     public const int Size = 1 << Bits;
     public const ulong IndexMask = Size - 1;
     /// <summary>A tag no access matches (its low bits are set; real tags are page aligned).</summary>
@@ -58,7 +61,7 @@ internal sealed unsafe class Tlb
     public TlbEntry* Entries { get; }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int Index(ulong linear) => (int)((linear >> 12) & IndexMask);
+    public static int Index(ulong linear) => (int)(((linear >> 12) ^ (linear >> (12 + Bits))) & IndexMask);
 
     /// <summary>Enters the 4 KiB page of <paramref name="linear"/>.</summary>
     public void Fill(ulong linear, byte* hostPage, ulong physicalPage, bool read, bool write, bool execute, bool global, int largeShift)
@@ -73,13 +76,7 @@ internal sealed unsafe class Tlb
         _info[i] = physicalPage | ((ulong)largeShift << InfoSizeShift) | (global ? InfoGlobal : 0);
     }
 
-    public void FlushAll()
-    {
-        for (int i = 0; i < Size; i++)
-        {
-            Entries[i] = new TlbEntry { ReadTag = Invalid, WriteTag = Invalid, ExecTag = Invalid };
-        }
-    }
+    public void FlushAll() => new Span<TlbEntry>(Entries, Size).Fill(new TlbEntry { ReadTag = Invalid, WriteTag = Invalid, ExecTag = Invalid });
 
     /// <summary>Drops every entry that is not global (a CR3 write with CR4.PGE set).</summary>
     public void FlushNonGlobal()
