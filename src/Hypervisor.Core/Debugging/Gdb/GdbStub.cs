@@ -286,7 +286,14 @@ public sealed class GdbStub : IGuestDebugger, IDisposable
         finally
         {
             _closed = true;
-            _frames.CompleteAdding();
+            try
+            {
+                _frames.CompleteAdding();
+            }
+            catch (ObjectDisposedException)
+            {
+                // Dispose won the race: nobody waits for frames any more (an exception here would end the host process)
+            }
         }
     }
 
@@ -342,6 +349,11 @@ public sealed class GdbStub : IGuestDebugger, IDisposable
     public void Dispose()
     {
         Close();
+        // The reader leaves its loop once the socket is closed; let it finish with the frame queue before it goes.
+        if (_reader is { } reader && reader != Thread.CurrentThread)
+        {
+            reader.Join(TimeSpan.FromSeconds(2));
+        }
         _frames.Dispose();
     }
 }
