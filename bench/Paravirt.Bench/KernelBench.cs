@@ -24,7 +24,7 @@ internal static class KernelBench
     internal const ulong MemorySize = 64UL << 20;
 
     internal static GuestRunner CreateRunner() =>
-        new(new BackendSelector([new KvmBackend(), new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls()]));
+        new(new BackendSelector([new KvmBackend(), new EmulatorBackend()]), HypercallDispatcher.WithBuiltIns());
 
     public static int Run(string imagePath, int runs, string backend, string scale)
     {

@@ -117,7 +117,7 @@ internal static partial class Program
     private static (RunResult Result, string Output) Run(string guestDir, string sample, IReadOnlyList<VirtualDevice> devices, string commandLine)
     {
         GuestImage image = ElfLoader.LoadFile(Path.Combine(guestDir, sample + ".elf"), AbiVersion.Current);
-        var runner = new GuestRunner(new BackendSelector(Backends()), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
+        var runner = new GuestRunner(new BackendSelector(Backends()), HypercallDispatcher.WithBuiltIns());
         using var console = new MemoryStream();
         RunResult r = runner.Run(image, new GuestRunOptions
         {

@@ -152,9 +152,9 @@ internal static class CliApp
             {
                 return Fail(stderr, ExitCodes.Usage, $"--memory '{a.Memory}' is not a size; use a number with K, M or G, e.g. 64M");
             }
-            if (memorySize < Hypervisor.Memory.GuestMemory.MinSize || memorySize > Hypervisor.Memory.GuestMemory.MaxSize || memorySize % EntryConvention.PageSize != 0)
+            if (!Hypervisor.Memory.GuestMemory.IsValidSize(memorySize))
             {
-                return Fail(stderr, ExitCodes.Usage, $"--memory {a.Memory} is out of range; use a multiple of 4K between 2M and 64G");
+                return Fail(stderr, ExitCodes.Usage, $"--memory {a.Memory} is out of range; use {Hypervisor.Memory.GuestMemory.SizeRule}");
             }
         }
         if (a.HasSeparator && a.Images.Length != 1)
@@ -263,9 +263,9 @@ internal static class CliApp
             {
                 guests.Add(ElfLoader.LoadFile(path, AbiVersion.Current));
             }
-            catch (ImageFormatException ex)
+            catch (Exception ex) when (ExitCodes.For(ex) is int code)
             {
-                return Fail(stderr, ExitCodes.BadImage, ex.Message);
+                return Fail(stderr, code, ex.Message);
             }
         }
         bool anyLinux = guests.Any(g => g.Kind == GuestImageKind.LinuxExecutable);
@@ -279,9 +279,9 @@ internal static class CliApp
         {
             choice = runner.Backends.Select(a.Backend, guests.Aggregate(BackendCapabilities.None, (c, g) => c | GuestRunner.RequiredCapabilities(g)));
         }
-        catch (BackendUnavailableException ex)
+        catch (Exception ex) when (ExitCodes.For(ex) is int code)
         {
-            return Fail(stderr, ExitCodes.BackendUnavailable, ex.Message);
+            return Fail(stderr, code, ex.Message);
         }
         if (budget is not null && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.InstructionBudget))
         {
@@ -319,13 +319,9 @@ internal static class CliApp
         {
             devices = DeviceSpecs.Create(guests, disks, nets, output, guests.Any(g => g.Kind == GuestImageKind.LinuxExecutable || g.Manifest.Any(m => m.Kind == DeviceKind.Console)) ? Console.OpenStandardInput() : null);
         }
-        catch (DeviceConfigurationException ex)
+        catch (Exception ex) when (ExitCodes.For(ex) is int code)
         {
-            return Fail(stderr, ExitCodes.DeviceUnavailable, ex.Message);
-        }
-        catch (ArgumentException ex)
-        {
-            return Fail(stderr, ExitCodes.Usage, ex.Message);
+            return Fail(stderr, code, ex.Message);
         }
 
         // SIGINT (Ctrl+C) and SIGTERM both cancel the runs cleanly: the guests stop, devices flush and close, the
@@ -369,21 +365,9 @@ internal static class CliApp
                         CoreFile = a.Core,
                     }, choice, interrupt.Token);
                 }
-                catch (ImageFormatException ex)
+                catch (Exception ex) when (ExitCodes.For(ex) is int code)
                 {
-                    failures[vm] = (ExitCodes.BadImage, ex.Message);
-                }
-                catch (BackendUnavailableException ex)
-                {
-                    failures[vm] = (ExitCodes.BackendUnavailable, ex.Message);
-                }
-                catch (BackendOperationException ex)
-                {
-                    failures[vm] = (ExitCodes.BackendFailed, ex.Message);
-                }
-                catch (ArgumentException ex)
-                {
-                    failures[vm] = (ExitCodes.Usage, ex.Message);
+                    failures[vm] = (code, ex.Message);
                 }
             }
 
@@ -446,25 +430,19 @@ internal static class CliApp
                     }
                     firstStatus = firstStatus != 0 ? firstStatus : status;
                     break;
-                case RunOutcome.TimedOut or RunOutcome.BudgetExhausted:
-                    Failed(Fail(stderr, ExitCodes.LimitReached, prefix + result.Message));
-                    break;
                 case RunOutcome.Canceled when signalled == 15:
-                    Failed(Fail(stderr, ExitCodes.Terminated, prefix + "the run was stopped by SIGTERM"));
+                    Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + "the run was stopped by SIGTERM"));
                     break;
-                case RunOutcome.Canceled:
-                    Failed(Fail(stderr, ExitCodes.Interrupted, prefix + (signalled == 2 ? "the run was interrupted (SIGINT)" : result.Message)));
-                    break;
-                case RunOutcome.BackendFailed:
-                    Failed(Fail(stderr, ExitCodes.BackendFailed, prefix + result.Message));
+                case RunOutcome.Canceled when signalled == 2:
+                    Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + "the run was interrupted (SIGINT)"));
                     break;
                 default:
-                    if (result.Crash is { } crash && !a.Quiet)
+                    if (result.Outcome == RunOutcome.Faulted && result.Crash is { } crash && !a.Quiet)
                     {
                         // The report's first line names the fault and where; the rest: registers, code, backtrace. Each
                         // line is escaped on its own (the report quotes the guest's panic message and symbol names).
                         string[] report = crash.ToString().TrimEnd('\n').Split('\n');
-                        Failed(Fail(stderr, ExitCodes.GuestCrashed, prefix + report[0]));
+                        Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + report[0]));
                         foreach (string line in report.AsSpan(1))
                         {
                             stderr.WriteLine(EscapeControl(line));
@@ -472,7 +450,7 @@ internal static class CliApp
                     }
                     else
                     {
-                        Failed(Fail(stderr, ExitCodes.GuestCrashed, prefix + result.Message));
+                        Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + result.Message));
                     }
                     WriteCoreFileLine(stderr, result, a.Images[vm]);
                     break;

@@ -1,3 +1,8 @@
+using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Devices;
+using Paravirt.Hypervisor.Loading;
+using Paravirt.Hypervisor.Vcpu;
+
 namespace Paravirt.Cli;
 
 /// <summary>
@@ -25,4 +30,31 @@ internal static class ExitCodes
     public const int Interrupted = 130;
     /// <summary>Stopped by SIGTERM (128 + SIGTERM), after the same clean cancellation as Ctrl+C.</summary>
     public const int Terminated = 143;
+
+    /// <summary>
+    /// The one mapping from the library's typed errors to exit codes: each failing operation throws its own type.
+    /// Null for any other exception (a bug, which the CLI does not disguise as a user error).
+    /// </summary>
+    public static int? For(Exception error) => error switch
+    {
+        ImageFormatException => BadImage,
+        DeviceConfigurationException => DeviceUnavailable,
+        BackendUnavailableException => BackendUnavailable,
+        BackendOperationException => BackendFailed,
+        ArgumentException => Usage,
+        _ => null,
+    };
+
+    /// <summary>
+    /// The exit code of a run that did not end with the guest's own exit (<see cref="RunOutcome.Exited"/> gives the
+    /// guest's status instead); <paramref name="signal"/> is the POSIX signal that cancelled the run, or 0.
+    /// </summary>
+    public static int For(RunOutcome outcome, int signal) => outcome switch
+    {
+        RunOutcome.TimedOut or RunOutcome.BudgetExhausted => LimitReached,
+        RunOutcome.Canceled => signal == 15 ? Terminated : Interrupted,
+        RunOutcome.BackendFailed => BackendFailed,
+        RunOutcome.Faulted => GuestCrashed,
+        _ => throw new ArgumentOutOfRangeException(nameof(outcome), outcome, "the guest's exit has its own status"),
+    };
 }

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Text;
 
 namespace Paravirt.Abi.Tests;
@@ -20,7 +19,7 @@ public sealed class GuestRuntimeTests
     [Fact]
     public void Image_IsElf64ExecWithAbiAndManifestNotes()
     {
-        using var tmp = new Gcc.TempDir();
+        using var tmp = new TempDirectory("abi");
         byte[] elf = BuildGuest(tmp.Path, ManifestGuest);
 
         Assert.Equal([0x7F, (byte)'E', (byte)'L', (byte)'F', 2, 1], elf[..6]);
@@ -65,7 +64,7 @@ public sealed class GuestRuntimeTests
     [Fact]
     public void TwoManifests_AreALinkError()
     {
-        using var tmp = new Gcc.TempDir();
+        using var tmp = new TempDirectory("abi");
         File.WriteAllText(Path.Combine(tmp.Path, "a.c"), ManifestGuest);
         File.WriteAllText(Path.Combine(tmp.Path, "b.c"), "#include <paravirt/paravirt.h>\nPV_REQUIRE_DEVICE(PV_DEVICE_KIND_NET, \"net1\");\n");
         var r = Make(tmp.Path, "a.c b.c");
@@ -76,25 +75,22 @@ public sealed class GuestRuntimeTests
     [Fact]
     public void Formatter_MatchesLibc()
     {
-        using var tmp = new Gcc.TempDir();
+        using var tmp = new TempDirectory("abi");
         string exe = Path.Combine(tmp.Path, "printf_host");
         string harness = Path.Combine(AppContext.BaseDirectory, "native", "printf_host.c");
-        Gcc.Result build = Gcc.Run(tmp.Path, "-O2", "-fno-builtin", "-Wall", "-Wno-format", "-I", RepoPaths.IncludeDir, "-o", exe,
-            harness, Path.Combine(RepoPaths.NativeDir, "runtime", "printf.c"));
+        ProcessResult build = Gcc.Run(tmp.Path, "-O2", "-fno-builtin", "-Wall", "-Wno-format", "-I", RepoPaths.GuestIncludeDir, "-o", exe,
+            harness, Path.Combine(RepoPaths.GuestNativeDir, "runtime", "printf.c"));
         Assert.True(build.ExitCode == 0, $"gcc failed to build the formatter harness:\n{build.StdErr}");
 
-        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, UseShellExecute = false };
-        using Process p = Process.Start(psi)!;
-        string output = p.StandardOutput.ReadToEnd();
-        Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)));
-        Assert.True(p.ExitCode == 0, output);
-        Assert.EndsWith("0 failures\n", output, StringComparison.Ordinal);
+        ProcessResult run = ProcessRunner.Run(exe, [], limit: TimeSpan.FromSeconds(30));
+        Assert.True(run.ExitCode == 0, run.Describe("printf_host"));
+        Assert.EndsWith("0 failures\n", run.StdOut, StringComparison.Ordinal);
     }
 
     [LinuxX64Fact]
     public void Hello_RunsOnTheHostCpu_GreetsAndExitsWith7()
     {
-        using var tmp = new Gcc.TempDir();
+        using var tmp = new TempDirectory("abi");
         string hello = Path.Combine(RepoPaths.Root, "samples", "hello", "hello.c");
         var build = Make(tmp.Path, hello);
         Assert.True(build.ExitCode == 0, $"building samples/hello failed:\n{build.Output}");
@@ -117,7 +113,7 @@ public sealed class GuestRuntimeTests
     [LinuxX64Fact]
     public void RuntimeSelfTest_PassesAndPanicsWith255()
     {
-        using var tmp = new Gcc.TempDir();
+        using var tmp = new TempDirectory("abi");
         string selftest = Path.Combine(AppContext.BaseDirectory, "native", "runtime_selftest.c");
         var build = Make(tmp.Path, selftest);
         Assert.True(build.ExitCode == 0, $"building the runtime self-test failed:\n{build.Output}");
@@ -133,21 +129,12 @@ public sealed class GuestRuntimeTests
     private static (int Exit, string StdOut, string StdErr) RunNatively(string dir, string image)
     {
         string runner = Path.Combine(dir, "native_runner");
-        Gcc.Result build = Gcc.Run(dir, "-O2", "-Wall", "-Wextra", "-Werror", "-I", RepoPaths.IncludeDir, "-o", runner,
+        ProcessResult build = Gcc.Run(dir, "-O2", "-Wall", "-Wextra", "-Werror", "-I", RepoPaths.GuestIncludeDir, "-o", runner,
             Path.Combine(AppContext.BaseDirectory, "native", "native_runner.c"));
         Assert.True(build.ExitCode == 0, $"gcc failed to build native_runner:\n{build.StdErr}");
 
-        var psi = new ProcessStartInfo(runner) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(image);
-        using Process p = Process.Start(psi)!;
-        Task<string> stderr = p.StandardError.ReadToEndAsync();
-        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromSeconds(30)))
-        {
-            p.Kill();
-            Assert.Fail("the guest did not exit within 30 seconds");
-        }
-        return (p.ExitCode, stdout.Result, stderr.Result);
+        ProcessResult run = ProcessRunner.Run(runner, [image], dir, limit: TimeSpan.FromSeconds(30));
+        return (run.ExitCode, run.StdOut, run.StdErr);
     }
 
     private static byte[] BuildGuest(string dir, string source)
@@ -160,38 +147,8 @@ public sealed class GuestRuntimeTests
 
     private static (int ExitCode, string Output) Make(string dir, string sources)
     {
-        var psi = new ProcessStartInfo("make")
-        {
-            WorkingDirectory = dir,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string a in new[] { "-f", Path.Combine(RepoPaths.NativeDir, "paravirt.mk"), "PV_GUEST=guest.elf", "PV_SRCS=" + sources, "guest.elf" })
-        {
-            psi.ArgumentList.Add(a);
-        }
-        if (Environment.GetEnvironmentVariable("PARAVIRT_CC") is { } cc)
-        {
-            psi.ArgumentList.Add("PV_CC=" + cc);
-        }
-        Process p;
-        try
-        {
-            p = Process.Start(psi)!;
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            Assert.Fail($"make not found: install make and gcc (apt-get install make gcc) [{e.Message}]");
-            throw;
-        }
-        using (p)
-        {
-            Task<string> err = p.StandardError.ReadToEndAsync();
-            string output = p.StandardOutput.ReadToEnd();
-            Assert.True(p.WaitForExit(TimeSpan.FromMinutes(2)), "make did not finish within 2 minutes");
-            return (p.ExitCode, output + err.Result);
-        }
+        ProcessResult r = GuestBuilder.Make(dir, sources, "guest.elf");
+        return (r.ExitCode, r.StdOut + r.StdErr);
     }
 
     private static IEnumerable<(uint Type, ulong Offset, ulong VAddr, ulong FileSize, ulong MemSize)> ProgramHeaders(byte[] elf)

@@ -67,7 +67,7 @@ public sealed class HeaderTests
         string asserts = HeaderGenerator.GenerateStaticAsserts(AbiAssembly);
         Assert.Contains("_Static_assert(sizeof(pv_boot_info) == 80", asserts, StringComparison.Ordinal);
         Assert.Contains("_Static_assert(offsetof(pv_manifest_entry, name) == 8", asserts, StringComparison.Ordinal);
-        Gcc.Result r = CompileAgainst(File.ReadAllText(HeaderPath), asserts);
+        ProcessResult r = CompileAgainst(File.ReadAllText(HeaderPath), asserts);
         Assert.True(r.ExitCode == 0, $"gcc rejected paravirt/abi.h with the generated _Static_asserts:\n{r.StdErr}");
     }
 
@@ -80,13 +80,13 @@ public sealed class HeaderTests
 
         string badValue = header.Replace("#define PV_STATUS_FAULT (-14)", "#define PV_STATUS_FAULT (-15)", StringComparison.Ordinal);
         Assert.NotEqual(header, badValue);
-        Gcc.Result r1 = CompileAgainst(badValue, asserts);
+        ProcessResult r1 = CompileAgainst(badValue, asserts);
         Assert.NotEqual(0, r1.ExitCode);
         Assert.Contains("PV_STATUS_FAULT must be -14", r1.StdErr, StringComparison.Ordinal);
 
         string badLayout = header.Replace("    uint16_t abi_minor;", "    uint32_t abi_minor;", StringComparison.Ordinal);
         Assert.NotEqual(header, badLayout);
-        Gcc.Result r2 = CompileAgainst(badLayout, asserts);
+        ProcessResult r2 = CompileAgainst(badLayout, asserts);
         Assert.NotEqual(0, r2.ExitCode);
         Assert.Contains("must be", r2.StdErr, StringComparison.Ordinal);
     }
@@ -94,16 +94,16 @@ public sealed class HeaderTests
     [Fact]
     public void Gcc_AcceptsHeaderInAssemblySources()
     {
-        using var tmp = new Gcc.TempDir();
+        using var tmp = new TempDirectory("abi");
         string src = Path.Combine(tmp.Path, "t.S");
         File.WriteAllText(src, "#include <paravirt/abi.h>\n.data\n.long PV_HYPERCALL_PAGE_MAGIC\n.long PV_NOTE_TYPE_ABI\n.quad PV_ENTRY_IMAGE_MIN_ADDRESS\n.section .note.GNU-stack,\"\",@progbits\n");
-        Gcc.Result r = Gcc.Run(tmp.Path, "-c", "-I", RepoPaths.IncludeDir, src, "-o", Path.Combine(tmp.Path, "t.o"));
+        ProcessResult r = Gcc.Run(tmp.Path, "-c", "-I", RepoPaths.GuestIncludeDir, src, "-o", Path.Combine(tmp.Path, "t.o"));
         Assert.True(r.ExitCode == 0, $"gcc rejected paravirt/abi.h in an assembly source:\n{r.StdErr}");
     }
 
-    private static Gcc.Result CompileAgainst(string header, string asserts)
+    private static ProcessResult CompileAgainst(string header, string asserts)
     {
-        using var tmp = new Gcc.TempDir();
+        using var tmp = new TempDirectory("abi");
         string dir = Path.Combine(tmp.Path, "paravirt");
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "abi.h"), header);

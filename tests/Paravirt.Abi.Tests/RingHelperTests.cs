@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Paravirt.Abi.Tests;
 
 /// <summary>
@@ -12,18 +10,15 @@ public sealed class RingHelperTests
     [LinuxX64Fact]
     public void RingHelpers_and_cmdline_pass_their_native_selftest_across_the_index_wrap()
     {
-        using var tmp = new Gcc.TempDir();
+        using var tmp = new TempDirectory("abi");
         string exe = Path.Combine(tmp.Path, "ring_selftest");
-        Gcc.Result build = Gcc.Run(tmp.Path, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-I", RepoPaths.IncludeDir,
+        ProcessResult build = Gcc.Run(tmp.Path, "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-I", RepoPaths.GuestIncludeDir,
             Path.Combine(AppContext.BaseDirectory, "native", "ring_selftest.c"),
-            Path.Combine(RepoPaths.NativeDir, "runtime", "cmdline.c"), "-o", exe);
+            Path.Combine(RepoPaths.GuestNativeDir, "runtime", "cmdline.c"), "-o", exe);
         Assert.True(build.ExitCode == 0, $"building the ring self-test failed:\n{build.StdOut}{build.StdErr}");
 
-        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, UseShellExecute = false };
-        using Process p = Process.Start(psi)!;
-        string stdout = p.StandardOutput.ReadToEnd();
-        Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), "the self-test hung");
-        Assert.True(p.ExitCode == 0, stdout);
-        Assert.Matches(@"^ring: \d{4,} checks, 0 failed\n$", stdout);
+        ProcessResult run = ProcessRunner.Run(exe, [], limit: TimeSpan.FromSeconds(30));
+        Assert.True(run.ExitCode == 0, run.Describe("ring_selftest"));
+        Assert.Matches(@"^ring: \d{4,} checks, 0 failed\n$", run.StdOut);
     }
 }

@@ -1,8 +1,4 @@
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Memory;
 using static Iced.Intel.AssemblerRegisters;
-using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Emulator.Tests;
 

@@ -2,9 +2,6 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
 using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Vcpu;
 
@@ -22,22 +19,22 @@ public sealed partial class BenchSuiteTests
     [GeneratedRegex(@"^[a-z0-9-]+ scale=1 checksum=[0-9a-f]{16}$")]
     private static partial Regex ResultLine();
 
-    [RequiresCompilerFact("gcc")]
+    [NativeToolFact("gcc")]
     public void EveryKernel_AtScale1_PrintsTheSameChecksumNativelyAndOnTheEmulator()
     {
-        string script = CompiledGuestTests.RepoFile("bench/guests/build-suite.sh");
-        string[] sources = Directory.GetFiles(Path.GetDirectoryName(CompiledGuestTests.RepoFile("bench/guests/suite/runtime.c"))!, "*.c");
+        string script = RepoPaths.File("bench/guests/build-suite.sh");
+        string[] sources = Directory.GetFiles(Path.GetDirectoryName(RepoPaths.File("bench/guests/suite/runtime.c"))!, "*.c");
         string dir = Directory.CreateTempSubdirectory("paravirt-bench-suite-").FullName;
         try
         {
-            string[] kernels = Run("bash", [script, dir]).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            string[] kernels = ProcessRunner.RunChecked("bash", [script, dir]).Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.Equal(sources.Length - 1, kernels.Length); // every kernel but runtime.c
             var runner = new GuestRunner(new BackendSelector([new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls()]));
             var failures = new List<string>();
             foreach (string kernel in kernels)
             {
                 string elf = Path.Combine(dir, kernel + ".elf");
-                string native = Run(elf, ["1"]).Trim();
+                string native = ProcessRunner.RunChecked(elf, ["1"]).Trim();
                 using var console = new MemoryStream();
                 RunResult r = runner.Run(ElfLoader.LoadFile(elf, AbiVersion.Current), runner.DefaultOptions with
                 {
@@ -58,20 +55,5 @@ public sealed partial class BenchSuiteTests
         {
             Directory.Delete(dir, recursive: true);
         }
-    }
-
-    private static string Run(string file, string[] args)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using Process p = Process.Start(psi)!;
-        Task<string> stderr = p.StandardError.ReadToEndAsync();
-        string stdout = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{file} {string.Join(' ', args)} failed ({p.ExitCode}): {stdout}{stderr.Result}");
-        return stdout;
     }
 }

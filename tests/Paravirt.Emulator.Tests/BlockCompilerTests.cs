@@ -1,7 +1,3 @@
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Memory;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Emulator.Tests;
@@ -327,9 +323,7 @@ public sealed class BlockCompilerTests
 
     private static AssemblerRegister8 R8Of(int i) => new AssemblerRegister8[] { al, cl, dl, sil, dil, r8b, r9b, r10b, r11b, r12b, r13b, r14b }[i];
 
-    private static int s_compiled;
-
-    private static (VcpuExit Exit, VcpuRegisters Regs, ulong Count, byte[] Data) Run(byte[] code, ulong[] init, int threshold, ulong dataBase)
+    private static (VcpuExit Exit, VcpuRegisters Regs, ulong Count, byte[] Data, long TranslatedRuns) Run(byte[] code, ulong[] init, int threshold, ulong dataBase)
     {
         using EmuGuest guest = EmuHarness.Create(code, budget: 5_000_000);
         var (memory, vm, vcpu) = guest;
@@ -345,16 +339,16 @@ public sealed class BlockCompilerTests
         cpu.SetRegister(3, dataBase);
         cpu.SetRegister(15, 6);
         VcpuExit exit = vcpu.Run();
-        s_compiled += cpu.BlocksCompiled;
-        return (exit, vcpu.GetRegisters(), cpu.Retired, memory.GetSpan(new GuestAddress(EmuHarness.CodeAddress), 0x2000).ToArray());
+        return (exit, vcpu.GetRegisters(), cpu.Retired, memory.GetSpan(new GuestAddress(EmuHarness.CodeAddress), 0x2000).ToArray(), cpu.TranslatedBlocksCompleted);
     }
 
     [Fact]
     public void TranslatedBlocks_MatchTheInterpreter()
     {
         var r = new Random(8086);
-        int compiledRuns = 0;
-        for (int program = 0; program < 600; program++)
+        const int Programs = 600;
+        int ranTranslated = 0;
+        for (int program = 0; program < Programs; program++)
         {
             bool allowFault = r.Next(4) == 0;
             int length = r.Next(1, 40);
@@ -390,9 +384,15 @@ public sealed class BlockCompilerTests
             Assert.True(interpreted.Regs == translated.Regs, $"program {program}: registers\n{interpreted.Regs}\n{translated.Regs}");
             Assert.True(interpreted.Count == translated.Count, $"program {program}: count {interpreted.Count} vs {translated.Count}");
             Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"program {program}: memory differs");
-            compiledRuns++;
+            Assert.True(interpreted.TranslatedRuns == 0, $"program {program}: the interpreter-only run ran translated code");
+            if (translated.TranslatedRuns > 0)
+            {
+                ranTranslated++;
+            }
         }
-        Assert.Equal(600, compiledRuns);
-        Assert.True(s_compiled > 300, $"only {s_compiled} blocks were translated");
+        // The comparison proves nothing unless the translated side really ran translated code: most programs loop
+        // six times over blocks compiled on first sight (499 of 600 do with this seed); the rest fault, or store into their
+        // own code page, first.
+        Assert.True(ranTranslated >= Programs * 4 / 5, $"only {ranTranslated} of {Programs} programs completed a block in translated code");
     }
 }

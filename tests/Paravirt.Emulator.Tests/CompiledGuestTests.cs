@@ -1,28 +1,8 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Emulator.Tests;
-
-/// <summary>A fact that is skipped, with the reason shown, when a compiler is not installed.</summary>
-public sealed class RequiresCompilerFactAttribute : FactAttribute
-{
-    public RequiresCompilerFactAttribute(string compiler)
-    {
-        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
-        {
-            Skip = "the native half of this test runs a Linux x86-64 program";
-        }
-        else if (CompiledGuestTests.FindTool(compiler) is null)
-        {
-            Skip = $"{compiler} is not installed (apt-get install {(compiler.StartsWith("clang", StringComparison.Ordinal) ? "clang-14" : "gcc")})";
-        }
-    }
-}
 
 /// <summary>
 /// End to end: bench/guests/compute.c (CRC32, SHA-256, integer mix) compiled by gcc and clang at -O0..-O3/-Os, once as
@@ -33,47 +13,14 @@ public sealed class CompiledGuestTests
 {
     private const ulong MemorySize = 8UL << 20;
 
-    internal static string? FindTool(string name)
-    {
-        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':'))
-        {
-            string p = Path.Combine(dir, name);
-            if (File.Exists(p))
-            {
-                return p;
-            }
-        }
-        return null;
-    }
-
-    internal static string RepoFile(string relative)
-    {
-        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            string candidate = Path.Combine(d.FullName, relative);
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-        throw new FileNotFoundException($"{relative} not found above {AppContext.BaseDirectory}");
-    }
-
-    private static string Run(string file, string args)
-    {
-        var psi = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using Process p = Process.Start(psi)!;
-        string stdout = p.StandardOutput.ReadToEnd();
-        string stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{file} {args} failed ({p.ExitCode}): {stderr}");
-        return stdout;
-    }
+    // The compiler lines below are written as one string each, the way they would be typed; no path has a space.
+    private static string Run(string file, string args) =>
+        ProcessRunner.RunChecked(file, args.Split(' ', StringSplitOptions.RemoveEmptyEntries));
 
     private static void CheckCompiler(string compiler)
     {
-        string cc = FindTool(compiler)!;
-        string src = RepoFile("bench/guests/compute.c");
+        string cc = ProcessRunner.FindOnPath(compiler)!;
+        string src = RepoPaths.File("bench/guests/compute.c");
         string dir = Directory.CreateTempSubdirectory("paravirt-emu-").FullName;
         try
         {
@@ -104,8 +51,8 @@ public sealed class CompiledGuestTests
     /// </summary>
     private static void CheckFloatingPoint(string compiler)
     {
-        string cc = FindTool(compiler)!;
-        string src = RepoFile("tests/Paravirt.Emulator.Tests/Guests/fpmix.c");
+        string cc = ProcessRunner.FindOnPath(compiler)!;
+        string src = RepoPaths.File("tests/Paravirt.Emulator.Tests/Guests/fpmix.c");
         string dir = Directory.CreateTempSubdirectory("paravirt-emu-fp-").FullName;
         try
         {
@@ -142,16 +89,16 @@ public sealed class CompiledGuestTests
         }
     }
 
-    [RequiresCompilerFact("gcc")]
+    [NativeToolFact("gcc")]
     public void GccFloatingPointGuest_AtEveryOptimizationLevel_IsBitIdenticalToNative() => CheckFloatingPoint("gcc");
 
-    [RequiresCompilerFact("clang-14")]
+    [NativeToolFact("clang-14")]
     public void ClangFloatingPointGuest_AtEveryOptimizationLevel_IsBitIdenticalToNative() => CheckFloatingPoint("clang-14");
 
-    [RequiresCompilerFact("gcc")]
+    [NativeToolFact("gcc")]
     public void GccGuest_AtEveryOptimizationLevel_MatchesNative() => CheckCompiler("gcc");
 
-    [RequiresCompilerFact("clang-14")]
+    [NativeToolFact("clang-14")]
     public void ClangGuest_AtEveryOptimizationLevel_MatchesNative() => CheckCompiler("clang-14");
 
     /// <summary>Loads the ELF's PT_LOAD segments, runs it with the debug_write (3) and exit (2) hypercalls; returns the output and instruction count.</summary>

@@ -1,6 +1,4 @@
 using System.Text;
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
 
 namespace Paravirt.Emulator.Tests;
 

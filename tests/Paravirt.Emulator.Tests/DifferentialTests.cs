@@ -1,7 +1,5 @@
 using System.Runtime.Intrinsics;
 using System.Text;
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
 using Xunit.Abstractions;
 using static Iced.Intel.AssemblerRegisters;
 
@@ -17,18 +15,6 @@ public sealed class NativeCpuFixture : IDisposable
         if (_cpu.IsValueCreated)
         {
             _cpu.Value.Dispose();
-        }
-    }
-}
-
-/// <summary>A fact that needs to run x86-64 machine code natively (Linux x86-64); skipped with the reason elsewhere.</summary>
-public sealed class NativeX64FactAttribute : FactAttribute
-{
-    public NativeX64FactAttribute()
-    {
-        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
-        {
-            Skip = "differential tests run the instructions natively: they need Linux on x86-64";
         }
     }
 }
@@ -740,7 +726,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         return cases;
     }
 
-    [NativeX64Fact]
+    [LinuxX64Fact]
     public void IntegerInstructionForms_MatchTheRealCpu()
     {
         var failures = new List<string>();
@@ -751,7 +737,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
-    [NativeX64Fact]
+    [LinuxX64Fact]
     public void SseInstructionForms_MatchTheRealCpu()
     {
         var failures = new List<string>();
@@ -782,7 +768,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         Code.Js_rel8_64, Code.Jns_rel8_64, Code.Jp_rel8_64, Code.Jnp_rel8_64, Code.Jl_rel8_64, Code.Jge_rel8_64, Code.Jle_rel8_64, Code.Jg_rel8_64,
     ];
 
-    [NativeX64Fact]
+    [LinuxX64Fact]
     public void ConditionalBranches_MatchTheRealCpu()
     {
         var failures = new List<string>();
@@ -813,7 +799,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
-    [NativeX64Fact]
+    [LinuxX64Fact]
     public void LoopsCallsReturnsAndStack_MatchTheRealCpu()
     {
         var failures = new List<string>();
@@ -940,7 +926,7 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
-    [NativeX64Fact]
+    [LinuxX64Fact]
     public void StringInstructions_MatchTheRealCpu()
     {
         var failures = new List<string>();

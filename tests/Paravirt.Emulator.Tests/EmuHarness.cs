@@ -1,8 +1,3 @@
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Emulator.Tests;
 
 /// <summary>Small helpers to assemble code into guest memory and run it on the emulator.</summary>

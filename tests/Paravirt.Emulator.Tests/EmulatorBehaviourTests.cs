@@ -1,10 +1,5 @@
-using Iced.Intel;
 using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Memory;
 using static Iced.Intel.AssemblerRegisters;
-using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Emulator.Tests;
 

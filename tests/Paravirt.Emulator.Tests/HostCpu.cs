@@ -6,8 +6,6 @@ namespace Paravirt.Emulator.Tests;
 /// <summary>CPU features of the machine running the tests, from CPUID (what a differential test needs natively).</summary>
 internal static class HostCpu
 {
-    public static bool IsNativeX64 => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64;
-
     /// <summary>True when the host has <paramref name="feature"/> (names as in /proc/cpuinfo: ssse3, sse4_1, sse4_2, popcnt, bmi1, bmi2, adx, movbe, rdtscp, lzcnt).</summary>
     public static bool Has(string feature)
     {
@@ -43,9 +41,9 @@ public sealed class NativeX64WithFactAttribute : FactAttribute
 {
     public NativeX64WithFactAttribute(params string[] features)
     {
-        if (!HostCpu.IsNativeX64)
+        if (LinuxX64FactAttribute.Unavailable is { } reason)
         {
-            Skip = "differential tests run the instructions natively: they need Linux on x86-64";
+            Skip = reason;
             return;
         }
         string[] missing = [.. features.Where(f => !HostCpu.Has(f))];

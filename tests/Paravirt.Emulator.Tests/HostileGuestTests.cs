@@ -1,11 +1,6 @@
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 using Paravirt.Hypervisor.Vcpu;
 using Paravirt.Scenarios;
 using static Iced.Intel.AssemblerRegisters;

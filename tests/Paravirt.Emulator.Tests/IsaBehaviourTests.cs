@@ -1,7 +1,4 @@
 using System.Runtime.Intrinsics;
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Emulator.Tests;

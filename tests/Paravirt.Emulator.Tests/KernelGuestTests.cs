@@ -1,7 +1,4 @@
 using System.Text;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Vcpu;
 using Paravirt.Scenarios;

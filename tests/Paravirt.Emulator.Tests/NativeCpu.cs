@@ -1,3 +1,4 @@
+// Keeps its own imports: fuzz/Paravirt.Fuzz compiles this file too.
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using Iced.Intel;

@@ -16,7 +16,7 @@ public sealed class FuzzSmokeTests
     [MemberData(nameof(Harnesses))]
     public void Corpus_replays_and_seeded_mutations_find_nothing(string name)
     {
-        string dir = Path.Combine(RepoRoot(), "fuzz", "corpus", name);
+        string dir = Path.Combine(RepoPaths.Root, "fuzz", "corpus", name);
         string[] files = Directory.Exists(dir) ? [.. Directory.GetFiles(dir).Order(StringComparer.Ordinal)] : [];
         Assert.True(files.Length > 0, $"{dir} has no seed inputs");
         using Harness harness = Harness.All[name]();
@@ -47,17 +47,5 @@ public sealed class FuzzSmokeTests
         {
             Assert.Fail($"{what}: {ex}");
         }
-    }
-
-    private static string RepoRoot()
-    {
-        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            if (File.Exists(Path.Combine(d.FullName, "Paravirt.sln")))
-            {
-                return d.FullName;
-            }
-        }
-        throw new InvalidOperationException("Paravirt.sln not found");
     }
 }

@@ -86,7 +86,7 @@ public sealed class ConsumerWorkspace : IDisposable
         ["NUGET_PACKAGES"] = PackagesFolder,
     };
 
-    public Command.Result Dotnet(string workingDirectory, params string[] args) =>
+    public ProcessResult Dotnet(string workingDirectory, params string[] args) =>
         Command.Run(Command.Dotnet, workingDirectory, Environment, StepLimit, args);
 
     /// <summary>
@@ -189,7 +189,7 @@ public sealed class ConsumerWorkspace : IDisposable
             </Project>
             """);
         File.Copy(Path.Combine(LocalFeed.RepoRoot, source), Path.Combine(dir, Path.GetFileName(source)));
-        Command.Result r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        ProcessResult r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
         Assert.True(r.ExitCode == 0, r.Describe($"dotnet build of {what} that references Paravirt.Guest.Sdk"));
         AssertRestoredFromFeed("Paravirt.Guest.Sdk");
         string elf = Path.Combine(dir, "bin", "Release", "net10.0", name + ".elf");
@@ -197,57 +197,31 @@ public sealed class ConsumerWorkspace : IDisposable
         return elf;
     }
 
-    private string BuildHost()
-    {
-        LocalFeed.Require();
-        WriteNuGetConfig();
-        string dir = Path.Combine(Root, "host");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "host.csproj"), $"""
-            <Project Sdk="Microsoft.NET.Sdk">
-              <PropertyGroup>
-                <OutputType>Exe</OutputType>
-                <TargetFramework>net10.0</TargetFramework>
-                <Nullable>enable</Nullable>
-                <ImplicitUsings>enable</ImplicitUsings>
-                <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
-              </PropertyGroup>
-              <ItemGroup>
-                <PackageReference Include="Paravirt.Hypervisor.Core" Version="{LocalFeed.Version}" />
-                <PackageReference Include="Microsoft.Extensions.DependencyInjection" Version="10.0.0" />
-              </ItemGroup>
-            </Project>
-            """);
-        // The README's example, nearly verbatim: DI, GuestRunner, a user hypercall, the guest's console on stdout.
-        File.WriteAllText(Path.Combine(dir, "Program.cs"), """
-            using Microsoft.Extensions.DependencyInjection;
-            using Paravirt.Abi;
-            using Paravirt.Hypervisor.Backends;
-            using Paravirt.Hypervisor.Hypercalls;
-            using Paravirt.Hypervisor.Loading;
-            using Paravirt.Hypervisor.Vcpu;
+    // The README's example, nearly verbatim: DI, GuestRunner, a user hypercall, the guest's console on stdout.
+    private const string HostSource = """
+        using Microsoft.Extensions.DependencyInjection;
+        using Paravirt.Abi;
+        using Paravirt.Hypervisor.Backends;
+        using Paravirt.Hypervisor.Hypercalls;
+        using Paravirt.Hypervisor.Loading;
+        using Paravirt.Hypervisor.Vcpu;
 
-            var services = new ServiceCollection();
-            services.AddParavirt().AddHypercall(0x1000, "add", (in HypercallArgs a, GuestSession session) => (long)(a.A1 + a.A2));
-            using ServiceProvider provider = services.BuildServiceProvider();
-            GuestRunner runner = provider.GetRequiredService<GuestRunner>();
+        var services = new ServiceCollection();
+        services.AddParavirt().AddHypercall(0x1000, "add", (in HypercallArgs a, GuestSession session) => (long)(a.A1 + a.A2));
+        using ServiceProvider provider = services.BuildServiceProvider();
+        GuestRunner runner = provider.GetRequiredService<GuestRunner>();
 
-            GuestImage image = ElfLoader.LoadFile(args[0], AbiVersion.Current);
-            using (Stream stdout = Console.OpenStandardOutput())
-            {
-                RunResult result = runner.Run(image, new GuestRunOptions { Backend = args[1], ConsoleOutput = stdout, Timeout = TimeSpan.FromSeconds(60) });
-                Console.Error.WriteLine($"host: {result.Outcome} status {result.ExitStatus} on {result.Backend}, {result.Statistics.Hypercalls.Values.Sum()} hypercalls: {result.Message}");
-                return result.Outcome == RunOutcome.Exited ? (int)result.ExitStatus : 100 + (int)result.Outcome;
-            }
-            """);
-        Command.Result r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
-        Assert.True(r.ExitCode == 0, r.Describe("dotnet build of a host program that references Paravirt.Hypervisor.Core"));
-        AssertRestoredFromFeed("Paravirt.Hypervisor.Core");
-        AssertRestoredFromFeed("Paravirt.Hypercall.Abi");
-        string dll = Path.Combine(dir, "bin", "Release", "net10.0", "host.dll");
-        Assert.True(File.Exists(dll), $"the host build succeeded but {dll} is missing");
-        return dll;
-    }
+        GuestImage image = ElfLoader.LoadFile(args[0], AbiVersion.Current);
+        using (Stream stdout = Console.OpenStandardOutput())
+        {
+            RunResult result = runner.Run(image, new GuestRunOptions { Backend = args[1], ConsoleOutput = stdout, Timeout = TimeSpan.FromSeconds(60) });
+            Console.Error.WriteLine($"host: {result.Outcome} status {result.ExitStatus} on {result.Backend}, {result.Statistics.Hypercalls.Values.Sum()} hypercalls: {result.Message}");
+            return result.Outcome == RunOutcome.Exited ? (int)result.ExitStatus : 100 + (int)result.Outcome;
+        }
+        """;
+
+    private string BuildHost() => BuildHostProject(
+        "host", """<PackageReference Include="Microsoft.Extensions.DependencyInjection" Version="10.0.0" />""", HostSource, "a host program");
 
     private string PublishLinuxApp()
     {
@@ -255,7 +229,7 @@ public sealed class ConsumerWorkspace : IDisposable
         WriteNuGetConfig();
         const string name = "hello-linux";
         string dir = Path.Combine(Root, name);
-        Command.Result created = Dotnet(Root, "new", "console", "-o", name, "--framework", "net10.0");
+        ProcessResult created = Dotnet(Root, "new", "console", "-o", name, "--framework", "net10.0");
         Assert.True(created.ExitCode == 0, created.Describe("dotnet new console"));
         string csproj = Path.Combine(dir, name + ".csproj");
         string project = File.ReadAllText(csproj);
@@ -269,7 +243,7 @@ public sealed class ConsumerWorkspace : IDisposable
                 <PackageReference Include="Paravirt.Guest.Sdk" Version="{LocalFeed.Version}" PrivateAssets="all" />
               </ItemGroup>
             """, StringComparison.Ordinal));
-        Command.Result r = Dotnet(dir, "publish", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        ProcessResult r = Dotnet(dir, "publish", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
         Assert.True(r.ExitCode == 0, r.Describe("dotnet publish of a console app with ParavirtLinuxGuest"));
         AssertRestoredFromFeed("Paravirt.Guest.Sdk");
         string exe = Path.Combine(dir, "bin", "Release", "net10.0", "linux-x64", "publish", name);
@@ -277,13 +251,19 @@ public sealed class ConsumerWorkspace : IDisposable
         return exe;
     }
 
-    private string BuildSandboxHost()
+    private string BuildSandboxHost() => BuildHostProject("sandbox-host", extraReference: "", SandboxHostSource, "a sandbox host");
+
+    /// <summary>
+    /// Builds a console program outside the repository that references Paravirt.Hypervisor.Core from the local feed
+    /// (plus <paramref name="extraReference"/>), with warnings as errors; returns its DLL.
+    /// </summary>
+    private string BuildHostProject(string name, string extraReference, string program, string what)
     {
         LocalFeed.Require();
         WriteNuGetConfig();
-        string dir = Path.Combine(Root, "sandbox-host");
+        string dir = Path.Combine(Root, name);
         Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "sandbox-host.csproj"), $"""
+        File.WriteAllText(Path.Combine(dir, name + ".csproj"), $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup>
                 <OutputType>Exe</OutputType>
@@ -294,15 +274,17 @@ public sealed class ConsumerWorkspace : IDisposable
               </PropertyGroup>
               <ItemGroup>
                 <PackageReference Include="Paravirt.Hypervisor.Core" Version="{LocalFeed.Version}" />
+                {extraReference}
               </ItemGroup>
             </Project>
             """);
-        File.WriteAllText(Path.Combine(dir, "Program.cs"), SandboxHostSource);
-        Command.Result r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
-        Assert.True(r.ExitCode == 0, r.Describe("dotnet build of a sandbox host that references Paravirt.Hypervisor.Core"));
+        File.WriteAllText(Path.Combine(dir, "Program.cs"), program);
+        ProcessResult r = Dotnet(dir, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-nologo");
+        Assert.True(r.ExitCode == 0, r.Describe($"dotnet build of {what} that references Paravirt.Hypervisor.Core"));
         AssertRestoredFromFeed("Paravirt.Hypervisor.Core");
-        string dll = Path.Combine(dir, "bin", "Release", "net10.0", "sandbox-host.dll");
-        Assert.True(File.Exists(dll), $"the sandbox host build succeeded but {dll} is missing");
+        AssertRestoredFromFeed("Paravirt.Hypercall.Abi");
+        string dll = Path.Combine(dir, "bin", "Release", "net10.0", name + ".dll");
+        Assert.True(File.Exists(dll), $"the build of {what} succeeded but {dll} is missing");
         return dll;
     }
 
@@ -311,7 +293,7 @@ public sealed class ConsumerWorkspace : IDisposable
         LocalFeed.Require();
         WriteNuGetConfig();
         string toolPath = Path.Combine(Root, "tools");
-        Command.Result r = Dotnet(Root, "tool", "install", "--tool-path", toolPath, "--configfile", Path.Combine(Root, "NuGet.config"),
+        ProcessResult r = Dotnet(Root, "tool", "install", "--tool-path", toolPath, "--configfile", Path.Combine(Root, "NuGet.config"),
             "Paravirt.Cli", "--version", LocalFeed.Version);
         Assert.True(r.ExitCode == 0, r.Describe("dotnet tool install Paravirt.Cli from the local feed"));
         string exe = Path.Combine(toolPath, OperatingSystem.IsWindows() ? "paravirt.exe" : "paravirt");

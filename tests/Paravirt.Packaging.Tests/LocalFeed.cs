@@ -22,7 +22,7 @@ internal static partial class LocalFeed
 
     public const string PackCommand = "make pack (or: dotnet pack Paravirt.sln -c Release)";
 
-    public static string RepoRoot { get; } = FindRoot();
+    public static string RepoRoot => RepoPaths.Root;
 
     public static string Directory { get; } = Path.Combine(RepoRoot, "nuget");
 
@@ -94,18 +94,6 @@ internal static partial class LocalFeed
         Assert.True(versions.Length > 0, $"no Paravirt.Cli.<version>.nupkg in {Directory}: run {PackCommand} before these tests");
         Assert.True(versions.Length == 1, $"{Directory} holds several versions ({string.Join(", ", versions)}): delete the old packages and run {PackCommand}");
         return versions[0];
-    }
-
-    private static string FindRoot()
-    {
-        for (DirectoryInfo? d = new(AppContext.BaseDirectory); d is not null; d = d.Parent)
-        {
-            if (File.Exists(Path.Combine(d.FullName, "Paravirt.sln")))
-            {
-                return d.FullName;
-            }
-        }
-        throw new InvalidOperationException($"Paravirt.sln not found above {AppContext.BaseDirectory}");
     }
 
     [GeneratedRegex(@"^Paravirt\.Cli\.(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)\.nupkg$")]

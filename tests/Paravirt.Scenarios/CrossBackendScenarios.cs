@@ -1,14 +1,4 @@
-using System.Text;
 using System.Text.RegularExpressions;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Scenarios;
 

@@ -1,14 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.Versioning;
-using System.Text;
 using Iced.Intel;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Vcpu;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Scenarios;

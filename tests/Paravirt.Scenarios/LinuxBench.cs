@@ -1,15 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Scenarios;
 

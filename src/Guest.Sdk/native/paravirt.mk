@@ -1,4 +1,4 @@
-# paravirt.mk: build a Paravirt C guest image with GNU make (the same flags as the MSBuild targets).
+# paravirt.mk: build a Paravirt C guest image with GNU make 4.0 or later (the same flags as the MSBuild targets).
 #
 # Usage, in your Makefile:
 #
@@ -14,15 +14,14 @@ PARAVIRT_SDK := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 
 PV_CC ?= gcc
 
-PV_CFLAGS := -std=gnu11 -ffreestanding -nostdlib -static -fno-pic -fno-pie -no-pie -mno-red-zone \
-	-fno-stack-protector -fasynchronous-unwind-tables -g -mcmodel=small \
-	-O2 -Wall -Wextra -Werror -I$(PARAVIRT_SDK)/include $(PV_EXTRA_CFLAGS)
+# The flags live in guest.cflags and guest.ldflags, which the MSBuild targets read too.
+PV_CFLAGS := $(file < $(PARAVIRT_SDK)/guest.cflags) -I$(PARAVIRT_SDK)/include $(PV_EXTRA_CFLAGS)
 
-PV_LDFLAGS := -Wl,-T,$(PARAVIRT_SDK)/paravirt.ld -Wl,--build-id=none -Wl,-z,noexecstack \
-	-Wl,-z,max-page-size=0x1000 $(PV_EXTRA_LDFLAGS)
+PV_LDFLAGS := -Wl,-T,$(PARAVIRT_SDK)/paravirt.ld $(file < $(PARAVIRT_SDK)/guest.ldflags) $(PV_EXTRA_LDFLAGS)
 
 PV_RUNTIME_SRCS := $(PARAVIRT_SDK)/runtime/start.S $(wildcard $(PARAVIRT_SDK)/runtime/*.c)
-PV_RUNTIME_DEPS := $(PV_RUNTIME_SRCS) $(wildcard $(PARAVIRT_SDK)/include/paravirt/*.h) $(PARAVIRT_SDK)/paravirt.ld
+PV_RUNTIME_DEPS := $(PV_RUNTIME_SRCS) $(wildcard $(PARAVIRT_SDK)/include/paravirt/*.h) $(PARAVIRT_SDK)/paravirt.ld \
+	$(PARAVIRT_SDK)/guest.cflags $(PARAVIRT_SDK)/guest.ldflags
 
 ifneq ($(PV_GUEST),)
 $(PV_GUEST): $(PV_SRCS) $(PV_RUNTIME_DEPS)

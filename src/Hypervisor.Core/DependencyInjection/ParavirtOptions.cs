@@ -40,9 +40,9 @@ internal sealed class ParavirtOptionsValidator(IEnumerable<IHypervisorBackend> b
         {
             failures.Add($"ParavirtOptions.DefaultBackend '{options.DefaultBackend}' is not one of: {string.Join(", ", names)}");
         }
-        if (options.DefaultMemorySize < GuestMemory.MinSize || options.DefaultMemorySize > GuestMemory.MaxSize || options.DefaultMemorySize % EntryConvention.PageSize != 0)
+        if (!GuestMemory.IsValidSize(options.DefaultMemorySize))
         {
-            failures.Add($"ParavirtOptions.DefaultMemorySize {options.DefaultMemorySize} must be a multiple of 4 KiB between {GuestMemory.MinSize >> 20} MiB and {GuestMemory.MaxSize >> 30} GiB");
+            failures.Add($"ParavirtOptions.DefaultMemorySize {options.DefaultMemorySize} must be {GuestMemory.SizeRule}");
         }
         if (options.DefaultTimeout is TimeSpan t && t <= TimeSpan.Zero)
         {

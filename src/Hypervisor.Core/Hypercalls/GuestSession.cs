@@ -90,8 +90,14 @@ public sealed partial class GuestSession : IDisposable
         }
     }
 
+    /// <summary>
+    /// What every guest is offered (the core hypercalls that need no device or backend capability); devices, the
+    /// timer and sandboxes add their bits as the run is set up.
+    /// </summary>
+    internal const FeatureBits BaseFeatures = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll | FeatureBits.Entropy;
+
     /// <summary>Feature word 0 the host offers.</summary>
-    public FeatureBits OfferedFeatures { get; set; } = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll | FeatureBits.Entropy;
+    public FeatureBits OfferedFeatures { get; set; } = BaseFeatures;
 
     /// <summary>Feature word 0 the guest accepted (<see cref="HypercallCode.AcceptFeatures"/>).</summary>
     public FeatureBits AcceptedFeatures { get; set; }

@@ -15,6 +15,15 @@ public sealed partial class HypercallDispatcher
     private readonly FrozenDictionary<uint, HypercallRegistration> _table;
     private readonly ILogger _logger;
 
+    /// <summary>
+    /// A dispatcher with the built-in hypercalls (core, devices, sandboxes: what
+    /// <see cref="Microsoft.Extensions.DependencyInjection.ParavirtServiceCollectionExtensions.AddParavirt"/> registers) and <paramref name="userProviders"/>,
+    /// for a host that builds its <see cref="Vcpu.GuestRunner"/> without dependency injection.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A user provider's code conflicts; the message names the code.</exception>
+    public static HypercallDispatcher WithBuiltIns(IEnumerable<IHypercallProvider>? userProviders = null, ILogger<HypercallDispatcher>? logger = null) =>
+        new([new CoreHypercalls(), new Devices.DeviceHypercalls(), new Sandboxes.SandboxHypercalls(), .. userProviders ?? []], logger);
+
     /// <summary>Builds the dispatch table.</summary>
     /// <exception cref="InvalidOperationException">The registrations conflict; the message names the code.</exception>
     public HypercallDispatcher(IEnumerable<IHypercallProvider> providers, ILogger<HypercallDispatcher>? logger = null)

@@ -33,6 +33,12 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Largest guest memory the host accepts (64 GiB, bounded by the identity page tables in <see cref="GuestLayout"/>).</summary>
     public const ulong MaxSize = 64UL << 30;
 
+    /// <summary>The rule <see cref="IsValidSize"/> checks, in words, for error messages.</summary>
+    public static string SizeRule { get; } = $"a multiple of 4 KiB between {MinSize >> 20} MiB and {MaxSize >> 30} GiB";
+
+    /// <summary>True when <paramref name="size"/> is a guest memory size this host accepts: <see cref="SizeRule"/>.</summary>
+    public static bool IsValidSize(ulong size) => size is >= MinSize and <= MaxSize && size % EntryConvention.PageSize == 0;
+
     /// <summary>Bytes per page of the dirty page map.</summary>
     internal const int PageSize = (int)EntryConvention.PageSize;
 
@@ -49,10 +55,9 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <exception cref="OutOfMemoryException">The host could not reserve the memory.</exception>
     public GuestMemory(ulong size)
     {
-        if (size < MinSize || size > MaxSize || size % EntryConvention.PageSize != 0)
+        if (!IsValidSize(size))
         {
-            throw new ArgumentOutOfRangeException(nameof(size), size,
-                $"guest memory must be a multiple of 4 KiB between {MinSize >> 20} MiB and {MaxSize >> 30} GiB");
+            throw new ArgumentOutOfRangeException(nameof(size), size, $"guest memory must be {SizeRule}");
         }
         _size = size;
         if (OperatingSystem.IsLinux())

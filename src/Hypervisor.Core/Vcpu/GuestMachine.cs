@@ -88,9 +88,9 @@ internal sealed partial class GuestMachine : IDisposable
         ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(choice);
-        if (options.MemorySize < GuestMemory.MinSize || options.MemorySize > GuestMemory.MaxSize || options.MemorySize % EntryConvention.PageSize != 0)
+        if (!GuestMemory.IsValidSize(options.MemorySize))
         {
-            throw new ArgumentException($"guest memory must be a multiple of 4 KiB between {GuestMemory.MinSize >> 20} MiB and {GuestMemory.MaxSize >> 30} GiB (got {options.MemorySize} bytes)", nameof(options));
+            throw new ArgumentException($"guest memory must be {GuestMemory.SizeRule} (got {options.MemorySize} bytes)", nameof(options));
         }
         ArgumentNullException.ThrowIfNull(options.Limits);
         options.Limits.Validate();

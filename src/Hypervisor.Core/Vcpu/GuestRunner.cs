@@ -159,7 +159,7 @@ public sealed partial class GuestRunner
     };
 
     /// <summary>Writes the hypercall page, the command line and the boot info into <paramref name="memory"/>.</summary>
-    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll, ulong bootModules = 0, uint bootModuleCount = 0)
+    internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = GuestSession.BaseFeatures, ulong bootModules = 0, uint bootModuleCount = 0)
     {
         ExceptionTraps.Write(memory);
         Span<byte> page = memory.GetSpan(new GuestAddress(GuestLayout.HypercallPage), HypercallPage.Size);

@@ -1,27 +1,6 @@
-using System.Text;
 using Paravirt.Hypervisor.Devices.Block;
 
 namespace Paravirt.Hypervisor.Tests.Cli;
-
-/// <summary>A fact that runs the CLI as an unprivileged user (nobody): needs Linux, root to drop privileges, and setpriv.</summary>
-internal sealed class UnprivilegedFactAttribute : FactAttribute
-{
-    public UnprivilegedFactAttribute()
-    {
-        if (!OperatingSystem.IsLinux() || Environment.UserName != "root")
-        {
-            Skip = "running the CLI as an unprivileged user needs Linux and a root test run (to drop privileges)";
-        }
-        else if (!File.Exists("/usr/bin/setpriv"))
-        {
-            Skip = "setpriv (util-linux) is not installed";
-        }
-        else if (!File.Exists("/dev/net/tun"))
-        {
-            Skip = "the kernel offers no /dev/net/tun here";
-        }
-    }
-}
 
 /// <summary>The device flags: one clear line and a documented exit code for every user error; devices attach and are released.</summary>
 public sealed class CliDeviceTests : IDisposable
@@ -52,7 +31,7 @@ public sealed class CliDeviceTests : IDisposable
     public void A_missing_disk_image_is_one_line_and_exit_66()
     {
         string missing = Path.Combine(_dir, "nope.img");
-        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--disk", missing);
+        (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", "--disk", missing);
         Assert.Equal(66, code);
         AssertOneErrorLine(err, missing, "does not exist");
     }
@@ -60,7 +39,7 @@ public sealed class CliDeviceTests : IDisposable
     [Fact]
     public void A_disk_image_of_a_wrong_size_is_one_line_and_exit_66()
     {
-        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--disk", Disk(1000));
+        (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", "--disk", Disk(1000));
         Assert.Equal(66, code);
         AssertOneErrorLine(err, "multiple of 512");
     }
@@ -77,7 +56,7 @@ public sealed class CliDeviceTests : IDisposable
     [InlineData("--net", "switch:lan,speed=fast", "unknown option 'speed=fast'")]
     public void Bad_device_flag_syntax_is_one_line_and_exit_64(string flag, string value, string message)
     {
-        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", flag, value);
+        (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", flag, value);
         Assert.Equal(64, code);
         AssertOneErrorLine(err, flag, message);
     }
@@ -85,7 +64,7 @@ public sealed class CliDeviceTests : IDisposable
     [Fact]
     public void Command_lines_must_be_one_or_one_per_image()
     {
-        string hello = TestPaths.GuestImage("hello");
+        string hello = RepoPaths.GuestImage("hello");
         (int code, _, string err, _) = CliErrorTests.Run("run", hello, hello, "--backend", "emulator", "--cmdline", "a", "--cmdline", "b", "--cmdline", "c");
         Assert.Equal(64, code);
         AssertOneErrorLine(err, "--cmdline was given 3 times for 2 image(s)");
@@ -94,7 +73,7 @@ public sealed class CliDeviceTests : IDisposable
     [Fact]
     public void Two_devices_with_one_name_are_one_line_and_exit_64()
     {
-        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator",
+        (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator",
             "--disk", Disk(name: "a.img") + ",name=d", "--disk", Disk(name: "b.img") + ",name=d");
         Assert.Equal(64, code);
         AssertOneErrorLine(err, "'d'");
@@ -107,12 +86,12 @@ public sealed class CliDeviceTests : IDisposable
         {
             return;
         }
-        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--net", "tap:name-far-too-long-for-linux");
+        (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", "--net", "tap:name-far-too-long-for-linux");
         Assert.Equal(66, code);
         AssertOneErrorLine(err, "TAP interface name");
     }
 
-    [UnprivilegedFact]
+    [AsNobodyFact]
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public void Tap_without_permission_is_one_line_and_exit_66()
     {
@@ -130,7 +109,7 @@ public sealed class CliDeviceTests : IDisposable
                 File.SetUnixFileMode(copy, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
             }
             string image = Path.Combine(stage, "hello.elf");
-            File.Copy(TestPaths.GuestImage("hello"), image);
+            File.Copy(RepoPaths.GuestImage("hello"), image);
             File.SetUnixFileMode(image, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
             RunUnprivileged(Path.Combine(stage, "paravirt.dll"), image);
         }
@@ -174,7 +153,7 @@ public sealed class CliDeviceTests : IDisposable
     public void A_guest_runs_with_devices_attached_and_the_disk_is_released_afterwards()
     {
         string disk = Disk();
-        (int code, _, string err, byte[] guest) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator",
+        (int code, _, string err, byte[] guest) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator",
             "--disk", disk, "--disk", Disk(name: "ro.img") + ",ro", "--net", "switch:lan", "--timeout", "60s");
         Assert.True(code == 7, $"exit {code}: {err}");
         Assert.Contains("Hello from a Paravirt unikernel!", Encoding.UTF8.GetString(guest), StringComparison.Ordinal);
@@ -184,7 +163,7 @@ public sealed class CliDeviceTests : IDisposable
     [Fact]
     public void Several_images_run_at_once_sharing_a_switch()
     {
-        string hello = TestPaths.GuestImage("hello");
+        string hello = RepoPaths.GuestImage("hello");
         (int code, _, string err, byte[] guest) = CliErrorTests.Run("run", hello, hello, "--backend", "emulator", "--net", "switch:lan", "--timeout", "60s");
         Assert.True(code == 7, $"exit {code}: {err}");
         string output = Encoding.UTF8.GetString(guest);

@@ -1,4 +1,3 @@
-using System.Text;
 using Paravirt.Cli;
 
 namespace Paravirt.Hypervisor.Tests.Cli;
@@ -91,7 +90,7 @@ public sealed class CliErrorTests : IDisposable
     [Fact]
     public void Gdb_on_a_backend_without_guest_debugging_is_one_line_and_exit_69()
     {
-        string image = TestPaths.GuestImage("hello");
+        string image = RepoPaths.GuestImage("hello");
         (int code, _, string err, _) = Run("run", image, "--backend", "whp", "--gdb", "127.0.0.1:0");
         Assert.Equal(69, code); // unavailable here, or unable to debug on Windows: either way the same exit code
         AssertOneErrorLine(err, "whp");

@@ -1,19 +1,5 @@
 namespace Paravirt.Hypervisor.Tests.Cli;
 
-/// <summary>Runs where /bin/sh is a dynamically linked ELF (any glibc Linux); skips with the reason elsewhere.</summary>
-internal sealed class DynamicShellFactAttribute : FactAttribute
-{
-    public const string Shell = "/bin/sh";
-
-    public DynamicShellFactAttribute()
-    {
-        if (!File.Exists(Shell) || File.ReadAllBytes(Shell).AsSpan().IndexOf("ld-linux"u8) < 0)
-        {
-            Skip = $"{Shell} is not a dynamically linked ELF executable on this machine";
-        }
-    }
-}
-
 /// <summary>The command line for static Linux executables: arguments after '--', --env, and the refusals.</summary>
 public sealed class CliLinuxTests
 {
@@ -37,7 +23,7 @@ public sealed class CliLinuxTests
     [Fact]
     public void Arguments_after_the_separator_are_for_a_Linux_executable_only()
     {
-        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--", "a");
+        (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--", "a");
         Assert.Equal(64, code);
         AssertOneErrorLine(err, "Linux executables");
     }
@@ -45,7 +31,7 @@ public sealed class CliLinuxTests
     [Fact]
     public void Environment_is_for_a_Linux_executable_only()
     {
-        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--env", "A=1");
+        (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--env", "A=1");
         Assert.Equal(64, code);
         AssertOneErrorLine(err, "Linux executables");
     }
@@ -53,7 +39,7 @@ public sealed class CliLinuxTests
     [Fact]
     public void Arguments_after_the_separator_need_exactly_one_image()
     {
-        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), TestPaths.GuestImage("hello"), "--", "a");
+        (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), RepoPaths.GuestImage("hello"), "--", "a");
         Assert.Equal(64, code);
         AssertOneErrorLine(err, "exactly one image");
     }
@@ -63,7 +49,7 @@ public sealed class CliLinuxTests
     [InlineData("=v")]
     public void An_environment_entry_must_be_key_equals_value(string entry)
     {
-        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--env", entry);
+        (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--env", entry);
         Assert.Equal(64, code);
         AssertOneErrorLine(err, "KEY=VALUE");
     }
@@ -72,7 +58,7 @@ public sealed class CliLinuxTests
     public void The_separator_keeps_the_application_s_own_flags_away_from_paravirt()
     {
         // "--bogus" after "--" is the application's: paravirt must not reject it as its own unknown flag.
-        (int code, _, string err, _) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--", "--bogus");
+        (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--", "--bogus");
         Assert.Equal(64, code);
         AssertOneErrorLine(err, "Linux executables"); // refused only because hello is not a Linux executable
     }

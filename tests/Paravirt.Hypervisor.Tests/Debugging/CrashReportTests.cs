@@ -12,14 +12,14 @@ namespace Paravirt.Hypervisor.Tests.Debugging;
 /// <summary>Crash reports of samples/crash on the emulator: the fault, where (function, file, line), the backtrace.</summary>
 public sealed class CrashReportTests
 {
-    private static readonly string[] CrashSource = File.ReadAllLines(Path.Combine(TestPaths.RepoRoot, "samples", "crash", "crash.c"));
+    private static readonly string[] CrashSource = File.ReadAllLines(Path.Combine(RepoPaths.Root, "samples", "crash", "crash.c"));
 
     /// <summary>The 1-based line of crash.c that contains <paramref name="marker"/> (so edits to the sample keep the tests right).</summary>
     private static int LineOf(string marker) => Array.FindIndex(CrashSource, l => l.Contains(marker, StringComparison.Ordinal)) + 1;
 
     internal static RunResult RunCrash(string what, string? image = null, string? coreFile = null)
     {
-        GuestImage guest = ElfLoader.LoadFile(image ?? TestPaths.GuestImage("crash"), AbiVersion.Current);
+        GuestImage guest = ElfLoader.LoadFile(image ?? RepoPaths.GuestImage("crash"), AbiVersion.Current);
         return HelloGuestTests.EmulatorRunner().Run(guest, new GuestRunOptions
         {
             Backend = "emulator",
@@ -138,7 +138,7 @@ public sealed class CrashReportTests
             Assert.Equal(0UL, loadVaddr);
             Assert.Equal(64UL << 20, loadSize);
             // The image's code is in the core at its address.
-            byte[] image = File.ReadAllBytes(TestPaths.GuestImage("crash"));
+            byte[] image = File.ReadAllBytes(RepoPaths.GuestImage("crash"));
             ulong rip = r.Crash!.Registers.Rip;
             Assert.Equal(image.AsSpan(0x1000 + (int)(rip - 0x10_0000), 2).ToArray(), elf.AsSpan((int)(loadOffset + rip), 2).ToArray());
             string notes = Encoding.Latin1.GetString(elf, (int)BitConverter.ToUInt64(elf, 64 + 8), (int)BitConverter.ToUInt64(elf, 64 + 32));
@@ -170,8 +170,8 @@ public sealed class CrashReportTests
         {
             string image = Path.Combine(dir, "crash.elf");
             var psi = new ProcessStartInfo("make") { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (string a in (string[])["-s", "-f", Path.Combine(TestPaths.RepoRoot, "src", "Guest.Sdk", "native", "paravirt.mk"),
-                $"PV_GUEST={image}", $"PV_SRCS={Path.Combine(TestPaths.RepoRoot, "samples", "crash", "crash.c")}",
+            foreach (string a in (string[])["-s", "-f", Path.Combine(RepoPaths.Root, "src", "Guest.Sdk", "native", "paravirt.mk"),
+                $"PV_GUEST={image}", $"PV_SRCS={Path.Combine(RepoPaths.Root, "samples", "crash", "crash.c")}",
                 "PV_EXTRA_CFLAGS=-fno-asynchronous-unwind-tables", image])
             {
                 psi.ArgumentList.Add(a);

@@ -14,7 +14,7 @@ public sealed class GdbTests
     [GdbFact]
     public void Gdb_breaks_in_main_of_hello_steps_prints_a_local_reads_rip_and_the_guest_exits_with_7()
     {
-        string image = TestPaths.GuestImage("hello");
+        string image = RepoPaths.GuestImage("hello");
         using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--backend", "emulator");
         (int gdbExit, string gdb) = GdbKit.Batch(image, null,
             paravirt.Target, "break main", "continue", "next", "print version", "info registers rip", "continue");
@@ -35,7 +35,7 @@ public sealed class GdbTests
     public void The_issues_done_when_command_stops_in_main_and_the_guest_finishes_with_7()
     {
         // gdb -batch -ex 'target remote ...' -ex 'break main' -ex continue -ex 'info registers rip' -ex continue
-        string image = TestPaths.GuestImage("hello");
+        string image = RepoPaths.GuestImage("hello");
         using ParavirtProcess paravirt = GdbKit.StartParavirt(image);
         (_, string gdb) = GdbKit.Batch(image, null, paravirt.Target, "break main", "continue", "info registers rip", "continue");
         (int exit, _, string stderr) = paravirt.WaitForExit();
@@ -50,7 +50,7 @@ public sealed class GdbTests
     {
         // The application runs at CPL 3 on the library OS's page tables: the breakpoint is at its linear address and
         // gdb reads its memory through those tables. linux-c has symbols but no DWARF: argc is rdi at main's entry.
-        string image = TestPaths.LinuxExecutable("linux-c");
+        string image = RepoPaths.LinuxExecutable("linux-c");
         using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--backend", "emulator");
         (int gdbExit, string gdb) = GdbKit.Batch(image, null, paravirt.Target, "break main", "continue", "print $rdi", "x/2i $pc", "continue");
         (int exit, string stdout, string stderr) = paravirt.WaitForExit();
@@ -68,7 +68,7 @@ public sealed class GdbTests
     [GdbFact]
     public void A_Linux_application_killed_by_a_signal_stops_in_gdb_at_its_faulting_instruction()
     {
-        string image = TestPaths.LinuxExecutable("linux-edge");
+        string image = RepoPaths.LinuxExecutable("linux-edge");
         using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--backend", "emulator");
         (_, string gdb) = GdbKit.Batch(image, null, paravirt.Target, "continue", "x/i $pc", "backtrace", "continue");
         (int exit, _, string stderr) = paravirt.WaitForExit();
@@ -83,7 +83,7 @@ public sealed class GdbTests
     [GdbFact]
     public void A_crash_under_gdb_stops_with_the_signal_in_the_faulting_function_then_ends_the_run()
     {
-        string image = TestPaths.GuestImage("crash");
+        string image = RepoPaths.GuestImage("crash");
         using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--cmdline", "what=divide");
         (_, string gdb) = GdbKit.Batch(image, null, paravirt.Target, "continue", "backtrace", "print count", "continue");
         (int exit, _, string stderr) = paravirt.WaitForExit();
@@ -100,7 +100,7 @@ public sealed class GdbTests
     [GdbFact]
     public void A_core_file_opens_in_gdb_with_the_signal_registers_and_backtrace()
     {
-        string image = TestPaths.GuestImage("crash");
+        string image = RepoPaths.GuestImage("crash");
         string core = Path.Combine(Path.GetTempPath(), $"paravirt-test-{Guid.NewGuid():N}.core");
         try
         {
@@ -137,7 +137,7 @@ public sealed class GdbTests
     {
         // Break (with a debug-register breakpoint) where hello computes the date, return to main, and watch the word on
         // top of main's stack: the next call overwrites it with a return address.
-        string image = TestPaths.GuestImage("hello");
+        string image = RepoPaths.GuestImage("hello");
         using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--backend", "emulator"); // (KVM under PVM refuses them)
         (_, string gdb) = GdbKit.Batch(image, null, paravirt.Target,
             "hbreak civil_from_days", "continue", "finish", "watch -l *(unsigned *)$rsp", "continue", "delete", "continue");
@@ -227,7 +227,7 @@ public sealed class GdbTests
     [Fact]
     public void Detaching_lets_the_guest_run_to_its_end()
     {
-        string path = TestPaths.GuestImage("hello");
+        string path = RepoPaths.GuestImage("hello");
         GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
         using GdbStub stub = GdbStub.Listen(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
         var console = new MemoryStream();

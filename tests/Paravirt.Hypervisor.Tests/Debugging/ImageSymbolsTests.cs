@@ -8,7 +8,7 @@ namespace Paravirt.Hypervisor.Tests.Debugging;
 /// <summary>The symbol, unwind and line readers on real images, and on hostile ones.</summary>
 public sealed class ImageSymbolsTests
 {
-    private static readonly byte[] Crash = File.ReadAllBytes(TestPaths.GuestImage("crash"));
+    private static readonly byte[] Crash = File.ReadAllBytes(RepoPaths.GuestImage("crash"));
 
     [Fact]
     public void A_c_guest_has_symbols_unwind_tables_and_line_tables_that_agree()
@@ -29,7 +29,7 @@ public sealed class ImageSymbolsTests
     [Fact]
     public void A_csharp_guest_has_its_methods_as_symbols_with_unwind_and_line_tables()
     {
-        ImageSymbols s = ImageSymbols.Parse(File.ReadAllBytes(TestPaths.GuestImage("hello-cs")));
+        ImageSymbols s = ImageSymbols.Parse(File.ReadAllBytes(RepoPaths.GuestImage("hello-cs")));
         ulong main = s.Symbols.AddressOf("hello_cs_Program__Main") ?? throw new InvalidOperationException("no managed Main");
         Assert.True(s.Frames.Covers(main));
         Assert.EndsWith("Program.cs", s.Lookup(main + 4).Source?.File, StringComparison.Ordinal);

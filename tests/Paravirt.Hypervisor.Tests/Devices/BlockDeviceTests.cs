@@ -1,7 +1,5 @@
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Devices;
 

@@ -1,9 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Text;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Console;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Devices;
 

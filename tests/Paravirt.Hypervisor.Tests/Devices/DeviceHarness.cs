@@ -1,9 +1,4 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Devices;
 

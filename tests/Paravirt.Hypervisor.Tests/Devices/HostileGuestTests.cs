@@ -1,7 +1,5 @@
 using System.Diagnostics;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Devices;
 

@@ -4,7 +4,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
-using System.Text;
 using System.Text.RegularExpressions;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Net;

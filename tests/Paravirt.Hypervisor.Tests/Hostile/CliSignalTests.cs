@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Text;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Tests.Cli;
 using Paravirt.Hypervisor.Tests.Integration;
 
@@ -139,18 +137,6 @@ internal sealed class Reaper(Process process) : IDisposable
         catch (InvalidOperationException)
         {
             // It exited in the meantime.
-        }
-    }
-}
-
-/// <summary>A fact that needs Linux (signals, kill(1)); skipped elsewhere with the reason.</summary>
-internal sealed class LinuxFactAttribute : FactAttribute
-{
-    public LinuxFactAttribute()
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            Skip = "needs Linux (POSIX signals and kill(1))";
         }
     }
 }

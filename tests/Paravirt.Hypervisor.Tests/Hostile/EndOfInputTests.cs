@@ -1,9 +1,6 @@
-using System.Text;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Tests.Integration;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Hostile;
 

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 
 namespace Paravirt.Hypervisor.Tests.Hostile;
 
@@ -16,25 +15,10 @@ internal static class HostileGuests
 
     private static string Build(string name)
     {
-        string root = TestPaths.RepoRoot;
+        string root = RepoPaths.Root;
         string source = System.IO.Path.Combine(root, "tests", "Paravirt.Hypervisor.Tests", "Hostile", "guests", name + ".c");
         string output = System.IO.Path.Combine(root, "artifacts", "hostile-guests", name + ".elf");
-        var psi = new ProcessStartInfo("make")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string a in new[] { "-s", "-f", System.IO.Path.Combine(root, "src", "Guest.Sdk", "native", "paravirt.mk"), "PV_GUEST=" + output, "PV_SRCS=" + source, output })
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using Process p = Process.Start(psi) ?? throw new InvalidOperationException("make did not start");
-        Task<string> err = p.StandardError.ReadToEndAsync();
-        string stdout = p.StandardOutput.ReadToEnd();
-        Assert.True(p.WaitForExit(TimeSpan.FromMinutes(2)), $"building {name} did not finish within 2 minutes");
-        Assert.True(p.ExitCode == 0, $"building hostile guest {name} failed (apt-get install make gcc):\n{stdout}{err.Result}");
-        return output;
+        return GuestBuilder.MakeChecked(root, source, output);
     }
 }
 

@@ -1,16 +1,10 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Diagnostics;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Hostile;
 

@@ -1,11 +1,5 @@
 using System.Diagnostics;
-using System.Text;
 using Microsoft.Extensions.Logging;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Hypercalls;
 
@@ -82,6 +76,17 @@ public sealed class HypercallDispatcherTests : IDisposable
         Assert.Contains("0x0100", ex.Message, StringComparison.Ordinal);
         Assert.Contains("console_write", ex.Message, StringComparison.Ordinal);
         Assert.Contains("my_console", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void WithBuiltIns_has_the_core_device_and_sandbox_hypercalls_and_the_users()
+    {
+        // What AddParavirt registers, for a host (the benchmarks) that builds its runner by hand.
+        HypercallDispatcher d = HypercallDispatcher.WithBuiltIns([new TestProvider(false, Reg(0x1234, "mine"))]);
+        Assert.Equal("console_write", d.GetName((uint)HypercallCode.ConsoleWrite));
+        Assert.NotNull(d.GetName((uint)HypercallCode.BlockAttach));
+        Assert.NotNull(d.GetName((uint)HypercallCode.SandboxReady));
+        Assert.Equal("mine", d.GetName(0x1234));
     }
 
     [Fact]

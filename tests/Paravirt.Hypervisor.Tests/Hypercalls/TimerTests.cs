@@ -1,8 +1,3 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Tests.Hypercalls;
 
 /// <summary>The paravirtual timer's host side (<see cref="GuestSession.SetTimer"/>, the <c>timer_set</c> hypercall).</summary>

@@ -1,12 +1,8 @@
-using System.Text;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Devices.Net;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Cli;
 using Paravirt.Hypervisor.Debugging;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 
@@ -41,7 +37,7 @@ public sealed class CSharpGuestTests : IDisposable
 
     private static (RunResult Result, string Output) Run(string guest, string commandLine = "", ulong memory = 64UL << 20)
     {
-        GuestImage image = ElfLoader.LoadFile(TestPaths.GuestImage(guest), AbiVersion.Current);
+        GuestImage image = ElfLoader.LoadFile(RepoPaths.GuestImage(guest), AbiVersion.Current);
         using var console = new MemoryStream();
         RunResult result = HelloGuestTests.EmulatorRunner().Run(image, new GuestRunOptions
         {
@@ -72,7 +68,7 @@ public sealed class CSharpGuestTests : IDisposable
     [Fact]
     public void Hello_cs_is_a_freestanding_elf_linked_at_one_mebibyte_with_the_abi_note()
     {
-        string path = TestPaths.GuestImage("hello-cs");
+        string path = RepoPaths.GuestImage("hello-cs");
         byte[] elf = File.ReadAllBytes(path);
         Assert.Equal(new byte[] { 0x7F, (byte)'E', (byte)'L', (byte)'F' }, elf[..4]);
         Assert.Equal(2, BitConverter.ToUInt16(elf, 16));    // ET_EXEC
@@ -122,7 +118,7 @@ public sealed class CSharpGuestTests : IDisposable
     [Fact]
     public void Hello_cs_through_the_cli_exits_with_7()
     {
-        (int code, _, string stderr, byte[] guest) = CliErrorTests.Run("run", TestPaths.GuestImage("hello-cs"), "--backend", "emulator");
+        (int code, _, string stderr, byte[] guest) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello-cs"), "--backend", "emulator");
         string output = Encoding.UTF8.GetString(guest);
         Assert.True(code == 7, $"exit {code}\n{stderr}\n{output}");
         Assert.Contains("Hello from a C# Paravirt unikernel!", output, StringComparison.Ordinal);

@@ -1,10 +1,6 @@
-using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 
@@ -84,7 +80,7 @@ public sealed class DependencyInjectionTests : IDisposable
                 .AddDevice(_ => { created++; return new BlockDevice("disk0", disk, readOnly: false); });
         using ServiceProvider provider = services.BuildServiceProvider();
         GuestRunner runner = provider.GetRequiredService<GuestRunner>();
-        GuestImage blk = ElfLoader.LoadFile(TestPaths.GuestImage("blk"), AbiVersion.Current);
+        GuestImage blk = ElfLoader.LoadFile(RepoPaths.GuestImage("blk"), AbiVersion.Current);
 
         for (int run = 1; run <= 2; run++)
         {

@@ -1,15 +1,9 @@
 using System.IO.Pipelines;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Devices.Net;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
 using Xunit.Abstractions;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
@@ -32,7 +26,7 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
 
     internal static GuestRun Run(string sample, IReadOnlyList<VirtualDevice> devices, string commandLine = "", int timeoutSeconds = 120)
     {
-        GuestImage image = ElfLoader.LoadFile(TestPaths.GuestImage(sample), AbiVersion.Current);
+        GuestImage image = ElfLoader.LoadFile(RepoPaths.GuestImage(sample), AbiVersion.Current);
         using var console = new MemoryStream();
         RunResult result = Runner().Run(image, new GuestRunOptions
         {

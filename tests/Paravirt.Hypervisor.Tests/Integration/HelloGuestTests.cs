@@ -1,11 +1,5 @@
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Cli;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 
@@ -18,7 +12,7 @@ public sealed class HelloGuestTests
     [Fact]
     public void Hello_on_the_emulator_greets_prints_the_wall_clock_and_exits_with_7()
     {
-        GuestImage image = ElfLoader.LoadFile(TestPaths.GuestImage("hello"), AbiVersion.Current);
+        GuestImage image = ElfLoader.LoadFile(RepoPaths.GuestImage("hello"), AbiVersion.Current);
         using var console = new MemoryStream();
         RunResult result = EmulatorRunner().Run(image, new GuestRunOptions { Backend = "emulator", ConsoleOutput = console, Timeout = TimeSpan.FromSeconds(30) });
         string output = Encoding.UTF8.GetString(console.ToArray());
@@ -36,7 +30,7 @@ public sealed class HelloGuestTests
     [Fact]
     public void Hello_through_the_cli_streams_its_console_and_exits_with_its_status()
     {
-        (int code, _, string stderr, byte[] guest) = CliErrorTests.Run("run", TestPaths.GuestImage("hello"), "--backend", "emulator", "--stats", "--verbose");
+        (int code, _, string stderr, byte[] guest) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", "--stats", "--verbose");
         string output = Encoding.UTF8.GetString(guest);
         Assert.True(code == 7, $"exit {code}\n{stderr}\n{output}");
         Assert.Contains("Hello from a Paravirt unikernel!", output, StringComparison.Ordinal);
@@ -46,12 +40,16 @@ public sealed class HelloGuestTests
         Assert.Single(lines, l => l.StartsWith("paravirt: backend emulator: ", StringComparison.Ordinal));
         Assert.Contains("paravirt: Exited: guest exited with status 7", lines);
         Assert.DoesNotContain(lines, l => l.StartsWith("info:", StringComparison.Ordinal));
+        // --stats: one block after the run's log lines, its own lines indented, never interleaved with them.
+        int stats = Array.FindIndex(lines, l => l.StartsWith("paravirt: stats: ", StringComparison.Ordinal));
+        Assert.True(stats > 0 && lines.Skip(stats + 1).All(l => l.StartsWith("  ", StringComparison.Ordinal)), $"stats are not one closing block:\n{stderr}");
+        Assert.All(lines.Take(stats), l => Assert.StartsWith("paravirt: ", l, StringComparison.Ordinal));
     }
 
     [Fact]
     public void Hello_is_refused_when_memory_is_too_small_for_it()
     {
-        GuestImage image = ElfLoader.LoadFile(TestPaths.GuestImage("hello"), AbiVersion.Current);
+        GuestImage image = ElfLoader.LoadFile(RepoPaths.GuestImage("hello"), AbiVersion.Current);
         // 2 MiB is the minimum memory; an image is refused only if it does not fit, so this must run.
         RunResult result = EmulatorRunner().Run(image, new GuestRunOptions { Backend = "emulator", MemorySize = 2UL << 20, Timeout = TimeSpan.FromSeconds(30) });
         Assert.Equal(RunOutcome.Exited, result.Outcome);

@@ -1,14 +1,8 @@
 using System.Diagnostics;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Cli;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 
@@ -41,22 +35,9 @@ public sealed class LinuxGuestTests
 
     private static (int Status, string Output) RunNative(string path, string[] env)
     {
-        var psi = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false };
-        foreach (string a in Args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        psi.Environment.Clear();
-        foreach (string e in env)
-        {
-            int eq = e.IndexOf('=', StringComparison.Ordinal);
-            psi.Environment[e[..eq]] = e[(eq + 1)..];
-        }
-        using Process p = Process.Start(psi)!;
-        p.StandardInput.Close();
-        string output = p.StandardOutput.ReadToEnd();
-        Assert.True(p.WaitForExit(60_000), $"{path} did not exit natively");
-        return (p.ExitCode, output);
+        ProcessResult r = ProcessRunner.Run(path, Args, environment: env.Select(e => e.Split('=', 2)).Select(kv => new KeyValuePair<string, string?>(kv[0], kv[1])),
+            limit: TimeSpan.FromMinutes(1), clearEnvironment: true);
+        return (r.ExitCode, r.StdOut);
     }
 
     private static (RunResult Result, string Output) RunGuest(string path, IReadOnlyList<string> env)
@@ -90,7 +71,7 @@ public sealed class LinuxGuestTests
 
     private static void SameAsNative(string sample)
     {
-        string path = TestPaths.LinuxExecutable(sample);
+        string path = RepoPaths.LinuxExecutable(sample);
         string nativeDisk = Path.Combine(Path.GetTempPath(), $"paravirt-linux-native-{Guid.NewGuid():N}.img");
         File.WriteAllBytes(nativeDisk, new byte[DiskSize]);
         (int status, string expected) = (0, "");
@@ -120,7 +101,7 @@ public sealed class LinuxGuestTests
     {
         // readlink("/proc/self/exe") returned argv[0] as given; static glibc asserts it is absolute at start-up
         // (_dl_get_origin), so `paravirt run ./app` and a library run without Arguments died with SIGABRT (134).
-        string path = TestPaths.LinuxExecutable("linux-edge");
+        string path = RepoPaths.LinuxExecutable("linux-edge");
         string relative = Path.GetRelativePath(Environment.CurrentDirectory, path);
         Assert.False(Path.IsPathRooted(relative));
         (int code, _, string stderr, _) = CliErrorTests.Run("run", relative, "--backend", "emulator", "--quiet");
@@ -141,7 +122,7 @@ public sealed class LinuxGuestTests
     public void The_cli_runs_a_Linux_executable_with_its_arguments_and_environment()
     {
         (int code, _, string stderr, byte[] guest) = CliErrorTests.Run(
-            "run", TestPaths.LinuxExecutable("linux-c"), "--backend", "emulator", "--env", "PARAVIRT_SAMPLE=cli", "--", "x", "--y");
+            "run", RepoPaths.LinuxExecutable("linux-c"), "--backend", "emulator", "--env", "PARAVIRT_SAMPLE=cli", "--", "x", "--y");
         string output = Encoding.UTF8.GetString(guest);
         Assert.True(code == 3, $"exit {code}\n{stderr}\n{output}");
         Assert.StartsWith("linux-c: 2 argument(s): [x] [--y]\nenvironment: PARAVIRT_SAMPLE=cli", output, StringComparison.Ordinal);
@@ -150,7 +131,7 @@ public sealed class LinuxGuestTests
     [LinuxOnEmulatorFact]
     public void The_cli_reports_death_by_signal_with_128_plus_the_signal_in_one_line_with_quiet()
     {
-        (int code, _, string stderr, _) = CliErrorTests.Run("run", TestPaths.LinuxExecutable("linux-edge"), "--backend", "emulator", "--quiet");
+        (int code, _, string stderr, _) = CliErrorTests.Run("run", RepoPaths.LinuxExecutable("linux-edge"), "--backend", "emulator", "--quiet");
         Assert.Equal(139, code);
         string line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith("paravirt: the Linux application was killed by SIGSEGV (signal 11): a fault at address 0x0, rip 0x", line, StringComparison.Ordinal);
@@ -164,7 +145,7 @@ public sealed class LinuxGuestTests
         string core = Path.Combine(Path.GetTempPath(), $"paravirt-test-{Guid.NewGuid():N}.core");
         try
         {
-            (int code, _, string stderr, _) = CliErrorTests.Run("run", TestPaths.LinuxExecutable("linux-edge"), "--backend", "emulator", "--core", core);
+            (int code, _, string stderr, _) = CliErrorTests.Run("run", RepoPaths.LinuxExecutable("linux-edge"), "--backend", "emulator", "--core", core);
             Assert.Equal(139, code);
             string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.StartsWith("paravirt: the Linux application was killed by SIGSEGV (signal 11): a fault at address 0x0, rip 0x", lines[0], StringComparison.Ordinal);
@@ -187,7 +168,7 @@ public sealed class LinuxGuestTests
     {
         var noKernel = new FakeBackend();
         var runner = new GuestRunner(new BackendSelector([noKernel]), new HypercallDispatcher([new CoreHypercalls()]));
-        GuestImage image = ElfLoader.LoadFile(TestPaths.LinuxExecutable("linux-c"), AbiVersion.Current);
+        GuestImage image = ElfLoader.LoadFile(RepoPaths.LinuxExecutable("linux-c"), AbiVersion.Current);
         var ex = Assert.Throws<BackendUnavailableException>(() => runner.Run(image, new GuestRunOptions { Backend = "auto" }));
         Assert.Contains("CPL 0", ex.Message, StringComparison.Ordinal);
         ex = Assert.Throws<BackendUnavailableException>(() => runner.Run(image, new GuestRunOptions { Backend = "fake" }, new BackendChoice(noKernel, "test")));

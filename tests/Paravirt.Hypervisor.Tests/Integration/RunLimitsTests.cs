@@ -1,8 +1,5 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Cli;
 using Paravirt.Hypervisor.Tests.Loading;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 

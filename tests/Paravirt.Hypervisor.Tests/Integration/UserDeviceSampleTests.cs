@@ -10,7 +10,7 @@ public sealed class UserDeviceSampleTests
     [Fact]
     public async Task The_kvstore_sample_drives_a_user_defined_device_on_the_emulator()
     {
-        SampleProgram.Result run = await SampleProgram.RunAsync("kvstore-host", TestPaths.GuestImage("kvstore-guest"), "emulator");
+        SampleProgram.Result run = await SampleProgram.RunAsync("kvstore-host", RepoPaths.GuestImage("kvstore-guest"), "emulator");
         string output = run.Output;
         Assert.True(run.ExitCode == 0, run.ToString());
         Assert.Contains("kvstore-guest: read back 20 of 20", output, StringComparison.Ordinal);

@@ -1,8 +1,4 @@
 using Microsoft.Extensions.DependencyInjection;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 

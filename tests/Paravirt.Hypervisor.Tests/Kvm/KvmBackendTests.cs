@@ -1,13 +1,8 @@
 using System.Diagnostics;
 using Iced.Intel;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Interop;
-using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Vcpu;
 using static Iced.Intel.AssemblerRegisters;
-using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Hypervisor.Tests.Kvm;
 

@@ -1,4 +1,3 @@
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Kvm;
 
 namespace Paravirt.Hypervisor.Tests.Kvm;
@@ -34,9 +33,9 @@ public sealed class KvmHeaderFactAttribute : FactAttribute
         {
             Skip = $"{Header} is missing (apt-get install linux-libc-dev)";
         }
-        else if (!Environment.GetEnvironmentVariable("PATH")!.Split(':').Any(d => File.Exists(Path.Combine(d, "gcc"))))
+        else
         {
-            Skip = "gcc is not installed (apt-get install gcc)";
+            Skip = ToolFactAttribute.MissingTool("gcc");
         }
     }
 }

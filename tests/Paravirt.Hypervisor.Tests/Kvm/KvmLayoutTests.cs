@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -230,8 +229,8 @@ public sealed class KvmLayoutTests
                 + string.Concat(expected.Select(e => $"    printf(\"%llu\\n\", (unsigned long long)({e.C}));\n"))
                 + "    return 0;\n}\n";
             File.WriteAllText(Path.Combine(dir, "kvm_h.c"), source);
-            Run("gcc", $"-o {dir}/kvm_h {dir}/kvm_h.c");
-            string[] actual = Run($"{dir}/kvm_h", "").Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            ProcessRunner.RunChecked("gcc", "-o", $"{dir}/kvm_h", $"{dir}/kvm_h.c");
+            string[] actual = ProcessRunner.RunChecked($"{dir}/kvm_h").Split('\n', StringSplitOptions.RemoveEmptyEntries);
             Assert.Equal(expected.Length, actual.Length);
             for (int i = 0; i < expected.Length; i++)
             {
@@ -243,15 +242,4 @@ public sealed class KvmLayoutTests
         {
             Directory.Delete(dir, recursive: true);
         }
-    }
-
-    private static string Run(string file, string arguments)
-    {
-        using var p = Process.Start(new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        string stdout = p.StandardOutput.ReadToEnd();
-        string stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{file} {arguments} failed ({p.ExitCode}): {stderr}");
-        return stdout;
-    }
-}
+    }}

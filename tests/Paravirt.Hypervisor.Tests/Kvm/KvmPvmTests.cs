@@ -1,7 +1,6 @@
 using Iced.Intel;
-using Paravirt.Abi;
+using Decoder = Iced.Intel.Decoder;
 using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Kvm;
 

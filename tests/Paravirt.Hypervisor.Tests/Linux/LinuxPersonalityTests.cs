@@ -1,12 +1,6 @@
 using System.Buffers.Binary;
-using System.Text;
 using Microsoft.Extensions.Logging;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Linux;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 using Paravirt.Hypervisor.Tests.Hypercalls;
 using Paravirt.Hypervisor.Tests.Loading;
 

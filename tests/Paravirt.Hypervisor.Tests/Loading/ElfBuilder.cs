@@ -1,3 +1,4 @@
+// Keeps its own imports: fuzz/Paravirt.Fuzz compiles this file too.
 using System.Buffers.Binary;
 using System.Text;
 using Paravirt.Abi;

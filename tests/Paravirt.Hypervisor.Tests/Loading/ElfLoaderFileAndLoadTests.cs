@@ -1,25 +1,6 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 using static Paravirt.Hypervisor.Tests.Loading.ElfBuilder;
 
 namespace Paravirt.Hypervisor.Tests.Loading;
-
-/// <summary>A fact that needs file permissions to deny access: skipped, visibly, for root (who reads any file) and off Unix.</summary>
-public sealed class UnprivilegedUnixFactAttribute : FactAttribute
-{
-    public UnprivilegedUnixFactAttribute()
-    {
-        if (OperatingSystem.IsWindows())
-        {
-            Skip = "needs Unix file modes";
-        }
-        else if (Environment.IsPrivilegedProcess)
-        {
-            Skip = "running as root: file permissions do not deny root, so 'permission denied' cannot be produced";
-        }
-    }
-}
 
 public sealed class ElfLoaderFileAndLoadTests : IDisposable
 {

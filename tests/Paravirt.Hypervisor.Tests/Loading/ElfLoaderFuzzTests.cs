@@ -1,7 +1,4 @@
 using System.Buffers.Binary;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 using Xunit.Abstractions;
 
 namespace Paravirt.Hypervisor.Tests.Loading;

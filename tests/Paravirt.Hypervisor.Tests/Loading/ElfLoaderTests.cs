@@ -1,7 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Loading;
 using static Paravirt.Hypervisor.Tests.Loading.ElfBuilder;
 
 namespace Paravirt.Hypervisor.Tests.Loading;

@@ -1,5 +1,3 @@
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Tests.Memory;
 
 public sealed class GuestMemoryTests : IDisposable

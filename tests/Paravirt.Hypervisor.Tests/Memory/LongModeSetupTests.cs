@@ -1,6 +1,3 @@
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Tests.Memory;
 
 public sealed class LongModeSetupTests

@@ -1,8 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Vcpu;
 
 namespace Paravirt.Hypervisor.Tests.Memory;
 
@@ -47,7 +43,8 @@ public sealed class PrepareMemoryTests : IDisposable
         Assert.Equal(GuestLayout.CommandLine, BinaryPrimitives.ReadUInt64LittleEndian(b[32..]));
         Assert.Equal((uint)cmd.Length, BinaryPrimitives.ReadUInt32LittleEndian(b[40..]));
         Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(b[44..]));
-        Assert.Equal((ulong)(FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll), BinaryPrimitives.ReadUInt64LittleEndian(b[48..]));
+        // The base offer of every session (GuestSession.BaseFeatures): the boot info must say what the session answers.
+        Assert.Equal((ulong)(FeatureBits.Console | FeatureBits.WallClock | FeatureBits.Poll | FeatureBits.Entropy), BinaryPrimitives.ReadUInt64LittleEndian(b[48..]));
         Assert.Equal(0UL, BinaryPrimitives.ReadUInt64LittleEndian(b[56..]));
         Assert.Equal(0UL, BinaryPrimitives.ReadUInt64LittleEndian(b[64..])); // no boot modules for a Paravirt image
         Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(b[72..]));

@@ -1,6 +1,4 @@
 using MessagePack;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Sandboxes;
 
 namespace Paravirt.Hypervisor.Tests.Sandboxes;
@@ -15,7 +13,7 @@ public sealed record KeyedPoint([property: Key(0)] int X, [property: Key(1)] int
 /// <summary>Sandboxes on the emulator with the C guest samples/plugin-guest: typed calls, host functions, snapshots, poisoning.</summary>
 public sealed class SandboxTests
 {
-    internal static string PluginImage => TestPaths.GuestImage("plugin-guest");
+    internal static string PluginImage => RepoPaths.GuestImage("plugin-guest");
 
     internal static SandboxOptions Options(HostFunctionCollection? hostFunctions = null) => new()
     {
@@ -232,11 +230,13 @@ public sealed class SandboxTests
         sandbox.Restore(clean);
         Assert.Equal(SandboxFailure.Exited, Assert.Throws<SandboxCallFailedException>(() => sandbox.Call<object>("Exit", 3)).Failure);
         sandbox.Restore(clean);
+        // Cancellation on a sandbox whose call timeout is far away: with the 200 ms one above, a loaded machine fired
+        // the 100 ms cancellation after the timeout (seen in make test at load 20: TimedOut instead of Canceled).
+        using (Sandbox patient = Sandbox.Create(PluginImage, Options() with { CallTimeout = TimeSpan.FromMinutes(1) }))
         using (var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
         {
-            Assert.Equal(SandboxFailure.Canceled, Assert.Throws<SandboxCallFailedException>(() => sandbox.Call<object>("Spin", [], cts.Token)).Failure);
+            Assert.Equal(SandboxFailure.Canceled, Assert.Throws<SandboxCallFailedException>(() => patient.Call<object>("Spin", [], cts.Token)).Failure);
         }
-        sandbox.Restore(clean);
         Assert.Equal(7L, sandbox.Call<long>("Add", 3, 4));
 
         using Sandbox budgeted = Sandbox.Create(PluginImage, Options() with { CallInstructionBudget = 100_000 });
@@ -324,7 +324,7 @@ public sealed class SandboxTests
     [Fact]
     public void A_CSharp_guest_serves_the_same_calls_through_the_core_library()
     {
-        using Sandbox sandbox = Sandbox.Create(TestPaths.GuestImage("plugin-cs"), Options(new HostFunctionCollection().Add("GetGreeting", () => "Hej")));
+        using Sandbox sandbox = Sandbox.Create(RepoPaths.GuestImage("plugin-cs"), Options(new HostFunctionCollection().Add("GetGreeting", () => "Hej")));
         Assert.Equal(["Add", "Count", "Fail", "Greet", "Scale"], sandbox.Functions.Order(StringComparer.Ordinal));
         Assert.Equal(42L, sandbox.Call<long>("Add", 40, 2));
         Assert.Equal(new Point(-30, 40), sandbox.Call<Point>("Scale", new Point(3, -4), -10));
@@ -353,7 +353,7 @@ public sealed class SandboxTests
     [Fact]
     public void An_image_without_guest_functions_is_not_a_sandbox()
     {
-        SandboxInitializationException ex = Assert.Throws<SandboxInitializationException>(() => Sandbox.Create(TestPaths.GuestImage("hello"), Options()));
+        SandboxInitializationException ex = Assert.Throws<SandboxInitializationException>(() => Sandbox.Create(RepoPaths.GuestImage("hello"), Options()));
         Assert.Contains("no guest functions", ex.Message, StringComparison.Ordinal);
     }
 }

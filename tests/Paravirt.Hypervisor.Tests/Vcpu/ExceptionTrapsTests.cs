@@ -1,4 +1,5 @@
 using Iced.Intel;
+using Decoder = Iced.Intel.Decoder;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;

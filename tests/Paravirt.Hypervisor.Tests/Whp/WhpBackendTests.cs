@@ -1,6 +1,4 @@
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Whp;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
 

@@ -1,8 +1,5 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Whp;
 using Paravirt.Hypervisor.Interop;
-using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
 

@@ -1,25 +1,9 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Whp;
 using Paravirt.Hypervisor.Interop;
-using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
-
-/// <summary>A fact that needs the mingw-w64 cross compiler (the only Linux-side compiler that has WinHvPlatformDefs.h).</summary>
-public sealed class MingwFactAttribute : FactAttribute
-{
-    /// <summary>Sets <see cref="FactAttribute.Skip"/> when the tools are missing.</summary>
-    public MingwFactAttribute()
-    {
-        if (WhpHeaderCrossCheckTests.FindTool(WhpHeaderCrossCheckTests.Gcc) is null || WhpHeaderCrossCheckTests.FindTool(WhpHeaderCrossCheckTests.Objcopy) is null)
-        {
-            Skip = $"needs {WhpHeaderCrossCheckTests.Gcc} and {WhpHeaderCrossCheckTests.Objcopy} (apt-get install gcc-mingw-w64-x86-64-win32) to compile WinHvPlatformDefs.h";
-        }
-    }
-}
 
 /// <summary>
 /// Compiles <c>whp_layout.c</c> against mingw-w64's WinHvPlatform headers and compares what the C compiler laid out
@@ -34,40 +18,12 @@ public sealed class WhpHeaderCrossCheckTests
 
     private static readonly Lazy<string> Object = new(Compile);
 
-    internal static string? FindTool(string name)
-    {
-        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-        {
-            string candidate = Path.Combine(dir, name);
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-        return null;
-    }
-
-    private static string Run(string tool, params string[] args)
-    {
-        var psi = new ProcessStartInfo(FindTool(tool)!) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (string a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using Process p = Process.Start(psi)!;
-        string stdout = p.StandardOutput.ReadToEnd();
-        string stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{tool} {string.Join(' ', args)} failed ({p.ExitCode}):\n{stderr}{stdout}");
-        return stdout;
-    }
-
     private static string Compile()
     {
-        string source = Path.Combine(TestPaths.RepoRoot, "tests", "Paravirt.Hypervisor.Tests", "Whp", "whp_layout.c");
+        string source = Path.Combine(RepoPaths.Root, "tests", "Paravirt.Hypervisor.Tests", "Whp", "whp_layout.c");
         string dir = Directory.CreateTempSubdirectory("paravirt-whp-").FullName;
         string obj = Path.Combine(dir, "whp_layout.o");
-        Run(Gcc, "-std=c11", "-Wall", "-Werror", "-O0", "-fdata-sections", "-c", source, "-o", obj);
+        ProcessRunner.RunChecked(Gcc, "-std=c11", "-Wall", "-Werror", "-O0", "-fdata-sections", "-c", source, "-o", obj);
         return obj;
     }
 
@@ -75,7 +31,7 @@ public sealed class WhpHeaderCrossCheckTests
     private static byte[] Section(string symbol)
     {
         string output = Path.Combine(Path.GetDirectoryName(Object.Value)!, symbol + ".bin");
-        Run(Objcopy, "-O", "binary", "--only-section=.rdata$" + symbol, Object.Value, output);
+        ProcessRunner.RunChecked(Objcopy, "-O", "binary", "--only-section=.rdata$" + symbol, Object.Value, output);
         byte[] bytes = File.ReadAllBytes(output);
         Assert.True(bytes.Length > 0, $"section .rdata${symbol} is empty or missing");
         return bytes;
@@ -132,7 +88,7 @@ public sealed class WhpHeaderCrossCheckTests
         return MemoryMarshal.Read<T>(bytes);
     }
 
-    [MingwFact]
+    [ToolFact(WhpHeaderCrossCheckTests.Gcc, WhpHeaderCrossCheckTests.Objcopy)]
     public void Sizes_offsets_and_values_match_the_compiled_header()
     {
         byte[] bytes = Section("whp_layout");
@@ -145,7 +101,7 @@ public sealed class WhpHeaderCrossCheckTests
         }
     }
 
-    [MingwFact]
+    [ToolFact(WhpHeaderCrossCheckTests.Gcc, WhpHeaderCrossCheckTests.Objcopy)]
     public void A_compiled_hypercall_exit_decodes_as_a_hypercall()
     {
         WHV_RUN_VP_EXIT_CONTEXT ctx = Golden<WHV_RUN_VP_EXIT_CONTEXT>("whp_exit_hypercall");
@@ -157,7 +113,7 @@ public sealed class WhpHeaderCrossCheckTests
         Assert.Equal(0x3002UL, next);
     }
 
-    [MingwFact]
+    [ToolFact(WhpHeaderCrossCheckTests.Gcc, WhpHeaderCrossCheckTests.Objcopy)]
     public void A_compiled_rep_outsb_exit_decodes_as_port_io()
     {
         WHV_RUN_VP_EXIT_CONTEXT ctx = Golden<WHV_RUN_VP_EXIT_CONTEXT>("whp_exit_rep_outsb");
@@ -168,7 +124,7 @@ public sealed class WhpHeaderCrossCheckTests
         Assert.StartsWith("rep string out of 1 byte(s)", exit.Detail, StringComparison.Ordinal);
     }
 
-    [MingwFact]
+    [ToolFact(WhpHeaderCrossCheckTests.Gcc, WhpHeaderCrossCheckTests.Objcopy)]
     public void A_compiled_memory_access_exit_decodes_as_mmio()
     {
         WHV_RUN_VP_EXIT_CONTEXT ctx = Golden<WHV_RUN_VP_EXIT_CONTEXT>("whp_exit_mmio_write");
@@ -179,7 +135,7 @@ public sealed class WhpHeaderCrossCheckTests
         Assert.Equal("write at guest-physical 0x40000000 (virtual 0x40000000)", exit.Detail);
     }
 
-    [MingwFact]
+    [ToolFact(WhpHeaderCrossCheckTests.Gcc, WhpHeaderCrossCheckTests.Objcopy)]
     public void Segments_built_from_the_gdt_equal_the_header_bit_fields()
     {
         AssertBytesEqual(Section("whp_seg_code"), WhpRegisters.SegmentFromGdt(0x08));

@@ -1,6 +1,5 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
-using System.Text;
 using Paravirt.Hypervisor.Interop;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
@@ -32,7 +31,7 @@ public sealed class WhpSignatureTests
             "WHvUnmapGpaRange",
         ];
         Assert.Equal(expected, imports.Select(m => m.Name));
-        string dir = Path.Combine(TestPaths.RepoRoot, "src", "Hypervisor.Core", "Interop", "WinHvPlatform");
+        string dir = Path.Combine(RepoPaths.Root, "src", "Hypervisor.Core", "Interop", "WinHvPlatform");
         foreach (MethodInfo m in imports)
         {
             LibraryImportAttribute a = m.GetCustomAttribute<LibraryImportAttribute>()!;
@@ -86,43 +85,24 @@ public sealed class WhpSignatureTests
         return c.ToString();
     }
 
-    private static (int Code, string Stdout, string Stderr) Gcc(params string[] args)
-    {
-        var psi = new System.Diagnostics.ProcessStartInfo(WhpHeaderCrossCheckTests.FindTool(WhpHeaderCrossCheckTests.Gcc)!)
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-            UseShellExecute = false,
-        };
-        foreach (string a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using var p = System.Diagnostics.Process.Start(psi)!;
-        Task<string> stdout = p.StandardOutput.ReadToEndAsync();
-        string stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, stdout.Result, stderr);
-    }
-
-    [MingwFact]
+    [ToolFact(WhpHeaderCrossCheckTests.Gcc, WhpHeaderCrossCheckTests.Objcopy)]
     public void Signatures_match_the_header_prototypes()
     {
         string dir = Directory.CreateTempSubdirectory("paravirt-whp-sig-").FullName;
         string source = Path.Combine(dir, "whp_signatures.c");
         File.WriteAllText(source, GenerateC());
-        (int code, _, string err) = Gcc("-std=c11", "-Wall", "-Werror", "-c", source, "-o", Path.Combine(dir, "whp_signatures.o"));
+        (int code, _, string err) = ProcessRunner.Run(WhpHeaderCrossCheckTests.Gcc, ["-std=c11", "-Wall", "-Werror", "-c", source, "-o", Path.Combine(dir, "whp_signatures.o")]);
         Assert.True(code == 0, $"the C# signatures do not match WinHvPlatform.h:\n{err}\n{File.ReadAllText(source)}");
     }
 
-    [MingwFact]
+    [ToolFact(WhpHeaderCrossCheckTests.Gcc, WhpHeaderCrossCheckTests.Objcopy)]
     public void Parameter_names_and_order_match_the_header_prototypes()
     {
         // Types alone cannot tell two UINT32 parameters apart; the header's parameter names can.
         string dir = Directory.CreateTempSubdirectory("paravirt-whp-pp-").FullName;
         string source = Path.Combine(dir, "pp.c");
         File.WriteAllText(source, "#include <windows.h>\n#include <winhvplatform.h>\n");
-        (int code, string preprocessed, string err) = Gcc("-E", "-P", source);
+        (int code, string preprocessed, string err) = ProcessRunner.Run(WhpHeaderCrossCheckTests.Gcc, ["-E", "-P", source]);
         Assert.True(code == 0, err);
         foreach (MethodInfo m in Imports())
         {

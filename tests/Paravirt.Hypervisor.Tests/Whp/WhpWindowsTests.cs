@@ -1,7 +1,4 @@
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Whp;
-using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
 

@@ -136,7 +136,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
         {
             bool step = false, debugOne = false;
             if ((Volatile.Read(ref _s->Attention) | (int)(_s->Rflags & TF) | (_shadow ? 1 : 0)) != 0)
-         {
+            {
                 if (Service())
                 {
                     return TakeExit();
@@ -151,7 +151,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
                     }
                     debugOne = DebugOneAtATime;
                 }
-         }
+            }
             if (_s->Icount >= _s->BudgetLimit)
             {
                 return new VcpuExit(VcpuExitKind.BudgetExhausted, _s->Rip, Detail: $"instruction budget of {_budget} used");
@@ -205,6 +205,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
 #pragma warning restore CA1031
                     if (start == BlockCompiler.Completed)
                     {
+                        TranslatedBlocksCompleted++;
                         continue;
                     }
                     if (start == BlockCompiler.ExitRequested)
@@ -672,6 +673,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGuestMemoryWriteObse
 
     /// <summary>Blocks translated to IL so far (for tests).</summary>
     internal int BlocksCompiled { get; private set; }
+
+    /// <summary>Runs of translated blocks that completed the whole block in translated code (for tests: proves it ran).</summary>
+    internal long TranslatedBlocksCompleted { get; private set; }
 
     /// <summary>Blocks decoded so far (for tests).</summary>
     internal int BlocksDecoded { get; private set; }

@@ -1,3 +1,4 @@
+// Layout contract with the NativeAOT compiler: a string is { MethodTable*, int length, char data[], '\0' }.
 using Internal.Runtime;
 using System.Runtime;
 using System.Runtime.CompilerServices;
