@@ -10,8 +10,9 @@
 #   musl-tools               musl-gcc and the static musl: samples/linux-musl
 #   gcc-mingw-w64-x86-64-win32  the real WinHvPlatform headers: WHP layouts and signatures are checked against them
 #   afl++                    afl-fuzz 4.04c, the engine of the long fuzz campaigns (fuzz/run-campaign.sh, with SharpFuzz)
+#   gdb                      the GDB stub, crash reports and core files are tested with the real debugger
 set -euo pipefail
-want=(gcc make qemu-system-x86 busybox-static cpio qemu-user clang linux-libc-dev libc6-dev musl-tools zlib1g-dev binutils gcc-mingw-w64-x86-64-win32 afl++)
+want=(gcc make qemu-system-x86 busybox-static cpio qemu-user clang linux-libc-dev libc6-dev musl-tools zlib1g-dev binutils gcc-mingw-w64-x86-64-win32 afl++ gdb)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,6 +28,7 @@ internal abstract class Harness : IDisposable
         ["cli"] = () => new Harnesses.CliHarness(),
         ["emulator"] = () => new Harnesses.EmulatorDifferentialHarness(),
         ["calls"] = () => new Harnesses.CallsHarness(),
+        ["gdb"] = () => new Harnesses.GdbHarness(),
     };
 }
 

@@ -37,8 +37,10 @@ public enum HypercallCode : uint
     Random = 0x000A,
     /// <summary>ABI 1.1: <c>syscall_unimplemented(number, rip)</c>: the guest's Linux personality answered Linux system call <c>number</c> (issued at user <c>rip</c>) with <c>-ENOSYS</c>; the host counts it and names it once when verbose. Returns 0.</summary>
     SyscallUnimplemented = 0x000B,
-    /// <summary>ABI 1.1: <c>exit_signal(signo, address, rip)</c>: the guest's Linux personality ends the run because its application was killed by signal <c>signo</c> (for a fault: at data <c>address</c>, instruction <c>rip</c>); the exit status is <c>128 + signo</c>, as a shell reports it. Does not return.</summary>
+    /// <summary>ABI 1.1: <c>exit_signal(signo, address, rip, frame)</c>: the guest's Linux personality ends the run because its application was killed by signal <c>signo</c> (for a fault: at data <c>address</c>, instruction <c>rip</c>); the exit status is <c>128 + signo</c>, as a shell reports it. <c>frame</c> is the guest-physical address of a <see cref="PanicFrame"/> with the application's registers at the failure (0: none), for the host's crash report, core file and debugger. Does not return.</summary>
     ExitSignal = 0x000C,
+    /// <summary><c>panic(message, length, frame)</c> (ABI 1.1): the guest cannot go on. The host ends the run as a crash and reports it with the registers, the code around rip and a symbolized backtrace: those of the optional <see cref="PanicFrame"/> at guest-physical <c>frame</c>, else those at this call. <c>message</c> is UTF-8 (at most <see cref="PanicConstants.MaxMessageLength"/> bytes are read). Does not return; a 1.0 host answers <see cref="HypercallStatus.NotImplemented"/> (then write the message and exit).</summary>
+    Panic = 0x0010,
     /// <summary>
     /// <c>timer_set(deadline_ns, vector)</c>: arms the one-shot paravirtual timer (ABI 1.1, feature <see cref="FeatureBits.Timer"/>):
     /// when the monotonic clock (<see cref="ClockMonotonic"/>) reaches <c>deadline_ns</c>, external interrupt

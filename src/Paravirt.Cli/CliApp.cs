@@ -31,11 +31,13 @@ internal static class CliApp
           paravirt run net.elf net.elf --net switch:lan --cmdline role=ping --cmdline role=pong
                                                     (two VMs on one in-memory Ethernet switch)
           paravirt run net.elf --net tap:tap0             (a Linux TAP interface)
+          paravirt run hello.elf --gdb 127.0.0.1:1234     (wait for gdb: target remote 127.0.0.1:1234)
+          paravirt run crash.elf --core crash.core        (on a crash, an ELF core: gdb crash.elf crash.core)
           paravirt backends
 
         Exit codes: the guest's exit status (0-255) when it exits; 64 bad arguments; 65 bad image;
         66 a device cannot be set up (disk image missing or of a wrong size, TAP refused); 69 backend unavailable;
-        70 guest crashed; 71 the backend failed (an instruction the emulator lacks, a KVM error: not the guest's fault);
+        70 guest crashed (a report with registers, code and backtrace on stderr; --quiet: one line); 71 the backend failed (an instruction the emulator lacks, a KVM error: not the guest's fault);
         124 timeout or instruction budget reached; 130 interrupted (SIGINT, Ctrl+C); 143 terminated (SIGTERM).
         With several images the first failure, else the first non-zero exit status.
         """;
@@ -83,6 +85,12 @@ internal static class CliApp
         {
             Description = $"Most console output one guest may produce, e.g. 256M, or 'unlimited' (default {GuestLimits.DefaultConsoleOutputLimit >> 20}M); the rest is discarded with a warning.",
         };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "On a crash, print one line instead of the report (registers, code around rip, backtrace)." };
+        var gdb = new Option<string?>("--gdb")
+        {
+            Description = "Start a GDB remote stub on ADDRESS (HOST:PORT, or PORT for 127.0.0.1) and wait for gdb to connect before the guest's first instruction ('target remote ADDRESS'). One image only; emulator and KVM backends.",
+        };
+        var core = new Option<string?>("--core") { Description = "If the guest crashes, write an ELF core file here (gdb IMAGE FILE shows its registers and backtrace). One image only." };
         var disk = new Option<string[]>("--disk")
         {
             Description = $"Attach a block device: {DeviceSpecs.DiskSyntax} (a raw image, a multiple of 512 bytes; ro = read-only; names default to disk0, disk1, ...; vm = which image, default 0). Repeatable.",
@@ -101,12 +109,13 @@ internal static class CliApp
 
         var run = new Command("run", "Run a guest image; its console goes to stdout and its exit status becomes paravirt's.")
         {
-            image, backend, memory, timeout, budget, cmdline, verbose, stats, maxOutput, disk, net, env,
+            image, backend, memory, timeout, budget, cmdline, verbose, stats, maxOutput, disk, net, env, quiet, gdb, core,
         };
         run.SetAction(parse => RunGuest(new RunArguments(
             parse.GetValue(image)!, parse.GetValue(backend)!, parse.GetValue(memory), parse.GetValue(timeout),
             parse.GetValue(budget), parse.GetValue(cmdline) ?? [], parse.GetValue(verbose), parse.GetValue(stats),
-            parse.GetValue(disk) ?? [], parse.GetValue(net) ?? [], parse.GetValue(maxOutput), parse.GetValue(env) ?? [], appArguments, separator >= 0),
+            parse.GetValue(disk) ?? [], parse.GetValue(net) ?? [], parse.GetValue(maxOutput), parse.GetValue(env) ?? [], appArguments, separator >= 0,
+            parse.GetValue(quiet), parse.GetValue(gdb), parse.GetValue(core)),
             guestOutput, stdout, stderr, cancellationToken));
 
         var backends = new Command("backends", "List the backends and whether each can run guests here.");
@@ -128,7 +137,8 @@ internal static class CliApp
         return result.Invoke(new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false });
     }
 
-    private sealed record RunArguments(string[] Images, string Backend, string? Memory, string? Timeout, string? Budget, string[] CommandLines, bool Verbose, bool Stats, string[] Disks, string[] Nets, string? MaxOutput, string[] Environment, string[] AppArguments, bool HasSeparator);
+    private sealed record RunArguments(string[] Images, string Backend, string? Memory, string? Timeout, string? Budget, string[] CommandLines, bool Verbose, bool Stats, string[] Disks, string[] Nets, string? MaxOutput, string[] Environment, string[] AppArguments, bool HasSeparator,
+        bool Quiet, string? Gdb, string? Core);
 
     private const string DefaultMemory = "64M";
     private const string DefaultLinuxMemory = "256M";
@@ -191,6 +201,22 @@ internal static class CliApp
             {
                 return Fail(stderr, ExitCodes.Usage, $"--max-output '{a.MaxOutput}' is not a size; use e.g. 64M, 1G or unlimited");
             }
+        }
+        System.Net.IPEndPoint? gdbEndPoint = null;
+        if (a.Gdb is not null)
+        {
+            if (a.Images.Length > 1)
+            {
+                return Fail(stderr, ExitCodes.Usage, "--gdb debugs one guest: give one image (run the others in their own paravirt)");
+            }
+            if (!Hypervisor.Debugging.Gdb.GdbStub.TryParseEndPoint(a.Gdb, out gdbEndPoint))
+            {
+                return Fail(stderr, ExitCodes.Usage, $"--gdb '{a.Gdb}' is not an address; use HOST:PORT (e.g. 127.0.0.1:1234) or a port");
+            }
+        }
+        if (a.Core is not null && a.Images.Length > 1)
+        {
+            return Fail(stderr, ExitCodes.Usage, "--core writes one core file: give one image");
         }
         if (a.CommandLines.Length > 1 && a.CommandLines.Length != a.Images.Length)
         {
@@ -262,6 +288,30 @@ internal static class CliApp
             stderr.WriteLine($"paravirt: warning: backend {choice.Backend.Name} does not count instructions, so --budget does not apply; use --timeout");
         }
 
+        if (gdbEndPoint is not null && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.GuestDebug))
+        {
+            return Fail(stderr, ExitCodes.BackendUnavailable, $"backend {choice.Backend.Name} cannot debug guests; use --backend emulator or kvm with --gdb");
+        }
+        Hypervisor.Debugging.Gdb.GdbStub? stub = null;
+        if (gdbEndPoint is not null)
+        {
+            try
+            {
+                stub = Hypervisor.Debugging.Gdb.GdbStub.Listen(gdbEndPoint);
+            }
+            catch (System.Net.Sockets.SocketException ex)
+            {
+                return Fail(stderr, ExitCodes.Usage, $"--gdb {a.Gdb}: cannot listen there: {ex.Message}");
+            }
+            if (stub.IsExposed)
+            {
+                stderr.WriteLine($"paravirt: warning: the gdb stub listens on {stub.EndPoint}, not a loopback address: anyone who can reach it controls the guest");
+            }
+            stderr.WriteLine($"paravirt: gdb: waiting for a connection on {stub.EndPoint} (gdb {a.Images[0]} -ex 'target remote {stub.EndPoint}')");
+            stderr.Flush();
+        }
+        using Hypervisor.Debugging.Gdb.GdbStub? stubScope = stub;
+
         // Several VMs write to one output: whole writes stay whole.
         Stream output = guests.Count > 1 ? Stream.Synchronized(guestOutput) : guestOutput;
         List<VirtualDevice>[] devices;
@@ -311,6 +361,8 @@ internal static class CliApp
                         ConsoleOutput = output,
                         CommandLine = a.CommandLines.Length switch { 0 => "", 1 => a.CommandLines[0], _ => a.CommandLines[vm] },
                         Devices = devices[vm],
+                        Debugger = stub,
+                        CoreFile = a.Core,
                     }, choice, interrupt.Token);
                 }
                 catch (Exception ex) when (ExitCodes.For(ex) is int code)
@@ -366,7 +418,15 @@ internal static class CliApp
                     int status = (int)(result.ExitStatus & 0xFF);
                     if (result.TerminatingSignal is not null)
                     {
-                        stderr.WriteLine($"paravirt: {prefix}{result.Message}");
+                        // With the application's registers (the library OS passed them) the report's first line names the
+                        // function and source line too, and its registers, code and backtrace follow; --quiet: one line.
+                        string[] report = result.Crash is { } signalReport && !a.Quiet ? signalReport.ToString().TrimEnd('\n').Split('\n') : [result.Message];
+                        stderr.WriteLine($"paravirt: {EscapeControl(prefix + report[0])}");
+                        foreach (string line in report.AsSpan(1))
+                        {
+                            stderr.WriteLine(EscapeControl(line));
+                        }
+                        WriteCoreFileLine(stderr, result, a.Images[vm]);
                     }
                     firstStatus = firstStatus != 0 ? firstStatus : status;
                     break;
@@ -377,7 +437,22 @@ internal static class CliApp
                     Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + "the run was interrupted (SIGINT)"));
                     break;
                 default:
-                    Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + result.Message));
+                    if (result.Outcome == RunOutcome.Faulted && result.Crash is { } crash && !a.Quiet)
+                    {
+                        // The report's first line names the fault and where; the rest: registers, code, backtrace. Each
+                        // line is escaped on its own (the report quotes the guest's panic message and symbol names).
+                        string[] report = crash.ToString().TrimEnd('\n').Split('\n');
+                        Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + report[0]));
+                        foreach (string line in report.AsSpan(1))
+                        {
+                            stderr.WriteLine(EscapeControl(line));
+                        }
+                    }
+                    else
+                    {
+                        Failed(Fail(stderr, ExitCodes.For(result.Outcome, signalled), prefix + result.Message));
+                    }
+                    WriteCoreFileLine(stderr, result, a.Images[vm]);
                     break;
             }
         }
@@ -436,6 +511,18 @@ internal static class CliApp
     {
         stderr.WriteLine($"paravirt: error: {EscapeControl(message)}");
         return code;
+    }
+
+    private static void WriteCoreFileLine(TextWriter stderr, RunResult result, string image)
+    {
+        if (result.CoreFile is not null)
+        {
+            stderr.WriteLine($"paravirt: core file written to {EscapeControl(result.CoreFile)} (gdb {EscapeControl(image)} {EscapeControl(result.CoreFile)})");
+        }
+        else if (result.CoreFileError is not null)
+        {
+            stderr.WriteLine($"paravirt: warning: no core file: {EscapeControl(result.CoreFileError)}");
+        }
     }
 
     internal static string EscapeControl(string text)

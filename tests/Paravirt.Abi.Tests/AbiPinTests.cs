@@ -20,7 +20,7 @@ public sealed class AbiPinTests
             [
                 ("Version", 0x0000u), ("Features", 0x0001u), ("Exit", 0x0002u), ("DebugWrite", 0x0003u),
                 ("ClockMonotonic", 0x0004u), ("ClockWall", 0x0005u), ("Poll", 0x0006u), ("AcceptFeatures", 0x0007u),
-                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("Random", 0x000Au), ("SyscallUnimplemented", 0x000Bu), ("ExitSignal", 0x000Cu), ("TimerSet", 0x0011u), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
+                ("Yield", 0x0008u), ("DeviceInfo", 0x0009u), ("Random", 0x000Au), ("SyscallUnimplemented", 0x000Bu), ("ExitSignal", 0x000Cu), ("Panic", 0x0010u), ("TimerSet", 0x0011u), ("ConsoleWrite", 0x0100u), ("ConsoleAttach", 0x0101u),
                 ("BlockAttach", 0x0200u), ("NetAttach", 0x0300u), ("EventSend", 0x0400u),
                 ("SandboxReady", 0x0500u), ("SandboxReturn", 0x0501u), ("HostCall", 0x0502u),
                 ("DeviceDescribe", 0x0600u), ("DeviceConfig", 0x0601u), ("DeviceAttach", 0x0602u), ("DeviceReset", 0x0603u),
@@ -157,6 +157,7 @@ public sealed class AbiPinTests
                 ("InFlagsOffset", 16u), ("OutOffset", 64u), ("OutSize", 2048u), ("InOffset", 2112u), ("InSize", 1024u), ("Size", 3136u),
             ]
         },
+        { typeof(PanicConstants), [("MaxMessageLength", 4096u), ("NoVector", 0xFFFF_FFFFu), ("MinFrameSize", 168u)] },
     };
 
     [Theory]
@@ -229,6 +230,8 @@ public sealed class AbiPinTests
             ["SandboxConstants"] = "PV_SANDBOX",
             ["SandboxDeclarationKind"] = "pv_sandbox_decl_kind",
             ["SandboxDeclaration"] = "pv_sandbox_decl",
+            ["PanicFrame"] = "pv_panic_frame",
+            ["PanicConstants"] = "PV_PANIC",
         };
         Assert.Equal(expected.OrderBy(kv => kv.Key), actual.OrderBy(kv => kv.Key));
     }
@@ -279,6 +282,15 @@ public sealed class AbiPinTests
         { typeof(NetRxRequest), 32, [("Id", 0), ("Buffer", 8), ("Capacity", 16), ("Reserved0", 20), ("Reserved1", 24)] },
         { typeof(NetRxResponse), 32, [("Id", 0), ("Status", 8), ("Length", 16), ("Reserved", 20)] },
         { typeof(SandboxDeclaration), 64, [("Kind", 0), ("Flags", 4), ("Address", 8), ("Name", 16)] },
+        {
+            typeof(PanicFrame), 176,
+            [
+                ("Size", 0), ("Signal", 4), ("Vector", 8), ("ErrorCode", 12), ("FaultAddress", 16), ("Rax", 24), ("Rbx", 32),
+                ("Rcx", 40), ("Rdx", 48), ("Rsi", 56), ("Rdi", 64), ("Rsp", 72), ("Rbp", 80), ("R8", 88), ("R9", 96),
+                ("R10", 104), ("R11", 112), ("R12", 120), ("R13", 128), ("R14", 136), ("R15", 144), ("Rip", 152),
+                ("Rflags", 160), ("Reserved", 168),
+            ]
+        },
     };
 
     [Theory]

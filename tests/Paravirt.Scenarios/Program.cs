@@ -23,7 +23,7 @@ if (!OperatingSystem.IsLinux())
 }
 
 int passed = 0, failed = 0, skipped = 0;
-foreach ((string name, Func<string> run) in KvmScenarios.All(guestDir).Concat(DeviceScenarios.All(guestDir)).Concat(CrossBackendScenarios.All(guestDir)).Concat(LinuxScenarios.All(guestDir)).Concat(SandboxScenarios.All(guestDir)))
+foreach ((string name, Func<string> run) in KvmScenarios.All(guestDir).Concat(DeviceScenarios.All(guestDir)).Concat(CrossBackendScenarios.All(guestDir)).Concat(LinuxScenarios.All(guestDir)).Concat(SandboxScenarios.All(guestDir)).Concat(DebugScenarios.All(guestDir)))
 {
     if (only.Count > 0 && !only.Contains(name))
     {

@@ -63,6 +63,19 @@ fi
 kver="${kpkg#linux-image-}"
 vmlinuz="$kdir/vmlinuz"
 
+# --- 2b. gdb for the debugging scenarios: Debian's gdb-minimal (no Python), extracted, not installed -----------------
+# (it conflicts with the host's full gdb; its libraries are a subset of what that gdb already pulled in)
+gdbdir="$cache/gdb-minimal"
+if [ ! -f "$gdbdir/.ready" ]; then
+    log "downloading gdb-minimal"
+    rm -rf "$gdbdir" && mkdir -p "$gdbdir/deb"
+    (cd "$gdbdir/deb" && apt-get download gdb-minimal >/dev/null 2>&1) || die "apt-get download gdb-minimal failed"
+    dpkg -x "$gdbdir"/deb/*.deb "$gdbdir/root"
+    cp "$gdbdir/root/usr/bin/gdb" "$gdbdir/gdb"
+    rm -rf "$gdbdir/deb" "$gdbdir/root"
+    touch "$gdbdir/.ready"
+fi
+
 # --- 3. Guest images and the NativeAOT scenario program -------------------------------------------------------------
 cd "$repo"
 missing=0
@@ -88,9 +101,10 @@ scenarios="$publish/Paravirt.Scenarios"
 # --- 4. initramfs ---------------------------------------------------------------------------------------------------
 root="$cache/initramfs"
 rm -rf "$root"
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,modules,guests,scenarios}
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,modules,guests,scenarios,usr/bin}
 cp "$busybox" "$root/bin/busybox"
-for a in sh mount insmod poweroff cat echo ls; do ln -s busybox "$root/bin/$a"; done
+for a in sh mount insmod poweroff cat echo ls ifconfig; do ln -s busybox "$root/bin/$a"; done
+cp "$gdbdir/gdb" "$root/usr/bin/gdb"
 cp "$kdir"/modules/*.ko "$root/modules/"
 cp "$scenarios" "$root/scenarios/"
 cp artifacts/guests/*.elf "$root/guests/" 2>/dev/null || true
@@ -99,8 +113,9 @@ if [ -d artifacts/guests/linux ]; then
     mkdir -p "$root/guests/linux"
     cp artifacts/guests/linux/* "$root/guests/linux/" 2>/dev/null || true
 fi
-# The glibc pieces the program links against, at the same paths.
-for lib in $(ldd "$scenarios" | grep -o '/[^ ]*'); do
+# The glibc pieces the program and gdb link against, at the same paths.
+for lib in $( (ldd "$scenarios"; ldd "$gdbdir/gdb") | grep -o '/[^ ]*' | sort -u); do
+
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
 done
@@ -128,6 +143,7 @@ for m in $(for m in "${modules[@]}"; do printf '%s ' "$(basename "$m")"; done); 
     insmod /modules/\$m || echo "NESTED-KVM insmod \$m failed"
 done
 [ -c /dev/kvm ] || echo "NESTED-KVM /dev/kvm is missing after loading kvm-amd"
+ifconfig lo 127.0.0.1 up   # the GDB stub scenarios connect gdb to the stub over loopback
 /scenarios/Paravirt.Scenarios /guests$filter
 echo "NESTED-KVM scenarios exited with \$?"
 poweroff -f

@@ -119,7 +119,8 @@ public interface IVirtualMachine : IDisposable
 /// <param name="Rip">Entry point (ELF <c>e_entry</c>).</param>
 /// <param name="Rsp">Initial stack pointer (16-byte aligned).</param>
 /// <param name="Rdi">First argument: guest-physical address of the boot info.</param>
-public readonly record struct VcpuStartState(ulong Rip, ulong Rsp, ulong Rdi);
+/// <param name="Idt">IDTR to load (the VMM's default exception handlers), or empty for none. A backend that ends the run at an unhandled exception by itself (the emulator) leaves it unloaded.</param>
+public readonly record struct VcpuStartState(ulong Rip, ulong Rsp, ulong Rdi, DescriptorTableRegister Idt = default);
 
 /// <summary>
 /// Optional abilities a backend declares (Cloud Hypervisor's and Hyperlight's approach): the VMM checks these flags,
@@ -145,4 +146,8 @@ public enum BackendCapabilities
     SupervisorMode = 1 << 3,
     /// <summary><see cref="IVirtualMachine.CollectDirtyPages"/> names the pages the guest wrote (with <see cref="VirtualMachineOptions.TrackDirtyPages"/>), so a snapshot restore copies only those.</summary>
     DirtyPageTracking = 1 << 4,
+    /// <summary><see cref="IVcpu.Debug"/> offers breakpoints, watchpoints and single-step (a debugger can attach).</summary>
+    GuestDebug = 1 << 5,
+    /// <summary>Linear addresses go through the guest's page tables (CR3), as on hardware; without it the backend maps linear = guest-physical whatever CR3 holds.</summary>
+    PageTables = 1 << 6,
 }

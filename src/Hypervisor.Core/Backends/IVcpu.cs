@@ -58,6 +58,9 @@ public interface IVcpu : IDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="vector"/> is below 32 or above 255.</exception>
     /// <exception cref="NotSupportedException">The backend cannot inject interrupts.</exception>
     void RequestInterrupt(int vector);
+
+    /// <summary>Breakpoints, watchpoints and single-step, where the backend declares <see cref="BackendCapabilities.GuestDebug"/>; otherwise null.</summary>
+    IVcpuDebug? Debug { get; }
 }
 
 /// <summary>General-purpose registers, <c>rip</c> and <c>rflags</c>.</summary>
@@ -91,6 +94,8 @@ public enum VcpuExitKind
     Unsupported,
     /// <summary>The guest executed a valid instruction the backend cannot execute (an emulator gap, not a guest bug). <see cref="VcpuExit.Detail"/> names it.</summary>
     Unimplemented,
+    /// <summary>The vCPU stopped for a debugger (<see cref="IVcpuDebug"/>): <see cref="VcpuExit.DebugReason"/> says why.</summary>
+    Debug,
 }
 
 /// <summary>The small value <see cref="IVcpu.Run"/> returns.</summary>
@@ -101,4 +106,5 @@ public enum VcpuExitKind
 /// <param name="Detail">Human-readable detail for faults and errors.</param>
 /// <param name="Size">Access width in bytes for port I/O and MMIO.</param>
 /// <param name="Data">The value written, for <see cref="VcpuExitKind.IoOut"/>.</param>
-public readonly record struct VcpuExit(VcpuExitKind Kind, ulong Rip = 0, ulong Address = 0, uint RawReason = 0, string? Detail = null, byte Size = 0, ulong Data = 0);
+/// <param name="DebugReason">Why a <see cref="VcpuExitKind.Debug"/> exit happened.</param>
+public readonly record struct VcpuExit(VcpuExitKind Kind, ulong Rip = 0, ulong Address = 0, uint RawReason = 0, string? Detail = null, byte Size = 0, ulong Data = 0, DebugStopReason DebugReason = DebugStopReason.None);

@@ -34,6 +34,7 @@ public readonly record struct LongModeState(
             Registers = new VcpuRegisters(0, 0, 0, 0, 0, start.Rdi, start.Rsp, 0, 0, 0, 0, 0, 0, 0, 0, 0, start.Rip, 0x2),
             Cs = Code, Ds = data, Es = data, Ss = data, Fs = data, Gs = data, Tr = Task,
             Gdtr = new DescriptorTableRegister(GdtBase, GdtLimit),
+            Idtr = start.Idt,
             Cr0 = Cr0, Cr3 = Cr3, Cr4 = Cr4, Efer = Efer,
         };
     }

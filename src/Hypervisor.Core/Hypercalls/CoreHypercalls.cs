@@ -28,6 +28,7 @@ internal sealed partial class CoreHypercalls : IHypercallProvider
         new((uint)HypercallCode.SyscallUnimplemented, "syscall_unimplemented", SyscallUnimplemented),
         new((uint)HypercallCode.ExitSignal, "exit_signal", ExitSignal),
         new((uint)HypercallCode.ConsoleWrite, "console_write", Write),
+        new((uint)HypercallCode.Panic, "panic", Panic),
         new((uint)HypercallCode.TimerSet, "timer_set", static (in HypercallArgs a, GuestSession s) => s.SetTimer(a.A1, a.A2)),
     ];
 
@@ -100,7 +101,7 @@ internal sealed partial class CoreHypercalls : IHypercallProvider
             session.RequestExit(255);
             return 0;
         }
-        session.FatalSignal = new Linux.LinuxFatalSignal(signal, args.A2, args.A3);
+        session.FatalSignal = new Linux.LinuxFatalSignal(signal, args.A2, args.A3, ReadPanicFrame(session, args.A4));
         session.RequestExit(128 + signal);
         return 0;
     }
@@ -172,6 +173,37 @@ internal sealed partial class CoreHypercalls : IHypercallProvider
         queue.Write(span[..(int)allowed]);
         return allowed;
     }
+
+    /// <summary>
+    /// <c>panic(message, length, frame)</c>: copies the message (at most <see cref="PanicConstants.MaxMessageLength"/>
+    /// bytes, invalid UTF-8 replaced) and the optional register frame once, checks the frame's size, writes
+    /// <c>panic: message</c> to the console output as the guest runtime did before 1.1, and asks the loop to end the run
+    /// as a crash. A message or frame outside guest memory still ends the run, with what could be read.
+    /// </summary>
+    private static long Panic(in HypercallArgs args, GuestSession session)
+    {
+        ulong length = Math.Min(args.A2, PanicConstants.MaxMessageLength);
+        string message = session.Memory.TryGetSpan(new GuestAddress(args.A1), length, out Span<byte> text)
+            ? System.Text.Encoding.UTF8.GetString(text).TrimEnd('\n', '\0')
+            : $"(the panic message at 0x{args.A1:x} is outside guest memory)";
+        PanicFrame? frame = ReadPanicFrame(session, args.A3);
+        try
+        {
+            session.ConsoleOutput.Write(System.Text.Encoding.UTF8.GetBytes("panic: " + message + "\n"));
+            session.ConsoleOutput.Flush();
+        }
+        catch (IOException)
+        {
+            // the report still reaches the host through the run result
+        }
+        session.RequestPanic(message, frame);
+        return 0;
+    }
+
+    /// <summary>The guest's optional register frame at guest-physical <paramref name="address"/> (0: none), copied once; null when absent, outside memory or of a size it cannot be.</summary>
+    private static PanicFrame? ReadPanicFrame(GuestSession session, ulong address) =>
+        address != 0 && session.Memory.TryRead(new GuestAddress(address), out PanicFrame copy)
+            && copy.Size >= PanicConstants.MinFrameSize && copy.Size <= 4096 ? copy : null;
 
     private static long Poll(in HypercallArgs args, GuestSession session)
     {

@@ -312,6 +312,19 @@ public sealed partial class GuestSession : IDisposable
         ExitRequested = true;
     }
 
+    /// <summary>The guest's panic message once it called <see cref="HypercallCode.Panic"/>, else null: the vCPU loop ends the run as a crash after the current hypercall.</summary>
+    internal string? PanicMessage { get; private set; }
+
+    /// <summary>The registers the guest passed with its panic (validated copy), or null to use those at the call.</summary>
+    internal PanicFrame? PanicFrame { get; private set; }
+
+    /// <summary>Records the guest's panic.</summary>
+    internal void RequestPanic(string message, PanicFrame? frame)
+    {
+        PanicMessage = message;
+        PanicFrame = frame;
+    }
+
     /// <summary>Marks event bits pending and wakes a guest blocked in <see cref="HypercallCode.Poll"/>. Thread-safe.</summary>
     public void SignalEvents(ulong bits)
     {

@@ -16,7 +16,8 @@ internal readonly record struct LinuxLayout(ulong Entry, ulong HeapStart, ulong 
 /// <param name="Signal">The signal number (1-64).</param>
 /// <param name="Address">The faulting data address (0 when not a fault).</param>
 /// <param name="Rip">The application's instruction pointer.</param>
-internal sealed record LinuxFatalSignal(int Signal, ulong Address, ulong Rip)
+/// <param name="Frame">The application's registers at the failure, when the library OS passed them.</param>
+internal sealed record LinuxFatalSignal(int Signal, ulong Address, ulong Rip, PanicFrame? Frame = null)
 {
     private static readonly string[] Names =
     [

@@ -353,6 +353,7 @@ public static class ElfLoader
         {
             GuestImage image = Parse(bytes, host);
             image.SourcePath = path;
+            image.FileName = Path.GetFileName(path);
             return image;
         }
         catch (ImageFormatException ex)

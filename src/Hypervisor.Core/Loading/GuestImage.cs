@@ -74,6 +74,14 @@ public sealed class GuestImage
 
     /// <summary>The bytes of the whole image file.</summary>
     public ReadOnlySpan<byte> FileBytes => _file;
+
+    /// <summary>The image file's name when it was loaded from a file (core files name the program after it), else null.</summary>
+    internal string? FileName { get; set; }
+
+    /// <summary>The image's symbols, unwind tables and line tables, read on first use (crash reports, debugger).</summary>
+    internal Debugging.Symbols.ImageSymbols Symbols => _symbols ??= Debugging.Symbols.ImageSymbols.Parse(_file);
+
+    private Debugging.Symbols.ImageSymbols? _symbols;
 }
 
 /// <summary>

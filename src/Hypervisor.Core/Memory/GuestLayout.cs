@@ -30,7 +30,13 @@ namespace Paravirt.Hypervisor.Memory;
 ///  0x0005_2000 +--------------------------------+ BootModules   -&gt; boot_info.boot_modules
 ///              | boot module table (Linux       |
 ///              |   personality: app, argv/envp) |
-///  0x0005_3000 +--------------------------------+
+///  0x0005_3000 +--------------------------------+ Idt
+///              | IDT: 32 exception gates (IST1) |   the VMM's default exception handlers, for guests
+///  0x0005_4000 +--------------------------------+ ExceptionStubs   without an IDT of their own (hardware
+///              | push vector; out ExceptionPort |   backends): each stub reports the fault to the host
+///  0x0005_5000 +--------------------------------+ ExceptionStack
+///              | exception stack (IST1)         |   the 64-bit TSS is at 0 (GDT 0x18): IST1 at 0x24
+///  0x0005_6000 +--------------------------------+ ExceptionStackTop
 ///              | (reserved)                     |
 ///  0x0010_0000 +--------------------------------+ EntryConvention.ImageMinAddress (1 MiB)
 ///              | guest image: ELF PT_LOAD       |
@@ -66,6 +72,18 @@ public static class GuestLayout
     public const ulong BootModules = 0x5_2000;
     /// <summary>Bytes reserved for the boot module table.</summary>
     public const ulong BootModulesSize = 0x1000;
+    /// <summary>The IDT of the default exception handlers (32 gates of 16 bytes).</summary>
+    public const ulong Idt = 0x5_3000;
+    /// <summary>The default exception handlers: one 16-byte stub per vector.</summary>
+    public const ulong ExceptionStubs = 0x5_4000;
+    /// <summary>The page the default exception handlers run on (IST1); <see cref="ExceptionStackTop"/> is its end.</summary>
+    public const ulong ExceptionStack = 0x5_5000;
+    /// <summary>Top of the stack the default exception handlers run on (IST1).</summary>
+    public const ulong ExceptionStackTop = ExceptionStack + EntryConvention.PageSize;
+    /// <summary>Where the 64-bit TSS (base 0, see the GDT) keeps IST1.</summary>
+    public const ulong TssIst1 = 0x24;
+    /// <summary>The I/O port the default exception handlers write to report a fault (host-internal: no guest calls it).</summary>
+    public const ushort ExceptionPort = 0xE3;
     /// <summary>PML4 of the identity map.</summary>
     public const ulong Pml4 = 0x1_0000;
     /// <summary>The single PDPT.</summary>
@@ -76,4 +94,26 @@ public static class GuestLayout
     public const int PdCount = 64;
     /// <summary>End of the host-reserved area.</summary>
     public const ulong ReservedEnd = EntryConvention.ImageMinAddress;
+
+    /// <summary>
+    /// Every region the host writes in the reserved area, with its extent: the one list the layout test checks for
+    /// overlaps (a new region goes here, or the test cannot see it).
+    /// </summary>
+    internal static IReadOnlyList<(string Name, ulong Start, ulong Size)> Regions { get; } =
+    [
+        ("64-bit TSS", 0, 0x68),
+        (nameof(Gdt), Gdt, EntryConvention.PageSize),
+        (nameof(BootInfo), BootInfo, EntryConvention.PageSize),
+        (nameof(HypercallPage), HypercallPage, EntryConvention.PageSize),
+        (nameof(CommandLine), CommandLine, CommandLineMax),
+        (nameof(PvmBootstrap), PvmBootstrap, PvmVcpuStructs - PvmBootstrap),
+        (nameof(PvmVcpuStructs), PvmVcpuStructs, (ulong)PvmMaxVcpus * EntryConvention.PageSize),
+        (nameof(Pml4), Pml4, EntryConvention.PageSize),
+        (nameof(Pdpt), Pdpt, EntryConvention.PageSize),
+        ("page directories", FirstPd, (ulong)PdCount * EntryConvention.PageSize),
+        (nameof(BootModules), BootModules, BootModulesSize),
+        (nameof(Idt), Idt, EntryConvention.PageSize),
+        (nameof(ExceptionStubs), ExceptionStubs, EntryConvention.PageSize),
+        (nameof(ExceptionStack), ExceptionStack, ExceptionStackTop - ExceptionStack),
+    ];
 }

@@ -3,6 +3,7 @@ using System.Text;
 using Microsoft.Extensions.Logging;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Linux;
@@ -18,7 +19,10 @@ namespace Paravirt.Hypervisor.Vcpu;
 /// <param name="Paused">A hypercall handler paused the guest (a sandbox's ready or return point); the hypercall is still pending.</param>
 /// <param name="StackOverflow">The guest touched the guard page below its stack (KVM: any access; the emulator: any access its MMU translates there).</param>
 /// <param name="FaultAddress">The faulting guest address, for faults that have one.</param>
-internal readonly record struct MachineStop(RunOutcome Outcome, long Status, string Message, bool Paused = false, bool StackOverflow = false, ulong FaultAddress = 0);
+/// <param name="Fault">For a crash (<see cref="RunOutcome.Faulted"/>): what failed, for the crash report.</param>
+/// <param name="FaultState">The registers of the crash when they are not the vCPU's current ones (a default exception handler's frame, a panic frame).</param>
+internal readonly record struct MachineStop(RunOutcome Outcome, long Status, string Message, bool Paused = false, bool StackOverflow = false, ulong FaultAddress = 0,
+    GuestFaultInfo? Fault = null, VcpuState? FaultState = null);
 
 /// <summary>
 /// One built guest: its memory (a Paravirt image, or a Linux executable with the Linux personality and its boot
@@ -34,6 +38,9 @@ internal sealed partial class GuestMachine : IDisposable
     private readonly ParavirtMetrics? _metrics;
     private readonly GuestRunOptions _options;
     private bool _disposed;
+    /// <summary>The attached debugger (<see cref="GuestRunOptions.Debugger"/>) until it detaches.</summary>
+    private IGuestDebugger? _debugger;
+    private GuestDebugTarget? _target;
 
     private GuestMachine(GuestImage image, GuestRunOptions options, BackendChoice choice, HypercallDispatcher dispatcher, ILogger logger, ParavirtMetrics? metrics)
     {
@@ -99,6 +106,10 @@ internal sealed partial class GuestMachine : IDisposable
         if (image.Kind == GuestImageKind.LinuxExecutable && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.SupervisorMode))
         {
             throw new BackendUnavailableException($"backend '{choice.Backend.Name}' cannot run a Linux executable: {BackendSelector.Lacks(choice.Backend, BackendCapabilities.SupervisorMode)}");
+        }
+        if (options.Debugger is not null && !choice.Backend.Capabilities.HasFlag(BackendCapabilities.GuestDebug))
+        {
+            throw new BackendUnavailableException($"backend {choice.Backend.Name} cannot debug guests (no breakpoints or single-step); use --backend emulator or kvm");
         }
 
         var machine = new GuestMachine(image, options, choice, dispatcher, logger, metrics);
@@ -175,7 +186,9 @@ internal sealed partial class GuestMachine : IDisposable
             GuardPages = Image.StackGuard is ulong guard ? [guard] : [],
             TrackDirtyPages = sandbox is not null,
         });
-        Vcpu = Vm.CreateVcpu(new VcpuStartState(entry, Memory.Size, GuestLayout.BootInfo));
+        // The default exception handlers (ExceptionTraps, written by PrepareMemory) until the guest loads an IDT of its own.
+        Vcpu = Vm.CreateVcpu(new VcpuStartState(entry, Memory.Size, GuestLayout.BootInfo, ExceptionTraps.Idt));
+        _debugger = options.Debugger;
         if (injection)
         {
             Session.InterruptSink = Vcpu.RequestInterrupt;
@@ -215,11 +228,27 @@ internal sealed partial class GuestMachine : IDisposable
         using CancellationTokenRegistration kick = stop.Register(static s => ((IVcpu)s!).Interrupt(), vcpu);
         RunStatistics stats = Statistics;
         string backendName = BackendName;
+        if (_debugger is not null && _target is null)
+        {
+            _target = new GuestDebugTarget(vcpu, Memory, Choice.Backend, stop);
+            if (DebugStop(DebugStopKind.Attach, vcpu.GetRegisters().Rip) is MachineStop killedAtEntry)
+            {
+                return killedAtEntry;
+            }
+        }
         while (true)
         {
             VcpuExit exit = vcpu.Run();
             stats.CountExit(exit.Kind);
             _metrics?.RecordExit(backendName, exit.Kind);
+            if (ExceptionTraps.IsTrap(in exit) && ExceptionTraps.TryReadFrame(Memory, vcpu.GetRegisters(), out ExceptionFrame frame))
+            {
+                if (ExceptionTrap(in frame) is MachineStop trapped)
+                {
+                    return trapped;
+                }
+                continue;
+            }
             if (HypercallTrap.IsHypercall(in exit))
             {
                 HypercallArgs args = HypercallTrap.ReadArguments(vcpu);
@@ -229,8 +258,28 @@ internal sealed partial class GuestMachine : IDisposable
                 long result = _dispatcher.Dispatch(in args, session);
                 if (session.ExitRequested)
                 {
-                    return new MachineStop(RunOutcome.Exited, session.ExitStatus,
-                        session.FatalSignal is { } killed ? killed.Describe() : $"guest exited with status {session.ExitStatus}");
+                    if (session.FatalSignal is { Frame: PanicFrame signalFrame } killed)
+                    {
+                        // A Linux application killed by a signal: the exit status stays 128 + signo, and the report,
+                        // core file and debugger get the application's registers at the failure.
+                        (GuestFaultInfo fault, VcpuState state) = PanicFault(killed.Describe(), signalFrame, vcpu.GetState(), killed.Signal);
+                        if (DebugStopAt(state, fault) is MachineStop killedAtSignal)
+                        {
+                            return killedAtSignal;
+                        }
+                        return Ended(new MachineStop(RunOutcome.Exited, session.ExitStatus, killed.Describe(), Fault: fault, FaultState: state));
+                    }
+                    return Ended(new MachineStop(RunOutcome.Exited, session.ExitStatus,
+                        session.FatalSignal is { } signalled ? signalled.Describe() : $"guest exited with status {session.ExitStatus}"));
+                }
+                if (session.PanicMessage is string panic)
+                {
+                    (GuestFaultInfo fault, VcpuState panicState) = PanicFault("the guest panicked: " + panic, session.PanicFrame, vcpu.GetState());
+                    if (DebugStopAt(panicState, fault) is MachineStop killedAtPanic)
+                    {
+                        return killedAtPanic;
+                    }
+                    return Crashed(fault.Description, fault, panicState);
                 }
                 if (session.PauseRequested)
                 {
@@ -240,38 +289,226 @@ internal sealed partial class GuestMachine : IDisposable
                 HypercallTrap.WriteResult(vcpu, result);
                 continue;
             }
+            MachineStop? end;
             switch (exit.Kind)
             {
+                case VcpuExitKind.Debug:
+                    if (_debugger is null)
+                    {
+                        break; // a stop asked for before a detach: nothing to report
+                    }
+                    DebugStopKind kind = exit.DebugReason switch
+                    {
+                        DebugStopReason.SingleStep => DebugStopKind.Step,
+                        DebugStopReason.Watchpoint => DebugStopKind.Watchpoint,
+                        _ => DebugStopKind.Breakpoint,
+                    };
+                    if (DebugStop(kind, exit.Rip, exit.DebugReason == DebugStopReason.Watchpoint ? exit.Address : null) is MachineStop killedAtStop)
+                    {
+                        return killedAtStop;
+                    }
+                    break;
                 case VcpuExitKind.Interrupted:
                     if (cancellationToken.IsCancellationRequested)
                     {
-                        return new MachineStop(RunOutcome.Canceled, 0, "the run was cancelled");
+                        return Ended(new MachineStop(RunOutcome.Canceled, 0, "the run was cancelled"));
                     }
                     if (stop.IsCancellationRequested)
                     {
-                        return new MachineStop(RunOutcome.TimedOut, 0, $"the guest did not {goal} within {GuestRunner.FormatDuration(timeout)}");
+                        return Ended(new MachineStop(RunOutcome.TimedOut, 0, $"the guest did not {goal} within {GuestRunner.FormatDuration(timeout)}"));
                     }
-                    break; // spurious kick: keep running
+                    if (_target is not null && _target.TakeStopRequest() && _debugger is not null
+                        && DebugStop(DebugStopKind.Interrupted, vcpu.GetRegisters().Rip) is MachineStop killedAtInterrupt)
+                    {
+                        return killedAtInterrupt;
+                    }
+                    break; // spurious kick, or the debugger resumed: keep running
                 case VcpuExitKind.BudgetExhausted:
-                    return new MachineStop(RunOutcome.BudgetExhausted, 0, $"the guest used its instruction budget of {budget} without {(goal == "exit" ? "exiting" : "finishing")}");
+                    return Ended(new MachineStop(RunOutcome.BudgetExhausted, 0, $"the guest used its instruction budget of {budget} without {(goal == "exit" ? "exiting" : "finishing")}"));
                 case VcpuExitKind.Halt:
-                    return new MachineStop(RunOutcome.Faulted, 0, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
+                    end = Crash(in exit, $"the guest executed hlt at rip 0x{exit.Rip:x}; a guest stops with the exit hypercall");
+                    if (end is not null)
+                    {
+                        return end.Value;
+                    }
+                    break;
                 case VcpuExitKind.IoOut or VcpuExitKind.IoIn:
-                    return new MachineStop(RunOutcome.Faulted, 0, $"the guest {(exit.Kind == VcpuExitKind.IoOut ? "wrote to" : "read from")} I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
+                    end = Crash(in exit, $"the guest {(exit.Kind == VcpuExitKind.IoOut ? "wrote to" : "read from")} I/O port 0x{exit.Address:x} at rip 0x{exit.Rip:x}; Paravirt guests do I/O through hypercalls");
+                    if (end is not null)
+                    {
+                        return end.Value;
+                    }
+                    break;
                 case VcpuExitKind.Mmio or VcpuExitKind.Fault when IsGuardPage(exit.Address):
-                    return new MachineStop(RunOutcome.Faulted, 0, $"stack overflow: the guest touched 0x{exit.Address:x} in the guard page below its stack ({exit.Detail}) at rip 0x{exit.Rip:x}", StackOverflow: true, FaultAddress: exit.Address);
+                    end = Crash(in exit, $"stack overflow: the guest touched 0x{exit.Address:x} in the guard page below its stack ({exit.Detail}) at rip 0x{exit.Rip:x}", stackOverflow: true);
+                    if (end is not null)
+                    {
+                        return end.Value;
+                    }
+                    break;
                 case VcpuExitKind.Mmio:
-                    return new MachineStop(RunOutcome.Faulted, 0, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {Memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}", FaultAddress: exit.Address);
+                    end = Crash(in exit, $"the guest accessed guest-physical address 0x{exit.Address:x}, outside its {Memory.Size >> 20} MiB of memory, at rip 0x{exit.Rip:x}");
+                    if (end is not null)
+                    {
+                        return end.Value;
+                    }
+                    break;
                 case VcpuExitKind.Shutdown:
-                    return new MachineStop(RunOutcome.Faulted, 0, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
+                    end = Crash(in exit, $"the guest shut down (triple fault) near rip 0x{exit.Rip:x}");
+                    if (end is not null)
+                    {
+                        return end.Value;
+                    }
+                    break;
                 case VcpuExitKind.Fault:
-                    return new MachineStop(RunOutcome.Faulted, 0, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})", FaultAddress: exit.Address);
+                    end = Crash(in exit, $"the guest crashed: {exit.Detail} (rip 0x{exit.Rip:x})", description: $"the guest crashed: {exit.Detail?.Replace($" at 0x{exit.Rip:x}", "", StringComparison.Ordinal)}");
+                    if (end is not null)
+                    {
+                        return end.Value;
+                    }
+                    break;
                 case VcpuExitKind.Unimplemented:
-                    return new MachineStop(RunOutcome.BackendFailed, 0, $"backend {backendName} cannot run this guest: {exit.Detail} (rip 0x{exit.Rip:x}); the guest did nothing wrong");
+                    return Ended(new MachineStop(RunOutcome.BackendFailed, 0, $"backend {backendName} cannot run this guest: {exit.Detail} (rip 0x{exit.Rip:x}); the guest did nothing wrong"));
                 default:
-                    return new MachineStop(RunOutcome.BackendFailed, 0, $"backend {backendName} failed: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})");
+                    return Ended(new MachineStop(RunOutcome.BackendFailed, 0, $"backend {backendName} failed: {exit.Kind} {exit.Detail} (reason {exit.RawReason}, rip 0x{exit.Rip:x})"));
             }
         }
+    }
+
+    /// <summary>The run ends (not a pause): the debugger's breakpoints come out of guest memory (int3 bytes back before a crash report reads the code).</summary>
+    private MachineStop Ended(MachineStop stop)
+    {
+        _target?.ClearAll();
+        return stop;
+    }
+
+    /// <summary>Reports a stop to the debugger; returns the run's end when the debugger killed the guest.</summary>
+    private MachineStop? DebugStop(DebugStopKind kind, ulong rip, ulong? watch = null, GuestFaultInfo? fault = null) => DebugStopCore(kind, rip, watch, fault, out _);
+
+    private MachineStop? DebugStopCore(DebugStopKind kind, ulong rip, ulong? watch, GuestFaultInfo? fault, out bool deliverFault)
+    {
+        deliverFault = true;
+        if (_debugger is null || _target is null)
+        {
+            return null;
+        }
+        _target.BeginStop();
+        DebugResume resume = _debugger.OnStop(_target, new DebugStop(kind, rip, watch, fault));
+        deliverFault = resume.DeliverFault;
+        switch (resume.Action)
+        {
+            case DebugResumeAction.Kill:
+                return Ended(new MachineStop(RunOutcome.Canceled, 0, "the debugger killed the guest"));
+            case DebugResumeAction.Detach:
+                _target.ClearAll();
+                LogDebuggerDetached(_logger);
+                _debugger = null; // it closed its connection; the run goes on without it
+                break;
+            default:
+                _target.SetStepping(resume.Action == DebugResumeAction.Step);
+                break;
+        }
+        return null;
+    }
+
+    /// <summary>A crash: with a debugger, it sees the fault first (and may fix the state and retry: null); then the run ends.</summary>
+    private MachineStop? Crash(in VcpuExit exit, string message, string? description = null, bool stackOverflow = false) =>
+        CrashWith(GuestFaultInfo.FromExit(in exit, description ?? message), exit.Rip, null, message, stackOverflow, exit.Address);
+
+    private MachineStop? CrashWith(GuestFaultInfo fault, ulong rip, VcpuState? state, string message, bool stackOverflow = false, ulong faultAddress = 0)
+    {
+        if (_debugger is not null)
+        {
+            MachineStop? killed = DebugStopCore(DebugStopKind.Fault, rip, null, fault, out bool deliver);
+            if (killed is not null)
+            {
+                return killed;
+            }
+            if (!deliver)
+            {
+                return null; // the debugger fixed something: run again
+            }
+        }
+        return Crashed(message, fault, state, stackOverflow, faultAddress);
+    }
+
+    private MachineStop Crashed(string message, GuestFaultInfo fault, VcpuState? state, bool stackOverflow = false, ulong faultAddress = 0) =>
+        Ended(new MachineStop(RunOutcome.Faulted, 0, message, StackOverflow: stackOverflow, FaultAddress: faultAddress, Fault: fault, FaultState: state ?? Vcpu.GetState()));
+
+    /// <summary>
+    /// The default exception handlers reported a CPU exception (hardware backends): puts the vCPU back on the faulting
+    /// instruction with the frame's rip, rsp and rflags (the stub touched no other register), then reports it, or
+    /// hands a debugger's breakpoint or step that reached the guest (an intercept the backend lacked) to the debugger.
+    /// </summary>
+    private MachineStop? ExceptionTrap(in ExceptionFrame frame)
+    {
+        const ulong TrapFlag = 0x100;
+        VcpuState state = Vcpu.GetState();
+        DebugStopKind? debugStop = null;
+        ulong rip = frame.Rip, rflags = frame.Rflags;
+        if (_debugger is not null && _target is not null)
+        {
+            if (frame.Vector == 3 && _target.HasSoftwareBreakpoint(frame.Rip - 1))
+            {
+                rip = frame.Rip - 1; // int3 is a trap: rip is past it
+                debugStop = DebugStopKind.Breakpoint;
+            }
+            else if (frame.Vector == 1)
+            {
+                rflags &= ~TrapFlag;
+                debugStop = _target.Stepping ? DebugStopKind.Step : DebugStopKind.Breakpoint;
+            }
+        }
+        state.Registers = state.Registers with { Rip = rip, Rsp = frame.Rsp, Rflags = rflags };
+        Vcpu.SetState(state);
+        if (debugStop is DebugStopKind kind)
+        {
+            return DebugStop(kind, rip);
+        }
+        ulong? address = frame.Vector == 14 ? state.Cr2 : null;
+        string what = ExceptionTraps.Describe(frame.Vector) + (address is ulong cr2 ? $": {((frame.ErrorCode & 2) != 0 ? "write" : "read")} at 0x{cr2:x}" : "");
+        var fault = new GuestFaultInfo(GuestFaultKind.CpuException, "the guest crashed: " + what, frame.Vector, address);
+        if (address is ulong a && IsGuardPage(a))
+        {
+            return CrashWith(fault, rip, state, $"stack overflow: the guest touched 0x{a:x} in the guard page below its stack ({what}) at rip 0x{rip:x}", stackOverflow: true, faultAddress: a);
+        }
+        return CrashWith(fault, rip, state, $"the guest crashed: {what} (rip 0x{rip:x})", faultAddress: address ?? 0);
+    }
+
+    /// <summary>
+    /// A debugger sees a panic or a fatal signal, whose run ends however it resumes, with the registers of the failure
+    /// (<paramref name="state"/>: the guest's frame, or those at the call): the vCPU is loaded with them first.
+    /// </summary>
+    private MachineStop? DebugStopAt(VcpuState state, GuestFaultInfo fault)
+    {
+        if (_debugger is null)
+        {
+            return null;
+        }
+        Vcpu.SetState(state);
+        return DebugStop(DebugStopKind.Fault, state.Registers.Rip, fault: fault);
+    }
+
+    /// <summary>The fault and the registers of a panic or a Linux application's fatal signal: those the guest passed in its frame, else those at the call.</summary>
+    private static (GuestFaultInfo Fault, VcpuState State) PanicFault(string what, PanicFrame? frame, VcpuState atCall, int signal = 0)
+    {
+        string description = what.Split('\n', 2)[0];
+        if (description.Length > 220)
+        {
+            description = description[..220] + "...";
+        }
+        if (frame is not PanicFrame f)
+        {
+            return (new GuestFaultInfo(GuestFaultKind.Panic, description, Signal: signal), atCall);
+        }
+        VcpuState state = atCall.Clone();
+        state.Registers = new VcpuRegisters(f.Rax, f.Rbx, f.Rcx, f.Rdx, f.Rsi, f.Rdi, f.Rsp, f.Rbp, f.R8, f.R9, f.R10, f.R11, f.R12, f.R13, f.R14, f.R15, f.Rip, f.Rflags);
+        int? vector = f.Vector == PanicConstants.NoVector ? null : (int)Math.Min(f.Vector, 255u);
+        if (f.FaultAddress != 0)
+        {
+            state.Cr2 = f.FaultAddress;
+        }
+        return (new GuestFaultInfo(GuestFaultKind.Panic, description, vector, f.FaultAddress == 0 ? null : f.FaultAddress, signal != 0 ? signal : (int)Math.Min(f.Signal, 255u)), state);
     }
 
     private bool IsGuardPage(ulong address) =>
@@ -330,6 +567,9 @@ internal sealed partial class GuestMachine : IDisposable
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "backend {Backend}: {Reason}; guest ABI {Abi}, {MemoryMiB} MiB of guest memory")]
     private static partial void LogStarting(ILogger logger, string backend, string reason, string abi, ulong memoryMiB);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "the debugger detached; the guest runs on")]
+    private static partial void LogDebuggerDetached(ILogger logger);
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "backend {Backend} does not count instructions: the instruction budget of {Budget} is ignored; the wall-clock timeout applies")]
     private static partial void LogBudgetIgnored(ILogger logger, string backend, ulong budget);

@@ -45,4 +45,18 @@ public sealed record GuestRunOptions
     /// process). Ignored for Paravirt images.
     /// </summary>
     public IReadOnlyList<string> Environment { get; init; } = [];
+
+    /// <summary>
+    /// A debugger to attach (e.g. <see cref="Debugging.Gdb.GdbStub"/>): it gets the guest stopped before its first
+    /// instruction and at every breakpoint, step, interrupt and fault. Needs a backend that declares
+    /// <see cref="Backends.BackendCapabilities.GuestDebug"/> (the emulator, KVM). The <see cref="Timeout"/> keeps
+    /// counting while the guest is stopped. Null (the default) for none.
+    /// </summary>
+    public Debugging.IGuestDebugger? Debugger { get; init; }
+
+    /// <summary>
+    /// Where to write an ELF core file when the guest crashes (registers and the mapped guest memory at its virtual
+    /// addresses; <c>gdb IMAGE CORE</c> opens it). Null (the default) for none.
+    /// </summary>
+    public string? CoreFile { get; init; }
 }

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Backends;
+using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
@@ -112,10 +113,38 @@ public sealed partial class GuestRunner
         stats.Elapsed = Stopwatch.GetElapsedTime(started);
         _metrics?.RecordRun(machine.BackendName, end.Outcome.ToString(), stats.Elapsed);
         LogFinished(_logger, end.Outcome, end.Message);
-        return new RunResult(end.Outcome, end.Status, machine.BackendName, end.Message, stats)
+        var result = new RunResult(end.Outcome, end.Status, machine.BackendName, end.Message, stats)
         {
             TerminatingSignal = end.Outcome == RunOutcome.Exited ? machine.Session.FatalSignal?.Signal : null,
         };
+        if (end.Fault is GuestFaultInfo fault && end.FaultState is VcpuState state)
+        {
+            result = AddCrashReport(result, fault, state, machine.Memory, image, machine.Capabilities.HasFlag(BackendCapabilities.PageTables), options.CoreFile, machine.Session.PanicMessage);
+        }
+        options.Debugger?.OnRunEnded(result);
+        return result;
+    }
+
+    /// <summary>Builds the crash report (and the core file, when asked) for a faulted run; neither can fail the run.</summary>
+    private RunResult AddCrashReport(RunResult result, GuestFaultInfo fault, VcpuState state, GuestMemory memory, GuestImage image, bool pageTables, string? coreFile, string? panicMessage)
+    {
+        var space = new GuestAddressSpace(memory, state, pageTables);
+        CrashReport report = CrashReporter.Build(fault, state, space, image.Symbols, panicMessage);
+        result = result with { Crash = report };
+        if (coreFile is not null)
+        {
+            try
+            {
+                ElfCoreWriter.Write(coreFile, state, space, fault, image.FileName ?? "guest");
+                result = result with { CoreFile = coreFile };
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+            {
+                LogCoreFileFailed(_logger, coreFile, e.Message);
+                result = result with { CoreFileError = e.Message };
+            }
+        }
+        return result;
     }
 
     /// <summary>A timeout as people write it (<c>2s</c>, <c>1.5s</c>, <c>250ms</c>, <c>2m</c>), not <c>00:00:02</c>.</summary>
@@ -132,6 +161,7 @@ public sealed partial class GuestRunner
     /// <summary>Writes the hypercall page, the command line and the boot info into <paramref name="memory"/>.</summary>
     internal static void PrepareMemory(GuestMemory memory, ulong imageEnd, ReadOnlySpan<byte> commandLine, FeatureBits features = GuestSession.BaseFeatures, ulong bootModules = 0, uint bootModuleCount = 0)
     {
+        ExceptionTraps.Write(memory);
         Span<byte> page = memory.GetSpan(new GuestAddress(GuestLayout.HypercallPage), HypercallPage.Size);
         page.Clear();
         HypercallStub.Bytes.CopyTo(page[(int)HypercallPage.EntryOffset..]);
@@ -160,6 +190,9 @@ public sealed partial class GuestRunner
         };
         memory.Write(new GuestAddress(GuestLayout.BootInfo), in bootInfo);
     }
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "cannot write the core file {Path}: {Reason}")]
+    private static partial void LogCoreFileFailed(ILogger logger, string path, string reason);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "{Outcome}: {Message}")]
     private static partial void LogFinished(ILogger logger, RunOutcome outcome, string message);

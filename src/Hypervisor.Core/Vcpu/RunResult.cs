@@ -29,6 +29,15 @@ public sealed record RunResult(RunOutcome Outcome, long ExitStatus, string Backe
 {
     /// <summary>For a Linux executable killed by a signal: the signal number (the exit status is then 128 + it, as a shell reports it); otherwise null.</summary>
     public int? TerminatingSignal { get; init; }
+
+    /// <summary>When the guest crashed (<see cref="RunOutcome.Faulted"/>), or a Linux application was killed by a signal and the library OS passed its registers (<see cref="TerminatingSignal"/>): the fault, registers, code and backtrace, as data.</summary>
+    public Debugging.CrashReport? Crash { get; init; }
+
+    /// <summary>The core file written for the crash (<see cref="GuestRunOptions.CoreFile"/>), or null.</summary>
+    public string? CoreFile { get; init; }
+
+    /// <summary>Why the core file could not be written, or null.</summary>
+    public string? CoreFileError { get; init; }
 }
 
 /// <summary>Counts of VM exits by kind and hypercalls by code, for <c>--stats</c> and metrics.</summary>

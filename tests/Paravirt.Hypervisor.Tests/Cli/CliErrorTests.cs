@@ -76,11 +76,46 @@ public sealed class CliErrorTests : IDisposable
     [InlineData(new[] { "run", "x.elf", "--timeout", "soon" }, "--timeout")]
     [InlineData(new[] { "run", "x.elf", "--timeout", "-5s" }, "--timeout")]
     [InlineData(new[] { "run", "x.elf", "--budget", "0" }, "--budget")]
+    [InlineData(new[] { "run", "x.elf", "--gdb", "not an address" }, "--gdb")]
+    [InlineData(new[] { "run", "x.elf", "--gdb", "127.0.0.1:99999" }, "--gdb")]
+    [InlineData(new[] { "run", "x.elf", "y.elf", "--gdb", "1234" }, "one image")]
+    [InlineData(new[] { "run", "x.elf", "y.elf", "--core", "c.core" }, "one image")]
     public void Bad_arguments_are_one_line_and_exit_64(string[] args, string mustContain)
     {
         (int code, _, string err, _) = Run(args);
         Assert.Equal(64, code);
         AssertOneErrorLine(err, mustContain);
+    }
+
+    [Fact]
+    public void Gdb_on_a_backend_without_guest_debugging_is_one_line_and_exit_69()
+    {
+        string image = RepoPaths.GuestImage("hello");
+        (int code, _, string err, _) = Run("run", image, "--backend", "whp", "--gdb", "127.0.0.1:0");
+        Assert.Equal(69, code); // unavailable here, or unable to debug on Windows: either way the same exit code
+        AssertOneErrorLine(err, "whp");
+    }
+
+    [Theory]
+    [InlineData("1234", "127.0.0.1:1234")]
+    [InlineData(":1234", "127.0.0.1:1234")]
+    [InlineData("localhost:1234", "127.0.0.1:1234")]
+    [InlineData("0.0.0.0:0", "0.0.0.0:0")]
+    [InlineData("[::1]:1234", "[::1]:1234")]
+    public void Gdb_addresses_parse_as_documented(string text, string expected)
+    {
+        Assert.True(Hypervisor.Debugging.Gdb.GdbStub.TryParseEndPoint(text, out System.Net.IPEndPoint? endPoint));
+        Assert.Equal(expected, endPoint!.ToString());
+    }
+
+    [Fact]
+    public void A_stub_bound_beyond_loopback_says_it_is_exposed()
+    {
+        using var exposed = Hypervisor.Debugging.Gdb.GdbStub.Listen(new System.Net.IPEndPoint(System.Net.IPAddress.Any, 0));
+        Assert.True(exposed.IsExposed);
+        Assert.NotEqual(0, exposed.EndPoint.Port);
+        using var local = Hypervisor.Debugging.Gdb.GdbStub.Listen(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        Assert.False(local.IsExposed);
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Devices.Net;
 using Paravirt.Hypervisor.Tests.Cli;
+using Paravirt.Hypervisor.Debugging;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 
@@ -95,13 +96,23 @@ public sealed class CSharpGuestTests : IDisposable
     [Theory]
     [InlineData("fail-index", "panic: IndexOutOfRangeException")]
     [InlineData("fail-oom", "panic: out of memory: C# allocation of")]
-    public void A_runtime_error_in_a_csharp_guest_fails_fast_with_a_message_and_status_255(string commandLine, string message)
+    public void A_runtime_error_in_a_csharp_guest_panics_with_a_report_that_names_the_method(string commandLine, string message)
     {
         (RunResult result, string output) = Run("subset-cs", commandLine);
 
-        Assert.True(result.Outcome == RunOutcome.Exited, $"{result.Outcome}: {result.Message}\n{output}");
-        Assert.Equal(255, result.ExitStatus);
-        Assert.Contains(message, output, StringComparison.Ordinal);
+        Assert.True(result.Outcome == RunOutcome.Faulted, $"{result.Outcome}: {result.Message}\n{output}");
+        Assert.Contains(message, output, StringComparison.Ordinal); // the console still gets "panic: ..."
+        CrashReport crash = Assert.IsType<CrashReport>(result.Crash);
+        Assert.Equal(GuestFaultKind.Panic, crash.Fault.Kind);
+        Assert.Contains(message["panic: ".Length..], crash.PanicMessage, StringComparison.Ordinal);
+        // The backtrace names the C# methods (NativeAOT's symbols) with their source files (ILC's line tables).
+        Assert.Contains(crash.Frames, f => f.Function == "subset_cs_Program__Main" && f.File?.EndsWith("Program.cs", StringComparison.Ordinal) == true);
+        if (commandLine == "fail-index")
+        {
+            // Attributed to the method whose bounds check failed, past FailFast and the throw helper.
+            Assert.Equal("subset_cs_Program__Main", crash.Location?.Function);
+            Assert.Contains(crash.Frames, f => f.Function == "Paravirt_Guest_CoreLib_Paravirt_Guest_Guest__FailFast");
+        }
     }
 
     [Fact]

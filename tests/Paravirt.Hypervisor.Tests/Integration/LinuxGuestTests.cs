@@ -97,6 +97,19 @@ public sealed class LinuxGuestTests
     public void Glibc_sample_prints_and_exits_as_natively() => SameAsNative("linux-c");
 
     [LinuxOnEmulatorFact]
+    public void A_relative_program_name_still_gives_an_absolute_proc_self_exe_so_static_glibc_starts()
+    {
+        // readlink("/proc/self/exe") returned argv[0] as given; static glibc asserts it is absolute at start-up
+        // (_dl_get_origin), so `paravirt run ./app` and a library run without Arguments died with SIGABRT (134).
+        string path = RepoPaths.LinuxExecutable("linux-edge");
+        string relative = Path.GetRelativePath(Environment.CurrentDirectory, path);
+        Assert.False(Path.IsPathRooted(relative));
+        (int code, _, string stderr, _) = CliErrorTests.Run("run", relative, "--backend", "emulator", "--quiet");
+        Assert.True(code == 139, $"exit {code}: {stderr}"); // its own end: the NULL store (SIGSEGV), not an abort at start-up
+        Assert.Contains("killed by SIGSEGV", stderr, StringComparison.Ordinal);
+    }
+
+    [LinuxOnEmulatorFact]
     public void Musl_sample_prints_and_exits_as_natively() => SameAsNative("linux-musl");
 
     [LinuxOnEmulatorFact]
@@ -116,12 +129,38 @@ public sealed class LinuxGuestTests
     }
 
     [LinuxOnEmulatorFact]
-    public void The_cli_reports_death_by_signal_in_one_line_with_128_plus_the_signal()
+    public void The_cli_reports_death_by_signal_with_128_plus_the_signal_in_one_line_with_quiet()
     {
-        (int code, _, string stderr, _) = CliErrorTests.Run("run", RepoPaths.LinuxExecutable("linux-edge"), "--backend", "emulator");
+        (int code, _, string stderr, _) = CliErrorTests.Run("run", RepoPaths.LinuxExecutable("linux-edge"), "--backend", "emulator", "--quiet");
         Assert.Equal(139, code);
         string line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith("paravirt: the Linux application was killed by SIGSEGV (signal 11): a fault at address 0x0, rip 0x", line, StringComparison.Ordinal);
+    }
+
+    [LinuxOnEmulatorFact]
+    public void Death_by_signal_comes_with_a_report_of_the_applications_registers_code_and_backtrace_and_a_core_file()
+    {
+        // The library OS passes the application's trap frame with exit_signal: the report names the application's
+        // faulting function and source line (the static executable's own symbols), not the library OS's.
+        string core = Path.Combine(Path.GetTempPath(), $"paravirt-test-{Guid.NewGuid():N}.core");
+        try
+        {
+            (int code, _, string stderr, _) = CliErrorTests.Run("run", RepoPaths.LinuxExecutable("linux-edge"), "--backend", "emulator", "--core", core);
+            Assert.Equal(139, code);
+            string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.StartsWith("paravirt: the Linux application was killed by SIGSEGV (signal 11): a fault at address 0x0, rip 0x", lines[0], StringComparison.Ordinal);
+            Assert.Contains(" in main+0x", lines[0], StringComparison.Ordinal); // the sample has symbols, no line tables
+            Assert.Contains("  registers:", lines);
+            Assert.Contains("  backtrace:", lines);
+            Assert.Contains(lines, l => l.StartsWith("    #0 0x", StringComparison.Ordinal) && l.Contains(" in main+", StringComparison.Ordinal));
+            Assert.Contains(lines, l => l.Contains(" in __libc_start_main", StringComparison.Ordinal)); // the backtrace walks the application's stack
+            Assert.Contains(lines, l => l.StartsWith("paravirt: core file written to ", StringComparison.Ordinal));
+            Assert.True(new FileInfo(core).Length > 0);
+        }
+        finally
+        {
+            File.Delete(core);
+        }
     }
 
     [Fact]

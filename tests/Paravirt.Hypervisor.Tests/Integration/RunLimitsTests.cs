@@ -77,14 +77,24 @@ public sealed class RunLimitsTests : IDisposable
     }
 
     [Fact]
-    public void Cli_reports_a_crash_in_one_line_with_exit_70()
+    public void Cli_reports_a_crash_with_exit_70_as_a_report_or_with_quiet_in_one_line()
     {
         string path = Path.Combine(_dir, "hlt.elf");
         File.WriteAllBytes(path, CodeImage(0xF4));
-        (int code, _, string err, _) = CliErrorTests.Run("run", path, "--backend", "emulator");
+        (int code, _, string err, _) = CliErrorTests.Run("run", path, "--backend", "emulator", "--quiet");
         Assert.Equal(70, code);
         Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains("hlt", err, StringComparison.Ordinal);
+
+        (code, _, err, _) = CliErrorTests.Run("run", path, "--backend", "emulator");
+        Assert.Equal(70, code);
+        string[] lines = err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith("paravirt: error: the guest executed hlt", lines[0], StringComparison.Ordinal);
+        Assert.Contains("  registers:", lines);
+        Assert.Contains("  code:", lines);
+        Assert.Contains("  backtrace:", lines);
+        Assert.Contains(lines, l => l.Contains("0x100000:", StringComparison.Ordinal) && l.EndsWith("hlt", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("  => 0x100001:", StringComparison.Ordinal)); // rip is past the hlt
     }
 
     [Fact]

@@ -35,6 +35,7 @@ public sealed class KvmLayoutTests
         Assert.Equal(0x188, Unsafe.SizeOf<kvm_xcrs>());
         Assert.Equal(0x4, Unsafe.SizeOf<kvm_interrupt>());
         Assert.Equal(0x80, Unsafe.SizeOf<kvm_debugregs>());
+        Assert.Equal(0x48, Unsafe.SizeOf<kvm_guest_debug>());
         Assert.Equal(0x98, Unsafe.SizeOf<Libc.SigAction>());
     }
 
@@ -128,6 +129,7 @@ public sealed class KvmLayoutTests
         Assert.Equal(KVM_INTERRUPT, Encode(IocWrite, 0x86, (ulong)sizeof(kvm_interrupt)));
         Assert.Equal(KVM_GET_DEBUGREGS, Encode(IocRead, 0xA1, (ulong)sizeof(kvm_debugregs)));
         Assert.Equal(KVM_SET_DEBUGREGS, Encode(IocWrite, 0xA2, (ulong)sizeof(kvm_debugregs)));
+        Assert.Equal(KVM_SET_GUEST_DEBUG, Encode(IocWrite, 0x9B, (ulong)sizeof(kvm_guest_debug)));
         Assert.Equal(0x4138_AE84UL, KVM_SET_SREGS);
     }
 
@@ -158,6 +160,10 @@ public sealed class KvmLayoutTests
         Assert.Equal(10u, KVM_EXIT_INTR);
         Assert.Equal(17u, KVM_EXIT_INTERNAL_ERROR);
         Assert.Equal(7u, KVM_EXIT_IRQ_WINDOW_OPEN);
+        Assert.Equal(4u, KVM_EXIT_DEBUG);
+        Assert.Equal(0x20, Off<kvm_run>(nameof(kvm_run.debug_exception)));
+        Assert.Equal(0x28, Off<kvm_run>(nameof(kvm_run.debug_pc)));
+        Assert.Equal(0x30, Off<kvm_run>(nameof(kvm_run.debug_dr6)));
         Assert.Equal(1, KVM_EXIT_IO_OUT);
         Assert.Equal(1UL, KVM_SYNC_X86_REGS);
     }
@@ -184,6 +190,13 @@ public sealed class KvmLayoutTests
             ("offsetof(struct kvm_run, ready_for_interrupt_injection)", (ulong)Off<kvm_run>(nameof(kvm_run.ready_for_interrupt_injection))),
             ("offsetof(struct kvm_run, if_flag)", (ulong)Off<kvm_run>(nameof(kvm_run.if_flag))),
             ("KVM_CAP_XSAVE", KVM_CAP_XSAVE), ("KVM_CAP_XCRS", KVM_CAP_XCRS),
+            ("KVM_SET_GUEST_DEBUG", KVM_SET_GUEST_DEBUG), ("sizeof(struct kvm_guest_debug)", (ulong)sizeof(kvm_guest_debug)),
+            ("KVM_EXIT_DEBUG", KVM_EXIT_DEBUG), ("KVM_GUESTDBG_ENABLE", KVM_GUESTDBG_ENABLE),
+            ("KVM_GUESTDBG_SINGLESTEP", KVM_GUESTDBG_SINGLESTEP), ("KVM_GUESTDBG_USE_SW_BP", KVM_GUESTDBG_USE_SW_BP),
+            ("KVM_GUESTDBG_USE_HW_BP", KVM_GUESTDBG_USE_HW_BP),
+            ("offsetof(struct kvm_run, debug.arch.exception)", (ulong)Off<kvm_run>(nameof(kvm_run.debug_exception))),
+            ("offsetof(struct kvm_run, debug.arch.pc)", (ulong)Off<kvm_run>(nameof(kvm_run.debug_pc))),
+            ("offsetof(struct kvm_run, debug.arch.dr6)", (ulong)Off<kvm_run>(nameof(kvm_run.debug_dr6))),
             ("sizeof(struct kvm_xcrs)", (ulong)sizeof(kvm_xcrs)), ("sizeof(struct kvm_msr_entry)", (ulong)sizeof(kvm_msr_entry)),
             ("sizeof(struct kvm_msrs)", (ulong)sizeof(kvm_msrs)),
             ("offsetof(struct kvm_msr_entry, data)", (ulong)Off<kvm_msr_entry>(nameof(kvm_msr_entry.data))),

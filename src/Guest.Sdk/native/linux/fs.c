@@ -1070,8 +1070,16 @@ long sys_readlinkat(int dirfd, u64 upath, u64 ubuf, i64 cap)
     }
     const char *self = proc_self(norm);
     if (self && kstrcmp(self, "exe") == 0) {
-        u64 len = MIN(kstrlen(exec_path), (u64)cap);
-        return copy_to_user(ubuf, exec_path, len) < 0 ? -EFAULT : (long)len;
+        /* An absolute path, as Linux gives it: argv[0] may be relative ("./app"), and static glibc asserts that this
+           link starts with '/' (_dl_get_origin, at start-up), so a relative one killed the application with SIGABRT.
+           The working directory is always "/". */
+        static char exe[256];
+        long m = normalize(exec_path, exe, sizeof(exe));
+        if (m < 0) {
+            return m;
+        }
+        u64 len = MIN((u64)m, (u64)cap);
+        return copy_to_user(ubuf, exe, len) < 0 ? -EFAULT : (long)len;
     }
     struct file *f;
     long r = open_path(path, O_RDONLY, &f);

@@ -285,7 +285,8 @@ void signal_send_thread(struct thread *t, int sig);
 void signal_send_process(int sig);
 void signal_deliver(struct regs *r);
 void signal_force_fault(struct regs *r, int sig, int code, u64 addr);
-void kill_process_by_signal(int sig, u64 addr, u64 rip) __attribute__((noreturn));
+/* Ends the run: the application was killed by sig (addr: the fault address; r: its registers, or NULL). */
+void kill_process_by_signal(int sig, u64 addr, u64 rip, const struct regs *r) __attribute__((noreturn));
 long sys_rt_sigreturn(struct regs *r);
 
 /* ---- Files (fs.c) ---------------------------------------------------------------------------------------------------- */

@@ -83,10 +83,29 @@ static const char *sig_name(int sig)
     return sig >= 1 && sig < (int)ARRAY_SIZE(names) ? names[sig] : "a real-time signal";
 }
 
-void kill_process_by_signal(int sig, u64 addr, u64 rip)
+void kill_process_by_signal(int sig, u64 addr, u64 rip, const struct regs *r)
 {
-    /* The host reports it (one line) and exits with 128 + signo; an older host without the call gets the status. */
-    pv_hypercall3(PV_HYPERCALL_EXIT_SIGNAL, (u64)sig, addr, rip);
+    /* The application's registers at the failure go with it (r NULL: none), so the host's crash report, core file
+       and debugger show the application's instruction and backtrace rather than this kernel's. */
+    static pv_panic_frame frame;
+    u64 frame_phys = 0;
+    if (r != NULL) {
+        memset(&frame, 0, sizeof(frame));
+        frame.size = sizeof(frame);
+        frame.signal = (uint32_t)sig;
+        frame.vector = PV_PANIC_NO_VECTOR;
+        frame.error_code = (uint32_t)r->error;
+        frame.fault_address = addr;
+        frame.rax = r->rax; frame.rbx = r->rbx; frame.rcx = r->rcx; frame.rdx = r->rdx;
+        frame.rsi = r->rsi; frame.rdi = r->rdi; frame.rsp = r->rsp; frame.rbp = r->rbp;
+        frame.r8 = r->r8; frame.r9 = r->r9; frame.r10 = r->r10; frame.r11 = r->r11;
+        frame.r12 = r->r12; frame.r13 = r->r13; frame.r14 = r->r14; frame.r15 = r->r15;
+        frame.rip = rip;
+        frame.rflags = r->rflags;
+        frame_phys = virt_to_phys(&frame);
+    }
+    /* The host reports it and exits with 128 + signo; an older host without the call gets the status. */
+    pv_hypercall4(PV_HYPERCALL_EXIT_SIGNAL, (u64)sig, addr, rip, frame_phys);
     kprintf("paravirt-linux: the application was killed by %s (signal %d) at address 0x%lx, rip 0x%lx\n",
             sig_name(sig), sig, addr, rip);
     pv_exit(128 + sig);
@@ -203,7 +222,7 @@ static void deliver_to_handler(struct regs *r, int sig, const struct linux_sigin
     struct k_sigaction ka = sigactions[sig - 1];
     handle_restart(r, &ka);
     if (!setup_frame(r, sig, &ka, info)) {
-        kill_process_by_signal(SIGSEGV, r->rsp, r->rip);
+        kill_process_by_signal(SIGSEGV, r->rsp, r->rip, r);
     }
     current->sigmask |= ka.mask;
     if (!(ka.flags & SA_NODEFER)) {
@@ -232,7 +251,7 @@ void signal_deliver(struct regs *r)
             handle_restart(r, NULL);
             return;
         }
-        kill_process_by_signal(sig, 0, r->rip);
+        kill_process_by_signal(sig, 0, r->rip, r);
     }
     if (h == SIG_IGN) {
         handle_restart(r, NULL);
@@ -250,7 +269,7 @@ void signal_force_fault(struct regs *r, int sig, int code, u64 addr)
 {
     struct k_sigaction *ka = &sigactions[sig - 1];
     if ((current->sigmask & SIGBIT(sig)) || ka->handler == SIG_DFL || ka->handler == SIG_IGN) {
-        kill_process_by_signal(sig, addr, r->rip);
+        kill_process_by_signal(sig, addr, r->rip, r);
     }
     struct linux_siginfo info;
     memset(&info, 0, sizeof(info));
@@ -266,11 +285,11 @@ long sys_rt_sigreturn(struct regs *r)
     u64 frame_addr = r->rsp - 8;
     static struct linux_rt_sigframe f;
     if (copy_from_user(&f, frame_addr, sizeof(f)) < 0) {
-        kill_process_by_signal(SIGSEGV, frame_addr, r->rip);
+        kill_process_by_signal(SIGSEGV, frame_addr, r->rip, r);
     }
     const struct linux_sigcontext *sc = &f.uc.uc_mcontext;
     if (sc->rip >= USER_TOP) {
-        kill_process_by_signal(SIGSEGV, sc->rip, sc->rip);
+        kill_process_by_signal(SIGSEGV, sc->rip, sc->rip, r);
     }
     t->sigmask = f.uc.uc_sigmask & ~UNBLOCKABLE;
     r->r8 = sc->r8; r->r9 = sc->r9; r->r10 = sc->r10; r->r11 = sc->r11;
@@ -284,7 +303,7 @@ long sys_rt_sigreturn(struct regs *r)
     if (sc->fpstate != 0) {
         static struct fxsave_area fx;
         if (copy_from_user(&fx, sc->fpstate, sizeof(fx)) < 0) {
-            kill_process_by_signal(SIGSEGV, sc->fpstate, r->rip);
+            kill_process_by_signal(SIGSEGV, sc->fpstate, r->rip, r);
         }
         u32 mxcsr;
         memcpy(&mxcsr, &fx.bytes[24], 4);

@@ -568,7 +568,7 @@ static void out_of_memory(void)
         kprintf("paravirt-linux: out of guest memory (%lu MiB): run with a larger --memory\n",
                 (unsigned long)(bi->memory_size >> 20));
     }
-    kill_process_by_signal(SIGKILL, 0, current && current->regs ? current->regs->rip : 0);
+    kill_process_by_signal(SIGKILL, 0, current && current->regs ? current->regs->rip : 0, current ? current->regs : NULL);
 }
 
 /* Gives the page at va (inside v) its first frame. */

@@ -122,23 +122,38 @@ long pv_timer_set(uint64_t deadline_ns, unsigned vector)
     return pv_hypercall2(PV_HYPERCALL_TIMER_SET, deadline_ns, vector);
 }
 
-void pv_panic(const char *fmt, ...)
+/* Formats the message, then the panic hypercall (which does not return on a 1.1 host); on an older host, the 1.0
+   behaviour: "panic: <message>" on the debug output and exit status 255. */
+static void __attribute__((noreturn)) pv_panic_v(const pv_panic_frame *frame, const char *fmt, va_list ap)
 {
     char buf[256];
     static const char prefix[] = "panic: ";
     size_t n = sizeof(prefix) - 1;
     memcpy(buf, prefix, n);
-    va_list ap;
-    va_start(ap, fmt);
     int m = pv_vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
-    va_end(ap);
     if (m > 0) {
         n += (size_t)m < sizeof(buf) - n - 2 ? (size_t)m : sizeof(buf) - n - 2;
     }
-    buf[n++] = '\n';
     if (pv_hypercall_entry != 0) {
+        pv_hypercall3(PV_HYPERCALL_PANIC, (uint64_t)(uintptr_t)(buf + sizeof(prefix) - 1), n - (sizeof(prefix) - 1),
+                      (uint64_t)(uintptr_t)frame);
+        buf[n++] = '\n';
         pv_debug_write(buf, n);
         pv_exit(255);
     }
     pv_halt_forever();
+}
+
+void pv_panic(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pv_panic_v(NULL, fmt, ap);
+}
+
+void pv_panic_at(const pv_panic_frame *frame, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pv_panic_v(frame, fmt, ap);
 }

@@ -20,6 +20,8 @@
     .globl _start
     .type _start, @function
 _start:
+    .cfi_startproc
+    .cfi_undefined rip                  /* the outermost frame: unwinders (crash reports, gdb) stop here */
     cld
     movq    %rdi, %r12                  /* boot info: r12 is callee-saved, nothing below clobbers it */
     leaq    pv_stack_top(%rip), %rsp    /* 16-byte aligned (see .bss below) */
@@ -44,6 +46,7 @@ _start:
     /* pv_exit does not return; if a broken host resumes us anyway, stop here. */
 3:  hlt
     jmp     3b
+    .cfi_endproc
     .size _start, . - _start
 
     /* The stack and its guard page: NOBITS (zeroed by the loader), outside [__bss_start, __bss_end) so the .bss

@@ -23,11 +23,13 @@ public sealed class EmulatorBackend : IHypervisorBackend
 
     /// <summary>
     /// The emulator counts every instruction, so budgets are exact; it delivers external interrupts through the guest's
-    /// IDT; it marks the dirty page map as the guest stores (on its TLB's slow write path), so it has nothing to collect.
+    /// IDT; it marks the dirty page map as the guest stores (on its TLB's slow write path), so it has nothing to collect;
+    /// it takes breakpoints, write watchpoints and single-step; linear addresses go through the guest's page tables.
     /// </summary>
     public BackendCapabilities Capabilities =>
         BackendCapabilities.InstructionBudget | BackendCapabilities.InstructionCount | BackendCapabilities.InterruptInjection
-        | BackendCapabilities.SupervisorMode | BackendCapabilities.DirtyPageTracking;
+        | BackendCapabilities.SupervisorMode | BackendCapabilities.DirtyPageTracking | BackendCapabilities.GuestDebug
+        | BackendCapabilities.PageTables;
 
     /// <summary>Always available: the emulator needs nothing from the host.</summary>
     public BackendAvailability Probe() =>
@@ -56,7 +58,12 @@ internal sealed class EmulatorVirtualMachine : IVirtualMachine
     public GuestMemory Memory { get; }
 
     /// <summary>Writes the identity page tables and GDT and starts the vCPU in the state they enable, as KVM and WHP do.</summary>
-    public IVcpu CreateVcpu(in VcpuStartState start) => new EmulatorVcpu(Memory, _options, LongModeSetup.Write(Memory).ToVcpuState(in start));
+    /// <remarks>
+    /// The start state's IDT (the VMM's default exception handlers) is not loaded: with no IDT the emulator ends the run
+    /// at an unhandled exception itself, with the faulting instruction's registers and the exact reason, which is what
+    /// those handlers recover on hardware backends (where the CPU would otherwise triple-fault and reset).
+    /// </remarks>
+    public IVcpu CreateVcpu(in VcpuStartState start) => new EmulatorVcpu(Memory, _options, LongModeSetup.Write(Memory).ToVcpuState(start with { Idt = default }));
 
     public void Dispose()
     {

@@ -32,7 +32,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     /// </summary>
     internal const ulong RepChunk = 65536;
 
-    private const int AttentionKick = 1, AttentionHostWrite = 2, AttentionIrq = 4, AttentionDirtyCleared = 8;
+    /// <summary>Bits of the attention word (<see cref="CpuState.Attention"/>); <see cref="AttentionDebug"/> is not work to do but a state: a debugger has breakpoints, watchpoints or stepping set.</summary>
+    private const int AttentionKick = 1, AttentionHostWrite = 2, AttentionIrq = 4, AttentionDirtyCleared = 8, AttentionDebug = 16;
 
     private readonly GuestMemory _memory;
     private readonly byte* _mem;
@@ -125,10 +126,15 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
             // Throws ObjectDisposedException when the memory was disposed under the vCPU; never run on freed memory.
             throw new InvalidOperationException("guest memory changed under the vCPU");
         }
+        bool outCompleted = _outResume != 0;
         CompletePendingOut();
+        if (outCompleted && _singleStep)
+        {
+            return new VcpuExit(VcpuExitKind.Debug, _s->Rip, DebugReason: DebugStopReason.SingleStep); // the stepped out is done
+        }
         while (true)
         {
-            bool step = false;
+            bool step = false, debugOne = false;
             if ((Volatile.Read(ref _s->Attention) | (int)(_s->Rflags & TF) | (_shadow ? 1 : 0)) != 0)
             {
                 if (Service())
@@ -136,6 +142,15 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
                     return TakeExit();
                 }
                 step = _shadow || (_s->Rflags & TF) != 0;
+                if ((Volatile.Read(ref _s->Attention) & AttentionDebug) != 0)
+                {
+                    // A debugger is attached (the bit stays set while it has anything set): this slow path runs before every block.
+                    if (IsBreakpoint(_s->Rip))
+                    {
+                        return new VcpuExit(VcpuExitKind.Debug, _s->Rip, DebugReason: DebugStopReason.Breakpoint);
+                    }
+                    debugOne = DebugOneAtATime;
+                }
             }
             if (_s->Icount >= _s->BudgetLimit)
             {
@@ -160,11 +175,15 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
             {
                 n = (int)left;
             }
-            if (step)
+            if (step || debugOne)
             {
-                if (StepOne(block))
+                if (step ? StepOne(block) : (ExecuteBlock(block, 0, 1) && _exitPending))
                 {
                     return TakeExit();
+                }
+                if (debugOne && DebugAfterInstruction(out VcpuExit debugExit))
+                {
+                    return debugExit;
                 }
                 continue;
             }
@@ -573,6 +592,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
         while (_decodeOps.Count < MaxBlockInstructions)
         {
             decoder.Decode(out Instruction ins);
+            if (_decodeOps.Count > 0 && IsBreakpoint(ins.IP))
+            {
+                break; // the block ends before a breakpoint: the run loop stops there
+            }
             var op = default(MicroOp);
             if (ins.IsInvalid)
             {

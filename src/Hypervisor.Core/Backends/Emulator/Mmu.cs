@@ -82,6 +82,44 @@ internal sealed unsafe class Mmu
         Current = UserMode ? User.Entries : Supervisor.Entries;
     }
 
+    /// <summary>A debugger's write watchpoints (linear ranges), or null: their pages never get write permission in the TLB, so every store to them comes here.</summary>
+    private GuestWatchpoint[]? _watches;
+
+    /// <summary>A store reached a watched range since <see cref="SetWatchpoints"/> or the last reset of this flag; <see cref="WatchHitAddress"/> names the watchpoint.</summary>
+    public bool WatchHit { get; set; }
+
+    /// <summary>The address of the watchpoint <see cref="WatchHit"/> reports.</summary>
+    public ulong WatchHitAddress { get; private set; }
+
+    /// <summary>Replaces the write watchpoints (null: none); the TLBs are flushed so that no watched page keeps write permission.</summary>
+    public void SetWatchpoints(GuestWatchpoint[]? watches)
+    {
+        _watches = watches is { Length: > 0 } ? watches : null;
+        WatchHit = false;
+        FlushAll();
+    }
+
+    /// <summary>For a write: denies the TLB write permission on a watched page and tells whether this access overlaps a watched range.</summary>
+    private bool WatchedWrite(ulong linear, MemoryAccess access, int size, ref bool write)
+    {
+        ulong page = linear & ~0xFFFUL, end = linear + (ulong)Math.Max(size, 1);
+        bool hit = false;
+        foreach (GuestWatchpoint w in _watches!)
+        {
+            ulong wEnd = w.Address + w.Length;
+            if (page < wEnd && w.Address < page + 0x1000)
+            {
+                write = false;
+            }
+            if (access == MemoryAccess.Write && !hit && linear < wEnd && w.Address < end)
+            {
+                hit = true;
+                WatchHitAddress = w.Address;
+            }
+        }
+        return hit;
+    }
+
     /// <summary>Every translation is dropped (CR0/CR4 paging bits changed, EFER.NXE changed, state loaded).</summary>
     public void FlushAll()
     {
@@ -159,6 +197,10 @@ internal sealed unsafe class Mmu
         }
         bool dirty = (leaf & D) != 0;
         bool write = writable && dirty && _code.CodePages[physPage >> 12] == 0 && _dirty[physPage >> 12] != 0;
+        if (_watches is not null && WatchedWrite(linear, access, size, ref write))
+        {
+            WatchHit = true;
+        }
         (user ? User : Supervisor).Fill(linear, _mem + physPage, physPage, read: true, write, executable,
             global: (leaf & G) != 0 && _sys.GlobalPages, largeShift);
         return _mem + phys;

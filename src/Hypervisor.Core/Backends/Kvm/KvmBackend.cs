@@ -27,10 +27,12 @@ public sealed class KvmBackend : IHypervisorBackend
     /// With hardware virtualization the guest owns the whole CPU (<see cref="BackendCapabilities.SupervisorMode"/>) and
     /// takes injected interrupts through its own IDT (the user-space irqchip protocol, <c>KVM_INTERRUPT</c>). Not under
     /// kvm_pvm: PVM runs the guest at hardware CPL 3 and delivers events only to PVM-aware guest kernels. Both flavours
-    /// keep a dirty log (<c>KVM_GET_DIRTY_LOG</c>, <see cref="BackendCapabilities.DirtyPageTracking"/>).
+    /// keep a dirty log (<c>KVM_GET_DIRTY_LOG</c>, <see cref="BackendCapabilities.DirtyPageTracking"/>), hardware paging
+    /// (<see cref="BackendCapabilities.PageTables"/>) and guest debugging through <c>KVM_SET_GUEST_DEBUG</c> (in every x86
+    /// KVM since Linux 2.6.29; under PVM breakpoints and steps go through the default exception handlers instead).
     /// </remarks>
     public BackendCapabilities Capabilities =>
-        BackendCapabilities.DirtyPageTracking
+        BackendCapabilities.DirtyPageTracking | BackendCapabilities.PageTables | BackendCapabilities.GuestDebug
         | (OperatingSystem.IsLinux() && KvmPvm.ServesDevKvm() ? BackendCapabilities.None : BackendCapabilities.SupervisorMode | BackendCapabilities.InterruptInjection);
 
     /// <summary>Opens <c>/dev/kvm</c> and checks the API version and the capabilities the backend needs.</summary>

@@ -74,6 +74,8 @@ internal static class KvmIoctls
     internal const ulong KVM_GET_XCRS = 0x8188_AEA6;
     /// <summary><c>_IOW(KVMIO, 0xa7, struct kvm_xcrs)</c>.</summary>
     internal const ulong KVM_SET_XCRS = 0x4188_AEA7;
+    /// <summary><c>_IOW(KVMIO, 0x9b, struct kvm_guest_debug)</c>: breakpoints, single-step, debug registers.</summary>
+    internal const ulong KVM_SET_GUEST_DEBUG = 0x4048_AE9B;
 
     // Capabilities (KVM_CHECK_EXTENSION).
     /// <summary><c>KVM_CAP_USER_MEMORY</c>: <c>KVM_SET_USER_MEMORY_REGION</c>.</summary>
@@ -96,6 +98,8 @@ internal static class KvmIoctls
     internal const uint KVM_EXIT_UNKNOWN = 0;
     /// <summary><c>KVM_EXIT_IO</c>.</summary>
     internal const uint KVM_EXIT_IO = 2;
+    /// <summary><c>KVM_EXIT_DEBUG</c>: a guest-debug event (<c>KVM_SET_GUEST_DEBUG</c>): breakpoint, single-step, debug register hit.</summary>
+    internal const uint KVM_EXIT_DEBUG = 4;
     /// <summary><c>KVM_EXIT_IRQ_WINDOW_OPEN</c>: the guest can take an interrupt now (after <c>request_interrupt_window</c>).</summary>
     internal const uint KVM_EXIT_IRQ_WINDOW_OPEN = 7;
     /// <summary><c>KVM_EXIT_HLT</c>.</summary>
@@ -115,6 +119,9 @@ internal static class KvmIoctls
     internal const byte KVM_EXIT_IO_IN = 0;
     /// <summary><c>KVM_EXIT_IO_OUT</c> (kvm_run.io.direction).</summary>
     internal const byte KVM_EXIT_IO_OUT = 1;
+
+    /// <summary><c>KVM_GUESTDBG_*</c> (kvm_guest_debug.control): enable, single-step, intercept int3, use the debug registers.</summary>
+    internal const uint KVM_GUESTDBG_ENABLE = 0x1, KVM_GUESTDBG_SINGLESTEP = 0x2, KVM_GUESTDBG_USE_SW_BP = 0x1_0000, KVM_GUESTDBG_USE_HW_BP = 0x2_0000;
 
     /// <summary><c>KVM_SYNC_X86_REGS</c>: general-purpose registers in <c>kvm_run.s.regs</c>.</summary>
     internal const ulong KVM_SYNC_X86_REGS = 1;

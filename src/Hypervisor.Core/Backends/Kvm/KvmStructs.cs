@@ -134,6 +134,15 @@ internal unsafe struct kvm_debugregs
     public fixed ulong reserved[9];
 }
 
+/// <summary><c>struct kvm_guest_debug</c> (72 bytes): <c>control</c> (<c>KVM_GUESTDBG_*</c>) and <c>arch.debugreg[8]</c> (DR0-DR3 addresses, DR7 at index 7).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct kvm_guest_debug
+{
+    public uint control;
+    public uint pad;
+    public fixed ulong debugreg[8];
+}
+
 /// <summary><c>struct kvm_userspace_memory_region</c> (32 bytes).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct kvm_userspace_memory_region
@@ -214,6 +223,13 @@ internal unsafe struct kvm_run
     [FieldOffset(0x28)] public ulong mmio_data;
     [FieldOffset(0x30)] public uint mmio_len;
     [FieldOffset(0x34)] public byte mmio_is_write;
+
+    // union, KVM_EXIT_DEBUG (struct kvm_debug_exit_arch)
+    /// <summary>The exception vector: 1 (#DB: single-step, debug register hit) or 3 (#BP: int3).</summary>
+    [FieldOffset(0x20)] public uint debug_exception;
+    [FieldOffset(0x28)] public ulong debug_pc;
+    [FieldOffset(0x30)] public ulong debug_dr6;
+    [FieldOffset(0x38)] public ulong debug_dr7;
 
     // union, KVM_EXIT_FAIL_ENTRY
     [FieldOffset(0x20)] public ulong fail_entry_hardware_entry_failure_reason;

@@ -23,7 +23,7 @@ namespace Paravirt.Hypervisor.Backends.Kvm;
 /// soon as it can. Such kicks and window exits never reach the caller of <see cref="Run"/>.</para>
 /// </remarks>
 [SupportedOSPlatform("linux")]
-internal sealed unsafe class KvmVcpu : IVcpu
+internal sealed unsafe partial class KvmVcpu : IVcpu
 {
     private readonly KvmFd _fd;
     private readonly KvmRunMapping _mapping;
@@ -214,6 +214,8 @@ internal sealed unsafe class KvmVcpu : IVcpu
                     continue; // the guest can take the pending interrupt now
                 case KVM_EXIT_HLT:
                     return new VcpuExit(VcpuExitKind.Halt, rip, RawReason: reason);
+                case KVM_EXIT_DEBUG:
+                    return DecodeDebugExit(run, rip);
                 case KVM_EXIT_MMIO:
                     return new VcpuExit(VcpuExitKind.Mmio, rip, run->mmio_phys_addr, reason,
                         $"{(run->mmio_is_write != 0 ? "write" : "read")} of {run->mmio_len} byte(s)");

@@ -31,7 +31,7 @@ public sealed class WhpBackend : IHypervisorBackend
     public string Name => BackendName;
 
     /// <inheritdoc/>
-    public BackendCapabilities Capabilities => BackendCapabilities.SupervisorMode;
+    public BackendCapabilities Capabilities => BackendCapabilities.SupervisorMode | BackendCapabilities.PageTables;
 
     /// <summary>
     /// Unavailable off Windows ("WHP needs Windows") and on non-x64 hosts; on Windows asks

@@ -139,8 +139,8 @@ internal static class WhpRegisters
     /// Control registers come first, in the order that enables paging legally if WHP applies them one by one:
     /// CR3 (tables), CR4 (PAE), CR0 (PG), EFER (LME|LMA); then the segments, whose hidden parts are loaded straight
     /// from the GDT descriptors with the accessed bit set (VMX requires it for usable code/data segments); then the
-    /// descriptor tables and the entry registers. IDTR is empty: the guest runs without interrupts, so any
-    /// exception escalates to a triple fault (WHP's UnrecoverableException exit).
+    /// descriptor tables and the entry registers. IDTR is the start state's (the VMM's default exception handlers,
+    /// or empty: then any exception escalates to a triple fault, WHP's UnrecoverableException exit).
     /// </remarks>
     public static int WriteLongModeStart(in LongModeState longMode, in VcpuStartState start, Span<WHV_REGISTER_NAME> names, Span<WHV_REGISTER_VALUE> values)
     {
@@ -172,7 +172,7 @@ internal static class WhpRegisters
         Put(WHV_REGISTER_NAME.WHvX64RegisterGs, Seg(data), names, values);
         Put(WHV_REGISTER_NAME.WHvX64RegisterTr, Seg(tss), names, values);
         Put(WHV_REGISTER_NAME.WHvX64RegisterGdtr, Table(longMode.GdtBase, longMode.GdtLimit), names, values);
-        Put(WHV_REGISTER_NAME.WHvX64RegisterIdtr, Table(0, 0), names, values);
+        Put(WHV_REGISTER_NAME.WHvX64RegisterIdtr, Table(start.Idt.Base, start.Idt.Limit), names, values);
         Put(WHV_REGISTER_NAME.WHvX64RegisterRip, U64(start.Rip), names, values);
         Put(WHV_REGISTER_NAME.WHvX64RegisterRsp, U64(start.Rsp), names, values);
         Put(WHV_REGISTER_NAME.WHvX64RegisterRdi, U64(start.Rdi), names, values);

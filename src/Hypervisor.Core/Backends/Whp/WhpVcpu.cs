@@ -144,6 +144,9 @@ internal sealed unsafe class WhpVcpu : IVcpu
     /// <inheritdoc/>
     public ulong? InstructionsRetired => null;
 
+    /// <summary>No guest debugging on WHP yet (it would need <c>WHvSetPartitionProperty</c> exception exits and the debug registers).</summary>
+    public IVcpuDebug? Debug => null;
+
     /// <inheritdoc/>
     public VcpuState GetState()
     {

@@ -60,14 +60,26 @@ namespace Paravirt.Guest
         public static void Exit(int status) => ExitNative(status);
 
         /// <summary>
-        /// Ends the guest because of an unrecoverable error: writes <c>panic: message</c> to the debug console and
-        /// exits with status 255, as the C runtime's <c>pv_panic</c> does. C# guests have no exceptions: every
-        /// runtime error (index out of range, null reference, out of memory, ...) comes here.
+        /// Ends the guest because of an unrecoverable error, as the C runtime's <c>pv_panic</c> does: the panic
+        /// hypercall (ABI 1.1) makes the host print <c>panic: message</c> and a crash report whose backtrace names the
+        /// methods on the stack (NativeAOT's symbols). On a 1.0 host: <c>panic: message</c> on the debug console and
+        /// exit status 255. C# guests have no exceptions: every runtime error (index out of range, null reference, out
+        /// of memory, ...) comes here.
         /// </summary>
         public static void FailFast(string message)
         {
+            message ??= "fail-fast";
+            // The message as UTF-8 on the stack (non-ASCII becomes '?': a panic must not allocate).
+            byte* buf = stackalloc byte[256];
+            int n = 0;
+            for (int i = 0; i < message.Length && n < 256; i++)
+            {
+                char c = message[i];
+                buf[n++] = c < 0x80 ? (byte)c : (byte)'?';
+            }
+            Hypercall.Call(HypercallCode.Panic, (ulong)buf, (ulong)n, 0);
             Console.WriteDebug("panic: ");
-            Console.WriteDebug(message ?? "fail-fast");
+            Console.WriteDebug(message);
             Console.WriteDebug("\n");
             ExitNative(255);
         }

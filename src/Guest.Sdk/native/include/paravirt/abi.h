@@ -180,6 +180,15 @@
 /* Most manifest entries a host accepts. */
 #define PV_NOTE_MANIFEST_MAX_ENTRIES 64
 
+/* ---- PanicConstants ---- */
+/* Constants of PV_HYPERCALL_PANIC. */
+/* Most message bytes a host reads (a longer message is cut). */
+#define PV_PANIC_MAX_MESSAGE_LENGTH 0x1000
+/* pv_panic_frame.vector when the failure was no CPU exception. */
+#define PV_PANIC_NO_VECTOR 0xFFFFFFFFu
+/* The smallest pv_panic_frame.size a host accepts: everything up to and including rflags. */
+#define PV_PANIC_MIN_FRAME_SIZE 0xA8
+
 /* ---- RingConstants ---- */
 /* Ring constants. */
 /* Size of pv_ring_header; slots start at this offset. */
@@ -382,11 +391,21 @@ typedef uint32_t pv_hypercall;
  */
 #define PV_HYPERCALL_SYSCALL_UNIMPLEMENTED 0x000B
 /*
- * ABI 1.1: exit_signal(signo, address, rip): the guest's Linux personality ends the run because its
+ * ABI 1.1: exit_signal(signo, address, rip, frame): the guest's Linux personality ends the run because its
  * application was killed by signal signo (for a fault: at data address, instruction rip); the exit status is
- * 128 + signo, as a shell reports it. Does not return.
+ * 128 + signo, as a shell reports it. frame is the guest-physical address of a pv_panic_frame with the
+ * application's registers at the failure (0: none), for the host's crash report, core file and debugger. Does
+ * not return.
  */
 #define PV_HYPERCALL_EXIT_SIGNAL 0x000C
+/*
+ * panic(message, length, frame) (ABI 1.1): the guest cannot go on. The host ends the run as a crash and
+ * reports it with the registers, the code around rip and a symbolized backtrace: those of the optional
+ * pv_panic_frame at guest-physical frame, else those at this call. message is UTF-8 (at most
+ * PV_PANIC_MAX_MESSAGE_LENGTH bytes are read). Does not return; a 1.0 host answers PV_STATUS_NOT_IMPLEMENTED
+ * (then write the message and exit).
+ */
+#define PV_HYPERCALL_PANIC 0x0010
 /*
  * timer_set(deadline_ns, vector): arms the one-shot paravirtual timer (ABI 1.1, feature PV_FEATURE0_TIMER):
  * when the monotonic clock (PV_HYPERCALL_CLOCK_MONOTONIC) reaches deadline_ns, external interrupt vector
@@ -817,6 +836,65 @@ typedef struct pv_net_tx_response {
     uint8_t _pad0[16];                          /* +0x10 */
 } pv_net_tx_response;
 
+/* ---- PanicFrame (176 bytes) ---- */
+/*
+ * The registers at a guest failure, passed (optionally) to PV_HYPERCALL_PANIC so the host reports the failure
+ * where it happened rather than where the panic call was made: a Linux-personality guest fills it from the
+ * trap frame of a fatal signal, an exception handler from its interrupt frame. Append-only: a host reads only
+ * what pv_panic_frame.size covers. Registers are in the order of struct user_regs_struct's names, not its
+ * layout.
+ */
+typedef struct pv_panic_frame {
+    /* Bytes of this structure the guest filled (at least up to pv_panic_frame.rflags). */
+    uint32_t size;                              /* +0x00 */
+    /* The Linux signal number the failure maps to (SIGSEGV 11, SIGFPE 8, SIGILL 4, SIGABRT 6, ...), or 0. */
+    uint32_t signal;                            /* +0x04 */
+    /* The x86 exception vector (0 #DE, 6 #UD, 13 #GP, 14 #PF, ...), or PV_PANIC_NO_VECTOR. */
+    uint32_t vector;                            /* +0x08 */
+    /* The exception's error code (page faults: the P/W/U/I bits), or 0. */
+    uint32_t error_code;                        /* +0x0C */
+    /* The faulting data address (CR2 for a page fault), or 0. */
+    uint64_t fault_address;                     /* +0x10 */
+    /* rax. */
+    uint64_t rax;                               /* +0x18 */
+    /* rbx. */
+    uint64_t rbx;                               /* +0x20 */
+    /* rcx. */
+    uint64_t rcx;                               /* +0x28 */
+    /* rdx. */
+    uint64_t rdx;                               /* +0x30 */
+    /* rsi. */
+    uint64_t rsi;                               /* +0x38 */
+    /* rdi. */
+    uint64_t rdi;                               /* +0x40 */
+    /* rsp. */
+    uint64_t rsp;                               /* +0x48 */
+    /* rbp. */
+    uint64_t rbp;                               /* +0x50 */
+    /* r8. */
+    uint64_t r8;                                /* +0x58 */
+    /* r9. */
+    uint64_t r9;                                /* +0x60 */
+    /* r10. */
+    uint64_t r10;                               /* +0x68 */
+    /* r11. */
+    uint64_t r11;                               /* +0x70 */
+    /* r12. */
+    uint64_t r12;                               /* +0x78 */
+    /* r13. */
+    uint64_t r13;                               /* +0x80 */
+    /* r14. */
+    uint64_t r14;                               /* +0x88 */
+    /* r15. */
+    uint64_t r15;                               /* +0x90 */
+    /* The instruction that failed. */
+    uint64_t rip;                               /* +0x98 */
+    /* rflags. */
+    uint64_t rflags;                            /* +0xA0 */
+    /* Reserved, zero. */
+    uint64_t reserved;                          /* +0xA8 */
+} pv_panic_frame;
+
 /* ---- QueueDescriptor (16 bytes) ---- */
 /*
  * One queue the guest shares with PV_HYPERCALL_DEVICE_ATTACH (ABI 1.1): a ring (a pv_ring_header followed by
@@ -975,6 +1053,31 @@ _Static_assert(offsetof(pv_net_tx_request, reserved) == 24, "offsetof(pv_net_tx_
 _Static_assert(sizeof(pv_net_tx_response) == 32, "sizeof(pv_net_tx_response) must be 32");
 _Static_assert(offsetof(pv_net_tx_response, id) == 0, "offsetof(pv_net_tx_response, id) must be 0");
 _Static_assert(offsetof(pv_net_tx_response, status) == 8, "offsetof(pv_net_tx_response, status) must be 8");
+_Static_assert(sizeof(pv_panic_frame) == 176, "sizeof(pv_panic_frame) must be 176");
+_Static_assert(offsetof(pv_panic_frame, size) == 0, "offsetof(pv_panic_frame, size) must be 0");
+_Static_assert(offsetof(pv_panic_frame, signal) == 4, "offsetof(pv_panic_frame, signal) must be 4");
+_Static_assert(offsetof(pv_panic_frame, vector) == 8, "offsetof(pv_panic_frame, vector) must be 8");
+_Static_assert(offsetof(pv_panic_frame, error_code) == 12, "offsetof(pv_panic_frame, error_code) must be 12");
+_Static_assert(offsetof(pv_panic_frame, fault_address) == 16, "offsetof(pv_panic_frame, fault_address) must be 16");
+_Static_assert(offsetof(pv_panic_frame, rax) == 24, "offsetof(pv_panic_frame, rax) must be 24");
+_Static_assert(offsetof(pv_panic_frame, rbx) == 32, "offsetof(pv_panic_frame, rbx) must be 32");
+_Static_assert(offsetof(pv_panic_frame, rcx) == 40, "offsetof(pv_panic_frame, rcx) must be 40");
+_Static_assert(offsetof(pv_panic_frame, rdx) == 48, "offsetof(pv_panic_frame, rdx) must be 48");
+_Static_assert(offsetof(pv_panic_frame, rsi) == 56, "offsetof(pv_panic_frame, rsi) must be 56");
+_Static_assert(offsetof(pv_panic_frame, rdi) == 64, "offsetof(pv_panic_frame, rdi) must be 64");
+_Static_assert(offsetof(pv_panic_frame, rsp) == 72, "offsetof(pv_panic_frame, rsp) must be 72");
+_Static_assert(offsetof(pv_panic_frame, rbp) == 80, "offsetof(pv_panic_frame, rbp) must be 80");
+_Static_assert(offsetof(pv_panic_frame, r8) == 88, "offsetof(pv_panic_frame, r8) must be 88");
+_Static_assert(offsetof(pv_panic_frame, r9) == 96, "offsetof(pv_panic_frame, r9) must be 96");
+_Static_assert(offsetof(pv_panic_frame, r10) == 104, "offsetof(pv_panic_frame, r10) must be 104");
+_Static_assert(offsetof(pv_panic_frame, r11) == 112, "offsetof(pv_panic_frame, r11) must be 112");
+_Static_assert(offsetof(pv_panic_frame, r12) == 120, "offsetof(pv_panic_frame, r12) must be 120");
+_Static_assert(offsetof(pv_panic_frame, r13) == 128, "offsetof(pv_panic_frame, r13) must be 128");
+_Static_assert(offsetof(pv_panic_frame, r14) == 136, "offsetof(pv_panic_frame, r14) must be 136");
+_Static_assert(offsetof(pv_panic_frame, r15) == 144, "offsetof(pv_panic_frame, r15) must be 144");
+_Static_assert(offsetof(pv_panic_frame, rip) == 152, "offsetof(pv_panic_frame, rip) must be 152");
+_Static_assert(offsetof(pv_panic_frame, rflags) == 160, "offsetof(pv_panic_frame, rflags) must be 160");
+_Static_assert(offsetof(pv_panic_frame, reserved) == 168, "offsetof(pv_panic_frame, reserved) must be 168");
 _Static_assert(sizeof(pv_queue_desc) == 16, "sizeof(pv_queue_desc) must be 16");
 _Static_assert(offsetof(pv_queue_desc, address) == 0, "offsetof(pv_queue_desc, address) must be 0");
 _Static_assert(offsetof(pv_queue_desc, order) == 8, "offsetof(pv_queue_desc, order) must be 8");

@@ -188,8 +188,13 @@ int pv_vprintf(const char *fmt, va_list ap);
 int pv_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Writes `s` and a newline to the console. */
 int pv_puts(const char *s);
-/* Writes "panic: <message>\n" with the debug hypercall, then exits with status 255. */
+/* Ends the guest as a crash: the panic hypercall (ABI 1.1) makes the host print "panic: <message>" and a crash report
+   (registers, code, backtrace; `paravirt run --core` writes a core file). On a 1.0 host: writes "panic: <message>\n"
+   with the debug hypercall and exits with status 255. */
 void pv_panic(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* As pv_panic, with the registers where the failure happened (an exception handler's or a fatal signal's frame:
+   the Linux personality's hook) instead of those of the pv_panic_at call; frame->size must be set. */
+void pv_panic_at(const pv_panic_frame *frame, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 
 /* ---- Freestanding libc pieces (gcc may emit calls to the mem* functions itself) ----------------------------- */
 
