@@ -7,7 +7,7 @@ using Paravirt.Bench.Interop;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Bench;
 

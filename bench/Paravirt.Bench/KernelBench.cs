@@ -7,7 +7,7 @@ using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Bench;
 

@@ -13,7 +13,7 @@ using Paravirt.Hypervisor.Devices.Net;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.DeviceBench;

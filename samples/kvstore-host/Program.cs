@@ -10,7 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Paravirt.Abi;
 using Paravirt.Hypervisor;
 using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 string image = args.Length > 0 ? args[0] : Path.Combine(AppContext.BaseDirectory, "../../../../../artifacts/guests/kvstore-guest.elf");
 string backend = args.Length > 1 ? args[1] : "auto";

@@ -9,7 +9,7 @@ using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Cli;
 

@@ -1,7 +1,7 @@
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Cli;
 

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Paravirt.Abi;
 using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Emulator.Tests;
 

@@ -204,7 +204,7 @@ public sealed class ConsumerWorkspace : IDisposable
         using Paravirt.Hypervisor.Backends;
         using Paravirt.Hypervisor.Hypercalls;
         using Paravirt.Hypervisor.Loading;
-        using Paravirt.Hypervisor.Vcpu;
+        using Paravirt.Hypervisor.Running;
 
         var services = new ServiceCollection();
         services.AddParavirt().AddHypercall(0x1000, "add", (in HypercallArgs a, GuestSession session) => (long)(a.A1 + a.A2));

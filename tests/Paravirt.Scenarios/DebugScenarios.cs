@@ -9,7 +9,7 @@ using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Debugging.Gdb;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Scenarios;
 

@@ -32,7 +32,7 @@ public sealed class ParavirtBuilder
     }
 
     /// <summary>
-    /// Adds a device that every guest run gets (after the run's own <see cref="Vcpu.GuestRunOptions.Devices"/>): the
+    /// Adds a device that every guest run gets (after the run's own <see cref="Running.GuestRunOptions.Devices"/>): the
     /// factory is called once per run and the runner disposes the device afterwards. Example:
     /// <c>AddDevice(_ =&gt; new BlockDevice("disk0", "data.img", readOnly: false))</c>.
     /// </summary>

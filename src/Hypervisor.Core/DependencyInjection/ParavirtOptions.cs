@@ -7,9 +7,9 @@ namespace Paravirt.Hypervisor;
 
 /// <summary>
 /// Application-wide defaults for guest runs (<c>AddParavirt(o =&gt; ...)</c>). Validated when the
-/// <see cref="Vcpu.GuestRunner"/> is created, and at host start when a generic host is used
+/// <see cref="Running.GuestRunner"/> is created, and at host start when a generic host is used
 /// (<c>ValidateOnStart</c>): a bad value fails early with <see cref="OptionsValidationException"/> naming it.
-/// <see cref="Vcpu.GuestRunner.DefaultOptions"/> carries them into each run.
+/// <see cref="Running.GuestRunner.DefaultOptions"/> carries them into each run.
 /// </summary>
 public sealed class ParavirtOptions
 {
@@ -17,7 +17,7 @@ public sealed class ParavirtOptions
     public string DefaultBackend { get; set; } = BackendSelector.Auto;
 
     /// <summary>Guest memory in bytes (a multiple of 4 KiB, 2 MiB to 64 GiB; default 64 MiB).</summary>
-    public ulong DefaultMemorySize { get; set; } = Vcpu.GuestRunOptions.DefaultMemorySize;
+    public ulong DefaultMemorySize { get; set; } = Running.GuestRunOptions.DefaultMemorySize;
 
     /// <summary>Wall-clock limit per run; null for none.</summary>
     public TimeSpan? DefaultTimeout { get; set; }
@@ -26,7 +26,7 @@ public sealed class ParavirtOptions
     public ulong? DefaultInstructionBudget { get; set; }
 
     /// <summary>Caps per run on host resources (console buffering and output size); see docs/security.md.</summary>
-    public Vcpu.GuestLimits DefaultLimits { get; set; } = Vcpu.GuestLimits.Default;
+    public Running.GuestLimits DefaultLimits { get; set; } = Running.GuestLimits.Default;
 }
 
 /// <summary>Checks <see cref="ParavirtOptions"/> against the registered backends and the memory rules.</summary>

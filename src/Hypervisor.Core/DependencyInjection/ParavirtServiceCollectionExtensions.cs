@@ -7,7 +7,7 @@ using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Backends.Whp;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Microsoft.Extensions.DependencyInjection;
 

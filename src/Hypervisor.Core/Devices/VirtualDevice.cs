@@ -8,7 +8,7 @@ namespace Paravirt.Hypervisor.Devices;
 
 /// <summary>
 /// A paravirtual device of one guest run: the built-in console, block and net devices, or a device of your own.
-/// The application creates the instances for a run (<see cref="Vcpu.GuestRunOptions.Devices"/>,
+/// The application creates the instances for a run (<see cref="Running.GuestRunOptions.Devices"/>,
 /// <c>ParavirtBuilder.AddDevice</c>, <see cref="Sandboxes.SandboxOptions.Devices"/>), owns them and disposes them after
 /// the run.
 /// </summary>

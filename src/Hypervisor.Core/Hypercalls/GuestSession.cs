@@ -5,7 +5,7 @@ using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Hypercalls;
 

@@ -18,7 +18,7 @@ public sealed partial class HypercallDispatcher
     /// <summary>
     /// A dispatcher with the built-in hypercalls (core, devices, sandboxes: what
     /// <see cref="Microsoft.Extensions.DependencyInjection.ParavirtServiceCollectionExtensions.AddParavirt"/> registers) and <paramref name="userProviders"/>,
-    /// for a host that builds its <see cref="Vcpu.GuestRunner"/> without dependency injection.
+    /// for a host that builds its <see cref="Running.GuestRunner"/> without dependency injection.
     /// </summary>
     /// <exception cref="InvalidOperationException">A user provider's code conflicts; the message names the code.</exception>
     public static HypercallDispatcher WithBuiltIns(IEnumerable<IHypercallProvider>? userProviders = null, ILogger<HypercallDispatcher>? logger = null) =>

@@ -16,7 +16,7 @@ public readonly record struct ImageSegment(ulong Address, ulong FileOffset, ulon
 /// <param name="Optional">True when the guest runs without it.</param>
 public readonly record struct ManifestDevice(DeviceKind Kind, string Name, bool Optional);
 
-/// <summary>What a <see cref="GuestImage"/> is, and so how <see cref="Vcpu.GuestRunner"/> runs it.</summary>
+/// <summary>What a <see cref="GuestImage"/> is, and so how <see cref="Running.GuestRunner"/> runs it.</summary>
 public enum GuestImageKind
 {
     /// <summary>A Paravirt guest image (built with Paravirt.Guest.Sdk): it runs on the hypercall ABI, loaded as its segments say.</summary>

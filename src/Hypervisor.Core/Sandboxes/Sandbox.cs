@@ -13,7 +13,7 @@ using Paravirt.Hypervisor.Diagnostics;
 using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Sandboxes;
 

@@ -22,7 +22,7 @@ public sealed class SandboxFactory
     private readonly ILoggerFactory? _loggerFactory;
     private readonly ParavirtMetrics? _metrics;
     private readonly string _defaultBackend;
-    private readonly Vcpu.GuestLimits _defaultLimits;
+    private readonly Running.GuestLimits _defaultLimits;
 
     /// <summary>Creates the factory (DI does this).</summary>
     public SandboxFactory(
@@ -41,7 +41,7 @@ public sealed class SandboxFactory
         _loggerFactory = loggerFactory;
         _metrics = metrics;
         _defaultBackend = options?.Value.DefaultBackend ?? BackendSelector.Auto;
-        _defaultLimits = options?.Value.DefaultLimits ?? Vcpu.GuestLimits.Default;
+        _defaultLimits = options?.Value.DefaultLimits ?? Running.GuestLimits.Default;
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (HostFunction f in _hostFunctions)
         {

@@ -2,7 +2,7 @@ using MessagePack;
 using MessagePack.Resolvers;
 using Microsoft.Extensions.Logging;
 using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Sandboxes;
 

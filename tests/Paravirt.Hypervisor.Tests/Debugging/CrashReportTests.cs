@@ -5,7 +5,7 @@ using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Integration;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Tests.Debugging;
 

@@ -4,7 +4,7 @@ using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Debugging.Gdb;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Tests.Integration;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Tests.Debugging;
 

@@ -222,7 +222,7 @@ public sealed class HypercallDispatcherTests : IDisposable
         using GuestSession session = Session();
         long result = Core().Dispatch(Call(HypercallCode.ConsoleWrite, 0, GuestMemory.MinSize), session);
         Drain(session);
-        Assert.Equal(Math.Min(CoreHypercalls.MaxWriteChunk, Paravirt.Hypervisor.Vcpu.GuestLimits.DefaultConsoleBufferSize), result);
+        Assert.Equal(Math.Min(CoreHypercalls.MaxWriteChunk, Paravirt.Hypervisor.Running.GuestLimits.DefaultConsoleBufferSize), result);
         Assert.Equal(result, _console.Length);
     }
 
@@ -233,7 +233,7 @@ public sealed class HypercallDispatcherTests : IDisposable
         using GuestSession session = Session();
         long result = Core().Dispatch(Call(HypercallCode.DebugWrite, 0x10, ulong.MaxValue), session);
         Drain(session);
-        Assert.Equal(Math.Min(CoreHypercalls.MaxWriteChunk, Paravirt.Hypervisor.Vcpu.GuestLimits.DefaultConsoleBufferSize), result);
+        Assert.Equal(Math.Min(CoreHypercalls.MaxWriteChunk, Paravirt.Hypervisor.Running.GuestLimits.DefaultConsoleBufferSize), result);
         Assert.Equal(result, _console.Length);
     }
 

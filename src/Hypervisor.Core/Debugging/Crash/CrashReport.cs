@@ -61,7 +61,7 @@ public sealed record CrashFrame(int Index, ulong Address, string? Function, ulon
 public sealed record CrashInstruction(ulong Address, byte[] Bytes, string Text, string Location, bool IsCurrent);
 
 /// <summary>
-/// What a guest crash looked like, as data (<see cref="Vcpu.RunResult.Crash"/>): the fault, the registers and
+/// What a guest crash looked like, as data (<see cref="Running.RunResult.Crash"/>): the fault, the registers and
 /// control state, the instructions around rip and a symbolized backtrace. <see cref="ToString"/> gives the text the
 /// CLI prints to stderr.
 /// </summary>

@@ -22,7 +22,7 @@ namespace Paravirt.Hypervisor.Devices.Console;
 /// guest's output in its ring (the guest sees a full ring) and pumps again only when that flush completes, so a slow
 /// reader neither blocks nor busies the vCPU thread. The writer's <c>FlushAsync</c> must not block its caller (the
 /// pipes of <see cref="PipeWriter.Create(Stream, StreamPipeWriterOptions?)"/> over files, pipes, sockets and the
-/// console do not). Output counts against the run's <see cref="Vcpu.GuestLimits.ConsoleOutputLimit"/>.
+/// console do not). Output counts against the run's <see cref="Running.GuestLimits.ConsoleOutputLimit"/>.
 /// </remarks>
 public sealed class ConsoleDevice : VirtualDevice
 {
@@ -416,7 +416,7 @@ public sealed class ConsoleDevice : VirtualDevice
             // Completing the writer while a flush is still writing to the stream races the pipe's buffers (and can
             // write the same bytes twice): wait for it, briefly (the end of the run already waited for slow readers);
             // a reader stalled beyond that is abandoned, not raced.
-            if (WaitForPendingFlush(Vcpu.GuestLimits.StopLatency))
+            if (WaitForPendingFlush(Running.GuestLimits.StopLatency))
             {
                 try
                 {

@@ -1,4 +1,4 @@
-namespace Paravirt.Hypervisor.Vcpu;
+namespace Paravirt.Hypervisor.Running;
 
 /// <summary>Options for one guest run.</summary>
 public sealed record GuestRunOptions

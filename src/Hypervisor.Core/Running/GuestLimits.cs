@@ -1,4 +1,4 @@
-namespace Paravirt.Hypervisor.Vcpu;
+namespace Paravirt.Hypervisor.Running;
 
 /// <summary>
 /// The per-run caps on what a guest can make the host spend beyond its guest memory (docs/security.md has the whole

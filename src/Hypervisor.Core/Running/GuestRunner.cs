@@ -11,7 +11,7 @@ using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
 
-namespace Paravirt.Hypervisor.Vcpu;
+namespace Paravirt.Hypervisor.Running;
 
 /// <summary>
 /// Runs one guest image to completion: chooses the backend, builds the guest (a <see cref="GuestMachine"/>: guest

@@ -1,6 +1,6 @@
 using Paravirt.Hypervisor.Backends;
 
-namespace Paravirt.Hypervisor.Vcpu;
+namespace Paravirt.Hypervisor.Running;
 
 /// <summary>How a guest run ended.</summary>
 public enum RunOutcome

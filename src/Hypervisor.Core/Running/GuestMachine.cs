@@ -10,7 +10,7 @@ using Paravirt.Hypervisor.Linux;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
 
-namespace Paravirt.Hypervisor.Vcpu;
+namespace Paravirt.Hypervisor.Running;
 
 /// <summary>How <see cref="GuestMachine.Run"/> stopped.</summary>
 /// <param name="Outcome">The outcome (meaningless when <paramref name="Paused"/>).</param>

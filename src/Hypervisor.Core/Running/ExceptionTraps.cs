@@ -1,7 +1,7 @@
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Memory;
 
-namespace Paravirt.Hypervisor.Vcpu;
+namespace Paravirt.Hypervisor.Running;
 
 /// <summary>The CPU's exception frame as the default handler found it: where and how the guest failed.</summary>
 /// <param name="Vector">Exception vector (0-31).</param>

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Paravirt.Hypervisor.Vcpu;
+namespace Paravirt.Hypervisor.Running;
 
 /// <summary>
 /// Fires run timeouts from one dedicated background thread, not from the thread pool: a console reader that stalls

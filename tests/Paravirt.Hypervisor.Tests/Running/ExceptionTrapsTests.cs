@@ -3,9 +3,9 @@ using Decoder = Iced.Intel.Decoder;
 using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Vcpu;
+using Paravirt.Hypervisor.Running;
 
-namespace Paravirt.Hypervisor.Tests.Vcpu;
+namespace Paravirt.Hypervisor.Tests.Running;
 
 /// <summary>The VMM's default exception handlers: the IDT, the stubs, IST1 and the frame the host reads back.</summary>
 public sealed class ExceptionTrapsTests : IDisposable
