@@ -364,6 +364,14 @@ internal static unsafe class BlockCompiler
             _il.Emit(OpCodes.Stind_I8);
         }
 
+        /// <summary>RIP = a computed target held in <paramref name="target"/> (ret, indirect call and jump).</summary>
+        private void SetRip(LocalBuilder target)
+        {
+            StateAddress(CpuState.RipOffset);
+            _il.Emit(OpCodes.Ldloc, target);
+            _il.Emit(OpCodes.Stind_I8);
+        }
+
         private void EffectiveAddress(in MicroOp op)
         {
             ILGenerator il = _il;
@@ -1014,9 +1022,7 @@ internal static unsafe class BlockCompiler
                 case OpKind.Ret:
                     Pop(k, op.Imm);
                     Flush(_pending);
-                    StateAddress(CpuState.RipOffset);
-                    il.Emit(OpCodes.Ldloc, _v);
-                    il.Emit(OpCodes.Stind_I8);
+                    SetRip(_v);
                     ReturnAfter(Completed);
                     return true;
                 case OpKind.CallInd:
@@ -1026,18 +1032,14 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Stloc, _target);
                     Push(k, () => il.Emit(OpCodes.Ldc_I8, (long)op.Next));
                     Flush(_pending);
-                    StateAddress(CpuState.RipOffset);
-                    il.Emit(OpCodes.Ldloc, _target);
-                    il.Emit(OpCodes.Stind_I8);
+                    SetRip(_target);
                     ReturnAfter(Completed);
                     return true;
                 case OpKind.JmpInd:
                     LoadB(k, in op, 8);
                     il.Emit(OpCodes.Stloc, _v);
                     Flush(_pending);
-                    StateAddress(CpuState.RipOffset);
-                    il.Emit(OpCodes.Ldloc, _v);
-                    il.Emit(OpCodes.Stind_I8);
+                    SetRip(_v);
                     ReturnAfter(Completed);
                     return true;
                 case OpKind.SignExtendAcc:
