@@ -34,7 +34,7 @@ if ldd "$busybox" >/dev/null 2>&1; then die "$busybox is not statically linked (
 
 # --- 2. Kernel (Debian's current linux-image-amd64, extracted, not installed) ---------------------------------------
 resolve_kernel_pkg() {
-    apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+    apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ && !found { print $2; found = 1 }'
 }
 kpkg="$(resolve_kernel_pkg || true)"
 if [ -z "$kpkg" ]; then
@@ -123,7 +123,9 @@ done
 # UntrustedData security seeds its collision-resistant hashing with (the sandbox scenario); without it the program
 # aborts with "No usable version of libssl was found".
 for name in libssl.so.3 libcrypto.so.3; do
-    lib="$(ldconfig -p | awk -v n="$name" '$1 == n && /x86-64/ { print $NF; exit }')"
+    # awk reads to the end (no early exit): under pipefail an early exit can kill ldconfig with SIGPIPE mid-write,
+    # and the failed assignment would end this script silently (seen on a first run from a clean clone).
+    lib="$(ldconfig -p | awk -v n="$name" '$1 == n && /x86-64/ && !found { print $NF; found = 1 }')"
     if [ -n "$lib" ]; then
         mkdir -p "$root$(dirname "$lib")"
         cp -L "$lib" "$root$lib"
