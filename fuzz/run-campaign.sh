@@ -43,6 +43,7 @@ export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AF
 # Harness scratch files (the block harness's disk image) on tmpfs when there is one: every flush is an fsync, which
 # costs a disk write on ext4 and nothing on tmpfs; the host's code path is the same (block: 357 -> ~2,600 runs/s).
 if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
+export PARAVIRT_FUZZ_LOG="$work/exceptions.log"   # each finding's input and exception (afl-fuzz keeps only the input)
 export DOTNET_TieredPGO=0            # steadier timing between executions
 input="$seeds"
 [ -f "$work/findings/default/fuzzer_stats" ] && input="-"   # resume where the last campaign stopped

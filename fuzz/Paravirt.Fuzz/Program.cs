@@ -41,7 +41,16 @@ internal static class Program
             harness ??= create();
             buffer.SetLength(0);
             stream.CopyTo(buffer);
-            harness.Run(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+            try
+            {
+                harness.Run(buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
+            }
+            catch (Exception e) when (Environment.GetEnvironmentVariable("PARAVIRT_FUZZ_LOG") is { Length: > 0 } log)
+            {
+                // afl-fuzz keeps the input but not the exception: a finding that does not replay is explained from here.
+                File.AppendAllText(log, $"{DateTime.UtcNow:O} {Convert.ToHexString(buffer.GetBuffer(), 0, (int)buffer.Length)}\n{e}\n\n");
+                throw;
+            }
         });
         harness?.Dispose();
         return 0;
