@@ -16,6 +16,43 @@
 #define USER_DS 0x2b
 #define USER_CS 0x33
 
+/* The general-purpose part of struct regs, pushed and popped in one place: rax ends up highest, r15 lowest. */
+.macro SAVE_GPRS
+    pushq   %rax
+    pushq   %rbx
+    pushq   %rcx
+    pushq   %rdx
+    pushq   %rsi
+    pushq   %rdi
+    pushq   %rbp
+    pushq   %r8
+    pushq   %r9
+    pushq   %r10
+    pushq   %r11
+    pushq   %r12
+    pushq   %r13
+    pushq   %r14
+    pushq   %r15
+.endm
+
+.macro RESTORE_GPRS
+    popq    %r15
+    popq    %r14
+    popq    %r13
+    popq    %r12
+    popq    %r11
+    popq    %r10
+    popq    %r9
+    popq    %r8
+    popq    %rbp
+    popq    %rdi
+    popq    %rsi
+    popq    %rdx
+    popq    %rcx
+    popq    %rbx
+    popq    %rax
+.endm
+
 #define R_R11 (4 * 8)
 #define R_RCX (12 * 8)
 #define R_RAX (14 * 8)
@@ -90,21 +127,7 @@ syscall_entry:
     pushq   %rcx
     pushq   $0                  /* error */
     pushq   %rax                /* orig_rax */
-    pushq   %rax
-    pushq   %rbx
-    pushq   %rcx
-    pushq   %rdx
-    pushq   %rsi
-    pushq   %rdi
-    pushq   %rbp
-    pushq   %r8
-    pushq   %r9
-    pushq   %r10
-    pushq   %r11
-    pushq   %r12
-    pushq   %r13
-    pushq   %r14
-    pushq   %r15
+    SAVE_GPRS
     xorl    %ebp, %ebp
     movq    %rsp, %rdi
     call    syscall_handler
@@ -124,39 +147,11 @@ return_to_user:
     call    prepare_user_return
     testl   %eax, %eax
     jz      .Liret
-    popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
-    popq    %r11                /* = rflags (checked) */
-    popq    %r10
-    popq    %r9
-    popq    %r8
-    popq    %rbp
-    popq    %rdi
-    popq    %rsi
-    popq    %rdx
-    popq    %rcx                /* = rip (checked) */
-    popq    %rbx
-    popq    %rax
+    RESTORE_GPRS                /* r11 = rflags, rcx = rip (both checked) */
     movq    (R_RSP - R_ORIG_RAX)(%rsp), %rsp
     sysretq
 .Liret:
-    popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
-    popq    %r11
-    popq    %r10
-    popq    %r9
-    popq    %r8
-    popq    %rbp
-    popq    %rdi
-    popq    %rsi
-    popq    %rdx
-    popq    %rcx
-    popq    %rbx
-    popq    %rax
+    RESTORE_GPRS
     addq    $16, %rsp           /* orig_rax, error */
     iretq
     .size return_to_user, . - return_to_user
@@ -177,21 +172,7 @@ isr_\vec:
 
     .balign 16
 isr_common:
-    pushq   %rax
-    pushq   %rbx
-    pushq   %rcx
-    pushq   %rdx
-    pushq   %rsi
-    pushq   %rdi
-    pushq   %rbp
-    pushq   %r8
-    pushq   %r9
-    pushq   %r10
-    pushq   %r11
-    pushq   %r12
-    pushq   %r13
-    pushq   %r14
-    pushq   %r15
+    SAVE_GPRS
     cld
     xorl    %ebp, %ebp
     movq    %rsp, %rdi
