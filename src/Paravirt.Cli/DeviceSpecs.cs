@@ -1,11 +1,7 @@
-using System.Globalization;
 using System.Net.NetworkInformation;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Devices.Net;
-using Paravirt.Hypervisor.Loading;
 
 namespace Paravirt.Cli;
 

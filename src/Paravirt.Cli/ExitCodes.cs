@@ -1,8 +1,3 @@
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Running;
-
 namespace Paravirt.Cli;
 
 /// <summary>

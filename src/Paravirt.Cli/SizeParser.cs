@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace Paravirt.Cli;
 
 /// <summary>Parses the human forms of sizes (<c>64M</c>, <c>1G</c>, <c>512MiB</c>, <c>1048576</c>) and durations (<c>10s</c>, <c>500ms</c>, <c>2m</c>, <c>1h</c>, <c>30</c> = seconds).</summary>

@@ -1,5 +1,3 @@
-using Paravirt.Abi;
-
 namespace Paravirt.Hypervisor.Backends;
 
 /// <summary>

@@ -1,5 +1,3 @@
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Backends;
 
 /// <summary>The control and segment state a hardware backend loads into a vCPU for flat 64-bit long mode.</summary>

@@ -1,6 +1,3 @@
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Debugging;
 
 /// <summary>Kinds of breakpoint a debugger inserts (the <c>Z0</c>-<c>Z4</c> packets of the GDB protocol).</summary>

@@ -1,5 +1,4 @@
 using System.Globalization;
-using Paravirt.Hypervisor.Backends;
 
 namespace Paravirt.Hypervisor.Debugging;
 

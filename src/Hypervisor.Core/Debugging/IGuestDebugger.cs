@@ -1,5 +1,3 @@
-using Paravirt.Hypervisor.Running;
-
 namespace Paravirt.Hypervisor.Debugging;
 
 /// <summary>

@@ -1,7 +1,4 @@
 using Microsoft.Extensions.DependencyInjection;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Hypercalls;
 
 namespace Paravirt.Hypervisor;
 

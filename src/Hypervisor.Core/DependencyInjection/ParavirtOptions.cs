@@ -1,7 +1,4 @@
 using Microsoft.Extensions.Options;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor;
 

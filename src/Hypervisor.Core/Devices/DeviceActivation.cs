@@ -1,7 +1,4 @@
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Rings;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Devices;
 

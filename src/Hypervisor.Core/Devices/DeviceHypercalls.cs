@@ -1,10 +1,6 @@
-using System.Runtime.InteropServices;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Block;
 using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Devices.Net;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Devices;
 

@@ -1,6 +1,3 @@
-using System.Runtime.CompilerServices;
-using Paravirt.Abi;
-
 namespace Paravirt.Hypervisor.Devices;
 
 /// <summary>

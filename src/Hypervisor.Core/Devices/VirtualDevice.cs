@@ -1,8 +1,5 @@
 using System.Text;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Rings;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Devices;
 

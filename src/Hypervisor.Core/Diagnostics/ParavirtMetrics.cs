@@ -1,5 +1,4 @@
 using System.Diagnostics.Metrics;
-using Paravirt.Hypervisor.Backends;
 
 namespace Paravirt.Hypervisor.Diagnostics;
 

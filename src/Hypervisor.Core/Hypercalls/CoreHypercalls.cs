@@ -1,8 +1,3 @@
-using System.Runtime.InteropServices;
-using Microsoft.Extensions.Logging;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Hypercalls;
 
 /// <summary>The built-in core (<c>0x00xx</c>) and console-write hypercalls.</summary>

@@ -1,11 +1,4 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Logging;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Diagnostics;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Hypercalls;
 

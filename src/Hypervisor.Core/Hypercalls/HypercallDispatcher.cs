@@ -1,7 +1,5 @@
 using System.Collections.Frozen;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Paravirt.Abi;
 
 namespace Paravirt.Hypervisor.Hypercalls;
 

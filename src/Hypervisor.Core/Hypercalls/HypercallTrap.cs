@@ -1,6 +1,3 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-
 namespace Paravirt.Hypervisor.Hypercalls;
 
 /// <summary>The registers of a hypercall: code in <c>rax</c>, arguments in <c>rdi, rsi, rdx, r10, r8</c> (<see cref="HypercallConvention"/>).</summary>

@@ -1,7 +1,4 @@
 using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Linux;
 

@@ -1,11 +1,6 @@
-using System.Buffers.Binary;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Loading;
 

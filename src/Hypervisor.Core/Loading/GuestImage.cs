@@ -1,5 +1,3 @@
-using Paravirt.Abi;
-
 namespace Paravirt.Hypervisor.Loading;
 
 /// <summary>One loadable segment of a guest image (an ELF <c>PT_LOAD</c>), already validated.</summary>

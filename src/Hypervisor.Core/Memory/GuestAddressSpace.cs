@@ -1,5 +1,3 @@
-using Paravirt.Hypervisor.Backends;
-
 namespace Paravirt.Hypervisor.Memory;
 
 /// <summary>

@@ -1,7 +1,3 @@
-using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
-using Paravirt.Hypervisor.Interop;
-
 namespace Paravirt.Hypervisor.Memory;
 
 /// <summary>

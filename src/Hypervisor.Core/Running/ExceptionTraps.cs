@@ -1,6 +1,3 @@
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Running;
 
 /// <summary>The CPU's exception frame as the default handler found it: where and how the guest failed.</summary>

@@ -1,14 +1,7 @@
 using System.Diagnostics;
 using System.Text;
-using Microsoft.Extensions.Logging;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Debugging;
-using Paravirt.Hypervisor.Diagnostics;
-using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Linux;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Running;
 

@@ -1,15 +1,6 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Debugging;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Diagnostics;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Running;
 

@@ -1,19 +1,10 @@
 using System.Buffers;
 using System.Diagnostics;
 using MessagePack;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Backends.Whp;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Diagnostics;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Sandboxes;
 

@@ -1,5 +1,3 @@
-using Paravirt.Abi;
-
 namespace Paravirt.Hypervisor.Sandboxes;
 
 /// <summary>What a sandbox is doing.</summary>

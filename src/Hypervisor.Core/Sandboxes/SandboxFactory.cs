@@ -1,11 +1,3 @@
-using Microsoft.Extensions.Logging;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Diagnostics;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-
 namespace Paravirt.Hypervisor.Sandboxes;
 
 /// <summary>

@@ -1,6 +1,3 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Hypercalls;
-
 namespace Paravirt.Hypervisor.Sandboxes;
 
 /// <summary>The sandbox side of a session: what the guest-call hypercalls reach (<see cref="GuestSession.Sandbox"/>).</summary>

@@ -1,8 +1,5 @@
 using MessagePack;
 using MessagePack.Resolvers;
-using Microsoft.Extensions.Logging;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Sandboxes;
 

@@ -1,9 +1,3 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Sandboxes;
 
 /// <summary>

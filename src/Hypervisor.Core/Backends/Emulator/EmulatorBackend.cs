@@ -1,5 +1,3 @@
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Backends.Emulator;
 
 /// <summary>

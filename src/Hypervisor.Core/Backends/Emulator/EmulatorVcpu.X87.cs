@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using Paravirt.Hypervisor.Backends.Emulator.Semantics;
 
 namespace Paravirt.Hypervisor.Backends.Emulator;

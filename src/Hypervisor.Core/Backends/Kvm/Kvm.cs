@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using System.Runtime.Versioning;
-using Paravirt.Hypervisor.Interop;
 using static Paravirt.Hypervisor.Backends.Kvm.KvmIoctls;
 
 namespace Paravirt.Hypervisor.Backends.Kvm;

@@ -1,6 +1,3 @@
-using System.Runtime.Versioning;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Backends.Kvm;
 
 /// <summary>

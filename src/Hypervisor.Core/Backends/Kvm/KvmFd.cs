@@ -1,7 +1,3 @@
-using System.Runtime.InteropServices;
-using System.Runtime.Versioning;
-using Paravirt.Hypervisor.Interop;
-
 namespace Paravirt.Hypervisor.Backends.Kvm;
 
 /// <summary>A KVM file descriptor (<c>/dev/kvm</c>, a VM or a vCPU), closed exactly once by the <see cref="SafeHandle"/> machinery.</summary>

@@ -1,7 +1,3 @@
-using System.Runtime.InteropServices;
-using System.Runtime.Versioning;
-using Paravirt.Hypervisor.Interop;
-
 namespace Paravirt.Hypervisor.Backends.Kvm;
 
 /// <summary>

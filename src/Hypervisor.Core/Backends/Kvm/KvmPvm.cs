@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-using System.Runtime.Versioning;
 using static Paravirt.Hypervisor.Backends.Kvm.KvmIoctls;
 
 namespace Paravirt.Hypervisor.Backends.Kvm;

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 // The structures of linux/kvm.h (x86-64) that the KVM backend passes to ioctls or reads from the kvm_run page,
 // with the kernel's names. Sizes and offsets are pinned by tests (tests/Paravirt.Hypervisor.Tests/Kvm).
 #pragma warning disable CA1707 // native names kept verbatim

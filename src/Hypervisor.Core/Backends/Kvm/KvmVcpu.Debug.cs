@@ -1,4 +1,3 @@
-using Paravirt.Hypervisor.Memory;
 using static Paravirt.Hypervisor.Backends.Kvm.KvmIoctls;
 
 namespace Paravirt.Hypervisor.Backends.Kvm;

@@ -1,8 +1,3 @@
-using System.Runtime.InteropServices;
-using System.Runtime.Versioning;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Interop;
-using Paravirt.Hypervisor.Memory;
 using static Paravirt.Hypervisor.Backends.Kvm.KvmIoctls;
 
 namespace Paravirt.Hypervisor.Backends.Kvm;

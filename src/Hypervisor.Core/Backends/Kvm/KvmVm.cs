@@ -1,5 +1,3 @@
-using System.Runtime.Versioning;
-using Paravirt.Hypervisor.Memory;
 using static Paravirt.Hypervisor.Backends.Kvm.KvmIoctls;
 
 namespace Paravirt.Hypervisor.Backends.Kvm;

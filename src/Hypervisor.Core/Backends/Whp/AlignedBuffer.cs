@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Paravirt.Hypervisor.Backends.Whp;
 
 /// <summary>

@@ -1,5 +1,3 @@
-using Paravirt.Hypervisor.Interop;
-
 namespace Paravirt.Hypervisor.Backends.Whp;
 
 /// <summary>

@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using Paravirt.Hypervisor.Interop;
-
 namespace Paravirt.Hypervisor.Backends.Whp;
 
 /// <summary>

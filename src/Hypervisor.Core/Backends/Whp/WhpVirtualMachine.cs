@@ -1,7 +1,3 @@
-using System.Runtime.Versioning;
-using Paravirt.Hypervisor.Interop;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Backends.Whp;
 
 /// <summary>

@@ -1,7 +1,5 @@
 using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Debugging.Symbols;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Debugging;
 

@@ -1,7 +1,4 @@
-using System.Buffers.Binary;
 using System.Text;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Debugging;
 

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using Paravirt.Hypervisor.Backends;
 
 namespace Paravirt.Hypervisor.Debugging.Gdb;
 

@@ -1,6 +1,4 @@
-using System.Buffers.Binary;
 using System.Text;
-using Paravirt.Hypervisor.Backends;
 
 namespace Paravirt.Hypervisor.Debugging.Gdb;
 

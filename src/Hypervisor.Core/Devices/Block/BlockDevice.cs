@@ -1,10 +1,4 @@
-using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Rings;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Interop;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Devices.Block;
 

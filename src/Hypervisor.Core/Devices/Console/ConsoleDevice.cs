@@ -1,8 +1,5 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Devices.Console;
 

@@ -1,11 +1,7 @@
 using System.Buffers;
 using System.Net.NetworkInformation;
-using System.Runtime.InteropServices;
 using System.Text;
-using Paravirt.Abi;
 using Paravirt.Hypervisor.Devices.Rings;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Devices.Net;
 

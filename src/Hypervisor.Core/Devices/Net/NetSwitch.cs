@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Net.NetworkInformation;
 
 namespace Paravirt.Hypervisor.Devices.Net;

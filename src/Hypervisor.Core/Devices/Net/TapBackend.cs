@@ -1,10 +1,5 @@
 using System.Net.NetworkInformation;
-using System.Runtime.InteropServices;
-using System.Runtime.Versioning;
 using System.Text;
-using Microsoft.Win32.SafeHandles;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Interop;
 
 namespace Paravirt.Hypervisor.Devices.Net;
 

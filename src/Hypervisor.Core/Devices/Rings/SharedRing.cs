@@ -1,8 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Devices.Rings;
 
 /// <summary>Sizes of shared rings (independent of the slot types).</summary>

@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
-
 namespace Paravirt.Hypervisor.Interop;
 
 internal static partial class Libc

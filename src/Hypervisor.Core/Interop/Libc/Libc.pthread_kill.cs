@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Paravirt.Hypervisor.Interop;
 
 internal static partial class Libc

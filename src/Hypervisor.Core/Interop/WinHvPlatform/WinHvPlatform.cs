@@ -1,5 +1,3 @@
-using System.Runtime.Versioning;
-
 namespace Paravirt.Hypervisor.Interop;
 
 /// <summary>

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 // Types and constants of WinHvPlatformDefs.h (x64), the subset Paravirt's WHP backend passes or reads. Names and
 // values verbatim from the header; see WinHvPlatform.cs for the sources. The layouts are platform-neutral plain
 // data, so they compile and are tested on every OS; only the functions are Windows-only. Each size below is the

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Paravirt.Hypervisor.Backends.Emulator.Semantics;
