@@ -1,10 +1,4 @@
-using System.Globalization;
-using System.Reflection;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Text;
-using System.Xml.Linq;
-using Paravirt.Abi;
 
 namespace Paravirt.AbiGen;
 
@@ -302,16 +296,21 @@ public static class HeaderGenerator
         }
     }
 
+    /// <summary>The fixed-size integers an exported type may hold: their C type and their C# keyword.</summary>
+    internal static readonly IReadOnlyDictionary<Type, (string C, string CSharp)> Primitives = new Dictionary<Type, (string, string)>
+    {
+        [typeof(byte)] = ("uint8_t", "byte"),
+        [typeof(sbyte)] = ("int8_t", "sbyte"),
+        [typeof(ushort)] = ("uint16_t", "ushort"),
+        [typeof(short)] = ("int16_t", "short"),
+        [typeof(uint)] = ("uint32_t", "uint"),
+        [typeof(int)] = ("int32_t", "int"),
+        [typeof(ulong)] = ("uint64_t", "ulong"),
+        [typeof(long)] = ("int64_t", "long"),
+    };
+
     private static string CPrimitive(Type t) =>
-        t == typeof(byte) ? "uint8_t"
-        : t == typeof(sbyte) ? "int8_t"
-        : t == typeof(ushort) ? "uint16_t"
-        : t == typeof(short) ? "int16_t"
-        : t == typeof(uint) ? "uint32_t"
-        : t == typeof(int) ? "int32_t"
-        : t == typeof(ulong) ? "uint64_t"
-        : t == typeof(long) ? "int64_t"
-        : throw new InvalidOperationException($"type {t} has no fixed-size C equivalent");
+        Primitives.TryGetValue(t, out var names) ? names.C : throw new InvalidOperationException($"type {t} has no fixed-size C equivalent");
 
     internal sealed record ConstantMember(FieldInfo Field, string MacroName, object Value, string Literal);
 
@@ -508,58 +507,14 @@ public static class HeaderGenerator
         }
     }
 
-    private sealed class Docs
+    /// <summary>XML documentation as the plain text of a C comment.</summary>
+    private sealed class Docs(XDocument? doc, AbiModel model)
     {
-        private readonly Dictionary<string, XElement> _members = new(StringComparer.Ordinal);
-        private readonly Dictionary<string, string> _crefNames = new(StringComparer.Ordinal);
-
-        public Docs(XDocument? doc, AbiModel model)
-        {
-            if (doc is not null)
-            {
-                foreach (XElement m in doc.Descendants("member"))
-                {
-                    if (m.Attribute("name")?.Value is { } name)
-                    {
-                        _members[name] = m;
-                    }
-                }
-            }
-            foreach (ExportedConstants c in model.Constants)
-            {
-                _crefNames["T:" + c.Type.FullName] = c.Prefix;
-                foreach (ConstantMember m in c.Members)
-                {
-                    _crefNames[Id(m.Field)] = m.MacroName;
-                }
-            }
-            foreach (ExportedEnum e in model.Enums)
-            {
-                _crefNames["T:" + e.Type.FullName] = e.CName;
-                foreach (ConstantMember m in e.Members)
-                {
-                    _crefNames[Id(m.Field)] = m.MacroName;
-                }
-            }
-            foreach (ExportedStruct s in model.Structs)
-            {
-                _crefNames["T:" + s.Type.FullName] = s.CName;
-                foreach (StructMember f in s.Members)
-                {
-                    if (f.Field is not null)
-                    {
-                        _crefNames[Id(f.Field)] = s.CName + "." + f.CName;
-                    }
-                }
-            }
-        }
-
-        private static string Id(FieldInfo f) => "F:" + f.DeclaringType!.FullName + "." + f.Name;
+        private readonly AbiDocumentation _index = new(doc, model, constantsSuffix: "");
 
         public string? Summary(MemberInfo member)
         {
-            string id = member is Type t ? "T:" + t.FullName : Id((FieldInfo)member);
-            if (!_members.TryGetValue(id, out XElement? m) || m.Element("summary") is not { } summary)
+            if (_index.Element(member, "summary") is not { } summary)
             {
                 return null;
             }
@@ -606,19 +561,6 @@ public static class HeaderGenerator
             }
         }
 
-        private string CrefName(string cref)
-        {
-            if (_crefNames.TryGetValue(cref, out string? name))
-            {
-                return name;
-            }
-            string s = cref.Length > 2 && cref[1] == ':' ? cref[2..] : cref;
-            int paren = s.IndexOf('(', StringComparison.Ordinal);
-            if (paren >= 0)
-            {
-                s = s[..paren];
-            }
-            return s[(s.LastIndexOf('.') + 1)..];
-        }
+        private string CrefName(string cref) => _index.CrefName(cref, parts => parts[^1]);
     }
 }

@@ -1,10 +1,3 @@
-using System.Globalization;
-using System.Reflection;
-using System.Runtime.CompilerServices;
-using System.Text;
-using System.Xml.Linq;
-using Paravirt.Abi;
-
 namespace Paravirt.AbiGen;
 
 /// <summary>
@@ -219,66 +212,13 @@ public static class MarkdownGenerator
         return CSharpName(field.FieldType);
     }
 
-    private static string CSharpName(Type t) =>
-        t == typeof(byte) ? "byte"
-        : t == typeof(sbyte) ? "sbyte"
-        : t == typeof(ushort) ? "ushort"
-        : t == typeof(short) ? "short"
-        : t == typeof(uint) ? "uint"
-        : t == typeof(int) ? "int"
-        : t == typeof(ulong) ? "ulong"
-        : t == typeof(long) ? "long"
-        : t.Name;
+    private static string CSharpName(Type t) => HeaderGenerator.Primitives.TryGetValue(t, out var names) ? names.CSharp : t.Name;
 
     /// <summary>XML documentation as one line of Markdown: <c>&lt;c&gt;</c> and references become code spans.</summary>
-    private sealed class MarkdownDocs
+    private sealed class MarkdownDocs(XDocument? doc, HeaderGenerator.AbiModel model)
     {
-        private readonly Dictionary<string, XElement> _members = new(StringComparer.Ordinal);
-        private readonly Dictionary<string, string> _crefNames = new(StringComparer.Ordinal);
-
-        public MarkdownDocs(XDocument? doc, HeaderGenerator.AbiModel model)
-        {
-            if (doc is not null)
-            {
-                foreach (XElement m in doc.Descendants("member"))
-                {
-                    if (m.Attribute("name")?.Value is { } name)
-                    {
-                        _members[name] = m;
-                    }
-                }
-            }
-            // A reference reads as the C name a guest author greps for; the tables give the C# name beside it.
-            foreach (HeaderGenerator.ExportedConstants c in model.Constants)
-            {
-                _crefNames["T:" + c.Type.FullName] = c.Prefix + "_*";
-                foreach (HeaderGenerator.ConstantMember m in c.Members)
-                {
-                    _crefNames[Id(m.Field)] = m.MacroName;
-                }
-            }
-            foreach (HeaderGenerator.ExportedEnum e in model.Enums)
-            {
-                _crefNames["T:" + e.Type.FullName] = e.CName;
-                foreach (HeaderGenerator.ConstantMember m in e.Members)
-                {
-                    _crefNames[Id(m.Field)] = m.MacroName;
-                }
-            }
-            foreach (HeaderGenerator.ExportedStruct s in model.Structs)
-            {
-                _crefNames["T:" + s.Type.FullName] = s.CName;
-                foreach (HeaderGenerator.StructMember f in s.Members)
-                {
-                    if (f.Field is not null)
-                    {
-                        _crefNames[Id(f.Field)] = s.CName + "." + f.CName;
-                    }
-                }
-            }
-        }
-
-        private static string Id(FieldInfo f) => "F:" + f.DeclaringType!.FullName + "." + f.Name;
+        // A reference reads as the C name a guest author greps for; the tables give the C# name beside it.
+        private readonly AbiDocumentation _index = new(doc, model, constantsSuffix: "_*");
 
         /// <summary>The <paramref name="element"/> (summary, remarks) of a type or field as one Markdown line (a table cell), or null.</summary>
         public string? Text(MemberInfo member, string element) => Render(member, element, block: false);
@@ -291,8 +231,7 @@ public static class MarkdownGenerator
 
         private string? Render(MemberInfo member, string element, bool block)
         {
-            string id = member is Type t ? "T:" + t.FullName : Id((FieldInfo)member);
-            if (!_members.TryGetValue(id, out XElement? m) || m.Element(element) is not { } e)
+            if (_index.Element(member, element) is not { } e)
             {
                 return null;
             }
@@ -389,21 +328,8 @@ public static class MarkdownGenerator
             return s.Contains('`', StringComparison.Ordinal) ? "`` " + s + " ``" : "`" + s + "`";
         }
 
-        private string CrefName(string cref)
-        {
-            if (_crefNames.TryGetValue(cref, out string? name))
-            {
-                return name;
-            }
-            string s = cref.Length > 2 && cref[1] == ':' ? cref[2..] : cref;
-            int paren = s.IndexOf('(', StringComparison.Ordinal);
-            if (paren >= 0)
-            {
-                s = s[..paren];
-            }
-            // Not exported to C (e.g. AbiVersion.Current): the C# name, with its type for members.
-            string[] parts = s.Split('.');
-            return cref.StartsWith("T:", StringComparison.Ordinal) || parts.Length < 2 ? parts[^1] : parts[^2] + "." + parts[^1];
-        }
+        // Not exported to C (e.g. AbiVersion.Current): the C# name, with its type for members.
+        private string CrefName(string cref) =>
+            _index.CrefName(cref, parts => cref.StartsWith("T:", StringComparison.Ordinal) || parts.Length < 2 ? parts[^1] : parts[^2] + "." + parts[^1]);
     }
 }

@@ -1,5 +1,3 @@
-using System.Text;
-using Paravirt.Abi;
 using Paravirt.AbiGen;
 
 // Usage: Paravirt.AbiGen [--markdown] [--check] [output-path]
