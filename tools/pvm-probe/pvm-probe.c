@@ -275,6 +275,20 @@ static void seg(struct kvm_segment *s, uint16_t sel, uint8_t type, int l, int db
     s->selector = sel, s->limit = 0xffffffff, s->type = type, s->present = 1, s->s = 1, s->l = l, s->db = db, s->g = 1;
 }
 
+/* Flat 64-bit long mode (the page tables write_guest built) with rip at the given guest address. */
+static void enter_long_mode(int vcpu, uint64_t rip)
+{
+    struct kvm_sregs s;
+    ioctl(vcpu, KVM_GET_SREGS, &s);
+    seg(&s.cs, 0x08, 11, 1, 0);
+    seg(&s.ds, 0x10, 3, 0, 1);
+    s.es = s.fs = s.gs = s.ss = s.ds;
+    s.cr0 = OUR_CR0, s.cr3 = PML4, s.cr4 = OUR_CR4, s.efer = OUR_EFER;
+    if (ioctl(vcpu, KVM_SET_SREGS, &s) < 0) die("KVM_SET_SREGS");
+    struct kvm_regs regs = { .rip = rip, .rsp = STACK_TOP, .rflags = 2 };
+    ioctl(vcpu, KVM_SET_REGS, &regs);
+}
+
 static void dump_sregs(int vcpu, const char *when)
 {
     struct kvm_sregs s;
@@ -466,15 +480,7 @@ static void scan_msrs(uint32_t first, uint32_t last, int write, uint64_t value)
     if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0) die("KVM_SET_USER_MEMORY_REGION");
     int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
     struct kvm_run *run = mmap(NULL, ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0), PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-    struct kvm_sregs s;
-    ioctl(vcpu, KVM_GET_SREGS, &s);
-    seg(&s.cs, 0x08, 11, 1, 0);
-    seg(&s.ds, 0x10, 3, 0, 1);
-    s.es = s.fs = s.gs = s.ss = s.ds;
-    s.cr0 = OUR_CR0, s.cr3 = PML4, s.cr4 = OUR_CR4, s.efer = OUR_EFER;
-    if (ioctl(vcpu, KVM_SET_SREGS, &s) < 0) die("KVM_SET_SREGS");
-    struct kvm_regs regs = { .rip = CODE, .rsp = STACK_TOP, .rflags = 2 };
-    ioctl(vcpu, KVM_SET_REGS, &regs);
+    enter_long_mode(vcpu, CODE);
     int unknown = 0, known = 0;
     for (;;) {
         if (ioctl(vcpu, KVM_RUN, 0) < 0) die("KVM_RUN");
@@ -536,15 +542,7 @@ static void boot(int prog)
     cpuid->nent = n;
     ioctl(kvm, KVM_GET_SUPPORTED_CPUID, cpuid);
     ioctl(vcpu, KVM_SET_CPUID2, cpuid);
-    struct kvm_sregs s;
-    ioctl(vcpu, KVM_GET_SREGS, &s);
-    seg(&s.cs, 0x08, 11, 1, 0);
-    seg(&s.ds, 0x10, 3, 0, 1);
-    s.es = s.fs = s.gs = s.ss = s.ds;
-    s.cr0 = OUR_CR0, s.cr3 = PML4, s.cr4 = OUR_CR4, s.efer = OUR_EFER;
-    if (ioctl(vcpu, KVM_SET_SREGS, &s) < 0) die("KVM_SET_SREGS");
-    struct kvm_regs regs = { .rip = STUB, .rsp = STACK_TOP, .rflags = 2 };
-    ioctl(vcpu, KVM_SET_REGS, &regs);
+    enter_long_mode(vcpu, STUB);
     uint64_t before, after;
     get_msr(vcpu, msr, &before);
     struct timespec t0, t1;
@@ -555,7 +553,7 @@ static void boot(int prog)
     printf("  bootstrap: KVM_RUN %d, exit %u %s after %.1f us; MSR %#x reads %#llx before, %#llx after\n", r,
            run->exit_reason, exit_name(run->exit_reason), (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3,
            msr, (unsigned long long)before, (unsigned long long)after);
-    regs = (struct kvm_regs){ .rip = CODE, .rsp = STACK_TOP, .rflags = 2 };
+    struct kvm_regs regs = { .rip = CODE, .rsp = STACK_TOP, .rflags = 2 };
     ioctl(vcpu, KVM_SET_REGS, &regs);
     for (int i = 0; i < 12; i++) {
         clock_gettime(CLOCK_MONOTONIC, &t0);
