@@ -228,21 +228,13 @@ internal static partial class Translator
             // MXCSR and state
             case Mnemonic.Ldmxcsr:
             case Mnemonic.Stmxcsr:
-                if (ins.Op0Kind != Iced.Intel.OpKind.Memory || !Memory(in ins, ref op))
-                {
-                    return false;
-                }
-                op.Kind = m == Mnemonic.Ldmxcsr ? OpKind.Ldmxcsr : OpKind.Stmxcsr;
-                op.A = Loc.Mem;
-                op.Size = 4;
-                return true;
+                return MemoryOperand0(in ins, ref op) && Fixed(ref op, m == Mnemonic.Ldmxcsr ? OpKind.Ldmxcsr : OpKind.Stmxcsr, 4);
             case Mnemonic.Fxsave: case Mnemonic.Fxsave64: case Mnemonic.Fxrstor: case Mnemonic.Fxrstor64:
-                if (ins.Op0Kind != Iced.Intel.OpKind.Memory || !Memory(in ins, ref op))
+                if (!MemoryOperand0(in ins, ref op))
                 {
                     return false;
                 }
                 op.Kind = m is Mnemonic.Fxsave or Mnemonic.Fxsave64 ? OpKind.Fxsave : OpKind.Fxrstor;
-                op.A = Loc.Mem;
                 op.Aligned = true;
                 return true;
 

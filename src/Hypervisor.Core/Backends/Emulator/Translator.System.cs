@@ -29,36 +29,18 @@ internal static partial class Translator
         }
         Register r0 = ins.Op0Kind == OpKind_Register ? ins.Op0Register : Register.None;
         Register r1 = ins.Op1Kind == OpKind_Register ? ins.Op1Register : Register.None;
-        if (r1 >= Register.CR0 && r1 <= Register.CR15)
+        if (SpecialRegister(r1) is { } source)
         {
-            op.Kind = OpKind.MovFromCr;
-            op.RegB = (byte)(r1 - Register.CR0);
-            op.Size = 8;
-            result = Gpr(r0, out op.RegA, out int s0) && s0 == 8 && op.RegB is 0 or 2 or 3 or 4 or 8;
+            // mov r64, CRn / DRn
+            op.RegB = source.Number;
+            result = MovSpecial(ref op, source.Read, r0, out op.RegA) && source.Exists;
             return true;
         }
-        if (r0 >= Register.CR0 && r0 <= Register.CR15)
+        if (SpecialRegister(r0) is { } target)
         {
-            op.Kind = OpKind.MovToCr;
-            op.RegA = (byte)(r0 - Register.CR0);
-            op.Size = 8;
-            result = Gpr(r1, out op.RegB, out int s1) && s1 == 8 && op.RegA is 0 or 2 or 3 or 4 or 8;
-            return true;
-        }
-        if (r1 >= Register.DR0 && r1 <= Register.DR15)
-        {
-            op.Kind = OpKind.MovFromDr;
-            op.RegB = (byte)(r1 - Register.DR0);
-            op.Size = 8;
-            result = Gpr(r0, out op.RegA, out int s0) && s0 == 8 && op.RegB < 8;
-            return true;
-        }
-        if (r0 >= Register.DR0 && r0 <= Register.DR15)
-        {
-            op.Kind = OpKind.MovToDr;
-            op.RegA = (byte)(r0 - Register.DR0);
-            op.Size = 8;
-            result = Gpr(r1, out op.RegB, out int s1) && s1 == 8 && op.RegA < 8;
+            // mov CRn / DRn, r64
+            op.RegA = target.Number;
+            result = MovSpecial(ref op, target.Write, r1, out op.RegB) && target.Exists;
             return true;
         }
         if (r0.IsSegmentRegister())
@@ -142,20 +124,10 @@ internal static partial class Translator
                 return Fixed(ref op, OpKind.Wbinvd, 0);
             case Mnemonic.Clts: return Fixed(ref op, OpKind.Clts, 0);
             case Mnemonic.Invlpg:
-                if (ins.Op0Kind != Iced.Intel.OpKind.Memory || !Memory(in ins, ref op))
-                {
-                    return false;
-                }
-                op.A = Loc.Mem;
-                return Fixed(ref op, OpKind.Invlpg, 0);
+                return MemoryOperand0(in ins, ref op) && Fixed(ref op, OpKind.Invlpg, 0);
             case Mnemonic.Sgdt:
             case Mnemonic.Sidt:
-                if (ins.Op0Kind != Iced.Intel.OpKind.Memory || !Memory(in ins, ref op))
-                {
-                    return false;
-                }
-                op.A = Loc.Mem;
-                return Fixed(ref op, ins.Mnemonic == Mnemonic.Sgdt ? OpKind.Sgdt : OpKind.Sidt, 10);
+                return MemoryOperand0(in ins, ref op) && Fixed(ref op, ins.Mnemonic == Mnemonic.Sgdt ? OpKind.Sgdt : OpKind.Sidt, 10);
             case Mnemonic.Ltr:
             case Mnemonic.Lldt:
             case Mnemonic.Lmsw:
@@ -178,24 +150,43 @@ internal static partial class Translator
                 op.Size = (byte)(ins.Code is Code.Retfq or Code.Retfq_imm16 ? 8 : ins.Code is Code.Retfd or Code.Retfd_imm16 ? 4 : 2);
                 op.Imm = ins.OpCount > 0 ? ins.GetImmediate(0) & 0xFFFF : 0;
                 return true;
-            case Mnemonic.Rdfsbase:
-            case Mnemonic.Rdgsbase:
-                if (!Gpr(ins.Op0Register, out op.RegA, out int rs) || rs < 4)
-                {
-                    return false;
-                }
-                op.A = Loc.Reg;
-                return Fixed(ref op, ins.Mnemonic == Mnemonic.Rdfsbase ? OpKind.Rdfsbase : OpKind.Rdgsbase, (byte)rs);
-            case Mnemonic.Wrfsbase:
-            case Mnemonic.Wrgsbase:
-                if (!Gpr(ins.Op0Register, out op.RegB, out int ws) || ws < 4)
-                {
-                    return false;
-                }
-                op.B = Loc.Reg;
-                return Fixed(ref op, ins.Mnemonic == Mnemonic.Wrfsbase ? OpKind.Wrfsbase : OpKind.Wrgsbase, (byte)ws);
+            // rdfsbase/rdgsbase write their register operand (the destination slot), wrfsbase/wrgsbase read it.
+            case Mnemonic.Rdfsbase: return FsGsBase(in ins, ref op, OpKind.Rdfsbase, ref op.A, ref op.RegA);
+            case Mnemonic.Rdgsbase: return FsGsBase(in ins, ref op, OpKind.Rdgsbase, ref op.A, ref op.RegA);
+            case Mnemonic.Wrfsbase: return FsGsBase(in ins, ref op, OpKind.Wrfsbase, ref op.B, ref op.RegB);
+            case Mnemonic.Wrgsbase: return FsGsBase(in ins, ref op, OpKind.Wrgsbase, ref op.B, ref op.RegB);
             default:
                 return false;
         }
+    }
+
+    /// <summary>
+    /// A control or debug register: the MOV kinds that read and write it, its number, and whether the CPU has it
+    /// (CR0, CR2-CR4, CR8 and DR0-DR7 exist); null for any other register.
+    /// </summary>
+    private static (OpKind Read, OpKind Write, byte Number, bool Exists)? SpecialRegister(Register r) => r switch
+    {
+        >= Register.CR0 and <= Register.CR15 => (OpKind.MovFromCr, OpKind.MovToCr, (byte)(r - Register.CR0), (r - Register.CR0) is 0 or 2 or 3 or 4 or 8),
+        >= Register.DR0 and <= Register.DR15 => (OpKind.MovFromDr, OpKind.MovToDr, (byte)(r - Register.DR0), r - Register.DR0 < 8),
+        _ => null,
+    };
+
+    /// <summary>rd/wr fs/gs base with a 32- or 64-bit register, in the slot <paramref name="loc"/>/<paramref name="reg"/>.</summary>
+    private static bool FsGsBase(in Instruction ins, ref MicroOp op, OpKind kind, ref Loc loc, ref byte reg)
+    {
+        if (!Gpr(ins.Op0Register, out reg, out int size) || size < 4)
+        {
+            return false;
+        }
+        loc = Loc.Reg;
+        return Fixed(ref op, kind, (byte)size);
+    }
+
+    /// <summary>A MOV between a control or debug register and a 64-bit general-purpose register <paramref name="gpr"/>.</summary>
+    private static bool MovSpecial(ref MicroOp op, OpKind kind, Register gpr, out byte gprIndex)
+    {
+        op.Kind = kind;
+        op.Size = 8;
+        return Gpr(gpr, out gprIndex, out int size) && size == 8;
     }
 }

@@ -45,12 +45,7 @@ internal static partial class Translator
             case Mnemonic.Fld:
             case Mnemonic.Fild:
                 op.Kind = OpKind.X87Load;
-                if (ins.Op0Kind == OpKind_Register)
-                {
-                    op.B = Loc.Reg;
-                    return St(ins.Op0Register, out op.RegB);
-                }
-                return X87Memory(in ins, ref op, ref op.B);
+                return X87Operand0(in ins, ref op, ref op.B, ref op.RegB);
             case Mnemonic.Fld1: return X87Constant(ref op, Semantics.X87Constant.One);
             case Mnemonic.Fldl2t: return X87Constant(ref op, Semantics.X87Constant.L2T);
             case Mnemonic.Fldl2e: return X87Constant(ref op, Semantics.X87Constant.L2E);
@@ -64,12 +59,7 @@ internal static partial class Translator
                 op.Kind = OpKind.X87Store;
                 op.Rep = (byte)(m is Mnemonic.Fst or Mnemonic.Fist ? 0 : 1);
                 op.Cond = (byte)(m == Mnemonic.Fisttp ? 1 : m == Mnemonic.Fstpnce ? 2 : 0);
-                if (ins.Op0Kind == OpKind_Register)
-                {
-                    op.A = Loc.Reg;
-                    return St(ins.Op0Register, out op.RegA);
-                }
-                return X87Memory(in ins, ref op, ref op.A);
+                return X87Operand0(in ins, ref op, ref op.A, ref op.RegA);
 
             case Mnemonic.Fchs: return X87Unary(ref op, Semantics.X87Unary.Chs);
             case Mnemonic.Fabs: return X87Unary(ref op, Semantics.X87Unary.Abs);
@@ -139,16 +129,18 @@ internal static partial class Translator
     }
 
     /// <summary>ST(i) register: its index.</summary>
-    private static bool St(Register r, out byte index)
+    /// <summary>Operand 0 of fld/fst: ST(i) or memory, into the slot <paramref name="loc"/>/<paramref name="reg"/>.</summary>
+    private static bool X87Operand0(in Instruction ins, ref MicroOp op, ref Loc loc, ref byte reg)
     {
-        index = NoReg;
-        if (r < Register.ST0 || r > Register.ST7)
+        if (ins.Op0Kind == OpKind_Register)
         {
-            return false;
+            loc = Loc.Reg;
+            return St(ins.Op0Register, out reg);
         }
-        index = (byte)(r - Register.ST0);
-        return true;
+        return X87Memory(in ins, ref op, ref loc);
     }
+
+    private static bool St(Register r, out byte index) => RegisterIn(r, Register.ST0, Register.ST7, out index);
 
     private static bool X87Memory(in Instruction ins, ref MicroOp op, ref Loc loc)
     {
@@ -252,11 +244,10 @@ internal static partial class Translator
 
     private static bool X87ControlMemory(in Instruction ins, ref MicroOp op, X87Control c, bool waits)
     {
-        if (ins.Op0Kind != Iced.Intel.OpKind.Memory || !Memory(in ins, ref op))
+        if (!MemoryOperand0(in ins, ref op))
         {
             return false;
         }
-        op.A = Loc.Mem;
         op.Size = (byte)ins.MemorySize.GetSize();
         if (op.Size == 0)
         {

@@ -120,14 +120,7 @@ internal static partial class Translator
                 return true;
             case Mnemonic.Lgdt:
             case Mnemonic.Lidt:
-                if (ins.Op0Kind != Iced.Intel.OpKind.Memory || !Memory(in ins, ref op))
-                {
-                    return false;
-                }
-                op.Kind = m == Mnemonic.Lgdt ? OpKind.Lgdt : OpKind.Lidt;
-                op.A = Loc.Mem;
-                op.Size = 10;
-                return true;
+                return MemoryOperand0(in ins, ref op) && Fixed(ref op, m == Mnemonic.Lgdt ? OpKind.Lgdt : OpKind.Lidt, 10);
             case Mnemonic.Add: return Binary(in ins, ref op, OpKind.Add);
             case Mnemonic.Or: return Binary(in ins, ref op, OpKind.Or);
             case Mnemonic.Adc: return Binary(in ins, ref op, OpKind.Adc);
@@ -331,11 +324,10 @@ internal static partial class Translator
 
             case Mnemonic.Cmpxchg8b:
             case Mnemonic.Cmpxchg16b:
-                if (ins.Op0Kind != Iced.Intel.OpKind.Memory || !Memory(in ins, ref op))
+                if (!MemoryOperand0(in ins, ref op))
                 {
                     return false;
                 }
-                op.A = Loc.Mem;
                 op.Kind = m == Mnemonic.Cmpxchg8b ? OpKind.Cmpxchg8b : OpKind.Cmpxchg16b;
                 op.Aligned = m == Mnemonic.Cmpxchg16b;
                 return true;
@@ -617,34 +609,22 @@ internal static partial class Translator
         }
     }
 
-    private static bool Binary(in Instruction ins, ref MicroOp op, OpKind kind)
-    {
-        if (ins.OpCount < 2 || !Operand(in ins, 0, ref op.A, ref op.RegA, ref op) || !Operand(in ins, 1, ref op.B, ref op.RegB, ref op) || op.A == Loc.Imm)
-        {
-            return false;
-        }
-        op.Kind = kind;
-        op.Size = (byte)OperandSize(in ins, 0);
-        return op.Size is 1 or 2 or 4 or 8;
-    }
+    /// <summary>dst (r/m), src (r/m/imm).</summary>
+    private static bool Binary(in Instruction ins, ref MicroOp op, OpKind kind) =>
+        ins.OpCount >= 2 && Operand(in ins, 0, ref op.A, ref op.RegA, ref op) && Operand(in ins, 1, ref op.B, ref op.RegB, ref op) && op.A != Loc.Imm
+        && IntegerOperation(in ins, ref op, kind);
 
-    private static bool Unary(in Instruction ins, ref MicroOp op, OpKind kind)
-    {
-        if (ins.OpCount != 1 || !Operand(in ins, 0, ref op.A, ref op.RegA, ref op) || op.A == Loc.Imm)
-        {
-            return false;
-        }
-        op.Kind = kind;
-        op.Size = (byte)OperandSize(in ins, 0);
-        return op.Size is 1 or 2 or 4 or 8;
-    }
+    /// <summary>One r/m operand, read and written (inc, neg, bswap, ...).</summary>
+    private static bool Unary(in Instruction ins, ref MicroOp op, OpKind kind) =>
+        ins.OpCount == 1 && Operand(in ins, 0, ref op.A, ref op.RegA, ref op) && op.A != Loc.Imm && IntegerOperation(in ins, ref op, kind);
 
-    private static bool OneSource(in Instruction ins, ref MicroOp op, OpKind kind)
+    /// <summary>One r/m operand, only read (mul, div, push r/m, ...): it goes in the source slot.</summary>
+    private static bool OneSource(in Instruction ins, ref MicroOp op, OpKind kind) =>
+        ins.OpCount == 1 && Operand(in ins, 0, ref op.B, ref op.RegB, ref op) && op.B != Loc.Imm && IntegerOperation(in ins, ref op, kind);
+
+    /// <summary>The operation on the size of operand 0, which must be 1, 2, 4 or 8 bytes.</summary>
+    private static bool IntegerOperation(in Instruction ins, ref MicroOp op, OpKind kind)
     {
-        if (ins.OpCount != 1 || !Operand(in ins, 0, ref op.B, ref op.RegB, ref op) || op.B == Loc.Imm)
-        {
-            return false;
-        }
         op.Kind = kind;
         op.Size = (byte)OperandSize(in ins, 0);
         return op.Size is 1 or 2 or 4 or 8;
@@ -677,14 +657,28 @@ internal static partial class Translator
         return op.Size is 1 or 2 or 4 or 8;
     }
 
-    private static bool Xmm(Register r, out byte index)
+    private static bool Xmm(Register r, out byte index) => RegisterIn(r, Register.XMM0, Register.XMM15, out index);
+
+    /// <summary>A register of the numbered file <paramref name="first"/>..<paramref name="last"/>: its number in that file.</summary>
+    private static bool RegisterIn(Register r, Register first, Register last, out byte index)
     {
         index = NoReg;
-        if (r < Register.XMM0 || r > Register.XMM15)
+        if (r < first || r > last)
         {
             return false;
         }
-        index = (byte)(r - Register.XMM0);
+        index = (byte)(r - first);
+        return true;
+    }
+
+    /// <summary>Operand 0 is memory (lgdt, ldmxcsr, fxsave, invlpg, ...): its address into <paramref name="op"/>.</summary>
+    private static bool MemoryOperand0(in Instruction ins, ref MicroOp op)
+    {
+        if (ins.Op0Kind != Iced.Intel.OpKind.Memory || !Memory(in ins, ref op))
+        {
+            return false;
+        }
+        op.A = Loc.Mem;
         return true;
     }
 
@@ -796,27 +790,27 @@ internal static partial class Translator
         {
             _ = Xmm(ins.Op0Register, out op.RegA);
             op.A = Loc.Reg;
-            if (!Operand(in ins, 1, ref op.B, ref op.RegB, ref op) || op.B == Loc.Imm)
-            {
-                return false;
-            }
-            op.Kind = OpKind.MovdToX;
-            op.Size = (byte)OperandSize(in ins, 1);
-            return op.Size is 4 or 8;
+            return MovdGeneral(in ins, ref op, OpKind.MovdToX, 1, ref op.B, ref op.RegB);
         }
         if (xmm1)
         {
             _ = Xmm(ins.Op1Register, out op.RegB);
             op.B = Loc.Reg;
-            if (!Operand(in ins, 0, ref op.A, ref op.RegA, ref op) || op.A == Loc.Imm)
-            {
-                return false;
-            }
-            op.Kind = OpKind.MovdFromX;
-            op.Size = (byte)OperandSize(in ins, 0);
-            return op.Size is 4 or 8;
+            return MovdGeneral(in ins, ref op, OpKind.MovdFromX, 0, ref op.A, ref op.RegA);
         }
         return false; // MMX forms
+    }
+
+    /// <summary>The general-purpose side of movd/movq between an XMM register and r/m32 or r/m64: operand <paramref name="i"/>.</summary>
+    private static bool MovdGeneral(in Instruction ins, ref MicroOp op, OpKind kind, int i, ref Loc loc, ref byte reg)
+    {
+        if (!Operand(in ins, i, ref loc, ref reg, ref op) || loc == Loc.Imm)
+        {
+            return false;
+        }
+        op.Kind = kind;
+        op.Size = (byte)OperandSize(in ins, i);
+        return op.Size is 4 or 8;
     }
 
     private static bool SseScalarMove(in Instruction ins, ref MicroOp op, int size)
