@@ -74,28 +74,19 @@ internal struct ByteReader
         return _data[Position++];
     }
 
-    public ushort U16()
-    {
-        Need(2);
-        ushort v = BinaryPrimitives.ReadUInt16LittleEndian(_data.AsSpan(Position));
-        Position += 2;
-        return v;
-    }
+    public ushort U16() => BinaryPrimitives.ReadUInt16LittleEndian(Take(2));
 
-    public uint U32()
-    {
-        Need(4);
-        uint v = BinaryPrimitives.ReadUInt32LittleEndian(_data.AsSpan(Position));
-        Position += 4;
-        return v;
-    }
+    public uint U32() => BinaryPrimitives.ReadUInt32LittleEndian(Take(4));
 
-    public ulong U64()
+    public ulong U64() => BinaryPrimitives.ReadUInt64LittleEndian(Take(8));
+
+    /// <summary>The next <paramref name="count"/> bytes; the reader moves past them.</summary>
+    private ReadOnlySpan<byte> Take(int count)
     {
-        Need(8);
-        ulong v = BinaryPrimitives.ReadUInt64LittleEndian(_data.AsSpan(Position));
-        Position += 8;
-        return v;
+        Need((ulong)count);
+        var bytes = _data.AsSpan(Position, count);
+        Position += count;
+        return bytes;
     }
 
     /// <summary>An unsigned LEB128 (at most 10 bytes; bits past 64 are dropped).</summary>

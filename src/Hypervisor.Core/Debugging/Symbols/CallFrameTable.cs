@@ -296,20 +296,7 @@ internal sealed class CallFrameTable
 
     private Fde? FindFde(ulong pc)
     {
-        int lo = 0, hi = _fdes.Count - 1, best = -1;
-        while (lo <= hi)
-        {
-            int mid = lo + ((hi - lo) >> 1);
-            if (_fdes[mid].Start <= pc)
-            {
-                best = mid;
-                lo = mid + 1;
-            }
-            else
-            {
-                hi = mid - 1;
-            }
-        }
+        int best = SortedByAddress.LastAtOrBelow(_fdes, pc, static f => f.Start);
         // FDEs may overlap (two sections describe the same code): look back a little for one that covers pc.
         for (int i = best; i >= 0 && i > best - 8; i--)
         {

@@ -307,21 +307,7 @@ internal sealed class DwarfLineTable
     /// <summary>The source line of the instruction at <paramref name="address"/>, or null.</summary>
     public SourceLine? Find(ulong address)
     {
-        // Binary search for the last row with Address <= address, then check that the sequence covers it.
-        int lo = 0, hi = _rows.Count - 1, best = -1;
-        while (lo <= hi)
-        {
-            int mid = lo + ((hi - lo) >> 1);
-            if (_rows[mid].Address <= address)
-            {
-                best = mid;
-                lo = mid + 1;
-            }
-            else
-            {
-                hi = mid - 1;
-            }
-        }
+        int best = SortedByAddress.LastAtOrBelow(_rows, address, static r => r.Address);
         // The last row at or below address; an end-of-sequence row there means address lies past that sequence.
         if (best < 0 || _rows[best].End)
         {

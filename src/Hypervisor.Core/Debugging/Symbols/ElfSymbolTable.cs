@@ -100,20 +100,7 @@ internal sealed class ElfSymbolTable
     public bool TryFind(ulong address, out ElfSymbol symbol)
     {
         symbol = default;
-        int lo = 0, hi = _symbols.Length - 1, best = -1;
-        while (lo <= hi)
-        {
-            int mid = lo + ((hi - lo) >> 1);
-            if (_symbols[mid].Address <= address)
-            {
-                best = mid;
-                lo = mid + 1;
-            }
-            else
-            {
-                hi = mid - 1;
-            }
-        }
+        int best = SortedByAddress.LastAtOrBelow(_symbols, address, static s => s.Address);
         if (best < 0)
         {
             return false;
