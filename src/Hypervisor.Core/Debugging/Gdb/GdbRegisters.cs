@@ -211,6 +211,20 @@ internal static class GdbRegisters
         return tag;
     }
 
+    /// <summary>A 32-bit gdb <c>flags</c> type of one-bit fields, three to a line: each field's name and bit.</summary>
+    private static void AppendFlags(StringBuilder sb, string id, params (string Name, int Bit)[] fields)
+    {
+        sb.Append("    <flags id=\"").Append(id).Append("\" size=\"4\">\n");
+        for (int i = 0; i < fields.Length; i++)
+        {
+            (string name, int bit) = fields[i];
+            sb.Append(i % 3 == 0 ? "      " : "")
+              .Append("<field name=\"").Append(name).Append("\" start=\"").Append(bit).Append("\" end=\"").Append(bit).Append("\"/>")
+              .Append(i % 3 == 2 || i == fields.Length - 1 ? "\n" : "");
+        }
+        sb.Append("    </flags>\n");
+    }
+
     /// <summary>The target description gdb asks for with <c>qXfer:features:read:target.xml</c>.</summary>
     internal static string TargetXml { get; } = BuildXml();
 
@@ -223,16 +237,11 @@ internal static class GdbRegisters
             <target version="1.0">
               <architecture>i386:x86-64</architecture>
               <feature name="org.gnu.gdb.i386.core">
-                <flags id="i386_eflags" size="4">
-                  <field name="CF" start="0" end="0"/><field name="" start="1" end="1"/><field name="PF" start="2" end="2"/>
-                  <field name="AF" start="4" end="4"/><field name="ZF" start="6" end="6"/><field name="SF" start="7" end="7"/>
-                  <field name="TF" start="8" end="8"/><field name="IF" start="9" end="9"/><field name="DF" start="10" end="10"/>
-                  <field name="OF" start="11" end="11"/><field name="NT" start="14" end="14"/><field name="RF" start="16" end="16"/>
-                  <field name="VM" start="17" end="17"/><field name="AC" start="18" end="18"/><field name="VIF" start="19" end="19"/>
-                  <field name="VIP" start="20" end="20"/><field name="ID" start="21" end="21"/>
-                </flags>
 
             """);
+        AppendFlags(sb, "i386_eflags",
+            ("CF", 0), ("", 1), ("PF", 2), ("AF", 4), ("ZF", 6), ("SF", 7), ("TF", 8), ("IF", 9), ("DF", 10), ("OF", 11),
+            ("NT", 14), ("RF", 16), ("VM", 17), ("AC", 18), ("VIF", 19), ("VIP", 20), ("ID", 21));
         int n = 0;
         void Reg(Register r, string indent = "    ")
         {
@@ -263,15 +272,11 @@ internal static class GdbRegisters
                   <field name="v8_int16" type="v8i16"/><field name="v4_int32" type="v4i32"/><field name="v2_int64" type="v2i64"/>
                   <field name="uint128" type="uint128"/>
                 </union>
-                <flags id="i386_mxcsr" size="4">
-                  <field name="IE" start="0" end="0"/><field name="DE" start="1" end="1"/><field name="ZE" start="2" end="2"/>
-                  <field name="OE" start="3" end="3"/><field name="UE" start="4" end="4"/><field name="PE" start="5" end="5"/>
-                  <field name="DAZ" start="6" end="6"/><field name="IM" start="7" end="7"/><field name="DM" start="8" end="8"/>
-                  <field name="ZM" start="9" end="9"/><field name="OM" start="10" end="10"/><field name="UM" start="11" end="11"/>
-                  <field name="PM" start="12" end="12"/><field name="FZ" start="15" end="15"/>
-                </flags>
 
             """);
+        AppendFlags(sb, "i386_mxcsr",
+            ("IE", 0), ("DE", 1), ("ZE", 2), ("OE", 3), ("UE", 4), ("PE", 5), ("DAZ", 6), ("IM", 7), ("DM", 8), ("ZM", 9),
+            ("OM", 10), ("UM", 11), ("PM", 12), ("FZ", 15));
         foreach (Register r in Table.Where(r => r.Kind is Kind.Xmm or Kind.Mxcsr))
         {
             Reg(r);
