@@ -726,28 +726,12 @@ internal sealed unsafe partial class EmulatorVcpu
         ulong newRsp = frame[3];
         ushort ssSelector = (ushort)frame[4];
         int cpl = _sys.Cpl;
-        if ((csSelector & 3) < cpl)
-        {
-            GuestFault.GeneralProtection(Segmentation.SelectorError(csSelector, false), $"iretq to CS 0x{csSelector:x} of RPL below CPL {cpl}");
-        }
-        Segmentation seg = _delivery.Segments;
-        SegmentRegister cs = seg.LoadCode(csSelector, false, out int newCpl, gateTarget: false);
-        SegmentRegister ss = seg.LoadStack(ssSelector, newCpl);
-        if (!SystemRegisters.IsCanonical(newRip))
-        {
-            GuestFault.GeneralProtection(0, $"iretq to non-canonical rip 0x{newRip:x}");
-        }
+        SegmentRegister cs = ReturnCodeSegment(csSelector, cpl, "iretq", out int newCpl);
+        SegmentRegister ss = _delivery.Segments.LoadStack(ssSelector, newCpl);
+        CheckReturnRip(newRip, "iretq");
         ulong writable = FlagsWritable(cpl) | RF | AC | ID | NT;
         _s->Rflags = (_s->Rflags & ~writable) | (newFlags & writable) | 2;
-        _sys.Cs = cs;
-        _sys.Ss = ss;
-        _r[4] = newRsp;
-        _s->Rip = newRip;
-        if (newCpl > cpl)
-        {
-            NullInaccessibleSegments(newCpl);
-        }
-        PrivilegeChanged();
+        CompleteReturn(cs, ss, newRip, newRsp, cpl, newCpl);
     }
 
     private void Lretq(ref MicroOp op)
@@ -762,25 +746,44 @@ internal sealed unsafe partial class EmulatorVcpu
         ulong newRip = frame[0];
         ushort csSelector = (ushort)frame[1];
         int cpl = _sys.Cpl;
-        if ((csSelector & 3) < cpl)
-        {
-            GuestFault.GeneralProtection(Segmentation.SelectorError(csSelector, false), $"far return to CS 0x{csSelector:x} of RPL below CPL {cpl}");
-        }
-        Segmentation seg = _delivery.Segments;
-        SegmentRegister cs = seg.LoadCode(csSelector, false, out int newCpl, gateTarget: false);
+        SegmentRegister cs = ReturnCodeSegment(csSelector, cpl, "far return", out int newCpl);
         ulong newRsp = sp + 16 + op.Imm;
         SegmentRegister ss = _sys.Ss;
         if (newCpl > cpl)
         {
             Span<ulong> outer = stackalloc ulong[2];
             ReadSlow(newRsp, System.Runtime.InteropServices.MemoryMarshal.AsBytes(outer));
-            ss = seg.LoadStack((ushort)outer[1], newCpl);
+            ss = _delivery.Segments.LoadStack((ushort)outer[1], newCpl);
             newRsp = outer[0] + op.Imm;
         }
+        CheckReturnRip(newRip, "far return");
+        CompleteReturn(cs, ss, newRip, newRsp, cpl, newCpl);
+    }
+
+    /// <summary>
+    /// The code segment an iretq or far return (<paramref name="instruction"/>) goes back to: a return never raises
+    /// privilege, so a CS whose RPL is below the CPL is #GP.
+    /// </summary>
+    private SegmentRegister ReturnCodeSegment(ushort csSelector, int cpl, string instruction, out int newCpl)
+    {
+        if ((csSelector & 3) < cpl)
+        {
+            GuestFault.GeneralProtection(Segmentation.SelectorError(csSelector, false), $"{instruction} to CS 0x{csSelector:x} of RPL below CPL {cpl}");
+        }
+        return _delivery.Segments.LoadCode(csSelector, false, out newCpl, gateTarget: false);
+    }
+
+    private static void CheckReturnRip(ulong newRip, string instruction)
+    {
         if (!SystemRegisters.IsCanonical(newRip))
         {
-            GuestFault.GeneralProtection(0, $"far return to non-canonical rip 0x{newRip:x}");
+            GuestFault.GeneralProtection(0, $"{instruction} to non-canonical rip 0x{newRip:x}");
         }
+    }
+
+    /// <summary>The last step of a return, once nothing can fault: the new CS:rip and SS:rsp, and the ring change.</summary>
+    private void CompleteReturn(SegmentRegister cs, SegmentRegister ss, ulong newRip, ulong newRsp, int cpl, int newCpl)
+    {
         _sys.Cs = cs;
         _sys.Ss = ss;
         _r[4] = newRsp;
