@@ -10,18 +10,6 @@ internal sealed unsafe partial class EmulatorVcpu
     private static ulong Mask(int size) => size == 8 ? ulong.MaxValue : (1UL << (size << 3)) - 1;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong SignBit(int size) => 1UL << ((size << 3) - 1);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static long SignExtend(ulong v, int size) => size switch
-    {
-        1 => (sbyte)v,
-        2 => (short)v,
-        4 => (int)v,
-        _ => (long)v,
-    };
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong GetReg(int r, int size) => size switch
     {
         8 => _r[r],
@@ -265,7 +253,7 @@ internal sealed unsafe partial class EmulatorVcpu
                         SetReg(op.RegA, size, ReadB(ref op, op.Size2));
                         break;
                     case OpKind.Movsx:
-                        SetReg(op.RegA, size, (ulong)SignExtend(ReadB(ref op, op.Size2), op.Size2));
+                        SetReg(op.RegA, size, (ulong)LazyFlags.SignExtend(ReadB(ref op, op.Size2), op.Size2));
                         break;
                     case OpKind.Lea:
                         SetReg(op.RegA, size, Ea(ref op));
@@ -717,10 +705,10 @@ internal sealed unsafe partial class EmulatorVcpu
                         }
                         break;
                     case OpKind.SignExtendAcc:
-                        SetReg(0, size, (ulong)SignExtend(_r[0], size >> 1));
+                        SetReg(0, size, (ulong)LazyFlags.SignExtend(_r[0], size >> 1));
                         break;
                     case OpKind.SignExtendToDx:
-                        SetReg(2, size, (GetReg(0, size) & SignBit(size)) != 0 ? ulong.MaxValue : 0);
+                        SetReg(2, size, (GetReg(0, size) & LazyFlags.SignBit(size)) != 0 ? ulong.MaxValue : 0);
                         break;
                     case OpKind.Leave:
                     {
@@ -964,9 +952,9 @@ internal sealed unsafe partial class EmulatorVcpu
         }
         else
         {
-            long p = SignExtend(a, size) * SignExtend(b, size);
+            long p = LazyFlags.SignExtend(a, size) * LazyFlags.SignExtend(b, size);
             r = (ulong)p & Mask(size);
-            overflow = p != SignExtend(r, size);
+            overflow = p != LazyFlags.SignExtend(r, size);
         }
         SetArith(Szp(r, size) | (overflow ? CF | OF : 0));
         return r;
@@ -981,39 +969,22 @@ internal sealed unsafe partial class EmulatorVcpu
         switch (size)
         {
             case 1:
-            {
-                ulong n = (ushort)_r[0];
-                ulong q = n / d;
-                if (q > 0xFF)
-                {
-                    GuestFault.DivideError();
-                }
-                SetReg(0, 1, q);
-                SetReg(16, 1, n % d);
-                break;
-            }
             case 2:
-            {
-                ulong n = ((ulong)(ushort)_r[2] << 16) | (ushort)_r[0];
-                ulong q = n / d;
-                if (q > 0xFFFF)
-                {
-                    GuestFault.DivideError();
-                }
-                SetReg(0, 2, q);
-                SetReg(2, 2, n % d);
-                break;
-            }
             case 4:
             {
-                ulong n = ((ulong)(uint)_r[2] << 32) | (uint)_r[0];
+                ulong n = size switch
+                {
+                    1 => (ushort)_r[0],
+                    2 => ((ulong)(ushort)_r[2] << 16) | (ushort)_r[0],
+                    _ => ((ulong)(uint)_r[2] << 32) | (uint)_r[0],
+                };
                 ulong q = n / d;
-                if (q > 0xFFFF_FFFF)
+                if (q > Mask(size))
                 {
                     GuestFault.DivideError();
                 }
-                _r[0] = q;
-                _r[2] = n % d;
+                SetReg(0, size, q);
+                SetReg(RemainderRegister(size), size, n % d);
                 break;
             }
             default:
@@ -1030,13 +1001,16 @@ internal sealed unsafe partial class EmulatorVcpu
         }
     }
 
+    /// <summary>Where div and idiv leave the remainder: AH for a byte divisor (register 16, see <see cref="SetReg"/>), else rDX.</summary>
+    private static int RemainderRegister(int size) => size == 1 ? 16 : 2;
+
     private void Idiv(ulong dRaw, int size)
     {
         if (dRaw == 0)
         {
             GuestFault.DivideError();
         }
-        long d = SignExtend(dRaw, size);
+        long d = LazyFlags.SignExtend(dRaw, size);
         switch (size)
         {
             case 1:
@@ -1054,20 +1028,12 @@ internal sealed unsafe partial class EmulatorVcpu
                     GuestFault.DivideError();
                 }
                 long q = n / d, rem = n % d;
-                if (q != SignExtend((ulong)q & Mask(size), size))
+                if (q != LazyFlags.SignExtend((ulong)q & Mask(size), size))
                 {
                     GuestFault.DivideError();
                 }
-                if (size == 1)
-                {
-                    SetReg(0, 1, (ulong)q);
-                    SetReg(16, 1, (ulong)rem);
-                }
-                else
-                {
-                    SetReg(0, size, (ulong)q);
-                    SetReg(2, size, (ulong)rem);
-                }
+                SetReg(0, size, (ulong)q);
+                SetReg(RemainderRegister(size), size, (ulong)rem);
                 break;
             }
             default:
@@ -1095,7 +1061,7 @@ internal sealed unsafe partial class EmulatorVcpu
     {
         int bits = size << 3;
         ulong m = Mask(size);
-        ulong msb = SignBit(size);
+        ulong msb = LazyFlags.SignBit(size);
         ulong r;
         switch (kind)
         {
@@ -1108,7 +1074,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 SetLazy(LazyKind.Shr, a, (ulong)count, r, size);
                 return r;
             case OpKind.Sar:
-                r = (ulong)(SignExtend(a, size) >> count) & m;
+                r = (ulong)(LazyFlags.SignExtend(a, size) >> count) & m;
                 SetLazy(LazyKind.Sar, a, (ulong)count, r, size);
                 return r;
             case OpKind.Rol:
@@ -1190,7 +1156,7 @@ internal sealed unsafe partial class EmulatorVcpu
     {
         int bits = size << 3;
         ulong m = Mask(size);
-        ulong msb = SignBit(size);
+        ulong msb = LazyFlags.SignBit(size);
         ulong r, cf;
         if (count > bits)
         {
@@ -1234,7 +1200,7 @@ internal sealed unsafe partial class EmulatorVcpu
             }
             else
             {
-                long so = SignExtend(offset, size);
+                long so = LazyFlags.SignExtend(offset, size);
                 ea += (ulong)((so >> BitOperations.Log2((uint)bits)) * size);
                 bit = (int)(so & (bits - 1));
             }

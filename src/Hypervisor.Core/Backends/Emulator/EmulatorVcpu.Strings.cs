@@ -149,7 +149,7 @@ internal sealed unsafe partial class EmulatorVcpu
             {
                 ulong k = Math.Min(n, room);
                 byte* ps = TranslateRun(src, k * (ulong)s, MemoryAccess.Read);
-                SetReg(0, s, ReadElement(ps + ((k - 1) * (ulong)s), s)); // only the last element stays in the accumulator
+                SetReg(0, s, ReadHost(ps + ((k - 1) * (ulong)s), s)); // only the last element stays in the accumulator
                 _r[6] = src + (k * (ulong)s);
                 _r[1] -= k;
                 _s->Icount += k;
@@ -205,15 +205,6 @@ internal sealed unsafe partial class EmulatorVcpu
         ulong r = (a - b) & Mask(s);
         SetArith(SubFlags(a, b, r, s, a < b));
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong ReadElement(byte* p, int s) => s switch
-    {
-        1 => *p,
-        2 => Unsafe.ReadUnaligned<ushort>(p),
-        4 => Unsafe.ReadUnaligned<uint>(p),
-        _ => Unsafe.ReadUnaligned<ulong>(p),
-    };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void CopyElement(byte* from, byte* to, int s)

@@ -420,6 +420,21 @@ internal sealed unsafe partial class EmulatorVcpu
         };
     }
 
+    /// <summary>
+    /// Writes CR0, CR4 or EFER. When a bit of <paramref name="pagingBits"/> changes, every cached translation (and so
+    /// the block lookup's fast entries) means something else, and all of them go.
+    /// </summary>
+    private void WritePagingControl(ref ulong register, ulong value, ulong pagingBits)
+    {
+        bool flush = ((value ^ register) & pagingBits) != 0;
+        register = value;
+        if (flush)
+        {
+            _mmu.FlushAll();
+            _code.FlushFast();
+        }
+    }
+
     private void WriteControlRegister(int cr, ulong value)
     {
         RequireCpl0("mov to a control register");
@@ -432,13 +447,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 {
                     GuestFault.GeneralProtection(0, $"invalid CR0 value 0x{value:x} (reserved bits, or leaving paging or protected mode in 64-bit mode)");
                 }
-                bool flush = ((value ^ _sys.Cr0) & (SystemRegisters.Cr0Wp | SystemRegisters.Cr0Pg)) != 0;
-                _sys.Cr0 = value;
-                if (flush)
-                {
-                    _mmu.FlushAll();
-                    _code.FlushFast();
-                }
+                WritePagingControl(ref _sys.Cr0, value, SystemRegisters.Cr0Wp | SystemRegisters.Cr0Pg);
                 UpdateFpuAvailability();
                 break;
             }
@@ -460,13 +469,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 {
                     GuestFault.GeneralProtection(0, $"CR4 value 0x{value:x} sets a bit the emulator does not implement (implemented: 0x{SystemRegisters.Cr4Writable:x}) or clears PAE");
                 }
-                bool flush = ((value ^ _sys.Cr4) & (SystemRegisters.Cr4Pge | SystemRegisters.Cr4Pae | SystemRegisters.Cr4Pse)) != 0;
-                _sys.Cr4 = value;
-                if (flush)
-                {
-                    _mmu.FlushAll();
-                    _code.FlushFast();
-                }
+                WritePagingControl(ref _sys.Cr4, value, SystemRegisters.Cr4Pge | SystemRegisters.Cr4Pae | SystemRegisters.Cr4Pse);
                 UpdateFpuAvailability();
                 break;
             }
@@ -528,13 +531,7 @@ internal sealed unsafe partial class EmulatorVcpu
                 {
                     GuestFault.GeneralProtection(0, $"EFER value 0x{value:x} sets reserved bits or clears LME in long mode");
                 }
-                bool flush = ((value ^ _sys.Efer) & SystemRegisters.EferNxe) != 0;
-                _sys.Efer = value;
-                if (flush)
-                {
-                    _mmu.FlushAll();
-                    _code.FlushFast();
-                }
+                WritePagingControl(ref _sys.Efer, value, SystemRegisters.EferNxe);
                 break;
             }
             case SystemRegisters.MsrStar: _sys.Star = value; break;
