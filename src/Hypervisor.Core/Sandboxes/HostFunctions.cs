@@ -33,56 +33,38 @@ public sealed class HostFunction
     }
 
     /// <summary>A function of no arguments.</summary>
-    public static HostFunction From<TResult>(string name, Func<TResult> handler)
-    {
-        ArgumentNullException.ThrowIfNull(handler);
-        return new HostFunction(name, (args, o) =>
-        {
-            var reader = new MessagePackReader(args);
-            ExpectArguments(ref reader, 0, name);
-            return MessagePackSerializer.Serialize(handler(), o);
-        });
-    }
+    public static HostFunction From<TResult>(string name, Func<TResult> handler) =>
+        Typed(name, handler, 0, (ref MessagePackReader r, MessagePackSerializerOptions o) => handler());
 
     /// <summary>A function of one argument.</summary>
-    public static HostFunction From<T1, TResult>(string name, Func<T1, TResult> handler)
-    {
-        ArgumentNullException.ThrowIfNull(handler);
-        return new HostFunction(name, (args, o) =>
-        {
-            var reader = new MessagePackReader(args);
-            ExpectArguments(ref reader, 1, name);
-            T1 a1 = Argument<T1>(ref reader, o, name, 1);
-            return MessagePackSerializer.Serialize(handler(a1), o);
-        });
-    }
+    public static HostFunction From<T1, TResult>(string name, Func<T1, TResult> handler) =>
+        Typed(name, handler, 1, (ref MessagePackReader r, MessagePackSerializerOptions o) => handler(Argument<T1>(ref r, o, name, 1)));
 
     /// <summary>A function of two arguments.</summary>
-    public static HostFunction From<T1, T2, TResult>(string name, Func<T1, T2, TResult> handler)
-    {
-        ArgumentNullException.ThrowIfNull(handler);
-        return new HostFunction(name, (args, o) =>
-        {
-            var reader = new MessagePackReader(args);
-            ExpectArguments(ref reader, 2, name);
-            T1 a1 = Argument<T1>(ref reader, o, name, 1);
-            T2 a2 = Argument<T2>(ref reader, o, name, 2);
-            return MessagePackSerializer.Serialize(handler(a1, a2), o);
-        });
-    }
+    public static HostFunction From<T1, T2, TResult>(string name, Func<T1, T2, TResult> handler) =>
+        Typed(name, handler, 2, (ref MessagePackReader r, MessagePackSerializerOptions o) =>
+            handler(Argument<T1>(ref r, o, name, 1), Argument<T2>(ref r, o, name, 2)));
 
     /// <summary>A function of three arguments.</summary>
-    public static HostFunction From<T1, T2, T3, TResult>(string name, Func<T1, T2, T3, TResult> handler)
+    public static HostFunction From<T1, T2, T3, TResult>(string name, Func<T1, T2, T3, TResult> handler) =>
+        Typed(name, handler, 3, (ref MessagePackReader r, MessagePackSerializerOptions o) =>
+            handler(Argument<T1>(ref r, o, name, 1), Argument<T2>(ref r, o, name, 2), Argument<T3>(ref r, o, name, 3)));
+
+    /// <summary>Reads the arguments of a typed call from the reader (in order, left to right) and runs the handler.</summary>
+    private delegate TResult TypedCall<TResult>(ref MessagePackReader reader, MessagePackSerializerOptions options);
+
+    /// <summary>
+    /// What every typed <c>From</c> shares: the arguments array must have <paramref name="count"/> elements, and the
+    /// handler's result goes back as one MessagePack value.
+    /// </summary>
+    private static HostFunction Typed<TResult>(string name, Delegate handler, int count, TypedCall<TResult> call)
     {
         ArgumentNullException.ThrowIfNull(handler);
         return new HostFunction(name, (args, o) =>
         {
             var reader = new MessagePackReader(args);
-            ExpectArguments(ref reader, 3, name);
-            T1 a1 = Argument<T1>(ref reader, o, name, 1);
-            T2 a2 = Argument<T2>(ref reader, o, name, 2);
-            T3 a3 = Argument<T3>(ref reader, o, name, 3);
-            return MessagePackSerializer.Serialize(handler(a1, a2, a3), o);
+            ExpectArguments(ref reader, count, name);
+            return MessagePackSerializer.Serialize(call(ref reader, o), o);
         });
     }
 
