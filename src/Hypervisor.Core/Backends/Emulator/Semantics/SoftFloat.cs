@@ -142,43 +142,30 @@ internal static class SoftFloat
 
     // ---- unpack / pack ----
 
-    public static Unpacked Unpack64(ulong bits, bool daz)
-    {
-        bool sign = (bits >> 63) != 0;
-        int exp = (int)(bits >> 52) & 0x7FF;
-        ulong frac = bits & 0x000F_FFFF_FFFF_FFFF;
-        if (exp == 0x7FF)
-        {
-            if (frac == 0)
-            {
-                return Unpacked.Infinity(sign);
-            }
-            return new Unpacked((frac >> 51) != 0 ? FpClass.QuietNaN : FpClass.SignalingNaN, sign, 0, IntegerBit | (frac << 11));
-        }
-        if (exp == 0)
-        {
-            if (frac == 0 || daz)
-            {
-                return Unpacked.Zero(sign);
-            }
-            int lz = BitOperations.LeadingZeroCount(frac);
-            return new Unpacked(FpClass.Denormal, sign, -1011 - lz, frac << lz);
-        }
-        return new Unpacked(FpClass.Normal, sign, exp - 1023, IntegerBit | (frac << 11));
-    }
+    public static Unpacked Unpack64(ulong bits, bool daz) => UnpackBinary(bits, fractionBits: 52, exponentBits: 11, daz);
 
-    public static Unpacked Unpack32(uint bits, bool daz)
+    public static Unpacked Unpack32(uint bits, bool daz) => UnpackBinary(bits, fractionBits: 23, exponentBits: 8, daz);
+
+    /// <summary>
+    /// Unpacks an IEEE binary32 or binary64 value (the format given by its field widths, constants at every call site so
+    /// the JIT folds them): the significand is left-aligned with its integer bit at bit 63.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Unpacked UnpackBinary(ulong bits, int fractionBits, int exponentBits, bool daz)
     {
-        bool sign = (bits >> 31) != 0;
-        int exp = (int)(bits >> 23) & 0xFF;
-        ulong frac = bits & 0x7F_FFFF;
-        if (exp == 0xFF)
+        int maxExp = (1 << exponentBits) - 1;
+        int bias = maxExp >> 1;
+        int align = 63 - fractionBits;
+        bool sign = ((bits >> (fractionBits + exponentBits)) & 1) != 0;
+        int exp = (int)(bits >> fractionBits) & maxExp;
+        ulong frac = bits & ((1UL << fractionBits) - 1);
+        if (exp == maxExp)
         {
             if (frac == 0)
             {
                 return Unpacked.Infinity(sign);
             }
-            return new Unpacked((frac >> 22) != 0 ? FpClass.QuietNaN : FpClass.SignalingNaN, sign, 0, IntegerBit | (frac << 40));
+            return new Unpacked((frac >> (fractionBits - 1)) != 0 ? FpClass.QuietNaN : FpClass.SignalingNaN, sign, 0, IntegerBit | (frac << align));
         }
         if (exp == 0)
         {
@@ -186,10 +173,11 @@ internal static class SoftFloat
             {
                 return Unpacked.Zero(sign);
             }
+            // frac * 2^(1 - bias - fractionBits), normalized so that its top bit is the integer bit.
             int lz = BitOperations.LeadingZeroCount(frac);
-            return new Unpacked(FpClass.Denormal, sign, -86 - lz, frac << lz);
+            return new Unpacked(FpClass.Denormal, sign, 64 - bias - fractionBits - lz, frac << lz);
         }
-        return new Unpacked(FpClass.Normal, sign, exp - 127, IntegerBit | (frac << 40));
+        return new Unpacked(FpClass.Normal, sign, exp - bias, IntegerBit | (frac << align));
     }
 
     /// <summary>Unpacks an 80-bit extended value (sign+exponent word, explicit-integer-bit significand).</summary>
