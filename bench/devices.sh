@@ -11,8 +11,7 @@
 # Usage: bench/devices.sh            Environment: MIB (64), RAND (2048), ROUNDS (2000), RUNS (3), NO_APPEND=1
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-MIB="${MIB:-64}"
-RAND="${RAND:-2048}"
+bench_block_workload
 ROUNDS="${ROUNDS:-2000}"
 RUNS="${RUNS:-3}"
 

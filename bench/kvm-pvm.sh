@@ -13,10 +13,9 @@
 #                             RUNS (3), NO_APPEND=1 (print the section only)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_block_workload
 COUNT="${COUNT:-20000}"
 ROUNDS="${ROUNDS:-200}"
-MIB="${MIB:-64}"
-RAND="${RAND:-2048}"
 NET_ROUNDS="${NET_ROUNDS:-2000}"
 RUNS="${RUNS:-3}"
 

@@ -13,6 +13,13 @@ bench_load() {
     cut -d' ' -f1-3 /proc/loadavg
 }
 
+# Sets the block workload of bench/Paravirt.DeviceBench, which devices.sh and kvm-pvm.sh both run: a MIB MiB image
+# file (64) and RAND random 4 KiB requests (2048), unless the environment says otherwise.
+bench_block_workload() {
+    MIB="${MIB:-64}"
+    RAND="${RAND:-2048}"
+}
+
 # Usage: bench_publish_section SCRIPT SECTION_TEXT
 # Prints the section and, unless NO_APPEND=1, puts it into bench/RESULTS.md in place of the previous run's (each
 # script owns one section; see bench/replace-section.sh).
