@@ -1,11 +1,3 @@
-using System.Diagnostics;
-using System.Globalization;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Hypercalls;
 using Paravirt.Hypervisor.Loading;
 using Paravirt.Hypervisor.Running;
 

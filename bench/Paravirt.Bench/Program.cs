@@ -1,12 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
-using System.Globalization;
-using System.Text;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Bench;
 

@@ -1,7 +1,3 @@
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Memory;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Emulator.Tests;

@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics;
 using System.Text;
 using Xunit.Abstractions;
 using static Iced.Intel.AssemblerRegisters;

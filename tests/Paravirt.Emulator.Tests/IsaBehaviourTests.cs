@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Emulator.Tests;

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.Versioning;
 using Iced.Intel;
 using Paravirt.Hypervisor.Memory;

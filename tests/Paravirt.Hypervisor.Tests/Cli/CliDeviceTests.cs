@@ -1,17 +1,11 @@
-using Paravirt.Hypervisor.Devices.Block;
-
 namespace Paravirt.Hypervisor.Tests.Cli;
 
 /// <summary>The device flags: one clear line and a documented exit code for every user error; devices attach and are released.</summary>
-public sealed class CliDeviceTests : IDisposable
+public sealed class CliDeviceTests() : TestWithTempDirectory("clidev")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-clidev-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private string Disk(int bytes = 64 * 1024, string name = "disk.img")
     {
-        string path = Path.Combine(_dir, name);
+        string path = Path.Combine(Dir, name);
         File.WriteAllBytes(path, new byte[bytes]);
         return path;
     }
@@ -30,7 +24,7 @@ public sealed class CliDeviceTests : IDisposable
     [Fact]
     public void A_missing_disk_image_is_one_line_and_exit_66()
     {
-        string missing = Path.Combine(_dir, "nope.img");
+        string missing = Path.Combine(Dir, "nope.img");
         (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", "--disk", missing);
         Assert.Equal(66, code);
         AssertOneErrorLine(err, missing, "does not exist");

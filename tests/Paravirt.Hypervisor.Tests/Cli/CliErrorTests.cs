@@ -3,12 +3,8 @@ using Paravirt.Cli;
 namespace Paravirt.Hypervisor.Tests.Cli;
 
 /// <summary>A user's bad input gets exactly one clear line on stderr and the documented exit code.</summary>
-public sealed class CliErrorTests : IDisposable
+public sealed class CliErrorTests() : TestWithTempDirectory("cli")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-cli-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     internal static (int Code, string Stdout, string Stderr, byte[] Guest) Run(params string[] args)
     {
         using var guest = new MemoryStream();
@@ -43,7 +39,7 @@ public sealed class CliErrorTests : IDisposable
     [Fact]
     public void Missing_image_is_one_line_and_exit_65()
     {
-        (int code, _, string err, _) = Run("run", Path.Combine(_dir, "nope.elf"));
+        (int code, _, string err, _) = Run("run", Path.Combine(Dir, "nope.elf"));
         Assert.Equal(65, code);
         AssertOneErrorLine(err, "nope.elf");
     }
@@ -51,7 +47,7 @@ public sealed class CliErrorTests : IDisposable
     [Fact]
     public void Image_that_is_not_elf_is_one_line_and_exit_65()
     {
-        string path = Path.Combine(_dir, "text.elf");
+        string path = Path.Combine(Dir, "text.elf");
         File.WriteAllText(path, "this is not an ELF file, just some text that is long enough to have a header's size.");
         (int code, _, string err, _) = Run("run", path);
         Assert.Equal(65, code);
@@ -61,9 +57,9 @@ public sealed class CliErrorTests : IDisposable
     [Fact]
     public void Directory_as_image_is_one_line_and_exit_65()
     {
-        (int code, _, string err, _) = Run("run", _dir);
+        (int code, _, string err, _) = Run("run", Dir);
         Assert.Equal(65, code);
-        AssertOneErrorLine(err, _dir);
+        AssertOneErrorLine(err, Dir);
     }
 
     [Theory]

@@ -1,10 +1,4 @@
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Debugging.Gdb;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Tests.Integration;
-using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Tests.Debugging;
 

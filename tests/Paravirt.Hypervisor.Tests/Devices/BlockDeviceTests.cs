@@ -1,21 +1,14 @@
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Block;
-
 namespace Paravirt.Hypervisor.Tests.Devices;
 
-public sealed class BlockDeviceTests : IDisposable
+public sealed class BlockDeviceTests() : TestWithTempDirectory("block")
 {
     private const ulong RingAddress = 0x200000;
     private const ulong BufferArea = 0x300000;
     private const int DiskSectors = 4096; // 2 MiB
 
-    private readonly string _dir = Directory.CreateTempSubdirectory("pv-block-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private string CreateImage(int sectors, int seed)
     {
-        string path = Path.Combine(_dir, $"disk{seed}.img");
+        string path = Path.Combine(Dir, $"disk{seed}.img");
         byte[] data = new byte[sectors * 512];
         new Random(seed).NextBytes(data);
         File.WriteAllBytes(path, data);
@@ -196,13 +189,13 @@ public sealed class BlockDeviceTests : IDisposable
     [Fact]
     public void MissingOrBadlySizedImagesAreClearUserErrors()
     {
-        var missing = Assert.Throws<DeviceConfigurationException>(() => new BlockDevice("disk0", Path.Combine(_dir, "nope.img")));
+        var missing = Assert.Throws<DeviceConfigurationException>(() => new BlockDevice("disk0", Path.Combine(Dir, "nope.img")));
         Assert.Contains("does not exist", missing.Message, StringComparison.Ordinal);
-        string odd = Path.Combine(_dir, "odd.img");
+        string odd = Path.Combine(Dir, "odd.img");
         File.WriteAllBytes(odd, new byte[1000]);
         var size = Assert.Throws<DeviceConfigurationException>(() => new BlockDevice("disk0", odd));
         Assert.Contains("multiple of 512", size.Message, StringComparison.Ordinal);
-        string empty = Path.Combine(_dir, "empty.img");
+        string empty = Path.Combine(Dir, "empty.img");
         File.WriteAllBytes(empty, []);
         Assert.Throws<DeviceConfigurationException>(() => new BlockDevice("disk0", empty));
         Assert.DoesNotContain('\n', missing.Message);

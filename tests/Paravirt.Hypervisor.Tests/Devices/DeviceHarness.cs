@@ -1,5 +1,3 @@
-using Paravirt.Hypervisor.Devices;
-
 namespace Paravirt.Hypervisor.Tests.Devices;
 
 /// <summary>

@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using Paravirt.Hypervisor.Devices.Block;
-
 namespace Paravirt.Hypervisor.Tests.Devices;
 
 /// <summary>
@@ -8,19 +5,15 @@ namespace Paravirt.Hypervisor.Tests.Devices;
 /// doorbell storms and requests rewritten while the host works. Each gets an error status or Broken; nothing throws
 /// and the host keeps serving other devices.
 /// </summary>
-public sealed class HostileGuestTests : IDisposable
+public sealed class HostileGuestTests() : TestWithTempDirectory("hostile")
 {
     private const ulong RingAddress = 0x200000;
     private const ulong Ring2Address = 0x280000;
     private const ulong BufferArea = 0x300000;
 
-    private readonly string _dir = Directory.CreateTempSubdirectory("pv-hostile-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private BlockDevice NewDisk(string name, int sectors = 128)
     {
-        string path = Path.Combine(_dir, name + ".img");
+        string path = Path.Combine(Dir, name + ".img");
         File.WriteAllBytes(path, new byte[sectors * 512]);
         return new BlockDevice(name, path);
     }

@@ -1,24 +1,14 @@
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Devices.Console;
-using Paravirt.Hypervisor.Devices.Net;
-using Paravirt.Hypervisor.Tests.Cli;
-using Paravirt.Hypervisor.Debugging;
-
 namespace Paravirt.Hypervisor.Tests.Integration;
 
 /// <summary>
 /// Boots the C# unikernels (samples/hello-cs, samples/subset-cs, samples/blk-cs, samples/echo-cs, samples/net-cs: C# compiled by NativeAOT against the guest core
 /// library, built by the normal build) on the emulator, with the same expectations as their C counterparts.
 /// </summary>
-public sealed class CSharpGuestTests : IDisposable
+public sealed class CSharpGuestTests() : TestWithTempDirectory("csguest")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-csguest-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private string Disk(int bytes, int seed)
     {
-        string path = Path.Combine(_dir, $"disk{seed}.img");
+        string path = Path.Combine(Dir, $"disk{seed}.img");
         byte[] data = new byte[bytes];
         new Random(seed).NextBytes(data);
         File.WriteAllBytes(path, data);

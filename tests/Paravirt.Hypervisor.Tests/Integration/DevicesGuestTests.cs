@@ -1,9 +1,4 @@
 using System.IO.Pipelines;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Devices.Console;
-using Paravirt.Hypervisor.Devices.Net;
 using Xunit.Abstractions;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
@@ -13,12 +8,8 @@ namespace Paravirt.Hypervisor.Tests.Integration;
 /// emulator against the real host devices: temp disk files, an in-memory switch between two VMs on two threads,
 /// console input and output streams.
 /// </summary>
-public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
+public sealed class DevicesGuestTests(ITestOutputHelper log) : TestWithTempDirectory("devices")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-devices-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     internal static GuestRunner Runner() =>
         new(new BackendSelector([new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
 
@@ -41,7 +32,7 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
 
     private string Disk(string name, long bytes, byte fill = 0)
     {
-        string path = Path.Combine(_dir, name);
+        string path = Path.Combine(Dir, name);
         using FileStream f = File.Create(path);
         if (fill == 0)
         {

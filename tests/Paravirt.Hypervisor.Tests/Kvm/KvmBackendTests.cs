@@ -1,7 +1,4 @@
-using System.Diagnostics;
 using Iced.Intel;
-using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Interop;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Hypervisor.Tests.Kvm;

@@ -1,5 +1,4 @@
 using Paravirt.Hypervisor.Backends.Whp;
-using Paravirt.Hypervisor.Interop;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
 
