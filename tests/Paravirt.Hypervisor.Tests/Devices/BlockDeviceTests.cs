@@ -25,14 +25,6 @@ public sealed class BlockDeviceTests() : TestWithTempDirectory("block")
         return (h, ring, (int)port);
     }
 
-    private static BlockResponse Single(DeviceHarness h, GuestRing<BlockRequest, BlockResponse> ring, int port, BlockRequest request)
-    {
-        ring.Put(request);
-        ring.Publish();
-        Assert.Equal(0, h.EventSend(port));
-        return Assert.Single(ring.TakeResponses());
-    }
-
     [Fact]
     public void DeviceInfoDescribesTheDisk()
     {
@@ -74,7 +66,7 @@ public sealed class BlockDeviceTests() : TestWithTempDirectory("block")
                         byte[] data = new byte[length];
                         rng.NextBytes(data);
                         h.Memory.Write(new GuestAddress(buffer), data);
-                        BlockResponse w = Single(h, ring, port, new BlockRequest { Id = (ulong)i, Operation = (uint)BlockOperation.Write, Sector = sector, Buffer = buffer, Length = (uint)length });
+                        BlockResponse w = h.Single(ring, port, new BlockRequest { Id = (ulong)i, Operation = (uint)BlockOperation.Write, Sector = sector, Buffer = buffer, Length = (uint)length });
                         Assert.Equal(0, w.Status);
                         Assert.Equal((uint)length, w.Length);
                         data.CopyTo(model, (int)sector * 512);
@@ -82,13 +74,13 @@ public sealed class BlockDeviceTests() : TestWithTempDirectory("block")
                     else
                     {
                         h.Memory.Clear(new GuestAddress(buffer), (ulong)length);
-                        BlockResponse r = Single(h, ring, port, new BlockRequest { Id = (ulong)i, Operation = (uint)BlockOperation.Read, Sector = sector, Buffer = buffer, Length = (uint)length });
+                        BlockResponse r = h.Single(ring, port, new BlockRequest { Id = (ulong)i, Operation = (uint)BlockOperation.Read, Sector = sector, Buffer = buffer, Length = (uint)length });
                         Assert.Equal((ulong)i, r.Id);
                         Assert.Equal(0, r.Status);
                         Assert.Equal(model.AsSpan((int)sector * 512, length).ToArray(), h.Memory.GetSpan(new GuestAddress(buffer), (ulong)length).ToArray());
                     }
                 }
-                Assert.Equal(0, Single(h, ring, port, new BlockRequest { Id = 999, Operation = (uint)BlockOperation.Flush }).Status);
+                Assert.Equal(0, h.Single(ring, port, new BlockRequest { Id = 999, Operation = (uint)BlockOperation.Flush }).Status);
                 Assert.True(disk.BytesRead > 0 && disk.BytesWritten > 0);
             }
         }
@@ -135,10 +127,10 @@ public sealed class BlockDeviceTests() : TestWithTempDirectory("block")
         using (h)
         {
             ring.SetRspEvent(1);
-            Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush });
+            h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush });
             Assert.Equal(1UL, h.Poll(1UL << port));
             ring.SetRspEvent(100); // not interested yet
-            Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush });
+            h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush });
             Assert.Equal(0UL, h.Poll(1UL << port));
         }
     }
@@ -153,10 +145,10 @@ public sealed class BlockDeviceTests() : TestWithTempDirectory("block")
             var (h, ring, port) = Attach(disk);
             using (h)
             {
-                Assert.Equal((long)HypercallStatus.ReadOnly, Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Write, Sector = 0, Buffer = BufferArea, Length = 512 }).Status);
-                Assert.Equal((long)HypercallStatus.ReadOnly, Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Discard, Sector = 0, Length = 512 }).Status);
-                Assert.Equal(0, Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 1, Buffer = BufferArea, Length = 512 }).Status);
-                Assert.Equal(0, Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush }).Status);
+                Assert.Equal((long)HypercallStatus.ReadOnly, h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Write, Sector = 0, Buffer = BufferArea, Length = 512 }).Status);
+                Assert.Equal((long)HypercallStatus.ReadOnly, h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Discard, Sector = 0, Length = 512 }).Status);
+                Assert.Equal(0, h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 1, Buffer = BufferArea, Length = 512 }).Status);
+                Assert.Equal(0, h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush }).Status);
             }
         }
         Assert.Equal(original, File.ReadAllBytes(path));
@@ -172,10 +164,10 @@ public sealed class BlockDeviceTests() : TestWithTempDirectory("block")
             var (h, ring, port) = Attach(disk);
             using (h)
             {
-                BlockResponse r = Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Discard, Sector = 16, Length = 64 * 512 });
+                BlockResponse r = h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Discard, Sector = 16, Length = 64 * 512 });
                 Assert.Equal(0, r.Status);
                 Assert.Equal(64u * 512, r.Length);
-                Assert.Equal(0, Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 16, Buffer = BufferArea, Length = 64 * 512 }).Status);
+                Assert.Equal(0, h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 16, Buffer = BufferArea, Length = 64 * 512 }).Status);
                 Assert.True(h.Memory.GetSpan(new GuestAddress(BufferArea), 64 * 512).IndexOfAnyExcept((byte)0) < 0);
             }
         }

@@ -32,6 +32,17 @@ internal sealed class DeviceHarness : IDisposable
 
     public long EventSend(int port) => Call(HypercallCode.EventSend, (ulong)port);
 
+    /// <summary>Puts <paramref name="request"/> on <paramref name="ring"/>, rings <paramref name="port"/>'s doorbell and returns the one response the device must have produced.</summary>
+    public TResponse Single<TRequest, TResponse>(GuestRing<TRequest, TResponse> ring, int port, TRequest request)
+        where TRequest : unmanaged
+        where TResponse : unmanaged
+    {
+        ring.Put(request);
+        ring.Publish();
+        Assert.Equal(0, EventSend(port));
+        return Assert.Single(ring.TakeResponses());
+    }
+
     /// <summary>Polls the given ports with a deadline <paramref name="timeoutMs"/> from now; returns the pending bits.</summary>
     public ulong Poll(ulong mask, int timeoutMs = 0) =>
         (ulong)Call(HypercallCode.Poll, (ulong)(Session.MonotonicNanoseconds + timeoutMs * 1_000_000L), mask);

@@ -18,14 +18,6 @@ public sealed class HostileGuestTests() : TestWithTempDirectory("hostile")
         return new BlockDevice(name, path);
     }
 
-    private static BlockResponse Single(DeviceHarness h, GuestRing<BlockRequest, BlockResponse> ring, int port, BlockRequest request)
-    {
-        ring.Put(request);
-        ring.Publish();
-        Assert.Equal(0, h.EventSend(port));
-        return Assert.Single(ring.TakeResponses());
-    }
-
     [Fact]
     public void LyingRingIndicesBreakOnlyThatDevice()
     {
@@ -46,7 +38,7 @@ public sealed class HostileGuestTests() : TestWithTempDirectory("hostile")
         Assert.Equal((uint)DeviceFlags.Broken, h.Memory.Read<DeviceInfo>(new GuestAddress(BufferArea)).Flags & (uint)DeviceFlags.Broken);
 
         // The host and the other device keep working; polling pumps the broken device harmlessly.
-        Assert.Equal(0, Single(h, good, 1, new BlockRequest { Id = 7, Operation = (uint)BlockOperation.Read, Buffer = BufferArea, Length = 512 }).Status);
+        Assert.Equal(0, h.Single(good, 1, new BlockRequest { Id = 7, Operation = (uint)BlockOperation.Read, Buffer = BufferArea, Length = 512 }).Status);
         Assert.Equal(0UL, h.Poll(ulong.MaxValue));
     }
 
