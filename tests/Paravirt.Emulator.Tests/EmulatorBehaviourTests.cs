@@ -84,11 +84,7 @@ public sealed class EmulatorBehaviourTests
     public void Ud2_IsAnInvalidOpcodeFault()
     {
         byte[] code = EmuHarness.Assemble(a => a.ud2());
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Equal("invalid opcode (#UD): 'ud2' at 0x100000", exit.Detail);
+        Assert.Equal("invalid opcode (#UD): 'ud2' at 0x100000", EmuHarness.RunToFault(code));
     }
 
     [Fact]
@@ -126,11 +122,7 @@ public sealed class EmulatorBehaviourTests
             a.mov(rax, __qword_ptr[rbx]); // 8 bytes at 2 MiB - 4: crosses the end
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Equal("page fault: read of 8 bytes at 0x1ffffc outside guest memory", exit.Detail);
+        Assert.Equal("page fault: read of 8 bytes at 0x1ffffc outside guest memory", EmuHarness.RunToFault(code));
     }
 
     [Fact]
@@ -142,10 +134,7 @@ public sealed class EmulatorBehaviourTests
             a.mov(__dword_ptr[rbx + 8], eax);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        VcpuExit exit = guest.Vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Equal("general protection fault (#GP): write of 4 bytes at non-canonical address 0x8000000000000008", exit.Detail);
+        Assert.Equal("general protection fault (#GP): write of 4 bytes at non-canonical address 0x8000000000000008", EmuHarness.RunToFault(code));
     }
 
     [Theory]
@@ -159,11 +148,7 @@ public sealed class EmulatorBehaviourTests
             a.mov(__dword_ptr[rbx + 8], eax);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.StartsWith("page fault: write of 4 bytes at 0x", exit.Detail, StringComparison.Ordinal);
+        Assert.StartsWith("page fault: write of 4 bytes at 0x", EmuHarness.RunToFault(code), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -174,11 +159,7 @@ public sealed class EmulatorBehaviourTests
             a.mov(rax, 0x7000_0000_0000L);
             a.jmp(rax);
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Contains("instruction fetch at 0x700000000000 outside guest memory", exit.Detail, StringComparison.Ordinal);
+        Assert.Contains("instruction fetch at 0x700000000000 outside guest memory", EmuHarness.RunToFault(code), StringComparison.Ordinal);
     }
 
     [Theory]
@@ -425,11 +406,7 @@ public sealed class EmulatorBehaviourTests
             a.idiv(rcx);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Contains("divide error", exit.Detail, StringComparison.Ordinal);
+        Assert.Contains("divide error", EmuHarness.RunToFault(code), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -442,11 +419,7 @@ public sealed class EmulatorBehaviourTests
             a.rep.stosb();
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Equal("page fault: write of 1 bytes at 0x200000 outside guest memory", exit.Detail);
+        Assert.Equal("page fault: write of 1 bytes at 0x200000 outside guest memory", EmuHarness.RunToFault(code));
     }
 
     [Fact]
