@@ -175,18 +175,15 @@ public sealed class CSharpGuestTests() : TestWithTempDirectory("csguest")
         var sw = new NetSwitch();
         using var pingNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 0);
         using var pongNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 1);
-        DevicesGuestTests.GuestRun? pong = null;
-        var pongThread = new Thread(() => pong = DevicesGuestTests.Run("net-cs", [pongNic], "rounds=40"));
-        pongThread.Start();
-        DevicesGuestTests.GuestRun ping = DevicesGuestTests.Run("net", [pingNic], "role=ping rounds=40 seed=9");
-        Assert.True(pongThread.Join(TimeSpan.FromSeconds(150)), "the net-cs VM did not finish");
+        (DevicesGuestTests.GuestRun ping, DevicesGuestTests.GuestRun pong) =
+            DevicesGuestTests.RunTwo(("net", pingNic, "role=ping rounds=40 seed=9"), ("net-cs", pongNic, "rounds=40"));
 
         Assert.True(ping.Result.Outcome == RunOutcome.Exited && ping.Result.ExitStatus == 0, $"ping: {ping.Result.Outcome} {ping.Result.ExitStatus}: {ping.Result.Message}\n{ping.Output}");
-        Assert.True(pong!.Result.Outcome == RunOutcome.Exited && pong.Result.ExitStatus == 0, $"net-cs: {pong.Result.Outcome} {pong.Result.ExitStatus}: {pong.Result.Message}\n{pong.Output}");
+        Assert.True(pong.Result.Outcome == RunOutcome.Exited && pong.Result.ExitStatus == 0, $"net-cs: {pong.Result.Outcome} {pong.Result.ExitStatus}: {pong.Result.Message}\n{pong.Output}");
         string mac = string.Join(':', pongNic.MacAddress.GetAddressBytes().Select(b => b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
         Assert.Contains($"net-cs: pong on net0 {mac} mtu 1500", pong.Output, StringComparison.Ordinal);
-        string pingSum = After(ping.Output, "net: ping 40 rounds, checksum ");
-        string pongSum = After(pong.Output, "net-cs: pong 40 rounds, checksum ");
+        string pingSum = DevicesGuestTests.Checksum(ping.Output, "net: ping 40 rounds, checksum ");
+        string pongSum = DevicesGuestTests.Checksum(pong.Output, "net-cs: pong 40 rounds, checksum ");
         Assert.Equal(pingSum, pongSum);
         Assert.True(pongNic.TxFrames >= 40, $"net-cs sent {pongNic.TxFrames} frames");
     }
@@ -200,12 +197,5 @@ public sealed class CSharpGuestTests() : TestWithTempDirectory("csguest")
         DevicesGuestTests.GuestRun run = DevicesGuestTests.Run(sample, []);
         Assert.Equal(1, run.Result.ExitStatus);
         Assert.Contains($"{sample}: FAILED: {reason}", run.Output, StringComparison.Ordinal);
-    }
-
-    private static string After(string output, string prefix)
-    {
-        int at = output.IndexOf(prefix, StringComparison.Ordinal);
-        Assert.True(at >= 0, $"'{prefix}' missing in:\n{output}");
-        return output.Substring(at + prefix.Length, 10);
     }
 }
