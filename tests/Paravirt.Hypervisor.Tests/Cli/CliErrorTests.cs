@@ -14,12 +14,16 @@ public sealed class CliErrorTests() : TestWithTempDirectory("cli")
         return (code, stdout.ToString(), stderr.ToString(), guest.ToArray());
     }
 
-    private static void AssertOneErrorLine(string stderr, string mustContain)
+    /// <summary>A user's mistake is reported as exactly one line, "paravirt: error: ...", that contains each of <paramref name="mustContain"/>.</summary>
+    internal static void AssertOneErrorLine(string stderr, params string[] mustContain)
     {
         string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.True(lines.Length == 1, $"expected one stderr line, got:\n{stderr}");
         Assert.StartsWith("paravirt: error: ", lines[0], StringComparison.Ordinal);
-        Assert.Contains(mustContain, lines[0], StringComparison.Ordinal);
+        foreach (string s in mustContain)
+        {
+            Assert.Contains(s, lines[0], StringComparison.Ordinal);
+        }
     }
 
     [Theory]

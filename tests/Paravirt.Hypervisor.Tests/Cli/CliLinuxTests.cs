@@ -3,20 +3,12 @@ namespace Paravirt.Hypervisor.Tests.Cli;
 /// <summary>The command line for static Linux executables: arguments after '--', --env, and the refusals.</summary>
 public sealed class CliLinuxTests
 {
-    private static void AssertOneErrorLine(string stderr, string mustContain)
-    {
-        string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(lines.Length == 1, $"expected one stderr line, got:\n{stderr}");
-        Assert.StartsWith("paravirt: error: ", lines[0], StringComparison.Ordinal);
-        Assert.Contains(mustContain, lines[0], StringComparison.Ordinal);
-    }
-
     [DynamicShellFact]
     public void A_dynamically_linked_executable_is_refused_before_anything_runs()
     {
         (int code, _, string err, byte[] guest) = CliErrorTests.Run("run", DynamicShellFactAttribute.Shell, "--backend", "emulator");
         Assert.Equal(65, code);
-        AssertOneErrorLine(err, "link it with -static");
+        CliErrorTests.AssertOneErrorLine(err, "link it with -static");
         Assert.Empty(guest);
     }
 
@@ -25,7 +17,7 @@ public sealed class CliLinuxTests
     {
         (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), RepoPaths.GuestImage("hello"), "--", "a");
         Assert.Equal(64, code);
-        AssertOneErrorLine(err, "exactly one image");
+        CliErrorTests.AssertOneErrorLine(err, "exactly one image");
     }
 
     /// <summary>Usage errors (exit 64, one line) for what follows an image that is not a Linux executable.</summary>
@@ -39,6 +31,6 @@ public sealed class CliLinuxTests
     {
         (int code, _, string err, _) = CliErrorTests.Run(["run", RepoPaths.GuestImage("hello"), .. after]);
         Assert.Equal(64, code);
-        AssertOneErrorLine(err, mustContain);
+        CliErrorTests.AssertOneErrorLine(err, mustContain);
     }
 }

@@ -18,11 +18,9 @@ public sealed class BlockDeviceTests() : TestWithTempDirectory("block")
     private static (DeviceHarness h, GuestRing<BlockRequest, BlockResponse> ring, int port) Attach(BlockDevice disk, int order = 5)
     {
         var h = new DeviceHarness(disk);
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, order, BlockConstants.SlotSize);
-        long port = h.Call(HypercallCode.BlockAttach, 0, RingAddress, (ulong)order);
-        Assert.Equal(0, port);
+        var ring = h.AttachBlockRing(0, RingAddress, order);
         Assert.Equal(1u, ring.ReqEvent); // the host asked for a doorbell on the first request
-        return (h, ring, (int)port);
+        return (h, ring, 0);
     }
 
     [Fact]
@@ -219,8 +217,7 @@ public sealed class BlockDeviceTests() : TestWithTempDirectory("block")
         listener.Start();
         using var disk = new BlockDevice("disk9", CreateImage(64, 8));
         using var h = new DeviceHarness(metrics, disk);
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 2, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 2));
+        var ring = h.AttachBlockRing(0, RingAddress, 2);
         ring.Put(new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 0, Buffer = BufferArea, Length = 4096 });
         ring.Put(new BlockRequest { Operation = (uint)BlockOperation.Write, Sector = 8, Buffer = BufferArea, Length = 1024 });
         ring.Publish();

@@ -32,6 +32,17 @@ internal sealed class DeviceHarness : IDisposable
 
     public long EventSend(int port) => Call(HypercallCode.EventSend, (ulong)port);
 
+    /// <summary>
+    /// A block ring of 2^<paramref name="order"/> slots that the test writes at <paramref name="address"/>, attached to
+    /// block device <paramref name="index"/>; asserts the attach returned the device's event port (its index).
+    /// </summary>
+    public GuestRing<BlockRequest, BlockResponse> AttachBlockRing(int index, ulong address, int order)
+    {
+        var ring = new GuestRing<BlockRequest, BlockResponse>(Memory, address, order, BlockConstants.SlotSize);
+        Assert.Equal(index, Call(HypercallCode.BlockAttach, (ulong)index, address, (ulong)order));
+        return ring;
+    }
+
     /// <summary>Puts <paramref name="request"/> on <paramref name="ring"/>, rings <paramref name="port"/>'s doorbell and returns the one response the device must have produced.</summary>
     public TResponse Single<TRequest, TResponse>(GuestRing<TRequest, TResponse> ring, int port, TRequest request)
         where TRequest : unmanaged

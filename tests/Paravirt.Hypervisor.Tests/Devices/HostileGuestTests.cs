@@ -22,10 +22,8 @@ public sealed class HostileGuestTests() : TestWithTempDirectory("hostile")
     public void LyingRingIndicesBreakOnlyThatDevice()
     {
         using var h = new DeviceHarness(NewDisk("bad"), NewDisk("good"));
-        var bad = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 4, 64);
-        var good = new GuestRing<BlockRequest, BlockResponse>(h.Memory, Ring2Address, 4, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 4));
-        Assert.Equal(1, h.Call(HypercallCode.BlockAttach, 1, Ring2Address, 4));
+        var bad = h.AttachBlockRing(0, RingAddress, 4);
+        var good = h.AttachBlockRing(1, Ring2Address, 4);
 
         bad.SetReqProd(0x7000_0000); // far more requests than the 16 slots
         Assert.Equal((long)HypercallStatus.Broken, h.EventSend(0));
@@ -46,8 +44,7 @@ public sealed class HostileGuestTests() : TestWithTempDirectory("hostile")
     public void ReqProdOneMoreThanTheRingHoldsIsBroken()
     {
         using var h = new DeviceHarness(NewDisk("d"));
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 2, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 2));
+        var ring = h.AttachBlockRing(0, RingAddress, 2);
         ring.SetReqProd(4); // exactly full: fine
         Assert.Equal(0, h.EventSend(0));
         Assert.Equal(4u, ring.RspProd);
@@ -60,8 +57,7 @@ public sealed class HostileGuestTests() : TestWithTempDirectory("hostile")
     {
         using BlockDevice disk = NewDisk("d", sectors: 128);
         using var h = new DeviceHarness(disk);
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 5, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 5));
+        var ring = h.AttachBlockRing(0, RingAddress, 5);
         const uint read = (uint)BlockOperation.Read, write = (uint)BlockOperation.Write, discard = (uint)BlockOperation.Discard;
         (BlockRequest request, HypercallStatus expected)[] cases =
         [
@@ -133,8 +129,7 @@ public sealed class HostileGuestTests() : TestWithTempDirectory("hostile")
     public void ADoorbellStormTakesBoundedTimeAndMemory()
     {
         using var h = new DeviceHarness(NewDisk("d"));
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 3, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 3));
+        var ring = h.AttachBlockRing(0, RingAddress, 3);
         for (int i = 0; i < 1000; i++)
         {
             Assert.Equal(0, h.EventSend(0)); // warm up
@@ -161,8 +156,7 @@ public sealed class HostileGuestTests() : TestWithTempDirectory("hostile")
     {
         using BlockDevice disk = NewDisk("d", sectors: 64);
         using var h = new DeviceHarness(disk);
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 0, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 0));
+        var ring = h.AttachBlockRing(0, RingAddress, 0);
         // Two versions of the one request: a valid 512-byte read, and a hostile one (huge length, buffer past memory).
         var valid = new BlockRequest { Id = 1, Operation = (uint)BlockOperation.Read, Sector = 0, Buffer = BufferArea, Length = 512 };
         var hostile = new BlockRequest { Id = 2, Operation = (uint)BlockOperation.Write, Sector = ulong.MaxValue, Buffer = DeviceHarness.MemorySize - 8, Length = 0xFFFF_FFFF };
