@@ -25,6 +25,19 @@ internal static class EmuHarness
         return new EmuGuest(memory, vm, vcpu);
     }
 
+    /// <summary>A fresh guest (<see cref="Create"/>) run until <paramref name="code"/> halts, which it must do first; its memory and registers are then the test's to read.</summary>
+    public static EmuGuest RunToHalt(byte[] code)
+    {
+        EmuGuest guest = Create(code);
+        VcpuExit exit = guest.Vcpu.Run();
+        if (exit.Kind != VcpuExitKind.Halt)
+        {
+            guest.Dispose();
+            Assert.Fail($"expected a halt, got {exit.Kind} at 0x{exit.Rip:x}: {exit.Detail}");
+        }
+        return guest;
+    }
+
     /// <summary>Runs <paramref name="code"/> on a fresh guest to its first exit, asserts that the exit is a fault and returns the fault's description (what a user is told).</summary>
     public static string RunToFault(byte[] code)
     {

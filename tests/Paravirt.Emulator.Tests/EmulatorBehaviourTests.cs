@@ -278,9 +278,8 @@ public sealed class EmulatorBehaviourTests
             a.dd(1);
             a.ret();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
         var (memory, vm, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.Equal(1UL, r.Rbx);
         Assert.Equal(2UL, r.Rax);
@@ -300,9 +299,8 @@ public sealed class EmulatorBehaviourTests
             a.dd(1);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
         var (memory, vm, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
         Assert.Equal(7UL, vcpu.GetRegisters().Rax);
     }
 
@@ -335,9 +333,8 @@ public sealed class EmulatorBehaviourTests
             a.rdtsc();
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
         var (memory, vm, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.NotEqual(0UL, r.R8 & (1UL << 26)); // SSE2
         Assert.NotEqual(0UL, r.R9 & (1UL << 23)); // POPCNT
@@ -388,9 +385,8 @@ public sealed class EmulatorBehaviourTests
             a.Label(ref counter);
             a.dq(0);
         });
-        using EmuGuest guest = EmuHarness.Create(code);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
         var (memory, vm, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
         Assert.Equal(10_000UL, vcpu.GetRegisters().Rax);
         Assert.True(((EmulatorVcpu)vcpu).BlocksDecoded <= 4, $"{((EmulatorVcpu)vcpu).BlocksDecoded} blocks decoded");
     }
@@ -441,9 +437,8 @@ public sealed class EmulatorBehaviourTests
             a.dw(0xFFF);
             a.dq(0x7000);
         });
-        using EmuGuest guest = EmuHarness.Create(code);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
         var (memory, vm, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.Equal(LongModeSetup.Cr0, r.Rax);
         Assert.Equal(LongModeSetup.Cr4, r.Rbx);
