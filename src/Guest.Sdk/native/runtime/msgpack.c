@@ -42,6 +42,22 @@ static uint64_t pv_mp_be(const uint8_t *p, int n)
     return v;
 }
 
+/* A fixed-size value of n bytes that starts with `marker`: its big-endian payload (the n - 1 bytes after the marker),
+   consumed; or 0 with the reader failed (PROTOCOL when short, INVALID when another type is next). */
+static uint64_t pv_mp_read_fixed(pv_mp_reader *r, uint8_t marker, int n)
+{
+    if (!pv_mp_need(r, (size_t)n)) {
+        return 0;
+    }
+    if (*r->pos != marker) {
+        pv_mp_fail(r, PV_STATUS_INVALID);
+        return 0;
+    }
+    uint64_t v = pv_mp_be(r->pos + 1, n - 1);
+    r->pos += n;
+    return v;
+}
+
 pv_mp_type pv_mp_peek(const pv_mp_reader *r)
 {
     if (r->error != 0 || r->pos >= r->end) {
@@ -84,14 +100,7 @@ bool pv_mp_at_end(const pv_mp_reader *r)
 
 void pv_mp_read_nil(pv_mp_reader *r)
 {
-    if (!pv_mp_need(r, 1)) {
-        return;
-    }
-    if (*r->pos != 0xc0) {
-        pv_mp_fail(r, PV_STATUS_INVALID);
-        return;
-    }
-    r->pos++;
+    pv_mp_read_fixed(r, 0xc0, 1);
 }
 
 bool pv_mp_read_bool(pv_mp_reader *r)
@@ -188,33 +197,17 @@ uint64_t pv_mp_read_uint(pv_mp_reader *r)
 
 float pv_mp_read_float(pv_mp_reader *r)
 {
-    float f = 0;
-    if (!pv_mp_need(r, 5)) {
-        return f;
-    }
-    if (*r->pos != 0xca) {
-        pv_mp_fail(r, PV_STATUS_INVALID);
-        return f;
-    }
-    uint32_t bits = (uint32_t)pv_mp_be(r->pos + 1, 4);
+    uint32_t bits = (uint32_t)pv_mp_read_fixed(r, 0xca, 5);
+    float f;
     memcpy(&f, &bits, sizeof f);
-    r->pos += 5;
     return f;
 }
 
 double pv_mp_read_double(pv_mp_reader *r)
 {
-    double d = 0;
-    if (!pv_mp_need(r, 9)) {
-        return d;
-    }
-    if (*r->pos != 0xcb) {
-        pv_mp_fail(r, PV_STATUS_INVALID);
-        return d;
-    }
-    uint64_t bits = pv_mp_be(r->pos + 1, 8);
+    uint64_t bits = pv_mp_read_fixed(r, 0xcb, 9);
+    double d;
     memcpy(&d, &bits, sizeof d);
-    r->pos += 9;
     return d;
 }
 
