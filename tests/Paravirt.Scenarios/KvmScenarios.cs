@@ -59,6 +59,23 @@ internal static class KvmScenarios
     }
 
     /// <summary>
+    /// The start of a hypercall loop guest: r12 = <paramref name="iterations"/> counts down, rbx holds the hypercall
+    /// page's entry, and each iteration (at <paramref name="loop"/>) begins with eax = TestCode; a wrong result jumps
+    /// to <paramref name="bad"/> (see <see cref="StartWithMismatchReport"/>).
+    /// </summary>
+    private static Assembler HypercallLoop(int iterations, out Label loop, out Label bad)
+    {
+        var a = new Assembler(64);
+        loop = a.CreateLabel();
+        bad = a.CreateLabel();
+        a.mov(r12, iterations);
+        a.mov(rbx, GuestLayout.HypercallPage + HypercallPage.EntryOffset);
+        a.Label(ref loop);
+        a.mov(eax, TestCode);
+        return a;
+    }
+
+    /// <summary>
     /// Ends a hypercall loop's code with its mismatch report (at <paramref name="bad"/>: the wrong result goes to the
     /// host in rdi with MismatchCode, through the hypercall page whose entry is in rbx) and starts it on KVM.
     /// </summary>
@@ -78,12 +95,7 @@ internal static class KvmScenarios
     /// </summary>
     private static string LongModeOut()
     {
-        var a = new Assembler(64);
-        Label loop = a.CreateLabel(), bad = a.CreateLabel();
-        a.mov(r12, LongModeIterations);
-        a.mov(rbx, GuestLayout.HypercallPage + HypercallPage.EntryOffset);
-        a.Label(ref loop);
-        a.mov(eax, TestCode);
+        Assembler a = HypercallLoop(LongModeIterations, out Label loop, out Label bad);
         a.movq(xmm1, r12);          // SSE round trip (needs CPUID and CR4.OSFXSR right): rdi = r12 through xmm1
         a.movq(rdi, xmm1);
         a.mov(rsi, A2);
@@ -192,12 +204,7 @@ internal static class KvmScenarios
     {
         const int Count = 100_000_000; // more than the host lets it do
         const int WantInterrupted = 50, WantHypercalls = 2000;
-        var a = new Assembler(64);
-        Label loop = a.CreateLabel(), bad = a.CreateLabel();
-        a.mov(r12, Count);
-        a.mov(rbx, GuestLayout.HypercallPage + HypercallPage.EntryOffset);
-        a.Label(ref loop);
-        a.mov(eax, TestCode);
+        Assembler a = HypercallLoop(Count, out Label loop, out Label bad);
         a.mov(rdi, r12);
         a.call(rbx);
         a.lea(rcx, __[r12 + r12 + 1]);
