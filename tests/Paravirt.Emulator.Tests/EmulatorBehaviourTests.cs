@@ -279,7 +279,7 @@ public sealed class EmulatorBehaviourTests
             a.ret();
         });
         using EmuGuest guest = EmuHarness.RunToHalt(code);
-        var (memory, vm, vcpu) = guest;
+        IVcpu vcpu = guest.Vcpu;
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.Equal(1UL, r.Rbx);
         Assert.Equal(2UL, r.Rax);
@@ -300,7 +300,7 @@ public sealed class EmulatorBehaviourTests
             a.hlt();
         });
         using EmuGuest guest = EmuHarness.RunToHalt(code);
-        var (memory, vm, vcpu) = guest;
+        IVcpu vcpu = guest.Vcpu;
         Assert.Equal(7UL, vcpu.GetRegisters().Rax);
     }
 
@@ -334,7 +334,7 @@ public sealed class EmulatorBehaviourTests
             a.hlt();
         });
         using EmuGuest guest = EmuHarness.RunToHalt(code);
-        var (memory, vm, vcpu) = guest;
+        IVcpu vcpu = guest.Vcpu;
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.NotEqual(0UL, r.R8 & (1UL << 26)); // SSE2
         Assert.NotEqual(0UL, r.R9 & (1UL << 23)); // POPCNT
@@ -386,7 +386,7 @@ public sealed class EmulatorBehaviourTests
             a.dq(0);
         });
         using EmuGuest guest = EmuHarness.RunToHalt(code);
-        var (memory, vm, vcpu) = guest;
+        IVcpu vcpu = guest.Vcpu;
         Assert.Equal(10_000UL, vcpu.GetRegisters().Rax);
         Assert.True(((EmulatorVcpu)vcpu).BlocksDecoded <= 4, $"{((EmulatorVcpu)vcpu).BlocksDecoded} blocks decoded");
     }
@@ -438,7 +438,7 @@ public sealed class EmulatorBehaviourTests
             a.dq(0x7000);
         });
         using EmuGuest guest = EmuHarness.RunToHalt(code);
-        var (memory, vm, vcpu) = guest;
+        IVcpu vcpu = guest.Vcpu;
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.Equal(LongModeSetup.Cr0, r.Rax);
         Assert.Equal(LongModeSetup.Cr4, r.Rbx);
