@@ -253,18 +253,26 @@ static const uint8_t *pv_mp_take(pv_mp_reader *r, uint32_t length)
     return p;
 }
 
-const char *pv_mp_read_str(pv_mp_reader *r, uint32_t *length)
+/* A str or bin value (its header markers given, see pv_mp_header): its bytes in place and *length, or NULL (*length 0)
+   with the reader failed. */
+static const uint8_t *pv_mp_read_bytes(pv_mp_reader *r, uint8_t fixlo, uint8_t fixhi, uint8_t m8, uint8_t m16, uint8_t m32,
+                                       uint32_t *length)
 {
     uint32_t n = 0;
     *length = 0;
-    if (!pv_mp_header(r, 0xa0, 0xbf, 0xd9, 0xda, 0xdb, &n)) {
+    if (!pv_mp_header(r, fixlo, fixhi, m8, m16, m32, &n)) {
         return NULL;
     }
     const uint8_t *p = pv_mp_take(r, n);
     if (p != NULL) {
         *length = n;
     }
-    return (const char *)p;
+    return p;
+}
+
+const char *pv_mp_read_str(pv_mp_reader *r, uint32_t *length)
+{
+    return (const char *)pv_mp_read_bytes(r, 0xa0, 0xbf, 0xd9, 0xda, 0xdb, length);
 }
 
 long pv_mp_read_cstr(pv_mp_reader *r, char *buf, size_t cap)
@@ -291,16 +299,7 @@ long pv_mp_read_cstr(pv_mp_reader *r, char *buf, size_t cap)
 
 const uint8_t *pv_mp_read_bin(pv_mp_reader *r, uint32_t *length)
 {
-    uint32_t n = 0;
-    *length = 0;
-    if (!pv_mp_header(r, 0, 0, 0xc4, 0xc5, 0xc6, &n)) {
-        return NULL;
-    }
-    const uint8_t *p = pv_mp_take(r, n);
-    if (p != NULL) {
-        *length = n;
-    }
-    return p;
+    return pv_mp_read_bytes(r, 0, 0, 0xc4, 0xc5, 0xc6, length);
 }
 
 uint32_t pv_mp_read_array(pv_mp_reader *r)
