@@ -537,17 +537,24 @@ static void pv_mp_bytes(pv_mp_writer *w, const void *data, size_t length)
     }
 }
 
+/* A length or count header in its smallest form: the fix form (fix | n) when n <= fixmax (fixmax 0: the type has
+   none), else m8 (0: none), m16 or m32 with an 8-, 16- or 32-bit big-endian n. The writer's side of pv_mp_header. */
+static void pv_mp_put_header(pv_mp_writer *w, uint8_t fix, uint32_t fixmax, uint8_t m8, uint8_t m16, uint8_t m32, uint32_t n)
+{
+    if (fixmax != 0 && n <= fixmax) {
+        pv_mp_put(w, (uint8_t)(fix | n), 0, 0);
+    } else if (m8 != 0 && n <= 0xff) {
+        pv_mp_put(w, m8, n, 1);
+    } else if (n <= 0xffff) {
+        pv_mp_put(w, m16, n, 2);
+    } else {
+        pv_mp_put(w, m32, n, 4);
+    }
+}
+
 void pv_mp_write_str(pv_mp_writer *w, const char *s, uint32_t length)
 {
-    if (length <= 31) {
-        pv_mp_put(w, (uint8_t)(0xa0 | length), 0, 0);
-    } else if (length <= 0xff) {
-        pv_mp_put(w, 0xd9, length, 1);
-    } else if (length <= 0xffff) {
-        pv_mp_put(w, 0xda, length, 2);
-    } else {
-        pv_mp_put(w, 0xdb, length, 4);
-    }
+    pv_mp_put_header(w, 0xa0, 31, 0xd9, 0xda, 0xdb, length);
     pv_mp_bytes(w, s, length);
 }
 
@@ -558,36 +565,18 @@ void pv_mp_write_cstr(pv_mp_writer *w, const char *s)
 
 void pv_mp_write_bin(pv_mp_writer *w, const void *data, uint32_t length)
 {
-    if (length <= 0xff) {
-        pv_mp_put(w, 0xc4, length, 1);
-    } else if (length <= 0xffff) {
-        pv_mp_put(w, 0xc5, length, 2);
-    } else {
-        pv_mp_put(w, 0xc6, length, 4);
-    }
+    pv_mp_put_header(w, 0, 0, 0xc4, 0xc5, 0xc6, length);
     pv_mp_bytes(w, data, length);
 }
 
 void pv_mp_write_array(pv_mp_writer *w, uint32_t count)
 {
-    if (count <= 15) {
-        pv_mp_put(w, (uint8_t)(0x90 | count), 0, 0);
-    } else if (count <= 0xffff) {
-        pv_mp_put(w, 0xdc, count, 2);
-    } else {
-        pv_mp_put(w, 0xdd, count, 4);
-    }
+    pv_mp_put_header(w, 0x90, 15, 0, 0xdc, 0xdd, count);
 }
 
 void pv_mp_write_map(pv_mp_writer *w, uint32_t count)
 {
-    if (count <= 15) {
-        pv_mp_put(w, (uint8_t)(0x80 | count), 0, 0);
-    } else if (count <= 0xffff) {
-        pv_mp_put(w, 0xde, count, 2);
-    } else {
-        pv_mp_put(w, 0xdf, count, 4);
-    }
+    pv_mp_put_header(w, 0x80, 15, 0, 0xde, 0xdf, count);
 }
 
 void pv_mp_write_ext(pv_mp_writer *w, int8_t type, const void *data, uint32_t length)
