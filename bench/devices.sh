@@ -10,10 +10,8 @@
 #
 # Usage: bench/devices.sh            Environment: MIB (64), RAND (2048), ROUNDS (2000), RUNS (3), NO_APPEND=1
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
-MIB="${MIB:-64}"
-RAND="${RAND:-2048}"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_block_workload
 ROUNDS="${ROUNDS:-2000}"
 RUNS="${RUNS:-3}"
 
@@ -34,7 +32,7 @@ section="$(cat <<EOF
 
 Command: \`MIB=$MIB RAND=$RAND ROUNDS=$ROUNDS RUNS=$RUNS bench/devices.sh\`
 Date: $(date -u '+%Y-%m-%d %H:%M UTC')
-Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)
+Machine: $(bench_machine); load average at the end: $(bench_load)
 Backend: emulator (no /dev/kvm here). Best of $RUNS runs per row. Image file in artifacts/bench on $(df -T "$work" | awk 'NR==2 {print $2}').
 
 Block (guest: samples/blk mode=bench; host: the same I/O with RandomAccess on the same file):
@@ -50,11 +48,4 @@ batch) at the emulator's speed; the data itself is copied once by the host betwe
 Both sides hit the page cache (no O_DIRECT), and the sequential write includes one fsync on both sides.
 EOF
 )"
-printf '%s\n' "$section"
-if [ "${NO_APPEND:-0}" != 1 ]; then
-    tmp="$(mktemp)"
-    printf '%s\n' "$section" >"$tmp"
-    bench/replace-section.sh bench/RESULTS.md "$tmp"
-    rm -f "$tmp"
-    echo "devices.sh: wrote its section of bench/RESULTS.md" >&2
-fi
+bench_publish_section devices.sh "$section"

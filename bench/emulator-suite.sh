@@ -22,8 +22,7 @@
 #   COLD_COUNT (200), HC_COUNT (1000000), HC_COUNT_KVM (20000), HC_RUNS (5), SCALE (each kernel's default),
 #   NO_WRITE=1 (print the section only), OUT (artifacts/bench/suite).
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 quick=0
 kernels=()
@@ -58,7 +57,7 @@ for tool in gcc qemu-x86_64 dotnet awk; do
 done
 
 command_line="bench/emulator-suite.sh${*:+ $*}"
-load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+load_start="$(bench_load)"
 commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench/RESULTS.md' 2>/dev/null || echo ' (with uncommitted changes)')"
 echo "== build (load average $load_start)" >&2
 mapfile -t kernels < <(bench/guests/build-suite.sh "$out" "${kernels[@]}")
@@ -148,7 +147,7 @@ echo "== hypercall round trip" >&2
 hc_emu="$("${bench[@]}" hypercall "$HC_COUNT" "$HC_RUNS" emulator)"
 hc_kvm="$("${bench[@]}" hypercall "$HC_COUNT_KVM" "$HC_RUNS" kvm)"
 printf '%s\n' "$hc_emu" "$hc_kvm" >&2
-load_end="$(cut -d' ' -f1-3 /proc/loadavg)"
+load_end="$(bench_load)"
 
 # ---- the section ---------------------------------------------------------------------------------------------------
 # (rows.tsv holds "-" for a value that was not measured)
@@ -204,7 +203,6 @@ hc_row() { # LABEL TEXT
     call="$(kv "$2" interface_call_ns)"
     echo "| $1 | $(kv "$2" count) | $trip | $call | $(ratio "$trip" "$call") | $(kv "$2" allocated_bytes_per_round_trip) |"
 }
-cpu_model="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 instructions_note="the emulator's exact count; the same ELF retires the same instruction stream on every runner (the kernels are deterministic)"
 if [ $perf_ok = 1 ]; then
     instructions_note+="; perf stat -e instructions:u counts for the native runs: $(cut -f1,15 "$rows" | tr '\t\n' '= ' )"
@@ -221,7 +219,7 @@ section="$(cat <<EOF
 
 Command: \`$command_line\` (RUNS_NATIVE=$RUNS_NATIVE RUNS_QEMU=$RUNS_QEMU RUNS_EMU=$RUNS_EMU INTERP_RUNS=$INTERP_RUNS COLD_PROCS=$COLD_PROCS COLD_COUNT=$COLD_COUNT HC_COUNT=$HC_COUNT HC_RUNS=$HC_RUNS${SCALE:+ SCALE=$SCALE})
 Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $commit
-Machine: $cpu_model, $(nproc) cores, $(free -g | awk '/Mem:/ { print $2 }') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), Linux $(uname -r)
+Machine: $(bench_machine), $(free -g | awk '/Mem:/ { print $2 }') GiB, $(. /etc/os-release && echo "$PRETTY_NAME"), Linux $(uname -r)
 Load average: $load_start at the start, $load_end at the end
 Toolchain: $(gcc --version | head -n 1); $(qemu-x86_64 --version | head -n 1); .NET $(dotnet --version)
 $noisy

@@ -12,12 +12,10 @@
 # Usage: bench/kvm-pvm.sh     Environment: COUNT (20000), ROUNDS (200), MIB (64), RAND (2048), NET_ROUNDS (2000),
 #                             RUNS (3), NO_APPEND=1 (print the section only)
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_block_workload
 COUNT="${COUNT:-20000}"
 ROUNDS="${ROUNDS:-200}"
-MIB="${MIB:-64}"
-RAND="${RAND:-2048}"
 NET_ROUNDS="${NET_ROUNDS:-2000}"
 RUNS="${RUNS:-3}"
 
@@ -71,7 +69,7 @@ section="$(cat <<EOF
 
 Command: \`COUNT=$COUNT ROUNDS=$ROUNDS MIB=$MIB RAND=$RAND NET_ROUNDS=$NET_ROUNDS RUNS=$RUNS bench/kvm-pvm.sh\`
 Date: $(date -u '+%Y-%m-%d %H:%M UTC')
-Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores, Linux $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)
+Machine: $(bench_machine), Linux $(uname -r); load average at the end: $(bench_load)
 KVM: $(sed -E 's/^kvm +available +//' <<<"$probe")
 Best of $RUNS runs per row; both backends and the reference in the same run.
 
@@ -110,11 +108,4 @@ is where it shows (the receiving VM drains its queue more slowly than the sender
 (see the load average); rerun on a quiet machine before comparing with other sections.
 EOF
 )"
-printf '%s\n' "$section"
-if [ "${NO_APPEND:-0}" != 1 ]; then
-    tmp="$(mktemp)"
-    printf '%s\n' "$section" >"$tmp"
-    bench/replace-section.sh bench/RESULTS.md "$tmp"
-    rm -f "$tmp"
-    echo "kvm-pvm.sh: wrote its section of bench/RESULTS.md" >&2
-fi
+bench_publish_section kvm-pvm.sh "$section"

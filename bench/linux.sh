@@ -11,8 +11,7 @@
 #
 # Usage: bench/linux.sh        Environment: RUNS (3), NO_APPEND=1 (print the section only)
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-3}"
 
 for p in samples/linux-c samples/linux-musl samples/linux-dotnet tests/linux-edge tests/Paravirt.Scenarios src/Paravirt.Cli; do
@@ -43,7 +42,7 @@ section="$work/linux-section.md"
     echo
     echo "Command: \`RUNS=$RUNS bench/linux.sh\`"
     echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "Machine: $(bench_machine); load average at the end: $(bench_load)"
     echo "Guest backend: $where. Native: the same static binaries, started with fork/exec $( [[ "$where" == KVM* ]] && echo 'inside the same VM' || echo 'on this machine')."
     echo
     echo "Start-up, milliseconds (best of $RUNS): to main = until the first byte of standard output, to exit = until the run ended."
@@ -77,9 +76,4 @@ section="$work/linux-section.md"
     echo '```'
 } >"$section"
 
-if [ "${NO_APPEND:-0}" = 1 ]; then
-    cat "$section"
-else
-    bash bench/replace-section.sh bench/RESULTS.md "$section"
-    echo "linux.sh: wrote the section to bench/RESULTS.md" >&2
-fi
+bench_publish_section linux.sh "$(cat "$section")"

@@ -8,8 +8,7 @@
 #
 # Usage: bench/sandbox.sh            Environment: RUNS (5), SANDBOXES (1000), BACKEND (emulator), NO_APPEND=1
 set -euo pipefail
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-5}"
 SANDBOXES="${SANDBOXES:-1000}"
 BACKEND="${BACKEND:-emulator}"
@@ -23,7 +22,7 @@ if [ "$BACKEND" = kvm ]; then
     dotnet build src/Paravirt.Cli/Paravirt.Cli.csproj -c Release -nologo -v q >/dev/null
     backend_detail="KVM: $(dotnet src/Paravirt.Cli/bin/Release/net10.0/paravirt.dll backends | awk '$1 == "kvm"' | sed -E 's/^kvm +available +//')"
 fi
-load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+load_before="$(bench_load)"
 table="$(dotnet bench/Paravirt.SandboxBench/bin/Release/net10.0/Paravirt.SandboxBench.dll artifacts/guests/plugin-guest.elf "$BACKEND" "$RUNS" "$SANDBOXES" 2>artifacts/sandbox-bench.err)"
 detail="$(cat artifacts/sandbox-bench.err)"
 
@@ -33,7 +32,7 @@ section="$(cat <<EOF
 
 Command: \`RUNS=$RUNS SANDBOXES=$SANDBOXES BACKEND=$BACKEND bench/sandbox.sh\`
 Date: $(date -u '+%Y-%m-%d %H:%M UTC')
-Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; load average before: $load_before, at the end: $(cut -d' ' -f1-3 /proc/loadavg)
+Machine: $(bench_machine); load average before: $load_before, at the end: $(bench_load)
 Guest: samples/plugin-guest (C), 16 MiB. Median of $RUNS batches per row. $detail
 $backend_detail
 
@@ -55,11 +54,4 @@ bootstrap); pooling VMs would remove that and is not done. Snapshot() after 4096
 sandbox) folds the overlay into a new base file: a full copy, by design (later snapshots are cheap again).
 EOF
 )"
-printf '%s\n' "$section"
-if [ "${NO_APPEND:-0}" != 1 ]; then
-    tmp="$(mktemp)"
-    printf '%s\n' "$section" >"$tmp"
-    bench/replace-section.sh bench/RESULTS.md "$tmp"
-    rm -f "$tmp"
-    echo "sandbox.sh: wrote its section of bench/RESULTS.md" >&2
-fi
+bench_publish_section sandbox.sh "$section"

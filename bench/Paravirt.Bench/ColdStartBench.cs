@@ -1,12 +1,5 @@
-using System.Diagnostics;
-using System.Globalization;
-using System.Runtime.InteropServices;
-using System.Text;
-using Paravirt.Abi;
 using Paravirt.Bench.Interop;
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Bench;

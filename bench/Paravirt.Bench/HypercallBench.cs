@@ -1,12 +1,5 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Runtime.CompilerServices;
 using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Memory;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Bench;

@@ -1,12 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
-using System.Globalization;
-using System.Text;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Bench;
 
@@ -49,19 +41,12 @@ internal static class Program
     {
         byte[] elf = File.ReadAllBytes(path);
         IHypervisorBackend backend = backendName == KvmBackend.BackendName ? new KvmBackend() : new EmulatorBackend();
-        string? firstOutput = null;
-        ulong firstCount = 0;
+        var same = new SameEveryRun();
         for (int run = 1; run <= runs; run++)
         {
             (string output, ulong count, double seconds, double cpu, int exits) = RunOnce(elf, backend);
-            if (firstOutput is null)
+            if (!same.Check(run, output, count))
             {
-                firstOutput = output;
-                firstCount = count;
-            }
-            else if (output != firstOutput || count != firstCount)
-            {
-                Console.Error.WriteLine($"non-deterministic run: '{output.Trim()}' {count} vs '{firstOutput.Trim()}' {firstCount}");
                 return 1;
             }
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

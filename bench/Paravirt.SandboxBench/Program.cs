@@ -123,39 +123,18 @@ internal static class Program
         double memcpyPageUs = PerOp(runs, 20_000, CopyOnePage);
         foreach (int pages in new[] { 1, 64, 4096 })
         {
-            double restoreUs = Median(runs, () =>
-            {
-                const int Iterations = 50;
-                long total = 0;
-                for (int i = 0; i < Iterations; i++)
-                {
-                    DirtyPages(sandbox, pages, i);
-                    long t0 = Stopwatch.GetTimestamp();
-                    sandbox.Restore(clean);
-                    total += Stopwatch.GetTimestamp() - t0;
-                }
-                return Stopwatch.GetElapsedTime(0, total).TotalMicroseconds / Iterations;
-            });
+            double restoreUs = AfterDirtying(runs, sandbox, pages, iterations: 50, () => sandbox.Restore(clean));
             string goal = pages == 64 ? "<= 20 us" : "";
             Row(rows, $"`Restore()` after {pages} dirty page(s)", Us(restoreUs), $"memcpy of {pages} page(s) {Us(memcpyPageUs * pages)}", Ratio(restoreUs, memcpyPageUs * pages), goal);
         }
         foreach (int pages in new[] { 1, 64, 4096 })
         {
             sandbox.Restore(clean);
-            double snapshotUs = Median(runs, () =>
+            SandboxSnapshot? taken = null;
+            double snapshotUs = AfterDirtying(runs, sandbox, pages, iterations: 20, () => taken = sandbox.Snapshot(), untimed: () =>
             {
-                const int Iterations = 20;
-                long total = 0;
-                for (int i = 0; i < Iterations; i++)
-                {
-                    DirtyPages(sandbox, pages, i);
-                    long t0 = Stopwatch.GetTimestamp();
-                    SandboxSnapshot s = sandbox.Snapshot();
-                    total += Stopwatch.GetTimestamp() - t0;
-                    s.Dispose();
-                    sandbox.Restore(clean);
-                }
-                return Stopwatch.GetElapsedTime(0, total).TotalMicroseconds / Iterations;
+                taken!.Dispose();
+                sandbox.Restore(clean);
             });
             Row(rows, $"`Snapshot()` after {pages} dirty page(s)", Us(snapshotUs), $"memcpy of {pages} page(s) {Us(memcpyPageUs * pages)}", Ratio(snapshotUs, memcpyPageUs * pages), "");
         }
@@ -260,6 +239,25 @@ internal static class Program
             action();
         }
     }
+
+    /// <summary>
+    /// Median over <paramref name="runs"/> batches of the microseconds <paramref name="timed"/> takes right after
+    /// <paramref name="pages"/> pages of the sandbox were dirtied; neither the dirtying nor <paramref name="untimed"/>
+    /// (run after each timed call) is counted.
+    /// </summary>
+    private static double AfterDirtying(int runs, Sandbox sandbox, int pages, int iterations, Action timed, Action? untimed = null) => Median(runs, () =>
+    {
+        long total = 0;
+        for (int i = 0; i < iterations; i++)
+        {
+            DirtyPages(sandbox, pages, i);
+            long t0 = Stopwatch.GetTimestamp();
+            timed();
+            total += Stopwatch.GetTimestamp() - t0;
+            untimed?.Invoke();
+        }
+        return Stopwatch.GetElapsedTime(0, total).TotalMicroseconds / iterations;
+    });
 
     private static double PerOp(int runs, int iterations, Action action) => Median(runs, () =>
     {

@@ -95,6 +95,18 @@ static long store_slot(uint32_t i)
     return r;
 }
 
+/* Writes slot i through to the disk and answers the command: OK, or the disk's error. Returns 0 (keep serving). */
+static int store_and_reply(uint32_t i)
+{
+    long r = store_slot(i);
+    if (r < 0) {
+        reply("ERR disk %ld", r);
+    } else {
+        reply("OK");
+    }
+    return 0;
+}
+
 /* Loads or formats the store; returns the number of keys or a negative status. */
 static long load(uint32_t *corrupt)
 {
@@ -237,13 +249,7 @@ static int handle(const char *line)
         }
         memset(&table[at], 0, sizeof(table[at]));
         table[at].state = DELETED;
-        long r = store_slot((uint32_t)at);
-        if (r < 0) {
-            reply("ERR disk %ld", r);
-        } else {
-            reply("OK");
-        }
-        return 0;
+        return store_and_reply((uint32_t)at);
     }
     size_t value_len = strlen(rest);
     if (value_len > VALUE_MAX) {
@@ -264,13 +270,7 @@ static int handle(const char *line)
     s->value_len = (uint32_t)value_len;
     memcpy(s->key, args, key_len);
     memcpy(s->value, rest, value_len);
-    long r = store_slot((uint32_t)at);
-    if (r < 0) {
-        reply("ERR disk %ld", r);
-    } else {
-        reply("OK");
-    }
-    return 0;
+    return store_and_reply((uint32_t)at);
 }
 
 int main(void)

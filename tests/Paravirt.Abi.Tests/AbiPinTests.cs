@@ -72,11 +72,20 @@ public sealed class AbiPinTests
     {
         var actual = enumType.GetFields(BindingFlags.Public | BindingFlags.Static)
             .ToDictionary(f => f.Name, f => f.GetRawConstantValue()!);
+        AssertPinned(enumType, expected, actual);
+    }
+
+    /// <summary>
+    /// <paramref name="actual"/> (a type's public constants by name) holds exactly the pinned names with the pinned
+    /// values, of the pinned types: an ABI code or constant is never removed, renumbered or retyped.
+    /// </summary>
+    private static void AssertPinned(Type type, (string Name, object Value)[] expected, Dictionary<string, object> actual)
+    {
         Assert.Equal(expected.Length, actual.Count);
         foreach ((string name, object value) in expected)
         {
-            Assert.True(actual.TryGetValue(name, out object? v), $"{enumType.Name}.{name} is missing (codes are never removed)");
-            Assert.True(value.Equals(v), $"{enumType.Name}.{name} is {v}, pinned {value} (codes are never renumbered)");
+            Assert.True(actual.TryGetValue(name, out object? v), $"{type.Name}.{name} is missing (codes are never removed)");
+            Assert.True(value.Equals(v), $"{type.Name}.{name} is {v} ({v?.GetType().Name}), pinned {value} ({value.GetType().Name}) (codes are never renumbered)");
         }
     }
 
@@ -167,12 +176,7 @@ public sealed class AbiPinTests
         var actual = type.GetFields(BindingFlags.Public | BindingFlags.Static)
             .Where(f => f.IsLiteral)
             .ToDictionary(f => f.Name, f => f.GetRawConstantValue()!);
-        Assert.Equal(expected.Length, actual.Count);
-        foreach ((string name, object value) in expected)
-        {
-            Assert.True(actual.TryGetValue(name, out object? v), $"{type.Name}.{name} is missing");
-            Assert.True(value.Equals(v), $"{type.Name}.{name} is {v} ({v?.GetType().Name}), pinned {value} ({value.GetType().Name})");
-        }
+        AssertPinned(type, expected, actual);
     }
 
     [Fact]

@@ -2,8 +2,6 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
 using Paravirt.Abi;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Emulator.Tests;
 

@@ -1,7 +1,3 @@
-using Iced.Intel;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Memory;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Emulator.Tests;
@@ -230,9 +226,8 @@ public sealed class DebugTests
             a.mov(eax, 1);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
         (GuestMemory memory, _, IVcpu vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
         Assert.Equal(1UL, vcpu.GetRegisters().Rax);
         // A debugger patches the immediate (as gdb's "set {int}addr = 5" would) and restarts at the top.
         memory.Write(new GuestAddress(EmuHarness.CodeAddress + 1), BitConverter.GetBytes(5));

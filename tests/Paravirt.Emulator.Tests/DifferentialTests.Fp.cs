@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics;
 using OpKind = Iced.Intel.OpKind;
 
 namespace Paravirt.Emulator.Tests;

@@ -272,9 +272,8 @@ public sealed class DirtyPageTests
             a.mov(eax, 1);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
         var (memory, _, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
         Assert.Equal(1UL, vcpu.GetRegisters().Rax);
 
         // What a restore does to a code page: a host write through GuestMemory (observers hear of it).

@@ -24,6 +24,28 @@ internal static class EmuHarness
         IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(codeAddress, memorySize, 0x2000));
         return new EmuGuest(memory, vm, vcpu);
     }
+
+    /// <summary>A fresh guest (<see cref="Create"/>) run until <paramref name="code"/> halts, which it must do first; its memory and registers are then the test's to read.</summary>
+    public static EmuGuest RunToHalt(byte[] code)
+    {
+        EmuGuest guest = Create(code);
+        VcpuExit exit = guest.Vcpu.Run();
+        if (exit.Kind != VcpuExitKind.Halt)
+        {
+            guest.Dispose();
+            Assert.Fail($"expected a halt, got {exit.Kind} at 0x{exit.Rip:x}: {exit.Detail}");
+        }
+        return guest;
+    }
+
+    /// <summary>Runs <paramref name="code"/> on a fresh guest to its first exit, asserts that the exit is a fault and returns the fault's description (what a user is told).</summary>
+    public static string RunToFault(byte[] code)
+    {
+        using EmuGuest guest = Create(code);
+        VcpuExit exit = guest.Vcpu.Run();
+        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
+        return exit.Detail ?? "";
+    }
 }
 
 /// <summary>A guest on the emulator; disposes the vCPU, the VM and the memory, in that order.</summary>

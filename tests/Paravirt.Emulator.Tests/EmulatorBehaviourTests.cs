@@ -84,11 +84,7 @@ public sealed class EmulatorBehaviourTests
     public void Ud2_IsAnInvalidOpcodeFault()
     {
         byte[] code = EmuHarness.Assemble(a => a.ud2());
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Equal("invalid opcode (#UD): 'ud2' at 0x100000", exit.Detail);
+        Assert.Equal("invalid opcode (#UD): 'ud2' at 0x100000", EmuHarness.RunToFault(code));
     }
 
     [Fact]
@@ -126,11 +122,7 @@ public sealed class EmulatorBehaviourTests
             a.mov(rax, __qword_ptr[rbx]); // 8 bytes at 2 MiB - 4: crosses the end
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Equal("page fault: read of 8 bytes at 0x1ffffc outside guest memory", exit.Detail);
+        Assert.Equal("page fault: read of 8 bytes at 0x1ffffc outside guest memory", EmuHarness.RunToFault(code));
     }
 
     [Fact]
@@ -142,10 +134,7 @@ public sealed class EmulatorBehaviourTests
             a.mov(__dword_ptr[rbx + 8], eax);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        VcpuExit exit = guest.Vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Equal("general protection fault (#GP): write of 4 bytes at non-canonical address 0x8000000000000008", exit.Detail);
+        Assert.Equal("general protection fault (#GP): write of 4 bytes at non-canonical address 0x8000000000000008", EmuHarness.RunToFault(code));
     }
 
     [Theory]
@@ -159,11 +148,7 @@ public sealed class EmulatorBehaviourTests
             a.mov(__dword_ptr[rbx + 8], eax);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.StartsWith("page fault: write of 4 bytes at 0x", exit.Detail, StringComparison.Ordinal);
+        Assert.StartsWith("page fault: write of 4 bytes at 0x", EmuHarness.RunToFault(code), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -174,11 +159,7 @@ public sealed class EmulatorBehaviourTests
             a.mov(rax, 0x7000_0000_0000L);
             a.jmp(rax);
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Contains("instruction fetch at 0x700000000000 outside guest memory", exit.Detail, StringComparison.Ordinal);
+        Assert.Contains("instruction fetch at 0x700000000000 outside guest memory", EmuHarness.RunToFault(code), StringComparison.Ordinal);
     }
 
     [Theory]
@@ -297,9 +278,8 @@ public sealed class EmulatorBehaviourTests
             a.dd(1);
             a.ret();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
+        IVcpu vcpu = guest.Vcpu;
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.Equal(1UL, r.Rbx);
         Assert.Equal(2UL, r.Rax);
@@ -319,9 +299,8 @@ public sealed class EmulatorBehaviourTests
             a.dd(1);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
+        IVcpu vcpu = guest.Vcpu;
         Assert.Equal(7UL, vcpu.GetRegisters().Rax);
     }
 
@@ -354,9 +333,8 @@ public sealed class EmulatorBehaviourTests
             a.rdtsc();
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
+        IVcpu vcpu = guest.Vcpu;
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.NotEqual(0UL, r.R8 & (1UL << 26)); // SSE2
         Assert.NotEqual(0UL, r.R9 & (1UL << 23)); // POPCNT
@@ -407,9 +385,8 @@ public sealed class EmulatorBehaviourTests
             a.Label(ref counter);
             a.dq(0);
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
+        IVcpu vcpu = guest.Vcpu;
         Assert.Equal(10_000UL, vcpu.GetRegisters().Rax);
         Assert.True(((EmulatorVcpu)vcpu).BlocksDecoded <= 4, $"{((EmulatorVcpu)vcpu).BlocksDecoded} blocks decoded");
     }
@@ -425,11 +402,7 @@ public sealed class EmulatorBehaviourTests
             a.idiv(rcx);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Contains("divide error", exit.Detail, StringComparison.Ordinal);
+        Assert.Contains("divide error", EmuHarness.RunToFault(code), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -442,11 +415,7 @@ public sealed class EmulatorBehaviourTests
             a.rep.stosb();
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        VcpuExit exit = vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Equal("page fault: write of 1 bytes at 0x200000 outside guest memory", exit.Detail);
+        Assert.Equal("page fault: write of 1 bytes at 0x200000 outside guest memory", EmuHarness.RunToFault(code));
     }
 
     [Fact]
@@ -468,9 +437,8 @@ public sealed class EmulatorBehaviourTests
             a.dw(0xFFF);
             a.dq(0x7000);
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var (memory, vm, vcpu) = guest;
-        Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
+        using EmuGuest guest = EmuHarness.RunToHalt(code);
+        IVcpu vcpu = guest.Vcpu;
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.Equal(LongModeSetup.Cr0, r.Rax);
         Assert.Equal(LongModeSetup.Cr4, r.Rbx);

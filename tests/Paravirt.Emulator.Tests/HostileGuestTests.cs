@@ -1,7 +1,5 @@
 using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Running;
 using Paravirt.Scenarios;
 using static Iced.Intel.AssemblerRegisters;
 

@@ -1,4 +1,3 @@
-using System.Runtime.Intrinsics;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Emulator.Tests;
@@ -16,6 +15,13 @@ public sealed class IsaBehaviourTests
         var (_, _, vcpu) = guest;
         VcpuExit exit = vcpu.Run();
         return (exit, (EmulatorVcpu)vcpu, guest);
+    }
+
+    /// <summary>Asserts that the guest halted and returns <paramref name="length"/> bytes of its memory at <paramref name="address"/>.</summary>
+    private static byte[] ReadAfterHalt(VcpuExit exit, EmuGuest guest, ulong address, ulong length)
+    {
+        Assert.Equal(VcpuExitKind.Halt, exit.Kind);
+        return guest.Memory.GetSpan(new GuestAddress(address), length).ToArray();
     }
 
     [Fact]
@@ -94,9 +100,7 @@ public sealed class IsaBehaviourTests
         });
         using (guest)
         {
-            var (memory, _, _) = guest;
-            Assert.Equal(VcpuExitKind.Halt, exit.Kind);
-            byte[] image = memory.GetSpan(new Paravirt.Hypervisor.Memory.GuestAddress(0x9000), 512).ToArray();
+            byte[] image = ReadAfterHalt(exit, guest, 0x9000, 512);
             Assert.Equal((ushort)0x037F, BitConverter.ToUInt16(image, 0));
             Assert.Equal(0x3FC0u, BitConverter.ToUInt32(image, 24));
             Assert.Equal(0xFFFFu, BitConverter.ToUInt32(image, 28)); // MXCSR_MASK: DAZ supported, nothing above bit 15
@@ -329,9 +333,7 @@ public sealed class IsaBehaviourTests
         });
         using (guest)
         {
-            var (memory, _, _) = guest;
-            Assert.Equal(VcpuExitKind.Halt, exit.Kind);
-            byte[] r = memory.GetSpan(new Paravirt.Hypervisor.Memory.GuestAddress(0x8020), 32).ToArray();
+            byte[] r = ReadAfterHalt(exit, guest, 0x8020, 32);
             Assert.Equal((0x8000_0000_0000_0000UL, (ushort)0x7FFF), (BitConverter.ToUInt64(r, 0), BitConverter.ToUInt16(r, 8)));   // +infinity
             Assert.Equal((0x8000_0000_0000_0000UL, (ushort)0xBFFF), (BitConverter.ToUInt64(r, 16), BitConverter.ToUInt16(r, 24))); // -1
             _ = vcpu;

@@ -1,6 +1,4 @@
 using System.Text;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Running;
 using Paravirt.Scenarios;
 using Xunit.Abstractions;
 using static Paravirt.Scenarios.KernelGuest;

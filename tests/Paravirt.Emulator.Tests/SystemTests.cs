@@ -153,10 +153,7 @@ public sealed class SystemTests
             a.rdfsbase(rax);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        VcpuExit exit = guest.Vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.StartsWith("invalid opcode (#UD)", exit.Detail, StringComparison.Ordinal);
+        Assert.StartsWith("invalid opcode (#UD)", EmuHarness.RunToFault(code), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -172,10 +169,7 @@ public sealed class SystemTests
             a.pxor(xmm1, xmm1);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        VcpuExit exit = guest.Vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Equal("device not available (#NM): SSE instruction with CR0.TS set", exit.Detail);
+        Assert.Equal("device not available (#NM): SSE instruction with CR0.TS set", EmuHarness.RunToFault(code));
     }
 
     [Fact]
@@ -218,10 +212,7 @@ public sealed class SystemTests
             a.mov(cr4, rax);
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        VcpuExit exit = guest.Vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.StartsWith($"general protection fault (#GP): {expected}", exit.Detail, StringComparison.Ordinal);
+        Assert.StartsWith($"general protection fault (#GP): {expected}", EmuHarness.RunToFault(code), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -233,10 +224,7 @@ public sealed class SystemTests
             a.rdmsr();
             a.hlt();
         });
-        using EmuGuest guest = EmuHarness.Create(code);
-        VcpuExit exit = guest.Vcpu.Run();
-        Assert.Equal(VcpuExitKind.Fault, exit.Kind);
-        Assert.Equal("general protection fault (#GP): rdmsr of MSR 0x1b, which the emulator does not implement", exit.Detail);
+        Assert.Equal("general protection fault (#GP): rdmsr of MSR 0x1b, which the emulator does not implement", EmuHarness.RunToFault(code));
     }
 
     [Fact]

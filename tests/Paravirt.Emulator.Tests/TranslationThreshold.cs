@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using Paravirt.Hypervisor.Backends.Emulator;
 
 namespace Paravirt.Emulator.Tests;
 

@@ -166,17 +166,24 @@ public sealed class ConsumerWorkspace : IDisposable
         extraReference: """<PackageReference Include="runtime.linux-x64.Microsoft.DotNet.ILCompiler" Version="10.0.12" ExcludeAssets="all" PrivateAssets="all" />""",
         Path.Combine("samples", "hello-cs", "Program.cs"), "a C# guest");
 
+    /// <summary>Creates the project folder Root/NAME holding NAME.csproj (<paramref name="project"/>), next to the nuget.config of the local feed; returns the folder.</summary>
+    private string WriteProject(string name, string project)
+    {
+        LocalFeed.Require();
+        WriteNuGetConfig();
+        string dir = Path.Combine(Root, name);
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, name + ".csproj"), project);
+        return dir;
+    }
+
     /// <summary>
     /// Builds a guest project outside the repository that references only Paravirt.Guest.Sdk from the local feed
     /// (plus <paramref name="extraReference"/>), with one source file copied from the repository; returns its image.
     /// </summary>
     private string BuildGuestProject(string name, string guestProperty, string extraReference, string source, string what)
     {
-        LocalFeed.Require();
-        WriteNuGetConfig();
-        string dir = Path.Combine(Root, name);
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, name + ".csproj"), $"""
+        string dir = WriteProject(name, $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup>
                 <TargetFramework>net10.0</TargetFramework>
@@ -259,11 +266,7 @@ public sealed class ConsumerWorkspace : IDisposable
     /// </summary>
     private string BuildHostProject(string name, string extraReference, string program, string what)
     {
-        LocalFeed.Require();
-        WriteNuGetConfig();
-        string dir = Path.Combine(Root, name);
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, name + ".csproj"), $"""
+        string dir = WriteProject(name, $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup>
                 <OutputType>Exe</OutputType>

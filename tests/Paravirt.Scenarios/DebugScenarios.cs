@@ -1,15 +1,6 @@
-using System.Diagnostics;
 using System.Net;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Backends.Kvm;
 using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Debugging.Gdb;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Scenarios;
 

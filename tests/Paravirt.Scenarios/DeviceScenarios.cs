@@ -171,38 +171,42 @@ internal static class DeviceScenarios
     private static string NetPingPong(string guestDir)
     {
         var sw = new NetSwitch();
-        // Explicit MACs: the scenario does not depend on how NetDevice derives them (it once needed libssl).
+        var (ping, pong) = RunPingAndPong(guestDir, sw, "role=ping rounds=200 seed=5", ("net", "role=pong rounds=200 seed=5"));
+        string a = Line(ping.Output, "net: ping 200 rounds, checksum ");
+        string b = Line(pong.Output, "net: pong 200 rounds, checksum ");
+        Check(a.Substring(31, 10) == b.Substring(31, 10), $"checksums differ: '{a}' vs '{b}'");
+        return $"{a}; switch forwarded {sw.FramesForwarded}";
+    }
+
+    /// <summary>
+    /// samples/net as the pinger (<paramref name="pingCommandLine"/>) and a ponger (a sample and its command line), each
+    /// with a net0 NIC on <paramref name="sw"/>, run at once (the ponger on its own thread); both must exit 0. Explicit
+    /// MACs (02:..:01 pings, 02:..:02 pongs): the scenario does not depend on how NetDevice derives them (it once
+    /// needed libssl).
+    /// </summary>
+    private static ((RunResult Result, string Output) Ping, (RunResult Result, string Output) Pong) RunPingAndPong(
+        string guestDir, NetSwitch sw, string pingCommandLine, (string Sample, string CommandLine) ponger)
+    {
         using var pingNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-01"));
         using var pongNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-02"));
         (RunResult, string)? pong = null;
-        var thread = new Thread(() => pong = Run(guestDir, "net", [pongNic], "role=pong rounds=200 seed=5"));
+        var thread = new Thread(() => pong = Run(guestDir, ponger.Sample, [pongNic], ponger.CommandLine));
         thread.Start();
-        var ping = Run(guestDir, "net", [pingNic], "role=ping rounds=200 seed=5");
-        Check(thread.Join(TimeSpan.FromSeconds(150)), "the pong VM did not finish");
+        var ping = Run(guestDir, "net", [pingNic], pingCommandLine);
+        Check(thread.Join(TimeSpan.FromSeconds(150)), $"the {ponger.Sample} VM did not finish");
         CheckExited(ping);
         CheckExited(pong!.Value);
-        string a = Line(ping.Output, "net: ping 200 rounds, checksum ");
-        string b = Line(pong.Value.Item2, "net: pong 200 rounds, checksum ");
-        Check(a.Substring(31, 10) == b.Substring(31, 10), $"checksums differ: '{a}' vs '{b}'");
-        return $"{a}; switch forwarded {sw.FramesForwarded}";
+        return (ping, pong.Value);
     }
 
     /// <summary>The C# net driver (samples/net-cs) pongs the C pinger (samples/net role=ping) over one switch.</summary>
     private static string NetCs(string guestDir)
     {
         var sw = new NetSwitch();
-        using var pingNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-01"));
-        using var pongNic = new NetDevice("net0", sw.CreatePort(), PhysicalAddress.Parse("02-00-00-00-00-02"));
-        (RunResult, string)? pong = null;
-        var thread = new Thread(() => pong = Run(guestDir, "net-cs", [pongNic], "rounds=200"));
-        thread.Start();
-        var ping = Run(guestDir, "net", [pingNic], "role=ping rounds=200 seed=3");
-        Check(thread.Join(TimeSpan.FromSeconds(150)), "the net-cs VM did not finish");
-        CheckExited(ping);
-        CheckExited(pong!.Value);
-        Line(pong.Value.Item2, "net-cs: pong on net0 02:00:00:00:00:02 mtu 1500");
+        var (ping, pong) = RunPingAndPong(guestDir, sw, "role=ping rounds=200 seed=3", ("net-cs", "rounds=200"));
+        Line(pong.Output, "net-cs: pong on net0 02:00:00:00:00:02 mtu 1500");
         string a = Line(ping.Output, "net: ping 200 rounds, checksum ");
-        string b = Line(pong.Value.Item2, "net-cs: pong 200 rounds, checksum ");
+        string b = Line(pong.Output, "net-cs: pong 200 rounds, checksum ");
         Check(a.Substring(31, 10) == b.Substring(34, 10), $"checksums differ: '{a}' vs '{b}'");
         return $"{b}; switch forwarded {sw.FramesForwarded}";
     }

@@ -437,28 +437,26 @@ internal static class KernelGuest
         a.mov(rax, __qword_ptr[rsp + 40]);
         a.mov(__qword_ptr[rdx + 8], rax);
         a.mov(rax, __qword_ptr[rsp + 48]);
-        Label zeroRip = a.CreateLabel(), noCr2 = a.CreateLabel(), storeRip = a.CreateLabel();
-        a.cmp(__qword_ptr[rsp + 32], TimerVector);  // an interrupt's RIP depends on timing; a #DF's is undefined
-        a.je(zeroRip);
-        a.cmp(__qword_ptr[rsp + 32], 8);
-        a.jne(storeRip);
-        a.Label(ref zeroRip);
-        a.xor(eax, eax);
-        a.Label(ref storeRip);
+        // (rsp + 32 holds the frame's vector.)
+        void WhenVectorIs(int first, int second, Action then)
+        {
+            Label match = a.CreateLabel(), skip = a.CreateLabel();
+            a.cmp(__qword_ptr[rsp + 32], first);
+            a.je(match);
+            a.cmp(__qword_ptr[rsp + 32], second);
+            a.jne(skip);
+            a.Label(ref match);
+            then();
+            a.Label(ref skip);
+        }
+        WhenVectorIs(TimerVector, 8, () => a.xor(eax, eax)); // an interrupt's RIP depends on timing; a #DF's is undefined
         a.mov(__qword_ptr[rdx + 16], rax);
         a.mov(rax, __qword_ptr[rsp + 80]);
         a.shl(rax, 16);
         a.or(rax, __qword_ptr[rsp + 56]);
         a.mov(__qword_ptr[rdx + 24], rax);
         a.xor(eax, eax);
-        a.cmp(__qword_ptr[rsp + 32], 14);
-        Label readCr2 = a.CreateLabel();
-        a.je(readCr2);
-        a.cmp(__qword_ptr[rsp + 32], 8);
-        a.jne(noCr2);
-        a.Label(ref readCr2);
-        a.mov(rax, cr2);
-        a.Label(ref noCr2);
+        WhenVectorIs(14, 8, () => a.mov(rax, cr2)); // a #PF's (and a #DF's) faulting address
         a.mov(__qword_ptr[rdx + 32], rax);
         a.inc(rcx);
         a.mov(__qword_ptr[rbx], rcx);

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.Versioning;
 using Iced.Intel;
 using Paravirt.Hypervisor.Memory;
@@ -27,7 +26,7 @@ internal static class KvmScenarios
         ("kvm-probe", Probe),
         ("kvm-longmode-out", LongModeOut),
         ("kvm-state-roundtrip", StateRoundTrip),
-        ("kvm-hello", () => Hello(guestDir)),
+        ("kvm-hello", () => Sample(guestDir, "hello", "Hello from a Paravirt unikernel!", 7, commandLine: "from-kvm")),
         ("kvm-hello-cs", () => Sample(guestDir, "hello-cs", "Hello from a C# Paravirt unikernel!", 7)),
         ("kvm-subset-cs", () => Sample(guestDir, "subset-cs", "subset-cs: 0 failures", 0)),
         ("kvm-interrupt-storm", InterruptStorm),
@@ -60,17 +59,43 @@ internal static class KvmScenarios
     }
 
     /// <summary>
+    /// The start of a hypercall loop guest: r12 = <paramref name="iterations"/> counts down, rbx holds the hypercall
+    /// page's entry, and each iteration (at <paramref name="loop"/>) begins with eax = TestCode; a wrong result jumps
+    /// to <paramref name="bad"/> (see <see cref="StartWithMismatchReport"/>).
+    /// </summary>
+    private static Assembler HypercallLoop(int iterations, out Label loop, out Label bad)
+    {
+        var a = new Assembler(64);
+        loop = a.CreateLabel();
+        bad = a.CreateLabel();
+        a.mov(r12, iterations);
+        a.mov(rbx, GuestLayout.HypercallPage + HypercallPage.EntryOffset);
+        a.Label(ref loop);
+        a.mov(eax, TestCode);
+        return a;
+    }
+
+    /// <summary>
+    /// Ends a hypercall loop's code with its mismatch report (at <paramref name="bad"/>: the wrong result goes to the
+    /// host in rdi with MismatchCode, through the hypercall page whose entry is in rbx) and starts it on KVM.
+    /// </summary>
+    private static RawKvmGuest StartWithMismatchReport(Assembler a, Label bad)
+    {
+        a.Label(ref bad);
+        a.mov(rdi, rax);
+        a.mov(eax, MismatchCode);
+        a.call(rbx);
+        a.hlt();
+        return RawKvmGuest.Start(Assemble(a));
+    }
+
+    /// <summary>
     /// Hand-assembled long-mode code at 1 MiB calls the hypercall page 1,000 times with six full 64-bit registers,
     /// checks each result the host returns in rax, and uses SSE (which needs CPUID and CR4 set up right).
     /// </summary>
     private static string LongModeOut()
     {
-        var a = new Assembler(64);
-        Label loop = a.CreateLabel(), bad = a.CreateLabel();
-        a.mov(r12, LongModeIterations);
-        a.mov(rbx, GuestLayout.HypercallPage + HypercallPage.EntryOffset);
-        a.Label(ref loop);
-        a.mov(eax, TestCode);
+        Assembler a = HypercallLoop(LongModeIterations, out Label loop, out Label bad);
         a.movq(xmm1, r12);          // SSE round trip (needs CPUID and CR4.OSFXSR right): rdi = r12 through xmm1
         a.movq(rdi, xmm1);
         a.mov(rsi, A2);
@@ -88,14 +113,7 @@ internal static class KvmScenarios
         a.mov(edi, LongModeIterations);
         a.call(rbx);
         a.hlt();
-        a.Label(ref bad);
-        a.mov(rdi, rax);
-        a.mov(eax, MismatchCode);
-        a.call(rbx);
-        a.hlt();
-        byte[] code = Assemble(a);
-
-        using RawKvmGuest guest = RawKvmGuest.Start(code);
+        using RawKvmGuest guest = StartWithMismatchReport(a, bad);
         IVcpu vcpu = guest.Vcpu;
 
         var sw = Stopwatch.StartNew();
@@ -186,12 +204,7 @@ internal static class KvmScenarios
     {
         const int Count = 100_000_000; // more than the host lets it do
         const int WantInterrupted = 50, WantHypercalls = 2000;
-        var a = new Assembler(64);
-        Label loop = a.CreateLabel(), bad = a.CreateLabel();
-        a.mov(r12, Count);
-        a.mov(rbx, GuestLayout.HypercallPage + HypercallPage.EntryOffset);
-        a.Label(ref loop);
-        a.mov(eax, TestCode);
+        Assembler a = HypercallLoop(Count, out Label loop, out Label bad);
         a.mov(rdi, r12);
         a.call(rbx);
         a.lea(rcx, __[r12 + r12 + 1]);
@@ -199,14 +212,7 @@ internal static class KvmScenarios
         a.jne(bad);
         a.dec(r12);
         a.jnz(loop);
-        a.Label(ref bad);
-        a.mov(rdi, rax);
-        a.mov(eax, MismatchCode);
-        a.call(rbx);
-        a.hlt();
-        byte[] code = Assemble(a);
-
-        using RawKvmGuest guest = RawKvmGuest.Start(code);
+        using RawKvmGuest guest = StartWithMismatchReport(a, bad);
         IVcpu vcpu = guest.Vcpu;
 
         using var stop = new ManualResetEventSlim();
@@ -249,38 +255,12 @@ internal static class KvmScenarios
         return $"{hypercalls} hypercalls intact under {Volatile.Read(ref kicks)} kicks ({interrupted} Interrupted exits) in {sw.ElapsedMilliseconds} ms";
     }
 
-    /// <summary>The hello sample, built with the guest SDK, prints its greeting and exits with status 7 on KVM.</summary>
-    private static string Hello(string guestDir)
-    {
-        string path = Path.Combine(guestDir, "hello.elf");
-        Check(File.Exists(path), $"{path} is missing (build samples/hello first)");
-        GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
-        using var console = new MemoryStream();
-        RunResult r = NewRunner().Run(image, new GuestRunOptions
-        {
-            Backend = KvmBackend.BackendName,
-            ConsoleOutput = console,
-            Timeout = TimeSpan.FromSeconds(30),
-            CommandLine = "from-kvm",
-        });
-        string output = Encoding.UTF8.GetString(console.ToArray());
-        foreach (string line in output.ReplaceLineEndings("\n").TrimEnd('\n').Split('\n'))
-        {
-            Console.WriteLine($"  hello.elf on kvm | {line}");
-        }
-        Console.WriteLine($"  hello.elf on kvm | ({r.Outcome}, status {r.ExitStatus}: {r.Message})");
-        Check(r.Backend == KvmBackend.BackendName, $"ran on {r.Backend}");
-        Check(r.Outcome == RunOutcome.Exited, $"{r.Outcome}: {r.Message}");
-        Check(output.Contains("Hello from a Paravirt unikernel!", StringComparison.Ordinal), $"console output lacks the greeting: \"{output.ReplaceLineEndings(" ")}\"");
-        Check(r.ExitStatus == 7, $"exit status {r.ExitStatus}, expected 7");
-        return $"greeting printed, exit status {r.ExitStatus}, {Sum(r.Statistics.Hypercalls.Values)} hypercalls in {r.Statistics.Elapsed.TotalMilliseconds:F0} ms";
-    }
-
     /// <summary>
-    /// A C# sample (NativeAOT against the guest core library), built by the normal build, prints <paramref name="expected"/>
-    /// and exits with <paramref name="status"/> on KVM, as it does on the emulator (CSharpGuestTests).
+    /// A sample built by the normal build (hello with the C guest SDK; the C# ones NativeAOT against the guest core
+    /// library) prints <paramref name="expected"/> and exits with <paramref name="status"/> on KVM, as it does on the
+    /// emulator (CSharpGuestTests).
     /// </summary>
-    private static string Sample(string guestDir, string name, string expected, int status)
+    private static string Sample(string guestDir, string name, string expected, int status, string commandLine = "")
     {
         string path = Path.Combine(guestDir, name + ".elf");
         Check(File.Exists(path), $"{path} is missing (build samples/{name} first)");
@@ -291,6 +271,7 @@ internal static class KvmScenarios
             Backend = KvmBackend.BackendName,
             ConsoleOutput = console,
             Timeout = TimeSpan.FromSeconds(30),
+            CommandLine = commandLine,
         });
         string output = Encoding.UTF8.GetString(console.ToArray());
         foreach (string line in output.ReplaceLineEndings("\n").TrimEnd('\n').Split('\n'))

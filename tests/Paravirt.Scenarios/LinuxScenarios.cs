@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Paravirt.Hypervisor.Devices.Console;
 
 namespace Paravirt.Scenarios;

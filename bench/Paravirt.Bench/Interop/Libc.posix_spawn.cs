@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Paravirt.Bench.Interop;
 
 internal static partial class Libc

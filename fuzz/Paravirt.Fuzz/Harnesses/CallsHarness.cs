@@ -1,7 +1,5 @@
 using System.Buffers;
 using MessagePack;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Memory;
 using Paravirt.Hypervisor.Sandboxes;
 using Paravirt.Hypervisor.Tests.Sandboxes;
 

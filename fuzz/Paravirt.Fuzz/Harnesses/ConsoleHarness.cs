@@ -1,7 +1,3 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Devices.Console;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Fuzz.Harnesses;
 
 /// <summary>

@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using Iced.Intel;
 using Paravirt.Emulator.Tests;
-using Paravirt.Hypervisor.Backends;
 
 namespace Paravirt.Fuzz.Harnesses;
 

@@ -1,11 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Devices;
 using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Fuzz.Harnesses;
 

@@ -1,8 +1,6 @@
-using Paravirt.Hypervisor.Backends;
 using Paravirt.Hypervisor.Backends.Emulator;
 using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Debugging.Gdb;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Fuzz.Harnesses;
 

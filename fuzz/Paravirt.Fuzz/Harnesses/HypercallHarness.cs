@@ -1,10 +1,3 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Devices.Console;
-using Paravirt.Hypervisor.Devices.Net;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Fuzz.Harnesses;
 
 /// <summary>

@@ -1,7 +1,4 @@
 using System.Net.NetworkInformation;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Devices.Net;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Fuzz.Harnesses;
 

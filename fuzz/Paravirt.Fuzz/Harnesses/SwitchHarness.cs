@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Net.NetworkInformation;
-using Paravirt.Hypervisor.Devices.Net;
 
 namespace Paravirt.Fuzz.Harnesses;
 

@@ -10,15 +10,8 @@
 
 #include <paravirt/paravirt.h>
 
-static int checks, failed;
-#define CHECK(cond)                                                                                                \
-    do {                                                                                                           \
-        checks++;                                                                                                  \
-        if (!(cond)) {                                                                                             \
-            failed++;                                                                                              \
-            printf("FAIL line %d: %s\n", __LINE__, #cond);                                                         \
-        }                                                                                                          \
-    } while (0)
+#define SELFTEST_PRINTF printf
+#include "selftest.h"
 
 /* ---- a back-end with the host's rules ---- */
 typedef struct backend {

@@ -5,18 +5,11 @@
  */
 #include <paravirt/paravirt.h>
 
-static int checks, failed;
+#define SELFTEST_PRINTF(...) pv_printf("selftest: " __VA_ARGS__)
+#include "selftest.h"
+
 static uint64_t zeroed[512];             /* .bss: must read as zero */
 static volatile uint64_t initialised = 0x1122334455667788ull; /* .data */
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        checks++;                                                                \
-        if (!(cond)) {                                                           \
-            failed++;                                                            \
-            pv_printf("selftest: FAILED line %d: %s\n", __LINE__, #cond);        \
-        }                                                                        \
-    } while (0)
 
 struct big {
     char bytes[300];

@@ -240,66 +240,17 @@ static void my_sincos(double x, double *sn, double *cs)
 
 /* ---- n-body (the benchmarks game, 5 bodies) ---- */
 
-struct body { double x, y, z, vx, vy, vz, mass; };
-
-static double energy(struct body *b, int n)
-{
-    double e = 0;
-    for (int i = 0; i < n; i++) {
-        e += 0.5 * b[i].mass * (b[i].vx * b[i].vx + b[i].vy * b[i].vy + b[i].vz * b[i].vz);
-        for (int j = i + 1; j < n; j++) {
-            double dx = b[i].x - b[j].x, dy = b[i].y - b[j].y, dz = b[i].z - b[j].z;
-            e -= b[i].mass * b[j].mass / __builtin_sqrt(dx * dx + dy * dy + dz * dz);
-        }
-    }
-    return e;
-}
+#include "../../../bench/guests/kernels/nbody.h"
 
 static void nbody(int steps)
 {
-    const double pi = 3.141592653589793, solar = 4 * pi * pi, days = 365.24;
-    struct body b[5] = {
-        { 0, 0, 0, 0, 0, 0, solar },
-        { 4.84143144246472090e+00, -1.16032004402742839e+00, -1.03622044471123109e-01, 1.66007664274403694e-03 * days,
-          7.69901118419740425e-03 * days, -6.90460016972063023e-05 * days, 9.54791938424326609e-04 * solar },
-        { 8.34336671824457987e+00, 4.12479856412430479e+00, -4.03523417114321381e-01, -2.76742510726862411e-03 * days,
-          4.99852801234917238e-03 * days, 2.30417297573763929e-05 * days, 2.85885980666130812e-04 * solar },
-        { 1.28943695621391310e+01, -1.51111514016986312e+01, -2.23307578892655734e-01, 2.96460137564761618e-03 * days,
-          2.37847173959480950e-03 * days, -2.96589568540237556e-05 * days, 4.36624404335156298e-05 * solar },
-        { 1.53796971148509165e+01, -2.59193146099879641e+01, 1.79258772950371181e-01, 2.68067772490389322e-03 * days,
-          1.62824170038242295e-03 * days, -9.51592254519715870e-05 * days, 5.15138902046611451e-05 * solar },
-    };
-    double px = 0, py = 0, pz = 0;
-    for (int i = 0; i < 5; i++) {
-        px += b[i].vx * b[i].mass;
-        py += b[i].vy * b[i].mass;
-        pz += b[i].vz * b[i].mass;
-    }
-    b[0].vx = -px / solar;
-    b[0].vy = -py / solar;
-    b[0].vz = -pz / solar;
-    result("nbody.e0", energy(b, 5));
-    for (int s = 0; s < steps; s++) {
-        for (int i = 0; i < 5; i++) {
-            for (int j = i + 1; j < 5; j++) {
-                double dx = b[i].x - b[j].x, dy = b[i].y - b[j].y, dz = b[i].z - b[j].z;
-                double d2 = dx * dx + dy * dy + dz * dz;
-                double mag = 0.01 / (d2 * __builtin_sqrt(d2));
-                b[i].vx -= dx * b[j].mass * mag;
-                b[i].vy -= dy * b[j].mass * mag;
-                b[i].vz -= dz * b[j].mass * mag;
-                b[j].vx += dx * b[i].mass * mag;
-                b[j].vy += dy * b[i].mass * mag;
-                b[j].vz += dz * b[i].mass * mag;
-            }
-        }
-        for (int i = 0; i < 5; i++) {
-            b[i].x += 0.01 * b[i].vx;
-            b[i].y += 0.01 * b[i].vy;
-            b[i].z += 0.01 * b[i].vz;
-        }
-    }
-    result("nbody.e1", energy(b, 5));
+    struct body b[NBODY_BODIES];
+    for (int i = 0; i < NBODY_BODIES; i++)
+        b[i] = nbody_jovian[i];
+    nbody_offset_momentum(b);
+    result("nbody.e0", nbody_energy(b));
+    nbody_advance(b, steps, 0.01);
+    result("nbody.e1", nbody_energy(b));
 }
 
 /* ---- spectral norm ---- */
@@ -404,21 +355,14 @@ static void fft_test(void)
 
 /* ---- Mandelbrot ---- */
 
+#include "../../../bench/guests/kernels/mandelbrot.h"
+
 static void mandelbrot(int w, int h)
 {
     uint64_t sum = 0;
-    for (int y = 0; y < h; y++) {
-        for (int x = 0; x < w; x++) {
-            double cr = 2.0 * x / w - 1.5, ci = 2.0 * y / h - 1.0, zr = 0, zi = 0;
-            int i = 0;
-            for (; i < 50 && zr * zr + zi * zi <= 4.0; i++) {
-                double t = zr * zr - zi * zi + cr;
-                zi = 2 * zr * zi + ci;
-                zr = t;
-            }
-            sum = sum * 31 + (uint64_t)i;
-        }
-    }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            sum = sum * 31 + (uint64_t)mandelbrot_escape(2.0 * x / w - 1.5, 2.0 * y / h - 1.0, 50);
     put("mandelbrot ");
     put_hex(sum, 16);
     put("\n");
@@ -607,33 +551,7 @@ static size_t run_all(void)
 }
 
 #ifdef PARAVIRT_GUEST
-#define HYPERCALL_PAGE 0x3000ul
-#define HC_EXIT 0x0002
-#define HC_DEBUG_WRITE 0x0003
-
-static long hypercall2(long code, long a1, long a2)
-{
-    long ret = code;
-    __asm__ volatile("call *%[page]" : "+a"(ret) : [page] "r"(HYPERCALL_PAGE), "D"(a1), "S"(a2) : "memory", "cc");
-    return ret;
-}
-
-void *memset(void *d, int c, size_t n)
-{
-    uint8_t *p = d;
-    while (n--)
-        *p++ = (uint8_t)c;
-    return d;
-}
-
-void *memcpy(void *d, const void *s, size_t n)
-{
-    uint8_t *p = d;
-    const uint8_t *q = s;
-    while (n--)
-        *p++ = *q++;
-    return d;
-}
+#include "../../../bench/guests/flat-guest.h"
 
 /* The libm functions the compilers may call instead of inlining (all exact: their results do not depend on the
  * implementation). */
@@ -693,20 +611,8 @@ __attribute__((noreturn)) void guest_main(void *boot_info)
 {
     (void)boot_info;
     size_t n = run_all();
-    hypercall2(HC_DEBUG_WRITE, (long)out, (long)n);
-    hypercall2(HC_EXIT, 0, 0);
-    for (;;)
-        __asm__ volatile("hlt");
+    flat_guest_finish(out, n);
 }
-
-__asm__(".section .text.start,\"ax\",@progbits\n"
-        ".globl _start\n"
-        "_start:\n"
-        "    and $-16, %rsp\n"
-        "    call guest_main\n"
-        "1:  hlt\n"
-        "    jmp 1b\n"
-        ".previous\n");
 #else
 #include <unistd.h>
 

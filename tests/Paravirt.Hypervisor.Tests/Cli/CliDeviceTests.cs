@@ -1,39 +1,22 @@
-using Paravirt.Hypervisor.Devices.Block;
-
 namespace Paravirt.Hypervisor.Tests.Cli;
 
 /// <summary>The device flags: one clear line and a documented exit code for every user error; devices attach and are released.</summary>
-public sealed class CliDeviceTests : IDisposable
+public sealed class CliDeviceTests() : TestWithTempDirectory("clidev")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-clidev-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private string Disk(int bytes = 64 * 1024, string name = "disk.img")
     {
-        string path = Path.Combine(_dir, name);
+        string path = Path.Combine(Dir, name);
         File.WriteAllBytes(path, new byte[bytes]);
         return path;
-    }
-
-    private static void AssertOneErrorLine(string stderr, params string[] mustContain)
-    {
-        string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(lines.Length == 1, $"expected one stderr line, got:\n{stderr}");
-        Assert.StartsWith("paravirt: error: ", lines[0], StringComparison.Ordinal);
-        foreach (string s in mustContain)
-        {
-            Assert.Contains(s, lines[0], StringComparison.Ordinal);
-        }
     }
 
     [Fact]
     public void A_missing_disk_image_is_one_line_and_exit_66()
     {
-        string missing = Path.Combine(_dir, "nope.img");
+        string missing = Path.Combine(Dir, "nope.img");
         (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", "--disk", missing);
         Assert.Equal(66, code);
-        AssertOneErrorLine(err, missing, "does not exist");
+        CliErrorTests.AssertOneErrorLine(err, missing, "does not exist");
     }
 
     [Fact]
@@ -41,7 +24,7 @@ public sealed class CliDeviceTests : IDisposable
     {
         (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", "--disk", Disk(1000));
         Assert.Equal(66, code);
-        AssertOneErrorLine(err, "multiple of 512");
+        CliErrorTests.AssertOneErrorLine(err, "multiple of 512");
     }
 
     [Theory]
@@ -58,7 +41,7 @@ public sealed class CliDeviceTests : IDisposable
     {
         (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", flag, value);
         Assert.Equal(64, code);
-        AssertOneErrorLine(err, flag, message);
+        CliErrorTests.AssertOneErrorLine(err, flag, message);
     }
 
     [Fact]
@@ -67,7 +50,7 @@ public sealed class CliDeviceTests : IDisposable
         string hello = RepoPaths.GuestImage("hello");
         (int code, _, string err, _) = CliErrorTests.Run("run", hello, hello, "--backend", "emulator", "--cmdline", "a", "--cmdline", "b", "--cmdline", "c");
         Assert.Equal(64, code);
-        AssertOneErrorLine(err, "--cmdline was given 3 times for 2 image(s)");
+        CliErrorTests.AssertOneErrorLine(err, "--cmdline was given 3 times for 2 image(s)");
     }
 
     [Fact]
@@ -76,7 +59,7 @@ public sealed class CliDeviceTests : IDisposable
         (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator",
             "--disk", Disk(name: "a.img") + ",name=d", "--disk", Disk(name: "b.img") + ",name=d");
         Assert.Equal(64, code);
-        AssertOneErrorLine(err, "'d'");
+        CliErrorTests.AssertOneErrorLine(err, "'d'");
     }
 
     [Fact]
@@ -88,7 +71,7 @@ public sealed class CliDeviceTests : IDisposable
         }
         (int code, _, string err, _) = CliErrorTests.Run("run", RepoPaths.GuestImage("hello"), "--backend", "emulator", "--net", "tap:name-far-too-long-for-linux");
         Assert.Equal(66, code);
-        AssertOneErrorLine(err, "TAP interface name");
+        CliErrorTests.AssertOneErrorLine(err, "TAP interface name");
     }
 
     [AsNobodyFact]
@@ -140,11 +123,11 @@ public sealed class CliDeviceTests : IDisposable
         Assert.True(p.WaitForExit(60_000));
         if (File.Exists("/dev/net/tun") && (File.GetUnixFileMode("/dev/net/tun") & UnixFileMode.OtherWrite) == 0)
         {
-            AssertOneErrorLine(err, "/dev/net/tun", "permission denied");
+            CliErrorTests.AssertOneErrorLine(err, "/dev/net/tun", "permission denied");
         }
         else
         {
-            AssertOneErrorLine(err, "pvdenied0", "permission denied", "CAP_NET_ADMIN");
+            CliErrorTests.AssertOneErrorLine(err, "pvdenied0", "permission denied", "CAP_NET_ADMIN");
         }
         Assert.Equal(66, p.ExitCode);
     }

@@ -3,12 +3,8 @@ using Paravirt.Cli;
 namespace Paravirt.Hypervisor.Tests.Cli;
 
 /// <summary>A user's bad input gets exactly one clear line on stderr and the documented exit code.</summary>
-public sealed class CliErrorTests : IDisposable
+public sealed class CliErrorTests() : TestWithTempDirectory("cli")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-cli-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     internal static (int Code, string Stdout, string Stderr, byte[] Guest) Run(params string[] args)
     {
         using var guest = new MemoryStream();
@@ -18,12 +14,16 @@ public sealed class CliErrorTests : IDisposable
         return (code, stdout.ToString(), stderr.ToString(), guest.ToArray());
     }
 
-    private static void AssertOneErrorLine(string stderr, string mustContain)
+    /// <summary>A user's mistake is reported as exactly one line, "paravirt: error: ...", that contains each of <paramref name="mustContain"/>.</summary>
+    internal static void AssertOneErrorLine(string stderr, params string[] mustContain)
     {
         string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.True(lines.Length == 1, $"expected one stderr line, got:\n{stderr}");
         Assert.StartsWith("paravirt: error: ", lines[0], StringComparison.Ordinal);
-        Assert.Contains(mustContain, lines[0], StringComparison.Ordinal);
+        foreach (string s in mustContain)
+        {
+            Assert.Contains(s, lines[0], StringComparison.Ordinal);
+        }
     }
 
     [Theory]
@@ -43,7 +43,7 @@ public sealed class CliErrorTests : IDisposable
     [Fact]
     public void Missing_image_is_one_line_and_exit_65()
     {
-        (int code, _, string err, _) = Run("run", Path.Combine(_dir, "nope.elf"));
+        (int code, _, string err, _) = Run("run", Path.Combine(Dir, "nope.elf"));
         Assert.Equal(65, code);
         AssertOneErrorLine(err, "nope.elf");
     }
@@ -51,7 +51,7 @@ public sealed class CliErrorTests : IDisposable
     [Fact]
     public void Image_that_is_not_elf_is_one_line_and_exit_65()
     {
-        string path = Path.Combine(_dir, "text.elf");
+        string path = Path.Combine(Dir, "text.elf");
         File.WriteAllText(path, "this is not an ELF file, just some text that is long enough to have a header's size.");
         (int code, _, string err, _) = Run("run", path);
         Assert.Equal(65, code);
@@ -61,9 +61,9 @@ public sealed class CliErrorTests : IDisposable
     [Fact]
     public void Directory_as_image_is_one_line_and_exit_65()
     {
-        (int code, _, string err, _) = Run("run", _dir);
+        (int code, _, string err, _) = Run("run", Dir);
         Assert.Equal(65, code);
-        AssertOneErrorLine(err, _dir);
+        AssertOneErrorLine(err, Dir);
     }
 
     [Theory]
@@ -118,23 +118,24 @@ public sealed class CliErrorTests : IDisposable
         Assert.False(local.IsExposed);
     }
 
-    [Fact]
-    public void Help_lists_examples_and_exit_codes()
+    /// <summary>--help lists examples and the exit codes; backends lists every backend (with a reason).</summary>
+    [Theory]
+    [InlineData("--help", "paravirt run", "Exit codes")]
+    [InlineData("backends", "emulator", "kvm", "whp")]
+    public void Informational_commands_exit_0_and_print_what_they_list(string command, params string[] mustContain)
     {
-        (int code, string stdout, _, _) = Run("--help");
+        (int code, string stdout, _, _) = Run(command);
         Assert.Equal(0, code);
-        Assert.Contains("paravirt run", stdout, StringComparison.Ordinal);
-        Assert.Contains("Exit codes", stdout, StringComparison.Ordinal);
+        foreach (string s in mustContain)
+        {
+            Assert.Contains(s, stdout, StringComparison.Ordinal);
+        }
     }
 
     [Fact]
-    public void Backends_lists_every_backend_with_a_reason()
+    public void An_available_backend_says_whether_it_runs_Linux_executables()
     {
-        (int code, string stdout, _, _) = Run("backends");
-        Assert.Equal(0, code);
-        Assert.Contains("emulator", stdout, StringComparison.Ordinal);
-        Assert.Contains("kvm", stdout, StringComparison.Ordinal);
-        // an available backend says whether it runs the Linux personality
+        (_, string stdout, _, _) = Run("backends");
         Assert.Matches(@"(?m)^emulator +available .*\[Linux executables: (yes|no)\]$", stdout);
     }
 

@@ -1,7 +1,6 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
 using Paravirt.Cli;
-using Paravirt.Hypervisor.Devices;
 
 namespace Paravirt.Hypervisor.Tests.Cli;
 

@@ -1,12 +1,3 @@
-using System.Diagnostics;
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Debugging;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Tests.Integration;
-using Paravirt.Hypervisor.Running;
-
 namespace Paravirt.Hypervisor.Tests.Debugging;
 
 /// <summary>Crash reports of samples/crash on the emulator: the fault, where (function, file, line), the backtrace.</summary>

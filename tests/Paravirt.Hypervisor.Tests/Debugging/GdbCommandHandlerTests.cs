@@ -1,10 +1,5 @@
-using System.Text;
 using System.Xml.Linq;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Debugging.Gdb;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Debugging;
 

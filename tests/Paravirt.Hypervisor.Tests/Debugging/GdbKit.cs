@@ -1,7 +1,5 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using System.Text.RegularExpressions;
 
 namespace Paravirt.Hypervisor.Tests.Debugging;
@@ -92,6 +90,19 @@ internal static partial class GdbKit
     /// Starts <c>paravirt run IMAGE --gdb 127.0.0.1:0 ARGS</c> (the CLI next to the tests) and waits for its
     /// "waiting for a connection on ADDRESS" line; the caller connects there.
     /// </summary>
+    /// <summary>
+    /// Runs <paramref name="image"/> in paravirt with the GDB stub (plus <paramref name="paravirtArgs"/>), drives it
+    /// with gdb's batch <paramref name="commands"/> and waits for paravirt to end: what each of the two said, and
+    /// how each ended.
+    /// </summary>
+    public static (int GdbExit, string Gdb, int Exit, string Stdout, string Stderr) Debug(string image, string[] paravirtArgs, params string[] commands)
+    {
+        using ParavirtProcess paravirt = StartParavirt(image, paravirtArgs);
+        (int gdbExit, string gdb) = Batch(image, null, [paravirt.Target, .. commands]);
+        (int exit, string stdout, string stderr) = paravirt.WaitForExit();
+        return (gdbExit, gdb, exit, stdout, stderr);
+    }
+
     public static ParavirtProcess StartParavirt(string image, params string[] extra)
     {
         // Standard input is closed: a guest that reads its console input (a Linux application's fd 0) sees its end.

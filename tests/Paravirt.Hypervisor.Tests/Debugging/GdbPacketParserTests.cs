@@ -1,4 +1,3 @@
-using System.Text;
 using Paravirt.Hypervisor.Debugging.Gdb;
 
 namespace Paravirt.Hypervisor.Tests.Debugging;

@@ -1,10 +1,4 @@
-using System.Text;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Debugging.Gdb;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Tests.Integration;
-using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Tests.Debugging;
 
@@ -15,10 +9,8 @@ public sealed class GdbTests
     public void Gdb_breaks_in_main_of_hello_steps_prints_a_local_reads_rip_and_the_guest_exits_with_7()
     {
         string image = RepoPaths.GuestImage("hello");
-        using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--backend", "emulator");
-        (int gdbExit, string gdb) = GdbKit.Batch(image, null,
-            paravirt.Target, "break main", "continue", "next", "print version", "info registers rip", "continue");
-        (int exit, string stdout, string stderr) = paravirt.WaitForExit();
+        (int gdbExit, string gdb, int exit, string stdout, string stderr) = GdbKit.Debug(image, ["--backend", "emulator"],
+            "break main", "continue", "next", "print version", "info registers rip", "continue");
 
         Assert.True(gdbExit == 0, gdb);
         Assert.Contains("Breakpoint 1, main () at ", gdb, StringComparison.Ordinal);
@@ -36,9 +28,8 @@ public sealed class GdbTests
     {
         // gdb -batch -ex 'target remote ...' -ex 'break main' -ex continue -ex 'info registers rip' -ex continue
         string image = RepoPaths.GuestImage("hello");
-        using ParavirtProcess paravirt = GdbKit.StartParavirt(image);
-        (_, string gdb) = GdbKit.Batch(image, null, paravirt.Target, "break main", "continue", "info registers rip", "continue");
-        (int exit, _, string stderr) = paravirt.WaitForExit();
+        (_, string gdb, int exit, _, string stderr) = GdbKit.Debug(image, [],
+            "break main", "continue", "info registers rip", "continue");
         Assert.Contains("Breakpoint 1, main ()", gdb, StringComparison.Ordinal);
         Assert.Contains("<main>", gdb, StringComparison.Ordinal);
         Assert.Contains("exited with code 07", gdb, StringComparison.Ordinal);
@@ -51,9 +42,8 @@ public sealed class GdbTests
         // The application runs at CPL 3 on the library OS's page tables: the breakpoint is at its linear address and
         // gdb reads its memory through those tables. linux-c has symbols but no DWARF: argc is rdi at main's entry.
         string image = RepoPaths.LinuxExecutable("linux-c");
-        using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--backend", "emulator");
-        (int gdbExit, string gdb) = GdbKit.Batch(image, null, paravirt.Target, "break main", "continue", "print $rdi", "x/2i $pc", "continue");
-        (int exit, string stdout, string stderr) = paravirt.WaitForExit();
+        (int gdbExit, string gdb, int exit, string stdout, string stderr) = GdbKit.Debug(image, ["--backend", "emulator"],
+            "break main", "continue", "print $rdi", "x/2i $pc", "continue");
 
         Assert.True(gdbExit == 0, gdb);
         Assert.Contains("Breakpoint 1, ", gdb, StringComparison.Ordinal);
@@ -69,9 +59,8 @@ public sealed class GdbTests
     public void A_Linux_application_killed_by_a_signal_stops_in_gdb_at_its_faulting_instruction()
     {
         string image = RepoPaths.LinuxExecutable("linux-edge");
-        using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--backend", "emulator");
-        (_, string gdb) = GdbKit.Batch(image, null, paravirt.Target, "continue", "x/i $pc", "backtrace", "continue");
-        (int exit, _, string stderr) = paravirt.WaitForExit();
+        (_, string gdb, int exit, _, string stderr) = GdbKit.Debug(image, ["--backend", "emulator"],
+            "continue", "x/i $pc", "backtrace", "continue");
 
         Assert.Contains("Program received signal SIGSEGV", gdb, StringComparison.Ordinal);
         Assert.Matches(@"=> 0x[0-9a-f]+ <main\+\d+>:\s+movl\s+\$0x1,\(%rax\)", gdb); // the NULL store, with the application's registers
@@ -84,9 +73,8 @@ public sealed class GdbTests
     public void A_crash_under_gdb_stops_with_the_signal_in_the_faulting_function_then_ends_the_run()
     {
         string image = RepoPaths.GuestImage("crash");
-        using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--cmdline", "what=divide");
-        (_, string gdb) = GdbKit.Batch(image, null, paravirt.Target, "continue", "backtrace", "print count", "continue");
-        (int exit, _, string stderr) = paravirt.WaitForExit();
+        (_, string gdb, int exit, _, string stderr) = GdbKit.Debug(image, ["--cmdline", "what=divide"],
+            "continue", "backtrace", "print count", "continue");
 
         Assert.Contains("Program received signal SIGFPE", gdb, StringComparison.Ordinal);
         Assert.Matches(@"#0 .*average .*crash\.c:\d+", gdb);
@@ -138,10 +126,8 @@ public sealed class GdbTests
         // Break (with a debug-register breakpoint) where hello computes the date, return to main, and watch the word on
         // top of main's stack: the next call overwrites it with a return address.
         string image = RepoPaths.GuestImage("hello");
-        using ParavirtProcess paravirt = GdbKit.StartParavirt(image, "--backend", "emulator"); // (KVM under PVM refuses them)
-        (_, string gdb) = GdbKit.Batch(image, null, paravirt.Target,
+        (_, string gdb, int exit, _, string stderr) = GdbKit.Debug(image, ["--backend", "emulator"], // (KVM under PVM refuses them)
             "hbreak civil_from_days", "continue", "finish", "watch -l *(unsigned *)$rsp", "continue", "delete", "continue");
-        (int exit, _, string stderr) = paravirt.WaitForExit();
         Assert.Contains("Hardware assisted breakpoint 1 at", gdb, StringComparison.Ordinal);
         Assert.Matches(@"Breakpoint 1, .*civil_from_days", gdb);
         Assert.Contains("Hardware watchpoint 2: -location", gdb, StringComparison.Ordinal);

@@ -1,7 +1,4 @@
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Debugging;
 using Paravirt.Hypervisor.Debugging.Symbols;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Debugging;
 

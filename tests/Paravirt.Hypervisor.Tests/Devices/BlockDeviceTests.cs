@@ -1,21 +1,14 @@
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Block;
-
 namespace Paravirt.Hypervisor.Tests.Devices;
 
-public sealed class BlockDeviceTests : IDisposable
+public sealed class BlockDeviceTests() : TestWithTempDirectory("block")
 {
     private const ulong RingAddress = 0x200000;
     private const ulong BufferArea = 0x300000;
     private const int DiskSectors = 4096; // 2 MiB
 
-    private readonly string _dir = Directory.CreateTempSubdirectory("pv-block-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private string CreateImage(int sectors, int seed)
     {
-        string path = Path.Combine(_dir, $"disk{seed}.img");
+        string path = Path.Combine(Dir, $"disk{seed}.img");
         byte[] data = new byte[sectors * 512];
         new Random(seed).NextBytes(data);
         File.WriteAllBytes(path, data);
@@ -25,19 +18,9 @@ public sealed class BlockDeviceTests : IDisposable
     private static (DeviceHarness h, GuestRing<BlockRequest, BlockResponse> ring, int port) Attach(BlockDevice disk, int order = 5)
     {
         var h = new DeviceHarness(disk);
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, order, BlockConstants.SlotSize);
-        long port = h.Call(HypercallCode.BlockAttach, 0, RingAddress, (ulong)order);
-        Assert.Equal(0, port);
+        var ring = h.AttachBlockRing(0, RingAddress, order);
         Assert.Equal(1u, ring.ReqEvent); // the host asked for a doorbell on the first request
-        return (h, ring, (int)port);
-    }
-
-    private static BlockResponse Single(DeviceHarness h, GuestRing<BlockRequest, BlockResponse> ring, int port, BlockRequest request)
-    {
-        ring.Put(request);
-        ring.Publish();
-        Assert.Equal(0, h.EventSend(port));
-        return Assert.Single(ring.TakeResponses());
+        return (h, ring, 0);
     }
 
     [Fact]
@@ -81,7 +64,7 @@ public sealed class BlockDeviceTests : IDisposable
                         byte[] data = new byte[length];
                         rng.NextBytes(data);
                         h.Memory.Write(new GuestAddress(buffer), data);
-                        BlockResponse w = Single(h, ring, port, new BlockRequest { Id = (ulong)i, Operation = (uint)BlockOperation.Write, Sector = sector, Buffer = buffer, Length = (uint)length });
+                        BlockResponse w = h.Single(ring, port, new BlockRequest { Id = (ulong)i, Operation = (uint)BlockOperation.Write, Sector = sector, Buffer = buffer, Length = (uint)length });
                         Assert.Equal(0, w.Status);
                         Assert.Equal((uint)length, w.Length);
                         data.CopyTo(model, (int)sector * 512);
@@ -89,13 +72,13 @@ public sealed class BlockDeviceTests : IDisposable
                     else
                     {
                         h.Memory.Clear(new GuestAddress(buffer), (ulong)length);
-                        BlockResponse r = Single(h, ring, port, new BlockRequest { Id = (ulong)i, Operation = (uint)BlockOperation.Read, Sector = sector, Buffer = buffer, Length = (uint)length });
+                        BlockResponse r = h.Single(ring, port, new BlockRequest { Id = (ulong)i, Operation = (uint)BlockOperation.Read, Sector = sector, Buffer = buffer, Length = (uint)length });
                         Assert.Equal((ulong)i, r.Id);
                         Assert.Equal(0, r.Status);
                         Assert.Equal(model.AsSpan((int)sector * 512, length).ToArray(), h.Memory.GetSpan(new GuestAddress(buffer), (ulong)length).ToArray());
                     }
                 }
-                Assert.Equal(0, Single(h, ring, port, new BlockRequest { Id = 999, Operation = (uint)BlockOperation.Flush }).Status);
+                Assert.Equal(0, h.Single(ring, port, new BlockRequest { Id = 999, Operation = (uint)BlockOperation.Flush }).Status);
                 Assert.True(disk.BytesRead > 0 && disk.BytesWritten > 0);
             }
         }
@@ -142,10 +125,10 @@ public sealed class BlockDeviceTests : IDisposable
         using (h)
         {
             ring.SetRspEvent(1);
-            Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush });
+            h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush });
             Assert.Equal(1UL, h.Poll(1UL << port));
             ring.SetRspEvent(100); // not interested yet
-            Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush });
+            h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush });
             Assert.Equal(0UL, h.Poll(1UL << port));
         }
     }
@@ -160,10 +143,10 @@ public sealed class BlockDeviceTests : IDisposable
             var (h, ring, port) = Attach(disk);
             using (h)
             {
-                Assert.Equal((long)HypercallStatus.ReadOnly, Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Write, Sector = 0, Buffer = BufferArea, Length = 512 }).Status);
-                Assert.Equal((long)HypercallStatus.ReadOnly, Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Discard, Sector = 0, Length = 512 }).Status);
-                Assert.Equal(0, Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 1, Buffer = BufferArea, Length = 512 }).Status);
-                Assert.Equal(0, Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush }).Status);
+                Assert.Equal((long)HypercallStatus.ReadOnly, h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Write, Sector = 0, Buffer = BufferArea, Length = 512 }).Status);
+                Assert.Equal((long)HypercallStatus.ReadOnly, h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Discard, Sector = 0, Length = 512 }).Status);
+                Assert.Equal(0, h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 1, Buffer = BufferArea, Length = 512 }).Status);
+                Assert.Equal(0, h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Flush }).Status);
             }
         }
         Assert.Equal(original, File.ReadAllBytes(path));
@@ -179,10 +162,10 @@ public sealed class BlockDeviceTests : IDisposable
             var (h, ring, port) = Attach(disk);
             using (h)
             {
-                BlockResponse r = Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Discard, Sector = 16, Length = 64 * 512 });
+                BlockResponse r = h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Discard, Sector = 16, Length = 64 * 512 });
                 Assert.Equal(0, r.Status);
                 Assert.Equal(64u * 512, r.Length);
-                Assert.Equal(0, Single(h, ring, port, new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 16, Buffer = BufferArea, Length = 64 * 512 }).Status);
+                Assert.Equal(0, h.Single(ring, port, new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 16, Buffer = BufferArea, Length = 64 * 512 }).Status);
                 Assert.True(h.Memory.GetSpan(new GuestAddress(BufferArea), 64 * 512).IndexOfAnyExcept((byte)0) < 0);
             }
         }
@@ -196,13 +179,13 @@ public sealed class BlockDeviceTests : IDisposable
     [Fact]
     public void MissingOrBadlySizedImagesAreClearUserErrors()
     {
-        var missing = Assert.Throws<DeviceConfigurationException>(() => new BlockDevice("disk0", Path.Combine(_dir, "nope.img")));
+        var missing = Assert.Throws<DeviceConfigurationException>(() => new BlockDevice("disk0", Path.Combine(Dir, "nope.img")));
         Assert.Contains("does not exist", missing.Message, StringComparison.Ordinal);
-        string odd = Path.Combine(_dir, "odd.img");
+        string odd = Path.Combine(Dir, "odd.img");
         File.WriteAllBytes(odd, new byte[1000]);
         var size = Assert.Throws<DeviceConfigurationException>(() => new BlockDevice("disk0", odd));
         Assert.Contains("multiple of 512", size.Message, StringComparison.Ordinal);
-        string empty = Path.Combine(_dir, "empty.img");
+        string empty = Path.Combine(Dir, "empty.img");
         File.WriteAllBytes(empty, []);
         Assert.Throws<DeviceConfigurationException>(() => new BlockDevice("disk0", empty));
         Assert.DoesNotContain('\n', missing.Message);
@@ -234,8 +217,7 @@ public sealed class BlockDeviceTests : IDisposable
         listener.Start();
         using var disk = new BlockDevice("disk9", CreateImage(64, 8));
         using var h = new DeviceHarness(metrics, disk);
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 2, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 2));
+        var ring = h.AttachBlockRing(0, RingAddress, 2);
         ring.Put(new BlockRequest { Operation = (uint)BlockOperation.Read, Sector = 0, Buffer = BufferArea, Length = 4096 });
         ring.Put(new BlockRequest { Operation = (uint)BlockOperation.Write, Sector = 8, Buffer = BufferArea, Length = 1024 });
         ring.Publish();

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using Paravirt.Hypervisor.Devices.Console;
 
 namespace Paravirt.Hypervisor.Tests.Devices;
 

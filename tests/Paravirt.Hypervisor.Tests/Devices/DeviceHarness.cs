@@ -1,5 +1,3 @@
-using Paravirt.Hypervisor.Devices;
-
 namespace Paravirt.Hypervisor.Tests.Devices;
 
 /// <summary>
@@ -33,6 +31,28 @@ internal sealed class DeviceHarness : IDisposable
         Dispatcher.Dispatch(new HypercallArgs((ulong)code, a1, a2, a3, a4, a5), Session);
 
     public long EventSend(int port) => Call(HypercallCode.EventSend, (ulong)port);
+
+    /// <summary>
+    /// A block ring of 2^<paramref name="order"/> slots that the test writes at <paramref name="address"/>, attached to
+    /// block device <paramref name="index"/>; asserts the attach returned the device's event port (its index).
+    /// </summary>
+    public GuestRing<BlockRequest, BlockResponse> AttachBlockRing(int index, ulong address, int order)
+    {
+        var ring = new GuestRing<BlockRequest, BlockResponse>(Memory, address, order, BlockConstants.SlotSize);
+        Assert.Equal(index, Call(HypercallCode.BlockAttach, (ulong)index, address, (ulong)order));
+        return ring;
+    }
+
+    /// <summary>Puts <paramref name="request"/> on <paramref name="ring"/>, rings <paramref name="port"/>'s doorbell and returns the one response the device must have produced.</summary>
+    public TResponse Single<TRequest, TResponse>(GuestRing<TRequest, TResponse> ring, int port, TRequest request)
+        where TRequest : unmanaged
+        where TResponse : unmanaged
+    {
+        ring.Put(request);
+        ring.Publish();
+        Assert.Equal(0, EventSend(port));
+        return Assert.Single(ring.TakeResponses());
+    }
 
     /// <summary>Polls the given ports with a deadline <paramref name="timeoutMs"/> from now; returns the pending bits.</summary>
     public ulong Poll(ulong mask, int timeoutMs = 0) =>

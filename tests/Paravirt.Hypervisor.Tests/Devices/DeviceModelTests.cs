@@ -1,11 +1,4 @@
-using System.Runtime.InteropServices;
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Devices.Net;
 using Paravirt.Hypervisor.Devices.Rings;
-using Paravirt.Hypervisor.Hypercalls;
-using Paravirt.Hypervisor.Memory;
 
 namespace Paravirt.Hypervisor.Tests.Devices;
 
@@ -13,16 +6,12 @@ namespace Paravirt.Hypervisor.Tests.Devices;
 /// The generic device model (ABI 1.1, hypercalls 0x0600-0x0603): a user-defined device written against the public
 /// contract only, and the built-in devices through the same path. The test plays the guest (DeviceHarness).
 /// </summary>
-public sealed class DeviceModelTests : IDisposable
+public sealed class DeviceModelTests() : TestWithTempDirectory("devmodel")
 {
     private const ulong Queues = 0x100000;
     private const ulong RingA = 0x200000;
     private const ulong RingB = 0x210000;
     private const ulong Buffer = 0x300000;
-
-    private readonly string _dir = Directory.CreateTempSubdirectory("pv-devmodel-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     /// <summary>
     /// A user device with two rings of <see cref="BlockRequest"/>-sized slots: queue 0 doubles each request's
@@ -247,7 +236,7 @@ public sealed class DeviceModelTests : IDisposable
     [Fact]
     public void The_built_in_devices_take_the_generic_path_with_their_configuration()
     {
-        string image = Path.Combine(_dir, "disk.img");
+        string image = Path.Combine(Dir, "disk.img");
         File.WriteAllBytes(image, new byte[64 * 512]);
         using var disk = new BlockDevice("disk0", image);
         var sw = new NetSwitch();

@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using Paravirt.Hypervisor.Devices.Block;
-
 namespace Paravirt.Hypervisor.Tests.Devices;
 
 /// <summary>
@@ -8,39 +5,25 @@ namespace Paravirt.Hypervisor.Tests.Devices;
 /// doorbell storms and requests rewritten while the host works. Each gets an error status or Broken; nothing throws
 /// and the host keeps serving other devices.
 /// </summary>
-public sealed class HostileGuestTests : IDisposable
+public sealed class HostileGuestTests() : TestWithTempDirectory("hostile")
 {
     private const ulong RingAddress = 0x200000;
     private const ulong Ring2Address = 0x280000;
     private const ulong BufferArea = 0x300000;
 
-    private readonly string _dir = Directory.CreateTempSubdirectory("pv-hostile-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private BlockDevice NewDisk(string name, int sectors = 128)
     {
-        string path = Path.Combine(_dir, name + ".img");
+        string path = Path.Combine(Dir, name + ".img");
         File.WriteAllBytes(path, new byte[sectors * 512]);
         return new BlockDevice(name, path);
-    }
-
-    private static BlockResponse Single(DeviceHarness h, GuestRing<BlockRequest, BlockResponse> ring, int port, BlockRequest request)
-    {
-        ring.Put(request);
-        ring.Publish();
-        Assert.Equal(0, h.EventSend(port));
-        return Assert.Single(ring.TakeResponses());
     }
 
     [Fact]
     public void LyingRingIndicesBreakOnlyThatDevice()
     {
         using var h = new DeviceHarness(NewDisk("bad"), NewDisk("good"));
-        var bad = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 4, 64);
-        var good = new GuestRing<BlockRequest, BlockResponse>(h.Memory, Ring2Address, 4, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 4));
-        Assert.Equal(1, h.Call(HypercallCode.BlockAttach, 1, Ring2Address, 4));
+        var bad = h.AttachBlockRing(0, RingAddress, 4);
+        var good = h.AttachBlockRing(1, Ring2Address, 4);
 
         bad.SetReqProd(0x7000_0000); // far more requests than the 16 slots
         Assert.Equal((long)HypercallStatus.Broken, h.EventSend(0));
@@ -53,7 +36,7 @@ public sealed class HostileGuestTests : IDisposable
         Assert.Equal((uint)DeviceFlags.Broken, h.Memory.Read<DeviceInfo>(new GuestAddress(BufferArea)).Flags & (uint)DeviceFlags.Broken);
 
         // The host and the other device keep working; polling pumps the broken device harmlessly.
-        Assert.Equal(0, Single(h, good, 1, new BlockRequest { Id = 7, Operation = (uint)BlockOperation.Read, Buffer = BufferArea, Length = 512 }).Status);
+        Assert.Equal(0, h.Single(good, 1, new BlockRequest { Id = 7, Operation = (uint)BlockOperation.Read, Buffer = BufferArea, Length = 512 }).Status);
         Assert.Equal(0UL, h.Poll(ulong.MaxValue));
     }
 
@@ -61,8 +44,7 @@ public sealed class HostileGuestTests : IDisposable
     public void ReqProdOneMoreThanTheRingHoldsIsBroken()
     {
         using var h = new DeviceHarness(NewDisk("d"));
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 2, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 2));
+        var ring = h.AttachBlockRing(0, RingAddress, 2);
         ring.SetReqProd(4); // exactly full: fine
         Assert.Equal(0, h.EventSend(0));
         Assert.Equal(4u, ring.RspProd);
@@ -75,8 +57,7 @@ public sealed class HostileGuestTests : IDisposable
     {
         using BlockDevice disk = NewDisk("d", sectors: 128);
         using var h = new DeviceHarness(disk);
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 5, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 5));
+        var ring = h.AttachBlockRing(0, RingAddress, 5);
         const uint read = (uint)BlockOperation.Read, write = (uint)BlockOperation.Write, discard = (uint)BlockOperation.Discard;
         (BlockRequest request, HypercallStatus expected)[] cases =
         [
@@ -148,8 +129,7 @@ public sealed class HostileGuestTests : IDisposable
     public void ADoorbellStormTakesBoundedTimeAndMemory()
     {
         using var h = new DeviceHarness(NewDisk("d"));
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 3, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 3));
+        var ring = h.AttachBlockRing(0, RingAddress, 3);
         for (int i = 0; i < 1000; i++)
         {
             Assert.Equal(0, h.EventSend(0)); // warm up
@@ -176,8 +156,7 @@ public sealed class HostileGuestTests : IDisposable
     {
         using BlockDevice disk = NewDisk("d", sectors: 64);
         using var h = new DeviceHarness(disk);
-        var ring = new GuestRing<BlockRequest, BlockResponse>(h.Memory, RingAddress, 0, 64);
-        Assert.Equal(0, h.Call(HypercallCode.BlockAttach, 0, RingAddress, 0));
+        var ring = h.AttachBlockRing(0, RingAddress, 0);
         // Two versions of the one request: a valid 512-byte read, and a hostile one (huge length, buffer past memory).
         var valid = new BlockRequest { Id = 1, Operation = (uint)BlockOperation.Read, Sector = 0, Buffer = BufferArea, Length = 512 };
         var hostile = new BlockRequest { Id = 2, Operation = (uint)BlockOperation.Write, Sector = ulong.MaxValue, Buffer = DeviceHarness.MemorySize - 8, Length = 0xFFFF_FFFF };

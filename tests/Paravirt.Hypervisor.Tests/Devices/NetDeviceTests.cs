@@ -1,5 +1,4 @@
 using System.Net.NetworkInformation;
-using Paravirt.Hypervisor.Devices.Net;
 
 namespace Paravirt.Hypervisor.Tests.Devices;
 

@@ -1,12 +1,7 @@
-using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text.RegularExpressions;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Net;
 
 namespace Paravirt.Hypervisor.Tests.Devices;
 

@@ -1,22 +1,14 @@
-using System.Diagnostics;
-using Paravirt.Hypervisor.Tests.Cli;
-using Paravirt.Hypervisor.Tests.Integration;
-
 namespace Paravirt.Hypervisor.Tests.Hostile;
 
 /// <summary>
 /// What a new user met (issue 13): SIGTERM gets the same clean cancellation as Ctrl+C, piped standard input ends,
 /// an unknown backend is a usage error, and a directory given as a disk says so.
 /// </summary>
-public sealed class CliSignalTests : IDisposable
+public sealed class CliSignalTests() : TestWithTempDirectory("cli-signal")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-cli-signal-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private string SpinImage()
     {
-        string path = Path.Combine(_dir, "spin.elf");
+        string path = Path.Combine(Dir, "spin.elf");
         File.WriteAllBytes(path, RunLimitsTests.CodeImage(0xEB, 0xFE));
         return path;
     }
@@ -114,7 +106,7 @@ public sealed class CliSignalTests : IDisposable
     [Fact]
     public void A_directory_given_as_a_disk_is_reported_as_a_directory()
     {
-        (int code, _, string err, _) = CliErrorTests.Run("run", SpinImage(), "--backend", "emulator", "--disk", _dir);
+        (int code, _, string err, _) = CliErrorTests.Run("run", SpinImage(), "--backend", "emulator", "--disk", Dir);
         Assert.True(code == 66, $"exit {code}: {err}");
         Assert.Single(err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.Contains("is a directory", err, StringComparison.Ordinal);

@@ -1,23 +1,15 @@
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Devices.Console;
-using Paravirt.Hypervisor.Tests.Integration;
-
 namespace Paravirt.Hypervisor.Tests.Hostile;
 
 /// <summary>
 /// A service reading its console sees the end of its input (issue 13): the C driver (samples/kv) and the C# driver
 /// (samples/echo-cs) end cleanly after the last piped line instead of waiting forever.
 /// </summary>
-public sealed class EndOfInputTests : IDisposable
+public sealed class EndOfInputTests() : TestWithTempDirectory("eof")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-eof-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     [Fact]
     public void Kv_exits_0_when_its_input_ends_without_QUIT()
     {
-        string path = Path.Combine(_dir, "kv.img");
+        string path = Path.Combine(Dir, "kv.img");
         using (FileStream f = File.Create(path))
         {
             f.SetLength(256 << 10);

@@ -1,9 +1,4 @@
-using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Devices.Console;
 using Paravirt.Hypervisor.Diagnostics;
 
 namespace Paravirt.Hypervisor.Tests.Hostile;
@@ -12,7 +7,7 @@ namespace Paravirt.Hypervisor.Tests.Hostile;
 /// Hostile guests built from C source (Hostile/guests) try to keep the host past its timeout or to grow host memory;
 /// each one is stopped within the stated bound and stays inside its caps (issue 13). Emulator backend.
 /// </summary>
-public sealed class HostileRunTests(Xunit.Abstractions.ITestOutputHelper log) : IDisposable
+public sealed class HostileRunTests(Xunit.Abstractions.ITestOutputHelper log) : TestWithTempDirectory("hostile")
 {
     /// <summary>
     /// How far past its timeout a run may return in these tests. The host's own reaction is milliseconds
@@ -21,10 +16,6 @@ public sealed class HostileRunTests(Xunit.Abstractions.ITestOutputHelper log) : 
     private static readonly TimeSpan Slack = TimeSpan.FromMilliseconds(500);
 
     private static readonly TimeSpan Timeout = TimeSpan.FromMilliseconds(400);
-
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-hostile-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     internal static GuestRunner Runner(ParavirtMetrics? metrics = null) =>
         new(new BackendSelector([new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]), metrics: metrics);
@@ -96,7 +87,7 @@ public sealed class HostileRunTests(Xunit.Abstractions.ITestOutputHelper log) : 
     [Fact]
     public void A_guest_filling_the_block_ring_with_writes_and_flushes_is_stopped_by_its_timeout()
     {
-        string path = Path.Combine(_dir, "storm.img");
+        string path = Path.Combine(Dir, "storm.img");
         using (FileStream f = File.Create(path))
         {
             f.SetLength(8 << 20);

@@ -1,5 +1,4 @@
 using System.Net.NetworkInformation;
-using Paravirt.Hypervisor.Devices.Net;
 using Paravirt.Hypervisor.Tests.Devices;
 
 namespace Paravirt.Hypervisor.Tests.Hostile;

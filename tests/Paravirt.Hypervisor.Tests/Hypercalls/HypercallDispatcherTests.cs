@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace Paravirt.Hypervisor.Tests.Hypercalls;
@@ -215,23 +214,17 @@ public sealed class HypercallDispatcherTests : IDisposable
         Assert.Equal(0, _console.Length);
     }
 
-    [Fact]
-    public void LongWriteIsShortenedToWhatTheConsoleQueueHolds()
+    /// <summary>
+    /// A long write is cut to the chunk limit (1 MiB) and then to the free space of the run's console queue; a huge
+    /// length is capped to MaxWriteChunk before the range check, so 0x10 + ulong.MaxValue never wraps.
+    /// </summary>
+    [Theory]
+    [InlineData(HypercallCode.ConsoleWrite, 0UL, GuestMemory.MinSize)]
+    [InlineData(HypercallCode.DebugWrite, 0x10UL, ulong.MaxValue)]
+    public void LongOrHugeWriteIsAShortWriteOfWhatTheConsoleQueueHolds(HypercallCode code, ulong address, ulong length)
     {
-        // The write is cut to the chunk limit (1 MiB) and then to the free space of the run's console queue.
         using GuestSession session = Session();
-        long result = Core().Dispatch(Call(HypercallCode.ConsoleWrite, 0, GuestMemory.MinSize), session);
-        Drain(session);
-        Assert.Equal(Math.Min(CoreHypercalls.MaxWriteChunk, Paravirt.Hypervisor.Running.GuestLimits.DefaultConsoleBufferSize), result);
-        Assert.Equal(result, _console.Length);
-    }
-
-    [Fact]
-    public void HugeLengthIsAShortWriteNotAnOverflow()
-    {
-        // The length is capped to MaxWriteChunk before the range check, so 0x10 + ulong.MaxValue never wraps.
-        using GuestSession session = Session();
-        long result = Core().Dispatch(Call(HypercallCode.DebugWrite, 0x10, ulong.MaxValue), session);
+        long result = Core().Dispatch(Call(code, address, length), session);
         Drain(session);
         Assert.Equal(Math.Min(CoreHypercalls.MaxWriteChunk, Paravirt.Hypervisor.Running.GuestLimits.DefaultConsoleBufferSize), result);
         Assert.Equal(result, _console.Length);

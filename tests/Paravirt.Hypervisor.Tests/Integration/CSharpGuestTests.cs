@@ -1,24 +1,14 @@
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Devices.Console;
-using Paravirt.Hypervisor.Devices.Net;
-using Paravirt.Hypervisor.Tests.Cli;
-using Paravirt.Hypervisor.Debugging;
-
 namespace Paravirt.Hypervisor.Tests.Integration;
 
 /// <summary>
 /// Boots the C# unikernels (samples/hello-cs, samples/subset-cs, samples/blk-cs, samples/echo-cs, samples/net-cs: C# compiled by NativeAOT against the guest core
 /// library, built by the normal build) on the emulator, with the same expectations as their C counterparts.
 /// </summary>
-public sealed class CSharpGuestTests : IDisposable
+public sealed class CSharpGuestTests() : TestWithTempDirectory("csguest")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-csguest-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private string Disk(int bytes, int seed)
     {
-        string path = Path.Combine(_dir, $"disk{seed}.img");
+        string path = Path.Combine(Dir, $"disk{seed}.img");
         byte[] data = new byte[bytes];
         new Random(seed).NextBytes(data);
         File.WriteAllBytes(path, data);
@@ -162,14 +152,6 @@ public sealed class CSharpGuestTests : IDisposable
     }
 
     [Fact]
-    public void Blk_cs_without_a_disk_exits_1_with_a_reason()
-    {
-        DevicesGuestTests.GuestRun run = DevicesGuestTests.Run("blk-cs", []);
-        Assert.Equal(1, run.Result.ExitStatus);
-        Assert.Contains("blk-cs: FAILED: no block device disk0", run.Output, StringComparison.Ordinal);
-    }
-
-    [Fact]
     public void Echo_cs_answers_console_ring_lines_uppercased_until_quit()
     {
         using var output = new MemoryStream();
@@ -188,47 +170,32 @@ public sealed class CSharpGuestTests : IDisposable
     }
 
     [Fact]
-    public void Echo_cs_without_a_console_exits_1_with_a_reason()
-    {
-        DevicesGuestTests.GuestRun run = DevicesGuestTests.Run("echo-cs", []);
-        Assert.Equal(1, run.Result.ExitStatus);
-        Assert.Contains("echo-cs: FAILED: no console console0", run.Output, StringComparison.Ordinal);
-    }
-
-    [Fact]
     public void Net_cs_pongs_the_c_net_pinger_on_one_switch_with_matching_checksums()
     {
         var sw = new NetSwitch();
         using var pingNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 0);
         using var pongNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 1);
-        DevicesGuestTests.GuestRun? pong = null;
-        var pongThread = new Thread(() => pong = DevicesGuestTests.Run("net-cs", [pongNic], "rounds=40"));
-        pongThread.Start();
-        DevicesGuestTests.GuestRun ping = DevicesGuestTests.Run("net", [pingNic], "role=ping rounds=40 seed=9");
-        Assert.True(pongThread.Join(TimeSpan.FromSeconds(150)), "the net-cs VM did not finish");
+        (DevicesGuestTests.GuestRun ping, DevicesGuestTests.GuestRun pong) =
+            DevicesGuestTests.RunTwo(("net", pingNic, "role=ping rounds=40 seed=9"), ("net-cs", pongNic, "rounds=40"));
 
         Assert.True(ping.Result.Outcome == RunOutcome.Exited && ping.Result.ExitStatus == 0, $"ping: {ping.Result.Outcome} {ping.Result.ExitStatus}: {ping.Result.Message}\n{ping.Output}");
-        Assert.True(pong!.Result.Outcome == RunOutcome.Exited && pong.Result.ExitStatus == 0, $"net-cs: {pong.Result.Outcome} {pong.Result.ExitStatus}: {pong.Result.Message}\n{pong.Output}");
+        Assert.True(pong.Result.Outcome == RunOutcome.Exited && pong.Result.ExitStatus == 0, $"net-cs: {pong.Result.Outcome} {pong.Result.ExitStatus}: {pong.Result.Message}\n{pong.Output}");
         string mac = string.Join(':', pongNic.MacAddress.GetAddressBytes().Select(b => b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
         Assert.Contains($"net-cs: pong on net0 {mac} mtu 1500", pong.Output, StringComparison.Ordinal);
-        string pingSum = After(ping.Output, "net: ping 40 rounds, checksum ");
-        string pongSum = After(pong.Output, "net-cs: pong 40 rounds, checksum ");
+        string pingSum = DevicesGuestTests.Checksum(ping.Output, "net: ping 40 rounds, checksum ");
+        string pongSum = DevicesGuestTests.Checksum(pong.Output, "net-cs: pong 40 rounds, checksum ");
         Assert.Equal(pingSum, pongSum);
         Assert.True(pongNic.TxFrames >= 40, $"net-cs sent {pongNic.TxFrames} frames");
     }
 
-    [Fact]
-    public void Net_cs_without_a_net_device_exits_1_with_a_reason()
+    [Theory]
+    [InlineData("blk-cs", "no block device disk0")]
+    [InlineData("echo-cs", "no console console0")]
+    [InlineData("net-cs", "no net device net0")]
+    public void A_driver_sample_without_its_device_exits_1_with_a_reason(string sample, string reason)
     {
-        DevicesGuestTests.GuestRun run = DevicesGuestTests.Run("net-cs", []);
+        DevicesGuestTests.GuestRun run = DevicesGuestTests.Run(sample, []);
         Assert.Equal(1, run.Result.ExitStatus);
-        Assert.Contains("net-cs: FAILED: no net device net0", run.Output, StringComparison.Ordinal);
-    }
-
-    private static string After(string output, string prefix)
-    {
-        int at = output.IndexOf(prefix, StringComparison.Ordinal);
-        Assert.True(at >= 0, $"'{prefix}' missing in:\n{output}");
-        return output.Substring(at + prefix.Length, 10);
+        Assert.Contains($"{sample}: FAILED: {reason}", run.Output, StringComparison.Ordinal);
     }
 }

@@ -1,16 +1,11 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using Paravirt.Hypervisor.Devices.Block;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
 
 /// <summary>AddParavirt: options validated on start, defaults carried into runs, devices added per run.</summary>
-public sealed class DependencyInjectionTests : IDisposable
+public sealed class DependencyInjectionTests() : TestWithTempDirectory("di")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-di-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     [Theory]
     [InlineData("DefaultBackend", "hyperv")]
     [InlineData("DefaultMemorySize", "1000")]
@@ -69,7 +64,7 @@ public sealed class DependencyInjectionTests : IDisposable
     [Fact]
     public void A_device_added_with_AddDevice_is_created_for_each_run_and_released_after_it()
     {
-        string disk = Path.Combine(_dir, "disk.img");
+        string disk = Path.Combine(Dir, "disk.img");
         using (FileStream f = File.Create(disk))
         {
             f.SetLength(4 << 20);

@@ -1,9 +1,4 @@
 using System.IO.Pipelines;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Devices.Console;
-using Paravirt.Hypervisor.Devices.Net;
 using Xunit.Abstractions;
 
 namespace Paravirt.Hypervisor.Tests.Integration;
@@ -13,12 +8,8 @@ namespace Paravirt.Hypervisor.Tests.Integration;
 /// emulator against the real host devices: temp disk files, an in-memory switch between two VMs on two threads,
 /// console input and output streams.
 /// </summary>
-public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
+public sealed class DevicesGuestTests(ITestOutputHelper log) : TestWithTempDirectory("devices")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-devices-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     internal static GuestRunner Runner() =>
         new(new BackendSelector([new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
 
@@ -41,7 +32,7 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
 
     private string Disk(string name, long bytes, byte fill = 0)
     {
-        string path = Path.Combine(_dir, name);
+        string path = Path.Combine(Dir, name);
         using FileStream f = File.Create(path);
         if (fill == 0)
         {
@@ -148,16 +139,12 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
         var sw = new NetSwitch();
         using var pingNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 0);
         using var pongNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 1);
-        GuestRun? pong = null;
-        var pongThread = new Thread(() => pong = Run("net", [pongNic], "role=pong rounds=50 seed=5"));
-        pongThread.Start();
-        GuestRun ping = Run("net", [pingNic], "role=ping rounds=50 seed=5");
-        Assert.True(pongThread.Join(TimeSpan.FromSeconds(150)), "the pong VM did not finish");
+        (GuestRun ping, GuestRun pong) = RunTwo(("net", pingNic, "role=ping rounds=50 seed=5"), ("net", pongNic, "role=pong rounds=50 seed=5"));
 
         AssertExited(ping);
-        AssertExited(pong!);
+        AssertExited(pong);
         string pingSum = Checksum(ping.Output, "net: ping 50 rounds, checksum ");
-        string pongSum = Checksum(pong!.Output, "net: pong 50 rounds, checksum ");
+        string pongSum = Checksum(pong.Output, "net: pong 50 rounds, checksum ");
         Assert.Equal(pingSum, pongSum);
         Assert.True(pingNic.TxFrames >= 50 && pongNic.TxFrames >= 50, $"tx ping {pingNic.TxFrames}, pong {pongNic.TxFrames}");
         Assert.True(sw.FramesForwarded >= 98, $"forwarded {sw.FramesForwarded}");
@@ -169,22 +156,33 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : IDisposable
         var sw = new NetSwitch();
         using var a = new NetDevice("net0", sw.CreatePort(), vmIndex: 0);
         using var b = new NetDevice("net0", sw.CreatePort(), vmIndex: 1);
-        GuestRun? second = null;
-        var thread = new Thread(() => second = Run("net", [b], "rounds=30"));
-        thread.Start();
-        GuestRun first = Run("net", [a], "rounds=30");
-        Assert.True(thread.Join(TimeSpan.FromSeconds(150)), "the second VM did not finish");
+        (GuestRun first, GuestRun second) = RunTwo(("net", a, "rounds=30"), ("net", b, "rounds=30"));
 
         AssertExited(first);
-        AssertExited(second!);
+        AssertExited(second);
         bool aPings = a.MacAddress.GetAddressBytes().AsSpan().SequenceCompareTo(b.MacAddress.GetAddressBytes()) < 0;
-        (GuestRun pinger, GuestRun ponger) = aPings ? (first, second!) : (second!, first);
+        (GuestRun pinger, GuestRun ponger) = aPings ? (first, second) : (second, first);
         Assert.Contains("net: auto role: ping", pinger.Output, StringComparison.Ordinal);
         Assert.Contains("net: auto role: pong", ponger.Output, StringComparison.Ordinal);
         Assert.Equal(Checksum(pinger.Output, "net: ping 30 rounds, checksum "), Checksum(ponger.Output, "net: pong 30 rounds, checksum "));
     }
 
-    private static string Checksum(string output, string prefix)
+    /// <summary>
+    /// Runs two VMs at once, each a sample with one NIC and its command line: the second on its own thread, the
+    /// first on this one. Returns both runs once both have ended.
+    /// </summary>
+    internal static (GuestRun First, GuestRun Second) RunTwo((string Sample, NetDevice Nic, string CommandLine) first, (string Sample, NetDevice Nic, string CommandLine) second)
+    {
+        GuestRun? other = null;
+        var thread = new Thread(() => other = Run(second.Sample, [second.Nic], second.CommandLine));
+        thread.Start();
+        GuestRun run = Run(first.Sample, [first.Nic], first.CommandLine);
+        Assert.True(thread.Join(TimeSpan.FromSeconds(150)), $"the second VM ({second.Sample} {second.CommandLine}) did not finish");
+        return (run, other!);
+    }
+
+    /// <summary>The ten characters after <paramref name="prefix"/> in a guest's output (a checksum it printed).</summary>
+    internal static string Checksum(string output, string prefix)
     {
         int at = output.IndexOf(prefix, StringComparison.Ordinal);
         Assert.True(at >= 0, $"'{prefix}' missing in:\n{output}");

@@ -1,6 +1,3 @@
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Tests.Cli;
-
 namespace Paravirt.Hypervisor.Tests.Integration;
 
 /// <summary>Boots the real hello unikernel (built from samples/hello by the normal build) on the emulator.</summary>

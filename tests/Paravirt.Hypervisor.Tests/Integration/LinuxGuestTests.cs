@@ -1,9 +1,3 @@
-using System.Diagnostics;
-using Paravirt.Hypervisor.Backends.Emulator;
-using Paravirt.Hypervisor.Devices;
-using Paravirt.Hypervisor.Devices.Block;
-using Paravirt.Hypervisor.Tests.Cli;
-
 namespace Paravirt.Hypervisor.Tests.Integration;
 
 /// <summary>

@@ -1,18 +1,11 @@
-using Paravirt.Hypervisor.Tests.Cli;
-using Paravirt.Hypervisor.Tests.Loading;
-
 namespace Paravirt.Hypervisor.Tests.Integration;
 
 /// <summary>
 /// Guests that never exit, crash or misbehave are stopped with a clear outcome and the host stays responsive
 /// (emulator backend; the same scenarios run on KVM in the nested harness).
 /// </summary>
-public sealed class RunLimitsTests : IDisposable
+public sealed class RunLimitsTests() : TestWithTempDirectory("limits")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-limits-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     /// <summary>An image whose text segment at 1 MiB is <paramref name="code"/>, with the ABI note.</summary>
     internal static byte[] CodeImage(params byte[] code)
     {
@@ -68,7 +61,7 @@ public sealed class RunLimitsTests : IDisposable
     [Fact]
     public void Cli_reports_a_timeout_in_one_line_with_exit_124()
     {
-        string path = Path.Combine(_dir, "spin.elf");
+        string path = Path.Combine(Dir, "spin.elf");
         File.WriteAllBytes(path, CodeImage(Spin));
         (int code, _, string err, _) = CliErrorTests.Run("run", path, "--backend", "emulator", "--timeout", "200ms");
         Assert.Equal(124, code);
@@ -79,7 +72,7 @@ public sealed class RunLimitsTests : IDisposable
     [Fact]
     public void Cli_reports_a_crash_with_exit_70_as_a_report_or_with_quiet_in_one_line()
     {
-        string path = Path.Combine(_dir, "hlt.elf");
+        string path = Path.Combine(Dir, "hlt.elf");
         File.WriteAllBytes(path, CodeImage(0xF4));
         (int code, _, string err, _) = CliErrorTests.Run("run", path, "--backend", "emulator", "--quiet");
         Assert.Equal(70, code);
@@ -102,7 +95,7 @@ public sealed class RunLimitsTests : IDisposable
     {
         // MMX is part of x86-64 but not emulated. (AVX is no example: the emulator's CPU model has no AVX and no
         // OSXSAVE, so AVX instructions raise #UD there, as on a CPU without them: a guest fault, not a gap.)
-        string path = Path.Combine(_dir, "mmx.elf");
+        string path = Path.Combine(Dir, "mmx.elf");
         File.WriteAllBytes(path, CodeImage(0x0F, 0xFC, 0xC1)); // paddb mm0, mm1
         RunResult r = Run(File.ReadAllBytes(path), new GuestRunOptions { Timeout = TimeSpan.FromSeconds(10) });
         Assert.Equal(RunOutcome.BackendFailed, r.Outcome);
@@ -120,7 +113,7 @@ public sealed class RunLimitsTests : IDisposable
         var b = new ElfBuilder();
         b.AddLoad(ElfBuilder.TextAddress, Spin, 8UL << 20, ElfBuilder.PfR | ElfBuilder.PfX | ElfBuilder.PfW);
         b.AddNotes(ElfBuilder.AbiNote(AbiVersion.Current.Major, AbiVersion.Current.Minor));
-        string path = Path.Combine(_dir, "big.elf");
+        string path = Path.Combine(Dir, "big.elf");
         File.WriteAllBytes(path, b.Build());
         (int code, _, string err, _) = CliErrorTests.Run("run", path, "--backend", "emulator", "--memory", "4M");
         Assert.Equal(65, code);
@@ -133,7 +126,7 @@ public sealed class RunLimitsTests : IDisposable
         var b = new ElfBuilder();
         b.AddLoad(ElfBuilder.TextAddress, Spin, (ulong)Spin.Length, ElfBuilder.PfR | ElfBuilder.PfX);
         b.AddNotes(ElfBuilder.AbiNote(AbiVersion.Current.Major, (ushort)(AbiVersion.Current.Minor + 1)));
-        string path = Path.Combine(_dir, "newer.elf");
+        string path = Path.Combine(Dir, "newer.elf");
         File.WriteAllBytes(path, b.Build());
         (int code, _, string err, _) = CliErrorTests.Run("run", path);
         Assert.Equal(65, code);

@@ -1,7 +1,4 @@
-using System.Diagnostics;
 using Iced.Intel;
-using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Interop;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Paravirt.Hypervisor.Tests.Kvm;
@@ -109,9 +106,8 @@ public sealed class KvmBackendTests
         a.Label(ref bad);
         a.hlt();
 
-        using var memory = NewMemory(Assemble(a), 4UL << 20);
-        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        using KvmGuest guest = KvmGuest.Start(Assemble(a), 4UL << 20);
+        IVcpu vcpu = guest.Vcpu;
         for (ulong i = 100; i > 0; i--)
         {
             VcpuExit exit = vcpu.Run();
@@ -147,9 +143,8 @@ public sealed class KvmBackendTests
         a.mov(rbx, GuestLayout.HypercallPage);
         a.call(rbx); // rdi (boot info) and rdx travel unchanged
         a.hlt();
-        using var memory = NewMemory(Assemble(a), 4UL << 20);
-        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        using KvmGuest guest = KvmGuest.Start(Assemble(a), 4UL << 20);
+        var (memory, _, vcpu) = guest;
         VcpuRegisters before = vcpu.GetRegisters();
         Assert.Equal(ImageBase, before.Rip);
         Assert.Equal(memory.Size, before.Rsp);
@@ -181,9 +176,8 @@ public sealed class KvmBackendTests
         a.mov(rbx, GuestLayout.HypercallPage);
         a.call(rbx);
         a.hlt();
-        using var memory = NewMemory(Assemble(a), 4UL << 20);
-        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        using KvmGuest guest = KvmGuest.Start(Assemble(a), 4UL << 20);
+        IVcpu vcpu = guest.Vcpu;
         VcpuExit exit = vcpu.Run();
         Assert.True(HypercallTrap.TryRead(vcpu, exit, out HypercallArgs h), $"{exit.Kind} at 0x{exit.Rip:x}: {exit.Detail}");
         Assert.Equal(420UL, h.A1); // sqrt(400) + 400
@@ -197,14 +191,11 @@ public sealed class KvmBackendTests
         Label spin = a.CreateLabel();
         a.Label(ref spin);
         a.jmp(spin);
-        using var memory = NewMemory(Assemble(a), 4UL << 20);
-        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
-        using var timer = new Timer(_ => vcpu.Interrupt(), null, 200, Timeout.Infinite);
-        var sw = Stopwatch.StartNew();
-        VcpuExit exit = vcpu.Run();
+        using KvmGuest guest = KvmGuest.Start(Assemble(a), 4UL << 20);
+        IVcpu vcpu = guest.Vcpu;
+        (VcpuExit exit, TimeSpan took) = RunInterruptedAfter200Ms(vcpu);
         Assert.Equal(VcpuExitKind.Interrupted, exit.Kind);
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"took {sw.Elapsed}");
+        Assert.True(took < TimeSpan.FromSeconds(20), $"took {took}");
 
         // A kick that arrives before Run makes the next Run return at once, and is consumed by it.
         vcpu.Interrupt();
@@ -227,14 +218,11 @@ public sealed class KvmBackendTests
         a.and(__qword_ptr[rax], ~4);
         a.Label(ref spin);
         a.jmp(spin);
-        using var memory = NewMemory(Assemble(a), 4UL << 20);
-        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
-        using var timer = new Timer(_ => vcpu.Interrupt(), null, 200, Timeout.Infinite);
-        var sw = Stopwatch.StartNew();
-        VcpuExit exit = vcpu.Run();
+        using KvmGuest guest = KvmGuest.Start(Assemble(a), 4UL << 20);
+        IVcpu vcpu = guest.Vcpu;
+        (VcpuExit exit, TimeSpan took) = RunInterruptedAfter200Ms(vcpu);
         Assert.True(exit.Kind is VcpuExitKind.Interrupted or VcpuExitKind.Shutdown, $"{exit.Kind} at 0x{exit.Rip:x}: {exit.Detail}");
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"took {sw.Elapsed}");
+        Assert.True(took < TimeSpan.FromSeconds(20), $"took {took}");
     }
 
     /// <summary>
@@ -261,9 +249,8 @@ public sealed class KvmBackendTests
         using var stream = new MemoryStream();
         AssemblerResult assembled = a.Assemble(new StreamCodeWriter(stream), ImageBase, BlockEncoderOptions.ReturnNewInstructionOffsets);
         ulong Address(Label l) => assembled.GetLabelRIP(l);
-        using var memory = NewMemory(stream.ToArray(), 4UL << 20);
-        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        using KvmGuest guest = KvmGuest.Start(stream.ToArray(), 4UL << 20);
+        IVcpu vcpu = guest.Vcpu;
 
         VcpuExit exit = vcpu.Run();
         Assert.Equal((VcpuExitKind.IoOut, 0xE4UL, (byte)1, 5UL, Address(first)), (exit.Kind, exit.Address, exit.Size, exit.Data, exit.Rip));
@@ -290,9 +277,8 @@ public sealed class KvmBackendTests
         a.mov(__qword_ptr[rax], 0x42);
         a.hlt();
         // 3 MiB of memory: the identity map covers whole 2 MiB pages, so 3.5 MiB is mapped but has no memory slot.
-        using var memory = NewMemory(Assemble(a), 3UL << 20);
-        using IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
-        using IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo));
+        using KvmGuest guest = KvmGuest.Start(Assemble(a), 3UL << 20);
+        IVcpu vcpu = guest.Vcpu;
         VcpuExit mmio = vcpu.Run();
         Assert.Equal(VcpuExitKind.Mmio, mmio.Kind);
         Assert.Equal(0x38_0000UL, mmio.Address);
@@ -300,12 +286,53 @@ public sealed class KvmBackendTests
         Assert.Equal(VcpuExitKind.Halt, hlt.Kind);
     }
 
-    private static GuestMemory NewMemory(byte[] code, ulong size)
+    /// <summary>Runs <paramref name="vcpu"/> while another thread interrupts it 200 ms in: the exit, and how long Run took.</summary>
+    private static (VcpuExit Exit, TimeSpan Took) RunInterruptedAfter200Ms(IVcpu vcpu)
     {
-        var memory = new GuestMemory(size);
-        memory.Write(new GuestAddress(ImageBase), code);
-        GuestRunner.PrepareMemory(memory, ImageBase + (ulong)code.Length, []);
-        return memory;
+        using var timer = new Timer(_ => vcpu.Interrupt(), null, 200, Timeout.Infinite);
+        var sw = Stopwatch.StartNew();
+        VcpuExit exit = vcpu.Run();
+        return (exit, sw.Elapsed);
+    }
+
+    /// <summary>Memory of <paramref name="size"/> bytes with <paramref name="code"/> at the image base and the boot structures, a KVM VM and its vCPU at the code; disposes all three.</summary>
+    private sealed class KvmGuest(GuestMemory memory, IVirtualMachine vm, IVcpu vcpu) : IDisposable
+    {
+        public static KvmGuest Start(byte[] code, ulong size)
+        {
+            var memory = new GuestMemory(size);
+            try
+            {
+                memory.Write(new GuestAddress(ImageBase), code);
+                GuestRunner.PrepareMemory(memory, ImageBase + (ulong)code.Length, []);
+                IVirtualMachine vm = new KvmBackend().CreateVirtualMachine(memory, new VirtualMachineOptions());
+                try
+                {
+                    return new KvmGuest(memory, vm, vm.CreateVcpu(new VcpuStartState(ImageBase, memory.Size, GuestLayout.BootInfo)));
+                }
+                catch
+                {
+                    vm.Dispose();
+                    throw;
+                }
+            }
+            catch
+            {
+                memory.Dispose();
+                throw;
+            }
+        }
+
+        public IVcpu Vcpu => vcpu;
+
+        public void Deconstruct(out GuestMemory m, out IVirtualMachine v, out IVcpu c) => (m, v, c) = (memory, vm, vcpu);
+
+        public void Dispose()
+        {
+            vcpu.Dispose();
+            vm.Dispose();
+            memory.Dispose();
+        }
     }
 
     private static byte[] Assemble(Assembler a)

@@ -1,5 +1,3 @@
-using Paravirt.Hypervisor.Backends.Kvm;
-
 namespace Paravirt.Hypervisor.Tests.Kvm;
 
 /// <summary>A test that needs a working KVM; skipped, with the probe's reason, where there is none.</summary>

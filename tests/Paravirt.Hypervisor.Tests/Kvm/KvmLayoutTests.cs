@@ -1,8 +1,5 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using Paravirt.Hypervisor.Backends.Kvm;
-using Paravirt.Hypervisor.Interop;
 using static Paravirt.Hypervisor.Backends.Kvm.KvmIoctls;
 
 namespace Paravirt.Hypervisor.Tests.Kvm;

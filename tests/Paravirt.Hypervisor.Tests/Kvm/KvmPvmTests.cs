@@ -1,6 +1,5 @@
 using Iced.Intel;
 using Decoder = Iced.Intel.Decoder;
-using Paravirt.Hypervisor.Backends.Kvm;
 
 namespace Paravirt.Hypervisor.Tests.Kvm;
 

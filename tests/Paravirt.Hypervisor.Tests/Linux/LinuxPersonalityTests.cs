@@ -1,8 +1,6 @@
-using System.Buffers.Binary;
 using Microsoft.Extensions.Logging;
 using Paravirt.Hypervisor.Linux;
 using Paravirt.Hypervisor.Tests.Hypercalls;
-using Paravirt.Hypervisor.Tests.Loading;
 
 namespace Paravirt.Hypervisor.Tests.Linux;
 

@@ -2,15 +2,11 @@ using static Paravirt.Hypervisor.Tests.Loading.ElfBuilder;
 
 namespace Paravirt.Hypervisor.Tests.Loading;
 
-public sealed class ElfLoaderFileAndLoadTests : IDisposable
+public sealed class ElfLoaderFileAndLoadTests() : TestWithTempDirectory("loader")
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("paravirt-loader-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private string WriteFile(string name, byte[] bytes)
     {
-        string path = Path.Combine(_dir, name);
+        string path = Path.Combine(Dir, name);
         File.WriteAllBytes(path, bytes);
         return path;
     }
@@ -27,7 +23,7 @@ public sealed class ElfLoaderFileAndLoadTests : IDisposable
     [Fact]
     public void LoadFileOfAMissingFileSaysSo()
     {
-        string path = Path.Combine(_dir, "missing.elf");
+        string path = Path.Combine(Dir, "missing.elf");
         var ex = Assert.Throws<ImageFormatException>(() => ElfLoader.LoadFile(path, AbiVersion.Current));
         Assert.Equal($"cannot read guest image '{path}': the file does not exist", ex.Message);
     }
@@ -35,7 +31,7 @@ public sealed class ElfLoaderFileAndLoadTests : IDisposable
     [Fact]
     public void LoadFileInAMissingDirectorySaysSo()
     {
-        string path = Path.Combine(_dir, "nope", "guest.elf");
+        string path = Path.Combine(Dir, "nope", "guest.elf");
         var ex = Assert.Throws<ImageFormatException>(() => ElfLoader.LoadFile(path, AbiVersion.Current));
         Assert.StartsWith($"cannot read guest image '{path}': the file does not exist", ex.Message, StringComparison.Ordinal);
     }
@@ -43,8 +39,8 @@ public sealed class ElfLoaderFileAndLoadTests : IDisposable
     [Fact]
     public void LoadFileOfADirectorySaysSo()
     {
-        var ex = Assert.Throws<ImageFormatException>(() => ElfLoader.LoadFile(_dir, AbiVersion.Current));
-        Assert.Equal($"cannot read guest image '{_dir}': it is a directory, not a file", ex.Message);
+        var ex = Assert.Throws<ImageFormatException>(() => ElfLoader.LoadFile(Dir, AbiVersion.Current));
+        Assert.Equal($"cannot read guest image '{Dir}': it is a directory, not a file", ex.Message);
     }
 
     [Fact]
@@ -69,7 +65,7 @@ public sealed class ElfLoaderFileAndLoadTests : IDisposable
     [Fact]
     public void LoadFileRefusesAFileOverTheSizeCap()
     {
-        string path = Path.Combine(_dir, "huge.elf");
+        string path = Path.Combine(Dir, "huge.elf");
         using (var fs = new FileStream(path, FileMode.CreateNew))
         {
             fs.SetLength(ElfLoader.MaxFileSize + 1); // sparse: costs no disk

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using Xunit.Abstractions;
 
 namespace Paravirt.Hypervisor.Tests.Loading;

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using static Paravirt.Hypervisor.Tests.Loading.ElfBuilder;
 
 namespace Paravirt.Hypervisor.Tests.Loading;

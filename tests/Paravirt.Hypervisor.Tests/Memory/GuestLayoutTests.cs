@@ -1,6 +1,3 @@
-using Paravirt.Abi;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Tests.Memory;
 
 /// <summary>The host-reserved area: every region the host writes has its own place (two branches once put the boot module table and the default exception handlers both at 0x52000).</summary>

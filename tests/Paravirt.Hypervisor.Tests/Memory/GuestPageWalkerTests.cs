@@ -1,6 +1,3 @@
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Memory;
-
 namespace Paravirt.Hypervisor.Tests.Memory;
 
 /// <summary>The host-side page-table walker over hand-built tables: every page size, every way a walk can fail, the bounds.</summary>

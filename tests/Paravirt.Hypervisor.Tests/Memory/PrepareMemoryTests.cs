@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-
 namespace Paravirt.Hypervisor.Tests.Memory;
 
 public sealed class PrepareMemoryTests : IDisposable

@@ -1,9 +1,5 @@
 using Iced.Intel;
 using Decoder = Iced.Intel.Decoder;
-using Paravirt.Hypervisor.Backends;
-using Paravirt.Hypervisor.Loading;
-using Paravirt.Hypervisor.Memory;
-using Paravirt.Hypervisor.Running;
 
 namespace Paravirt.Hypervisor.Tests.Running;
 

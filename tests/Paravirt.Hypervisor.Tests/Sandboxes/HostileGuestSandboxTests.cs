@@ -1,7 +1,3 @@
-using System.Buffers.Binary;
-using Paravirt.Hypervisor.Sandboxes;
-using Paravirt.Hypervisor.Tests.Loading;
-
 namespace Paravirt.Hypervisor.Tests.Sandboxes;
 
 /// <summary>

@@ -1,5 +1,4 @@
 using MessagePack;
-using Paravirt.Hypervisor.Sandboxes;
 
 namespace Paravirt.Hypervisor.Tests.Sandboxes;
 

@@ -1,5 +1,3 @@
-using Paravirt.Hypervisor.Interop;
-
 namespace Paravirt.Hypervisor.Tests.Whp;
 
 /// <summary>Pins every WHP enum value the backend passes or decodes, against WinHvPlatformDefs.h (mingw-w64 10.0.0 copy; the same values are on Microsoft's WHP documentation pages).</summary>

@@ -1,7 +1,5 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Paravirt.Hypervisor.Backends.Whp;
-using Paravirt.Hypervisor.Interop;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
 

@@ -1,6 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using Paravirt.Hypervisor.Interop;
 
 namespace Paravirt.Hypervisor.Tests.Whp;
 

@@ -243,9 +243,10 @@ static long zero_read(struct file *f, u64 buf, u64 len, u64 *pos)
     UNUSED(f); UNUSED(pos);
     return clear_user(buf, len) < 0 ? -EFAULT : (long)len;
 }
-static long random_read(struct file *f, u64 buf, u64 len, u64 *pos)
+/* Fills len bytes of user memory with the host's randomness (read(/dev/urandom) and getrandom): the byte count, or
+ * -EIO/-EFAULT when nothing was written. */
+long random_to_user(u64 buf, u64 len)
 {
-    UNUSED(f); UNUSED(pos);
     u64 done = 0;
     while (done < len) {
         u64 n = MIN(len - done, 4096ull);
@@ -258,6 +259,11 @@ static long random_read(struct file *f, u64 buf, u64 len, u64 *pos)
         done += n;
     }
     return (long)done;
+}
+static long random_read(struct file *f, u64 buf, u64 len, u64 *pos)
+{
+    UNUSED(f); UNUSED(pos);
+    return random_to_user(buf, len);
 }
 static long chardev_stat(struct file *f, struct linux_stat *st)
 {
@@ -782,23 +788,38 @@ static long get_path(u64 upath, char *buf, u64 cap)
     return n;
 }
 
-long sys_openat(int dirfd, u64 upath, int flags, int mode)
+/* The path argument of an *at system call, copied into buf: its length (0 for ""), or a negative errno. There are no
+ * directory descriptors, so a relative path needs dirfd == AT_FDCWD; any other dirfd gives -EBADF (not open) or
+ * -ENOTDIR. */
+static long get_at_path(int dirfd, u64 upath, char *buf, u64 cap)
 {
-    UNUSED(mode);
+    long n = get_path(upath, buf, cap);
+    if (n > 0 && buf[0] != '/' && dirfd != AT_FDCWD) {
+        return fd_get(dirfd) == NULL ? -EBADF : -ENOTDIR;
+    }
+    return n;
+}
+
+/* Opens the file that an *at system call names by a non-empty path (see get_at_path): 0 with *out held, or a
+ * negative errno. */
+static long open_at(int dirfd, u64 upath, int flags, struct file **out)
+{
     static char path[512];
-    long n = get_path(upath, path, sizeof(path));
+    long n = get_at_path(dirfd, upath, path, sizeof(path));
     if (n < 0) {
         return n;
     }
     if (n == 0) {
         return -ENOENT;
     }
-    if (path[0] != '/' && dirfd != AT_FDCWD) {
-        struct file *d = fd_get(dirfd);
-        return d == NULL ? -EBADF : -ENOTDIR;
-    }
+    return open_path(path, flags, out);
+}
+
+long sys_openat(int dirfd, u64 upath, int flags, int mode)
+{
+    UNUSED(mode);
     struct file *f;
-    long r = open_path(path, flags, &f);
+    long r = open_at(dirfd, upath, flags, &f);
     if (r < 0) {
         return r;
     }
@@ -979,7 +1000,7 @@ long sys_fstat(int fd, u64 ust)
 long sys_newfstatat(int dirfd, u64 upath, u64 ust, int flags)
 {
     static char path[512];
-    long n = get_path(upath, path, sizeof(path));
+    long n = get_at_path(dirfd, upath, path, sizeof(path));
     if (n < 0) {
         return n;
     }
@@ -988,9 +1009,6 @@ long sys_newfstatat(int dirfd, u64 upath, u64 ust, int flags)
             return sys_fstat(dirfd, ust);
         }
         return -ENOENT;
-    }
-    if (path[0] != '/' && dirfd != AT_FDCWD) {
-        return fd_get(dirfd) == NULL ? -EBADF : -ENOTDIR;
     }
     struct file *f;
     long r = open_path(path, O_RDONLY, &f);
@@ -1007,7 +1025,7 @@ long sys_statx(int dirfd, u64 upath, int flags, unsigned mask, u64 ubuf)
 {
     UNUSED(mask);
     static char path[512];
-    long n = get_path(upath, path, sizeof(path));
+    long n = get_at_path(dirfd, upath, path, sizeof(path));
     if (n < 0) {
         return n;
     }
@@ -1022,9 +1040,6 @@ long sys_statx(int dirfd, u64 upath, int flags, unsigned mask, u64 ubuf)
             return -EBADF;
         }
     } else {
-        if (path[0] != '/' && dirfd != AT_FDCWD) {
-            return fd_get(dirfd) == NULL ? -EBADF : -ENOTDIR;
-        }
         long r = open_path(path, O_RDONLY, &f);
         if (r < 0) {
             return r;
@@ -1092,19 +1107,8 @@ long sys_readlinkat(int dirfd, u64 upath, u64 ubuf, i64 cap)
 
 long sys_faccessat(int dirfd, u64 upath, int mode)
 {
-    static char path[512];
-    long n = get_path(upath, path, sizeof(path));
-    if (n < 0) {
-        return n;
-    }
-    if (n == 0) {
-        return -ENOENT;
-    }
-    if (path[0] != '/' && dirfd != AT_FDCWD) {
-        return fd_get(dirfd) == NULL ? -EBADF : -ENOTDIR;
-    }
     struct file *f;
-    long r = open_path(path, O_RDONLY, &f);
+    long r = open_at(dirfd, upath, O_RDONLY, &f);
     if (r < 0) {
         return r;
     }

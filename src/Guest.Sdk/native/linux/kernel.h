@@ -295,6 +295,7 @@ void fs_init(void);
 void fs_poll_console(void);
 u64 fs_wait_events(void);
 void fs_events(u64 pending);
+long random_to_user(u64 buf, u64 len);
 
 /* ---- System calls (syscall.c) ----------------------------------------------------------------------------------------- */
 

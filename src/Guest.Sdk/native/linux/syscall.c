@@ -564,19 +564,7 @@ static long sys_getrandom(u64 buf, u64 len, unsigned flags)
     if (len > 0x2000000) {
         len = 0x2000000;
     }
-    static u8 tmp[256];
-    u64 done = 0;
-    while (done < len) {
-        u64 n = MIN(len - done, (u64)sizeof(tmp));
-        if (host_random(tmp, n) < 0) {
-            return done ? (long)done : -EIO;
-        }
-        if (copy_to_user(buf + done, tmp, n) < 0) {
-            return done ? (long)done : -EFAULT;
-        }
-        done += n;
-    }
-    return (long)done;
+    return random_to_user(buf, len);
 }
 
 static long sys_sched_getaffinity(int pid, u64 len, u64 umask)

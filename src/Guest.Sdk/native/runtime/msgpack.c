@@ -42,6 +42,22 @@ static uint64_t pv_mp_be(const uint8_t *p, int n)
     return v;
 }
 
+/* A fixed-size value of n bytes that starts with `marker`: its big-endian payload (the n - 1 bytes after the marker),
+   consumed; or 0 with the reader failed (PROTOCOL when short, INVALID when another type is next). */
+static uint64_t pv_mp_read_fixed(pv_mp_reader *r, uint8_t marker, int n)
+{
+    if (!pv_mp_need(r, (size_t)n)) {
+        return 0;
+    }
+    if (*r->pos != marker) {
+        pv_mp_fail(r, PV_STATUS_INVALID);
+        return 0;
+    }
+    uint64_t v = pv_mp_be(r->pos + 1, n - 1);
+    r->pos += n;
+    return v;
+}
+
 pv_mp_type pv_mp_peek(const pv_mp_reader *r)
 {
     if (r->error != 0 || r->pos >= r->end) {
@@ -84,14 +100,7 @@ bool pv_mp_at_end(const pv_mp_reader *r)
 
 void pv_mp_read_nil(pv_mp_reader *r)
 {
-    if (!pv_mp_need(r, 1)) {
-        return;
-    }
-    if (*r->pos != 0xc0) {
-        pv_mp_fail(r, PV_STATUS_INVALID);
-        return;
-    }
-    r->pos++;
+    pv_mp_read_fixed(r, 0xc0, 1);
 }
 
 bool pv_mp_read_bool(pv_mp_reader *r)
@@ -188,33 +197,17 @@ uint64_t pv_mp_read_uint(pv_mp_reader *r)
 
 float pv_mp_read_float(pv_mp_reader *r)
 {
-    float f = 0;
-    if (!pv_mp_need(r, 5)) {
-        return f;
-    }
-    if (*r->pos != 0xca) {
-        pv_mp_fail(r, PV_STATUS_INVALID);
-        return f;
-    }
-    uint32_t bits = (uint32_t)pv_mp_be(r->pos + 1, 4);
+    uint32_t bits = (uint32_t)pv_mp_read_fixed(r, 0xca, 5);
+    float f;
     memcpy(&f, &bits, sizeof f);
-    r->pos += 5;
     return f;
 }
 
 double pv_mp_read_double(pv_mp_reader *r)
 {
-    double d = 0;
-    if (!pv_mp_need(r, 9)) {
-        return d;
-    }
-    if (*r->pos != 0xcb) {
-        pv_mp_fail(r, PV_STATUS_INVALID);
-        return d;
-    }
-    uint64_t bits = pv_mp_be(r->pos + 1, 8);
+    uint64_t bits = pv_mp_read_fixed(r, 0xcb, 9);
+    double d;
     memcpy(&d, &bits, sizeof d);
-    r->pos += 9;
     return d;
 }
 
@@ -260,18 +253,26 @@ static const uint8_t *pv_mp_take(pv_mp_reader *r, uint32_t length)
     return p;
 }
 
-const char *pv_mp_read_str(pv_mp_reader *r, uint32_t *length)
+/* A str or bin value (its header markers given, see pv_mp_header): its bytes in place and *length, or NULL (*length 0)
+   with the reader failed. */
+static const uint8_t *pv_mp_read_bytes(pv_mp_reader *r, uint8_t fixlo, uint8_t fixhi, uint8_t m8, uint8_t m16, uint8_t m32,
+                                       uint32_t *length)
 {
     uint32_t n = 0;
     *length = 0;
-    if (!pv_mp_header(r, 0xa0, 0xbf, 0xd9, 0xda, 0xdb, &n)) {
+    if (!pv_mp_header(r, fixlo, fixhi, m8, m16, m32, &n)) {
         return NULL;
     }
     const uint8_t *p = pv_mp_take(r, n);
     if (p != NULL) {
         *length = n;
     }
-    return (const char *)p;
+    return p;
+}
+
+const char *pv_mp_read_str(pv_mp_reader *r, uint32_t *length)
+{
+    return (const char *)pv_mp_read_bytes(r, 0xa0, 0xbf, 0xd9, 0xda, 0xdb, length);
 }
 
 long pv_mp_read_cstr(pv_mp_reader *r, char *buf, size_t cap)
@@ -298,16 +299,7 @@ long pv_mp_read_cstr(pv_mp_reader *r, char *buf, size_t cap)
 
 const uint8_t *pv_mp_read_bin(pv_mp_reader *r, uint32_t *length)
 {
-    uint32_t n = 0;
-    *length = 0;
-    if (!pv_mp_header(r, 0, 0, 0xc4, 0xc5, 0xc6, &n)) {
-        return NULL;
-    }
-    const uint8_t *p = pv_mp_take(r, n);
-    if (p != NULL) {
-        *length = n;
-    }
-    return p;
+    return pv_mp_read_bytes(r, 0, 0, 0xc4, 0xc5, 0xc6, length);
 }
 
 uint32_t pv_mp_read_array(pv_mp_reader *r)
@@ -545,17 +537,24 @@ static void pv_mp_bytes(pv_mp_writer *w, const void *data, size_t length)
     }
 }
 
+/* A length or count header in its smallest form: the fix form (fix | n) when n <= fixmax (fixmax 0: the type has
+   none), else m8 (0: none), m16 or m32 with an 8-, 16- or 32-bit big-endian n. The writer's side of pv_mp_header. */
+static void pv_mp_put_header(pv_mp_writer *w, uint8_t fix, uint32_t fixmax, uint8_t m8, uint8_t m16, uint8_t m32, uint32_t n)
+{
+    if (fixmax != 0 && n <= fixmax) {
+        pv_mp_put(w, (uint8_t)(fix | n), 0, 0);
+    } else if (m8 != 0 && n <= 0xff) {
+        pv_mp_put(w, m8, n, 1);
+    } else if (n <= 0xffff) {
+        pv_mp_put(w, m16, n, 2);
+    } else {
+        pv_mp_put(w, m32, n, 4);
+    }
+}
+
 void pv_mp_write_str(pv_mp_writer *w, const char *s, uint32_t length)
 {
-    if (length <= 31) {
-        pv_mp_put(w, (uint8_t)(0xa0 | length), 0, 0);
-    } else if (length <= 0xff) {
-        pv_mp_put(w, 0xd9, length, 1);
-    } else if (length <= 0xffff) {
-        pv_mp_put(w, 0xda, length, 2);
-    } else {
-        pv_mp_put(w, 0xdb, length, 4);
-    }
+    pv_mp_put_header(w, 0xa0, 31, 0xd9, 0xda, 0xdb, length);
     pv_mp_bytes(w, s, length);
 }
 
@@ -566,36 +565,18 @@ void pv_mp_write_cstr(pv_mp_writer *w, const char *s)
 
 void pv_mp_write_bin(pv_mp_writer *w, const void *data, uint32_t length)
 {
-    if (length <= 0xff) {
-        pv_mp_put(w, 0xc4, length, 1);
-    } else if (length <= 0xffff) {
-        pv_mp_put(w, 0xc5, length, 2);
-    } else {
-        pv_mp_put(w, 0xc6, length, 4);
-    }
+    pv_mp_put_header(w, 0, 0, 0xc4, 0xc5, 0xc6, length);
     pv_mp_bytes(w, data, length);
 }
 
 void pv_mp_write_array(pv_mp_writer *w, uint32_t count)
 {
-    if (count <= 15) {
-        pv_mp_put(w, (uint8_t)(0x90 | count), 0, 0);
-    } else if (count <= 0xffff) {
-        pv_mp_put(w, 0xdc, count, 2);
-    } else {
-        pv_mp_put(w, 0xdd, count, 4);
-    }
+    pv_mp_put_header(w, 0x90, 15, 0, 0xdc, 0xdd, count);
 }
 
 void pv_mp_write_map(pv_mp_writer *w, uint32_t count)
 {
-    if (count <= 15) {
-        pv_mp_put(w, (uint8_t)(0x80 | count), 0, 0);
-    } else if (count <= 0xffff) {
-        pv_mp_put(w, 0xde, count, 2);
-    } else {
-        pv_mp_put(w, 0xdf, count, 4);
-    }
+    pv_mp_put_header(w, 0x80, 15, 0, 0xde, 0xdf, count);
 }
 
 void pv_mp_write_ext(pv_mp_writer *w, int8_t type, const void *data, uint32_t length)
