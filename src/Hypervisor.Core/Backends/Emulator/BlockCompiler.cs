@@ -70,8 +70,8 @@ internal static unsafe class BlockCompiler
         Translated,
     }
 
-    /// <summary>Translated blocks one dispatch may run through links before control returns to the dispatcher's outer loop (bounds the stack if a tail call is not honoured).</summary>
-    public const int ChainLimit = 128;
+    /// <summary>Translated blocks one dispatch may run through links before control returns to the dispatcher's outer loop (bounds the stack if a tail call is not honoured; <see cref="EmulatorVcpu.ChainLimit"/>).</summary>
+    public const int DefaultChainLimit = 128;
 
     /// <summary>The chaining mode new vCPUs use: <c>PARAVIRT_EMULATOR_CHAIN</c> = <c>0</c> (off), <c>dispatcher</c>, or anything else (translated code).</summary>
     public static ChainMode DefaultChaining { get; } = Environment.GetEnvironmentVariable("PARAVIRT_EMULATOR_CHAIN") switch

@@ -82,6 +82,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     /// <summary>Where linked successors of translated blocks are followed (for tests and A/B measurements; blocks translated before a change keep the mode they were made with).</summary>
     internal BlockCompiler.ChainMode Chaining { get; set; } = BlockCompiler.DefaultChaining;
 
+    /// <summary>Translated blocks one dispatch may chain through (for tests: a huge limit proves that each link checks the attention word itself).</summary>
+    internal int ChainLimit { get; set; } = BlockCompiler.DefaultChainLimit;
+
     /// <summary>A translated block left through a chainable exit that was not followed: link it to the block the dispatcher finds next (see <see cref="LinkPending"/>).</summary>
     private Block? _linkFrom;
     /// <summary>Written by translated code when it returns a <see cref="BlockCompiler.ChainExit"/> code: the block that left (the last of a chain, not necessarily the one the dispatcher entered).</summary>
@@ -207,7 +210,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
                 {
                     // The fast path: translated blocks, chained through their link slots (in translated code, or in
                     // this loop when chaining is left to the dispatcher or a chain stopped at its limit).
-                    _s->ChainLeft = BlockCompiler.ChainLimit;
+                    _s->ChainLeft = ChainLimit;
                     int code;
                     while (true)
                     {
@@ -232,7 +235,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
                         {
                             break;
                         }
-                        _s->ChainLeft = BlockCompiler.ChainLimit;
+                        _s->ChainLeft = ChainLimit;
                         block = next;
                         compiled = next.Compiled!;
                     }
