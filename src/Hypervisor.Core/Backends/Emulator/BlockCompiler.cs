@@ -23,11 +23,11 @@ internal static unsafe class BlockCompiler
 {
     /// <summary>
     /// A translated block. Adds the instructions it ran to the retired count and returns <see cref="Completed"/> (rip
-    /// set), <see cref="ExitRequested"/> (an op it handed to the interpreter asked for a vCPU exit) or
-    /// <see cref="ChainExit"/> minus a <see cref="LinkSlot"/> (left through a direct or indirect exit, rip set, without
-    /// continuing into a successor). A block that must hand the rest of itself to the interpreter (a TLB miss it cannot
-    /// fill, a fault) calls the interpreter's block loop itself, so the caller never needs to know which block of a
-    /// chain was running.
+    /// set), <see cref="ExitRequested"/> (an op it handed to the interpreter asked for a vCPU exit),
+    /// <see cref="Interpreted"/> (the interpreter ran the rest of the block) or <see cref="ChainExit"/> minus a
+    /// <see cref="LinkSlot"/> (left through a direct or indirect exit, rip set, without continuing into a successor).
+    /// A block that must hand the rest of itself to the interpreter (a TLB miss it cannot fill, a fault) calls the
+    /// interpreter's block loop itself, so the caller never needs to know which block of a chain was running.
     /// </summary>
     /// <remarks>The delegate is closed over the vCPU whose code cache holds the block (a closed delegate is called without the shuffle thunk an open one needs).</remarks>
     public delegate int CompiledBlock(ulong* r, TlbEntry* tlb, Block block);
@@ -38,12 +38,15 @@ internal static unsafe class BlockCompiler
     /// <summary>An op asked for a vCPU exit (fault, hypercall, halt ...); the exit is in the vCPU.</summary>
     public const int ExitRequested = -2;
 
+    /// <summary>The block bailed out (a TLB miss it could not fill, a page-crossing access, a store that needs the slow path) and the interpreter ran the rest of it; rip is set.</summary>
+    public const int Interpreted = -3;
+
     /// <summary>
     /// The block left through the exit of link slot <c>ChainExit - code</c> (<see cref="SlotOf"/>) with rip set and
     /// did not continue into a linked successor (none linked yet, a stale link, attention, the budget, the chain limit):
     /// the dispatcher links the slot once it has found the successor.
     /// </summary>
-    public const int ChainExit = -3;
+    public const int ChainExit = -4;
 
     /// <summary>The link slot a <see cref="ChainExit"/> code names.</summary>
     public static LinkSlot SlotOf(int code) => (LinkSlot)(ChainExit - code);
@@ -305,7 +308,7 @@ internal static unsafe class BlockCompiler
                 il.Emit(OpCodes.Ldc_I4, ExitRequested);
                 il.Emit(OpCodes.Ret);
                 il.MarkLabel(completed);
-                il.Emit(OpCodes.Ldc_I4, Completed);
+                il.Emit(OpCodes.Ldc_I4, Interpreted);
                 il.Emit(OpCodes.Ret);
             }
             return (CompiledBlock)_method.CreateDelegate(typeof(CompiledBlock), cpu);
