@@ -366,6 +366,7 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Beq, linked);
                     il.MarkLabel(unlinked);
                     il.Emit(OpCodes.Ldarg_0);
+                    il.Emit(OpCodes.Ldarg_3);
                     il.Emit(OpCodes.Ldloc, target);
                     il.Emit(OpCodes.Call, FindTranslatedMethod);
                     il.Emit(OpCodes.Stloc, _next);

@@ -295,14 +295,26 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     }
 
     /// <summary>
-    /// For an indirect exit of translated code whose link slot does not hold its target: the translated block at
-    /// <paramref name="rip"/> when the direct-mapped cache holds it (valid under the same rule as a link: no TLB flush
-    /// and the same privilege since it was entered), else null.
+    /// For an indirect exit of <paramref name="from"/> whose link slot does not hold its target: the translated block
+    /// at <paramref name="rip"/> when the direct-mapped cache holds it (valid under the same rule as a link: no TLB
+    /// flush and the same privilege since it was entered), which then becomes the slot's link (a return, or an
+    /// indirect call of one target, finds it there next time); else null.
     /// </summary>
-    internal Block? FindTranslated(ulong rip)
+    internal Block? FindTranslated(Block from, ulong rip)
     {
         Block? b = _code.Fast[CodeCache.FastSlot(rip)];
-        return b is not null && b.Start == rip && b.Valid && b.Compiled is not null ? b : null;
+        if (b is null || b.Start != rip || !b.Valid || b.Compiled is null)
+        {
+            return null;
+        }
+        ulong epoch = *_code.LinkEpoch;
+        if (from.LinkEpoch != epoch)
+        {
+            from.LinkNext = from.LinkTarget = null;
+            from.LinkEpoch = epoch;
+        }
+        from.LinkIndirect = b;
+        return b;
     }
 
     /// <summary>
