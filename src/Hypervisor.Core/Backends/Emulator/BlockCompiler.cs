@@ -23,8 +23,11 @@ internal static unsafe class BlockCompiler
 {
     /// <summary>
     /// A translated block. Adds the instructions it ran to the retired count and returns <see cref="Completed"/> (rip
-    /// set), <see cref="ExitRequested"/> (an op it handed to the interpreter asked for a vCPU exit) or the index of
-    /// the op at which the interpreter must continue.
+    /// set), <see cref="ExitRequested"/> (an op it handed to the interpreter asked for a vCPU exit),
+    /// <see cref="Interpreted"/> (the interpreter ran the rest of the block) or <see cref="ChainExit"/> minus a
+    /// <see cref="LinkSlot"/> (left through a direct or indirect exit, rip set, without continuing into a successor).
+    /// A block that must hand the rest of itself to the interpreter (a TLB miss it cannot fill, a fault) calls the
+    /// interpreter's block loop itself, so the caller never needs to know which block of a chain was running.
     /// </summary>
     /// <remarks>The delegate is closed over the vCPU whose code cache holds the block (a closed delegate is called without the shuffle thunk an open one needs).</remarks>
     public delegate int CompiledBlock(ulong* r, TlbEntry* tlb, Block block);
@@ -34,6 +37,52 @@ internal static unsafe class BlockCompiler
 
     /// <summary>An op asked for a vCPU exit (fault, hypercall, halt ...); the exit is in the vCPU.</summary>
     public const int ExitRequested = -2;
+
+    /// <summary>The block bailed out (a TLB miss it could not fill, a page-crossing access, a store that needs the slow path) and the interpreter ran the rest of it; rip is set.</summary>
+    public const int Interpreted = -3;
+
+    /// <summary>
+    /// The block left through the exit of link slot <c>ChainExit - code</c> (<see cref="SlotOf"/>) with rip set and
+    /// did not continue into a linked successor (none linked yet, a stale link, attention, the budget, the chain limit):
+    /// the dispatcher links the slot once it has found the successor.
+    /// </summary>
+    public const int ChainExit = -4;
+
+    /// <summary>The link slot a <see cref="ChainExit"/> code names.</summary>
+    public static LinkSlot SlotOf(int code) => (LinkSlot)(ChainExit - code);
+
+    /// <summary>Which of a block's link slots an exit uses.</summary>
+    public enum LinkSlot
+    {
+        /// <summary>The next instruction: a fall-through (size or page limit) or a jcc not taken (<see cref="Block.LinkNext"/>).</summary>
+        Next,
+        /// <summary>The constant target of a jmp, call or taken jcc (<see cref="Block.LinkTarget"/>).</summary>
+        Target,
+        /// <summary>A computed target: ret, jmp or call through a register or memory (<see cref="Block.LinkIndirect"/>, checked against the target).</summary>
+        Indirect,
+    }
+
+    /// <summary>Where linked successors are followed (<see cref="EmulatorVcpu.Chaining"/>).</summary>
+    public enum ChainMode
+    {
+        /// <summary>No chaining: every block returns <see cref="Completed"/> to the dispatcher, which looks the next one up.</summary>
+        Off,
+        /// <summary>Blocks return <see cref="ChainExit"/> codes and the dispatcher's inner loop follows the link slot.</summary>
+        Dispatcher,
+        /// <summary>Translated code checks the link slot itself and continues into the successor with a tail call.</summary>
+        Translated,
+    }
+
+    /// <summary>Translated blocks one dispatch may run through links before control returns to the dispatcher's outer loop (bounds the stack if a tail call is not honoured; <see cref="EmulatorVcpu.ChainLimit"/>).</summary>
+    public const int DefaultChainLimit = 128;
+
+    /// <summary>The chaining mode new vCPUs use: <c>PARAVIRT_EMULATOR_CHAIN</c> = <c>0</c> (off), <c>dispatcher</c>, or anything else (translated code).</summary>
+    public static ChainMode DefaultChaining { get; } = Environment.GetEnvironmentVariable("PARAVIRT_EMULATOR_CHAIN") switch
+    {
+        "0" => ChainMode.Off,
+        "dispatcher" => ChainMode.Dispatcher,
+        _ => ChainMode.Translated,
+    };
 
     /// <summary>
     /// Whole-block runs after which a block is translated (0 disables translation). RyuJIT takes ~0.1 ms per block,
@@ -53,6 +102,18 @@ internal static unsafe class BlockCompiler
     private static readonly MethodInfo VectorOpMethod = typeof(EmulatorVcpu).GetMethod("ExecuteVectorOp", Private)!;
     private static readonly MethodInfo OpsGetter = typeof(Block).GetProperty(nameof(Block.Ops))!.GetGetMethod()!;
     private static readonly MethodInfo ValidGetter = typeof(Block).GetProperty(nameof(Block.Valid))!.GetGetMethod()!;
+    private static readonly MethodInfo StartGetter = typeof(Block).GetProperty(nameof(Block.Start))!.GetGetMethod()!;
+    private static readonly MethodInfo CompiledGetter = typeof(Block).GetProperty(nameof(Block.Compiled))!.GetGetMethod()!;
+    private static readonly MethodInfo InvokeMethod = typeof(CompiledBlock).GetMethod(nameof(CompiledBlock.Invoke))!;
+    private static readonly FieldInfo ChainExitBlockField = typeof(EmulatorVcpu).GetField(nameof(EmulatorVcpu.ChainExitBlock), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    private static readonly MethodInfo FindTranslatedMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.FindTranslated), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    private static readonly FieldInfo LinkEpochField = typeof(Block).GetField(nameof(Block.LinkEpoch))!;
+    private static readonly FieldInfo[] LinkFields =
+    [
+        typeof(Block).GetField(nameof(Block.LinkNext))!,
+        typeof(Block).GetField(nameof(Block.LinkTarget))!,
+        typeof(Block).GetField(nameof(Block.LinkIndirect))!,
+    ];
     private static readonly MethodInfo CondMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Cond), Private)!;
     private static readonly MethodInfo KeepCarryMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.KeepCarry), Private)!;
     private static readonly MethodInfo ShiftMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Shift), Private)!;
@@ -175,11 +236,13 @@ internal static unsafe class BlockCompiler
         private readonly MicroOp[] _ops;
         private readonly DynamicMethod _method;
         private readonly ILGenerator _il;
-        private readonly LocalBuilder _la, _lb, _lr, _addr, _v, _entry, _host, _cond, _target;
+        private readonly LocalBuilder _la, _lb, _lr, _addr, _v, _entry, _host, _cond, _target, _next;
         private readonly List<(Label Label, int Index, Pending Pending, int Unflushed)> _bails = [];
         /// <summary>The lazy-flag record held in the IL locals _la/_lb/_lr and not yet written to the vCPU (kind None: none).</summary>
         private Pending _pending;
         private int _unflushed; // instructions run by translated code and not yet added to the vCPU's count
+        private ChainMode _chain;
+        private ulong* _linkEpoch;
 
         [RequiresDynamicCode("Translates guest code to IL at run time.")]
         public Emitter(Block block)
@@ -198,6 +261,7 @@ internal static unsafe class BlockCompiler
             _host = _il.DeclareLocal(typeof(byte*));
             _cond = _il.DeclareLocal(typeof(int));
             _target = _il.DeclareLocal(typeof(ulong));
+            _next = _il.DeclareLocal(typeof(Block));
         }
 
         /// <summary>Bytes of IL emitted (valid after <see cref="Emit"/>).</summary>
@@ -206,6 +270,8 @@ internal static unsafe class BlockCompiler
         public CompiledBlock Emit(EmulatorVcpu cpu)
         {
             ILGenerator il = _il;
+            _chain = cpu.Chaining;
+            _linkEpoch = cpu.Code.LinkEpoch;
             int n = _ops.Length;
             bool terminated = false;
             for (int k = 0; k < n; k++)
@@ -216,17 +282,140 @@ internal static unsafe class BlockCompiler
             {
                 SetRip(_ops[n - 1].Next);
                 Flush(_pending);
-                Return(Completed);
+                Leave(LinkSlot.Next, _unflushed, null);
             }
-            foreach ((Label label, int index, Pending pending, int unflushed) in _bails)
+            if (_bails.Count > 0)
             {
-                il.MarkLabel(label);
-                Flush(pending);
-                AddCount(unflushed);
-                il.Emit(OpCodes.Ldc_I4, index);
+                // The interpreter runs the rest of the block from the op that bailed out (its index in _cond), here
+                // rather than in the dispatcher, which does not know which block of a chain was running.
+                Label interpret = il.DefineLabel(), completed = il.DefineLabel();
+                foreach ((Label label, int index, Pending pending, int unflushed) in _bails)
+                {
+                    il.MarkLabel(label);
+                    Flush(pending);
+                    AddCount(unflushed);
+                    il.Emit(OpCodes.Ldc_I4, index);
+                    il.Emit(OpCodes.Stloc, _cond);
+                    il.Emit(OpCodes.Br, interpret);
+                }
+                il.MarkLabel(interpret);
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Ldarg_3);
+                il.Emit(OpCodes.Ldloc, _cond);
+                il.Emit(OpCodes.Ldc_I4, n);
+                il.Emit(OpCodes.Call, ExecuteMethod);
+                il.Emit(OpCodes.Brfalse, completed);
+                il.Emit(OpCodes.Ldc_I4, ExitRequested);
+                il.Emit(OpCodes.Ret);
+                il.MarkLabel(completed);
+                il.Emit(OpCodes.Ldc_I4, Interpreted);
                 il.Emit(OpCodes.Ret);
             }
             return (CompiledBlock)_method.CreateDelegate(typeof(CompiledBlock), cpu);
+        }
+
+        /// <summary>
+        /// Leaves the block through an exit of <paramref name="slot"/> (rip already set): adds <paramref name="count"/>
+        /// to the retired count, then, chaining in translated code, continues into the slot's linked successor with a
+        /// tail call when the dispatcher would run that block next, whole and translated: the link was made under the
+        /// current link epoch (same mappings and privilege), the successor's code is still valid (and, for an indirect
+        /// exit, starts at the computed target in <paramref name="target"/>), no attention is pending (kick, timeout,
+        /// interrupt request, host write to code, debugger), the chain limit is not reached and the whole successor
+        /// fits in the instruction budget. Otherwise it returns <see cref="ChainExit"/> for the dispatcher.
+        /// </summary>
+        /// <remarks>
+        /// TF and the interrupt shadow (which make the dispatcher single-step) need no check: the ops that set them
+        /// (popf, iretq, sti, mov/pop ss) end their block and are interpreted, so such a block returns
+        /// <see cref="Completed"/> and never reaches an exit of this kind.
+        /// </remarks>
+        private void Leave(LinkSlot slot, int count, LocalBuilder? target)
+        {
+            ILGenerator il = _il;
+            AddCount(count);
+            if (_chain == ChainMode.Off)
+            {
+                il.Emit(OpCodes.Ldc_I4, Completed);
+                il.Emit(OpCodes.Ret);
+                return;
+            }
+            if (_chain == ChainMode.Translated)
+            {
+                Label stop = il.DefineLabel();
+                // An indirect exit whose link slot holds another target looks the target up in the direct-mapped
+                // cache instead (QEMU's lookup_and_goto_ptr): a switch's jump table or a shared return leads to many.
+                Label unlinked = target is null ? stop : il.DefineLabel(), linked = il.DefineLabel();
+                il.Emit(OpCodes.Ldarg_3);
+                il.Emit(OpCodes.Ldfld, LinkFields[(int)slot]);
+                il.Emit(OpCodes.Stloc, _next);
+                il.Emit(OpCodes.Ldloc, _next);
+                il.Emit(OpCodes.Brfalse, unlinked);
+                il.Emit(OpCodes.Ldarg_3);
+                il.Emit(OpCodes.Ldfld, LinkEpochField);
+                il.Emit(OpCodes.Ldc_I8, (long)_linkEpoch);
+                il.Emit(OpCodes.Conv_U);
+                il.Emit(OpCodes.Ldind_I8);
+                il.Emit(OpCodes.Bne_Un, unlinked);
+                il.Emit(OpCodes.Ldloc, _next);
+                il.Emit(OpCodes.Call, ValidGetter);
+                il.Emit(OpCodes.Brfalse, unlinked);
+                if (target is not null)
+                {
+                    il.Emit(OpCodes.Ldloc, _next);
+                    il.Emit(OpCodes.Call, StartGetter);
+                    il.Emit(OpCodes.Ldloc, target);
+                    il.Emit(OpCodes.Beq, linked);
+                    il.MarkLabel(unlinked);
+                    il.Emit(OpCodes.Ldarg_0);
+                    il.Emit(OpCodes.Ldarg_3);
+                    il.Emit(OpCodes.Ldloc, target);
+                    il.Emit(OpCodes.Call, FindTranslatedMethod);
+                    il.Emit(OpCodes.Stloc, _next);
+                    il.Emit(OpCodes.Ldloc, _next);
+                    il.Emit(OpCodes.Brfalse, stop);
+                }
+                il.MarkLabel(linked);
+                StateAddress(CpuState.AttentionOffset);
+                il.Emit(OpCodes.Volatile);
+                il.Emit(OpCodes.Ldind_I4);
+                il.Emit(OpCodes.Brtrue, stop);
+                // ChainLeft -= 1; stop when it reaches 0
+                StateAddress(CpuState.ChainLeftOffset);
+                il.Emit(OpCodes.Ldind_I4);
+                il.Emit(OpCodes.Ldc_I4_1);
+                il.Emit(OpCodes.Sub);
+                il.Emit(OpCodes.Stloc, _cond);
+                StateAddress(CpuState.ChainLeftOffset);
+                il.Emit(OpCodes.Ldloc, _cond);
+                il.Emit(OpCodes.Stind_I4);
+                il.Emit(OpCodes.Ldloc, _cond);
+                il.Emit(OpCodes.Ldc_I4_0);
+                il.Emit(OpCodes.Ble, stop);
+                // BudgetLimit - Icount >= successor's ops (the count is up to date: AddCount above)
+                StateAddress(CpuState.BudgetLimitOffset);
+                il.Emit(OpCodes.Ldind_I8);
+                StateAddress(CpuState.IcountOffset);
+                il.Emit(OpCodes.Ldind_I8);
+                il.Emit(OpCodes.Sub);
+                il.Emit(OpCodes.Ldloc, _next);
+                il.Emit(OpCodes.Call, OpsGetter);
+                il.Emit(OpCodes.Ldlen);
+                il.Emit(OpCodes.Conv_U8);
+                il.Emit(OpCodes.Blt_Un, stop);
+                il.Emit(OpCodes.Ldloc, _next);
+                il.Emit(OpCodes.Call, CompiledGetter);
+                il.Emit(OpCodes.Ldarg_1);
+                il.Emit(OpCodes.Ldarg_2);
+                il.Emit(OpCodes.Ldloc, _next);
+                il.Emit(OpCodes.Tailcall);
+                il.Emit(OpCodes.Callvirt, InvokeMethod);
+                il.Emit(OpCodes.Ret);
+                il.MarkLabel(stop);
+            }
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Stfld, ChainExitBlockField);
+            il.Emit(OpCodes.Ldc_I4, ChainExit - (int)slot);
+            il.Emit(OpCodes.Ret);
         }
 
         private Label Bail(int index)
@@ -254,14 +443,6 @@ internal static unsafe class BlockCompiler
         private void ReturnAfter(int code)
         {
             AddCount(_unflushed + 1);
-            _il.Emit(OpCodes.Ldc_I4, code);
-            _il.Emit(OpCodes.Ret);
-        }
-
-        /// <summary>Adds the unflushed count and returns <paramref name="code"/>.</summary>
-        private void Return(int code)
-        {
-            AddCount(_unflushed);
             _il.Emit(OpCodes.Ldc_I4, code);
             _il.Emit(OpCodes.Ret);
         }
@@ -1002,28 +1183,28 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Ldloc, _cond);
                     il.Emit(OpCodes.Brtrue, taken);
                     SetRip(op.Next);
-                    ReturnAfter(Completed);
+                    Leave(LinkSlot.Next, _unflushed + 1, null);
                     il.MarkLabel(taken);
                     SetRip(op.Imm);
-                    ReturnAfter(Completed);
+                    Leave(LinkSlot.Target, _unflushed + 1, null);
                     return true;
                 }
                 case OpKind.Jmp:
                     Flush(_pending);
                     SetRip(op.Imm);
-                    ReturnAfter(Completed);
+                    Leave(LinkSlot.Target, _unflushed + 1, null);
                     return true;
                 case OpKind.Call:
                     Push(k, () => il.Emit(OpCodes.Ldc_I8, (long)op.Next));
                     Flush(_pending);
                     SetRip(op.Imm);
-                    ReturnAfter(Completed);
+                    Leave(LinkSlot.Target, _unflushed + 1, null);
                     return true;
                 case OpKind.Ret:
                     Pop(k, op.Imm);
                     Flush(_pending);
                     SetRip(_v);
-                    ReturnAfter(Completed);
+                    Leave(LinkSlot.Indirect, _unflushed + 1, _v);
                     return true;
                 case OpKind.CallInd:
                     // The target is read first (a fault there, or in the push, re-runs the call in the interpreter
@@ -1033,14 +1214,14 @@ internal static unsafe class BlockCompiler
                     Push(k, () => il.Emit(OpCodes.Ldc_I8, (long)op.Next));
                     Flush(_pending);
                     SetRip(_target);
-                    ReturnAfter(Completed);
+                    Leave(LinkSlot.Indirect, _unflushed + 1, _target);
                     return true;
                 case OpKind.JmpInd:
                     LoadB(k, in op, 8);
                     il.Emit(OpCodes.Stloc, _v);
                     Flush(_pending);
                     SetRip(_v);
-                    ReturnAfter(Completed);
+                    Leave(LinkSlot.Indirect, _unflushed + 1, _v);
                     return true;
                 case OpKind.SignExtendAcc:
                     // cdqe (rax = sign-extended eax) and cwde (eax = sign-extended ax, zero-extended to 64 bits)

@@ -45,6 +45,10 @@ internal sealed unsafe class CodeCache
     private readonly List<(ulong Address, ulong Length)> _pending = [];
     private bool _pendingFlush;
     private long _bytes;
+    /// <summary>Block chaining: the current link epoch (<see cref="LinkEpoch"/>) and the one of each privilege class.</summary>
+    private readonly ulong[] _linkEpochArray = GC.AllocateArray<ulong>(1, pinned: true);
+    private ulong _linkEpochSupervisor = NewLinkEpoch(), _linkEpochUser = NewLinkEpoch();
+    private static long s_linkEpochs;
 
     /// <param name="memorySize">Bytes of guest-physical memory.</param>
     /// <param name="pageBecameCode">Called with a physical page address the first time a block is decoded from it (revoke TLB write permission).</param>
@@ -58,7 +62,21 @@ internal sealed unsafe class CodeCache
         _pageBecameCode = pageBecameCode;
         _hostWrite = hostWrite;
         Fast = _fastSupervisor;
+        // Safe: the array is pinned for the lifetime of this object.
+        LinkEpoch = (ulong*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_linkEpochArray));
+        *LinkEpoch = _linkEpochSupervisor;
     }
+
+    /// <summary>
+    /// Block chaining: a word that changes whenever an entry of the direct-mapped cache of the current privilege may
+    /// have gone stale (<see cref="FlushFast"/>) or the privilege class switches caches (<see cref="SetPrivilege"/>).
+    /// A block's link slots (<see cref="Block.LinkNext"/> ...) stand in for direct-mapped lookups and are followed only
+    /// while their <see cref="Block.LinkEpoch"/> equals it. Values are unique across every code cache of the process,
+    /// so a link can never be taken under another vCPU's or an earlier epoch.
+    /// </summary>
+    public ulong* LinkEpoch { get; }
+
+    private static ulong NewLinkEpoch() => (ulong)Interlocked.Increment(ref s_linkEpochs);
 
     /// <summary>Per physical page: nonzero when a cached block was decoded from it.</summary>
     public byte* CodePages { get; }
@@ -82,13 +100,21 @@ internal sealed unsafe class CodeCache
     public static int FastSlot(ulong rip) => (int)((rip ^ (rip >> 12)) & (FastSize - 1));
 
     /// <summary>Selects the direct-mapped cache of <paramref name="cpl"/>.</summary>
-    public void SetPrivilege(int cpl) => Fast = cpl == 3 ? _fastUser : _fastSupervisor;
+    public void SetPrivilege(int cpl)
+    {
+        Fast = cpl == 3 ? _fastUser : _fastSupervisor;
+        *LinkEpoch = cpl == 3 ? _linkEpochUser : _linkEpochSupervisor;
+    }
 
     /// <summary>Forgets every direct-mapped entry (a TLB flush happened: the mappings they stand for may have changed).</summary>
     public void FlushFast()
     {
         Array.Clear(_fastSupervisor);
         Array.Clear(_fastUser);
+        bool user = *LinkEpoch == _linkEpochUser;
+        _linkEpochSupervisor = NewLinkEpoch();
+        _linkEpochUser = NewLinkEpoch();
+        *LinkEpoch = user ? _linkEpochUser : _linkEpochSupervisor;
     }
 
     public Block? Find(ulong linear, ulong physical) => _blocks.GetValueOrDefault((linear, physical));
@@ -196,6 +222,8 @@ internal sealed unsafe class CodeCache
     public void Drop(Block b)
     {
         b.Valid = false;
+        // Links out of a dropped block would keep its successors alive after they are dropped too.
+        b.LinkNext = b.LinkTarget = b.LinkIndirect = null;
         // The block may be running: make every op of it leave the block. A dropped block never runs again.
         foreach (ref MicroOp op in b.Ops.AsSpan())
         {

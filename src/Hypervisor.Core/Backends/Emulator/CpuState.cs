@@ -16,7 +16,7 @@ internal unsafe struct CpuState
     public const int ROffset = 0, RipOffset = 160, RflagsOffset = 168, LazyAOffset = 176, LazyBOffset = 184,
         LazyResultOffset = 192, LazyKindOffset = 200, LazySizeOffset = 204, IcountOffset = 208, BudgetLimitOffset = 216,
         AttentionOffset = 224, SseFaultOffset = 228, X87FaultOffset = 232, FlagOverrideOffset = 236,
-        OverrideFlagsOffset = 240, TlbOffset = 248, CodeGenerationOffset = 256, XmmOffset = 272, Size = XmmOffset + (16 * 16);
+        OverrideFlagsOffset = 240, TlbOffset = 248, CodeGenerationOffset = 256, ChainLeftOffset = 264, XmmOffset = 272, Size = XmmOffset + (16 * 16);
 
     /// <summary>rax..r15 (0-15); slots 16-19 are spare so that an index meaning AH..BH never reads outside the struct.</summary>
     [FieldOffset(ROffset)] public fixed ulong R[20];
@@ -46,6 +46,8 @@ internal unsafe struct CpuState
     [FieldOffset(TlbOffset)] public TlbEntry* Tlb;
     /// <summary>Incremented whenever this vCPU drops decoded code (self-modifying code, host writes, flushes): code running from a dropped block checks it after every store that may have caused it.</summary>
     [FieldOffset(CodeGenerationOffset)] public ulong CodeGeneration;
+    /// <summary>Block chaining: how many more translated blocks may continue into a linked successor before one returns to the dispatcher (set by it before it enters translated code).</summary>
+    [FieldOffset(ChainLeftOffset)] public int ChainLeft;
     [FieldOffset(XmmOffset)] public XmmFile Xmm;
 
     /// <summary>XMM0-15.</summary>

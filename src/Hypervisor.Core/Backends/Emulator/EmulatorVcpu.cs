@@ -79,6 +79,19 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
         set => _jitThreshold = BlockCompiler.Enabled ? value : 0;
     }
 
+    /// <summary>Where linked successors of translated blocks are followed (for tests and A/B measurements; blocks translated before a change keep the mode they were made with).</summary>
+    internal BlockCompiler.ChainMode Chaining { get; set; } = BlockCompiler.DefaultChaining;
+
+    /// <summary>Translated blocks one dispatch may chain through (for tests: a huge limit proves that each link checks the attention word itself).</summary>
+    internal int ChainLimit { get; set; } = BlockCompiler.DefaultChainLimit;
+
+    /// <summary>A translated block left through a chainable exit that was not followed: link it to the block the dispatcher finds next (see <see cref="LinkPending"/>).</summary>
+    private Block? _linkFrom;
+    /// <summary>Written by translated code when it returns a <see cref="BlockCompiler.ChainExit"/> code: the block that left (the last of a chain, not necessarily the one the dispatcher entered).</summary>
+    internal Block? ChainExitBlock;
+    private BlockCompiler.LinkSlot _linkSlot;
+    private ulong _linkRip, _linkEpoch;
+
     /// <summary>Creates a vCPU in <paramref name="initial"/> (the state every backend starts from: <c>LongModeSetup.Write(memory).ToVcpuState(start)</c>).</summary>
     public EmulatorVcpu(GuestMemory memory, VirtualMachineOptions options, VcpuState initial)
     {
@@ -170,6 +183,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
                 }
                 continue;
             }
+            if (_linkFrom is not null)
+            {
+                LinkPending(block);
+            }
             int n = block.Ops.Length;
             if ((ulong)n > left)
             {
@@ -187,35 +204,50 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
                 }
                 continue;
             }
-            int start = 0;
             if (n == block.Ops.Length)
             {
                 if (block.Compiled is { } compiled)
                 {
-                    try
+                    // The fast path: translated blocks, chained through their link slots (in translated code, or in
+                    // this loop when chaining is left to the dispatcher or a chain stopped at its limit).
+                    _s->ChainLeft = ChainLimit;
+                    int code;
+                    while (true)
                     {
-                        // Safe: the translated block reaches guest memory only through TLB entries, as the interpreter does.
-                        start = compiled(_r, _s->Tlb, block);
-                    }
+                        try
+                        {
+                            // Safe: the translated block reaches guest memory only through TLB entries, as the interpreter does.
+                            code = compiled(_r, _s->Tlb, block);
+                        }
 #pragma warning disable CA1031 // a bug in translated code must stop this guest, not the host process
-                    catch (Exception bug)
-                    {
-                        return new VcpuExit(VcpuExitKind.InternalError, _s->Rip, Detail: $"emulator internal error in translated block 0x{block.Start:x}: {bug.GetType().Name}: {bug.Message}");
-                    }
+                        catch (Exception bug)
+                        {
+                            return new VcpuExit(VcpuExitKind.InternalError, _s->Rip, Detail: $"emulator internal error in translated code entered at block 0x{block.Start:x}: {bug.GetType().Name}: {bug.Message}");
+                        }
 #pragma warning restore CA1031
-                    if (start == BlockCompiler.Completed)
+                        if (code > BlockCompiler.ChainExit)
+                        {
+                            break;
+                        }
+                        TranslatedBlocksCompleted++;
+                        block = ChainExitBlock!;
+                        if (FollowLink(block, BlockCompiler.SlotOf(code)) is not { } next)
+                        {
+                            break;
+                        }
+                        _s->ChainLeft = ChainLimit;
+                        block = next;
+                        compiled = next.Compiled!;
+                    }
+                    if (code == BlockCompiler.Completed)
                     {
                         TranslatedBlocksCompleted++;
-                        continue;
                     }
-                    if (start == BlockCompiler.ExitRequested)
+                    else if (code == BlockCompiler.ExitRequested && _exitPending)
                     {
-                        if (_exitPending)
-                        {
-                            return TakeExit();
-                        }
-                        continue;
+                        return TakeExit();
                     }
+                    continue;
                 }
                 else if (++block.Hits == _jitThreshold)
                 {
@@ -228,11 +260,88 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
                     }
                 }
             }
-            if (ExecuteBlock(block, start, n) && _exitPending)
+            if (ExecuteBlock(block, 0, n) && _exitPending)
             {
                 return TakeExit();
             }
         }
+    }
+
+    /// <summary>
+    /// The successor <paramref name="from"/>'s exit <paramref name="slot"/> is linked to, when the dispatcher may run it
+    /// next without looking it up (the checks of <c>BlockCompiler.Emitter.Leave</c>, and rip is its start); otherwise
+    /// null, and the exit is remembered so that the block found next is linked to it (<see cref="LinkPending"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Block? FollowLink(Block from, BlockCompiler.LinkSlot slot)
+    {
+        Block? next = slot switch
+        {
+            BlockCompiler.LinkSlot.Next => from.LinkNext,
+            BlockCompiler.LinkSlot.Target => from.LinkTarget,
+            _ => from.LinkIndirect,
+        };
+        ulong epoch = *_code.LinkEpoch;
+        if (next is not null && from.LinkEpoch == epoch && next.Valid && next.Start == _s->Rip
+            && Volatile.Read(ref _s->Attention) == 0 && _s->BudgetLimit - _s->Icount >= (ulong)next.Ops.Length)
+        {
+            return next;
+        }
+        _linkFrom = from;
+        _linkSlot = slot;
+        _linkRip = _s->Rip;
+        _linkEpoch = epoch;
+        return null;
+    }
+
+    /// <summary>
+    /// For an indirect exit of <paramref name="from"/> whose link slot does not hold its target: the translated block
+    /// at <paramref name="rip"/> when the direct-mapped cache holds it (valid under the same rule as a link: no TLB
+    /// flush and the same privilege since it was entered), which then becomes the slot's link (a return, or an
+    /// indirect call of one target, finds it there next time); else null.
+    /// </summary>
+    internal Block? FindTranslated(Block from, ulong rip)
+    {
+        Block? b = _code.Fast[CodeCache.FastSlot(rip)];
+        if (b is null || b.Start != rip || !b.Valid || b.Compiled is null)
+        {
+            return null;
+        }
+        ulong epoch = *_code.LinkEpoch;
+        if (from.LinkEpoch != epoch)
+        {
+            from.LinkNext = from.LinkTarget = null;
+            from.LinkEpoch = epoch;
+        }
+        from.LinkIndirect = b;
+        return b;
+    }
+
+    /// <summary>
+    /// Links the exit remembered by <see cref="FollowLink"/> to <paramref name="block"/>, the block the dispatcher found
+    /// at rip, when it is translated and nothing came between (an interrupt delivered, a TLB flush, a privilege change).
+    /// </summary>
+    private void LinkPending(Block block)
+    {
+        Block from = _linkFrom!;
+        _linkFrom = null;
+        ulong epoch = *_code.LinkEpoch;
+        if (block.Compiled is null || block.Start != _linkRip || epoch != _linkEpoch || !from.Valid)
+        {
+            return;
+        }
+        if (from.LinkEpoch != epoch)
+        {
+            from.LinkNext = from.LinkTarget = from.LinkIndirect = null;
+            from.LinkEpoch = epoch;
+        }
+        switch (_linkSlot)
+        {
+            case BlockCompiler.LinkSlot.Next: from.LinkNext = block; break;
+            case BlockCompiler.LinkSlot.Target: from.LinkTarget = block; break;
+            default: from.LinkIndirect = block; break;
+        }
+        LinksMade++;
     }
 
     private VcpuExit TakeExit()
@@ -681,6 +790,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
 
     /// <summary>Runs of translated blocks that completed the whole block in translated code (for tests: proves it ran).</summary>
     internal long TranslatedBlocksCompleted { get; private set; }
+
+    /// <summary>Link slots filled so far (for tests: proves chaining happened).</summary>
+    internal long LinksMade { get; private set; }
 
     /// <summary>Blocks decoded so far (for tests).</summary>
     internal int BlocksDecoded { get; private set; }

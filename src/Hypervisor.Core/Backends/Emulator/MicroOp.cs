@@ -207,4 +207,19 @@ internal sealed class Block
 
     /// <summary>The block translated to IL by <see cref="BlockCompiler"/>, or null.</summary>
     public unsafe BlockCompiler.CompiledBlock? Compiled { get; set; }
+
+    // ---- block chaining (README "Block chaining"): fields, because translated code reads them ----
+
+    /// <summary>
+    /// Link slots, one per kind of exit (<see cref="BlockCompiler.LinkSlot"/>): the translated block that exit led to
+    /// last, entered by the dispatcher once it found that successor. Translated code continues into a linked
+    /// successor without returning to the dispatcher while <see cref="LinkEpoch"/> equals the code cache's
+    /// <see cref="CodeCache.LinkEpoch"/> (no TLB flush and the same privilege since the link was made: the rule of the
+    /// direct-mapped cache it stands in for) and the successor is <see cref="Valid"/> (its code was not overwritten);
+    /// an indirect exit also checks the successor's <see cref="Start"/> against its computed target.
+    /// </summary>
+    public Block? LinkNext, LinkTarget, LinkIndirect;
+
+    /// <summary>The <see cref="CodeCache.LinkEpoch"/> under which the link slots were filled.</summary>
+    public ulong LinkEpoch;
 }
