@@ -70,6 +70,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     private bool _exitPending;
 
     private bool _disposed;
+    /// <summary>This VM's scope in <see cref="SharedDecodeCache.Process"/> (<see cref="VirtualMachineOptions.CodeShareKey"/>), or 0: decodes alone.</summary>
+    private readonly long _shareScope;
     private int _jitThreshold = BlockCompiler.Enabled ? BlockCompiler.Threshold : 0;
 
     /// <summary>Whole-block runs after which a block is translated to IL; 0 = never (for tests and diagnostics).</summary>
@@ -86,6 +88,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
         _mem = (byte*)memory.HostAddress;
         _size = memory.Size;
         _budget = options.InstructionBudget;
+        _shareScope = options.CodeShareKey is { } key ? SharedDecodeCache.Process.ScopeOf(key) : 0;
         // Safe: the array is pinned for the lifetime of this object.
         _s = (CpuState*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_stateArray));
         _r = _s->R;
@@ -552,8 +555,23 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
         }
         if (b is null)
         {
-            b = Decode(rip, host, phys);
-            BlocksDecoded++;
+            // Another VM of the same image may have decoded these bytes already; a debugger's breakpoints end blocks, so then this vCPU decodes alone.
+            bool share = _shareScope != 0 && _breakpoints is null;
+            int onPage = (int)(0x1000 - (rip & 0xFFF));
+            if (share && SharedDecodeCache.Process.Find(_shareScope, rip, phys, host, onPage) is { } shared)
+            {
+                b = shared.Instantiate(rip, phys);
+                BlocksShared++;
+            }
+            else
+            {
+                b = Decode(rip, host, phys, out int codeLength);
+                BlocksDecoded++;
+                if (share && codeLength > 0)
+                {
+                    SharedDecodeCache.Process.Publish(_shareScope, b, host, codeLength);
+                }
+            }
             _code.Add(b);
         }
         _code.Fast[CodeCache.FastSlot(rip)] = b;
@@ -581,7 +599,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     /// instruction, 256 instructions or the end of the page (an instruction that straddles into the next page ends the
     /// block, which then depends on both pages' mappings).
     /// </summary>
-    private Block Decode(ulong rip, byte* host, ulong phys)
+    /// <remarks><paramref name="codeLength"/>: the bytes from <paramref name="rip"/> that the decode depends on, all on
+    /// its page; 0 when it also depends on the next page's mapping (an instruction that crosses into it, a fetch
+    /// fault): such a block is not shared (<see cref="SharedDecodeCache"/>).</remarks>
+    private Block Decode(ulong rip, byte* host, ulong phys, out int codeLength)
     {
         _decodeOps.Clear();
         _decodeTexts.Clear();
@@ -645,6 +666,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
                 break;
             }
         }
+        codeLength = reader.Crossed || reader.FetchFailed ? 0 : (int)(Math.Min(Math.Max(end, reader.Position), pageEnd) - rip);
         return new Block(rip, end, [.. _decodeOps], [.. _decodeTexts], phys, reader.SecondPhysical);
     }
 
@@ -684,6 +706,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
 
     /// <summary>Blocks decoded so far (for tests).</summary>
     internal int BlocksDecoded { get; private set; }
+
+    /// <summary>Blocks taken from <see cref="SharedDecodeCache"/> instead of decoded (for tests).</summary>
+    internal int BlocksShared { get; private set; }
 
     // ---- the memory access path: software TLB inline, Mmu on a miss ----
 
@@ -927,6 +952,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
             _page = pos & ~0xFFFUL;
             _pageHost = host - (pos & 0xFFF);
         }
+
+        /// <summary>One past the last byte read.</summary>
+        public ulong Position => _pos;
 
         /// <summary>True once the stream entered the second page.</summary>
         public bool Crossed { get; private set; }
