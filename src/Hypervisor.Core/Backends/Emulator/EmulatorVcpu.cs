@@ -85,7 +85,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     public EmulatorVcpu(GuestMemory memory, VirtualMachineOptions options, VcpuState initial)
     {
         _memory = memory;
-        _mem = (byte*)memory.HostAddress;
+        _mem = (byte*)memory.TrackedHostAddress; // every store marks the dirty page map (Mmu, TLB write tags)
         _size = memory.Size;
         _budget = options.InstructionBudget;
         _shareScope = options.CodeShareKey is { } key ? SharedDecodeCache.Process.ScopeOf(key) : 0;
@@ -124,7 +124,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     public VcpuExit Run()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_memory.HostAddress != (nint)_mem)
+        if (_memory.TrackedHostAddress != (nint)_mem)
         {
             // Throws ObjectDisposedException when the memory was disposed under the vCPU; never run on freed memory.
             throw new InvalidOperationException("guest memory changed under the vCPU");
