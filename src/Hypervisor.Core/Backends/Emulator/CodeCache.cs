@@ -38,7 +38,7 @@ internal sealed unsafe class CodeCache
     private readonly byte[] _codePageArray;
     private readonly ulong _pages;
     private readonly Block?[] _fastSupervisor = new Block?[FastSize];
-    private readonly Block?[] _fastUser = new Block?[FastSize];
+    private Block?[]? _fastUser; // made on first use at CPL 3
     private readonly Action<ulong> _pageBecameCode;
     private readonly Action _hostWrite;
     private readonly Lock _pendingLock = new();
@@ -82,13 +82,16 @@ internal sealed unsafe class CodeCache
     public static int FastSlot(ulong rip) => (int)((rip ^ (rip >> 12)) & (FastSize - 1));
 
     /// <summary>Selects the direct-mapped cache of <paramref name="cpl"/>.</summary>
-    public void SetPrivilege(int cpl) => Fast = cpl == 3 ? _fastUser : _fastSupervisor;
+    public void SetPrivilege(int cpl) => Fast = cpl == 3 ? _fastUser ??= new Block?[FastSize] : _fastSupervisor;
 
     /// <summary>Forgets every direct-mapped entry (a TLB flush happened: the mappings they stand for may have changed).</summary>
     public void FlushFast()
     {
         Array.Clear(_fastSupervisor);
-        Array.Clear(_fastUser);
+        if (_fastUser is not null)
+        {
+            Array.Clear(_fastUser);
+        }
     }
 
     public Block? Find(ulong linear, ulong physical) => _blocks.GetValueOrDefault((linear, physical));

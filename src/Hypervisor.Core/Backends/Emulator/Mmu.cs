@@ -66,8 +66,10 @@ internal sealed unsafe class Mmu
     /// <summary>The TLB of CPL 0-2 accesses and of implicit supervisor accesses (descriptor tables, TSS, delivery).</summary>
     public Tlb Supervisor { get; } = new();
 
-    /// <summary>The TLB of CPL 3 accesses.</summary>
-    public Tlb User { get; } = new();
+    /// <summary>The TLB of CPL 3 accesses, made on first use (a guest that never leaves CPL 0 does not pay for its 80 KiB).</summary>
+    public Tlb User => _user ??= new Tlb();
+
+    private Tlb? _user;
 
     /// <summary>The TLB of the current privilege level.</summary>
     public TlbEntry* Current { get; private set; }
@@ -124,7 +126,7 @@ internal sealed unsafe class Mmu
     public void FlushAll()
     {
         Supervisor.FlushAll();
-        User.FlushAll();
+        _user?.FlushAll();
     }
 
     /// <summary>A CR3 write: non-global translations are dropped (all of them when CR4.PGE is clear).</summary>
@@ -133,7 +135,7 @@ internal sealed unsafe class Mmu
         if (_sys.GlobalPages)
         {
             Supervisor.FlushNonGlobal();
-            User.FlushNonGlobal();
+            _user?.FlushNonGlobal();
         }
         else
         {
@@ -145,21 +147,21 @@ internal sealed unsafe class Mmu
     public void FlushPage(ulong linear)
     {
         Supervisor.FlushPage(linear);
-        User.FlushPage(linear);
+        _user?.FlushPage(linear);
     }
 
     /// <summary>The physical page now holds decoded code: no TLB entry may let a store reach it without the slow path.</summary>
     public void RevokeWrite(ulong physicalPage)
     {
         Supervisor.RevokeWrite(physicalPage);
-        User.RevokeWrite(physicalPage);
+        _user?.RevokeWrite(physicalPage);
     }
 
     /// <summary>The dirty page map was cleared: no TLB entry may let a store skip the slow path that marks it.</summary>
     public void RevokeAllWrites()
     {
         Supervisor.RevokeAllWrites();
-        User.RevokeAllWrites();
+        _user?.RevokeAllWrites();
     }
 
     /// <summary>
