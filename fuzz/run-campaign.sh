@@ -40,6 +40,7 @@ flock -u 9
 
 export AFL_SKIP_BIN_CHECK=1          # the target is dotnet; coverage comes from the instrumented assemblies
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_AUTORESUME=1
+export AFL_NO_AFFINITY=1              # a shared machine: do not pin (afl refuses a third campaign on 2 cores otherwise)
 # Harness scratch files (the block harness's disk image) on tmpfs when there is one: every flush is an fsync, which
 # costs a disk write on ext4 and nothing on tmpfs; the host's code path is the same (block: 357 -> ~2,600 runs/s).
 if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
