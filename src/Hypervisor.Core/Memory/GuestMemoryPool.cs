@@ -28,7 +28,10 @@ internal static unsafe class GuestMemoryPool
     public const ulong MaxSize = 1UL << 30;
 
     private static readonly Lock s_lock = new();
-    private static readonly List<(nint Base, ulong Size, byte[] Dirty)> s_free = [];
+    // Oldest first. A plain array rather than a List: the take path is then all in TryTake, which the first VM's
+    // memory compiles, so the second VM pays no JIT for it.
+    private static readonly (nint Base, ulong Size, byte[] Dirty)[] s_free = new (nint, ulong, byte[])[MaxMappings];
+    private static int s_count;
 
     /// <summary>Mappings kept now (for tests).</summary>
     internal static int Count
@@ -37,7 +40,7 @@ internal static unsafe class GuestMemoryPool
         {
             lock (s_lock)
             {
-                return s_free.Count;
+                return s_count;
             }
         }
     }
@@ -47,13 +50,14 @@ internal static unsafe class GuestMemoryPool
     {
         lock (s_lock)
         {
-            for (int i = s_free.Count - 1; i >= 0; i--)
+            for (int i = s_count - 1; i >= 0; i--)
             {
                 if (s_free[i].Size == size)
                 {
                     memory = (byte*)s_free[i].Base;
                     dirty = s_free[i].Dirty;
-                    s_free.RemoveAt(i);
+                    Array.Copy(s_free, i + 1, s_free, i, s_count - i - 1);
+                    s_free[--s_count] = default;
                     return true;
                 }
             }
@@ -90,12 +94,12 @@ internal static unsafe class GuestMemoryPool
         (nint Base, ulong Size, byte[] Dirty) evicted = default;
         lock (s_lock)
         {
-            if (s_free.Count >= MaxMappings)
+            if (s_count == MaxMappings)
             {
                 evicted = s_free[0]; // the oldest goes: the sizes in use now are the ones worth keeping
-                s_free.RemoveAt(0);
+                Array.Copy(s_free, 1, s_free, 0, --s_count);
             }
-            s_free.Add(((nint)memory, size, dirty));
+            s_free[s_count++] = ((nint)memory, size, dirty);
         }
         if (evicted.Base != 0)
         {

@@ -60,8 +60,16 @@ internal sealed unsafe class Mmu
         _code = code;
         _dirty = dirty;
         _guards = [.. guardPages.Where(g => g % 0x1000 == 0 && g < size).Distinct()];
+        _writeGranted = new ulong[((size >> 12) + 63) >> 6];
         Current = Supervisor.Entries;
     }
+
+    /// <summary>
+    /// One bit per physical page: a TLB entry may have been given write permission to it since the bit was cleared.
+    /// <see cref="RevokeWrite"/> scans the TLBs only for such pages (code the guest never wrote, e.g. its loaded image,
+    /// costs no scan of 4,096 entries when it is first decoded).
+    /// </summary>
+    private readonly ulong[] _writeGranted;
 
     /// <summary>The TLB of CPL 0-2 accesses and of implicit supervisor accesses (descriptor tables, TSS, delivery).</summary>
     public Tlb Supervisor { get; } = new();
@@ -153,6 +161,13 @@ internal sealed unsafe class Mmu
     /// <summary>The physical page now holds decoded code: no TLB entry may let a store reach it without the slow path.</summary>
     public void RevokeWrite(ulong physicalPage)
     {
+        ref ulong word = ref _writeGranted[physicalPage >> 18];
+        ulong bit = 1UL << (int)((physicalPage >> 12) & 63);
+        if ((word & bit) == 0)
+        {
+            return; // no entry was ever given write permission to this page
+        }
+        word &= ~bit;
         Supervisor.RevokeWrite(physicalPage);
         _user?.RevokeWrite(physicalPage);
     }
@@ -202,6 +217,10 @@ internal sealed unsafe class Mmu
         if (_watches is not null && WatchedWrite(linear, access, size, ref write))
         {
             WatchHit = true;
+        }
+        if (write)
+        {
+            _writeGranted[physPage >> 18] |= 1UL << (int)((physPage >> 12) & 63);
         }
         (user ? User : Supervisor).Fill(linear, _mem + physPage, physPage, read: true, write, executable,
             global: (leaf & G) != 0 && _sys.GlobalPages, largeShift);

@@ -51,7 +51,7 @@ internal sealed unsafe class SharedDecodeCache
     /// <summary>Estimated host bytes held now.</summary>
     public long Bytes => Volatile.Read(ref _bytes);
 
-    /// <summary>Blocks taken from the cache by any vCPU (for tests and diagnostics).</summary>
+    /// <summary>Blocks taken from the cache by any vCPU, the decoding one included (for tests and diagnostics).</summary>
     public long Hits => Interlocked.Read(ref _hits);
 
     /// <summary>Blocks published (for tests and diagnostics).</summary>
