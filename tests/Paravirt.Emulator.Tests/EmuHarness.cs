@@ -16,11 +16,12 @@ internal static class EmuHarness
     }
 
     /// <summary>Memory with <paramref name="code"/> at <paramref name="codeAddress"/>, an emulator VM and its vCPU; dispose to release all three.</summary>
-    public static EmuGuest Create(byte[] code, ulong? budget = null, ulong memorySize = MemorySize, ulong codeAddress = CodeAddress)
+    /// <param name="shareKey">VMs created with the same key share decoded blocks (<see cref="VirtualMachineOptions.CodeShareKey"/>); null: none.</param>
+    public static EmuGuest Create(byte[] code, ulong? budget = null, ulong memorySize = MemorySize, ulong codeAddress = CodeAddress, object? shareKey = null)
     {
         var memory = new GuestMemory(memorySize);
         memory.Write(new GuestAddress(codeAddress), code);
-        IVirtualMachine vm = new EmulatorBackend().CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = budget });
+        IVirtualMachine vm = new EmulatorBackend().CreateVirtualMachine(memory, new VirtualMachineOptions { InstructionBudget = budget, CodeShareKey = shareKey });
         IVcpu vcpu = vm.CreateVcpu(new VcpuStartState(codeAddress, memorySize, 0x2000));
         return new EmuGuest(memory, vm, vcpu);
     }

@@ -38,6 +38,13 @@ public sealed record VirtualMachineOptions
 
     /// <summary>Record the pages the guest writes (<see cref="IVirtualMachine.CollectDirtyPages"/>), for snapshots; honoured by backends that declare <see cref="BackendCapabilities.DirtyPageTracking"/>.</summary>
     public bool TrackDirtyPages { get; init; }
+
+    /// <summary>
+    /// VMs created with the same key object (the runner passes the <see cref="Loading.GuestImage"/>) may share work
+    /// that depends only on guest code bytes, validated against each VM's own memory before use (the emulator's
+    /// decoded blocks, <c>SharedDecodeCache</c>); null shares nothing.
+    /// </summary>
+    internal object? CodeShareKey { get; init; }
 }
 
 /// <summary>Result of <see cref="IHypervisorBackend.Probe"/>.</summary>

@@ -6,9 +6,11 @@ namespace Paravirt.Hypervisor.Hypercalls;
 
 /// <summary>
 /// The bounded queue between the vCPU thread (<c>console_write</c>, <c>debug_write</c>) and the run's console output
-/// stream. The vCPU thread only copies into a <see cref="Pipe"/> (at most <c>capacity</c> bytes held); a dedicated
-/// background thread, started on the first write, writes to the stream. A stream that stalls therefore holds that
-/// thread, never the vCPU thread: the guest sees a full queue (back-pressure) and the run's timeout still works.
+/// stream. The vCPU thread only copies into a <see cref="Pipe"/> (at most <c>capacity</c> bytes held); a background
+/// writer thread (<see cref="ConsoleWriterThreads"/>), handed the queue when data arrives, writes to the stream until
+/// the queue is empty. A stream that stalls therefore holds that thread, never the vCPU thread: the guest sees a full
+/// queue (back-pressure) and the run's timeout still works. Writer threads are reused between queues (a thread per run
+/// cost more than a small guest's whole run: measured, bench/emulator-suite-notes.md).
 /// </summary>
 /// <remarks>
 /// Write, WaitForSpace and Drain are called on the vCPU thread; <see cref="Wake"/> from any thread. After
@@ -22,7 +24,8 @@ internal sealed class ConsoleOutputQueue : IDisposable
     private readonly Pipe? _pipe;
     private readonly object _lock = new();
     private long _queued; // bytes in the pipe that the writer thread has not yet written; guarded by _lock
-    private Thread? _writer;
+    /// <summary>Writes (and the dispose) not yet seen by a writer thread; nonzero while a writer thread owns the queue's reader.</summary>
+    private int _signals;
     private volatile bool _failed;
     private volatile bool _abandoned;
 
@@ -99,10 +102,15 @@ internal sealed class ConsoleOutputQueue : IDisposable
         ValueTask<FlushResult> flush = writer.FlushAsync();
         Debug.Assert(flush.IsCompleted, "a pipe without a pause threshold completes its flushes at once");
         _ = flush.Result;
-        if (_writer is null)
+        Schedule();
+    }
+
+    /// <summary>Hands the queue to a writer thread unless one owns it already (which then sees this signal before it lets go).</summary>
+    private void Schedule()
+    {
+        if (Interlocked.Increment(ref _signals) == 1)
         {
-            _writer = new Thread(WriteLoop) { IsBackground = true, Name = "paravirt console output" };
-            _writer.Start();
+            ConsoleWriterThreads.Run(this);
         }
     }
 
@@ -134,15 +142,20 @@ internal sealed class ConsoleOutputQueue : IDisposable
         }
     }
 
-    private void WriteLoop()
+    /// <summary>
+    /// On a writer thread: writes what is queued to the stream until the queue is empty and no write came meanwhile,
+    /// then gives the queue up (the next <see cref="Schedule"/> hands it out again). Completes the reader once the
+    /// writer side completed (<see cref="Dispose"/>). Only one thread at a time owns the reader: the one that took
+    /// <see cref="_signals"/> from 0.
+    /// </summary>
+    internal void Pump()
     {
         PipeReader reader = _pipe!.Reader;
-        try
+        int seen = Volatile.Read(ref _signals);
+        while (true)
         {
-            while (true)
+            while (reader.TryRead(out ReadResult result))
             {
-                // A dedicated thread: blocking on the pipe here is what keeps the stream's stalls off the vCPU thread.
-                ReadResult result = reader.ReadAsync().AsTask().GetAwaiter().GetResult();
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 if (!_failed && !_abandoned && !buffer.IsEmpty)
                 {
@@ -167,13 +180,16 @@ internal sealed class ConsoleOutputQueue : IDisposable
                 }
                 if (result.IsCompleted || result.IsCanceled)
                 {
-                    break;
+                    reader.Complete();
+                    return; // disposed: the queue stays owned (_signals never returns to 0), nothing is handed out again
                 }
             }
-        }
-        finally
-        {
-            reader.Complete();
+            int left = Interlocked.Add(ref _signals, -seen);
+            if (left == 0)
+            {
+                return;
+            }
+            seen = left; // writes came while this thread wrote: they are in the pipe now
         }
     }
 
@@ -186,9 +202,6 @@ internal sealed class ConsoleOutputQueue : IDisposable
         }
         _abandoned = true;
         _pipe.Writer.Complete();
-        if (_writer is null)
-        {
-            _pipe.Reader.Complete();
-        }
+        Schedule(); // a writer thread completes the reader (now, or when it is done with a write in progress)
     }
 }

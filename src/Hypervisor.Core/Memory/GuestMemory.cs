@@ -49,6 +49,12 @@ public sealed unsafe class GuestMemory : IDisposable
     private IGuestMemoryWriteObserver[] _observers = [];
     private readonly byte[] _dirtyArray;
     private readonly byte* _dirty;
+    /// <summary>
+    /// True once something that may write without marking the dirty page map got at the memory (a raw host address
+    /// handed out, an image mapped over it, the map cleared): the memory is then unmapped on dispose, never kept in
+    /// <see cref="GuestMemoryPool"/>.
+    /// </summary>
+    private bool _untracked;
 
     /// <summary>Allocates zeroed guest memory of <paramref name="size"/> bytes (a multiple of 4 KiB within [<see cref="MinSize"/>, <see cref="MaxSize"/>]).</summary>
     /// <exception cref="ArgumentOutOfRangeException">The size is not page aligned or out of range.</exception>
@@ -60,9 +66,17 @@ public sealed unsafe class GuestMemory : IDisposable
             throw new ArgumentOutOfRangeException(nameof(size), size, $"guest memory must be {SizeRule}");
         }
         _size = size;
-        if (OperatingSystem.IsLinux())
+        byte[]? dirty = null;
+        if (OperatingSystem.IsLinux() && GuestMemoryPool.TryTake(size, out byte* kept, out dirty))
         {
-            // Safe: anonymous private mapping owned by this object, unmapped exactly once in Dispose.
+            // Safe: a mapping of this size the pool zeroed (every page the last owner wrote) and gave to this object only.
+            _base = kept;
+            _mapped = true;
+            Recycled = true;
+        }
+        else if (OperatingSystem.IsLinux())
+        {
+            // Safe: anonymous private mapping owned by this object, unmapped exactly once in Dispose (or kept by the pool).
             nint p = Libc.mmap(0, (nuint)size, Libc.PROT_READ | Libc.PROT_WRITE,
                 Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | Libc.MAP_NORESERVE, -1, 0);
             if (p == Libc.MAP_FAILED)
@@ -78,7 +92,7 @@ public sealed unsafe class GuestMemory : IDisposable
             _base = (byte*)NativeMemory.AlignedAlloc((nuint)size, (nuint)EntryConvention.PageSize);
             NativeMemory.Clear(_base, (nuint)size);
         }
-        _dirtyArray = GC.AllocateArray<byte>(checked((int)(size / EntryConvention.PageSize)), pinned: true);
+        _dirtyArray = dirty ?? GC.AllocateArray<byte>(checked((int)(size / EntryConvention.PageSize)), pinned: true);
         // Safe: the array is pinned for the lifetime of this object.
         _dirty = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_dirtyArray));
     }
@@ -88,6 +102,9 @@ public sealed unsafe class GuestMemory : IDisposable
     {
         image.MapInto(this);
     }
+
+    /// <summary>True when the memory is a mapping an earlier <see cref="GuestMemory"/> left zeroed in <see cref="GuestMemoryPool"/> (for tests).</summary>
+    internal bool Recycled { get; }
 
     /// <summary>Number of 4 KiB pages.</summary>
     internal int PageCount => _dirtyArray.Length;
@@ -111,6 +128,7 @@ public sealed unsafe class GuestMemory : IDisposable
     /// </summary>
     internal void ClearDirtyPages()
     {
+        _untracked = true; // pages written before are no longer marked
         _dirtyArray.AsSpan().Clear();
         IGuestMemoryWriteObserver[] observers = Volatile.Read(ref _observers);
         for (int i = 0; i < observers.Length; i++)
@@ -139,6 +157,20 @@ public sealed unsafe class GuestMemory : IDisposable
 
     /// <summary>Host address of guest-physical address 0. For backends that hand the memory to a hypervisor; never for guest-controlled arithmetic.</summary>
     public nint HostAddress
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_base == null, this);
+            _untracked = true; // whoever writes through it need not mark the dirty page map
+            return (nint)_base;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="HostAddress"/> for a writer that marks every page it writes in the dirty page map (the emulator, whose
+    /// stores all do: see its README, "Dirty pages"), so that the memory may still be recycled (<see cref="GuestMemoryPool"/>).
+    /// </summary>
+    internal nint TrackedHostAddress
     {
         get
         {
@@ -335,10 +367,11 @@ public sealed unsafe class GuestMemory : IDisposable
     internal byte* PagePointer(int page)
     {
         ObjectDisposedException.ThrowIf(_base == null, this);
+        _untracked = true; // MemoryImage maps and copies into memory through it
         return _base + ((ulong)(uint)page << 12);
     }
 
-    /// <summary>Releases the host memory. Any span obtained earlier must no longer be used.</summary>
+    /// <summary>Releases the host memory (or, on Linux, zeroes what was written and keeps the mapping for the next guest memory of this size: <see cref="GuestMemoryPool"/>). Any span or pointer obtained earlier must no longer be used.</summary>
     public void Dispose()
     {
         byte* p = _base;
@@ -349,6 +382,10 @@ public sealed unsafe class GuestMemory : IDisposable
         _base = null;
         if (_mapped)
         {
+            if (!_untracked && GuestMemoryPool.TryReturn(p, _size, _dirtyArray))
+            {
+                return; // zeroed and kept for the next guest memory of this size
+            }
             _ = Libc.munmap((nint)p, (nuint)_size);
         }
         else

@@ -178,6 +178,7 @@ internal sealed partial class GuestMachine : IDisposable
             InstructionBudget = options.InstructionBudget,
             GuardPages = Image.StackGuard is ulong guard ? [guard] : [],
             TrackDirtyPages = sandbox is not null,
+            CodeShareKey = Image,
         });
         // The default exception handlers (ExceptionTraps, written by PrepareMemory) until the guest loads an IDT of its own.
         Vcpu = Vm.CreateVcpu(new VcpuStartState(entry, Memory.Size, GuestLayout.BootInfo, ExceptionTraps.Idt));

@@ -38,7 +38,7 @@ internal sealed unsafe class CodeCache
     private readonly byte[] _codePageArray;
     private readonly ulong _pages;
     private readonly Block?[] _fastSupervisor = new Block?[FastSize];
-    private readonly Block?[] _fastUser = new Block?[FastSize];
+    private Block?[]? _fastUser; // made on first use at CPL 3
     private readonly Action<ulong> _pageBecameCode;
     private readonly Action _hostWrite;
     private readonly Lock _pendingLock = new();
@@ -102,7 +102,7 @@ internal sealed unsafe class CodeCache
     /// <summary>Selects the direct-mapped cache of <paramref name="cpl"/>.</summary>
     public void SetPrivilege(int cpl)
     {
-        Fast = cpl == 3 ? _fastUser : _fastSupervisor;
+        Fast = cpl == 3 ? _fastUser ??= new Block?[FastSize] : _fastSupervisor;
         *LinkEpoch = cpl == 3 ? _linkEpochUser : _linkEpochSupervisor;
     }
 
@@ -110,7 +110,10 @@ internal sealed unsafe class CodeCache
     public void FlushFast()
     {
         Array.Clear(_fastSupervisor);
-        Array.Clear(_fastUser);
+        if (_fastUser is not null)
+        {
+            Array.Clear(_fastUser);
+        }
         bool user = *LinkEpoch == _linkEpochUser;
         _linkEpochSupervisor = NewLinkEpoch();
         _linkEpochUser = NewLinkEpoch();

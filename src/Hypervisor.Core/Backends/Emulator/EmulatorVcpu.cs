@@ -70,6 +70,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     private bool _exitPending;
 
     private bool _disposed;
+    /// <summary>This VM's scope in <see cref="SharedDecodeCache.Process"/> (<see cref="VirtualMachineOptions.CodeShareKey"/>), or 0: decodes alone.</summary>
+    private readonly long _shareScope;
     private int _jitThreshold = BlockCompiler.Enabled ? BlockCompiler.Threshold : 0;
 
     /// <summary>Whole-block runs after which a block is translated to IL; 0 = never (for tests and diagnostics).</summary>
@@ -96,9 +98,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     public EmulatorVcpu(GuestMemory memory, VirtualMachineOptions options, VcpuState initial)
     {
         _memory = memory;
-        _mem = (byte*)memory.HostAddress;
+        _mem = (byte*)memory.TrackedHostAddress; // every store marks the dirty page map (Mmu, TLB write tags)
         _size = memory.Size;
         _budget = options.InstructionBudget;
+        _shareScope = options.CodeShareKey is { } key ? SharedDecodeCache.Process.ScopeOf(key) : 0;
         // Safe: the array is pinned for the lifetime of this object.
         _s = (CpuState*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_stateArray));
         _r = _s->R;
@@ -134,7 +137,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     public VcpuExit Run()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_memory.HostAddress != (nint)_mem)
+        if (_memory.TrackedHostAddress != (nint)_mem)
         {
             // Throws ObjectDisposedException when the memory was disposed under the vCPU; never run on freed memory.
             throw new InvalidOperationException("guest memory changed under the vCPU");
@@ -661,12 +664,43 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
         }
         if (b is null)
         {
-            b = Decode(rip, host, phys);
-            BlocksDecoded++;
+            b = _shareScope != 0 && _breakpoints is null ? SharedOrDecode(rip, host, phys) : DecodeAlone(rip, host, phys);
             _code.Add(b);
         }
         _code.Fast[CodeCache.FastSlot(rip)] = b;
         return b;
+    }
+
+    private Block DecodeAlone(ulong rip, byte* host, ulong phys)
+    {
+        BlocksDecoded++;
+        return Decode(rip, host, phys, out _);
+    }
+
+    /// <summary>
+    /// The block at <paramref name="rip"/> from <see cref="SharedDecodeCache"/> (another VM of the same image decoded
+    /// these bytes), or decoded, published and taken back from the cache: the decoding VM takes its block the way every
+    /// other VM will, so the second VM of an image runs no code path the first did not (measured: the JIT of that path
+    /// was about half a millisecond of the second VM). Not with breakpoints set: they end blocks.
+    /// </summary>
+    private Block SharedOrDecode(ulong rip, byte* host, ulong phys)
+    {
+        int onPage = (int)(0x1000 - (rip & 0xFFF));
+        SharedDecodeCache cache = SharedDecodeCache.Process;
+        if (cache.Find(_shareScope, rip, phys, host, onPage) is { } shared)
+        {
+            _blocksShared++;
+            return shared.Instantiate(rip, phys);
+        }
+        Block decoded = Decode(rip, host, phys, out int codeLength);
+        BlocksDecoded++;
+        if (codeLength == 0)
+        {
+            return decoded; // depends on the next page's mapping: not shared
+        }
+        cache.Publish(_shareScope, decoded, host, codeLength);
+        // Found unless the cache was flushed meanwhile; another VM's variant at this address never matches these bytes.
+        return cache.Find(_shareScope, rip, phys, host, onPage)?.Instantiate(rip, phys) ?? decoded;
     }
 
     /// <summary>Number of decoded blocks in the cache (for tests).</summary>
@@ -690,7 +724,10 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     /// instruction, 256 instructions or the end of the page (an instruction that straddles into the next page ends the
     /// block, which then depends on both pages' mappings).
     /// </summary>
-    private Block Decode(ulong rip, byte* host, ulong phys)
+    /// <remarks><paramref name="codeLength"/>: the bytes from <paramref name="rip"/> that the decode depends on, all on
+    /// its page; 0 when it also depends on the next page's mapping (an instruction that crosses into it, a fetch
+    /// fault): such a block is not shared (<see cref="SharedDecodeCache"/>).</remarks>
+    private Block Decode(ulong rip, byte* host, ulong phys, out int codeLength)
     {
         _decodeOps.Clear();
         _decodeTexts.Clear();
@@ -754,6 +791,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
                 break;
             }
         }
+        codeLength = reader.Crossed || reader.FetchFailed ? 0 : (int)(Math.Min(Math.Max(end, reader.Position), pageEnd) - rip);
         return new Block(rip, end, [.. _decodeOps], [.. _decodeTexts], phys, reader.SecondPhysical);
     }
 
@@ -796,6 +834,11 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
 
     /// <summary>Blocks decoded so far (for tests).</summary>
     internal int BlocksDecoded { get; private set; }
+
+    /// <summary>Blocks taken from <see cref="SharedDecodeCache"/> instead of decoded (for tests).</summary>
+    internal int BlocksShared => _blocksShared;
+
+    private int _blocksShared;
 
     // ---- the memory access path: software TLB inline, Mmu on a miss ----
 
@@ -1039,6 +1082,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
             _page = pos & ~0xFFFUL;
             _pageHost = host - (pos & 0xFFF);
         }
+
+        /// <summary>One past the last byte read.</summary>
+        public ulong Position => _pos;
 
         /// <summary>True once the stream entered the second page.</summary>
         public bool Crossed { get; private set; }

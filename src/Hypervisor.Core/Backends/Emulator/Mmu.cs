@@ -58,14 +58,24 @@ internal sealed unsafe class Mmu
         _code = code;
         _dirty = dirty;
         _guards = [.. guardPages.Where(g => g % 0x1000 == 0 && g < size).Distinct()];
+        _writeGranted = new ulong[((size >> 12) + 63) >> 6];
         Current = Supervisor.Entries;
     }
+
+    /// <summary>
+    /// One bit per physical page: a TLB entry may have been given write permission to it since the bit was cleared.
+    /// <see cref="RevokeWrite"/> scans the TLBs only for such pages (code the guest never wrote, e.g. its loaded image,
+    /// costs no scan of 4,096 entries when it is first decoded).
+    /// </summary>
+    private readonly ulong[] _writeGranted;
 
     /// <summary>The TLB of CPL 0-2 accesses and of implicit supervisor accesses (descriptor tables, TSS, delivery).</summary>
     public Tlb Supervisor { get; } = new();
 
-    /// <summary>The TLB of CPL 3 accesses.</summary>
-    public Tlb User { get; } = new();
+    /// <summary>The TLB of CPL 3 accesses, made on first use (a guest that never leaves CPL 0 does not pay for its 80 KiB).</summary>
+    public Tlb User => _user ??= new Tlb();
+
+    private Tlb? _user;
 
     /// <summary>The TLB of the current privilege level.</summary>
     public TlbEntry* Current { get; private set; }
@@ -122,7 +132,7 @@ internal sealed unsafe class Mmu
     public void FlushAll()
     {
         Supervisor.FlushAll();
-        User.FlushAll();
+        _user?.FlushAll();
     }
 
     /// <summary>A CR3 write: non-global translations are dropped (all of them when CR4.PGE is clear).</summary>
@@ -131,7 +141,7 @@ internal sealed unsafe class Mmu
         if (_sys.GlobalPages)
         {
             Supervisor.FlushNonGlobal();
-            User.FlushNonGlobal();
+            _user?.FlushNonGlobal();
         }
         else
         {
@@ -143,21 +153,28 @@ internal sealed unsafe class Mmu
     public void FlushPage(ulong linear)
     {
         Supervisor.FlushPage(linear);
-        User.FlushPage(linear);
+        _user?.FlushPage(linear);
     }
 
     /// <summary>The physical page now holds decoded code: no TLB entry may let a store reach it without the slow path.</summary>
     public void RevokeWrite(ulong physicalPage)
     {
+        ref ulong word = ref _writeGranted[physicalPage >> 18];
+        ulong bit = 1UL << (int)((physicalPage >> 12) & 63);
+        if ((word & bit) == 0)
+        {
+            return; // no entry was ever given write permission to this page
+        }
+        word &= ~bit;
         Supervisor.RevokeWrite(physicalPage);
-        User.RevokeWrite(physicalPage);
+        _user?.RevokeWrite(physicalPage);
     }
 
     /// <summary>The dirty page map was cleared: no TLB entry may let a store skip the slow path that marks it.</summary>
     public void RevokeAllWrites()
     {
         Supervisor.RevokeAllWrites();
-        User.RevokeAllWrites();
+        _user?.RevokeAllWrites();
     }
 
     /// <summary>
@@ -198,6 +215,10 @@ internal sealed unsafe class Mmu
         if (_watches is not null && WatchedWrite(linear, access, size, ref write))
         {
             WatchHit = true;
+        }
+        if (write)
+        {
+            _writeGranted[physPage >> 18] |= 1UL << (int)((physPage >> 12) & 63);
         }
         (user ? User : Supervisor).Fill(linear, _mem + physPage, physPage, read: true, write, executable,
             global: (leaf & G) != 0 && _sys.GlobalPages, largeShift);

@@ -1,0 +1,160 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+
+namespace Paravirt.Hypervisor.Backends.Emulator;
+
+/// <summary>
+/// Decoded blocks shared between the VMs of one image (<see cref="VirtualMachineOptions.CodeShareKey"/>: the
+/// <see cref="Loading.GuestImage"/> for VMs built by the runner), so that the second VM of an image does not decode
+/// again what the first one decoded. Process-wide, one host-memory cap for all images.
+/// </summary>
+/// <remarks>
+/// <para>An entry is published once and never changed: the guest's code bytes it was decoded from, the decoded ops and
+/// their texts. Decoding is a pure function of the linear start address and those bytes (64-bit mode, the fixed CPUID
+/// model), so a vCPU may take an entry when its own memory holds the same bytes at the same linear and physical
+/// address: <see cref="Find"/> compares them before every use, so a guest that changed its code (or another image's
+/// code at the same address) never runs a stale decode. The vCPU then owns a private <see cref="Block"/> copied from
+/// the entry (its own ops, validity, hit count and translation) in its own <see cref="CodeCache"/>, which keeps
+/// invalidating on stores exactly as for a block it decoded itself.</para>
+/// <para>Only blocks that lie within one page and decoded without a fetch fault are shared (their bytes are all on the
+/// page that was translated to find them); a vCPU with breakpoints set neither takes nor publishes (a breakpoint
+/// ends a block). Reads are lock-free; publishing (a decode miss) takes a lock. When an entry would pass
+/// <see cref="ByteLimit"/>, everything is dropped (QEMU's policy, as <see cref="CodeCache"/>): a guest that
+/// makes code faster than it runs it costs at most the cap, and other VMs only their sharing.</para>
+/// <para>Timing: a VM can tell from its own decode time whether another VM of the same image decoded a block before
+/// it (which paths that image has run). Images are shared only through the same <c>GuestImage</c> object; load the
+/// image separately for VMs that must not learn that from each other.</para>
+/// </remarks>
+internal sealed unsafe class SharedDecodeCache
+{
+    /// <summary>The default cap on the estimated host memory of all shared entries: 32 MiB.</summary>
+    public const long DefaultByteLimit = 32L << 20;
+
+    /// <summary>Variants kept per address (different code at the same address: other images' VMs, self-modified code); the oldest is replaced.</summary>
+    public const int MaxVariants = 4;
+
+    private static long s_nextScope;
+
+    private readonly ConditionalWeakTable<object, StrongBox<long>> _scopes = [];
+    private readonly ConcurrentDictionary<(long Scope, ulong Linear, ulong Physical), SharedBlock[]> _blocks = new();
+    private readonly Lock _publishLock = new();
+    private long _bytes;
+    private long _hits;
+    private long _published;
+
+    /// <summary>The one instance the emulator's vCPUs use.</summary>
+    public static SharedDecodeCache Process { get; } = new();
+
+    /// <summary>The most estimated host bytes the shared entries hold before all are dropped.</summary>
+    public long ByteLimit { get; set; } = DefaultByteLimit;
+
+    /// <summary>Estimated host bytes held now.</summary>
+    public long Bytes => Volatile.Read(ref _bytes);
+
+    /// <summary>Blocks taken from the cache by any vCPU, the decoding one included (for tests and diagnostics).</summary>
+    public long Hits => Interlocked.Read(ref _hits);
+
+    /// <summary>Blocks published (for tests and diagnostics).</summary>
+    public long Published => Interlocked.Read(ref _published);
+
+    /// <summary>Times everything was dropped because the cap was reached.</summary>
+    public int CapacityFlushes { get; private set; }
+
+    /// <summary>The sharing scope of <paramref name="key"/>: VMs created with the same key object share decoded blocks (the scope lives as long as the key).</summary>
+    public long ScopeOf(object key) => _scopes.GetValue(key, static _ => new StrongBox<long>(Interlocked.Increment(ref s_nextScope))).Value;
+
+    /// <summary>
+    /// The entry decoded at <paramref name="linear"/> (guest-physical <paramref name="physical"/>) in
+    /// <paramref name="scope"/> whose code bytes equal the guest's bytes at <paramref name="host"/> now, or null.
+    /// <paramref name="available"/> is how many bytes may be read at <paramref name="host"/> (to the end of its page).
+    /// </summary>
+    public SharedBlock? Find(long scope, ulong linear, ulong physical, byte* host, int available)
+    {
+        if (!_blocks.TryGetValue((scope, linear, physical), out SharedBlock[]? variants))
+        {
+            return null;
+        }
+        foreach (SharedBlock candidate in variants)
+        {
+            byte[] code = candidate.Code;
+            if (code.Length <= available && new ReadOnlySpan<byte>(host, code.Length).SequenceEqual(code))
+            {
+                Interlocked.Increment(ref _hits);
+                return candidate;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="block"/>, decoded from the <paramref name="length"/> bytes at <paramref name="host"/>
+    /// (its whole code, read before decoding ended, within one page), for the other VMs of <paramref name="scope"/>.
+    /// </summary>
+    public void Publish(long scope, Block block, byte* host, int length)
+    {
+        var entry = new SharedBlock(block.End, new ReadOnlySpan<byte>(host, length).ToArray(), (MicroOp[])block.Ops.Clone(), block.Texts, block.HostBytes + length);
+        var key = (scope, block.Start, block.PhysicalStart);
+        lock (_publishLock)
+        {
+            if (_bytes + entry.HostBytes > ByteLimit)
+            {
+                CapacityFlushes++;
+                _blocks.Clear();
+                Volatile.Write(ref _bytes, 0);
+                if (entry.HostBytes > ByteLimit)
+                {
+                    return;
+                }
+            }
+            SharedBlock[] variants;
+            if (_blocks.TryGetValue(key, out SharedBlock[]? old))
+            {
+                // Newest first; the oldest variant past MaxVariants is dropped.
+                int keep = Math.Min(old.Length, MaxVariants - 1);
+                variants = new SharedBlock[keep + 1];
+                variants[0] = entry;
+                Array.Copy(old, 0, variants, 1, keep);
+                for (int k = keep; k < old.Length; k++)
+                {
+                    _bytes -= old[k].HostBytes;
+                }
+            }
+            else
+            {
+                variants = [entry];
+            }
+            _blocks[key] = variants;
+            Volatile.Write(ref _bytes, _bytes + entry.HostBytes);
+            _published++;
+        }
+    }
+
+    /// <summary>Drops every entry (for tests).</summary>
+    public void Clear()
+    {
+        lock (_publishLock)
+        {
+            _blocks.Clear();
+            Volatile.Write(ref _bytes, 0);
+        }
+    }
+}
+
+/// <summary>An immutable decoded block in the <see cref="SharedDecodeCache"/>: the code bytes it was decoded from and the decode.</summary>
+internal sealed class SharedBlock(ulong end, byte[] code, MicroOp[] ops, string[] texts, long hostBytes)
+{
+    /// <summary>One past the last byte of the last instruction.</summary>
+    public ulong End { get; } = end;
+
+    /// <summary>The guest's code bytes from the block's start, as they were when it was decoded.</summary>
+    public byte[] Code { get; } = code;
+
+    /// <summary>Estimated host bytes the entry holds.</summary>
+    public long HostBytes { get; } = hostBytes;
+
+    private readonly MicroOp[] _ops = ops;
+    private readonly string[] _texts = texts;
+
+    /// <summary>A private block for one vCPU's code cache: its own copy of the ops (a dropped block rewrites them), the shared texts.</summary>
+    public Block Instantiate(ulong linear, ulong physical) => new(linear, End, (MicroOp[])_ops.Clone(), _texts, physical);
+}
