@@ -120,16 +120,7 @@ public sealed class BlockChainingTests
         for (int round = 0; round < 2; round++)
         {
             ulong before = cpu.GetRegisters().Rax;
-            VcpuExit exit = default;
-            var runner = new Thread(() => exit = cpu.Run()) { IsBackground = true };
-            runner.Start();
-            Thread.Sleep(30);
-            cpu.Interrupt();
-            if (!runner.Join(TimeSpan.FromSeconds(10)))
-            {
-                runner.Join(); // the chain limit ends it eventually; the guest's memory must outlive the run
-                Assert.Fail("the kick was not seen inside the chain");
-            }
+            VcpuExit exit = RunAndPoke(cpu, cpu.Interrupt, "the kick was not seen inside the chain");
             Assert.Equal(VcpuExitKind.Interrupted, exit.Kind);
             VcpuRegisters r = cpu.GetRegisters();
             Assert.True(r.Rax > before, "the loop did not run");
@@ -169,17 +160,7 @@ public sealed class BlockChainingTests
         ulong low = (handlerAddress & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handlerAddress >> 16) & 0xFFFF) << 48;
         guest.Memory.WriteUInt64(new GuestAddress(idt + (0x40 * 16)), low);
         guest.Memory.WriteUInt64(new GuestAddress(idt + (0x40 * 16) + 8), handlerAddress >> 32);
-        VcpuExit exit = default;
-        var runner = new Thread(() => exit = cpu.Run()) { IsBackground = true };
-        runner.Start();
-        Thread.Sleep(30);
-        cpu.RequestInterrupt(0x40);
-        if (!runner.Join(TimeSpan.FromSeconds(10)))
-        {
-            cpu.Interrupt();
-            runner.Join();
-            Assert.Fail("the interrupt request was not seen inside the chain");
-        }
+        VcpuExit exit = RunAndPoke(cpu, () => cpu.RequestInterrupt(0x40), "the interrupt request was not seen inside the chain");
         Assert.True(exit.Kind == VcpuExitKind.Halt, $"{exit.Kind} {exit.Detail}");
         Assert.Equal(1UL, cpu.GetRegisters().Rbx);
         Assert.True(cpu.LinksMade > 0);
@@ -253,17 +234,7 @@ public sealed class BlockChainingTests
         cpu.JitThreshold = 1;
         cpu.Chaining = ChainMode.Translated;
         cpu.ChainLimit = PromptnessChainLimit;
-        VcpuExit exit = default;
-        var runner = new Thread(() => exit = cpu.Run()) { IsBackground = true };
-        runner.Start();
-        Thread.Sleep(30);
-        guest.Memory.Write(new GuestAddress(f), Function(2));
-        if (!runner.Join(TimeSpan.FromSeconds(10)))
-        {
-            cpu.Interrupt();
-            runner.Join();
-            Assert.Fail("the chained loop kept running the old code");
-        }
+        VcpuExit exit = RunAndPoke(cpu, () => guest.Memory.Write(new GuestAddress(f), Function(2)), "the chained loop kept running the old code");
         Assert.True(exit.Kind == VcpuExitKind.Halt, $"{exit.Kind} {exit.Detail}");
         Assert.Equal(2UL, cpu.GetRegisters().Rax);
         Assert.True(cpu.LinksMade > 0);
@@ -321,5 +292,26 @@ public sealed class BlockChainingTests
         Assert.True(exit.Kind == VcpuExitKind.Halt, $"{exit.Kind} {exit.Detail}");
         Assert.Equal(2_000UL * (1 + 2), cpu.GetRegisters().R12);
         Assert.True(cpu.LinksMade > 0);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="cpu"/> on a thread, does <paramref name="poke"/> from this one once the chain is running,
+    /// and fails with <paramref name="missed"/> unless the run ends within 10 s (then it is kicked, and always joined:
+    /// the guest's memory must outlive the run).
+    /// </summary>
+    private static VcpuExit RunAndPoke(EmulatorVcpu cpu, Action poke, string missed)
+    {
+        VcpuExit exit = default;
+        var runner = new Thread(() => exit = cpu.Run()) { IsBackground = true };
+        runner.Start();
+        Thread.Sleep(30);
+        poke();
+        if (!runner.Join(TimeSpan.FromSeconds(10)))
+        {
+            cpu.Interrupt();
+            runner.Join();
+            Assert.Fail(missed);
+        }
+        return exit;
     }
 }
