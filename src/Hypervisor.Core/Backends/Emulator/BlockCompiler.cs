@@ -299,14 +299,7 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Br, interpret);
                 }
                 il.MarkLabel(interpret);
-                il.Emit(OpCodes.Ldarg_0);
-                il.Emit(OpCodes.Ldarg_3);
-                il.Emit(OpCodes.Ldloc, _cond);
-                il.Emit(OpCodes.Ldc_I4, n);
-                il.Emit(OpCodes.Call, ExecuteMethod);
-                il.Emit(OpCodes.Brfalse, completed);
-                il.Emit(OpCodes.Ldc_I4, ExitRequested);
-                il.Emit(OpCodes.Ret);
+                Interpret(() => il.Emit(OpCodes.Ldloc, _cond), n, completed);
                 il.MarkLabel(completed);
                 il.Emit(OpCodes.Ldc_I4, Interpreted);
                 il.Emit(OpCodes.Ret);
@@ -447,6 +440,24 @@ internal static unsafe class BlockCompiler
             _il.Emit(OpCodes.Ret);
         }
 
+        /// <summary>
+        /// Runs ops [from, <paramref name="to"/>) of the block in the interpreter (<c>ExecuteBlock</c>; the first index
+        /// pushed by <paramref name="pushFrom"/>): returns <see cref="ExitRequested"/> when it asks to leave, else goes
+        /// on at <paramref name="done"/>.
+        /// </summary>
+        private void Interpret(Action pushFrom, int to, Label done)
+        {
+            ILGenerator il = _il;
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldarg_3);
+            pushFrom();
+            il.Emit(OpCodes.Ldc_I4, to);
+            il.Emit(OpCodes.Call, ExecuteMethod);
+            il.Emit(OpCodes.Brfalse, done);
+            il.Emit(OpCodes.Ldc_I4, ExitRequested);
+            il.Emit(OpCodes.Ret);
+        }
+
         /// <summary>Runs op <paramref name="k"/> in the interpreter (flags and count written back first).</summary>
         private bool Delegate(int k)
         {
@@ -456,14 +467,7 @@ internal static unsafe class BlockCompiler
             AddCount(_unflushed);
             _unflushed = 0;
             Label go = il.DefineLabel();
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldarg_3);
-            il.Emit(OpCodes.Ldc_I4, k);
-            il.Emit(OpCodes.Ldc_I4, k + 1);
-            il.Emit(OpCodes.Call, ExecuteMethod);
-            il.Emit(OpCodes.Brfalse, go);
-            il.Emit(OpCodes.Ldc_I4, ExitRequested);
-            il.Emit(OpCodes.Ret);
+            Interpret(() => il.Emit(OpCodes.Ldc_I4, k), k + 1, go);
             il.MarkLabel(go);
             if (k == _ops.Length - 1)
             {
