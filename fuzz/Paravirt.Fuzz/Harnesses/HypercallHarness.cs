@@ -8,22 +8,19 @@ namespace Paravirt.Fuzz.Harnesses;
 /// </summary>
 internal sealed class HypercallHarness : Harness
 {
+    private static readonly byte[] DiskImage = new byte[64 * 1024];
     private readonly GuestMemory _memory = new(FuzzGuest.MemorySize);
     private readonly Hypervisor.Hypercalls.HypercallDispatcher _dispatcher = FuzzGuest.NewDispatcher();
     private readonly uint[] _codes;
     private readonly string _disk = Path.Combine(Directory.CreateTempSubdirectory("paravirt-fuzz-hc-").FullName, "disk.img");
 
-    public HypercallHarness()
-    {
-        _codes = [.. _dispatcher.Registrations.Select(r => r.Code).Order()];
-        File.WriteAllBytes(_disk, new byte[64 * 1024]);
-    }
+    public HypercallHarness() => _codes = [.. _dispatcher.Registrations.Select(r => r.Code).Order()];
 
     public override void Run(ReadOnlySpan<byte> data)
     {
         var r = new FuzzReader(data);
         _memory.Clear(new GuestAddress(0), FuzzGuest.MemorySize);
-        File.WriteAllBytes(_disk, new byte[64 * 1024]); // what earlier inputs wrote must not decide this one (a finding replays alone)
+        File.WriteAllBytes(_disk, DiskImage); // what earlier inputs wrote must not decide this one (a finding replays alone)
         ReadOnlySpan<byte> fill = r.Bytes((r.U8() % 64) * 16);
         _memory.Write(new GuestAddress(0x10000 + (ulong)(r.U8() * 4096)), fill);
         var sw = new NetSwitch();
@@ -44,7 +41,7 @@ internal sealed class HypercallHarness : Harness
             }
         }
         guest.Stop();
-        if (new FileInfo(_disk).Length != 64 * 1024)
+        if (new FileInfo(_disk).Length != DiskImage.Length)
         {
             throw new FuzzFindingException("the guest changed the size of its disk image");
         }
