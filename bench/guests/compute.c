@@ -7,12 +7,15 @@
  *   -DPARAVIRT_GUEST : a freestanding Paravirt guest (flat-guest.h: flat binary at 0x100000, entry _start,
  *                      output through the debug_write hypercall, stop through the exit hypercall);
  *   otherwise        : a static Linux program (main + write), run natively and under qemu-x86_64.
- * The kernel (everything above the entry sections) is the same C code compiled with the same flags; SHA-256 and
- * the n-body step are the suite's (kernels/sha256.h, kernels/nbody.h), the Mandelbrot iteration fpmix.c's
- * (kernels/mandelbrot.h).
+ * The kernel (everything above the entry sections) is the same C code compiled with the same flags; SHA-256, the
+ * n-body step, the CRC-32 table and xorshift64 are the suite's (kernels/sha256.h, kernels/nbody.h, kernels/crc32.h,
+ * kernels/xorshift.h), the Mandelbrot iteration fpmix.c's (kernels/mandelbrot.h).
  */
 #include <stdint.h>
 #include <stddef.h>
+
+#include "kernels/crc32.h"
+#include "kernels/xorshift.h"
 
 #ifndef ROUNDS
 #define ROUNDS 200
@@ -23,16 +26,6 @@
 
 static uint8_t buf[BUF_SIZE];
 static uint32_t crc_table[256];
-
-static uint64_t xorshift64(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *s = x;
-    return x;
-}
 
 static void fill(uint64_t seed)
 {
@@ -50,26 +43,8 @@ static uint32_t crc32_bitwise(const uint8_t *p, size_t n)
     for (size_t i = 0; i < n; i++) {
         crc ^= p[i];
         for (int k = 0; k < 8; k++)
-            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+            crc = crc32_bit_step(crc);
     }
-    return ~crc;
-}
-
-static void crc32_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-        crc_table[i] = c;
-    }
-}
-
-static uint32_t crc32_table(const uint8_t *p, size_t n)
-{
-    uint32_t crc = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++)
-        crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
     return ~crc;
 }
 
@@ -142,11 +117,11 @@ uint64_t compute_kernel(int rounds)
 {
     uint64_t sum = 0;
     uint8_t digest[32];
-    crc32_init();
+    crc32_make_table(crc_table);
     for (int r = 0; r < rounds; r++) {
         fill(0x1234567ull + (uint64_t)r * 0x10001ull);
         sum = sum * 1000003u + crc32_bitwise(buf, BUF_SIZE / 4);
-        sum = sum * 1000003u + crc32_table(buf, BUF_SIZE);
+        sum = sum * 1000003u + crc32_bytewise(crc_table, 0, buf, BUF_SIZE);
         sha256(buf, BUF_SIZE - (size_t)r, digest);
         for (int k = 0; k < 32; k++)
             sum = sum * 131u + digest[k];

@@ -105,54 +105,50 @@ static inline void store_be(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-static void encrypt_block(const uint32_t rk[44], const uint8_t in[16], uint8_t out[16])
+/*
+ * Encryption and decryption (the equivalent inverse cipher, FIPS 197 5.3.5) are the same rounds with other tables:
+ * column c of a round reads state words c, c+1, c+2, c+3 when encrypting and c, c-1, c-2, c-3 (the inverse
+ * ShiftRows) when decrypting. So one round body serves both: it names the state words in column order, s0..s3 being
+ * words 0, w1, 2, w3 of the block (w1 = 1 and w3 = 3 to encrypt, swapped to decrypt), and the round keys likewise.
+ */
+static inline __attribute__((always_inline)) void crypt_block(const uint32_t rk[44], const uint32_t tab[4][256],
+                                                              const uint8_t box[256], int w1, int w3,
+                                                              const uint8_t in[16], uint8_t out[16])
 {
-    uint32_t s0 = load_be(in) ^ rk[0], s1 = load_be(in + 4) ^ rk[1], s2 = load_be(in + 8) ^ rk[2], s3 = load_be(in + 12) ^ rk[3];
+    uint32_t s0 = load_be(in) ^ rk[0], s1 = load_be(in + 4 * w1) ^ rk[w1], s2 = load_be(in + 8) ^ rk[2],
+             s3 = load_be(in + 4 * w3) ^ rk[w3];
+#define COLUMN(a, b, c, d) (tab[0][(a) >> 24] ^ tab[1][((b) >> 16) & 0xFF] ^ tab[2][((c) >> 8) & 0xFF] ^ tab[3][(d) & 0xFF])
     for (int r = 1; r < 10; r++) {
         const uint32_t *k = rk + 4 * r;
-        uint32_t t0 = te[0][s0 >> 24] ^ te[1][(s1 >> 16) & 0xFF] ^ te[2][(s2 >> 8) & 0xFF] ^ te[3][s3 & 0xFF] ^ k[0];
-        uint32_t t1 = te[0][s1 >> 24] ^ te[1][(s2 >> 16) & 0xFF] ^ te[2][(s3 >> 8) & 0xFF] ^ te[3][s0 & 0xFF] ^ k[1];
-        uint32_t t2 = te[0][s2 >> 24] ^ te[1][(s3 >> 16) & 0xFF] ^ te[2][(s0 >> 8) & 0xFF] ^ te[3][s1 & 0xFF] ^ k[2];
-        uint32_t t3 = te[0][s3 >> 24] ^ te[1][(s0 >> 16) & 0xFF] ^ te[2][(s1 >> 8) & 0xFF] ^ te[3][s2 & 0xFF] ^ k[3];
+        uint32_t t0 = COLUMN(s0, s1, s2, s3) ^ k[0];
+        uint32_t t1 = COLUMN(s1, s2, s3, s0) ^ k[w1];
+        uint32_t t2 = COLUMN(s2, s3, s0, s1) ^ k[2];
+        uint32_t t3 = COLUMN(s3, s0, s1, s2) ^ k[w3];
         s0 = t0;
         s1 = t1;
         s2 = t2;
         s3 = t3;
     }
+#undef COLUMN
     const uint32_t *k = rk + 40;
-#define LAST(a, b, c, d)                                                                                                \
-    ((uint32_t)sbox[(a) >> 24] << 24 | (uint32_t)sbox[((b) >> 16) & 0xFF] << 16 | (uint32_t)sbox[((c) >> 8) & 0xFF] << 8 | \
-     sbox[(d) & 0xFF])
+#define LAST(a, b, c, d)                                                                                               \
+    ((uint32_t)box[(a) >> 24] << 24 | (uint32_t)box[((b) >> 16) & 0xFF] << 16 | (uint32_t)box[((c) >> 8) & 0xFF] << 8 | \
+     box[(d) & 0xFF])
     store_be(out, LAST(s0, s1, s2, s3) ^ k[0]);
-    store_be(out + 4, LAST(s1, s2, s3, s0) ^ k[1]);
+    store_be(out + 4 * w1, LAST(s1, s2, s3, s0) ^ k[w1]);
     store_be(out + 8, LAST(s2, s3, s0, s1) ^ k[2]);
-    store_be(out + 12, LAST(s3, s0, s1, s2) ^ k[3]);
+    store_be(out + 4 * w3, LAST(s3, s0, s1, s2) ^ k[w3]);
 #undef LAST
+}
+
+static void encrypt_block(const uint32_t rk[44], const uint8_t in[16], uint8_t out[16])
+{
+    crypt_block(rk, te, sbox, 1, 3, in, out);
 }
 
 static void decrypt_block(const uint32_t rk[44], const uint8_t in[16], uint8_t out[16])
 {
-    uint32_t s0 = load_be(in) ^ rk[0], s1 = load_be(in + 4) ^ rk[1], s2 = load_be(in + 8) ^ rk[2], s3 = load_be(in + 12) ^ rk[3];
-    for (int r = 1; r < 10; r++) {
-        const uint32_t *k = rk + 4 * r;
-        uint32_t t0 = td[0][s0 >> 24] ^ td[1][(s3 >> 16) & 0xFF] ^ td[2][(s2 >> 8) & 0xFF] ^ td[3][s1 & 0xFF] ^ k[0];
-        uint32_t t1 = td[0][s1 >> 24] ^ td[1][(s0 >> 16) & 0xFF] ^ td[2][(s3 >> 8) & 0xFF] ^ td[3][s2 & 0xFF] ^ k[1];
-        uint32_t t2 = td[0][s2 >> 24] ^ td[1][(s1 >> 16) & 0xFF] ^ td[2][(s0 >> 8) & 0xFF] ^ td[3][s3 & 0xFF] ^ k[2];
-        uint32_t t3 = td[0][s3 >> 24] ^ td[1][(s2 >> 16) & 0xFF] ^ td[2][(s1 >> 8) & 0xFF] ^ td[3][s0 & 0xFF] ^ k[3];
-        s0 = t0;
-        s1 = t1;
-        s2 = t2;
-        s3 = t3;
-    }
-    const uint32_t *k = rk + 40;
-#define LAST(a, b, c, d)                                                                             \
-    ((uint32_t)inv_sbox[(a) >> 24] << 24 | (uint32_t)inv_sbox[((b) >> 16) & 0xFF] << 16 |            \
-     (uint32_t)inv_sbox[((c) >> 8) & 0xFF] << 8 | inv_sbox[(d) & 0xFF])
-    store_be(out, LAST(s0, s3, s2, s1) ^ k[0]);
-    store_be(out + 4, LAST(s1, s0, s3, s2) ^ k[1]);
-    store_be(out + 8, LAST(s2, s1, s0, s3) ^ k[2]);
-    store_be(out + 12, LAST(s3, s2, s1, s0) ^ k[3]);
-#undef LAST
+    crypt_block(rk, td, inv_sbox, 3, 1, in, out);
 }
 
 /* CTR mode (NIST SP 800-38A): the keystream is E(K, nonce || counter), big-endian 64-bit counter. */

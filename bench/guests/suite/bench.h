@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../kernels/xorshift.h"
+
 struct bench_kernel {
     const char *name;
     uint32_t default_scale; /* the scale a full benchmark run uses (what one unit is: the kernel's comment) */
@@ -28,15 +30,10 @@ __attribute__((noreturn)) void bench_fail(const char *why);
 void *memcpy(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 
-/* Marsaglia's xorshift64 (Journal of Statistical Software 8(14), 2003): the inputs are pseudo-random but fixed. */
+/* The inputs are pseudo-random but fixed: xorshift64 (../kernels/xorshift.h). */
 static inline uint64_t bench_random(uint64_t *state)
 {
-    uint64_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return x;
+    return xorshift64(state);
 }
 
 /* Folds a value into a running checksum (a multiply-xorshift mix, so order and every bit matter). */

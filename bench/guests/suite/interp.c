@@ -115,6 +115,21 @@ static int64_t run(int entry, const int64_t *args, int nargs)
 
 static int fib_entry, sieve_entry, collatz_entry;
 
+/*
+ * The sieve's two marking loops: while (local[var] < local[0]) { globals[local[var]] = value; local[var] += step },
+ * step being the operand of step_op (OP_PUSH: a constant; OP_LOAD: a local). local[var] holds the start already.
+ */
+static void emit_mark_loop(int var, int32_t value, enum op step_op, int32_t step)
+{
+    int top = ncode;
+    op1(OP_LOAD, var); op1(OP_LOAD, 0); op0(OP_LT);
+    int j_done = op1(OP_JZ, 0);
+    op1(OP_PUSH, value); op1(OP_LOAD, var); op0(OP_GSTORE);    /* globals[var] = value */
+    op1(OP_LOAD, var); op1(step_op, step); op0(OP_ADD); op1(OP_STORE, var);
+    op1(OP_JMP, top);
+    patch(j_done, ncode);
+}
+
 static void assemble(void)
 {
     /* fib(n): if n < 2 return n; return fib(n-1) + fib(n-2) */
@@ -132,13 +147,7 @@ static void assemble(void)
     /* sieve(n): globals[i] = 1 for 2 <= i < n; strike multiples; return the number of primes below n */
     sieve_entry = ncode;
     op1(OP_PUSH, 2); op1(OP_STORE, 1);                        /* i = 2 */
-    int fill = ncode;
-    op1(OP_LOAD, 1); op1(OP_LOAD, 0); op0(OP_LT);
-    int j_fill_done = op1(OP_JZ, 0);
-    op1(OP_PUSH, 1); op1(OP_LOAD, 1); op0(OP_GSTORE);          /* globals[i] = 1 */
-    op1(OP_LOAD, 1); op1(OP_PUSH, 1); op0(OP_ADD); op1(OP_STORE, 1);
-    op1(OP_JMP, fill);
-    patch(j_fill_done, ncode);
+    emit_mark_loop(1, 1, OP_PUSH, 1);                         /* for (; i < n; i++) globals[i] = 1 */
     op1(OP_PUSH, 2); op1(OP_STORE, 1);                        /* i = 2 */
     op1(OP_PUSH, 0); op1(OP_STORE, 3);                        /* count = 0 */
     int outer = ncode;
@@ -148,13 +157,7 @@ static void assemble(void)
     int j_not_prime = op1(OP_JZ, 0);
     op1(OP_LOAD, 3); op1(OP_PUSH, 1); op0(OP_ADD); op1(OP_STORE, 3);
     op1(OP_LOAD, 1); op1(OP_LOAD, 1); op0(OP_MUL); op1(OP_STORE, 2); /* j = i * i */
-    int inner = ncode;
-    op1(OP_LOAD, 2); op1(OP_LOAD, 0); op0(OP_LT);
-    int j_inner_done = op1(OP_JZ, 0);
-    op1(OP_PUSH, 0); op1(OP_LOAD, 2); op0(OP_GSTORE);          /* globals[j] = 0 */
-    op1(OP_LOAD, 2); op1(OP_LOAD, 1); op0(OP_ADD); op1(OP_STORE, 2);
-    op1(OP_JMP, inner);
-    patch(j_inner_done, ncode);
+    emit_mark_loop(2, 0, OP_LOAD, 1);                         /* for (; j < n; j += i) globals[j] = 0 */
     patch(j_not_prime, ncode);
     op1(OP_LOAD, 1); op1(OP_PUSH, 1); op0(OP_ADD); op1(OP_STORE, 1);
     op1(OP_JMP, outer);

@@ -10,25 +10,13 @@
 
 const struct bench_kernel bench_kernel = { "matmul-fp", 36 };
 
-#define N 128
-static double a[N][N], b[N][N], c[N][N];
+#define MATMUL_N 128
+#define MATMUL_ELEM double
+#include "../kernels/matmul.h"
 
 static double unit_random(uint64_t *s) /* uniform in [-1, 1), 53 random bits */
 {
     return (double)(int64_t)(bench_random(s) >> 10) * 0x1p-53 - 1.0;
-}
-
-static void multiply(void)
-{
-    for (int i = 0; i < N; i++) {
-        for (int j = 0; j < N; j++)
-            c[i][j] = 0;
-        for (int k = 0; k < N; k++) {
-            double aik = a[i][k];
-            for (int j = 0; j < N; j++)
-                c[i][j] += aik * b[k][j];
-        }
-    }
 }
 
 uint64_t bench_run(uint32_t scale)
@@ -46,10 +34,8 @@ uint64_t bench_run(uint32_t scale)
         multiply();
         for (int n = 0; n < N * N; n += 17) {
             int i = n / N, j = n % N;
-            double dot = 0;
-            for (int k = 0; k < N; k++)
-                dot += a[i][k] * b[k][j];
-            if (bench_bits(dot) != bench_bits(c[i][j]))
+            double want = dot(i, j);
+            if (bench_bits(want) != bench_bits(c[i][j]))
                 bench_fail("an element of C differs from its dot product");
         }
         for (int i = 0; i < N; i++)

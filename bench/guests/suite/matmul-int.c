@@ -10,21 +10,9 @@
 
 const struct bench_kernel bench_kernel = { "matmul-int", 64 };
 
-#define N 128
-static uint32_t a[N][N], b[N][N], c[N][N];
-
-static void multiply(void)
-{
-    for (int i = 0; i < N; i++) {
-        for (int j = 0; j < N; j++)
-            c[i][j] = 0;
-        for (int k = 0; k < N; k++) {
-            uint32_t aik = a[i][k];
-            for (int j = 0; j < N; j++)
-                c[i][j] += aik * b[k][j];
-        }
-    }
-}
+#define MATMUL_N 128
+#define MATMUL_ELEM uint32_t
+#include "../kernels/matmul.h"
 
 uint64_t bench_run(uint32_t scale)
 {
@@ -39,10 +27,8 @@ uint64_t bench_run(uint32_t scale)
         multiply();
         for (int n = 0; n < N * N; n += 17) {
             int i = n / N, j = n % N;
-            uint32_t dot = 0;
-            for (int k = 0; k < N; k++)
-                dot += a[i][k] * b[k][j];
-            if (dot != c[i][j])
+            uint32_t want = dot(i, j);
+            if (want != c[i][j])
                 bench_fail("an element of C differs from its dot product");
         }
         for (int i = 0; i < N; i++)

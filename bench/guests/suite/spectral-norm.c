@@ -15,25 +15,19 @@ static double u[MAX_N], v[MAX_N], tmp[MAX_N];
 
 static inline double a(long i, long j) { return 1.0 / (double)((i + j) * (i + j + 1) / 2 + i + 1); }
 
-static void mul_av(long n, const double *x, double *y)
+/* y = A x, or y = A^T x when transpose (element (i, j) of A^T is A(j, i)). */
+static inline __attribute__((always_inline)) void mul(long n, const double *x, double *y, int transpose)
 {
     for (long i = 0; i < n; i++) {
         double s = 0;
         for (long j = 0; j < n; j++)
-            s += a(i, j) * x[j];
+            s += (transpose ? a(j, i) : a(i, j)) * x[j];
         y[i] = s;
     }
 }
 
-static void mul_atv(long n, const double *x, double *y)
-{
-    for (long i = 0; i < n; i++) {
-        double s = 0;
-        for (long j = 0; j < n; j++)
-            s += a(j, i) * x[j];
-        y[i] = s;
-    }
-}
+static void mul_av(long n, const double *x, double *y) { mul(n, x, y, 0); }
+static void mul_atv(long n, const double *x, double *y) { mul(n, x, y, 1); }
 
 static void mul_atav(long n, const double *x, double *y)
 {
