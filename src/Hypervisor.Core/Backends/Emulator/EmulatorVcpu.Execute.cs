@@ -78,19 +78,11 @@ internal sealed unsafe partial class EmulatorVcpu
     /// and the instruction never leaves flags or registers changed behind a fault.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong ReadModify(ref MicroOp op, out ulong ea)
-    {
-        if (op.A == Loc.Reg)
-        {
-            ea = 0;
-            return GetReg(op.RegA, op.Size);
-        }
-        ea = Ea(ref op);
-        return LoadForWrite(ea, op.Size);
-    }
+    private ulong ReadModify(ref MicroOp op, out ulong ea) => ReadA(ref op, out ea, forWrite: true);
 
+    /// <summary>Reads operand A (a register, or memory at <paramref name="ea"/>; translated for write when <paramref name="forWrite"/>, see <see cref="ReadModify"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong ReadA(ref MicroOp op, out ulong ea)
+    private ulong ReadA(ref MicroOp op, out ulong ea, bool forWrite = false)
     {
         if (op.A == Loc.Reg)
         {
@@ -98,7 +90,7 @@ internal sealed unsafe partial class EmulatorVcpu
             return GetReg(op.RegA, op.Size);
         }
         ea = Ea(ref op);
-        return Load(ea, op.Size);
+        return forWrite ? LoadForWrite(ea, op.Size) : Load(ea, op.Size);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -301,7 +293,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Cmp:
                     {
                         ulong b = ReadB(ref op, size);
-                        ulong a = op.Kind == OpKind.Sub ? ReadModify(ref op, out ulong ea) : ReadA(ref op, out ea);
+                        ulong a = ReadA(ref op, out ulong ea, forWrite: op.Kind == OpKind.Sub);
                         ulong r = (a - b) & Mask(size);
                         SetLazy(LazyKind.Sub, a, b, r, size);
                         if (op.Kind == OpKind.Sub)
@@ -324,7 +316,7 @@ internal sealed unsafe partial class EmulatorVcpu
                     case OpKind.Test:
                     {
                         ulong b = ReadB(ref op, size);
-                        ulong a = op.Kind == OpKind.And ? ReadModify(ref op, out ulong ea) : ReadA(ref op, out ea);
+                        ulong a = ReadA(ref op, out ulong ea, forWrite: op.Kind == OpKind.And);
                         ulong r = a & b;
                         SetLazy(LazyKind.Logic, a, b, r, size);
                         if (op.Kind == OpKind.And)

@@ -144,6 +144,24 @@ internal sealed unsafe partial class EmulatorVcpu
         }
     }
 
+    /// <summary>The result of a vector SSE floating-point op into <paramref name="dst"/>, the MXCSR exception flags it raises in <paramref name="flags"/>.</summary>
+    private Vector128<byte> SseVector(ref MicroOp op, Vector128<byte> dst, ref uint flags)
+    {
+        Vector128<byte> b = XmmSource(ref op);
+        uint mxcsr = _fpu.Mxcsr;
+        return op.Kind switch
+        {
+            OpKind.SseArith => SseFloat.Arith((SseOp)op.Cond, (SseShape)op.Size2, dst, b, mxcsr, ref flags),
+            OpKind.SseCompare => SseFloat.Compare((SseShape)op.Size2, (int)op.Imm, dst, b, mxcsr, ref flags),
+            OpKind.CvtVector => SseFloat.Convert((CvtKind)op.Cond, dst, b, mxcsr, ref flags),
+            OpKind.SseHorizontal => SseFloat.Horizontal(op.Cond, op.Size2 != 0, dst, b, mxcsr, ref flags),
+            OpKind.SseRound => SseFloat.RoundIntegral((SseShape)op.Size2, dst, b, (int)op.Imm, mxcsr, ref flags),
+            _ => op.Size2 == (byte)SseShape.Pd
+                ? SseFloat.DotProduct64(dst, b, (int)op.Imm, mxcsr, ref flags)
+                : SseFloat.DotProduct32(dst, b, (int)op.Imm, mxcsr, ref flags),
+        };
+    }
+
     private void ExecuteIsa(ref MicroOp op)
     {
         if ((_s->SseFault | _s->X87Fault) != 0)
@@ -164,17 +182,15 @@ internal sealed unsafe partial class EmulatorVcpu
                 break;
             }
             case OpKind.SseArith:
-            {
-                uint flags = 0;
-                Vector128<byte> r = SseFloat.Arith((SseOp)op.Cond, (SseShape)op.Size2, dst, XmmSource(ref op), _fpu.Mxcsr, ref flags);
-                SimdFlags(flags);
-                dst = r;
-                break;
-            }
             case OpKind.SseCompare:
+            case OpKind.CvtVector:
+            case OpKind.SseHorizontal:
+            case OpKind.SseRound:
+            case OpKind.SseDot:
             {
+                // The exceptions are raised (SimdFlags may fault) before the register is written.
                 uint flags = 0;
-                Vector128<byte> r = SseFloat.Compare((SseShape)op.Size2, (int)op.Imm, dst, XmmSource(ref op), _fpu.Mxcsr, ref flags);
+                Vector128<byte> r = SseVector(ref op, dst, ref flags);
                 SimdFlags(flags);
                 dst = r;
                 break;
@@ -218,41 +234,6 @@ internal sealed unsafe partial class EmulatorVcpu
                 ulong r = SseFloat.FloatToInt(dbl, src, op.Size == 8, op.Cond != 0, _fpu.Mxcsr, ref flags);
                 SimdFlags(flags);
                 SetReg(op.RegA, op.Size, r);
-                break;
-            }
-            case OpKind.CvtVector:
-            {
-                uint flags = 0;
-                Vector128<byte> r = SseFloat.Convert((CvtKind)op.Cond, dst, XmmSource(ref op), _fpu.Mxcsr, ref flags);
-                SimdFlags(flags);
-                dst = r;
-                break;
-            }
-            case OpKind.SseHorizontal:
-            {
-                uint flags = 0;
-                Vector128<byte> r = SseFloat.Horizontal(op.Cond, op.Size2 != 0, dst, XmmSource(ref op), _fpu.Mxcsr, ref flags);
-                SimdFlags(flags);
-                dst = r;
-                break;
-            }
-            case OpKind.SseRound:
-            {
-                uint flags = 0;
-                Vector128<byte> r = SseFloat.RoundIntegral((SseShape)op.Size2, dst, XmmSource(ref op), (int)op.Imm, _fpu.Mxcsr, ref flags);
-                SimdFlags(flags);
-                dst = r;
-                break;
-            }
-            case OpKind.SseDot:
-            {
-                uint flags = 0;
-                Vector128<byte> b = XmmSource(ref op);
-                Vector128<byte> r = op.Size2 == (byte)SseShape.Pd
-                    ? SseFloat.DotProduct64(dst, b, (int)op.Imm, _fpu.Mxcsr, ref flags)
-                    : SseFloat.DotProduct32(dst, b, (int)op.Imm, _fpu.Mxcsr, ref flags);
-                SimdFlags(flags);
-                dst = r;
                 break;
             }
             case OpKind.SseApprox:

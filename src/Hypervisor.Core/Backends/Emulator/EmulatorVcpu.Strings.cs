@@ -59,6 +59,23 @@ internal sealed unsafe partial class EmulatorVcpu
         };
     }
 
+    // rep movs, stos and lods move whole runs of elements that stay within a page (forward only) through host
+    // pointers, and an element that straddles a page, or any element of a backward (DF) string, one at a time.
+
+    /// <summary>How many of the <paramref name="n"/> next elements of size <paramref name="s"/> at <paramref name="addr"/> lie within its page (0 going down, or when the first straddles).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong RunInPage(ulong addr, int s, bool down, ulong n) =>
+        down ? 0 : Math.Min(n, (0x1000 - (addr & 0xFFF)) / (ulong)s);
+
+    /// <summary>Counts <paramref name="k"/> elements as done: rcx, the instruction count and this chunk's tally.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Retire(ulong k, ref ulong done)
+    {
+        _r[1] -= k;
+        _s->Icount += k;
+        done += k;
+    }
+
     private bool RepMovs(int s, bool down, ulong allowed)
     {
         ulong done = 0;
@@ -66,10 +83,9 @@ internal sealed unsafe partial class EmulatorVcpu
         {
             ulong n = Math.Min(allowed - done, _r[1]);
             ulong src = _r[6], dst = _r[7];
-            ulong room = down ? 0 : Math.Min(0x1000 - (src & 0xFFF), 0x1000 - (dst & 0xFFF)) / (ulong)s;
-            if (room > 0)
+            ulong k = Math.Min(RunInPage(src, s, down, n), RunInPage(dst, s, down, n));
+            if (k > 0)
             {
-                ulong k = Math.Min(n, room);
                 ulong bytes = k * (ulong)s;
                 byte* ps = TranslateRun(src, bytes, MemoryAccess.Read);
                 byte* pd = TranslateRun(dst, bytes, MemoryAccess.Write);
@@ -87,17 +103,15 @@ internal sealed unsafe partial class EmulatorVcpu
                 }
                 _r[6] = src + bytes;
                 _r[7] = dst + bytes;
-                _r[1] -= k;
-                _s->Icount += k;
-                done += k;
-                continue;
             }
-            Store(dst, s, Load(src, s)); // an element that straddles a page, or a backward copy
-            Advance(6, s, down);
-            Advance(7, s, down);
-            _r[1]--;
-            _s->Icount++;
-            done++;
+            else
+            {
+                Store(dst, s, Load(src, s));
+                Advance(6, s, down);
+                Advance(7, s, down);
+                k = 1;
+            }
+            Retire(k, ref done);
         }
         return _r[1] == 0;
     }
@@ -108,12 +122,10 @@ internal sealed unsafe partial class EmulatorVcpu
         ulong done = 0;
         while (done < allowed && _r[1] != 0)
         {
-            ulong n = Math.Min(allowed - done, _r[1]);
             ulong dst = _r[7];
-            ulong room = down ? 0 : (0x1000 - (dst & 0xFFF)) / (ulong)s;
-            if (room > 0)
+            ulong k = RunInPage(dst, s, down, Math.Min(allowed - done, _r[1]));
+            if (k > 0)
             {
-                ulong k = Math.Min(n, room);
                 byte* pd = TranslateRun(dst, k * (ulong)s, MemoryAccess.Write);
                 switch (s)
                 {
@@ -123,16 +135,14 @@ internal sealed unsafe partial class EmulatorVcpu
                     default: new Span<ulong>(pd, (int)k).Fill(v); break;
                 }
                 _r[7] = dst + (k * (ulong)s);
-                _r[1] -= k;
-                _s->Icount += k;
-                done += k;
-                continue;
             }
-            Store(dst, s, v);
-            Advance(7, s, down);
-            _r[1]--;
-            _s->Icount++;
-            done++;
+            else
+            {
+                Store(dst, s, v);
+                Advance(7, s, down);
+                k = 1;
+            }
+            Retire(k, ref done);
         }
         return _r[1] == 0;
     }
@@ -142,25 +152,21 @@ internal sealed unsafe partial class EmulatorVcpu
         ulong done = 0;
         while (done < allowed && _r[1] != 0)
         {
-            ulong n = Math.Min(allowed - done, _r[1]);
             ulong src = _r[6];
-            ulong room = down ? 0 : (0x1000 - (src & 0xFFF)) / (ulong)s;
-            if (room > 0)
+            ulong k = RunInPage(src, s, down, Math.Min(allowed - done, _r[1]));
+            if (k > 0)
             {
-                ulong k = Math.Min(n, room);
                 byte* ps = TranslateRun(src, k * (ulong)s, MemoryAccess.Read);
                 SetReg(0, s, ReadHost(ps + ((k - 1) * (ulong)s), s)); // only the last element stays in the accumulator
                 _r[6] = src + (k * (ulong)s);
-                _r[1] -= k;
-                _s->Icount += k;
-                done += k;
-                continue;
             }
-            SetReg(0, s, Load(src, s));
-            Advance(6, s, down);
-            _r[1]--;
-            _s->Icount++;
-            done++;
+            else
+            {
+                SetReg(0, s, Load(src, s));
+                Advance(6, s, down);
+                k = 1;
+            }
+            Retire(k, ref done);
         }
         return _r[1] == 0;
     }

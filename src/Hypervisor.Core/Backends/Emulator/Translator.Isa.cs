@@ -177,13 +177,13 @@ internal static partial class Translator
             case Mnemonic.Pmulld: return Vec(in ins, ref op, VecOp.Pmulld, aligned: true);
             case Mnemonic.Phminposuw: return Vec(in ins, ref op, VecOp.Phminposuw, aligned: true);
             case Mnemonic.Movntdqa: return Sse(in ins, ref op, OpKind.MovX128, aligned: true) && op.B == Loc.Mem;
-            case Mnemonic.Pextrb: return Extract(in ins, ref op, 1);
-            case Mnemonic.Pextrw: return Extract(in ins, ref op, 2);
-            case Mnemonic.Pextrd: case Mnemonic.Extractps: return Extract(in ins, ref op, 4);
-            case Mnemonic.Pextrq: return Extract(in ins, ref op, 8);
-            case Mnemonic.Pinsrb: return Insert(in ins, ref op, 1);
-            case Mnemonic.Pinsrd: return Insert(in ins, ref op, 4);
-            case Mnemonic.Pinsrq: return Insert(in ins, ref op, 8);
+            case Mnemonic.Pextrb: return Lane(in ins, ref op, 1, insert: false);
+            case Mnemonic.Pextrw: return Lane(in ins, ref op, 2, insert: false);
+            case Mnemonic.Pextrd: case Mnemonic.Extractps: return Lane(in ins, ref op, 4, insert: false);
+            case Mnemonic.Pextrq: return Lane(in ins, ref op, 8, insert: false);
+            case Mnemonic.Pinsrb: return Lane(in ins, ref op, 1, insert: true);
+            case Mnemonic.Pinsrd: return Lane(in ins, ref op, 4, insert: true);
+            case Mnemonic.Pinsrq: return Lane(in ins, ref op, 8, insert: true);
             case Mnemonic.Ptest:
                 return Sse(in ins, ref op, OpKind.Ptest, aligned: true);
             case Mnemonic.Pcmpestri: case Mnemonic.Pcmpestri64: case Mnemonic.Pcmpestrm: case Mnemonic.Pcmpestrm64:
@@ -367,33 +367,29 @@ internal static partial class Translator
         return true;
     }
 
-    /// <summary>pextrb/w/d/q, extractps: r/m, xmm, imm8.</summary>
-    private static bool Extract(in Instruction ins, ref MicroOp op, int elementSize)
+    /// <summary>
+    /// One element between an xmm register and r/m, imm8 choosing it: pextrb/w/d/q and extractps (r/m, xmm, imm8) or,
+    /// when <paramref name="insert"/>, pinsrb/d/q (xmm, r/m, imm8). The xmm register is always the op's Reg side
+    /// (B when extracting, A when inserting), the r/m the other.
+    /// </summary>
+    private static bool Lane(in Instruction ins, ref MicroOp op, int elementSize, bool insert)
     {
-        if (ins.OpCount != 3 || ins.Op2Kind != Iced.Intel.OpKind.Immediate8 || ins.Op1Kind != OpKind_Register || !Xmm(ins.Op1Register, out op.RegB)
-            || !Operand(in ins, 0, ref op.A, ref op.RegA, ref op) || op.A == Loc.Imm)
+        int xmmOperand = insert ? 0 : 1;
+        ref Loc rm = ref insert ? ref op.B : ref op.A;
+        ref byte rmReg = ref insert ? ref op.RegB : ref op.RegA;
+        ref byte xmm = ref insert ? ref op.RegA : ref op.RegB;
+        if (ins.OpCount != 3 || ins.Op2Kind != Iced.Intel.OpKind.Immediate8 || ins.GetOpKind(xmmOperand) != OpKind_Register
+            || !Xmm(ins.GetOpRegister(xmmOperand), out xmm) || !Operand(in ins, 1 - xmmOperand, ref rm, ref rmReg, ref op) || rm == Loc.Imm)
         {
             return false;
         }
-        op.Kind = OpKind.VecExtract;
-        op.B = Loc.Reg;
+        op.Kind = insert ? OpKind.VecInsert : OpKind.VecExtract;
+        (insert ? ref op.A : ref op.B) = Loc.Reg;
         op.Size = (byte)elementSize;
-        op.Size2 = (byte)(op.A == Loc.Reg ? ins.Op0Register.GetSize() : elementSize);
-        op.Imm = ins.GetImmediate(2) & (ulong)((16 / elementSize) - 1);
-        return true;
-    }
-
-    /// <summary>pinsrb/d/q: xmm, r/m, imm8.</summary>
-    private static bool Insert(in Instruction ins, ref MicroOp op, int elementSize)
-    {
-        if (ins.OpCount != 3 || ins.Op2Kind != Iced.Intel.OpKind.Immediate8 || ins.Op0Kind != OpKind_Register || !Xmm(ins.Op0Register, out op.RegA)
-            || !Operand(in ins, 1, ref op.B, ref op.RegB, ref op) || op.B == Loc.Imm)
+        if (!insert)
         {
-            return false;
+            op.Size2 = (byte)(op.A == Loc.Reg ? ins.Op0Register.GetSize() : elementSize);
         }
-        op.Kind = OpKind.VecInsert;
-        op.A = Loc.Reg;
-        op.Size = (byte)elementSize;
         op.Imm = ins.GetImmediate(2) & (ulong)((16 / elementSize) - 1);
         return true;
     }

@@ -209,18 +209,6 @@ internal static partial class Translator
             case Mnemonic.Dec: return Unary(in ins, ref op, OpKind.Dec);
             case Mnemonic.Neg: return Unary(in ins, ref op, OpKind.Neg);
             case Mnemonic.Not: return Unary(in ins, ref op, OpKind.Not);
-            case Mnemonic.Setb: case Mnemonic.Setae: case Mnemonic.Sete: case Mnemonic.Setne:
-            case Mnemonic.Setbe: case Mnemonic.Seta: case Mnemonic.Sets: case Mnemonic.Setns:
-            case Mnemonic.Setp: case Mnemonic.Setnp: case Mnemonic.Setl: case Mnemonic.Setge:
-            case Mnemonic.Setle: case Mnemonic.Setg: case Mnemonic.Seto: case Mnemonic.Setno:
-                op.Cond = (byte)(ins.ConditionCode - 1);
-                return Unary(in ins, ref op, OpKind.Setcc);
-            case Mnemonic.Cmovb: case Mnemonic.Cmovae: case Mnemonic.Cmove: case Mnemonic.Cmovne:
-            case Mnemonic.Cmovbe: case Mnemonic.Cmova: case Mnemonic.Cmovs: case Mnemonic.Cmovns:
-            case Mnemonic.Cmovp: case Mnemonic.Cmovnp: case Mnemonic.Cmovl: case Mnemonic.Cmovge:
-            case Mnemonic.Cmovle: case Mnemonic.Cmovg: case Mnemonic.Cmovo: case Mnemonic.Cmovno:
-                op.Cond = (byte)(ins.ConditionCode - 1);
-                return Binary(in ins, ref op, OpKind.Cmovcc);
 
             case Mnemonic.Mul: return OneSource(in ins, ref op, OpKind.Mul1);
             case Mnemonic.Div: return OneSource(in ins, ref op, OpKind.Div);
@@ -264,18 +252,6 @@ internal static partial class Translator
                 }
                 return true;
 
-            case Mnemonic.Jo: case Mnemonic.Jno: case Mnemonic.Jb: case Mnemonic.Jae:
-            case Mnemonic.Je: case Mnemonic.Jne: case Mnemonic.Jbe: case Mnemonic.Ja:
-            case Mnemonic.Js: case Mnemonic.Jns: case Mnemonic.Jp: case Mnemonic.Jnp:
-            case Mnemonic.Jl: case Mnemonic.Jge: case Mnemonic.Jle: case Mnemonic.Jg:
-                if (ins.Op0Kind != Iced.Intel.OpKind.NearBranch64)
-                {
-                    return false;
-                }
-                op.Kind = OpKind.Jcc;
-                op.Cond = (byte)(ins.ConditionCode - 1);
-                op.Imm = ins.NearBranch64;
-                return true;
             case Mnemonic.Jmp:
             case Mnemonic.Call:
                 if (ins.Op0Kind == Iced.Intel.OpKind.NearBranch64)
@@ -486,7 +462,59 @@ internal static partial class Translator
                 op.Imm = ins.GetImmediate(2) & 7;
                 return true;
             default:
-                return TranslateSystem(in ins, ref op) || TranslateIsa(in ins, ref op);
+                ConditionalFamily family = ConditionalFamilies[(int)m];
+                return family != ConditionalFamily.None
+                    ? TranslateConditional(in ins, ref op, family)
+                    : TranslateSystem(in ins, ref op) || TranslateIsa(in ins, ref op);
+        }
+    }
+
+    /// <summary>Which of the condition-code families a mnemonic belongs to (<see cref="ConditionalFamilies"/>).</summary>
+    private enum ConditionalFamily : byte
+    {
+        None,
+        Jcc,
+        Setcc,
+        Cmovcc,
+    }
+
+    /// <summary>
+    /// The family of every jcc, setcc and cmovcc mnemonic, indexed by <see cref="Mnemonic"/>: built from the sixteen
+    /// condition suffixes (in <see cref="ConditionCode"/> order) once, instead of three sixteen-case lists.
+    /// </summary>
+    private static readonly ConditionalFamily[] ConditionalFamilies = BuildConditionalFamilies();
+
+    private static ConditionalFamily[] BuildConditionalFamilies()
+    {
+        Mnemonic[] all = Enum.GetValues<Mnemonic>();
+        var table = new ConditionalFamily[(int)all.Max() + 1];
+        string[] suffixes = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
+        foreach (string cc in suffixes)
+        {
+            table[(int)Enum.Parse<Mnemonic>("J" + cc)] = ConditionalFamily.Jcc;
+            table[(int)Enum.Parse<Mnemonic>("Set" + cc)] = ConditionalFamily.Setcc;
+            table[(int)Enum.Parse<Mnemonic>("Cmov" + cc)] = ConditionalFamily.Cmovcc;
+        }
+        return table;
+    }
+
+    private static bool TranslateConditional(in Instruction ins, ref MicroOp op, ConditionalFamily family)
+    {
+        op.Cond = (byte)(ins.ConditionCode - 1); // 0 = o ... 15 = g, the x86 encoding
+        switch (family)
+        {
+            case ConditionalFamily.Jcc:
+                if (ins.Op0Kind != Iced.Intel.OpKind.NearBranch64)
+                {
+                    return false;
+                }
+                op.Kind = OpKind.Jcc;
+                op.Imm = ins.NearBranch64;
+                return true;
+            case ConditionalFamily.Setcc:
+                return Unary(in ins, ref op, OpKind.Setcc);
+            default:
+                return Binary(in ins, ref op, OpKind.Cmovcc);
         }
     }
 

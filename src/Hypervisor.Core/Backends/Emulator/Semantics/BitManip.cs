@@ -17,31 +17,25 @@ internal enum Bmi2Op : byte
 internal static class BitManip
 {
     /// <summary>pdep: the low bits of <paramref name="source"/>, deposited at the set bits of <paramref name="mask"/>.</summary>
-    public static ulong Deposit(ulong source, ulong mask)
-    {
-        ulong r = 0;
-        for (ulong bit = 1; mask != 0; bit <<= 1)
-        {
-            ulong lowest = mask & (0 - mask);
-            if ((source & bit) != 0)
-            {
-                r |= lowest;
-            }
-            mask &= mask - 1;
-        }
-        return r;
-    }
+    public static ulong Deposit(ulong source, ulong mask) => PairMaskBits(source, mask, extract: false);
 
     /// <summary>pext: the bits of <paramref name="source"/> at the set bits of <paramref name="mask"/>, packed into the low bits.</summary>
-    public static ulong Extract(ulong source, ulong mask)
+    public static ulong Extract(ulong source, ulong mask) => PairMaskBits(source, mask, extract: true);
+
+    /// <summary>
+    /// pdep and pext pair the k-th lowest set bit of <paramref name="mask"/> with bit k: pdep copies the source's bit k
+    /// to the mask bit, pext copies the source's mask bit down to bit k (inlined, so each caller gets its own loop).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong PairMaskBits(ulong source, ulong mask, bool extract)
     {
         ulong r = 0;
         for (ulong bit = 1; mask != 0; bit <<= 1)
         {
             ulong lowest = mask & (0 - mask);
-            if ((source & lowest) != 0)
+            if ((source & (extract ? lowest : bit)) != 0)
             {
-                r |= bit;
+                r |= extract ? bit : lowest;
             }
             mask &= mask - 1;
         }

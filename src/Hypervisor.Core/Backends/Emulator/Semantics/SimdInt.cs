@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.Intrinsics;
 
 namespace Paravirt.Hypervisor.Backends.Emulator.Semantics;
@@ -161,30 +162,11 @@ internal static class SimdInt
                 return Vector128.Create((ReadOnlySpan<short>)r).AsByte();
             }
             case VecOp.Psignb:
-            {
-                Vector128<sbyte> x = a.AsSByte(), y = b.AsSByte();
-                Span<sbyte> r = stackalloc sbyte[16];
-                for (int i = 0; i < 16; i++)
-                {
-                    r[i] = y[i] < 0 ? (sbyte)-x[i] : y[i] == 0 ? (sbyte)0 : x[i];
-                }
-                return Vector128.Create((ReadOnlySpan<sbyte>)r).AsByte();
-            }
+                return Sign<sbyte>(a, b);
             case VecOp.Psignw:
-            {
-                Vector128<short> x = a.AsInt16(), y = b.AsInt16();
-                Span<short> r = stackalloc short[8];
-                for (int i = 0; i < 8; i++)
-                {
-                    r[i] = y[i] < 0 ? (short)-x[i] : y[i] == 0 ? (short)0 : x[i];
-                }
-                return Vector128.Create((ReadOnlySpan<short>)r).AsByte();
-            }
+                return Sign<short>(a, b);
             case VecOp.Psignd:
-            {
-                Vector128<int> x = a.AsInt32(), y = b.AsInt32();
-                return Vector128.Create(Sign32(x[0], y[0]), Sign32(x[1], y[1]), Sign32(x[2], y[2]), Sign32(x[3], y[3])).AsByte();
-            }
+                return Sign<int>(a, b);
             case VecOp.Blendps:
             {
                 Vector128<uint> x = a.AsUInt32(), y = b.AsUInt32();
@@ -323,7 +305,14 @@ internal static class SimdInt
         _ => (short)Math.Clamp(x - y, short.MinValue, short.MaxValue),
     };
 
-    private static int Sign32(int x, int y) => y < 0 ? -x : y == 0 ? 0 : x;
+    /// <summary>psignb/w/d: each lane of <paramref name="a"/> negated (wrapping) where <paramref name="b"/>'s is negative, zeroed where it is zero, kept where positive.</summary>
+    private static Vector128<byte> Sign<T>(Vector128<byte> a, Vector128<byte> b)
+        where T : unmanaged, ISignedNumber<T>
+    {
+        Vector128<T> x = a.As<byte, T>(), y = b.As<byte, T>();
+        Vector128<T> r = Vector128.ConditionalSelect(Vector128.LessThan(y, Vector128<T>.Zero), -x, x);
+        return Vector128.AndNot(r, Vector128.Equals(y, Vector128<T>.Zero)).AsByte();
+    }
 
     /// <summary>ptest: ZF when (a AND b) is zero, CF when (NOT a AND b) is zero; the other arithmetic flags clear.</summary>
     public static ulong PtestFlags(Vector128<byte> a, Vector128<byte> b)

@@ -1115,30 +1115,17 @@ internal static class X87
     /// <summary>fptan (tan, then push 1.0), fsincos (sin in ST(1), cos in ST(0)), fxtract (exponent in ST(1), significand in ST(0)).</summary>
     private static void TwoResults(ref FpuState s, X87Unary op)
     {
-        if (IsEmpty(s, 0))
+        bool underflow = IsEmpty(s, 0);
+        if (underflow || !IsEmpty(s, 7))
         {
+            // No operand (stack underflow) or no room for the second result (stack overflow).
             if (op != X87Unary.Fxtract)
             {
                 s.Fsw &= unchecked((ushort)~C2);
             }
-            if (StackUnderflow(ref s))
+            if (underflow ? StackUnderflow(ref s) : StackOverflow(ref s))
             {
                 // Both results are the indefinite; the push overwrites whatever ST(7) held.
-                SetRaw(ref s, 0, Indefinite);
-                s.Top = (s.Top - 1) & 7;
-                SetRaw(ref s, 0, Indefinite);
-            }
-            return;
-        }
-        if (!IsEmpty(s, 7))
-        {
-            // No room for the second result.
-            if (op != X87Unary.Fxtract)
-            {
-                s.Fsw &= unchecked((ushort)~C2);
-            }
-            if (StackOverflow(ref s))
-            {
                 SetRaw(ref s, 0, Indefinite);
                 s.Top = (s.Top - 1) & 7;
                 SetRaw(ref s, 0, Indefinite);
