@@ -627,11 +627,9 @@ static void gen_printf(const char *fmt, ...)
     char line[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = pv_vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = pv_vformat(line, sizeof(line), "", fmt, ap);
     va_end(ap);
-    if (n > 0) {
-        gen_append(line, (u64)MIN(n, (int)sizeof(line) - 1));
-    }
+    gen_append(line, n);
 }
 
 static void gen_maps(void)

@@ -62,26 +62,20 @@ void kprintf(const char *fmt, ...)
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = pv_vsnprintf(buf, sizeof(buf), fmt, ap);
+    size_t n = pv_vformat(buf, sizeof(buf), "", fmt, ap);
     va_end(ap);
     if (n > 0) {
-        pv_debug_write(buf, (size_t)MIN(n, (int)sizeof(buf) - 1));
+        pv_debug_write(buf, n);
     }
 }
 
 void panic(const char *fmt, ...)
 {
     char buf[512];
-    static const char prefix[] = "paravirt-linux: panic: ";
-    u64 n = sizeof(prefix) - 1;
-    memcpy(buf, prefix, n);
     va_list ap;
     va_start(ap, fmt);
-    int m = pv_vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
+    size_t n = pv_vformat(buf, sizeof(buf) - 1, "paravirt-linux: panic: ", fmt, ap); /* room left for the newline */
     va_end(ap);
-    if (m > 0) {
-        n += MIN((u64)m, sizeof(buf) - n - 2);
-    }
     buf[n++] = '\n';
     pv_debug_write(buf, n);
     pv_exit(255);

@@ -63,9 +63,38 @@ static int pv_name_field_equals(const uint8_t field[24], const char *name)
     return memcmp(field, name, n) == 0 && field[n] == 0;
 }
 
-static int pv_name_equals(const pv_device_info *info, const char *name)
+/* A device record of either ABI generation: 1.0's pv_device_info (pv_device_find), 1.1's pv_device_desc (lookup). */
+typedef union {
+    pv_device_info info;
+    pv_device_desc desc;
+} pv_device_record;
+
+/*
+ * The discovery loop of both generations: the first port whose record (pv_device_desc when `model`, else
+ * pv_device_info) has type `type` and, unless `name` is NULL, that name; copies the record to `out` (when not NULL)
+ * and returns its index, or a negative status. `feature` is the boot feature bit that generation needs.
+ */
+static long pv_device_scan(uint64_t feature, int model, uint32_t type, const char *name, void *out)
 {
-    return pv_name_field_equals((const uint8_t *)info->name, name);
+    if ((pv_boot_info_get()->features0 & feature) == 0) {
+        return PV_STATUS_NOT_IMPLEMENTED;
+    }
+    pv_device_record rec;
+    for (uint32_t i = 0; i < PV_RING_EVENT_PORTS; i++) {
+        long r = model ? pv_device_describe(i, &rec.desc) : pv_device_info_get(i, &rec.info);
+        if (r < 0) {
+            return r;
+        }
+        uint32_t t = model ? rec.desc.type : rec.info.kind;
+        const uint8_t *field = model ? (const uint8_t *)rec.desc.name : (const uint8_t *)rec.info.name;
+        if (t == type && (name == NULL || pv_name_field_equals(field, name))) {
+            if (out != NULL) {
+                memcpy(out, &rec, model ? sizeof(rec.desc) : sizeof(rec.info));
+            }
+            return (long)i;
+        }
+    }
+    return PV_STATUS_NO_DEVICE;
 }
 
 long pv_device_describe(uint32_t index, pv_device_desc *desc)
@@ -76,23 +105,7 @@ long pv_device_describe(uint32_t index, pv_device_desc *desc)
 
 long pv_device_lookup(uint32_t type, const char *name, pv_device_desc *desc)
 {
-    if ((pv_boot_info_get()->features0 & PV_FEATURE0_DEVICE_MODEL) == 0) {
-        return PV_STATUS_NOT_IMPLEMENTED;
-    }
-    pv_device_desc tmp;
-    for (uint32_t i = 0; i < PV_RING_EVENT_PORTS; i++) {
-        long r = pv_device_describe(i, &tmp);
-        if (r < 0) {
-            return r;
-        }
-        if (tmp.type == type && (name == NULL || pv_name_field_equals((const uint8_t *)tmp.name, name))) {
-            if (desc != NULL) {
-                *desc = tmp;
-            }
-            return (long)i;
-        }
-    }
-    return PV_STATUS_NO_DEVICE;
+    return pv_device_scan(PV_FEATURE0_DEVICE_MODEL, 1, type, name, desc);
 }
 
 long pv_device_config(uint32_t index, void *buf, size_t cap)
@@ -126,23 +139,7 @@ long pv_device_ring_alloc(pv_ring *ring, pv_queue_desc *queue, unsigned order, u
 
 long pv_device_find(uint32_t kind, const char *name, pv_device_info *info)
 {
-    if ((pv_boot_info_get()->features0 & PV_FEATURE0_DEVICES) == 0) {
-        return PV_STATUS_NOT_IMPLEMENTED;
-    }
-    pv_device_info tmp;
-    for (uint32_t i = 0; i < PV_RING_EVENT_PORTS; i++) {
-        long r = pv_device_info_get(i, &tmp);
-        if (r < 0) {
-            return r == PV_STATUS_NO_DEVICE ? PV_STATUS_NO_DEVICE : r;
-        }
-        if (tmp.kind == kind && (name == NULL || pv_name_equals(&tmp, name))) {
-            if (info != NULL) {
-                *info = tmp;
-            }
-            return (long)i;
-        }
-    }
-    return PV_STATUS_NO_DEVICE;
+    return pv_device_scan(PV_FEATURE0_DEVICES, 0, kind, name, info);
 }
 
 /* Waits for `port`'s event until the deadline; returns 1 on an event, 0 on timeout, or a negative status. */

@@ -194,6 +194,20 @@ int pv_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
     return (int)s.count;
 }
 
+size_t pv_vformat(char *buf, size_t size, const char *prefix, const char *fmt, va_list ap)
+{
+    size_t n = 0;
+    while (prefix[n] != '\0' && n + 1 < size) {
+        buf[n] = prefix[n];
+        n++;
+    }
+    int m = pv_vsnprintf(buf + n, size - n, fmt, ap);
+    if (m > 0) {
+        n += (size_t)m < size - n - 1 ? (size_t)m : size - n - 1;
+    }
+    return n;
+}
+
 int pv_snprintf(char *buf, size_t size, const char *fmt, ...)
 {
     va_list ap;

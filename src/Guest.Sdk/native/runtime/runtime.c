@@ -128,12 +128,7 @@ static void __attribute__((noreturn)) pv_panic_v(const pv_panic_frame *frame, co
 {
     char buf[256];
     static const char prefix[] = "panic: ";
-    size_t n = sizeof(prefix) - 1;
-    memcpy(buf, prefix, n);
-    int m = pv_vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
-    if (m > 0) {
-        n += (size_t)m < sizeof(buf) - n - 2 ? (size_t)m : sizeof(buf) - n - 2;
-    }
+    size_t n = pv_vformat(buf, sizeof(buf) - 1, prefix, fmt, ap); /* room left for the newline */
     if (pv_hypercall_entry != 0) {
         pv_hypercall3(PV_HYPERCALL_PANIC, (uint64_t)(uintptr_t)(buf + sizeof(prefix) - 1), n - (sizeof(prefix) - 1),
                       (uint64_t)(uintptr_t)frame);

@@ -21,14 +21,8 @@ long pv_sandbox_fail(pv_mp_writer *result, long status, const char *fmt, ...)
     char message[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = pv_vsnprintf(message, sizeof message, fmt, ap);
+    size_t n = pv_vformat(message, sizeof message, "", fmt, ap);
     va_end(ap);
-    if (n < 0) {
-        n = 0;
-    }
-    if ((size_t)n >= sizeof message) {
-        n = (int)sizeof message - 1;
-    }
     pv_mp_writer_init(result, result->start, (size_t)(result->end - result->start));
     pv_mp_write_str(result, message, (uint32_t)n);
     return status < 0 ? status : PV_STATUS_INVALID;

@@ -3,6 +3,7 @@
 // (src/Hypercall.Abi/Devices.cs, compiled into this library) and protocol as the C runtime (native/runtime/devices.c).
 using System.Runtime;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Paravirt.Abi;
 
 namespace Paravirt.Guest
@@ -32,25 +33,8 @@ namespace Paravirt.Guest
         }
 
         /// <summary>The first device of <paramref name="kind"/> named <paramref name="name"/> (any name when null): its index, or a negative status.</summary>
-        public static long Find(DeviceKind kind, string? name, DeviceInfo* info)
-        {
-            if ((Guest.BootInfo->Features0 & (ulong)FeatureBits.Devices) == 0)
-                return (long)HypercallStatus.NotImplemented;
-            DeviceInfo tmp;
-            for (uint i = 0; i < RingConstants.EventPorts; i++)
-            {
-                long r = GetInfo(i, &tmp);
-                if (r < 0)
-                    return r;
-                if (tmp.Kind == (uint)kind && (name == null || NameEquals(&tmp, name)))
-                {
-                    if (info != null)
-                        *info = tmp;
-                    return i;
-                }
-            }
-            return (long)HypercallStatus.NoDevice;
-        }
+        public static long Find(DeviceKind kind, string? name, DeviceInfo* info) =>
+            Scan(FeatureBits.Devices, model: false, (uint)kind, name, info);
 
         /// <summary>Copies device <paramref name="index"/>'s descriptor (the generic device model, ABI 1.1) into <paramref name="desc"/>; returns the index or a negative status (NoDevice past the last).</summary>
         public static long Describe(uint index, DeviceDescriptor* desc)
@@ -60,20 +44,40 @@ namespace Paravirt.Guest
         }
 
         /// <summary>The first device of <paramref name="type"/> (a <see cref="DeviceKind"/> or a user-defined type) named <paramref name="name"/> (any name when null): its index, or a negative status (NotImplemented without <see cref="FeatureBits.DeviceModel"/>).</summary>
-        public static long Lookup(uint type, string? name, DeviceDescriptor* desc)
+        public static long Lookup(uint type, string? name, DeviceDescriptor* desc) =>
+            Scan(FeatureBits.DeviceModel, model: true, type, name, desc);
+
+        /// <summary>A device record of either ABI generation: 1.0's <see cref="DeviceInfo"/> (<see cref="Find"/>), 1.1's <see cref="DeviceDescriptor"/> (<see cref="Lookup"/>).</summary>
+        [StructLayout(LayoutKind.Explicit)]
+        private struct DeviceRecord
         {
-            if ((Guest.BootInfo->Features0 & (ulong)FeatureBits.DeviceModel) == 0)
+            [FieldOffset(0)] public DeviceInfo Info;
+            [FieldOffset(0)] public DeviceDescriptor Desc;
+        }
+
+        /// <summary>
+        /// The discovery loop of both generations: the first port whose record (a <see cref="DeviceDescriptor"/> when
+        /// <paramref name="model"/>, else a <see cref="DeviceInfo"/>) has <paramref name="type"/> and, unless
+        /// <paramref name="name"/> is null, that name; copies the record to <paramref name="record"/> (when not null).
+        /// </summary>
+        private static long Scan(FeatureBits feature, bool model, uint type, string? name, void* record)
+        {
+            if ((Guest.BootInfo->Features0 & (ulong)feature) == 0)
                 return (long)HypercallStatus.NotImplemented;
-            DeviceDescriptor tmp;
+            DeviceRecord tmp = default;
             for (uint i = 0; i < RingConstants.EventPorts; i++)
             {
-                long r = Describe(i, &tmp);
+                long r = model ? Describe(i, &tmp.Desc) : GetInfo(i, &tmp.Info);
                 if (r < 0)
                     return r;
-                if (tmp.Type == type && (name == null || NameEquals(tmp.Name, name)))
+                uint t = model ? tmp.Desc.Type : tmp.Info.Kind;
+                byte* field = model ? tmp.Desc.Name : tmp.Info.Name;
+                if (t == type && (name == null || NameEquals(field, name)))
                 {
-                    if (desc != null)
-                        *desc = tmp;
+                    if (record != null && model)
+                        *(DeviceDescriptor*)record = tmp.Desc;
+                    else if (record != null)
+                        *(DeviceInfo*)record = tmp.Info;
                     return i;
                 }
             }
@@ -96,8 +100,6 @@ namespace Paravirt.Guest
 
         /// <summary>Waits until one of <paramref name="events"/> is pending or the monotonic clock reaches <paramref name="deadlineNs"/>; returns the pending bits (0 on timeout) or a negative status.</summary>
         public static long Poll(ulong deadlineNs, ulong events) => Hypercall.Call(HypercallCode.Poll, deadlineNs, events);
-
-        private static bool NameEquals(DeviceInfo* info, string name) => NameEquals(info->Name, name);
 
         private static bool NameEquals(byte* field, string name)
         {

@@ -183,6 +183,10 @@ uint64_t pv_cmdline_u64(const char *key, uint64_t fallback);
 
 int pv_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 int pv_snprintf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Formats `prefix` (may be "") then the message into buf (size > 0 bytes), truncating to fit and NUL-terminating;
+   returns the length of what buf holds (at most size - 1), unlike pv_vsnprintf's untruncated count. The one step of
+   every message written into a fixed buffer (panics, the Linux personality's kprintf and /proc text, sandbox errors). */
+size_t pv_vformat(char *buf, size_t size, const char *prefix, const char *fmt, va_list ap);
 /* Formats to the console; returns the number of characters produced. */
 int pv_vprintf(const char *fmt, va_list ap);
 int pv_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
