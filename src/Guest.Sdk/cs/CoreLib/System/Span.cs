@@ -87,7 +87,7 @@ namespace System
         public ref T GetPinnableReference() => ref _reference;
 
         /// <summary>A read-only view.</summary>
-        public static implicit operator ReadOnlySpan<T>(Span<T> span) => new ReadOnlySpan<T>(ref span._reference, span._length);
+        public static implicit operator ReadOnlySpan<T>(Span<T> span) => new ReadOnlySpan<T>(span);
 
         /// <summary>A view of a whole array.</summary>
         public static implicit operator Span<T>(T[] array) => new Span<T>(array);
@@ -100,66 +100,33 @@ namespace System
         }
     }
 
-    /// <summary>A read-only bounds-checked view of contiguous memory.</summary>
+    /// <summary>A read-only bounds-checked view of contiguous memory: a <see cref="Span{T}"/> that hands out read-only references.</summary>
     public readonly ref struct ReadOnlySpan<T>
     {
-        private readonly ref T _reference;
-        private readonly int _length;
+        private readonly Span<T> _span;
 
         /// <summary>A view of a whole array.</summary>
-        public ReadOnlySpan(T[] array)
-        {
-            if (array == null)
-            {
-                this = default;
-                return;
-            }
-            _reference = ref Span<T>.ArrayData(array);
-            _length = array.Length;
-        }
+        public ReadOnlySpan(T[] array) => _span = new Span<T>(array);
 
         /// <summary>A view of <paramref name="length"/> elements at <paramref name="pointer"/>.</summary>
-        public unsafe ReadOnlySpan(void* pointer, int length)
-        {
-            if (length < 0)
-                Paravirt.Guest.Guest.FailFast("ReadOnlySpan: negative length");
-            _reference = ref Unsafe.AsRef<T>(pointer);
-            _length = length;
-        }
+        public unsafe ReadOnlySpan(void* pointer, int length) => _span = new Span<T>(pointer, length);
 
-        internal ReadOnlySpan(ref T reference, int length)
-        {
-            _reference = ref reference;
-            _length = length;
-        }
+        internal ReadOnlySpan(Span<T> span) => _span = span;
 
         /// <summary>The number of elements.</summary>
-        public int Length => _length;
+        public int Length => _span.Length;
 
         /// <summary>True when empty.</summary>
-        public bool IsEmpty => _length == 0;
+        public bool IsEmpty => _span.IsEmpty;
 
         /// <summary>The element at <paramref name="index"/> (fails fast when out of range).</summary>
-        public ref readonly T this[int index]
-        {
-            get
-            {
-                if ((uint)index >= (uint)_length)
-                    Paravirt.Guest.Guest.FailFast("IndexOutOfRangeException (ReadOnlySpan)");
-                return ref Unsafe.Add(ref _reference, index);
-            }
-        }
+        public ref readonly T this[int index] => ref _span[index];
 
         /// <summary>A sub-view.</summary>
-        public ReadOnlySpan<T> Slice(int start, int length)
-        {
-            if ((ulong)(uint)start + (uint)length > (uint)_length)
-                Paravirt.Guest.Guest.FailFast("ReadOnlySpan.Slice: range outside the span");
-            return new ReadOnlySpan<T>(ref Unsafe.Add(ref _reference, start), length);
-        }
+        public ReadOnlySpan<T> Slice(int start, int length) => new ReadOnlySpan<T>(_span.Slice(start, length));
 
         /// <summary>A reference to the first element (for <c>fixed</c>).</summary>
-        public ref readonly T GetPinnableReference() => ref _reference;
+        public ref readonly T GetPinnableReference() => ref _span.GetPinnableReference();
 
         /// <summary>A view of a whole array.</summary>
         public static implicit operator ReadOnlySpan<T>(T[] array) => new ReadOnlySpan<T>(array);
