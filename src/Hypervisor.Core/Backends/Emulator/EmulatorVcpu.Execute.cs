@@ -271,93 +271,53 @@ internal sealed unsafe partial class EmulatorVcpu
                         break;
                     }
                     case OpKind.Add:
-                    {
-                        ulong b = ReadB(ref op, size);
-                        ulong a = ReadModify(ref op, out ulong ea);
-                        ulong r = (a + b) & Mask(size);
-                        SetLazy(LazyKind.Add, a, b, r, size);
-                        WriteA(ref op, ea, r);
-                        break;
-                    }
-                    case OpKind.Adc:
-                    {
-                        ulong b = ReadB(ref op, size);
-                        ulong a = ReadModify(ref op, out ulong ea);
-                        ulong c = Carry();
-                        ulong r = (a + b + c) & Mask(size);
-                        SetArith(AddFlags(a, b, r, size, c != 0 ? r <= a : r < a));
-                        WriteA(ref op, ea, r);
-                        break;
-                    }
                     case OpKind.Sub:
                     case OpKind.Cmp:
+                    case OpKind.And:
+                    case OpKind.Test:
+                    case OpKind.Or:
+                    case OpKind.Xor:
                     {
+                        // cmp and test only record the flags (their destination is read, not translated for write).
+                        bool writes = op.Kind is not (OpKind.Cmp or OpKind.Test);
                         ulong b = ReadB(ref op, size);
-                        ulong a = ReadA(ref op, out ulong ea, forWrite: op.Kind == OpKind.Sub);
-                        ulong r = (a - b) & Mask(size);
-                        SetLazy(LazyKind.Sub, a, b, r, size);
-                        if (op.Kind == OpKind.Sub)
+                        ulong a = ReadA(ref op, out ulong ea, forWrite: writes);
+                        (LazyKind kind, ulong r) = op.Kind switch
+                        {
+                            OpKind.Add => (LazyKind.Add, (a + b) & Mask(size)),
+                            OpKind.Sub or OpKind.Cmp => (LazyKind.Sub, (a - b) & Mask(size)),
+                            OpKind.And or OpKind.Test => (LazyKind.Logic, a & b),
+                            OpKind.Or => (LazyKind.Logic, a | b),
+                            _ => (LazyKind.Logic, a ^ b),
+                        };
+                        SetLazy(kind, a, b, r, size);
+                        if (writes)
                         {
                             WriteA(ref op, ea, r);
                         }
                         break;
                     }
+                    case OpKind.Adc:
                     case OpKind.Sbb:
                     {
                         ulong b = ReadB(ref op, size);
                         ulong a = ReadModify(ref op, out ulong ea);
                         ulong c = Carry();
-                        ulong r = (a - b - c) & Mask(size);
-                        SetArith(SubFlags(a, b, r, size, c != 0 ? a <= b : a < b));
-                        WriteA(ref op, ea, r);
-                        break;
-                    }
-                    case OpKind.And:
-                    case OpKind.Test:
-                    {
-                        ulong b = ReadB(ref op, size);
-                        ulong a = ReadA(ref op, out ulong ea, forWrite: op.Kind == OpKind.And);
-                        ulong r = a & b;
-                        SetLazy(LazyKind.Logic, a, b, r, size);
-                        if (op.Kind == OpKind.And)
-                        {
-                            WriteA(ref op, ea, r);
-                        }
-                        break;
-                    }
-                    case OpKind.Or:
-                    {
-                        ulong b = ReadB(ref op, size);
-                        ulong a = ReadModify(ref op, out ulong ea);
-                        ulong r = a | b;
-                        SetLazy(LazyKind.Logic, a, b, r, size);
-                        WriteA(ref op, ea, r);
-                        break;
-                    }
-                    case OpKind.Xor:
-                    {
-                        ulong b = ReadB(ref op, size);
-                        ulong a = ReadModify(ref op, out ulong ea);
-                        ulong r = a ^ b;
-                        SetLazy(LazyKind.Logic, a, b, r, size);
+                        bool add = op.Kind == OpKind.Adc;
+                        ulong r = (add ? a + b + c : a - b - c) & Mask(size);
+                        SetArith(add ? AddFlags(a, b, r, size, c != 0 ? r <= a : r < a) : SubFlags(a, b, r, size, c != 0 ? a <= b : a < b));
                         WriteA(ref op, ea, r);
                         break;
                     }
                     case OpKind.Inc:
-                    {
-                        ulong a = ReadModify(ref op, out ulong ea);
-                        ulong r = (a + 1) & Mask(size);
-                        _s->Rflags = (_s->Rflags & ~CF) | Carry();
-                        SetLazy(LazyKind.Inc, a, 1, r, size);
-                        WriteA(ref op, ea, r);
-                        break;
-                    }
                     case OpKind.Dec:
                     {
+                        // CF is the one arithmetic flag inc and dec keep: materialize it before recording their own.
                         ulong a = ReadModify(ref op, out ulong ea);
-                        ulong r = (a - 1) & Mask(size);
+                        bool inc = op.Kind == OpKind.Inc;
+                        ulong r = (inc ? a + 1 : a - 1) & Mask(size);
                         _s->Rflags = (_s->Rflags & ~CF) | Carry();
-                        SetLazy(LazyKind.Dec, a, 1, r, size);
+                        SetLazy(inc ? LazyKind.Inc : LazyKind.Dec, a, 1, r, size);
                         WriteA(ref op, ea, r);
                         break;
                     }
@@ -376,10 +336,8 @@ internal sealed unsafe partial class EmulatorVcpu
                         break;
                     }
                     case OpKind.Mul1:
-                        Mul1(ReadB(ref op, size), size);
-                        break;
                     case OpKind.Imul1:
-                        Imul1(ReadB(ref op, size), size);
+                        MulAccumulator(ReadB(ref op, size), size, signed: op.Kind == OpKind.Imul1);
                         break;
                     case OpKind.Imul2:
                     {
@@ -456,18 +414,14 @@ internal sealed unsafe partial class EmulatorVcpu
                         break;
                     }
                     case OpKind.Tzcnt:
-                    {
-                        ulong src = ReadB(ref op, size);
-                        ulong r = src == 0 ? (ulong)(size << 3) : (ulong)BitOperations.TrailingZeroCount(src);
-                        Materialize();
-                        _s->Rflags = (_s->Rflags & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
-                        SetReg(op.RegA, size, r);
-                        break;
-                    }
                     case OpKind.Lzcnt:
                     {
+                        // The zero bits below the lowest (tzcnt) or above the highest (lzcnt) set bit, the operand size
+                        // for a zero source; CF when the source is zero, ZF when the count is.
                         ulong src = ReadB(ref op, size);
-                        ulong r = (ulong)(BitOperations.LeadingZeroCount(src) - (64 - (size << 3)));
+                        ulong r = op.Kind == OpKind.Lzcnt
+                            ? (ulong)(BitOperations.LeadingZeroCount(src) - (64 - (size << 3)))
+                            : src == 0 ? (ulong)(size << 3) : (ulong)BitOperations.TrailingZeroCount(src);
                         Materialize();
                         _s->Rflags = (_s->Rflags & ~(CF | ZF)) | (src == 0 ? CF : 0) | (r == 0 ? ZF : 0);
                         SetReg(op.RegA, size, r);
@@ -847,86 +801,46 @@ internal sealed unsafe partial class EmulatorVcpu
 
     // ---- multiply / divide ----
 
-    private void Mul1(ulong src, int size)
-    {
-        ulong hi, lo;
-        switch (size)
-        {
-            case 1:
-            {
-                ulong p = (byte)_r[0] * src;
-                SetReg(0, 2, p);
-                hi = p >> 8;
-                lo = p & 0xFF;
-                break;
-            }
-            case 2:
-            {
-                ulong p = (ushort)_r[0] * src;
-                SetReg(0, 2, p);
-                SetReg(2, 2, p >> 16);
-                hi = p >> 16;
-                lo = p & 0xFFFF;
-                break;
-            }
-            case 4:
-            {
-                ulong p = (uint)_r[0] * src;
-                _r[0] = (uint)p;
-                _r[2] = p >> 32;
-                hi = p >> 32;
-                lo = (uint)p;
-                break;
-            }
-            default:
-                hi = Math.BigMul(_r[0], src, out lo);
-                _r[0] = lo;
-                _r[2] = hi;
-                break;
-        }
-        SetArith(Szp(lo, size) | (hi != 0 ? CF | OF : 0));
-    }
-
-    private void Imul1(ulong src, int size)
+    /// <summary>
+    /// mul and imul with one operand (unsigned or <paramref name="signed"/>): the accumulator times <paramref name="src"/>
+    /// into AX (byte), DX:AX, EDX:EAX or RDX:RAX; CF and OF when the high half is more than the low half's extension.
+    /// </summary>
+    private void MulAccumulator(ulong src, int size, bool signed)
     {
         bool overflow;
         ulong lo;
-        switch (size)
+        if (size == 8)
         {
-            case 1:
+            ulong hi;
+            if (signed)
             {
-                long p = (sbyte)_r[0] * (long)(sbyte)src;
-                SetReg(0, 2, (ulong)p);
-                overflow = p != (sbyte)p;
-                lo = (byte)p;
-                break;
-            }
-            case 2:
-            {
-                long p = (short)_r[0] * (long)(short)src;
-                SetReg(0, 2, (ulong)p);
-                SetReg(2, 2, (ulong)(p >> 16));
-                overflow = p != (short)p;
-                lo = (ushort)p;
-                break;
-            }
-            case 4:
-            {
-                long p = (int)_r[0] * (long)(int)src;
-                _r[0] = (uint)p;
-                _r[2] = (uint)(p >> 32);
-                overflow = p != (int)p;
-                lo = (uint)p;
-                break;
-            }
-            default:
-            {
-                long hi = Math.BigMul((long)_r[0], (long)src, out long l);
-                _r[0] = (ulong)l;
-                _r[2] = (ulong)hi;
-                overflow = hi != (l >> 63);
+                hi = (ulong)Math.BigMul((long)_r[0], (long)src, out long l);
                 lo = (ulong)l;
-                break;
+                overflow = (long)hi != (l >> 63);
+            }
+            else
+            {
+                hi = Math.BigMul(_r[0], src, out lo);
+                overflow = hi != 0;
+            }
+            _r[0] = lo;
+            _r[2] = hi;
+        }
+        else
+        {
+            // The whole product fits 64 bits: written as its low and high halves of the operand size.
+            ulong a = _r[0] & Mask(size);
+            ulong p = signed ? (ulong)(LazyFlags.SignExtend(a, size) * LazyFlags.SignExtend(src, size)) : a * src;
+            lo = p & Mask(size);
+            overflow = signed ? (long)p != LazyFlags.SignExtend(lo, size) : p > Mask(size);
+            if (size == 1)
+            {
+                SetReg(0, 2, p);
+            }
+            else
+            {
+                SetReg(0, size, p);
+                SetReg(2, size, p >> (size * 8));
             }
         }
         SetArith(Szp(lo, size) | (overflow ? CF | OF : 0));
@@ -964,12 +878,7 @@ internal sealed unsafe partial class EmulatorVcpu
             case 2:
             case 4:
             {
-                ulong n = size switch
-                {
-                    1 => (ushort)_r[0],
-                    2 => ((ulong)(ushort)_r[2] << 16) | (ushort)_r[0],
-                    _ => ((ulong)(uint)_r[2] << 32) | (uint)_r[0],
-                };
+                ulong n = NarrowDividend(size);
                 ulong q = n / d;
                 if (q > Mask(size))
                 {
@@ -985,13 +894,24 @@ internal sealed unsafe partial class EmulatorVcpu
                 {
                     GuestFault.DivideError();
                 }
-                UInt128 n = ((UInt128)_r[2] << 64) | _r[0];
+                UInt128 n = WideDividend();
                 _r[0] = (ulong)(n / d);
                 _r[2] = (ulong)(n % d);
                 break;
             }
         }
     }
+
+    /// <summary>The raw bits of the dividend of a div or idiv by a 1-, 2- or 4-byte divisor: AX, DX:AX or EDX:EAX.</summary>
+    private ulong NarrowDividend(int size) => size switch
+    {
+        1 => (ushort)_r[0],
+        2 => ((ulong)(ushort)_r[2] << 16) | (ushort)_r[0],
+        _ => ((ulong)(uint)_r[2] << 32) | (uint)_r[0],
+    };
+
+    /// <summary>The dividend of a div or idiv by an 8-byte divisor: RDX:RAX.</summary>
+    private UInt128 WideDividend() => ((UInt128)_r[2] << 64) | _r[0];
 
     /// <summary>Where div and idiv leave the remainder: AH for a byte divisor (register 16, see <see cref="SetReg"/>), else rDX.</summary>
     private static int RemainderRegister(int size) => size == 1 ? 16 : 2;
@@ -1009,12 +929,7 @@ internal sealed unsafe partial class EmulatorVcpu
             case 2:
             case 4:
             {
-                long n = size switch
-                {
-                    1 => (short)_r[0],
-                    2 => (int)(((uint)(ushort)_r[2] << 16) | (ushort)_r[0]),
-                    _ => (long)(((ulong)(uint)_r[2] << 32) | (uint)_r[0]),
-                };
+                long n = LazyFlags.SignExtend(NarrowDividend(size), 2 * size);
                 if (n == long.MinValue && d == -1)
                 {
                     GuestFault.DivideError();
@@ -1030,7 +945,7 @@ internal sealed unsafe partial class EmulatorVcpu
             }
             default:
             {
-                Int128 n = (Int128)(((UInt128)_r[2] << 64) | _r[0]);
+                Int128 n = (Int128)WideDividend();
                 if (d == -1 && n == Int128.MinValue)
                 {
                     GuestFault.DivideError(); // the quotient overflows (and would overflow Int128 itself)

@@ -145,6 +145,7 @@ internal sealed unsafe partial class EmulatorVcpu
     }
 
     /// <summary>The result of a vector SSE floating-point op into <paramref name="dst"/>, the MXCSR exception flags it raises in <paramref name="flags"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Vector128<byte> SseVector(ref MicroOp op, Vector128<byte> dst, ref uint flags)
     {
         Vector128<byte> b = XmmSource(ref op);

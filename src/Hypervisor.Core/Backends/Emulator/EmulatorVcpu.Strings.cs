@@ -53,8 +53,8 @@ internal sealed unsafe partial class EmulatorVcpu
         return op.Kind switch
         {
             OpKind.Movs => RepMovs(s, down, allowed),
-            OpKind.Stos => RepStos(s, down, allowed),
-            OpKind.Lods => RepLods(s, down, allowed),
+            OpKind.Stos => RepStosLods(store: true, s, down, allowed),
+            OpKind.Lods => RepStosLods(store: false, s, down, allowed),
             _ => RepCompare(op.Kind == OpKind.Cmps, op.Rep == 1, s, down, allowed),
         };
     }
@@ -116,30 +116,43 @@ internal sealed unsafe partial class EmulatorVcpu
         return _r[1] == 0;
     }
 
-    private bool RepStos(int s, bool down, ulong allowed)
+    /// <summary>
+    /// rep stos (<paramref name="store"/>: the accumulator to [rdi]) and rep lods (from [rsi] to the accumulator, of
+    /// which only the last element stays): one string pointer, one loop.
+    /// </summary>
+    private bool RepStosLods(bool store, int s, bool down, ulong allowed)
     {
-        ulong v = GetReg(0, s);
+        int reg = store ? 7 : 6;
+        ulong v = store ? GetReg(0, s) : 0;
         ulong done = 0;
         while (done < allowed && _r[1] != 0)
         {
-            ulong dst = _r[7];
-            ulong k = RunInPage(dst, s, down, Math.Min(allowed - done, _r[1]));
+            ulong addr = _r[reg];
+            ulong k = RunInPage(addr, s, down, Math.Min(allowed - done, _r[1]));
             if (k > 0)
             {
-                byte* pd = TranslateRun(dst, k * (ulong)s, MemoryAccess.Write);
-                switch (s)
+                byte* p = TranslateRun(addr, k * (ulong)s, store ? MemoryAccess.Write : MemoryAccess.Read);
+                if (store)
                 {
-                    case 1: new Span<byte>(pd, (int)k).Fill((byte)v); break;
-                    case 2: new Span<ushort>(pd, (int)k).Fill((ushort)v); break;
-                    case 4: new Span<uint>(pd, (int)k).Fill((uint)v); break;
-                    default: new Span<ulong>(pd, (int)k).Fill(v); break;
+                    Fill(p, k, s, v);
                 }
-                _r[7] = dst + (k * (ulong)s);
+                else
+                {
+                    SetReg(0, s, ReadHost(p + ((k - 1) * (ulong)s), s));
+                }
+                _r[reg] = addr + (k * (ulong)s);
             }
             else
             {
-                Store(dst, s, v);
-                Advance(7, s, down);
+                if (store)
+                {
+                    Store(addr, s, v);
+                }
+                else
+                {
+                    SetReg(0, s, Load(addr, s));
+                }
+                Advance(reg, s, down);
                 k = 1;
             }
             Retire(k, ref done);
@@ -147,28 +160,16 @@ internal sealed unsafe partial class EmulatorVcpu
         return _r[1] == 0;
     }
 
-    private bool RepLods(int s, bool down, ulong allowed)
+    /// <summary>Writes <paramref name="k"/> elements of size <paramref name="s"/> holding <paramref name="v"/> at host <paramref name="p"/>.</summary>
+    private static void Fill(byte* p, ulong k, int s, ulong v)
     {
-        ulong done = 0;
-        while (done < allowed && _r[1] != 0)
+        switch (s)
         {
-            ulong src = _r[6];
-            ulong k = RunInPage(src, s, down, Math.Min(allowed - done, _r[1]));
-            if (k > 0)
-            {
-                byte* ps = TranslateRun(src, k * (ulong)s, MemoryAccess.Read);
-                SetReg(0, s, ReadHost(ps + ((k - 1) * (ulong)s), s)); // only the last element stays in the accumulator
-                _r[6] = src + (k * (ulong)s);
-            }
-            else
-            {
-                SetReg(0, s, Load(src, s));
-                Advance(6, s, down);
-                k = 1;
-            }
-            Retire(k, ref done);
+            case 1: new Span<byte>(p, (int)k).Fill((byte)v); break;
+            case 2: new Span<ushort>(p, (int)k).Fill((ushort)v); break;
+            case 4: new Span<uint>(p, (int)k).Fill((uint)v); break;
+            default: new Span<ulong>(p, (int)k).Fill(v); break;
         }
-        return _r[1] == 0;
     }
 
     private bool RepCompare(bool cmps, bool repe, int s, bool down, ulong allowed)
