@@ -69,13 +69,5 @@ internal static unsafe class Program
         return 0;
     }
 
-    private static int Fail(int status, string what, long detail)
-    {
-        Console.Write("blk-cs: FAILED: ");
-        Console.Write(what);
-        Console.Write(" (");
-        Console.Write(detail);
-        Console.WriteLine(")");
-        return status;
-    }
+    private static int Fail(int status, string what, long detail) => Console.Failed("blk-cs", what, detail, status);
 }

@@ -59,13 +59,5 @@ internal static unsafe class Program
         return 0;
     }
 
-    private static int Fail(int status, string what, long detail)
-    {
-        Console.Write("echo-cs: FAILED: ");
-        Console.Write(what);
-        Console.Write(" (");
-        Console.Write(detail);
-        Console.WriteLine(")");
-        return status;
-    }
+    private static int Fail(int status, string what, long detail) => Console.Failed("echo-cs", what, detail, status);
 }

@@ -182,13 +182,5 @@ internal static unsafe class Program
         return fallback;
     }
 
-    private static int Fail(int status, string what, long detail)
-    {
-        Console.Write("net-cs: FAILED: ");
-        Console.Write(what);
-        Console.Write(" (");
-        Console.Write(detail);
-        Console.WriteLine(")");
-        return status;
-    }
+    private static int Fail(int status, string what, long detail) => Console.Failed("net-cs", what, detail, status);
 }

@@ -20,6 +20,21 @@ namespace Paravirt.Guest
             WriteString(HypercallCode.ConsoleWrite, "\n");
         }
 
+        /// <summary>
+        /// Reports a failed step on the console as one line, <c>PROGRAM: FAILED: WHAT (DETAIL)</c> (DETAIL: the status or
+        /// value that was wrong), and returns <paramref name="exitStatus"/>, so <c>Main</c> can return what it gives.
+        /// </summary>
+        public static int Failed(string program, string what, long detail, int exitStatus)
+        {
+            Write(program);
+            Write(": FAILED: ");
+            Write(what);
+            Write(" (");
+            Write(detail);
+            WriteLine(")");
+            return exitStatus;
+        }
+
         /// <summary>Writes a signed decimal number to the console.</summary>
         public static void Write(long value)
         {
