@@ -131,12 +131,9 @@ public sealed class HostileGuestTests
     public void CodeReadFromDiskOverCodeTheGuestRan_RunsTheNewCode()
     {
         // The real device path: the block device writes the sector into guest memory through GuestMemory.
-        string disk = Path.Combine(Path.GetTempPath(), $"paravirt-code-{Guid.NewGuid():N}.img");
+        string disk = CodeFromDiskGuest.WriteDisk();
         try
         {
-            byte[] contents = new byte[1 << 20];
-            CodeFromDiskGuest.Sector().CopyTo(contents, 0);
-            File.WriteAllBytes(disk, contents);
             using var device = new BlockDevice("disk0", disk);
             var runner = new GuestRunner(new BackendSelector([new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
             GuestImage image = ElfLoader.Parse(CodeFromDiskGuest.Build(), Paravirt.Abi.AbiVersion.Current);
