@@ -277,28 +277,17 @@ public sealed class BlockCompilerTests
 
     private static AssemblerRegister16 R16Of(int i) => new AssemblerRegister16[] { ax, cx, dx, si, di, r8w, r9w, r10w, r11w, r12w, r13w, r14w }[i];
 
+    /// <summary>cmovcc (cc 0-15: o, no, b, ae, e, ne, be, a, s, ns, p, np, l, ge, le, g) between R32 or R64 registers.</summary>
     private static void Cmov(Assembler a, int cc, bool wide, int x, int y)
     {
-        if (!wide)
+        // Iced lists each cmovcc's 16-, 32- and 64-bit forms together, in condition order: one encoding per width.
+        Code code = (wide ? Code.Cmovo_r64_rm64 : Code.Cmovo_r32_rm32) + (3 * cc);
+        Instruction cmov = wide ? Instruction.Create(code, R64[x].Value, R64[y].Value) : Instruction.Create(code, R32[x].Value, R32[y].Value);
+        if (cmov.ConditionCode != (ConditionCode)(cc + 1))
         {
-            AssemblerRegister32 d = R32[x], s = R32[y];
-            Action[] narrow =
-            [
-                () => a.cmovo(d, s), () => a.cmovno(d, s), () => a.cmovb(d, s), () => a.cmovae(d, s), () => a.cmove(d, s), () => a.cmovne(d, s),
-                () => a.cmovbe(d, s), () => a.cmova(d, s), () => a.cmovs(d, s), () => a.cmovns(d, s), () => a.cmovp(d, s), () => a.cmovnp(d, s),
-                () => a.cmovl(d, s), () => a.cmovge(d, s), () => a.cmovle(d, s), () => a.cmovg(d, s),
-            ];
-            narrow[cc]();
-            return;
+            throw new InvalidOperationException($"{code} is not cmov condition {cc}");
         }
-        AssemblerRegister64 d64 = R64[x], s64 = R64[y];
-        Action[] forms =
-        [
-            () => a.cmovo(d64, s64), () => a.cmovno(d64, s64), () => a.cmovb(d64, s64), () => a.cmovae(d64, s64), () => a.cmove(d64, s64), () => a.cmovne(d64, s64),
-            () => a.cmovbe(d64, s64), () => a.cmova(d64, s64), () => a.cmovs(d64, s64), () => a.cmovns(d64, s64), () => a.cmovp(d64, s64), () => a.cmovnp(d64, s64),
-            () => a.cmovl(d64, s64), () => a.cmovge(d64, s64), () => a.cmovle(d64, s64), () => a.cmovg(d64, s64),
-        ];
-        forms[cc]();
+        a.AddInstruction(cmov);
     }
 
     private static void Setcc(Assembler a, int cc, AssemblerRegister8 d)

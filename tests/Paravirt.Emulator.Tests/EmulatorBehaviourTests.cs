@@ -244,14 +244,7 @@ public sealed class EmulatorBehaviourTests
     [Fact]
     public void Interrupt_FromAnotherThread_StopsAnInfiniteLoop()
     {
-        byte[] code = EmuHarness.Assemble(a =>
-        {
-            Label top = a.CreateLabel();
-            a.Label(ref top);
-            a.inc(rax);
-            a.jmp(top);
-        });
-        using EmuGuest guest = EmuHarness.Create(code);
+        using EmuGuest guest = EmuHarness.Create(EmuHarness.CountingSpin());
         var (memory, vm, vcpu) = guest;
         using var timer = new Timer(_ => vcpu.Interrupt(), null, 50, Timeout.Infinite);
         Assert.Equal(VcpuExitKind.Interrupted, vcpu.Run().Kind);

@@ -51,9 +51,7 @@ public sealed class FpSystemTests
                     a.mov(r14, cr2);
                     a.hlt();
                 }, stub));
-                ulong low = (stub & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | (((stub >> 16) & 0xFFFF) << 48);
-                memory.WriteUInt64(new GuestAddress(Idt + (ulong)(v * 16)), low);
-                memory.WriteUInt64(new GuestAddress(Idt + (ulong)(v * 16) + 8), stub >> 32);
+                EmuHarness.WriteInterruptGate(memory, v, stub, Idt);
             }
             VcpuState state = guest.Vcpu.GetState();
             state.Idtr = new DescriptorTableRegister(Idt, 32 * 16 - 1);

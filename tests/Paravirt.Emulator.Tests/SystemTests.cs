@@ -254,7 +254,6 @@ public sealed class SystemTests
     [Fact]
     public void A_requested_interrupt_is_held_while_IF_is_clear_and_taken_after_sti()
     {
-        const ulong idt = 0x8000;
         byte[] code = EmuHarness.Assemble(a =>
         {
             Label idtr = a.CreateLabel(), handler = a.CreateLabel(), spin = a.CreateLabel();
@@ -272,23 +271,16 @@ public sealed class SystemTests
             a.inc(rbx);
             a.mov(rdi, __qword_ptr[rsp]);                     // the interrupted rip
             a.iretq();
-            a.Label(ref idtr);
-            a.dw(0xFFF);
-            a.dq(idt);
+            EmuHarness.Idtr(a, ref idtr);
         });
         using EmuGuest guest = EmuHarness.Create(code);
-        byte[] assembled = code;
-        ulong handlerAddress = EmuHarness.CodeAddress + (ulong)assembled.AsSpan().IndexOf([(byte)0x48, (byte)0xFF, (byte)0xC3]); // inc rbx
-        ulong low = (handlerAddress & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handlerAddress >> 16) & 0xFFFF) << 48;
-        guest.Memory.WriteUInt64(new GuestAddress(idt + (0x40 * 16)), low);
-        guest.Memory.WriteUInt64(new GuestAddress(idt + (0x40 * 16) + 8), handlerAddress >> 32);
+        EmuHarness.WriteInterruptGate(guest.Memory, 0x40, EmuHarness.AddressOf(code, [0x48, 0xFF, 0xC3])); // inc rbx
         guest.Vcpu.RequestInterrupt(0x40);
         VcpuExit exit = guest.Vcpu.Run();
         Assert.True(exit.Kind == VcpuExitKind.Halt, $"{exit.Kind} {exit.Detail}");
         VcpuRegisters r = guest.Vcpu.GetRegisters();
         Assert.Equal((0UL, 1UL), (r.Rdx, r.Rsi));                    // not before STI, once after it
-        ulong movRsi = EmuHarness.CodeAddress + (ulong)assembled.AsSpan().IndexOf([(byte)0x48, (byte)0x89, (byte)0xDE]); // mov rsi, rbx
-        Assert.Equal(movRsi, r.Rdi);                                 // after the nop in the shadow
+        Assert.Equal(EmuHarness.AddressOf(code, [0x48, 0x89, 0xDE]), r.Rdi);   // mov rsi, rbx: after the nop in the shadow
         Assert.Equal(0x200UL, r.Rflags & 0x200);
         Assert.Throws<ArgumentOutOfRangeException>(() => guest.Vcpu.RequestInterrupt(31));
     }
