@@ -44,6 +44,32 @@ internal static class EmuHarness
         memory.WriteUInt64(new GuestAddress(idt + (ulong)(vector * 16) + 8), handler >> 32);
     }
 
+    /// <summary>Guest code: sets CR4 bit <paramref name="bit"/> (through rax).</summary>
+    public static void SetCr4Bit(Assembler a, byte bit)
+    {
+        a.mov(rax, cr4);
+        a.bts(rax, bit);
+        a.mov(cr4, rax);
+    }
+
+    /// <summary>Guest code: cpuid of <paramref name="leaf"/>, then each (result register, destination) pair copied so the test can read it after the run.</summary>
+    public static void Cpuid(Assembler a, uint leaf, params (AssemblerRegister64 Result, AssemblerRegister64 Into)[] keep)
+    {
+        a.mov(eax, leaf);
+        a.cpuid();
+        foreach ((AssemblerRegister64 result, AssemblerRegister64 into) in keep)
+        {
+            a.mov(into, result);
+        }
+    }
+
+    /// <summary><see cref="Cpuid(Assembler, uint, ValueTuple{AssemblerRegister64, AssemblerRegister64}[])"/> of a leaf with sub-leaves (ecx = <paramref name="subleaf"/>).</summary>
+    public static void Cpuid(Assembler a, uint leaf, uint subleaf, params (AssemblerRegister64 Result, AssemblerRegister64 Into)[] keep)
+    {
+        a.mov(ecx, subleaf);
+        Cpuid(a, leaf, keep);
+    }
+
     /// <summary>An endless loop that counts its rounds in rax (<c>inc rax; jmp</c> back): only a kick or a budget stops it.</summary>
     public static byte[] CountingSpin() => Assemble(a =>
     {

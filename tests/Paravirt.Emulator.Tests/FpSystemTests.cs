@@ -337,9 +337,7 @@ public sealed class FpSystemTests
         // Phase 1 leaves state everywhere; phase 2 (after the first hlt) reads it back into registers and memory.
         byte[] code = EmuHarness.Assemble(a =>
         {
-            a.mov(rax, cr4);
-            a.bts(rax, 16);                                       // CR4.FSGSBASE
-            a.mov(cr4, rax);
+            EmuHarness.SetCr4Bit(a, 16);                          // CR4.FSGSBASE
             a.mov(rax, cr0);
             a.or(rax, 2);                                         // CR0.MP
             a.mov(cr0, rax);

@@ -94,9 +94,7 @@ public sealed class SystemTests
     {
         byte[] code = EmuHarness.Assemble(a =>
         {
-            a.mov(rax, cr4);
-            a.bts(rax, 16);                                   // CR4.FSGSBASE
-            a.mov(cr4, rax);
+            EmuHarness.SetCr4Bit(a, 16);                          // CR4.FSGSBASE
             a.mov(rax, 0x20_0000);
             a.wrfsbase(rax);
             a.mov(__qword_ptr[(long)0x20_0010], 0x1234);
@@ -207,9 +205,7 @@ public sealed class SystemTests
     {
         byte[] code = EmuHarness.Assemble(a =>
         {
-            a.mov(rax, cr4);
-            a.bts(rax, (byte)bit);
-            a.mov(cr4, rax);
+            EmuHarness.SetCr4Bit(a, (byte)bit);
             a.hlt();
         });
         Assert.StartsWith($"general protection fault (#GP): {expected}", EmuHarness.RunToFault(code), StringComparison.Ordinal);
