@@ -19,13 +19,27 @@ public sealed class BlockChainingTests
     /// </summary>
     private const int PromptnessChainLimit = 1 << 30;
 
+    /// <summary>
+    /// The guest's vCPU set to translate a block from its <paramref name="threshold"/>th run (0: interpret only) and
+    /// link blocks as <paramref name="mode"/> says, at most <paramref name="chainLimit"/> in a row (null: the default).
+    /// </summary>
+    private static EmulatorVcpu Chained(EmuGuest guest, ChainMode mode, int? chainLimit = null, int threshold = 1)
+    {
+        var cpu = (EmulatorVcpu)guest.Vcpu;
+        cpu.JitThreshold = threshold;
+        cpu.Chaining = mode;
+        if (chainLimit is int limit)
+        {
+            cpu.ChainLimit = limit;
+        }
+        return cpu;
+    }
+
     /// <summary>Runs <paramref name="code"/> translated after one run with <paramref name="mode"/> (threshold 0: interpreted only).</summary>
     private static (VcpuExit Exit, VcpuRegisters Regs, ulong Count, long Dispatches, long Links) Run(byte[] code, ChainMode mode, int threshold = 1, ulong? budget = null)
     {
         using EmuGuest guest = EmuHarness.Create(code, budget: budget);
-        var cpu = (EmulatorVcpu)guest.Vcpu;
-        cpu.JitThreshold = threshold;
-        cpu.Chaining = mode;
+        EmulatorVcpu cpu = Chained(guest, mode, threshold: threshold);
         VcpuExit exit = cpu.Run();
         return (exit, cpu.GetRegisters(), cpu.Retired, cpu.TranslatedBlocksCompleted, cpu.LinksMade);
     }
@@ -105,18 +119,8 @@ public sealed class BlockChainingTests
     public void A_kick_stops_an_endless_chained_loop_and_the_loop_resumes()
     {
         // The timeout and cancellation path (IVcpu.Interrupt) against `jmp $`-style code that never leaves translated code.
-        byte[] code = EmuHarness.Assemble(a =>
-        {
-            Label spin = a.CreateLabel();
-            a.Label(ref spin);
-            a.inc(rax);
-            a.jmp(spin);
-        });
-        using EmuGuest guest = EmuHarness.Create(code);
-        var cpu = (EmulatorVcpu)guest.Vcpu;
-        cpu.JitThreshold = 1;
-        cpu.Chaining = ChainMode.Translated;
-        cpu.ChainLimit = PromptnessChainLimit;
+        using EmuGuest guest = EmuHarness.Create(EmuHarness.CountingSpin());
+        EmulatorVcpu cpu = Chained(guest, ChainMode.Translated, PromptnessChainLimit);
         for (int round = 0; round < 2; round++)
         {
             ulong before = cpu.GetRegisters().Rax;
@@ -132,7 +136,6 @@ public sealed class BlockChainingTests
     [Fact]
     public void An_interrupt_requested_during_a_chained_loop_is_delivered()
     {
-        const ulong idt = 0x8000;
         byte[] code = EmuHarness.Assemble(a =>
         {
             Label idtr = a.CreateLabel(), handler = a.CreateLabel(), spin = a.CreateLabel();
@@ -147,19 +150,11 @@ public sealed class BlockChainingTests
             a.Label(ref handler);
             a.inc(rbx);
             a.iretq();
-            a.Label(ref idtr);
-            a.dw(0xFFF);
-            a.dq(idt);
+            EmuHarness.Idtr(a, ref idtr);
         });
         using EmuGuest guest = EmuHarness.Create(code);
-        var cpu = (EmulatorVcpu)guest.Vcpu;
-        cpu.JitThreshold = 1;
-        cpu.Chaining = ChainMode.Translated;
-        cpu.ChainLimit = PromptnessChainLimit;
-        ulong handlerAddress = EmuHarness.CodeAddress + (ulong)code.AsSpan().IndexOf([(byte)0x48, (byte)0xFF, (byte)0xC3]); // inc rbx
-        ulong low = (handlerAddress & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handlerAddress >> 16) & 0xFFFF) << 48;
-        guest.Memory.WriteUInt64(new GuestAddress(idt + (0x40 * 16)), low);
-        guest.Memory.WriteUInt64(new GuestAddress(idt + (0x40 * 16) + 8), handlerAddress >> 32);
+        EmulatorVcpu cpu = Chained(guest, ChainMode.Translated, PromptnessChainLimit);
+        EmuHarness.WriteInterruptGate(guest.Memory, 0x40, EmuHarness.AddressOf(code, [0x48, 0xFF, 0xC3])); // inc rbx
         VcpuExit exit = RunAndPoke(cpu, () => cpu.RequestInterrupt(0x40), "the interrupt request was not seen inside the chain");
         Assert.True(exit.Kind == VcpuExitKind.Halt, $"{exit.Kind} {exit.Detail}");
         Assert.Equal(1UL, cpu.GetRegisters().Rbx);
@@ -197,9 +192,7 @@ public sealed class BlockChainingTests
         {
             using EmuGuest guest = EmuHarness.Create(code);
             guest.Memory.Write(new GuestAddress(f), function);
-            var cpu = (EmulatorVcpu)guest.Vcpu;
-            cpu.JitThreshold = 1;
-            cpu.Chaining = mode;
+            EmulatorVcpu cpu = Chained(guest, mode);
             VcpuExit exit = cpu.Run();
             Assert.True(exit.Kind == VcpuExitKind.Halt, $"{mode}: {exit.Kind} {exit.Detail}");
             Assert.Equal(2_000UL * (1 + 2 + 3), cpu.GetRegisters().R12);
@@ -230,10 +223,7 @@ public sealed class BlockChainingTests
         }, f);
         using EmuGuest guest = EmuHarness.Create(code);
         guest.Memory.Write(new GuestAddress(f), Function(1));
-        var cpu = (EmulatorVcpu)guest.Vcpu;
-        cpu.JitThreshold = 1;
-        cpu.Chaining = ChainMode.Translated;
-        cpu.ChainLimit = PromptnessChainLimit;
+        EmulatorVcpu cpu = Chained(guest, ChainMode.Translated, PromptnessChainLimit);
         VcpuExit exit = RunAndPoke(cpu, () => guest.Memory.Write(new GuestAddress(f), Function(2)), "the chained loop kept running the old code");
         Assert.True(exit.Kind == VcpuExitKind.Halt, $"{exit.Kind} {exit.Detail}");
         Assert.Equal(2UL, cpu.GetRegisters().Rax);

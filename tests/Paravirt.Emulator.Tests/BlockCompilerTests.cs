@@ -277,28 +277,17 @@ public sealed class BlockCompilerTests
 
     private static AssemblerRegister16 R16Of(int i) => new AssemblerRegister16[] { ax, cx, dx, si, di, r8w, r9w, r10w, r11w, r12w, r13w, r14w }[i];
 
+    /// <summary>cmovcc (cc 0-15: o, no, b, ae, e, ne, be, a, s, ns, p, np, l, ge, le, g) between R32 or R64 registers.</summary>
     private static void Cmov(Assembler a, int cc, bool wide, int x, int y)
     {
-        if (!wide)
+        // Iced lists each cmovcc's 16-, 32- and 64-bit forms together, in condition order: one encoding per width.
+        Code code = (wide ? Code.Cmovo_r64_rm64 : Code.Cmovo_r32_rm32) + (3 * cc);
+        Instruction cmov = wide ? Instruction.Create(code, R64[x].Value, R64[y].Value) : Instruction.Create(code, R32[x].Value, R32[y].Value);
+        if (cmov.ConditionCode != (ConditionCode)(cc + 1))
         {
-            AssemblerRegister32 d = R32[x], s = R32[y];
-            Action[] narrow =
-            [
-                () => a.cmovo(d, s), () => a.cmovno(d, s), () => a.cmovb(d, s), () => a.cmovae(d, s), () => a.cmove(d, s), () => a.cmovne(d, s),
-                () => a.cmovbe(d, s), () => a.cmova(d, s), () => a.cmovs(d, s), () => a.cmovns(d, s), () => a.cmovp(d, s), () => a.cmovnp(d, s),
-                () => a.cmovl(d, s), () => a.cmovge(d, s), () => a.cmovle(d, s), () => a.cmovg(d, s),
-            ];
-            narrow[cc]();
-            return;
+            throw new InvalidOperationException($"{code} is not cmov condition {cc}");
         }
-        AssemblerRegister64 d64 = R64[x], s64 = R64[y];
-        Action[] forms =
-        [
-            () => a.cmovo(d64, s64), () => a.cmovno(d64, s64), () => a.cmovb(d64, s64), () => a.cmovae(d64, s64), () => a.cmove(d64, s64), () => a.cmovne(d64, s64),
-            () => a.cmovbe(d64, s64), () => a.cmova(d64, s64), () => a.cmovs(d64, s64), () => a.cmovns(d64, s64), () => a.cmovp(d64, s64), () => a.cmovnp(d64, s64),
-            () => a.cmovl(d64, s64), () => a.cmovge(d64, s64), () => a.cmovle(d64, s64), () => a.cmovg(d64, s64),
-        ];
-        forms[cc]();
+        a.AddInstruction(cmov);
     }
 
     private static void Setcc(Assembler a, int cc, AssemblerRegister8 d)
@@ -342,6 +331,49 @@ public sealed class BlockCompilerTests
         return (exit, vcpu.GetRegisters(), cpu.Retired, memory.GetSpan(new GuestAddress(EmuHarness.CodeAddress), 0x2000).ToArray(), cpu.TranslatedBlocksCompleted);
     }
 
+    /// <summary>Any 64-bit value, with the sign bit set half the time.</summary>
+    private static ulong AnyValue(Random r) => (ulong)r.NextInt64() ^ ((ulong)r.Next(2) << 63);
+
+    /// <summary>Sixteen initial register values (Run's order), each drawn by <paramref name="value"/>.</summary>
+    private static ulong[] RandomRegisters(Random r, Func<Random, ulong> value)
+    {
+        ulong[] init = new ulong[16];
+        for (int i = 0; i < 16; i++)
+        {
+            init[i] = value(r);
+        }
+        return init;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="code"/> from <paramref name="init"/> interpreted only, then translating every block from its
+    /// first run: the exit, registers, instruction count and data must agree, and the first run must not have run
+    /// translated code. Returns how many translated blocks the second run completed.
+    /// </summary>
+    private static long AssertTranslationMatches(byte[] code, ulong[] init, ulong dataBase, string what)
+    {
+        var interpreted = Run(code, init, threshold: 0, dataBase);
+        var translated = Run(code, init, threshold: 1, dataBase);
+        Assert.True(interpreted.Exit == translated.Exit, $"{what}: exit {interpreted.Exit} vs {translated.Exit}");
+        Assert.True(interpreted.Regs == translated.Regs, $"{what}: registers\n{interpreted.Regs}\n{translated.Regs}");
+        Assert.True(interpreted.Count == translated.Count, $"{what}: count {interpreted.Count} vs {translated.Count}");
+        Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"{what}: memory differs");
+        Assert.True(interpreted.TranslatedRuns == 0, $"{what}: the interpreter-only run ran translated code");
+        return translated.TranslatedRuns;
+    }
+
+    /// <summary>Twenty rounds of <see cref="AssertTranslationMatches"/> (data in the page after the code) from registers drawn by <paramref name="value"/>, then adjusted by <paramref name="adjust"/>.</summary>
+    private static void AssertTranslationMatchesInRandomRounds(byte[] code, int seed, Func<Random, ulong> value, Action<ulong[], int>? adjust = null)
+    {
+        var r = new Random(seed);
+        for (int round = 0; round < 20; round++)
+        {
+            ulong[] init = RandomRegisters(r, value);
+            adjust?.Invoke(init, round);
+            AssertTranslationMatches(code, init, EmuHarness.CodeAddress + 0x1000, $"round {round}");
+        }
+    }
+
     [Fact]
     public void TranslatedBlocks_MatchTheInterpreter()
     {
@@ -371,21 +403,10 @@ public sealed class BlockCompilerTests
                 a.xor(edx, 0x55);
                 a.ret();
             });
-            ulong[] init = new ulong[16];
-            for (int i = 0; i < 16; i++)
-            {
-                init[i] = (ulong)r.NextInt64() ^ ((ulong)r.Next(2) << 63);
-            }
+            ulong[] init = RandomRegisters(r, AnyValue);
             // Data in the page after the code, or (sometimes) in the code's own page: every store then bails out.
             ulong dataBase = r.Next(3) == 0 ? EmuHarness.CodeAddress + 0x800 : EmuHarness.CodeAddress + 0x1000;
-            var interpreted = Run(code, init, threshold: 0, dataBase);
-            var translated = Run(code, init, threshold: 1, dataBase);
-            Assert.True(interpreted.Exit == translated.Exit, $"program {program}: exit {interpreted.Exit} vs {translated.Exit}");
-            Assert.True(interpreted.Regs == translated.Regs, $"program {program}: registers\n{interpreted.Regs}\n{translated.Regs}");
-            Assert.True(interpreted.Count == translated.Count, $"program {program}: count {interpreted.Count} vs {translated.Count}");
-            Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"program {program}: memory differs");
-            Assert.True(interpreted.TranslatedRuns == 0, $"program {program}: the interpreter-only run ran translated code");
-            if (translated.TranslatedRuns > 0)
+            if (AssertTranslationMatches(code, init, dataBase, $"program {program}") > 0)
             {
                 ranTranslated++;
             }
@@ -447,21 +468,7 @@ public sealed class BlockCompilerTests
             a.jnz(top);
             a.hlt();
         });
-        var r = new Random(256);
-        for (int round = 0; round < 20; round++)
-        {
-            ulong[] init = new ulong[16];
-            for (int i = 0; i < 16; i++)
-            {
-                init[i] = (ulong)r.NextInt64() ^ ((ulong)r.Next(2) << 63);
-            }
-            var interpreted = Run(code, init, threshold: 0, EmuHarness.CodeAddress + 0x1000);
-            var translated = Run(code, init, threshold: 1, EmuHarness.CodeAddress + 0x1000);
-            Assert.Equal(interpreted.Exit, translated.Exit);
-            Assert.Equal(interpreted.Regs, translated.Regs);
-            Assert.Equal(interpreted.Count, translated.Count);
-            Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"round {round}: memory differs");
-        }
+        AssertTranslationMatchesInRandomRounds(code, seed: 256, AnyValue);
     }
     [Fact]
     public void IncDecAndIndirectCalls_MatchTheInterpreter()
@@ -509,21 +516,10 @@ public sealed class BlockCompilerTests
             a.dec(edx);
             a.ret();
         });
-        var r = new Random(4004);
-        for (int round = 0; round < 20; round++)
-        {
-            ulong[] init = new ulong[16];
-            for (int i = 0; i < 16; i++)
-            {
-                init[i] = r.Next(3) switch { 0 => (ulong)r.Next(-2, 2), 1 => (ulong)r.NextInt64() ^ ((ulong)r.Next(2) << 63), _ => 0xFFFF_FFFFUL + (ulong)r.Next(-1, 2) };
-            }
-            init[5] = round % 2 == 0 ? 0x7FFF_FFFF_0000UL : EmuHarness.CodeAddress + 0x1800; // rbp: the last round's rsp
-            var interpreted = Run(code, init, threshold: 0, EmuHarness.CodeAddress + 0x1000);
-            var translated = Run(code, init, threshold: 1, EmuHarness.CodeAddress + 0x1000);
-            Assert.Equal(interpreted.Exit, translated.Exit);
-            Assert.Equal(interpreted.Regs, translated.Regs);
-            Assert.Equal(interpreted.Count, translated.Count);
-            Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"round {round}: memory differs");
-        }
+        AssertTranslationMatchesInRandomRounds(
+            code,
+            seed: 4004,
+            r => r.Next(3) switch { 0 => (ulong)r.Next(-2, 2), 1 => AnyValue(r), _ => 0xFFFF_FFFFUL + (ulong)r.Next(-1, 2) },
+            (init, round) => init[5] = round % 2 == 0 ? 0x7FFF_FFFF_0000UL : EmuHarness.CodeAddress + 0x1800); // rbp: the last round's rsp
     }
 }

@@ -43,7 +43,6 @@ public sealed class DebugTests
     /// <summary>A guest with its own IDT whose #DE handler sets rbx and halts; divides by zero after <c>lidt</c>. Returns the addresses of the div and the handler.</summary>
     private static EmuGuest GuestWithOwnIdt(out ulong div, out ulong handler)
     {
-        const ulong idt = 0x8000;
         byte[] code = EmuHarness.Assemble(a =>
         {
             Label idtr = a.CreateLabel(), de = a.CreateLabel();
@@ -54,17 +53,13 @@ public sealed class DebugTests
             a.Label(ref de);
             a.mov(ebx, 0x77);
             a.hlt();
-            a.Label(ref idtr);
-            a.dw(0xFFF);
-            a.dq(idt);
+            EmuHarness.Idtr(a, ref idtr);
         });
         List<Instruction> ins = Decode(code);
         div = ins.First(i => i.Mnemonic == Mnemonic.Div).IP;
         handler = ins.First(i => i.Mnemonic == Mnemonic.Mov && i.Immediate32 == 0x77).IP;
         EmuGuest guest = EmuHarness.Create(code);
-        ulong low = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16) & 0xFFFF) << 48;
-        guest.Memory.WriteUInt64(new GuestAddress(idt), low);
-        guest.Memory.WriteUInt64(new GuestAddress(idt + 8), handler >> 32);
+        EmuHarness.WriteInterruptGate(guest.Memory, 0, handler); // #DE
         return guest;
     }
 

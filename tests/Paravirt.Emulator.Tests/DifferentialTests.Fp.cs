@@ -168,11 +168,8 @@ public sealed partial class DifferentialTests
     ];
 
     [NativeX64WithFact("bmi2", "adx", "movbe")]
-    public void Bmi2AdxAndMovbeForms_MatchTheRealCpu()
-    {
-        var failures = new List<string>();
-        int emulatorOnly = 0;
-        int cases = RunForms(GprExtensions, 2013, failures, ref emulatorOnly, 300, (in Instruction ins, CpuState input, Random r, Case c) =>
+    public void Bmi2AdxAndMovbeForms_MatchTheRealCpu() =>
+        AssertFormsMatch("BMI2/ADX/MOVBE", GprExtensions, 2013, minimumCases: 6000, casesPerForm: 300, (in Instruction ins, CpuState input, Random r, Case c) =>
         {
             if (ins.Mnemonic == Mnemonic.Bzhi && r.Next(2) == 0 && ins.Op2Kind == OpKind.Register)
             {
@@ -180,21 +177,10 @@ public sealed partial class DifferentialTests
                 input.Gpr[n] = (input.Gpr[n] & ~0xFFUL) | (uint)r.Next(0, 70); // indexes around the operand size
             }
         });
-        _out.WriteLine($"{cases} BMI2/ADX/MOVBE cases, {failures.Count} failures");
-        Assert.True(cases > 6000, $"only {cases} cases");
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
-    }
 
     [NativeX64WithFact("ssse3", "sse4_1", "sse4_2")]
-    public void SimdIntegerAndStringForms_MatchTheRealCpu()
-    {
-        var failures = new List<string>();
-        int emulatorOnly = 0;
-        int cases = RunForms(SimdInteger, 4711, failures, ref emulatorOnly, 300, PrepareSimdInteger);
-        _out.WriteLine($"{cases} SSSE3/SSE4.x integer and string cases, {failures.Count} failures");
-        Assert.True(cases > 15000, $"only {cases} cases");
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
-    }
+    public void SimdIntegerAndStringForms_MatchTheRealCpu() =>
+        AssertFormsMatch("SSSE3/SSE4.x integer and string", SimdInteger, 4711, minimumCases: 15000, casesPerForm: 300, PrepareSimdInteger);
 
     /// <summary>Doubles at the thresholds: products and quotients that round to (or just miss) the smallest normal, tiny sums, the overflow edge.</summary>
     private static ulong[] DoubleEdges()
@@ -371,7 +357,7 @@ public sealed partial class DifferentialTests
     [LinuxX64Fact]
     public void Maskmovdqu_StoresTheSelectedBytes_AsTheRealCpu()
     {
-        var failures = new List<string>();
+        var tally = new Tally(_out, keep: 10);
         var r = new Random(777);
         for (int k = 0; k < 300; k++)
         {
@@ -382,22 +368,12 @@ public sealed partial class DifferentialTests
             {
                 a.maskmovdqu(new AssemblerRegisterXMM(Register.XMM0 + data), new AssemblerRegisterXMM(Register.XMM0 + mask));
             }, input, 0, $"maskmovdqu xmm{data},xmm{mask} rdi=0x{input.Gpr[7]:x}");
-            if (e is not null && failures.Count < 10)
-            {
-                failures.Add(e);
-            }
+            tally.Count(e);
         }
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
+        tally.AssertNone("maskmovdqu cases");
     }
 
     [NativeX64WithFact("sse3", "sse4_1")]
-    public void SseFloatingPointForms_MatchTheRealCpu()
-    {
-        var failures = new List<string>();
-        int emulatorOnly = 0;
-        int cases = RunForms(SseFp, 31337, failures, ref emulatorOnly, FpCasesPerForm, PrepareSseFp);
-        _out.WriteLine($"{cases} SSE floating-point cases, {failures.Count} failures");
-        Assert.True(cases > 25000, $"only {cases} cases");
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
-    }
+    public void SseFloatingPointForms_MatchTheRealCpu() =>
+        AssertFormsMatch("SSE floating-point", SseFp, 31337, minimumCases: 25000, FpCasesPerForm, PrepareSseFp);
 }

@@ -320,13 +320,6 @@ public sealed partial class DifferentialTests
     }
 
     [NativeX64WithFact("fpu")]
-    public void X87InstructionForms_MatchTheRealCpu()
-    {
-        var failures = new List<string>();
-        int emulatorOnly = 0;
-        int cases = RunForms(X87Exact, 8087, failures, ref emulatorOnly, X87CasesPerForm, PrepareX87);
-        _out.WriteLine($"{cases} x87 cases, {failures.Count} failures");
-        Assert.True(cases > 40000, $"only {cases} cases");
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
-    }
+    public void X87InstructionForms_MatchTheRealCpu() =>
+        AssertFormsMatch("x87", X87Exact, 8087, minimumCases: 40000, X87CasesPerForm, PrepareX87);
 }

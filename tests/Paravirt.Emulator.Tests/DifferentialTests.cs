@@ -725,27 +725,53 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
         return cases;
     }
 
-    [LinuxX64Fact]
-    public void IntegerInstructionForms_MatchTheRealCpu()
+    /// <summary>
+    /// Runs <see cref="RunForms"/> over <paramref name="set"/>: more than <paramref name="minimumCases"/> cases must run
+    /// and none fail. Logs the counts (emulator-only: cases the real CPU could not run in the harness, a divide error).
+    /// </summary>
+    private void AssertFormsMatch(string what, HashSet<Mnemonic> set, int seed, int minimumCases, int casesPerForm = CasesPerForm, PrepareCase? prepare = null)
     {
         var failures = new List<string>();
         int emulatorOnly = 0;
-        int cases = RunForms(Integer, 12345, failures, ref emulatorOnly);
-        _out.WriteLine($"{cases} integer cases ({emulatorOnly} divide-error cases emulator-only), {failures.Count} failures");
-        Assert.True(cases > 15000, $"only {cases} cases");
+        int cases = RunForms(set, seed, failures, ref emulatorOnly, casesPerForm, prepare);
+        _out.WriteLine($"{cases} {what} cases ({emulatorOnly} emulator-only), {failures.Count} failures");
+        Assert.True(cases > minimumCases, $"only {cases} cases");
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
-    [LinuxX64Fact]
-    public void SseInstructionForms_MatchTheRealCpu()
+    /// <summary>
+    /// A hand-written differential test's count of cases and its first failures (at most <paramref name="keep"/>, so
+    /// that one broken instruction does not bury the report).
+    /// </summary>
+    private sealed class Tally(ITestOutputHelper output, int keep = 20)
     {
-        var failures = new List<string>();
-        int emulatorOnly = 0;
-        int cases = RunForms(Sse, 777, failures, ref emulatorOnly);
-        _out.WriteLine($"{cases} SSE cases, {failures.Count} failures");
-        Assert.True(cases > 3000, $"only {cases} cases");
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
+        private readonly List<string> _failures = [];
+
+        public int Cases { get; private set; }
+
+        /// <summary>Counts one case; <paramref name="failure"/> is its mismatch, null when the emulator agreed.</summary>
+        public void Count(string? failure)
+        {
+            Cases++;
+            if (failure is not null && _failures.Count < keep)
+            {
+                _failures.Add(failure);
+            }
+        }
+
+        /// <summary>Logs how many <paramref name="what"/> ran and fails with the kept failures, if any.</summary>
+        public void AssertNone(string what)
+        {
+            output.WriteLine($"{Cases} {what}, {_failures.Count} failures");
+            Assert.True(_failures.Count == 0, string.Join("\n", _failures));
+        }
     }
+
+    [LinuxX64Fact]
+    public void IntegerInstructionForms_MatchTheRealCpu() => AssertFormsMatch("integer", Integer, 12345, minimumCases: 15000);
+
+    [LinuxX64Fact]
+    public void SseInstructionForms_MatchTheRealCpu() => AssertFormsMatch("SSE", Sse, 777, minimumCases: 3000);
 
     // ---- sequences: control flow, stack, string instructions ----
 
@@ -770,9 +796,8 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
     [LinuxX64Fact]
     public void ConditionalBranches_MatchTheRealCpu()
     {
-        var failures = new List<string>();
+        var tally = new Tally(_out);
         var r = new Random(4242);
-        int cases = 0;
         foreach (Code jcc in Jccs)
         {
             for (int k = 0; k < 64; k++)
@@ -786,33 +811,18 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
                     Instruction.Create(Code.Mov_rm64_imm32, Register.R8, 1),
                     Instruction.Create(Code.Mov_rm64_imm32, Register.R9, 2),
                 ];
-                string? e = Compare(_cpu.EncodeTest(seq), input, 0, () => $"{jcc} rflags=0x{input.Rflags:x}");
-                cases++;
-                if (e is not null && failures.Count < 20)
-                {
-                    failures.Add(e);
-                }
+                tally.Count(Compare(_cpu.EncodeTest(seq), input, 0, () => $"{jcc} rflags=0x{input.Rflags:x}"));
             }
         }
-        _out.WriteLine($"{cases} jcc cases");
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
+        tally.AssertNone("jcc cases");
     }
 
     [LinuxX64Fact]
     public void LoopsCallsReturnsAndStack_MatchTheRealCpu()
     {
-        var failures = new List<string>();
+        var tally = new Tally(_out);
         var r = new Random(99);
-        int cases = 0;
-        void Check(string what, Action<Assembler> build, CpuState input, ulong undefined = 0)
-        {
-            string? e = CompareSequence(build, input, undefined, what);
-            cases++;
-            if (e is not null && failures.Count < 20)
-            {
-                failures.Add(e);
-            }
-        }
+        void Check(string what, Action<Assembler> build, CpuState input, ulong undefined = 0) => tally.Count(CompareSequence(build, input, undefined, what));
         for (int k = 0; k < 200; k++)
         {
             CpuState input = RandomState(r);
@@ -914,16 +924,14 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
                 a.setc(dl);
             }, input);
         }
-        _out.WriteLine($"{cases} control-flow and stack cases");
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
+        tally.AssertNone("control-flow and stack cases");
     }
 
     [LinuxX64Fact]
     public void StringInstructions_MatchTheRealCpu()
     {
-        var failures = new List<string>();
+        var tally = new Tally(_out);
         var r = new Random(2024);
-        int cases = 0;
         string[] ops = ["movs", "stos", "lods", "cmps", "scas"];
         for (int k = 0; k < 1500; k++)
         {
@@ -984,13 +992,8 @@ public sealed partial class DifferentialTests : IClassFixture<NativeCpuFixture>
                     default: p.scasq(); break;
                 }
             }, input, 0, what);
-            cases++;
-            if (e is not null && failures.Count < 20)
-            {
-                failures.Add(e);
-            }
+            tally.Count(e);
         }
-        _out.WriteLine($"{cases} string cases");
-        Assert.True(failures.Count == 0, string.Join("\n", failures));
+        tally.AssertNone("string cases");
     }
 }

@@ -244,18 +244,19 @@ public sealed class EmulatorBehaviourTests
     [Fact]
     public void Interrupt_FromAnotherThread_StopsAnInfiniteLoop()
     {
-        byte[] code = EmuHarness.Assemble(a =>
-        {
-            Label top = a.CreateLabel();
-            a.Label(ref top);
-            a.inc(rax);
-            a.jmp(top);
-        });
-        using EmuGuest guest = EmuHarness.Create(code);
+        using EmuGuest guest = EmuHarness.Create(EmuHarness.CountingSpin());
         var (memory, vm, vcpu) = guest;
         using var timer = new Timer(_ => vcpu.Interrupt(), null, 50, Timeout.Infinite);
         Assert.Equal(VcpuExitKind.Interrupted, vcpu.Run().Kind);
         Assert.True(vcpu.GetRegisters().Rax > 0);
+    }
+
+    /// <summary>Emits <c>mov eax, imm32</c> with <paramref name="imm"/> bound to its immediate, for code that patches it.</summary>
+    private static void MovEaxWithLabelledImmediate(Assembler a, ref Label imm, uint value)
+    {
+        a.db(0xB8);
+        a.Label(ref imm);
+        a.dd(value);
     }
 
     [Fact]
@@ -273,9 +274,7 @@ public sealed class EmulatorBehaviourTests
             a.call(func);
             a.hlt();
             a.Label(ref func);
-            a.db(0xB8); // mov eax, imm32
-            a.Label(ref imm);
-            a.dd(1);
+            MovEaxWithLabelledImmediate(a, ref imm, 1);
             a.ret();
         });
         using EmuGuest guest = EmuHarness.RunToHalt(code);
@@ -294,9 +293,7 @@ public sealed class EmulatorBehaviourTests
             Label imm = a.CreateLabel();
             a.lea(rdx, __[imm]);
             a.mov(__dword_ptr[rdx], 7);
-            a.db(0xB8); // mov eax, imm32
-            a.Label(ref imm);
-            a.dd(1);
+            MovEaxWithLabelledImmediate(a, ref imm, 1);
             a.hlt();
         });
         using EmuGuest guest = EmuHarness.RunToHalt(code);
@@ -326,10 +323,7 @@ public sealed class EmulatorBehaviourTests
     {
         byte[] code = EmuHarness.Assemble(a =>
         {
-            a.mov(eax, 1);
-            a.cpuid();
-            a.mov(r8, rdx);
-            a.mov(r9, rcx);
+            EmuHarness.Cpuid(a, 1, (rdx, r8), (rcx, r9));
             a.rdtsc();
             a.hlt();
         });

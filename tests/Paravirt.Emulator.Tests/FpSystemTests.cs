@@ -51,9 +51,7 @@ public sealed class FpSystemTests
                     a.mov(r14, cr2);
                     a.hlt();
                 }, stub));
-                ulong low = (stub & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | (((stub >> 16) & 0xFFFF) << 48);
-                memory.WriteUInt64(new GuestAddress(Idt + (ulong)(v * 16)), low);
-                memory.WriteUInt64(new GuestAddress(Idt + (ulong)(v * 16) + 8), stub >> 32);
+                EmuHarness.WriteInterruptGate(memory, v, stub, Idt);
             }
             VcpuState state = guest.Vcpu.GetState();
             state.Idtr = new DescriptorTableRegister(Idt, 32 * 16 - 1);
@@ -339,9 +337,7 @@ public sealed class FpSystemTests
         // Phase 1 leaves state everywhere; phase 2 (after the first hlt) reads it back into registers and memory.
         byte[] code = EmuHarness.Assemble(a =>
         {
-            a.mov(rax, cr4);
-            a.bts(rax, 16);                                       // CR4.FSGSBASE
-            a.mov(cr4, rax);
+            EmuHarness.SetCr4Bit(a, 16);                          // CR4.FSGSBASE
             a.mov(rax, cr0);
             a.or(rax, 2);                                         // CR0.MP
             a.mov(cr0, rax);

@@ -32,7 +32,7 @@ public sealed class HostileGuestTests
         ulong iterations = budget - 2; // xor and mov came first
         Assert.Equal(iterations, r.Rsi);
         Assert.Equal(ulong.MaxValue - iterations, r.Rcx);
-        Assert.Equal(EmuHarness.CodeAddress + (ulong)code.AsSpan().IndexOf([(byte)0xF3, (byte)0xAC]), r.Rip); // still on the rep, as after an interrupt on hardware
+        Assert.Equal(EmuHarness.AddressOf(code, [0xF3, 0xAC]), r.Rip); // still on the rep, as after an interrupt on hardware
     }
 
     [Fact]
@@ -81,7 +81,7 @@ public sealed class HostileGuestTests
         Assert.Equal(VcpuExitKind.Interrupted, exit.Kind);
         VcpuRegisters r = vcpu.GetRegisters();
         Assert.True(r.Rdi < marker, $"the scan finished (rdi 0x{r.Rdi:x}) before the interrupt was taken");
-        Assert.Equal(EmuHarness.CodeAddress + (ulong)code.AsSpan().IndexOf([(byte)0xF3, (byte)0xAE]), r.Rip); // on the rep, which resumes where it stopped
+        Assert.Equal(EmuHarness.AddressOf(code, [0xF3, 0xAE]), r.Rip); // on the rep, which resumes where it stopped
         Assert.Equal(ulong.MaxValue - (r.Rdi - start), r.Rcx);
         Assert.Equal(VcpuExitKind.Halt, vcpu.Run().Kind);
         Assert.Equal(marker + 1, vcpu.GetRegisters().Rdi);
@@ -131,12 +131,9 @@ public sealed class HostileGuestTests
     public void CodeReadFromDiskOverCodeTheGuestRan_RunsTheNewCode()
     {
         // The real device path: the block device writes the sector into guest memory through GuestMemory.
-        string disk = Path.Combine(Path.GetTempPath(), $"paravirt-code-{Guid.NewGuid():N}.img");
+        string disk = CodeFromDiskGuest.WriteDisk();
         try
         {
-            byte[] contents = new byte[1 << 20];
-            CodeFromDiskGuest.Sector().CopyTo(contents, 0);
-            File.WriteAllBytes(disk, contents);
             using var device = new BlockDevice("disk0", disk);
             var runner = new GuestRunner(new BackendSelector([new EmulatorBackend()]), new HypercallDispatcher([new CoreHypercalls(), new DeviceHypercalls()]));
             GuestImage image = ElfLoader.Parse(CodeFromDiskGuest.Build(), Paravirt.Abi.AbiVersion.Current);

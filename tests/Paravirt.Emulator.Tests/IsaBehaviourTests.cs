@@ -150,26 +150,12 @@ public sealed class IsaBehaviourTests
         // One table for the whole machine: the user-level ISA and the system side, nothing more.
         (VcpuExit exit, EmulatorVcpu vcpu, EmuGuest guest) = Run(a =>
         {
-            a.mov(eax, 1);
-            a.cpuid();
-            a.mov(r8, rcx);
-            a.mov(r9, rdx);
-            a.mov(eax, 7);
-            a.xor(ecx, ecx);
-            a.cpuid();
-            a.mov(r10, rbx);
-            a.mov(eax, 0x8000_0001);
-            a.cpuid();
-            a.mov(r11, rcx);
-            a.mov(r12, rdx);
-            a.mov(eax, 0x8000_0008);
-            a.cpuid();
-            a.mov(r13, rax);
-            a.mov(eax, 0x8000_0000);
-            a.cpuid();
-            a.mov(r14, rax);
-            a.xor(eax, eax);
-            a.cpuid();
+            EmuHarness.Cpuid(a, 1, (rcx, r8), (rdx, r9));
+            EmuHarness.Cpuid(a, 7, subleaf: 0, (rbx, r10));
+            EmuHarness.Cpuid(a, 0x8000_0001, (rcx, r11), (rdx, r12));
+            EmuHarness.Cpuid(a, 0x8000_0008, (rax, r13));
+            EmuHarness.Cpuid(a, 0x8000_0000, (rax, r14));
+            EmuHarness.Cpuid(a, 0);                  // the vendor string and highest leaf stay in rax, rbx, rdx, rcx
             a.hlt();
         });
         using (guest)

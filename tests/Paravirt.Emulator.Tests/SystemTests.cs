@@ -94,9 +94,7 @@ public sealed class SystemTests
     {
         byte[] code = EmuHarness.Assemble(a =>
         {
-            a.mov(rax, cr4);
-            a.bts(rax, 16);                                   // CR4.FSGSBASE
-            a.mov(cr4, rax);
+            EmuHarness.SetCr4Bit(a, 16);                          // CR4.FSGSBASE
             a.mov(rax, 0x20_0000);
             a.wrfsbase(rax);
             a.mov(__qword_ptr[(long)0x20_0010], 0x1234);
@@ -207,9 +205,7 @@ public sealed class SystemTests
     {
         byte[] code = EmuHarness.Assemble(a =>
         {
-            a.mov(rax, cr4);
-            a.bts(rax, (byte)bit);
-            a.mov(cr4, rax);
+            EmuHarness.SetCr4Bit(a, (byte)bit);
             a.hlt();
         });
         Assert.StartsWith($"general protection fault (#GP): {expected}", EmuHarness.RunToFault(code), StringComparison.Ordinal);
@@ -254,7 +250,6 @@ public sealed class SystemTests
     [Fact]
     public void A_requested_interrupt_is_held_while_IF_is_clear_and_taken_after_sti()
     {
-        const ulong idt = 0x8000;
         byte[] code = EmuHarness.Assemble(a =>
         {
             Label idtr = a.CreateLabel(), handler = a.CreateLabel(), spin = a.CreateLabel();
@@ -272,23 +267,16 @@ public sealed class SystemTests
             a.inc(rbx);
             a.mov(rdi, __qword_ptr[rsp]);                     // the interrupted rip
             a.iretq();
-            a.Label(ref idtr);
-            a.dw(0xFFF);
-            a.dq(idt);
+            EmuHarness.Idtr(a, ref idtr);
         });
         using EmuGuest guest = EmuHarness.Create(code);
-        byte[] assembled = code;
-        ulong handlerAddress = EmuHarness.CodeAddress + (ulong)assembled.AsSpan().IndexOf([(byte)0x48, (byte)0xFF, (byte)0xC3]); // inc rbx
-        ulong low = (handlerAddress & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handlerAddress >> 16) & 0xFFFF) << 48;
-        guest.Memory.WriteUInt64(new GuestAddress(idt + (0x40 * 16)), low);
-        guest.Memory.WriteUInt64(new GuestAddress(idt + (0x40 * 16) + 8), handlerAddress >> 32);
+        EmuHarness.WriteInterruptGate(guest.Memory, 0x40, EmuHarness.AddressOf(code, [0x48, 0xFF, 0xC3])); // inc rbx
         guest.Vcpu.RequestInterrupt(0x40);
         VcpuExit exit = guest.Vcpu.Run();
         Assert.True(exit.Kind == VcpuExitKind.Halt, $"{exit.Kind} {exit.Detail}");
         VcpuRegisters r = guest.Vcpu.GetRegisters();
         Assert.Equal((0UL, 1UL), (r.Rdx, r.Rsi));                    // not before STI, once after it
-        ulong movRsi = EmuHarness.CodeAddress + (ulong)assembled.AsSpan().IndexOf([(byte)0x48, (byte)0x89, (byte)0xDE]); // mov rsi, rbx
-        Assert.Equal(movRsi, r.Rdi);                                 // after the nop in the shadow
+        Assert.Equal(EmuHarness.AddressOf(code, [0x48, 0x89, 0xDE]), r.Rdi);   // mov rsi, rbx: after the nop in the shadow
         Assert.Equal(0x200UL, r.Rflags & 0x200);
         Assert.Throws<ArgumentOutOfRangeException>(() => guest.Vcpu.RequestInterrupt(31));
     }

@@ -51,12 +51,9 @@ internal static partial class CrossBackendScenarios
         var statuses = new List<long>();
         foreach (IHypervisorBackend backend in new IHypervisorBackend[] { new KvmBackend(), new EmulatorBackend() })
         {
-            string disk = Path.Combine(Path.GetTempPath(), $"paravirt-code-{Guid.NewGuid():N}.img");
+            string disk = CodeFromDiskGuest.WriteDisk();
             try
             {
-                byte[] contents = new byte[1 << 20];
-                CodeFromDiskGuest.Sector().CopyTo(contents, 0);
-                File.WriteAllBytes(disk, contents);
                 using var device = new BlockDevice("disk0", disk);
                 (RunResult r, _) = RunImage(elf, backend, [device]);
                 if (r.Outcome != RunOutcome.Exited)

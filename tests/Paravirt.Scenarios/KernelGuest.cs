@@ -211,26 +211,16 @@ internal static class KernelGuest
         a.xor(ecx, ecx);
         a.mov(eax, 1);
         a.xor(edx, edx);
-        Here("k_de");
-        a.div(ecx);
-        Here("k_de_done");
-        Here("k_ud");
-        a.ud2();
-        Here("k_ud_done");
+        here.Faulting("k_de", () => a.div(ecx));
+        here.Faulting("k_ud", () => a.ud2());
         Here("k_int3");
         a.int3();
         Here("k_int3_after");
         a.nop();
         a.mov(rax, unchecked((long)0x8000_0000_0000_0000UL));
-        Here("k_gp");
-        a.mov(rax, __qword_ptr[rax]);
-        Here("k_gp_done");
-        Here("k_pf_read");
-        a.mov(rax, __qword_ptr[(long)Unmapped]);
-        Here("k_pf_read_done");
-        Here("k_pf_write");
-        a.mov(__byte_ptr[(long)UserReadOnly], 1);
-        Here("k_pf_write_done");
+        here.Faulting("k_gp", () => a.mov(rax, __qword_ptr[rax]));
+        here.Faulting("k_pf_read", () => a.mov(rax, __qword_ptr[(long)Unmapped]));
+        here.Faulting("k_pf_write", () => a.mov(__byte_ptr[(long)UserReadOnly], 1));
         a.mov(rax, (long)NxPage);
         Here("k_nx_call");
         a.call(rax);
@@ -241,9 +231,7 @@ internal static class KernelGuest
         Here("k_int80_after");
         a.nop();
         a.mov(eax, KernelCs);
-        Here("k_ltr");
-        a.ltr(ax);                                  // a code segment is no TSS: #GP(selector)
-        Here("k_ltr_done");
+        here.Faulting("k_ltr", () => a.ltr(ax));   // a code segment is no TSS: #GP(selector)
 
         // --- the FPU under CR0 and the page tables: lazy FPU switching (CR0.TS: #NM for x87 and SSE), an unmasked
         // x87 exception left pending until the next waiting instruction (#MF), FP operands that cross into an
@@ -251,12 +239,8 @@ internal static class KernelGuest
         a.mov(rax, cr0);
         a.or(rax, 8);
         a.mov(cr0, rax);
-        Here("k_nm_x87");
-        a.fld1();
-        Here("k_nm_x87_done");
-        Here("k_nm_sse");
-        a.addsd(xmm0, xmm1);
-        Here("k_nm_sse_done");
+        here.Faulting("k_nm_x87", () => a.fld1());
+        here.Faulting("k_nm_sse", () => a.addsd(xmm0, xmm1));
         a.clts();
         a.fninit();
         a.mov(__word_ptr[(long)FpuScratch], 0x37B);                 // unmask divide by zero
@@ -264,16 +248,10 @@ internal static class KernelGuest
         a.fld1();
         a.fldz();
         a.fdivp(st1, st0);                                          // pending, no fault yet
-        Here("k_mf");
-        a.wait();
-        Here("k_mf_done");
+        here.Faulting("k_mf", () => a.wait());
         a.fninit();
-        Here("k_pf_fld");
-        a.fld(__tword_ptr[(long)(Unmapped - 4)]);
-        Here("k_pf_fld_done");
-        Here("k_pf_fxsave");
-        a.fxsave64(__[(long)(Unmapped - 0x100)]);
-        Here("k_pf_fxsave_done");
+        here.Faulting("k_pf_fld", () => a.fld(__tword_ptr[(long)(Unmapped - 4)]));
+        here.Faulting("k_pf_fxsave", () => a.fxsave64(__[(long)(Unmapped - 0x100)]));
 
         // --- a timer interrupt held pending while IF=0: poll wakes up, STI delivers it after the next instruction
         Hypercall(a, HypercallCode.ClockMonotonic);
@@ -538,38 +516,20 @@ internal static class KernelGuest
         a.int3();
         Here("u_int3_after");
         a.nop();
-        Here("u_read_kernel");
-        a.mov(rax, __qword_ptr[(long)KernelData]);
-        Here("u_read_kernel_done");
-        Here("u_write_ro");
-        a.mov(__byte_ptr[(long)UserReadOnly], 1);
-        Here("u_write_ro_done");
-        Here("u_hlt");
-        a.hlt();
-        Here("u_hlt_done");
-        Here("u_out");
-        a.@out(0x80, al);
-        Here("u_out_done");
-        Here("u_cli");
-        a.cli();
-        Here("u_cli_done");
+        here.Faulting("u_read_kernel", () => a.mov(rax, __qword_ptr[(long)KernelData]));
+        here.Faulting("u_write_ro", () => a.mov(__byte_ptr[(long)UserReadOnly], 1));
+        here.Faulting("u_hlt", () => a.hlt());
+        here.Faulting("u_out", () => a.@out(0x80, al));
+        here.Faulting("u_cli", () => a.cli());
         if (withIdtIndexErrorCode)
         {
-            Here("u_int81");
-            a.@int(0x81);
-            Here("u_int81_done");
+            here.Faulting("u_int81", () => a.@int(0x81));
         }
-        Here("u_cr0");
-        a.mov(rax, cr0);
-        Here("u_cr0_done");
+        here.Faulting("u_cr0", () => a.mov(rax, cr0));
         a.mov(ecx, 0xC000_0080);
-        Here("u_rdmsr");
-        a.rdmsr();
-        Here("u_rdmsr_done");
+        here.Faulting("u_rdmsr", () => a.rdmsr());
         a.mov(rax, (long)UserData);
-        Here("u_nx");
-        a.call(rax);
-        Here("u_nx_done");
+        here.Faulting("u_nx", () => a.call(rax));
         a.add(rsp, 8);
         // single step: TF set by POPF traps after the instruction that follows it
         a.pushfq();
@@ -616,6 +576,17 @@ internal static class KernelGuest
             a.Label(ref _last);
             _count = a.Instructions.Count;
             named[name] = _last;
+        }
+
+        /// <summary>
+        /// Emits an instruction that faults, marked <paramref name="name"/>, and marks <c>name_done</c> after it: where
+        /// the fault handler resumes (the resume table pairs the two).
+        /// </summary>
+        public void Faulting(string name, Action instruction)
+        {
+            Mark(name);
+            instruction();
+            Mark(name + "_done");
         }
     }
 
@@ -727,6 +698,16 @@ internal static class CodeFromDiskGuest
         byte[] sector = new byte[512];
         new byte[] { 0xB8, 2, 0, 0, 0, 0xC3 }.CopyTo(sector, 0);
         return sector;
+    }
+
+    /// <summary>Writes a 1 MiB disk image holding <see cref="Sector"/> at sector 0 to a new temporary file (the caller deletes it) and returns its path.</summary>
+    public static string WriteDisk()
+    {
+        string disk = Path.Combine(Path.GetTempPath(), $"paravirt-code-{Guid.NewGuid():N}.img");
+        byte[] contents = new byte[1 << 20];
+        Sector().CopyTo(contents, 0);
+        File.WriteAllBytes(disk, contents);
+        return disk;
     }
 
     public static byte[] Build()

@@ -2,6 +2,7 @@ using System.Runtime.Versioning;
 using Iced.Intel;
 using Paravirt.Hypervisor.Memory;
 using static Iced.Intel.AssemblerRegisters;
+using static Paravirt.Scenarios.RawGuestCode;
 
 namespace Paravirt.Scenarios;
 
@@ -15,7 +16,7 @@ internal sealed class ScenarioSkippedException(string message) : Exception(messa
 [SupportedOSPlatform("linux")]
 internal static class KvmScenarios
 {
-    private const ulong ImageBase = EntryConvention.ImageMinAddress;
+    private const ulong PageEntry = GuestLayout.HypercallPage + HypercallPage.EntryOffset;
     private const uint TestCode = 0x1F01, DoneCode = 0x1F02, MismatchCode = 0x1F03;
     private const ulong Xor = 0x5A5A_5A5A_5A5A_5A5A;
     private const ulong A2 = 0x1122_3344_5566_7788, A3 = 0x8877_6655_4433_2211, A4 = 0xFFFF_0000_FFFF_0000, A5 = 0x0123_4567_89AB_CDEF;
@@ -59,23 +60,6 @@ internal static class KvmScenarios
     }
 
     /// <summary>
-    /// The start of a hypercall loop guest: r12 = <paramref name="iterations"/> counts down, rbx holds the hypercall
-    /// page's entry, and each iteration (at <paramref name="loop"/>) begins with eax = TestCode; a wrong result jumps
-    /// to <paramref name="bad"/> (see <see cref="StartWithMismatchReport"/>).
-    /// </summary>
-    private static Assembler HypercallLoop(int iterations, out Label loop, out Label bad)
-    {
-        var a = new Assembler(64);
-        loop = a.CreateLabel();
-        bad = a.CreateLabel();
-        a.mov(r12, iterations);
-        a.mov(rbx, GuestLayout.HypercallPage + HypercallPage.EntryOffset);
-        a.Label(ref loop);
-        a.mov(eax, TestCode);
-        return a;
-    }
-
-    /// <summary>
     /// Ends a hypercall loop's code with its mismatch report (at <paramref name="bad"/>: the wrong result goes to the
     /// host in rdi with MismatchCode, through the hypercall page whose entry is in rbx) and starts it on KVM.
     /// </summary>
@@ -95,20 +79,21 @@ internal static class KvmScenarios
     /// </summary>
     private static string LongModeOut()
     {
-        Assembler a = HypercallLoop(LongModeIterations, out Label loop, out Label bad);
-        a.movq(xmm1, r12);          // SSE round trip (needs CPUID and CR4.OSFXSR right): rdi = r12 through xmm1
-        a.movq(rdi, xmm1);
-        a.mov(rsi, A2);
-        a.mov(rdx, A3);
-        a.mov(r10, A4);
-        a.mov(r8, A5);
-        a.call(rbx);
-        a.mov(rcx, Xor);
-        a.xor(rcx, r12);
-        a.cmp(rax, rcx);
-        a.jne(bad);
-        a.dec(r12);
-        a.jnz(loop);
+        Assembler a = HypercallLoop(LongModeIterations, PageEntry, TestCode, g =>
+        {
+            g.movq(xmm1, r12);          // SSE round trip (needs CPUID and CR4.OSFXSR right): rdi = r12 through xmm1
+            g.movq(rdi, xmm1);
+            g.mov(rsi, A2);
+            g.mov(rdx, A3);
+            g.mov(r10, A4);
+            g.mov(r8, A5);
+        }, (g, bad) =>
+        {
+            g.mov(rcx, Xor); // the host returns A1 ^ Xor
+            g.xor(rcx, r12);
+            g.cmp(rax, rcx);
+            g.jne(bad);
+        }, out Label bad);
         a.mov(eax, DoneCode);
         a.mov(edi, LongModeIterations);
         a.call(rbx);
@@ -157,7 +142,7 @@ internal static class KvmScenarios
         a.mov(rax, 0x0102_0304_0506_0708);
         a.movq(xmm3, rax);
         a.mov(eax, TestCode);
-        a.mov(rbx, GuestLayout.HypercallPage + HypercallPage.EntryOffset);
+        a.mov(rbx, PageEntry);
         a.call(rbx);                // the host answers 41
         a.add(rax, 1);
         a.mov(rdi, rax);
@@ -204,14 +189,7 @@ internal static class KvmScenarios
     {
         const int Count = 100_000_000; // more than the host lets it do
         const int WantInterrupted = 50, WantHypercalls = 2000;
-        Assembler a = HypercallLoop(Count, out Label loop, out Label bad);
-        a.mov(rdi, r12);
-        a.call(rbx);
-        a.lea(rcx, __[r12 + r12 + 1]);
-        a.cmp(rax, rcx);
-        a.jne(bad);
-        a.dec(r12);
-        a.jnz(loop);
+        Assembler a = HypercallLoop(Count, PageEntry, TestCode, g => g.mov(rdi, r12), ExpectTwiceR12PlusOne, out Label bad);
         using RawKvmGuest guest = StartWithMismatchReport(a, bad);
         IVcpu vcpu = guest.Vcpu;
 
@@ -377,13 +355,6 @@ internal static class KvmScenarios
     {
         var image = new GuestImage(code, ImageBase, [new ImageSegment(ImageBase, 0, (ulong)code.Length, (ulong)code.Length, Flags: 5)], AbiVersion.Current, []);
         return NewRunner().Run(image, new GuestRunOptions { Backend = KvmBackend.BackendName, MemorySize = memorySize, Timeout = timeout });
-    }
-
-    private static byte[] Assemble(Assembler a)
-    {
-        using var stream = new MemoryStream();
-        a.Assemble(new StreamCodeWriter(stream), ImageBase);
-        return stream.ToArray();
     }
 
     private static long Sum(IEnumerable<long> values) => values.Sum();

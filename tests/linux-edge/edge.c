@@ -172,6 +172,21 @@ static void *sleeper(void *arg)
     return NULL;
 }
 
+/* Installs handler for sig (with flags), starts body on a new thread and waits until it sets *ready. */
+static pthread_t start_signal_target(int sig, void (*handler)(int), int flags, void *(*body)(void *), volatile int *ready)
+{
+    struct sigaction sa = { 0 };
+    sa.sa_handler = handler;
+    sa.sa_flags = flags;
+    sigaction(sig, &sa, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, body, NULL);
+    while (!*ready) {
+        sched_yield();
+    }
+    return t;
+}
+
 static void threads(void)
 {
     pthread_t t[8];
@@ -184,15 +199,7 @@ static void threads(void)
     expect("8 threads x 20000 increments under a mutex", counter == 160000);
 
     /* a signal to a thread blocked in pthread_cond_wait runs its handler; the wait goes on until signalled */
-    struct sigaction sa = { 0 };
-    sa.sa_handler = on_usr1_waiter;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGUSR1, &sa, NULL);
-    pthread_t w;
-    pthread_create(&w, NULL, cv_waiter, NULL);
-    while (!cv_waiting) {
-        sched_yield();
-    }
+    pthread_t w = start_signal_target(SIGUSR1, on_usr1_waiter, SA_RESTART, cv_waiter, &cv_waiting);
     struct timespec pause = { 0, 20 * 1000 * 1000 };
     nanosleep(&pause, NULL); /* let it block in the futex */
     pthread_kill(w, SIGUSR1);
@@ -205,14 +212,7 @@ static void threads(void)
     expect("a signal to a thread in pthread_cond_wait: handled, then the wait ends on the condition", usr1_seen_by_waiter);
 
     /* a handler without SA_RESTART interrupts a sleeping thread's nanosleep: EINTR */
-    struct sigaction s2 = { 0 };
-    s2.sa_handler = on_usr2_sleeper;
-    sigaction(SIGUSR2, &s2, NULL);
-    pthread_t sl;
-    pthread_create(&sl, NULL, sleeper, NULL);
-    while (!sleeper_ready) {
-        sched_yield();
-    }
+    pthread_t sl = start_signal_target(SIGUSR2, on_usr2_sleeper, 0, sleeper, &sleeper_ready);
     nanosleep(&pause, NULL);
     pthread_kill(sl, SIGUSR2);
     pthread_join(sl, NULL);

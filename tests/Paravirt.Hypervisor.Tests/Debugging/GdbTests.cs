@@ -8,8 +8,7 @@ public sealed class GdbTests
     [GdbFact]
     public void Gdb_breaks_in_main_of_hello_steps_prints_a_local_reads_rip_and_the_guest_exits_with_7()
     {
-        string image = RepoPaths.GuestImage("hello");
-        (int gdbExit, string gdb, int exit, string stdout, string stderr) = GdbKit.Debug(image, ["--backend", "emulator"],
+        (int gdbExit, string gdb, string stdout) = HelloToItsEnd(["--backend", "emulator"],
             "break main", "continue", "next", "print version", "info registers rip", "continue");
 
         Assert.True(gdbExit == 0, gdb);
@@ -18,8 +17,6 @@ public sealed class GdbTests
         // After `next` over pv_version(), the local holds the host's packed ABI version.
         Assert.Contains($"$1 = {AbiVersion.Current.Packed}", gdb, StringComparison.Ordinal);
         Assert.Matches(@"rip\s+0x[0-9a-f]+\s+0x[0-9a-f]+ <main\+\d+>", gdb);
-        Assert.Contains("exited with code 07", gdb, StringComparison.Ordinal);
-        Assert.True(exit == 7, $"paravirt exited with {exit}\n{stderr}");
         Assert.Contains("Hello from a Paravirt unikernel!", stdout, StringComparison.Ordinal);
     }
 
@@ -27,13 +24,9 @@ public sealed class GdbTests
     public void The_issues_done_when_command_stops_in_main_and_the_guest_finishes_with_7()
     {
         // gdb -batch -ex 'target remote ...' -ex 'break main' -ex continue -ex 'info registers rip' -ex continue
-        string image = RepoPaths.GuestImage("hello");
-        (_, string gdb, int exit, _, string stderr) = GdbKit.Debug(image, [],
-            "break main", "continue", "info registers rip", "continue");
+        (_, string gdb, _) = HelloToItsEnd([], "break main", "continue", "info registers rip", "continue");
         Assert.Contains("Breakpoint 1, main ()", gdb, StringComparison.Ordinal);
         Assert.Contains("<main>", gdb, StringComparison.Ordinal);
-        Assert.Contains("exited with code 07", gdb, StringComparison.Ordinal);
-        Assert.True(exit == 7, stderr);
     }
 
     [GdbFact]
@@ -58,31 +51,21 @@ public sealed class GdbTests
     [GdbFact]
     public void A_Linux_application_killed_by_a_signal_stops_in_gdb_at_its_faulting_instruction()
     {
-        string image = RepoPaths.LinuxExecutable("linux-edge");
-        (_, string gdb, int exit, _, string stderr) = GdbKit.Debug(image, ["--backend", "emulator"],
-            "continue", "x/i $pc", "backtrace", "continue");
-
-        Assert.Contains("Program received signal SIGSEGV", gdb, StringComparison.Ordinal);
+        string gdb = StopsAtSignal(RepoPaths.LinuxExecutable("linux-edge"), ["--backend", "emulator"], "SIGSEGV", 139, "killed by SIGSEGV",
+            "x/i $pc", "backtrace");
         Assert.Matches(@"=> 0x[0-9a-f]+ <main\+\d+>:\s+movl\s+\$0x1,\(%rax\)", gdb); // the NULL store, with the application's registers
         Assert.Matches(@"#0 .*in main \(\)", gdb);
-        Assert.Equal(139, exit);
-        Assert.Contains("killed by SIGSEGV", stderr, StringComparison.Ordinal);
     }
 
     [GdbFact]
     public void A_crash_under_gdb_stops_with_the_signal_in_the_faulting_function_then_ends_the_run()
     {
-        string image = RepoPaths.GuestImage("crash");
-        (_, string gdb, int exit, _, string stderr) = GdbKit.Debug(image, ["--cmdline", "what=divide"],
-            "continue", "backtrace", "print count", "continue");
-
-        Assert.Contains("Program received signal SIGFPE", gdb, StringComparison.Ordinal);
+        string gdb = StopsAtSignal(RepoPaths.GuestImage("crash"), ["--cmdline", "what=divide"], "SIGFPE", 70, "divide error (#DE)",
+            "backtrace", "print count");
         Assert.Matches(@"#0 .*average .*crash\.c:\d+", gdb);
         Assert.Matches(@"#1 .*compute .*crash\.c:\d+", gdb);
         Assert.Contains("$1 = 0", gdb, StringComparison.Ordinal);
         Assert.Contains("Program terminated with signal SIGFPE", gdb, StringComparison.Ordinal);
-        Assert.Equal(70, exit);
-        Assert.Contains("divide error (#DE)", stderr, StringComparison.Ordinal);
     }
 
     [GdbFact]
@@ -125,33 +108,20 @@ public sealed class GdbTests
     {
         // Break (with a debug-register breakpoint) where hello computes the date, return to main, and watch the word on
         // top of main's stack: the next call overwrites it with a return address.
-        string image = RepoPaths.GuestImage("hello");
-        (_, string gdb, int exit, _, string stderr) = GdbKit.Debug(image, ["--backend", "emulator"], // (KVM under PVM refuses them)
+        (_, string gdb, _) = HelloToItsEnd(["--backend", "emulator"], // (KVM under PVM refuses them)
             "hbreak civil_from_days", "continue", "finish", "watch -l *(unsigned *)$rsp", "continue", "delete", "continue");
         Assert.Contains("Hardware assisted breakpoint 1 at", gdb, StringComparison.Ordinal);
         Assert.Matches(@"Breakpoint 1, .*civil_from_days", gdb);
         Assert.Contains("Hardware watchpoint 2: -location", gdb, StringComparison.Ordinal);
         Assert.Contains("Old value = 0", gdb, StringComparison.Ordinal);
         Assert.Contains("New value = ", gdb, StringComparison.Ordinal);
-        Assert.Contains("exited with code 07", gdb, StringComparison.Ordinal);
-        Assert.True(exit == 7, stderr);
     }
 
     [Fact]
     public void Ctrl_c_stops_a_spinning_guest_and_kill_ends_the_run()
     {
-        byte[] spin = RunLimitsTests.CodeImage(0xEB, 0xFE); // jmp $
-        GuestImage image = ElfLoader.Parse(spin, AbiVersion.Current);
-        using GdbStub stub = GdbStub.Listen(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
-        RunResult? result = null;
-        var run = new Thread(() => result = HelloGuestTests.EmulatorRunner().Run(image, new GuestRunOptions
-        {
-            Backend = "emulator",
-            Debugger = stub,
-            Timeout = TimeSpan.FromSeconds(60),
-        }));
-        run.Start();
-        using (var client = new RspClient(stub.EndPoint))
+        using var guest = new RunUnderStub(Spin());
+        using (var client = new RspClient(guest.Stub.EndPoint))
         {
             Assert.StartsWith("T05", client.Ask("?"), StringComparison.Ordinal);
             client.Send("vCont;c");
@@ -163,26 +133,16 @@ public sealed class GdbTests
             client.Send("vKill;1");
             Assert.Equal("OK", client.Receive());
         }
-        Assert.True(run.Join(TimeSpan.FromSeconds(30)));
-        Assert.Equal(RunOutcome.Canceled, result!.Outcome);
+        RunResult result = guest.Finish(TimeSpan.FromSeconds(30));
+        Assert.Equal(RunOutcome.Canceled, result.Outcome);
         Assert.Contains("debugger killed", result.Message, StringComparison.Ordinal);
     }
 
     [Fact]
     public void Malformed_oversized_and_unknown_packets_get_error_or_empty_replies_and_the_stub_keeps_answering()
     {
-        byte[] spin = RunLimitsTests.CodeImage(0xEB, 0xFE);
-        GuestImage image = ElfLoader.Parse(spin, AbiVersion.Current);
-        using GdbStub stub = GdbStub.Listen(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
-        RunResult? result = null;
-        var run = new Thread(() => result = HelloGuestTests.EmulatorRunner().Run(image, new GuestRunOptions
-        {
-            Backend = "emulator",
-            Debugger = stub,
-            Timeout = TimeSpan.FromSeconds(60),
-        }));
-        run.Start();
-        using (var client = new RspClient(stub.EndPoint))
+        using var guest = new RunUnderStub(Spin());
+        using (var client = new RspClient(guest.Stub.EndPoint))
         {
             Assert.Equal("", client.Ask("qNoSuchThing"));
             Assert.Equal("", client.Ask("vNoSuchThing;1"));
@@ -206,35 +166,86 @@ public sealed class GdbTests
             Assert.Equal("OK", client.Ask("M100000,2:ebfe"));                                    // writes the same bytes back
             client.Send("k");
         }
-        Assert.True(run.Join(TimeSpan.FromSeconds(30)));
-        Assert.Equal(RunOutcome.Canceled, result!.Outcome);
+        Assert.Equal(RunOutcome.Canceled, guest.Finish(TimeSpan.FromSeconds(30)).Outcome);
     }
 
     [Fact]
     public void Detaching_lets_the_guest_run_to_its_end()
     {
-        string path = RepoPaths.GuestImage("hello");
-        GuestImage image = ElfLoader.LoadFile(path, AbiVersion.Current);
-        using GdbStub stub = GdbStub.Listen(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
         var console = new MemoryStream();
-        RunResult? result = null;
-        var run = new Thread(() => result = HelloGuestTests.EmulatorRunner().Run(image, new GuestRunOptions
-        {
-            Backend = "emulator",
-            Debugger = stub,
-            ConsoleOutput = console,
-            Timeout = TimeSpan.FromSeconds(60),
-        }));
-        run.Start();
-        using (var client = new RspClient(stub.EndPoint))
+        using var guest = new RunUnderStub(ElfLoader.LoadFile(RepoPaths.GuestImage("hello"), AbiVersion.Current), console);
+        using (var client = new RspClient(guest.Stub.EndPoint))
         {
             Assert.StartsWith("T05", client.Ask("?"), StringComparison.Ordinal);
             Assert.Equal("OK", client.Ask("Z0,100000,1")); // a breakpoint at the entry, removed by the detach
             Assert.Equal("OK", client.Ask("D"));
         }
-        Assert.True(run.Join(TimeSpan.FromSeconds(60)));
-        Assert.Equal(RunOutcome.Exited, result!.Outcome);
+        RunResult result = guest.Finish(TimeSpan.FromSeconds(60));
+        Assert.Equal(RunOutcome.Exited, result.Outcome);
         Assert.Equal(7, result.ExitStatus);
         Assert.Contains("Hello from a Paravirt unikernel!", Encoding.UTF8.GetString(console.ToArray()), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Debugs samples/hello with gdb's <paramref name="commands"/>; the guest must run to its end under gdb (gdb sees
+    /// exit code 7, paravirt exits with 7). Returns gdb's exit status and transcript, and the guest's output.
+    /// </summary>
+    private static (int GdbExit, string Gdb, string Stdout) HelloToItsEnd(string[] paravirtArgs, params string[] commands)
+    {
+        (int gdbExit, string gdb, int exit, string stdout, string stderr) = GdbKit.Debug(RepoPaths.GuestImage("hello"), paravirtArgs, commands);
+        Assert.Contains("exited with code 07", gdb, StringComparison.Ordinal);
+        Assert.True(exit == 7, $"paravirt exited with {exit}\n{stderr}");
+        return (gdbExit, gdb, stdout);
+    }
+
+    /// <summary>
+    /// Debugs <paramref name="image"/> with gdb: continue, then <paramref name="commands"/> at the stop, then continue to
+    /// the end. gdb must report <paramref name="signal"/>, the run end with <paramref name="exit"/> and stderr say
+    /// <paramref name="stderr"/>; returns gdb's transcript.
+    /// </summary>
+    private static string StopsAtSignal(string image, string[] paravirtArgs, string signal, int exit, string stderr, params string[] commands)
+    {
+        (_, string gdb, int exitCode, _, string error) = GdbKit.Debug(image, paravirtArgs, ["continue", .. commands, "continue"]);
+        Assert.Contains($"Program received signal {signal}", gdb, StringComparison.Ordinal);
+        Assert.Equal(exit, exitCode);
+        Assert.Contains(stderr, error, StringComparison.Ordinal);
+        return gdb;
+    }
+
+    /// <summary>A guest that spins on <c>jmp $</c> at its entry.</summary>
+    private static GuestImage Spin() => ElfLoader.Parse(RunLimitsTests.CodeImage(0xEB, 0xFE), AbiVersion.Current);
+
+    /// <summary>
+    /// A guest run on the emulator on its own thread under a GDB stub on a loopback port (held at its first instruction
+    /// until a client continues it); the stub is closed on dispose.
+    /// </summary>
+    private sealed class RunUnderStub : IDisposable
+    {
+        private readonly Thread _run;
+        private RunResult? _result;
+
+        public RunUnderStub(GuestImage image, Stream? console = null)
+        {
+            Stub = GdbStub.Listen(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+            _run = new Thread(() => _result = HelloGuestTests.EmulatorRunner().Run(image, new GuestRunOptions
+            {
+                Backend = "emulator",
+                Debugger = Stub,
+                ConsoleOutput = console,
+                Timeout = TimeSpan.FromSeconds(60),
+            }));
+            _run.Start();
+        }
+
+        public GdbStub Stub { get; }
+
+        /// <summary>Waits at most <paramref name="timeout"/> for the run to end and returns its result.</summary>
+        public RunResult Finish(TimeSpan timeout)
+        {
+            Assert.True(_run.Join(timeout), "the run did not end");
+            return _result!;
+        }
+
+        public void Dispose() => Stub.Dispose();
     }
 }

@@ -136,35 +136,45 @@ public sealed class DevicesGuestTests(ITestOutputHelper log) : TestWithTempDirec
     [Fact]
     public void Net_ping_and_pong_on_one_switch_exchange_frames_with_matching_checksums()
     {
-        var sw = new NetSwitch();
-        using var pingNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 0);
-        using var pongNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 1);
-        (GuestRun ping, GuestRun pong) = RunTwo(("net", pingNic, "role=ping rounds=50 seed=5"), ("net", pongNic, "role=pong rounds=50 seed=5"));
-
-        AssertExited(ping);
-        AssertExited(pong);
-        string pingSum = Checksum(ping.Output, "net: ping 50 rounds, checksum ");
-        string pongSum = Checksum(pong.Output, "net: pong 50 rounds, checksum ");
-        Assert.Equal(pingSum, pongSum);
-        Assert.True(pingNic.TxFrames >= 50 && pongNic.TxFrames >= 50, $"tx ping {pingNic.TxFrames}, pong {pongNic.TxFrames}");
-        Assert.True(sw.FramesForwarded >= 98, $"forwarded {sw.FramesForwarded}");
+        RunNet("role=ping rounds=50 seed=5", "role=pong rounds=50 seed=5", net =>
+        {
+            string pingSum = Checksum(net.First.Output, "net: ping 50 rounds, checksum ");
+            string pongSum = Checksum(net.Second.Output, "net: pong 50 rounds, checksum ");
+            Assert.Equal(pingSum, pongSum);
+            Assert.True(net.FirstNic.TxFrames >= 50 && net.SecondNic.TxFrames >= 50, $"tx ping {net.FirstNic.TxFrames}, pong {net.SecondNic.TxFrames}");
+            Assert.True(net.Switch.FramesForwarded >= 98, $"forwarded {net.Switch.FramesForwarded}");
+        });
     }
 
     [Fact]
     public void Net_with_one_command_line_for_both_guests_picks_ping_and_pong_by_MAC()
     {
-        var sw = new NetSwitch();
-        using var a = new NetDevice("net0", sw.CreatePort(), vmIndex: 0);
-        using var b = new NetDevice("net0", sw.CreatePort(), vmIndex: 1);
-        (GuestRun first, GuestRun second) = RunTwo(("net", a, "rounds=30"), ("net", b, "rounds=30"));
+        RunNet("rounds=30", "rounds=30", net =>
+        {
+            bool firstPings = net.FirstNic.MacAddress.GetAddressBytes().AsSpan().SequenceCompareTo(net.SecondNic.MacAddress.GetAddressBytes()) < 0;
+            (GuestRun pinger, GuestRun ponger) = firstPings ? (net.First, net.Second) : (net.Second, net.First);
+            Assert.Contains("net: auto role: ping", pinger.Output, StringComparison.Ordinal);
+            Assert.Contains("net: auto role: pong", ponger.Output, StringComparison.Ordinal);
+            Assert.Equal(Checksum(pinger.Output, "net: ping 30 rounds, checksum "), Checksum(ponger.Output, "net: pong 30 rounds, checksum "));
+        });
+    }
 
+    /// <summary>Two VMs of the net sample, their NICs and the switch that joins them.</summary>
+    private sealed record NetPair(NetSwitch Switch, NetDevice FirstNic, GuestRun First, NetDevice SecondNic, GuestRun Second);
+
+    /// <summary>
+    /// Runs the net sample in two VMs at once, on one switch (NICs with VM index 0 and 1), with these command lines;
+    /// both must exit 0; then <paramref name="check"/> looks at the runs, the NICs and the switch.
+    /// </summary>
+    private void RunNet(string firstCommandLine, string secondCommandLine, Action<NetPair> check)
+    {
+        var sw = new NetSwitch();
+        using var firstNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 0);
+        using var secondNic = new NetDevice("net0", sw.CreatePort(), vmIndex: 1);
+        (GuestRun first, GuestRun second) = RunTwo(("net", firstNic, firstCommandLine), ("net", secondNic, secondCommandLine));
         AssertExited(first);
         AssertExited(second);
-        bool aPings = a.MacAddress.GetAddressBytes().AsSpan().SequenceCompareTo(b.MacAddress.GetAddressBytes()) < 0;
-        (GuestRun pinger, GuestRun ponger) = aPings ? (first, second) : (second, first);
-        Assert.Contains("net: auto role: ping", pinger.Output, StringComparison.Ordinal);
-        Assert.Contains("net: auto role: pong", ponger.Output, StringComparison.Ordinal);
-        Assert.Equal(Checksum(pinger.Output, "net: ping 30 rounds, checksum "), Checksum(ponger.Output, "net: pong 30 rounds, checksum "));
+        check(new NetPair(sw, firstNic, first, secondNic, second));
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
+using static Paravirt.Scenarios.RawGuestCode;
 
 namespace Paravirt.Hypervisor.Tests.Kvm;
 
@@ -9,8 +10,6 @@ namespace Paravirt.Hypervisor.Tests.Kvm;
 /// </summary>
 public sealed class KvmBackendTests
 {
-    private const ulong ImageBase = EntryConvention.ImageMinAddress;
-
     [Fact]
     public void Probe_gives_a_one_line_reason_either_way()
     {
@@ -84,23 +83,14 @@ public sealed class KvmBackendTests
     [KvmFact]
     public void Hypercalls_round_trip_through_the_sync_registers()
     {
-        var a = new Assembler(64);
-        Label loop = a.CreateLabel(), bad = a.CreateLabel();
-        a.mov(r12, 100);
-        a.mov(rbx, GuestLayout.HypercallPage);
-        a.Label(ref loop);
-        a.mov(eax, 0x1234);
-        a.mov(rdi, r12);
-        a.mov(rsi, 0x1111_2222_3333_4444UL);
-        a.mov(rdx, 0x5555_6666_7777_8888UL);
-        a.mov(r10, 0x9999_AAAA_BBBB_CCCCUL);
-        a.mov(r8, 0xDDDD_EEEE_FFFF_0000UL);
-        a.call(rbx);
-        a.lea(rcx, __[r12 + r12 + 1]);
-        a.cmp(rax, rcx);
-        a.jne(bad);
-        a.dec(r12);
-        a.jnz(loop);
+        Assembler a = HypercallLoop(100, GuestLayout.HypercallPage, 0x1234, g =>
+        {
+            g.mov(rdi, r12);
+            g.mov(rsi, 0x1111_2222_3333_4444UL);
+            g.mov(rdx, 0x5555_6666_7777_8888UL);
+            g.mov(r10, 0x9999_AAAA_BBBB_CCCCUL);
+            g.mov(r8, 0xDDDD_EEEE_FFFF_0000UL);
+        }, ExpectTwiceR12PlusOne, out Label bad);
         a.mov(eax, 0x4321);
         a.call(rbx);
         a.Label(ref bad);
@@ -333,12 +323,5 @@ public sealed class KvmBackendTests
             vm.Dispose();
             memory.Dispose();
         }
-    }
-
-    private static byte[] Assemble(Assembler a)
-    {
-        using var stream = new MemoryStream();
-        a.Assemble(new StreamCodeWriter(stream), ImageBase);
-        return stream.ToArray();
     }
 }

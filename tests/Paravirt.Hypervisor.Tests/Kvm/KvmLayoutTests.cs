@@ -9,125 +9,156 @@ namespace Paravirt.Hypervisor.Tests.Kvm;
 /// The literal numbers were read from linux/kvm.h (x86-64) with a C program; one test recompiles that program
 /// against the installed header and compares.
 /// </summary>
-public sealed class KvmLayoutTests
+public sealed class KvmLayoutTests : StructLayoutTests
 {
     private static int Off<T>(string field) => (int)Marshal.OffsetOf<T>(field);
 
-    [Fact]
-    public void Struct_sizes_match_kvm_h()
+    /// <summary>sizeof of every struct the backend passes to or reads from KVM (and glibc's sigaction).</summary>
+    public static TheoryData<Type, int> Sizes => new()
     {
-        Assert.Equal(0x90, Unsafe.SizeOf<kvm_regs>());
-        Assert.Equal(0x18, Unsafe.SizeOf<kvm_segment>());
-        Assert.Equal(0x10, Unsafe.SizeOf<kvm_dtable>());
-        Assert.Equal(0x138, Unsafe.SizeOf<kvm_sregs>());
-        Assert.Equal(0x20, Unsafe.SizeOf<kvm_userspace_memory_region>());
-        Assert.Equal(0x28, Unsafe.SizeOf<kvm_cpuid_entry2>());
-        Assert.Equal(0x8, Unsafe.SizeOf<kvm_cpuid2>());
-        Assert.Equal(0x18, Unsafe.SizeOf<kvm_msrs_one>());
-        Assert.Equal(0x930, Unsafe.SizeOf<kvm_run>());
-        Assert.Equal(0x8, Unsafe.SizeOf<kvm_msrs>());
-        Assert.Equal(0x10, Unsafe.SizeOf<kvm_msr_entry>());
-        Assert.Equal(0x1000, Unsafe.SizeOf<kvm_xsave>());
-        Assert.Equal(0x10, Unsafe.SizeOf<kvm_xcr>());
-        Assert.Equal(0x188, Unsafe.SizeOf<kvm_xcrs>());
-        Assert.Equal(0x4, Unsafe.SizeOf<kvm_interrupt>());
-        Assert.Equal(0x80, Unsafe.SizeOf<kvm_debugregs>());
-        Assert.Equal(0x48, Unsafe.SizeOf<kvm_guest_debug>());
-        Assert.Equal(0x98, Unsafe.SizeOf<Libc.SigAction>());
-    }
+        { typeof(kvm_regs), 0x90 },
+        { typeof(kvm_segment), 0x18 },
+        { typeof(kvm_dtable), 0x10 },
+        { typeof(kvm_sregs), 0x138 },
+        { typeof(kvm_userspace_memory_region), 0x20 },
+        { typeof(kvm_cpuid_entry2), 0x28 },
+        { typeof(kvm_cpuid2), 0x8 },
+        { typeof(kvm_msrs_one), 0x18 },
+        { typeof(kvm_run), 0x930 },
+        { typeof(kvm_msrs), 0x8 },
+        { typeof(kvm_msr_entry), 0x10 },
+        { typeof(kvm_xsave), 0x1000 },
+        { typeof(kvm_xcr), 0x10 },
+        { typeof(kvm_xcrs), 0x188 },
+        { typeof(kvm_interrupt), 0x4 },
+        { typeof(kvm_debugregs), 0x80 },
+        { typeof(kvm_guest_debug), 0x48 },
+        { typeof(kvm_dirty_log), 0x10 },
+        { typeof(Libc.SigAction), 0x98 },
+    };
+
+    /// <summary>The offsets of the fields the backend reads or writes (kvm.h; sigaction from glibc's x86-64 layout).</summary>
+    public static TheoryData<Type, string, int> Offsets => new()
+    {
+        { typeof(kvm_regs), nameof(kvm_regs.rdi), 0x28 },
+        { typeof(kvm_regs), nameof(kvm_regs.r10), 0x50 },
+        { typeof(kvm_regs), nameof(kvm_regs.rip), 0x80 },
+        { typeof(kvm_regs), nameof(kvm_regs.rflags), 0x88 },
+        { typeof(kvm_segment), "base", 0x0 },
+        { typeof(kvm_segment), nameof(kvm_segment.limit), 0x8 },
+        { typeof(kvm_segment), nameof(kvm_segment.selector), 0xC },
+        { typeof(kvm_segment), nameof(kvm_segment.type), 0xE },
+        { typeof(kvm_segment), nameof(kvm_segment.present), 0xF },
+        { typeof(kvm_segment), nameof(kvm_segment.db), 0x11 },
+        { typeof(kvm_segment), nameof(kvm_segment.l), 0x13 },
+        { typeof(kvm_segment), nameof(kvm_segment.g), 0x14 },
+        { typeof(kvm_segment), nameof(kvm_segment.unusable), 0x16 },
+        { typeof(kvm_sregs), nameof(kvm_sregs.cs), 0x00 },
+        { typeof(kvm_sregs), nameof(kvm_sregs.tr), 0x90 },
+        { typeof(kvm_sregs), nameof(kvm_sregs.gdt), 0xC0 },
+        { typeof(kvm_sregs), nameof(kvm_sregs.idt), 0xD0 },
+        { typeof(kvm_sregs), nameof(kvm_sregs.cr0), 0xE0 },
+        { typeof(kvm_sregs), nameof(kvm_sregs.cr3), 0xF0 },
+        { typeof(kvm_sregs), nameof(kvm_sregs.efer), 0x108 },
+        { typeof(kvm_sregs), nameof(kvm_sregs.apic_base), 0x110 },
+        { typeof(kvm_sregs), nameof(kvm_sregs.interrupt_bitmap), 0x118 },
+        { typeof(kvm_run), nameof(kvm_run.immediate_exit), 0x01 },
+        { typeof(kvm_run), nameof(kvm_run.exit_reason), 0x08 },
+        { typeof(kvm_run), nameof(kvm_run.cr8), 0x10 },
+        { typeof(kvm_run), nameof(kvm_run.io_direction), 0x20 },
+        { typeof(kvm_run), nameof(kvm_run.io_size), 0x21 },
+        { typeof(kvm_run), nameof(kvm_run.io_port), 0x22 },
+        { typeof(kvm_run), nameof(kvm_run.io_count), 0x24 },
+        { typeof(kvm_run), nameof(kvm_run.io_data_offset), 0x28 },
+        { typeof(kvm_run), nameof(kvm_run.mmio_phys_addr), 0x20 },
+        { typeof(kvm_run), nameof(kvm_run.mmio_len), 0x30 },
+        { typeof(kvm_run), nameof(kvm_run.mmio_is_write), 0x34 },
+        { typeof(kvm_run), nameof(kvm_run.fail_entry_hardware_entry_failure_reason), 0x20 },
+        { typeof(kvm_run), nameof(kvm_run.internal_suberror), 0x20 },
+        { typeof(kvm_run), nameof(kvm_run.internal_ndata), 0x24 },
+        { typeof(kvm_run), nameof(kvm_run.internal_data), 0x28 },
+        { typeof(kvm_run), nameof(kvm_run.debug_exception), 0x20 },
+        { typeof(kvm_run), nameof(kvm_run.debug_pc), 0x28 },
+        { typeof(kvm_run), nameof(kvm_run.debug_dr6), 0x30 },
+        { typeof(kvm_run), nameof(kvm_run.kvm_valid_regs), 0x120 },
+        { typeof(kvm_run), nameof(kvm_run.kvm_dirty_regs), 0x128 },
+        { typeof(kvm_run), nameof(kvm_run.s_regs), 0x130 },
+        { typeof(Libc.SigAction), nameof(Libc.SigAction.Mask0), 0x08 },
+        { typeof(Libc.SigAction), nameof(Libc.SigAction.Flags), 0x88 },
+        { typeof(Libc.SigAction), nameof(Libc.SigAction.Restorer), 0x90 },
+    };
 
     [Fact]
-    public void Register_offsets_match_kvm_h()
+    public void The_synced_rip_is_at_0x1B0_of_kvm_run()
     {
-        Assert.Equal(0x28, Off<kvm_regs>(nameof(kvm_regs.rdi)));
-        Assert.Equal(0x50, Off<kvm_regs>(nameof(kvm_regs.r10)));
-        Assert.Equal(0x80, Off<kvm_regs>(nameof(kvm_regs.rip)));
-        Assert.Equal(0x88, Off<kvm_regs>(nameof(kvm_regs.rflags)));
-
-        Assert.Equal(0x0, Off<kvm_segment>("base"));
-        Assert.Equal(0x8, Off<kvm_segment>(nameof(kvm_segment.limit)));
-        Assert.Equal(0xC, Off<kvm_segment>(nameof(kvm_segment.selector)));
-        Assert.Equal(0xE, Off<kvm_segment>(nameof(kvm_segment.type)));
-        Assert.Equal(0xF, Off<kvm_segment>(nameof(kvm_segment.present)));
-        Assert.Equal(0x11, Off<kvm_segment>(nameof(kvm_segment.db)));
-        Assert.Equal(0x13, Off<kvm_segment>(nameof(kvm_segment.l)));
-        Assert.Equal(0x14, Off<kvm_segment>(nameof(kvm_segment.g)));
-        Assert.Equal(0x16, Off<kvm_segment>(nameof(kvm_segment.unusable)));
-
-        Assert.Equal(0x00, Off<kvm_sregs>(nameof(kvm_sregs.cs)));
-        Assert.Equal(0x90, Off<kvm_sregs>(nameof(kvm_sregs.tr)));
-        Assert.Equal(0xC0, Off<kvm_sregs>(nameof(kvm_sregs.gdt)));
-        Assert.Equal(0xD0, Off<kvm_sregs>(nameof(kvm_sregs.idt)));
-        Assert.Equal(0xE0, Off<kvm_sregs>(nameof(kvm_sregs.cr0)));
-        Assert.Equal(0xF0, Off<kvm_sregs>(nameof(kvm_sregs.cr3)));
-        Assert.Equal(0x108, Off<kvm_sregs>(nameof(kvm_sregs.efer)));
-        Assert.Equal(0x110, Off<kvm_sregs>(nameof(kvm_sregs.apic_base)));
-        Assert.Equal(0x118, Off<kvm_sregs>(nameof(kvm_sregs.interrupt_bitmap)));
-    }
-
-    [Fact]
-    public void Kvm_run_offsets_match_kvm_h()
-    {
-        Assert.Equal(0x01, Off<kvm_run>(nameof(kvm_run.immediate_exit)));
-        Assert.Equal(0x08, Off<kvm_run>(nameof(kvm_run.exit_reason)));
-        Assert.Equal(0x10, Off<kvm_run>(nameof(kvm_run.cr8)));
-        Assert.Equal(0x20, Off<kvm_run>(nameof(kvm_run.io_direction)));
-        Assert.Equal(0x21, Off<kvm_run>(nameof(kvm_run.io_size)));
-        Assert.Equal(0x22, Off<kvm_run>(nameof(kvm_run.io_port)));
-        Assert.Equal(0x24, Off<kvm_run>(nameof(kvm_run.io_count)));
-        Assert.Equal(0x28, Off<kvm_run>(nameof(kvm_run.io_data_offset)));
-        Assert.Equal(0x20, Off<kvm_run>(nameof(kvm_run.mmio_phys_addr)));
-        Assert.Equal(0x30, Off<kvm_run>(nameof(kvm_run.mmio_len)));
-        Assert.Equal(0x34, Off<kvm_run>(nameof(kvm_run.mmio_is_write)));
-        Assert.Equal(0x20, Off<kvm_run>(nameof(kvm_run.fail_entry_hardware_entry_failure_reason)));
-        Assert.Equal(0x20, Off<kvm_run>(nameof(kvm_run.internal_suberror)));
-        Assert.Equal(0x24, Off<kvm_run>(nameof(kvm_run.internal_ndata)));
-        Assert.Equal(0x28, Off<kvm_run>(nameof(kvm_run.internal_data)));
-        Assert.Equal(0x120, Off<kvm_run>(nameof(kvm_run.kvm_valid_regs)));
-        Assert.Equal(0x128, Off<kvm_run>(nameof(kvm_run.kvm_dirty_regs)));
-        Assert.Equal(0x130, Off<kvm_run>(nameof(kvm_run.s_regs)));
         Assert.Equal(0x1B0, Off<kvm_run>(nameof(kvm_run.s_regs)) + Off<kvm_regs>(nameof(kvm_regs.rip)));
     }
 
-    [Fact]
-    public void Sigaction_offsets_match_glibc()
+    /// <summary>Ioctl numbers, capabilities, exit reasons and flags, as kvm.h defines them.</summary>
+    public static TheoryData<string, ulong, ulong> Constants => new()
     {
-        Assert.Equal(0x08, Off<Libc.SigAction>(nameof(Libc.SigAction.Mask0)));
-        Assert.Equal(0x88, Off<Libc.SigAction>(nameof(Libc.SigAction.Flags)));
-        Assert.Equal(0x90, Off<Libc.SigAction>(nameof(Libc.SigAction.Restorer)));
-    }
+        { nameof(KVM_GET_API_VERSION), KVM_GET_API_VERSION, 0xAE00 },
+        { nameof(KVM_CREATE_VM), KVM_CREATE_VM, 0xAE01 },
+        { nameof(KVM_CHECK_EXTENSION), KVM_CHECK_EXTENSION, 0xAE03 },
+        { nameof(KVM_GET_VCPU_MMAP_SIZE), KVM_GET_VCPU_MMAP_SIZE, 0xAE04 },
+        { nameof(KVM_CREATE_VCPU), KVM_CREATE_VCPU, 0xAE41 },
+        { nameof(KVM_SET_TSS_ADDR), KVM_SET_TSS_ADDR, 0xAE47 },
+        { nameof(KVM_RUN), KVM_RUN, 0xAE80 },
+        { nameof(KVM_SET_SREGS), KVM_SET_SREGS, 0x4138_AE84 },
+        { nameof(ApiVersion), ApiVersion, 12 },
+        { nameof(KVM_CAP_USER_MEMORY), KVM_CAP_USER_MEMORY, 3 },
+        { nameof(KVM_CAP_SET_TSS_ADDR), KVM_CAP_SET_TSS_ADDR, 4 },
+        { nameof(KVM_CAP_EXT_CPUID), KVM_CAP_EXT_CPUID, 7 },
+        { nameof(KVM_CAP_SYNC_REGS), KVM_CAP_SYNC_REGS, 74 },
+        { nameof(KVM_CAP_IMMEDIATE_EXIT), KVM_CAP_IMMEDIATE_EXIT, 136 },
+        { nameof(KVM_EXIT_IO), KVM_EXIT_IO, 2 },
+        { nameof(KVM_EXIT_HLT), KVM_EXIT_HLT, 5 },
+        { nameof(KVM_EXIT_MMIO), KVM_EXIT_MMIO, 6 },
+        { nameof(KVM_EXIT_SHUTDOWN), KVM_EXIT_SHUTDOWN, 8 },
+        { nameof(KVM_EXIT_FAIL_ENTRY), KVM_EXIT_FAIL_ENTRY, 9 },
+        { nameof(KVM_EXIT_INTR), KVM_EXIT_INTR, 10 },
+        { nameof(KVM_EXIT_INTERNAL_ERROR), KVM_EXIT_INTERNAL_ERROR, 17 },
+        { nameof(KVM_EXIT_IRQ_WINDOW_OPEN), KVM_EXIT_IRQ_WINDOW_OPEN, 7 },
+        { nameof(KVM_EXIT_DEBUG), KVM_EXIT_DEBUG, 4 },
+        { nameof(KVM_EXIT_IO_OUT), KVM_EXIT_IO_OUT, 1 },
+        { nameof(KVM_SYNC_X86_REGS), KVM_SYNC_X86_REGS, 1 },
+    };
 
-    [Fact]
-    public unsafe void Ioctl_numbers_are_the_IOC_encoding_of_their_argument_structs()
+    /// <summary>Each ioctl as kvm.h defines it: <c>_IO</c>/<c>_IOR</c>/<c>_IOW</c>/<c>_IOWR(KVMIO, number, argument struct)</c>.</summary>
+    public static TheoryData<string, ulong, string, ulong, Type?> Ioctls => new()
     {
-        Assert.Equal(0xAE00UL, KVM_GET_API_VERSION);
-        Assert.Equal(0xAE01UL, KVM_CREATE_VM);
-        Assert.Equal(0xAE03UL, KVM_CHECK_EXTENSION);
-        Assert.Equal(0xAE04UL, KVM_GET_VCPU_MMAP_SIZE);
-        Assert.Equal(0xAE41UL, KVM_CREATE_VCPU);
-        Assert.Equal(0xAE47UL, KVM_SET_TSS_ADDR);
-        Assert.Equal(0xAE80UL, KVM_RUN);
-        Assert.Equal(KVM_RUN, Encode(IocNone, 0x80, 0));
-        Assert.Equal(KVM_GET_SUPPORTED_CPUID, Encode(IocRead | IocWrite, 0x05, (ulong)sizeof(kvm_cpuid2)));
-        Assert.Equal(KVM_SET_USER_MEMORY_REGION, Encode(IocWrite, 0x46, (ulong)sizeof(kvm_userspace_memory_region)));
-        Assert.Equal(KVM_GET_DIRTY_LOG, Encode(IocWrite, 0x42, (ulong)sizeof(kvm_dirty_log)));
-        Assert.Equal(16, sizeof(kvm_dirty_log));
-        Assert.Equal(KVM_GET_REGS, Encode(IocRead, 0x81, (ulong)sizeof(kvm_regs)));
-        Assert.Equal(KVM_SET_REGS, Encode(IocWrite, 0x82, (ulong)sizeof(kvm_regs)));
-        Assert.Equal(KVM_GET_SREGS, Encode(IocRead, 0x83, (ulong)sizeof(kvm_sregs)));
-        Assert.Equal(KVM_SET_SREGS, Encode(IocWrite, 0x84, (ulong)sizeof(kvm_sregs)));
-        Assert.Equal(KVM_SET_CPUID2, Encode(IocWrite, 0x90, (ulong)sizeof(kvm_cpuid2)));
-        Assert.Equal(KVM_GET_MSRS, Encode(IocRead | IocWrite, 0x88, (ulong)sizeof(kvm_msrs)));
-        Assert.Equal(KVM_SET_MSRS, Encode(IocWrite, 0x89, (ulong)sizeof(kvm_msrs)));
-        Assert.Equal(KVM_GET_XSAVE, Encode(IocRead, 0xA4, (ulong)sizeof(kvm_xsave)));
-        Assert.Equal(KVM_SET_XSAVE, Encode(IocWrite, 0xA5, (ulong)sizeof(kvm_xsave)));
-        Assert.Equal(KVM_GET_XCRS, Encode(IocRead, 0xA6, (ulong)sizeof(kvm_xcrs)));
-        Assert.Equal(KVM_SET_XCRS, Encode(IocWrite, 0xA7, (ulong)sizeof(kvm_xcrs)));
-        Assert.Equal(KVM_INTERRUPT, Encode(IocWrite, 0x86, (ulong)sizeof(kvm_interrupt)));
-        Assert.Equal(KVM_GET_DEBUGREGS, Encode(IocRead, 0xA1, (ulong)sizeof(kvm_debugregs)));
-        Assert.Equal(KVM_SET_DEBUGREGS, Encode(IocWrite, 0xA2, (ulong)sizeof(kvm_debugregs)));
-        Assert.Equal(KVM_SET_GUEST_DEBUG, Encode(IocWrite, 0x9B, (ulong)sizeof(kvm_guest_debug)));
-        Assert.Equal(0x4138_AE84UL, KVM_SET_SREGS);
+        { nameof(KVM_RUN), KVM_RUN, "_IO", 0x80, null },
+        { nameof(KVM_GET_SUPPORTED_CPUID), KVM_GET_SUPPORTED_CPUID, "_IOWR", 0x05, typeof(kvm_cpuid2) },
+        { nameof(KVM_SET_USER_MEMORY_REGION), KVM_SET_USER_MEMORY_REGION, "_IOW", 0x46, typeof(kvm_userspace_memory_region) },
+        { nameof(KVM_GET_DIRTY_LOG), KVM_GET_DIRTY_LOG, "_IOW", 0x42, typeof(kvm_dirty_log) },
+        { nameof(KVM_GET_REGS), KVM_GET_REGS, "_IOR", 0x81, typeof(kvm_regs) },
+        { nameof(KVM_SET_REGS), KVM_SET_REGS, "_IOW", 0x82, typeof(kvm_regs) },
+        { nameof(KVM_GET_SREGS), KVM_GET_SREGS, "_IOR", 0x83, typeof(kvm_sregs) },
+        { nameof(KVM_SET_SREGS), KVM_SET_SREGS, "_IOW", 0x84, typeof(kvm_sregs) },
+        { nameof(KVM_SET_CPUID2), KVM_SET_CPUID2, "_IOW", 0x90, typeof(kvm_cpuid2) },
+        { nameof(KVM_GET_MSRS), KVM_GET_MSRS, "_IOWR", 0x88, typeof(kvm_msrs) },
+        { nameof(KVM_SET_MSRS), KVM_SET_MSRS, "_IOW", 0x89, typeof(kvm_msrs) },
+        { nameof(KVM_GET_XSAVE), KVM_GET_XSAVE, "_IOR", 0xA4, typeof(kvm_xsave) },
+        { nameof(KVM_SET_XSAVE), KVM_SET_XSAVE, "_IOW", 0xA5, typeof(kvm_xsave) },
+        { nameof(KVM_GET_XCRS), KVM_GET_XCRS, "_IOR", 0xA6, typeof(kvm_xcrs) },
+        { nameof(KVM_SET_XCRS), KVM_SET_XCRS, "_IOW", 0xA7, typeof(kvm_xcrs) },
+        { nameof(KVM_INTERRUPT), KVM_INTERRUPT, "_IOW", 0x86, typeof(kvm_interrupt) },
+        { nameof(KVM_GET_DEBUGREGS), KVM_GET_DEBUGREGS, "_IOR", 0xA1, typeof(kvm_debugregs) },
+        { nameof(KVM_SET_DEBUGREGS), KVM_SET_DEBUGREGS, "_IOW", 0xA2, typeof(kvm_debugregs) },
+        { nameof(KVM_SET_GUEST_DEBUG), KVM_SET_GUEST_DEBUG, "_IOW", 0x9B, typeof(kvm_guest_debug) },
+    };
+
+    [Theory]
+    [MemberData(nameof(Constants))]
+    public void Constants_match_kvm_h(string name, ulong value, ulong expected) => Assert.True(value == expected, $"{name} is {value}, kvm.h says {expected}");
+
+    [Theory]
+    [MemberData(nameof(Ioctls))]
+    public void Ioctl_numbers_are_the_IOC_encoding_of_their_argument_structs(string name, ulong ioctl, string macro, ulong number, Type? argument)
+    {
+        ulong direction = macro switch { "_IO" => IocNone, "_IOR" => IocRead, "_IOW" => IocWrite, "_IOWR" => IocRead | IocWrite, _ => throw new ArgumentException(macro) };
+        ulong size = argument is null ? 0 : (ulong)RuntimeHelpers.SizeOf(argument.TypeHandle);
+        Assert.True(ioctl == Encode(direction, number, size), $"{name} is 0x{ioctl:X}, not the _IOC encoding 0x{Encode(direction, number, size):X}");
     }
 
     [Fact]
@@ -138,31 +169,6 @@ public sealed class KvmLayoutTests
         Assert.Equal([(0UL, 0x10_8000UL), (0x10_9000UL, 0x100_0000UL - 0x10_9000UL)], Paravirt.Hypervisor.Backends.Kvm.KvmVm.SlotsAround(0x100_0000, [0x10_8000]));
         Assert.Equal([(0x1000UL, 0xFFF000UL)], Paravirt.Hypervisor.Backends.Kvm.KvmVm.SlotsAround(0x100_0000, [0]));
         Assert.Equal([(0UL, 0xFFF000UL)], Paravirt.Hypervisor.Backends.Kvm.KvmVm.SlotsAround(0x100_0000, [0xFFF000, 0x1_0000_0000]));
-    }
-
-    [Fact]
-    public void Capabilities_and_exit_reasons_match_kvm_h()
-    {
-        Assert.Equal(12, ApiVersion);
-        Assert.Equal(3, KVM_CAP_USER_MEMORY);
-        Assert.Equal(4, KVM_CAP_SET_TSS_ADDR);
-        Assert.Equal(7, KVM_CAP_EXT_CPUID);
-        Assert.Equal(74, KVM_CAP_SYNC_REGS);
-        Assert.Equal(136, KVM_CAP_IMMEDIATE_EXIT);
-        Assert.Equal(2u, KVM_EXIT_IO);
-        Assert.Equal(5u, KVM_EXIT_HLT);
-        Assert.Equal(6u, KVM_EXIT_MMIO);
-        Assert.Equal(8u, KVM_EXIT_SHUTDOWN);
-        Assert.Equal(9u, KVM_EXIT_FAIL_ENTRY);
-        Assert.Equal(10u, KVM_EXIT_INTR);
-        Assert.Equal(17u, KVM_EXIT_INTERNAL_ERROR);
-        Assert.Equal(7u, KVM_EXIT_IRQ_WINDOW_OPEN);
-        Assert.Equal(4u, KVM_EXIT_DEBUG);
-        Assert.Equal(0x20, Off<kvm_run>(nameof(kvm_run.debug_exception)));
-        Assert.Equal(0x28, Off<kvm_run>(nameof(kvm_run.debug_pc)));
-        Assert.Equal(0x30, Off<kvm_run>(nameof(kvm_run.debug_dr6)));
-        Assert.Equal(1, KVM_EXIT_IO_OUT);
-        Assert.Equal(1UL, KVM_SYNC_X86_REGS);
     }
 
     /// <summary>Compiles a C program against the installed header and checks every number above against it.</summary>

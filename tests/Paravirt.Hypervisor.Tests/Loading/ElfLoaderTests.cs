@@ -148,68 +148,78 @@ public sealed class ElfLoaderTests
     [Fact]
     public void EmptyFileIsRefused() => Refused([], "truncated");
 
-    [Fact]
-    public void BadMagicIsRefused() => Refused(With(b => b.Magic = [0x4D, 0x5A, 0x90, 0x00]).Build(), "not an ELF file", "4d 5a 90 00");
+    /// <summary>
+    /// Images made from the valid one by one change the loader must refuse, by name, with words the refusal must
+    /// contain (one test case each).
+    /// </summary>
+    private static readonly Dictionary<string, (Action<ElfBuilder> Change, string[] Words)> Refusals = new()
+    {
+        ["BadMagic"] = (b => b.Magic = [0x4D, 0x5A, 0x90, 0x00], ["not an ELF file", "4d 5a 90 00"]),
+        ["Elf32"] = (b => b.Class = 1, ["not a 64-bit ELF file", "ELFCLASS32"]),
+        ["UnknownClass"] = (b => b.Class = 7, ["not a 64-bit ELF file", "EI_CLASS is 7"]),
+        ["BigEndian"] = (b => b.Data = 2, ["not a little-endian ELF file"]),
+        ["WrongIdentVersion"] = (b => b.IdentVersion = 0, ["EI_VERSION"]),
+        ["WrongElfVersion"] = (b => b.Version = 2, ["e_version"]),
+        ["ForeignOsAbi"] = (b => b.OsAbi = 9, ["OS ABI 9"]),
+        ["OtherMachine"] = (b => b.Machine = 183, ["not an x86-64 image", "EM_AARCH64"]),
+        ["Pie"] = (b => b.Type = 3, ["ET_DYN", "PIE", "not supported", "Paravirt linker script"]),
+        ["RelocatableObject"] = (b => b.Type = 1, ["relocatable", "ET_EXEC"]),
+        ["CoreDump"] = (b => b.Type = 4, ["core dump"]),
+        ["UnknownType"] = (b => b.Type = 0xFE00, ["e_type", "ET_EXEC"]),
+        ["HeaderFlags"] = (b => b.Flags = 1, ["e_flags"]),
+        ["WrongHeaderSize"] = (b => b.EhSize = 52, ["e_ehsize"]),
+        ["WrongProgramHeaderEntrySize"] = (b => b.PhEntSize = 32, ["e_phentsize"]),
+        ["NoProgramHeaders"] = (b => b.PhNum = 0, ["no program headers"]),
+        ["TooManyProgramHeaders"] = (b => b.PhNum = 65, ["too many program headers", "65"]),
+        ["ExtendedProgramHeaderCount"] = (b => b.PhNum = 0xFFFF, ["too many program headers"]),
+        ["ProgramHeaderTableOutsideTheFile"] = (b => b.PhOff = 0x10000, ["program header table", "outside"]),
+        ["OverflowingProgramHeaderOffset"] = (b => b.PhOff = ulong.MaxValue - 8, ["program header table", "outside"]),
+        ["WrongSectionHeaderEntrySize"] = (b => { b.ShOff = 64; b.ShEntSize = 40; b.ShNum = 1; }, ["e_shentsize"]),
+        ["SectionHeaderTableOutsideTheFile"] = (b => { b.ShOff = ulong.MaxValue - 4; b.ShEntSize = 64; b.ShNum = 3; }, ["section header table", "outside"]),
+        ["DynamicallyLinkedImage"] = (b => b.Segments.Add(new Segment { Type = PtInterp, Flags = PfR, Bytes = "/lib/ld.so\0"u8.ToArray() }), ["dynamically linked", "PT_INTERP"]),
+        ["ImageWithoutLoadSegment"] = (b => b.Segments.RemoveAll(s => s.Type == PtLoad), ["no loadable (PT_LOAD) segment"]),
+        ["LoadSegmentOutsideTheFile"] = (b => { b.Segments[1].FileSize = 0x10000; b.Segments[1].MemSize = 0x10000; }, ["segment 1", "outside the", "truncated"]),
+        ["LoadSegmentWithOverflowingFileOffset"] = (b => b.Segments[0].Offset = ulong.MaxValue - 4, ["segment 0", "outside the"]),
+        ["FileSizeLargerThanMemorySize"] = (b => b.Segments[1].MemSize = 8, ["segment 1", "p_filesz 0x10 is larger than p_memsz 0x8"]),
+        ["VirtualAddressDifferentFromPhysical"] = (b => b.Segments[1].PAddr = 0x20_0000, ["segment 1", "p_vaddr", "p_paddr", "identity mapped"]),
+        ["SegmentInTheHostReservedLowMegabyte"] = (b => b.Segments[1].VAddr = 0xF_F000, ["segment 1", "0xff000", "reserved for the host"]),
+        ["SegmentStraddlingAddressZero"] = (b => { b.Segments[1].VAddr = 0; b.Segments[1].MemSize = 0x20_0000; }, ["segment 1", "reserved for the host"]),
+        ["SegmentWhoseEndOverflows"] = (b => { b.Segments[1].VAddr = 0xFFFF_FFFF_FFFF_F000; b.Segments[1].MemSize = 0x2000; }, ["segment 1", "overflows 64 bits"]),
+        ["SegmentBeyondTheLargestGuestMemory"] = (b => { b.Segments[1].VAddr = 0x10_0000_0000; }, ["segment 1", "largest guest memory"]),
+        ["AlignmentThatIsNotAPowerOfTwo"] = (b => b.Segments[1].Align = 24, ["segment 1", "power of two"]),
+        ["AddressAndOffsetDisagreeingModuloAlignment"] = (b => b.Segments[1].Offset = (ulong)(64 + 56 * 3 + 4), ["segment 1", "modulo p_align"]),
+        ["EntryOutsideEverySegment"] = (b => b.Entry = 0x50_0000, ["entry point 0x500000", "not inside"]),
+        ["EntryJustPastTheTextSegment"] = (b => b.Entry = TextAddress + 32, ["entry point", "not inside"]),
+        ["EntryInANonExecutableSegment"] = (b => b.Entry = DataAddress, ["entry point", "segment 1", "not executable", "PF_X"]),
+        ["EntryInTheZeroFilledTail"] = (b => { b.Segments[1].Flags |= PfX; b.Entry = DataAddress + 0x20; }, ["entry point", "zero-filled"]),
+        ["NoteSegmentOutsideTheFile"] = (b => b.Segments[2].FileSize = 0x100000, ["note segment 2", "outside the"]),
+        ["NoteWhoseSizesRunPastTheSegment"] = (b => { b.RemoveNotes(); b.AddNotes(Note(ElfNote.Name, ElfNote.TypeAbi, AbiDesc(1, 0), descSize: 0xFFFF_FFF0)); }, ["note segment 2", "malformed", "past the end"]),
+        ["StrayBytesAfterTheLastNote"] = (b => { b.RemoveNotes(); b.AddNotes(AbiNote(1, 0), [0, 0, 0, 0]); }, ["malformed", "stray bytes"]),
+        ["ThirtyTwoBitLinuxExecutable"] = (b => { b.RemoveNotes(); b.Class = 1; }, ["not a 64-bit ELF file", "ELFCLASS32"]),
+        ["SharedObjectWithoutDynamicSegment"] = (b => { b.RemoveNotes(); b.Type = 3; }, ["ET_DYN", "static"]),
+        ["LinuxSegmentBelowTheLowestUserAddress"] = (b => { b.RemoveNotes(); b.Segments[0].VAddr = 0x1000; b.Segments[0].PAddr = 0x1000; b.Entry = 0x1000; }, ["outside the Linux user address space"]),
+        ["LinuxSegmentInTheKernelHalf"] = (b => { b.RemoveNotes(); b.Segments[1].VAddr = 0xffff_8000_0000_0000; b.Segments[1].PAddr = 0xffff_8000_0000_0000; }, ["outside the Linux user address space"]),
+        ["LinuxEntryOutsideAnExecutableSegment"] = (b => { b.RemoveNotes(); b.Entry = DataAddress; }, ["entry point", "not executable"]),
+        ["AbiNoteOfTheWrongSize"] = (b => { b.RemoveNotes(); b.AddNotes(Note(ElfNote.Name, ElfNote.TypeAbi, [1, 0, 0, 0])); }, ["ABI note has 4 bytes", "expected 8"]),
+        ["DuplicateAbiNote"] = (b => b.AddNotes(AbiNote(1, 0)), ["more than one Paravirt ABI note"]),
+        ["DuplicateManifestNote"] = (b => b.AddNotes(ManifestNote()), ["more than one Paravirt device manifest note"]),
+    };
+
+    public static TheoryData<string> RefusalNames => new(Refusals.Keys);
+
+    [Theory]
+    [MemberData(nameof(RefusalNames))]
+    public void A_changed_header_or_segment_is_refused(string name)
+    {
+        (Action<ElfBuilder> change, string[] words) = Refusals[name];
+        Refused(With(change).Build(), words);
+    }
 
     [Fact]
     public void ShortNonElfFileIsRefusedAsNotElf() => Refused("hello"u8.ToArray(), "not an ELF file");
 
     [Fact]
-    public void Elf32IsRefused() => Refused(With(b => b.Class = 1).Build(), "not a 64-bit ELF file", "ELFCLASS32");
-
-    [Fact]
-    public void UnknownClassIsRefused() => Refused(With(b => b.Class = 7).Build(), "not a 64-bit ELF file", "EI_CLASS is 7");
-
-    [Fact]
-    public void BigEndianIsRefused() => Refused(With(b => b.Data = 2).Build(), "not a little-endian ELF file");
-
-    [Fact]
-    public void WrongIdentVersionIsRefused() => Refused(With(b => b.IdentVersion = 0).Build(), "EI_VERSION");
-
-    [Fact]
-    public void WrongElfVersionIsRefused() => Refused(With(b => b.Version = 2).Build(), "e_version");
-
-    [Fact]
-    public void ForeignOsAbiIsRefused() => Refused(With(b => b.OsAbi = 9).Build(), "OS ABI 9");
-
-    [Fact]
     public void GnuOsAbiIsAccepted() => ElfLoader.Parse(With(b => b.OsAbi = 3).Build(), Host);
-
-    [Fact]
-    public void OtherMachineIsRefused() => Refused(With(b => b.Machine = 183).Build(), "not an x86-64 image", "EM_AARCH64");
-
-    [Fact]
-    public void PieIsRefused() => Refused(With(b => b.Type = 3).Build(), "ET_DYN", "PIE", "not supported", "Paravirt linker script");
-
-    [Fact]
-    public void RelocatableObjectIsRefused() => Refused(With(b => b.Type = 1).Build(), "relocatable", "ET_EXEC");
-
-    [Fact]
-    public void CoreDumpIsRefused() => Refused(With(b => b.Type = 4).Build(), "core dump");
-
-    [Fact]
-    public void UnknownTypeIsRefused() => Refused(With(b => b.Type = 0xFE00).Build(), "e_type", "ET_EXEC");
-
-    [Fact]
-    public void HeaderFlagsAreRefused() => Refused(With(b => b.Flags = 1).Build(), "e_flags");
-
-    [Fact]
-    public void WrongHeaderSizeIsRefused() => Refused(With(b => b.EhSize = 52).Build(), "e_ehsize");
-
-    [Fact]
-    public void WrongProgramHeaderEntrySizeIsRefused() => Refused(With(b => b.PhEntSize = 32).Build(), "e_phentsize");
-
-    [Fact]
-    public void NoProgramHeadersIsRefused() => Refused(With(b => b.PhNum = 0).Build(), "no program headers");
-
-    [Fact]
-    public void TooManyProgramHeadersIsRefused() => Refused(With(b => b.PhNum = 65).Build(), "too many program headers", "65");
-
-    [Fact]
-    public void ExtendedProgramHeaderCountIsRefused() => Refused(With(b => b.PhNum = 0xFFFF).Build(), "too many program headers");
-
-    [Fact]
-    public void ProgramHeaderTableOutsideTheFileIsRefused() => Refused(With(b => b.PhOff = 0x10000).Build(), "program header table", "outside");
 
     [Fact]
     public void ProgramHeaderTablePartlyOutsideTheFileIsRefused()
@@ -218,32 +228,7 @@ public sealed class ElfLoaderTests
         Refused(file[..(64 + 56 * 2 + 10)], "program header table", "outside");
     }
 
-    [Fact]
-    public void OverflowingProgramHeaderOffsetIsRefused() => Refused(With(b => b.PhOff = ulong.MaxValue - 8).Build(), "program header table", "outside");
-
-    [Fact]
-    public void WrongSectionHeaderEntrySizeIsRefused() => Refused(With(b => { b.ShOff = 64; b.ShEntSize = 40; b.ShNum = 1; }).Build(), "e_shentsize");
-
-    [Fact]
-    public void SectionHeaderTableOutsideTheFileIsRefused() => Refused(With(b => { b.ShOff = ulong.MaxValue - 4; b.ShEntSize = 64; b.ShNum = 3; }).Build(), "section header table", "outside");
-
     // ---- program headers ----------------------------------------------------------------------------------
-
-    [Fact]
-    public void DynamicallyLinkedImageIsRefused() =>
-        Refused(With(b => b.Segments.Add(new Segment { Type = PtInterp, Flags = PfR, Bytes = "/lib/ld.so\0"u8.ToArray() })).Build(), "dynamically linked", "PT_INTERP");
-
-    [Fact]
-    public void ImageWithoutLoadSegmentIsRefused() =>
-        Refused(With(b => b.Segments.RemoveAll(s => s.Type == PtLoad)).Build(), "no loadable (PT_LOAD) segment");
-
-    [Fact]
-    public void LoadSegmentOutsideTheFileIsRefused() =>
-        Refused(With(b => { b.Segments[1].FileSize = 0x10000; b.Segments[1].MemSize = 0x10000; }).Build(), "segment 1", "outside the", "truncated");
-
-    [Fact]
-    public void LoadSegmentWithOverflowingFileOffsetIsRefused() =>
-        Refused(With(b => b.Segments[0].Offset = ulong.MaxValue - 4).Build(), "segment 0", "outside the");
 
     [Fact]
     public void TruncatedSegmentBytesAreRefused()
@@ -254,69 +239,13 @@ public sealed class ElfLoaderTests
     }
 
     [Fact]
-    public void FileSizeLargerThanMemorySizeIsRefused() =>
-        Refused(With(b => b.Segments[1].MemSize = 8).Build(), "segment 1", "p_filesz 0x10 is larger than p_memsz 0x8");
-
-    [Fact]
-    public void VirtualAddressDifferentFromPhysicalIsRefused() =>
-        Refused(With(b => b.Segments[1].PAddr = 0x20_0000).Build(), "segment 1", "p_vaddr", "p_paddr", "identity mapped");
-
-    [Fact]
-    public void SegmentInTheHostReservedLowMegabyteIsRefused() =>
-        Refused(With(b => b.Segments[1].VAddr = 0xF_F000).Build(), "segment 1", "0xff000", "reserved for the host");
-
-    [Fact]
-    public void SegmentStraddlingAddressZeroIsRefused() =>
-        Refused(With(b => { b.Segments[1].VAddr = 0; b.Segments[1].MemSize = 0x20_0000; }).Build(), "segment 1", "reserved for the host");
-
-    [Fact]
-    public void SegmentWhoseEndOverflowsIsRefused() =>
-        Refused(With(b => { b.Segments[1].VAddr = 0xFFFF_FFFF_FFFF_F000; b.Segments[1].MemSize = 0x2000; }).Build(), "segment 1", "overflows 64 bits");
-
-    [Fact]
-    public void SegmentBeyondTheLargestGuestMemoryIsRefused() =>
-        Refused(With(b => { b.Segments[1].VAddr = 0x10_0000_0000; }).Build(), "segment 1", "largest guest memory");
-
-    [Fact]
-    public void AlignmentThatIsNotAPowerOfTwoIsRefused() =>
-        Refused(With(b => b.Segments[1].Align = 24).Build(), "segment 1", "power of two");
-
-    [Fact]
-    public void AddressAndOffsetDisagreeingModuloAlignmentAreRefused() =>
-        Refused(With(b => b.Segments[1].Offset = (ulong)(64 + 56 * 3 + 4)).Build(), "segment 1", "modulo p_align");
-
-    [Fact]
     public void OverlappingSegmentsAreRefusedNamingBoth()
     {
         var ex = Refused(With(b => b.Segments[1].VAddr = TextAddress + 16).Build(), "overlap");
         Assert.Contains("segments 0 (0x100000-0x100020) and 1 (0x100010-0x100110)", ex.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public void EntryOutsideEverySegmentIsRefused() =>
-        Refused(With(b => b.Entry = 0x50_0000).Build(), "entry point 0x500000", "not inside");
-
-    [Fact]
-    public void EntryJustPastTheTextSegmentIsRefused() =>
-        Refused(With(b => b.Entry = TextAddress + 32).Build(), "entry point", "not inside");
-
-    [Fact]
-    public void EntryInANonExecutableSegmentIsRefused() =>
-        Refused(With(b => b.Entry = DataAddress).Build(), "entry point", "segment 1", "not executable", "PF_X");
-
-    [Fact]
-    public void EntryInTheZeroFilledTailIsRefused() =>
-        Refused(With(b => { b.Segments[1].Flags |= PfX; b.Entry = DataAddress + 0x20; }).Build(), "entry point", "zero-filled");
-
     // ---- notes --------------------------------------------------------------------------------------------
-
-    [Fact]
-    public void NoteSegmentOutsideTheFileIsRefused() =>
-        Refused(With(b => b.Segments[2].FileSize = 0x100000).Build(), "note segment 2", "outside the");
-
-    [Fact]
-    public void NoteWhoseSizesRunPastTheSegmentIsRefused() =>
-        Refused(With(b => { b.RemoveNotes(); b.AddNotes(Note(ElfNote.Name, ElfNote.TypeAbi, AbiDesc(1, 0), descSize: 0xFFFF_FFF0)); }).Build(), "note segment 2", "malformed", "past the end");
 
     [Fact]
     public void NoteWithHugeNameSizeIsRefused()
@@ -325,10 +254,6 @@ public sealed class ElfLoaderTests
         BinaryPrimitives.WriteUInt32LittleEndian(note, uint.MaxValue);
         Refused(With(b => { b.RemoveNotes(); b.AddNotes(note); }).Build(), "malformed");
     }
-
-    [Fact]
-    public void StrayBytesAfterTheLastNoteAreRefused() =>
-        Refused(With(b => { b.RemoveNotes(); b.AddNotes(AbiNote(1, 0), [0, 0, 0, 0]); }).Build(), "malformed", "stray bytes");
 
     // ---- static Linux executables (no Paravirt note) --------------------------------------------------------
 
@@ -368,10 +293,6 @@ public sealed class ElfLoaderTests
             "dynamically linked Linux executable", "PT_INTERP", "-static");
 
     [Fact]
-    public void ThirtyTwoBitLinuxExecutableIsRefused() =>
-        Refused(With(b => { b.RemoveNotes(); b.Class = 1; }).Build(), "not a 64-bit ELF file", "ELFCLASS32");
-
-    [Fact]
     public void StaticPieLinuxExecutableParses()
     {
         ElfBuilder b = Linux();
@@ -381,28 +302,12 @@ public sealed class ElfLoaderTests
     }
 
     [Fact]
-    public void SharedObjectWithoutDynamicSegmentIsRefused() =>
-        Refused(With(b => { b.RemoveNotes(); b.Type = 3; }).Build(), "ET_DYN", "static");
-
-    [Fact]
-    public void LinuxSegmentBelowTheLowestUserAddressIsRefused() =>
-        Refused(With(b => { b.RemoveNotes(); b.Segments[0].VAddr = 0x1000; b.Segments[0].PAddr = 0x1000; b.Entry = 0x1000; }).Build(), "outside the Linux user address space");
-
-    [Fact]
-    public void LinuxSegmentInTheKernelHalfIsRefused() =>
-        Refused(With(b => { b.RemoveNotes(); b.Segments[1].VAddr = 0xffff_8000_0000_0000; b.Segments[1].PAddr = 0xffff_8000_0000_0000; }).Build(), "outside the Linux user address space");
-
-    [Fact]
     public void LinuxExecutableNeedsNoIdentityMapping()
     {
         ElfBuilder b = Linux();
         b.Segments[1].PAddr = 0x5000; // physical addresses mean nothing to a Linux executable
         Assert.Equal(GuestImageKind.LinuxExecutable, ElfLoader.Parse(b.Build(), Host).Kind);
     }
-
-    [Fact]
-    public void LinuxEntryOutsideAnExecutableSegmentIsRefused() =>
-        Refused(With(b => { b.RemoveNotes(); b.Entry = DataAddress; }).Build(), "entry point", "not executable");
 
     [Fact]
     public void LinuxExecutableIsNotLoadedDirectly()
@@ -422,14 +327,6 @@ public sealed class ElfLoaderTests
             Assert.Contains(w, ex.Message, StringComparison.Ordinal);
         }
     }
-
-    [Fact]
-    public void AbiNoteOfTheWrongSizeIsRefused() =>
-        Refused(With(b => { b.RemoveNotes(); b.AddNotes(Note(ElfNote.Name, ElfNote.TypeAbi, [1, 0, 0, 0])); }).Build(), "ABI note has 4 bytes", "expected 8");
-
-    [Fact]
-    public void DuplicateAbiNoteIsRefused() =>
-        Refused(With(b => b.AddNotes(AbiNote(1, 0))).Build(), "more than one Paravirt ABI note");
 
     [Fact]
     public void OtherMajorVersionIsRefused()
@@ -483,10 +380,6 @@ public sealed class ElfLoaderTests
     [Fact]
     public void ManifestNamingADeviceTwiceIsRefused() =>
         Refused(ManifestImage(ManifestNote((DeviceKind.Block, "disk0", false), (DeviceKind.Block, "disk0", true))), "device 'disk0' twice");
-
-    [Fact]
-    public void DuplicateManifestNoteIsRefused() =>
-        Refused(With(b => b.AddNotes(ManifestNote())).Build(), "more than one Paravirt device manifest note");
 
     private static byte[] ManifestImage(byte[] manifestNote) =>
         With(b => { b.RemoveNotes(); b.AddNotes(AbiNote(1, 0), manifestNote); }).Build();

@@ -11,31 +11,89 @@ namespace Paravirt.Hypervisor.Tests.Whp;
 /// lists give the offsets (natural alignment, x64). <see cref="WhpHeaderCrossCheckTests"/> compiles the header to
 /// check the same numbers where mingw-w64 gcc is installed.
 /// </summary>
-public sealed class WhpLayoutTests
+public sealed class WhpLayoutTests : StructLayoutTests
 {
-    private static int Off<T>(string field) => (int)Marshal.OffsetOf<T>(field);
+    /// <summary>sizeof of every structure, union and enum the backend passes or reads.</summary>
+    public static TheoryData<Type, int> Sizes => new()
+    {
+        { typeof(WHV_RUN_VP_EXIT_CONTEXT), 224 },
+        { typeof(WHV_VP_EXIT_CONTEXT), 40 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), 96 },
+        { typeof(WHV_MEMORY_ACCESS_CONTEXT), 40 },
+        { typeof(WHV_VP_EXCEPTION_CONTEXT), 40 },
+        { typeof(WHV_X64_UNSUPPORTED_FEATURE_CONTEXT), 16 },
+        { typeof(WHV_RUN_VP_CANCELED_CONTEXT), 4 },
+        { typeof(WHV_X64_SEGMENT_REGISTER), 16 },
+        { typeof(WHV_X64_TABLE_REGISTER), 16 },
+        { typeof(WHV_UINT128), 16 },
+        { typeof(WHV_REGISTER_VALUE), 16 },
+        { typeof(WHV_REGISTER_NAME), 4 },
+        { typeof(WHV_RUN_VP_EXIT_REASON), 4 },
+    };
+
+    /// <summary>The offset of every field the backend writes or reads (the union members all start at 0).</summary>
+    public static TheoryData<Type, string, int> Offsets => new()
+    {
+        { typeof(WHV_RUN_VP_EXIT_CONTEXT), nameof(WHV_RUN_VP_EXIT_CONTEXT.ExitReason), 0 },
+        { typeof(WHV_RUN_VP_EXIT_CONTEXT), nameof(WHV_RUN_VP_EXIT_CONTEXT.Reserved), 4 },
+        { typeof(WHV_RUN_VP_EXIT_CONTEXT), nameof(WHV_RUN_VP_EXIT_CONTEXT.VpContext), 8 },
+        { typeof(WHV_RUN_VP_EXIT_CONTEXT), nameof(WHV_RUN_VP_EXIT_CONTEXT.MemoryAccess), 48 },
+        { typeof(WHV_RUN_VP_EXIT_CONTEXT), nameof(WHV_RUN_VP_EXIT_CONTEXT.IoPortAccess), 48 },
+        { typeof(WHV_RUN_VP_EXIT_CONTEXT), nameof(WHV_RUN_VP_EXIT_CONTEXT.VpException), 48 },
+        { typeof(WHV_RUN_VP_EXIT_CONTEXT), nameof(WHV_RUN_VP_EXIT_CONTEXT.UnsupportedFeature), 48 },
+        { typeof(WHV_RUN_VP_EXIT_CONTEXT), nameof(WHV_RUN_VP_EXIT_CONTEXT.CancelReason), 48 },
+        { typeof(WHV_VP_EXIT_CONTEXT), nameof(WHV_VP_EXIT_CONTEXT.ExecutionState), 0 },
+        { typeof(WHV_VP_EXIT_CONTEXT), nameof(WHV_VP_EXIT_CONTEXT.InstructionLengthCr8), 2 },
+        { typeof(WHV_VP_EXIT_CONTEXT), nameof(WHV_VP_EXIT_CONTEXT.Reserved), 3 },
+        { typeof(WHV_VP_EXIT_CONTEXT), nameof(WHV_VP_EXIT_CONTEXT.Reserved2), 4 },
+        { typeof(WHV_VP_EXIT_CONTEXT), nameof(WHV_VP_EXIT_CONTEXT.Cs), 8 },
+        { typeof(WHV_VP_EXIT_CONTEXT), nameof(WHV_VP_EXIT_CONTEXT.Rip), 24 },
+        { typeof(WHV_VP_EXIT_CONTEXT), nameof(WHV_VP_EXIT_CONTEXT.Rflags), 32 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.InstructionByteCount), 0 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Reserved), 1 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.InstructionBytes), 4 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.AccessInfo), 20 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.PortNumber), 24 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Reserved2), 26 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Rax), 32 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Rcx), 40 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Rsi), 48 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Rdi), 56 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Ds), 64 },
+        { typeof(WHV_X64_IO_PORT_ACCESS_CONTEXT), nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Es), 80 },
+        { typeof(WHV_MEMORY_ACCESS_CONTEXT), nameof(WHV_MEMORY_ACCESS_CONTEXT.InstructionByteCount), 0 },
+        { typeof(WHV_MEMORY_ACCESS_CONTEXT), nameof(WHV_MEMORY_ACCESS_CONTEXT.InstructionBytes), 4 },
+        { typeof(WHV_MEMORY_ACCESS_CONTEXT), nameof(WHV_MEMORY_ACCESS_CONTEXT.AccessInfo), 20 },
+        { typeof(WHV_MEMORY_ACCESS_CONTEXT), nameof(WHV_MEMORY_ACCESS_CONTEXT.Gpa), 24 },
+        { typeof(WHV_MEMORY_ACCESS_CONTEXT), nameof(WHV_MEMORY_ACCESS_CONTEXT.Gva), 32 },
+        { typeof(WHV_VP_EXCEPTION_CONTEXT), nameof(WHV_VP_EXCEPTION_CONTEXT.ExceptionInfo), 20 },
+        { typeof(WHV_VP_EXCEPTION_CONTEXT), nameof(WHV_VP_EXCEPTION_CONTEXT.ExceptionType), 24 },
+        { typeof(WHV_VP_EXCEPTION_CONTEXT), nameof(WHV_VP_EXCEPTION_CONTEXT.ErrorCode), 28 },
+        { typeof(WHV_VP_EXCEPTION_CONTEXT), nameof(WHV_VP_EXCEPTION_CONTEXT.ExceptionParameter), 32 },
+        { typeof(WHV_X64_UNSUPPORTED_FEATURE_CONTEXT), nameof(WHV_X64_UNSUPPORTED_FEATURE_CONTEXT.FeatureCode), 0 },
+        { typeof(WHV_X64_UNSUPPORTED_FEATURE_CONTEXT), nameof(WHV_X64_UNSUPPORTED_FEATURE_CONTEXT.FeatureParameter), 8 },
+        { typeof(WHV_X64_SEGMENT_REGISTER), nameof(WHV_X64_SEGMENT_REGISTER.Base), 0 },
+        { typeof(WHV_X64_SEGMENT_REGISTER), nameof(WHV_X64_SEGMENT_REGISTER.Limit), 8 },
+        { typeof(WHV_X64_SEGMENT_REGISTER), nameof(WHV_X64_SEGMENT_REGISTER.Selector), 12 },
+        { typeof(WHV_X64_SEGMENT_REGISTER), nameof(WHV_X64_SEGMENT_REGISTER.Attributes), 14 },
+        { typeof(WHV_X64_TABLE_REGISTER), nameof(WHV_X64_TABLE_REGISTER.Pad), 0 },
+        { typeof(WHV_X64_TABLE_REGISTER), nameof(WHV_X64_TABLE_REGISTER.Limit), 6 },
+        { typeof(WHV_X64_TABLE_REGISTER), nameof(WHV_X64_TABLE_REGISTER.Base), 8 },
+        { typeof(WHV_REGISTER_VALUE), "Reg128", 0 },
+        { typeof(WHV_REGISTER_VALUE), "Reg64", 0 },
+        { typeof(WHV_REGISTER_VALUE), "Reg32", 0 },
+        { typeof(WHV_REGISTER_VALUE), "Reg16", 0 },
+        { typeof(WHV_REGISTER_VALUE), "Reg8", 0 },
+        { typeof(WHV_REGISTER_VALUE), "Segment", 0 },
+        { typeof(WHV_REGISTER_VALUE), "Table", 0 },
+        { typeof(WHV_UINT128), nameof(WHV_UINT128.High64), 8 },
+    };
 
     [Fact]
-    public void Sizes_match_the_header()
+    public void The_backend_constants_agree_with_the_layout()
     {
-        Assert.Equal(224, Unsafe.SizeOf<WHV_RUN_VP_EXIT_CONTEXT>());
         Assert.Equal(WHV_RUN_VP_EXIT_CONTEXT.Size, Unsafe.SizeOf<WHV_RUN_VP_EXIT_CONTEXT>());
-        Assert.Equal(40, Unsafe.SizeOf<WHV_VP_EXIT_CONTEXT>());
-        Assert.Equal(96, Unsafe.SizeOf<WHV_X64_IO_PORT_ACCESS_CONTEXT>());
-        Assert.Equal(40, Unsafe.SizeOf<WHV_MEMORY_ACCESS_CONTEXT>());
-        Assert.Equal(40, Unsafe.SizeOf<WHV_VP_EXCEPTION_CONTEXT>());
-        Assert.Equal(16, Unsafe.SizeOf<WHV_X64_UNSUPPORTED_FEATURE_CONTEXT>());
-        Assert.Equal(4, Unsafe.SizeOf<WHV_RUN_VP_CANCELED_CONTEXT>());
-        Assert.Equal(16, Unsafe.SizeOf<WHV_X64_SEGMENT_REGISTER>());
-        Assert.Equal(16, Unsafe.SizeOf<WHV_X64_TABLE_REGISTER>());
-        Assert.Equal(16, Unsafe.SizeOf<WHV_UINT128>());
-        Assert.Equal(16, Unsafe.SizeOf<WHV_REGISTER_VALUE>());
-        Assert.Equal(4, Unsafe.SizeOf<WHV_REGISTER_NAME>());
-        Assert.Equal(4, Unsafe.SizeOf<WHV_RUN_VP_EXIT_REASON>());
-        // Marshal agrees with the managed layout (all blittable).
-        Assert.Equal(224, Marshal.SizeOf<WHV_RUN_VP_EXIT_CONTEXT>());
-        Assert.Equal(96, Marshal.SizeOf<WHV_X64_IO_PORT_ACCESS_CONTEXT>());
-        Assert.Equal(16, Marshal.SizeOf<WHV_REGISTER_VALUE>());
+        Assert.Equal(48, WHV_RUN_VP_EXIT_CONTEXT.UnionOffset);
     }
 
     [Fact]
@@ -47,54 +105,11 @@ public sealed class WhpLayoutTests
     }
 
     [Fact]
-    public void Run_vp_exit_context_offsets()
-    {
-        Assert.Equal(0, Off<WHV_RUN_VP_EXIT_CONTEXT>(nameof(WHV_RUN_VP_EXIT_CONTEXT.ExitReason)));
-        Assert.Equal(4, Off<WHV_RUN_VP_EXIT_CONTEXT>(nameof(WHV_RUN_VP_EXIT_CONTEXT.Reserved)));
-        Assert.Equal(8, Off<WHV_RUN_VP_EXIT_CONTEXT>(nameof(WHV_RUN_VP_EXIT_CONTEXT.VpContext)));
-        Assert.Equal(48, WHV_RUN_VP_EXIT_CONTEXT.UnionOffset);
-        Assert.Equal(48, Off<WHV_RUN_VP_EXIT_CONTEXT>(nameof(WHV_RUN_VP_EXIT_CONTEXT.MemoryAccess)));
-        Assert.Equal(48, Off<WHV_RUN_VP_EXIT_CONTEXT>(nameof(WHV_RUN_VP_EXIT_CONTEXT.IoPortAccess)));
-        Assert.Equal(48, Off<WHV_RUN_VP_EXIT_CONTEXT>(nameof(WHV_RUN_VP_EXIT_CONTEXT.VpException)));
-        Assert.Equal(48, Off<WHV_RUN_VP_EXIT_CONTEXT>(nameof(WHV_RUN_VP_EXIT_CONTEXT.UnsupportedFeature)));
-        Assert.Equal(48, Off<WHV_RUN_VP_EXIT_CONTEXT>(nameof(WHV_RUN_VP_EXIT_CONTEXT.CancelReason)));
-    }
-
-    [Fact]
-    public void Vp_exit_context_offsets()
-    {
-        Assert.Equal(0, Off<WHV_VP_EXIT_CONTEXT>(nameof(WHV_VP_EXIT_CONTEXT.ExecutionState)));
-        Assert.Equal(2, Off<WHV_VP_EXIT_CONTEXT>(nameof(WHV_VP_EXIT_CONTEXT.InstructionLengthCr8)));
-        Assert.Equal(3, Off<WHV_VP_EXIT_CONTEXT>(nameof(WHV_VP_EXIT_CONTEXT.Reserved)));
-        Assert.Equal(4, Off<WHV_VP_EXIT_CONTEXT>(nameof(WHV_VP_EXIT_CONTEXT.Reserved2)));
-        Assert.Equal(8, Off<WHV_VP_EXIT_CONTEXT>(nameof(WHV_VP_EXIT_CONTEXT.Cs)));
-        Assert.Equal(24, Off<WHV_VP_EXIT_CONTEXT>(nameof(WHV_VP_EXIT_CONTEXT.Rip)));
-        Assert.Equal(32, Off<WHV_VP_EXIT_CONTEXT>(nameof(WHV_VP_EXIT_CONTEXT.Rflags)));
-    }
-
-    [Fact]
     public void Instruction_length_is_the_low_nibble()
     {
         // UINT8 InstructionLength : 4; UINT8 Cr8 : 4; — bit-fields fill from the low bit on x64 (MSVC and gcc).
         var ctx = new WHV_VP_EXIT_CONTEXT { InstructionLengthCr8 = 0xF2 };
         Assert.Equal(2, ctx.InstructionLength);
-    }
-
-    [Fact]
-    public void Io_port_access_context_offsets()
-    {
-        Assert.Equal(0, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.InstructionByteCount)));
-        Assert.Equal(1, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Reserved)));
-        Assert.Equal(4, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.InstructionBytes)));
-        Assert.Equal(20, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.AccessInfo)));
-        Assert.Equal(24, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.PortNumber)));
-        Assert.Equal(26, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Reserved2)));
-        Assert.Equal(32, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Rax)));
-        Assert.Equal(40, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Rcx)));
-        Assert.Equal(48, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Rsi)));
-        Assert.Equal(56, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Rdi)));
-        Assert.Equal(64, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Ds)));
-        Assert.Equal(80, Off<WHV_X64_IO_PORT_ACCESS_CONTEXT>(nameof(WHV_X64_IO_PORT_ACCESS_CONTEXT.Es)));
     }
 
     [Fact]
@@ -106,44 +121,6 @@ public sealed class WhpLayoutTests
         Assert.Equal(0x7u, WHV_X64_IO_PORT_ACCESS_CONTEXT.AccessSizeMask);
         Assert.Equal(0x10u, WHV_X64_IO_PORT_ACCESS_CONTEXT.StringOpBit);
         Assert.Equal(0x20u, WHV_X64_IO_PORT_ACCESS_CONTEXT.RepPrefixBit);
-    }
-
-    [Fact]
-    public void Memory_access_context_offsets()
-    {
-        Assert.Equal(0, Off<WHV_MEMORY_ACCESS_CONTEXT>(nameof(WHV_MEMORY_ACCESS_CONTEXT.InstructionByteCount)));
-        Assert.Equal(4, Off<WHV_MEMORY_ACCESS_CONTEXT>(nameof(WHV_MEMORY_ACCESS_CONTEXT.InstructionBytes)));
-        Assert.Equal(20, Off<WHV_MEMORY_ACCESS_CONTEXT>(nameof(WHV_MEMORY_ACCESS_CONTEXT.AccessInfo)));
-        Assert.Equal(24, Off<WHV_MEMORY_ACCESS_CONTEXT>(nameof(WHV_MEMORY_ACCESS_CONTEXT.Gpa)));
-        Assert.Equal(32, Off<WHV_MEMORY_ACCESS_CONTEXT>(nameof(WHV_MEMORY_ACCESS_CONTEXT.Gva)));
-    }
-
-    [Fact]
-    public void Exception_and_unsupported_feature_context_offsets()
-    {
-        Assert.Equal(20, Off<WHV_VP_EXCEPTION_CONTEXT>(nameof(WHV_VP_EXCEPTION_CONTEXT.ExceptionInfo)));
-        Assert.Equal(24, Off<WHV_VP_EXCEPTION_CONTEXT>(nameof(WHV_VP_EXCEPTION_CONTEXT.ExceptionType)));
-        Assert.Equal(28, Off<WHV_VP_EXCEPTION_CONTEXT>(nameof(WHV_VP_EXCEPTION_CONTEXT.ErrorCode)));
-        Assert.Equal(32, Off<WHV_VP_EXCEPTION_CONTEXT>(nameof(WHV_VP_EXCEPTION_CONTEXT.ExceptionParameter)));
-        Assert.Equal(0, Off<WHV_X64_UNSUPPORTED_FEATURE_CONTEXT>(nameof(WHV_X64_UNSUPPORTED_FEATURE_CONTEXT.FeatureCode)));
-        Assert.Equal(8, Off<WHV_X64_UNSUPPORTED_FEATURE_CONTEXT>(nameof(WHV_X64_UNSUPPORTED_FEATURE_CONTEXT.FeatureParameter)));
-    }
-
-    [Fact]
-    public void Segment_table_and_register_value_offsets()
-    {
-        Assert.Equal(0, Off<WHV_X64_SEGMENT_REGISTER>(nameof(WHV_X64_SEGMENT_REGISTER.Base)));
-        Assert.Equal(8, Off<WHV_X64_SEGMENT_REGISTER>(nameof(WHV_X64_SEGMENT_REGISTER.Limit)));
-        Assert.Equal(12, Off<WHV_X64_SEGMENT_REGISTER>(nameof(WHV_X64_SEGMENT_REGISTER.Selector)));
-        Assert.Equal(14, Off<WHV_X64_SEGMENT_REGISTER>(nameof(WHV_X64_SEGMENT_REGISTER.Attributes)));
-        Assert.Equal(0, Off<WHV_X64_TABLE_REGISTER>(nameof(WHV_X64_TABLE_REGISTER.Pad)));
-        Assert.Equal(6, Off<WHV_X64_TABLE_REGISTER>(nameof(WHV_X64_TABLE_REGISTER.Limit)));
-        Assert.Equal(8, Off<WHV_X64_TABLE_REGISTER>(nameof(WHV_X64_TABLE_REGISTER.Base)));
-        foreach (string field in new[] { "Reg128", "Reg64", "Reg32", "Reg16", "Reg8", "Segment", "Table" })
-        {
-            Assert.Equal(0, Off<WHV_REGISTER_VALUE>(field));
-        }
-        Assert.Equal(8, Off<WHV_UINT128>(nameof(WHV_UINT128.High64)));
     }
 
     [Fact]
