@@ -37,8 +37,8 @@ internal sealed unsafe class CodeCache
     private readonly Dictionary<ulong, List<Block>> _pageBlocks = [];
     private readonly byte[] _codePageArray;
     private readonly ulong _pages;
-    private readonly Block?[] _fastSupervisor = new Block?[FastSize];
-    private Block?[]? _fastUser; // made on first use at CPL 3
+    private Block?[] _fastSupervisor = VcpuArrayPool.TakeBlockCache();
+    private Block?[]? _fastUser; // taken on first use at CPL 3
     private readonly Action<ulong> _pageBecameCode;
     private readonly Action _hostWrite;
     private readonly Lock _pendingLock = new();
@@ -102,7 +102,7 @@ internal sealed unsafe class CodeCache
     /// <summary>Selects the direct-mapped cache of <paramref name="cpl"/>.</summary>
     public void SetPrivilege(int cpl)
     {
-        Fast = cpl == 3 ? _fastUser ??= new Block?[FastSize] : _fastSupervisor;
+        Fast = cpl == 3 ? _fastUser ??= VcpuArrayPool.TakeBlockCache() : _fastSupervisor;
         *LinkEpoch = cpl == 3 ? _linkEpochUser : _linkEpochSupervisor;
     }
 
@@ -178,6 +178,24 @@ internal sealed unsafe class CodeCache
         FlushFast();
         Array.Clear(_codePageArray);
         _bytes = 0;
+    }
+
+    /// <summary>
+    /// The vCPU is disposed: every block is dropped and the direct-mapped caches go back to <see cref="VcpuArrayPool"/>;
+    /// <see cref="Fast"/> is empty from now on (the vCPU refuses to run after its dispose anyway).
+    /// </summary>
+    public void Release()
+    {
+        Flush();
+        Block?[] supervisor = _fastSupervisor;
+        Block?[]? user = _fastUser;
+        _fastSupervisor = Fast = [];
+        _fastUser = null;
+        VcpuArrayPool.Return(supervisor);
+        if (user is not null)
+        {
+            VcpuArrayPool.Return(user);
+        }
     }
 
     /// <summary>

@@ -463,6 +463,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
 
     public VcpuRegisters GetRegisters()
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         Materialize();
         return Snapshot();
     }
@@ -473,6 +474,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
 
     public void SetRegisters(in VcpuRegisters registers)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         _r[0] = registers.Rax; _r[1] = registers.Rcx; _r[2] = registers.Rdx; _r[3] = registers.Rbx;
         _r[4] = registers.Rsp; _r[5] = registers.Rbp; _r[6] = registers.Rsi; _r[7] = registers.Rdi;
         _r[8] = registers.R8; _r[9] = registers.R9; _r[10] = registers.R10; _r[11] = registers.R11;
@@ -487,12 +489,21 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     }
 
     /// <summary>No flag materialization and no copy of the file: a hypercall reads its six registers straight from the run state.</summary>
-    public ulong GetGeneralRegister(int index) => _r[index & 15];
+    public ulong GetGeneralRegister(int index)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return _r[index & 15];
+    }
 
-    public void SetGeneralRegister(int index, ulong value) => _r[index & 15] = value;
+    public void SetGeneralRegister(int index, ulong value)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _r[index & 15] = value;
+    }
 
     public VcpuState GetState()
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         CompletePendingOut();
         var state = new VcpuState { Registers = GetRegisters() };
         _sys.CopyTo(state);
@@ -506,6 +517,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     /// <exception cref="ArgumentException">The state is not 64-bit long mode (the only mode the emulator runs).</exception>
     public void SetState(VcpuState state)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(state);
         var check = new SystemRegisters();
         check.Load(state);
@@ -545,6 +557,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     /// <summary>From now the vCPU may retire <paramref name="instructions"/> more instructions (null: no limit). Between runs.</summary>
     public void SetInstructionBudget(ulong? instructions)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         _budget = instructions;
         _s->BudgetLimit = instructions is ulong n ? (ulong.MaxValue - _s->Icount < n ? ulong.MaxValue : _s->Icount + n) : ulong.MaxValue;
     }
@@ -566,12 +579,16 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
         }
         _disposed = true;
         _memory.RemoveWriteObserver(this);
-        _code.Flush();
+        // The TLBs and direct-mapped caches go to the next vCPU (VcpuArrayPool): from here on every entry point throws.
+        _s->Tlb = null;
+        _code.Release();
+        _mmu.Release();
     }
 
     /// <summary>For tests: forgets all decoded code and the run state and starts again at <paramref name="start"/> (the host rewrote guest code).</summary>
     internal void Reset(in VcpuStartState start)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         _code.Flush();
         _mmu.FlushAll();
         new Span<ulong>(_r, 20).Clear();

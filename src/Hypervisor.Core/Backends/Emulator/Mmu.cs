@@ -70,12 +70,29 @@ internal sealed unsafe class Mmu
     private readonly ulong[] _writeGranted;
 
     /// <summary>The TLB of CPL 0-2 accesses and of implicit supervisor accesses (descriptor tables, TSS, delivery).</summary>
-    public Tlb Supervisor { get; } = new();
+    public Tlb Supervisor => _supervisor ?? throw new ObjectDisposedException(nameof(EmulatorVcpu));
 
-    /// <summary>The TLB of CPL 3 accesses, made on first use (a guest that never leaves CPL 0 does not pay for its 80 KiB).</summary>
-    public Tlb User => _user ??= new Tlb();
+    /// <summary>The TLB of CPL 3 accesses, taken on first use (a guest that never leaves CPL 0 does not pay for its 80 KiB).</summary>
+    public Tlb User => _user ??= _supervisor is not null ? VcpuArrayPool.TakeTlb() : throw new ObjectDisposedException(nameof(EmulatorVcpu));
 
+    private Tlb? _supervisor = VcpuArrayPool.TakeTlb();
     private Tlb? _user;
+
+    /// <summary>The vCPU is disposed: the TLBs go back to <see cref="VcpuArrayPool"/>; every use from now on throws <see cref="ObjectDisposedException"/> (or reads a null <see cref="Current"/>).</summary>
+    public void Release()
+    {
+        Tlb? supervisor = _supervisor, user = _user;
+        _supervisor = _user = null;
+        Current = null;
+        if (supervisor is not null)
+        {
+            VcpuArrayPool.Return(supervisor);
+        }
+        if (user is not null)
+        {
+            VcpuArrayPool.Return(user);
+        }
+    }
 
     /// <summary>The TLB of the current privilege level.</summary>
     public TlbEntry* Current { get; private set; }
