@@ -57,9 +57,27 @@ internal sealed unsafe class Mmu
         _sys = sys;
         _code = code;
         _dirty = dirty;
-        _guards = [.. guardPages.Where(g => g % 0x1000 == 0 && g < size).Distinct()];
+        _guards = GuardPagesIn(guardPages, size);
         _writeGranted = new ulong[((size >> 12) + 63) >> 6];
         Current = Supervisor.Entries;
+    }
+
+    /// <summary>The page-aligned guard pages inside memory, each once (a loop, not LINQ: this runs for every VM).</summary>
+    private static ulong[] GuardPagesIn(IReadOnlyList<ulong> guardPages, ulong size)
+    {
+        if (guardPages.Count == 0)
+        {
+            return [];
+        }
+        var kept = new List<ulong>(guardPages.Count);
+        foreach (ulong g in guardPages)
+        {
+            if (g % 0x1000 == 0 && g < size && !kept.Contains(g))
+            {
+                kept.Add(g);
+            }
+        }
+        return [.. kept];
     }
 
     /// <summary>
