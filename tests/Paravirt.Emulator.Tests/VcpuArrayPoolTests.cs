@@ -90,6 +90,33 @@ public sealed unsafe class VcpuArrayPoolTests
     }
 
     [Fact]
+    public void ATakenCodePageMap_IsZero_WhateverItsLastOwnerMarked()
+    {
+        const int length = 4097; // 16 MiB of guest memory, a size no other test uses
+        var maps = new byte[VcpuArrayPool.MaxKept][];
+        for (int i = 0; i < maps.Length; i++)
+        {
+            maps[i] = VcpuArrayPool.TakeCodePageMap(length);
+            Array.Fill(maps[i], (byte)1);
+        }
+        foreach (byte[] map in maps)
+        {
+            VcpuArrayPool.Return(map);
+        }
+
+        for (int i = 0; i < maps.Length; i++)
+        {
+            maps[i] = VcpuArrayPool.TakeCodePageMap(length);
+            Assert.Equal(length, maps[i].Length);
+            Assert.True(maps[i].AsSpan().IndexOfAnyExcept((byte)0) < 0, "a taken code page map still marks a page");
+        }
+        foreach (byte[] map in maps)
+        {
+            VcpuArrayPool.Return(map);
+        }
+    }
+
+    [Fact]
     public void AVmAfterAnother_ReadsItsOwnMemory_NotThroughTheFirstVmsTranslations()
     {
         // The first VM's memory stays alive (only its vCPU is disposed), so a stale translation would read 0xAAAA

@@ -56,7 +56,7 @@ internal sealed unsafe class CodeCache
     public CodeCache(ulong memorySize, Action<ulong> pageBecameCode, Action hostWrite)
     {
         _pages = (memorySize + 0xFFF) >> 12;
-        _codePageArray = GC.AllocateArray<byte>((int)_pages + 1, pinned: true);
+        _codePageArray = VcpuArrayPool.TakeCodePageMap((int)_pages + 1);
         // Safe: the array is pinned for the lifetime of this object.
         CodePages = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_codePageArray));
         _pageBecameCode = pageBecameCode;
@@ -79,7 +79,7 @@ internal sealed unsafe class CodeCache
     private static ulong NewLinkEpoch() => (ulong)Interlocked.Increment(ref s_linkEpochs);
 
     /// <summary>Per physical page: nonzero when a cached block was decoded from it.</summary>
-    public byte* CodePages { get; }
+    public byte* CodePages { get; private set; }
 
     /// <summary>The direct-mapped cache of the current privilege, indexed by <see cref="FastSlot"/>.</summary>
     public Block?[] Fast { get; private set; }
@@ -186,14 +186,18 @@ internal sealed unsafe class CodeCache
     /// </summary>
     public void Release()
     {
-        // Not Flush: its clear of the code page map is the first touch of those pages for a short run (page faults:
-        // measured 4 a VM for hello's 64 MiB), and nothing reads the map of a disposed vCPU.
+        // Not Flush: the code page map is cleared by its next taker (VcpuArrayPool), and a fresh map's clear here was
+        // the first touch of its pages (page faults: 4 a VM for hello's 64 MiB).
         foreach (Block old in _blocks.Values)
         {
             old.Valid = false;
         }
         _blocks.Clear();
         _pageBlocks.Clear();
+        // The map goes too (cleared by its next taker). OnHostWrite may still read it from another thread, racing the
+        // dispose: a read of another VM's map queues nothing that runs.
+        CodePages = null;
+        VcpuArrayPool.Return(_codePageArray);
         Block?[] supervisor = _fastSupervisor;
         Block?[]? user = _fastUser;
         _fastSupervisor = Fast = [];
