@@ -489,17 +489,9 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     }
 
     /// <summary>No flag materialization and no copy of the file: a hypercall reads its six registers straight from the run state.</summary>
-    public ulong GetGeneralRegister(int index)
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        return _r[index & 15];
-    }
+    public ulong GetGeneralRegister(int index) => _r[index & 15];
 
-    public void SetGeneralRegister(int index, ulong value)
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        _r[index & 15] = value;
-    }
+    public void SetGeneralRegister(int index, ulong value) => _r[index & 15] = value;
 
     public VcpuState GetState()
     {

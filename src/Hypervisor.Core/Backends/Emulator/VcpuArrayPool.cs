@@ -11,8 +11,8 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// What is taken holds nothing of another VM: a TLB is flushed when taken (every entry invalid), a code page map is
 /// cleared when taken, a block cache is emptied when it comes back (which also lets its blocks and their translated
 /// code go). A vCPU gives its arrays back only
-/// from <see cref="EmulatorVcpu.Dispose"/>, after which every entry point of that vCPU refuses to run
-/// (<see cref="ObjectDisposedException"/>), so a stale vCPU never writes into arrays another VM now uses. At most
+/// from <see cref="EmulatorVcpu.Dispose"/>, after which every entry point of that vCPU that can reach them refuses to
+/// run (<see cref="ObjectDisposedException"/>), so a stale vCPU never writes into arrays another VM now uses. At most
 /// <see cref="MaxKept"/> of each are kept (about 900 KiB in all, and code page maps of at most
 /// <see cref="MaxCodePageMap"/> bytes).
 /// </remarks>
