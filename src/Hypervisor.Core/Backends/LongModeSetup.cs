@@ -93,6 +93,11 @@ public static class LongModeSetup
         ulong twoMegPages = (memory.Size + (2UL << 20) - 1) >> 21;
         for (int p = 0; p < 2 + GuestLayout.PdCount; p++)
         {
+            ulong address = GuestLayout.Pml4 + (ulong)p * 0x1000;
+            if (p >= 2 && (ulong)(p - 2) >= gib && memory.IsKnownZero(new GuestAddress(address), 0x1000))
+            {
+                continue; // an unused directory on fresh memory: zero already, nothing to compare (63 of them for 64 MiB)
+            }
             page.Clear();
             if (p == 0)
             {
@@ -113,7 +118,7 @@ public static class LongModeSetup
                     entries[(int)j] = (i << 30) | (j << 21) | table | PageSize2M;
                 }
             }
-            WriteIfDifferent(memory, GuestLayout.Pml4 + (ulong)p * 0x1000, page);
+            WriteIfDifferent(memory, address, page);
         }
         WriteIfDifferent(memory, GuestLayout.Gdt, System.Runtime.InteropServices.MemoryMarshal.AsBytes(GdtEntries));
         return State;

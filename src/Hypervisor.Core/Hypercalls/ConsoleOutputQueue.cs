@@ -10,7 +10,10 @@ namespace Paravirt.Hypervisor.Hypercalls;
 /// writer thread (<see cref="ConsoleWriterThreads"/>), handed the queue when data arrives, writes to the stream until
 /// the queue is empty. A stream that stalls therefore holds that thread, never the vCPU thread: the guest sees a full
 /// queue (back-pressure) and the run's timeout still works. Writer threads are reused between queues (a thread per run
-/// cost more than a small guest's whole run: measured, bench/emulator-suite-notes.md).
+/// cost more than a small guest's whole run: measured, bench/emulator-suite-notes.md). A <see cref="MemoryStream"/>
+/// (exactly that type: a subclass may do anything in its Write) is written on the vCPU thread instead, with no queue:
+/// its write is a copy into memory that cannot stall, and the hand-off to a writer thread and back cost a small guest
+/// more than its run (measured: tens of microseconds, milliseconds on a loaded machine; "Fifth round").
 /// </summary>
 /// <remarks>
 /// Write, WaitForSpace and Drain are called on the vCPU thread; <see cref="Wake"/> from any thread. After
@@ -22,6 +25,8 @@ internal sealed class ConsoleOutputQueue : IDisposable
     private readonly Stream _target;
     private readonly int _capacity;
     private readonly Pipe? _pipe;
+    /// <summary>The target is a plain <see cref="MemoryStream"/>: written on the calling thread, nothing queued.</summary>
+    private readonly bool _direct;
     private readonly object _lock = new();
     private long _queued; // bytes in the pipe that the writer thread has not yet written; guarded by _lock
     /// <summary>Writes (and the dispose) not yet seen by a writer thread; nonzero while a writer thread owns the queue's reader.</summary>
@@ -33,7 +38,8 @@ internal sealed class ConsoleOutputQueue : IDisposable
     {
         _target = target;
         _capacity = capacity;
-        if (!ReferenceEquals(target, Stream.Null))
+        _direct = target.GetType() == typeof(MemoryStream);
+        if (!ReferenceEquals(target, Stream.Null) && !_direct)
         {
             // The pipe never pauses the writer itself: _queued is the bound.
             _pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false));
@@ -48,6 +54,10 @@ internal sealed class ConsoleOutputQueue : IDisposable
     {
         get
         {
+            if (_direct)
+            {
+                return _capacity; // nothing is ever queued; a write is still at most a queue's worth, as with a writer thread
+            }
             if (_pipe is null)
             {
                 return int.MaxValue;
@@ -65,9 +75,9 @@ internal sealed class ConsoleOutputQueue : IDisposable
     /// </summary>
     public int WaitForSpace(TimeSpan maxWait, CancellationToken stopping)
     {
-        if (_pipe is null)
+        if (_direct || _pipe is null)
         {
-            return int.MaxValue;
+            return Space;
         }
         long deadline = Stopwatch.GetTimestamp() + (long)(maxWait.TotalSeconds * Stopwatch.Frequency);
         lock (_lock)
@@ -88,6 +98,18 @@ internal sealed class ConsoleOutputQueue : IDisposable
     /// <summary>Queues <paramref name="data"/> (the caller checked <see cref="Space"/>); never blocks.</summary>
     public void Write(ReadOnlySpan<byte> data)
     {
+        if (_direct && !_failed && !data.IsEmpty)
+        {
+            try
+            {
+                _target.Write(data);
+            }
+            catch (Exception ex) when (ex is IOException or ObjectDisposedException or NotSupportedException or InvalidOperationException)
+            {
+                _failed = true; // closed, or a fixed buffer that is full: the guest's output is discarded from now on
+            }
+            return;
+        }
         if (_pipe is null || _failed || data.IsEmpty)
         {
             return;

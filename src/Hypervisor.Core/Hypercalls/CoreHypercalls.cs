@@ -128,7 +128,8 @@ internal sealed partial class CoreHypercalls : IHypercallProvider
     /// count (a short write when the queue is nearly full). A full queue waits up to
     /// <see cref="GuestSession.ConsoleWriteWait"/> (woken at once when the run stops) and then answers
     /// <see cref="HypercallStatus.TryAgain"/>; past the run's output limit the answer is <see cref="HypercallStatus.NoSpace"/>;
-    /// a stream that failed answers <see cref="HypercallStatus.IoError"/>. The vCPU thread never writes to the stream.
+    /// a stream that failed answers <see cref="HypercallStatus.IoError"/>. The vCPU thread never writes to the stream
+    /// (except to a plain <see cref="MemoryStream"/>, a copy that cannot stall: <see cref="ConsoleOutputQueue"/>).
     /// </summary>
     private static long Write(in HypercallArgs args, GuestSession session)
     {

@@ -49,7 +49,8 @@ public sealed partial class GuestSession : IDisposable
 
     /// <summary>
     /// Where console and debug output go. The built-in <c>console_write</c> and <c>debug_write</c> reach it through a
-    /// bounded queue written by a background thread (<see cref="GuestLimits.ConsoleBufferSize"/>); a handler of your
+    /// bounded queue written by a background thread (<see cref="GuestLimits.ConsoleBufferSize"/>; a plain
+    /// <see cref="MemoryStream"/> is written on the vCPU thread, a copy that cannot stall); a handler of your
     /// own that writes here directly runs on the vCPU thread and blocks it while the stream does.
     /// </summary>
     public Stream ConsoleOutput { get; }

@@ -138,6 +138,26 @@ public sealed unsafe class GuestMemory : IDisposable
     }
 
     /// <summary>Marks the pages of <c>[address, address + length)</c> dirty (the range was checked by the caller).</summary>
+    /// <summary>
+    /// True when every page of [<paramref name="address"/>, +<paramref name="length"/>) is known to hold zeros without
+    /// reading it: the memory was zero when made (a fresh mapping, or one <see cref="GuestMemoryPool"/> zeroed), every
+    /// write since went through a path that marks the dirty page map (no raw host address handed out, the map never
+    /// cleared: the rule the pool relies on too), and none of these pages is marked.
+    /// </summary>
+    internal bool IsKnownZero(GuestAddress address, ulong length)
+    {
+        if (_untracked || _base == null || !Contains(address, length))
+        {
+            return false;
+        }
+        if (length == 0)
+        {
+            return true;
+        }
+        ulong first = address.Value >> 12, last = (address.Value + length - 1) >> 12;
+        return new ReadOnlySpan<byte>(_dirty + first, (int)(last - first + 1)).IndexOfAnyExcept((byte)0) < 0;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void MarkDirty(ulong address, ulong length)
     {

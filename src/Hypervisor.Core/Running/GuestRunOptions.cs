@@ -18,7 +18,11 @@ public sealed record GuestRunOptions
     /// <summary>Instruction budget (emulator only); null for none.</summary>
     public ulong? InstructionBudget { get; init; }
 
-    /// <summary>Where console and debug output go; null for <see cref="Stream.Null"/>.</summary>
+    /// <summary>
+    /// Where console and debug output go; null for <see cref="Stream.Null"/>. Written by a background thread, so a
+    /// stream that stalls never stalls the guest; a plain <see cref="MemoryStream"/> (exactly that type) is written on
+    /// the vCPU thread, which is faster for a short run and cannot stall.
+    /// </summary>
     public Stream? ConsoleOutput { get; init; }
 
     /// <summary>

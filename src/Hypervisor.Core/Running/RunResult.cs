@@ -41,7 +41,10 @@ public sealed record RunResult(RunOutcome Outcome, long ExitStatus, string Backe
 /// <summary>Counts of VM exits by kind and hypercalls by code, for <c>--stats</c> and metrics.</summary>
 public sealed class RunStatistics
 {
-    private readonly long[] _exits = new long[Enum.GetValues<VcpuExitKind>().Length];
+    /// <summary>One counter per <see cref="VcpuExitKind"/> (looked up once: <c>Enum.GetValues</c> allocates an array each call, and every run makes statistics).</summary>
+    private static readonly int ExitKinds = Enum.GetValues<VcpuExitKind>().Length;
+
+    private readonly long[] _exits = new long[ExitKinds];
     private readonly Dictionary<uint, long> _hypercalls = [];
 
     /// <summary>Exits by kind (kinds never seen are omitted).</summary>

@@ -37,8 +37,8 @@ internal sealed unsafe class CodeCache
     private readonly Dictionary<ulong, List<Block>> _pageBlocks = [];
     private readonly byte[] _codePageArray;
     private readonly ulong _pages;
-    private readonly Block?[] _fastSupervisor = new Block?[FastSize];
-    private Block?[]? _fastUser; // made on first use at CPL 3
+    private Block?[] _fastSupervisor = VcpuArrayPool.TakeBlockCache();
+    private Block?[]? _fastUser; // taken on first use at CPL 3
     private readonly Action<ulong> _pageBecameCode;
     private readonly Action _hostWrite;
     private readonly Lock _pendingLock = new();
@@ -56,7 +56,7 @@ internal sealed unsafe class CodeCache
     public CodeCache(ulong memorySize, Action<ulong> pageBecameCode, Action hostWrite)
     {
         _pages = (memorySize + 0xFFF) >> 12;
-        _codePageArray = GC.AllocateArray<byte>((int)_pages + 1, pinned: true);
+        _codePageArray = VcpuArrayPool.TakeCodePageMap((int)_pages + 1);
         // Safe: the array is pinned for the lifetime of this object.
         CodePages = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_codePageArray));
         _pageBecameCode = pageBecameCode;
@@ -79,7 +79,7 @@ internal sealed unsafe class CodeCache
     private static ulong NewLinkEpoch() => (ulong)Interlocked.Increment(ref s_linkEpochs);
 
     /// <summary>Per physical page: nonzero when a cached block was decoded from it.</summary>
-    public byte* CodePages { get; }
+    public byte* CodePages { get; private set; }
 
     /// <summary>The direct-mapped cache of the current privilege, indexed by <see cref="FastSlot"/>.</summary>
     public Block?[] Fast { get; private set; }
@@ -102,7 +102,7 @@ internal sealed unsafe class CodeCache
     /// <summary>Selects the direct-mapped cache of <paramref name="cpl"/>.</summary>
     public void SetPrivilege(int cpl)
     {
-        Fast = cpl == 3 ? _fastUser ??= new Block?[FastSize] : _fastSupervisor;
+        Fast = cpl == 3 ? _fastUser ??= VcpuArrayPool.TakeBlockCache() : _fastSupervisor;
         *LinkEpoch = cpl == 3 ? _linkEpochUser : _linkEpochSupervisor;
     }
 
@@ -178,6 +178,35 @@ internal sealed unsafe class CodeCache
         FlushFast();
         Array.Clear(_codePageArray);
         _bytes = 0;
+    }
+
+    /// <summary>
+    /// The vCPU is disposed: every block is dropped and the direct-mapped caches go back to <see cref="VcpuArrayPool"/>;
+    /// <see cref="Fast"/> is empty from now on (the vCPU refuses to run after its dispose anyway).
+    /// </summary>
+    public void Release()
+    {
+        // Not Flush: the code page map is cleared by its next taker (VcpuArrayPool), and a fresh map's clear here was
+        // the first touch of its pages (page faults: 4 a VM for hello's 64 MiB).
+        foreach (Block old in _blocks.Values)
+        {
+            old.Valid = false;
+        }
+        _blocks.Clear();
+        _pageBlocks.Clear();
+        // The map goes too (cleared by its next taker). OnHostWrite may still read it from another thread, racing the
+        // dispose: a read of another VM's map queues nothing that runs.
+        CodePages = null;
+        VcpuArrayPool.Return(_codePageArray);
+        Block?[] supervisor = _fastSupervisor;
+        Block?[]? user = _fastUser;
+        _fastSupervisor = Fast = [];
+        _fastUser = null;
+        VcpuArrayPool.Return(supervisor);
+        if (user is not null)
+        {
+            VcpuArrayPool.Return(user);
+        }
     }
 
     /// <summary>

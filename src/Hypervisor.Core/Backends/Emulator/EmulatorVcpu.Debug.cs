@@ -33,6 +33,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpuDebug
 
     public void SetGuestDebug(GuestDebugSettings settings)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(settings);
         foreach (GuestWatchpoint w in settings.Watchpoints)
         {
@@ -69,6 +70,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpuDebug
     /// <summary>The host wrote guest memory a debugger changed (already seen through <see cref="Memory.IGuestMemoryWriteObserver"/> when it went through <see cref="Memory.GuestMemory"/>): decoded code from there is dropped before the guest runs on.</summary>
     public void CodeWritten(ulong physical, ulong length)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (length != 0 && physical < _size)
         {
             _code.OnHostWrite(physical, Math.Min(length, _size - physical));

@@ -463,6 +463,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
 
     public VcpuRegisters GetRegisters()
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         Materialize();
         return Snapshot();
     }
@@ -473,6 +474,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
 
     public void SetRegisters(in VcpuRegisters registers)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         _r[0] = registers.Rax; _r[1] = registers.Rcx; _r[2] = registers.Rdx; _r[3] = registers.Rbx;
         _r[4] = registers.Rsp; _r[5] = registers.Rbp; _r[6] = registers.Rsi; _r[7] = registers.Rdi;
         _r[8] = registers.R8; _r[9] = registers.R9; _r[10] = registers.R10; _r[11] = registers.R11;
@@ -493,6 +495,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
 
     public VcpuState GetState()
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         CompletePendingOut();
         var state = new VcpuState { Registers = GetRegisters() };
         _sys.CopyTo(state);
@@ -506,6 +509,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     /// <exception cref="ArgumentException">The state is not 64-bit long mode (the only mode the emulator runs).</exception>
     public void SetState(VcpuState state)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(state);
         var check = new SystemRegisters();
         check.Load(state);
@@ -545,6 +549,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     /// <summary>From now the vCPU may retire <paramref name="instructions"/> more instructions (null: no limit). Between runs.</summary>
     public void SetInstructionBudget(ulong? instructions)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         _budget = instructions;
         _s->BudgetLimit = instructions is ulong n ? (ulong.MaxValue - _s->Icount < n ? ulong.MaxValue : _s->Icount + n) : ulong.MaxValue;
     }
@@ -566,12 +571,16 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
         }
         _disposed = true;
         _memory.RemoveWriteObserver(this);
-        _code.Flush();
+        // The TLBs and direct-mapped caches go to the next vCPU (VcpuArrayPool): from here on every entry point throws.
+        _s->Tlb = null;
+        _code.Release();
+        _mmu.Release();
     }
 
     /// <summary>For tests: forgets all decoded code and the run state and starts again at <paramref name="start"/> (the host rewrote guest code).</summary>
     internal void Reset(in VcpuStartState start)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         _code.Flush();
         _mmu.FlushAll();
         new Span<ulong>(_r, 20).Clear();

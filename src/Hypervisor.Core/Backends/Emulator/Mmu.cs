@@ -57,9 +57,27 @@ internal sealed unsafe class Mmu
         _sys = sys;
         _code = code;
         _dirty = dirty;
-        _guards = [.. guardPages.Where(g => g % 0x1000 == 0 && g < size).Distinct()];
+        _guards = GuardPagesIn(guardPages, size);
         _writeGranted = new ulong[((size >> 12) + 63) >> 6];
         Current = Supervisor.Entries;
+    }
+
+    /// <summary>The page-aligned guard pages inside memory, each once (a loop, not LINQ: this runs for every VM).</summary>
+    private static ulong[] GuardPagesIn(IReadOnlyList<ulong> guardPages, ulong size)
+    {
+        if (guardPages.Count == 0)
+        {
+            return [];
+        }
+        var kept = new List<ulong>(guardPages.Count);
+        foreach (ulong g in guardPages)
+        {
+            if (g % 0x1000 == 0 && g < size && !kept.Contains(g))
+            {
+                kept.Add(g);
+            }
+        }
+        return [.. kept];
     }
 
     /// <summary>
@@ -70,12 +88,29 @@ internal sealed unsafe class Mmu
     private readonly ulong[] _writeGranted;
 
     /// <summary>The TLB of CPL 0-2 accesses and of implicit supervisor accesses (descriptor tables, TSS, delivery).</summary>
-    public Tlb Supervisor { get; } = new();
+    public Tlb Supervisor => _supervisor ?? throw new ObjectDisposedException(nameof(EmulatorVcpu));
 
-    /// <summary>The TLB of CPL 3 accesses, made on first use (a guest that never leaves CPL 0 does not pay for its 80 KiB).</summary>
-    public Tlb User => _user ??= new Tlb();
+    /// <summary>The TLB of CPL 3 accesses, taken on first use (a guest that never leaves CPL 0 does not pay for its 80 KiB).</summary>
+    public Tlb User => _user ??= _supervisor is not null ? VcpuArrayPool.TakeTlb() : throw new ObjectDisposedException(nameof(EmulatorVcpu));
 
+    private Tlb? _supervisor = VcpuArrayPool.TakeTlb();
     private Tlb? _user;
+
+    /// <summary>The vCPU is disposed: the TLBs go back to <see cref="VcpuArrayPool"/>; every use from now on throws <see cref="ObjectDisposedException"/> (or reads a null <see cref="Current"/>).</summary>
+    public void Release()
+    {
+        Tlb? supervisor = _supervisor, user = _user;
+        _supervisor = _user = null;
+        Current = null;
+        if (supervisor is not null)
+        {
+            VcpuArrayPool.Return(supervisor);
+        }
+        if (user is not null)
+        {
+            VcpuArrayPool.Return(user);
+        }
+    }
 
     /// <summary>The TLB of the current privilege level.</summary>
     public TlbEntry* Current { get; private set; }

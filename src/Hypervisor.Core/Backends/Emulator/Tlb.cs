@@ -109,6 +109,7 @@ internal sealed unsafe class Tlb
     }
 
     /// <summary>Takes write permission away from every entry that maps <paramref name="physicalPage"/> (it now holds decoded code).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RevokeWrite(ulong physicalPage)
     {
         for (int i = 0; i < Size; i++)
