@@ -4,22 +4,6 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 
 internal static unsafe partial class BlockCompiler
 {
-    /// <summary>
-    /// When a translated block reads a guest register into its IL local the first time: at the block's entry (every
-    /// register read before anything outside the block's own IL could have written it), or where it is first read.
-    /// </summary>
-    public enum RegisterLoad
-    {
-        /// <summary>Where the block first reads the register (a later first read is loaded there too).</summary>
-        FirstUse,
-        /// <summary>At the block's entry, all of them at once (registers first read after a helper that may write registers are loaded where they are read).</summary>
-        Entry,
-    }
-
-    /// <summary>When translated blocks load their registers: <c>PARAVIRT_EMULATOR_REGLOAD</c> = <c>entry</c>, or anything else (first use).</summary>
-    public static RegisterLoad RegisterLoading { get; set; } = Environment.GetEnvironmentVariable("PARAVIRT_EMULATOR_REGLOAD") == "entry"
-        ? RegisterLoad.Entry : RegisterLoad.FirstUse;
-
     /// <summary>Every general-purpose register (a mask of bits 0-15).</summary>
     private const int AllRegisters = 0xFFFF;
 
@@ -30,8 +14,10 @@ internal static unsafe partial class BlockCompiler
     /// also covers every fault of a native op: it re-runs the faulting op from the vCPU's state) and every helper that
     /// reads or writes registers in <see cref="CpuState"/> (the interpreter's block loop, the SSE and vector helpers).
     /// The emitter knows at each point which locals hold a register (<see cref="_loaded"/>) and which are newer than
-    /// <see cref="CpuState"/> (<see cref="_dirty"/>): only those are stored. The helpers that read neither (the TLB miss,
-    /// the shift, imul, condition and carry helpers, the segment base) are called with the registers in the locals.
+    /// <see cref="CpuState"/> (<see cref="_dirty"/>): only those are stored. The helpers that read neither (the shift,
+    /// imul, condition and carry helpers, the segment base) are called with the registers in the locals. A TLB miss
+    /// is a bail-out, not a call: a call on the translated path that the path rejoins makes RyuJIT keep every local
+    /// live across it in a stack slot instead of a host register.
     /// </summary>
     /// <remarks>
     /// The state is the emitter's, decided at emit time, so it must be the same on every IL path through a point: the
@@ -46,42 +32,8 @@ internal static unsafe partial class BlockCompiler
         private int _loaded;
         /// <summary>Registers whose IL local is newer than the vCPU's register file: stored at the next exit, bail-out or helper.</summary>
         private int _dirty;
-        /// <summary><see cref="RegisterLoad.Entry"/>: the registers the block's entry loads.</summary>
-        private int _entryLoads;
-        /// <summary>True until the first helper that may write registers: a register first read before it may be loaded at the entry.</summary>
-        private bool _entryOpen = true;
-        private Label _entryLabel, _bodyLabel;
 
         private LocalBuilder RegLocal(int reg) => _regs[reg] ??= _il.DeclareLocal(typeof(ulong));
-
-        /// <summary>Starts the block (before its first op): with entry loading, a branch to the loads emitted at the end (<see cref="EndRegisters"/>), when they are known.</summary>
-        private void BeginRegisters()
-        {
-            if (RegisterLoading == RegisterLoad.Entry)
-            {
-                _entryLabel = _il.DefineLabel();
-                _bodyLabel = _il.DefineLabel();
-                _il.Emit(OpCodes.Br, _entryLabel);
-                _il.MarkLabel(_bodyLabel);
-            }
-        }
-
-        /// <summary>Ends the block (after every op and bail-out): the entry loads, then back to the first op.</summary>
-        private void EndRegisters()
-        {
-            if (RegisterLoading == RegisterLoad.Entry)
-            {
-                _il.MarkLabel(_entryLabel);
-                for (int reg = 0; reg < 16; reg++)
-                {
-                    if ((_entryLoads & (1 << reg)) != 0)
-                    {
-                        EmitLoad(reg);
-                    }
-                }
-                _il.Emit(OpCodes.Br, _bodyLabel);
-            }
-        }
 
         private void EmitLoad(int reg)
         {
@@ -92,24 +44,15 @@ internal static unsafe partial class BlockCompiler
             _il.Emit(OpCodes.Stloc, RegLocal(reg));
         }
 
-        /// <summary>Makes register <paramref name="reg"/>'s local hold its value (loads it here, or at the entry, unless it already does).</summary>
+        /// <summary>Makes register <paramref name="reg"/>'s local hold its value: loads it here unless it already does.</summary>
+        /// <remarks>Loading every register the block reads at its entry instead was measured: no difference (bench/emulator-suite-notes.md, fifth round).</remarks>
         private void EnsureLoaded(int reg)
         {
-            int bit = 1 << reg;
-            if ((_loaded & bit) != 0)
-            {
-                return;
-            }
-            if (RegisterLoading == RegisterLoad.Entry && _entryOpen)
-            {
-                _entryLoads |= bit;
-                RegLocal(reg);
-            }
-            else
+            if ((_loaded & (1 << reg)) == 0)
             {
                 EmitLoad(reg);
+                _loaded |= 1 << reg;
             }
-            _loaded |= bit;
         }
 
         private void LoadReg(int reg, bool narrow)
@@ -165,7 +108,6 @@ internal static unsafe partial class BlockCompiler
         {
             _loaded &= ~mask;
             _dirty &= ~mask;
-            _entryOpen = false;
         }
 
         /// <summary>

@@ -118,7 +118,6 @@ internal static unsafe partial class BlockCompiler
     private static readonly MethodInfo KeepCarryMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.KeepCarry), Private)!;
     private static readonly MethodInfo ShiftMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Shift), Private)!;
     private static readonly MethodInfo SegmentBaseMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.SegmentBase), Private)!;
-    private static readonly MethodInfo TlbMissMethod = typeof(EmulatorVcpu).GetMethod("TlbMiss", Private)!;
     private static readonly MethodInfo ImulMethod = typeof(EmulatorVcpu).GetMethod("ImulTrunc", Private)!;
     private static readonly MethodInfo Swap64Method = typeof(System.Buffers.Binary.BinaryPrimitives).GetMethod(nameof(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness), [typeof(ulong)])!;
     private static readonly MethodInfo Swap32Method = typeof(System.Buffers.Binary.BinaryPrimitives).GetMethod(nameof(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness), [typeof(uint)])!;
@@ -274,7 +273,6 @@ internal static unsafe partial class BlockCompiler
             _linkEpoch = cpu.Code.LinkEpoch;
             int n = _ops.Length;
             bool terminated = false;
-            BeginRegisters();
             for (int k = 0; k < n; k++)
             {
                 terminated = EmitOp(k);
@@ -307,7 +305,6 @@ internal static unsafe partial class BlockCompiler
                 il.Emit(OpCodes.Ldc_I4, Interpreted);
                 il.Emit(OpCodes.Ret);
             }
-            EndRegisters();
             return (CompiledBlock)_method.CreateDelegate(typeof(CompiledBlock), cpu);
         }
 
@@ -573,7 +570,6 @@ internal static unsafe partial class BlockCompiler
         private void CheckAccess(int k, int length, bool store)
         {
             ILGenerator il = _il;
-            Label bail = Bail(k);
             il.Emit(OpCodes.Ldarg_2);
             il.Emit(OpCodes.Ldloc, _addr); // Tlb.Index
             il.Emit(OpCodes.Ldc_I4, 12);
@@ -598,8 +594,11 @@ internal static unsafe partial class BlockCompiler
             il.Emit(OpCodes.Add);
             il.Emit(OpCodes.Ldc_I8, ~0xFFFL);
             il.Emit(OpCodes.And);
-            Label miss = il.DefineLabel(), done = il.DefineLabel();
-            il.Emit(OpCodes.Bne_Un, miss);
+            // A miss hands the rest of the block to the interpreter, whose access walks the tables and fills the TLB
+            // (or raises the fault, or takes the slow path of a store). No call on the translated path: a refill call
+            // here, rejoining it, made RyuJIT keep every guest register local live across it on the stack (measured:
+            // bench/emulator-suite-notes.md, fifth round); a miss is rare once the TLB holds the working set.
+            il.Emit(OpCodes.Bne_Un, Bail(k));
             il.Emit(OpCodes.Ldloc, _entry);
             il.Emit(OpCodes.Ldc_I4, TlbEntry.AddendOffset);
             il.Emit(OpCodes.Add);
@@ -608,19 +607,6 @@ internal static unsafe partial class BlockCompiler
             il.Emit(OpCodes.Add);
             il.Emit(OpCodes.Conv_U);
             il.Emit(OpCodes.Stloc, _host);
-            il.Emit(OpCodes.Br, done);
-            // A miss walks the page tables and fills the TLB (EmulatorVcpu.TlbMiss); only what the interpreter must do
-            // (a fault, a page crossing, a store that needs the slow path) bails out to it.
-            il.MarkLabel(miss);
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldloc, _addr);
-            il.Emit(OpCodes.Ldc_I4, length);
-            il.Emit(store ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
-            il.Emit(OpCodes.Call, TlbMissMethod);
-            il.Emit(OpCodes.Stloc, _host);
-            il.Emit(OpCodes.Ldloc, _host);
-            il.Emit(OpCodes.Brfalse, bail);
-            il.MarkLabel(done);
         }
 
         /// <summary>
