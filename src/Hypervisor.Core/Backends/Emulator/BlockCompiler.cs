@@ -107,6 +107,8 @@ internal static unsafe partial class BlockCompiler
     private static readonly MethodInfo InvokeMethod = typeof(CompiledBlock).GetMethod(nameof(CompiledBlock.Invoke))!;
     private static readonly FieldInfo ChainExitBlockField = typeof(EmulatorVcpu).GetField(nameof(EmulatorVcpu.ChainExitBlock), BindingFlags.NonPublic | BindingFlags.Instance)!;
     private static readonly MethodInfo FindTranslatedMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.FindTranslated), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    private static readonly MethodInfo CodeGetter = typeof(EmulatorVcpu).GetProperty(nameof(EmulatorVcpu.Code), BindingFlags.NonPublic | BindingFlags.Instance)!.GetGetMethod(nonPublic: true)!;
+    private static readonly MethodInfo FastGetter = typeof(CodeCache).GetProperty(nameof(CodeCache.Fast))!.GetGetMethod()!;
     private static readonly FieldInfo LinkEpochField = typeof(Block).GetField(nameof(Block.LinkEpoch))!;
     private static readonly FieldInfo[] LinkFields =
     [
@@ -360,13 +362,7 @@ internal static unsafe partial class BlockCompiler
                     il.Emit(OpCodes.Ldloc, target);
                     il.Emit(OpCodes.Beq, linked);
                     il.MarkLabel(unlinked);
-                    il.Emit(OpCodes.Ldarg_0);
-                    il.Emit(OpCodes.Ldarg_3);
-                    il.Emit(OpCodes.Ldloc, target);
-                    il.Emit(OpCodes.Call, FindTranslatedMethod);
-                    il.Emit(OpCodes.Stloc, _next);
-                    il.Emit(OpCodes.Ldloc, _next);
-                    il.Emit(OpCodes.Brfalse, stop);
+                    FindTranslated(target, stop, linked);
                 }
                 il.MarkLabel(linked);
                 StateAddress(CpuState.AttentionOffset);
@@ -411,6 +407,62 @@ internal static unsafe partial class BlockCompiler
             il.Emit(OpCodes.Stfld, ChainExitBlockField);
             il.Emit(OpCodes.Ldc_I4, ChainExit - (int)slot);
             il.Emit(OpCodes.Ret);
+        }
+
+        /// <summary>
+        /// <c>EmulatorVcpu.FindTranslated</c> inline (an indirect exit whose link slot holds another block): the block in
+        /// the direct-mapped cache at <paramref name="target"/>, when it starts there, is valid and translated, becomes
+        /// the slot's link and is followed at <paramref name="linked"/> (in <c>_next</c>); no such block goes to
+        /// <paramref name="stop"/>. A stale link epoch (the slots must be emptied first) takes the helper.
+        /// </summary>
+        private void FindTranslated(LocalBuilder target, Label stop, Label linked)
+        {
+            ILGenerator il = _il;
+            Label call = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Call, CodeGetter);
+            il.Emit(OpCodes.Callvirt, FastGetter);
+            il.Emit(OpCodes.Ldloc, target); // CodeCache.FastSlot
+            il.Emit(OpCodes.Ldloc, target);
+            il.Emit(OpCodes.Ldc_I4, 12);
+            il.Emit(OpCodes.Shr_Un);
+            il.Emit(OpCodes.Xor);
+            il.Emit(OpCodes.Ldc_I8, (long)(CodeCache.FastSize - 1));
+            il.Emit(OpCodes.And);
+            il.Emit(OpCodes.Conv_I4);
+            il.Emit(OpCodes.Ldelem_Ref);
+            il.Emit(OpCodes.Stloc, _next);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Brfalse, stop);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Call, StartGetter);
+            il.Emit(OpCodes.Ldloc, target);
+            il.Emit(OpCodes.Bne_Un, stop);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Call, ValidGetter);
+            il.Emit(OpCodes.Brfalse, stop);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Call, CompiledGetter);
+            il.Emit(OpCodes.Brfalse, stop);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldfld, LinkEpochField);
+            il.Emit(OpCodes.Ldc_I8, (long)_linkEpoch);
+            il.Emit(OpCodes.Conv_U);
+            il.Emit(OpCodes.Ldind_I8);
+            il.Emit(OpCodes.Bne_Un, call);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Stfld, LinkFields[(int)LinkSlot.Indirect]);
+            il.Emit(OpCodes.Br, linked);
+            il.MarkLabel(call);
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldloc, target);
+            il.Emit(OpCodes.Call, FindTranslatedMethod);
+            il.Emit(OpCodes.Stloc, _next);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Brfalse, stop);
+            il.Emit(OpCodes.Br, linked);
         }
 
         private Label Bail(int index)
