@@ -12,14 +12,14 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// call or ret (or running into the block size limit) are translated; everything else stays interpreted.
 /// </summary>
 /// <remarks>
-/// Translated code keeps the interpreter's exact semantics: registers live in the vCPU's register file, flags stay
-/// lazy (kept in IL locals and written back only at exits), and every memory access goes through the software TLB
-/// inline (index, tag compare, add: <see cref="TlbEntry"/>). Anything that needs the interpreter (a TLB miss, which
+/// Translated code keeps the interpreter's exact semantics: the registers a block uses and its lazy flags live in IL
+/// locals and are written back to the vCPU only where something else can see them (exits, bail-outs, helpers), and
+/// every memory access goes through the software TLB inline (index, tag compare, add: <see cref="TlbEntry"/>). Anything that needs the interpreter (a TLB miss, which
 /// covers page faults, accesses outside guest memory, first writes that set a dirty bit and stores into a page
 /// holding code) makes the translated code stop before that instruction and return its index; the interpreter then
 /// continues from there, so faults, self-modifying code and instruction counts are exactly the same.
 /// </remarks>
-internal static unsafe class BlockCompiler
+internal static unsafe partial class BlockCompiler
 {
     /// <summary>
     /// A translated block. Adds the instructions it ran to the retired count and returns <see cref="Completed"/> (rip
@@ -107,6 +107,8 @@ internal static unsafe class BlockCompiler
     private static readonly MethodInfo InvokeMethod = typeof(CompiledBlock).GetMethod(nameof(CompiledBlock.Invoke))!;
     private static readonly FieldInfo ChainExitBlockField = typeof(EmulatorVcpu).GetField(nameof(EmulatorVcpu.ChainExitBlock), BindingFlags.NonPublic | BindingFlags.Instance)!;
     private static readonly MethodInfo FindTranslatedMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.FindTranslated), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    private static readonly MethodInfo CodeGetter = typeof(EmulatorVcpu).GetProperty(nameof(EmulatorVcpu.Code), BindingFlags.NonPublic | BindingFlags.Instance)!.GetGetMethod(nonPublic: true)!;
+    private static readonly MethodInfo FastGetter = typeof(CodeCache).GetProperty(nameof(CodeCache.Fast))!.GetGetMethod()!;
     private static readonly FieldInfo LinkEpochField = typeof(Block).GetField(nameof(Block.LinkEpoch))!;
     private static readonly FieldInfo[] LinkFields =
     [
@@ -118,7 +120,6 @@ internal static unsafe class BlockCompiler
     private static readonly MethodInfo KeepCarryMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.KeepCarry), Private)!;
     private static readonly MethodInfo ShiftMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.Shift), Private)!;
     private static readonly MethodInfo SegmentBaseMethod = typeof(EmulatorVcpu).GetMethod(nameof(EmulatorVcpu.SegmentBase), Private)!;
-    private static readonly MethodInfo TlbMissMethod = typeof(EmulatorVcpu).GetMethod("TlbMiss", Private)!;
     private static readonly MethodInfo ImulMethod = typeof(EmulatorVcpu).GetMethod("ImulTrunc", Private)!;
     private static readonly MethodInfo Swap64Method = typeof(System.Buffers.Binary.BinaryPrimitives).GetMethod(nameof(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness), [typeof(ulong)])!;
     private static readonly MethodInfo Swap32Method = typeof(System.Buffers.Binary.BinaryPrimitives).GetMethod(nameof(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness), [typeof(uint)])!;
@@ -230,14 +231,14 @@ internal static unsafe class BlockCompiler
     /// <summary>A lazy-flag record kept in IL locals: its kind and operand size (the operands and result are the locals).</summary>
     private readonly record struct Pending(LazyKind Kind, int Size);
 
-    private sealed class Emitter
+    private sealed partial class Emitter
     {
         private readonly Block _block;
         private readonly MicroOp[] _ops;
         private readonly DynamicMethod _method;
         private readonly ILGenerator _il;
         private readonly LocalBuilder _la, _lb, _lr, _addr, _v, _entry, _host, _cond, _target, _next;
-        private readonly List<(Label Label, int Index, Pending Pending, int Unflushed)> _bails = [];
+        private readonly List<(Label Label, int Index, Pending Pending, int Unflushed, int Dirty)> _bails = [];
         /// <summary>The lazy-flag record held in the IL locals _la/_lb/_lr and not yet written to the vCPU (kind None: none).</summary>
         private Pending _pending;
         private int _unflushed; // instructions run by translated code and not yet added to the vCPU's count
@@ -282,6 +283,7 @@ internal static unsafe class BlockCompiler
             {
                 SetRip(_ops[n - 1].Next);
                 Flush(_pending);
+                Spill();
                 Leave(LinkSlot.Next, _unflushed, null);
             }
             if (_bails.Count > 0)
@@ -289,10 +291,11 @@ internal static unsafe class BlockCompiler
                 // The interpreter runs the rest of the block from the op that bailed out (its index in _cond), here
                 // rather than in the dispatcher, which does not know which block of a chain was running.
                 Label interpret = il.DefineLabel(), completed = il.DefineLabel();
-                foreach ((Label label, int index, Pending pending, int unflushed) in _bails)
+                foreach ((Label label, int index, Pending pending, int unflushed, int dirty) in _bails)
                 {
                     il.MarkLabel(label);
                     Flush(pending);
+                    WriteBack(dirty);
                     AddCount(unflushed);
                     il.Emit(OpCodes.Ldc_I4, index);
                     il.Emit(OpCodes.Stloc, _cond);
@@ -324,6 +327,7 @@ internal static unsafe class BlockCompiler
         private void Leave(LinkSlot slot, int count, LocalBuilder? target)
         {
             ILGenerator il = _il;
+            Spill(); // a no-op where the caller stored them before its branch (jcc)
             AddCount(count);
             if (_chain == ChainMode.Off)
             {
@@ -358,13 +362,7 @@ internal static unsafe class BlockCompiler
                     il.Emit(OpCodes.Ldloc, target);
                     il.Emit(OpCodes.Beq, linked);
                     il.MarkLabel(unlinked);
-                    il.Emit(OpCodes.Ldarg_0);
-                    il.Emit(OpCodes.Ldarg_3);
-                    il.Emit(OpCodes.Ldloc, target);
-                    il.Emit(OpCodes.Call, FindTranslatedMethod);
-                    il.Emit(OpCodes.Stloc, _next);
-                    il.Emit(OpCodes.Ldloc, _next);
-                    il.Emit(OpCodes.Brfalse, stop);
+                    FindTranslated(target, stop, linked);
                 }
                 il.MarkLabel(linked);
                 StateAddress(CpuState.AttentionOffset);
@@ -411,10 +409,68 @@ internal static unsafe class BlockCompiler
             il.Emit(OpCodes.Ret);
         }
 
+        /// <summary>
+        /// <c>EmulatorVcpu.FindTranslated</c> inline (an indirect exit whose link slot holds another block): the block in
+        /// the direct-mapped cache at <paramref name="target"/>, when it starts there, is valid and translated, becomes
+        /// the slot's link and is followed at <paramref name="linked"/> (in <c>_next</c>); no such block goes to
+        /// <paramref name="stop"/>. A stale link epoch (the slots must be emptied first) takes the helper.
+        /// </summary>
+        private void FindTranslated(LocalBuilder target, Label stop, Label linked)
+        {
+            ILGenerator il = _il;
+            Label call = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Call, CodeGetter);
+            il.Emit(OpCodes.Callvirt, FastGetter);
+            il.Emit(OpCodes.Ldloc, target); // CodeCache.FastSlot
+            il.Emit(OpCodes.Ldloc, target);
+            il.Emit(OpCodes.Ldc_I4, 12);
+            il.Emit(OpCodes.Shr_Un);
+            il.Emit(OpCodes.Xor);
+            il.Emit(OpCodes.Ldc_I8, (long)(CodeCache.FastSize - 1));
+            il.Emit(OpCodes.And);
+            il.Emit(OpCodes.Conv_I4);
+            il.Emit(OpCodes.Ldelem_Ref);
+            il.Emit(OpCodes.Stloc, _next);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Brfalse, stop);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Call, StartGetter);
+            il.Emit(OpCodes.Ldloc, target);
+            il.Emit(OpCodes.Bne_Un, stop);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Call, ValidGetter);
+            il.Emit(OpCodes.Brfalse, stop);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Call, CompiledGetter);
+            il.Emit(OpCodes.Brfalse, stop);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldfld, LinkEpochField);
+            il.Emit(OpCodes.Ldc_I8, (long)_linkEpoch);
+            il.Emit(OpCodes.Conv_U);
+            il.Emit(OpCodes.Ldind_I8);
+            il.Emit(OpCodes.Bne_Un, call);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Stfld, LinkFields[(int)LinkSlot.Indirect]);
+            il.Emit(OpCodes.Br, linked);
+            il.MarkLabel(call);
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldloc, target);
+            il.Emit(OpCodes.Call, FindTranslatedMethod);
+            il.Emit(OpCodes.Stloc, _next);
+            il.Emit(OpCodes.Ldloc, _next);
+            il.Emit(OpCodes.Brfalse, stop);
+            il.Emit(OpCodes.Br, linked);
+        }
+
         private Label Bail(int index)
         {
             Label l = _il.DefineLabel();
-            _bails.Add((l, index, _pending, _unflushed));
+            // The interpreter re-runs op index from the vCPU's state: the registers written before it go there first
+            // (an op writes its registers only after its last check, so none of its own).
+            _bails.Add((l, index, _pending, _unflushed, _dirty));
             return l;
         }
 
@@ -464,11 +520,13 @@ internal static unsafe class BlockCompiler
             ILGenerator il = _il;
             Flush(_pending);
             _pending = default;
+            Spill();
             AddCount(_unflushed);
             _unflushed = 0;
             Label go = il.DefineLabel();
             Interpret(() => il.Emit(OpCodes.Ldc_I4, k), k + 1, go);
             il.MarkLabel(go);
+            Forget();
             if (k == _ops.Length - 1)
             {
                 // The interpreter set rip (branch target or next instruction).
@@ -509,37 +567,6 @@ internal static unsafe class BlockCompiler
             _il.Emit(OpCodes.Ldarg_1);
             _il.Emit(OpCodes.Ldc_I4, offset);
             _il.Emit(OpCodes.Add);
-        }
-
-        private void RegAddress(int reg)
-        {
-            _il.Emit(OpCodes.Ldarg_1);
-            _il.Emit(OpCodes.Ldc_I4, reg * 8);
-            _il.Emit(OpCodes.Add);
-        }
-
-        private void LoadReg(int reg, bool narrow)
-        {
-            RegAddress(reg);
-            _il.Emit(OpCodes.Ldind_I8);
-            if (narrow)
-            {
-                _il.Emit(OpCodes.Conv_U4);
-                _il.Emit(OpCodes.Conv_U8);
-            }
-        }
-
-        /// <summary>Stores the value pushed by <paramref name="value"/> into register <paramref name="reg"/> (zero-extending 32-bit results).</summary>
-        private void StoreReg(int reg, bool narrow, Action value)
-        {
-            RegAddress(reg);
-            value();
-            if (narrow)
-            {
-                _il.Emit(OpCodes.Conv_U4);
-                _il.Emit(OpCodes.Conv_U8);
-            }
-            _il.Emit(OpCodes.Stind_I8);
         }
 
         private void SetRip(ulong value)
@@ -595,7 +622,6 @@ internal static unsafe class BlockCompiler
         private void CheckAccess(int k, int length, bool store)
         {
             ILGenerator il = _il;
-            Label bail = Bail(k);
             il.Emit(OpCodes.Ldarg_2);
             il.Emit(OpCodes.Ldloc, _addr); // Tlb.Index
             il.Emit(OpCodes.Ldc_I4, 12);
@@ -620,8 +646,11 @@ internal static unsafe class BlockCompiler
             il.Emit(OpCodes.Add);
             il.Emit(OpCodes.Ldc_I8, ~0xFFFL);
             il.Emit(OpCodes.And);
-            Label miss = il.DefineLabel(), done = il.DefineLabel();
-            il.Emit(OpCodes.Bne_Un, miss);
+            // A miss hands the rest of the block to the interpreter, whose access walks the tables and fills the TLB
+            // (or raises the fault, or takes the slow path of a store). No call on the translated path: a refill call
+            // here, rejoining it, made RyuJIT keep every guest register local live across it on the stack (measured:
+            // bench/emulator-suite-notes.md, fifth round); a miss is rare once the TLB holds the working set.
+            il.Emit(OpCodes.Bne_Un, Bail(k));
             il.Emit(OpCodes.Ldloc, _entry);
             il.Emit(OpCodes.Ldc_I4, TlbEntry.AddendOffset);
             il.Emit(OpCodes.Add);
@@ -630,19 +659,6 @@ internal static unsafe class BlockCompiler
             il.Emit(OpCodes.Add);
             il.Emit(OpCodes.Conv_U);
             il.Emit(OpCodes.Stloc, _host);
-            il.Emit(OpCodes.Br, done);
-            // A miss walks the page tables and fills the TLB (EmulatorVcpu.TlbMiss); only what the interpreter must do
-            // (a fault, a page crossing, a store that needs the slow path) bails out to it.
-            il.MarkLabel(miss);
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldloc, _addr);
-            il.Emit(OpCodes.Ldc_I4, length);
-            il.Emit(store ? OpCodes.Ldc_I4_1 : OpCodes.Ldc_I4_0);
-            il.Emit(OpCodes.Call, TlbMissMethod);
-            il.Emit(OpCodes.Stloc, _host);
-            il.Emit(OpCodes.Ldloc, _host);
-            il.Emit(OpCodes.Brfalse, bail);
-            il.MarkLabel(done);
         }
 
         /// <summary>
@@ -866,6 +882,8 @@ internal static unsafe class BlockCompiler
         {
             ILGenerator il = _il;
             Flush(_pending);
+            // The helper reads its operands' registers (and delivers a fault) from the vCPU and may write some.
+            Spill();
             AddCount(_unflushed);
             _unflushed = 0;
             Label go = il.DefineLabel();
@@ -877,6 +895,7 @@ internal static unsafe class BlockCompiler
             il.Emit(OpCodes.Ldc_I4, ExitRequested);
             il.Emit(OpCodes.Ret);
             il.MarkLabel(go);
+            Forget();
             if (InstructionTable.Info(_ops[k].Kind).MayWrite != 0)
             {
                 _pending = default;
@@ -1184,6 +1203,7 @@ internal static unsafe class BlockCompiler
                     Condition(op.Cond);
                     il.Emit(OpCodes.Stloc, _cond);
                     Flush(_pending);
+                    Spill(); // once for both exits
                     il.Emit(OpCodes.Ldloc, _cond);
                     il.Emit(OpCodes.Brtrue, taken);
                     SetRip(op.Next);
@@ -1244,12 +1264,18 @@ internal static unsafe class BlockCompiler
                     StateAddress(CpuState.SseFaultOffset);
                     il.Emit(OpCodes.Ldind_I4);
                     il.Emit(OpCodes.Brtrue, Bail(k));
+                    (int reads, int writes) = SseRegisters(in op);
+                    Spill(reads | writes);
                     il.Emit(OpCodes.Ldarg_0);
                     il.Emit(OpCodes.Ldarg_3);
                     il.Emit(OpCodes.Callvirt, OpsGetter);
                     il.Emit(OpCodes.Ldc_I4, k);
                     il.Emit(OpCodes.Ldelema, typeof(MicroOp));
                     il.Emit(OpCodes.Call, SseMethod);
+                    if (writes != 0)
+                    {
+                        Forget(writes);
+                    }
                     return false;
                 case OpKind.Add: case OpKind.Or: case OpKind.And: case OpKind.Sub: case OpKind.Xor: case OpKind.Cmp: case OpKind.Test:
                 {
@@ -1349,6 +1375,7 @@ internal static unsafe class BlockCompiler
                     bool narrow = op.Size == 4;
                     LoadB(k, in op, op.Size);
                     il.Emit(OpCodes.Stloc, _v);
+                    EnsureLoaded(op.RegA); // before the branch: both arms leave the register in its local
                     Label keep = il.DefineLabel(), done = il.DefineLabel();
                     Condition(op.Cond);
                     il.Emit(OpCodes.Brfalse, keep);

@@ -1010,31 +1010,6 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
         return lo;
     }
 
-    /// <summary>
-    /// A TLB miss in translated code: walks the page tables for an access of <paramref name="size"/> bytes at
-    /// <paramref name="a"/> (a store when <paramref name="write"/> is 1), filling the TLB, and returns the host address
-    /// when the TLB now grants the access as the inline check would; null when the interpreter must perform it (a
-    /// fault, which it raises; an access that crosses a page; a store the TLB does not grant: into code, ...).
-    /// </summary>
-    private byte* TlbMiss(ulong a, int size, int write)
-    {
-        ulong last = a + (ulong)size - 1;
-        if (((a ^ last) & ~0xFFFUL) != 0)
-        {
-            return null;
-        }
-        try
-        {
-            _mmu.Translate(a, write != 0 ? MemoryAccess.Write : MemoryAccess.Read, UserMode, size);
-        }
-        catch (GuestFault)
-        {
-            return null;
-        }
-        TlbEntry* e = _s->Tlb + Tlb.Index(a);
-        return (write != 0 ? e->WriteTag : e->ReadTag) == (last & ~0xFFFUL) ? (byte*)(e->Addend + (long)a) : null;
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
     private ulong LoadSlow(ulong a, int size)
     {
