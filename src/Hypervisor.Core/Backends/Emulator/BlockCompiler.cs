@@ -19,7 +19,7 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// holding code) makes the translated code stop before that instruction and return its index; the interpreter then
 /// continues from there, so faults, self-modifying code and instruction counts are exactly the same.
 /// </remarks>
-internal static unsafe class BlockCompiler
+internal static unsafe partial class BlockCompiler
 {
     /// <summary>
     /// A translated block. Adds the instructions it ran to the retired count and returns <see cref="Completed"/> (rip
@@ -230,7 +230,7 @@ internal static unsafe class BlockCompiler
     /// <summary>A lazy-flag record kept in IL locals: its kind and operand size (the operands and result are the locals).</summary>
     private readonly record struct Pending(LazyKind Kind, int Size);
 
-    private sealed class Emitter
+    private sealed partial class Emitter
     {
         private readonly Block _block;
         private readonly MicroOp[] _ops;
@@ -846,6 +846,11 @@ internal static unsafe class BlockCompiler
             if (!Native(in _ops[k], k == _ops.Length - 1))
             {
                 return Delegate(k);
+            }
+            if (EmitSseInline(k)) // BlockCompiler.Sse.cs: FP arithmetic and XMM register moves inline
+            {
+                _unflushed++;
+                return false;
             }
             ref MicroOp op = ref _ops[k];
             bool direct = op.Kind is >= OpKind.MovX128 and <= OpKind.MovntStore && op.A != Loc.Mem && op.B != Loc.Mem;
