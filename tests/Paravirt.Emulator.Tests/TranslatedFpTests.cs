@@ -1,0 +1,84 @@
+using System.Runtime.InteropServices;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Paravirt.Emulator.Tests;
+
+/// <summary>
+/// The inline SSE floating-point ops of translated code against the interpreter, where the real CPU cannot be asked
+/// in-process: MXCSR with exceptions unmasked (#XM in the middle of a translated block: the destination unchanged,
+/// MXCSR's flags, rip, the instruction count and the exit must be the interpreter's), next to DAZ/FTZ and every
+/// rounding mode. The loops are those of <see cref="DifferentialTests.TranslatedFpArithmetic_MatchesTheHostCpu"/>.
+/// </summary>
+public sealed class TranslatedFpTests
+{
+    private const ulong DataAddress = EmuHarness.CodeAddress + 0x2000;
+
+    private static (VcpuExit Exit, VcpuRegisters Regs, Vector128<byte>[] Xmm, uint Mxcsr, ulong Count, byte[] Data, long Translated) Run(
+        byte[] code, byte[] data, int threshold)
+    {
+        using EmuGuest guest = EmuHarness.Create(code, budget: 1_000_000);
+        var cpu = (EmulatorVcpu)guest.Vcpu;
+        cpu.JitThreshold = threshold;
+        guest.Memory.Write(new GuestAddress(DataAddress), data);
+        cpu.SetRegister(3, DataAddress);
+        cpu.SetRegister(6, 0);
+        cpu.SetRegister(7, 0);
+        cpu.SetRegister(15, DifferentialTests.TranslatedIterations);
+        VcpuExit exit = guest.Vcpu.Run();
+        var xmm = new Vector128<byte>[16];
+        for (int i = 0; i < 16; i++)
+        {
+            xmm[i] = cpu.GetXmm(i);
+        }
+        return (exit, guest.Vcpu.GetRegisters(), xmm, cpu.Mxcsr, cpu.Retired, guest.Memory.GetSpan(new GuestAddress(DataAddress), 0x1000).ToArray(),
+            cpu.TranslatedBlocksCompleted);
+    }
+
+    [Fact]
+    public void UnmaskedExceptionsDazFtzAndRoundingModes_InTranslatedCode_MatchTheInterpreter()
+    {
+        var r = new Random(0x11E);
+        int faults = 0, faultsAfterTranslation = 0, runs = 0;
+        foreach (DifferentialTests.FpForm form in DifferentialTests.InlineFpForms())
+        {
+            byte[] code = EmuHarness.Assemble(a =>
+            {
+                DifferentialTests.EmitFpLoop(a, form);
+                a.hlt();
+            });
+            for (int batch = 0; batch < 12; batch++)
+            {
+                byte[] data = new byte[0x1000];
+                // Ordinary operands first, so the loop is translated before a corner case comes.
+                DifferentialTests.FillFpOperands(data, r, form.Lanes, DifferentialTests.TranslatedIterations, ordinary: r.Next(4, 24));
+                uint mxcsr = FpValues.Mxcsr(r);
+                if (batch % 3 != 2)
+                {
+                    // Unmask some exceptions (PE rarely: nearly every op is inexact).
+                    uint unmask = (uint)r.Next(1, 32) | (r.Next(6) == 0 ? 0x20u : 0);
+                    mxcsr &= ~(unmask << 7);
+                }
+                MemoryMarshal.Write(data.AsSpan(DifferentialTests.MxcsrInOff), mxcsr);
+                var interpreted = Run(code, data, threshold: 0);
+                var translated = Run(code, data, threshold: 1);
+                runs++;
+                string describe = $"{form.Name}, MXCSR 0x{mxcsr:x4}, batch {batch}";
+                Assert.True(interpreted.Exit.Kind == translated.Exit.Kind && interpreted.Exit.Detail == translated.Exit.Detail && interpreted.Exit.Rip == translated.Exit.Rip,
+                    $"{describe}: exit {interpreted.Exit.Kind} '{interpreted.Exit.Detail}' at 0x{interpreted.Exit.Rip:x} vs {translated.Exit.Kind} '{translated.Exit.Detail}' at 0x{translated.Exit.Rip:x}");
+                Assert.True(interpreted.Regs == translated.Regs, $"{describe}: registers\n{interpreted.Regs}\n{translated.Regs}");
+                Assert.True(interpreted.Xmm.AsSpan().SequenceEqual(translated.Xmm), $"{describe}: XMM registers differ");
+                Assert.True(interpreted.Mxcsr == translated.Mxcsr, $"{describe}: MXCSR 0x{interpreted.Mxcsr:x4} vs 0x{translated.Mxcsr:x4}");
+                Assert.True(interpreted.Count == translated.Count, $"{describe}: count {interpreted.Count} vs {translated.Count}");
+                Assert.True(interpreted.Data.AsSpan().SequenceEqual(translated.Data), $"{describe}: memory differs");
+                Assert.Equal(0, interpreted.Translated);
+                if (interpreted.Exit.Kind == VcpuExitKind.Fault)
+                {
+                    faults++;
+                    faultsAfterTranslation += translated.Translated > 0 ? 1 : 0;
+                }
+            }
+        }
+        // The comparison must have seen #XM raised from translated code, not only clean runs.
+        Assert.True(faultsAfterTranslation >= runs / 4, $"{faults} of {runs} runs raised an exception, {faultsAfterTranslation} after translated iterations");
+    }
+}
