@@ -81,4 +81,45 @@ public sealed class TranslatedFpTests
         // The comparison must have seen #XM raised from translated code, not only clean runs.
         Assert.True(faultsAfterTranslation >= runs / 4, $"{faults} of {runs} runs raised an exception, {faultsAfterTranslation} after translated iterations");
     }
+
+    [Fact]
+    public void Each_inline_op_in_a_translated_block_raises_NM_once_CR0_TS_is_set()
+    {
+        foreach (DifferentialTests.FpForm form in DifferentialTests.InlineFpForms())
+        {
+            byte[] code = EmuHarness.Assemble(a =>
+            {
+                Label loop = a.CreateLabel(), block = a.CreateLabel();
+                a.movapd(xmm0, __xmmword_ptr[rbx]);
+                a.movapd(xmm1, __xmmword_ptr[rbx + 16]);
+                a.mov(r15d, 100);
+                a.Label(ref loop);
+                a.call(block);                 // hot: translated before CR0.TS is set
+                a.dec(r15d);
+                a.jnz(loop);
+                a.mov(rax, cr0);
+                a.or(rax, 8);                  // CR0.TS: every SSE instruction raises #NM now
+                a.mov(cr0, rax);
+                a.mov(rax, 12345);
+                a.call(block);
+                a.hlt();
+                a.Label(ref block);
+                form.Emit(a);                  // the block's first op: the #NM must come from it, nothing written
+                a.ret();
+            });
+            byte[] data = new byte[0x1000];
+            DifferentialTests.FillFpOperands(data, new Random(7), form.Lanes, 1, ordinary: 1);
+            var interpreted = Run(code, data, threshold: 0);
+            var translated = Run(code, data, threshold: 1);
+            string describe = form.Name;
+            Assert.True(translated.Translated > 0, $"{describe}: no translated block ran");
+            Assert.True(interpreted.Exit.Kind == VcpuExitKind.Fault && interpreted.Exit.Detail!.Contains("#NM", StringComparison.Ordinal),
+                $"{describe}: the interpreter gave {interpreted.Exit.Kind} '{interpreted.Exit.Detail}'");
+            Assert.True(interpreted.Exit.Kind == translated.Exit.Kind && interpreted.Exit.Detail == translated.Exit.Detail && interpreted.Exit.Rip == translated.Exit.Rip,
+                $"{describe}: exit {interpreted.Exit.Kind} '{interpreted.Exit.Detail}' at 0x{interpreted.Exit.Rip:x} vs {translated.Exit.Kind} '{translated.Exit.Detail}' at 0x{translated.Exit.Rip:x}");
+            Assert.True(interpreted.Regs == translated.Regs, $"{describe}: registers\n{interpreted.Regs}\n{translated.Regs}");
+            Assert.True(interpreted.Xmm.AsSpan().SequenceEqual(translated.Xmm), $"{describe}: XMM registers differ");
+            Assert.True(interpreted.Mxcsr == translated.Mxcsr && interpreted.Count == translated.Count, $"{describe}: MXCSR or count differ");
+        }
+    }
 }
