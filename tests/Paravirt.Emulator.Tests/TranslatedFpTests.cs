@@ -14,23 +14,23 @@ public sealed class TranslatedFpTests
     private const ulong DataAddress = EmuHarness.CodeAddress + 0x2000;
 
     private static (VcpuExit Exit, VcpuRegisters Regs, Vector128<byte>[] Xmm, uint Mxcsr, ulong Count, byte[] Data, long Translated) Run(
-        byte[] code, byte[] data, int threshold)
+        byte[] code, byte[] data, int threshold, ulong dataAddress = DataAddress, int iterations = DifferentialTests.TranslatedIterations)
     {
         using EmuGuest guest = EmuHarness.Create(code, budget: 1_000_000);
         var cpu = (EmulatorVcpu)guest.Vcpu;
         cpu.JitThreshold = threshold;
-        guest.Memory.Write(new GuestAddress(DataAddress), data);
-        cpu.SetRegister(3, DataAddress);
+        guest.Memory.Write(new GuestAddress(dataAddress), data);
+        cpu.SetRegister(3, dataAddress);
         cpu.SetRegister(6, 0);
         cpu.SetRegister(7, 0);
-        cpu.SetRegister(15, DifferentialTests.TranslatedIterations);
+        cpu.SetRegister(15, (ulong)iterations);
         VcpuExit exit = guest.Vcpu.Run();
         var xmm = new Vector128<byte>[16];
         for (int i = 0; i < 16; i++)
         {
             xmm[i] = cpu.GetXmm(i);
         }
-        return (exit, guest.Vcpu.GetRegisters(), xmm, cpu.Mxcsr, cpu.Retired, guest.Memory.GetSpan(new GuestAddress(DataAddress), 0x1000).ToArray(),
+        return (exit, guest.Vcpu.GetRegisters(), xmm, cpu.Mxcsr, cpu.Retired, guest.Memory.GetSpan(new GuestAddress(dataAddress), (ulong)data.Length).ToArray(),
             cpu.TranslatedBlocksCompleted);
     }
 
@@ -121,5 +121,59 @@ public sealed class TranslatedFpTests
             Assert.True(interpreted.Xmm.AsSpan().SequenceEqual(translated.Xmm), $"{describe}: XMM registers differ");
             Assert.True(interpreted.Mxcsr == translated.Mxcsr && interpreted.Count == translated.Count, $"{describe}: MXCSR or count differ");
         }
+    }
+
+    [Fact]
+    public void A_memory_source_that_faults_or_is_misaligned_in_a_translated_loop_stops_where_the_interpreter_does()
+    {
+        const int Span = 0x300;
+        ulong dataAddress = EmuHarness.MemorySize - 16 - Span; // the 48th iteration reads past guest memory: #PF
+        byte[] data = new byte[16 + Span];
+        for (int i = 0; i + 8 <= data.Length; i += 8)
+        {
+            MemoryMarshal.Write(data.AsSpan(i), 1.5 + i);
+        }
+        int runs = 0;
+        foreach (DifferentialTests.FpForm form in DifferentialTests.InlineFpForms())
+        {
+            if (!form.Name.Contains("[mem]", StringComparison.Ordinal))
+            {
+                continue;
+            }
+            // Misaligned: from the tenth iteration on, the operand is 8 bytes off (#GP for the aligned packed forms).
+            foreach (bool misalign in new[] { false, true })
+            {
+                byte[] code = EmuHarness.Assemble(a =>
+                {
+                    Label top = a.CreateLabel(), aligned = a.CreateLabel();
+                    a.Label(ref top);
+                    a.movapd(xmm0, xmm2);
+                    form.Emit(a);
+                    a.add(rsi, 16);
+                    if (misalign)
+                    {
+                        a.cmp(r15, 91);
+                        a.jne(aligned);
+                        a.add(rsi, 8);
+                    }
+                    a.Label(ref aligned);
+                    a.sub(r15, 1);
+                    a.jnz(top);
+                    a.hlt();
+                });
+                var interpreted = Run(code, data, threshold: 0, dataAddress, iterations: 100);
+                var translated = Run(code, data, threshold: 1, dataAddress, iterations: 100);
+                runs++;
+                string describe = $"{form.Name}{(misalign ? ", misaligned" : "")}";
+                Assert.True(interpreted.Exit.Kind == VcpuExitKind.Fault, $"{describe}: the interpreter gave {interpreted.Exit.Kind} '{interpreted.Exit.Detail}'");
+                Assert.True(translated.Translated > 0, $"{describe}: no translated block ran");
+                Assert.True(interpreted.Exit.Kind == translated.Exit.Kind && interpreted.Exit.Detail == translated.Exit.Detail && interpreted.Exit.Rip == translated.Exit.Rip,
+                    $"{describe}: exit {interpreted.Exit.Kind} '{interpreted.Exit.Detail}' at 0x{interpreted.Exit.Rip:x} vs {translated.Exit.Kind} '{translated.Exit.Detail}' at 0x{translated.Exit.Rip:x}");
+                Assert.True(interpreted.Regs == translated.Regs, $"{describe}: registers\n{interpreted.Regs}\n{translated.Regs}");
+                Assert.True(interpreted.Xmm.AsSpan().SequenceEqual(translated.Xmm), $"{describe}: XMM registers differ");
+                Assert.True(interpreted.Mxcsr == translated.Mxcsr && interpreted.Count == translated.Count, $"{describe}: MXCSR or count differ");
+            }
+        }
+        Assert.True(runs >= 40, $"only {runs} memory forms");
     }
 }
