@@ -146,6 +146,8 @@ public sealed class TranslatedFpTests
                 byte[] code = EmuHarness.Assemble(a =>
                 {
                     Label top = a.CreateLabel(), aligned = a.CreateLabel();
+                    a.mov(__dword_ptr[rsp - 8], 0x1FA0);     // PE set: exact and inexact results alike take the fast path
+                    a.ldmxcsr(__dword_ptr[rsp - 8]);
                     a.Label(ref top);
                     a.movapd(xmm0, xmm2);
                     form.Emit(a);
