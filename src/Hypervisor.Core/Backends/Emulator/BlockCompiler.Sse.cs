@@ -345,6 +345,7 @@ internal static unsafe partial class BlockCompiler
         /// delivered from the vCPU's state); the count is taken back afterwards, since the fast path leaves it in
         /// <see cref="_unflushed"/>. The record stays in the locals (these ops write no RFLAGS).
         /// </summary>
+        /// <remarks>The same call as <see cref="EmitVectorOp"/>'s: whatever that writes back to the vCPU before its call (guest state held in IL locals), this must write back too.</remarks>
         private void CallVectorHelper(int k)
         {
             ILGenerator il = _il;
