@@ -105,6 +105,9 @@ internal sealed unsafe class NativeCpu : IDisposable
             .CreateVcpu(new VcpuStartState(Address, Address + EmuStackTop, 0));
     }
 
+    /// <summary>The emulator side (for tests that tune it, e.g. its translation threshold).</summary>
+    internal EmulatorVcpu Emulator => _vcpu;
+
     /// <summary>Address of the region (same in the host and in the guest).</summary>
     public ulong Address { get; }
 

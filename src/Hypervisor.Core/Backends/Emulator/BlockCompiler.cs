@@ -863,6 +863,11 @@ internal static unsafe partial class BlockCompiler
             {
                 return Delegate(k);
             }
+            if (EmitSseInline(k)) // BlockCompiler.Sse.cs: FP arithmetic and XMM register moves inline
+            {
+                _unflushed++;
+                return false;
+            }
             ref MicroOp op = ref _ops[k];
             bool direct = op.Kind is >= OpKind.MovX128 and <= OpKind.MovntStore && op.A != Loc.Mem && op.B != Loc.Mem;
             bool ended = VectorHelper(in op) && !direct && !SseMemoryMove(in op)

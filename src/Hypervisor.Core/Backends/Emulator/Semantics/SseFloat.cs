@@ -110,7 +110,7 @@ internal static class SseFloat
     /// <summary>One binary64 operation (for sqrt the operand is <paramref name="b"/>).</summary>
     public static ulong Arith64(SseOp op, ulong a, ulong b, uint mxcsr, ref uint flags)
     {
-        if ((mxcsr & FastMask) == FastValue && op <= SseOp.Div && Plain64(a) && Plain64(b))
+        if (FastMxcsr(mxcsr) && op <= SseOp.Div && Plain64(a) && Plain64(b))
         {
             double x = BitConverter.UInt64BitsToDouble(a), y = BitConverter.UInt64BitsToDouble(b);
             double r = op switch
@@ -121,16 +121,13 @@ internal static class SseFloat
                 _ => x / y,
             };
             ulong bits = BitConverter.DoubleToUInt64Bits(r);
-            // A normal result well above the underflow threshold raised no flag but PE (already set); an exact zero
-            // from an addition, or from a zero operand, raised none.
-            if (((bits >> 52) & 0x7FF) - 2 < 0x7FD || ((bits << 1) == 0 && (op <= SseOp.Sub || (a << 1) == 0 || (b << 1) == 0)))
+            if (FastResult64(op, a, b, bits))
             {
                 return bits;
             }
         }
-        else if (op == SseOp.Sqrt && (mxcsr & FastMask) == FastValue && (b >> 52) - 1 < 0x7FE)
+        else if (op == SseOp.Sqrt && FastMxcsr(mxcsr) && FastSqrt64(b))
         {
-            // A positive normal operand: its square root is normal; only PE can be raised.
             return BitConverter.DoubleToUInt64Bits(Math.Sqrt(BitConverter.UInt64BitsToDouble(b)));
         }
         return Slow64(op, a, b, mxcsr, ref flags);
@@ -138,7 +135,7 @@ internal static class SseFloat
 
     public static uint Arith32(SseOp op, uint a, uint b, uint mxcsr, ref uint flags)
     {
-        if ((mxcsr & FastMask) == FastValue && op <= SseOp.Div && Plain32(a) && Plain32(b))
+        if (FastMxcsr(mxcsr) && op <= SseOp.Div && Plain32(a) && Plain32(b))
         {
             float x = BitConverter.UInt32BitsToSingle(a), y = BitConverter.UInt32BitsToSingle(b);
             float r = op switch
@@ -149,7 +146,7 @@ internal static class SseFloat
                 _ => x / y,
             };
             uint bits = BitConverter.SingleToUInt32Bits(r);
-            if (((bits >> 23) & 0xFF) - 2 < 0xFD || ((bits << 1) == 0 && (op <= SseOp.Sub || (a << 1) == 0 || (b << 1) == 0)))
+            if (FastResult32(op, a, b, bits))
             {
                 return bits;
             }
@@ -157,16 +154,41 @@ internal static class SseFloat
         return Slow32(op, a, b, mxcsr, ref flags);
     }
 
+    // The host fast path's conditions. Translated code (BlockCompiler.Sse.cs) calls these same predicates, so the
+    // interpreter and translated code take the host's result in exactly the same cases.
+
+    /// <summary>MXCSR allows the host's result: round to nearest, no DAZ, no FTZ, PE already set and masked (so a new inexact result changes nothing).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool FastMxcsr(uint mxcsr) => (mxcsr & FastMask) == FastValue;
+
+    /// <summary>
+    /// The host's add/sub/mul/div of two <see cref="Plain64"/> operands raised no flag but PE: a normal result well
+    /// above the underflow threshold (and finite: no overflow, no invalid 0/0, no division by zero), or an exact zero
+    /// from an addition or subtraction, or from a zero operand.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool FastResult64(SseOp op, ulong a, ulong b, ulong bits) =>
+        ((bits >> 52) & 0x7FF) - 2 < 0x7FD || ((bits << 1) == 0 && (op <= SseOp.Sub || (a << 1) == 0 || (b << 1) == 0));
+
+    /// <summary>As <see cref="FastResult64"/> for binary32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool FastResult32(SseOp op, uint a, uint b, uint bits) =>
+        ((bits >> 23) & 0xFF) - 2 < 0xFD || ((bits << 1) == 0 && (op <= SseOp.Sub || (a << 1) == 0 || (b << 1) == 0));
+
+    /// <summary>A positive normal sqrt operand: its square root is normal; only PE can be raised.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool FastSqrt64(ulong b) => (b >> 52) - 1 < 0x7FE;
+
     /// <summary>Zero or a normal number (not denormal, infinite or NaN).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool Plain64(ulong v)
+    internal static bool Plain64(ulong v)
     {
         ulong e = (v >> 52) & 0x7FF;
         return e - 1 < 0x7FE || (v << 1) == 0;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool Plain32(uint v)
+    internal static bool Plain32(uint v)
     {
         uint e = (v >> 23) & 0xFF;
         return e - 1 < 0xFE || (v << 1) == 0;
@@ -443,7 +465,7 @@ internal static class SseFloat
     /// <summary>cvtsi2sd (32 or 64-bit integer): exact for 32-bit sources; rounded (PE) for large 64-bit ones.</summary>
     public static ulong IntToDouble(long v, uint mxcsr, ref uint flags)
     {
-        if (v > -(1L << 53) && v < 1L << 53)
+        if (ExactDouble(v))
         {
             return BitConverter.DoubleToUInt64Bits(v);
         }
@@ -453,6 +475,10 @@ internal static class SseFloat
         flags |= (uint)(f & FpFlags.All);
         return SoftFloat.Pack64(r);
     }
+
+    /// <summary>An integer that a double holds exactly: converting it raises no flag under any MXCSR.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool ExactDouble(long v) => v > -(1L << 53) && v < 1L << 53;
 
     /// <summary>cvtsi2ss (32 or 64-bit integer), cvtdq2ps lanes.</summary>
     public static uint IntToSingle(long v, uint mxcsr, ref uint flags)
