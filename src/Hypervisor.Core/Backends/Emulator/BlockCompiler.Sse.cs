@@ -348,22 +348,13 @@ internal static unsafe partial class BlockCompiler
         /// <remarks>The same call as <see cref="EmitVectorOp"/>'s, which also spills the registers; it can forget them afterwards because no fast path joins it.</remarks>
         private void CallVectorHelper(int k)
         {
-            ILGenerator il = _il;
             Flush(_pending);
             // The helper reads its operands' registers from the vCPU and, on a fault, exits with the whole register
             // file there: store the dirty ones. The emitter's state stays as it is, since the fast path joins after
             // this (on this path the stores are merely early), and these ops write no general-purpose register.
             WriteBack(_dirty);
             AddCount(_unflushed);
-            Label go = il.DefineLabel();
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldarg_3);
-            il.Emit(OpCodes.Ldc_I4, k);
-            il.Emit(OpCodes.Call, VectorOpMethod);
-            il.Emit(OpCodes.Brfalse, go);
-            il.Emit(OpCodes.Ldc_I4, ExitRequested);
-            il.Emit(OpCodes.Ret);
-            il.MarkLabel(go);
+            CallExecuteVectorOp(k);
             AddCount(-_unflushed);
         }
     }

@@ -346,12 +346,7 @@ internal static unsafe partial class BlockCompiler
                 il.Emit(OpCodes.Stloc, _next);
                 il.Emit(OpCodes.Ldloc, _next);
                 il.Emit(OpCodes.Brfalse, unlinked);
-                il.Emit(OpCodes.Ldarg_3);
-                il.Emit(OpCodes.Ldfld, LinkEpochField);
-                il.Emit(OpCodes.Ldc_I8, (long)_linkEpoch);
-                il.Emit(OpCodes.Conv_U);
-                il.Emit(OpCodes.Ldind_I8);
-                il.Emit(OpCodes.Bne_Un, unlinked);
+                BranchIfLinkEpochStale(unlinked);
                 il.Emit(OpCodes.Ldloc, _next);
                 il.Emit(OpCodes.Call, ValidGetter);
                 il.Emit(OpCodes.Brfalse, unlinked);
@@ -409,6 +404,18 @@ internal static unsafe partial class BlockCompiler
             il.Emit(OpCodes.Ret);
         }
 
+        /// <summary>Branches to <paramref name="stale"/> when this block's links were made under another link epoch than the vCPU's current one (the epoch's address is fixed at emit time).</summary>
+        private void BranchIfLinkEpochStale(Label stale)
+        {
+            ILGenerator il = _il;
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldfld, LinkEpochField);
+            il.Emit(OpCodes.Ldc_I8, (long)_linkEpoch);
+            il.Emit(OpCodes.Conv_U);
+            il.Emit(OpCodes.Ldind_I8);
+            il.Emit(OpCodes.Bne_Un, stale);
+        }
+
         /// <summary>
         /// <c>EmulatorVcpu.FindTranslated</c> inline (an indirect exit whose link slot holds another block): the block in
         /// the direct-mapped cache at <paramref name="target"/>, when it starts there, is valid and translated, becomes
@@ -444,12 +451,7 @@ internal static unsafe partial class BlockCompiler
             il.Emit(OpCodes.Ldloc, _next);
             il.Emit(OpCodes.Call, CompiledGetter);
             il.Emit(OpCodes.Brfalse, stop);
-            il.Emit(OpCodes.Ldarg_3);
-            il.Emit(OpCodes.Ldfld, LinkEpochField);
-            il.Emit(OpCodes.Ldc_I8, (long)_linkEpoch);
-            il.Emit(OpCodes.Conv_U);
-            il.Emit(OpCodes.Ldind_I8);
-            il.Emit(OpCodes.Bne_Un, call);
+            BranchIfLinkEpochStale(call);
             il.Emit(OpCodes.Ldarg_3);
             il.Emit(OpCodes.Ldloc, _next);
             il.Emit(OpCodes.Stfld, LinkFields[(int)LinkSlot.Indirect]);
@@ -891,15 +893,7 @@ internal static unsafe partial class BlockCompiler
             Spill();
             AddCount(_unflushed);
             _unflushed = 0;
-            Label go = il.DefineLabel();
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldarg_3);
-            il.Emit(OpCodes.Ldc_I4, k);
-            il.Emit(OpCodes.Call, VectorOpMethod);
-            il.Emit(OpCodes.Brfalse, go);
-            il.Emit(OpCodes.Ldc_I4, ExitRequested);
-            il.Emit(OpCodes.Ret);
-            il.MarkLabel(go);
+            CallExecuteVectorOp(k);
             Forget();
             if (InstructionTable.Info(_ops[k].Kind).MayWrite != 0)
             {
@@ -914,6 +908,21 @@ internal static unsafe partial class BlockCompiler
             ReturnAfter(Completed);
             il.MarkLabel(valid);
             return false;
+        }
+
+        /// <summary>Calls <c>EmulatorVcpu.ExecuteVectorOp</c> for op <paramref name="k"/> and leaves the block with <see cref="ExitRequested"/> when it asks (a fault delivered, an exit to the VMM); the caller has written back what the helper reads.</summary>
+        private void CallExecuteVectorOp(int k)
+        {
+            ILGenerator il = _il;
+            Label go = il.DefineLabel();
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldarg_3);
+            il.Emit(OpCodes.Ldc_I4, k);
+            il.Emit(OpCodes.Call, VectorOpMethod);
+            il.Emit(OpCodes.Brfalse, go);
+            il.Emit(OpCodes.Ldc_I4, ExitRequested);
+            il.Emit(OpCodes.Ret);
+            il.MarkLabel(go);
         }
 
         /// <summary>XMM register <paramref name="reg"/>'s address in the vCPU state (arg 1 is the state's base: R is at offset 0).</summary>
