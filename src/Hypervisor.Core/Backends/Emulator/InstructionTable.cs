@@ -11,7 +11,7 @@ internal enum OpTraits : ushort
     LeavesRegion = 2 | EndsBlock,
     /// <summary>A direct or indirect branch, call, return or loop whose successors translated code follows.</summary>
     Branch = 4 | EndsBlock,
-    /// <summary>Touches only XMM/x87/MXCSR state and the general-purpose registers named by its operands (never others): a helper call spills and reloads only those.</summary>
+    /// <summary>An SSE, x87 or other extension op run by a helper: it touches XMM/x87/MXCSR state, its operands' general-purpose registers and a few implicit ones (fnstsw ax, mulx's rdx), so translated code stores every register before the call and reloads them after.</summary>
     OperandsOnly = 8,
 }
 
