@@ -116,6 +116,35 @@ public sealed unsafe class VcpuArrayPoolTests
     }
 
     [Fact]
+    public void ATakenBlockMap_IsEmpty_AndOneThatComesBackHoldingBlocksIsNotKept()
+    {
+        var block = new Block(0x1000, 0x1001, [], []);
+        var maps = new Dictionary<(ulong Linear, ulong Physical), Block>[VcpuArrayPool.MaxKept];
+        for (int i = 0; i < maps.Length; i++)
+        {
+            maps[i] = VcpuArrayPool.TakeBlockMap();
+            for (ulong k = 0; k < 100; k++)
+            {
+                maps[i][(k << 12, k << 12)] = block;
+            }
+        }
+        // Returned holding blocks: refused. (Other tests return maps in parallel, so the check is on what comes back.)
+        foreach (Dictionary<(ulong Linear, ulong Physical), Block> map in maps)
+        {
+            VcpuArrayPool.Return(map);
+        }
+        for (int i = 0; i < maps.Length; i++)
+        {
+            Dictionary<(ulong Linear, ulong Physical), Block> taken = VcpuArrayPool.TakeBlockMap();
+            Assert.Empty(taken);
+            taken[(1, 1)] = block; // used, then emptied as CodeCache.Release does: kept, and still empty when taken
+            taken.Clear();
+            VcpuArrayPool.Return(taken);
+            Assert.Empty(VcpuArrayPool.TakeBlockMap());
+        }
+    }
+
+    [Fact]
     public void ATakenCodePageMap_IsZero_WhateverItsLastOwnerMarked()
     {
         const int length = 4097; // 16 MiB of guest memory, a size no other test uses
