@@ -87,8 +87,9 @@ internal sealed partial class GuestMachine : IDisposable
         }
         ArgumentNullException.ThrowIfNull(options.Limits);
         options.Limits.Validate();
-        byte[] commandLine = Encoding.UTF8.GetBytes(options.CommandLine);
-        if (commandLine.Length >= GuestLayout.CommandLineMax || Array.IndexOf(commandLine, (byte)0) >= 0)
+        // Most runs have no command line: then nothing to encode or search (cold code in a process's first VMs).
+        byte[] commandLine = options.CommandLine.Length == 0 ? [] : Encoding.UTF8.GetBytes(options.CommandLine);
+        if (commandLine.Length >= GuestLayout.CommandLineMax || (commandLine.Length != 0 && Array.IndexOf(commandLine, (byte)0) >= 0))
         {
             throw new ArgumentException($"the guest command line must be at most {GuestLayout.CommandLineMax - 1} bytes of UTF-8 without NUL", nameof(options));
         }
