@@ -62,6 +62,32 @@ public sealed unsafe class VcpuArrayPoolTests
         }
     }
 
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(40, 40)]
+    [InlineData(Tlb.MaxTrackedFills, 7)] // the list full, with indexes repeated
+    [InlineData(Tlb.MaxTrackedFills + 1, Tlb.MaxTrackedFills + 1)] // one past the list: every entry is rewritten
+    [InlineData(3 * Tlb.MaxTrackedFills, 2 * Tlb.MaxTrackedFills)]
+    public void AFlushedTlb_HasEveryEntryInvalid_HoweverManyFillsItTracked(int fills, int distinctPages)
+    {
+        var tlb = new Tlb();
+        for (int round = 0; round < 2; round++) // the second round starts from a tracked flush
+        {
+            for (int k = 0; k < fills; k++)
+            {
+                ulong linear = (ulong)((k % distinctPages) + (round * 5000)) << 12;
+                tlb.Fill(linear, (byte*)0x1000_0000 + linear, linear, read: true, write: true, execute: true, global: k % 2 == 0, largeShift: 0);
+            }
+            tlb.FlushAll();
+            for (int e = 0; e < Tlb.Size; e++)
+            {
+                TlbEntry entry = tlb.Entries[e];
+                Assert.True(entry.ReadTag == Tlb.Invalid && entry.WriteTag == Tlb.Invalid && entry.ExecTag == Tlb.Invalid,
+                    $"round {round}: TLB entry {e} still maps 0x{entry.ReadTag:x} after {fills} fills");
+            }
+        }
+    }
+
     [Fact]
     public void ATakenBlockCache_IsEmpty_WhateverItsLastOwnerHeld()
     {
@@ -86,6 +112,35 @@ public sealed unsafe class VcpuArrayPoolTests
         foreach (Block?[] cache in caches)
         {
             VcpuArrayPool.Return(cache);
+        }
+    }
+
+    [Fact]
+    public void ATakenBlockMap_IsEmpty_AndOneThatComesBackHoldingBlocksIsNotKept()
+    {
+        var block = new Block(0x1000, 0x1001, [], []);
+        var maps = new Dictionary<(ulong Linear, ulong Physical), Block>[VcpuArrayPool.MaxKept];
+        for (int i = 0; i < maps.Length; i++)
+        {
+            maps[i] = VcpuArrayPool.TakeBlockMap();
+            for (ulong k = 0; k < 100; k++)
+            {
+                maps[i][(k << 12, k << 12)] = block;
+            }
+        }
+        // Returned holding blocks: refused. (Other tests return maps in parallel, so the check is on what comes back.)
+        foreach (Dictionary<(ulong Linear, ulong Physical), Block> map in maps)
+        {
+            VcpuArrayPool.Return(map);
+        }
+        for (int i = 0; i < maps.Length; i++)
+        {
+            Dictionary<(ulong Linear, ulong Physical), Block> taken = VcpuArrayPool.TakeBlockMap();
+            Assert.Empty(taken);
+            taken[(1, 1)] = block; // used, then emptied as CodeCache.Release does: kept, and still empty when taken
+            taken.Clear();
+            VcpuArrayPool.Return(taken);
+            Assert.Empty(VcpuArrayPool.TakeBlockMap());
         }
     }
 

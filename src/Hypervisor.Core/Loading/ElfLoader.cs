@@ -368,8 +368,10 @@ public static class ElfLoader
             throw new ImageFormatException("a Linux executable is not loaded directly: GuestRunner runs it on the Linux personality");
         }
         ReadOnlySpan<byte> file = image.FileBytes;
-        foreach (ImageSegment s in image.Segments)
+        IReadOnlyList<ImageSegment> segments = image.Segments;
+        for (int i = 0; i < segments.Count; i++) // indexed: an interface enumerator was an allocation every VM
         {
+            ImageSegment s = segments[i];
             if (!memory.Contains(new GuestAddress(s.Address), s.MemorySize))
             {
                 ulong needMiB = image.End / (1UL << 20) + (image.End % (1UL << 20) == 0 ? 0UL : 1UL);

@@ -256,7 +256,27 @@ public sealed unsafe class GuestMemory : IDisposable
     {
         lock (_observersLock)
         {
-            _observers = [.. _observers.Where(o => !ReferenceEquals(o, observer))];
+            // A loop, not LINQ: this runs for every VM's dispose (measured: LINQ's path was ~10 us of a second VM).
+            IGuestMemoryWriteObserver[] old = _observers;
+            int matches = 0;
+            foreach (IGuestMemoryWriteObserver o in old)
+            {
+                matches += ReferenceEquals(o, observer) ? 1 : 0;
+            }
+            if (matches == 0)
+            {
+                return;
+            }
+            var kept = new IGuestMemoryWriteObserver[old.Length - matches];
+            int k = 0;
+            foreach (IGuestMemoryWriteObserver o in old)
+            {
+                if (!ReferenceEquals(o, observer))
+                {
+                    kept[k++] = o;
+                }
+            }
+            _observers = kept;
         }
     }
 

@@ -87,8 +87,9 @@ internal sealed partial class GuestMachine : IDisposable
         }
         ArgumentNullException.ThrowIfNull(options.Limits);
         options.Limits.Validate();
-        byte[] commandLine = Encoding.UTF8.GetBytes(options.CommandLine);
-        if (commandLine.Length >= GuestLayout.CommandLineMax || Array.IndexOf(commandLine, (byte)0) >= 0)
+        // Most runs have no command line: then nothing to encode or search (cold code in a process's first VMs).
+        byte[] commandLine = options.CommandLine.Length == 0 ? [] : Encoding.UTF8.GetBytes(options.CommandLine);
+        if (commandLine.Length >= GuestLayout.CommandLineMax || (commandLine.Length != 0 && Array.IndexOf(commandLine, (byte)0) >= 0))
         {
             throw new ArgumentException($"the guest command line must be at most {GuestLayout.CommandLineMax - 1} bytes of UTF-8 without NUL", nameof(options));
         }
@@ -168,7 +169,7 @@ internal sealed partial class GuestMachine : IDisposable
         {
             GuestRunner.PrepareMemory(Memory, imageEnd, commandLine, Session.OfferedFeatures, linux?.BootModules ?? 0, linux?.BootModuleCount ?? 0);
         }
-        LogStarting(_logger, BackendName, Choice.Reason, Image.AbiVersion.ToString(), options.MemorySize >> 20);
+        LogStarting(_logger, BackendName, Choice.Reason, Image.AbiVersion, options.MemorySize >> 20);
         if (options.InstructionBudget is ulong requested && !Capabilities.HasFlag(BackendCapabilities.InstructionBudget))
         {
             LogBudgetIgnored(_logger, BackendName, requested);
@@ -560,7 +561,7 @@ internal sealed partial class GuestMachine : IDisposable
     }
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "backend {Backend}: {Reason}; guest ABI {Abi}, {MemoryMiB} MiB of guest memory")]
-    private static partial void LogStarting(ILogger logger, string backend, string reason, string abi, ulong memoryMiB);
+    private static partial void LogStarting(ILogger logger, string backend, string reason, AbiVersion abi, ulong memoryMiB);
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "the debugger detached; the guest runs on")]
     private static partial void LogDebuggerDetached(ILogger logger);

@@ -183,7 +183,11 @@ internal sealed unsafe partial class EmulatorVcpu
         int i = from;
         try
         {
-            for (; i < n; i++)
+        Run:
+            // The bound is a field, not n: a store that drops a block (self-modifying code) sets it to 0 (BlockDropped),
+            // so the loop ends after the instruction that stored. One compare against memory, as cheap as against n.
+            _runLimit = n;
+            for (; i < _runLimit; i++)
             {
                 ref MicroOp op = ref ops[i];
                 int size = op.Size;
@@ -766,14 +770,20 @@ internal sealed unsafe partial class EmulatorVcpu
                             goto Done;
                         }
                         break;
-                    case OpKind.SmcExit:
-                        // A store dropped this block (self-modifying code): resume at this instruction, decoded afresh.
-                        _s->Rip = op.Rip;
-                        goto Done;
                     default:
                         ExecuteSse(ref op);
                         break;
                 }
+            }
+            if (i < n)
+            {
+                if (block.Valid)
+                {
+                    goto Run; // the store dropped another block
+                }
+                // It dropped this one (the ops are shared and never rewritten): resume at the next instruction, decoded afresh.
+                _s->Rip = ops[i].Rip;
+                goto Done;
             }
             _s->Rip = ops[n - 1].Next;
         Done:

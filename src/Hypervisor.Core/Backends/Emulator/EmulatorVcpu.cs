@@ -68,6 +68,8 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     private VcpuExit _exit;
     /// <summary>True when <see cref="_exit"/> holds an exit <see cref="Run"/> must return.</summary>
     private bool _exitPending;
+    /// <summary>The interpreter's loop bound (<see cref="ExecuteBlock"/>): 0 once a block was dropped under it.</summary>
+    private int _runLimit;
 
     private bool _disposed;
     /// <summary>This VM's scope in <see cref="SharedDecodeCache.Process"/> (<see cref="VirtualMachineOptions.CodeShareKey"/>), or 0: decodes alone.</summary>
@@ -108,7 +110,7 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
         _x = (Vector128<byte>*)Unsafe.AsPointer(ref _s->Xmm[0]);
         _s->Rflags = 0x2;
         _s->BudgetLimit = options.InstructionBudget ?? ulong.MaxValue;
-        _code = new CodeCache(_size, page => _mmu!.RevokeWrite(page), () => Interlocked.Or(ref _s->Attention, AttentionHostWrite));
+        _code = new CodeCache(_size, page => _mmu!.RevokeWrite(page), () => Interlocked.Or(ref _s->Attention, AttentionHostWrite), BlockDropped);
         _mmu = new Mmu(_mem, _size, _sys, _code, memory.DirtyPagePointer, options.GuardPages);
         _delivery = new ExceptionDelivery(_sys, _mmu);
         SetState(initial);
@@ -642,6 +644,12 @@ internal sealed unsafe partial class EmulatorVcpu : IVcpu, IGeneralRegisters, IG
     }
 
     // ---- block cache ----
+
+    /// <summary>
+    /// The code cache dropped a block (<see cref="CodeCache.Drop"/>): if the interpreter is running, its loop ends
+    /// after the current instruction, and goes on only if its own block is still valid (<see cref="ExecuteBlock"/>).
+    /// </summary>
+    private void BlockDropped() => _runLimit = 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Block GetBlock(ulong rip)

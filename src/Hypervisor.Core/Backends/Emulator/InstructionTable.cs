@@ -74,7 +74,7 @@ internal static class InstructionTable
 
         Row(plain, OpKind.Nop, OpKind.Mov, OpKind.Movzx, OpKind.Movsx, OpKind.Lea, OpKind.Push, OpKind.Pop, OpKind.Not,
             OpKind.Div, OpKind.Idiv, OpKind.Xchg, OpKind.Bswap, OpKind.SignExtendAcc, OpKind.SignExtendToDx, OpKind.Leave,
-            OpKind.Cpuid, OpKind.Rdtsc, OpKind.Cld, OpKind.Std, OpKind.Movs, OpKind.Stos, OpKind.Lods, OpKind.SmcExit,
+            OpKind.Cpuid, OpKind.Rdtsc, OpKind.Cld, OpKind.Std, OpKind.Movs, OpKind.Stos, OpKind.Lods,
             OpKind.MovRR64, OpKind.MovRR32, OpKind.MovRI64, OpKind.MovRI32, OpKind.LoadRM64, OpKind.LoadRM32,
             OpKind.StoreMR64, OpKind.StoreMR32, OpKind.MovzxLoad8, OpKind.MovzxRR8, OpKind.Lea64, OpKind.Lea32);
         Row(arith, OpKind.Add, OpKind.Or, OpKind.And, OpKind.Sub, OpKind.Xor, OpKind.Cmp, OpKind.Test, OpKind.Neg,

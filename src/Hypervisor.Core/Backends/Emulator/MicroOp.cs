@@ -73,7 +73,6 @@ internal enum OpKind : ushort
     // Specialized forms (chosen at decode time for the hottest shapes: 32/64-bit register and immediate operands).
     MovRR64, MovRR32, MovRI64, MovRI32, AddRR64, AddRR32, AddRI64, AddRI32, SubRR64, SubRR32, SubRI64, SubRI32, AndRR64, AndRR32, AndRI64, AndRI32, OrRR64, OrRR32, OrRI64, OrRI32, XorRR64, XorRR32, XorRI64, XorRI32, CmpRR64, CmpRR32, CmpRI64, CmpRI32, TestRR64, TestRR32, TestRI64, TestRI32,
     LoadRM64, LoadRM32, StoreMR64, StoreMR32, MovzxLoad8, MovzxRR8, Lea64, Lea32, ShiftRI,
-    SmcExit,
     Cli, Sti, Lgdt, Lidt, MovFromCr, MovToCr,
     Unsupported,
     /// <summary>A valid instruction the emulator does not implement: ends the run with <see cref="VcpuExitKind.Unimplemented"/> (an emulator gap, not a guest fault).</summary>

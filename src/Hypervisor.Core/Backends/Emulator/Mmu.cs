@@ -62,22 +62,34 @@ internal sealed unsafe class Mmu
         Current = Supervisor.Entries;
     }
 
-    /// <summary>The page-aligned guard pages inside memory, each once (a loop, not LINQ: this runs for every VM).</summary>
+    /// <summary>The page-aligned guard pages inside memory, each once (loops over an array, not LINQ or a list: this runs for every VM).</summary>
     private static ulong[] GuardPagesIn(IReadOnlyList<ulong> guardPages, ulong size)
     {
-        if (guardPages.Count == 0)
+        int count = guardPages.Count;
+        if (count == 0)
         {
             return [];
         }
-        var kept = new List<ulong>(guardPages.Count);
-        foreach (ulong g in guardPages)
+        var kept = new ulong[count];
+        int n = 0;
+        for (int i = 0; i < count; i++)
         {
-            if (g % 0x1000 == 0 && g < size && !kept.Contains(g))
+            ulong g = guardPages[i];
+            if (g % 0x1000 != 0 || g >= size)
             {
-                kept.Add(g);
+                continue;
+            }
+            bool seen = false;
+            for (int k = 0; k < n && !seen; k++)
+            {
+                seen = kept[k] == g;
+            }
+            if (!seen)
+            {
+                kept[n++] = g;
             }
         }
-        return [.. kept];
+        return n == count ? kept : kept[..n];
     }
 
     /// <summary>

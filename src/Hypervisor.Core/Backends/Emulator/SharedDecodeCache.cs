@@ -13,9 +13,10 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// their texts. Decoding is a pure function of the linear start address and those bytes (64-bit mode, the fixed CPUID
 /// model), so a vCPU may take an entry when its own memory holds the same bytes at the same linear and physical
 /// address: <see cref="Find"/> compares them before every use, so a guest that changed its code (or another image's
-/// code at the same address) never runs a stale decode. The vCPU then owns a private <see cref="Block"/> copied from
-/// the entry (its own ops, validity, hit count and translation) in its own <see cref="CodeCache"/>, which keeps
-/// invalidating on stores exactly as for a block it decoded itself.</para>
+/// code at the same address) never runs a stale decode. The vCPU then owns a private <see cref="Block"/> made from
+/// the entry (its own validity, hit count, links and translation, over the entry's shared op array, which nothing
+/// writes once published) in its own <see cref="CodeCache"/>, which keeps invalidating on stores exactly as for a
+/// block it decoded itself: a store drops that VM's block, never the array (<see cref="CodeCache.Drop"/>).</para>
 /// <para>Only blocks that lie within one page and decoded without a fetch fault are shared (their bytes are all on the
 /// page that was translated to find them); a vCPU with breakpoints set neither takes nor publishes (a breakpoint
 /// ends a block). Reads are lock-free; publishing (a decode miss) takes a lock. When an entry would pass
@@ -92,7 +93,8 @@ internal sealed unsafe class SharedDecodeCache
     /// </summary>
     public void Publish(long scope, Block block, byte* host, int length)
     {
-        var entry = new SharedBlock(block.End, new ReadOnlySpan<byte>(host, length).ToArray(), (MicroOp[])block.Ops.Clone(), block.Texts, block.HostBytes + length);
+        // The decoder's own op array: no block ever writes its ops (CodeCache.Drop), so every VM runs this one.
+        var entry = new SharedBlock(block.End, new ReadOnlySpan<byte>(host, length).ToArray(), block.Ops, block.Texts, block.HostBytes + length);
         var key = (scope, block.Start, block.PhysicalStart);
         lock (_publishLock)
         {
@@ -155,6 +157,10 @@ internal sealed class SharedBlock(ulong end, byte[] code, MicroOp[] ops, string[
     private readonly MicroOp[] _ops = ops;
     private readonly string[] _texts = texts;
 
-    /// <summary>A private block for one vCPU's code cache: its own copy of the ops (a dropped block rewrites them), the shared texts.</summary>
-    public Block Instantiate(ulong linear, ulong physical) => new(linear, End, (MicroOp[])_ops.Clone(), _texts, physical);
+    /// <summary>
+    /// A private block for one vCPU's code cache (its own validity, hit count, links and translation) over the shared,
+    /// never written ops and texts: a VM that overwrites this code drops its own block, not the array (see
+    /// <see cref="CodeCache.Drop"/>), so the other VMs running it are not affected.
+    /// </summary>
+    public Block Instantiate(ulong linear, ulong physical) => new(linear, End, _ops, _texts, physical);
 }

@@ -43,9 +43,20 @@ internal sealed unsafe class Tlb
     /// <summary>Info: log2 of the page size above 4 KiB (0, 9 for 2 MiB, 18 for 1 GiB) in bits 1-5.</summary>
     private const int InfoSizeShift = 1;
 
+    /// <summary>Fills <see cref="FlushAll"/> undoes one by one; past this many it rewrites every entry.</summary>
+    public const int MaxTrackedFills = 256;
+
     private readonly TlbEntry[] _array = GC.AllocateArray<TlbEntry>(Size, pinned: true);
     /// <summary>Per entry: physical page address | size | global flag (valid when the entry is).</summary>
     private readonly ulong[] _info = new ulong[Size];
+    /// <summary>
+    /// The entries filled since the last <see cref="FlushAll"/>, in order (an index may repeat), while at most
+    /// <see cref="MaxTrackedFills"/>; every entry not listed is invalid. A short-lived VM fills a few dozen of the
+    /// 2,048: its flushes (state loads, CR0/CR4 changes, the pool's flush for the next vCPU) write those instead of
+    /// all 64 KiB, which in a cold cache was most of a vCPU's creation (bench/emulator-suite-notes.md, "Sixth round").
+    /// </summary>
+    private readonly ushort[] _filled = new ushort[MaxTrackedFills];
+    private int _filledCount = MaxTrackedFills + 1; // a new array holds zeros (valid tags for page 0): flush all
 
     public Tlb()
     {
@@ -71,9 +82,35 @@ internal sealed unsafe class Tlb
         e->ExecTag = execute ? page : Invalid;
         e->Addend = (long)hostPage - (long)page;
         _info[i] = physicalPage | ((ulong)largeShift << InfoSizeShift) | (global ? InfoGlobal : 0);
+        if (_filledCount < MaxTrackedFills)
+        {
+            _filled[_filledCount++] = (ushort)i;
+        }
+        else
+        {
+            _filledCount = MaxTrackedFills + 1; // too many to list: the next flush rewrites every entry
+        }
     }
 
-    public void FlushAll() => new Span<TlbEntry>(Entries, Size).Fill(new TlbEntry { ReadTag = Invalid, WriteTag = Invalid, ExecTag = Invalid });
+    /// <summary>Drops every entry.</summary>
+    public void FlushAll()
+    {
+        if (_filledCount <= MaxTrackedFills)
+        {
+            // Only the listed entries can be valid (Fill is the only writer of a valid tag). Written out, not Drop:
+            // hello's first VM flushes only new TLBs (every entry), so a call here was the second VM's first call of
+            // Drop, and its JIT (measured: 30-40 us) a tenth of that VM.
+            foreach (ushort i in _filled.AsSpan(0, _filledCount))
+            {
+                Entries[i] = new TlbEntry { ReadTag = Invalid, WriteTag = Invalid, ExecTag = Invalid };
+            }
+        }
+        else
+        {
+            new Span<TlbEntry>(Entries, Size).Fill(new TlbEntry { ReadTag = Invalid, WriteTag = Invalid, ExecTag = Invalid });
+        }
+        _filledCount = 0;
+    }
 
     /// <summary>Drops every entry that is not global (a CR3 write with CR4.PGE set).</summary>
     public void FlushNonGlobal()

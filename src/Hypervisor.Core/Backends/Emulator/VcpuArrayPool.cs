@@ -2,19 +2,20 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 
 /// <summary>
 /// The emulated vCPU's large per-VM arrays kept for the next vCPU: software TLBs (<see cref="Tlb"/>, 80 KiB each),
-/// direct-mapped block caches (<see cref="CodeCache.FastSize"/> entries, 32 KiB each) and code page maps (a byte per
-/// guest page: 16 KiB for 64 MiB). A short-lived VM otherwise
+/// direct-mapped block caches (<see cref="CodeCache.FastSize"/> entries, 32 KiB each), code page maps (a byte per
+/// guest page: 16 KiB for 64 MiB) and the code cache's block maps (empty, with the room they grew to). A short-lived VM otherwise
 /// allocates them on the pinned and small object heaps and touches fresh GC pages for each (measured for hello:
 /// half of the vCPU's creation; bench/emulator-suite-notes.md, "Fifth round").
 /// </summary>
 /// <remarks>
 /// What is taken holds nothing of another VM: a TLB is flushed when taken (every entry invalid), a code page map is
 /// cleared when taken, a block cache is emptied when it comes back (which also lets its blocks and their translated
-/// code go). A vCPU gives its arrays back only
+/// code go), a block map is kept only when it comes back empty. A vCPU gives its arrays back only
 /// from <see cref="EmulatorVcpu.Dispose"/>, after which every entry point of that vCPU that can reach them refuses to
 /// run (<see cref="ObjectDisposedException"/>), so a stale vCPU never writes into arrays another VM now uses. At most
-/// <see cref="MaxKept"/> of each are kept (about 900 KiB in all, and code page maps of at most
-/// <see cref="MaxCodePageMap"/> bytes).
+/// <see cref="MaxKept"/> of each are kept (about 900 KiB in all, code page maps of at most
+/// <see cref="MaxCodePageMap"/> bytes, and block maps with room for at most <see cref="MaxBlockMapCapacity"/>
+/// blocks, about 150 KiB each).
 /// </remarks>
 internal static class VcpuArrayPool
 {
@@ -28,7 +29,42 @@ internal static class VcpuArrayPool
     private static readonly Tlb?[] s_tlbs = new Tlb?[MaxKept];
     private static readonly Block?[]?[] s_caches = new Block?[]?[MaxKept];
     private static readonly byte[]?[] s_codePageMaps = new byte[]?[MaxKept];
-    private static int s_tlbCount, s_cacheCount, s_codePageMapCount;
+    private static readonly Dictionary<(ulong Linear, ulong Physical), Block>?[] s_blockMaps = new Dictionary<(ulong Linear, ulong Physical), Block>?[MaxKept];
+    private static int s_tlbCount, s_cacheCount, s_codePageMapCount, s_blockMapCount;
+
+    /// <summary>Most entries a kept block map may have room for (a VM that decoded more gives its map to the GC).</summary>
+    public const int MaxBlockMapCapacity = 4096;
+
+    /// <summary>An empty block map (<see cref="CodeCache"/>'s blocks by linear and physical address): a kept one, with the room its last owner grew it to, or a new one.</summary>
+    public static Dictionary<(ulong Linear, ulong Physical), Block> TakeBlockMap()
+    {
+        lock (s_lock)
+        {
+            if (s_blockMapCount > 0)
+            {
+                Dictionary<(ulong Linear, ulong Physical), Block> map = s_blockMaps[--s_blockMapCount]!;
+                s_blockMaps[s_blockMapCount] = null;
+                return map;
+            }
+        }
+        return [];
+    }
+
+    /// <summary>Keeps <paramref name="map"/> for another vCPU when it is empty and not too large; the caller never uses it again.</summary>
+    public static void Return(Dictionary<(ulong Linear, ulong Physical), Block> map)
+    {
+        if (map.Count != 0 || map.EnsureCapacity(0) > MaxBlockMapCapacity)
+        {
+            return;
+        }
+        lock (s_lock)
+        {
+            if (s_blockMapCount < MaxKept)
+            {
+                s_blockMaps[s_blockMapCount++] = map;
+            }
+        }
+    }
 
     /// <summary>Arrays kept now (for tests).</summary>
     internal static (int Tlbs, int BlockCaches, int CodePageMaps) Count
