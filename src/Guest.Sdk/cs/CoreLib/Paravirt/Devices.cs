@@ -25,6 +25,10 @@ namespace Paravirt.Guest
         /// <summary><paramref name="count"/> zeroed, page-aligned pages (the C drivers' allocator), or null when memory is exhausted.</summary>
         public static void* AllocPages(ulong count) => PageAllocNative((nuint)count);
 
+        /// <summary>Zeroed, page-aligned memory of at least <paramref name="bytes"/> bytes (whole pages), or null when memory is exhausted.</summary>
+        public static void* AllocBytes(ulong bytes) =>
+            AllocPages((bytes / EntryConvention.PageSize) + (bytes % EntryConvention.PageSize != 0 ? 1UL : 0UL));
+
         /// <summary>Copies device <paramref name="index"/>'s description into <paramref name="info"/>; returns the index or a negative status (NoDevice past the last).</summary>
         public static long GetInfo(uint index, DeviceInfo* info)
         {

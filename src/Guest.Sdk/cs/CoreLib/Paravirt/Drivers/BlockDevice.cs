@@ -51,8 +51,7 @@ namespace Paravirt.Guest
             if (info.SectorSize != BlockConstants.SectorSize)
                 return (long)HypercallStatus.Protocol;
             uint order = info.MaxRingOrder < RingConstants.MaxOrder ? info.MaxRingOrder : RingConstants.MaxOrder;
-            ulong bytes = FrontRing.Bytes(order, BlockConstants.SlotSize);
-            void* mem = Devices.AllocPages((bytes + EntryConvention.PageSize - 1) / EntryConvention.PageSize);
+            void* mem = Devices.AllocBytes(FrontRing.Bytes(order, BlockConstants.SlotSize));
             void* completions = Devices.AllocPages(1);
             if (mem == null || completions == null)
                 return (long)HypercallStatus.NoMemory;

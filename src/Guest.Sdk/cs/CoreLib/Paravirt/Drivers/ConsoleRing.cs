@@ -34,7 +34,7 @@ namespace Paravirt.Guest
             long index = Devices.Find(DeviceKind.Console, name, &info);
             if (index < 0)
                 return index;
-            byte* page = (byte*)Devices.AllocPages((ConsoleInterface.Size + EntryConvention.PageSize - 1) / EntryConvention.PageSize);
+            byte* page = (byte*)Devices.AllocBytes(ConsoleInterface.Size);
             if (page == null)
                 return (long)HypercallStatus.NoMemory;
             var c = new ConsoleRing { _page = page, Index = (uint)index };

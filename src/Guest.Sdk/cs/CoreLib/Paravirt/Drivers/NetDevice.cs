@@ -47,12 +47,12 @@ namespace Paravirt.Guest
             if (order > RingConstants.MaxOrder)
                 order = RingConstants.MaxOrder;
             uint slots = 1u << (int)order;
-            ulong ringPages = (FrontRing.Bytes(order, NetConstants.SlotSize) + EntryConvention.PageSize - 1) / EntryConvention.PageSize;
-            ulong bufPages = ((ulong)slots * bufSize + EntryConvention.PageSize - 1) / EntryConvention.PageSize;
-            void* tx = Devices.AllocPages(ringPages);
-            void* rx = Devices.AllocPages(ringPages);
-            byte* txBufs = (byte*)Devices.AllocPages(bufPages);
-            byte* rxBufs = (byte*)Devices.AllocPages(bufPages);
+            ulong ringBytes = FrontRing.Bytes(order, NetConstants.SlotSize);
+            ulong bufBytes = (ulong)slots * bufSize;
+            void* tx = Devices.AllocBytes(ringBytes);
+            void* rx = Devices.AllocBytes(ringBytes);
+            byte* txBufs = (byte*)Devices.AllocBytes(bufBytes);
+            byte* rxBufs = (byte*)Devices.AllocBytes(bufBytes);
             byte* mac = (byte*)Devices.AllocPages(1);
             if (tx == null || rx == null || txBufs == null || rxBufs == null || mac == null)
                 return (long)HypercallStatus.NoMemory;
