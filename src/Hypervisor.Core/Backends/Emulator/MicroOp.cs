@@ -233,4 +233,7 @@ internal sealed class Block
 
     /// <summary>The <see cref="CodeCache.LinkEpoch"/> under which the link slots were filled.</summary>
     public ulong LinkEpoch;
+
+    /// <summary>The next block in its <see cref="BlockMap"/> bucket (null when last, or in no map).</summary>
+    public Block? NextInMap;
 }
