@@ -15,6 +15,7 @@ public sealed class BlockMapTests
         {
             Assert.Null(map.Set(block));
         }
+        Assert.Null(map.Set(a)); // the same block again changes nothing
         Assert.Equal(4, map.Count);
         Assert.Same(a, map.Find(0x40_0000, 0x1000));
         Assert.Same(b, map.Find(0x40_0000, 0x2000));

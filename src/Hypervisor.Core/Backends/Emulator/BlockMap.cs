@@ -50,12 +50,16 @@ internal sealed class BlockMap
         return null;
     }
 
-    /// <summary>Adds <paramref name="block"/> (in no map now); a block with the same start leaves the map and is returned.</summary>
+    /// <summary>Adds <paramref name="block"/> (in no other map); another block with the same start leaves the map and is returned.</summary>
     public Block? Set(Block block)
     {
         ref Block? slot = ref _buckets[Bucket(block.Start, block.PhysicalStart, _buckets.Length - 1)];
         while (slot is not null)
         {
+            if (ReferenceEquals(slot, block))
+            {
+                return null; // already here (unchaining it from itself would cut its bucket short)
+            }
             if (slot.Start == block.Start && slot.PhysicalStart == block.PhysicalStart)
             {
                 Block old = slot;
