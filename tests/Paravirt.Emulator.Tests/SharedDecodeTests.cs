@@ -333,4 +333,136 @@ public sealed class SharedDecodeTests
             }
         }
     }
+    [Fact]
+    public void Table_UnderCollisionsAndGrowth_FindsEachKeysOwnEntry_AndNothingElse()
+    {
+        // A 2-slot table: every key collides at first, then the table grows 2 -> 2048 slots under the probes.
+        var cache = new SharedDecodeCache(initialSlots: 2);
+        long scopeA = cache.ScopeOf(new object()), scopeB = cache.ScopeOf(new object());
+        byte[] codeA = [0x90, 0xC3], codeB = [0x90, 0x90, 0xC3];
+        unsafe
+        {
+            fixed (byte* a = codeA)
+            fixed (byte* b = codeB)
+            {
+                var published = new List<(long Scope, ulong Linear, ulong Physical, Block Block)>();
+                for (ulong k = 0; k < 1000; k++)
+                {
+                    // Keys that differ in one of the three parts only: same linear on two physical pages, same physical
+                    // at two linear addresses, the same pair in two scopes.
+                    ulong linear = 0x40_0000 + ((k / 2) * 16), physical = 0x1000 + ((k / 2) * 16) + ((k % 2) << 12);
+                    long scope = k % 3 == 0 ? scopeB : scopeA;
+                    var block = new Block(linear, linear + 2, [default, default], [], physical);
+                    cache.Publish(scope, block, scope == scopeA ? a : b, scope == scopeA ? codeA.Length : codeB.Length);
+                    published.Add((scope, linear, physical, block));
+                }
+                Assert.Equal(2048, cache.TableSlots); // 1,000 keys: at most half the slots taken
+                foreach ((long scope, ulong linear, ulong physical, Block block) in published)
+                {
+                    byte* own = scope == scopeA ? a : b;
+                    int length = scope == scopeA ? codeA.Length : codeB.Length;
+                    SharedBlock found = cache.Find(scope, linear, physical, own, 8) ?? throw new InvalidOperationException($"0x{linear:x}/0x{physical:x} not found");
+                    Assert.Same(block.Ops, found.Instantiate(linear, physical).Ops);
+                    Assert.Equal(length, found.Code.Length);
+                    // The same address in the other scope, another physical or another linear address: nothing.
+                    Assert.Null(cache.Find(scope == scopeA ? scopeB : scopeA, linear, physical, own, 8));
+                    Assert.Null(cache.Find(scope, linear, physical + 0x10_0000, own, 8));
+                    Assert.Null(cache.Find(scope, linear + 0x10_0000, physical, own, 8));
+                    Assert.Null(cache.Find(scope, linear, physical, scope == scopeA ? b : a, 8)); // other bytes
+                }
+                // The same key in the other scope is another entry; other bytes at one key are a variant of it; a
+                // flush empties the table back to its first size.
+                (long s1, ulong l1, ulong p1, Block b1) = published[1];
+                Assert.Equal(scopeA, s1);
+                var inB = new Block(l1, l1 + 3, [default, default, default], [], p1);
+                cache.Publish(scopeB, inB, b, codeB.Length);
+                Assert.Same(inB.Ops, cache.Find(scopeB, l1, p1, b, 8)!.Instantiate(l1, p1).Ops);
+                Assert.Same(b1.Ops, cache.Find(scopeA, l1, p1, a, 8)!.Instantiate(l1, p1).Ops);
+                Assert.Null(cache.Find(scopeA, l1, p1, b, 8));
+                var variant = new Block(l1, l1 + 3, [default, default, default], [], p1);
+                cache.Publish(scopeA, variant, b, codeB.Length);
+                Assert.Same(variant.Ops, cache.Find(scopeA, l1, p1, b, 8)!.Instantiate(l1, p1).Ops);
+                Assert.Same(b1.Ops, cache.Find(scopeA, l1, p1, a, 8)!.Instantiate(l1, p1).Ops);
+                cache.Clear();
+                Assert.Equal(2, cache.TableSlots);
+                Assert.Null(cache.Find(scopeA, l1, p1, a, 8));
+            }
+        }
+    }
+
+    [Fact]
+    public void Table_ReadersWhilePublishing_SeeOnlyCompleteEntries()
+    {
+        // Lock-free readers against a publisher growing a small table: every hit is the entry of the key asked for.
+        var cache = new SharedDecodeCache(initialSlots: 2);
+        long scope = cache.ScopeOf(new object());
+        byte[] code = [0x90, 0xC3];
+        const int Keys = 4000;
+        var blocks = new Block[Keys];
+        for (int k = 0; k < Keys; k++)
+        {
+            blocks[k] = new Block(0x40_0000 + ((ulong)k * 16), 0x40_0002 + ((ulong)k * 16), [default, default], [], 0x1000 + ((ulong)k * 16));
+        }
+        int wrong = 0;
+        using var done = new ManualResetEventSlim();
+        Thread reader = new(() =>
+        {
+            unsafe
+            {
+                fixed (byte* host = code)
+                {
+                    var random = new Random(7);
+                    while (!done.IsSet)
+                    {
+                        int k = random.Next(Keys);
+                        if (cache.Find(scope, blocks[k].Start, blocks[k].PhysicalStart, host, 8) is { } found
+                            && (found.Linear != blocks[k].Start || !ReferenceEquals(found.Instantiate(found.Linear, found.Physical).Ops, blocks[k].Ops)))
+                        {
+                            Interlocked.Increment(ref wrong);
+                        }
+                    }
+                }
+            }
+        });
+        reader.Start();
+        unsafe
+        {
+            fixed (byte* host = code)
+            {
+                foreach (Block block in blocks)
+                {
+                    cache.Publish(scope, block, host, code.Length);
+                }
+            }
+        }
+        done.Set();
+        reader.Join();
+        Assert.Equal(0, wrong);
+        Assert.Equal(Keys, cache.Published);
+    }
+
+    [Fact]
+    public void Table_AKeyThatDiffersInOnePart_NeverFindsTheEntry()
+    {
+        // One entry in a 2-slot table: about half of all other keys probe its slot first and must compare all three parts.
+        var cache = new SharedDecodeCache(initialSlots: 2);
+        long scope = cache.ScopeOf(new object()), otherScope = cache.ScopeOf(new object());
+        byte[] code = [0x90, 0xC3];
+        unsafe
+        {
+            fixed (byte* host = code)
+            {
+                cache.Publish(scope, new Block(0x40_0000, 0x40_0002, [default, default], [], 0x5000), host, code.Length);
+                Assert.Equal(2, cache.TableSlots);
+                Assert.NotNull(cache.Find(scope, 0x40_0000, 0x5000, host, 8));
+                for (ulong k = 1; k <= 64; k++)
+                {
+                    Assert.Null(cache.Find(scope, 0x40_0000, 0x5000 + (k * 0x1000), host, 8));
+                    Assert.Null(cache.Find(scope, 0x40_0000 + (k * 0x10), 0x5000, host, 8));
+                    Assert.Null(cache.Find(scope + (long)k, 0x40_0000, 0x5000, host, 8));
+                }
+                Assert.Null(cache.Find(otherScope, 0x40_0000, 0x5000, host, 8));
+            }
+        }
+    }
 }

@@ -118,29 +118,33 @@ public sealed unsafe class VcpuArrayPoolTests
     [Fact]
     public void ATakenBlockMap_IsEmpty_AndOneThatComesBackHoldingBlocksIsNotKept()
     {
-        var block = new Block(0x1000, 0x1001, [], []);
-        var maps = new Dictionary<(ulong Linear, ulong Physical), Block>[VcpuArrayPool.MaxKept];
+        var maps = new BlockMap[VcpuArrayPool.MaxKept];
         for (int i = 0; i < maps.Length; i++)
         {
             maps[i] = VcpuArrayPool.TakeBlockMap();
             for (ulong k = 0; k < 100; k++)
             {
-                maps[i][(k << 12, k << 12)] = block;
+                maps[i].Set(new Block(k << 12, (k << 12) + 1, [], [], k << 12));
             }
         }
         // Returned holding blocks: refused. (Other tests return maps in parallel, so the check is on what comes back.)
-        foreach (Dictionary<(ulong Linear, ulong Physical), Block> map in maps)
+        foreach (BlockMap map in maps)
         {
             VcpuArrayPool.Return(map);
         }
         for (int i = 0; i < maps.Length; i++)
         {
-            Dictionary<(ulong Linear, ulong Physical), Block> taken = VcpuArrayPool.TakeBlockMap();
-            Assert.Empty(taken);
-            taken[(1, 1)] = block; // used, then emptied as CodeCache.Release does: kept, and still empty when taken
-            taken.Clear();
+            BlockMap taken = VcpuArrayPool.TakeBlockMap();
+            Assert.Equal(0, taken.Count);
+            Assert.Null(taken.Find(0, 0));
+            var block = new Block(0x1000, 0x1001, [], [], 0x1000);
+            taken.Set(block); // used, then emptied as CodeCache.Release does: kept, and still empty when taken
+            taken.InvalidateAll();
+            Assert.False(block.Valid);
             VcpuArrayPool.Return(taken);
-            Assert.Empty(VcpuArrayPool.TakeBlockMap());
+            BlockMap again = VcpuArrayPool.TakeBlockMap();
+            Assert.Equal(0, again.Count);
+            Assert.Null(again.Find(0x1000, 0x1000));
         }
     }
 

@@ -33,7 +33,7 @@ internal sealed unsafe class CodeCache
     /// <summary>Host writes queued before the vCPU flushes the whole cache instead of tracking ranges.</summary>
     private const int MaxPendingHostWrites = 64;
 
-    private Dictionary<(ulong Linear, ulong Physical), Block> _blocks = VcpuArrayPool.TakeBlockMap();
+    private BlockMap _blocks = VcpuArrayPool.TakeBlockMap();
     private readonly Dictionary<ulong, List<Block>> _pageBlocks = [];
     private readonly byte[] _codePageArray;
     private readonly ulong _pages;
@@ -123,7 +123,7 @@ internal sealed unsafe class CodeCache
         *LinkEpoch = user ? _linkEpochUser : _linkEpochSupervisor;
     }
 
-    public Block? Find(ulong linear, ulong physical) => _blocks.GetValueOrDefault((linear, physical));
+    public Block? Find(ulong linear, ulong physical) => _blocks.Find(linear, physical);
 
     /// <summary>Adds a decoded block (flushing everything first when it would pass the cap).</summary>
     public void Add(Block block)
@@ -134,7 +134,7 @@ internal sealed unsafe class CodeCache
             CapacityFlushes++;
             Flush();
         }
-        _blocks[(block.Start, block.PhysicalStart)] = block;
+        _blocks.Set(block);
         _bytes += cost;
         if (block.End <= block.Start)
         {
@@ -172,11 +172,7 @@ internal sealed unsafe class CodeCache
     /// <summary>Drops every block (between blocks: none is running).</summary>
     public void Flush()
     {
-        foreach (Block old in _blocks.Values)
-        {
-            old.Valid = false;
-        }
-        _blocks.Clear();
+        _blocks.InvalidateAll();
         _pageBlocks.Clear();
         FlushFast();
         Array.Clear(_codePageArray);
@@ -191,16 +187,12 @@ internal sealed unsafe class CodeCache
     {
         // Not Flush: the code page map is cleared by its next taker (VcpuArrayPool), and a fresh map's clear here was
         // the first touch of its pages (page faults: 4 a VM for hello's 64 MiB).
-        foreach (Block old in _blocks.Values)
-        {
-            old.Valid = false;
-        }
-        _blocks.Clear();
+        _blocks.InvalidateAll();
         _pageBlocks.Clear();
         // Empty, with the room this VM grew it to (growing it was about half the time of adding a second VM's blocks:
         // measured 33-38 -> 18-21 us for hello); an empty map of this cache's own stays behind for a stale caller.
         VcpuArrayPool.Return(_blocks);
-        _blocks = [];
+        _blocks = new BlockMap(1);
         // The map goes too (cleared by its next taker). OnHostWrite may still read it from another thread, racing the
         // dispose: a read of another VM's map queues nothing that runs.
         CodePages = null;
@@ -270,9 +262,8 @@ internal sealed unsafe class CodeCache
         // Links out of a dropped block would keep its successors alive after they are dropped too.
         b.LinkNext = b.LinkTarget = b.LinkIndirect = null;
         _blockDropped();
-        if (_blocks.TryGetValue((b.Start, b.PhysicalStart), out Block? cur) && ReferenceEquals(cur, b))
+        if (_blocks.Remove(b))
         {
-            _blocks.Remove((b.Start, b.PhysicalStart));
             _bytes -= b.HostBytes;
         }
     }

@@ -154,6 +154,18 @@ internal sealed class Block
     /// <summary><see cref="PhysicalSecond"/> when the block lies within one page.</summary>
     public const ulong NoPage = ulong.MaxValue;
 
+    /// <summary>A block within one page whose cost estimate is known (<see cref="SharedBlock.Instantiate"/>: the decoded block's).</summary>
+    public Block(ulong start, ulong end, MicroOp[] ops, string[] texts, ulong physicalStart, long hostBytes)
+    {
+        Start = start;
+        End = end;
+        Ops = ops;
+        Texts = texts;
+        PhysicalStart = physicalStart;
+        PhysicalSecond = NoPage;
+        HostBytes = hostBytes;
+    }
+
     public Block(ulong start, ulong end, MicroOp[] ops, string[] texts, ulong physicalStart = 0, ulong physicalSecond = NoPage)
     {
         Start = start;
@@ -221,4 +233,7 @@ internal sealed class Block
 
     /// <summary>The <see cref="CodeCache.LinkEpoch"/> under which the link slots were filled.</summary>
     public ulong LinkEpoch;
+
+    /// <summary>The next block in its <see cref="BlockMap"/> bucket (null when last, or in no map).</summary>
+    public Block? NextInMap;
 }

@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 
 namespace Paravirt.Hypervisor.Backends.Emulator;
@@ -34,14 +34,40 @@ internal sealed unsafe class SharedDecodeCache
     /// <summary>Variants kept per address (different code at the same address: other images' VMs, self-modified code); the oldest is replaced.</summary>
     public const int MaxVariants = 4;
 
+    /// <summary>Slots of a fresh table (a power of two); the table doubles when half its slots are taken.</summary>
+    internal const int InitialSlots = 256;
+
     private static long s_nextScope;
 
     private readonly ConditionalWeakTable<object, StrongBox<long>> _scopes = [];
-    private readonly ConcurrentDictionary<(long Scope, ulong Linear, ulong Physical), SharedBlock[]> _blocks = new();
+    /// <summary>
+    /// Open addressing, linear probing: a slot holds the variants of one (scope, linear, physical) key, newest first
+    /// (every variant of a slot has that key), or null. Readers take no lock: a slot once filled is only ever replaced
+    /// by another immutable variant array of the same key, and a table once replaced (grown, flushed) is never written
+    /// again, so a reader sees either the old or the new variants, each a complete, published entry (a reader of an
+    /// old table may miss an entry published since: it decodes). One array read and three compares for a lookup,
+    /// instead of a concurrent dictionary's hashing of a tuple key through generic comparers (tier-0 code in a cold VM).
+    /// </summary>
+    private SharedBlock[]?[] _table;
+    private int _used;
     private readonly Lock _publishLock = new();
     private long _bytes;
     private long _hits;
     private long _published;
+
+    /// <summary>An empty cache.</summary>
+    /// <param name="initialSlots">Slots of the lookup table before it grows (a power of two; tests make collisions with a small one).</param>
+    public SharedDecodeCache(int initialSlots = InitialSlots)
+    {
+        if (initialSlots < 2 || !BitOperations.IsPow2(initialSlots))
+        {
+            throw new ArgumentOutOfRangeException(nameof(initialSlots), initialSlots, "a power of two, at least 2");
+        }
+        _initialSlots = initialSlots;
+        _table = new SharedBlock[]?[initialSlots];
+    }
+
+    private readonly int _initialSlots;
 
     /// <summary>The one instance the emulator's vCPUs use.</summary>
     public static SharedDecodeCache Process { get; } = new();
@@ -71,21 +97,38 @@ internal sealed unsafe class SharedDecodeCache
     /// </summary>
     public SharedBlock? Find(long scope, ulong linear, ulong physical, byte* host, int available)
     {
-        if (!_blocks.TryGetValue((scope, linear, physical), out SharedBlock[]? variants))
+        SharedBlock[]?[] table = Volatile.Read(ref _table);
+        int mask = table.Length - 1;
+        for (int slot = Slot(scope, linear, physical, mask); ; slot = (slot + 1) & mask)
         {
+            // Never full (at most half the slots are taken): the probe ends at an empty slot or at the key.
+            SharedBlock[]? variants = Volatile.Read(ref table[slot]);
+            if (variants is null)
+            {
+                return null;
+            }
+            SharedBlock first = variants[0];
+            if (first.Linear != linear || first.Physical != physical || first.Scope != scope)
+            {
+                continue;
+            }
+            foreach (SharedBlock candidate in variants)
+            {
+                byte[] code = candidate.Code;
+                if (code.Length <= available && new ReadOnlySpan<byte>(host, code.Length).SequenceEqual(code))
+                {
+                    Interlocked.Increment(ref _hits);
+                    return candidate;
+                }
+            }
             return null;
         }
-        foreach (SharedBlock candidate in variants)
-        {
-            byte[] code = candidate.Code;
-            if (code.Length <= available && new ReadOnlySpan<byte>(host, code.Length).SequenceEqual(code))
-            {
-                Interlocked.Increment(ref _hits);
-                return candidate;
-            }
-        }
-        return null;
     }
+
+    /// <summary>The first slot probed for a key: a multiplicative hash of the three (blocks are bytes apart, pages 4 KiB apart, scopes 1 apart).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static int Slot(long scope, ulong linear, ulong physical, int mask)
+        => (int)(((linear ^ (physical * 0xFF51AFD7ED558CCDUL) ^ ((ulong)scope << 48)) * 0x9E3779B97F4A7C15UL) >> 32) & mask;
 
     /// <summary>
     /// Publishes <paramref name="block"/>, decoded from the <paramref name="length"/> bytes at <paramref name="host"/>
@@ -94,22 +137,32 @@ internal sealed unsafe class SharedDecodeCache
     public void Publish(long scope, Block block, byte* host, int length)
     {
         // The decoder's own op array: no block ever writes its ops (CodeCache.Drop), so every VM runs this one.
-        var entry = new SharedBlock(block.End, new ReadOnlySpan<byte>(host, length).ToArray(), block.Ops, block.Texts, block.HostBytes + length);
-        var key = (scope, block.Start, block.PhysicalStart);
+        var entry = new SharedBlock(scope, block.Start, block.PhysicalStart, block.End, new ReadOnlySpan<byte>(host, length).ToArray(), block.Ops, block.Texts, block.HostBytes, length);
         lock (_publishLock)
         {
             if (_bytes + entry.HostBytes > ByteLimit)
             {
                 CapacityFlushes++;
-                _blocks.Clear();
-                Volatile.Write(ref _bytes, 0);
+                ClearLocked();
                 if (entry.HostBytes > ByteLimit)
                 {
                     return;
                 }
             }
+            if ((_used + 1) * 2 > _table.Length)
+            {
+                Grow();
+            }
+            SharedBlock[]?[] table = _table;
+            int mask = table.Length - 1;
+            int slot = Slot(scope, block.Start, block.PhysicalStart, mask);
+            SharedBlock[]? old;
+            while ((old = table[slot]) is not null && (old[0].Linear != block.Start || old[0].Physical != block.PhysicalStart || old[0].Scope != scope))
+            {
+                slot = (slot + 1) & mask;
+            }
             SharedBlock[] variants;
-            if (_blocks.TryGetValue(key, out SharedBlock[]? old))
+            if (old is not null)
             {
                 // Newest first; the oldest variant past MaxVariants is dropped.
                 int keep = Math.Min(old.Length, MaxVariants - 1);
@@ -124,27 +177,70 @@ internal sealed unsafe class SharedDecodeCache
             else
             {
                 variants = [entry];
+                _used++;
             }
-            _blocks[key] = variants;
+            // The array is complete before it is published (a release write): a reader sees all of it or the old one.
+            Volatile.Write(ref table[slot], variants);
             Volatile.Write(ref _bytes, _bytes + entry.HostBytes);
             _published++;
         }
     }
+
+    /// <summary>A table twice the size with every key moved over, then published (under the lock; readers of the old one are unaffected).</summary>
+    private void Grow()
+    {
+        SharedBlock[]?[] old = _table;
+        var table = new SharedBlock[]?[old.Length * 2];
+        int mask = table.Length - 1;
+        foreach (SharedBlock[]? variants in old)
+        {
+            if (variants is null)
+            {
+                continue;
+            }
+            SharedBlock first = variants[0];
+            int slot = Slot(first.Scope, first.Linear, first.Physical, mask);
+            while (table[slot] is not null)
+            {
+                slot = (slot + 1) & mask;
+            }
+            table[slot] = variants;
+        }
+        Volatile.Write(ref _table, table);
+    }
+
+    private void ClearLocked()
+    {
+        Volatile.Write(ref _table, new SharedBlock[]?[_initialSlots]);
+        _used = 0;
+        Volatile.Write(ref _bytes, 0);
+    }
+
+    /// <summary>Slots of the lookup table now (for tests).</summary>
+    internal int TableSlots => Volatile.Read(ref _table).Length;
 
     /// <summary>Drops every entry (for tests).</summary>
     public void Clear()
     {
         lock (_publishLock)
         {
-            _blocks.Clear();
-            Volatile.Write(ref _bytes, 0);
+            ClearLocked();
         }
     }
 }
 
-/// <summary>An immutable decoded block in the <see cref="SharedDecodeCache"/>: the code bytes it was decoded from and the decode.</summary>
-internal sealed class SharedBlock(ulong end, byte[] code, MicroOp[] ops, string[] texts, long hostBytes)
+/// <summary>An immutable decoded block in the <see cref="SharedDecodeCache"/>: its key, the code bytes it was decoded from and the decode.</summary>
+internal sealed class SharedBlock(long scope, ulong linear, ulong physical, ulong end, byte[] code, MicroOp[] ops, string[] texts, long blockBytes, int codeLength)
 {
+    /// <summary>The sharing scope it was published in.</summary>
+    public long Scope { get; } = scope;
+
+    /// <summary>Linear address of the first instruction.</summary>
+    public ulong Linear { get; } = linear;
+
+    /// <summary>Guest-physical address of the first instruction.</summary>
+    public ulong Physical { get; } = physical;
+
     /// <summary>One past the last byte of the last instruction.</summary>
     public ulong End { get; } = end;
 
@@ -152,15 +248,18 @@ internal sealed class SharedBlock(ulong end, byte[] code, MicroOp[] ops, string[
     public byte[] Code { get; } = code;
 
     /// <summary>Estimated host bytes the entry holds.</summary>
-    public long HostBytes { get; } = hostBytes;
+    public long HostBytes { get; } = blockBytes + codeLength;
 
+    /// <summary>Estimated host bytes of a block made from it (<see cref="Block.HostBytes"/> of the decoded block, before translation).</summary>
+    private readonly long _blockBytes = blockBytes;
     private readonly MicroOp[] _ops = ops;
     private readonly string[] _texts = texts;
 
     /// <summary>
     /// A private block for one vCPU's code cache (its own validity, hit count, links and translation) over the shared,
     /// never written ops and texts: a VM that overwrites this code drops its own block, not the array (see
-    /// <see cref="CodeCache.Drop"/>), so the other VMs running it are not affected.
+    /// <see cref="CodeCache.Drop"/>), so the other VMs running it are not affected. Its cost estimate is the decoded
+    /// block's, not computed again (that walked every text of the block: cold memory in a VM's first run).
     /// </summary>
-    public Block Instantiate(ulong linear, ulong physical) => new(linear, End, _ops, _texts, physical);
+    public Block Instantiate(ulong linear, ulong physical) => new(linear, End, _ops, _texts, physical, _blockBytes);
 }

@@ -29,31 +29,31 @@ internal static class VcpuArrayPool
     private static readonly Tlb?[] s_tlbs = new Tlb?[MaxKept];
     private static readonly Block?[]?[] s_caches = new Block?[]?[MaxKept];
     private static readonly byte[]?[] s_codePageMaps = new byte[]?[MaxKept];
-    private static readonly Dictionary<(ulong Linear, ulong Physical), Block>?[] s_blockMaps = new Dictionary<(ulong Linear, ulong Physical), Block>?[MaxKept];
+    private static readonly BlockMap?[] s_blockMaps = new BlockMap?[MaxKept];
     private static int s_tlbCount, s_cacheCount, s_codePageMapCount, s_blockMapCount;
 
-    /// <summary>Most entries a kept block map may have room for (a VM that decoded more gives its map to the GC).</summary>
+    /// <summary>Most buckets a kept block map may have (one per block it held at most: a VM that decoded more gives its map to the GC).</summary>
     public const int MaxBlockMapCapacity = 4096;
 
     /// <summary>An empty block map (<see cref="CodeCache"/>'s blocks by linear and physical address): a kept one, with the room its last owner grew it to, or a new one.</summary>
-    public static Dictionary<(ulong Linear, ulong Physical), Block> TakeBlockMap()
+    public static BlockMap TakeBlockMap()
     {
         lock (s_lock)
         {
             if (s_blockMapCount > 0)
             {
-                Dictionary<(ulong Linear, ulong Physical), Block> map = s_blockMaps[--s_blockMapCount]!;
+                BlockMap map = s_blockMaps[--s_blockMapCount]!;
                 s_blockMaps[s_blockMapCount] = null;
                 return map;
             }
         }
-        return [];
+        return new BlockMap();
     }
 
     /// <summary>Keeps <paramref name="map"/> for another vCPU when it is empty and not too large; the caller never uses it again.</summary>
-    public static void Return(Dictionary<(ulong Linear, ulong Physical), Block> map)
+    public static void Return(BlockMap map)
     {
-        if (map.Count != 0 || map.EnsureCapacity(0) > MaxBlockMapCapacity)
+        if (map.Count != 0 || map.Buckets > MaxBlockMapCapacity)
         {
             return;
         }
