@@ -503,14 +503,24 @@ internal static unsafe partial class BlockCompiler
         /// pushed by <paramref name="pushFrom"/>): returns <see cref="ExitRequested"/> when it asks to leave, else goes
         /// on at <paramref name="done"/>.
         /// </summary>
-        private void Interpret(Action pushFrom, int to, Label done)
+        private void Interpret(Action pushFrom, int to, Label done) => CallOrExit(ExecuteMethod, () =>
+        {
+            pushFrom();
+            _il.Emit(OpCodes.Ldc_I4, to);
+        }, done);
+
+        /// <summary>
+        /// Calls the vCPU helper <paramref name="helper"/>(block, args pushed by <paramref name="pushArgs"/>), which
+        /// returns true when the run must leave (a fault delivered, an exit to the VMM): then returns
+        /// <see cref="ExitRequested"/>, else goes on at <paramref name="done"/>.
+        /// </summary>
+        private void CallOrExit(MethodInfo helper, Action pushArgs, Label done)
         {
             ILGenerator il = _il;
             il.Emit(OpCodes.Ldarg_0);
             il.Emit(OpCodes.Ldarg_3);
-            pushFrom();
-            il.Emit(OpCodes.Ldc_I4, to);
-            il.Emit(OpCodes.Call, ExecuteMethod);
+            pushArgs();
+            il.Emit(OpCodes.Call, helper);
             il.Emit(OpCodes.Brfalse, done);
             il.Emit(OpCodes.Ldc_I4, ExitRequested);
             il.Emit(OpCodes.Ret);
@@ -913,16 +923,9 @@ internal static unsafe partial class BlockCompiler
         /// <summary>Calls <c>EmulatorVcpu.ExecuteVectorOp</c> for op <paramref name="k"/> and leaves the block with <see cref="ExitRequested"/> when it asks (a fault delivered, an exit to the VMM); the caller has written back what the helper reads.</summary>
         private void CallExecuteVectorOp(int k)
         {
-            ILGenerator il = _il;
-            Label go = il.DefineLabel();
-            il.Emit(OpCodes.Ldarg_0);
-            il.Emit(OpCodes.Ldarg_3);
-            il.Emit(OpCodes.Ldc_I4, k);
-            il.Emit(OpCodes.Call, VectorOpMethod);
-            il.Emit(OpCodes.Brfalse, go);
-            il.Emit(OpCodes.Ldc_I4, ExitRequested);
-            il.Emit(OpCodes.Ret);
-            il.MarkLabel(go);
+            Label go = _il.DefineLabel();
+            CallOrExit(VectorOpMethod, () => _il.Emit(OpCodes.Ldc_I4, k), go);
+            _il.MarkLabel(go);
         }
 
         /// <summary>XMM register <paramref name="reg"/>'s address in the vCPU state (arg 1 is the state's base: R is at offset 0).</summary>
