@@ -32,6 +32,7 @@ internal sealed class BlockMap
     /// <summary>Buckets now (the room the map has grown to).</summary>
     public int Buckets => _buckets.Length;
 
+    /// <summary>The bucket of a (linear, physical) start among <paramref name="mask"/> + 1: a multiplicative hash (blocks are bytes apart, pages 4 KiB apart).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static int Bucket(ulong linear, ulong physical, int mask)
         => (int)(((linear ^ (physical * 0xFF51AFD7ED558CCDUL)) * 0x9E3779B97F4A7C15UL) >> 32) & mask;

@@ -125,10 +125,10 @@ internal sealed unsafe class SharedDecodeCache
         }
     }
 
-    /// <summary>The first slot probed for a key: a multiplicative hash of the three (blocks are bytes apart, pages 4 KiB apart, scopes 1 apart).</summary>
+    /// <summary>The first slot probed for a key: a vCPU's block-map hash (<see cref="BlockMap.Bucket"/>) with the scope XORed into the linear address's top 16 bits (scopes are 1 apart; the multiply spreads them).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static int Slot(long scope, ulong linear, ulong physical, int mask)
-        => (int)(((linear ^ (physical * 0xFF51AFD7ED558CCDUL) ^ ((ulong)scope << 48)) * 0x9E3779B97F4A7C15UL) >> 32) & mask;
+        => BlockMap.Bucket(linear ^ ((ulong)scope << 48), physical, mask);
 
     /// <summary>
     /// Publishes <paramref name="block"/>, decoded from the <paramref name="length"/> bytes at <paramref name="host"/>
