@@ -137,7 +137,6 @@ public sealed unsafe class GuestMemory : IDisposable
         }
     }
 
-    /// <summary>Marks the pages of <c>[address, address + length)</c> dirty (the range was checked by the caller).</summary>
     /// <summary>
     /// True when every page of [<paramref name="address"/>, +<paramref name="length"/>) is known to hold zeros without
     /// reading it: the memory was zero when made (a fresh mapping, or one <see cref="GuestMemoryPool"/> zeroed), every
@@ -158,6 +157,7 @@ public sealed unsafe class GuestMemory : IDisposable
         return new ReadOnlySpan<byte>(_dirty + first, (int)(last - first + 1)).IndexOfAnyExcept((byte)0) < 0;
     }
 
+    /// <summary>Marks the pages of <c>[address, address + length)</c> dirty (the range was checked by the caller).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void MarkDirty(ulong address, ulong length)
     {
