@@ -15,7 +15,9 @@ namespace Paravirt.Hypervisor.Backends.Emulator;
 /// run (<see cref="ObjectDisposedException"/>), so a stale vCPU never writes into arrays another VM now uses. At most
 /// <see cref="MaxKept"/> of each are kept (about 900 KiB in all, code page maps of at most
 /// <see cref="MaxCodePageMap"/> bytes, and block maps with room for at most <see cref="MaxBlockMapCapacity"/>
-/// blocks, about 150 KiB each).
+/// blocks, about 150 KiB each). Each kind's take and return are written out on purpose: one generic bounded stack for
+/// the four kinds was measured 20-30 us slower in a process's second VM (shared generic code run at tier 0, a
+/// delegate for the code page map's size match), which is the figure this pool exists for.
 /// </remarks>
 internal static class VcpuArrayPool
 {
